@@ -1,0 +1,1 @@
+"""The on-disk cache of estimated kernels and deblurred results (bytes and records, no maths)."""

@@ -1,0 +1,99 @@
+"""The shared pieces: PSF checks, synthetic material, atomic writes, the command line's frame."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from worker.atomic import atomic_path
+from worker.deconv.psf_tools import center_on_centroid, resample_psf, validate_psf
+from worker.errors import InputError
+from worker.synthetic import camera_shake_kernel, dead_leaves
+
+
+@pytest.mark.parametrize(
+    ("psf", "message"),
+    [
+        (np.ones(5), "2-D"),
+        (np.ones((4, 5)), "odd"),
+        (np.full((3, 3), np.nan), "NaN"),
+        (-np.ones((3, 3)), "negative"),
+        (np.zeros((3, 3)), "all zeros"),
+        (np.ones((9, 9)), "larger than the image"),
+    ],
+)
+def test_validate_psf_rejects_bad_kernels(psf: np.ndarray, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        validate_psf(psf, image_shape=(7, 7, 3))
+
+
+def test_validate_psf_normalises() -> None:
+    psf = validate_psf(np.ones((3, 5)) * 7)
+    assert psf.dtype == np.float32
+    assert psf.sum() == pytest.approx(1.0)
+
+
+def test_center_on_centroid_moves_mass_to_the_centre() -> None:
+    psf = np.zeros((9, 9))
+    psf[1, 2] = psf[1, 3] = psf[2, 2] = 1
+    centred = center_on_centroid(psf)
+    rows, cols = np.indices(centred.shape)
+    assert abs((rows * centred).sum() - 4) <= 0.5
+    assert abs((cols * centred).sum() - 4) <= 0.5
+    assert centred.sum() == pytest.approx(1.0)
+
+
+def test_resample_psf_keeps_odd_size_and_unit_mass() -> None:
+    psf = camera_shake_kernel(21, np.random.default_rng(0))
+    for scale, expected in ((0.5, 11), (0.1, 3), (1.0, 21)):
+        small = resample_psf(psf, scale)
+        assert small.shape == (expected, expected)
+        assert small.sum() == pytest.approx(1.0, abs=1e-6)
+        assert small.min() >= 0
+
+
+def test_camera_shake_kernel_is_a_valid_centred_psf() -> None:
+    rng = np.random.default_rng(3)
+    for size in (9, 15, 31):
+        psf = camera_shake_kernel(size, rng)
+        assert psf.shape == (size, size)
+        assert psf.sum() == pytest.approx(1.0, abs=1e-6)
+        assert psf.min() >= 0
+        assert (psf > 0.01 * psf.max()).sum() > size // 2  # a path, not a dot
+    with pytest.raises(ValueError):
+        camera_shake_kernel(8, rng)
+
+
+def test_dead_leaves_is_a_covered_colour_scene() -> None:
+    scene = dead_leaves((128, 160), np.random.default_rng(0))
+    assert scene.shape == (128, 160, 3)
+    assert scene.dtype == np.float32
+    assert scene.min() >= 0.01 and scene.max() <= 0.95
+    assert scene.std() > 0.05  # texture, not a flat field
+    assert not np.array_equal(scene[..., 0], scene[..., 1])
+
+
+def test_atomic_path_renames_on_success_and_cleans_up_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "result.tif"
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"whole")
+        assert not target.exists()
+    assert target.read_bytes() == b"whole"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.tif"]
+
+
+def test_cli_usage_errors_are_one_line(run_cli) -> None:
+    result = run_cli("no-such-command")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "invalid choice" in result.stderr
+
+
+def test_cli_version_lists_the_libraries(run_cli) -> None:
+    result = run_cli("version", "--json")
+    assert result.returncode == 0
+    assert '"pyfftw"' in result.stdout

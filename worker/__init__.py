@@ -1,0 +1,3 @@
+"""dt-deconvolve: blind deconvolution for photographs (engine, command line, worker service)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,78 @@
+"""`dt-deconvolve`: the command line. It parses arguments and hands on; nothing else.
+
+Each subcommand lives in `worker/commands/<name>.py` with two functions: `register(subparsers)`
+adds its parser (with `func` set to its runner) and the runner takes the parsed arguments and
+returns an exit status. Errors reach the user as one line on stderr, never as a traceback:
+
+    0  success          1  the work failed (bad input, unreadable file, full disk, ...)
+    2  bad usage        3  cancelled           130  interrupted (Ctrl-C)
+"""
+
+import argparse
+import errno
+import os
+import sys
+from collections.abc import Sequence
+
+from worker import __version__
+from worker.errors import InputError
+
+PROG = "dt-deconvolve"
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are a single line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from worker.commands import COMMANDS
+
+    parser = OneLineParser(
+        prog=PROG,
+        description="Sharpen shaken, soft or slightly misfocused photographs by deconvolution.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(
+        title="commands", metavar="COMMAND", required=True, parser_class=OneLineParser
+    )
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for a failed file operation, naming the file when the error knows it."""
+    where = f": {error.filename}" if error.filename else ""
+    if error.errno == errno.ENOSPC:
+        return f"no space left on the device{where}"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"permission denied{where}"
+    if error.errno == errno.ENOENT:
+        return f"no such file or folder{where}"
+    return f"{error.strerror or error}{where}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as error:
+        message = str(error)
+    except OSError as error:
+        message = describe_os_error(error)
+    except MemoryError:
+        message = "not enough memory for this image; try a preview with --scale 0.5"
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as error:  # a bug: still one line, with a way to see the details
+        if os.environ.get("DT_DECONVOLVE_DEBUG"):
+            raise
+        message = (
+            f"internal error: {type(error).__name__}: {error} (DT_DECONVOLVE_DEBUG=1 shows more)"
+        )
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return EXIT_FAILED

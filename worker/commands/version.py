@@ -1,0 +1,34 @@
+"""`dt-deconvolve version`: the versions of the engine and of the libraries it computes with."""
+
+import argparse
+import json
+import sys
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+
+from worker import __version__
+
+LIBRARIES = ("numpy", "scipy", "pyfftw", "numba", "tifffile", "imagecodecs", "pyzmq")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "version", help="show the versions of dt-deconvolve and its libraries"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    versions = {"dt-deconvolve": __version__, "python": sys.version.split()[0]}
+    for name in LIBRARIES:
+        try:
+            versions[name] = package_version(name)
+        except PackageNotFoundError:
+            versions[name] = "missing"
+    if args.json:
+        print(json.dumps(versions))
+    else:
+        for name, value in versions.items():
+            print(f"{name:14} {value}")
+    return 0

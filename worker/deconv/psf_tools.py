@@ -1,0 +1,72 @@
+"""Checks and small transformations of point spread functions (PSFs)."""
+
+import numpy as np
+from scipy import ndimage
+
+from worker.errors import InputError
+
+
+def validate_psf(psf: np.ndarray, image_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Return `psf` as a float32 kernel summing to one, or raise `InputError` saying what is wrong.
+
+    A usable PSF is 2-D, odd-sized in both directions, finite, non-negative, not all zero, and no
+    larger than the image it blurs.
+    """
+    psf = np.asarray(psf)
+    if psf.ndim != 2:
+        raise InputError(f"the PSF must be a 2-D array, this one has {psf.ndim} dimension(s)")
+    if not np.issubdtype(psf.dtype, np.number) or np.issubdtype(psf.dtype, np.complexfloating):
+        raise InputError(f"the PSF must hold real numbers, not {psf.dtype}")
+    height, width = psf.shape
+    if height % 2 == 0 or width % 2 == 0:
+        raise InputError(
+            f"the PSF must have odd sizes so that it has a centre, not {height}x{width}"
+        )
+    psf = psf.astype(np.float64)
+    if not np.all(np.isfinite(psf)):
+        raise InputError("the PSF holds NaN or infinite values")
+    if np.any(psf < 0):
+        raise InputError("the PSF has negative values; a blur kernel is non-negative")
+    total = psf.sum()
+    if total <= 0:
+        raise InputError("the PSF is all zeros")
+    if image_shape is not None and (height > image_shape[0] or width > image_shape[1]):
+        raise InputError(
+            f"the PSF ({height}x{width}) is larger than the image "
+            f"({image_shape[0]}x{image_shape[1]})"
+        )
+    return (psf / total).astype(np.float32)
+
+
+def center_on_centroid(psf: np.ndarray) -> np.ndarray:
+    """Shift `psf` by whole pixels so that its centroid falls on the central pixel.
+
+    Deconvolving with an off-centre kernel translates the result; centring keeps the restored
+    picture registered with the input. Mass shifted past the border is dropped, then the kernel is
+    renormalised.
+    """
+    psf = np.asarray(psf, dtype=np.float64)
+    total = psf.sum()
+    rows, cols = np.indices(psf.shape)
+    centroid = ((rows * psf).sum() / total, (cols * psf).sum() / total)
+    shift = [round(c0 - c) for c0, c in zip(np.array(psf.shape) // 2, centroid, strict=True)]
+    shifted = ndimage.shift(psf, shift, order=0, mode="constant", cval=0.0)
+    return (shifted / shifted.sum()).astype(np.float32)
+
+
+def resample_psf(psf: np.ndarray, scale: float) -> np.ndarray:
+    """Resize `psf` by `scale` (as when the image is resized by `scale`), odd and at least 3x3.
+
+    The kernel's extent in pixels scales with the image; its mass stays one. Used for previews
+    (image and PSF downsized together) and between the levels of a coarse-to-fine pyramid.
+    """
+    psf = np.asarray(psf, dtype=np.float64)
+    size = [max(3, round(n * scale) | 1) for n in psf.shape]
+    zoom = [new / old for new, old in zip(size, psf.shape, strict=True)]
+    resized = np.clip(
+        ndimage.zoom(psf, zoom, order=1, mode="grid-constant", grid_mode=True), 0, None
+    )
+    if resized.sum() <= 0:
+        resized = np.zeros(size)
+        resized[size[0] // 2, size[1] // 2] = 1.0
+    return center_on_centroid(resized / resized.sum())

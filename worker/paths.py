@@ -1,0 +1,35 @@
+"""Where dt-deconvolve keeps its per-user files (XDG base directories)."""
+
+import os
+from pathlib import Path
+
+APP = "dt-deconvolve"
+
+
+def _xdg(variable: str, fallback: str) -> Path:
+    value = os.environ.get(variable)
+    base = Path(value) if value and os.path.isabs(value) else Path.home() / fallback
+    return base / APP
+
+
+def cache_dir() -> Path:
+    """Regenerable data: FFTW wisdom, compiled kernels, the result cache."""
+    return _xdg("XDG_CACHE_HOME", ".cache")
+
+
+def state_dir() -> Path:
+    """Logs and other state worth keeping across restarts."""
+    return _xdg("XDG_STATE_HOME", ".local/state")
+
+
+def runtime_dir() -> Path:
+    """A private (mode 0700) folder for sockets and locks, created on demand.
+
+    `$XDG_RUNTIME_DIR/dt-deconvolve` when the session has a runtime folder, else `run/` under the
+    cache folder.
+    """
+    value = os.environ.get("XDG_RUNTIME_DIR")
+    path = Path(value) / APP if value and os.path.isdir(value) else cache_dir() / "run"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
