@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import pyexiv2
 import tifffile
@@ -168,6 +169,19 @@ def write_picture(path: str | os.PathLike[str], like: Picture, pixels: np.ndarra
                 image.modify_exif(like.exif, encoding=_EXIF_ENCODING)
 
 
+def write_png(path: str | os.PathLike[str], pixels: np.ndarray) -> None:
+    """Write linear `pixels` ((H, W) or (H, W, C), C = 1 or 3) as an 8-bit sRGB PNG, atomically.
+
+    For looking at results (demo pictures, PSF previews), not for further editing.
+    """
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    encoded = np.rint(np.clip(SRGB.encode(pixels), 0.0, 1.0) * 255).astype(np.uint8)
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(imagecodecs.png_encode(encoded))
+
+
 # --- Reading ---------------------------------------------------------------------------------
 
 
@@ -198,12 +212,6 @@ def _read_samples(path: Path) -> tuple[np.ndarray, np.ndarray | None, int, bytes
         samples = samples[..., None]
     elif planar:
         samples = np.moveaxis(samples, 0, -1)
-    height, width = samples.shape[:2]
-    if height < MIN_SIZE or width < MIN_SIZE:
-        raise InputError(
-            f"{path} is {width}x{height} pixels: too small to deblur "
-            f"(at least {MIN_SIZE}x{MIN_SIZE})"
-        )
     alpha = None
     alpha_kind = 2
     if samples.shape[2] == 4:
@@ -233,6 +241,11 @@ def _check_layout(path: Path, tiff: tifffile.TiffFile, page: tifffile.TiffPage) 
         raise InputError(
             f"{path} has {page.bitspersample}-bit {tifffile.SAMPLEFORMAT(page.sampleformat).name} "
             "samples; supported are 8 or 16-bit integers and 16 or 32-bit floats"
+        )
+    if page.imagewidth < MIN_SIZE or page.imagelength < MIN_SIZE:
+        raise InputError(
+            f"{path} is {page.imagewidth}x{page.imagelength} pixels: too small to deblur "
+            f"(at least {MIN_SIZE}x{MIN_SIZE})"
         )
     if len(page.shape) > 3 or (samples == 1 and len(page.shape) != 2):
         raise InputError(f"{path} has an unsupported layout {page.shape} ({page.axes})")
