@@ -161,3 +161,12 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         write_picture(tmp_path / "out.tif", picture, picture.pixels)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+def test_bigtiff_is_read_without_exif(tmp_path: Path) -> None:
+    samples = random_samples((8, 8, 3), np.uint8, np.random.default_rng(5))
+    write_tiff(tmp_path / "big.tif", samples, bigtiff=True)
+    picture = read_picture(tmp_path / "big.tif")
+    assert picture.exif == {}
+    write_picture(tmp_path / "out.tif", picture, picture.pixels)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), samples)

@@ -262,7 +262,14 @@ def _integers_to_linear(samples: np.ndarray, curves: tuple[ToneCurve, ...]) -> n
 
 
 def _read_exif(path: Path) -> dict[str, str]:
-    """The file's EXIF tags worth carrying to the output, as pyexiv2 text (empty if none)."""
+    """The file's EXIF tags worth carrying to the output, as pyexiv2 text (empty if none).
+
+    exiv2 does not read BigTIFF (the 64-bit variant, for files over 4 GB): such files are read
+    without their EXIF, and the output (classic TIFF) has none.
+    """
+    with open(path, "rb") as handle:
+        if handle.read(4)[2:] in (b"+\x00", b"\x00+"):  # version 43: BigTIFF
+            return {}
     try:
         with pyexiv2.Image(str(path)) as image:
             exif = image.read_exif(encoding=_EXIF_ENCODING)
