@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.errors import InputError
+
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -275,8 +277,9 @@ def encode_error(code: str, message: str) -> bytes:
     return _dump({"v": PROTOCOL_VERSION, "ok": False, "error": code, "message": line})
 
 
-class RemoteError(Exception):
-    """The worker answered with an error; `code` is one of this module's error codes."""
+class RemoteError(InputError):
+    """The worker answered with an error (shown to the user as one line); `code` is one of this
+    module's error codes."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
