@@ -1,37 +1,21 @@
 """The on-disk cache: whole entries or none, LRU under a cap, a free-disk floor, clean-up, keys."""
 
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+from service_support import tiny_disk
 
 from cache.key import cache_key, history_fingerprint
 from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, NotCached, ResultCache
 from worker.errors import InputError
-
-
-@contextlib.contextmanager
-def tiny_disk(folder: Path, options: str) -> Iterator[Path]:
-    """A small tmpfs mounted at `folder` (needs root; the test is skipped otherwise)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tiny tmpfs needs root")
-    folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)]).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
 
 DATA = Path(__file__).parent / "data"
 SIDECAR = DATA / "darktable_sidecar.xmp"
