@@ -51,11 +51,8 @@ class Worker:
     folder: Path
     env: dict[str, str]
     endpoint: str
+    cache_dir: Path
     process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.folder / "results"
 
     def client(self, timeout: float = 10.0, curve_dir: Path | None = None) -> Client:
         return Client(self.endpoint, timeout, curve_dir or self.folder / "no-keys")
@@ -117,13 +114,13 @@ class Worker:
 
 
 @contextlib.contextmanager
-def running_worker(*extra: object, folder: Path | None = None) -> Iterator[Worker]:
+def running_worker(*extra: object, cache_dir: Path | None = None) -> Iterator[Worker]:
+    """A worker with private folders (and `cache_dir` for its cache, if given)."""
     with contextlib.ExitStack() as stack:
-        if folder is None:
-            folder = stack.enter_context(short_folder())
+        folder = stack.enter_context(short_folder())
         env = private_env(folder)
         endpoint = f"ipc://{folder}/w.sock"
-        worker = Worker(folder, env, endpoint)
+        worker = Worker(folder, env, endpoint, cache_dir or folder / "results")
         stack.callback(worker.stop)
         yield worker.start(*extra)
 
