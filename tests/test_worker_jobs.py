@@ -305,7 +305,7 @@ def test_a_worker_killed_mid_write_leaves_no_partial_entry(material, tmp_path):
             assert time.monotonic() < deadline, "an executor outlived its worker"
             time.sleep(0.05)
         cache = ResultCache(worker.cache_dir)
-        entry = cache.entry(fields["key"])
+        entry = cache.entry(key)
         if entry is not None:  # whole, or nothing
             assert entry.file(RESULT).stat().st_size == entry.record["files"][RESULT]
         worker.start()
