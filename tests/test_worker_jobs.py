@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tifffile
-from service_support import running_worker, tiny_disk, write_picture, write_psf
+from service_support import alive, running_worker, tiny_disk, write_picture, write_psf
 
 from cache.store import RESULT, ResultCache
 from worker.client import Client
@@ -301,7 +301,7 @@ def test_a_worker_killed_mid_write_leaves_no_partial_entry(material, tmp_path):
         worker.process.send_signal(signal.SIGKILL)
         worker.process.wait()
         deadline = time.monotonic() + 10  # the executors notice and stop
-        while any(Path(f"/proc/{pid}").exists() for pid in executors):
+        while any(alive(pid) for pid in executors):
             assert time.monotonic() < deadline, "an executor outlived its worker"
             time.sleep(0.05)
         cache = ResultCache(worker.cache_dir)

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 import zmq
-from service_support import private_env, running_worker, short_folder, tiny_disk, write_picture
+from service_support import (
+    alive,
+    private_env,
+    running_worker,
+    short_folder,
+    tiny_disk,
+    write_picture,
+)
 
 from worker.client import Client, ensure_worker
 from worker.protocol import MAX_MESSAGE_BYTES, RemoteError
@@ -188,16 +195,9 @@ def test_clients_finding_no_worker_start_exactly_one() -> None:
                 assert ensure_worker(client)["pid"] == pid
                 client.request("shutdown")
             deadline = time.monotonic() + 15
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert not Path(f"/proc/{pid}").exists() or "Z" in _state(pid)
+            assert not alive(pid)
         finally:
-            if Path(f"/proc/{pid}").exists():
+            if alive(pid):
                 os.kill(pid, 9)
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return "gone"
