@@ -117,8 +117,10 @@ def main() -> None:
             t0 = time.perf_counter()
             first, total = run_job(client, t0, output=str(folder / "hit.tif"), key=key, **common)
             rows.append(("cached (same key again)", first, total))
-    print(f"Worker latency, {width}x{height} RGB, 15x15 PSF given (worker answered pings after "
-          f"{answering:.2f} s)\n")
+    print(
+        f"Worker latency, {width}x{height} RGB, 15x15 PSF given (worker answered pings after "
+        f"{answering:.2f} s)\n"
+    )
     print("| job | first deblurring (s) | total (s) |")
     print("|---|---:|---:|")
     for label, first, total in rows:

@@ -185,8 +185,11 @@ class ResultCache:
         self._make_room(sum(source.stat().st_size for source in files.values()))
         staging, full = self._stage(key, files, record, tag)
         try:
+            existing = self.entry(key)
+            if existing is not None and RESULT in files and existing.file(RESULT) is None:
+                self.remove(key)  # a kernel-only entry gives way to a whole one
             os.rename(staging, self.root / key)
-        except OSError:  # already stored by someone else: theirs is as good
+        except OSError:  # stored meanwhile by someone else: theirs is as good
             shutil.rmtree(staging, ignore_errors=True)
             existing = self.entry(key)
             if existing is None:

@@ -214,3 +214,13 @@ def test_bad_sidecars_and_images_are_one_line_errors(
         cache_key(sidecar, {}, "1")
     with pytest.raises(InputError, match="no such file"):
         cache_key(tmp_path / "missing.tif", {}, "1")
+
+
+def test_a_whole_entry_replaces_a_kernel_only_one(tmp_path: Path) -> None:
+    cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=0))
+    files = make_files(tmp_path / "src")
+    cache.store("a" * 16, {PSF: files[PSF]}, {})
+    kernel = cache.kernel("a" * 16)
+    cache.store("a" * 16, {RESULT: files[RESULT], PSF: kernel}, {})
+    assert cache.lookup("a" * 16) is not None
+    assert cache.kernel("a" * 16).read_bytes() == b"kernel"

@@ -99,6 +99,7 @@ def cache_result(task: dict[str, Any], report: dict[str, Any], psf_out: Path) ->
     if psf_out.with_suffix(".png").exists():
         files[PSF_PNG] = psf_out.with_suffix(".png")
     record = {
+        "job": task["job"],
         "algorithm": __version__,
         "input": task["input"],
         "parameters": {name: task[name] for name in ("psf", "blur", "window", "settings")},

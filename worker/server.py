@@ -301,6 +301,9 @@ class Server:
             _remove_partial_output(job)
             for staging in self.cache.root.glob(self.cache.staging_prefix(job.id) + "*"):
                 shutil.rmtree(staging, ignore_errors=True)
+            entry = self.cache.entry(job.key) if job.key else None
+            if entry is not None and entry.record.get("job") == job.id:
+                self.cache.remove(entry.key)  # stored just before the cancel landed
         shutil.rmtree(self.scratch_root / job.id, ignore_errors=True)
         self.table.end(job, stage, error or None)
         log.info("job %s %s%s", job.id, stage, f": {error}" if error else "")
