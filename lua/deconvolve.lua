@@ -533,8 +533,10 @@ local function register_preferences()
     logic.DEFAULT_SUFFIX)
 end
 
+-- A slider; its value is set once its range is, since darktable applies a constructor's fields
+-- in no fixed order and GTK would clamp a value given before the range.
 local function slider(label, tooltip, range, step, digits, value)
-  return dt.new_widget("slider")({
+  local widget = dt.new_widget("slider")({
     label = label,
     tooltip = tooltip,
     soft_min = range.min,
@@ -543,8 +545,16 @@ local function slider(label, tooltip, range, step, digits, value)
     hard_max = range.max,
     step = step,
     digits = digits,
-    value = value,
   })
+  widget.value = value
+  return widget
+end
+
+-- A drop-down list of `entries`, showing entry number `selected`.
+local function choice(label, tooltip, entries, selected)
+  local widget = dt.new_widget("combobox")({ label = label, tooltip = tooltip, table.unpack(entries) })
+  widget.selected = selected
+  return widget
 end
 
 local function build_panel()
@@ -559,20 +569,12 @@ local function build_panel()
   w.priority = slider(_("priority"),
     _("-1 favours a clean result (denoise), +1 favours detail (deblur)"),
     logic.PRIORITY, 0.1, 1, saved.priority)
-  w.window = dt.new_widget("combobox")({
-    label = _("sample window"),
-    tooltip = _("where the blur is measured: the most detailed part of the picture, or its centre"),
-    selected = saved.window == "centre" and 2 or 1,
-    _("automatic"),
-    _("centre"),
-  })
-  w.output_size = dt.new_widget("combobox")({
-    label = _("output size"),
-    tooltip = _("full size, or a quick preview at most 1600 pixels wide"),
-    selected = saved.preview and 2 or 1,
-    _("full"),
-    _("preview"),
-  })
+  w.window = choice(_("sample window"),
+    _("where the blur is measured: the most detailed part of the picture, or its centre"),
+    { _("automatic"), _("centre") }, saved.window == "centre" and 2 or 1)
+  w.output_size = choice(_("output size"),
+    _("full size, or a quick preview at most 1600 pixels wide"),
+    { _("full"), _("preview") }, saved.preview and 2 or 1)
   w.button = dt.new_widget("button")({
     label = _("deconvolve"),
     tooltip = _("deconvolve the selected images; the results are grouped with them"),
