@@ -507,7 +507,7 @@ local function clean_up()
     return
   end
   local keep = dt.preferences.read(MODULE, "keep_results", "bool")
-  os.execute(logic.command_line(command_path(), logic.clean_args(keep)) .. " >/dev/null 2>&1")
+  os.execute(logic.command_line(command_path(), logic.clean_args(keep, dt.configuration.tmp_dir)) .. " >/dev/null 2>&1")
   if state.started_worker then
     os.execute(logic.command_line(command_path(), { "shutdown" }) .. " >/dev/null 2>&1")
     state.started_worker = false

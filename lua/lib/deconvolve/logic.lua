@@ -144,9 +144,10 @@ function logic.submit_args(export, output, key, settings)
   return args
 end
 
---- `dt-deconvolve cache clean --on-exit [--keep-results]`.
-function logic.clean_args(keep_results)
-  local args = { "cache", "clean", "--on-exit" }
+--- `dt-deconvolve cache clean --on-exit --exports-dir DIR [--keep-results]`: also removes the
+--- temporary exports a crash may have left in DIR.
+function logic.clean_args(keep_results, exports_dir)
+  local args = { "cache", "clean", "--on-exit", "--exports-dir", exports_dir }
   if keep_results then
     args[#args + 1] = "--keep-results"
   end
