@@ -433,12 +433,12 @@ local function summary(counts, count)
 end
 
 -- The work of one run, in its own darktable job.
-local function deconvolve_images(images, settings)
-  local batch = { images = images, settings = settings, cancelled = false }
+local function deconvolve_images(batch)
+  local images = batch.images
   batch.job = dt.gui.create_job(_("deconvolve"), true, function()
     cancel_batch(batch)
   end)
-  state.batch = batch
+  batch.job_closed = false
   local counts = { done = 0, cached = 0, cancelled = 0, failed = 0 }
   for index, image in ipairs(images) do
     if batch.cancelled then
@@ -486,13 +486,13 @@ local function start()
     dt.print(_("select the images to deconvolve first"))
     return
   end
-  local settings = current_settings()
-  state.batch = { images = images, job_closed = true } -- taken, until the job starts
-  dt.control.dispatch(deconvolve_images, images, settings)
+  -- `job_closed` until deconvolve_images gives the run its darktable job
+  state.batch = { images = images, settings = current_settings(), job_closed = true }
+  dt.control.dispatch(deconvolve_images, state.batch)
 end
 
 local function cancel_current()
-  if state.batch and state.batch.job then
+  if state.batch then
     cancel_batch(state.batch)
   end
 end
@@ -500,9 +500,7 @@ end
 -- darktable quits: drop the cache's temporary entries (and results, unless kept); stop the
 -- worker if this plug-in started it.
 local function clean_up()
-  if state.batch and state.batch.job then
-    cancel_batch(state.batch)
-  end
+  cancel_current()
   if not state.used or not is_executable(command_path()) then
     return
   end
