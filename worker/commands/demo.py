@@ -99,12 +99,12 @@ def run(args: argparse.Namespace) -> int:
     write_png(folder / "before.png", blurred)
     write_png(folder / "after.png", deblurred)
     write_png(folder / "psf.png", np.kron(psf / psf.max(), np.ones((PSF_ZOOM, PSF_ZOOM))))
-    print(f"blurred picture and its PSF: {paths['blurred.tif']}, {paths['psf.npy']}")
-    print(f"deblurred:                   {paths['deblurred.tif']}")
-    print(f"look at:                     {folder / 'before.png'}, {folder / 'after.png'}, ")
-    print(f"                             {folder / 'psf.png'} (and the truth, sharp.png)")
+    print(f"wrote into {folder}:")
+    print("  blurred.tif, psf.npy    the shaken, noisy test picture and its blur")
+    print("  deblurred.tif           the result")
+    print("  before.png, after.png   to look at, with psf.png (the blur) and sharp.png (the truth)")
     print(
-        f"PSNR against the sharp scene: before {psnr(sharp, blurred):.2f} dB, "
+        f"PSNR against the truth: before {psnr(sharp, blurred):.2f} dB, "
         f"after {psnr(sharp, deblurred):.2f} dB "
         f"({report['iterations']} iterations, {report['seconds']:.1f} s)"
     )
