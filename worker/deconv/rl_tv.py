@@ -33,10 +33,15 @@ import numpy as np
 from worker import paths
 from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
 from worker.deconv.fft import fftw_wisdom
-from worker.deconv.noise import estimate_noise, regularisation_weight
+from worker.deconv.noise import estimate_noise, regularisation_weight, white_level
 from worker.deconv.preview import preview_inputs
 from worker.deconv.psf_tools import validate_psf
-from worker.deconv.stopping import StoppingRule, residual_ratio, whiteness
+from worker.deconv.stopping import (
+    StoppingRule,
+    centred_correlations,
+    residual_ratio,
+    whiteness,
+)
 from worker.deconv.tv import divergence_at, gradient_norm
 from worker.errors import InputError
 
@@ -190,11 +195,12 @@ def richardson_lucy_tv(
     lam: float,
     rule: StoppingRule,
     progress: Progress | None = None,
-) -> tuple[np.ndarray, int, str]:
+) -> tuple[np.ndarray, int, int, str]:
     """Deconvolve `f` (C, H, W), non-negative, with `psf`; data weight `mask` (H, W).
 
-    Returns the best iterate on the observed window (C, H, W), the number of iterations run and
-    the stop reason; `rule` holds the best iteration.
+    Returns the estimate on the observed window (C, H, W), the number of iterations run, the
+    iteration that estimate comes from and the stop reason. On a whiteness stop the estimate is
+    the one before the last (the last within the tolerance), else the last.
     """
     channels, height, width = f.shape
     level = max(float(f.mean()), 1e-12)
@@ -210,7 +216,6 @@ def richardson_lucy_tv(
         correction = np.empty(blur.extended_shape, dtype=np.float32)
         blurred = np.empty((height, width), dtype=np.float32)
         ratio = np.empty((height, width), dtype=np.float32)
-        best = np.empty_like(f)
         alpha, iteration, reason = 0.0, 0, None
         while reason is None:
             iteration += 1
@@ -219,19 +224,21 @@ def richardson_lucy_tv(
             correlations, sums = np.zeros(5), np.zeros(4)
             for c in range(channels):
                 blur.forward(y[c], blurred)
-                correlations += residual_ratio(f[c], blurred, mask, floor, ratio)
+                correlations += centred_correlations(
+                    residual_ratio(f[c], blurred, mask, floor, ratio)
+                )
                 blur.adjoint(ratio, correction)
                 sums += _rl_tv_step(y[c], norm, correction, normalisation, lam, x[c],
                                     previous[c], step[c])  # fmt: skip
             x, previous = previous, x
             alpha = float(np.clip(sums[0] / sums[1], 0, 1)) if sums[1] > 0 else 0.0
             change = math.sqrt(sums[2] / sums[3]) if sums[3] > 0 else 0.0
-            is_best, reason = rule.update(iteration, whiteness(correlations), change)
-            if is_best:
-                best[:] = x[window]
+            reason = rule.update(iteration, whiteness(correlations), change)
             if progress is not None:
                 progress(min(iteration / rule.max_iterations, 1.0), STAGE)
-    return best, iteration, reason
+    if reason == "whiteness":  # x_k was computed from y_k-1, the last within the tolerance
+        return np.ascontiguousarray(previous[window]), iteration, iteration - 1, reason
+    return np.ascontiguousarray(x[window]), iteration, iteration, reason
 
 
 def deblur(
@@ -262,15 +269,17 @@ def deblur(
     np.maximum(f, 0, out=f)
     lam = settings.lam
     if lam is None:
-        lam = regularisation_weight(sigma, float(f.mean()), settings.priority)
+        lam = regularisation_weight(sigma, white_level(f), settings.priority)
     rule = StoppingRule(settings.tolerance, settings.max_iterations)
     with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
-        best, iterations, reason = richardson_lucy_tv(f, mask, psf, lam, rule, progress)
+        best, iterations, best_iteration, reason = richardson_lucy_tv(
+            f, mask, psf, lam, rule, progress
+        )
     del f
     result = np.ascontiguousarray(best.transpose(1, 2, 0))
     report = DeblurReport(
         iterations=iterations,
-        best_iteration=rule.best_iteration,
+        best_iteration=best_iteration,
         stop_reason=reason,
         noise_sigma=sigma,
         lam=lam,
