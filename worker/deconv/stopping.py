@@ -29,9 +29,15 @@ LAGS = ((0, 1), (1, -1), (1, 0), (1, 1))
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def residual_ratio(
-    f: np.ndarray, blurred: np.ndarray, mask: np.ndarray, floor: float, ratio: np.ndarray
+    f: np.ndarray,
+    blurred: np.ndarray,
+    mask: np.ndarray,
+    offset: float,
+    floor: float,
+    ratio: np.ndarray,
 ) -> np.ndarray:
-    """Write `ratio = mask * f / max(blurred, floor)`; return the residual's correlations.
+    """Write `ratio = mask (f + offset) / max(blurred + offset, floor)`; return the residual's
+    correlations.
 
     The residual is `r = mask * (f - blurred)`; the result holds, in float64, R(0), R(d) for each
     lag of `LAGS`, then sum(r) and sum(mask). One pass over the plane does both jobs (the
@@ -43,7 +49,7 @@ def residual_ratio(
         acc0 = acc1 = acc2 = acc3 = acc4 = total = count = 0.0
         for j in range(width):
             m = mask[i, j]
-            ratio[i, j] = m * f[i, j] / max(blurred[i, j], floor)
+            ratio[i, j] = m * (f[i, j] + offset) / max(blurred[i, j] + offset, floor)
             r = m * (f[i, j] - blurred[i, j])
             total += r
             count += m
