@@ -37,8 +37,8 @@ LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # Rec. 709 / sRGB p
 LEVEL_SCALE = np.sqrt(0.5)
 ROUNDS_PER_LEVEL = 5
 LAMBDA_START, LAMBDA_FLOOR, LAMBDA_DECAY = 4e-3, 1e-4, 1.1
-KERNEL_TIKHONOV = 2.0
-SMALL_TAP = 0.05  # taps under this fraction of the maximum are zeroed after each kernel step
+KERNEL_TIKHONOV = 20.0
+SMALL_TAP = 0.02  # taps under this fraction of the maximum are zeroed after each kernel step
 SMALL_COMPONENT = 0.1  # connected parts of the kernel holding less mass than this are dropped
 FINAL_TAP = 0.05  # the cleaning threshold of the returned kernel
 
@@ -154,7 +154,7 @@ def l0_restore(
 
 
 def estimate_kernel(
-    latent: np.ndarray, blurred: np.ndarray, size: int, tikhonov: float = KERNEL_TIKHONOV
+    latent: np.ndarray, blurred: np.ndarray, size: int, tikhonov: float
 ) -> np.ndarray:
     """``argmin_k sum_d ||k * d latent - d blurred||^2 + tikhonov ||k||^2`` on a size x size support.
 
@@ -289,7 +289,7 @@ def blind_kernel(
         for _ in range(ROUNDS_PER_LEVEL):
             latent = l0_restore(extended, psf, weight)
             psf = clean_kernel(
-                estimate_kernel(latent, extended, level_size), SMALL_TAP, SMALL_COMPONENT
+                estimate_kernel(latent, extended, level_size, KERNEL_TIKHONOV), SMALL_TAP, SMALL_COMPONENT
             )
             weight = max(weight / LAMBDA_DECAY, LAMBDA_FLOOR)
             rounds += 1
