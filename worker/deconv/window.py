@@ -70,6 +70,25 @@ def check_window(window: Window, image_shape: tuple[int, int], size: int) -> Non
         )
 
 
+def window_from_text(text: str, image_shape: tuple[int, int], size: int) -> Window | None:
+    """The window a user asked for: "auto" (None: choose it), "centre" or "X,Y,W,H" in pixels."""
+    choice = text.strip().lower()
+    if choice == "auto":
+        return None
+    if choice in ("centre", "center"):
+        return centre_window(image_shape, size)
+    parts = choice.split(",")
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 4:
+        raise InputError(
+            f"the window must be auto, centre or X,Y,WIDTH,HEIGHT in pixels, not {text!r}"
+        )
+    return numbers[0], numbers[1], numbers[2], numbers[3]
+
+
 def box_sums(values: np.ndarray, side: int, step: int) -> np.ndarray:
     """Sums of `values` over side x side boxes whose corners lie on a `step` grid."""
     table = np.zeros((values.shape[0] + 1, values.shape[1] + 1))
