@@ -37,6 +37,7 @@ import numpy as np
 from worker import paths
 from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
 from worker.deconv.fft import fftw_wisdom
+from worker.deconv.local import blend_locally
 from worker.deconv.noise import estimate_noise, regularisation_weight, white_level
 from worker.deconv.preview import preview_inputs
 from worker.deconv.psf_tools import validate_psf
@@ -71,7 +72,8 @@ class DeblurSettings:
     scale: 0 < scale <= 1; below 1 a preview: image and PSF are downsized together.
     clip_level: the value at which the sensor clipped (1.0 for integer files); None: detect a
         clipped plateau from the data, if any.
-    local: local mode (blend by where the PSF explains the blur); handled by the pipeline.
+    local: local mode: keep the deblurred picture only where the PSF explains the blur, the
+        original elsewhere, blended smoothly (see `worker.deconv.local`).
     """
 
     tolerance: float = 5.0
@@ -288,6 +290,8 @@ def deblur(
         )
     del f
     result = np.ascontiguousarray(best.transpose(1, 2, 0))
+    if settings.local:
+        result = blend_locally(image, result, psf)
     report = DeblurReport(
         iterations=iterations,
         best_iteration=best_iteration,
