@@ -8,6 +8,9 @@
 #   ./install.sh --uninstall  remove everything a plain install put on this machine
 #   ./install.sh --service    install and start only the worker's systemd user service
 #   ./install.sh --print-unit print the systemd user unit the service uses
+#   ./install.sh --plugin     install (and enable) only the darktable plug-in
+#   --darktable-config DIR    with any of the above: darktable's config folder (default
+#                             ~/.config/darktable); the plug-in goes into DIR/lua
 #
 # Environment: DT_DECONVOLVE_HOME (default ~/.local/share/dt-deconvolve) holds the virtual
 # environment; DT_DECONVOLVE_BIN (default ~/.local/bin) receives the command.
@@ -19,6 +22,8 @@ bin_dir=${DT_DECONVOLVE_BIN:-$HOME/.local/bin}
 python=${PYTHON:-python3}
 unit_name=dt-deconvolve-worker.service
 unit_dir=${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user
+dt_config=${XDG_CONFIG_HOME:-$HOME/.config}/darktable
+plugin_require='require "contrib/deconvolve"'
 
 say() { printf 'install.sh: %s\n' "$*"; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -125,19 +130,71 @@ uninstall_service() {
     say "removed the user service $unit_dir/$unit_name"
 }
 
+drop_lines() {
+    # drop_lines FILE GREP-ARGS...: remove the lines grep matches from FILE, when it exists.
+    local file=$1
+    shift
+    [ -f "$file" ] || return 0
+    grep -v "$@" "$file" >"$file.new" || true
+    mv "$file.new" "$file"
+}
+
+set_darktablerc() {
+    # set_darktablerc KEY VALUE: one line KEY=VALUE in darktable's darktablerc (quit darktable
+    # first: it rewrites the file when it quits).
+    drop_lines "$dt_config/darktablerc" -e "^$1="
+    printf '%s=%s\n' "$1" "$2" >>"$dt_config/darktablerc"
+}
+
+install_plugin() {
+    # The darktable plug-in into DIR/lua/contrib (its logic into DIR/lua/lib), enabled through
+    # script_manager when lua-scripts is installed, else through a require line in DIR/luarc.
+    local lua_dir=$dt_config/lua
+    mkdir -p "$lua_dir/contrib" "$lua_dir/lib/deconvolve"
+    cp "$here/lua/deconvolve.lua" "$lua_dir/contrib/deconvolve.lua"
+    cp "$here/lua/lib/deconvolve/logic.lua" "$lua_dir/lib/deconvolve/logic.lua"
+    if [ -f "$lua_dir/tools/script_manager.lua" ]; then
+        set_darktablerc lua/script_manager/contrib/deconvolve TRUE
+    elif ! grep -qxF "$plugin_require" "$dt_config/luarc" 2>/dev/null; then
+        printf '%s\n' "$plugin_require" >>"$dt_config/luarc"
+    fi
+    say "installed the darktable plug-in into $lua_dir (restart darktable to load it)"
+}
+
+uninstall_plugin() {
+    rm -f "$dt_config/lua/contrib/deconvolve.lua" "$dt_config/lua/lib/deconvolve/logic.lua"
+    rmdir "$dt_config/lua/lib/deconvolve" 2>/dev/null || true
+    drop_lines "$dt_config/luarc" -xF "$plugin_require"
+    drop_lines "$dt_config/darktablerc" -e "^lua/script_manager/contrib/deconvolve="
+    say "removed the darktable plug-in from $dt_config/lua"
+}
+
 uninstall() {
     uninstall_service
     rm -f "$bin_dir/dt-deconvolve"
     rm -rf "$home_dir"
     say "removed $bin_dir/dt-deconvolve and $home_dir"
+    uninstall_plugin
 }
 
-case "${1:-}" in
-    "") install_user && install_service ;;
+action=""
+while [ $# -gt 0 ]; do
+    case $1 in
+        --darktable-config) [ $# -ge 2 ] || die "--darktable-config needs a folder"
+            dt_config=$2; shift 2 ;;
+        --darktable-config=*) dt_config=${1#*=}; shift ;;
+        *) [ -z "$action" ] || die "one action at a time ('$action' and '$1')"
+            action=$1; shift ;;
+    esac
+done
+
+case "$action" in
+    "") install_user && install_service && install_plugin ;;
     --test) install_test ;;
+    --plugin) install_plugin ;;
     --uninstall) uninstall ;;
     --service) install_service ;;
     --print-unit) unit_text ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *) die "unknown option '$1' (try --help)" ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0" ;;
+    *) die "unknown option '$action' (try --help)" ;;
 esac

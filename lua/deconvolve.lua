@@ -1,0 +1,669 @@
+--[[
+  deconvolve.lua - sharpen blurred pictures by blind deconvolution, from darktable's lighttable
+
+  Part of dt-deconvolve. License: GPL-3.0-or-later.
+]]
+--[[
+  A "deconvolve" panel in lighttable (and the shortcut "deconvolve selected images") hands each
+  selected picture to dt-deconvolve: the worker estimates the blur of the picture and removes it,
+  and the sharp version comes back next to the original as <name>_deconv.tif, grouped with it and
+  carrying its tags, rating, colour labels, title and description. A second run with the same
+  edits and settings takes the result from dt-deconvolve's cache without exporting again.
+
+  Needs: darktable 4.2 or newer (Lua API 9.0.0) and the `dt-deconvolve` command (install.sh of
+  dt-deconvolve installs both). Works with and without script_manager.
+]]
+
+local dt = require "darktable"
+local logic = require "lib/deconvolve/logic"
+
+local MODULE = "deconvolve"
+local MIN_API_MAJOR = 9 -- darktable 4.2
+
+dt.gettext.bindtextdomain(MODULE, dt.configuration.config_dir .. "/lua/locale/")
+
+local function _(msgid)
+  return dt.gettext.dgettext(MODULE, msgid)
+end
+
+local script_data = {}
+
+script_data.metadata = {
+  name = _("deconvolve"),
+  purpose = _("sharpen blurred pictures by blind deconvolution"),
+  author = "dt-deconvolve contributors",
+}
+
+script_data.destroy = nil -- set below
+script_data.destroy_method = nil -- "hide": a lib cannot be unregistered
+script_data.restart = nil
+script_data.show = nil
+
+-- What the plug-in knows during one darktable session.
+local state = {
+  gui_installed = false, -- panel, preferences and shortcuts registered
+  events_registered = false, -- shortcut and exit events
+  widgets = {}, -- the panel's widgets, by name
+  batch = nil, -- the run in progress, see `deconvolve_images`
+  used = false, -- a command ran this session: clean up on exit
+  started_worker = false, -- a submit of ours started the worker: stop it on exit
+}
+
+local COLOUR_LABELS = { "red", "yellow", "green", "blue", "purple" }
+local TEXT_METADATA = { "title", "description", "creator", "publisher", "rights" }
+
+----------------------------------------------------------------------------------------------
+-- files and commands
+
+local function file_size(path)
+  local file = path and io.open(path, "rb")
+  if not file then
+    return nil
+  end
+  local size = file:seek("end")
+  file:close()
+  return size
+end
+
+local function file_exists(path)
+  return file_size(path) ~= nil
+end
+
+local function read_text(path)
+  local file = io.open(path, "r")
+  if not file then
+    return ""
+  end
+  local text = file:read("a")
+  file:close()
+  return text
+end
+
+-- A fresh file name in darktable's temporary folder.
+local temp_counter = 0
+local function temp_path(stem, extension)
+  temp_counter = temp_counter + 1
+  return string.format(
+    "%s/dt-deconvolve-%s-%d-%d%s",
+    dt.configuration.tmp_dir, stem, os.time(), temp_counter, extension
+  )
+end
+
+-- `dt-deconvolve` on the PATH, else where install.sh puts it.
+local function default_command()
+  local pipe = io.popen("command -v dt-deconvolve 2>/dev/null")
+  local found = pipe and pipe:read("l")
+  if pipe then
+    pipe:close()
+  end
+  if found and found ~= "" then
+    return found
+  end
+  return (os.getenv("HOME") or "~") .. "/.local/bin/dt-deconvolve"
+end
+
+local function command_path()
+  local path = dt.preferences.read(MODULE, "command", "file")
+  if path == nil or path == "" then
+    path = default_command()
+  end
+  return path
+end
+
+local function is_executable(path)
+  return logic.exit_code(os.execute("test -x " .. logic.quote(path))) == 0
+end
+
+--[[ Run `dt-deconvolve ARGS...`. Each line of its output goes to `on_line` as it arrives: the
+     Lua lock is released while the command is silent, so darktable and the job's cancel button
+     stay responsive. Returns the exit status and the command's error output. ]]
+local function run_command(args, on_line)
+  state.used = true
+  local errors = temp_path("stderr", ".txt")
+  local line_text = logic.command_line(command_path(), args)
+  dt.print_log("deconvolve: " .. line_text)
+  local pipe = io.popen(line_text .. " 2>" .. logic.quote(errors), "r")
+  if not pipe then
+    return logic.EXIT_FAILED, _("cannot run dt-deconvolve")
+  end
+  while true do
+    dt.control.read(pipe)
+    local line = pipe:read("l")
+    if line == nil then
+      break
+    end
+    if on_line then
+      on_line(line)
+    end
+  end
+  local code = logic.exit_code(pipe:close())
+  local error_text = read_text(errors)
+  os.remove(errors)
+  return code, error_text
+end
+
+-- Run a command whose whole output is one answer; returns the output, or nil and the reason.
+local function command_output(args)
+  local lines = {}
+  local code, error_text = run_command(args, function(line)
+    lines[#lines + 1] = line
+  end)
+  if code ~= logic.EXIT_OK then
+    return nil, logic.error_reason(error_text, string.format(_("dt-deconvolve failed (exit %d)"), code))
+  end
+  return table.concat(lines, "\n")
+end
+
+local function worker_answers()
+  return run_command({ "ping" }) == logic.EXIT_OK
+end
+
+----------------------------------------------------------------------------------------------
+-- settings: the panel's widgets, persisted in darktablerc as lua/deconvolve/<name>
+
+-- A saved number, or `default` when none was saved (darktablerc reads 0 for a missing key; no
+-- slider's range holds a 0 that differs from its default).
+local function read_number(name, kind, default)
+  local value = dt.preferences.read(MODULE, name, kind)
+  if value == nil or value == 0 then
+    return default
+  end
+  return value
+end
+
+local function saved_settings()
+  return {
+    blur = logic.odd_blur(read_number("blur_size", "integer", logic.BLUR.default)),
+    tolerance = logic.clamp(read_number("tolerance", "float", logic.TOLERANCE.default),
+      logic.TOLERANCE, 2),
+    priority = logic.clamp(read_number("priority", "float", logic.PRIORITY.default),
+      logic.PRIORITY, 2),
+    window = dt.preferences.read(MODULE, "window", "string") == "centre" and "centre" or "auto",
+    preview = dt.preferences.read(MODULE, "output_size", "string") == "preview",
+  }
+end
+
+local function save_settings(settings)
+  dt.preferences.write(MODULE, "blur_size", "integer", settings.blur)
+  dt.preferences.write(MODULE, "tolerance", "float", settings.tolerance)
+  dt.preferences.write(MODULE, "priority", "float", settings.priority)
+  dt.preferences.write(MODULE, "window", "string", settings.window)
+  dt.preferences.write(MODULE, "output_size", "string", settings.preview and "preview" or "full")
+end
+
+-- The settings shown in the panel (or the saved ones before the panel exists); saved for later.
+local function current_settings()
+  local w = state.widgets
+  local settings = saved_settings()
+  if w.blur then
+    settings.blur = logic.odd_blur(w.blur.value)
+    settings.tolerance = logic.clamp(w.tolerance.value, logic.TOLERANCE, 2)
+    settings.priority = logic.clamp(w.priority.value, logic.PRIORITY, 2)
+    settings.window = logic.WINDOWS[w.window.selected] or "auto"
+    settings.preview = w.output_size.selected == 2
+    w.blur.value = settings.blur -- show the odd size actually used
+  end
+  save_settings(settings)
+  return settings
+end
+
+local function output_suffix()
+  return logic.clean_suffix(dt.preferences.read(MODULE, "suffix", "string"))
+end
+
+----------------------------------------------------------------------------------------------
+-- one run: a darktable job over the selected images
+
+local function set_progress(batch, fraction)
+  if not batch.job_closed then
+    pcall(function()
+      batch.job.percent = fraction
+    end)
+  end
+end
+
+local function close_job(batch)
+  if not batch.job_closed then
+    batch.job_closed = true -- setting `valid = false` twice can crash darktable 4.2
+    pcall(function()
+      if batch.job.valid then
+        batch.job.valid = false
+      end
+    end)
+  end
+end
+
+-- Stop the run: the worker's job, then the darktable job. From the job's cancel button or the
+-- "cancel deconvolution" shortcut.
+local function cancel_batch(batch)
+  if batch.cancelled then
+    return
+  end
+  batch.cancelled = true
+  if batch.worker_job then
+    run_command({ "cancel", batch.worker_job })
+  end
+  close_job(batch)
+end
+
+local function export_image(image, path)
+  local format = dt.new_format("tiff")
+  format.bpp = 32
+  os.remove(path)
+  -- API 9.0.0 returns false on success (the meaning flipped later): trust the file, not the value
+  pcall(format.write_image, format, image, path)
+  return (file_size(path) or 0) > 0
+end
+
+local function cache_key(source, image, settings)
+  local output, reason = command_output(logic.key_args(source, image, settings,
+    logic.export_signature({ bpp = 32 })))
+  if not output then
+    return nil, reason
+  end
+  local key = logic.parse_key(output)
+  if not key then
+    return nil, string.format(_("unexpected answer from dt-deconvolve key: %s"), output)
+  end
+  return key
+end
+
+-- The cached result for `key`, copied to `output`: its path, or nil on a miss.
+local function cache_lookup(key, output)
+  local answer, reason = command_output(logic.lookup_args(key, output))
+  if not answer then
+    return nil, reason
+  end
+  local kind, path = logic.parse_lookup(answer)
+  if kind == "hit" and file_exists(path) then
+    return path
+  end
+  return nil
+end
+
+-- Submit an export and wait, following its progress; returns the result's path, or nil and the
+-- reason (nil, nil when cancelled).
+local function deblur_export(batch, export, output, key, settings, index)
+  local done_path
+  local first_submit = not state.worker_checked
+  if first_submit then
+    state.worker_checked = true
+    state.started_worker = not worker_answers()
+  end
+  local code, error_text = run_command(logic.submit_args(export, output, key, settings), function(line)
+    local message = logic.parse_line(line)
+    if message == nil then
+      return
+    elseif message.kind == "job" then
+      batch.worker_job = message.id
+      if batch.cancelled then
+        run_command({ "cancel", message.id })
+      end
+    elseif message.kind == "progress" then
+      set_progress(batch, logic.batch_fraction(index, #batch.images, 0.1 + 0.85 * message.fraction))
+    elseif message.kind == "done" then
+      done_path = message.path
+    end
+  end)
+  batch.worker_job = nil
+  if code == logic.EXIT_CANCELLED or batch.cancelled then
+    return nil, nil
+  elseif code ~= logic.EXIT_OK then
+    return nil, logic.error_reason(error_text, string.format(_("dt-deconvolve failed (exit %d)"), code))
+  end
+  return done_path or output
+end
+
+local function copy_metadata(original, result, settings)
+  local names = {}
+  for _, tag in ipairs(dt.tags.get_tags(original)) do
+    names[#names + 1] = tag.name
+  end
+  for _, name in ipairs(logic.copyable_tags(names)) do
+    dt.tags.attach(dt.tags.create(name), result)
+  end
+  result.rating = original.rating
+  for _, colour in ipairs(COLOUR_LABELS) do
+    result[colour] = original[colour]
+  end
+  for _, field in ipairs(TEXT_METADATA) do
+    pcall(function()
+      result[field] = original[field]
+    end)
+  end
+  dt.tags.attach(dt.tags.create(logic.settings_tag(settings)), result)
+end
+
+-- Bring a result into the library beside its original.
+local function import_result(original, path, settings)
+  if not file_exists(path) then -- importing a missing file terminates darktable 4.2
+    return nil, string.format(_("the result %s is missing"), path)
+  end
+  local ok, result = pcall(dt.database.import, path)
+  if not ok or not result then
+    return nil, string.format(_("darktable could not import %s"), path)
+  end
+  result:group_with(original) -- joins the original's group; its leader stays the leader
+  copy_metadata(original, result, settings)
+  return result
+end
+
+-- Export the image, then take the result from the cache or the worker. The key is taken
+-- again after the export: without a sidecar it is the hash of the exported pixels, and the
+-- first export writes the edit history into the sidecar. Returns the result's path and
+-- "cached" | "done", or nil and the reason (nil, nil: cancelled).
+local function export_and_deblur(batch, image, job)
+  local export = temp_path("export-" .. image.id, ".tif")
+  if not export_image(image, export) then
+    os.remove(export)
+    return nil, _("darktable could not export the image")
+  end
+  set_progress(batch, logic.batch_fraction(job.index, #batch.images, 0.1))
+  local source = job.identity.sidecar and job.original or export
+  local key, reason = cache_key(source, job.identity, job.settings)
+  local result, outcome
+  if key and key ~= job.key then
+    result, outcome = cache_lookup(key, job.output), "cached"
+  end
+  if key and not result and not batch.cancelled then
+    result, reason = deblur_export(batch, export, job.output, key, job.settings, job.index)
+    outcome = "done"
+  end
+  os.remove(export)
+  if result then
+    return result, outcome
+  end
+  return nil, reason
+end
+
+--[[ Deconvolve one image. The key names the original's edits (its sidecar), the settings and
+     the export: a cached result is taken without exporting. Returns "done" | "cached" |
+     "cancelled", or nil and the reason. ]]
+local function process_image(batch, image, index)
+  local settings = {}
+  for name, value in pairs(batch.settings) do
+    settings[name] = value
+  end
+  settings.scale = settings.preview and logic.preview_scale(image.width, image.height) or 1
+  local job = {
+    index = index,
+    settings = settings,
+    original = image.path .. "/" .. image.filename,
+    identity = {
+      sidecar = file_exists(image.sidecar) and image.sidecar or nil,
+      duplicate = image.duplicate_index,
+    },
+    output = logic.output_path(image.path, image.filename, output_suffix(), file_exists),
+  }
+  local result, outcome, reason
+  if job.identity.sidecar then
+    job.key, reason = cache_key(job.original, job.identity, settings)
+    if not job.key then
+      return nil, reason
+    end
+    result, outcome = cache_lookup(job.key, job.output), "cached"
+  end
+  if not result and not batch.cancelled then
+    result, outcome = export_and_deblur(batch, image, job)
+    reason = outcome
+  end
+  if batch.cancelled then -- a result that arrived as the user cancelled stays out of the library
+    if result then
+      os.remove(result)
+    end
+    return "cancelled"
+  end
+  if not result then
+    return nil, reason
+  end
+  local imported
+  imported, reason = import_result(image, result, settings)
+  if not imported then
+    return nil, reason
+  end
+  return outcome
+end
+
+local function summary(counts, count)
+  if counts.cancelled > 0 then
+    return _("deconvolution cancelled")
+  end
+  return string.format(_("deconvolved %d of %d images (%d from the cache)"),
+    counts.done + counts.cached, count, counts.cached)
+end
+
+-- The work of one run, in its own darktable job.
+local function deconvolve_images(batch)
+  local images = batch.images
+  batch.job = dt.gui.create_job(_("deconvolve"), true, function()
+    cancel_batch(batch)
+  end)
+  batch.job_closed = false
+  local counts = { done = 0, cached = 0, cancelled = 0, failed = 0 }
+  for index, image in ipairs(images) do
+    if batch.cancelled then
+      counts.cancelled = counts.cancelled + 1
+      break
+    end
+    set_progress(batch, logic.batch_fraction(index, #images, 0))
+    local ok, outcome, reason = pcall(process_image, batch, image, index)
+    if not ok then -- a bug or an API surprise: report it, keep darktable running
+      outcome, reason = nil, tostring(outcome)
+    end
+    if outcome then
+      counts[outcome] = counts[outcome] + 1
+    else
+      counts.failed = counts.failed + 1
+      dt.print_error("deconvolve: " .. image.filename .. ": " .. tostring(reason))
+      dt.print(string.format(_("deconvolve failed for %s: %s"), image.filename, reason))
+    end
+  end
+  close_job(batch)
+  state.batch = nil
+  if counts.failed == 0 then
+    dt.print(summary(counts, #images))
+  end
+end
+
+-- The button and the shortcut: check, then start a run in the background.
+local function start()
+  if state.batch then
+    dt.print(_("a deconvolution is already running"))
+    return
+  end
+  local command = command_path()
+  if not is_executable(command) then
+    dt.print(string.format(
+      _("dt-deconvolve not found at %s: install it with install.sh from dt-deconvolve, or set its path in preferences > lua options"),
+      command))
+    return
+  end
+  local images = {}
+  for _, image in ipairs(dt.gui.selection()) do
+    images[#images + 1] = image
+  end
+  if #images == 0 then
+    dt.print(_("select the images to deconvolve first"))
+    return
+  end
+  -- `job_closed` until deconvolve_images gives the run its darktable job
+  state.batch = { images = images, settings = current_settings(), job_closed = true }
+  dt.control.dispatch(deconvolve_images, state.batch)
+end
+
+local function cancel_current()
+  if state.batch then
+    cancel_batch(state.batch)
+  end
+end
+
+-- darktable quits: drop the cache's temporary entries (and results, unless kept); stop the
+-- worker if this plug-in started it.
+local function clean_up()
+  cancel_current()
+  if not state.used or not is_executable(command_path()) then
+    return
+  end
+  local keep = dt.preferences.read(MODULE, "keep_results", "bool")
+  os.execute(logic.command_line(command_path(), logic.clean_args(keep, dt.configuration.tmp_dir)) .. " >/dev/null 2>&1")
+  if state.started_worker then
+    os.execute(logic.command_line(command_path(), { "shutdown" }) .. " >/dev/null 2>&1")
+    state.started_worker = false
+  end
+  state.used = false
+end
+
+----------------------------------------------------------------------------------------------
+-- GUI: preferences, panel, shortcuts
+
+local function register_preferences()
+  dt.preferences.register(MODULE, "command", "file",
+    _("deconvolve: dt-deconvolve command"),
+    _("where the dt-deconvolve command is (install.sh puts it in ~/.local/bin)"),
+    default_command())
+  dt.preferences.register(MODULE, "keep_results", "bool",
+    _("deconvolve: keep results between sessions"),
+    _("keep deconvolved results in dt-deconvolve's cache after darktable quits, so that a later run with the same edits and settings is instant"),
+    true)
+  dt.preferences.register(MODULE, "suffix", "string",
+    _("deconvolve: output suffix"),
+    _("added to the file name of a result: IMG_1234_deconv.tif"),
+    logic.DEFAULT_SUFFIX)
+end
+
+-- A slider; its value is set once its range is, since darktable applies a constructor's fields
+-- in no fixed order and GTK would clamp a value given before the range.
+local function slider(label, tooltip, range, step, digits, value)
+  local widget = dt.new_widget("slider")({
+    label = label,
+    tooltip = tooltip,
+    soft_min = range.min,
+    soft_max = range.max,
+    hard_min = range.min,
+    hard_max = range.max,
+    step = step,
+    digits = digits,
+  })
+  widget.value = value
+  return widget
+end
+
+-- A drop-down list of `entries`, showing entry number `selected`.
+local function choice(label, tooltip, entries, selected)
+  local widget = dt.new_widget("combobox")({ label = label, tooltip = tooltip, table.unpack(entries) })
+  widget.selected = selected
+  return widget
+end
+
+local function build_panel()
+  local saved = saved_settings()
+  local w = state.widgets
+  w.blur = slider(_("blur size"),
+    _("size in pixels of the largest blur to remove (odd): a little more than the longest streak or the widest halo"),
+    logic.BLUR, 2, 0, saved.blur)
+  w.tolerance = slider(_("tolerance"),
+    _("how far (percent) the result may drift from the picture before the iterations stop: lower is more careful"),
+    logic.TOLERANCE, 0.5, 1, saved.tolerance)
+  w.priority = slider(_("priority"),
+    _("-1 favours a clean result (denoise), +1 favours detail (deblur)"),
+    logic.PRIORITY, 0.1, 1, saved.priority)
+  w.window = choice(_("sample window"),
+    _("where the blur is measured: the most detailed part of the picture, or its centre"),
+    { _("automatic"), _("centre") }, saved.window == "centre" and 2 or 1)
+  w.output_size = choice(_("output size"),
+    _("full size, or a quick preview at most 1600 pixels wide"),
+    { _("full"), _("preview") }, saved.preview and 2 or 1)
+  w.button = dt.new_widget("button")({
+    label = _("deconvolve"),
+    tooltip = _("deconvolve the selected images; the results are grouped with them"),
+    clicked_callback = start,
+  })
+  return dt.new_widget("box")({
+    orientation = "vertical",
+    w.blur,
+    w.tolerance,
+    w.priority,
+    w.window,
+    w.output_size,
+    w.button,
+  })
+end
+
+local function register_events()
+  if state.events_registered then
+    return
+  end
+  dt.register_event(MODULE, "shortcut", start, _("deconvolve selected images"))
+  dt.register_event(MODULE .. "_cancel", "shortcut", cancel_current, _("cancel deconvolution"))
+  dt.register_event(MODULE, "exit", clean_up)
+  state.events_registered = true
+end
+
+local function destroy_events()
+  if not state.events_registered then
+    return
+  end
+  dt.destroy_event(MODULE, "shortcut")
+  dt.destroy_event(MODULE .. "_cancel", "shortcut")
+  dt.destroy_event(MODULE, "exit")
+  state.events_registered = false
+end
+
+local function install_gui()
+  if state.gui_installed then
+    return
+  end
+  state.gui_installed = true
+  register_preferences()
+  dt.register_lib(MODULE, _("deconvolve"), true, false,
+    { [dt.gui.views.lighttable] = { "DT_UI_CONTAINER_PANEL_RIGHT_CENTER", 100 } },
+    build_panel(), nil, nil)
+  register_events()
+end
+
+-- Register the GUI pieces once lighttable is shown, never while luarc is still loading: a
+-- GTK-bound call there can freeze darktable 4.2 at start-up.
+local function schedule_gui()
+  if dt.gui.current_view().id == "lighttable" then
+    dt.control.dispatch(install_gui)
+  else
+    dt.register_event(MODULE, "view-changed", function(_, _, new_view)
+      if new_view.id == "lighttable" then
+        install_gui()
+      end
+    end)
+  end
+end
+
+----------------------------------------------------------------------------------------------
+-- script_manager
+
+local function destroy()
+  clean_up()
+  destroy_events()
+  if state.gui_installed then
+    dt.gui.libs[MODULE].visible = false
+  end
+end
+
+local function restart()
+  if state.gui_installed then
+    register_events()
+    dt.gui.libs[MODULE].visible = true
+  else
+    schedule_gui()
+  end
+end
+
+if dt.configuration.api_version_major < MIN_API_MAJOR then
+  dt.print(string.format(_("deconvolve needs darktable 4.2 or newer (Lua API %d)"), MIN_API_MAJOR))
+elseif dt.configuration.has_gui then
+  schedule_gui()
+end
+
+script_data.destroy = destroy
+script_data.destroy_method = "hide"
+script_data.restart = restart
+script_data.show = restart
+
+return script_data

@@ -1,0 +1,284 @@
+--[[
+  The pure part of the darktable plug-in `deconvolve.lua`: building `dt-deconvolve` command
+  lines, quoting them for the shell, reading the client's answers, choosing output names and
+  deciding which tags travel with a result. Nothing here touches darktable, the disk or the
+  shell, so plain `lua5.4` tests it (tests/lua/).
+
+  The module sits under `lib/` because script_manager treats every other `.lua` file as a script
+  of its own.
+]]
+
+local logic = {}
+
+-- The plug-in's slider ranges and defaults, in the user's terms.
+logic.BLUR = { min = 3, max = 51, default = 15 }
+logic.TOLERANCE = { min = 0.5, max = 20, default = 5 }
+logic.PRIORITY = { min = -1, max = 1, default = 0 }
+logic.WINDOWS = { "auto", "centre" }
+logic.DEFAULT_SUFFIX = "_deconv"
+logic.PREVIEW_SIDE = 1600 -- longest side, in pixels, of an "output size: preview" result
+logic.TAG_ROOT = "dt-deconvolve"
+
+-- Exit statuses of `dt-deconvolve` (worker/cli.py).
+logic.EXIT_OK, logic.EXIT_FAILED, logic.EXIT_USAGE, logic.EXIT_CANCELLED = 0, 1, 2, 3
+
+--- Round `value` to `digits` decimals (sliders hand back float noise: 2.25 reads 2.2499997).
+function logic.round(value, digits)
+  local factor = 10 ^ (digits or 0)
+  local rounded = math.floor(value * factor + 0.5) / factor
+  if digits == nil or digits == 0 then
+    return math.tointeger(rounded) or rounded
+  end
+  return rounded
+end
+
+--- A number as a short decimal for a command line or a tag: 5 -> "5", 2.5 -> "2.5", -0.3 -> "-0.3".
+function logic.format_number(value)
+  local text = string.format("%.2f", logic.round(value, 2))
+  text = text:gsub("0+$", ""):gsub("%.$", "")
+  if text == "-0" then
+    return "0"
+  end
+  return text
+end
+
+--- The blur size as the engine wants it: an odd whole number of pixels within BLUR's range.
+function logic.odd_blur(value)
+  local size = math.floor(value + 0.5)
+  if size % 2 == 0 then
+    size = size + 1
+  end
+  return math.max(logic.BLUR.min, math.min(logic.BLUR.max, size))
+end
+
+--- `value` limited to [range.min, range.max] and rounded to `digits` decimals.
+function logic.clamp(value, range, digits)
+  return logic.round(math.max(range.min, math.min(range.max, value)), digits)
+end
+
+--- Quote one word for a POSIX shell: any path, with spaces, quotes or `$`, arrives verbatim.
+function logic.quote(word)
+  word = tostring(word)
+  if word:match("^[%w@%%+=:,./_-]+$") then
+    return word
+  end
+  return "'" .. word:gsub("'", "'\\''") .. "'"
+end
+
+--- A shell command line: the program, then each argument, each quoted.
+function logic.command_line(program, args)
+  local words = { logic.quote(program) }
+  for _, arg in ipairs(args) do
+    words[#words + 1] = logic.quote(arg)
+  end
+  return table.concat(words, " ")
+end
+
+--- Append the values of `extra` to the list `args`; returns `args`.
+local function extend(args, extra)
+  for _, value in ipairs(extra) do
+    args[#args + 1] = value
+  end
+  return args
+end
+
+--[[ The settings of one run, as the panel shows them:
+       blur (odd px), tolerance (percent), priority (-1 denoise ... +1 deblur),
+       window ("auto" | "centre"), scale (1 = full size, below 1 = preview). ]]
+
+--- The engine and PSF options shared by `key` and `submit`: the settings that change pixels.
+function logic.engine_args(settings)
+  local args = {
+    "--blur", tostring(logic.odd_blur(settings.blur)),
+    "--window", settings.window or "auto",
+    "--tolerance", logic.format_number(settings.tolerance),
+    "--priority", logic.format_number(settings.priority),
+  }
+  if settings.scale and settings.scale < 1 then
+    extend(args, { "--scale", logic.format_number(settings.scale) })
+  end
+  return args
+end
+
+--- The scale of a preview: the longest side shrinks to PREVIEW_SIDE pixels (never enlarged).
+function logic.preview_scale(width, height)
+  local longest = math.max(width or 0, height or 0)
+  if longest <= logic.PREVIEW_SIDE then
+    return 1
+  end
+  return math.max(0.05, math.floor(100 * logic.PREVIEW_SIDE / longest) / 100)
+end
+
+--- A text naming the export settings that change the exported pixels (part of the cache key).
+function logic.export_signature(export)
+  return string.format(
+    "tiff bpp=%d max=%dx%d upscale=%s",
+    export.bpp or 32,
+    export.max_width or 0,
+    export.max_height or 0,
+    export.upscale and "yes" or "no"
+  )
+end
+
+--- `dt-deconvolve key ...`: `source` is the picture (the original, or the export when the image
+--- has no sidecar); `image` = { sidecar = path or nil, duplicate = index }.
+function logic.key_args(source, image, settings, export_signature)
+  local args = { "key", source }
+  if image.sidecar then
+    extend(args, { "--xmp", image.sidecar })
+  end
+  extend(args, { "--duplicate", tostring(image.duplicate or 0), "--export", export_signature })
+  return extend(args, logic.engine_args(settings))
+end
+
+--- `dt-deconvolve cache lookup KEY -o OUTPUT`.
+function logic.lookup_args(key, output)
+  return { "cache", "lookup", key, "-o", output }
+end
+
+--- `dt-deconvolve submit EXPORT -o OUTPUT --key KEY [engine options] --wait`.
+function logic.submit_args(export, output, key, settings)
+  local args = { "submit", export, "-o", output, "--key", key }
+  extend(args, logic.engine_args(settings))
+  args[#args + 1] = "--wait"
+  return args
+end
+
+--- `dt-deconvolve cache clean --on-exit --exports-dir DIR [--keep-results]`: also removes the
+--- temporary exports a crash may have left in DIR.
+function logic.clean_args(keep_results, exports_dir)
+  local args = { "cache", "clean", "--on-exit", "--exports-dir", exports_dir }
+  if keep_results then
+    args[#args + 1] = "--keep-results"
+  end
+  return args
+end
+
+--- A cache key as `key` prints it: one line of hex digits; nil for anything else.
+function logic.parse_key(output)
+  return (output or ""):match("^%s*(%x+)%s*$")
+end
+
+--- The answer of `cache lookup`: "hit", path or "miss"; nil for anything else.
+function logic.parse_lookup(output)
+  local text = (output or ""):gsub("%s+$", "")
+  if text == "miss" then
+    return "miss"
+  end
+  local path = text:match("^hit (.+)$")
+  if path then
+    return "hit", path
+  end
+  return nil
+end
+
+--- One line of `submit --wait`: {kind = "job", id} | {kind = "progress", fraction, stage} |
+--- {kind = "done", path}; nil for a line that is none of these.
+function logic.parse_line(line)
+  line = (line or ""):gsub("[\r\n]+$", "")
+  local id = line:match("^JOB (%S+)%s*$")
+  if id then
+    return { kind = "job", id = id }
+  end
+  local fraction, stage = line:match("^PROGRESS (%S+) ?(.*)$")
+  fraction = tonumber(fraction)
+  if fraction then
+    return {
+      kind = "progress",
+      fraction = math.max(0, math.min(1, fraction)),
+      stage = stage ~= "" and stage or nil,
+    }
+  end
+  local path = line:match("^DONE (.+)$")
+  if path then
+    return { kind = "done", path = path }
+  end
+  return nil
+end
+
+--- The exit status of a finished command from what `file:close()` or `os.execute` return
+--- (Lua 5.4: ok, "exit" | "signal", code). A signal counts as a failure.
+function logic.exit_code(ok, how, code)
+  if how == "exit" then
+    return code
+  end
+  if how == "signal" then
+    return 128 + (code or 0)
+  end
+  return ok and 0 or 1
+end
+
+--- The overall fraction of a batch: `index` of `count` images, this one `fraction` done.
+function logic.batch_fraction(index, count, fraction)
+  if count < 1 then
+    return 1
+  end
+  return math.max(0, math.min(1, (index - 1 + (fraction or 0)) / count))
+end
+
+--- File name without its extension: "IMG_1.CR2" -> "IMG_1", ".hidden" -> ".hidden".
+function logic.stem(filename)
+  return filename:match("^(.+)%.[^.]*$") or filename
+end
+
+--- A safe output suffix: the user's, without path separators; the default when empty.
+function logic.clean_suffix(suffix)
+  suffix = (suffix or ""):gsub("[/\\%c]", "")
+  if suffix == "" then
+    return logic.DEFAULT_SUFFIX
+  end
+  return suffix
+end
+
+--- Where a result goes: `<folder>/<stem><suffix>.tif` next to the original, never over an
+--- existing file (`exists(path)` says): then `<stem><suffix>_1.tif`, `_2`, ...
+function logic.output_path(folder, filename, suffix, exists)
+  local base = folder .. "/" .. logic.stem(filename) .. logic.clean_suffix(suffix)
+  local candidate = base .. ".tif"
+  local n = 0
+  while exists(candidate) do
+    n = n + 1
+    candidate = string.format("%s_%d.tif", base, n)
+  end
+  return candidate
+end
+
+--- The tags a result inherits: all but darktable's own (`darktable|...`) and this plug-in's.
+function logic.copyable_tags(names)
+  local kept = {}
+  for _, name in ipairs(names) do
+    local root = name:match("^([^|]*)")
+    if root ~= "darktable" and root ~= logic.TAG_ROOT then
+      kept[#kept + 1] = name
+    end
+  end
+  return kept
+end
+
+--- The tag recording how a result was made: `dt-deconvolve|blur 15|tolerance 5`.
+function logic.settings_tag(settings)
+  return string.format(
+    "%s|blur %d|tolerance %s",
+    logic.TAG_ROOT,
+    logic.odd_blur(settings.blur),
+    logic.format_number(settings.tolerance)
+  )
+end
+
+--- The reason to show for a failed command: its `error:` line without the program's name, else
+--- the last line it wrote, else `fallback`.
+function logic.error_reason(text, fallback)
+  local last
+  for line in (text or ""):gmatch("[^\n]+") do
+    local reason = line:match("error: (.-)%s*$")
+    if reason and reason ~= "" then
+      return reason
+    end
+    if line:match("%S") then
+      last = line:gsub("^%s+", ""):gsub("%s+$", "")
+    end
+  end
+  return last or fallback
+end
+
+return logic

@@ -1,0 +1,162 @@
+--[[ Runs inside a real darktable (started by tests/test_darktable.py with --luacmd): uses the
+     deconvolve plug-in as a photographer would and writes what it saw, one `name<TAB>value` line
+     each, to $DT_E2E_REPORT. Environment: DT_E2E_PICTURES (folder holding blurred.tif and
+     cancel.tif), DT_E2E_CALLS (the log of dt-deconvolve calls the test's wrapper keeps). ]]
+
+local dt = require "darktable"
+
+local pictures = assert(os.getenv("DT_E2E_PICTURES"))
+local calls_log = assert(os.getenv("DT_E2E_CALLS"))
+local report = assert(io.open(assert(os.getenv("DT_E2E_REPORT")), "w"))
+local RUN_LIMIT = 120 -- seconds for one deconvolution, worker start included
+
+local function note(name, value)
+  report:write(name, "\t", tostring(value):gsub("\n", " "), "\n")
+  report:flush()
+end
+
+local function now()
+  local pipe = io.popen("date +%s.%N")
+  local seconds = tonumber(pipe:read("l"))
+  pipe:close()
+  return seconds
+end
+
+-- Toasts reach the test through the report (the plug-in calls dt.print through this table).
+local toasts = {}
+local show_toast = dt.print
+dt.print = function(text)
+  toasts[#toasts + 1] = text
+  note("toast", text)
+  show_toast(text)
+end
+
+local function toast_seen(pattern)
+  return function()
+    for _, text in ipairs(toasts) do
+      if text:match(pattern) then
+        return true
+      end
+    end
+  end
+end
+
+-- Poll `probe` every 100 ms for up to `limit` seconds; its first true value, or nil.
+local function wait_for(limit, probe)
+  local deadline = now() + limit
+  repeat
+    local value = probe()
+    if value then
+      return value
+    end
+    dt.control.sleep(100)
+  until now() > deadline
+  return nil
+end
+
+local function find_image(filename)
+  for _, image in ipairs(dt.database) do
+    if image.filename == filename then
+      return image
+    end
+  end
+end
+
+local function tag_names(image)
+  local names = {}
+  for _, tag in ipairs(dt.tags.get_tags(image)) do
+    names[#names + 1] = tag.name
+  end
+  table.sort(names)
+  return table.concat(names, ";")
+end
+
+local function read_file(path)
+  local file = io.open(path)
+  if not file then
+    return ""
+  end
+  local text = file:read("a")
+  file:close()
+  return text
+end
+
+-- A result is complete once it carries the plug-in's settings tag (its last step); a failure
+-- toast ends the wait too.
+local function finished_result(filename)
+  return function()
+    local image = find_image(filename)
+    return image and tag_names(image):match("dt%-deconvolve|") and image
+      or toast_seen("failed")()
+  end
+end
+
+local function deconvolve(original)
+  dt.gui.selection({ original })
+  dt.gui.action("lua/deconvolve selected images", 0, "", "", 1.0)
+end
+
+local function describe(prefix, result, original)
+  note(prefix .. "_leader_is_original", result.group_leader.id == original.id)
+  note(prefix .. "_original_leads", original.group_leader.id == original.id)
+  note(prefix .. "_tags", tag_names(result))
+  note(prefix .. "_rating", result.rating)
+  note(prefix .. "_red", result.red)
+  note(prefix .. "_title", result.title)
+  note(prefix .. "_description", result.description)
+end
+
+local function scenario()
+  note("started", wait_for(60, function()
+    return pcall(function()
+      return dt.gui.libs.deconvolve.visible ~= nil
+    end)
+  end) or false)
+
+  local original = dt.database.import(pictures .. "/blurred.tif")
+  dt.tags.attach(dt.tags.create("people|alice"), original)
+  original.rating = 4
+  original.red = true
+  original.title = "market"
+  original.description = "a shaken shot"
+
+  local start = now()
+  deconvolve(original)
+  local first = wait_for(RUN_LIMIT, finished_result("blurred_deconv.tif"))
+  note("first_seconds", now() - start)
+  if type(first) ~= "userdata" then -- timed out, or failed
+    return note("first_result", "missing")
+  end
+  describe("first", first, original)
+
+  start = now()
+  deconvolve(original)
+  local second = wait_for(RUN_LIMIT, finished_result("blurred_deconv_1.tif"))
+  note("second_seconds", now() - start)
+  if type(second) ~= "userdata" then
+    return note("second_result", "missing")
+  end
+  describe("second", second, original)
+  note("group_size", #original:get_group_members())
+
+  -- Cancel once the worker has the job (the wrapper logs each call as it starts).
+  local other = dt.database.import(pictures .. "/cancel.tif")
+  deconvolve(other)
+  note("cancel_submitted", wait_for(RUN_LIMIT, function()
+    return read_file(calls_log):match("submit [^\n]*cancel_deconv%.tif")
+  end) ~= nil)
+  dt.control.sleep(1000)
+  dt.gui.action("lua/cancel deconvolution", 0, "", "", 1.0)
+  note("cancel_finished", wait_for(60, toast_seen("cancelled")) or false)
+  dt.control.sleep(1000) -- anything imported late would show now
+  note("cancel_imported", find_image("cancel_deconv.tif") ~= nil)
+end
+
+dt.control.dispatch(function()
+  local ok, err = pcall(scenario)
+  if not ok then
+    note("error", err)
+  end
+  note("quitting", true)
+  dt.gui.action("global/quit", 0, "", "", 1.0)
+end)

@@ -1,0 +1,167 @@
+-- The plug-in's pure logic (lua/lib/deconvolve/logic.lua), with plain lua5.4.
+local check = require "harness"
+local logic = require "lib/deconvolve/logic"
+local test, eq = check.test, check.eq
+
+-- What /bin/sh makes of a command line: one argument per line.
+local function shell_words(line)
+  local pipe = assert(io.popen("printf '%s\\n' " .. line))
+  local words = {}
+  for word in pipe:lines() do
+    words[#words + 1] = word
+  end
+  pipe:close()
+  return words
+end
+
+test("quote: awkward paths reach the program verbatim through a real shell", function()
+  local paths = {
+    "/photos/plain.tif",
+    "/photos/with space/IMG 1.tif",
+    "/photos/it's/\"quoted\".tif",
+    "/photos/$HOME `id` ; rm -rf x & |.tif",
+    "/photos/back\\slash/*?[a].tif",
+    "-starts-with-dash",
+    "",
+  }
+  for _, path in ipairs(paths) do
+    eq(shell_words(logic.quote(path)), { path }, path)
+  end
+end)
+
+test("quote: plain words stay unquoted, others get single quotes", function()
+  eq(logic.quote("/a/b_c-1.tif"), "/a/b_c-1.tif")
+  eq(logic.quote("a b"), "'a b'")
+  eq(logic.quote("it's"), "'it'\\''s'")
+  eq(logic.quote(15), "15")
+end)
+
+test("command_line: program and every argument quoted", function()
+  local line = logic.command_line("/opt/my tools/dt-deconvolve", { "key", "/p/a b.tif", "--blur", "15" })
+  eq(line, "'/opt/my tools/dt-deconvolve' key '/p/a b.tif' --blur 15")
+end)
+
+local settings = { blur = 15, tolerance = 5, priority = 0.3, window = "centre", scale = 1 }
+
+test("engine_args: the settings that change pixels, in the CLI's terms", function()
+  eq(logic.engine_args(settings),
+    { "--blur", "15", "--window", "centre", "--tolerance", "5", "--priority", "0.3" })
+  local preview = { blur = 14, tolerance = 2.25, priority = -1, window = "auto", scale = 0.5 }
+  eq(logic.engine_args(preview), { "--blur", "15", "--window", "auto", "--tolerance", "2.25",
+    "--priority", "-1", "--scale", "0.5" })
+end)
+
+test("key_args: sidecar, duplicate index, export settings and engine options", function()
+  local export = logic.export_signature({ bpp = 32 })
+  eq(export, "tiff bpp=32 max=0x0 upscale=no")
+  eq(logic.key_args("/p/IMG 1.CR2", { sidecar = "/p/IMG 1.CR2.xmp", duplicate = 2 }, settings, export),
+    { "key", "/p/IMG 1.CR2", "--xmp", "/p/IMG 1.CR2.xmp", "--duplicate", "2", "--export", export,
+      "--blur", "15", "--window", "centre", "--tolerance", "5", "--priority", "0.3" })
+  local no_sidecar = logic.key_args("/tmp/export.tif", { duplicate = 0 }, settings, export)
+  eq(no_sidecar[3], "--duplicate", "no --xmp without a sidecar")
+end)
+
+test("submit, lookup and clean arguments follow the contract", function()
+  eq(logic.submit_args("/tmp/e.tif", "/p/a_deconv.tif", "ab12", settings),
+    { "submit", "/tmp/e.tif", "-o", "/p/a_deconv.tif", "--key", "ab12", "--blur", "15",
+      "--window", "centre", "--tolerance", "5", "--priority", "0.3", "--wait" })
+  eq(logic.lookup_args("ab12", "/p/a b.tif"), { "cache", "lookup", "ab12", "-o", "/p/a b.tif" })
+  eq(logic.clean_args(false, "/tmp/dt"), { "cache", "clean", "--on-exit", "--exports-dir", "/tmp/dt" })
+  eq(logic.clean_args(true, "/tmp/dt"),
+    { "cache", "clean", "--on-exit", "--exports-dir", "/tmp/dt", "--keep-results" })
+end)
+
+test("parse_line: JOB, PROGRESS, DONE and anything else", function()
+  eq(logic.parse_line("JOB 7f3a"), { kind = "job", id = "7f3a" })
+  eq(logic.parse_line("PROGRESS 0.25 deblurring"), { kind = "progress", fraction = 0.25, stage = "deblurring" })
+  eq(logic.parse_line("PROGRESS 1 writing\r\n"), { kind = "progress", fraction = 1, stage = "writing" })
+  eq(logic.parse_line("PROGRESS 1.7 queued").fraction, 1, "fraction clamped")
+  eq(logic.parse_line("PROGRESS 0.5"), { kind = "progress", fraction = 0.5 })
+  eq(logic.parse_line("DONE /p/with space/a_deconv.tif"), { kind = "done", path = "/p/with space/a_deconv.tif" })
+  eq(logic.parse_line("PROGRESS half deblurring"), nil)
+  eq(logic.parse_line("warning: something"), nil)
+  eq(logic.parse_line(""), nil)
+  eq(logic.parse_line(nil), nil)
+end)
+
+test("parse_lookup and parse_key", function()
+  eq({ logic.parse_lookup("miss\n") }, { "miss" })
+  eq({ logic.parse_lookup("hit /p/a b_deconv.tif\n") }, { "hit", "/p/a b_deconv.tif" })
+  eq(logic.parse_lookup("error"), nil)
+  eq(logic.parse_key("0123abcdef\n"), "0123abcdef")
+  eq(logic.parse_key("not a key"), nil)
+  eq(logic.parse_key(""), nil)
+end)
+
+test("exit_code: from a real shell, with Lua 5.4's close() triple", function()
+  eq(logic.exit_code(os.execute("exit 0")), 0)
+  eq(logic.exit_code(os.execute("exit 3")), 3)
+  local pipe = io.popen("echo x; exit 1")
+  pipe:read("a")
+  eq(logic.exit_code(pipe:close()), 1)
+  eq(logic.exit_code(nil, "signal", 9), 137)
+  eq(logic.exit_code(true), 0)
+end)
+
+test("output_path: next to the original, never over an existing file", function()
+  local taken = {}
+  local function exists(path)
+    return taken[path] == true
+  end
+  eq(logic.output_path("/p", "IMG_1.CR2", "_deconv", exists), "/p/IMG_1_deconv.tif")
+  taken["/p/IMG_1_deconv.tif"] = true
+  eq(logic.output_path("/p", "IMG_1.CR2", "_deconv", exists), "/p/IMG_1_deconv_1.tif")
+  taken["/p/IMG_1_deconv_1.tif"] = true
+  eq(logic.output_path("/p", "IMG_1.CR2", "_deconv", exists), "/p/IMG_1_deconv_2.tif")
+  eq(logic.output_path("/p q", "a.b.tif", "", exists), "/p q/a.b_deconv.tif", "empty suffix")
+  eq(logic.output_path("/p", "x.tif", "/../evil", exists), "/p/x..evil.tif", "no path in a suffix")
+  eq(logic.stem(".hidden"), ".hidden")
+  eq(logic.stem("noext"), "noext")
+end)
+
+test("copyable_tags: darktable's own and this plug-in's tags stay behind", function()
+  eq(logic.copyable_tags({ "darktable|format|tif", "people|alice", "darktable", "places|x|y",
+    "dt-deconvolve|blur 15|tolerance 5", "darktablers" }),
+    { "people|alice", "places|x|y", "darktablers" })
+end)
+
+test("settings_tag records blur size and tolerance", function()
+  eq(logic.settings_tag({ blur = 15, tolerance = 5 }), "dt-deconvolve|blur 15|tolerance 5")
+  eq(logic.settings_tag({ blur = 8, tolerance = 2.4999997 }), "dt-deconvolve|blur 9|tolerance 2.5")
+end)
+
+test("numbers: float noise rounded away, blur odd and within 3-51", function()
+  eq(logic.format_number(2.2499997), "2.25")
+  eq(logic.format_number(-0.0001), "0")
+  eq(logic.format_number(10), "10")
+  eq(logic.odd_blur(2), 3)
+  eq(logic.odd_blur(15.4), 15)
+  eq(logic.odd_blur(16), 17)
+  eq(logic.odd_blur(100), 51)
+  eq(logic.clamp(30, logic.TOLERANCE, 2), 20)
+  eq(logic.round(2.2499997, 2), 2.25)
+end)
+
+test("preview_scale: long side down to 1600 px, small pictures untouched", function()
+  eq(logic.preview_scale(400, 300), 1)
+  eq(logic.preview_scale(6000, 4000), 0.26)
+  eq(logic.preview_scale(nil, nil), 1)
+end)
+
+test("batch_fraction spreads images evenly", function()
+  eq(logic.batch_fraction(1, 4, 0), 0)
+  eq(logic.batch_fraction(2, 4, 0.5), 0.375)
+  eq(logic.batch_fraction(4, 4, 1), 1)
+  eq(logic.batch_fraction(1, 0, 0), 1)
+end)
+
+test("error_reason: the CLI's one-line error without its prefix", function()
+  eq(logic.error_reason("dt-deconvolve: error: no such file or folder: /x\n", "f"), "no such file or folder: /x")
+  eq(logic.error_reason("dt-deconvolve submit: error: bad blur (see --help)\n", "f"), "bad blur (see --help)")
+  eq(logic.error_reason("a warning\ndt-deconvolve: error: out of memory\n", "f"), "out of memory")
+  eq(logic.error_reason("  Killed  \n", "f"), "Killed")
+  eq(logic.error_reason("\n\n", "fallback"), "fallback")
+  eq(logic.error_reason(nil, "fallback"), "fallback")
+end)
+
+check.run()
