@@ -6,6 +6,8 @@
 #   ./install.sh --test       set up ./.venv for development (editable, with the test tools) and,
 #                             as root, the Debian packages the tests need (darktable, xvfb, lua5.4)
 #   ./install.sh --uninstall  remove everything a plain install put on this machine
+#   ./install.sh --service    install and start only the worker's systemd user service
+#   ./install.sh --print-unit print the systemd user unit the service uses
 #   ./install.sh --plugin     install (and enable) only the darktable plug-in
 #   --darktable-config DIR    with any of the above: darktable's config folder (default
 #                             ~/.config/darktable); the plug-in goes into DIR/lua
@@ -18,6 +20,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 home_dir=${DT_DECONVOLVE_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/dt-deconvolve}
 bin_dir=${DT_DECONVOLVE_BIN:-$HOME/.local/bin}
 python=${PYTHON:-python3}
+unit_name=dt-deconvolve-worker.service
+unit_dir=${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user
 dt_config=${XDG_CONFIG_HOME:-$HOME/.config}/darktable
 plugin_require='require "contrib/deconvolve"'
 
@@ -76,6 +80,56 @@ install_test() {
     "$here/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$here[test]"
 }
 
+unit_text() {
+    # The systemd user unit that runs the worker (the command's path is absolute).
+    cat <<EOF
+[Unit]
+Description=dt-deconvolve worker: deblurring jobs for darktable
+
+[Service]
+Type=simple
+ExecStart=$bin_dir/dt-deconvolve worker
+Restart=on-failure
+RestartSec=2
+Nice=5
+
+[Install]
+WantedBy=default.target
+EOF
+}
+
+has_user_systemd() {
+    command -v systemctl >/dev/null && systemctl --user show-environment >/dev/null 2>&1
+}
+
+install_service() {
+    # A systemd user service keeps the worker warm from login on; without systemd's user
+    # instance, the client starts a worker the first time darktable asks for one.
+    if ! has_user_systemd; then
+        say "systemd's user instance is not available here, so no service was installed:"
+        say "the worker starts by itself the first time darktable asks for it"
+        return 0
+    fi
+    mkdir -p "$unit_dir"
+    unit_text >"$unit_dir/$unit_name"
+    systemctl --user daemon-reload
+    systemctl --user enable --now "$unit_name" >/dev/null 2>&1 \
+        || die "systemctl could not start $unit_name (see: systemctl --user status $unit_name)"
+    say "installed and started the user service $unit_dir/$unit_name"
+}
+
+uninstall_service() {
+    [ -f "$unit_dir/$unit_name" ] || return 0
+    if has_user_systemd; then
+        systemctl --user disable --now "$unit_name" >/dev/null 2>&1 || true
+    fi
+    rm -f "$unit_dir/$unit_name"
+    if has_user_systemd; then
+        systemctl --user daemon-reload
+    fi
+    say "removed the user service $unit_dir/$unit_name"
+}
+
 drop_lines() {
     # drop_lines FILE GREP-ARGS...: remove the lines grep matches from FILE, when it exists.
     local file=$1
@@ -116,6 +170,7 @@ uninstall_plugin() {
 }
 
 uninstall() {
+    uninstall_service
     rm -f "$bin_dir/dt-deconvolve"
     rm -rf "$home_dir"
     say "removed $bin_dir/dt-deconvolve and $home_dir"
@@ -134,10 +189,12 @@ while [ $# -gt 0 ]; do
 done
 
 case "$action" in
-    "") install_user && install_plugin ;;
+    "") install_user && install_service && install_plugin ;;
     --test) install_test ;;
     --plugin) install_plugin ;;
     --uninstall) uninstall ;;
+    --service) install_service ;;
+    --print-unit) unit_text ;;
     -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0" ;;
     *) die "unknown option '$action' (try --help)" ;;
 esac

@@ -26,10 +26,13 @@ def user_env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def run_cli(user_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run `dt-deconvolve ARGS...` as a real process; returns the completed process."""
+    """Run `dt-deconvolve ARGS...` as a real process; returns the completed process.
+
+    Keyword arguments other than `timeout` go to `subprocess.run` (e.g. `preexec_fn`).
+    """
 
     def run(
-        *args: str | os.PathLike[str], timeout: float = 300
+        *args: str | os.PathLike[str], timeout: float = 300, **options: object
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "worker", *map(str, args)],
@@ -38,6 +41,7 @@ def run_cli(user_env: dict[str, str]) -> Callable[..., subprocess.CompletedProce
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
+            **options,
         )
 
     return run

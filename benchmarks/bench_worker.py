@@ -1,0 +1,131 @@
+"""Cold versus warm latency of a job through a real worker, as a markdown table.
+
+    python benchmarks/bench_worker.py [--size 768x512] [--repeats 3]
+
+Starts a fresh worker (its own private folders and socket), then submits jobs on one synthetic
+blurred picture with a known PSF, polling the job's status every 10 ms:
+
+- cold: the worker has just been started; the first job waits for its executor to import the
+  engine and warm up;
+- warm: later jobs on a picture of the same size, in the same executor;
+- cached: the same job again with a cache key already stored: no computing at all.
+
+"first deblurring" is the time from submit (or, for cold, from starting the worker) until the
+engine reports its first deblurring progress; "total" until the job is done.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from scipy import ndimage
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from worker.client import Client  # noqa: E402
+from worker.synthetic import camera_shake_kernel, dead_leaves  # noqa: E402
+
+POLL = 0.01
+
+
+def make_inputs(folder: Path, shape: tuple[int, int]) -> tuple[Path, Path]:
+    """A blurred 16-bit TIFF of `shape` and the PSF that blurred it."""
+    rng = np.random.default_rng(0)
+    psf = camera_shake_kernel(15, rng)
+    scene = dead_leaves(shape, rng)
+    blurred = np.stack([ndimage.convolve(scene[..., c], psf) for c in range(3)], axis=-1)
+    noisy = np.clip(blurred + rng.normal(0, 0.005, blurred.shape), 0, 1)
+    picture = folder / "blurred.tif"
+    tifffile.imwrite(picture, (noisy * 65535).astype(np.uint16), photometric="rgb")
+    np.save(folder / "psf.npy", psf)
+    return picture, folder / "psf.npy"
+
+
+@contextmanager
+def worker_process(folder: Path) -> Iterator[tuple[str, float]]:
+    """Start a worker with private folders; yields its endpoint and its start time."""
+    env = dict(os.environ)
+    for variable in ("XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
+        (folder / variable).mkdir(mode=0o700)
+        env[variable] = str(folder / variable)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    endpoint = f"ipc://{folder}/bench.sock"
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker", "worker", "--endpoint", endpoint, "--min-free", "0"],
+        env=env,
+    )
+    try:
+        yield endpoint, started
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def run_job(client: Client, t0: float, **fields: object) -> tuple[float | None, float]:
+    """Submit a job; seconds from `t0` to its first deblurring progress and to its end."""
+    job = client.request("submit", **fields)["job"]
+    first = None
+    while True:
+        status = client.request("status", job=job)
+        if first is None and status["detail"] == "deblurring":
+            first = time.perf_counter() - t0
+        if status["stage"] in ("done", "failed", "cancelled"):
+            if status["stage"] != "done":
+                raise SystemExit(f"job {status['stage']}: {status['error']}")
+            return first, time.perf_counter() - t0
+        time.sleep(POLL)
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", default="768x512", help="picture size WxH (default 768x512)")
+    parser.add_argument("--repeats", type=int, default=3, help="warm jobs to time (default 3)")
+    args = parser.parse_args()
+    width, height = (int(n) for n in args.size.lower().split("x"))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dtd-bench-", dir="/tmp") as name:
+        folder = Path(name)
+        picture, psf = make_inputs(folder, (height, width))
+        with worker_process(folder) as (endpoint, started), Client(endpoint) as client:
+            while client.ping(timeout=0.2) is None:
+                pass
+            answering = time.perf_counter() - started
+            common = {"input": str(picture), "psf": str(psf)}
+            first, total = run_job(client, started, output=str(folder / "cold.tif"), **common)
+            rows.append(("cold (worker just started)", first, total))
+            for n in range(args.repeats):
+                t0 = time.perf_counter()
+                out = str(folder / f"warm{n}.tif")
+                first, total = run_job(client, t0, output=out, **common)
+                rows.append((f"warm #{n + 1}", first, total))
+            key = "0" * 64
+            run_job(client, time.perf_counter(), output=str(folder / "k.tif"), key=key, **common)
+            t0 = time.perf_counter()
+            first, total = run_job(client, t0, output=str(folder / "hit.tif"), key=key, **common)
+            rows.append(("cached (same key again)", first, total))
+    print(
+        f"Worker latency, {width}x{height} RGB, 15x15 PSF given (worker answered pings after "
+        f"{answering:.2f} s)\n"
+    )
+    print("| job | first deblurring (s) | total (s) |")
+    print("|---|---:|---:|")
+    for label, first, total in rows:
+        print(f"| {label} | {seconds(first)} | {seconds(total)} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The cache key: one hash of everything that changes a deblurred picture, and nothing else.
+
+With a darktable sidecar the key hashes
+  - the image's identity: its absolute path, file size, modification time, duplicate index;
+  - the sidecar's edit history only: the `darktable:history` and `darktable:masks_history` blocks,
+    `history_end` and the module order (`iop_order_version`, `iop_order_list`), so that changing a
+    rating, a tag or a colour label keeps the key;
+  - the processing parameters, the export settings that change pixels (an opaque text from the
+    plug-in) and the algorithm version.
+Without a sidecar the identity and history are replaced by a hash of the image's pixels.
+"""
+
+import hashlib
+import json
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from worker.errors import InputError
+
+KEY_FORMAT = 1
+RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+DARKTABLE = "http://darktable.sf.net/"
+HISTORY_PROPERTIES = ("history_end", "iop_order_version", "iop_order_list")
+HISTORY_BLOCKS = ("history", "masks_history")
+
+
+def _property(description: ET.Element, name: str) -> str | None:
+    """A darktable property written as an attribute or as a simple child element."""
+    qualified = f"{{{DARKTABLE}}}{name}"
+    value = description.get(qualified)
+    if value is None:
+        child = description.find(qualified)
+        if child is not None and len(child) == 0:
+            value = (child.text or "").strip()
+    return value
+
+
+def history_fingerprint(sidecar: str | os.PathLike[str]) -> dict[str, str]:
+    """The parts of a darktable XMP sidecar that describe the edits, as canonical text.
+
+    darktable writes its properties as attributes of `rdf:Description` and the history as child
+    elements holding an `rdf:Seq` of `rdf:li` items; XML canonicalisation makes the text
+    independent of attribute order, namespace prefixes' placement and whitespace.
+    """
+    try:
+        root = ET.parse(sidecar).getroot()
+    except ET.ParseError as error:
+        raise InputError(f"the sidecar {sidecar} is not valid XML ({error})") from None
+    except OSError as error:
+        raise InputError(f"cannot read the sidecar {sidecar}: {error.strerror}") from None
+    found: dict[str, str] = {}
+    for description in root.iter(f"{{{RDF}}}Description"):
+        for name in HISTORY_PROPERTIES:
+            value = _property(description, name)
+            if value is not None:
+                found[name] = value
+        for name in HISTORY_BLOCKS:
+            block = description.find(f"{{{DARKTABLE}}}{name}")
+            if block is not None:
+                found[name] = ET.canonicalize(ET.tostring(block), strip_text=True)
+    if "history" not in found and "history_end" not in found:
+        raise InputError(f"the sidecar {sidecar} holds no darktable history")
+    return found
+
+
+def image_identity(image: str | os.PathLike[str], duplicate: int = 0) -> dict[str, Any]:
+    """Which file this is, and which version of it: path, size, modification time, duplicate."""
+    path = Path(image).absolute()
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror}") from None
+    return {"path": str(path), "size": info.st_size, "mtime_ns": info.st_mtime_ns, "dup": duplicate}
+
+
+def pixels_digest(image: str | os.PathLike[str]) -> str:
+    """SHA-256 of a TIFF's decoded pixels (and their shape and type), blind to its metadata."""
+    try:
+        pixels = np.ascontiguousarray(tifffile.imread(image))
+    except FileNotFoundError:
+        raise InputError(f"no such file: {image}") from None
+    except Exception as error:  # tifffile raises many types for broken files
+        raise InputError(f"cannot read the pixels of {image}: {error}") from None
+    digest = hashlib.sha256(f"{pixels.dtype.str}{pixels.shape}".encode())
+    digest.update(memoryview(pixels).cast("B"))
+    return digest.hexdigest()
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (for a PSF given as a file)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror}") from None
+
+
+def cache_key(
+    image: str | os.PathLike[str],
+    parameters: Mapping[str, Any],
+    algorithm_version: str,
+    sidecar: str | os.PathLike[str] | None = None,
+    duplicate: int = 0,
+    export: str = "",
+) -> str:
+    """The hexadecimal cache key (SHA-256) of a job on `image` with `parameters` (JSON-ready)."""
+    if sidecar is not None:
+        source = {
+            "identity": image_identity(image, duplicate),
+            "history": history_fingerprint(sidecar),
+        }
+    else:
+        source = {"pixels": pixels_digest(image)}
+    material = {
+        "key_format": KEY_FORMAT,
+        **source,
+        "parameters": dict(parameters),
+        "export": export,
+        "algorithm": algorithm_version,
+    }
+    text = json.dumps(material, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,321 @@
+"""The result cache on disk: one folder per key, written whole or not at all.
+
+Layout under the cache's root folder::
+
+    <key>/record.json     parameters, report (timings), file sizes, versions, created, last used
+    <key>/result.tif      the deblurred full-resolution picture (as the job wrote it)
+    <key>/psf.npy         the kernel, and psf.png a picture of it
+    .tmp-<tag>-...        an entry being written (never read; removed when its writer is gone)
+    .trash-...            an entry being removed
+
+An entry appears by renaming a complete, fsynced temporary folder onto its key and disappears by
+renaming it away first, so a process killed at any instant leaves a whole entry or none, and a
+reader never sees half of one. A size cap is kept by evicting the least recently used entries, and
+the cache refuses to store anything that would bring the disk's free space under a floor.
+"""
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from worker.atomic import atomic_path
+
+RECORD, RESULT, PSF, PSF_PNG = "record.json", "result.tif", "psf.npy", "psf.png"
+KERNEL_FILES = (PSF, PSF_PNG)
+ENTRY_FILES = (RESULT, PSF, PSF_PNG)
+STAGING, TRASH = ".tmp-", ".trash-"
+FORMAT = 1  # of the entry layout and record
+
+
+class NotCached(Exception):
+    """The cache refused to store an entry (full disk, over the cap); the message says why."""
+
+
+@dataclass(frozen=True)
+class CacheLimits:
+    """How much the cache may hold, and how much free disk it must leave (bytes)."""
+
+    max_bytes: int = 4 * 2**30
+    min_free_bytes: int = 512 * 2**20
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A whole entry: its folder and its record."""
+
+    key: str
+    path: Path
+    record: Mapping[str, Any]
+
+    def file(self, name: str) -> Path | None:
+        """The path of one of the entry's files, or None when the entry has no such file."""
+        return self.path / name if name in self.record.get("files", {}) else None
+
+    @property
+    def size(self) -> int:
+        return sum(self.record.get("files", {}).values())
+
+    @property
+    def last_used(self) -> float:
+        return float(self.record.get("last_used", 0.0))
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Make `target` hold `source`'s bytes: a hard link where possible (instant), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def copy_atomically(source: Path, target: Path) -> None:
+    """Put `source`'s bytes at `target` so that readers see the whole file or none."""
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        link_or_copy(source, tmp)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ResultCache:
+    """The cache in folder `root` (created on demand), within `limits`."""
+
+    def __init__(self, root: str | os.PathLike[str], limits: CacheLimits = CacheLimits()) -> None:
+        self.root = Path(root)
+        self.limits = limits
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def entry(self, key: str) -> Entry | None:
+        """The whole entry stored under `key`, or None."""
+        path = self.root / key
+        try:
+            record = json.loads((path / RECORD).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
+            return None
+        return Entry(key, path, record)
+
+    def entries(self) -> list[Entry]:
+        """Every whole entry, least recently used first."""
+        found = []
+        with contextlib.suppress(FileNotFoundError):
+            for child in self.root.iterdir():
+                if not child.name.startswith("."):
+                    entry = self.entry(child.name)
+                    if entry is not None:
+                        found.append(entry)
+        return sorted(found, key=lambda entry: entry.last_used)
+
+    def touch(self, entry: Entry) -> None:
+        """Record that `entry` was just used (for least-recently-used eviction)."""
+        record = {**entry.record, "last_used": time.time()}
+        with contextlib.suppress(OSError), atomic_path(entry.path / RECORD, fsync=False) as tmp:
+            tmp.write_text(json.dumps(record, indent=1))
+
+    def lookup(self, key: str, output: Path | None = None) -> Path | None:
+        """The cached result for `key` (copied atomically to `output` when given), or None."""
+        entry = self.entry(key)
+        result = entry.file(RESULT) if entry else None
+        if entry is None or result is None:
+            return None
+        if output is not None:
+            try:
+                copy_atomically(result, output)
+            except FileNotFoundError:
+                if result.exists():  # the output's folder is missing: the caller's error
+                    raise
+                return None  # evicted while we copied: a miss
+            result = output
+        self.touch(entry)
+        return result
+
+    def kernel(self, key: str) -> Path | None:
+        """The cached PSF (`.npy`) for `key`, kept even after results are cleaned, or None."""
+        entry = self.entry(key)
+        return entry.file(PSF) if entry else None
+
+    # ---- writing ---------------------------------------------------------------------------
+
+    def staging_prefix(self, tag: str) -> str:
+        """The name prefix of temporary folders made for `tag` (a job id), to clean after it."""
+        return f"{STAGING}{tag}-"
+
+    def store(
+        self, key: str, files: Mapping[str, Path], record: Mapping[str, Any], tag: str = "x"
+    ) -> Entry:
+        """Store `files` (entry name -> source path) and `record` under `key`, atomically.
+
+        Raises `NotCached` when the entry would not fit (cap, free disk) or the disk fills up while
+        writing; nothing is left behind then. An entry already stored under `key` is kept.
+        """
+        unknown = set(files) - set(ENTRY_FILES)
+        if unknown:
+            raise ValueError(f"not an entry file: {sorted(unknown)}")
+        self._make_room(sum(source.stat().st_size for source in files.values()))
+        staging, full = self._stage(key, files, record, tag)
+        try:
+            existing = self.entry(key)
+            if existing is not None and RESULT in files and existing.file(RESULT) is None:
+                self.remove(key)  # a kernel-only entry gives way to a whole one
+            os.rename(staging, self.root / key)
+        except OSError:  # stored meanwhile by someone else: theirs is as good
+            shutil.rmtree(staging, ignore_errors=True)
+            existing = self.entry(key)
+            if existing is None:
+                raise
+            return existing
+        _fsync_path(self.root)
+        return Entry(key, self.root / key, full)
+
+    def _stage(
+        self, key: str, files: Mapping[str, Path], record: Mapping[str, Any], tag: str
+    ) -> tuple[Path, dict[str, Any]]:
+        """A complete, fsynced temporary entry folder and its record; `NotCached` on failure."""
+        staging = self.root / f"{self.staging_prefix(tag)}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        now = time.time()
+        full = {"created": now, **record, "format": FORMAT, "key": key, "last_used": now}
+        try:
+            staging.mkdir()
+            for name, source in files.items():
+                link_or_copy(source, staging / name)
+            full["files"] = {name: (staging / name).stat().st_size for name in files}
+            (staging / RECORD).write_text(json.dumps(full, indent=1))
+            for child in staging.iterdir():
+                _fsync_path(child)
+            _fsync_path(staging)
+        except OSError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            reason = "no space left" if error.errno == errno.ENOSPC else error.strerror
+            raise NotCached(f"not cached: {reason or error} in {self.root}") from error
+        return staging, full
+
+    def _make_room(self, size: int) -> None:
+        """Evict least recently used entries so that `size` more bytes fit under the cap, and
+        check the free-disk floor; raises `NotCached` saying what is short."""
+        if size > self.limits.max_bytes:
+            raise NotCached(
+                f"not cached: the entry ({_megabytes(size)}) is larger than the cache's cap "
+                f"({_megabytes(self.limits.max_bytes)})"
+            )
+        entries = self.entries()
+        total = sum(entry.size for entry in entries)
+        for entry in entries:
+            if total + size <= self.limits.max_bytes:
+                break
+            if self.remove(entry.key):
+                total -= entry.size
+        free = shutil.disk_usage(self.root).free
+        if free - size < self.limits.min_free_bytes:
+            raise NotCached(
+                f"not cached: {_megabytes(free)} free on the cache's disk ({self.root}), the entry "
+                f"needs {_megabytes(size)} and {_megabytes(self.limits.min_free_bytes)} must stay "
+                "free"
+            )
+
+    # ---- removing --------------------------------------------------------------------------
+
+    def remove(self, key: str) -> bool:
+        """Remove the entry for `key` (atomically: it vanishes whole); False if there was none."""
+        trash = self.root / f"{TRASH}{key}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(self.root / key, trash)
+        except FileNotFoundError:
+            return False
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
+
+    def drop_result(self, entry: Entry) -> None:
+        """Replace `entry` by one holding only its kernel files and record (no result)."""
+        files = {name: entry.path / name for name in KERNEL_FILES if entry.file(name)}
+        record = {k: v for k, v in entry.record.items() if k != "files"}
+        if not files:
+            self.remove(entry.key)
+            return
+        try:
+            staging, _ = self._stage(entry.key, files, record, tag="clean")
+        except NotCached:  # no room, or removed meanwhile: drop it all
+            self.remove(entry.key)
+            return
+        self.remove(entry.key)
+        with contextlib.suppress(OSError):
+            os.rename(staging, self.root / entry.key)
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def clean(self, on_exit: bool = False, keep_results: bool = False) -> dict[str, int]:
+        """Empty the cache; with `on_exit`, remove only full-resolution results (kernels stay)
+        and, with `keep_results` too, nothing. Returns counts of what went."""
+        removed = results = freed = 0
+        for entry in self.entries():
+            if not on_exit:
+                if self.remove(entry.key):
+                    removed += 1
+                    freed += entry.size
+            elif not keep_results and entry.file(RESULT):
+                self.drop_result(entry)
+                results += 1
+                freed += entry.record["files"][RESULT]
+        self.remove_stale()
+        return {"entries_removed": removed, "results_removed": results, "bytes_freed": freed}
+
+    def remove_stale(self) -> int:
+        """Remove temporary folders left by writers that are gone (killed mid-write)."""
+        count = 0
+        with contextlib.suppress(FileNotFoundError):
+            for child in self.root.iterdir():
+                if child.name.startswith(TRASH) or (
+                    child.name.startswith(STAGING) and not _writer_alive(child.name)
+                ):
+                    shutil.rmtree(child, ignore_errors=True)
+                    count += 1
+        return count
+
+    def stats(self) -> dict[str, Any]:
+        """What the cache holds: entries, results, kernels, bytes; its limits and free disk."""
+        entries = self.entries()
+        return {
+            "root": str(self.root),
+            "entries": len(entries),
+            "results": sum(1 for entry in entries if entry.file(RESULT)),
+            "kernels": sum(1 for entry in entries if entry.file(PSF)),
+            "bytes": sum(entry.size for entry in entries),
+            "max_bytes": self.limits.max_bytes,
+            "min_free_bytes": self.limits.min_free_bytes,
+            "free_bytes": shutil.disk_usage(self.root).free,
+        }
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process that made staging folder `name` (.tmp-<tag>-<pid>-<rand>) runs."""
+    parts = name[len(STAGING) :].split("-")
+    return len(parts) >= 3 and parts[-2].isdigit() and _process_alive(int(parts[-2]))

@@ -1,0 +1,159 @@
+"""Real workers for the service tests: started as processes on real sockets, stopped after."""
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from worker.client import Client
+from worker.synthetic import camera_shake_kernel, dead_leaves
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def private_env(folder: Path) -> dict[str, str]:
+    """An environment with its own cache, state and runtime folders under `folder`."""
+    env = dict(os.environ)
+    for variable in ("XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
+        path = folder / variable.split("_")[1].lower()
+        path.mkdir(parents=True, mode=0o700, exist_ok=True)
+        env[variable] = str(path)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("DT_DECONVOLVE_DEBUG", None)
+    return env
+
+
+@contextlib.contextmanager
+def short_folder() -> Iterator[Path]:
+    """A folder with a short path (Unix socket paths are limited to 107 bytes)."""
+    folder = Path(tempfile.mkdtemp(prefix="dtd-", dir="/tmp"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class Worker:
+    """A worker process and the means to talk to it."""
+
+    folder: Path
+    env: dict[str, str]
+    endpoint: str
+    cache_dir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def client(self, timeout: float = 10.0, curve_dir: Path | None = None) -> Client:
+        return Client(self.endpoint, timeout, curve_dir or self.folder / "no-keys")
+
+    def cli(self, *args: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run `dt-deconvolve ARGS... --endpoint E` as a real process."""
+        return subprocess.run(
+            [sys.executable, "-m", "worker", *map(str, args), "--endpoint", self.endpoint],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def start(self, *extra: object) -> "Worker":
+        command = [sys.executable, "-m", "worker", "worker", "--endpoint", self.endpoint]
+        command += ["--cache-dir", str(self.cache_dir), "--min-free", "0", *map(str, extra)]
+        self.process = subprocess.Popen(command, env=self.env, stderr=subprocess.PIPE)
+        with self.client() as client:
+            deadline = time.monotonic() + 30
+            while client.ping(timeout=0.3) is None:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"worker did not start: {self.stderr()}")
+        return self
+
+    def wait_warm(self, count: int = 1, limit: float = 120) -> None:
+        """Wait until `count` executors are warm."""
+        with self.client() as client:
+            deadline = time.monotonic() + limit
+            while client.request("ping")["warm_executors"] < count:
+                assert time.monotonic() < deadline, "executors did not warm up"
+                time.sleep(0.1)
+
+    def stderr(self) -> str:
+        if self.process is None or self.process.stderr is None:
+            return ""
+        if self.process.poll() is None:
+            return ""
+        return self.process.stderr.read().decode(errors="replace")
+
+    def executor_pids(self) -> list[int]:
+        assert self.process is not None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie waiting to be reaped does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def running_worker(*extra: object, cache_dir: Path | None = None) -> Iterator[Worker]:
+    """A worker with private folders (and `cache_dir` for its cache, if given)."""
+    with contextlib.ExitStack() as stack:
+        folder = stack.enter_context(short_folder())
+        env = private_env(folder)
+        endpoint = f"ipc://{folder}/w.sock"
+        worker = Worker(folder, env, endpoint, cache_dir or folder / "results")
+        stack.callback(worker.stop)
+        yield worker.start(*extra)
+
+
+def write_picture(path: Path, shape: tuple[int, int] = (96, 128), seed: int = 0) -> Path:
+    """A blurred 16-bit colour TIFF (a real picture file)."""
+    scene = dead_leaves(shape, np.random.default_rng(seed))
+    tifffile.imwrite(path, (scene * 65535).astype(np.uint16), photometric="rgb")
+    return path
+
+
+def write_psf(path: Path, size: int = 7, seed: int = 0) -> Path:
+    np.save(path, camera_shake_kernel(size, np.random.default_rng(seed)))
+    return path
+
+
+@contextlib.contextmanager
+def tiny_disk(folder: Path, options: str) -> Iterator[Path]:
+    """A small tmpfs mounted at `folder` (needs root; the test is skipped otherwise)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tiny tmpfs needs root")
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -1,0 +1,141 @@
+"""The building blocks of the engine: FFT sizes and wisdom, the blur operator, TV, noise."""
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pyfftw
+import pytest
+from scipy import ndimage, signal
+
+from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
+from worker.deconv.fft import fast_length, fftw_wisdom, kernel_spectrum
+from worker.deconv.noise import estimate_noise, regularisation_weight
+from worker.deconv.preview import downsize
+from worker.deconv.tv import gradient_norm, tv_divergence, tv_energy
+from worker.synthetic import camera_shake_kernel, dead_leaves
+
+
+def test_fast_length_has_only_factors_two_and_three() -> None:
+    for n in (1, 2, 5, 7, 97, 500, 513, 4014, 6014):
+        m = fast_length(n)
+        assert m >= n
+        rest = m
+        for p in (2, 3):
+            while rest % p == 0:
+                rest //= p
+        assert rest == 1
+        assert not any(fast_length(k) == k for k in range(n, m) if k != m)
+    assert fast_length(4014) == 4096 and fast_length(500) == 512
+
+
+def test_wisdom_is_saved_and_reloaded(tmp_path: Path) -> None:
+    wisdom = tmp_path / "sub" / "fftw-wisdom"
+    pyfftw.forget_wisdom()
+    with fftw_wisdom(wisdom):
+        kernel_spectrum(np.ones((3, 3), np.float32), (54, 96))
+    assert wisdom.is_file() and b"fftwf_wisdom" in wisdom.read_bytes()
+    pyfftw.forget_wisdom()
+    empty = len(pyfftw.export_wisdom()[1])
+    with fftw_wisdom(wisdom):
+        assert len(pyfftw.export_wisdom()[1]) > empty  # the single-precision plans came back
+    assert not list(wisdom.parent.glob("*.part"))
+
+
+@pytest.mark.parametrize("shape", [(40, 50), (700, 1100)])  # one tile; several tiles
+def test_blur_operator_is_the_valid_convolution_and_its_adjoint(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    psf = np.asarray(camera_shake_kernel(21, rng), dtype=np.float64)[:, 2:19]  # not square
+    psf /= psf.sum()
+    with BlurOperator(psf, shape) as blur:
+        u = rng.random(blur.extended_shape).astype(np.float32)
+        r = rng.random(shape).astype(np.float32)
+        au, atr = blur.forward(u), blur.adjoint(r)
+    exact = signal.fftconvolve(u.astype(np.float64), psf, mode="valid")
+    assert au.shape == shape
+    np.testing.assert_allclose(au, exact, atol=1e-5)  # tiles equal the whole frame
+    np.testing.assert_allclose(atr, signal.correlate(r.astype(np.float64), psf, "full"), atol=1e-5)
+    # Dot-product test: <A u, r> = <u, A^T r>.
+    lhs, rhs = np.vdot(au.astype(np.float64), r), np.vdot(u.astype(np.float64), atr)
+    assert lhs == pytest.approx(rhs, rel=1e-5)
+
+
+def test_blur_does_not_wrap_around() -> None:
+    psf = np.zeros((9, 9), np.float32)
+    psf[4, :] = 1 / 9  # horizontal motion
+    with BlurOperator(psf, (64, 64)) as blur:
+        u = np.zeros(blur.extended_shape, np.float32)
+        u[:, :4] = 100.0  # bright light just left of the frame
+        au = blur.forward(u)
+    assert au[:, 0].min() > 0  # it reaches the left edge...
+    assert np.abs(au[:, 8:]).max() < 1e-4  # ...and nothing else, least of all the right edge
+
+
+def test_tv_gradient_matches_finite_differences() -> None:
+    rng = np.random.default_rng(1)
+    u = rng.random((3, 12, 14))
+    eps = 0.05
+    norm = gradient_norm(u, eps, np.empty(u.shape[1:]))
+    analytic = -np.stack([tv_divergence(u[c], norm, np.empty(u.shape[1:])) for c in range(3)])
+    h = 1e-6
+    for c, i, j in [(0, 0, 0), (1, 5, 7), (2, 11, 13), (0, 11, 3), (2, 4, 13)]:
+        plus, minus = u.copy(), u.copy()
+        plus[c, i, j] += h
+        minus[c, i, j] -= h
+        numeric = (tv_energy(plus, eps) - tv_energy(minus, eps)) / (2 * h)
+        assert analytic[c, i, j] == pytest.approx(numeric, rel=1e-5, abs=1e-7)
+
+
+def test_tv_divergence_is_minus_the_adjoint_of_the_gradient() -> None:
+    rng = np.random.default_rng(2)
+    u, p = rng.random((1, 20, 30)), rng.random((20, 30))
+    # With norm = 1 the divergence is linear in u: <div u, p> = <u, div p> (it is self-adjoint).
+    ones = np.ones((20, 30))
+    div_u = tv_divergence(u[0], ones, np.empty((20, 30)))
+    div_p = tv_divergence(p, ones, np.empty((20, 30)))
+    assert np.vdot(div_u, p) == pytest.approx(np.vdot(u[0], div_p), rel=1e-10)
+
+
+@pytest.mark.parametrize("sigma", [0.005, 0.02])
+def test_noise_estimate_is_within_20_percent(sigma: float) -> None:
+    rng = np.random.default_rng(3)
+    scene = ndimage.gaussian_filter(dead_leaves((400, 500), rng), (1.0, 1.0, 0))
+    noisy = scene + rng.normal(0, sigma, scene.shape).astype(np.float32)
+    assert estimate_noise(noisy) == pytest.approx(sigma, rel=0.2)
+
+
+def test_noise_estimate_ignores_masked_pixels_and_tiny_images() -> None:
+    rng = np.random.default_rng(4)
+    noisy = rng.normal(0.5, 0.01, (100, 100, 1)).astype(np.float32)
+    noisy[:70] = 1.0  # a clipped plateau over most of the frame
+    mask = data_mask(noisy, 1.0)
+    assert estimate_noise(noisy) < 0.005  # the plateau fools the unmasked estimate
+    assert estimate_noise(noisy, mask) == pytest.approx(0.01, rel=0.2)
+    assert estimate_noise(np.zeros((2, 5, 3))) == 0.0
+
+
+def test_lambda_falls_monotonically_with_priority() -> None:
+    weights = [regularisation_weight(0.01, 0.2, p) for p in np.linspace(-1, 1, 9)]
+    assert all(a > b for a, b in itertools.pairwise(weights))
+    assert regularisation_weight(0.02, 0.2) > regularisation_weight(0.01, 0.2)
+    # Exposure-invariant: scaling the picture scales sigma and level alike.
+    assert regularisation_weight(0.01, 0.2) == pytest.approx(regularisation_weight(0.05, 1.0))
+
+
+def test_clip_level_is_detected_only_on_a_plateau() -> None:
+    rng = np.random.default_rng(5)
+    image = rng.random((100, 100, 3)).astype(np.float32) * 0.9
+    assert detect_clip_level(image) is None
+    image[10:20, 10:20, 1] = 0.95
+    assert detect_clip_level(image) == pytest.approx(0.95)
+    mask = data_mask(image, 0.95)
+    assert mask[15, 15] == 0 and mask[50, 50] == 1
+
+
+def test_downsize_averages_areas() -> None:
+    image = np.arange(36, dtype=np.float32).reshape(6, 6, 1)
+    small = downsize(image, 0.5)
+    assert small.shape == (3, 3, 1)
+    assert small[0, 0, 0] == pytest.approx(image[:2, :2].mean())
+    odd = downsize(image, 0.4)  # 6 -> 2: cells of 3 pixels
+    assert odd.shape == (2, 2, 1) and odd.mean() == pytest.approx(image.mean(), rel=1e-6)

@@ -1,0 +1,110 @@
+"""The blur operator without wrap-around (Bertero and Boccacci 2005) and the data-term mask.
+
+Bertero and Boccacci, "A simple method for the reduction of boundary effects in the
+Richardson-Lucy approach to image deconvolution", Astronomy & Astrophysics 437 (2005): the sharp
+image `u` lives on an extended grid of (H + kh - 1) x (W + kw - 1) pixels, because light from a
+band of kernel width around the frame reached the sensor; the observation `f` is known only on
+the H x W window. The blur is the valid convolution
+
+    (A u)[p] = sum_q k[q] u[p + (kh - 1, kw - 1) - q],     A: extended grid -> window,
+
+and its adjoint A^T is the full correlation with `k` (extended grid <- window). Nothing wraps
+around, so no border rings. A weight mask `w` (1 = use the pixel, 0 = ignore it) removes pixels
+from the data term: the normalisation `A^T w` replaces the constant 1 of plain Richardson-Lucy.
+Saturated pixels are masked out as in Whyte, Sivic and Zisserman, "Deblurring shaken and
+partially saturated images" (IJCV 2014): a clipped highlight breaks the linear model and is the
+main source of ringing around lights.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+
+import numpy as np
+
+from worker.deconv.convolve import ValidConvolution
+from worker.deconv.fft import cpu_count
+
+SATURATION = 0.98  # a pixel with any channel at or above this fraction of the clip level is out
+_PLATEAU_FRACTION = 1e-4  # share of pixels that must sit at the maximum to call it a clip level
+_PLATEAU_MINIMUM = 16
+
+
+def extended_shape(shape: tuple[int, ...], psf_shape: tuple[int, int]) -> tuple[int, int]:
+    """Shape of the extended grid for an observed (H, W, ...) image and a (kh, kw) kernel."""
+    return shape[0] + psf_shape[0] - 1, shape[1] + psf_shape[1] - 1
+
+
+class BlurOperator:
+    """`A` (valid convolution with the PSF) and `A^T`, on 2-D float32 planes, in FFT tiles.
+
+    Use as a context manager: it owns a thread pool (`workers` threads, default: all cores).
+    `forward(u, out)` maps an extended-grid plane to the observed window, `adjoint(r, out)` the
+    reverse. They satisfy <A u, r> = <u, A^T r> (tested).
+    """
+
+    def __init__(
+        self, psf: np.ndarray, observed_shape: tuple[int, int], workers: int | None = None
+    ) -> None:
+        psf = np.asarray(psf, dtype=np.float32)
+        kh, kw = psf.shape
+        self.observed_shape = (observed_shape[0], observed_shape[1])
+        self.extended_shape = extended_shape(self.observed_shape, psf.shape)
+        self.workers = workers or cpu_count()
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="deconv")
+        self._forward = ValidConvolution(psf, self.extended_shape, (0, 0), self._pool, self.workers)
+        self._adjoint = ValidConvolution(
+            psf[::-1, ::-1].copy(), self.observed_shape, (kh - 1, kw - 1), self._pool, self.workers
+        )
+
+    def __enter__(self) -> "BlurOperator":
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        self._pool.shutdown(wait=True)
+
+    def forward(self, u: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """`A u`: blur the extended-grid plane `u` and keep the observed window."""
+        if out is None:
+            out = np.empty(self.observed_shape, dtype=np.float32)
+        return self._forward(u, out)
+
+    def adjoint(self, r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """`A^T r`: correlate the observed-window plane `r` with the PSF onto the extended grid."""
+        if out is None:
+            out = np.empty(self.extended_shape, dtype=np.float32)
+        return self._adjoint(r, out)
+
+
+def detect_clip_level(image: np.ndarray) -> float | None:
+    """The value at which the picture clipped, if a plateau of pixels sits at its maximum.
+
+    A clipped highlight is a patch of pixels at exactly the largest value (in some channel).
+    Returns that value when at least a small share of the pixels (1e-4, and at least 16) reach it
+    within 1e-4, else None: an unclipped picture has a lone brightest pixel, not a plateau.
+    """
+    peak = float(image.max())
+    if peak <= 0:
+        return None
+    at_peak = np.count_nonzero(np.any(image >= peak * (1 - 1e-4), axis=-1))
+    needed = max(_PLATEAU_MINIMUM, _PLATEAU_FRACTION * image.shape[0] * image.shape[1])
+    return peak if at_peak >= needed else None
+
+
+def data_mask(image: np.ndarray, clip_level: float | None) -> np.ndarray:
+    """The weight `w` of the data term, (H, W) float32: 0 where any channel is near saturation.
+
+    A pixel is left out when any channel reaches `SATURATION` (98 %) of `clip_level`; with no clip
+    level every pixel counts.
+    """
+    if clip_level is None:
+        return np.ones(image.shape[:2], dtype=np.float32)
+    return (~np.any(image >= SATURATION * clip_level, axis=-1)).astype(np.float32)

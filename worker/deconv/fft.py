@@ -1,0 +1,120 @@
+"""Real 2-D FFTs with FFTW (pyfftw): fast sizes, reusable plans, and wisdom kept on disk.
+
+FFTW picks the fastest of many algorithms for a given size by timing them (planning). Planning
+with FFTW_MEASURE costs a fraction of a second for a 512 x 512 tile, and much more for odd
+sizes; the plans found are saved as "wisdom" in the user's cache folder so the cost is paid once
+per machine. FFTW_PATIENT was measured no faster at the tile size used here, and far slower to
+plan, so FFTW_MEASURE it is.
+
+Sizes matter more than the library (ALGORITHM.md section 9): a transform whose size has only the
+factors 2 and 3 is several times faster than one with large prime factors, so every transform is
+padded to such a size.
+"""
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyfftw
+
+from worker.atomic import atomic_path
+
+PLANNER_EFFORT = "FFTW_MEASURE"
+_WISDOM_SEPARATOR = b"\0"  # FFTW wisdom is text: it never holds a NUL byte
+
+
+def fast_length(n: int) -> int:
+    """The smallest integer >= `n` whose only prime factors are 2 and 3."""
+    if n < 1:
+        raise ValueError("a transform length must be positive")
+    best = 1 << max(n - 1, 0).bit_length()  # the next power of two is always a candidate
+    power_of_three = 1
+    while power_of_three < best:
+        candidate = power_of_three
+        while candidate < n:
+            candidate *= 2
+        best = min(best, candidate)
+        power_of_three *= 3
+    return best
+
+
+def cpu_count() -> int:
+    """The number of CPU cores this process may use."""
+    return len(os.sched_getaffinity(0))
+
+
+class RealFFT2:
+    """A pair of FFTW plans (forward `rfft2`, backward `irfft2`) bound to their own buffers.
+
+    `real` is the (H, W) float32 input/output buffer and `spectrum` the (H, W // 2 + 1) complex64
+    one; `forward()` transforms `real` into `spectrum`, `backward()` the reverse, normalised so
+    that a round trip gives back the input. Each object owns its buffers: use one per thread.
+    """
+
+    def __init__(self, shape: tuple[int, int], threads: int = 1) -> None:
+        self.real = pyfftw.empty_aligned(shape, dtype=np.float32)
+        self.spectrum = pyfftw.empty_aligned((shape[0], shape[1] // 2 + 1), dtype=np.complex64)
+        self._forward = pyfftw.FFTW(
+            self.real, self.spectrum, axes=(0, 1), threads=threads, flags=(PLANNER_EFFORT,)
+        )
+        self._backward = pyfftw.FFTW(
+            self.spectrum,
+            self.real,
+            axes=(0, 1),
+            direction="FFTW_BACKWARD",
+            threads=threads,
+            flags=(PLANNER_EFFORT, "FFTW_DESTROY_INPUT"),
+        )
+
+    def forward(self) -> np.ndarray:
+        """`spectrum = rfft2(real)`; returns `spectrum`."""
+        self._forward()
+        return self.spectrum
+
+    def backward(self) -> np.ndarray:
+        """`real = irfft2(spectrum)` (destroys `spectrum`); returns `real`."""
+        self._backward()
+        return self.real
+
+
+def kernel_spectrum(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """`rfft2` of `kernel` placed at the origin of a zero array of `shape` (complex64)."""
+    fft = RealFFT2(shape)
+    fft.real[:] = 0
+    fft.real[: kernel.shape[0], : kernel.shape[1]] = kernel
+    return fft.forward().copy()
+
+
+def _read_wisdom(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        parts = path.read_bytes().split(_WISDOM_SEPARATOR)
+        if len(parts) == 3:
+            pyfftw.import_wisdom(tuple(parts))
+
+
+def _write_wisdom(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, fsync=False) as tmp:
+            tmp.write_bytes(_WISDOM_SEPARATOR.join(pyfftw.export_wisdom()))
+
+
+@contextlib.contextmanager
+def fftw_wisdom(path: Path | None) -> Iterator[None]:
+    """Load FFTW wisdom from `path` on entry and save it back on exit if planning added to it.
+
+    The file is written atomically; an unreadable or unwritable file only costs planning time.
+    `None` disables both.
+    """
+    if path is None:
+        yield
+        return
+    _read_wisdom(path)
+    before = pyfftw.export_wisdom()
+    try:
+        yield
+    finally:
+        if pyfftw.export_wisdom() != before:
+            _write_wisdom(path)

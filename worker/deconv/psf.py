@@ -1,0 +1,341 @@
+"""Blind estimation of the point spread function (PSF) from one window of a blurred picture.
+
+The method is the L0-regularised gradient prior with half-quadratic splitting of Xu, Zheng and Jia,
+"Unnatural L0 sparse representation for natural image deblurring" (CVPR 2013), in the form of
+Pan, Hu, Su and Yang, "Deblurring text images via L0-regularized intensity and gradient prior"
+(CVPR 2014; TPAMI 2017). On luminance, coarse to fine (scale 1/sqrt(2) per level), it alternates
+
+* the latent sharp image, ``u = argmin ||k * u - f||^2 + lambda ||grad u||_0``: half-quadratic
+  splitting with auxiliary gradients ``g``; each round hard-thresholds ``g = grad u`` where
+  ``|g|^2 < lambda / beta`` and solves the quadratic ``u`` step in closed form by FFT, while
+  ``beta`` doubles from ``2 lambda`` to 1e5. The L0 prior keeps only the salient edges, which is
+  what makes the kernel step well posed (the sharp image is "unnatural" on purpose);
+* the kernel on gradients, ``k = argmin sum_d ||k * d u - d f||^2 + gamma ||k||^2`` over a K x K
+  support, by conjugate gradients on the normal equations (whose operator is a small correlation
+  with the autocorrelation of ``grad u``, computed once by FFT); then small taps are zeroed,
+  components holding little mass are dropped and ``k`` is projected onto the simplex.
+
+``lambda`` shrinks by 1.1 per round (coarse levels need a stronger prior). Boundaries: the window
+is extended to a smooth periodic image (the edge-to-edge interpolation idea of Liu and Jia,
+"Reducing boundary artifacts in image deconvolution", ICIP 2008), so the FFTs see no seam.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import fft, ndimage, signal
+
+from worker.deconv.psf_tools import center_on_centroid
+from worker.errors import InputError
+
+Progress = Callable[[float, str], None]
+Window = tuple[int, int, int, int]
+
+LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # Rec. 709 / sRGB primaries
+LEVEL_SCALE = np.sqrt(0.5)
+ROUNDS_PER_LEVEL = 5
+LAMBDA_START, LAMBDA_FLOOR, LAMBDA_DECAY = 4e-3, 1e-4, 1.1
+KERNEL_TIKHONOV = 2.0
+SMALL_TAP = 0.05  # taps under this fraction of the maximum are zeroed after each kernel step
+SMALL_COMPONENT = 0.1  # connected parts of the kernel holding less mass than this are dropped
+FINAL_TAP = 0.05  # the cleaning threshold of the returned kernel
+
+
+@dataclass
+class PsfReport:
+    """What `estimate_psf` did: the window (x, y, width, height), rounds and time it took."""
+
+    window: Window
+    iterations: int
+    levels: int
+    seconds: float
+
+    def as_dict(self) -> dict:
+        report = asdict(self)
+        report["window"] = list(self.window)
+        return report
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """The luminance plane (H, W) of a linear (H, W, C) image, C in {1, 3}, as float32."""
+    if image.shape[2] == 1:
+        return image[..., 0].astype(np.float32)
+    return (image.astype(np.float32) @ LUMA).astype(np.float32)
+
+
+def smooth_periodic_extension(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Extend `image` (h, w) to `shape` so that the result is continuous when tiled periodically.
+
+    Along each row the added columns run smoothly (a raised-cosine blend) from the last column back
+    to the first, then the same down each column over the full width. Circular convolution of the
+    extended image sees no jump at the seam, so the FFT-based steps do not ring, as in Liu and Jia
+    (ICIP 2008). The image itself occupies the top-left corner unchanged.
+    """
+    height, width = image.shape
+    rows, cols = shape
+    out = np.empty(shape, dtype=np.float64)
+    out[:height, :width] = image
+    for length, axis in ((cols - width, 1), (rows - height, 0)):
+        if length == 0:
+            continue
+        known = out[:height, :width] if axis == 1 else out[:height, :]
+        t = (np.arange(1, length + 1) / (length + 1)).reshape((1, -1) if axis == 1 else (-1, 1))
+        blend = 0.5 - 0.5 * np.cos(np.pi * t)
+        first = known[:, :1] if axis == 1 else known[:1, :]
+        last = known[:, -1:] if axis == 1 else known[-1:, :]
+        fill = (1 - blend) * last + blend * first
+        if axis == 1:
+            out[:height, width:] = fill
+        else:
+            out[height:, :] = fill
+    return out
+
+
+def fast_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    """The smallest sizes at least `shape` whose FFTs are fast."""
+    return tuple(fft.next_fast_len(int(n), real=True) for n in shape)  # type: ignore[return-value]
+
+
+def kernel_spectrum(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The real FFT of `psf` placed with its centre at the origin of a `shape` grid (psf2otf)."""
+    padded = np.zeros(shape)
+    padded[: psf.shape[0], : psf.shape[1]] = psf
+    padded = np.roll(padded, (-(psf.shape[0] // 2), -(psf.shape[1] // 2)), axis=(0, 1))
+    return fft.rfft2(padded)
+
+
+def forward_gradients(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Circular forward differences along x and y."""
+    return np.roll(image, -1, axis=1) - image, np.roll(image, -1, axis=0) - image
+
+
+def backward_divergence_adjoint(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """``D^T g`` for the circular forward differences ``D`` of `forward_gradients`."""
+    return (np.roll(gx, 1, axis=1) - gx) + (np.roll(gy, 1, axis=0) - gy)
+
+
+def gradient_spectrum_power(shape: tuple[int, int]) -> np.ndarray:
+    """``|F(d_x)|^2 + |F(d_y)|^2`` on the real-FFT grid of `shape`."""
+    wy = 2 * np.pi * np.fft.fftfreq(shape[0])[:, None]
+    wx = 2 * np.pi * np.fft.rfftfreq(shape[1])[None, :]
+    return (2 - 2 * np.cos(wx)) + (2 - 2 * np.cos(wy))
+
+
+def l0_restore(
+    blurred: np.ndarray, psf: np.ndarray, weight: float, beta_max: float = 1e5, kappa: float = 2.0
+) -> np.ndarray:
+    """``argmin_u ||psf * u - blurred||^2 + weight ||grad u||_0`` by half-quadratic splitting.
+
+    `blurred` is periodic (already extended). Xu, Zheng and Jia (CVPR 2013), Pan et al. (CVPR 2014):
+    with auxiliary gradients ``g`` and a penalty ``beta ||g - grad u||^2`` growing by `kappa`, the
+    ``g`` step is a hard threshold (keep ``grad u`` where ``|grad u|^2 >= weight / beta``) and the
+    ``u`` step is ``F(u) = (conj(K) F(f) + beta F(D^T g)) / (|K|^2 + beta |F(D)|^2)``.
+    """
+    shape = blurred.shape
+    otf = kernel_spectrum(psf, shape)
+    numerator_data = np.conj(otf) * fft.rfft2(blurred)
+    otf_power = np.abs(otf) ** 2
+    grad_power = gradient_spectrum_power(shape)
+    latent = blurred
+    beta = 2 * weight
+    while beta < beta_max:
+        gx, gy = forward_gradients(latent)
+        weak = gx * gx + gy * gy < weight / beta
+        gx[weak] = 0
+        gy[weak] = 0
+        spectrum = (numerator_data + beta * fft.rfft2(backward_divergence_adjoint(gx, gy))) / (
+            otf_power + beta * grad_power
+        )
+        latent = fft.irfft2(spectrum, s=shape)
+        beta *= kappa
+    return latent
+
+
+def estimate_kernel(
+    latent: np.ndarray, blurred: np.ndarray, size: int, tikhonov: float = KERNEL_TIKHONOV
+) -> np.ndarray:
+    """``argmin_k sum_d ||k * d latent - d blurred||^2 + tikhonov ||k||^2`` on a size x size support.
+
+    The normal equations ``(R + tikhonov I) k = b`` involve only the autocorrelation ``R`` of the
+    latent gradients (lags up to ``size - 1``) and their cross-correlation ``b`` with the blurred
+    gradients, both taken once by FFT; conjugate gradients then iterate on the small support.
+    The result is not yet projected (it may hold small negative taps).
+    """
+    shape = latent.shape
+    lx, ly = forward_gradients(latent)
+    bx, by = forward_gradients(blurred)
+    flx, fly = fft.rfft2(lx), fft.rfft2(ly)
+    auto = fft.irfft2(np.abs(flx) ** 2 + np.abs(fly) ** 2, s=shape)
+    cross = fft.irfft2(np.conj(flx) * fft.rfft2(bx) + np.conj(fly) * fft.rfft2(by), s=shape)
+    half = size // 2
+    # Lag (i, j) of a circular correlation sits at index (i mod H, j mod W).
+    lags = np.arange(-(size - 1), size)
+    auto_small = auto[np.ix_(lags % shape[0], lags % shape[1])]
+    lags = np.arange(-half, half + 1)
+    rhs = cross[np.ix_(lags % shape[0], lags % shape[1])]
+
+    def normal_operator(k: np.ndarray) -> np.ndarray:
+        return signal.fftconvolve(k, auto_small, mode="valid") + tikhonov * k
+
+    return conjugate_gradients(normal_operator, rhs, np.full((size, size), 1.0 / size**2))
+
+
+def conjugate_gradients(
+    operator: Callable[[np.ndarray], np.ndarray],
+    rhs: np.ndarray,
+    start: np.ndarray,
+    iterations: int = 20,
+    tolerance: float = 1e-5,
+) -> np.ndarray:
+    """Solve ``operator(x) = rhs`` for a symmetric positive definite operator (Hestenes-Stiefel)."""
+    x = start.copy()
+    residual = rhs - operator(x)
+    direction = residual.copy()
+    norm = float(np.vdot(residual, residual))
+    for _ in range(iterations):
+        if norm <= tolerance**2:
+            break
+        image = operator(direction)
+        step = norm / float(np.vdot(direction, image))
+        x += step * direction
+        residual -= step * image
+        new_norm = float(np.vdot(residual, residual))
+        direction = residual + (new_norm / norm) * direction
+        norm = new_norm
+    return x
+
+
+def clean_kernel(psf: np.ndarray, small_tap: float, small_component: float) -> np.ndarray:
+    """Zero taps under `small_tap` x the maximum and 8-connected parts holding less mass than
+    `small_component`, clip negatives, renormalise to sum one (a delta if nothing is left)."""
+    psf = np.clip(psf, 0, None)
+    if psf.max() <= 0:
+        return delta_kernel(psf.shape[0])
+    psf = np.where(psf < small_tap * psf.max(), 0.0, psf)
+    psf /= psf.sum()
+    labels, count = ndimage.label(psf > 0, structure=np.ones((3, 3)))
+    if count > 1:
+        mass = ndimage.sum(psf, labels, index=np.arange(1, count + 1))
+        keep = np.concatenate(([False], mass >= small_component))
+        if keep.any():
+            psf = np.where(keep[labels], psf, 0.0)
+    return psf / psf.sum()
+
+
+def delta_kernel(size: int) -> np.ndarray:
+    """A size x size kernel with all its mass at the centre."""
+    psf = np.zeros((size, size))
+    psf[size // 2, size // 2] = 1.0
+    return psf
+
+
+def resize_kernel(psf: np.ndarray, size: int) -> np.ndarray:
+    """Resize `psf` to size x size (bilinear), clip negatives, renormalise, centre."""
+    zoom = size / psf.shape[0]
+    resized = np.clip(
+        ndimage.zoom(psf, zoom, order=1, grid_mode=True, mode="grid-constant"), 0, None
+    )
+    resized = fit_to_size(resized, size)
+    if resized.sum() <= 0:
+        return delta_kernel(size)
+    return center_on_centroid(resized / resized.sum()).astype(np.float64)
+
+
+def fit_to_size(psf: np.ndarray, size: int) -> np.ndarray:
+    """Crop or zero-pad `psf` symmetrically to size x size."""
+    out = np.zeros((size, size))
+    n = min(size, psf.shape[0]), min(size, psf.shape[1])
+    src = [(psf.shape[i] - n[i]) // 2 for i in range(2)]
+    dst = [(size - n[i]) // 2 for i in range(2)]
+    out[dst[0] : dst[0] + n[0], dst[1] : dst[1] + n[1]] = psf[
+        src[0] : src[0] + n[0], src[1] : src[1] + n[1]
+    ]
+    return out
+
+
+def downscale(image: np.ndarray, scale: float) -> np.ndarray:
+    """Shrink `image` by `scale` (<= 1) with a light anti-alias blur and bilinear sampling."""
+    if scale >= 1:
+        return image
+    sigma = 0.5 * np.sqrt(1 / scale**2 - 1)
+    smooth = ndimage.gaussian_filter(image, sigma, mode="nearest")
+    return ndimage.zoom(smooth, scale, order=1, grid_mode=True, mode="nearest")
+
+
+def pyramid_sizes(size: int) -> list[int]:
+    """Odd kernel sizes from coarse to fine: `size` shrunk by 1/sqrt(2) per level, down to ~5."""
+    levels = max(int(np.floor(np.log(5 / size) / np.log(LEVEL_SCALE))), 0) + 1
+    sizes = [int(np.ceil(size * LEVEL_SCALE**i)) | 1 for i in range(levels)]
+    sizes[0] = size
+    return sizes[::-1]
+
+
+def blind_kernel(
+    blurred: np.ndarray, size: int, progress: Progress | None = None
+) -> tuple[np.ndarray, int]:
+    """The K x K kernel (convolution convention) of the grey window `blurred`, and rounds run."""
+    sizes = pyramid_sizes(size)
+    weight = LAMBDA_START
+    psf = delta_kernel(sizes[0])
+    rounds = 0
+    for level, level_size in enumerate(sizes):
+        scale = LEVEL_SCALE ** (len(sizes) - 1 - level)
+        small = downscale(blurred, scale)
+        psf = resize_kernel(psf, level_size)
+        shape = fast_shape((small.shape[0] + level_size - 1, small.shape[1] + level_size - 1))
+        extended = smooth_periodic_extension(small, shape)
+        for _ in range(ROUNDS_PER_LEVEL):
+            latent = l0_restore(extended, psf, weight)
+            psf = clean_kernel(
+                estimate_kernel(latent, extended, level_size), SMALL_TAP, SMALL_COMPONENT
+            )
+            weight = max(weight / LAMBDA_DECAY, LAMBDA_FLOOR)
+            rounds += 1
+        psf = center_on_centroid(psf).astype(np.float64)
+        if progress is not None:
+            progress((level + 1) / len(sizes), "estimating")
+    return psf, rounds
+
+
+def estimate_psf(
+    image: np.ndarray,
+    size: int,
+    window: Window | None = None,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, PsfReport]:
+    """Estimate the `size` x `size` PSF of a blurred linear image (H, W, C) from one window.
+
+    `window` is (x, y, width, height) in pixels; None chooses one automatically
+    (`worker.deconv.window.choose_window`). Returns the kernel (float32, convolution convention,
+    non-negative, summing to one, centred on its centroid) and a `PsfReport`.
+    Raises `InputError` for a bad size or window, or a window without edges to learn from.
+    """
+    from worker.deconv.window import choose_window, check_window, check_edges
+
+    started = time.perf_counter()
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] not in (1, 3):
+        raise InputError(f"the image must be (height, width, 1 or 3 channels), not {image.shape}")
+    if isinstance(size, bool) or int(size) != size or size < 3 or size % 2 == 0:
+        raise InputError(f"the blur size must be an odd number of pixels, at least 3, not {size}")
+    grey = luminance(image)
+    if not np.all(np.isfinite(grey)):
+        raise InputError("the image holds NaN or infinite values")
+    if window is None:
+        window = choose_window(grey, size)
+    check_window(window, grey.shape, size)
+    x, y, width, height = window
+    patch = grey[y : y + height, x : x + width].astype(np.float64)
+    check_edges(patch)
+    patch = patch / max(float(np.percentile(patch, 99.9)), 1e-12)
+    psf, rounds = blind_kernel(patch, size, progress)
+    psf = center_on_centroid(clean_kernel(psf, FINAL_TAP, SMALL_COMPONENT))
+    report = PsfReport(
+        window=tuple(int(v) for v in window),  # type: ignore[arg-type]
+        iterations=rounds,
+        levels=len(pyramid_sizes(size)),
+        seconds=time.perf_counter() - started,
+    )
+    return psf.astype(np.float32), report

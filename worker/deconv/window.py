@@ -1,0 +1,118 @@
+"""Where to learn the blur: choosing and checking the window that PSF estimation looks at.
+
+A kernel can only be learnt from edges, and from edges of several orientations: a window with
+only horizontal edges says nothing about the blur's horizontal extent. Flat sky teaches nothing,
+and clipped highlights break the linear blur model. The automatic choice therefore scores every
+candidate window by the gradient energy of its strong edges, weighted by how evenly that energy
+spreads over orientations, and penalised by its share of saturated pixels.
+"""
+
+import numpy as np
+from scipy import ndimage
+
+from worker.errors import InputError
+
+Window = tuple[int, int, int, int]
+
+ORIENTATION_BINS = 8
+SATURATION = 0.98  # a pixel at or above this fraction of the brightest value counts as clipped
+MIN_WINDOW = 256
+
+
+def window_side(image_shape: tuple[int, int], size: int) -> int:
+    """The side of the automatic window: max(256, 8 K), no larger than the image."""
+    return int(min(max(MIN_WINDOW, 8 * size), *image_shape))
+
+
+def centre_window(image_shape: tuple[int, int], size: int) -> Window:
+    """The automatic-size window in the middle of the image."""
+    side = window_side(image_shape, size)
+    height, width = image_shape
+    return (width - side) // 2, (height - side) // 2, side, side
+
+
+def noise_sigma(grey: np.ndarray) -> float:
+    """Standard deviation of white noise in `grey`, by Immerkaer's Laplacian-difference operator
+    ("Fast noise variance estimation", CVIU 1996): ``sqrt(pi/2) / (6 (W-2)(H-2)) sum |I * N|``."""
+    mask = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
+    response = ndimage.convolve(grey.astype(np.float64), mask, mode="reflect")[1:-1, 1:-1]
+    return float(np.sqrt(np.pi / 2) * np.abs(response).mean() / 6)
+
+
+def check_edges(patch: np.ndarray) -> None:
+    """Raise `InputError` when `patch` has no edges standing out of its noise.
+
+    The criterion: the 99.5th percentile of the gradient magnitude must exceed eight times the
+    noise level (white noise alone reaches about 4.5 sigma there) and a thousandth of the
+    patch's mean level.
+    """
+    gy, gx = np.gradient(patch.astype(np.float64))
+    strength = float(np.percentile(np.hypot(gx, gy), 99.5))
+    floor = max(8 * noise_sigma(patch), 1e-3 * abs(float(patch.mean())), 1e-9)
+    if strength < floor:
+        raise InputError(
+            "the window is flat: there are no edges to learn the blur from; "
+            "choose a window with detail (--window X,Y,W,H)"
+        )
+
+
+def check_window(window: Window, image_shape: tuple[int, int], size: int) -> None:
+    """Raise `InputError` unless `window` lies inside the image and is at least 3 K on each side."""
+    x, y, width, height = window
+    rows, cols = image_shape
+    if width <= 0 or height <= 0 or x < 0 or y < 0 or x + width > cols or y + height > rows:
+        raise InputError(
+            f"the window {x},{y},{width},{height} (x,y,width,height) is not inside the "
+            f"{cols}x{rows} image"
+        )
+    if size > min(width, height):
+        raise InputError(
+            f"the blur size {size} is larger than the window ({width}x{height}); "
+            "use a larger window or a smaller --blur"
+        )
+    if min(width, height) < 3 * size:
+        raise InputError(
+            f"the window ({width}x{height}) is smaller than 3 times the blur size ({3 * size} px); "
+            "use a larger window or a smaller --blur"
+        )
+
+
+def box_sums(values: np.ndarray, side: int, step: int) -> np.ndarray:
+    """Sums of `values` over side x side boxes whose corners lie on a `step` grid."""
+    table = np.zeros((values.shape[0] + 1, values.shape[1] + 1))
+    table[1:, 1:] = values.cumsum(0).cumsum(1)
+    ys = np.arange(0, values.shape[0] - side + 1, step)
+    xs = np.arange(0, values.shape[1] - side + 1, step)
+    y0, x0 = np.ix_(ys, xs)
+    return table[y0 + side, x0 + side] - table[y0, x0 + side] - table[y0 + side, x0] + table[y0, x0]
+
+
+def choose_window(grey: np.ndarray, size: int) -> Window:
+    """The square window, side `window_side`, with the most strong and varied edges.
+
+    Score = (strong-edge energy) x (orientation diversity) x (1 - 20 x saturated share), where a
+    strong edge is a gradient above the image's 90th percentile magnitude, its energy is the squared
+    magnitude, and diversity is ``exp(entropy)`` of the energy's distribution over 8 orientation
+    bins divided by 8 (1 for evenly spread orientations, 1/8 for a single one).
+    """
+    side = window_side(grey.shape, size)
+    step = max(side // 8, 1)
+    smooth = ndimage.gaussian_filter(grey.astype(np.float64), 1.0)
+    gy, gx = np.gradient(smooth)
+    magnitude = np.hypot(gx, gy)
+    strong = magnitude > np.percentile(magnitude, 90)
+    energy = np.where(strong, magnitude**2, 0.0)
+    orientation = np.mod(np.arctan2(gy, gx), np.pi)
+    bins = np.minimum((orientation / np.pi * ORIENTATION_BINS).astype(int), ORIENTATION_BINS - 1)
+    per_bin = np.stack(
+        [box_sums(energy * (bins == b), side, step) for b in range(ORIENTATION_BINS)]
+    )
+    total = per_bin.sum(axis=0)
+    share = per_bin / np.maximum(total, 1e-30)
+    entropy = -(share * np.log(np.maximum(share, 1e-30))).sum(axis=0)
+    diversity = np.exp(entropy) / ORIENTATION_BINS
+    saturated = grey >= SATURATION * grey.max()
+    saturated_share = box_sums(saturated.astype(np.float64), side, step) / side**2
+    score = total * diversity * np.clip(1 - 20 * saturated_share, 0, None)
+    row, col = np.unravel_index(int(np.argmax(score)), score.shape)
+    return int(col * step), int(row * step), side, side

@@ -1,0 +1,203 @@
+"""The executor: a child process of the worker that runs jobs, warm (`python -m worker.executor`).
+
+It imports the engine and runs a tiny job once (compiling the numba kernels and planning FFTs), says
+`ready`, then reads one job per line on stdin and writes JSON events on stdout:
+
+    {"event": "ready", "seconds": 2.1}
+    {"event": "progress", "job": ID, "fraction": 0.42, "stage": "deblurring"}
+    {"event": "written", "job": ID}                    the output file is complete
+    {"event": "done", "job": ID, "report": {...}, "note": null | "not cached: ..."}
+    {"event": "failed", "job": ID, "error": "one line", "detail": "traceback"}
+    {"event": "broken", "error": "one line"}           could not start; the process exits
+
+When stdin closes (the worker is gone), the running job stops at its next progress report, its
+temporary files are removed, and the process exits.
+"""
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import queue
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, NotCached, ResultCache
+from worker import __version__
+from worker.errors import InputError
+
+PROGRESS_INTERVAL = 0.1  # seconds between progress events (stage changes are always sent)
+WARM_UP_SIZE = 48
+
+
+class Abandoned(Exception):
+    """The worker went away: stop the job, cleaning up as any exception does."""
+
+
+Send = Callable[[dict[str, Any]], None]
+
+
+def make_sender(stream: io.TextIOBase) -> Send:
+    lock = threading.Lock()
+
+    def send(event: dict[str, Any]) -> None:
+        with lock:
+            stream.write(json.dumps(event) + "\n")
+            stream.flush()
+
+    return send
+
+
+def one_line(error: BaseException) -> str:
+    """The user's view of a job's failure."""
+    from worker.cli import describe_os_error
+
+    if isinstance(error, InputError):
+        return str(error)
+    if isinstance(error, OSError):
+        return describe_os_error(error)
+    if isinstance(error, MemoryError):
+        return "not enough memory for this image; try a preview with a smaller scale"
+    return f"internal error: {type(error).__name__}: {error}"
+
+
+def job_options(task: dict[str, Any], psf_out: Path | None) -> Any:
+    """The pipeline's `JobOptions` for a task; unknown engine settings are an `InputError`."""
+    from worker.deconv import DeblurSettings
+    from worker.pipeline import JobOptions
+
+    known = {f.name for f in dataclasses.fields(DeblurSettings)}
+    unknown = sorted(set(task["settings"]) - known)
+    if unknown:
+        raise InputError(f"unknown engine setting '{unknown[0]}' (known: {', '.join(known)})")
+    return JobOptions(
+        psf_path=task["psf"],
+        blur=task["blur"],
+        window=task["window"],
+        psf_out=str(psf_out) if psf_out else None,
+        settings=DeblurSettings(**task["settings"]),
+    )
+
+
+def cache_result(task: dict[str, Any], report: dict[str, Any], psf_out: Path) -> str | None:
+    """Store the job's output and kernel under its key; returns why not, or None."""
+    limits = CacheLimits(**task["cache_limits"])
+    files = {RESULT: Path(task["output"])}
+    kernel = psf_out if psf_out.exists() else Path(task["psf"]) if task["psf"] else None
+    if kernel is not None:
+        files[PSF] = kernel
+    if psf_out.with_suffix(".png").exists():
+        files[PSF_PNG] = psf_out.with_suffix(".png")
+    record = {
+        "job": task["job"],
+        "algorithm": __version__,
+        "input": task["input"],
+        "parameters": {name: task[name] for name in ("psf", "blur", "window", "settings")},
+        "report": report,
+    }
+    try:
+        ResultCache(task["cache_dir"], limits).store(task["key"], files, record, tag=task["job"])
+    except NotCached as refused:
+        return str(refused)
+    return None
+
+
+def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> None:
+    """Run one job, reporting progress; every failure becomes one `failed` event."""
+    from worker.pipeline import run_pipeline
+
+    job = task["job"]
+    last = {"stage": "", "time": 0.0}
+
+    def progress(fraction: float, stage: str) -> None:
+        if abandoned.is_set():
+            raise Abandoned("the worker went away")
+        now = time.monotonic()
+        if stage != last["stage"] or now - last["time"] >= PROGRESS_INTERVAL:
+            last.update(stage=stage, time=now)
+            send({"event": "progress", "job": job, "fraction": fraction, "stage": stage})
+
+    scratch = Path(task["scratch"])
+    psf_out = scratch / "psf.npy" if task["key"] and not task["psf"] else None
+    try:
+        progress(0.0, "reading")
+        report = run_pipeline(task["input"], task["output"], job_options(task, psf_out), progress)
+        send({"event": "written", "job": job})
+        note = None
+        if task["key"]:
+            progress(1.0, "caching")
+            note = cache_result(task, report, psf_out or scratch / "none.npy")
+        send({"event": "done", "job": job, "report": report, "note": note})
+    except MemoryError as error:
+        send({"event": "failed", "job": job, "error": one_line(error), "detail": ""})
+        raise  # the process may be in a poor state: let the worker start a fresh one
+    except Exception as error:
+        detail = "" if isinstance(error, InputError | OSError) else traceback.format_exc()
+        send({"event": "failed", "job": job, "error": one_line(error), "detail": detail})
+
+
+def warm_up() -> None:
+    """Run a tiny job through the whole pipeline: imports, numba compilation, FFT planning."""
+    from worker.deconv import DeblurSettings
+    from worker.pipeline import JobOptions, run_pipeline
+    from worker.synthetic import camera_shake_kernel, dead_leaves
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="dt-deconvolve-warm-up-") as folder:
+        image, psf, output = (Path(folder) / name for name in ("in.tif", "psf.npy", "out.tif"))
+        tifffile.imwrite(image, dead_leaves((WARM_UP_SIZE, WARM_UP_SIZE), rng))
+        np.save(psf, camera_shake_kernel(5, rng))
+        settings = DeblurSettings(max_iterations=2)
+        run_pipeline(image, output, JobOptions(psf_path=str(psf), settings=settings))
+        with contextlib.suppress(InputError):  # the blind step compiles its own kernels
+            run_pipeline(image, output, JobOptions(blur=5, settings=settings))
+
+
+def read_tasks(tasks: "queue.Queue[dict[str, Any] | None]", abandoned: threading.Event) -> None:
+    """Read job lines from stdin until it closes (the worker is gone)."""
+    for line in sys.stdin:
+        try:
+            tasks.put(json.loads(line))
+        except ValueError:
+            continue
+    abandoned.set()
+    tasks.put(None)
+
+
+def main() -> int:
+    # Events go to the original stdout; anything else printed lands on stderr.
+    events = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    send = make_sender(events)
+    started = time.monotonic()
+    try:
+        warm_up()
+    except Exception as error:
+        send({"event": "broken", "error": f"cannot start the engine: {one_line(error)}"})
+        return 1
+    send({"event": "ready", "seconds": round(time.monotonic() - started, 3)})
+    tasks: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    abandoned = threading.Event()
+    threading.Thread(target=read_tasks, args=(tasks, abandoned), daemon=True).start()
+    while (task := tasks.get()) is not None:
+        try:
+            run_job(task, send, abandoned)
+        except MemoryError:
+            return 1
+        if abandoned.is_set():
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

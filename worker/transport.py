@@ -1,0 +1,139 @@
+"""Where the worker listens and who may talk to it: endpoints and ZeroMQ CURVE keys.
+
+Shared by the client and the server (with `protocol.py`). The default endpoint is an `ipc://`
+socket in the user's private (0700) runtime folder, so only the user reaches it. A `tcp://` endpoint
+listens on the loopback interface only, unless CURVE keys are set up: then every connection is
+encrypted and only clients whose public key is in the server's `authorized/` folder get in, so the
+worker may listen on any address and serve other machines.
+
+Key files (made by `dt-deconvolve worker --generate-keys`), in the CURVE folder:
+    server.key, server.key_secret      the worker's key pair
+    client.key, client.key_secret      a client's key pair (copy them and server.key to a client)
+    authorized/*.key                   public keys of the clients let in
+"""
+
+import ipaddress
+import shutil
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from worker.errors import InputError
+from worker.paths import cache_dir, runtime_dir
+
+SOCKET_NAME = "worker.sock"
+IPC_PATH_LIMIT = 107  # bytes in a Unix socket address
+
+
+def default_endpoint() -> str:
+    return f"ipc://{runtime_dir() / SOCKET_NAME}"
+
+
+def default_curve_dir() -> Path:
+    return cache_dir() / "curve"
+
+
+def ipc_path(endpoint: str) -> Path | None:
+    """The socket file of an `ipc://` endpoint, else None."""
+    return Path(endpoint.removeprefix("ipc://")) if endpoint.startswith("ipc://") else None
+
+
+def tcp_host(endpoint: str) -> str | None:
+    """The host part of a `tcp://HOST:PORT` endpoint, else None."""
+    if not endpoint.startswith("tcp://"):
+        return None
+    host, _, _ = endpoint.removeprefix("tcp://").rpartition(":")
+    return host.strip("[]")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, an interface or "*"
+        return False
+
+
+def check_endpoint(endpoint: str, curve: bool = False) -> None:
+    """Raise `InputError` unless the worker may listen on `endpoint`."""
+    path = ipc_path(endpoint)
+    host = tcp_host(endpoint)
+    if path is None and host is None:
+        raise InputError(f"unsupported endpoint '{endpoint}': use ipc://PATH or tcp://HOST:PORT")
+    if path is not None and len(str(path).encode()) > IPC_PATH_LIMIT:
+        raise InputError(f"the socket path {path} is too long for a Unix socket")
+    if host is not None and not curve and not is_loopback(host):
+        raise InputError(
+            f"{endpoint} is reachable from other machines: listen on 127.0.0.1, or set up CURVE "
+            "keys first (dt-deconvolve worker --generate-keys)"
+        )
+
+
+def _load_pair(folder: Path, name: str) -> tuple[bytes, bytes] | None:
+    secret = folder / f"{name}.key_secret"
+    if not secret.exists():
+        return None
+    try:
+        public, private = zmq.auth.load_certificate(secret)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read the CURVE key {secret}: {error}") from None
+    if private is None:
+        raise InputError(f"{secret} holds no secret key")
+    return public, private
+
+
+def server_curve(folder: Path) -> tuple[bytes, bytes] | None:
+    """The worker's CURVE key pair when `folder` has one (CURVE is then on), else None."""
+    return _load_pair(folder, "server")
+
+
+def generate_keys(folder: Path) -> list[Path]:
+    """Make a server and a client key pair in `folder` and authorise the client; returns the
+    files made. Existing keys are kept."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.chmod(0o700)
+    made = []
+    for name in ("server", "client"):
+        if not (folder / f"{name}.key_secret").exists():
+            public, secret = zmq.auth.create_certificates(folder, name)
+            made += [Path(public), Path(secret)]
+    authorized = folder / "authorized"
+    authorized.mkdir(exist_ok=True, mode=0o700)
+    if not (authorized / "client.key").exists():
+        shutil.copyfile(folder / "client.key", authorized / "client.key")
+        made.append(authorized / "client.key")
+    return made
+
+
+def secure_server(
+    context: zmq.Context, socket: zmq.Socket, endpoint: str, folder: Path
+) -> ThreadAuthenticator | None:
+    """Turn CURVE on for a tcp endpoint when `folder` holds the worker's keys; returns the
+    running authenticator (stop it when done) or None."""
+    keys = server_curve(folder) if tcp_host(endpoint) is not None else None
+    check_endpoint(endpoint, curve=keys is not None)
+    if keys is None:
+        return None
+    authenticator = ThreadAuthenticator(context)
+    authenticator.start()
+    authenticator.configure_curve(domain="*", location=str(folder / "authorized"))
+    socket.curve_publickey, socket.curve_secretkey = keys
+    socket.curve_server = True
+    return authenticator
+
+
+def secure_client(socket: zmq.Socket, endpoint: str, folder: Path) -> None:
+    """Use CURVE on a tcp connection when `folder` holds a client key pair and the worker's
+    public key."""
+    if tcp_host(endpoint) is None:
+        return
+    pair = _load_pair(folder, "client")
+    server_key = folder / "server.key"
+    if pair is None or not server_key.exists():
+        return
+    server_public, _ = zmq.auth.load_certificate(server_key)
+    socket.curve_publickey, socket.curve_secretkey = pair
+    socket.curve_serverkey = server_public
