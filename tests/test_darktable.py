@@ -24,7 +24,12 @@ REQUIRE_LINE = 'require "contrib/deconvolve"'
 def install_plugin(config: Path, *options: str) -> subprocess.CompletedProcess[str]:
     """Run install.sh for the darktable config folder `config`, away from the user's files."""
     home = config.parent / "install-home"
-    env = dict(os.environ, DT_DECONVOLVE_HOME=str(home / "share"), DT_DECONVOLVE_BIN=str(home))
+    env = dict(
+        os.environ,
+        DT_DECONVOLVE_HOME=str(home / "share"),
+        DT_DECONVOLVE_BIN=str(home / "bin"),
+        XDG_CONFIG_HOME=str(home / "config"),  # where a systemd user unit would be
+    )
     return subprocess.run(
         [str(ROOT / "install.sh"), *options, "--darktable-config", str(config)],
         env=env,
