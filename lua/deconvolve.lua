@@ -397,11 +397,11 @@ local function process_image(batch, image, index)
   }
   local result, outcome, reason
   if job.identity.sidecar then
-    job.key, reason = cache_key(job.original, job.identity, settings)
-    if not job.key then
-      return nil, reason
+    -- a sidecar the key cannot read yet is no failure: the export writes it, the key follows
+    job.key = cache_key(job.original, job.identity, settings)
+    if job.key then
+      result, outcome = cache_lookup(job.key, job.output), "cached"
     end
-    result, outcome = cache_lookup(job.key, job.output), "cached"
   end
   if not result and not batch.cancelled then
     result, outcome = export_and_deblur(batch, image, job)
