@@ -34,11 +34,6 @@ script_data.metadata = {
   author = "dt-deconvolve contributors",
 }
 
-script_data.destroy = nil -- set below
-script_data.destroy_method = nil -- "hide": a lib cannot be unregistered
-script_data.restart = nil
-script_data.show = nil
-
 -- What the plug-in knows during one darktable session.
 local state = {
   gui_installed = false, -- panel, preferences and shortcuts registered
@@ -46,6 +41,7 @@ local state = {
   widgets = {}, -- the panel's widgets, by name
   batch = nil, -- the run in progress, see `deconvolve_images`
   used = false, -- a command ran this session: clean up on exit
+  worker_checked = false, -- whether a worker answered before our first submit is known
   started_worker = false, -- a submit of ours started the worker: stop it on exit
 }
 
@@ -285,8 +281,7 @@ end
 -- reason (nil, nil when cancelled).
 local function deblur_export(batch, export, output, key, settings, index)
   local done_path
-  local first_submit = not state.worker_checked
-  if first_submit then
+  if not state.worker_checked then
     state.worker_checked = true
     state.started_worker = not worker_answers()
   end
@@ -397,11 +392,11 @@ local function process_image(batch, image, index)
   }
   local result, outcome, reason
   if job.identity.sidecar then
-    job.key, reason = cache_key(job.original, job.identity, settings)
-    if not job.key then
-      return nil, reason
+    -- a sidecar the key cannot read yet is no failure: the export writes it, the key follows
+    job.key = cache_key(job.original, job.identity, settings)
+    if job.key then
+      result, outcome = cache_lookup(job.key, job.output), "cached"
     end
-    result, outcome = cache_lookup(job.key, job.output), "cached"
   end
   if not result and not batch.cancelled then
     result, outcome = export_and_deblur(batch, image, job)
@@ -661,6 +656,7 @@ elseif dt.configuration.has_gui then
   schedule_gui()
 end
 
+-- script_manager's interface (destroy_method "hide": a lib cannot be unregistered, only hidden)
 script_data.destroy = destroy
 script_data.destroy_method = "hide"
 script_data.restart = restart

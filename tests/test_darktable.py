@@ -24,7 +24,12 @@ REQUIRE_LINE = 'require "contrib/deconvolve"'
 def install_plugin(config: Path, *options: str) -> subprocess.CompletedProcess[str]:
     """Run install.sh for the darktable config folder `config`, away from the user's files."""
     home = config.parent / "install-home"
-    env = dict(os.environ, DT_DECONVOLVE_HOME=str(home / "share"), DT_DECONVOLVE_BIN=str(home))
+    env = dict(
+        os.environ,
+        DT_DECONVOLVE_HOME=str(home / "share"),
+        DT_DECONVOLVE_BIN=str(home / "bin"),
+        XDG_CONFIG_HOME=str(home / "config"),  # where a systemd user unit would be
+    )
     return subprocess.run(
         [str(ROOT / "install.sh"), *options, "--darktable-config", str(config)],
         env=env,
@@ -81,7 +86,11 @@ def test_install_rejects_two_actions(tmp_path: Path) -> None:
 
 DARKTABLE, XVFB_RUN = shutil.which("darktable"), shutil.which("xvfb-run")
 DRIVER = ROOT / "tests" / "lua" / "darktable_e2e.lua"
-START_LIMIT = 60  # seconds until the driver reports; darktable 4.2 rarely freezes at start-up
+# darktable 4.2 sometimes freezes while starting (about 1 start in 8 here, with or without the
+# plug-in: its own luarc's GTK call deadlocks against the Lua thread). A start is given up, and
+# tried again, when the driver has not run within LOAD_LIMIT or found the plug-in within
+# START_LIMIT seconds.
+LOAD_LIMIT, START_LIMIT, ATTEMPTS = 30, 60, 3
 RUN_LIMIT = 300  # seconds for the whole session
 BLUR = 9  # the test scene's blur, and the plug-in's blur size (through --conf)
 
@@ -161,7 +170,10 @@ def run_darktable(
         started = time.monotonic()
         while process.poll() is None:
             elapsed = time.monotonic() - started
-            frozen = elapsed > START_LIMIT and "started" not in read_report(report)
+            seen = read_report(report)
+            frozen = (elapsed > LOAD_LIMIT and "loaded" not in seen) or (
+                elapsed > START_LIMIT and "started" not in seen
+            )
             if frozen or elapsed > RUN_LIMIT + 10:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
@@ -205,7 +217,7 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
         "--conf",
         f"lua/deconvolve/blur_size={BLUR}",
     ]
-    for _attempt in range(2):  # one retry when darktable froze before the driver ran
+    for _attempt in range(ATTEMPTS):
         report_path.unlink(missing_ok=True)
         for lock in (darktable_dir / "config").glob("*.lock"):  # left by a killed darktable
             lock.unlink()

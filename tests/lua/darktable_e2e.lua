@@ -15,6 +15,8 @@ local function note(name, value)
   report:flush()
 end
 
+note("loaded", true)
+
 local function now()
   local pipe = io.popen("date +%s.%N")
   local seconds = tonumber(pipe:read("l"))

@@ -7,6 +7,7 @@ from worker.commands import (
     demo,
     key,
     ping,
+    psf,
     shutdown,
     status,
     submit,
@@ -14,4 +15,4 @@ from worker.commands import (
     worker,
 )
 
-COMMANDS = (deblur, demo, worker, submit, status, cancel, ping, shutdown, cache, key, version)
+COMMANDS = (deblur, psf, demo, worker, submit, status, cancel, ping, shutdown, cache, key, version)
