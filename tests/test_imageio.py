@@ -90,7 +90,7 @@ def test_darktable_float_export_is_read_and_written_alike(tmp_path: Path) -> Non
         page = tiff.pages.first
         assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
         assert page.predictor == tifffile.PREDICTOR.FLOATINGPOINT
-        assert not page.is_tiled  # darktable 4.2 does not read tiled TIFF
+        assert not page.is_tiled
         np.testing.assert_array_equal(page.asarray(), samples * 0.5)
 
 
