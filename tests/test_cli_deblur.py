@@ -45,6 +45,26 @@ def obey_permissions() -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
+@pytest.fixture
+def permissions_enforced(tmp_path: Path) -> None:
+    """Skip unless a child started with `obey_permissions` is really refused a mode-000 file."""
+    probe = tmp_path / "probe"
+    probe.write_text("secret")
+    probe.chmod(0)
+    try:
+        opened = subprocess.run(
+            [sys.executable, "-c", f"open({str(probe)!r})"],
+            preexec_fn=obey_permissions,
+            capture_output=True,
+        )
+    except subprocess.SubprocessError as error:
+        pytest.skip(f"cannot drop the override capabilities here: {error}")
+    finally:
+        probe.unlink()
+    if opened.returncode == 0:
+        pytest.skip("this process ignores file permissions even without the override capabilities")
+
+
 @contextlib.contextmanager
 def tmpfs(folder: Path, options: str) -> Iterator[Path]:
     """A small tmpfs mounted on `folder` for the duration (root only)."""
@@ -233,6 +253,7 @@ def test_missing_files_fail_in_one_line(
     assert files_in(out) == []
 
 
+@pytest.mark.usefixtures("permissions_enforced")
 def test_unreadable_picture_fails_in_one_line(
     run_cli: RunCli, picture: Path, psf: Path, out: Path
 ) -> None:
@@ -252,6 +273,7 @@ def test_folder_given_as_picture_fails_in_one_line(
     assert files_in(out) == []
 
 
+@pytest.mark.usefixtures("permissions_enforced")
 def test_unwritable_output_folder_fails_in_one_line(
     run_cli: RunCli, picture: Path, psf: Path, tmp_path: Path
 ) -> None:
