@@ -165,8 +165,7 @@ def write_picture(path: str | os.PathLike[str], like: Picture, pixels: np.ndarra
             software="dt-deconvolve",
         )
         if like.exif:
-            with pyexiv2.Image(str(temporary)) as image:
-                image.modify_exif(like.exif, encoding=_EXIF_ENCODING)
+            _write_exif(temporary, like.exif, path)
 
 
 def write_png(path: str | os.PathLike[str], pixels: np.ndarray) -> None:
@@ -284,6 +283,16 @@ def _read_exif(path: Path) -> dict[str, str]:
 
 
 # --- Writing ---------------------------------------------------------------------------------
+
+
+def _write_exif(temporary: Path, exif: dict[str, str], final: str | os.PathLike[str]) -> None:
+    """Add `exif` to the TIFF at `temporary`; exiv2's failures (a full disk while it rewrites the
+    file, among others) become an `OSError` naming the file being written."""
+    try:
+        with pyexiv2.Image(str(temporary)) as image:
+            image.modify_exif(exif, encoding=_EXIF_ENCODING)
+    except RuntimeError as error:
+        raise OSError(f"could not write the EXIF data of {final} ({error})") from error
 
 
 def _encode(pixels: np.ndarray, like: Picture) -> np.ndarray:
