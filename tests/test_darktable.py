@@ -227,7 +227,7 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
             break
     assert report.get("started") == ["true"], log[-3000:]
     assert "error" not in report, report["error"]
-    assert "LUA ERROR" not in log, log[-3000:]
+    assert "stack traceback" not in log and "LUA ERROR :" not in log, log[-3000:]  # Lua errors
     assert report.get("quitting") == ["true"] and status == 0, (status, log[-3000:])
 
     # The first run: exported, deblurred, imported beside the original and grouped with it.
