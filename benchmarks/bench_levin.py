@@ -101,7 +101,9 @@ def main() -> int:
         if not args.no_peers:
             with np.load(args.data / "peer_kernels.npz") as peers:
                 keys = [f"{m}/{n}" for m in PEERS for n in names if f"{m}/{n}" in peers]
-            for key, ratio in zip(keys, pool.map(score_peer, [args.data] * len(keys), keys)):
+            for key, ratio in zip(
+                keys, pool.map(score_peer, [args.data] * len(keys), keys), strict=True
+            ):
                 peer_ratios.setdefault(key.split("/")[0], []).append(ratio)
     if args.details:
         for name, ratio, seconds, _ in ours:

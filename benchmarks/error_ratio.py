@@ -13,10 +13,10 @@ from scipy import fft
 
 from worker.deconv.psf import (
     backward_divergence_adjoint,
+    centred_kernel_spectrum,
     fast_shape,
     forward_gradients,
     gradient_spectrum_power,
-    kernel_spectrum,
     smooth_periodic_extension,
 )
 from worker.deconv.psf_tools import center_on_centroid
@@ -34,7 +34,7 @@ def tv_l2_deconvolve(blurred: np.ndarray, psf: np.ndarray, weight: float = TV_WE
     height, width = blurred.shape
     shape = fast_shape((height + psf.shape[0] - 1 + 16, width + psf.shape[1] - 1 + 16))
     extended = smooth_periodic_extension(blurred, shape)
-    otf = kernel_spectrum(psf, shape)
+    otf = centred_kernel_spectrum(psf, shape)
     numerator_data = np.conj(otf) * fft.rfft2(extended)
     otf_power = np.abs(otf) ** 2
     grad_power = gradient_spectrum_power(shape)

@@ -58,9 +58,11 @@ class Worker:
         return Client(self.endpoint, timeout, curve_dir or self.folder / "no-keys")
 
     def cli(self, *args: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run `dt-deconvolve ARGS... --endpoint E` as a real process."""
+        """Run `dt-deconvolve ARGS... [--endpoint E]` as a real process (the cache and key
+        commands work without a worker: no endpoint for them)."""
+        endpoint = [] if args[0] in ("cache", "key") else ["--endpoint", self.endpoint]
         return subprocess.run(
-            [sys.executable, "-m", "worker", *map(str, args), "--endpoint", self.endpoint],
+            [sys.executable, "-m", "worker", *map(str, args), *endpoint],
             env=self.env,
             capture_output=True,
             text=True,

@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -110,30 +111,43 @@ while True:
 """
 
 
+def assert_whole_entries(root: Path) -> None:
+    """What a reader sees: every entry under a key is whole."""
+    cache = ResultCache(root)
+    for child in root.iterdir():
+        if not child.name.startswith("."):
+            entry = cache.entry(child.name)
+            assert entry is not None
+            assert entry.file(RESULT).stat().st_size == 300_000
+            assert entry.file(PSF).read_bytes() == b"kernel"
+
+
 def test_a_writer_killed_at_any_instant_leaves_whole_entries_only(tmp_path: Path) -> None:
-    files = make_files(tmp_path / "src", result_bytes=300_000)
-    root = tmp_path / "c"
-    rng = np.random.default_rng(1)
-    for _ in range(6):
-        writer = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(root), str(files[RESULT]), str(files[PSF])],
-            stdout=subprocess.PIPE,
-            cwd=Path(__file__).parent.parent,
-        )
-        writer.stdout.readline()
-        time.sleep(rng.uniform(0.0, 0.15))
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        writer.stdout.close()
-        cache = ResultCache(root)
-        for child in root.iterdir():  # a reader: every visible entry is whole
-            if not child.name.startswith("."):
-                entry = cache.entry(child.name)
-                assert entry is not None
-                assert entry.file(RESULT).stat().st_size == 300_000
-                assert entry.file(PSF).read_bytes() == b"kernel"
-        cache.remove_stale()
-        assert not [c for c in root.iterdir() if c.name.startswith(".")]
+    # Sources on another file system (when there is one), so that entries are copied, not linked.
+    shm = Path("/dev/shm")
+    source = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() else tmp_path / "src"
+    try:
+        files = make_files(source, result_bytes=300_000)
+        root = tmp_path / "c"
+        rng = np.random.default_rng(1)
+        for _ in range(6):
+            writer = subprocess.Popen(
+                [sys.executable, "-c", WRITER, str(root), str(files[RESULT]), str(files[PSF])],
+                stdout=subprocess.PIPE,
+                cwd=Path(__file__).parent.parent,
+            )
+            writer.stdout.readline()
+            deadline = time.monotonic() + rng.uniform(0.0, 0.2)
+            while time.monotonic() < deadline:  # a concurrent reader
+                assert_whole_entries(root)
+            writer.send_signal(signal.SIGKILL)
+            writer.wait()
+            writer.stdout.close()
+            assert_whole_entries(root)
+            ResultCache(root).remove_stale()
+            assert not [c for c in root.iterdir() if c.name.startswith(".")]
+    finally:
+        shutil.rmtree(source, ignore_errors=True)
 
 
 # ---- keys ---------------------------------------------------------------------------------

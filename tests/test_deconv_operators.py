@@ -117,7 +117,7 @@ def test_noise_estimate_ignores_masked_pixels_and_tiny_images() -> None:
 def test_lambda_falls_monotonically_with_priority() -> None:
     weights = [regularisation_weight(0.01, 0.2, p) for p in np.linspace(-1, 1, 9)]
     assert all(a > b for a, b in itertools.pairwise(weights))
-    assert regularisation_weight(0.02, 0.2) > regularisation_weight(0.01, 0.2)
+    assert regularisation_weight(0.02, 0.8) > regularisation_weight(0.01, 0.8)
     # Exposure-invariant: scaling the picture scales sigma and level alike.
     assert regularisation_weight(0.01, 0.2) == pytest.approx(regularisation_weight(0.05, 1.0))
 

@@ -112,10 +112,10 @@ def test_bad_input_files_fail_the_job_not_the_worker(worker, material, tmp_path)
 def test_a_warm_job_starts_computing_within_half_a_second(worker, material, tmp_path):
     with worker.client() as client:
         fields = {"psf": str(material["psf"])}
-        first = submit(client, material["medium"], tmp_path / "1.tif", **fields)
+        first = submit(client, material["small"], tmp_path / "1.tif", **fields)
         assert wait(client, first["job"])["stage"] == "done"
         started = time.perf_counter()
-        second = submit(client, material["medium"], tmp_path / "2.tif", **fields)
+        second = submit(client, material["small"], tmp_path / "2.tif", **fields)
         status = wait_for_detail(client, second["job"], ("deblurring",))
         latency = time.perf_counter() - started
         assert status["detail"] == "deblurring"
@@ -199,7 +199,7 @@ def test_a_cancel_in_any_stage_stops_the_job_and_leaves_nothing(
 
 def test_a_crashed_job_fails_alone_and_the_worker_carries_on(worker, material, tmp_path):
     with worker.client() as client:
-        job = submit(client, material["medium"], tmp_path / "x.tif", psf=str(material["psf"]))
+        job = submit(client, material["small"], tmp_path / "x.tif", psf=str(material["psf"]))
         wait_for_detail(client, job["job"], ("deblurring",))
         for pid in worker.executor_pids():
             os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
@@ -236,7 +236,7 @@ def test_twenty_clients_submitting_at_once(worker, material, tmp_path):
 
 def test_a_client_that_disappears_mid_job_does_not_stop_it(worker, material, tmp_path):
     out = tmp_path / "out.tif"
-    command = [sys.executable, "-m", "worker", "submit", material["medium"], "-o", out]
+    command = [sys.executable, "-m", "worker", "submit", material["small"], "-o", out]
     command += ["--psf", material["psf"], "--wait", "--endpoint", worker.endpoint]
     client = subprocess.Popen(
         list(map(str, command)), env=worker.env, stdout=subprocess.PIPE, text=True
@@ -294,7 +294,7 @@ def test_a_worker_killed_mid_write_leaves_no_partial_entry(material, tmp_path):
     with running_worker() as worker, worker.client() as client:
         worker.wait_warm()
         job = submit(
-            client, material["medium"], tmp_path / "o.tif", psf=str(material["psf"]), key=key
+            client, material["small"], tmp_path / "o.tif", psf=str(material["psf"]), key=key
         )
         executors = worker.executor_pids()
         wait_for_detail(client, job["job"], ("writing", "caching"))
@@ -311,6 +311,6 @@ def test_a_worker_killed_mid_write_leaves_no_partial_entry(material, tmp_path):
         worker.start()
         assert not [p for p in worker.cache_dir.iterdir() if p.name.startswith(".")]
         again = submit(
-            client, material["medium"], tmp_path / "o2.tif", psf=str(material["psf"]), key=key
+            client, material["small"], tmp_path / "o2.tif", psf=str(material["psf"]), key=key
         )
         assert wait(client, again["job"])["stage"] == "done"

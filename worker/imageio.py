@@ -87,10 +87,10 @@ class Picture:
     """
 
     pixels: np.ndarray
+    sample_format: np.dtype  # of the file: uint8, uint16, float16 or float32
+    curves: tuple[ToneCurve, ...]  # one tone curve per colour channel
     alpha: np.ndarray | None = None
     clip_level: float | None = None
-    sample_format: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
-    curves: tuple[ToneCurve, ...] = (LINEAR,)
     icc_profile: bytes | None = None
     exif: dict[str, str] = field(default_factory=dict)
     alpha_kind: int = 2  # TIFF ExtraSamples: 1 premultiplied, 2 straight, 0 unspecified

@@ -1,5 +1,18 @@
 """The subcommands of `dt-deconvolve`, in the order `--help` lists them."""
 
-from worker.commands import cache, cancel, ping, shutdown, status, version, worker
+from worker.commands import (
+    cache,
+    cancel,
+    deblur,
+    demo,
+    key,
+    ping,
+    psf,
+    shutdown,
+    status,
+    submit,
+    version,
+    worker,
+)
 
-COMMANDS = (worker, ping, status, cancel, shutdown, cache, version)
+COMMANDS = (deblur, psf, demo, worker, submit, status, cancel, ping, shutdown, cache, key, version)

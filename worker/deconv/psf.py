@@ -28,6 +28,7 @@ import numpy as np
 from scipy import fft, ndimage, signal
 
 from worker.deconv.psf_tools import center_on_centroid
+from worker.deconv.window import check_edges, check_window, choose_window
 from worker.errors import InputError
 
 Progress = Callable[[float, str], None]
@@ -37,8 +38,8 @@ LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # Rec. 709 / sRGB p
 LEVEL_SCALE = np.sqrt(0.5)
 ROUNDS_PER_LEVEL = 5
 LAMBDA_START, LAMBDA_FLOOR, LAMBDA_DECAY = 4e-3, 1e-4, 1.1
-KERNEL_TIKHONOV = 2.0
-SMALL_TAP = 0.05  # taps under this fraction of the maximum are zeroed after each kernel step
+KERNEL_TIKHONOV = 20.0
+SMALL_TAP = 0.02  # taps under this fraction of the maximum are zeroed after each kernel step
 SMALL_COMPONENT = 0.1  # connected parts of the kernel holding less mass than this are dropped
 FINAL_TAP = 0.05  # the cleaning threshold of the returned kernel
 
@@ -98,7 +99,7 @@ def fast_shape(shape: tuple[int, ...]) -> tuple[int, int]:
     return tuple(fft.next_fast_len(int(n), real=True) for n in shape)  # type: ignore[return-value]
 
 
-def kernel_spectrum(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def centred_kernel_spectrum(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """The real FFT of `psf` placed with its centre at the origin of a `shape` grid (psf2otf)."""
     padded = np.zeros(shape)
     padded[: psf.shape[0], : psf.shape[1]] = psf
@@ -134,7 +135,7 @@ def l0_restore(
     ``u`` step is ``F(u) = (conj(K) F(f) + beta F(D^T g)) / (|K|^2 + beta |F(D)|^2)``.
     """
     shape = blurred.shape
-    otf = kernel_spectrum(psf, shape)
+    otf = centred_kernel_spectrum(psf, shape)
     numerator_data = np.conj(otf) * fft.rfft2(blurred)
     otf_power = np.abs(otf) ** 2
     grad_power = gradient_spectrum_power(shape)
@@ -154,9 +155,9 @@ def l0_restore(
 
 
 def estimate_kernel(
-    latent: np.ndarray, blurred: np.ndarray, size: int, tikhonov: float = KERNEL_TIKHONOV
+    latent: np.ndarray, blurred: np.ndarray, size: int, tikhonov: float
 ) -> np.ndarray:
-    """``argmin_k sum_d ||k * d latent - d blurred||^2 + tikhonov ||k||^2`` on a size x size support.
+    """``argmin_k sum_d ||k * d latent - d blurred||^2 + tikhonov ||k||^2``, k size x size.
 
     The normal equations ``(R + tikhonov I) k = b`` involve only the autocorrelation ``R`` of the
     latent gradients (lags up to ``size - 1``) and their cross-correlation ``b`` with the blurred
@@ -289,7 +290,9 @@ def blind_kernel(
         for _ in range(ROUNDS_PER_LEVEL):
             latent = l0_restore(extended, psf, weight)
             psf = clean_kernel(
-                estimate_kernel(latent, extended, level_size), SMALL_TAP, SMALL_COMPONENT
+                estimate_kernel(latent, extended, level_size, KERNEL_TIKHONOV),
+                SMALL_TAP,
+                SMALL_COMPONENT,
             )
             weight = max(weight / LAMBDA_DECAY, LAMBDA_FLOOR)
             rounds += 1
@@ -312,8 +315,6 @@ def estimate_psf(
     non-negative, summing to one, centred on its centroid) and a `PsfReport`.
     Raises `InputError` for a bad size or window, or a window without edges to learn from.
     """
-    from worker.deconv.window import choose_window, check_window, check_edges
-
     started = time.perf_counter()
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] not in (1, 3):

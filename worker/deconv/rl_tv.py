@@ -4,12 +4,16 @@ Dey et al., "Richardson-Lucy algorithm with total variation regularization for 3
 microscope deconvolution", Microscopy Research and Technique 69 (2006), on the extended grid of
 Bertero and Boccacci (see `boundaries`), with a data-term mask `w`:
 
-    u <- u * A^T( w f / A u ) / max( A^T w - lambda div( grad u / |grad u|_eps ), 0.1 A^T w )
+    u <- u * A^T( w (f + b) / (A u + b) ) / max( A^T w - lambda div( grad u / |grad u|_eps ),
+                                               0.1 A^T w )
 
 `A` is the valid blur with the PSF, `A^T` its adjoint, and the TV term is colour-coupled (see
-`tv`). The denominator is clamped to a fraction of `A^T w` so it stays positive. Extended-grid
-pixels that no usable observation reaches (A^T w ~ 0, e.g. inside a large clipped highlight)
-keep their first estimate.
+`tv`). The offset `b` (a multiple of the noise sigma) is the shifted-Poisson treatment of read
+noise (Snyder, Hammoud and White, "Image recovery from data acquired with a charge-coupled-device
+camera", JOSA A 1993): without it, noise around black (f > 0 where A u ~ 0) makes the ratio
+explode and dark areas fill with speckles. The denominator is clamped to a fraction of `A^T w`
+so it stays positive. Extended-grid pixels that no usable observation reaches (A^T w ~ 0, e.g.
+inside a large clipped highlight) keep their first estimate.
 
 Acceleration: Biggs and Andrews, "Acceleration of iterative image restoration algorithms",
 Applied Optics 36 (1997), the vector extrapolation of MATLAB's deconvlucy:
@@ -33,10 +37,16 @@ import numpy as np
 from worker import paths
 from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
 from worker.deconv.fft import fftw_wisdom
-from worker.deconv.noise import estimate_noise, regularisation_weight
+from worker.deconv.local import blend_locally
+from worker.deconv.noise import estimate_noise, regularisation_weight, white_level
 from worker.deconv.preview import preview_inputs
 from worker.deconv.psf_tools import validate_psf
-from worker.deconv.stopping import StoppingRule, residual_ratio, whiteness
+from worker.deconv.stopping import (
+    StoppingRule,
+    centred_correlations,
+    residual_ratio,
+    whiteness,
+)
 from worker.deconv.tv import divergence_at, gradient_norm
 from worker.errors import InputError
 
@@ -44,8 +54,10 @@ Progress = Callable[[float, str], None]
 STAGE = "deblurring"
 DENOMINATOR_FLOOR = 0.1  # the denominator never falls below this fraction of A^T w
 UNOBSERVED = 1e-3  # extended-grid pixels with A^T w under this keep their first estimate
+WELL_OBSERVED = 0.5  # stagnation is measured where A^T w is above this (the frame, mostly)
 TV_EPS = 1e-3  # smoothing of |grad u| in TV, as a fraction of the picture's mean level
 POSITIVE_FLOOR = 1e-5  # the estimate is kept above this fraction of the mean level
+OFFSET_PER_NOISE = 1.0  # the shifted-Poisson offset b, in noise sigmas
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,8 @@ class DeblurSettings:
     scale: 0 < scale <= 1; below 1 a preview: image and PSF are downsized together.
     clip_level: the value at which the sensor clipped (1.0 for integer files); None: detect a
         clipped plateau from the data, if any.
-    local: local mode (blend by where the PSF explains the blur); handled by the pipeline.
+    local: local mode: keep the deblurred picture only where the PSF explains the blur, the
+        original elsewhere, blended smoothly (see `worker.deconv.local`).
     """
 
     tolerance: float = 5.0
@@ -154,7 +167,8 @@ def _rl_tv_step(
     """One RL-TV update of channel `y` into `x_new`; `step` (g_k-1) becomes g_k = x_new - y.
 
     Returns float64 [<g_k, g_k-1>, <g_k-1, g_k-1>, ||x_new - x||^2, ||x||^2] for the
-    acceleration and the stagnation test.
+    acceleration and the stagnation test (the last two where A^T w > WELL_OBSERVED: the poorly
+    observed rim of the extended grid moves a lot without changing the picture).
     """
     height, width = y.shape
     rows = np.zeros((height, 4))
@@ -172,9 +186,10 @@ def _rl_tv_step(
             dot += g * step[i, j]
             old += step[i, j] * step[i, j]
             step[i, j] = g
-            delta = new - x[i, j]
-            change += delta * delta
-            size += x[i, j] * x[i, j]
+            if atw > WELL_OBSERVED:
+                delta = new - x[i, j]
+                change += delta * delta
+                size += x[i, j] * x[i, j]
             x_new[i, j] = new
         rows[i, 0] = dot
         rows[i, 1] = old
@@ -188,17 +203,21 @@ def richardson_lucy_tv(
     mask: np.ndarray,
     psf: np.ndarray,
     lam: float,
+    sigma: float,
     rule: StoppingRule,
     progress: Progress | None = None,
-) -> tuple[np.ndarray, int, str]:
-    """Deconvolve `f` (C, H, W), non-negative, with `psf`; data weight `mask` (H, W).
+) -> tuple[np.ndarray, int, int, str]:
+    """Deconvolve `f` (C, H, W), non-negative, with `psf`; data weight `mask` (H, W); noise
+    `sigma`.
 
-    Returns the best iterate on the observed window (C, H, W), the number of iterations run and
-    the stop reason; `rule` holds the best iteration.
+    Returns the estimate on the observed window (C, H, W), the number of iterations run, the
+    iteration that estimate comes from and the stop reason. On a whiteness stop the estimate is
+    the one before the last (the last within the tolerance), else the last.
     """
     channels, height, width = f.shape
     level = max(float(f.mean()), 1e-12)
     floor, eps = POSITIVE_FLOOR * level, TV_EPS * level
+    offset = OFFSET_PER_NOISE * sigma
     cy, cx = psf.shape[0] // 2, psf.shape[1] // 2
     window = (slice(None), slice(cy, cy + height), slice(cx, cx + width))
     with BlurOperator(psf, (height, width)) as blur:
@@ -210,7 +229,6 @@ def richardson_lucy_tv(
         correction = np.empty(blur.extended_shape, dtype=np.float32)
         blurred = np.empty((height, width), dtype=np.float32)
         ratio = np.empty((height, width), dtype=np.float32)
-        best = np.empty_like(f)
         alpha, iteration, reason = 0.0, 0, None
         while reason is None:
             iteration += 1
@@ -219,19 +237,21 @@ def richardson_lucy_tv(
             correlations, sums = np.zeros(5), np.zeros(4)
             for c in range(channels):
                 blur.forward(y[c], blurred)
-                correlations += residual_ratio(f[c], blurred, mask, floor, ratio)
+                correlations += centred_correlations(
+                    residual_ratio(f[c], blurred, mask, offset, floor, ratio)
+                )
                 blur.adjoint(ratio, correction)
                 sums += _rl_tv_step(y[c], norm, correction, normalisation, lam, x[c],
                                     previous[c], step[c])  # fmt: skip
             x, previous = previous, x
             alpha = float(np.clip(sums[0] / sums[1], 0, 1)) if sums[1] > 0 else 0.0
             change = math.sqrt(sums[2] / sums[3]) if sums[3] > 0 else 0.0
-            is_best, reason = rule.update(iteration, whiteness(correlations), change)
-            if is_best:
-                best[:] = x[window]
+            reason = rule.update(iteration, whiteness(correlations), change)
             if progress is not None:
                 progress(min(iteration / rule.max_iterations, 1.0), STAGE)
-    return best, iteration, reason
+    if reason == "whiteness":  # x_k was computed from y_k-1, the last within the tolerance
+        return np.ascontiguousarray(previous[window]), iteration, iteration - 1, reason
+    return np.ascontiguousarray(x[window]), iteration, iteration, reason
 
 
 def deblur(
@@ -262,15 +282,19 @@ def deblur(
     np.maximum(f, 0, out=f)
     lam = settings.lam
     if lam is None:
-        lam = regularisation_weight(sigma, float(f.mean()), settings.priority)
+        lam = regularisation_weight(sigma, white_level(f), settings.priority)
     rule = StoppingRule(settings.tolerance, settings.max_iterations)
     with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
-        best, iterations, reason = richardson_lucy_tv(f, mask, psf, lam, rule, progress)
+        best, iterations, best_iteration, reason = richardson_lucy_tv(
+            f, mask, psf, lam, sigma, rule, progress
+        )
     del f
     result = np.ascontiguousarray(best.transpose(1, 2, 0))
+    if settings.local:
+        result = blend_locally(image, result, psf)
     report = DeblurReport(
         iterations=iterations,
-        best_iteration=rule.best_iteration,
+        best_iteration=best_iteration,
         stop_reason=reason,
         noise_sigma=sigma,
         lam=lam,

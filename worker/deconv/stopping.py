@@ -8,9 +8,14 @@ is the energy of the residual's normalised autocorrelation at the nonzero lags o
 
     W = sum_{d != 0, |d| <= 1} ( R(d) / R(0) )^2,    R(d) = sum_p r(p) r(p + d),
 
-summed over the channels' correlations, on the observed, unsaturated pixels only. The run stops
-when `W` has risen by more than the user's tolerance (percent) above its minimum so far, and the
-estimate at that minimum is returned.
+summed over the channels' correlations, on the observed, unsaturated pixels only, with the
+residual's mean removed. The run stops when `W` has risen above its minimum so far by more than
+the user's tolerance, in percent of the structure the blur left at the start (`W` of the first
+iterate minus the minimum); the last estimate still within the tolerance is returned.
+Measured on the quality benchmark: with TV weighted as in `noise.regularisation_weight`, `W`
+reaches its minimum early (after 5-10 iterations), then creeps up by a few percent while the
+picture still sharpens; a tolerance relative to the starting structure lets those runs go on to
+their plateau and stops the ones that start amplifying noise.
 """
 
 from dataclasses import dataclass, field
@@ -24,22 +29,30 @@ LAGS = ((0, 1), (1, -1), (1, 0), (1, 1))
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def residual_ratio(
-    f: np.ndarray, blurred: np.ndarray, mask: np.ndarray, floor: float, ratio: np.ndarray
+    f: np.ndarray,
+    blurred: np.ndarray,
+    mask: np.ndarray,
+    offset: float,
+    floor: float,
+    ratio: np.ndarray,
 ) -> np.ndarray:
-    """Write `ratio = mask * f / max(blurred, floor)`; return the residual correlations.
+    """Write `ratio = mask (f + offset) / max(blurred + offset, floor)`; return the residual's
+    correlations.
 
-    The residual is `r = mask * (f - blurred)`; the result holds R(0) then R(d) for each lag of
-    `LAGS`, in float64. One pass over the plane does both jobs (the Richardson-Lucy ratio and the
-    whiteness statistics).
+    The residual is `r = mask * (f - blurred)`; the result holds, in float64, R(0), R(d) for each
+    lag of `LAGS`, then sum(r) and sum(mask). One pass over the plane does both jobs (the
+    Richardson-Lucy ratio and the whiteness statistics).
     """
     height, width = f.shape
-    rows = np.zeros((height, 5))
+    rows = np.zeros((height, 7))
     for i in numba.prange(height):
-        acc0 = acc1 = acc2 = acc3 = acc4 = 0.0
+        acc0 = acc1 = acc2 = acc3 = acc4 = total = count = 0.0
         for j in range(width):
             m = mask[i, j]
-            ratio[i, j] = m * f[i, j] / max(blurred[i, j], floor)
+            ratio[i, j] = m * (f[i, j] + offset) / max(blurred[i, j] + offset, floor)
             r = m * (f[i, j] - blurred[i, j])
+            total += r
+            count += m
             acc0 += r * r
             if j + 1 < width:
                 acc1 += r * mask[i, j + 1] * (f[i, j + 1] - blurred[i, j + 1])
@@ -55,11 +68,24 @@ def residual_ratio(
         rows[i, 2] = acc2
         rows[i, 3] = acc3
         rows[i, 4] = acc4
+        rows[i, 5] = total
+        rows[i, 6] = count
     return rows.sum(axis=0)
 
 
+def centred_correlations(sums: np.ndarray) -> np.ndarray:
+    """[R(0), R(d)...] of the residual minus its mean, from `residual_ratio`'s sums.
+
+    A residual with a nonzero mean correlates equally at every lag; removing the mean
+    (R(d) - n mean^2, to first order) leaves the structure the whiteness test is about.
+    """
+    count = max(sums[6], 1.0)
+    return sums[:5] - sums[5] ** 2 / count
+
+
 def whiteness(correlations: np.ndarray) -> float:
-    """The whiteness measure `W` from summed correlations [R(0), R(d) for d in LAGS]."""
+    """The whiteness measure `W` from correlations [R(0), R(d) for d in LAGS] (summed over
+    channels)."""
     if correlations[0] <= 0:
         return 0.0
     return float(2 * np.sum((correlations[1:] / correlations[0]) ** 2))
@@ -67,30 +93,31 @@ def whiteness(correlations: np.ndarray) -> float:
 
 @dataclass
 class StoppingRule:
-    """Decides, iteration by iteration, whether to go on, and which iterate is the best.
+    """Decides, iteration by iteration, whether to go on.
 
-    - "whiteness": `W` rose more than `tolerance` percent above its minimum;
+    - "whiteness": `W` rose above its minimum by more than `tolerance` percent of (first `W` -
+      minimum); the iterate before this one is the one to return;
     - "stagnation": the relative change `||u_t+1 - u_t|| / ||u_t||` fell under `stagnation`;
     - "cap": `max_iterations` reached.
-    `update` returns (is_best, reason or None). The first `min_iterations` never stop.
+    `update` returns the reason, or None to go on. The first `min_iterations` never stop on
+    whiteness or stagnation.
     """
 
     tolerance: float
     max_iterations: int
-    stagnation: float = 2e-4
+    stagnation: float = 1e-3
     min_iterations: int = 3
-    best_whiteness: float = field(default=np.inf, init=False)
-    best_iteration: int = field(default=0, init=False)
+    first_whiteness: float | None = field(default=None, init=False)
+    least_whiteness: float = field(default=np.inf, init=False)
 
-    def update(self, iteration: int, white: float, change: float) -> tuple[bool, str | None]:
-        is_best = white <= self.best_whiteness
-        if is_best:
-            self.best_whiteness, self.best_iteration = white, iteration
+    def update(self, iteration: int, white: float, change: float) -> str | None:
+        if self.first_whiteness is None:
+            self.first_whiteness = white
+        self.least_whiteness = min(self.least_whiteness, white)
         if iteration >= self.min_iterations:
-            if white > self.best_whiteness * (1 + self.tolerance / 100):
-                return is_best, "whiteness"
+            allowed = self.tolerance / 100 * (self.first_whiteness - self.least_whiteness)
+            if white > self.least_whiteness + allowed:
+                return "whiteness"
             if change < self.stagnation:
-                return is_best, "stagnation"
-        if iteration >= self.max_iterations:
-            return is_best, "cap"
-        return is_best, None
+                return "stagnation"
+        return "cap" if iteration >= self.max_iterations else None

@@ -10,6 +10,7 @@ spreads over orientations, and penalised by its share of saturated pixels.
 import numpy as np
 from scipy import ndimage
 
+from worker.deconv.noise import estimate_noise
 from worker.errors import InputError
 
 Window = tuple[int, int, int, int]
@@ -31,14 +32,6 @@ def centre_window(image_shape: tuple[int, int], size: int) -> Window:
     return (width - side) // 2, (height - side) // 2, side, side
 
 
-def noise_sigma(grey: np.ndarray) -> float:
-    """Standard deviation of white noise in `grey`, by Immerkaer's Laplacian-difference operator
-    ("Fast noise variance estimation", CVIU 1996): ``sqrt(pi/2) / (6 (W-2)(H-2)) sum |I * N|``."""
-    mask = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
-    response = ndimage.convolve(grey.astype(np.float64), mask, mode="reflect")[1:-1, 1:-1]
-    return float(np.sqrt(np.pi / 2) * np.abs(response).mean() / 6)
-
-
 def check_edges(patch: np.ndarray) -> None:
     """Raise `InputError` when `patch` has no edges standing out of its noise.
 
@@ -48,7 +41,7 @@ def check_edges(patch: np.ndarray) -> None:
     """
     gy, gx = np.gradient(patch.astype(np.float64))
     strength = float(np.percentile(np.hypot(gx, gy), 99.5))
-    floor = max(8 * noise_sigma(patch), 1e-3 * abs(float(patch.mean())), 1e-9)
+    floor = max(8 * estimate_noise(patch), 1e-3 * abs(float(patch.mean())), 1e-9)
     if strength < floor:
         raise InputError(
             "the window is flat: there are no edges to learn the blur from; "
@@ -75,6 +68,25 @@ def check_window(window: Window, image_shape: tuple[int, int], size: int) -> Non
             f"the window ({width}x{height}) is smaller than 3 times the blur size ({3 * size} px); "
             "use a larger window or a smaller --blur"
         )
+
+
+def window_from_text(text: str, image_shape: tuple[int, int], size: int) -> Window | None:
+    """The window a user asked for: "auto" (None: choose it), "centre" or "X,Y,W,H" in pixels."""
+    choice = text.strip().lower()
+    if choice == "auto":
+        return None
+    if choice in ("centre", "center"):
+        return centre_window(image_shape, size)
+    parts = choice.split(",")
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 4:
+        raise InputError(
+            f"the window must be auto, centre or X,Y,WIDTH,HEIGHT in pixels, not {text!r}"
+        )
+    return numbers[0], numbers[1], numbers[2], numbers[3]
 
 
 def box_sums(values: np.ndarray, side: int, step: int) -> np.ndarray:

@@ -1,0 +1,292 @@
+"""Benchmark of the non-blind engine against scikit-image's `richardson_lucy`, in one run.
+
+Quality: photographs built into scikit-image (no download), converted to linear light, blurred by
+random camera-shake kernels with a valid convolution (the frame sees light from beyond its
+edges, as a camera does), plus Poisson-Gaussian noise. The PSF is known. PSNR (linear light,
+peak 1, whole frame) of the blurred input, of scikit-image's Richardson-Lucy at its best
+iteration count (an oracle over a range of counts), and of `deblur` with automatic parameters.
+
+Speed: a 24 Mpx RGB float32 picture and a 21 x 21 kernel: `deblur` wall time, iterations,
+time per iteration and peak memory (in a fresh process, from ru_maxrss); scikit-image's
+Richardson-Lucy, 30 iterations per channel; and the FFT floor, two rfft2/irfft2 pairs per channel
+at the whole frame's padded fast size (pyfftw, FFTW_MEASURE, all cores), measured in the same run.
+
+    nice -n 10 python benchmarks/bench_deblur.py            # everything (long: ~15 minutes)
+    nice -n 10 python benchmarks/bench_deblur.py --quick    # a few minutes
+
+Prints markdown tables.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import signal
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from worker.deconv import DeblurSettings, deblur  # noqa: E402
+from worker.synthetic import camera_shake_kernel  # noqa: E402
+
+PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "camera"]
+QUICK_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket"]
+SKIMAGE_COUNTS = [1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100]
+QUICK_SKIMAGE_COUNTS = [2, 5, 10, 20, 40]
+
+
+def srgb_to_linear(encoded: np.ndarray) -> np.ndarray:
+    """The sRGB transfer function undone (IEC 61966-2-1)."""
+    return np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4).astype(
+        np.float32
+    )
+
+
+def photo(name: str, max_side: int = 768) -> np.ndarray:
+    """A scikit-image photograph as linear float32 (H, W, 3), at most `max_side` pixels wide."""
+    from skimage import data, transform
+
+    pixels = getattr(data, name)()
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=2)
+    pixels = pixels[..., :3].astype(np.float32) / 255
+    scale = max_side / max(pixels.shape[:2])
+    if scale < 1:
+        pixels = transform.rescale(pixels, scale, channel_axis=2, anti_aliasing=True)
+    return srgb_to_linear(np.clip(pixels, 0, 1))
+
+
+def blur_valid(scene: np.ndarray, psf: np.ndarray) -> np.ndarray:
+    return np.stack(
+        [signal.oaconvolve(scene[..., c], psf, mode="valid") for c in range(scene.shape[2])], -1
+    ).astype(np.float32)
+
+
+def add_noise(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Poisson-Gaussian noise: shot noise of std `sigma` at mid grey (0.18), plus read noise
+    of std `sigma`."""
+    gain = sigma**2 / 0.18
+    shot = rng.poisson(np.clip(clean, 0, None) / gain) * gain
+    return (shot + rng.normal(0, sigma, clean.shape)).astype(np.float32)
+
+
+def psnr(estimate: np.ndarray, truth: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((estimate.astype(np.float64) - truth) ** 2)))
+
+
+def skimage_best(observed: np.ndarray, psf: np.ndarray, truth: np.ndarray, counts: list[int]):
+    """Best PSNR of scikit-image's Richardson-Lucy over `counts` iterations, and that count."""
+    from skimage import restoration
+
+    scores = []
+    for count in counts:
+        restored = np.stack(
+            [
+                restoration.richardson_lucy(np.clip(observed[..., c], 0, None), psf, num_iter=count)
+                for c in range(observed.shape[2])
+            ],
+            -1,
+        )
+        scores.append((psnr(restored, truth), count))
+    return max(scores)
+
+
+def quality(args: argparse.Namespace) -> None:
+    photos = QUICK_PHOTOS if args.quick else PHOTOS
+    counts = QUICK_SKIMAGE_COUNTS if args.quick else SKIMAGE_COUNTS
+    rng = np.random.default_rng(args.seed)
+    print("\n### Quality: PSNR (dB, linear light), PSF known\n")
+    print(
+        "| photo | kernel | noise | blurred | skimage RL best (iter) | ours | ours - skimage "
+        "| ours: iterations, stop, lambda | ours s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    gains, losses = [], []
+    for name in photos:
+        scene = photo(name, args.max_side)
+        for sigma in args.noise:
+            size = int(rng.choice(np.arange(9, 26, 2)))
+            psf = camera_shake_kernel(size, rng)
+            h = size // 2
+            truth = scene[h:-h, h:-h]
+            observed = add_noise(blur_valid(scene, psf), sigma, rng)
+            blurred_score = psnr(observed, truth)
+            sk_score, sk_count = skimage_best(observed, psf, truth, counts)
+            start = time.perf_counter()
+            restored, report = deblur(observed, psf, DeblurSettings(priority=args.priority))
+            seconds = time.perf_counter() - start
+            ours = psnr(restored, truth)
+            gains.append(ours - sk_score)
+            losses.append(ours - blurred_score)
+            print(
+                f"| {name} | {size} | {sigma:g} | {blurred_score:.2f} | {sk_score:.2f} ({sk_count})"
+                f" | {ours:.2f} | {ours - sk_score:+.2f} | {report.iterations}, "
+                f"{report.stop_reason}, {report.lam:.2g} | {seconds:.1f} |",
+                flush=True,
+            )
+    print(
+        f"\nMean gain over scikit-image's best: **{np.mean(gains):+.2f} dB**; "
+        f"worst gain over the blurred input: **{min(losses):+.2f} dB** ({len(gains)} cases)."
+    )
+
+
+def speed_scene(height: int, width: int, margin: int) -> np.ndarray:
+    """A photo-like linear scene of (height + margin) x (width + margin), from real photos."""
+    from skimage import transform
+
+    tile = photo("retina", 1411)
+    big = transform.resize(tile, (1500, 1500, 3), anti_aliasing=False).astype(np.float32)
+    reps = (-(-(height + margin) // 1500), -(-(width + margin) // 1500), 1)
+    flipped = np.concatenate([big, big[:, ::-1]], axis=1)
+    flipped = np.concatenate([flipped, flipped[::-1]], axis=0)
+    return np.tile(flipped, (reps[0] // 2 + 1, reps[1] // 2 + 1, 1))[
+        : height + margin, : width + margin
+    ]
+
+
+def child_ours(path: str) -> dict:
+    """Deblur the saved picture; report time, iterations, per-iteration time and peak memory."""
+    observed = np.load(path)
+    psf = np.load(path.replace(".npy", "-psf.npy"))
+    stamps: list[float] = []
+    start = time.perf_counter()
+    _, report = deblur(observed, psf, progress=lambda f, s: stamps.append(time.perf_counter()))
+    seconds = time.perf_counter() - start
+    steps = np.diff(stamps[1:])  # between iteration ends
+    return {
+        "seconds": seconds,
+        "iterations": report.iterations,
+        "stop": report.stop_reason,
+        "per_iteration": float(np.median(steps)) if len(steps) else float("nan"),
+        "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+
+
+def child_skimage(path: str, count: int) -> dict:
+    from skimage import restoration
+
+    observed = np.load(path)
+    psf = np.load(path.replace(".npy", "-psf.npy"))
+    start = time.perf_counter()
+    for c in range(observed.shape[2]):
+        restoration.richardson_lucy(np.clip(observed[..., c], 0, None), psf, num_iter=count)
+    return {
+        "seconds": time.perf_counter() - start,
+        "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+
+
+def child_fft_floor(path: str) -> dict:
+    """Two rfft2/irfft2 pairs per channel at the whole frame's padded fast size."""
+    from worker import paths
+    from worker.deconv.fft import RealFFT2, fast_length, fftw_wisdom
+
+    observed = np.load(path, mmap_mode="r")
+    psf_size = np.load(path.replace(".npy", "-psf.npy")).shape[0]
+    shape = tuple(fast_length(n + psf_size - 1) for n in observed.shape[:2])
+    with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
+        fft = RealFFT2(shape, threads=os.cpu_count() or 1)
+    fft.real[:] = 0.5
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(2 * observed.shape[2]):
+            fft.forward()
+            fft.backward()
+        times.append(time.perf_counter() - start)
+    return {"seconds": min(times), "shape": list(shape)}
+
+
+def in_child(*arguments: str) -> dict:
+    completed = subprocess.run(
+        [sys.executable, __file__, "--child", *arguments],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def speed(args: argparse.Namespace) -> None:
+    height, width = args.speed_size
+    rng = np.random.default_rng(args.seed)
+    psf = camera_shake_kernel(21, rng)
+    observed = add_noise(blur_valid(speed_scene(height, width, 20), psf), 0.01, rng)
+    print(f"\n### Speed: {width} x {height} RGB float32, 21 x 21 kernel\n")
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "observed.npy")
+        np.save(path, observed)
+        np.save(path.replace(".npy", "-psf.npy"), psf)
+        del observed
+        ours = in_child("ours", path)
+        floor = in_child("fft", path)
+        sk = in_child("skimage", path, str(args.skimage_iterations))
+    print("| what | seconds | peak memory (GB) | notes |")
+    print("|---|---|---|---|")
+    print(
+        f"| ours: `deblur` | {ours['seconds']:.1f} | {ours['rss_gb']:.2f} | "
+        f"{ours['iterations']} iterations, stop: {ours['stop']} |"
+    )
+    print(
+        f"| ours: one iteration | {ours['per_iteration']:.2f} | | "
+        f"{ours['per_iteration'] / floor['seconds']:.2f} x the FFT floor |"
+    )
+    print(
+        f"| FFT floor: 2 rfft2/irfft2 pairs x 3 channels | {floor['seconds']:.2f} | | "
+        f"at {floor['shape'][0]} x {floor['shape'][1]} |"
+    )
+    print(
+        f"| scikit-image RL, {args.skimage_iterations} iterations | {sk['seconds']:.1f} | "
+        f"{sk['rss_gb']:.2f} | ours is {sk['seconds'] / ours['seconds']:.1f} x faster |"
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer photos, a smaller frame")
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--noise", type=float, nargs="+", default=None, help="noise sigmas")
+    parser.add_argument("--max-side", type=int, default=768, help="photo size for quality")
+    parser.add_argument("--priority", type=float, default=0.0)
+    parser.add_argument(
+        "--speed-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="speed frame"
+    )
+    parser.add_argument("--skimage-iterations", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    if args.noise is None:
+        args.noise = [0.01] if args.quick else [0.01, 0.03]
+    if args.speed_size is None:
+        args.speed_size = (1000, 1500) if args.quick else (4000, 6000)
+    return args
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        kind, path, *rest = sys.argv[2:]
+        if kind == "ours":
+            result = child_ours(path)
+        elif kind == "fft":
+            result = child_fft_floor(path)
+        else:
+            result = child_skimage(path, int(rest[0]))
+        print(json.dumps(result))
+        return
+    args = parse_args()
+    print(f"Machine: {os.cpu_count()} CPU cores; numbers below measured in this run.")
+    if not args.skip_quality:
+        quality(args)
+    if not args.skip_speed:
+        speed(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The commands the darktable plug-in calls: key, cache lookup / clean, submit with auto-start."""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from service_support import alive, private_env, short_folder, write_picture, write_psf
+
+pytest.importorskip("worker.commands.options", reason="the engine options are not merged yet")
+
+SIDECAR = Path(__file__).parent / "data" / "darktable_sidecar.xmp"
+
+
+def cli(env: dict[str, str], *args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_key_follows_the_settings_and_the_history(user_env, tmp_path):
+    picture = write_picture(tmp_path / "pic.tif")
+    sidecar = tmp_path / "pic.tif.xmp"
+    shutil.copyfile(SIDECAR, sidecar)
+    base = ("key", picture, "--xmp", sidecar, "--blur", "9", "--window", "auto")
+    first = cli(user_env, *base)
+    assert first.returncode == 0, first.stderr
+    key = first.stdout.strip()
+    assert len(key) == 64 and int(key, 16) >= 0
+    assert cli(user_env, *base).stdout.strip() == key
+    assert cli(user_env, *base, "--tolerance", "7").stdout.strip() != key
+    assert cli(user_env, *base, "--duplicate", "1").stdout.strip() != key
+    sidecar.write_text(SIDECAR.read_text().replace('xmp:Rating="1"', 'xmp:Rating="4"'))
+    assert cli(user_env, *base).stdout.strip() == key
+    sidecar.write_text(SIDECAR.read_text().replace('params="ffffffff"', 'params="00000000"'))
+    assert cli(user_env, *base).stdout.strip() != key
+    pixels = cli(user_env, "key", picture, "--blur", "9")  # no sidecar: the pixels' hash
+    assert pixels.returncode == 0 and pixels.stdout.strip() != key
+    missing = cli(user_env, "key", picture, "--xmp", tmp_path / "none.xmp", "--blur", "9")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("dt-deconvolve: error: cannot read the sidecar")
+
+
+def test_cache_lookup_misses_cleanly(user_env, tmp_path):
+    result = cli(user_env, "cache", "lookup", "ab" * 16, "-o", tmp_path / "o.tif")
+    assert (result.returncode, result.stdout) == (0, "miss\n")
+    assert not (tmp_path / "o.tif").exists()
+
+
+@pytest.mark.slow
+def test_submit_starts_a_worker_when_none_answers(tmp_path):
+    picture = write_picture(tmp_path / "pic.tif", (64, 80))
+    psf = write_psf(tmp_path / "psf.npy")
+    out = tmp_path / "out.tif"
+    with short_folder() as folder:
+        env = private_env(folder)
+        endpoint = ("--endpoint", f"ipc://{folder}/auto.sock")
+        key = cli(env, "key", picture, "--psf", psf).stdout.strip()
+        done = cli(
+            env, "submit", picture, "-o", out, "--psf", psf, "--key", key, "--wait", *endpoint
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-1] == f"DONE {out}"
+        pid = json.loads(cli(env, "ping", "--json", *endpoint).stdout)["pid"]
+        hit = cli(env, "cache", "lookup", key, "-o", tmp_path / "again.tif")
+        assert hit.stdout == f"hit {tmp_path / 'again.tif'}\n"
+        assert (tmp_path / "again.tif").read_bytes() == out.read_bytes()
+        cleaned = cli(env, "cache", "clean", "--on-exit", "--json")
+        assert '"results_removed": 1' in cleaned.stdout
+        assert cli(env, "cache", "lookup", key).stdout == "miss\n"
+        assert cli(env, "shutdown", *endpoint).returncode == 0
+        deadline = time.monotonic() + 15
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(pid)

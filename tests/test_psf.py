@@ -1,0 +1,123 @@
+"""Blind PSF estimation, the automatic window and local mode, on real-looking synthetic scenes."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from benchmarks.error_ratio import error_ratio
+from worker.deconv import DeblurSettings, deblur
+from worker.deconv.local import blend_locally, explained_weight
+from worker.deconv.psf import estimate_psf, luminance
+from worker.deconv.window import SATURATION, choose_window
+from worker.errors import InputError
+from worker.synthetic import camera_shake_kernel, dead_leaves
+
+
+def blur(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
+    """`psf` * `image` per channel, with mirrored borders (no wrap-around)."""
+    pad = psf.shape[0]
+    planes = [
+        signal.fftconvolve(np.pad(image[..., c], pad, mode="reflect"), psf, mode="same")
+        for c in range(image.shape[2])
+    ]
+    return np.stack(planes, axis=-1)[pad:-pad, pad:-pad].astype(np.float32)
+
+
+def shaken_scene(seed: int, shape=(320, 320), size=15, noise=0.003):
+    rng = np.random.default_rng(seed)
+    sharp = dead_leaves(shape, rng)
+    psf = camera_shake_kernel(size, rng)
+    blurred = blur(sharp, psf) + rng.normal(0, noise, sharp.shape).astype(np.float32)
+    return sharp, blurred, psf
+
+
+def psnr(image: np.ndarray, reference: np.ndarray) -> float:
+    return float(10 * np.log10(1 / np.mean((image - reference) ** 2)))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_recovers_a_camera_shake_kernel(seed: int) -> None:
+    sharp, blurred, truth = shaken_scene(seed)
+    psf, report = estimate_psf(blurred, 19)  # the blur's extent, with some margin
+    # The benchmark's scorer works in correlation orientation: flip both kernels.
+    ratio = error_ratio(
+        luminance(blurred).astype(np.float64),
+        luminance(sharp).astype(np.float64),
+        truth[::-1, ::-1],
+        psf[::-1, ::-1],
+    )
+    assert ratio <= 2.0
+    assert report.iterations > 0 and report.seconds > 0
+    x, y, w, h = report.window
+    assert x >= 0 and y >= 0 and x + w <= 320 and y + h <= 320
+
+
+@pytest.mark.parametrize(("size", "channels"), [(5, 3), (9, 1), (21, 3)])
+def test_kernel_invariants(size: int, channels: int) -> None:
+    _, blurred, _ = shaken_scene(3, shape=(256, 256), size=9)
+    psf, _ = estimate_psf(blurred[..., :channels], size)
+    assert psf.shape == (size, size) and psf.dtype == np.float32
+    assert psf.min() >= 0
+    assert psf.sum() == pytest.approx(1, abs=1e-5)
+    rows, cols = np.indices(psf.shape)
+    centroid = ((rows * psf).sum(), (cols * psf).sum())
+    assert np.allclose(centroid, size // 2, atol=0.5)
+
+
+def test_automatic_window_avoids_flat_and_saturated_regions() -> None:
+    rng = np.random.default_rng(4)
+    image = luminance(dead_leaves((768, 768), rng))
+    image[:, :384] = 0.3 + rng.normal(0, 0.002, (768, 384))  # flat: a clear sky
+    image[:384, 384:] = np.minimum(4 * image[:384, 384:], 1.0)  # blown-out highlights
+    x, y, w, h = choose_window(image, 15)
+    window = image[y : y + h, x : x + w]
+    assert x >= 384  # not on the sky
+    assert np.mean(window >= SATURATION * image.max()) < 0.02  # hardly any clipped pixels
+
+
+def test_local_mode_deblurs_only_where_the_kernel_explains_the_blur() -> None:
+    rng = np.random.default_rng(5)
+    sharp = dead_leaves((384, 384), rng)
+    psf = camera_shake_kernel(15, rng)
+    scene = sharp.copy()
+    scene[:, :192] = blur(sharp, psf)[:, :192]  # left half shaken, right half sharp
+    scene += rng.normal(0, 0.003, scene.shape).astype(np.float32)
+    settings = DeblurSettings(max_iterations=30)
+    deblurred, _ = deblur(scene, psf, settings)
+    local, _ = deblur(scene, psf, dataclasses.replace(settings, local=True))
+    assert np.allclose(local, blend_locally(scene, deblurred, psf), atol=1e-6)
+    left, right = np.s_[:, :192], np.s_[:, 192:]
+    assert psnr(local[left], sharp[left]) >= psnr(scene[left], sharp[left]) + 2
+    assert psnr(local[right], sharp[right]) >= psnr(scene[right], sharp[right]) - 0.3
+    # Global deblurring rings all over the sharp half.
+    assert psnr(deblurred[right], sharp[right]) < psnr(local[right], sharp[right]) - 3
+    weight = explained_weight(scene, psf)
+    assert weight[:, 16:160].mean() > 0.7 and weight[:, 224:].max() < 0.05
+
+
+@pytest.mark.parametrize(
+    ("size", "window", "message"),
+    [
+        (15, (200, 0, 100, 100), "not inside"),
+        (15, (-1, 0, 100, 100), "not inside"),
+        (15, (0, 0, 40, 40), "smaller than 3 times"),
+        (51, (0, 0, 48, 48), "larger than the window"),
+        (14, None, "odd"),
+        (1, None, "odd"),
+    ],
+)
+def test_bad_requests_are_refused(size: int, window, message: str) -> None:
+    _, blurred, _ = shaken_scene(6, shape=(256, 256), size=9)
+    with pytest.raises(InputError, match=message):
+        estimate_psf(blurred, size, window)
+
+
+def test_flat_window_says_there_is_nothing_to_learn_from() -> None:
+    rng = np.random.default_rng(7)
+    image = np.full((300, 300, 3), 0.4, np.float32) + rng.normal(0, 0.01, (300, 300, 3)).astype(
+        np.float32
+    )
+    with pytest.raises(InputError, match="no edges to learn the blur from"):
+        estimate_psf(image, 15)

@@ -1,0 +1,70 @@
+"""The engine's options, shared by every command that deblurs (`deblur`, `run`, `submit`, `key`).
+
+One function adds them to a parser, one turns the parsed arguments into `DeblurSettings`, so the
+options read the same everywhere. Ranges are checked by `DeblurSettings.validate`.
+"""
+
+import argparse
+
+from worker.deconv import DeblurSettings
+
+DEFAULTS = DeblurSettings()
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """Add --tolerance, --priority, --scale, --lambda and --iterations to `parser`."""
+    group = parser.add_argument_group("how hard to sharpen")
+    group.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULTS.tolerance,
+        metavar="PCT",
+        help="how much noise may start to show before sharpening stops, in percent "
+        f"(default {DEFAULTS.tolerance:g}); lower gives a cleaner, softer picture, higher "
+        "a crisper, grainier one",
+    )
+    group.add_argument(
+        "--priority",
+        type=float,
+        default=DEFAULTS.priority,
+        metavar="P",
+        help="from -1 (keep the picture clean: smooth noise away, sharpen gently) through 0 "
+        "(balanced, the default) to +1 (recover all the detail you can, accept more grain)",
+    )
+    group.add_argument(
+        "--scale",
+        type=float,
+        default=DEFAULTS.scale,
+        metavar="S",
+        help="quick preview: work on the picture shrunk to this fraction of its size, e.g. 0.25 "
+        "(default 1: full size); the output is that small too",
+    )
+    expert = parser.add_argument_group("expert settings (normally derived from the picture)")
+    expert.add_argument(
+        "--lambda",
+        dest="lam",
+        type=float,
+        default=DEFAULTS.lam,
+        metavar="L",
+        help="strength of the smoothing that holds noise and ringing back (the total-variation "
+        "weight, around 0.001); replaces the value --priority would choose",
+    )
+    expert.add_argument(
+        "--iterations",
+        type=int,
+        default=DEFAULTS.max_iterations,
+        metavar="N",
+        help="the most sharpening passes to make (default "
+        f"{DEFAULTS.max_iterations}); the run usually stops earlier on its own",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> DeblurSettings:
+    """The `DeblurSettings` chosen by the options that `add_engine_options` added."""
+    return DeblurSettings(
+        tolerance=args.tolerance,
+        priority=args.priority,
+        lam=args.lam,
+        max_iterations=args.iterations,
+        scale=args.scale,
+    )

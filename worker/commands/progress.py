@@ -1,0 +1,26 @@
+"""A progress bar on stderr for long commands, shown only when stderr is a terminal."""
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+
+from tqdm import tqdm
+
+Progress = Callable[[float, str], None]
+
+
+@contextlib.contextmanager
+def progress_bar() -> Iterator[Progress | None]:
+    """Yield a `(fraction, stage)` callback drawing a bar on a terminal, or None when stderr is
+    not a terminal (a pipe, a log file, the darktable plug-in), so that scripts get clean output.
+    """
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with tqdm(total=100, file=sys.stderr, unit="%", bar_format="{desc:12} {bar} {n:.0f}%") as bar:
+
+        def update(fraction: float, stage: str) -> None:
+            bar.set_description_str(stage, refresh=False)
+            bar.update(round(100 * fraction, 1) - bar.n)
+
+        yield update

@@ -1,0 +1,119 @@
+"""One deblurring job from file to file: read, (estimate the PSF,) deblur, write.
+
+`run_pipeline` is what the command line (`deblur`, `run`) and the worker's jobs call. Progress is
+reported as one fraction 0..1 over all stages, each stage taking a share in proportion to its
+usual cost, with the stage's name (`reading`, `estimating`, `deblurring`, `writing`).
+"""
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from worker.deconv import DeblurSettings, deblur
+from worker.deconv.psf_tools import validate_psf
+from worker.errors import InputError
+from worker.imageio import read_picture, write_picture
+
+Progress = Callable[[float, str], None]
+
+# Relative cost of each stage, for the overall progress fraction.
+STAGE_WEIGHTS = {"reading": 1.0, "estimating": 6.0, "deblurring": 12.0, "writing": 1.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOptions:
+    """What to do with one picture.
+
+    psf_path: a .npy PSF; None: estimate one from the picture (needs `blur`).
+    blur: odd kernel size for the estimation, in pixels.
+    window: where to estimate: "auto", "centre" or "X,Y,W,H".
+    psf_out: where to save an estimated PSF (.npy, with a .png beside it).
+    settings: the engine's settings.
+    """
+
+    psf_path: str | None = None
+    blur: int | None = None
+    window: str | None = None
+    psf_out: str | None = None
+    settings: DeblurSettings = dataclasses.field(default_factory=DeblurSettings)
+
+
+class StageProgress:
+    """Turns each stage's own progress (0..1) into the job's overall fraction."""
+
+    def __init__(self, stages: list[str], progress: Progress | None) -> None:
+        total = sum(STAGE_WEIGHTS[stage] for stage in stages)
+        self._progress = progress
+        self._span: dict[str, tuple[float, float]] = {}
+        start = 0.0
+        for stage in stages:
+            width = STAGE_WEIGHTS[stage] / total
+            self._span[stage] = (start, width)
+            start += width
+
+    def report(self, stage: str, fraction: float = 0.0) -> None:
+        """Tell the listener that `stage` is `fraction` done."""
+        if self._progress is not None:
+            start, width = self._span[stage]
+            self._progress(min(1.0, start + width * min(max(fraction, 0.0), 1.0)), stage)
+
+    def callback(self, stage: str) -> Progress:
+        """A callback for the engine, which reports its own fraction and stage name."""
+        return lambda fraction, _name: self.report(stage, fraction)
+
+
+def load_psf(path: str | os.PathLike[str], image_shape: tuple[int, ...]) -> np.ndarray:
+    """The PSF stored in the .npy file at `path`, checked against the image (`InputError`)."""
+    try:
+        psf = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError) as error:
+        raise InputError(f"{path} is not a NumPy .npy array file ({error})") from error
+    if not isinstance(psf, np.ndarray):  # an .npz archive
+        psf.close()
+        raise InputError(f"{path} is an .npz archive; the PSF must be one array in a .npy file")
+    try:
+        return validate_psf(psf, image_shape)
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from error
+
+
+def check_output_folder(path: str | os.PathLike[str]) -> None:
+    """Raise `OSError` now, before the long work, if no file can be created beside `path`."""
+    folder = Path(path).parent
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+
+
+def run_pipeline(
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    options: JobOptions,
+    progress: Progress | None = None,
+) -> dict:
+    """Deblur the TIFF at `input_path` into `output_path`; returns the JSON-ready report.
+
+    The report holds the engine's (iterations, best_iteration, stop_reason, noise_sigma, lambda,
+    seconds, scale) and `output`. Raises `InputError` for bad input and `OSError` for files that
+    cannot be read or written; the output is written atomically, so a failed job leaves nothing.
+    """
+    options.settings.validate()
+    check_output_folder(output_path)
+    stages = StageProgress(["reading", "deblurring", "writing"], progress)
+    stages.report("reading")
+    picture = read_picture(input_path)
+    if options.psf_path is None:
+        # PSF estimation (`blur`, `window`, `psf_out`, the "estimating" stage) is plugged in here.
+        raise InputError("no PSF given: pass a PSF file (.npy)")
+    psf = load_psf(options.psf_path, picture.pixels.shape)
+    settings = options.settings
+    if settings.clip_level is None and picture.clip_level is not None:
+        settings = dataclasses.replace(settings, clip_level=picture.clip_level)
+    restored, report = deblur(picture.pixels, psf, settings, stages.callback("deblurring"))
+    stages.report("writing")
+    write_picture(output_path, picture, restored)
+    stages.report("writing", 1.0)
+    return {**report.as_dict(), "output": str(output_path)}
