@@ -243,7 +243,7 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
     result = tifffile.imread(pictures / "blurred_deconv.tif")[..., :3].astype(np.float64)
     blurred = tifffile.imread(pictures / "blurred.tif")[..., :3] / 65535.0
     assert result.shape == blurred.shape
-    assert psnr(result, sharp) > psnr(blurred, sharp) + 1.0
+    assert psnr(result, sharp) > psnr(blurred, sharp) + 3.0  # dB; 7.6 dB measured
 
     # The second run: from the cache, without an export or a job, much faster.
     assert "second_result" not in report, report
