@@ -344,9 +344,9 @@ local function import_result(original, path, settings)
 end
 
 -- Export the image, then take the result from the cache or the worker. The key is taken
--- again after the export: without a sidecar it is the hash of the exported pixels, and the
--- first export writes the edit history into the sidecar. Returns the result's path and
--- "cached" | "done", or nil and the reason (nil, nil: cancelled).
+-- again after the export when it may have changed: without a sidecar it is the hash of the
+-- exported pixels, and an export can write the edit history into the sidecar. Returns the
+-- result's path and "cached" | "done", or nil and the reason (nil, nil: cancelled).
 local function export_and_deblur(batch, image, job)
   local export = temp_path("export-" .. image.id, ".tif")
   if not export_image(image, export) then
@@ -354,8 +354,12 @@ local function export_and_deblur(batch, image, job)
     return nil, _("darktable could not export the image")
   end
   set_progress(batch, logic.batch_fraction(job.index, #batch.images, 0.1))
-  local source = job.identity.sidecar and job.original or export
-  local key, reason = cache_key(source, job.identity, job.settings)
+  local key, reason = job.key, nil
+  if not job.identity.sidecar then
+    key, reason = cache_key(export, job.identity, job.settings)
+  elseif not key or read_text(job.identity.sidecar) ~= job.sidecar_text then
+    key, reason = cache_key(job.original, job.identity, job.settings)
+  end
   local result, outcome
   if key and key ~= job.key then
     result, outcome = cache_lookup(key, job.output), "cached"
@@ -393,6 +397,7 @@ local function process_image(batch, image, index)
   local result, outcome, reason
   if job.identity.sidecar then
     -- a sidecar the key cannot read yet is no failure: the export writes it, the key follows
+    job.sidecar_text = read_text(job.identity.sidecar)
     job.key = cache_key(job.original, job.identity, settings)
     if job.key then
       result, outcome = cache_lookup(job.key, job.output), "cached"
