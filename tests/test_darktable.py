@@ -1,5 +1,6 @@
 """The darktable plug-in: its installation, and end to end in a real darktable under Xvfb."""
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -174,17 +175,21 @@ def run_darktable(
             command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         started = time.monotonic()
-        while process.poll() is None:
-            elapsed = time.monotonic() - started
-            seen = read_report(report)
-            frozen = (elapsed > LOAD_LIMIT and "loaded" not in seen) or (
-                elapsed > START_LIMIT and "started" not in seen
-            )
-            if frozen or elapsed > RUN_LIMIT + 10:
+        try:
+            while process.poll() is None:
+                elapsed = time.monotonic() - started
+                seen = read_report(report)
+                frozen = (elapsed > LOAD_LIMIT and "loaded" not in seen) or (
+                    elapsed > START_LIMIT and "started" not in seen
+                )
+                if frozen or elapsed > RUN_LIMIT + 10:
+                    process.kill()
+                    process.wait()
+                    return -signal.SIGKILL, log.read_text()
+                time.sleep(0.5)
+        finally:  # a frozen darktable ignores SIGTERM, and outlives xvfb-run and timeout
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                return -signal.SIGKILL, log.read_text()
-            time.sleep(0.5)
     return process.returncode, log.read_text()
 
 
