@@ -45,6 +45,8 @@ local state = {
   started_worker = false, -- a submit of ours started the worker: stop it on exit
 }
 
+-- Exports are full-size 32-bit float TIFFs: no clipping, no banding, linear-friendly.
+local EXPORT = { bpp = 32 }
 local COLOUR_LABELS = { "red", "yellow", "green", "blue", "purple" }
 local TEXT_METADATA = { "title", "description", "creator", "publisher", "rights" }
 
@@ -244,7 +246,7 @@ end
 
 local function export_image(image, path)
   local format = dt.new_format("tiff")
-  format.bpp = 32
+  format.bpp = EXPORT.bpp
   os.remove(path)
   -- API 9.0.0 returns false on success (the meaning flipped later): trust the file, not the value
   pcall(format.write_image, format, image, path)
@@ -253,7 +255,7 @@ end
 
 local function cache_key(source, image, settings)
   local output, reason = command_output(logic.key_args(source, image, settings,
-    logic.export_signature({ bpp = 32 })))
+    logic.export_signature(EXPORT)))
   if not output then
     return nil, reason
   end
