@@ -45,7 +45,7 @@ local state = {
   started_worker = false, -- a submit of ours started the worker: stop it on exit
 }
 
--- Exports are full-size 32-bit float TIFFs: no clipping, no banding, linear-friendly.
+-- Exports are full-size 32-bit float TIFFs: nothing is clipped or rounded before deblurring.
 local EXPORT = { bpp = 32 }
 local COLOUR_LABELS = { "red", "yellow", "green", "blue", "purple" }
 local TEXT_METADATA = { "title", "description", "creator", "publisher", "rights" }
