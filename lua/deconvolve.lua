@@ -564,7 +564,7 @@ local function build_panel()
     _("size in pixels of the largest blur to remove (odd): a little more than the longest streak or the widest halo"),
     logic.BLUR, 2, 0, saved.blur)
   w.tolerance = slider(_("tolerance"),
-    _("how far (percent) the result may drift from the picture before the iterations stop: lower is more careful"),
+    _("how much noise may start to show before sharpening stops, in percent: lower is cleaner and softer, higher crisper and grainier"),
     logic.TOLERANCE, 0.5, 1, saved.tolerance)
   w.priority = slider(_("priority"),
     _("-1 favours a clean result (denoise), +1 favours detail (deblur)"),
