@@ -114,10 +114,16 @@ def test_bad_requests_are_refused(size: int, window, message: str) -> None:
         estimate_psf(blurred, size, window)
 
 
-def test_flat_window_says_there_is_nothing_to_learn_from() -> None:
+@pytest.mark.parametrize("shading", [0.0, 0.4])
+def test_flat_window_says_there_is_nothing_to_learn_from(shading: float) -> None:
     rng = np.random.default_rng(7)
-    image = np.full((300, 300, 3), 0.4, np.float32) + rng.normal(0, 0.01, (300, 300, 3)).astype(
-        np.float32
-    )
+    sky = 0.3 + shading * np.linspace(0, 1, 300)[:, None, None]  # even or a smooth gradient
+    image = (sky + rng.normal(0, 0.01, (300, 300, 3))).astype(np.float32)
     with pytest.raises(InputError, match="no edges to learn the blur from"):
         estimate_psf(image, 15)
+
+
+def test_heavy_noise_is_not_mistaken_for_a_flat_window() -> None:
+    _, blurred, _ = shaken_scene(8, shape=(256, 256), size=25, noise=0.02)
+    psf, _ = estimate_psf(blurred, 29)
+    assert psf.shape == (29, 29)

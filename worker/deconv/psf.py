@@ -10,14 +10,18 @@ Pan, Hu, Su and Yang, "Deblurring text images via L0-regularized intensity and g
   ``|g|^2 < lambda / beta`` and solves the quadratic ``u`` step in closed form by FFT, while
   ``beta`` doubles from ``2 lambda`` to 1e5. The L0 prior keeps only the salient edges, which is
   what makes the kernel step well posed (the sharp image is "unnatural" on purpose);
-* the kernel on gradients, ``k = argmin sum_d ||k * d u - d f||^2 + gamma ||k||^2`` over a K x K
-  support, by conjugate gradients on the normal equations (whose operator is a small correlation
-  with the autocorrelation of ``grad u``, computed once by FFT); then small taps are zeroed,
-  components holding little mass are dropped and ``k`` is projected onto the simplex.
+* the kernel on gradients, ``k = argmin sum_d ||M (k * d u - d f)||^2 + gamma ||k||^2`` over a
+  K x K support, by conjugate gradients on the normal equations (FFT operators); then small taps
+  are zeroed, components holding little mass are dropped and ``k`` is projected onto the simplex.
 
 ``lambda`` shrinks by 1.1 per round (coarse levels need a stronger prior). Boundaries: the window
 is extended to a smooth periodic image (the edge-to-edge interpolation idea of Liu and Jia,
-"Reducing boundary artifacts in image deconvolution", ICIP 2008), so the FFTs see no seam.
+"Reducing boundary artifacts in image deconvolution", ICIP 2008), so the FFTs see no seam; the
+kernel fit counts only the observed window (the mask ``M``: the valid-convolution model), so the
+made-up extension never acts as data. Measured on the Levin et al. benchmark (see
+`benchmarks/bench_levin.py`): restricting the fit to the window took the mean error ratio from
+1.25 to 1.18; keeping taps down to 2 % (not 5 %) of the peak while iterating is what lets the long,
+faint kernels keep their tails.
 """
 
 import time
@@ -333,7 +337,7 @@ def estimate_psf(
     check_window(window, grey.shape, size)
     x, y, width, height = window
     patch = grey[y : y + height, x : x + width].astype(np.float64)
-    check_edges(patch)
+    check_edges(patch, size)
     patch = patch / max(float(np.percentile(patch, 99.9)), 1e-12)
     psf, rounds = blind_kernel(patch, size, progress)
     psf = center_on_centroid(clean_kernel(psf, FINAL_TAP, SMALL_COMPONENT))
