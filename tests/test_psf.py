@@ -127,3 +127,27 @@ def test_heavy_noise_is_not_mistaken_for_a_flat_window() -> None:
     _, blurred, _ = shaken_scene(8, shape=(256, 256), size=25, noise=0.02)
     psf, _ = estimate_psf(blurred, 29)
     assert psf.shape == (29, 29)
+
+
+def test_clipped_lights_are_left_out_of_the_fit() -> None:
+    rng = np.random.default_rng(20)
+    sharp = dead_leaves((256, 256), rng)
+    for cy, cx in rng.integers(20, 236, (12, 2)):
+        sharp[cy - 2 : cy + 3, cx - 2 : cx + 3] = 8.0  # street lights, far brighter than white
+    truth = camera_shake_kernel(17, rng)
+    blurred = np.minimum(blur(sharp, truth) + rng.normal(0, 0.003, sharp.shape), 1.0)
+    psf, _ = estimate_psf(blurred.astype(np.float32), 21, (0, 0, 256, 256))
+    ratio = error_ratio(
+        luminance(blurred).astype(np.float64),
+        luminance(np.minimum(sharp, 1.0)).astype(np.float64),
+        truth[::-1, ::-1],
+        psf[::-1, ::-1],
+    )
+    assert ratio <= 1.5
+
+
+def test_a_blown_out_window_is_refused() -> None:
+    _, blurred, _ = shaken_scene(9, shape=(256, 256), size=9)
+    blurred = np.minimum(blurred * 6, 1.0)  # most of the frame clipped at white
+    with pytest.raises(InputError, match="blown-out highlights"):
+        estimate_psf(blurred, 9, (0, 0, 256, 256))
