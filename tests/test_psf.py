@@ -66,14 +66,17 @@ def test_kernel_invariants(size: int, channels: int) -> None:
     assert np.allclose(centroid, size // 2, atol=0.5)
 
 
-def test_automatic_window_avoids_flat_and_saturated_regions() -> None:
+@pytest.mark.parametrize("zoom", [1, 3])  # 3: a large picture, scored on a shrunk copy
+def test_automatic_window_avoids_flat_and_saturated_regions(zoom: int) -> None:
     rng = np.random.default_rng(4)
     image = luminance(dead_leaves((768, 768), rng))
     image[:, :384] = 0.3 + rng.normal(0, 0.002, (768, 384))  # flat: a clear sky
     image[:384, 384:] = np.minimum(4 * image[:384, 384:], 1.0)  # blown-out highlights
+    image = np.kron(image, np.ones((zoom, zoom), np.float32))
     x, y, w, h = choose_window(image, 15)
     window = image[y : y + h, x : x + w]
-    assert x >= 384  # not on the sky
+    assert w == h == 256 and x + w <= image.shape[1] and y + h <= image.shape[0]
+    assert x >= 384 * zoom  # not on the sky
     assert np.mean(window >= SATURATION * image.max()) < 0.02  # hardly any clipped pixels
 
 

@@ -18,6 +18,7 @@ Window = tuple[int, int, int, int]
 ORIENTATION_BINS = 8
 SATURATION = 0.98  # a pixel at or above this fraction of the brightest value counts as clipped
 MIN_WINDOW = 256
+ANALYSIS_SIZE = 1000  # larger pictures are shrunk to about this for choosing the window
 
 
 def window_side(image_shape: tuple[int, int], size: int) -> int:
@@ -107,17 +108,31 @@ def box_sums(values: np.ndarray, side: int, step: int) -> np.ndarray:
     return table[y0 + side, x0 + side] - table[y0, x0 + side] - table[y0 + side, x0] + table[y0, x0]
 
 
+def block_means(plane: np.ndarray, factor: int) -> np.ndarray:
+    """Means of `plane` over factor x factor blocks (the ragged right and bottom edges dropped)."""
+    if factor == 1:
+        return plane.astype(np.float32)
+    rows, cols = plane.shape[0] // factor, plane.shape[1] // factor
+    blocks = plane[: rows * factor, : cols * factor].reshape(rows, factor, cols, factor)
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
+
+
 def choose_window(grey: np.ndarray, size: int) -> Window:
     """The square window, side `window_side`, with the most strong and varied edges.
 
     Score = (strong-edge energy) x (orientation diversity) x (1 - 20 x saturated share), where a
     strong edge is a gradient above the image's 90th percentile magnitude, its energy is the squared
     magnitude, and diversity is ``exp(entropy)`` of the energy's distribution over 8 orientation
-    bins divided by 8 (1 for evenly spread orientations, 1/8 for a single one).
+    bins divided by 8 (1 for evenly spread orientations, 1/8 for a single one). Large pictures are
+    scored on a copy shrunk to about 1000 px (block means), which keeps this to a fraction of a
+    second.
     """
     side = window_side(grey.shape, size)
-    step = max(side // 8, 1)
-    smooth = ndimage.gaussian_filter(grey.astype(np.float64), 1.0)
+    factor = max(1, min(grey.shape) // ANALYSIS_SIZE)
+    small = block_means(grey, factor)
+    small_side = max(side // factor, 2)
+    step = max(small_side // 8, 1)
+    smooth = ndimage.gaussian_filter(small, 1.0)
     gy, gx = np.gradient(smooth)
     magnitude = np.hypot(gx, gy)
     strong = magnitude > np.percentile(magnitude, 90)
@@ -125,14 +140,16 @@ def choose_window(grey: np.ndarray, size: int) -> Window:
     orientation = np.mod(np.arctan2(gy, gx), np.pi)
     bins = np.minimum((orientation / np.pi * ORIENTATION_BINS).astype(int), ORIENTATION_BINS - 1)
     per_bin = np.stack(
-        [box_sums(energy * (bins == b), side, step) for b in range(ORIENTATION_BINS)]
+        [box_sums(energy * (bins == b), small_side, step) for b in range(ORIENTATION_BINS)]
     )
     total = per_bin.sum(axis=0)
     share = per_bin / np.maximum(total, 1e-30)
     entropy = -(share * np.log(np.maximum(share, 1e-30))).sum(axis=0)
     diversity = np.exp(entropy) / ORIENTATION_BINS
-    saturated = grey >= SATURATION * grey.max()
-    saturated_share = box_sums(saturated.astype(np.float64), side, step) / side**2
+    saturated = block_means(grey >= SATURATION * grey.max(), factor)
+    saturated_share = box_sums(saturated, small_side, step) / small_side**2
     score = total * diversity * np.clip(1 - 20 * saturated_share, 0, None)
     row, col = np.unravel_index(int(np.argmax(score)), score.shape)
-    return int(col * step), int(row * step), side, side
+    x = min(int(col * step * factor), grey.shape[1] - side)
+    y = min(int(row * step * factor), grey.shape[0] - side)
+    return x, y, side, side
