@@ -4,7 +4,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-from scipy import signal
 
 from benchmarks.error_ratio import error_ratio
 from worker.deconv import DeblurSettings, deblur
@@ -12,24 +11,14 @@ from worker.deconv.local import blend_locally, explained_weight
 from worker.deconv.psf import estimate_psf, luminance
 from worker.deconv.window import SATURATION, choose_window
 from worker.errors import InputError
-from worker.synthetic import camera_shake_kernel, dead_leaves
-
-
-def blur(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
-    """`psf` * `image` per channel, with mirrored borders (no wrap-around)."""
-    pad = psf.shape[0]
-    planes = [
-        signal.fftconvolve(np.pad(image[..., c], pad, mode="reflect"), psf, mode="same")
-        for c in range(image.shape[2])
-    ]
-    return np.stack(planes, axis=-1)[pad:-pad, pad:-pad].astype(np.float32)
+from worker.synthetic import camera_shake_kernel, dead_leaves, shake
 
 
 def shaken_scene(seed: int, shape=(320, 320), size=15, noise=0.003):
     rng = np.random.default_rng(seed)
     sharp = dead_leaves(shape, rng)
     psf = camera_shake_kernel(size, rng)
-    blurred = blur(sharp, psf) + rng.normal(0, noise, sharp.shape).astype(np.float32)
+    blurred = shake(sharp, psf) + rng.normal(0, noise, sharp.shape).astype(np.float32)
     return sharp, blurred, psf
 
 
@@ -85,7 +74,7 @@ def test_local_mode_deblurs_only_where_the_kernel_explains_the_blur() -> None:
     sharp = dead_leaves((384, 384), rng)
     psf = camera_shake_kernel(15, rng)
     scene = sharp.copy()
-    scene[:, :192] = blur(sharp, psf)[:, :192]  # left half shaken, right half sharp
+    scene[:, :192] = shake(sharp, psf)[:, :192]  # left half shaken, right half sharp
     scene += rng.normal(0, 0.003, scene.shape).astype(np.float32)
     settings = DeblurSettings(max_iterations=30)
     deblurred, _ = deblur(scene, psf, settings)
@@ -138,7 +127,7 @@ def test_clipped_lights_are_left_out_of_the_fit() -> None:
     for cy, cx in rng.integers(20, 236, (12, 2)):
         sharp[cy - 2 : cy + 3, cx - 2 : cx + 3] = 8.0  # street lights, far brighter than white
     truth = camera_shake_kernel(17, rng)
-    blurred = np.minimum(blur(sharp, truth) + rng.normal(0, 0.003, sharp.shape), 1.0)
+    blurred = np.minimum(shake(sharp, truth) + rng.normal(0, 0.003, sharp.shape), 1.0)
     psf, _ = estimate_psf(blurred.astype(np.float32), 21, (0, 0, 256, 256))
     ratio = error_ratio(
         luminance(blurred).astype(np.float64),
