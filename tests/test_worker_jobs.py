@@ -17,8 +17,6 @@ from service_support import alive, running_worker, tiny_disk, write_picture, wri
 from cache.store import RESULT, ResultCache
 from worker.client import Client
 
-pytest.importorskip("worker.pipeline", reason="the pipeline is not merged yet")
-
 FINAL = ("done", "failed", "cancelled")
 
 
