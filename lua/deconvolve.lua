@@ -45,6 +45,8 @@ local state = {
   started_worker = false, -- a submit of ours started the worker: stop it on exit
 }
 
+-- Exports are full-size 32-bit float TIFFs: nothing is clipped or rounded before deblurring.
+local EXPORT = { bpp = 32 }
 local COLOUR_LABELS = { "red", "yellow", "green", "blue", "purple" }
 local TEXT_METADATA = { "title", "description", "creator", "publisher", "rights" }
 
@@ -244,7 +246,7 @@ end
 
 local function export_image(image, path)
   local format = dt.new_format("tiff")
-  format.bpp = 32
+  format.bpp = EXPORT.bpp
   os.remove(path)
   -- API 9.0.0 returns false on success (the meaning flipped later): trust the file, not the value
   pcall(format.write_image, format, image, path)
@@ -253,7 +255,7 @@ end
 
 local function cache_key(source, image, settings)
   local output, reason = command_output(logic.key_args(source, image, settings,
-    logic.export_signature({ bpp = 32 })))
+    logic.export_signature(EXPORT)))
   if not output then
     return nil, reason
   end
@@ -344,9 +346,9 @@ local function import_result(original, path, settings)
 end
 
 -- Export the image, then take the result from the cache or the worker. The key is taken
--- again after the export: without a sidecar it is the hash of the exported pixels, and the
--- first export writes the edit history into the sidecar. Returns the result's path and
--- "cached" | "done", or nil and the reason (nil, nil: cancelled).
+-- again after the export when it may have changed: without a sidecar it is the hash of the
+-- exported pixels, and an export can write the edit history into the sidecar. Returns the
+-- result's path and "cached" | "done", or nil and the reason (nil, nil: cancelled).
 local function export_and_deblur(batch, image, job)
   local export = temp_path("export-" .. image.id, ".tif")
   if not export_image(image, export) then
@@ -354,8 +356,12 @@ local function export_and_deblur(batch, image, job)
     return nil, _("darktable could not export the image")
   end
   set_progress(batch, logic.batch_fraction(job.index, #batch.images, 0.1))
-  local source = job.identity.sidecar and job.original or export
-  local key, reason = cache_key(source, job.identity, job.settings)
+  local key, reason = job.key, nil
+  if not job.identity.sidecar then
+    key, reason = cache_key(export, job.identity, job.settings)
+  elseif not key or read_text(job.identity.sidecar) ~= job.sidecar_text then
+    key, reason = cache_key(job.original, job.identity, job.settings)
+  end
   local result, outcome
   if key and key ~= job.key then
     result, outcome = cache_lookup(key, job.output), "cached"
@@ -393,6 +399,7 @@ local function process_image(batch, image, index)
   local result, outcome, reason
   if job.identity.sidecar then
     -- a sidecar the key cannot read yet is no failure: the export writes it, the key follows
+    job.sidecar_text = read_text(job.identity.sidecar)
     job.key = cache_key(job.original, job.identity, settings)
     if job.key then
       result, outcome = cache_lookup(job.key, job.output), "cached"
@@ -557,7 +564,7 @@ local function build_panel()
     _("size in pixels of the largest blur to remove (odd): a little more than the longest streak or the widest halo"),
     logic.BLUR, 2, 0, saved.blur)
   w.tolerance = slider(_("tolerance"),
-    _("how far (percent) the result may drift from the picture before the iterations stop: lower is more careful"),
+    _("how much noise may start to show before sharpening stops, in percent: lower is cleaner and softer, higher crisper and grainier"),
     logic.TOLERANCE, 0.5, 1, saved.tolerance)
   w.priority = slider(_("priority"),
     _("-1 favours a clean result (denoise), +1 favours detail (deblur)"),

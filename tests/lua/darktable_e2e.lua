@@ -33,6 +33,14 @@ dt.print = function(text)
   show_toast(text)
 end
 
+-- Exports are counted the same way: the plug-in asks dt.new_format for each one.
+local exports = 0
+local new_format = dt.new_format
+dt.new_format = function(name)
+  exports = exports + 1
+  return new_format(name)
+end
+
 local function toast_seen(pattern)
   return function()
     for _, text in ipairs(toasts) do
@@ -99,6 +107,7 @@ local function deconvolve(original)
 end
 
 local function describe(prefix, result, original)
+  note(prefix .. "_exports", exports)
   note(prefix .. "_leader_is_original", result.group_leader.id == original.id)
   note(prefix .. "_original_leads", original.group_leader.id == original.id)
   note(prefix .. "_tags", tag_names(result))

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import fft, ndimage, signal
+from scipy import fft, ndimage
 
 from worker.deconv.psf_tools import center_on_centroid
 from worker.deconv.window import check_edges, check_window, choose_window
@@ -155,32 +155,36 @@ def l0_restore(
 
 
 def estimate_kernel(
-    latent: np.ndarray, blurred: np.ndarray, size: int, tikhonov: float
+    latent: np.ndarray, blurred: np.ndarray, size: int, tikhonov: float, region: tuple[int, int]
 ) -> np.ndarray:
-    """``argmin_k sum_d ||k * d latent - d blurred||^2 + tikhonov ||k||^2``, k size x size.
+    """``argmin_k sum_d ||M (k * d latent - d blurred)||^2 + tikhonov ||k||^2``, k size x size.
 
-    The normal equations ``(R + tikhonov I) k = b`` involve only the autocorrelation ``R`` of the
-    latent gradients (lags up to ``size - 1``) and their cross-correlation ``b`` with the blurred
-    gradients, both taken once by FFT; conjugate gradients then iterate on the small support.
-    The result is not yet projected (it may hold small negative taps).
+    ``d`` runs over the forward differences along x and y, and the mask ``M`` keeps the observed
+    `region` (the top-left h x w of the periodic grid) only: the smooth extension around it is no
+    data, so the fit follows the valid-convolution model. Conjugate gradients on the normal
+    equations, each operator application a few FFTs. The result is not yet projected (it may hold
+    small negative taps).
     """
     shape = latent.shape
-    lx, ly = forward_gradients(latent)
-    bx, by = forward_gradients(blurred)
-    flx, fly = fft.rfft2(lx), fft.rfft2(ly)
-    auto = fft.irfft2(np.abs(flx) ** 2 + np.abs(fly) ** 2, s=shape)
-    cross = fft.irfft2(np.conj(flx) * fft.rfft2(bx) + np.conj(fly) * fft.rfft2(by), s=shape)
+    mask = np.zeros(shape)
+    mask[: region[0] - 1, : region[1] - 1] = 1.0
+    latent_spectra = [fft.rfft2(g) for g in forward_gradients(latent)]
+    data = [mask * g for g in forward_gradients(blurred)]
     half = size // 2
-    # Lag (i, j) of a circular correlation sits at index (i mod H, j mod W).
-    lags = np.arange(-(size - 1), size)
-    auto_small = auto[np.ix_(lags % shape[0], lags % shape[1])]
     lags = np.arange(-half, half + 1)
-    rhs = cross[np.ix_(lags % shape[0], lags % shape[1])]
+    index = np.ix_(lags % shape[0], lags % shape[1])
+
+    def adjoint(residuals: list[np.ndarray]) -> np.ndarray:
+        total = sum(
+            np.conj(g) * fft.rfft2(r) for g, r in zip(latent_spectra, residuals, strict=True)
+        )
+        return fft.irfft2(total, s=shape)[index]
 
     def normal_operator(k: np.ndarray) -> np.ndarray:
-        return signal.fftconvolve(k, auto_small, mode="valid") + tikhonov * k
+        otf = centred_kernel_spectrum(k, shape)
+        return adjoint([mask * fft.irfft2(g * otf, s=shape) for g in latent_spectra]) + tikhonov * k
 
-    return conjugate_gradients(normal_operator, rhs, np.full((size, size), 1.0 / size**2))
+    return conjugate_gradients(normal_operator, adjoint(data), np.full((size, size), 1.0 / size**2))
 
 
 def conjugate_gradients(
@@ -290,7 +294,7 @@ def blind_kernel(
         for _ in range(ROUNDS_PER_LEVEL):
             latent = l0_restore(extended, psf, weight)
             psf = clean_kernel(
-                estimate_kernel(latent, extended, level_size, KERNEL_TIKHONOV),
+                estimate_kernel(latent, extended, level_size, KERNEL_TIKHONOV, small.shape),
                 SMALL_TAP,
                 SMALL_COMPONENT,
             )
