@@ -70,6 +70,8 @@ def test_the_worker_survives_what_it_cannot_parse(worker) -> None:
     assert len(json.dumps({"x": "y" * MAX_MESSAGE_BYTES})) > MAX_MESSAGE_BYTES
     with worker.client() as client:
         assert client.request("ping")["pid"] == worker.process.pid
+    log = Path(worker.env["XDG_STATE_HOME"]) / "dt-deconvolve" / "worker.log"
+    assert f"listening on {worker.endpoint}" in log.read_text()
 
 
 def test_submit_refuses_missing_input_and_bad_output_at_once(worker, tmp_path: Path) -> None:
