@@ -5,7 +5,6 @@ It imports the engine and runs a tiny job once (compiling the numba kernels and 
 
     {"event": "ready", "seconds": 2.1}
     {"event": "progress", "job": ID, "fraction": 0.42, "stage": "deblurring"}
-    {"event": "written", "job": ID}                    the output file is complete
     {"event": "done", "job": ID, "report": {...}, "note": null | "not cached: ..."}
     {"event": "failed", "job": ID, "error": "one line", "detail": "traceback"}
     {"event": "broken", "error": "one line"}           could not start; the process exits
@@ -141,7 +140,6 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
     try:
         progress(0.0, "reading")
         report = run_pipeline(task["input"], task["output"], job_options(task, psf_out), progress)
-        send({"event": "written", "job": job})
         note = None
         if task["key"]:
             progress(1.0, "caching")
