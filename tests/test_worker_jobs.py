@@ -17,8 +17,6 @@ from service_support import alive, running_worker, tiny_disk, write_picture, wri
 from cache.store import RESULT, ResultCache
 from worker.client import Client
 
-pytest.importorskip("worker.pipeline", reason="the pipeline is not merged yet")
-
 FINAL = ("done", "failed", "cancelled")
 
 
@@ -81,6 +79,7 @@ def test_a_job_writes_its_result_and_the_cache_answers_it_again(worker, material
         entry = ResultCache(worker.cache_dir).entry(key)
         assert entry.file(RESULT).read_bytes() == out.read_bytes()
         assert np.load(entry.file("psf.npy")).shape == (7, 7)
+        assert entry.file("psf.png").read_bytes().startswith(b"\x89PNG")
         again = submit(client, material["small"], tmp_path / "again.tif", key=key)
         assert again["stage"] == "done" and again["note"] == "from the cache"
         assert (tmp_path / "again.tif").read_bytes() == out.read_bytes()

@@ -30,7 +30,7 @@ from cache.store import CacheLimits, NotCached, ResultCache
 from worker import __version__, protocol
 from worker.cli import describe_os_error
 from worker.errors import InputError
-from worker.jobs import Executor, Job, JobTable
+from worker.jobs import Executor, Job, JobTable, file_identity
 from worker.paths import runtime_dir, state_dir
 from worker.transport import check_endpoint, ipc_path, secure_server
 
@@ -94,11 +94,11 @@ def endpoint_lock(endpoint: str) -> Iterator[None]:
 
 def _remove_partial_output(job: Job) -> None:
     """Remove what a stopped job may have left: temporary output files, and the output itself
-    when the job wrote it but did not finish."""
+    when the job created or replaced it (it may have got that far just before the stop)."""
     output = Path(job.output)
     for partial in output.parent.glob(f".{output.name}.*.part"):
         partial.unlink(missing_ok=True)
-    if job.output_written:
+    if job.started is not None and file_identity(job.output) != job.output_before:
         output.unlink(missing_ok=True)
 
 
@@ -250,6 +250,7 @@ class Server:
             scratch = self.scratch_root / job.id
             scratch.mkdir(mode=0o700, exist_ok=True)
             job.started = time.time()
+            job.output_before = file_identity(job.output)
             job.progress(0.0, "reading")
             limits = {
                 "max_bytes": self.config.cache_limits.max_bytes,
@@ -282,8 +283,6 @@ class Server:
             return
         elif kind == "progress":
             job.progress(float(event.get("fraction", 0.0)), str(event.get("stage")))
-        elif kind == "written":
-            job.output_written = True
         elif kind == "done":
             job.report, job.note = event.get("report"), event.get("note")
             self._finish(executor, job, protocol.DONE)
@@ -387,11 +386,13 @@ class Server:
 
     def cancel(self, request: protocol.Request) -> dict[str, Any]:
         job = self.table.get(request["job"])
+        executor = next((e for e in self.executors if e.job is job), None)
+        if executor is not None:
+            self._read_executor(executor)  # it may have finished a moment ago
         if job.final:
             raise protocol.ProtocolError(
                 f"job {job.id} has already ended ({job.stage})", protocol.NOT_FINISHED
             )
-        executor = next((e for e in self.executors if e.job is job), None)
         if executor is not None:
             executor.kill()
             self.executors.remove(executor)
