@@ -15,7 +15,6 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from worker import pipeline
 from worker.synthetic import camera_shake_kernel, dead_leaves
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,10 +197,6 @@ def run_darktable(
 @pytest.mark.skipif(
     DARKTABLE is None or XVFB_RUN is None,
     reason="darktable and xvfb-run are not installed (./install.sh --test installs them)",
-)
-@pytest.mark.skipif(
-    not hasattr(pipeline, "estimate_psf"),
-    reason="the worker's pipeline cannot estimate a PSF yet (the plug-in sends --blur)",
 )
 def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) -> None:
     pictures = tmp_path / "my pictures"  # results go next to the originals: a path with a space
