@@ -320,12 +320,12 @@ local function deblur_export(batch, export, output, key, settings, index)
     end
   end)
   batch.worker_job = nil
-  if code == logic.EXIT_CANCELLED or batch.cancelled then
+  if code == logic.EXIT_OK then -- even when cancelled too late: the caller removes it
+    return done_path or output
+  elseif code == logic.EXIT_CANCELLED or batch.cancelled then
     return nil, nil
-  elseif code ~= logic.EXIT_OK then
-    return nil, logic.error_reason(error_text, string.format(_("dt-deconvolve failed (exit %d)"), code))
   end
-  return done_path or output
+  return nil, logic.error_reason(error_text, string.format(_("dt-deconvolve failed (exit %d)"), code))
 end
 
 local function copy_metadata(original, result, settings)
@@ -458,13 +458,13 @@ local function deconvolve_images(batch)
     cancel_batch(batch)
   end)
   batch.job_closed = false
-  start_worker_check()
   local counts = { done = 0, cached = 0, cancelled = 0, failed = 0 }
   for index, image in ipairs(images) do
     if batch.cancelled then
       counts.cancelled = counts.cancelled + 1
       break
     end
+    start_worker_check()
     set_progress(batch, logic.batch_fraction(index, #images, 0))
     local ok, outcome, reason = pcall(process_image, batch, image, index)
     if not ok then -- a bug or an API surprise: report it, keep darktable running
