@@ -12,7 +12,7 @@ from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
 from worker.deconv.fft import fast_length, fftw_wisdom, kernel_spectrum
 from worker.deconv.noise import estimate_noise, regularisation_weight
 from worker.deconv.preview import downsize
-from worker.deconv.tv import gradient_norm, tv_divergence, tv_energy
+from worker.deconv.tv import gradient_norm, split_gradient_at, tv_divergence, tv_energy
 from worker.synthetic import camera_shake_kernel, dead_leaves
 
 
@@ -84,6 +84,17 @@ def test_tv_gradient_matches_finite_differences() -> None:
         minus[c, i, j] -= h
         numeric = (tv_energy(plus, eps) - tv_energy(minus, eps)) / (2 * h)
         assert analytic[c, i, j] == pytest.approx(numeric, rel=1e-5, abs=1e-7)
+
+
+def test_split_gradient_parts_are_positive_and_add_up_to_the_tv_gradient() -> None:
+    rng = np.random.default_rng(6)
+    plane = rng.random((9, 11))
+    norm = gradient_norm(plane[None], 0.1, np.empty((9, 11)))
+    divergence = tv_divergence(plane, norm, np.empty((9, 11)))
+    for i, j in [(0, 0), (4, 5), (8, 10), (0, 7), (6, 0)]:
+        weights, neighbours = split_gradient_at(plane, norm, i, j)
+        assert weights > 0 and neighbours > 0
+        assert plane[i, j] * weights - neighbours == pytest.approx(-divergence[i, j], rel=1e-9)
 
 
 def test_tv_divergence_is_minus_the_adjoint_of_the_gradient() -> None:
