@@ -58,7 +58,7 @@ from worker.deconv.stopping import (
     residual_ratio,
     whiteness,
 )
-from worker.deconv.tv import gradient_norm, split_gradient_at
+from worker.deconv.tv import gradient_weights, split_gradient_at
 from worker.errors import InputError
 
 Progress = Callable[[float, str], None]
@@ -167,7 +167,7 @@ def _extrapolate(x: np.ndarray, previous: np.ndarray, alpha: float, floor: float
 @numba.njit(nogil=True, cache=True, fastmath=True)
 def _rl_tv_step(
     y: np.ndarray,
-    norm: np.ndarray,
+    tv_weights: np.ndarray,
     normalisation: np.ndarray,
     lam: float,
     x: np.ndarray,
@@ -186,16 +186,26 @@ def _rl_tv_step(
     scaled down with A^T w on that rim so that it cannot outweigh the little data there. Runs
     without the GIL, so tiles run in parallel.
     """
+    height, width = y.shape
     dot = old = change = size = 0.0
     for ti in range(correction.shape[0]):
         i = top + ti
+        inner_row = 0 < i < height - 1
         for tj in range(correction.shape[1]):
             j = left + tj
             atw = normalisation[i, j]
             current = y[i, j]
-            weights, neighbours = split_gradient_at(y, norm, i, j)
+            if inner_row and 0 < j < width - 1:
+                # split_gradient_at without its border cases: written out, it runs ~10x faster.
+                own, west, north = tv_weights[i, j], tv_weights[i, j - 1], tv_weights[i - 1, j]
+                total = 2 * own + west + north
+                neighbours = (
+                    own * (y[i, j + 1] + y[i + 1, j]) + west * y[i, j - 1] + north * y[i - 1, j]
+                )
+            else:
+                total, neighbours = split_gradient_at(y, tv_weights, i, j)
             weight = lam * min(atw, 1.0)
-            denominator = atw + weight * weights * current
+            denominator = atw + weight * total * current
             if denominator > UNOBSERVED:
                 new = current * (correction[ti, tj] + weight * neighbours) / denominator
             else:
@@ -256,20 +266,20 @@ def richardson_lucy_tv(
         np.maximum(x, floor, out=x)
         previous, y, step = x.copy(), np.empty_like(x), np.zeros_like(x)
         normalisation = blur.adjoint(mask)
-        norm = np.empty(blur.extended_shape, dtype=np.float32)
+        weights = np.empty(blur.extended_shape, dtype=np.float32)
         ratio = np.empty((height, width), dtype=np.float32)
         alpha, iteration, reason = 0.0, 0, None
         while reason is None:
             iteration += 1
             _extrapolate(x, previous, alpha, floor, y)
-            gradient_norm(y, eps, norm)
+            gradient_weights(y, eps, weights)
             correlations, sums = np.zeros(5), np.zeros(4)
             for c in range(channels):
                 # A y, tile by tile, straight into the ratio (and the whiteness sums)...
                 to_ratio = partial(_ratio_tile, f[c], mask, offset, floor, ratio)
                 correlations += centred_correlations(blur.forward_tiles(y[c], to_ratio))
                 # ...then A^T ratio, tile by tile, straight into the update.
-                update = partial(_rl_tv_step, y[c], norm, normalisation, lam, x[c], previous[c],
+                update = partial(_rl_tv_step, y[c], weights, normalisation, lam, x[c], previous[c],
                                  step[c])  # fmt: skip
                 sums += blur.adjoint_tiles(ratio, update)
             x, previous = previous, x
