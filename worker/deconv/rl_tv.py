@@ -55,7 +55,8 @@ STAGE = "deblurring"
 DENOMINATOR_FLOOR = 0.1  # the denominator never falls below this fraction of A^T w
 UNOBSERVED = 1e-3  # extended-grid pixels with A^T w under this keep their first estimate
 WELL_OBSERVED = 0.5  # stagnation is measured where A^T w is above this (the frame, mostly)
-TV_EPS = 1e-3  # smoothing of |grad u| in TV, as a fraction of the picture's mean level
+TV_EPS = 0.25  # smoothing of |grad u| in TV, as a fraction of the picture's mean level...
+TV_EPS_PER_NOISE = 2.0  # ...and at least this many noise sigmas
 POSITIVE_FLOOR = 1e-5  # the estimate is kept above this fraction of the mean level
 OFFSET_PER_NOISE = 1.0  # the shifted-Poisson offset b, in noise sigmas
 
@@ -178,18 +179,18 @@ def _rl_tv_step(
             atw = normalisation[i, j]
             current = y[i, j]
             if atw > UNOBSERVED:
-                denominator = atw - lam * divergence_at(y, norm, i, j)
+                denominator = atw - lam * min(atw, 1.0) * divergence_at(y, norm, i, j)
                 new = current * correction[i, j] / max(denominator, DENOMINATOR_FLOOR * atw)
             else:
                 new = current
             g = new - current
-            dot += g * step[i, j]
-            old += step[i, j] * step[i, j]
-            step[i, j] = g
             if atw > WELL_OBSERVED:
+                dot += g * step[i, j]
+                old += step[i, j] * step[i, j]
                 delta = new - x[i, j]
                 change += delta * delta
                 size += x[i, j] * x[i, j]
+            step[i, j] = g
             x_new[i, j] = new
         rows[i, 0] = dot
         rows[i, 1] = old
@@ -216,7 +217,7 @@ def richardson_lucy_tv(
     """
     channels, height, width = f.shape
     level = max(float(f.mean()), 1e-12)
-    floor, eps = POSITIVE_FLOOR * level, TV_EPS * level
+    floor, eps = POSITIVE_FLOOR * level, max(TV_EPS_PER_NOISE * sigma, TV_EPS * level)
     offset = OFFSET_PER_NOISE * sigma
     cy, cx = psf.shape[0] // 2, psf.shape[1] // 2
     window = (slice(None), slice(cy, cy + height), slice(cx, cx + width))
