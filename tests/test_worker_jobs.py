@@ -103,6 +103,15 @@ def test_bad_input_files_fail_the_job_not_the_worker(worker, material, tmp_path)
             assert final["error"] and "\n" not in final["error"]
             assert "internal error" not in final["error"]
             assert not out.exists()
+        psf = str(material["psf"])
+        for settings, words in (
+            ({"sharpness": 1}, "unknown engine setting"),
+            ({"scale": 7}, "scale"),
+        ):
+            job = submit(client, material["small"], tmp_path / "s.tif", psf=psf, settings=settings)
+            final = wait(client, job["job"])
+            assert final["stage"] == "failed" and words in final["error"]
+            assert "internal error" not in final["error"]
         assert leftovers(tmp_path) == []
         good = submit(client, material["small"], tmp_path / "good.tif", psf=str(material["psf"]))
         assert wait(client, good["job"])["stage"] == "done"
