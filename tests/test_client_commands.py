@@ -71,8 +71,12 @@ def test_submit_starts_a_worker_when_none_answers(tmp_path):
         hit = cli(env, "cache", "lookup", key, "-o", tmp_path / "again.tif")
         assert hit.stdout == f"hit {tmp_path / 'again.tif'}\n"
         assert (tmp_path / "again.tif").read_bytes() == out.read_bytes()
-        cleaned = cli(env, "cache", "clean", "--on-exit", "--json")
+        leftover = tmp_path / "dt-deconvolve-export-7-1.tif"
+        leftover.write_bytes(b"an export the plug-in could not remove")
+        cleaned = cli(env, "cache", "clean", "--on-exit", "--exports-dir", tmp_path, "--json")
         assert json.loads(cleaned.stdout)["results_removed"] == 1
+        assert json.loads(cleaned.stdout)["exports_removed"] == 1
+        assert not leftover.exists() and out.exists()
         assert cli(env, "shutdown", *endpoint).returncode == 0
         deadline = time.monotonic() + 15
         while alive(pid) and time.monotonic() < deadline:

@@ -201,3 +201,10 @@ def test_clients_finding_no_worker_start_exactly_one() -> None:
         finally:
             if alive(pid):
                 os.kill(pid, 9)
+
+
+def test_an_idle_worker_stops_when_asked_to() -> None:
+    with running_worker("--idle-exit", "1") as worker:
+        assert worker.process.wait(20) == 0
+        log = Path(worker.env["XDG_STATE_HOME"]) / "dt-deconvolve" / "worker.log"
+        assert "stopping after 1 s without work" in log.read_text()

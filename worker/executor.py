@@ -51,7 +51,7 @@ def make_sender(stream: io.TextIOBase) -> Send:
     lock = threading.Lock()
 
     def send(event: dict[str, Any]) -> None:
-        with lock:
+        with lock, contextlib.suppress(BrokenPipeError):  # a worker gone hears nothing
             stream.write(json.dumps(event) + "\n")
             stream.flush()
 
@@ -97,7 +97,8 @@ def kernel_files(task: dict[str, Any], psf_out: Path) -> dict[str, Path]:
     if not task["psf"]:
         return {}
     picture = picture_path(psf_out)
-    save_kernel_picture(picture, np.load(task["psf"], allow_pickle=False))
+    with contextlib.suppress(OSError, ValueError):  # no picture is no reason to fail the job
+        save_kernel_picture(picture, np.load(task["psf"], allow_pickle=False))
     return {PSF: Path(task["psf"]), PSF_PNG: picture}
 
 
@@ -135,15 +136,15 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
             last.update(stage=stage, time=now)
             send({"event": "progress", "job": job, "fraction": fraction, "stage": stage})
 
-    scratch = Path(task["scratch"])
-    psf_out = scratch / "psf.npy" if task["key"] and not task["psf"] else None
+    kernel = Path(task["scratch"]) / "psf.npy"  # where an estimated PSF is kept for the cache
     try:
         progress(0.0, "reading")
-        report = run_pipeline(task["input"], task["output"], job_options(task, psf_out), progress)
+        options = job_options(task, kernel if task["key"] and not task["psf"] else None)
+        report = run_pipeline(task["input"], task["output"], options, progress)
         note = None
         if task["key"]:
             progress(1.0, "caching")
-            note = cache_result(task, report, psf_out or scratch / "psf.npy")
+            note = cache_result(task, report, kernel)
         send({"event": "done", "job": job, "report": report, "note": note})
     except MemoryError as error:
         send({"event": "failed", "job": job, "error": one_line(error), "detail": ""})

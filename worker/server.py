@@ -51,6 +51,7 @@ class WorkerConfig:
     curve_dir: Path
     jobs: int = 1
     cache_limits: CacheLimits = field(default_factory=CacheLimits)
+    idle_exit: float | None = None  # stop after this many seconds without requests or jobs
 
 
 def open_log(verbose: bool) -> Path:
@@ -112,6 +113,7 @@ class Server:
         self.executors: list[Executor] = []
         self.scratch_root = runtime_dir() / f"scratch-{os.getpid()}"
         self.started = time.time()
+        self.last_activity = time.monotonic()
         self.stopping = False
         self.startup_failures = 0
         self.next_start = 0.0
@@ -190,9 +192,19 @@ class Server:
             ready = dict(poller.poll(POLL_MS))
             if socket in ready:
                 self._serve_requests(socket)
+                self.last_activity = time.monotonic()
             for executor in list(self.executors):
                 if executor.fileno() in ready:
                     self._read_executor(executor)
+            if self.table.queue or any(executor.job for executor in self.executors):
+                self.last_activity = time.monotonic()
+            elif self._idle_too_long():
+                log.info("stopping after %.0f s without work", self.config.idle_exit)
+                self.stopping = True
+
+    def _idle_too_long(self) -> bool:
+        idle = self.config.idle_exit
+        return idle is not None and time.monotonic() - self.last_activity > idle
 
     def _serve_requests(self, socket: zmq.Socket) -> None:
         for _ in range(100):  # then give the executors a turn

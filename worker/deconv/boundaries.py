@@ -21,7 +21,7 @@ from types import TracebackType
 
 import numpy as np
 
-from worker.deconv.convolve import ValidConvolution
+from worker.deconv.convolve import TileConsumer, ValidConvolution
 from worker.deconv.fft import cpu_count
 
 SATURATION = 0.98  # a pixel with any channel at or above this fraction of the clip level is out
@@ -76,6 +76,14 @@ class BlurOperator:
         if out is None:
             out = np.empty(self.observed_shape, dtype=np.float32)
         return self._forward(u, out)
+
+    def forward_tiles(self, u: np.ndarray, consume: TileConsumer) -> np.ndarray | None:
+        """`A u`, handed tile by tile to `consume` (see `ValidConvolution.each_tile`)."""
+        return self._forward.each_tile(u, consume)
+
+    def adjoint_tiles(self, r: np.ndarray, consume: TileConsumer) -> np.ndarray | None:
+        """`A^T r`, handed tile by tile to `consume` (see `ValidConvolution.each_tile`)."""
+        return self._adjoint.each_tile(r, consume)
 
     def adjoint(self, r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """`A^T r`: correlate the observed-window plane `r` with the PSF onto the extended grid."""
