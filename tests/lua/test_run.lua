@@ -72,6 +72,14 @@ local function plugin(dir)
   return rec
 end
 
+-- A run that ended with `toast` and left nothing behind: no import, no temporary file.
+local function expect_nothing_left(rec, dir, toast)
+  eq(rec.toasts, { toast })
+  eq(#rec.imported, 0)
+  eq(leftovers(dir), "")
+  remove(dir)
+end
+
 local function press(rec, images)
   rec.dt.gui.selection = function()
     return images
@@ -126,10 +134,7 @@ test("a failure: the reason in a message, nothing imported, no export left", fun
   local rec = plugin(dir)
   press(rec, { stub.image(rec, dir .. "/my pictures/b.tif") })
   rec.run_dispatched()
-  eq(rec.toasts, { "deconvolve failed for b.tif: out of memory" })
-  eq(#rec.imported, 0)
-  eq(leftovers(dir), "")
-  remove(dir)
+  expect_nothing_left(rec, dir, "deconvolve failed for b.tif: out of memory")
 end)
 
 test("cancelled during the job: the worker is told, nothing imported", function()
@@ -142,12 +147,9 @@ test("cancelled during the job: the worker is told, nothing imported", function(
   end
   press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
   rec.run_dispatched()
-  eq(rec.toasts, { "deconvolution cancelled" })
-  eq(#rec.imported, 0)
   truthy(read(dir .. "/calls.log"):match("\ncancel 42\n"), "cancel sent to the worker")
   eq(read(dir .. "/my pictures/a_deconv.tif"), nil, "a late result is removed")
-  eq(leftovers(dir), "")
-  remove(dir)
+  expect_nothing_left(rec, dir, "deconvolution cancelled")
 end)
 
 test("cancelled before it began: no export, no command", function()
@@ -156,10 +158,8 @@ test("cancelled before it began: no export, no command", function()
   press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
   rec.events["deconvolve_cancel/shortcut"].fn("shortcut", "cancel deconvolution")
   rec.run_dispatched()
-  eq(rec.toasts, { "deconvolution cancelled" })
   eq(#rec.exports, 0)
-  eq(#rec.imported, 0)
-  remove(dir)
+  expect_nothing_left(rec, dir, "deconvolution cancelled")
 end)
 
 check.run()
