@@ -424,7 +424,9 @@ local function process_image(batch, image, index)
   end
   if not result and not batch.cancelled then
     result, outcome = export_and_deblur(batch, image, job)
-    reason = outcome
+    if not result then
+      reason, outcome = outcome, nil -- without a result, the second value is the reason
+    end
   end
   if batch.cancelled then -- a result that arrived as the user cancelled stays out of the library
     if result then
