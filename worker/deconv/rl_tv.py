@@ -47,6 +47,7 @@ import numpy as np
 
 from worker import paths
 from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
+from worker.deconv.convolve import TILE
 from worker.deconv.fft import fftw_wisdom
 from worker.deconv.local import blend_locally
 from worker.deconv.noise import estimate_noise, regularisation_weight, white_level
@@ -239,6 +240,31 @@ def _ratio_tile(
     )
 
 
+def _first_estimate(
+    f: np.ndarray,
+    mask: np.ndarray,
+    blur: BlurOperator,
+    normalisation: np.ndarray,
+    floor: float,
+) -> np.ndarray:
+    """The starting point on the extended grid: the back-projection A^T(w f) / A^T w.
+
+    It is the observation spread back along the PSF (as a first Richardson-Lucy step from a flat
+    picture would), so it starts out smooth, with its noise averaged down, and reaches into the
+    rim of the extended grid; where fewer than half the kernel's observations exist, the
+    nearest observed pixel is used instead.
+    """
+    cy = (blur.extended_shape[0] - blur.observed_shape[0]) // 2
+    cx = (blur.extended_shape[1] - blur.observed_shape[1]) // 2
+    x = np.pad(f, ((0, 0), (cy, cy), (cx, cx)), mode="edge")
+    well_observed = normalisation > 0.5
+    for c in range(f.shape[0]):
+        backprojected = blur.adjoint(mask * f[c])
+        np.divide(backprojected, normalisation, out=x[c], where=well_observed)
+    np.maximum(x, floor, out=x)
+    return x
+
+
 def richardson_lucy_tv(
     f: np.ndarray,
     mask: np.ndarray,
@@ -247,13 +273,15 @@ def richardson_lucy_tv(
     sigma: float,
     rule: StoppingRule,
     progress: Progress | None = None,
+    tile: int = TILE,
 ) -> tuple[np.ndarray, int, int, str]:
     """Deconvolve `f` (C, H, W), non-negative, with `psf`; data weight `mask` (H, W); noise
     `sigma`.
 
     Returns the estimate on the observed window (C, H, W), the number of iterations run, the
     iteration that estimate comes from and the stop reason. On a whiteness stop the estimate is
-    the one before the last (the last within the tolerance), else the last.
+    the one before the last (the last within the tolerance), else the last. `tile` is the FFT
+    tile size; the result does not depend on it.
     """
     channels, height, width = f.shape
     level = max(float(f.mean()), 1e-12)
@@ -261,11 +289,10 @@ def richardson_lucy_tv(
     offset = OFFSET_PER_NOISE * sigma
     cy, cx = psf.shape[0] // 2, psf.shape[1] // 2
     window = (slice(None), slice(cy, cy + height), slice(cx, cx + width))
-    with BlurOperator(psf, (height, width)) as blur:
-        x = np.pad(f, ((0, 0), (cy, cy), (cx, cx)), mode="edge")
-        np.maximum(x, floor, out=x)
-        previous, y, step = x.copy(), np.empty_like(x), np.zeros_like(x)
+    with BlurOperator(psf, (height, width), tile=tile) as blur:
         normalisation = blur.adjoint(mask)
+        x = _first_estimate(f, mask, blur, normalisation, floor)
+        previous, y, step = x.copy(), np.empty_like(x), np.zeros_like(x)
         weights = np.empty(blur.extended_shape, dtype=np.float32)
         ratio = np.empty((height, width), dtype=np.float32)
         alpha, iteration, reason = 0.0, 0, None
