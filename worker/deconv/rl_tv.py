@@ -66,8 +66,8 @@ Progress = Callable[[float, str], None]
 STAGE = "deblurring"
 UNOBSERVED = 1e-3  # extended-grid pixels with A^T w under this keep their first estimate
 WELL_OBSERVED = 0.5  # stagnation is measured where A^T w is above this (the frame, mostly)
-TV_EPS = 0.25  # smoothing of |grad u| in TV, as a fraction of the picture's mean level...
-TV_EPS_PER_NOISE = 2.0  # ...and at least this many noise sigmas
+TV_EPS = 0.15  # smoothing of |grad u| in TV, as a fraction of the picture's mean level...
+TV_EPS_PER_NOISE = 0.5  # ...and at least this many noise sigmas
 POSITIVE_FLOOR = 1e-5  # the estimate is kept above this fraction of the mean level
 OFFSET_PER_NOISE = 1.0  # the shifted-Poisson offset b, in noise sigmas
 
