@@ -76,8 +76,9 @@ OFFSET_PER_NOISE = 1.0  # the shifted-Poisson offset b, in noise sigmas
 class DeblurSettings:
     """What the user may choose. Defaults suit most photographs.
 
-    tolerance: percent by which the residual's whiteness may rise above its best before the run
-        stops (smaller stops earlier: softer, cleaner; larger: sharper, riskier).
+    tolerance: how much structure may come back into the residual (percent of what the blur left
+        at the start) before the run stops; smaller stops earlier (softer, cleaner), larger goes
+        on (sharper, riskier). See `stopping`.
     priority: -1 favours denoising (more regularisation), 0 balances, +1 favours deblurring.
     lam: expert override of the TV weight lambda (None: derived from the noise and priority).
     max_iterations: iteration cap (a safety net; the other rules usually stop earlier).
@@ -257,7 +258,7 @@ def _first_estimate(
     cy = (blur.extended_shape[0] - blur.observed_shape[0]) // 2
     cx = (blur.extended_shape[1] - blur.observed_shape[1]) // 2
     x = np.pad(f, ((0, 0), (cy, cy), (cx, cx)), mode="edge")
-    well_observed = normalisation > 0.5
+    well_observed = normalisation > WELL_OBSERVED
     for c in range(f.shape[0]):
         backprojected = blur.adjoint(mask * f[c])
         np.divide(backprojected, normalisation, out=x[c], where=well_observed)
@@ -315,9 +316,13 @@ def richardson_lucy_tv(
             reason = rule.update(iteration, whiteness(correlations), change)
             if progress is not None:
                 progress(min(iteration / rule.max_iterations, 1.0), STAGE)
+        del y, step, weights  # make room for the result
     if reason == "whiteness":  # x_k was computed from y_k-1, the last within the tolerance
-        return np.ascontiguousarray(previous[window]), iteration, iteration - 1, reason
-    return np.ascontiguousarray(x[window]), iteration, iteration, reason
+        x, iteration_returned = previous, iteration - 1
+    else:
+        iteration_returned = iteration
+    del previous
+    return np.ascontiguousarray(x[window]), iteration, iteration_returned, reason
 
 
 def deblur(
@@ -356,6 +361,8 @@ def deblur(
         )
     del f
     result = np.ascontiguousarray(best.transpose(1, 2, 0))
+    if progress is not None:
+        progress(1.0, STAGE)
     if settings.local:
         result = blend_locally(image, result, psf)
     report = DeblurReport(
