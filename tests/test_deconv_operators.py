@@ -155,3 +155,11 @@ def test_downsize_averages_areas() -> None:
     assert small[0, 0, 0] == pytest.approx(image[:2, :2].mean())
     odd = downsize(image, 0.4)  # 6 -> 2: cells of 3 pixels
     assert odd.shape == (2, 2, 1) and odd.mean() == pytest.approx(image.mean(), rel=1e-6)
+
+
+def test_noise_of_a_large_picture_is_measured_on_bands_of_rows() -> None:
+    rng = np.random.default_rng(7)
+    shading = np.linspace(0.1, 0.9, 2500, dtype=np.float32)[None, :, None]
+    noisy = shading + rng.normal(0, 0.01, (4000, 2500, 1)).astype(np.float32)  # 10 Mpx
+    noisy[:2000] = np.minimum(noisy[:2000], 0.5)  # clipped in the top half: masked out below
+    assert estimate_noise(noisy, data_mask(noisy, 0.5)) == pytest.approx(0.01, rel=0.1)

@@ -53,6 +53,7 @@ class ValidConvolution:
         margin: tuple[int, int],
         pool: ThreadPoolExecutor,
         workers: int,
+        tile: int = TILE,
     ) -> None:
         kh, kw = kernel.shape
         padded = (source_shape[0] + 2 * margin[0], source_shape[1] + 2 * margin[1])
@@ -60,7 +61,7 @@ class ValidConvolution:
         self.margin = margin
         self.kernel_shape = (kh, kw)
         self.shape = (padded[0] - kh + 1, padded[1] - kw + 1)
-        self.fft_shape = (tile_length(padded[0], kh), tile_length(padded[1], kw))
+        self.fft_shape = (tile_length(padded[0], kh, tile), tile_length(padded[1], kw, tile))
         self.step = (self.fft_shape[0] - kh + 1, self.fft_shape[1] - kw + 1)
         self._spectrum = kernel_spectrum(kernel, self.fft_shape)
         self._pool = pool

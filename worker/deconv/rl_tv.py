@@ -47,6 +47,7 @@ import numpy as np
 
 from worker import paths
 from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
+from worker.deconv.convolve import TILE
 from worker.deconv.fft import fftw_wisdom
 from worker.deconv.local import blend_locally
 from worker.deconv.noise import estimate_noise, regularisation_weight, white_level
@@ -65,8 +66,8 @@ Progress = Callable[[float, str], None]
 STAGE = "deblurring"
 UNOBSERVED = 1e-3  # extended-grid pixels with A^T w under this keep their first estimate
 WELL_OBSERVED = 0.5  # stagnation is measured where A^T w is above this (the frame, mostly)
-TV_EPS = 0.25  # smoothing of |grad u| in TV, as a fraction of the picture's mean level...
-TV_EPS_PER_NOISE = 2.0  # ...and at least this many noise sigmas
+TV_EPS = 0.15  # smoothing of |grad u| in TV, as a fraction of the picture's mean level...
+TV_EPS_PER_NOISE = 0.5  # ...and at least this many noise sigmas
 POSITIVE_FLOOR = 1e-5  # the estimate is kept above this fraction of the mean level
 OFFSET_PER_NOISE = 1.0  # the shifted-Poisson offset b, in noise sigmas
 
@@ -75,8 +76,9 @@ OFFSET_PER_NOISE = 1.0  # the shifted-Poisson offset b, in noise sigmas
 class DeblurSettings:
     """What the user may choose. Defaults suit most photographs.
 
-    tolerance: percent by which the residual's whiteness may rise above its best before the run
-        stops (smaller stops earlier: softer, cleaner; larger: sharper, riskier).
+    tolerance: how much structure may come back into the residual (percent of what the blur left
+        at the start) before the run stops; smaller stops earlier (softer, cleaner), larger goes
+        on (sharper, riskier). See `stopping`.
     priority: -1 favours denoising (more regularisation), 0 balances, +1 favours deblurring.
     lam: expert override of the TV weight lambda (None: derived from the noise and priority).
     max_iterations: iteration cap (a safety net; the other rules usually stop earlier).
@@ -239,6 +241,31 @@ def _ratio_tile(
     )
 
 
+def _first_estimate(
+    f: np.ndarray,
+    mask: np.ndarray,
+    blur: BlurOperator,
+    normalisation: np.ndarray,
+    floor: float,
+) -> np.ndarray:
+    """The starting point on the extended grid: the back-projection A^T(w f) / A^T w.
+
+    It is the observation spread back along the PSF (as a first Richardson-Lucy step from a flat
+    picture would), so it starts out smooth, with its noise averaged down, and reaches into the
+    rim of the extended grid; where fewer than half the kernel's observations exist, the
+    nearest observed pixel is used instead.
+    """
+    cy = (blur.extended_shape[0] - blur.observed_shape[0]) // 2
+    cx = (blur.extended_shape[1] - blur.observed_shape[1]) // 2
+    x = np.pad(f, ((0, 0), (cy, cy), (cx, cx)), mode="edge")
+    well_observed = normalisation > WELL_OBSERVED
+    for c in range(f.shape[0]):
+        backprojected = blur.adjoint(mask * f[c])
+        np.divide(backprojected, normalisation, out=x[c], where=well_observed)
+    np.maximum(x, floor, out=x)
+    return x
+
+
 def richardson_lucy_tv(
     f: np.ndarray,
     mask: np.ndarray,
@@ -247,13 +274,15 @@ def richardson_lucy_tv(
     sigma: float,
     rule: StoppingRule,
     progress: Progress | None = None,
+    tile: int = TILE,
 ) -> tuple[np.ndarray, int, int, str]:
     """Deconvolve `f` (C, H, W), non-negative, with `psf`; data weight `mask` (H, W); noise
     `sigma`.
 
     Returns the estimate on the observed window (C, H, W), the number of iterations run, the
     iteration that estimate comes from and the stop reason. On a whiteness stop the estimate is
-    the one before the last (the last within the tolerance), else the last.
+    the one before the last (the last within the tolerance), else the last. `tile` is the FFT
+    tile size; the result does not depend on it.
     """
     channels, height, width = f.shape
     level = max(float(f.mean()), 1e-12)
@@ -261,11 +290,10 @@ def richardson_lucy_tv(
     offset = OFFSET_PER_NOISE * sigma
     cy, cx = psf.shape[0] // 2, psf.shape[1] // 2
     window = (slice(None), slice(cy, cy + height), slice(cx, cx + width))
-    with BlurOperator(psf, (height, width)) as blur:
-        x = np.pad(f, ((0, 0), (cy, cy), (cx, cx)), mode="edge")
-        np.maximum(x, floor, out=x)
-        previous, y, step = x.copy(), np.empty_like(x), np.zeros_like(x)
+    with BlurOperator(psf, (height, width), tile=tile) as blur:
         normalisation = blur.adjoint(mask)
+        x = _first_estimate(f, mask, blur, normalisation, floor)
+        previous, y, step = x.copy(), np.empty_like(x), np.zeros_like(x)
         weights = np.empty(blur.extended_shape, dtype=np.float32)
         ratio = np.empty((height, width), dtype=np.float32)
         alpha, iteration, reason = 0.0, 0, None
@@ -288,9 +316,13 @@ def richardson_lucy_tv(
             reason = rule.update(iteration, whiteness(correlations), change)
             if progress is not None:
                 progress(min(iteration / rule.max_iterations, 1.0), STAGE)
+        del y, step, weights  # make room for the result
     if reason == "whiteness":  # x_k was computed from y_k-1, the last within the tolerance
-        return np.ascontiguousarray(previous[window]), iteration, iteration - 1, reason
-    return np.ascontiguousarray(x[window]), iteration, iteration, reason
+        x, iteration_returned = previous, iteration - 1
+    else:
+        iteration_returned = iteration
+    del previous
+    return np.ascontiguousarray(x[window]), iteration, iteration_returned, reason
 
 
 def deblur(
@@ -329,6 +361,8 @@ def deblur(
         )
     del f
     result = np.ascontiguousarray(best.transpose(1, 2, 0))
+    if progress is not None:
+        progress(1.0, STAGE)
     if settings.local:
         result = blend_locally(image, result, psf)
     report = DeblurReport(
