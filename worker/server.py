@@ -437,8 +437,10 @@ class Server:
 def _check_paths(fields: dict[str, Any]) -> None:
     """Refuse a job at once when its input is missing or its output cannot be written."""
     source, target = Path(fields["input"]), Path(fields["output"])
-    if not source.is_file():
+    if not source.exists():
         raise InputError(f"no such file: {source}")
+    if not source.is_file():
+        raise InputError(f"the input {source} is not a file")
     if fields["psf"] and not Path(fields["psf"]).is_file():
         raise InputError(f"no such PSF file: {fields['psf']}")
     if target.resolve() == source.resolve():
