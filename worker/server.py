@@ -221,6 +221,7 @@ class Server:
                 )
             with contextlib.suppress(zmq.ZMQError):
                 socket.send_multipart([identity, b"", reply], zmq.NOBLOCK)
+            self._dispatch()  # a job just submitted starts at once
 
     def answer(self, payload: bytes) -> bytes:
         """The reply to one request; never raises."""
