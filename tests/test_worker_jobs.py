@@ -322,3 +322,16 @@ def test_a_worker_killed_mid_write_leaves_no_partial_entry(material, tmp_path):
             client, material["small"], tmp_path / "o2.tif", psf=str(material["psf"]), key=key
         )
         assert wait(client, again["job"])["stage"] == "done"
+
+
+@pytest.mark.slow
+def test_jobs_two_runs_two_jobs_at_once(material, tmp_path):
+    with running_worker("--jobs", "2") as worker, worker.client() as client:
+        worker.wait_warm(2)
+        jobs = [
+            submit(client, material["medium"], tmp_path / f"{n}.tif", psf=str(material["psf"]))
+            for n in range(3)
+        ]
+        assert client.request("ping")["running"] == 2  # the third waits
+        assert client.request("status", job=jobs[2]["job"])["stage"] == "queued"
+        assert all(wait(client, job["job"])["stage"] == "done" for job in jobs)

@@ -81,6 +81,7 @@ def test_submit_refuses_missing_input_and_bad_output_at_once(worker, tmp_path: P
             (tmp_path / "missing.tif", tmp_path / "o.tif", "no such file"),
             (picture, tmp_path / "nowhere" / "o.tif", "folder does not exist"),
             (picture, picture, "overwrite the input"),
+            (tmp_path, tmp_path / "o.tif", "is not a file"),
             (picture, tmp_path, "is a folder"),
         ]
         for source, target, words in cases:

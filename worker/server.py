@@ -221,6 +221,7 @@ class Server:
                 )
             with contextlib.suppress(zmq.ZMQError):
                 socket.send_multipart([identity, b"", reply], zmq.NOBLOCK)
+            self._dispatch()  # a job just submitted starts at once
 
     def answer(self, payload: bytes) -> bytes:
         """The reply to one request; never raises."""
@@ -437,8 +438,10 @@ class Server:
 def _check_paths(fields: dict[str, Any]) -> None:
     """Refuse a job at once when its input is missing or its output cannot be written."""
     source, target = Path(fields["input"]), Path(fields["output"])
-    if not source.is_file():
+    if not source.exists():
         raise InputError(f"no such file: {source}")
+    if not source.is_file():
+        raise InputError(f"the input {source} is not a file")
     if fields["psf"] and not Path(fields["psf"]).is_file():
         raise InputError(f"no such PSF file: {fields['psf']}")
     if target.resolve() == source.resolve():
