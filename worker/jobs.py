@@ -47,6 +47,7 @@ class Job:
     note: str | None = None  # e.g. why the result was not cached
     report: dict[str, Any] | None = None
     kernel_from_cache: bool = False
+    copies: list[str] = field(default_factory=list)  # outputs of later same-key submits
     output_before: tuple[int, int] | None = None  # the output file's identity when started
 
     @property

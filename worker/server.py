@@ -26,7 +26,7 @@ from typing import Any
 
 import zmq
 
-from cache.store import CacheLimits, NotCached, ResultCache
+from cache.store import CacheLimits, NotCached, ResultCache, copy_atomically
 from worker import __version__, protocol
 from worker.cli import describe_os_error
 from worker.errors import InputError
@@ -298,6 +298,7 @@ class Server:
             job.progress(float(event.get("fraction", 0.0)), str(event.get("stage")))
         elif kind == "done":
             job.report, job.note = event.get("report"), event.get("note")
+            self._write_copies(job)
             self._finish(executor, job, protocol.DONE)
             if job.note:
                 log.warning("job %s: %s", job.id, job.note)
@@ -305,6 +306,15 @@ class Server:
             if event.get("detail"):
                 log.error("job %s failed:\n%s", job.id, event["detail"])
             self._finish(executor, job, protocol.FAILED, str(event.get("error")))
+
+    def _write_copies(self, job: Job) -> None:
+        """Give every same-key submit its own output: the one result, copied atomically."""
+        for copy in job.copies:
+            try:
+                copy_atomically(Path(job.output), Path(copy))
+            except OSError as error:
+                job.note = f"could not write {copy}: {describe_os_error(error)}"
+                log.error("job %s: %s", job.id, job.note)
 
     def _finish(self, executor: Executor | None, job: Job, stage: str, error: str = "") -> None:
         if executor is not None:
@@ -376,6 +386,8 @@ class Server:
         existing = self.table.active_with_key(fields["key"])
         if existing is not None:
             log.info("job %s submitted again (same key)", existing.id)
+            if fields["output"] not in (existing.output, *existing.copies):
+                existing.copies.append(fields["output"])
             return self._job_reply(existing, duplicate=True)
         job = self.table.new(fields)
         if job.key and self.cache.lookup(job.key, Path(job.output)) is not None:
