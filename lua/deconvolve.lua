@@ -41,7 +41,7 @@ local state = {
   widgets = {}, -- the panel's widgets, by name
   batch = nil, -- the run in progress, see `deconvolve_images`
   used = false, -- a command ran this session: clean up on exit
-  worker_checked = false, -- whether a worker answered before our first submit is known
+  worker_check = nil, -- "unknown" | a pipe from a `ping` under way | "running" | "absent"
   started_worker = false, -- a submit of ours started the worker: stop it on exit
 }
 
@@ -152,8 +152,26 @@ local function command_output(args)
   return table.concat(lines, "\n")
 end
 
-local function worker_answers()
-  return run_command({ "ping" }) == logic.EXIT_OK
+--[[ Whether a worker ran before this plug-in's first submit (then quitting leaves it alone).
+     `ping` waits a few seconds when none answers, so it runs in the background from the start
+     of the first run, beside the key, the lookup and the export. ]]
+local function start_worker_check()
+  if state.worker_check == nil then
+    state.used = true
+    state.worker_check = io.popen(logic.command_line(command_path(), { "ping" })
+      .. " >/dev/null 2>&1; echo $?", "r")
+  end
+end
+
+local function finish_worker_check()
+  local pipe = state.worker_check
+  if io.type(pipe) == "file" then
+    dt.control.read(pipe)
+    local code = tonumber(pipe:read("l"))
+    pipe:close()
+    state.worker_check = code == logic.EXIT_OK and "running" or "absent"
+  end
+  return state.worker_check
 end
 
 ----------------------------------------------------------------------------------------------
@@ -283,9 +301,8 @@ end
 -- reason (nil, nil when cancelled).
 local function deblur_export(batch, export, output, key, settings, index)
   local done_path
-  if not state.worker_checked then
-    state.worker_checked = true
-    state.started_worker = not worker_answers()
+  if finish_worker_check() == "absent" then
+    state.started_worker = true -- this submit starts it
   end
   local code, error_text = run_command(logic.submit_args(export, output, key, settings), function(line)
     local message = logic.parse_line(line)
@@ -303,12 +320,12 @@ local function deblur_export(batch, export, output, key, settings, index)
     end
   end)
   batch.worker_job = nil
-  if code == logic.EXIT_CANCELLED or batch.cancelled then
+  if code == logic.EXIT_OK then -- even when cancelled too late: the caller removes it
+    return done_path or output
+  elseif code == logic.EXIT_CANCELLED or batch.cancelled then
     return nil, nil
-  elseif code ~= logic.EXIT_OK then
-    return nil, logic.error_reason(error_text, string.format(_("dt-deconvolve failed (exit %d)"), code))
   end
-  return done_path or output
+  return nil, logic.error_reason(error_text, string.format(_("dt-deconvolve failed (exit %d)"), code))
 end
 
 local function copy_metadata(original, result, settings)
@@ -407,7 +424,9 @@ local function process_image(batch, image, index)
   end
   if not result and not batch.cancelled then
     result, outcome = export_and_deblur(batch, image, job)
-    reason = outcome
+    if not result then
+      reason, outcome = outcome, nil -- without a result, the second value is the reason
+    end
   end
   if batch.cancelled then -- a result that arrived as the user cancelled stays out of the library
     if result then
@@ -447,6 +466,7 @@ local function deconvolve_images(batch)
       counts.cancelled = counts.cancelled + 1
       break
     end
+    start_worker_check()
     set_progress(batch, logic.batch_fraction(index, #images, 0))
     local ok, outcome, reason = pcall(process_image, batch, image, index)
     if not ok then -- a bug or an API surprise: report it, keep darktable running
@@ -503,13 +523,17 @@ end
 -- worker if this plug-in started it.
 local function clean_up()
   cancel_current()
+  finish_worker_check() -- no pipe left behind
   if not state.used or not is_executable(command_path()) then
     return
   end
-  local keep = dt.preferences.read(MODULE, "keep_results", "bool")
-  os.execute(logic.command_line(command_path(), logic.clean_args(keep, dt.configuration.tmp_dir)) .. " >/dev/null 2>&1")
+  local function quietly(args)
+    os.execute(logic.command_line(command_path(), args) .. " >/dev/null 2>&1")
+  end
+  quietly(logic.clean_args(dt.preferences.read(MODULE, "keep_results", "bool"),
+    dt.configuration.tmp_dir))
   if state.started_worker then
-    os.execute(logic.command_line(command_path(), { "shutdown" }) .. " >/dev/null 2>&1")
+    quietly({ "shutdown" })
     state.started_worker = false
   end
   state.used = false

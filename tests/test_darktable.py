@@ -15,7 +15,6 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from worker import pipeline
 from worker.synthetic import camera_shake_kernel, dead_leaves
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,8 +96,8 @@ BLUR = 9  # the test scene's blur, and the plug-in's blur size (through --conf)
 
 
 def write_scene(folder: Path) -> np.ndarray:
-    """A shaken dead-leaves scene as a 16-bit sRGB TIFF (blurred.tif, and cancel.tif); returns
-    the sharp scene, sRGB-encoded, to measure the result against."""
+    """A shaken dead-leaves scene as a 16-bit sRGB TIFF (blurred.tif, cancel.tif, and a 6 x 6
+    crop tiny.tif); returns the sharp scene, sRGB-encoded, to measure the result against."""
     rng = np.random.default_rng(5)
     sharp = dead_leaves((256, 256), rng)
     kernel = camera_shake_kernel(BLUR, rng)
@@ -110,6 +109,7 @@ def write_scene(folder: Path) -> np.ndarray:
     folder.mkdir(parents=True)
     for name in ("blurred.tif", "cancel.tif"):
         tifffile.imwrite(folder / name, np.round(encoded * 65535).astype(np.uint16))
+    tifffile.imwrite(folder / "tiny.tif", np.round(encoded[:6, :6] * 65535).astype(np.uint16))
     return srgb_encode(sharp)
 
 
@@ -199,10 +199,6 @@ def run_darktable(
     DARKTABLE is None or XVFB_RUN is None,
     reason="darktable and xvfb-run are not installed (./install.sh --test installs them)",
 )
-@pytest.mark.skipif(
-    not hasattr(pipeline, "estimate_psf"),
-    reason="the worker's pipeline cannot estimate a PSF yet (the plug-in sends --blur)",
-)
 def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) -> None:
     pictures = tmp_path / "my pictures"  # results go next to the originals: a path with a space
     sharp = write_scene(pictures)
@@ -276,6 +272,12 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
     assert report["cancel_imported"] == ["false"]
     assert not (pictures / "cancel_deconv.tif").exists()
     assert not list((darktable_dir / "tmp").glob("dt-deconvolve-*")), "temporary files left"
+
+    # The failed run: the worker's reason in a message, nothing imported.
+    reason = report["failure_toast"][0].partition(": ")[2]
+    assert reason and reason != "missing", report["failure_toast"]
+    assert report["failure_imported"] == ["false"]
+    assert not list(pictures.glob("tiny_deconv*")), "nothing written for a failed job"
 
     # Quitting cleaned the cache up and stopped the worker the plug-in had started.
     tmp = darktable_dir / "tmp"

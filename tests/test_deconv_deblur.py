@@ -5,6 +5,8 @@ import pytest
 from scipy import signal
 
 from worker.deconv import DeblurSettings, deblur
+from worker.deconv.rl_tv import richardson_lucy_tv
+from worker.deconv.stopping import StoppingRule
 from worker.errors import InputError
 from worker.synthetic import camera_shake_kernel, dead_leaves
 
@@ -69,12 +71,14 @@ def test_saturated_highlights_do_not_ring() -> None:
     ring = np.zeros(truth.shape[:2], bool)
     ring[35:100, 35:100] = True
     ring[observed[..., 0] > 0.5] = False  # around the highlight, outside its glow
-    errors = {}
+    far = np.zeros(truth.shape[:2], bool)
+    far[:25] = True  # the same flat background, away from the highlight
+    ringing = {}
     for clip in (1.0, 1e6):  # masked; and a clip level so high that nothing is masked
         restored, _ = deblur(observed, psf, DeblurSettings(clip_level=clip))
-        errors[clip] = np.abs(restored - truth)[ring].mean()
-    assert errors[1.0] < 0.5 * errors[1e6]
-    assert errors[1.0] < 0.02
+        error = np.abs(restored - truth)
+        ringing[clip] = error[ring].mean() - error[far].mean()  # the excess near the light
+    assert ringing[1.0] < 0.6 * ringing[1e6]
 
 
 def test_stop_reasons_are_reachable(shaken) -> None:
@@ -106,7 +110,8 @@ def test_report_is_json_ready(shaken) -> None:
 def test_progress_reports_and_can_cancel(shaken) -> None:
     _, observed, psf = shaken
     seen: list[tuple[float, str]] = []
-    deblur(observed, psf, DeblurSettings(max_iterations=4), lambda f, s: seen.append((f, s)))
+    _, report = deblur(observed, psf, progress=lambda f, s: seen.append((f, s)))
+    assert report.stop_reason != "cap"  # stopped early, and still reports the end
     fractions = [f for f, _ in seen]
     assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions)
     assert {s for _, s in seen} == {"deblurring"}
@@ -151,3 +156,16 @@ def test_bad_input_raises_one_line_input_error(image, psf, settings, message) ->
     with pytest.raises(InputError, match=message) as caught:
         deblur(image, psf, DeblurSettings(**settings))
     assert "\n" not in str(caught.value)
+
+
+def test_tiled_iterations_equal_whole_frame_ones(shaken) -> None:
+    _, observed, psf = shaken
+    f = np.ascontiguousarray(observed.transpose(2, 0, 1).clip(0, None))
+    mask = np.ones(f.shape[1:], np.float32)
+    results = [
+        richardson_lucy_tv(
+            f, mask, psf, 0.01, 0.01, StoppingRule(5.0, 6, min_iterations=99), tile=tile
+        )[0]
+        for tile in (40, 4096)
+    ]  # small tiles (54 px FFTs, 6 x 7 of them); one transform for the whole frame
+    np.testing.assert_allclose(results[0], results[1], atol=1e-5)

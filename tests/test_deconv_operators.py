@@ -12,7 +12,7 @@ from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
 from worker.deconv.fft import fast_length, fftw_wisdom, kernel_spectrum
 from worker.deconv.noise import estimate_noise, regularisation_weight
 from worker.deconv.preview import downsize
-from worker.deconv.tv import gradient_norm, tv_divergence, tv_energy
+from worker.deconv.tv import gradient_weights, split_gradient_at, tv_divergence, tv_energy
 from worker.synthetic import camera_shake_kernel, dead_leaves
 
 
@@ -75,8 +75,8 @@ def test_tv_gradient_matches_finite_differences() -> None:
     rng = np.random.default_rng(1)
     u = rng.random((3, 12, 14))
     eps = 0.05
-    norm = gradient_norm(u, eps, np.empty(u.shape[1:]))
-    analytic = -np.stack([tv_divergence(u[c], norm, np.empty(u.shape[1:])) for c in range(3)])
+    weights = gradient_weights(u, eps, np.empty(u.shape[1:]))
+    analytic = -np.stack([tv_divergence(u[c], weights, np.empty(u.shape[1:])) for c in range(3)])
     h = 1e-6
     for c, i, j in [(0, 0, 0), (1, 5, 7), (2, 11, 13), (0, 11, 3), (2, 4, 13)]:
         plus, minus = u.copy(), u.copy()
@@ -84,6 +84,22 @@ def test_tv_gradient_matches_finite_differences() -> None:
         minus[c, i, j] -= h
         numeric = (tv_energy(plus, eps) - tv_energy(minus, eps)) / (2 * h)
         assert analytic[c, i, j] == pytest.approx(numeric, rel=1e-5, abs=1e-7)
+
+
+def test_split_gradient_parts_are_positive_and_match_the_difference_formula() -> None:
+    rng = np.random.default_rng(6)
+    plane = rng.random((9, 11))
+    tv_weights = gradient_weights(plane[None], 0.1, np.empty((9, 11)))
+    # div(p) with p = grad(plane) / |grad| by forward differences, backward for the divergence.
+    px = np.zeros((9, 11))
+    py = np.zeros((9, 11))
+    px[:, :-1] = np.diff(plane, axis=1) * tv_weights[:, :-1]
+    py[:-1] = np.diff(plane, axis=0) * tv_weights[:-1]
+    divergence = px - np.pad(px, ((0, 0), (1, 0)))[:, :-1] + py - np.pad(py, ((1, 0), (0, 0)))[:-1]
+    for i, j in [(0, 0), (4, 5), (8, 10), (0, 7), (6, 0)]:
+        total, neighbours = split_gradient_at(plane, tv_weights, i, j)
+        assert total > 0 and neighbours > 0
+        assert plane[i, j] * total - neighbours == pytest.approx(-divergence[i, j], rel=1e-9)
 
 
 def test_tv_divergence_is_minus_the_adjoint_of_the_gradient() -> None:
@@ -139,3 +155,11 @@ def test_downsize_averages_areas() -> None:
     assert small[0, 0, 0] == pytest.approx(image[:2, :2].mean())
     odd = downsize(image, 0.4)  # 6 -> 2: cells of 3 pixels
     assert odd.shape == (2, 2, 1) and odd.mean() == pytest.approx(image.mean(), rel=1e-6)
+
+
+def test_noise_of_a_large_picture_is_measured_on_bands_of_rows() -> None:
+    rng = np.random.default_rng(7)
+    shading = np.linspace(0.1, 0.9, 2500, dtype=np.float32)[None, :, None]
+    noisy = shading + rng.normal(0, 0.01, (4000, 2500, 1)).astype(np.float32)  # 10 Mpx
+    noisy[:2000] = np.minimum(noisy[:2000], 0.5)  # clipped in the top half: masked out below
+    assert estimate_noise(noisy, data_mask(noisy, 0.5)) == pytest.approx(0.01, rel=0.1)

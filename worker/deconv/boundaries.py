@@ -21,7 +21,7 @@ from types import TracebackType
 
 import numpy as np
 
-from worker.deconv.convolve import ValidConvolution
+from worker.deconv.convolve import TILE, TileConsumer, ValidConvolution
 from worker.deconv.fft import cpu_count
 
 SATURATION = 0.98  # a pixel with any channel at or above this fraction of the clip level is out
@@ -38,12 +38,17 @@ class BlurOperator:
     """`A` (valid convolution with the PSF) and `A^T`, on 2-D float32 planes, in FFT tiles.
 
     Use as a context manager: it owns a thread pool (`workers` threads, default: all cores).
+    `tile` is the FFT tile size (see `convolve`); the result does not depend on it.
     `forward(u, out)` maps an extended-grid plane to the observed window, `adjoint(r, out)` the
     reverse. They satisfy <A u, r> = <u, A^T r> (tested).
     """
 
     def __init__(
-        self, psf: np.ndarray, observed_shape: tuple[int, int], workers: int | None = None
+        self,
+        psf: np.ndarray,
+        observed_shape: tuple[int, int],
+        workers: int | None = None,
+        tile: int = TILE,
     ) -> None:
         psf = np.asarray(psf, dtype=np.float32)
         kh, kw = psf.shape
@@ -51,9 +56,16 @@ class BlurOperator:
         self.extended_shape = extended_shape(self.observed_shape, psf.shape)
         self.workers = workers or cpu_count()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="deconv")
-        self._forward = ValidConvolution(psf, self.extended_shape, (0, 0), self._pool, self.workers)
+        self._forward = ValidConvolution(
+            psf, self.extended_shape, (0, 0), self._pool, self.workers, tile
+        )
         self._adjoint = ValidConvolution(
-            psf[::-1, ::-1].copy(), self.observed_shape, (kh - 1, kw - 1), self._pool, self.workers
+            psf[::-1, ::-1].copy(),
+            self.observed_shape,
+            (kh - 1, kw - 1),
+            self._pool,
+            self.workers,
+            tile,
         )
 
     def __enter__(self) -> "BlurOperator":
@@ -76,6 +88,14 @@ class BlurOperator:
         if out is None:
             out = np.empty(self.observed_shape, dtype=np.float32)
         return self._forward(u, out)
+
+    def forward_tiles(self, u: np.ndarray, consume: TileConsumer) -> np.ndarray | None:
+        """`A u`, handed tile by tile to `consume` (see `ValidConvolution.each_tile`)."""
+        return self._forward.each_tile(u, consume)
+
+    def adjoint_tiles(self, r: np.ndarray, consume: TileConsumer) -> np.ndarray | None:
+        """`A^T r`, handed tile by tile to `consume` (see `ValidConvolution.each_tile`)."""
+        return self._adjoint.each_tile(r, consume)
 
     def adjoint(self, r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """`A^T r`: correlate the observed-window plane `r` with the PSF onto the extended grid."""

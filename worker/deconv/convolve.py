@@ -11,7 +11,7 @@ MB instead of several image-sized arrays.
 """
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,6 +19,7 @@ import numpy as np
 from worker.deconv.fft import RealFFT2, fast_length, kernel_spectrum
 
 TILE = 512
+TileConsumer = Callable[[int, int, np.ndarray], np.ndarray | None]
 
 
 def tile_length(extent: int, kernel: int, tile: int = TILE) -> int:
@@ -52,6 +53,7 @@ class ValidConvolution:
         margin: tuple[int, int],
         pool: ThreadPoolExecutor,
         workers: int,
+        tile: int = TILE,
     ) -> None:
         kh, kw = kernel.shape
         padded = (source_shape[0] + 2 * margin[0], source_shape[1] + 2 * margin[1])
@@ -59,7 +61,7 @@ class ValidConvolution:
         self.margin = margin
         self.kernel_shape = (kh, kw)
         self.shape = (padded[0] - kh + 1, padded[1] - kw + 1)
-        self.fft_shape = (tile_length(padded[0], kh), tile_length(padded[1], kw))
+        self.fft_shape = (tile_length(padded[0], kh, tile), tile_length(padded[1], kw, tile))
         self.step = (self.fft_shape[0] - kh + 1, self.fft_shape[1] - kw + 1)
         self._spectrum = kernel_spectrum(kernel, self.fft_shape)
         self._pool = pool
@@ -72,25 +74,42 @@ class ValidConvolution:
 
     def __call__(self, src: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Convolve the 2-D float32 plane `src` into `out` (shape `self.shape`); returns `out`."""
-        if src.shape != self.source_shape or out.shape != self.shape:
-            raise ValueError("plane shapes do not match the convolution")
+        if out.shape != self.shape:
+            raise ValueError("the output plane does not match the convolution")
+
+        def store(top: int, left: int, tile: np.ndarray) -> None:
+            out[top : top + tile.shape[0], left : left + tile.shape[1]] = tile
+
+        self.each_tile(src, store)
+        return out
+
+    def each_tile(self, src: np.ndarray, consume: TileConsumer) -> np.ndarray | None:
+        """Convolve `src` and hand each output tile to `consume(top, left, tile)` instead of
+        storing it; returns the sum of what `consume` returned (None if it returned nothing).
+
+        `tile` is the result for rows top .. top + h and columns left .. left + w of the output;
+        it is scratch, valid only during the call. `consume` runs on the pool's threads, several
+        at once on different tiles, so it must only write to its own tile's region.
+        """
+        if src.shape != self.source_shape:
+            raise ValueError("the input plane does not match the convolution")
         jobs = [
-            self._pool.submit(self._run, chunk, fft, src, out)
+            self._pool.submit(self._run, chunk, fft, src, consume)
             for chunk, fft in zip(self._chunks, self._ffts, strict=True)
         ]
-        for job in jobs:
-            job.result()
-        return out
+        totals = [total for job in jobs if (total := job.result()) is not None]
+        return sum(totals[1:], totals[0]) if totals else None
 
     def _run(
         self,
         origins: Sequence[tuple[int, int]],
         fft: RealFFT2,
         src: np.ndarray,
-        out: np.ndarray,
-    ) -> None:
+        consume: TileConsumer,
+    ) -> np.ndarray | None:
         (nh, nw), (kh, kw), (my, mx) = self.fft_shape, self.kernel_shape, self.margin
         height, width = self.source_shape
+        total = None
         for r, c in origins:
             # Input rows r .. r + nh of the zero-margined source, clipped to the real source.
             y0, y1 = max(r - my, 0), min(r + nh - my, height)
@@ -102,4 +121,7 @@ class ValidConvolution:
             np.multiply(fft.forward(), self._spectrum, out=fft.spectrum)
             result = fft.backward()
             th, tw = min(self.step[0], self.shape[0] - r), min(self.step[1], self.shape[1] - c)
-            out[r : r + th, c : c + tw] = result[kh - 1 : kh - 1 + th, kw - 1 : kw - 1 + tw]
+            part = consume(r, c, result[kh - 1 : kh - 1 + th, kw - 1 : kw - 1 + tw])
+            if part is not None:
+                total = part if total is None else total + part
+        return total

@@ -10,8 +10,9 @@ backward differences, so `div = -grad^T` exactly and
 
     d TV / d u_c = -div( grad u_c / |grad u|_eps ),
 
-which the tests check against finite differences of the energy. The kernels are fused numba loops
-over rows, parallel on all cores, compiled once and cached on disk.
+which the tests check against finite differences of the energy. The divergence is computed from
+its split form (`split_gradient_at`), the one the deconvolution uses. The kernels are fused
+numba loops over rows, parallel on all cores, compiled once and cached on disk.
 """
 
 import math
@@ -21,8 +22,13 @@ import numpy as np
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def gradient_norm(u: np.ndarray, eps: float, out: np.ndarray) -> np.ndarray:
-    """`out[i, j] = sqrt(sum_c |grad u_c[i, j]|^2 + eps^2)` for `u` shaped (C, H, W)."""
+def gradient_weights(u: np.ndarray, eps: float, out: np.ndarray) -> np.ndarray:
+    """`out[i, j] = 1 / sqrt(sum_c |grad u_c[i, j]|^2 + eps^2)` for `u` shaped (C, H, W).
+
+    The reciprocal of the vectorial gradient norm: the weight of the pixel's right and down
+    links in the TV gradient, stored once per iteration so the update multiplies instead of
+    dividing.
+    """
     channels, height, width = u.shape
     eps2 = eps * eps
     for i in numba.prange(height):
@@ -33,40 +39,58 @@ def gradient_norm(u: np.ndarray, eps: float, out: np.ndarray) -> np.ndarray:
                 dx = u[c, i, j + 1] - centre if j + 1 < width else 0.0
                 dy = u[c, i + 1, j] - centre if i + 1 < height else 0.0
                 total += dx * dx + dy * dy
-            out[i, j] = math.sqrt(total)
+            out[i, j] = 1.0 / math.sqrt(total)
     return out
 
 
 @numba.njit(inline="always")
-def divergence_at(plane: np.ndarray, norm: np.ndarray, i: int, j: int) -> float:
-    """`div(grad plane / norm)` at (i, j): backward differences of the normalised gradient."""
+def split_gradient_at(
+    plane: np.ndarray, weights: np.ndarray, i: int, j: int
+) -> tuple[float, float]:
+    """The TV gradient at (i, j) split into non-negative parts, `d TV / d u = u S - V`.
+
+    The pixel's four links carry the weights of `gradient_weights` (right and down: its own;
+    left and up: the neighbour's). `S` is the sum of the weights and `V` the weighted sum of the
+    neighbours, so that `u S - V = sum_links w (u - u_neighbour) = -div(grad u / |grad u|)`. For
+    a non-negative image both parts are non-negative, which is what the split-gradient
+    multiplicative update needs (Lanteri, Roche and Aime, "Penalized maximum likelihood image
+    restoration with positivity constraints: multiplicative algorithms", Inverse Problems 2002).
+    """
     height, width = plane.shape
-    centre = plane[i, j]
-    result = 0.0
+    total = neighbours = 0.0
+    own = weights[i, j]
     if j + 1 < width:
-        result += (plane[i, j + 1] - centre) / norm[i, j]
+        total += own
+        neighbours += own * plane[i, j + 1]
     if j > 0:
-        result -= (centre - plane[i, j - 1]) / norm[i, j - 1]
+        w = weights[i, j - 1]
+        total += w
+        neighbours += w * plane[i, j - 1]
     if i + 1 < height:
-        result += (plane[i + 1, j] - centre) / norm[i, j]
+        total += own
+        neighbours += own * plane[i + 1, j]
     if i > 0:
-        result -= (centre - plane[i - 1, j]) / norm[i - 1, j]
-    return result
+        w = weights[i - 1, j]
+        total += w
+        neighbours += w * plane[i - 1, j]
+    return total, neighbours
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def tv_divergence(plane: np.ndarray, norm: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """`out = div(grad plane / norm)` for one (H, W) channel, `norm` from `gradient_norm`."""
+def tv_divergence(plane: np.ndarray, weights: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """`out = div(grad plane / |grad u|)` for one (H, W) channel, `weights` from
+    `gradient_weights` (of all channels)."""
     height, width = plane.shape
     for i in numba.prange(height):
         for j in range(width):
-            out[i, j] = divergence_at(plane, norm, i, j)
+            total, neighbours = split_gradient_at(plane, weights, i, j)
+            out[i, j] = neighbours - plane[i, j] * total
     return out
 
 
 def tv_energy(u: np.ndarray, eps: float) -> float:
     """The vectorial TV of `u` (C, H, W), in float64 (for tests and diagnostics)."""
-    norm = gradient_norm(
+    weights = gradient_weights(
         np.ascontiguousarray(u, dtype=np.float64), eps, np.empty(u.shape[1:], dtype=np.float64)
     )
-    return float(norm.sum())
+    return float((1 / weights).sum())
