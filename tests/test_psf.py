@@ -4,11 +4,19 @@ import dataclasses
 
 import numpy as np
 import pytest
+from scipy import fft
 
 from benchmarks.error_ratio import error_ratio
 from worker.deconv import DeblurSettings, deblur
 from worker.deconv.local import blend_locally, explained_weight
-from worker.deconv.psf import estimate_psf, luminance
+from worker.deconv.psf import (
+    centred_kernel_spectrum,
+    estimate_kernel,
+    estimate_psf,
+    fast_shape,
+    luminance,
+    smooth_periodic_extension,
+)
 from worker.deconv.window import SATURATION, choose_window
 from worker.errors import InputError
 from worker.synthetic import camera_shake_kernel, dead_leaves, shake
@@ -143,3 +151,28 @@ def test_a_blown_out_window_is_refused() -> None:
     blurred = np.minimum(blurred * 6, 1.0)  # most of the frame clipped at white
     with pytest.raises(InputError, match="blown-out highlights"):
         estimate_psf(blurred, 9, (0, 0, 256, 256))
+
+
+def test_the_periodic_extension_has_no_seam() -> None:
+    rng = np.random.default_rng(13)
+    image = rng.random((40, 50))
+    extended = smooth_periodic_extension(image, (54, 64))
+    assert np.array_equal(extended[:40, :50], image)
+    # Tiled, every step between neighbours, the seams included, is no larger than inside.
+    steps = [np.abs(np.diff(extended, axis=a, append=extended.take([0], axis=a))) for a in (0, 1)]
+    inside = max(np.abs(np.diff(image, axis=a)).max() for a in (0, 1))
+    assert max(step.max() for step in steps) <= inside
+
+
+def test_the_kernel_step_finds_the_blur_of_a_known_sharp_image() -> None:
+    rng = np.random.default_rng(14)
+    sharp = luminance(dead_leaves((96, 96), rng)).astype(np.float64)
+    truth = camera_shake_kernel(11, rng).astype(np.float64)
+    shape = fast_shape((96 + 10, 96 + 10))
+    sharp_extended = smooth_periodic_extension(sharp, shape)
+    blurred = fft.irfft2(fft.rfft2(sharp_extended) * centred_kernel_spectrum(truth, shape), s=shape)
+    # Only the window counts: the extension around it is corrupted on purpose.
+    blurred[96:, :] = rng.random((shape[0] - 96, shape[1]))
+    usable = np.ones((96, 96), bool)
+    found = estimate_kernel(sharp_extended, blurred, 11, 1e-6, usable)
+    assert np.abs(found - truth).max() < 1e-3 * truth.max()

@@ -32,6 +32,7 @@ import numpy as np
 from scipy import fft, ndimage
 
 from worker.deconv.boundaries import data_mask, detect_clip_level
+from worker.deconv.fft import fast_length
 from worker.deconv.noise import estimate_noise
 from worker.deconv.psf_tools import center_on_centroid
 from worker.deconv.window import check_edges, check_window, choose_window
@@ -103,8 +104,8 @@ def smooth_periodic_extension(image: np.ndarray, shape: tuple[int, int]) -> np.n
 
 
 def fast_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """The smallest sizes at least `shape` whose FFTs are fast."""
-    return tuple(fft.next_fast_len(int(n), real=True) for n in shape)  # type: ignore[return-value]
+    """The smallest sizes at least `shape` whose FFTs are fast (made of 2s and 3s)."""
+    return fast_length(int(shape[0])), fast_length(int(shape[1]))
 
 
 def centred_kernel_spectrum(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -120,7 +121,7 @@ def forward_gradients(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.roll(image, -1, axis=1) - image, np.roll(image, -1, axis=0) - image
 
 
-def backward_divergence_adjoint(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+def gradient_adjoint(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     """``D^T g`` for the circular forward differences ``D`` of `forward_gradients`."""
     return (np.roll(gx, 1, axis=1) - gx) + (np.roll(gy, 1, axis=0) - gy)
 
@@ -154,7 +155,7 @@ def l0_restore(
         weak = gx * gx + gy * gy < weight / beta
         gx[weak] = 0
         gy[weak] = 0
-        spectrum = (numerator_data + beta * fft.rfft2(backward_divergence_adjoint(gx, gy))) / (
+        spectrum = (numerator_data + beta * fft.rfft2(gradient_adjoint(gx, gy))) / (
             otf_power + beta * grad_power
         )
         latent = fft.irfft2(spectrum, s=shape)
