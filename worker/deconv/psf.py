@@ -21,7 +21,10 @@ kernel fit counts only the observed window (the mask ``M``: the valid-convolutio
 made-up extension never acts as data. Measured on the Levin et al. benchmark (see
 `benchmarks/bench_levin.py`): restricting the fit to the window took the mean error ratio from
 1.25 to 1.18; keeping taps down to 2 % (not 5 %) of the peak while iterating is what lets the long,
-faint kernels keep their tails.
+faint kernels keep their tails. Pruning the finest levels' kernels by the fit's own error
+(`fit_error`) is what copes with texture and noise: on shaken sample photographs
+(`benchmarks/bench_psf_photos.py`, noise 0.005) it took the share at error ratio <= 2 from 81 %
+to 94 %, with the Levin results unchanged.
 """
 
 import time
@@ -50,7 +53,8 @@ SMALL_TAP = 0.02  # taps under this fraction of the maximum are zeroed after eac
 SMALL_COMPONENT = 0.1  # connected parts of the kernel holding less mass than this are dropped
 FINAL_TAP = 0.05  # the cleaning threshold of the returned kernel
 NOISE_TAPS = 3.0  # taps under this many times their noise deviation are zeroed
-ERROR_TAPS = 3.0  # the last round zeroes taps under this many times the fit's error
+ERROR_LEVELS = 3  # on the finest levels, taps under ERROR_TAPS x the fit's error are zeroed
+ERROR_TAPS, LAST_ERROR_TAPS = 2.0, 3.0  # (the last round of all, a stricter LAST_ERROR_TAPS)
 
 
 @dataclass
@@ -335,13 +339,14 @@ def blind_kernel(
         extended = smooth_periodic_extension(small, shape)
         sigma = estimate_noise(small)
         finest = level == len(sizes) - 1
-        # The finest level adds a last round that also prunes by the fit's error (`fit_error`).
+        # The finest level adds a last round, which prunes harder by the fit's error.
         for round_ in range(ROUNDS_PER_LEVEL + finest):
             latent = l0_restore(extended, psf, weight)
             raw = estimate_kernel(latent, extended, level_size, KERNEL_TIKHONOV, small_usable)
             floor = NOISE_TAPS * kernel_noise(latent, small_usable, sigma, KERNEL_TIKHONOV)
-            if round_ == ROUNDS_PER_LEVEL:
-                floor = max(floor, ERROR_TAPS * fit_error(raw))
+            if level >= len(sizes) - ERROR_LEVELS:
+                last = round_ == ROUNDS_PER_LEVEL
+                floor = max(floor, (LAST_ERROR_TAPS if last else ERROR_TAPS) * fit_error(raw))
             psf = clean_kernel(raw, SMALL_TAP, SMALL_COMPONENT, floor)
             weight = max(weight / LAMBDA_DECAY, LAMBDA_FLOOR)
             rounds += 1
