@@ -265,8 +265,8 @@ def fit_error(raw: np.ndarray) -> float:
 
     A blur has no negative taps, so they are the fit's error (image noise, and texture that the
     L0 sharp image cannot represent); by symmetry the positive taps carry as much. Measured on
-    textured photographs (fur, foliage) this, not the image noise, is what leaves a spray of
-    specks around the kernel.
+    textured photographs (a cat's fur, a night scene), this, not the image noise, is what leaves
+    a spray of specks around the kernel.
     """
     negative = raw[raw < 0]
     return float(np.sqrt(np.mean(negative**2))) if negative.size else 0.0
