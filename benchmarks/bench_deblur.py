@@ -99,7 +99,7 @@ def skimage_best(observed: np.ndarray, psf: np.ndarray, truth: np.ndarray, count
 
 
 def quality(args: argparse.Namespace) -> None:
-    photos = QUICK_PHOTOS if args.quick else PHOTOS
+    photos = args.photos or (QUICK_PHOTOS if args.quick else PHOTOS)
     counts = QUICK_SKIMAGE_COUNTS if args.quick else SKIMAGE_COUNTS
     rng = np.random.default_rng(args.seed)
     print("\n### Quality: PSNR (dB, linear light), PSF known\n")
@@ -285,6 +285,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="fewer photos, a smaller frame")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--photos", nargs="+", help=f"scikit-image photos (default: {PHOTOS})")
     parser.add_argument("--noise", type=float, nargs="+", default=None, help="noise sigmas")
     parser.add_argument("--max-side", type=int, default=768, help="photo size for quality")
     parser.add_argument("--priority", type=float, default=0.0)
