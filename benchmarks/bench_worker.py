@@ -1,6 +1,6 @@
 """Cold versus warm latency of a job through a real worker, as a markdown table.
 
-    python benchmarks/bench_worker.py [--size 768x512] [--repeats 3]
+    python benchmarks/bench_worker.py [--size 768x512] [--repeats 3] [--blur K]
 
 Starts a fresh worker (its own private folders and socket), then submits jobs on one synthetic
 blurred picture with a known PSF, polling the job's status every 10 ms:
@@ -11,8 +11,9 @@ blurred picture with a known PSF, polling the job's status every 10 ms:
 - warm: later jobs on a picture of the same size, in the same executor;
 - cached: the same job again with a cache key already stored: no computing at all.
 
-"first deblurring" is the time from submit (or, for cold, from starting the worker) until the
-engine reports its first deblurring progress; "total" until the job is done.
+Times run from submitting (or, for first start and cold, from starting the worker) until the job
+starts computing (its first estimating or deblurring progress), until the engine reports its first
+deblurring progress, and until the job is done.
 """
 
 import argparse
@@ -73,18 +74,24 @@ def worker_process(folder: Path) -> Iterator[tuple[str, float]]:
         process.wait(30)
 
 
-def run_job(client: Client, t0: float, **fields: object) -> tuple[float | None, float]:
-    """Submit a job; seconds from `t0` to its first deblurring progress and to its end."""
+Times = tuple[float | None, float | None, float]
+
+
+def run_job(client: Client, t0: float, **fields: object) -> Times:
+    """Submit a job; seconds from `t0` until it starts computing (its first estimating or
+    deblurring progress), until its first deblurring progress, and until it ends."""
     job = client.request("submit", **fields)["job"]
-    first = None
+    marks: dict[str, float] = {}
     while True:
         status = client.request("status", job=job)
-        if first is None and status["detail"] == "deblurring":
-            first = time.perf_counter() - t0
+        if status["detail"] in ("estimating", "deblurring"):
+            marks.setdefault("computing", time.perf_counter() - t0)
+        if status["detail"] == "deblurring":
+            marks.setdefault("deblurring", time.perf_counter() - t0)
         if status["stage"] in ("done", "failed", "cancelled"):
             if status["stage"] != "done":
                 raise SystemExit(f"job {status['stage']}: {status['error']}")
-            return first, time.perf_counter() - t0
+            return marks.get("computing"), marks.get("deblurring"), time.perf_counter() - t0
         time.sleep(POLL)
 
 
@@ -96,39 +103,46 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", default="768x512", help="picture size WxH (default 768x512)")
     parser.add_argument("--repeats", type=int, default=3, help="warm jobs to time (default 3)")
+    parser.add_argument(
+        "--blur", type=int, help="estimate a K x K PSF in each job instead of giving it"
+    )
     args = parser.parse_args()
     width, height = (int(n) for n in args.size.lower().split("x"))
     rows = []
     with tempfile.TemporaryDirectory(prefix="dtd-bench-", dir="/tmp") as name:
         folder = Path(name)
         picture, psf = make_inputs(folder, (height, width))
-        common = {"input": str(picture), "psf": str(psf)}
+        how = {"blur": args.blur} if args.blur else {"psf": str(psf)}
+        common = {"input": str(picture), **how}
         for label in ("first start (empty caches)", "cold (worker just started)"):
             with worker_process(folder) as (endpoint, started), Client(endpoint) as client:
                 while client.ping(timeout=0.2) is None:
                     pass
-                rows.append((f"{label}: worker answers", None, time.perf_counter() - started))
-                first, total = run_job(client, started, output=str(folder / "c.tif"), **common)
-                rows.append((f"{label}: first job", first, total))
+                answers = time.perf_counter() - started
+                rows.append((f"{label}: worker answers", None, None, answers))
+                times = run_job(client, started, output=str(folder / "c.tif"), **common)
+                rows.append((f"{label}: first job", *times))
         with worker_process(folder) as (endpoint, _), Client(endpoint) as client:
             for n in range(args.repeats + 1):
                 t0 = time.perf_counter()
-                first, total = run_job(client, t0, output=str(folder / f"w{n}.tif"), **common)
+                times = run_job(client, t0, output=str(folder / f"w{n}.tif"), **common)
                 if n:  # the first one waited for the executor to warm up
-                    rows.append((f"warm job #{n}", first, total))
+                    rows.append((f"warm job #{n}", *times))
             key = "0" * 64
             run_job(client, time.perf_counter(), output=str(folder / "k.tif"), key=key, **common)
             t0 = time.perf_counter()
-            first, total = run_job(client, t0, output=str(folder / "hit.tif"), key=key, **common)
-            rows.append(("cached (same key again)", first, total))
+            times = run_job(client, t0, output=str(folder / "hit.tif"), key=key, **common)
+            rows.append(("cached (same key again)", *times))
     print(
-        f"Worker latency, {width}x{height} RGB picture, 15x15 PSF given; seconds from starting "
+        f"Worker latency, {width}x{height} RGB picture, "
+        + (f"{args.blur}x{args.blur} PSF estimated" if args.blur else "15x15 PSF given")
+        + "; seconds from starting "
         "the worker (first start, cold) or from submitting (warm, cached)\n"
     )
-    print("| job | first deblurring (s) | total (s) |")
-    print("|---|---:|---:|")
-    for label, first, total in rows:
-        print(f"| {label} | {seconds(first)} | {seconds(total)} |")
+    print("| job | starts computing (s) | first deblurring (s) | total (s) |")
+    print("|---|---:|---:|---:|")
+    for label, *times in rows:
+        print(f"| {label} | {' | '.join(seconds(value) for value in times)} |")
 
 
 if __name__ == "__main__":

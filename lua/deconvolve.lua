@@ -41,10 +41,12 @@ local state = {
   widgets = {}, -- the panel's widgets, by name
   batch = nil, -- the run in progress, see `deconvolve_images`
   used = false, -- a command ran this session: clean up on exit
-  worker_checked = false, -- whether a worker answered before our first submit is known
+  worker_check = nil, -- "unknown" | a pipe from a `ping` under way | "running" | "absent"
   started_worker = false, -- a submit of ours started the worker: stop it on exit
 }
 
+-- Exports are full-size 32-bit float TIFFs: nothing is clipped or rounded before deblurring.
+local EXPORT = { bpp = 32 }
 local COLOUR_LABELS = { "red", "yellow", "green", "blue", "purple" }
 local TEXT_METADATA = { "title", "description", "creator", "publisher", "rights" }
 
@@ -150,8 +152,26 @@ local function command_output(args)
   return table.concat(lines, "\n")
 end
 
-local function worker_answers()
-  return run_command({ "ping" }) == logic.EXIT_OK
+--[[ Whether a worker ran before this plug-in's first submit (then quitting leaves it alone).
+     `ping` waits a few seconds when none answers, so it runs in the background from the start
+     of the first run, beside the key, the lookup and the export. ]]
+local function start_worker_check()
+  if state.worker_check == nil then
+    state.used = true
+    state.worker_check = io.popen(logic.command_line(command_path(), { "ping" })
+      .. " >/dev/null 2>&1; echo $?", "r")
+  end
+end
+
+local function finish_worker_check()
+  local pipe = state.worker_check
+  if io.type(pipe) == "file" then
+    dt.control.read(pipe)
+    local code = tonumber(pipe:read("l"))
+    pipe:close()
+    state.worker_check = code == logic.EXIT_OK and "running" or "absent"
+  end
+  return state.worker_check
 end
 
 ----------------------------------------------------------------------------------------------
@@ -244,7 +264,7 @@ end
 
 local function export_image(image, path)
   local format = dt.new_format("tiff")
-  format.bpp = 32
+  format.bpp = EXPORT.bpp
   os.remove(path)
   -- API 9.0.0 returns false on success (the meaning flipped later): trust the file, not the value
   pcall(format.write_image, format, image, path)
@@ -253,7 +273,7 @@ end
 
 local function cache_key(source, image, settings)
   local output, reason = command_output(logic.key_args(source, image, settings,
-    logic.export_signature({ bpp = 32 })))
+    logic.export_signature(EXPORT)))
   if not output then
     return nil, reason
   end
@@ -281,9 +301,8 @@ end
 -- reason (nil, nil when cancelled).
 local function deblur_export(batch, export, output, key, settings, index)
   local done_path
-  if not state.worker_checked then
-    state.worker_checked = true
-    state.started_worker = not worker_answers()
+  if finish_worker_check() == "absent" then
+    state.started_worker = true -- this submit starts it
   end
   local code, error_text = run_command(logic.submit_args(export, output, key, settings), function(line)
     local message = logic.parse_line(line)
@@ -301,12 +320,12 @@ local function deblur_export(batch, export, output, key, settings, index)
     end
   end)
   batch.worker_job = nil
-  if code == logic.EXIT_CANCELLED or batch.cancelled then
+  if code == logic.EXIT_OK then -- even when cancelled too late: the caller removes it
+    return done_path or output
+  elseif code == logic.EXIT_CANCELLED or batch.cancelled then
     return nil, nil
-  elseif code ~= logic.EXIT_OK then
-    return nil, logic.error_reason(error_text, string.format(_("dt-deconvolve failed (exit %d)"), code))
   end
-  return done_path or output
+  return nil, logic.error_reason(error_text, string.format(_("dt-deconvolve failed (exit %d)"), code))
 end
 
 local function copy_metadata(original, result, settings)
@@ -344,9 +363,9 @@ local function import_result(original, path, settings)
 end
 
 -- Export the image, then take the result from the cache or the worker. The key is taken
--- again after the export: without a sidecar it is the hash of the exported pixels, and the
--- first export writes the edit history into the sidecar. Returns the result's path and
--- "cached" | "done", or nil and the reason (nil, nil: cancelled).
+-- again after the export when it may have changed: without a sidecar it is the hash of the
+-- exported pixels, and an export can write the edit history into the sidecar. Returns the
+-- result's path and "cached" | "done", or nil and the reason (nil, nil: cancelled).
 local function export_and_deblur(batch, image, job)
   local export = temp_path("export-" .. image.id, ".tif")
   if not export_image(image, export) then
@@ -354,8 +373,12 @@ local function export_and_deblur(batch, image, job)
     return nil, _("darktable could not export the image")
   end
   set_progress(batch, logic.batch_fraction(job.index, #batch.images, 0.1))
-  local source = job.identity.sidecar and job.original or export
-  local key, reason = cache_key(source, job.identity, job.settings)
+  local key, reason = job.key, nil
+  if not job.identity.sidecar then
+    key, reason = cache_key(export, job.identity, job.settings)
+  elseif not key or read_text(job.identity.sidecar) ~= job.sidecar_text then
+    key, reason = cache_key(job.original, job.identity, job.settings)
+  end
   local result, outcome
   if key and key ~= job.key then
     result, outcome = cache_lookup(key, job.output), "cached"
@@ -393,6 +416,7 @@ local function process_image(batch, image, index)
   local result, outcome, reason
   if job.identity.sidecar then
     -- a sidecar the key cannot read yet is no failure: the export writes it, the key follows
+    job.sidecar_text = read_text(job.identity.sidecar)
     job.key = cache_key(job.original, job.identity, settings)
     if job.key then
       result, outcome = cache_lookup(job.key, job.output), "cached"
@@ -400,7 +424,9 @@ local function process_image(batch, image, index)
   end
   if not result and not batch.cancelled then
     result, outcome = export_and_deblur(batch, image, job)
-    reason = outcome
+    if not result then
+      reason, outcome = outcome, nil -- without a result, the second value is the reason
+    end
   end
   if batch.cancelled then -- a result that arrived as the user cancelled stays out of the library
     if result then
@@ -440,6 +466,7 @@ local function deconvolve_images(batch)
       counts.cancelled = counts.cancelled + 1
       break
     end
+    start_worker_check()
     set_progress(batch, logic.batch_fraction(index, #images, 0))
     local ok, outcome, reason = pcall(process_image, batch, image, index)
     if not ok then -- a bug or an API surprise: report it, keep darktable running
@@ -496,13 +523,17 @@ end
 -- worker if this plug-in started it.
 local function clean_up()
   cancel_current()
+  finish_worker_check() -- no pipe left behind
   if not state.used or not is_executable(command_path()) then
     return
   end
-  local keep = dt.preferences.read(MODULE, "keep_results", "bool")
-  os.execute(logic.command_line(command_path(), logic.clean_args(keep, dt.configuration.tmp_dir)) .. " >/dev/null 2>&1")
+  local function quietly(args)
+    os.execute(logic.command_line(command_path(), args) .. " >/dev/null 2>&1")
+  end
+  quietly(logic.clean_args(dt.preferences.read(MODULE, "keep_results", "bool"),
+    dt.configuration.tmp_dir))
   if state.started_worker then
-    os.execute(logic.command_line(command_path(), { "shutdown" }) .. " >/dev/null 2>&1")
+    quietly({ "shutdown" })
     state.started_worker = false
   end
   state.used = false
@@ -557,7 +588,7 @@ local function build_panel()
     _("size in pixels of the largest blur to remove (odd): a little more than the longest streak or the widest halo"),
     logic.BLUR, 2, 0, saved.blur)
   w.tolerance = slider(_("tolerance"),
-    _("how far (percent) the result may drift from the picture before the iterations stop: lower is more careful"),
+    _("how much noise may start to show before sharpening stops, in percent: lower is cleaner and softer, higher crisper and grainier"),
     logic.TOLERANCE, 0.5, 1, saved.tolerance)
   w.priority = slider(_("priority"),
     _("-1 favours a clean result (denoise), +1 favours detail (deblur)"),

@@ -1,5 +1,6 @@
 """The darktable plug-in: its installation, and end to end in a real darktable under Xvfb."""
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -14,7 +15,6 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from worker.commands import COMMANDS
 from worker.synthetic import camera_shake_kernel, dead_leaves
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,8 +96,8 @@ BLUR = 9  # the test scene's blur, and the plug-in's blur size (through --conf)
 
 
 def write_scene(folder: Path) -> np.ndarray:
-    """A shaken dead-leaves scene as a 16-bit sRGB TIFF (blurred.tif, and cancel.tif); returns
-    the sharp scene, sRGB-encoded, to measure the result against."""
+    """A shaken dead-leaves scene as a 16-bit sRGB TIFF (blurred.tif, cancel.tif, and a 6 x 6
+    crop tiny.tif); returns the sharp scene, sRGB-encoded, to measure the result against."""
     rng = np.random.default_rng(5)
     sharp = dead_leaves((256, 256), rng)
     kernel = camera_shake_kernel(BLUR, rng)
@@ -109,6 +109,7 @@ def write_scene(folder: Path) -> np.ndarray:
     folder.mkdir(parents=True)
     for name in ("blurred.tif", "cancel.tif"):
         tifffile.imwrite(folder / name, np.round(encoded * 65535).astype(np.uint16))
+    tifffile.imwrite(folder / "tiny.tif", np.round(encoded[:6, :6] * 65535).astype(np.uint16))
     return srgb_encode(sharp)
 
 
@@ -140,6 +141,12 @@ def write_wrapper(path: Path, calls: Path, env: dict[str, str]) -> None:
     path.chmod(0o755)
 
 
+def command_of(call: str) -> str:
+    """The subcommand of a logged `dt-deconvolve` call: "key", "cache lookup", ..."""
+    words = call.split(" ")
+    return " ".join(words[:2]) if words[0] == "cache" else words[0]
+
+
 def read_report(path: Path) -> dict[str, list[str]]:
     report: dict[str, list[str]] = {}
     if path.exists():
@@ -168,17 +175,21 @@ def run_darktable(
             command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         started = time.monotonic()
-        while process.poll() is None:
-            elapsed = time.monotonic() - started
-            seen = read_report(report)
-            frozen = (elapsed > LOAD_LIMIT and "loaded" not in seen) or (
-                elapsed > START_LIMIT and "started" not in seen
-            )
-            if frozen or elapsed > RUN_LIMIT + 10:
+        try:
+            while process.poll() is None:
+                elapsed = time.monotonic() - started
+                seen = read_report(report)
+                frozen = (elapsed > LOAD_LIMIT and "loaded" not in seen) or (
+                    elapsed > START_LIMIT and "started" not in seen
+                )
+                if frozen or elapsed > RUN_LIMIT + 10:
+                    process.kill()
+                    process.wait()
+                    return -signal.SIGKILL, log.read_text()
+                time.sleep(0.5)
+        finally:  # a frozen darktable ignores SIGTERM, and outlives xvfb-run and timeout
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                return -signal.SIGKILL, log.read_text()
-            time.sleep(0.5)
     return process.returncode, log.read_text()
 
 
@@ -187,10 +198,6 @@ def run_darktable(
 @pytest.mark.skipif(
     DARKTABLE is None or XVFB_RUN is None,
     reason="darktable and xvfb-run are not installed (./install.sh --test installs them)",
-)
-@pytest.mark.skipif(
-    not {"key", "submit", "cache"} <= {c.__name__.rpartition(".")[2] for c in COMMANDS},
-    reason="the worker's key, submit and cache commands have not landed yet",
 )
 def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) -> None:
     pictures = tmp_path / "my pictures"  # results go next to the originals: a path with a space
@@ -227,7 +234,7 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
             break
     assert report.get("started") == ["true"], log[-3000:]
     assert "error" not in report, report["error"]
-    assert "LUA ERROR" not in log, log[-3000:]
+    assert "stack traceback" not in log and "LUA ERROR :" not in log, log[-3000:]  # Lua errors
     assert report.get("quitting") == ["true"] and status == 0, (status, log[-3000:])
 
     # The first run: exported, deblurred, imported beside the original and grouped with it.
@@ -243,7 +250,7 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
     result = tifffile.imread(pictures / "blurred_deconv.tif")[..., :3].astype(np.float64)
     blurred = tifffile.imread(pictures / "blurred.tif")[..., :3] / 65535.0
     assert result.shape == blurred.shape
-    assert psnr(result, sharp) > psnr(blurred, sharp) + 1.0
+    assert psnr(result, sharp) > psnr(blurred, sharp) + 3.0  # dB; 7.6 dB measured
 
     # The second run: from the cache, without an export or a job, much faster.
     assert "second_result" not in report, report
@@ -251,10 +258,12 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
     assert report["second_leader_is_original"] == ["true"]
     assert report["group_size"] == ["3"]
     run_calls = calls.read_text().split("\n")
-    submits = [line for line in run_calls if line.startswith("submit ")]
-    assert len([s for s in submits if "blurred_deconv" in s]) == 1, submits
+    commands = [command_of(line) for line in run_calls if "blurred" in line]
+    assert commands.count("submit") == 1, commands
+    assert commands[commands.index("submit") + 1 :] == ["key", "cache lookup"], commands
+    assert report["first_exports"] == ["1"] and report["second_exports"] == ["1"], "no new export"
     second = float(report["second_seconds"][0])
-    assert second < float(first) / 3, (first, second)
+    assert second < float(first) / 2, (first, second)  # 20 s and 6 s measured
 
     # The cancelled run: the worker was told, nothing was imported, no export left behind.
     assert report["cancel_submitted"] == ["true"]
@@ -263,6 +272,12 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
     assert report["cancel_imported"] == ["false"]
     assert not (pictures / "cancel_deconv.tif").exists()
     assert not list((darktable_dir / "tmp").glob("dt-deconvolve-*")), "temporary files left"
+
+    # The failed run: the worker's reason in a message, nothing imported.
+    reason = report["failure_toast"][0].partition(": ")[2]
+    assert reason and reason != "missing", report["failure_toast"]
+    assert report["failure_imported"] == ["false"]
+    assert not list(pictures.glob("tiny_deconv*")), "nothing written for a failed job"
 
     # Quitting cleaned the cache up and stopped the worker the plug-in had started.
     tmp = darktable_dir / "tmp"

@@ -66,14 +66,17 @@ def test_kernel_invariants(size: int, channels: int) -> None:
     assert np.allclose(centroid, size // 2, atol=0.5)
 
 
-def test_automatic_window_avoids_flat_and_saturated_regions() -> None:
+@pytest.mark.parametrize("zoom", [1, 3])  # 3: a large picture, scored on a shrunk copy
+def test_automatic_window_avoids_flat_and_saturated_regions(zoom: int) -> None:
     rng = np.random.default_rng(4)
     image = luminance(dead_leaves((768, 768), rng))
     image[:, :384] = 0.3 + rng.normal(0, 0.002, (768, 384))  # flat: a clear sky
     image[:384, 384:] = np.minimum(4 * image[:384, 384:], 1.0)  # blown-out highlights
+    image = np.kron(image, np.ones((zoom, zoom), np.float32))
     x, y, w, h = choose_window(image, 15)
     window = image[y : y + h, x : x + w]
-    assert x >= 384  # not on the sky
+    assert w == h == 256 and x + w <= image.shape[1] and y + h <= image.shape[0]
+    assert x >= 384 * zoom  # not on the sky
     assert np.mean(window >= SATURATION * image.max()) < 0.02  # hardly any clipped pixels
 
 
@@ -114,10 +117,40 @@ def test_bad_requests_are_refused(size: int, window, message: str) -> None:
         estimate_psf(blurred, size, window)
 
 
-def test_flat_window_says_there_is_nothing_to_learn_from() -> None:
+@pytest.mark.parametrize("shading", [0.0, 0.4])
+def test_flat_window_says_there_is_nothing_to_learn_from(shading: float) -> None:
     rng = np.random.default_rng(7)
-    image = np.full((300, 300, 3), 0.4, np.float32) + rng.normal(0, 0.01, (300, 300, 3)).astype(
-        np.float32
-    )
+    sky = 0.3 + shading * np.linspace(0, 1, 300)[:, None, None]  # even or a smooth gradient
+    image = (sky + rng.normal(0, 0.01, (300, 300, 3))).astype(np.float32)
     with pytest.raises(InputError, match="no edges to learn the blur from"):
         estimate_psf(image, 15)
+
+
+def test_heavy_noise_is_not_mistaken_for_a_flat_window() -> None:
+    _, blurred, _ = shaken_scene(8, shape=(256, 256), size=25, noise=0.02)
+    psf, _ = estimate_psf(blurred, 29)
+    assert psf.shape == (29, 29)
+
+
+def test_clipped_lights_are_left_out_of_the_fit() -> None:
+    rng = np.random.default_rng(20)
+    sharp = dead_leaves((256, 256), rng)
+    for cy, cx in rng.integers(20, 236, (12, 2)):
+        sharp[cy - 2 : cy + 3, cx - 2 : cx + 3] = 8.0  # street lights, far brighter than white
+    truth = camera_shake_kernel(17, rng)
+    blurred = np.minimum(blur(sharp, truth) + rng.normal(0, 0.003, sharp.shape), 1.0)
+    psf, _ = estimate_psf(blurred.astype(np.float32), 21, (0, 0, 256, 256))
+    ratio = error_ratio(
+        luminance(blurred).astype(np.float64),
+        luminance(np.minimum(sharp, 1.0)).astype(np.float64),
+        truth[::-1, ::-1],
+        psf[::-1, ::-1],
+    )
+    assert ratio <= 1.5
+
+
+def test_a_blown_out_window_is_refused() -> None:
+    _, blurred, _ = shaken_scene(9, shape=(256, 256), size=9)
+    blurred = np.minimum(blurred * 6, 1.0)  # most of the frame clipped at white
+    with pytest.raises(InputError, match="blown-out highlights"):
+        estimate_psf(blurred, 9, (0, 0, 256, 256))

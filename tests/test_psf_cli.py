@@ -1,4 +1,4 @@
-"""`dt-deconvolve psf` through the real command line, on real TIFF files."""
+"""`dt-deconvolve psf` and `run` through the real command line, on real TIFF files."""
 
 import json
 from pathlib import Path
@@ -6,6 +6,7 @@ from pathlib import Path
 import imagecodecs
 import numpy as np
 import pytest
+import tifffile
 
 from tests.test_psf import blur
 from tests.tiffs import write_tiff
@@ -75,3 +76,29 @@ def test_a_flat_window_is_refused(run_cli, tmp_path: Path):
     assert done.returncode == 1
     assert "no edges to learn the blur from" in done.stderr
     assert not (tmp_path / "k.npy").exists()
+
+
+def test_run_estimates_saves_and_deblurs(run_cli, shaken_tiff: Path, tmp_path: Path):
+    output, kernel = tmp_path / "sharp.tif", tmp_path / "psf.npy"
+    done = run_cli(
+        "run", shaken_tiff, "--blur", "13", "-o", output, "--psf-out", kernel,
+        "--iterations", "10", "--local", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["output"] == str(output) and report["psf_out"] == str(kernel)
+    assert len(report["window"]) == 4 and report["psf_iterations"] > 0
+    assert report["psf_seconds"] > 0 and report["iterations"] <= 10
+    assert np.load(kernel).shape == (13, 13)
+    assert (tmp_path / "psf.png").exists()
+    assert tifffile.imread(output).shape == (300, 360, 3)
+
+
+def test_run_refuses_an_even_blur_and_writes_nothing(run_cli, shaken_tiff, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    done = run_cli(
+        "run", shaken_tiff, "--blur", "8", "-o", out / "x.tif", "--psf-out", out / "k.npy"
+    )
+    assert done.returncode == 1 and "odd number of pixels" in done.stderr
+    assert not list(out.iterdir())

@@ -22,6 +22,7 @@ from worker.transport import default_curve_dir, ipc_path, is_loopback, secure_cl
 
 POLL_INTERVAL = 0.15  # seconds between status requests while waiting for a job
 START_TIMEOUT = 60.0  # seconds a freshly started worker may take to answer
+AUTO_STARTED_IDLE_EXIT = 3600  # seconds
 
 
 class WorkerUnavailable(InputError):
@@ -98,7 +99,10 @@ def start_lock(endpoint: str) -> Iterator[None]:
 
 
 def worker_command(endpoint: str, cache_dir: Path | None) -> list[str]:
+    """The command that starts a worker on demand; it stops by itself after an idle hour, so
+    that one left behind (darktable crashed) does not hold its memory for ever."""
     command = [sys.executable, "-m", "worker", "worker", "--endpoint", endpoint]
+    command += ["--idle-exit", str(AUTO_STARTED_IDLE_EXIT)]
     return command + (["--cache-dir", str(cache_dir)] if cache_dir else [])
 
 

@@ -5,7 +5,6 @@ It imports the engine and runs a tiny job once (compiling the numba kernels and 
 
     {"event": "ready", "seconds": 2.1}
     {"event": "progress", "job": ID, "fraction": 0.42, "stage": "deblurring"}
-    {"event": "written", "job": ID}                    the output file is complete
     {"event": "done", "job": ID, "report": {...}, "note": null | "not cached: ..."}
     {"event": "failed", "job": ID, "error": "one line", "detail": "traceback"}
     {"event": "broken", "error": "one line"}           could not start; the process exits
@@ -35,6 +34,7 @@ import tifffile
 from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, NotCached, ResultCache
 from worker import __version__
 from worker.errors import InputError
+from worker.kernel_files import picture_path, save_kernel_picture
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress events (stage changes are always sent)
 WARM_UP_SIZE = 48
@@ -51,7 +51,7 @@ def make_sender(stream: io.TextIOBase) -> Send:
     lock = threading.Lock()
 
     def send(event: dict[str, Any]) -> None:
-        with lock:
+        with lock, contextlib.suppress(BrokenPipeError):  # a worker gone hears nothing
             stream.write(json.dumps(event) + "\n")
             stream.flush()
 
@@ -89,15 +89,24 @@ def job_options(task: dict[str, Any], psf_out: Path | None) -> Any:
     )
 
 
+def kernel_files(task: dict[str, Any], psf_out: Path) -> dict[str, Path]:
+    """The kernel of a job and its picture, to cache: the estimated ones, or the PSF it was
+    given (with a picture drawn now)."""
+    if psf_out.exists():
+        return {PSF: psf_out, PSF_PNG: picture_path(psf_out)}
+    if not task["psf"]:
+        return {}
+    picture = picture_path(psf_out)
+    with contextlib.suppress(OSError, ValueError):  # no picture is no reason to fail the job
+        save_kernel_picture(picture, np.load(task["psf"], allow_pickle=False))
+    return {PSF: Path(task["psf"]), PSF_PNG: picture}
+
+
 def cache_result(task: dict[str, Any], report: dict[str, Any], psf_out: Path) -> str | None:
     """Store the job's output and kernel under its key; returns why not, or None."""
     limits = CacheLimits(**task["cache_limits"])
-    files = {RESULT: Path(task["output"])}
-    kernel = psf_out if psf_out.exists() else Path(task["psf"]) if task["psf"] else None
-    if kernel is not None:
-        files[PSF] = kernel
-    if psf_out.with_suffix(".png").exists():
-        files[PSF_PNG] = psf_out.with_suffix(".png")
+    files = {RESULT: Path(task["output"]), **kernel_files(task, psf_out)}
+    files = {name: path for name, path in files.items() if path.exists()}
     record = {
         "job": task["job"],
         "algorithm": __version__,
@@ -127,16 +136,15 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
             last.update(stage=stage, time=now)
             send({"event": "progress", "job": job, "fraction": fraction, "stage": stage})
 
-    scratch = Path(task["scratch"])
-    psf_out = scratch / "psf.npy" if task["key"] and not task["psf"] else None
+    kernel = Path(task["scratch"]) / "psf.npy"  # where an estimated PSF is kept for the cache
     try:
         progress(0.0, "reading")
-        report = run_pipeline(task["input"], task["output"], job_options(task, psf_out), progress)
-        send({"event": "written", "job": job})
+        options = job_options(task, kernel if task["key"] and not task["psf"] else None)
+        report = run_pipeline(task["input"], task["output"], options, progress)
         note = None
         if task["key"]:
             progress(1.0, "caching")
-            note = cache_result(task, report, psf_out or scratch / "none.npy")
+            note = cache_result(task, report, kernel)
         send({"event": "done", "job": job, "report": report, "note": note})
     except MemoryError as error:
         send({"event": "failed", "job": job, "error": one_line(error), "detail": ""})

@@ -11,13 +11,13 @@ format, tone curves, ICC profile, alpha and EXIF (camera, lens, exposure, date),
 shows the result like the original. Writing goes to a temporary name that is renamed at the end:
 readers see the whole new file or none.
 
-Output compression, measured on a 24 Mpx RGB float32 picture with the two-core development
-machine (`benchmarks/io_write.py` prints the table): none 0.2 s / 288 MB, deflate level 1 with
-the predictor 2.7-3.4 s / 211 MB, deflate level 6 4.5 s / 198 MB, zstd 0.8 s / 213 MB. Deflate is
-what darktable writes and every TIFF reader decodes (zstd is not), level 1 keeps nearly all of
-level 6's gain at two thirds of its time, so: deflate level 1 with the horizontal (integer) or
-floating-point predictor, in strips of 16 rows (darktable does not read tiled TIFF) compressed on
-all cores.
+Output compression, measured with `benchmarks/io_write.py` on a 24 Mpx RGB float32 picture on the
+busy two-core development machine: none 0.1 s / 288 MB; deflate level 1 with the predictor
+2.9-3.7 s / 219 MB; deflate level 6 5.3-6.0 s / 210 MB; zstd level 1 0.7-1.6 s / 220 MB. Deflate
+is what darktable writes and what every TIFF reader decodes (zstd is not), and level 1 keeps most
+of level 6's gain at 60 % of its time. So: deflate level 1 with the horizontal (integer) or
+floating-point predictor, in strips of 16 rows (the layout every reader handles; tiles of 256
+were no faster), compressed on all cores.
 """
 
 import logging
@@ -165,8 +165,7 @@ def write_picture(path: str | os.PathLike[str], like: Picture, pixels: np.ndarra
             software="dt-deconvolve",
         )
         if like.exif:
-            with pyexiv2.Image(str(temporary)) as image:
-                image.modify_exif(like.exif, encoding=_EXIF_ENCODING)
+            _write_exif(temporary, like.exif, path)
 
 
 def write_png(path: str | os.PathLike[str], pixels: np.ndarray) -> None:
@@ -286,13 +285,23 @@ def _read_exif(path: Path) -> dict[str, str]:
 # --- Writing ---------------------------------------------------------------------------------
 
 
+def _write_exif(temporary: Path, exif: dict[str, str], final: str | os.PathLike[str]) -> None:
+    """Add `exif` to the TIFF at `temporary`; exiv2's failures (a full disk while it rewrites the
+    file, among others) become an `OSError` naming the file being written."""
+    try:
+        with pyexiv2.Image(str(temporary)) as image:
+            image.modify_exif(exif, encoding=_EXIF_ENCODING)
+    except RuntimeError as error:
+        raise OSError(f"could not write the EXIF data of {final} ({error})") from error
+
+
 def _encode(pixels: np.ndarray, like: Picture) -> np.ndarray:
     """Samples in `like`'s format from linear pixels: tone curves, then clip and round integers."""
     dtype = like.sample_format
     if dtype.kind == "f":
         limit = float(np.finfo(dtype).max)
         encoded = _convert_rows(pixels, like.curves, ToneCurve.encode, np.float32)
-        return np.clip(encoded, -limit, limit, out=encoded).astype(dtype)
+        return np.clip(encoded, -limit, limit, out=encoded).astype(dtype, copy=False)
     top = np.iinfo(dtype).max
     return _convert_rows(pixels, like.curves, ToneCurve.encode, dtype, scale=top)
 

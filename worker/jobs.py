@@ -47,7 +47,8 @@ class Job:
     note: str | None = None  # e.g. why the result was not cached
     report: dict[str, Any] | None = None
     kernel_from_cache: bool = False
-    output_written: bool = False
+    copies: list[str] = field(default_factory=list)  # outputs of later same-key submits
+    output_before: tuple[int, int] | None = None  # the output file's identity when started
 
     @property
     def final(self) -> bool:
@@ -112,6 +113,15 @@ class Job:
             "cache_limits": limits,
             "scratch": str(scratch),
         }
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """Inode and modification time of a file (None if absent): a new or replaced file differs."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns
 
 
 class JobTable:

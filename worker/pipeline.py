@@ -14,9 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from worker.deconv import DeblurSettings, deblur
+from worker.deconv.psf import estimate_psf
 from worker.deconv.psf_tools import validate_psf
+from worker.deconv.window import window_from_text
 from worker.errors import InputError
 from worker.imageio import read_picture, write_picture
+from worker.kernel_files import picture_path, save_kernel, save_kernel_picture
 
 Progress = Callable[[float, str], None]
 
@@ -102,13 +105,22 @@ def run_pipeline(
     """
     options.settings.validate()
     check_output_folder(output_path)
-    stages = StageProgress(["reading", "deblurring", "writing"], progress)
+    estimating = options.psf_path is None
+    if estimating and options.blur is None:
+        raise InputError("say how to find the blur: a PSF file (.npy) or the blur size to estimate")
+    if estimating and options.psf_out is not None:
+        check_output_folder(options.psf_out)
+    steps = ["reading", "estimating", "deblurring", "writing"]
+    stages = StageProgress(
+        steps if estimating else [s for s in steps if s != "estimating"], progress
+    )
     stages.report("reading")
     picture = read_picture(input_path)
-    if options.psf_path is None:
-        # PSF estimation (`blur`, `window`, `psf_out`, the "estimating" stage) is plugged in here.
-        raise InputError("no PSF given: pass a PSF file (.npy)")
-    psf = load_psf(options.psf_path, picture.pixels.shape)
+    estimated: dict = {}
+    if estimating:
+        psf, estimated = estimate_kernel(picture.pixels, options, stages.callback("estimating"))
+    else:
+        psf = load_psf(options.psf_path, picture.pixels.shape)
     settings = options.settings
     if settings.clip_level is None and picture.clip_level is not None:
         settings = dataclasses.replace(settings, clip_level=picture.clip_level)
@@ -116,4 +128,22 @@ def run_pipeline(
     stages.report("writing")
     write_picture(output_path, picture, restored)
     stages.report("writing", 1.0)
-    return {**report.as_dict(), "output": str(output_path)}
+    return {**report.as_dict(), "output": str(output_path), **estimated}
+
+
+def estimate_kernel(
+    pixels: np.ndarray, options: JobOptions, progress: Progress
+) -> tuple[np.ndarray, dict]:
+    """Estimate the PSF as `options` say (blur size, window), save it to `options.psf_out` (with
+    its picture beside it) when asked; returns it with the report's `psf` entries."""
+    window = window_from_text(options.window or "auto", pixels.shape[:2], options.blur)
+    psf, report = estimate_psf(pixels, options.blur, window, progress)
+    if options.psf_out is not None:
+        save_kernel(options.psf_out, psf)
+        save_kernel_picture(picture_path(options.psf_out), psf)
+    return psf, {
+        "psf_out": options.psf_out,
+        "window": list(report.window),
+        "psf_iterations": report.iterations,
+        "psf_seconds": report.seconds,
+    }

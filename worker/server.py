@@ -26,11 +26,11 @@ from typing import Any
 
 import zmq
 
-from cache.store import CacheLimits, NotCached, ResultCache
+from cache.store import CacheLimits, NotCached, ResultCache, copy_atomically
 from worker import __version__, protocol
 from worker.cli import describe_os_error
 from worker.errors import InputError
-from worker.jobs import Executor, Job, JobTable
+from worker.jobs import Executor, Job, JobTable, file_identity
 from worker.paths import runtime_dir, state_dir
 from worker.transport import check_endpoint, ipc_path, secure_server
 
@@ -51,6 +51,7 @@ class WorkerConfig:
     curve_dir: Path
     jobs: int = 1
     cache_limits: CacheLimits = field(default_factory=CacheLimits)
+    idle_exit: float | None = None  # stop after this many seconds without requests or jobs
 
 
 def open_log(verbose: bool) -> Path:
@@ -94,11 +95,11 @@ def endpoint_lock(endpoint: str) -> Iterator[None]:
 
 def _remove_partial_output(job: Job) -> None:
     """Remove what a stopped job may have left: temporary output files, and the output itself
-    when the job wrote it but did not finish."""
+    when the job created or replaced it (it may have got that far just before the stop)."""
     output = Path(job.output)
     for partial in output.parent.glob(f".{output.name}.*.part"):
         partial.unlink(missing_ok=True)
-    if job.output_written:
+    if job.started is not None and file_identity(job.output) != job.output_before:
         output.unlink(missing_ok=True)
 
 
@@ -112,6 +113,7 @@ class Server:
         self.executors: list[Executor] = []
         self.scratch_root = runtime_dir() / f"scratch-{os.getpid()}"
         self.started = time.time()
+        self.last_activity = time.monotonic()
         self.stopping = False
         self.startup_failures = 0
         self.next_start = 0.0
@@ -190,9 +192,19 @@ class Server:
             ready = dict(poller.poll(POLL_MS))
             if socket in ready:
                 self._serve_requests(socket)
+                self.last_activity = time.monotonic()
             for executor in list(self.executors):
                 if executor.fileno() in ready:
                     self._read_executor(executor)
+            if self.table.queue or any(executor.job for executor in self.executors):
+                self.last_activity = time.monotonic()
+            elif self._idle_too_long():
+                log.info("stopping after %.0f s without work", self.config.idle_exit)
+                self.stopping = True
+
+    def _idle_too_long(self) -> bool:
+        idle = self.config.idle_exit
+        return idle is not None and time.monotonic() - self.last_activity > idle
 
     def _serve_requests(self, socket: zmq.Socket) -> None:
         for _ in range(100):  # then give the executors a turn
@@ -209,6 +221,7 @@ class Server:
                 )
             with contextlib.suppress(zmq.ZMQError):
                 socket.send_multipart([identity, b"", reply], zmq.NOBLOCK)
+            self._dispatch()  # a job just submitted starts at once
 
     def answer(self, payload: bytes) -> bytes:
         """The reply to one request; never raises."""
@@ -250,6 +263,7 @@ class Server:
             scratch = self.scratch_root / job.id
             scratch.mkdir(mode=0o700, exist_ok=True)
             job.started = time.time()
+            job.output_before = file_identity(job.output)
             job.progress(0.0, "reading")
             limits = {
                 "max_bytes": self.config.cache_limits.max_bytes,
@@ -282,10 +296,9 @@ class Server:
             return
         elif kind == "progress":
             job.progress(float(event.get("fraction", 0.0)), str(event.get("stage")))
-        elif kind == "written":
-            job.output_written = True
         elif kind == "done":
             job.report, job.note = event.get("report"), event.get("note")
+            self._write_copies(job)
             self._finish(executor, job, protocol.DONE)
             if job.note:
                 log.warning("job %s: %s", job.id, job.note)
@@ -293,6 +306,15 @@ class Server:
             if event.get("detail"):
                 log.error("job %s failed:\n%s", job.id, event["detail"])
             self._finish(executor, job, protocol.FAILED, str(event.get("error")))
+
+    def _write_copies(self, job: Job) -> None:
+        """Give every same-key submit its own output: the one result, copied atomically."""
+        for copy in job.copies:
+            try:
+                copy_atomically(Path(job.output), Path(copy))
+            except OSError as error:
+                job.note = f"could not write {copy}: {describe_os_error(error)}"
+                log.error("job %s: %s", job.id, job.note)
 
     def _finish(self, executor: Executor | None, job: Job, stage: str, error: str = "") -> None:
         if executor is not None:
@@ -364,6 +386,8 @@ class Server:
         existing = self.table.active_with_key(fields["key"])
         if existing is not None:
             log.info("job %s submitted again (same key)", existing.id)
+            if fields["output"] not in (existing.output, *existing.copies):
+                existing.copies.append(fields["output"])
             return self._job_reply(existing, duplicate=True)
         job = self.table.new(fields)
         if job.key and self.cache.lookup(job.key, Path(job.output)) is not None:
@@ -387,11 +411,13 @@ class Server:
 
     def cancel(self, request: protocol.Request) -> dict[str, Any]:
         job = self.table.get(request["job"])
+        executor = next((e for e in self.executors if e.job is job), None)
+        if executor is not None:
+            self._read_executor(executor)  # it may have finished a moment ago
         if job.final:
             raise protocol.ProtocolError(
                 f"job {job.id} has already ended ({job.stage})", protocol.NOT_FINISHED
             )
-        executor = next((e for e in self.executors if e.job is job), None)
         if executor is not None:
             executor.kill()
             self.executors.remove(executor)
@@ -424,8 +450,10 @@ class Server:
 def _check_paths(fields: dict[str, Any]) -> None:
     """Refuse a job at once when its input is missing or its output cannot be written."""
     source, target = Path(fields["input"]), Path(fields["output"])
-    if not source.is_file():
+    if not source.exists():
         raise InputError(f"no such file: {source}")
+    if not source.is_file():
+        raise InputError(f"the input {source} is not a file")
     if fields["psf"] and not Path(fields["psf"]).is_file():
         raise InputError(f"no such PSF file: {fields['psf']}")
     if target.resolve() == source.resolve():

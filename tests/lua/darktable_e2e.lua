@@ -1,7 +1,7 @@
 --[[ Runs inside a real darktable (started by tests/test_darktable.py with --luacmd): uses the
      deconvolve plug-in as a photographer would and writes what it saw, one `name<TAB>value` line
-     each, to $DT_E2E_REPORT. Environment: DT_E2E_PICTURES (folder holding blurred.tif and
-     cancel.tif), DT_E2E_CALLS (the log of dt-deconvolve calls the test's wrapper keeps). ]]
+     each, to $DT_E2E_REPORT. Environment: DT_E2E_PICTURES (folder holding blurred.tif,
+     cancel.tif and tiny.tif), DT_E2E_CALLS (the log of dt-deconvolve calls the test's wrapper keeps). ]]
 
 local dt = require "darktable"
 
@@ -31,6 +31,14 @@ dt.print = function(text)
   toasts[#toasts + 1] = text
   note("toast", text)
   show_toast(text)
+end
+
+-- Exports are counted the same way: the plug-in asks dt.new_format for each one.
+local exports = 0
+local new_format = dt.new_format
+dt.new_format = function(name)
+  exports = exports + 1
+  return new_format(name)
 end
 
 local function toast_seen(pattern)
@@ -99,6 +107,7 @@ local function deconvolve(original)
 end
 
 local function describe(prefix, result, original)
+  note(prefix .. "_exports", exports)
   note(prefix .. "_leader_is_original", result.group_leader.id == original.id)
   note(prefix .. "_original_leads", original.group_leader.id == original.id)
   note(prefix .. "_tags", tag_names(result))
@@ -152,6 +161,18 @@ local function scenario()
   note("cancel_finished", wait_for(60, toast_seen("cancelled")) or false)
   dt.control.sleep(1000) -- anything imported late would show now
   note("cancel_imported", find_image("cancel_deconv.tif") ~= nil)
+
+  -- A picture the worker refuses (smaller than the blur): a message with the reason, no import.
+  deconvolve(dt.database.import(pictures .. "/tiny.tif"))
+  note("failure_toast", wait_for(RUN_LIMIT, function()
+    for _, text in ipairs(toasts) do
+      if text:match("^deconvolve failed for tiny%.tif: ") then
+        return text
+      end
+    end
+  end) or "missing")
+  dt.control.sleep(500)
+  note("failure_imported", find_image("tiny_deconv.tif") ~= nil)
 end
 
 dt.control.dispatch(function()

@@ -17,6 +17,21 @@ local function widget_factory(log)
   end
 end
 
+-- A stand-in for a dt_lua_image_t: the fields the plug-in reads and writes, and group_with.
+function stub.image(rec, path)
+  local folder, filename = path:match("^(.*)/([^/]+)$")
+  rec.next_id = (rec.next_id or 0) + 1
+  local image = {
+    id = rec.next_id, path = folder, filename = filename, sidecar = path .. ".xmp",
+    duplicate_index = 0, width = 400, height = 300, rating = 1, tags = {},
+  }
+  image.group_leader = image
+  function image.group_with(self, other)
+    self.group_leader = other.group_leader
+  end
+  return image
+end
+
 function stub.new(options)
   local rec = {
     toasts = {},
@@ -27,6 +42,8 @@ function stub.new(options)
     widgets = {},
     dispatched = {},
     jobs = {},
+    imported = {},
+    exports = {},
   }
   local dt = {
     configuration = {
@@ -64,9 +81,45 @@ function stub.new(options)
       dispatch = function(fn, ...)
         rec.dispatched[#rec.dispatched + 1] = { fn = fn, args = { ... } }
       end,
-      read = function() end,
+      read = function()
+        if rec.on_read then
+          rec.on_read() -- where darktable would run other Lua work, e.g. a cancel button
+        end
+      end,
       sleep = function() end,
     },
+    database = {
+      import = function(path)
+        local file = assert(io.open(path), "importing a missing file ends darktable 4.2")
+        file:close()
+        local image = stub.image(rec, path)
+        rec.imported[#rec.imported + 1] = image
+        return image
+      end,
+    },
+    tags = {
+      create = function(name)
+        return { name = name }
+      end,
+      attach = function(tag, image)
+        image.tags[#image.tags + 1] = tag
+      end,
+      get_tags = function(image)
+        return image.tags
+      end,
+    },
+    new_format = function(kind)
+      assert(kind == "tiff")
+      return {
+        write_image = function(self, image, path)
+          rec.exports[#rec.exports + 1] = { bpp = self.bpp, path = path }
+          local file = assert(io.open(path, "w"))
+          file:write("pixels of " .. image.filename)
+          file:close()
+          return false -- API 9.0.0: false means success
+        end,
+      }
+    end,
     preferences = {
       register = function(script, name, kind, label, tooltip, default)
         rec.preferences[script .. "/" .. name] =

@@ -8,6 +8,7 @@ from worker.commands import (
     key,
     ping,
     psf,
+    run,
     shutdown,
     status,
     submit,
@@ -15,4 +16,18 @@ from worker.commands import (
     worker,
 )
 
-COMMANDS = (deblur, psf, demo, worker, submit, status, cancel, ping, shutdown, cache, key, version)
+COMMANDS = (
+    run,
+    psf,
+    deblur,
+    demo,
+    worker,
+    submit,
+    status,
+    cancel,
+    ping,
+    shutdown,
+    cache,
+    key,
+    version,
+)

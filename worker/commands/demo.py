@@ -5,17 +5,16 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.atomic import atomic_path
 from worker.commands.progress import progress_bar
 from worker.icc import SRGB, matrix_profile
 from worker.imageio import Picture, read_picture, write_picture, write_png
+from worker.kernel_files import save_kernel, save_kernel_picture
 from worker.pipeline import JobOptions, run_pipeline
 from worker.synthetic import camera_shake_kernel, dead_leaves
 
 SHAPE = (768, 1024)
 KERNEL_SIZE = 21
 NOISE = 0.003  # standard deviation of the added noise, in linear units (about ISO 800)
-PSF_ZOOM = 12  # pixels of psf.png per PSF pixel
 SEED = 2024
 
 
@@ -84,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
         icc_profile=matrix_profile(),
     )
     write_picture(paths["blurred.tif"], camera_file, blurred)
-    with atomic_path(paths["psf.npy"]) as temporary, open(temporary, "wb") as handle:
-        np.save(handle, psf)
+    save_kernel(paths["psf.npy"], psf)
     with progress_bar() as progress:
         report = run_pipeline(
             paths["blurred.tif"],
@@ -98,13 +96,13 @@ def run(args: argparse.Namespace) -> int:
     write_png(folder / "sharp.png", sharp)
     write_png(folder / "before.png", blurred)
     write_png(folder / "after.png", deblurred)
-    write_png(folder / "psf.png", np.kron(psf / psf.max(), np.ones((PSF_ZOOM, PSF_ZOOM))))
-    print(f"blurred picture and its PSF: {paths['blurred.tif']}, {paths['psf.npy']}")
-    print(f"deblurred:                   {paths['deblurred.tif']}")
-    print(f"look at:                     {folder / 'before.png'}, {folder / 'after.png'}, ")
-    print(f"                             {folder / 'psf.png'} (and the truth, sharp.png)")
+    save_kernel_picture(folder / "psf.png", psf)
+    print(f"wrote into {folder}:")
+    print("  blurred.tif, psf.npy    the shaken, noisy test picture and its blur")
+    print("  deblurred.tif           the result")
+    print("  before.png, after.png   to look at, with psf.png (the blur) and sharp.png (the truth)")
     print(
-        f"PSNR against the sharp scene: before {psnr(sharp, blurred):.2f} dB, "
+        f"PSNR against the truth: before {psnr(sharp, blurred):.2f} dB, "
         f"after {psnr(sharp, deblurred):.2f} dB "
         f"({report['iterations']} iterations, {report['seconds']:.1f} s)"
     )

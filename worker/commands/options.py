@@ -12,7 +12,7 @@ DEFAULTS = DeblurSettings()
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """Add --tolerance, --priority, --scale, --lambda and --iterations to `parser`."""
+    """Add --tolerance, --priority, --scale, --local, --lambda and --iterations to `parser`."""
     group = parser.add_argument_group("how hard to sharpen")
     group.add_argument(
         "--tolerance",
@@ -38,6 +38,12 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="quick preview: work on the picture shrunk to this fraction of its size, e.g. 0.25 "
         "(default 1: full size); the output is that small too",
+    )
+    group.add_argument(
+        "--local",
+        action="store_true",
+        help="sharpen only where the picture shows this blur (a shaken subject on a sharp "
+        "background, say), blending smoothly into the untouched rest",
     )
     expert = parser.add_argument_group("expert settings (normally derived from the picture)")
     expert.add_argument(
@@ -67,4 +73,5 @@ def settings_from_args(args: argparse.Namespace) -> DeblurSettings:
         lam=args.lam,
         max_iterations=args.iterations,
         scale=args.scale,
+        local=args.local,
     )

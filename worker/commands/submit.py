@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if final["stage"] == protocol.DONE:
         if final.get("note") and final["note"] != "from the cache":
             print(f"dt-deconvolve: note: {final['note']}", file=sys.stderr)
-        say(f"DONE {final['output']}")
+        say(f"DONE {fields['output']}")  # a same-key duplicate gets its own output
         return 0
     if final["stage"] == protocol.CANCELLED:
         print(f"dt-deconvolve: job {final['job']} was cancelled", file=sys.stderr)

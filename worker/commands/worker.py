@@ -59,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="make CURVE keys in the CURVE folder (for tcp endpoints other machines reach), "
         "print them and exit",
     )
+    parser.add_argument(
+        "--idle-exit",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this long without requests or jobs (default: never)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request and event")
     parser.set_defaults(func=run)
 
@@ -76,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         curve_dir=curve_dir,
         jobs=args.jobs,
         cache_limits=CacheLimits(max_bytes=args.cache_size, min_free_bytes=args.min_free),
+        idle_exit=args.idle_exit,
     )
     open_log(args.verbose)
     return Server(config).run()

@@ -18,6 +18,7 @@ Window = tuple[int, int, int, int]
 ORIENTATION_BINS = 8
 SATURATION = 0.98  # a pixel at or above this fraction of the brightest value counts as clipped
 MIN_WINDOW = 256
+ANALYSIS_SIZE = 1000  # larger pictures are shrunk to about this for choosing the window
 
 
 def window_side(image_shape: tuple[int, int], size: int) -> int:
@@ -32,16 +33,24 @@ def centre_window(image_shape: tuple[int, int], size: int) -> Window:
     return (width - side) // 2, (height - side) // 2, side, side
 
 
-def check_edges(patch: np.ndarray) -> None:
-    """Raise `InputError` when `patch` has no edges standing out of its noise.
+def check_edges(patch: np.ndarray, size: int) -> None:
+    """Raise `InputError` when `patch` holds nothing but noise and smooth shading.
 
-    The criterion: the 99.5th percentile of the gradient magnitude must exceed eight times the
-    noise level (white noise alone reaches about 4.5 sigma there) and a thousandth of the
-    patch's mean level.
+    Detail is the band-pass ``G_1 * patch - G_s * patch`` with ``s = size / 2``: it ignores shading
+    broader than the blur and most of the noise, yet keeps edges however blurred. The patch has
+    edges when the 99th percentile of ``|detail|`` exceeds eight times what the noise alone gives
+    there (white noise of the measured sigma reaches about 2.6 times the filter's noise gain) and
+    a thousandth of the patch's mean level.
     """
-    gy, gx = np.gradient(patch.astype(np.float64))
-    strength = float(np.percentile(np.hypot(gx, gy), 99.5))
-    floor = max(8 * estimate_noise(patch), 1e-3 * abs(float(patch.mean())), 1e-9)
+    patch = patch.astype(np.float64)
+    broad = max(size / 2, 2.0)
+    detail = ndimage.gaussian_filter(patch, 1.0) - ndimage.gaussian_filter(patch, broad)
+    impulse = np.zeros((2 * int(4 * broad) + 1,) * 2)
+    impulse[impulse.shape[0] // 2, impulse.shape[1] // 2] = 1.0
+    response = ndimage.gaussian_filter(impulse, 1.0) - ndimage.gaussian_filter(impulse, broad)
+    noise_gain = float(np.sqrt((response**2).sum()))
+    strength = float(np.percentile(np.abs(detail), 99))
+    floor = max(8 * noise_gain * estimate_noise(patch), 1e-3 * abs(float(patch.mean())), 1e-9)
     if strength < floor:
         raise InputError(
             "the window is flat: there are no edges to learn the blur from; "
@@ -99,17 +108,31 @@ def box_sums(values: np.ndarray, side: int, step: int) -> np.ndarray:
     return table[y0 + side, x0 + side] - table[y0, x0 + side] - table[y0 + side, x0] + table[y0, x0]
 
 
+def block_means(plane: np.ndarray, factor: int) -> np.ndarray:
+    """Means of `plane` over factor x factor blocks (the ragged right and bottom edges dropped)."""
+    if factor == 1:
+        return plane.astype(np.float32)
+    rows, cols = plane.shape[0] // factor, plane.shape[1] // factor
+    blocks = plane[: rows * factor, : cols * factor].reshape(rows, factor, cols, factor)
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
+
+
 def choose_window(grey: np.ndarray, size: int) -> Window:
     """The square window, side `window_side`, with the most strong and varied edges.
 
     Score = (strong-edge energy) x (orientation diversity) x (1 - 20 x saturated share), where a
     strong edge is a gradient above the image's 90th percentile magnitude, its energy is the squared
     magnitude, and diversity is ``exp(entropy)`` of the energy's distribution over 8 orientation
-    bins divided by 8 (1 for evenly spread orientations, 1/8 for a single one).
+    bins divided by 8 (1 for evenly spread orientations, 1/8 for a single one). Large pictures are
+    scored on a copy shrunk to about 1000 px (block means), which keeps this to a fraction of a
+    second.
     """
     side = window_side(grey.shape, size)
-    step = max(side // 8, 1)
-    smooth = ndimage.gaussian_filter(grey.astype(np.float64), 1.0)
+    factor = max(1, min(grey.shape) // ANALYSIS_SIZE)
+    small = block_means(grey, factor)
+    small_side = max(side // factor, 2)
+    step = max(small_side // 8, 1)
+    smooth = ndimage.gaussian_filter(small, 1.0)
     gy, gx = np.gradient(smooth)
     magnitude = np.hypot(gx, gy)
     strong = magnitude > np.percentile(magnitude, 90)
@@ -117,14 +140,16 @@ def choose_window(grey: np.ndarray, size: int) -> Window:
     orientation = np.mod(np.arctan2(gy, gx), np.pi)
     bins = np.minimum((orientation / np.pi * ORIENTATION_BINS).astype(int), ORIENTATION_BINS - 1)
     per_bin = np.stack(
-        [box_sums(energy * (bins == b), side, step) for b in range(ORIENTATION_BINS)]
+        [box_sums(energy * (bins == b), small_side, step) for b in range(ORIENTATION_BINS)]
     )
     total = per_bin.sum(axis=0)
     share = per_bin / np.maximum(total, 1e-30)
     entropy = -(share * np.log(np.maximum(share, 1e-30))).sum(axis=0)
     diversity = np.exp(entropy) / ORIENTATION_BINS
-    saturated = grey >= SATURATION * grey.max()
-    saturated_share = box_sums(saturated.astype(np.float64), side, step) / side**2
+    saturated = block_means(grey >= SATURATION * grey.max(), factor)
+    saturated_share = box_sums(saturated, small_side, step) / small_side**2
     score = total * diversity * np.clip(1 - 20 * saturated_share, 0, None)
     row, col = np.unravel_index(int(np.argmax(score)), score.shape)
-    return int(col * step), int(row * step), side, side
+    x = min(int(col * step * factor), grey.shape[1] - side)
+    y = min(int(row * step * factor), grey.shape[0] - side)
+    return x, y, side, side

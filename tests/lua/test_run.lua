@@ -1,0 +1,179 @@
+-- A whole run of the plug-in against the stub darktable and a fake `dt-deconvolve` (a shell
+-- script speaking the client's contract): export, key, lookup, submit, import, group, copy.
+local check = require "harness"
+local stub = require "stub_darktable"
+local test, eq, truthy = check.test, check.eq, check.truthy
+
+local FAKE = [=[#!/bin/sh
+# key: a hash of the arguments; cache: files named after keys; submit: copies its input.
+here=$(dirname "$0")
+echo "$*" >>"$here/calls.log"
+case $1 in
+  ping) exit 1 ;;
+  key) echo "$*" | cksum | cut -d' ' -f1 ;;
+  cache)
+    if [ "$2" = lookup ]; then
+      if [ -f "$here/cache/$3" ]; then cp "$here/cache/$3" "$5"; echo "hit $5"; else echo miss; fi
+    fi ;;
+  submit)
+    if [ -f "$here/fail" ]; then echo "JOB 7"; echo "dt-deconvolve: error: out of memory" >&2; exit 1; fi
+    echo "JOB 42"; echo "PROGRESS 0.5 deblurring"
+    mkdir -p "$here/cache"; cp "$2" "$here/cache/$6"; cp "$2" "$4"; echo "DONE $4" ;;
+esac
+]=]
+
+local function shell(command)
+  assert(os.execute(command), command)
+end
+
+local function read(path)
+  local file = io.open(path)
+  if not file then
+    return nil
+  end
+  local text = file:read("a")
+  file:close()
+  return text
+end
+
+-- A folder with the fake command, darktable's temporary folder and a picture folder holding
+-- a.tif and b.tif with their sidecars.
+local function workspace()
+  local dir = os.tmpname()
+  os.remove(dir)
+  shell("mkdir -p '" .. dir .. "/tmp' '" .. dir .. "/my pictures'")
+  local fake = io.open(dir .. "/dt-deconvolve", "w")
+  fake:write(FAKE)
+  fake:close()
+  shell("chmod +x '" .. dir .. "/dt-deconvolve'")
+  for _, name in ipairs({ "a.tif", "b.tif", "a.tif.xmp", "b.tif.xmp" }) do
+    shell("echo " .. name .. " > '" .. dir .. "/my pictures/" .. name .. "'")
+  end
+  return dir
+end
+
+local function remove(dir)
+  shell("rm -rf '" .. dir .. "'")
+end
+
+local function leftovers(dir)
+  local pipe = io.popen("ls '" .. dir .. "/tmp'")
+  local names = pipe:read("a")
+  pipe:close()
+  return names
+end
+
+-- The plug-in loaded with its GUI installed, pointed at the fake command.
+local function plugin(dir)
+  local rec = stub.new({ tmp_dir = dir .. "/tmp",
+    conf = { ["deconvolve/command"] = dir .. "/dt-deconvolve", ["deconvolve/blur_size"] = 9 } })
+  rec.data = stub.load_plugin()
+  rec.run_dispatched()
+  return rec
+end
+
+-- A run that ended with `toast` and left nothing behind: no import, no temporary file.
+local function expect_nothing_left(rec, dir, toast)
+  eq(rec.toasts, { toast })
+  eq(#rec.imported, 0)
+  eq(leftovers(dir), "")
+  remove(dir)
+end
+
+local function press(rec, images)
+  rec.dt.gui.selection = function()
+    return images
+  end
+  rec.events["deconvolve/shortcut"].fn("shortcut", "deconvolve selected images")
+end
+
+test("a run: exported once, deblurred, imported beside the original, grouped, tagged", function()
+  local dir = workspace()
+  local rec = plugin(dir)
+  local original = stub.image(rec, dir .. "/my pictures/a.tif")
+  original.rating, original.red, original.title = 4, true, "market"
+  original.tags = { { name = "darktable|format|tif" }, { name = "people|alice" } }
+  press(rec, { original })
+  rec.run_dispatched()
+  eq(rec.toasts, { "deconvolved 1 of 1 images (0 from the cache)" })
+  local result = rec.imported[1]
+  eq(result.path .. "/" .. result.filename, dir .. "/my pictures/a_deconv.tif")
+  eq(read(dir .. "/my pictures/a_deconv.tif"), "pixels of a.tif", "the worker's output")
+  truthy(result.group_leader == original, "grouped under the original")
+  truthy(original.group_leader == original, "the original still leads")
+  local names = {}
+  for _, tag in ipairs(result.tags) do
+    names[#names + 1] = tag.name
+  end
+  eq(names, { "people|alice", "dt-deconvolve|blur 9|tolerance 5" })
+  eq({ result.rating, result.red, result.title }, { 4, true, "market" })
+  eq(#rec.exports, 1)
+  eq(rec.exports[1].bpp, 32, "a 32-bit float export")
+  eq(leftovers(dir), "", "temporary files removed")
+  eq(rec.jobs[1].valid, false, "the job closed")
+
+  -- Again: the cache has it; nothing is exported, the result gets the next free name.
+  press(rec, { original })
+  rec.run_dispatched()
+  eq(rec.toasts[2], "deconvolved 1 of 1 images (1 from the cache)")
+  eq(#rec.exports, 1, "no second export")
+  eq(rec.imported[2].filename, "a_deconv_1.tif")
+  truthy(not read(dir .. "/calls.log"):match("submit[^\n]*a_deconv_1"), "no second job")
+
+  -- Quitting: the cache's on-exit cleaning, and the worker this plug-in started is stopped.
+  rec.events["deconvolve/exit"].fn("exit")
+  local calls = read(dir .. "/calls.log")
+  truthy(calls:match("\ncache clean %-%-on%-exit %-%-exports%-dir [^\n]*/tmp %-%-keep%-results\n"), calls)
+  truthy(calls:match("\nshutdown\n"), "shutdown")
+  remove(dir)
+end)
+
+test("several images: one job, each result beside its own original", function()
+  local dir = workspace()
+  local rec = plugin(dir)
+  local a = stub.image(rec, dir .. "/my pictures/a.tif")
+  local b = stub.image(rec, dir .. "/my pictures/b.tif")
+  press(rec, { a, b })
+  rec.run_dispatched()
+  eq(#rec.jobs, 1)
+  eq(rec.toasts, { "deconvolved 2 of 2 images (0 from the cache)" })
+  eq({ rec.imported[1].filename, rec.imported[2].filename }, { "a_deconv.tif", "b_deconv.tif" })
+  truthy(rec.imported[2].group_leader == b, "b's result in b's group")
+  remove(dir)
+end)
+
+test("a failure: the reason in a message, nothing imported, no export left", function()
+  local dir = workspace()
+  shell("touch '" .. dir .. "/fail'")
+  local rec = plugin(dir)
+  press(rec, { stub.image(rec, dir .. "/my pictures/b.tif") })
+  rec.run_dispatched()
+  expect_nothing_left(rec, dir, "deconvolve failed for b.tif: out of memory")
+end)
+
+test("cancelled during the job: the worker is told, nothing imported", function()
+  local dir = workspace()
+  local rec = plugin(dir)
+  rec.on_read = function() -- the cancel button, as soon as the worker has the job
+    if (read(dir .. "/calls.log") or ""):match("\nsubmit ") and rec.jobs[1].valid then
+      rec.jobs[1].cancel(rec.jobs[1])
+    end
+  end
+  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
+  rec.run_dispatched()
+  truthy(read(dir .. "/calls.log"):match("\ncancel 42\n"), "cancel sent to the worker")
+  eq(read(dir .. "/my pictures/a_deconv.tif"), nil, "a late result is removed")
+  expect_nothing_left(rec, dir, "deconvolution cancelled")
+end)
+
+test("cancelled before it began: no export, no command", function()
+  local dir = workspace()
+  local rec = plugin(dir)
+  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
+  rec.events["deconvolve_cancel/shortcut"].fn("shortcut", "cancel deconvolution")
+  rec.run_dispatched()
+  eq(#rec.exports, 0)
+  expect_nothing_left(rec, dir, "deconvolution cancelled")
+end)
+
+check.run()
