@@ -203,13 +203,14 @@ def child_fft_floor(path: str) -> dict:
     return {"seconds": min(times), "shape": list(shape)}
 
 
-def time_cli(folder: str, observed_path: str) -> dict:
-    """`dt-deconvolve deblur` end to end on a float32 TIFF: wall time and peak memory."""
+def child_cli(path: str) -> dict:
+    """`dt-deconvolve deblur` end to end on a float32 TIFF: wall time and its peak memory."""
     import tifffile
 
-    tiff, out = str(Path(folder) / "observed.tif"), str(Path(folder) / "sharp.tif")
-    tifffile.imwrite(tiff, np.load(observed_path), photometric="rgb")
-    psf = observed_path.replace(".npy", "-psf.npy")
+    folder = Path(path).parent
+    tiff, out = str(folder / "observed.tif"), str(folder / "sharp.tif")
+    tifffile.imwrite(tiff, np.load(path), photometric="rgb")
+    psf = path.replace(".npy", "-psf.npy")
     start = time.perf_counter()
     completed = subprocess.run(
         [sys.executable, "-m", "worker", "deblur", tiff, "--psf", psf, "-o", out, "--json"],
@@ -220,8 +221,11 @@ def time_cli(folder: str, observed_path: str) -> dict:
     )
     seconds = time.perf_counter() - start
     report = json.loads(completed.stdout.strip().splitlines()[-1])
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    return {"seconds": seconds, "rss_gb": peak, "iterations": report.get("iterations")}
+    return {
+        "seconds": seconds,
+        "rss_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20,
+        "iterations": report.get("iterations"),
+    }
 
 
 def in_child(*arguments: str) -> dict:
@@ -247,7 +251,7 @@ def speed(args: argparse.Namespace) -> None:
         del observed
         ours = in_child("ours", path)
         floor = in_child("fft", path)
-        cli = time_cli(folder, path) if args.cli else None
+        cli = in_child("cli", path) if args.cli else None
         sk = (
             in_child("skimage", path, str(args.skimage_iterations))
             if args.skimage_iterations
@@ -270,7 +274,7 @@ def speed(args: argparse.Namespace) -> None:
     if cli is not None:
         print(
             f"| `dt-deconvolve deblur` on a float TIFF, end to end | {cli['seconds']:.1f} | "
-            f"{cli['rss_gb']:.2f} (largest child so far) | {cli['iterations']} iterations, "
+            f"{cli['rss_gb']:.2f} | {cli['iterations']} iterations, "
             "read + deblur + write |"
         )
     if sk is not None:
@@ -317,6 +321,8 @@ def main() -> None:
             result = child_ours(path)
         elif kind == "fft":
             result = child_fft_floor(path)
+        elif kind == "cli":
+            result = child_cli(path)
         else:
             result = child_skimage(path, int(rest[0]))
         print(json.dumps(result))
