@@ -344,6 +344,11 @@ def deblur(
     if progress is not None:
         progress(0.0, STAGE)
     image, psf = preview_inputs(image, psf, settings.scale)
+    if any(n < max(k, 2) for n, k in zip(image.shape, psf.shape, strict=False)):
+        raise InputError(
+            f"scale {settings.scale:g} leaves a {image.shape[0]}x{image.shape[1]} preview, "
+            f"too small for the {psf.shape[0]}x{psf.shape[1]} PSF"
+        )
     clip_level = settings.clip_level
     if clip_level is None:
         clip_level = detect_clip_level(image)
