@@ -94,6 +94,8 @@ def main() -> int:
     parser.add_argument("--no-peers", action="store_true", help="score only our kernels")
     parser.add_argument("--details", action="store_true", help="print every image's ratio")
     args = parser.parse_args()
+    if not (args.data / "levin09.npz").exists():
+        parser.error(f"no Levin data in {args.data} (levin09.npz); say where with --data")
     names = args.images.split(",") if args.images else NAMES
     with ProcessPoolExecutor(args.jobs) as pool:
         ours = list(pool.map(run_ours, [args.data] * len(names), names))

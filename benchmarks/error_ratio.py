@@ -12,10 +12,10 @@ import numpy as np
 from scipy import fft
 
 from worker.deconv.psf import (
-    backward_divergence_adjoint,
     centred_kernel_spectrum,
     fast_shape,
     forward_gradients,
+    gradient_adjoint,
     gradient_spectrum_power,
     smooth_periodic_extension,
 )
@@ -42,9 +42,7 @@ def tv_l2_deconvolve(blurred: np.ndarray, psf: np.ndarray, weight: float = TV_WE
     for beta in weight * 2.0 ** np.arange(2, 16):
         for _ in range(2):
             gx, gy = forward_gradients(latent)
-            divergence = backward_divergence_adjoint(
-                soft(gx, weight / beta), soft(gy, weight / beta)
-            )
+            divergence = gradient_adjoint(soft(gx, weight / beta), soft(gy, weight / beta))
             latent = fft.irfft2(
                 (numerator_data + beta * fft.rfft2(divergence)) / (otf_power + beta * grad_power),
                 s=shape,

@@ -4,32 +4,29 @@ import dataclasses
 
 import numpy as np
 import pytest
-from scipy import signal
+from scipy import fft
 
 from benchmarks.error_ratio import error_ratio
 from worker.deconv import DeblurSettings, deblur
 from worker.deconv.local import blend_locally, explained_weight
-from worker.deconv.psf import estimate_psf, luminance
+from worker.deconv.psf import (
+    centred_kernel_spectrum,
+    estimate_kernel,
+    estimate_psf,
+    fast_shape,
+    luminance,
+    smooth_periodic_extension,
+)
 from worker.deconv.window import SATURATION, choose_window
 from worker.errors import InputError
-from worker.synthetic import camera_shake_kernel, dead_leaves
-
-
-def blur(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
-    """`psf` * `image` per channel, with mirrored borders (no wrap-around)."""
-    pad = psf.shape[0]
-    planes = [
-        signal.fftconvolve(np.pad(image[..., c], pad, mode="reflect"), psf, mode="same")
-        for c in range(image.shape[2])
-    ]
-    return np.stack(planes, axis=-1)[pad:-pad, pad:-pad].astype(np.float32)
+from worker.synthetic import camera_shake_kernel, dead_leaves, shake
 
 
 def shaken_scene(seed: int, shape=(320, 320), size=15, noise=0.003):
     rng = np.random.default_rng(seed)
     sharp = dead_leaves(shape, rng)
     psf = camera_shake_kernel(size, rng)
-    blurred = blur(sharp, psf) + rng.normal(0, noise, sharp.shape).astype(np.float32)
+    blurred = shake(sharp, psf) + rng.normal(0, noise, sharp.shape).astype(np.float32)
     return sharp, blurred, psf
 
 
@@ -85,7 +82,7 @@ def test_local_mode_deblurs_only_where_the_kernel_explains_the_blur() -> None:
     sharp = dead_leaves((384, 384), rng)
     psf = camera_shake_kernel(15, rng)
     scene = sharp.copy()
-    scene[:, :192] = blur(sharp, psf)[:, :192]  # left half shaken, right half sharp
+    scene[:, :192] = shake(sharp, psf)[:, :192]  # left half shaken, right half sharp
     scene += rng.normal(0, 0.003, scene.shape).astype(np.float32)
     settings = DeblurSettings(max_iterations=30)
     deblurred, _ = deblur(scene, psf, settings)
@@ -138,7 +135,7 @@ def test_clipped_lights_are_left_out_of_the_fit() -> None:
     for cy, cx in rng.integers(20, 236, (12, 2)):
         sharp[cy - 2 : cy + 3, cx - 2 : cx + 3] = 8.0  # street lights, far brighter than white
     truth = camera_shake_kernel(17, rng)
-    blurred = np.minimum(blur(sharp, truth) + rng.normal(0, 0.003, sharp.shape), 1.0)
+    blurred = np.minimum(shake(sharp, truth) + rng.normal(0, 0.003, sharp.shape), 1.0)
     psf, _ = estimate_psf(blurred.astype(np.float32), 21, (0, 0, 256, 256))
     ratio = error_ratio(
         luminance(blurred).astype(np.float64),
@@ -154,3 +151,28 @@ def test_a_blown_out_window_is_refused() -> None:
     blurred = np.minimum(blurred * 6, 1.0)  # most of the frame clipped at white
     with pytest.raises(InputError, match="blown-out highlights"):
         estimate_psf(blurred, 9, (0, 0, 256, 256))
+
+
+def test_the_periodic_extension_has_no_seam() -> None:
+    rng = np.random.default_rng(13)
+    image = rng.random((40, 50))
+    extended = smooth_periodic_extension(image, (54, 64))
+    assert np.array_equal(extended[:40, :50], image)
+    # Tiled, every step between neighbours, the seams included, is no larger than inside.
+    steps = [np.abs(np.diff(extended, axis=a, append=extended.take([0], axis=a))) for a in (0, 1)]
+    inside = max(np.abs(np.diff(image, axis=a)).max() for a in (0, 1))
+    assert max(step.max() for step in steps) <= inside
+
+
+def test_the_kernel_step_finds_the_blur_of_a_known_sharp_image() -> None:
+    rng = np.random.default_rng(14)
+    sharp = luminance(dead_leaves((96, 96), rng)).astype(np.float64)
+    truth = camera_shake_kernel(11, rng).astype(np.float64)
+    shape = fast_shape((96 + 10, 96 + 10))
+    sharp_extended = smooth_periodic_extension(sharp, shape)
+    blurred = fft.irfft2(fft.rfft2(sharp_extended) * centred_kernel_spectrum(truth, shape), s=shape)
+    # Only the window counts: the extension around it is corrupted on purpose.
+    blurred[96:, :] = rng.random((shape[0] - 96, shape[1]))
+    usable = np.ones((96, 96), bool)
+    found = estimate_kernel(sharp_extended, blurred, 11, 1e-6, usable)
+    assert np.abs(found - truth).max() < 1e-3 * truth.max()

@@ -8,16 +8,15 @@ import numpy as np
 import pytest
 import tifffile
 
-from tests.test_psf import blur
 from tests.tiffs import write_tiff
-from worker.synthetic import camera_shake_kernel, dead_leaves
+from worker.synthetic import camera_shake_kernel, dead_leaves, shake
 
 
 @pytest.fixture(scope="module")
 def shaken_tiff(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 16-bit sRGB TIFF of a shaken dead-leaves scene (300 x 360)."""
     rng = np.random.default_rng(11)
-    linear = np.clip(blur(dead_leaves((300, 360), rng), camera_shake_kernel(9, rng)), 0, 1)
+    linear = np.clip(shake(dead_leaves((300, 360), rng), camera_shake_kernel(9, rng)), 0, 1)
     encoded = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
     path = tmp_path_factory.mktemp("psf") / "shaken.tif"
     write_tiff(path, np.rint(encoded * 65535).astype(np.uint16))

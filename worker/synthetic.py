@@ -5,7 +5,7 @@ outside the project.
 """
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, signal
 
 from worker.deconv.psf_tools import center_on_centroid
 
@@ -83,3 +83,16 @@ def camera_shake_kernel(size: int, rng: np.random.Generator, steps: int = 400) -
             )
     psf = ndimage.gaussian_filter(psf, 0.4)
     return center_on_centroid(psf / psf.sum())
+
+
+def shake(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
+    """`image` (H, W, C) blurred by `psf` (convolution), same size, float32.
+
+    The borders are mirrored before blurring, so nothing wraps around and no dark frame creeps in.
+    """
+    pad = psf.shape[0]
+    planes = [
+        signal.fftconvolve(np.pad(image[..., c], pad, mode="reflect"), psf, mode="same")
+        for c in range(image.shape[2])
+    ]
+    return np.stack(planes, axis=-1)[pad:-pad, pad:-pad].astype(np.float32)

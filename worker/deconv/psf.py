@@ -32,6 +32,8 @@ import numpy as np
 from scipy import fft, ndimage
 
 from worker.deconv.boundaries import data_mask, detect_clip_level
+from worker.deconv.fft import fast_length
+from worker.deconv.noise import estimate_noise
 from worker.deconv.psf_tools import center_on_centroid
 from worker.deconv.window import check_edges, check_window, choose_window
 from worker.errors import InputError
@@ -47,6 +49,8 @@ KERNEL_TIKHONOV = 20.0
 SMALL_TAP = 0.02  # taps under this fraction of the maximum are zeroed after each kernel step
 SMALL_COMPONENT = 0.1  # connected parts of the kernel holding less mass than this are dropped
 FINAL_TAP = 0.05  # the cleaning threshold of the returned kernel
+NOISE_TAPS = 3.0  # taps under this many times their noise deviation are zeroed
+ERROR_TAPS = 3.0  # the last round zeroes taps under this many times the fit's error
 
 
 @dataclass
@@ -100,8 +104,8 @@ def smooth_periodic_extension(image: np.ndarray, shape: tuple[int, int]) -> np.n
 
 
 def fast_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """The smallest sizes at least `shape` whose FFTs are fast."""
-    return tuple(fft.next_fast_len(int(n), real=True) for n in shape)  # type: ignore[return-value]
+    """The smallest sizes at least `shape` whose FFTs are fast (made of 2s and 3s)."""
+    return fast_length(int(shape[0])), fast_length(int(shape[1]))
 
 
 def centred_kernel_spectrum(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -117,7 +121,7 @@ def forward_gradients(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.roll(image, -1, axis=1) - image, np.roll(image, -1, axis=0) - image
 
 
-def backward_divergence_adjoint(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+def gradient_adjoint(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     """``D^T g`` for the circular forward differences ``D`` of `forward_gradients`."""
     return (np.roll(gx, 1, axis=1) - gx) + (np.roll(gy, 1, axis=0) - gy)
 
@@ -151,7 +155,7 @@ def l0_restore(
         weak = gx * gx + gy * gy < weight / beta
         gx[weak] = 0
         gy[weak] = 0
-        spectrum = (numerator_data + beta * fft.rfft2(backward_divergence_adjoint(gx, gy))) / (
+        spectrum = (numerator_data + beta * fft.rfft2(gradient_adjoint(gx, gy))) / (
             otf_power + beta * grad_power
         )
         latent = fft.irfft2(spectrum, s=shape)
@@ -219,13 +223,16 @@ def conjugate_gradients(
     return x
 
 
-def clean_kernel(psf: np.ndarray, small_tap: float, small_component: float) -> np.ndarray:
-    """Zero taps under `small_tap` x the maximum and 8-connected parts holding less mass than
-    `small_component`, clip negatives, renormalise to sum one (a delta if nothing is left)."""
+def clean_kernel(
+    psf: np.ndarray, small_tap: float, small_component: float, floor: float = 0.0
+) -> np.ndarray:
+    """Zero taps under `small_tap` x the maximum or under `floor`, and 8-connected parts holding
+    less mass than `small_component`; clip negatives, renormalise to sum one (a delta if nothing
+    is left)."""
     psf = np.clip(psf, 0, None)
     if psf.max() <= 0:
         return delta_kernel(psf.shape[0])
-    psf = np.where(psf < small_tap * psf.max(), 0.0, psf)
+    psf = np.where(psf < max(small_tap * psf.max(), floor), 0.0, psf)
     psf /= psf.sum()
     labels, count = ndimage.label(psf > 0, structure=np.ones((3, 3)))
     if count > 1:
@@ -234,6 +241,31 @@ def clean_kernel(psf: np.ndarray, small_tap: float, small_component: float) -> n
         if keep.any():
             psf = np.where(keep[labels], psf, 0.0)
     return psf / psf.sum()
+
+
+def kernel_noise(latent: np.ndarray, usable: np.ndarray, sigma: float, tikhonov: float) -> float:
+    """The standard deviation that image noise `sigma` leaves on each tap of the kernel fit.
+
+    White noise of deviation sigma has forward differences of variance ``2 sigma^2``; the least
+    squares fit divides their effect by the latent gradients' energy E (plus the Tikhonov term),
+    which gives about ``sqrt(2) sigma / sqrt(E + tikhonov)`` per tap.
+    """
+    gx, gy = forward_gradients(latent)
+    height, width = usable.shape
+    energy = float(((gx * gx + gy * gy)[:height, :width] * usable).sum())
+    return float(np.sqrt(2) * sigma / np.sqrt(energy + tikhonov))
+
+
+def fit_error(raw: np.ndarray) -> float:
+    """The root mean square of the negative taps of an unconstrained kernel fit.
+
+    A blur has no negative taps, so they are the fit's error (image noise, and texture that the
+    L0 sharp image cannot represent); by symmetry the positive taps carry as much. Measured on
+    textured photographs (fur, foliage) this, not the image noise, is what leaves a spray of
+    specks around the kernel.
+    """
+    negative = raw[raw < 0]
+    return float(np.sqrt(np.mean(negative**2))) if negative.size else 0.0
 
 
 def delta_kernel(size: int) -> np.ndarray:
@@ -301,13 +333,16 @@ def blind_kernel(
         psf = resize_kernel(psf, level_size)
         shape = fast_shape((small.shape[0] + level_size - 1, small.shape[1] + level_size - 1))
         extended = smooth_periodic_extension(small, shape)
-        for _ in range(ROUNDS_PER_LEVEL):
+        sigma = estimate_noise(small)
+        finest = level == len(sizes) - 1
+        # The finest level adds a last round that also prunes by the fit's error (`fit_error`).
+        for round_ in range(ROUNDS_PER_LEVEL + finest):
             latent = l0_restore(extended, psf, weight)
-            psf = clean_kernel(
-                estimate_kernel(latent, extended, level_size, KERNEL_TIKHONOV, small_usable),
-                SMALL_TAP,
-                SMALL_COMPONENT,
-            )
+            raw = estimate_kernel(latent, extended, level_size, KERNEL_TIKHONOV, small_usable)
+            floor = NOISE_TAPS * kernel_noise(latent, small_usable, sigma, KERNEL_TIKHONOV)
+            if round_ == ROUNDS_PER_LEVEL:
+                floor = max(floor, ERROR_TAPS * fit_error(raw))
+            psf = clean_kernel(raw, SMALL_TAP, SMALL_COMPONENT, floor)
             weight = max(weight / LAMBDA_DECAY, LAMBDA_FLOOR)
             rounds += 1
         psf = center_on_centroid(psf).astype(np.float64)

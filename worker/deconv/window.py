@@ -121,8 +121,9 @@ def choose_window(grey: np.ndarray, size: int) -> Window:
     """The square window, side `window_side`, with the most strong and varied edges.
 
     Score = (strong-edge energy) x (orientation diversity) x (1 - 20 x saturated share), where a
-    strong edge is a gradient above the image's 90th percentile magnitude, its energy is the squared
-    magnitude, and diversity is ``exp(entropy)`` of the energy's distribution over 8 orientation
+    strong edge is a gradient above the image's 90th percentile magnitude, its energy is the
+    magnitude capped at the 99th percentile (so that many good edges outweigh a few lamps), and
+    diversity is ``exp(entropy)`` of the energy's distribution over 8 orientation
     bins divided by 8 (1 for evenly spread orientations, 1/8 for a single one). Large pictures are
     scored on a copy shrunk to about 1000 px (block means), which keeps this to a fraction of a
     second.
@@ -136,7 +137,7 @@ def choose_window(grey: np.ndarray, size: int) -> Window:
     gy, gx = np.gradient(smooth)
     magnitude = np.hypot(gx, gy)
     strong = magnitude > np.percentile(magnitude, 90)
-    energy = np.where(strong, magnitude**2, 0.0)
+    energy = np.where(strong, np.minimum(magnitude, np.percentile(magnitude, 99)), 0.0)
     orientation = np.mod(np.arctan2(gy, gx), np.pi)
     bins = np.minimum((orientation / np.pi * ORIENTATION_BINS).astype(int), ORIENTATION_BINS - 1)
     per_bin = np.stack(
