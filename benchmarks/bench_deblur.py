@@ -28,13 +28,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from worker.deconv import DeblurSettings, deblur  # noqa: E402
-from worker.synthetic import camera_shake_kernel  # noqa: E402
+from worker.synthetic import blur_valid, camera_shake_kernel, psnr  # noqa: E402
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "camera"]
 QUICK_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket"]
@@ -63,22 +62,12 @@ def photo(name: str, max_side: int = 768) -> np.ndarray:
     return srgb_to_linear(np.clip(pixels, 0, 1))
 
 
-def blur_valid(scene: np.ndarray, psf: np.ndarray) -> np.ndarray:
-    return np.stack(
-        [signal.oaconvolve(scene[..., c], psf, mode="valid") for c in range(scene.shape[2])], -1
-    ).astype(np.float32)
-
-
 def add_noise(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Poisson-Gaussian noise: shot noise of std `sigma` at mid grey (0.18), plus read noise
     of std `sigma`."""
     gain = sigma**2 / 0.18
     shot = rng.poisson(np.clip(clean, 0, None) / gain) * gain
     return (shot + rng.normal(0, sigma, clean.shape)).astype(np.float32)
-
-
-def psnr(estimate: np.ndarray, truth: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / np.mean((estimate.astype(np.float64) - truth) ** 2)))
 
 
 def skimage_best(observed: np.ndarray, psf: np.ndarray, truth: np.ndarray, counts: list[int]):
