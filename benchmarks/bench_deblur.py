@@ -28,13 +28,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from worker.deconv import DeblurSettings, deblur  # noqa: E402
-from worker.synthetic import camera_shake_kernel  # noqa: E402
+from worker.synthetic import blur_valid, camera_shake_kernel, psnr  # noqa: E402
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "camera"]
 QUICK_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket"]
@@ -63,22 +62,12 @@ def photo(name: str, max_side: int = 768) -> np.ndarray:
     return srgb_to_linear(np.clip(pixels, 0, 1))
 
 
-def blur_valid(scene: np.ndarray, psf: np.ndarray) -> np.ndarray:
-    return np.stack(
-        [signal.oaconvolve(scene[..., c], psf, mode="valid") for c in range(scene.shape[2])], -1
-    ).astype(np.float32)
-
-
 def add_noise(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Poisson-Gaussian noise: shot noise of std `sigma` at mid grey (0.18), plus read noise
     of std `sigma`."""
     gain = sigma**2 / 0.18
     shot = rng.poisson(np.clip(clean, 0, None) / gain) * gain
     return (shot + rng.normal(0, sigma, clean.shape)).astype(np.float32)
-
-
-def psnr(estimate: np.ndarray, truth: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / np.mean((estimate.astype(np.float64) - truth) ** 2)))
 
 
 def skimage_best(observed: np.ndarray, psf: np.ndarray, truth: np.ndarray, counts: list[int]):
@@ -99,7 +88,7 @@ def skimage_best(observed: np.ndarray, psf: np.ndarray, truth: np.ndarray, count
 
 
 def quality(args: argparse.Namespace) -> None:
-    photos = QUICK_PHOTOS if args.quick else PHOTOS
+    photos = args.photos or (QUICK_PHOTOS if args.quick else PHOTOS)
     counts = QUICK_SKIMAGE_COUNTS if args.quick else SKIMAGE_COUNTS
     rng = np.random.default_rng(args.seed)
     print("\n### Quality: PSNR (dB, linear light), PSF known\n")
@@ -192,7 +181,7 @@ def child_fft_floor(path: str) -> dict:
     shape = tuple(fast_length(n + psf_size - 1) for n in observed.shape[:2])
     with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
         fft = RealFFT2(shape, threads=os.cpu_count() or 1)
-    fft.real[:] = 0.5
+    fft.real[:] = np.random.default_rng(0).random(shape, dtype=np.float32)
     times = []
     for _ in range(3):
         start = time.perf_counter()
@@ -203,13 +192,14 @@ def child_fft_floor(path: str) -> dict:
     return {"seconds": min(times), "shape": list(shape)}
 
 
-def time_cli(folder: str, observed_path: str) -> dict:
-    """`dt-deconvolve deblur` end to end on a float32 TIFF: wall time and peak memory."""
+def child_cli(path: str) -> dict:
+    """`dt-deconvolve deblur` end to end on a float32 TIFF: wall time and its peak memory."""
     import tifffile
 
-    tiff, out = str(Path(folder) / "observed.tif"), str(Path(folder) / "sharp.tif")
-    tifffile.imwrite(tiff, np.load(observed_path), photometric="rgb")
-    psf = observed_path.replace(".npy", "-psf.npy")
+    folder = Path(path).parent
+    tiff, out = str(folder / "observed.tif"), str(folder / "sharp.tif")
+    tifffile.imwrite(tiff, np.load(path), photometric="rgb")
+    psf = path.replace(".npy", "-psf.npy")
     start = time.perf_counter()
     completed = subprocess.run(
         [sys.executable, "-m", "worker", "deblur", tiff, "--psf", psf, "-o", out, "--json"],
@@ -220,8 +210,11 @@ def time_cli(folder: str, observed_path: str) -> dict:
     )
     seconds = time.perf_counter() - start
     report = json.loads(completed.stdout.strip().splitlines()[-1])
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    return {"seconds": seconds, "rss_gb": peak, "iterations": report.get("iterations")}
+    return {
+        "seconds": seconds,
+        "rss_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20,
+        "iterations": report.get("iterations"),
+    }
 
 
 def in_child(*arguments: str) -> dict:
@@ -247,7 +240,7 @@ def speed(args: argparse.Namespace) -> None:
         del observed
         ours = in_child("ours", path)
         floor = in_child("fft", path)
-        cli = time_cli(folder, path) if args.cli else None
+        cli = in_child("cli", path) if args.cli else None
         sk = (
             in_child("skimage", path, str(args.skimage_iterations))
             if args.skimage_iterations
@@ -270,7 +263,7 @@ def speed(args: argparse.Namespace) -> None:
     if cli is not None:
         print(
             f"| `dt-deconvolve deblur` on a float TIFF, end to end | {cli['seconds']:.1f} | "
-            f"{cli['rss_gb']:.2f} (largest child so far) | {cli['iterations']} iterations, "
+            f"{cli['rss_gb']:.2f} | {cli['iterations']} iterations, "
             "read + deblur + write |"
         )
     if sk is not None:
@@ -285,6 +278,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="fewer photos, a smaller frame")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--photos", nargs="+", help=f"scikit-image photos (default: {PHOTOS})")
     parser.add_argument("--noise", type=float, nargs="+", default=None, help="noise sigmas")
     parser.add_argument("--max-side", type=int, default=768, help="photo size for quality")
     parser.add_argument("--priority", type=float, default=0.0)
@@ -316,6 +310,8 @@ def main() -> None:
             result = child_ours(path)
         elif kind == "fft":
             result = child_fft_floor(path)
+        elif kind == "cli":
+            result = child_cli(path)
         else:
             result = child_skimage(path, int(rest[0]))
         print(json.dumps(result))

@@ -332,7 +332,8 @@ def test_demo_writes_pictures_and_improves_psnr(run_cli: RunCli, tmp_path: Path)
     folder = tmp_path / "demo"
     result = run_cli("demo", "-o", folder, timeout=120)
     assert result.returncode == 0, result.stderr
-    for name in ("blurred.tif", "psf.npy", "deblurred.tif", "before.png", "after.png", "psf.png"):
+    outputs = ["blurred.tif", "psf.npy", "psf.png", "true_psf.png", "deblurred.tif"]
+    for name in [*outputs, "before.png", "after.png", "sharp.png"]:
         assert (folder / name).stat().st_size > 0, name
     assert f"wrote into {folder}" in result.stdout
     psnr = re.search(r"before ([\d.]+) dB, after ([\d.]+) dB", result.stdout)

@@ -2,25 +2,12 @@
 
 import numpy as np
 import pytest
-from scipy import signal
 
 from worker.deconv import DeblurSettings, deblur
 from worker.deconv.rl_tv import richardson_lucy_tv
 from worker.deconv.stopping import StoppingRule
 from worker.errors import InputError
-from worker.synthetic import camera_shake_kernel, dead_leaves
-
-
-def blur_valid(scene: np.ndarray, psf: np.ndarray) -> np.ndarray:
-    """Blur a larger scene and keep the valid part, as a camera frames a wider world."""
-    return np.stack(
-        [signal.fftconvolve(scene[..., c], psf, mode="valid") for c in range(scene.shape[2])],
-        axis=-1,
-    ).astype(np.float32)
-
-
-def psnr(estimate: np.ndarray, truth: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / np.mean((estimate - truth) ** 2)))
+from worker.synthetic import blur_valid, camera_shake_kernel, dead_leaves, psnr
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +137,7 @@ DELTA = np.ones((3, 3), np.float32)
         (GOOD, DELTA, {"max_iterations": 0}, "iteration"),
         (GOOD, DELTA, {"max_iterations": 2.5}, "iteration"),
         (GOOD, DELTA, {"clip_level": 0.0}, "clip level"),
+        (GOOD, np.ones((9, 9)), {"scale": 0.1}, "too small for the 3x3 PSF"),
     ],
 )
 def test_bad_input_raises_one_line_input_error(image, psf, settings, message) -> None:

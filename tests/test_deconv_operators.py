@@ -12,6 +12,7 @@ from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
 from worker.deconv.fft import fast_length, fftw_wisdom, kernel_spectrum
 from worker.deconv.noise import estimate_noise, regularisation_weight
 from worker.deconv.preview import downsize
+from worker.deconv.stopping import StoppingRule
 from worker.deconv.tv import gradient_weights, split_gradient_at, tv_divergence, tv_energy
 from worker.synthetic import camera_shake_kernel, dead_leaves
 
@@ -163,3 +164,16 @@ def test_noise_of_a_large_picture_is_measured_on_bands_of_rows() -> None:
     noisy = shading + rng.normal(0, 0.01, (4000, 2500, 1)).astype(np.float32)  # 10 Mpx
     noisy[:2000] = np.minimum(noisy[:2000], 0.5)  # clipped in the top half: masked out below
     assert estimate_noise(noisy, data_mask(noisy, 0.5)) == pytest.approx(0.01, rel=0.1)
+
+
+def test_stopping_rule_reasons() -> None:
+    rule = StoppingRule(tolerance=10, max_iterations=20, min_iterations=3)
+    # W falls from 1.0 to 0.1, then rises: allowed rise is 10 % of 0.9.
+    assert [rule.update(i, w, 0.1) for i, w in enumerate([1.0, 0.5, 0.1, 0.15], 1)] == [
+        None, None, None, None,
+    ]  # fmt: skip
+    assert rule.update(5, 0.2, 0.1) == "whiteness"
+    still = StoppingRule(tolerance=10, max_iterations=20, min_iterations=3)
+    assert [still.update(i, 0.5, 1e-4) for i in (1, 2, 3)] == [None, None, "stagnation"]
+    capped = StoppingRule(tolerance=10, max_iterations=2)
+    assert [capped.update(i, 0.5, 0.1) for i in (1, 2)] == [None, "cap"]

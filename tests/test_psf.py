@@ -19,7 +19,7 @@ from worker.deconv.psf import (
 )
 from worker.deconv.window import SATURATION, choose_window
 from worker.errors import InputError
-from worker.synthetic import camera_shake_kernel, dead_leaves, shake
+from worker.synthetic import camera_shake_kernel, dead_leaves, psnr, shake
 
 
 def shaken_scene(seed: int, shape=(320, 320), size=15, noise=0.003):
@@ -28,10 +28,6 @@ def shaken_scene(seed: int, shape=(320, 320), size=15, noise=0.003):
     psf = camera_shake_kernel(size, rng)
     blurred = shake(sharp, psf) + rng.normal(0, noise, sharp.shape).astype(np.float32)
     return sharp, blurred, psf
-
-
-def psnr(image: np.ndarray, reference: np.ndarray) -> float:
-    return float(10 * np.log10(1 / np.mean((image - reference) ** 2)))
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -2,7 +2,9 @@
 
 Each subcommand lives in `worker/commands/<name>.py` with two functions: `register(subparsers)`
 adds its parser (with `func` set to its runner) and the runner takes the parsed arguments and
-returns an exit status. Errors reach the user as one line on stderr, never as a traceback:
+returns an exit status. Commands that compute import the engine inside their runner, so that the
+light ones the darktable plug-in calls often (`key`, `cache`, `submit`, `ping`) start at once.
+Errors reach the user as one line on stderr, never as a traceback:
 
     0  success          1  the work failed (bad input, unreadable file, full disk, ...)
     2  bad usage        3  cancelled           130  interrupted (Ctrl-C)

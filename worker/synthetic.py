@@ -96,3 +96,19 @@ def shake(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
         for c in range(image.shape[2])
     ]
     return np.stack(planes, axis=-1)[pad:-pad, pad:-pad].astype(np.float32)
+
+
+def blur_valid(scene: np.ndarray, psf: np.ndarray) -> np.ndarray:
+    """`psf * scene` per channel, kept where the kernel lies wholly inside the scene, float32.
+
+    The result is K - 1 pixels smaller than the scene: a camera frames a wider world, so the
+    borders of a blurred photo hold light from beyond them, not a wrapped-around or dark edge.
+    """
+    planes = [signal.oaconvolve(scene[..., c], psf, mode="valid") for c in range(scene.shape[2])]
+    return np.stack(planes, axis=-1).astype(np.float32)
+
+
+def psnr(estimate: np.ndarray, truth: np.ndarray, peak: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB: 10 log10(peak^2 / mean squared error)."""
+    error = np.mean((np.asarray(estimate, np.float64) - truth) ** 2)
+    return float(10 * np.log10(peak**2 / error))

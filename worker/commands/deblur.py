@@ -7,7 +7,6 @@ from pathlib import Path
 from worker.commands.options import add_engine_options, settings_from_args
 from worker.commands.progress import progress_bar
 from worker.errors import InputError
-from worker.pipeline import JobOptions, run_pipeline
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -51,6 +50,8 @@ def print_report(report: dict, as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from worker.pipeline import JobOptions, run_pipeline
+
     check_tiff_name(args.output)
     options = JobOptions(psf_path=args.psf, settings=settings_from_args(args))
     with progress_bar() as progress:

@@ -6,7 +6,7 @@ options read the same everywhere. Ranges are checked by `DeblurSettings.validate
 
 import argparse
 
-from worker.deconv import DeblurSettings
+from worker.deconv.settings import DeblurSettings
 
 DEFAULTS = DeblurSettings()
 

@@ -4,11 +4,6 @@ import argparse
 import json
 from pathlib import Path
 
-from worker.deconv.psf import estimate_psf
-from worker.deconv.window import window_from_text
-from worker.imageio import read_picture
-from worker.kernel_files import save_kernel, save_kernel_picture
-
 
 def add_estimation_options(parser: argparse.ArgumentParser, required: bool) -> None:
     """--blur and --window, shared by `psf` and `run`."""
@@ -45,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from worker.deconv.psf import estimate_psf
+    from worker.deconv.window import window_from_text
+    from worker.imageio import read_picture
+    from worker.kernel_files import save_kernel, save_kernel_picture
+
     picture = read_picture(args.input)
     window = window_from_text(args.window, picture.pixels.shape[:2], args.blur)
     psf, report = estimate_psf(picture.pixels, args.blur, window)

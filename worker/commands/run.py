@@ -7,7 +7,6 @@ from worker.commands.deblur import check_tiff_name, print_report
 from worker.commands.options import add_engine_options, settings_from_args
 from worker.commands.progress import progress_bar
 from worker.commands.psf import add_estimation_options
-from worker.pipeline import JobOptions, run_pipeline
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from worker.pipeline import JobOptions, run_pipeline
+
     check_tiff_name(args.output)
     options = JobOptions(
         blur=args.blur,

@@ -2,9 +2,30 @@
 
 Arrays are float32, linear light, shaped (H, W, C) with C = 1 or 3. A PSF is a 2-D array in
 convolution convention (`blurred = psf * sharp`), odd-sized, non-negative, summing to one.
+
+The names below load on first use (PEP 562), as in scikit-image: importing
+`worker.deconv.settings` for the command line's options does not load numba or FFTW.
 """
 
-from worker.deconv.noise import estimate_noise
-from worker.deconv.rl_tv import DeblurReport, DeblurSettings, Progress, deblur
+import importlib
+from typing import Any
 
-__all__ = ["DeblurReport", "DeblurSettings", "Progress", "deblur", "estimate_noise"]
+_WHERE = {
+    "DeblurReport": "worker.deconv.rl_tv",
+    "Progress": "worker.deconv.rl_tv",
+    "deblur": "worker.deconv.rl_tv",
+    "DeblurSettings": "worker.deconv.settings",
+    "estimate_noise": "worker.deconv.noise",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

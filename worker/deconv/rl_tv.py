@@ -53,6 +53,7 @@ from worker.deconv.local import blend_locally
 from worker.deconv.noise import estimate_noise, regularisation_weight, white_level
 from worker.deconv.preview import preview_inputs
 from worker.deconv.psf_tools import validate_psf
+from worker.deconv.settings import DeblurSettings
 from worker.deconv.stopping import (
     StoppingRule,
     centred_correlations,
@@ -70,56 +71,6 @@ TV_EPS = 0.15  # smoothing of |grad u| in TV, as a fraction of the picture's mea
 TV_EPS_PER_NOISE = 0.5  # ...and at least this many noise sigmas
 POSITIVE_FLOOR = 1e-5  # the estimate is kept above this fraction of the mean level
 OFFSET_PER_NOISE = 1.0  # the shifted-Poisson offset b, in noise sigmas
-
-
-@dataclass(frozen=True)
-class DeblurSettings:
-    """What the user may choose. Defaults suit most photographs.
-
-    tolerance: how much structure may come back into the residual (percent of what the blur left
-        at the start) before the run stops; smaller stops earlier (softer, cleaner), larger goes
-        on (sharper, riskier). See `stopping`.
-    priority: -1 favours denoising (more regularisation), 0 balances, +1 favours deblurring.
-    lam: expert override of the TV weight lambda (None: derived from the noise and priority).
-    max_iterations: iteration cap (a safety net; the other rules usually stop earlier).
-    scale: 0 < scale <= 1; below 1 a preview: image and PSF are downsized together.
-    clip_level: the value at which the sensor clipped (1.0 for integer files); None: detect a
-        clipped plateau from the data, if any.
-    local: local mode: keep the deblurred picture only where the PSF explains the blur, the
-        original elsewhere, blended smoothly (see `worker.deconv.local`).
-    """
-
-    tolerance: float = 5.0
-    priority: float = 0.0
-    lam: float | None = None
-    max_iterations: int = 60
-    scale: float = 1.0
-    clip_level: float | None = None
-    local: bool = False
-
-    def validate(self) -> None:
-        """Raise `InputError` (one line) when a setting is out of range."""
-        checks = [
-            (_finite(self.tolerance) and self.tolerance > 0, "the tolerance must be above 0 %"),
-            (_finite(self.priority) and -1 <= self.priority <= 1, "priority must be in [-1, 1]"),
-            (self.lam is None or (_finite(self.lam) and self.lam >= 0), "lambda must be >= 0"),
-            (
-                isinstance(self.max_iterations, int) and self.max_iterations >= 1,
-                "the iteration cap must be a whole number of at least 1",
-            ),
-            (_finite(self.scale) and 0 < self.scale <= 1, "scale must be in (0, 1]"),
-            (
-                self.clip_level is None or (_finite(self.clip_level) and self.clip_level > 0),
-                "the clip level must be above 0",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise InputError(message)
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
 
 
 @dataclass
@@ -344,6 +295,11 @@ def deblur(
     if progress is not None:
         progress(0.0, STAGE)
     image, psf = preview_inputs(image, psf, settings.scale)
+    if any(n < max(k, 2) for n, k in zip(image.shape, psf.shape, strict=False)):
+        raise InputError(
+            f"scale {settings.scale:g} leaves a {image.shape[0]}x{image.shape[1]} preview, "
+            f"too small for the {psf.shape[0]}x{psf.shape[1]} PSF"
+        )
     clip_level = settings.clip_level
     if clip_level is None:
         clip_level = detect_clip_level(image)
