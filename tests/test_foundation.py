@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from worker.atomic import atomic_path
+from worker.atomic import atomic_path, temporaries
 from worker.deconv.psf_tools import center_on_centroid, resample_psf, validate_psf
 from worker.errors import InputError
 from worker.synthetic import camera_shake_kernel, dead_leaves
@@ -97,3 +97,14 @@ def test_cli_version_lists_the_libraries(run_cli) -> None:
     result = run_cli("version", "--json")
     assert result.returncode == 0
     assert '"pyfftw"' in result.stdout
+
+
+def test_temporaries_finds_what_a_killed_writer_left_even_with_glob_characters(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "IMG [1]*_deconv.tif"
+    other = tmp_path / "IMG 1x_deconv.tif"
+    with atomic_path(target) as tmp, atomic_path(other) as other_tmp:
+        assert temporaries(target) == [tmp]
+        assert temporaries(other) == [other_tmp]
+    assert temporaries(target) == []

@@ -8,6 +8,7 @@ from scipy import fft
 
 from benchmarks.error_ratio import error_ratio
 from worker.deconv import DeblurSettings, deblur
+from worker.deconv.boundaries import SATURATION
 from worker.deconv.local import blend_locally, explained_weight
 from worker.deconv.psf import (
     centred_kernel_spectrum,
@@ -16,8 +17,9 @@ from worker.deconv.psf import (
     fast_shape,
     luminance,
     smooth_periodic_extension,
+    unclipped,
 )
-from worker.deconv.window import SATURATION, choose_window
+from worker.deconv.window import choose_window
 from worker.errors import InputError
 from worker.synthetic import camera_shake_kernel, dead_leaves, psnr, shake
 
@@ -172,3 +174,14 @@ def test_the_kernel_step_finds_the_blur_of_a_known_sharp_image() -> None:
     usable = np.ones((96, 96), bool)
     found = estimate_kernel(sharp_extended, blurred, 11, 1e-6, usable)
     assert np.abs(found - truth).max() < 1e-3 * truth.max()
+
+
+def test_a_known_clip_level_keeps_small_highlights_out_of_the_kernel_fit() -> None:
+    # Three blown pixels are too few for the plateau detector, but an integer file says where
+    # it clipped: with that, the highlight and half a kernel around it leave the fit.
+    image = np.full((200, 200, 3), 0.3, np.float32)
+    image[100, 100:103] = 1.0
+    window = (0, 0, 200, 200)
+    assert unclipped(image, window, 9).all()
+    usable = unclipped(image, window, 9, clip_level=1.0)
+    assert not usable[100, 100] and not usable[96, 104] and usable[90, 90]

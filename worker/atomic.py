@@ -1,6 +1,7 @@
 """Write files so that readers see either the old file, the whole new one, or nothing."""
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +17,19 @@ def _read_umask() -> int:
 _FILE_MODE = 0o666 & ~_read_umask()  # what open() would give a new file
 
 
+SUFFIX = ".part"
+
+
+def _prefix(final: Path) -> str:
+    return f".{final.name}."
+
+
+def temporaries(final: str | os.PathLike[str]) -> list[Path]:
+    """The temporary files that `atomic_path(final)` writers left behind (killed mid-write)."""
+    final = Path(final)
+    return list(final.parent.glob(glob.escape(_prefix(final)) + "*" + SUFFIX))
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it onto `final` when the block succeeds.
@@ -25,7 +39,7 @@ def atomic_path(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[P
     data reaches the disk before the rename, so a crash at any instant leaves a whole file or none.
     """
     final = Path(final)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    fd, name = tempfile.mkstemp(prefix=_prefix(final), suffix=SUFFIX, dir=final.parent)
     os.close(fd)
     tmp = Path(name)
     tmp.chmod(_FILE_MODE)  # mkstemp makes 0600; the result should look like any new file

@@ -116,14 +116,16 @@ def run_pipeline(
     )
     stages.report("reading")
     picture = read_picture(input_path)
-    estimated: dict = {}
-    if estimating:
-        psf, estimated = estimate_kernel(picture.pixels, options, stages.callback("estimating"))
-    else:
-        psf = load_psf(options.psf_path, picture.pixels.shape)
     settings = options.settings
     if settings.clip_level is None and picture.clip_level is not None:
         settings = dataclasses.replace(settings, clip_level=picture.clip_level)
+    estimated: dict = {}
+    if estimating:
+        psf, estimated = estimate_kernel(
+            picture.pixels, options, settings.clip_level, stages.callback("estimating")
+        )
+    else:
+        psf = load_psf(options.psf_path, picture.pixels.shape)
     restored, report = deblur(picture.pixels, psf, settings, stages.callback("deblurring"))
     stages.report("writing")
     write_picture(output_path, picture, restored)
@@ -132,12 +134,12 @@ def run_pipeline(
 
 
 def estimate_kernel(
-    pixels: np.ndarray, options: JobOptions, progress: Progress
+    pixels: np.ndarray, options: JobOptions, clip_level: float | None, progress: Progress
 ) -> tuple[np.ndarray, dict]:
     """Estimate the PSF as `options` say (blur size, window), save it to `options.psf_out` (with
     its picture beside it) when asked; returns it with the report's `psf` entries."""
     window = window_from_text(options.window or "auto", pixels.shape[:2], options.blur)
-    psf, report = estimate_psf(pixels, options.blur, window, progress)
+    psf, report = estimate_psf(pixels, options.blur, window, progress, clip_level)
     if options.psf_out is not None:
         save_kernel(options.psf_out, psf)
         save_kernel_picture(picture_path(options.psf_out), psf)

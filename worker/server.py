@@ -28,6 +28,7 @@ import zmq
 
 from cache.store import CacheLimits, NotCached, ResultCache, copy_atomically
 from worker import __version__, protocol
+from worker.atomic import temporaries
 from worker.cli import describe_os_error
 from worker.errors import InputError
 from worker.jobs import Executor, Job, JobTable, file_identity
@@ -97,7 +98,7 @@ def _remove_partial_output(job: Job) -> None:
     """Remove what a stopped job may have left: temporary output files, and the output itself
     when the job created or replaced it (it may have got that far just before the stop)."""
     output = Path(job.output)
-    for partial in output.parent.glob(f".{output.name}.*.part"):
+    for partial in temporaries(output):
         partial.unlink(missing_ok=True)
     if job.started is not None and file_identity(job.output) != job.output_before:
         output.unlink(missing_ok=True)

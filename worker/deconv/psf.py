@@ -356,17 +356,22 @@ def blind_kernel(
     return psf, rounds
 
 
-def unclipped(image: np.ndarray, window: Window, size: int) -> np.ndarray:
+def unclipped(
+    image: np.ndarray, window: Window, size: int, clip_level: float | None = None
+) -> np.ndarray:
     """Which pixels of `window` are at least half a kernel away from any clipped highlight.
 
     Clipped pixels break the linear blur model (Whyte, Sivic and Zisserman, "Deblurring shaken
     and partially saturated images", IJCV 2014), and their blurred surroundings with them. The
-    clip level is detected on the whole image (`detect_clip_level`). Raises `InputError` when
-    fewer than a quarter of the window's pixels are left.
+    clip level is the file's (`clip_level`, 1.0 for integer files) or, when unknown, detected on
+    the whole image (`detect_clip_level`), as `deblur` does. Raises `InputError` when fewer than a
+    quarter of the window's pixels are left.
     """
     x, y, width, height = window
     pixels = image[y : y + height, x : x + width]
-    usable = data_mask(pixels, detect_clip_level(image)) > 0
+    if clip_level is None:
+        clip_level = detect_clip_level(image)
+    usable = data_mask(pixels, clip_level) > 0
     usable = ndimage.binary_erosion(usable, np.ones((size, size), bool), border_value=1)
     if usable.mean() < 0.25:
         raise InputError(
@@ -380,12 +385,15 @@ def estimate_psf(
     size: int,
     window: Window | None = None,
     progress: Progress | None = None,
+    clip_level: float | None = None,
 ) -> tuple[np.ndarray, PsfReport]:
     """Estimate the `size` x `size` PSF of a blurred linear image (H, W, C) from one window.
 
     `window` is (x, y, width, height) in pixels; None chooses one automatically
-    (`worker.deconv.window.choose_window`). Returns the kernel (float32, convolution convention,
-    non-negative, summing to one, centred on its centroid) and a `PsfReport`.
+    (`worker.deconv.window.choose_window`). `clip_level` is where the sensor clipped (1.0 for
+    integer files; None: detected), so that clipped highlights stay out of the kernel fit.
+    Returns the kernel (float32, convolution convention, non-negative, summing to one, centred
+    on its centroid) and a `PsfReport`.
     Raises `InputError` for a bad size or window, or a window without edges to learn from.
     """
     started = time.perf_counter()
@@ -404,7 +412,7 @@ def estimate_psf(
     patch = grey[y : y + height, x : x + width].astype(np.float64)
     check_edges(patch, size)
     patch = patch / max(float(np.percentile(patch, 99.9)), 1e-12)
-    usable = unclipped(image, window, size)
+    usable = unclipped(image, window, size, clip_level)
     psf, rounds = blind_kernel(patch, size, usable, progress)
     psf = center_on_centroid(clean_kernel(psf, FINAL_TAP, SMALL_COMPONENT))
     report = PsfReport(

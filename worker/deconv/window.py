@@ -10,13 +10,13 @@ spreads over orientations, and penalised by its share of saturated pixels.
 import numpy as np
 from scipy import ndimage
 
+from worker.deconv.boundaries import SATURATION
 from worker.deconv.noise import estimate_noise
 from worker.errors import InputError
 
 Window = tuple[int, int, int, int]
 
 ORIENTATION_BINS = 8
-SATURATION = 0.98  # a pixel at or above this fraction of the brightest value counts as clipped
 MIN_WINDOW = 256
 ANALYSIS_SIZE = 1000  # larger pictures are shrunk to about this for choosing the window
 
