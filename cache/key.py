@@ -18,9 +18,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import tifffile
-
 from worker.errors import InputError
 
 KEY_FORMAT = 1
@@ -53,7 +50,7 @@ def history_fingerprint(sidecar: str | os.PathLike[str]) -> dict[str, str]:
     except ET.ParseError as error:
         raise InputError(f"the sidecar {sidecar} is not valid XML ({error})") from None
     except OSError as error:
-        raise InputError(f"cannot read the sidecar {sidecar}: {error.strerror}") from None
+        raise InputError(f"cannot read the sidecar {sidecar}: {error.strerror or error}") from None
     found: dict[str, str] = {}
     for description in root.iter(f"{{{RDF}}}Description"):
         for name in HISTORY_PROPERTIES:
@@ -75,12 +72,15 @@ def image_identity(image: str | os.PathLike[str], duplicate: int = 0) -> dict[st
     try:
         info = path.stat()
     except OSError as error:
-        raise InputError(f"cannot read {path}: {error.strerror}") from None
+        raise InputError(f"cannot read {path}: {error.strerror or error}") from None
     return {"path": str(path), "size": info.st_size, "mtime_ns": info.st_mtime_ns, "dup": duplicate}
 
 
 def pixels_digest(image: str | os.PathLike[str]) -> str:
     """SHA-256 of a TIFF's decoded pixels (and their shape and type), blind to its metadata."""
+    import numpy as np  # only here: every other `key` and `cache` call starts without them
+    import tifffile
+
     try:
         pixels = np.ascontiguousarray(tifffile.imread(image))
     except FileNotFoundError:
@@ -97,7 +97,7 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError as error:
-        raise InputError(f"cannot read {path}: {error.strerror}") from None
+        raise InputError(f"cannot read {path}: {error.strerror or error}") from None
 
 
 def cache_key(

@@ -11,13 +11,12 @@ Errors reach the user as one line on stderr, never as a traceback:
 """
 
 import argparse
-import errno
 import os
 import sys
 from collections.abc import Sequence
 
 from worker import __version__
-from worker.errors import InputError
+from worker.errors import describe_error, is_internal
 
 PROG = "dt-deconvolve"
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -46,35 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def describe_os_error(error: OSError) -> str:
-    """One line for a failed file operation, naming the file when the error knows it."""
-    where = f": {error.filename}" if error.filename else ""
-    if error.errno == errno.ENOSPC:
-        return f"no space left on the device{where}"
-    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"permission denied{where}"
-    if error.errno == errno.ENOENT:
-        return f"no such file or folder{where}"
-    return f"{error.strerror or error}{where}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except InputError as error:
-        message = str(error)
-    except OSError as error:
-        message = describe_os_error(error)
-    except MemoryError:
-        message = "not enough memory for this image; try a preview with --scale 0.5"
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except Exception as error:  # a bug: still one line, with a way to see the details
-        if os.environ.get("DT_DECONVOLVE_DEBUG"):
-            raise
-        message = (
-            f"internal error: {type(error).__name__}: {error} (DT_DECONVOLVE_DEBUG=1 shows more)"
-        )
+    except Exception as error:
+        message = describe_error(error)
+        if is_internal(error):  # a bug: still one line, with a way to see the details
+            if os.environ.get("DT_DECONVOLVE_DEBUG"):
+                raise
+            message += " (DT_DECONVOLVE_DEBUG=1 shows more)"
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return EXIT_FAILED

@@ -33,7 +33,7 @@ import tifffile
 
 from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, NotCached, ResultCache
 from worker import __version__
-from worker.errors import InputError
+from worker.errors import InputError, describe_error, is_internal
 from worker.kernel_files import picture_path, save_kernel_picture
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress events (stage changes are always sent)
@@ -56,19 +56,6 @@ def make_sender(stream: io.TextIOBase) -> Send:
             stream.flush()
 
     return send
-
-
-def one_line(error: BaseException) -> str:
-    """The user's view of a job's failure."""
-    from worker.cli import describe_os_error
-
-    if isinstance(error, InputError):
-        return str(error)
-    if isinstance(error, OSError):
-        return describe_os_error(error)
-    if isinstance(error, MemoryError):
-        return "not enough memory for this image; try a preview with a smaller scale"
-    return f"internal error: {type(error).__name__}: {error}"
 
 
 def job_options(task: dict[str, Any], psf_out: Path | None) -> Any:
@@ -147,11 +134,11 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
             note = cache_result(task, report, kernel)
         send({"event": "done", "job": job, "report": report, "note": note})
     except MemoryError as error:
-        send({"event": "failed", "job": job, "error": one_line(error), "detail": ""})
+        send({"event": "failed", "job": job, "error": describe_error(error), "detail": ""})
         raise  # the process may be in a poor state: let the worker start a fresh one
     except Exception as error:
-        detail = "" if isinstance(error, InputError | OSError) else traceback.format_exc()
-        send({"event": "failed", "job": job, "error": one_line(error), "detail": detail})
+        detail = traceback.format_exc() if is_internal(error) else ""
+        send({"event": "failed", "job": job, "error": describe_error(error), "detail": detail})
 
 
 def warm_up() -> None:
@@ -191,7 +178,7 @@ def main() -> int:
     try:
         warm_up()
     except Exception as error:
-        send({"event": "broken", "error": f"cannot start the engine: {one_line(error)}"})
+        send({"event": "broken", "error": f"cannot start the engine: {describe_error(error)}"})
         return 1
     send({"event": "ready", "seconds": round(time.monotonic() - started, 3)})
     tasks: queue.Queue[dict[str, Any] | None] = queue.Queue()

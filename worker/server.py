@@ -29,8 +29,7 @@ import zmq
 from cache.store import CacheLimits, NotCached, ResultCache, copy_atomically
 from worker import __version__, protocol
 from worker.atomic import temporaries
-from worker.cli import describe_os_error
-from worker.errors import InputError
+from worker.errors import InputError, describe_os_error
 from worker.jobs import Executor, Job, JobTable, file_identity
 from worker.paths import runtime_dir, state_dir
 from worker.transport import check_endpoint, ipc_path, secure_server

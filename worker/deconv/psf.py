@@ -74,9 +74,8 @@ class PsfReport:
 
 def luminance(image: np.ndarray) -> np.ndarray:
     """The luminance plane (H, W) of a linear (H, W, C) image, C in {1, 3}, as float32."""
-    if image.shape[2] == 1:
-        return image[..., 0].astype(np.float32)
-    return (image.astype(np.float32) @ LUMA).astype(np.float32)
+    image = np.asarray(image, dtype=np.float32)  # no copy when it is float32 already
+    return image[..., 0].copy() if image.shape[2] == 1 else image @ LUMA
 
 
 def smooth_periodic_extension(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
