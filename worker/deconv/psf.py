@@ -37,7 +37,7 @@ from scipy import fft, ndimage
 from worker.deconv.boundaries import data_mask, detect_clip_level
 from worker.deconv.fft import fast_length
 from worker.deconv.noise import estimate_noise
-from worker.deconv.psf_tools import center_on_centroid
+from worker.deconv.psf_tools import center_on_centroid, resize_psf
 from worker.deconv.window import check_edges, check_window, choose_window
 from worker.errors import InputError
 
@@ -278,30 +278,6 @@ def delta_kernel(size: int) -> np.ndarray:
     return psf
 
 
-def resize_kernel(psf: np.ndarray, size: int) -> np.ndarray:
-    """Resize `psf` to size x size (bilinear), clip negatives, renormalise, centre."""
-    zoom = size / psf.shape[0]
-    resized = np.clip(
-        ndimage.zoom(psf, zoom, order=1, grid_mode=True, mode="grid-constant"), 0, None
-    )
-    resized = fit_to_size(resized, size)
-    if resized.sum() <= 0:
-        return delta_kernel(size)
-    return center_on_centroid(resized / resized.sum()).astype(np.float64)
-
-
-def fit_to_size(psf: np.ndarray, size: int) -> np.ndarray:
-    """Crop or zero-pad `psf` symmetrically to size x size."""
-    out = np.zeros((size, size))
-    n = min(size, psf.shape[0]), min(size, psf.shape[1])
-    src = [(psf.shape[i] - n[i]) // 2 for i in range(2)]
-    dst = [(size - n[i]) // 2 for i in range(2)]
-    out[dst[0] : dst[0] + n[0], dst[1] : dst[1] + n[1]] = psf[
-        src[0] : src[0] + n[0], src[1] : src[1] + n[1]
-    ]
-    return out
-
-
 def downscale(image: np.ndarray, scale: float) -> np.ndarray:
     """Shrink `image` by `scale` (<= 1) with a light anti-alias blur and bilinear sampling."""
     if scale >= 1:
@@ -333,7 +309,7 @@ def blind_kernel(
         scale = LEVEL_SCALE ** (len(sizes) - 1 - level)
         small = downscale(blurred, scale)
         small_usable = downscale(usable.astype(np.float64), scale) > 0.99
-        psf = resize_kernel(psf, level_size)
+        psf = resize_psf(psf, (level_size, level_size)).astype(np.float64)
         shape = fast_shape((small.shape[0] + level_size - 1, small.shape[1] + level_size - 1))
         extended = smooth_periodic_extension(small, shape)
         sigma = estimate_noise(small)

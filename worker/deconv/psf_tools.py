@@ -54,19 +54,27 @@ def center_on_centroid(psf: np.ndarray) -> np.ndarray:
     return (shifted / shifted.sum()).astype(np.float32)
 
 
-def resample_psf(psf: np.ndarray, scale: float) -> np.ndarray:
-    """Resize `psf` by `scale` (as when the image is resized by `scale`), odd and at least 3x3.
+def resize_psf(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """`psf` resized to `shape` (bilinear on the pixel grid), non-negative, summing to one, centred.
 
-    The kernel's extent in pixels scales with the image; its mass stays one. Used for previews
-    (image and PSF downsized together) and between the levels of a coarse-to-fine pyramid.
+    A kernel that vanishes on the way (all its mass clipped) becomes a centred delta.
     """
     psf = np.asarray(psf, dtype=np.float64)
-    size = [max(3, round(n * scale) | 1) for n in psf.shape]
-    zoom = [new / old for new, old in zip(size, psf.shape, strict=True)]
+    zoom = [new / old for new, old in zip(shape, psf.shape, strict=True)]
     resized = np.clip(
         ndimage.zoom(psf, zoom, order=1, mode="grid-constant", grid_mode=True), 0, None
     )
     if resized.sum() <= 0:
-        resized = np.zeros(size)
-        resized[size[0] // 2, size[1] // 2] = 1.0
+        resized = np.zeros(shape)
+        resized[shape[0] // 2, shape[1] // 2] = 1.0
     return center_on_centroid(resized / resized.sum())
+
+
+def resample_psf(psf: np.ndarray, scale: float) -> np.ndarray:
+    """Resize `psf` by `scale` (as when the image is resized by `scale`), odd and at least 3x3.
+
+    The kernel's extent in pixels scales with the image; its mass stays one. Used for previews
+    (image and PSF downsized together).
+    """
+    height, width = np.shape(psf)
+    return resize_psf(psf, (max(3, round(height * scale) | 1), max(3, round(width * scale) | 1)))
