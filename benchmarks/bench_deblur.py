@@ -33,19 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from worker.deconv import DeblurSettings, deblur  # noqa: E402
+from worker.icc import SRGB  # noqa: E402
 from worker.synthetic import blur_valid, camera_shake_kernel, psnr  # noqa: E402
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "camera"]
 QUICK_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket"]
 SKIMAGE_COUNTS = [1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100]
 QUICK_SKIMAGE_COUNTS = [2, 5, 10, 20, 40]
-
-
-def srgb_to_linear(encoded: np.ndarray) -> np.ndarray:
-    """The sRGB transfer function undone (IEC 61966-2-1)."""
-    return np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4).astype(
-        np.float32
-    )
 
 
 def photo(name: str, max_side: int = 768) -> np.ndarray:
@@ -59,7 +53,7 @@ def photo(name: str, max_side: int = 768) -> np.ndarray:
     scale = max_side / max(pixels.shape[:2])
     if scale < 1:
         pixels = transform.rescale(pixels, scale, channel_axis=2, anti_aliasing=True)
-    return srgb_to_linear(np.clip(pixels, 0, 1))
+    return SRGB.linearise(np.clip(pixels, 0, 1))
 
 
 def add_noise(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:

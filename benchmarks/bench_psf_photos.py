@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.error_ratio import error_ratio  # noqa: E402
 from worker.deconv.psf import estimate_psf, luminance  # noqa: E402
+from worker.icc import SRGB  # noqa: E402
 from worker.synthetic import camera_shake_kernel, shake  # noqa: E402
 
 PICTURES = [
@@ -46,8 +47,7 @@ def linear_picture(name: str) -> np.ndarray:
     encoded = getattr(data, name)() / 255.0
     if encoded.ndim == 2:
         encoded = encoded[..., None]
-    linear = np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
-    return linear.astype(np.float32)
+    return SRGB.linearise(encoded)
 
 
 def run_one(index: int, name: str, size: int, noise: float) -> tuple[str, int, float, float]:

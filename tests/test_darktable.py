@@ -15,6 +15,8 @@ import pytest
 import tifffile
 from scipy import ndimage
 
+from worker import synthetic
+from worker.icc import SRGB
 from worker.synthetic import camera_shake_kernel, dead_leaves
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,24 +107,18 @@ def write_scene(folder: Path) -> np.ndarray:
         [ndimage.convolve(sharp[..., c], kernel, mode="reflect") for c in range(3)], axis=-1
     )
     blurred += rng.normal(0, 0.003, blurred.shape)
-    encoded = srgb_encode(np.clip(blurred, 0, 1))
+    encoded = SRGB.encode(np.clip(blurred, 0, 1))
     folder.mkdir(parents=True)
     for name in ("blurred.tif", "cancel.tif"):
         tifffile.imwrite(folder / name, np.round(encoded * 65535).astype(np.uint16))
     tifffile.imwrite(folder / "tiny.tif", np.round(encoded[:6, :6] * 65535).astype(np.uint16))
-    return srgb_encode(sharp)
-
-
-def srgb_encode(linear: np.ndarray) -> np.ndarray:
-    """The sRGB transfer curve (IEC 61966-2-1)."""
-    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return SRGB.encode(sharp)
 
 
 def psnr(image: np.ndarray, reference: np.ndarray, border: int = 2 * BLUR) -> float:
     """Peak signal-to-noise ratio (dB, peak 1) away from the frame's edges."""
     inner = (slice(border, -border), slice(border, -border))
-    error = np.mean((image[inner] - reference[inner]) ** 2)
-    return float(10 * np.log10(1 / error))
+    return synthetic.psnr(image[inner], reference[inner])
 
 
 def write_wrapper(path: Path, calls: Path, env: dict[str, str]) -> None:
