@@ -34,6 +34,22 @@ def private_env(folder: Path) -> dict[str, str]:
     return env
 
 
+def run_dt(
+    env: dict[str, str], *args: object, timeout: float = 120, **options: object
+) -> subprocess.CompletedProcess[str]:
+    """Run `dt-deconvolve ARGS...` as a real process in `env`; other keyword arguments go to
+    `subprocess.run` (e.g. `preexec_fn`)."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        **options,
+    )
+
+
 @contextlib.contextmanager
 def short_folder() -> Iterator[Path]:
     """A folder with a short path (Unix socket paths are limited to 107 bytes)."""
@@ -61,14 +77,7 @@ class Worker:
         """Run `dt-deconvolve ARGS... [--endpoint E]` as a real process (the cache and key
         commands work without a worker: no endpoint for them)."""
         endpoint = [] if args[0] in ("cache", "key") else ["--endpoint", self.endpoint]
-        return subprocess.run(
-            [sys.executable, "-m", "worker", *map(str, args), *endpoint],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
+        return run_dt(self.env, *args, *endpoint, timeout=timeout)
 
     def start(self, *extra: object) -> "Worker":
         command = [sys.executable, "-m", "worker", "worker", "--endpoint", self.endpoint]
@@ -153,8 +162,11 @@ def tiny_disk(folder: Path, options: str) -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("mounting a tiny tmpfs needs root")
     folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)]).returncode:
-        pytest.skip("cannot mount a tmpfs here")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         yield folder
     finally:

@@ -16,12 +16,13 @@ import subprocess
 import sys
 import tempfile
 import termios
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+from service_support import tiny_disk
 
 from tests.tiffs import CAMERA_EXIF, random_samples, write_tiff
 from worker import icc
@@ -63,23 +64,6 @@ def permissions_enforced(tmp_path: Path) -> None:
         probe.unlink()
     if opened.returncode == 0:
         pytest.skip("this process ignores file permissions even without the override capabilities")
-
-
-@contextlib.contextmanager
-def tmpfs(folder: Path, options: str) -> Iterator[Path]:
-    """A small tmpfs mounted on `folder` for the duration (root only)."""
-    if not IS_ROOT:
-        pytest.skip("mounting a small tmpfs needs root")
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 @pytest.fixture
@@ -289,7 +273,7 @@ def test_unwritable_output_folder_fails_in_one_line(
 def test_read_only_disk_fails_in_one_line(
     run_cli: RunCli, picture: Path, psf: Path, tmp_path: Path
 ) -> None:
-    with tmpfs(tmp_path / "ro", "ro,size=1m") as folder:
+    with tiny_disk(tmp_path / "ro", "ro,size=1m") as folder:
         result = run_cli("deblur", picture, "--psf", psf, "-o", folder / "o.tif")
         assert_one_line_failure(result, "permission denied")
         assert files_in(folder) == []
@@ -316,7 +300,7 @@ def test_full_disk_fails_in_one_line_and_leaves_nothing(
 ) -> None:
     source = tmp_path / "big.tif"  # 128x128 float32: its result does not fit in what is left
     write_tiff(source, random_samples((128, 128, 3), np.float32, np.random.default_rng(2)))
-    with tmpfs(tmp_path / "full", "size=1m") as folder:
+    with tiny_disk(tmp_path / "full", "size=1m") as folder:
         filler = folder / "filler"
         with contextlib.suppress(OSError), open(filler, "wb") as handle:
             handle.write(bytes(1024 * 1024 - 64 * 1024))  # leave 64 KiB

@@ -2,14 +2,12 @@
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from service_support import alive, private_env, short_folder, write_picture, write_psf
+from service_support import alive, private_env, run_dt, short_folder, write_picture, write_psf
 
 from cache.key import cache_key
 from worker import __version__
@@ -18,37 +16,26 @@ from worker.deconv import DeblurSettings
 SIDECAR = Path(__file__).parent / "data" / "darktable_sidecar.xmp"
 
 
-def cli(env: dict[str, str], *args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker", *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def test_key_is_stable_and_follows_the_settings(user_env, tmp_path):
     picture = write_picture(tmp_path / "pic.tif")
     sidecar = tmp_path / "pic.tif.xmp"
     shutil.copyfile(SIDECAR, sidecar)
     base = ("key", picture, "--xmp", sidecar, "--blur", "9", "--window", "auto")
-    first = cli(user_env, *base)
+    first = run_dt(user_env, *base)
     assert first.returncode == 0, first.stderr
     key = first.stdout.strip()
     parameters = {"psf": None, "blur": 9, "window": "auto", "settings": asdict(DeblurSettings())}
     assert key == cache_key(picture, parameters, __version__, sidecar=sidecar)  # same anywhere
-    assert cli(user_env, *base, "--tolerance", "7").stdout.strip() != key
-    pixels = cli(user_env, "key", picture, "--blur", "9")  # no sidecar: the pixels' hash
+    assert run_dt(user_env, *base, "--tolerance", "7").stdout.strip() != key
+    pixels = run_dt(user_env, "key", picture, "--blur", "9")  # no sidecar: the pixels' hash
     assert pixels.returncode == 0 and pixels.stdout.strip() != key
-    missing = cli(user_env, "key", picture, "--xmp", tmp_path / "none.xmp", "--blur", "9")
+    missing = run_dt(user_env, "key", picture, "--xmp", tmp_path / "none.xmp", "--blur", "9")
     assert missing.returncode == 1
     assert missing.stderr.startswith("dt-deconvolve: error: cannot read the sidecar")
 
 
 def test_cache_lookup_misses_cleanly(user_env, tmp_path):
-    result = cli(user_env, "cache", "lookup", "ab" * 16, "-o", tmp_path / "o.tif")
+    result = run_dt(user_env, "cache", "lookup", "ab" * 16, "-o", tmp_path / "o.tif")
     assert (result.returncode, result.stdout) == (0, "miss\n")
     assert not (tmp_path / "o.tif").exists()
 
@@ -61,23 +48,23 @@ def test_submit_starts_a_worker_when_none_answers(tmp_path):
     with short_folder() as folder:
         env = private_env(folder)
         endpoint = ("--endpoint", f"ipc://{folder}/auto.sock")
-        key = cli(env, "key", picture, "--psf", psf).stdout.strip()
-        done = cli(
+        key = run_dt(env, "key", picture, "--psf", psf).stdout.strip()
+        done = run_dt(
             env, "submit", picture, "-o", out, "--psf", psf, "--key", key, "--wait", *endpoint
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines()[-1] == f"DONE {out}"
         pid = int((folder / "auto.sock.lock").read_text())  # the worker that was started
-        hit = cli(env, "cache", "lookup", key, "-o", tmp_path / "again.tif")
+        hit = run_dt(env, "cache", "lookup", key, "-o", tmp_path / "again.tif")
         assert hit.stdout == f"hit {tmp_path / 'again.tif'}\n"
         assert (tmp_path / "again.tif").read_bytes() == out.read_bytes()
         leftover = tmp_path / "dt-deconvolve-export-7-1.tif"
         leftover.write_bytes(b"an export the plug-in could not remove")
-        cleaned = cli(env, "cache", "clean", "--on-exit", "--exports-dir", tmp_path, "--json")
+        cleaned = run_dt(env, "cache", "clean", "--on-exit", "--exports-dir", tmp_path, "--json")
         assert json.loads(cleaned.stdout)["results_removed"] == 1
         assert json.loads(cleaned.stdout)["exports_removed"] == 1
         assert not leftover.exists() and out.exists()
-        assert cli(env, "shutdown", *endpoint).returncode == 0
+        assert run_dt(env, "shutdown", *endpoint).returncode == 0
         deadline = time.monotonic() + 15
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
