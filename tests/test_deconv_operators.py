@@ -10,7 +10,12 @@ from scipy import ndimage, signal
 
 from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
 from worker.deconv.fft import fast_length, fftw_wisdom, kernel_spectrum
-from worker.deconv.noise import estimate_noise, regularisation_weight
+from worker.deconv.noise import (
+    NoiseModel,
+    estimate_noise,
+    estimate_noise_model,
+    regularisation_weight,
+)
 from worker.deconv.preview import downsize
 from worker.deconv.stopping import StoppingRule
 from worker.deconv.tv import gradient_weights, split_gradient_at, tv_divergence, tv_energy
@@ -132,11 +137,36 @@ def test_noise_estimate_ignores_masked_pixels_and_tiny_images() -> None:
 
 
 def test_lambda_falls_monotonically_with_priority() -> None:
-    weights = [regularisation_weight(0.01, 0.2, p) for p in np.linspace(-1, 1, 9)]
+    model = NoiseModel(gain=1e-3, read_variance=1e-4)
+    weights = [regularisation_weight(model, 0.2, p) for p in np.linspace(-1, 1, 9)]
     assert all(a > b for a, b in itertools.pairwise(weights))
-    assert regularisation_weight(0.02, 0.8) > regularisation_weight(0.01, 0.8)
-    # Exposure-invariant: scaling the picture scales sigma and level alike.
-    assert regularisation_weight(0.01, 0.2) == pytest.approx(regularisation_weight(0.05, 1.0))
+    assert regularisation_weight(NoiseModel(2e-3, 1e-4), 0.8) > regularisation_weight(model, 0.8)
+    # Exposure-invariant: scaling the picture by t scales the gain by t, the variance by t^2.
+    scaled = NoiseModel(gain=5e-3, read_variance=25e-4)
+    assert regularisation_weight(model, 0.2) == pytest.approx(regularisation_weight(scaled, 1.0))
+
+
+@pytest.mark.parametrize(("gain", "read_variance"), [(5e-4, 1e-4), (2e-3, 0.0), (0.0, 4e-4)])
+def test_noise_model_is_fitted_from_the_picture(gain: float, read_variance: float) -> None:
+    """Shot noise (Poisson) plus read noise (Gaussian) on a shaded scene: both parameters are
+    recovered, and pure shot or pure read noise is recognised as such."""
+    rng = np.random.default_rng(8)
+    scene = ndimage.gaussian_filter(dead_leaves((400, 500), rng), (1.0, 1.0, 0))
+    shot = rng.poisson(scene / gain) * gain if gain else scene
+    noisy = (shot + rng.normal(0, np.sqrt(read_variance), scene.shape)).astype(np.float32)
+    model = estimate_noise_model(noisy)
+    assert model.gain == pytest.approx(gain, rel=0.15, abs=5e-5)
+    assert model.read_variance == pytest.approx(read_variance, rel=0.15, abs=2e-5)
+    assert model.offset(1.0) == pytest.approx(min(read_variance / gain, 1.0) if gain else 1.0,
+                                              rel=0.3, abs=0.02)  # fmt: skip
+
+
+def test_noise_model_of_a_flat_or_tiny_picture_is_gaussian() -> None:
+    flat = np.random.default_rng(9).normal(0.3, 0.01, (60, 60, 1)).astype(np.float32)
+    model = estimate_noise_model(flat)
+    assert model.gain == 0.0 and model.read_variance == pytest.approx(1e-4, rel=0.2)
+    assert estimate_noise_model(np.zeros((2, 5, 3))) == NoiseModel(0.0, 0.0)
+    assert regularisation_weight(NoiseModel(0.0, 0.0), 1.0) == 0.0
 
 
 def test_clip_level_is_detected_only_on_a_plateau() -> None:

@@ -1,7 +1,7 @@
-"""The noise level of a picture, and the regularisation weight derived from it.
+"""The noise of a picture, and the regularisation weight derived from it.
 
-Noise: Immerkaer, "Fast noise variance estimation", Computer Vision and Image Understanding 64
-(1996). The 3 x 3 operator
+Noise level: Immerkaer, "Fast noise variance estimation", Computer Vision and Image Understanding
+64 (1996). The 3 x 3 operator
 
     N = [[1, -2, 1], [-2, 4, -2], [1, -2, 1]]
 
@@ -9,7 +9,20 @@ is the difference of two discrete Laplacians: it cancels smooth shading and stra
 almost entirely and passes white noise with a gain of ||N|| = 6. Immerkaer averages |N * f|;
 here the median is used instead (as Donoho's MAD does for wavelet bands), which ignores the
 minority of pixels on corners and texture: sigma = median(|N * f|) / (6 * 0.6745).
+
+Noise model: a camera's noise is Poisson-Gaussian (Foi, Trimeche, Katkovnik and Egiazarian,
+"Practical Poissonian-Gaussian noise modeling and fitting for single-image raw-data", IEEE TIP
+17, 2008): photon shot noise, whose variance grows with the signal, plus signal-independent
+read noise,
+
+    var f(p) = gain * y(p) + read_variance,    y the noise-free picture.
+
+Both parameters are fitted on the picture itself, as Foi et al. do: the pixels are sorted into
+bins by their local mean (3 x 3), the noise variance of each bin is measured with N as above,
+and a line is fitted through the (mean, variance) points.
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -41,6 +54,24 @@ def _sample_rows(
     return image[rows], weight
 
 
+def _noise_responses(
+    image: np.ndarray, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """The (sampled) picture (H, W, C), where its 3 x 3 neighbourhoods are wholly usable, and
+    each channel's noise response N * f / 6 (whose standard deviation is the noise's)."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[..., None]
+    image, mask = _sample_rows(image, mask)
+    usable = np.ones(image.shape[:2], dtype=bool) if mask is None else np.asarray(mask) != 0
+    usable = ndimage.binary_erosion(usable, np.ones((3, 3), bool), border_value=0)
+    responses = [
+        ndimage.correlate(image[..., c], _IMMERKAER / 6, mode="reflect")
+        for c in range(image.shape[2])
+    ]
+    return image, usable, responses
+
+
 def estimate_noise(image: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Standard deviation of the noise in `image` ((H, W) or (H, W, C)), in image units.
 
@@ -49,44 +80,114 @@ def estimate_noise(image: np.ndarray, mask: np.ndarray | None = None) -> float:
     3 x 3 neighbourhood is usable. Pictures over 4 Mpx are measured on bands of rows spread over
     the frame. Returns 0.0 for an image too small to measure (under 3 x 3).
     """
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.shape[0] < 3 or image.shape[1] < 3:
+    if min(np.shape(image)[:2]) < 3:
         return 0.0
-    image, mask = _sample_rows(image, mask)
-    usable = np.ones(image.shape[:2], dtype=bool) if mask is None else np.asarray(mask) != 0
-    usable = ndimage.binary_erosion(usable, np.ones((3, 3), bool), border_value=0)
+    _, usable, responses = _noise_responses(image, mask)
     if not usable.any():
         return 0.0
-    sigmas = [
-        np.median(np.abs(ndimage.correlate(image[..., c], _IMMERKAER, mode="reflect"))[usable])
-        for c in range(image.shape[2])
-    ]
-    return float(np.mean(sigmas) * _MAD_TO_SIGMA / 6)
+    return float(np.mean([np.median(np.abs(r[usable])) for r in responses]) * _MAD_TO_SIGMA)
 
 
-LAMBDA_SCALE = 8.0  # lambda = LAMBDA_SCALE * (sigma / white)^1.5 at priority 0
+NOISE_BINS = 16  # intensity bins of the noise model's fit
+MIN_BIN_PIXELS = 200  # a bin with fewer usable pixels is left out of the fit
+MIN_LEVEL_SPAN = 0.2  # bins' levels spanning less than this fraction of the top one: Gaussian
+MAX_OFFSET = 1.0  # the shifted-Poisson offset is at most this many white levels
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """Poisson-Gaussian noise, `var f = gain * y + read_variance` (see the module's notes)."""
+
+    gain: float
+    read_variance: float
+
+    def offset(self, white: float) -> float:
+        """The shifted-Poisson offset `b = read_variance / gain`: `(f + b) / gain` is close to a
+        Poisson variable of mean `(y + b) / gain` (Snyder, Hammoud and White, JOSA A 10, 1993).
+        Capped at MAX_OFFSET white levels: noise that hardly grows with the signal (a large b)
+        is then treated as Gaussian, which a large offset approaches anyway."""
+        if self.gain <= 0:
+            return MAX_OFFSET * white
+        return min(self.read_variance / self.gain, MAX_OFFSET * white)
+
+    def effective_gain(self, white: float) -> float:
+        """The gain of the shifted-Poisson model with the capped offset that has the picture's
+        noise variance at its white level: `var f(white) / (white + offset)`."""
+        return (self.gain * white + self.read_variance) / (white + self.offset(white))
+
+
+def _fit_line(
+    levels: np.ndarray, variances: np.ndarray, weights: np.ndarray
+) -> tuple[float, float]:
+    """Weighted least squares `variance = gain * level + read_variance`, both kept >= 0."""
+    design = np.stack([levels, np.ones_like(levels)], axis=1) * np.sqrt(weights)[:, None]
+    gain, read = np.linalg.lstsq(design, variances * np.sqrt(weights), rcond=None)[0]
+    if read < 0:  # pure shot noise: a line through the origin
+        gain, read = np.sum(weights * levels * variances) / np.sum(weights * levels**2), 0.0
+    if gain < 0:  # noise that does not grow with the signal: Gaussian
+        gain, read = 0.0, np.sum(weights * variances) / np.sum(weights)
+    return float(gain), float(read)
+
+
+def estimate_noise_model(image: np.ndarray, mask: np.ndarray | None = None) -> NoiseModel:
+    """Fit the Poisson-Gaussian `NoiseModel` of `image` ((H, W) or (H, W, C)), in image units.
+
+    The usable pixels (as in `estimate_noise`) of all channels are sorted into NOISE_BINS bins
+    of equal count by their local 3 x 3 mean; each bin gives its median level and its robust
+    noise variance (the MAD of the noise response, squared). The line through those points is
+    fitted with weights count / variance^2 (the relative precision of each variance). With too
+    few bins to fit, or bins too close in level to tell a slope (a flat or tiny picture), the
+    noise is taken as Gaussian with the variance `estimate_noise` gives.
+    """
+    picture, usable, responses = _noise_responses(image, mask)
+    levels = np.concatenate(
+        [ndimage.uniform_filter(picture[..., c], 3)[usable] for c in range(picture.shape[2])]
+    )
+    noise = np.concatenate([r[usable] for r in responses])
+    order = np.argsort(levels)
+    points = []
+    for chunk in np.array_split(order, NOISE_BINS):
+        if chunk.size < MIN_BIN_PIXELS:
+            continue
+        variance = (np.median(np.abs(noise[chunk])) * _MAD_TO_SIGMA) ** 2
+        if variance > 0:
+            points.append((np.median(levels[chunk]), variance, chunk.size / variance**2))
+    if len(points) >= 3:
+        bin_levels, variances, weights = (np.array(column) for column in zip(*points, strict=True))
+        if np.ptp(bin_levels) >= MIN_LEVEL_SPAN * np.abs(bin_levels).max():
+            return NoiseModel(*_fit_line(bin_levels, variances, weights))
+    return NoiseModel(0.0, estimate_noise(image, mask) ** 2)
+
+
+LAMBDA_SCALE = 2.2  # lambda = LAMBDA_SCALE * (gain / white)^LAMBDA_POWER at priority 0
+LAMBDA_POWER = 0.75
 PRIORITY_RANGE = 4.0  # lambda is divided by this at priority +1 and multiplied at -1
 
 
-def regularisation_weight(sigma: float, white: float, priority: float = 0.0) -> float:
-    """The TV weight `lambda` of Richardson-Lucy-TV for noise `sigma` and priority in [-1, 1].
+def regularisation_weight(model: NoiseModel, white: float, priority: float = 0.0) -> float:
+    """The TV weight `lambda` of Richardson-Lucy-TV for the noise `model` and a priority in
+    [-1, 1].
 
-    `white` is the picture's white level (a high percentile of its values). Richardson-Lucy-TV is
-    unchanged when a picture and its noise are scaled together, so lambda depends only on the
-    relative noise r = sigma / white. It grows a little faster than r (noisier pictures need
-    relatively more smoothing), and the priority moves it on a log scale, monotonically:
+    `white` is the picture's white level (a high percentile of its values). In the shifted-
+    Poisson likelihood the data term is divided by the gain, so the MAP weight of the prior in
+    the Richardson-Lucy form is proportional to the gain; lambda depends on it relative to the
+    white level only (it is unchanged when a picture and its noise are scaled together), and the
+    priority moves it on a log scale, monotonically:
 
-        lambda = LAMBDA_SCALE * r^1.5 * PRIORITY_RANGE^(-priority)
+        lambda = LAMBDA_SCALE * (g / white)^LAMBDA_POWER * PRIORITY_RANGE^(-priority),
 
-    -1 (denoise) regularises PRIORITY_RANGE times more than 0 (balanced), +1 (deblur)
-    PRIORITY_RANGE times less. The law was fitted on the quality benchmark
-    (benchmarks/bench_deblur.py) at noise of 1 % and 3 % of white: about 0.016 and 0.08.
+    `g` the model's effective gain. -1 (denoise) regularises PRIORITY_RANGE times more than 0
+    (balanced), +1 (deblur) PRIORITY_RANGE times less. The scale and the power were fitted on
+    the quality benchmark (benchmarks/bench_deblur.py, noise of 1 % and 3 % of white at mid
+    grey): the power below 1 is the smaller relative smoothing that heavy noise measured best
+    with.
     """
-    if white <= 0 or sigma <= 0:
+    if white <= 0:
         return 0.0
-    return float(LAMBDA_SCALE * (sigma / white) ** 1.5 * PRIORITY_RANGE ** (-priority))
+    gain = model.effective_gain(white)
+    if gain <= 0:
+        return 0.0
+    return float(LAMBDA_SCALE * (gain / white) ** LAMBDA_POWER * PRIORITY_RANGE ** (-priority))
 
 
 def white_level(image: np.ndarray) -> float:

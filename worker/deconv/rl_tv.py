@@ -17,10 +17,13 @@ Problems 18, 2002):
 
 stable for any lambda and with the same fixed point. `lambda' = lambda min(A^T w, 1)`: on the
 rim of the extended grid and around clipped highlights, where few observations constrain `u`,
-the prior is weakened with the data so that it cannot override them. The offset `b` (one noise
-sigma) is the shifted-Poisson treatment of read noise (Snyder, Hammoud and White, "Image
-recovery from data acquired with a charge-coupled-device camera", JOSA A 1993): without it,
-noise around black (f > 0 where A u ~ 0) makes the ratio explode and dark areas fill with
+the prior is weakened with the data so that it cannot override them. The offset `b` is the
+shifted-Poisson treatment of read noise (Snyder, Hammoud and White, "Image recovery from data
+acquired with a charge-coupled-device camera", JOSA A 1993): with the picture's Poisson-Gaussian
+noise model `var f = gain y + read_variance` (see `noise.NoiseModel`), `b = read_variance /
+gain`, so that each pixel is weighted by the inverse of its own noise variance. Plain
+Richardson-Lucy (b = 0) takes all noise for shot noise: it trusts dark pixels far too much, and
+noise around black (f > 0 where A u ~ 0) makes the ratio explode and fills dark areas with
 speckles. Extended-grid pixels that no usable observation reaches (A^T w ~ 0, e.g. inside a
 large clipped highlight) keep their first estimate.
 
@@ -56,7 +59,12 @@ from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
 from worker.deconv.convolve import TILE
 from worker.deconv.fft import fftw_wisdom
 from worker.deconv.local import blend_locally
-from worker.deconv.noise import estimate_noise, regularisation_weight, white_level
+from worker.deconv.noise import (
+    estimate_noise,
+    estimate_noise_model,
+    regularisation_weight,
+    white_level,
+)
 from worker.deconv.preview import preview_inputs
 from worker.deconv.psf_tools import validate_psf
 from worker.deconv.settings import DeblurSettings
@@ -73,10 +81,9 @@ Progress = Callable[[float, str], None]
 STAGE = "deblurring"
 UNOBSERVED = 1e-3  # extended-grid pixels with A^T w under this keep their first estimate
 WELL_OBSERVED = 0.5  # stagnation is measured where A^T w is above this (the frame, mostly)
-TV_EPS = 0.15  # smoothing of |grad u| in TV, as a fraction of the picture's mean level...
+TV_EPS = 0.03  # smoothing of |grad u| in TV, as a fraction of the picture's mean level...
 TV_EPS_PER_NOISE = 0.5  # ...and at least this many noise sigmas
 POSITIVE_FLOOR = 1e-5  # the estimate is kept above this fraction of the mean level
-OFFSET_PER_NOISE = 1.0  # the shifted-Poisson offset b, in noise sigmas
 COARSE_START_PIXELS = 3_000_000  # larger pictures start from a half-size run (`_coarse_start`)
 COARSE_SCALE = 0.5
 COARSE_ITERATIONS = 10  # a start needs no more: the finer run goes on from it
@@ -240,13 +247,14 @@ def richardson_lucy_tv(
     psf: np.ndarray,
     lam: float,
     sigma: float,
+    offset: float,
     rule: StoppingRule,
     progress: Progress | None = None,
     tile: int = TILE,
     start: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int, int, str]:
     """Deconvolve `f` (C, H, W), non-negative, with `psf`; data weight `mask` (H, W); noise
-    `sigma`.
+    `sigma`; shifted-Poisson `offset` (see `noise.NoiseModel.offset`).
 
     Returns the estimate on the observed window (C, H, W), the number of iterations run, the
     iteration that estimate comes from and the stop reason. On a whiteness stop the estimate is
@@ -257,7 +265,6 @@ def richardson_lucy_tv(
     channels, height, width = f.shape
     level = max(float(f.mean()), 1e-12)
     floor, eps = POSITIVE_FLOOR * level, max(TV_EPS_PER_NOISE * sigma, TV_EPS * level)
-    offset = OFFSET_PER_NOISE * sigma
     cy, cx = psf.shape[0] // 2, psf.shape[1] // 2
     window = (slice(None), slice(cy, cy + height), slice(cx, cx + width))
     with BlurOperator(psf, (height, width), tile=tile) as blur:
@@ -310,19 +317,21 @@ def _restore(
     """
     start = _coarse_start(image, psf, settings, clip_level)
     mask = data_mask(image, clip_level)
-    sigma = estimate_noise(image, mask)
+    sigma, model = estimate_noise(image, mask), estimate_noise_model(image, mask)
     f = np.ascontiguousarray(image.transpose(2, 0, 1))  # (C, H, W): one plane per channel
     np.maximum(f, 0, out=f)
+    white = white_level(f)
     lam = settings.lam
     if lam is None:
-        lam = regularisation_weight(sigma, white_level(f), settings.priority)
+        lam = regularisation_weight(model, white, settings.priority)
     warm = start is not None
     rule = StoppingRule(
         settings.tolerance,
         settings.max_iterations,
         min_iterations=WARM_MIN_ITERATIONS if warm else StoppingRule.min_iterations,
     )
-    result = richardson_lucy_tv(f, mask, psf, lam, sigma, rule, progress, start=start)
+    offset = model.offset(white)
+    result = richardson_lucy_tv(f, mask, psf, lam, sigma, offset, rule, progress, start=start)
     return (*result, sigma, lam)
 
 
