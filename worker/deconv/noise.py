@@ -84,6 +84,11 @@ def estimate_noise(image: np.ndarray, mask: np.ndarray | None = None) -> float:
     if min(np.shape(image)[:2]) < 3:
         return 0.0
     _, usable, responses = _noise_responses(image, mask)
+    return _median_sigma(usable, responses)
+
+
+def _median_sigma(usable: np.ndarray, responses: list[np.ndarray]) -> float:
+    """The channels' robust (MAD) noise sigmas over the usable pixels, averaged; 0.0 if none."""
     if not usable.any():
         return 0.0
     return float(np.mean([np.median(np.abs(r[usable])) for r in responses]) * _MAD_TO_SIGMA)
@@ -97,10 +102,12 @@ MAX_OFFSET = 1.0  # the shifted-Poisson offset is at most this many white levels
 
 @dataclass(frozen=True)
 class NoiseModel:
-    """Poisson-Gaussian noise, `var f = gain * y + read_variance` (see the module's notes)."""
+    """Poisson-Gaussian noise, `var f = gain * y + read_variance` (see the module's notes), and
+    the picture's typical noise level `sigma` (as `estimate_noise` measures it)."""
 
     gain: float
     read_variance: float
+    sigma: float
 
     def offset(self, white: float) -> float:
         """The shifted-Poisson offset `b = read_variance / gain`: `(f + b) / gain` is close to a
@@ -141,6 +148,7 @@ def estimate_noise_model(image: np.ndarray, mask: np.ndarray | None = None) -> N
     noise is taken as Gaussian with the variance `estimate_noise` gives.
     """
     picture, usable, responses = _noise_responses(image, mask)
+    sigma = _median_sigma(usable, responses)
     levels = np.concatenate(
         [ndimage.uniform_filter(picture[..., c], 3)[usable] for c in range(picture.shape[2])]
     )
@@ -157,8 +165,8 @@ def estimate_noise_model(image: np.ndarray, mask: np.ndarray | None = None) -> N
     if len(points) >= 3:
         bin_levels, variances, weights = (np.array(column) for column in zip(*points, strict=True))
         if np.ptp(bin_levels) >= MIN_LEVEL_SPAN * np.abs(bin_levels).max():
-            return NoiseModel(*_fit_line(bin_levels, variances, weights))
-    return NoiseModel(0.0, estimate_noise(image, mask) ** 2)
+            return NoiseModel(*_fit_line(bin_levels, variances, weights), sigma)
+    return NoiseModel(0.0, sigma**2, sigma)
 
 
 LAMBDA_SCALE = 2.2  # lambda = LAMBDA_SCALE * (gain / white)^LAMBDA_POWER at priority 0

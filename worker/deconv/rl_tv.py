@@ -60,7 +60,6 @@ from worker.deconv.convolve import TILE
 from worker.deconv.fft import fftw_wisdom
 from worker.deconv.local import blend_locally
 from worker.deconv.noise import (
-    estimate_noise,
     estimate_noise_model,
     regularisation_weight,
     white_level,
@@ -317,7 +316,8 @@ def _restore(
     """
     start = _coarse_start(image, psf, settings, clip_level)
     mask = data_mask(image, clip_level)
-    sigma, model = estimate_noise(image, mask), estimate_noise_model(image, mask)
+    model = estimate_noise_model(image, mask)
+    sigma = model.sigma
     f = np.ascontiguousarray(image.transpose(2, 0, 1))  # (C, H, W): one plane per channel
     np.maximum(f, 0, out=f)
     white = white_level(f)
