@@ -93,6 +93,7 @@ def test_report_is_json_ready(shaken) -> None:
     _, report = deblur(observed, psf, DeblurSettings(max_iterations=3))
     record = report.as_dict()
     assert set(record) >= {"iterations", "stop_reason", "noise_sigma", "lambda", "seconds"}
+    assert record["noise_gain"] >= 0 and record["noise_offset"] >= 0
     assert "lam" not in record
 
 

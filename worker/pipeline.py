@@ -99,9 +99,10 @@ def run_pipeline(
 ) -> dict:
     """Deblur the TIFF at `input_path` into `output_path`; returns the JSON-ready report.
 
-    The report holds the engine's (iterations, best_iteration, stop_reason, noise_sigma, lambda,
-    seconds, scale) and `output`. Raises `InputError` for bad input and `OSError` for files that
-    cannot be read or written; the output is written atomically, so a failed job leaves nothing.
+    The report holds the engine's (iterations, best_iteration, stop_reason, noise_sigma,
+    noise_gain, noise_offset, lambda, seconds, scale) and `output`. Raises `InputError` for bad
+    input and `OSError` for files that cannot be read or written; the output is written
+    atomically, so a failed job leaves nothing.
     """
     options.settings.validate()
     check_output_folder(output_path)

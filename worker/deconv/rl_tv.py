@@ -67,6 +67,7 @@ from worker.deconv.convolve import TILE
 from worker.deconv.fft import fftw_wisdom
 from worker.deconv.local import blend_locally
 from worker.deconv.noise import (
+    NoiseModel,
     estimate_noise_model,
     regularisation_weight,
     white_level,
@@ -105,6 +106,8 @@ class DeblurReport:
     best_iteration: int
     stop_reason: str  # "stagnation" | "whiteness" | "cap"
     noise_sigma: float
+    noise_gain: float  # the fitted noise model's shot-noise gain (see `noise.NoiseModel`)...
+    noise_offset: float  # ...and its read-noise offset b, in image units
     lam: float
     seconds: float
     scale: float
@@ -318,17 +321,16 @@ def _restore(
     settings: DeblurSettings,
     clip_level: float | None,
     progress: Progress | None = None,
-) -> tuple[np.ndarray, int, int, str, float, float]:
+) -> tuple[np.ndarray, int, int, str, NoiseModel, float, float]:
     """Measure the noise, derive lambda and run `richardson_lucy_tv` on `image` (H, W, C), from
     a coarse start if it is large (see `_coarse_start`).
 
     Returns the estimate (C, H, W), the iterations run, the one returned, the stop reason, the
-    noise sigma and lambda.
+    noise model, its offset and lambda.
     """
     start = _coarse_start(image, psf, settings, clip_level)
     mask = data_mask(image, clip_level)
     model = estimate_noise_model(image, mask)
-    sigma = model.sigma
     f = np.ascontiguousarray(image.transpose(2, 0, 1))  # (C, H, W): one plane per channel
     np.maximum(f, 0, out=f)
     white = white_level(f)
@@ -342,8 +344,8 @@ def _restore(
         min_iterations=WARM_MIN_ITERATIONS if warm else StoppingRule.min_iterations,
     )
     offset = model.offset(white)
-    result = richardson_lucy_tv(f, mask, psf, lam, sigma, offset, rule, progress, start=start)
-    return (*result, sigma, lam)
+    result = richardson_lucy_tv(f, mask, psf, lam, model.sigma, offset, rule, progress, start=start)
+    return (*result, model, offset, lam)
 
 
 def _coarse_start(
@@ -416,7 +418,7 @@ def deblur(
     if clip_level is None:
         clip_level = detect_clip_level(image)
     with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
-        best, iterations, best_iteration, reason, sigma, lam = _restore(
+        best, iterations, best_iteration, reason, model, offset, lam = _restore(
             image, psf, settings, clip_level, progress
         )
     result = np.ascontiguousarray(best.transpose(1, 2, 0))
@@ -428,7 +430,9 @@ def deblur(
         iterations=iterations,
         best_iteration=best_iteration,
         stop_reason=reason,
-        noise_sigma=sigma,
+        noise_sigma=model.sigma,
+        noise_gain=model.gain,
+        noise_offset=offset,
         lam=lam,
         seconds=time.perf_counter() - start,
         scale=settings.scale,
