@@ -56,12 +56,22 @@ def photo(name: str, max_side: int = 768) -> np.ndarray:
     return SRGB.linearise(np.clip(pixels, 0, 1))
 
 
-def add_noise(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Poisson-Gaussian noise: shot noise of std `sigma` at mid grey (0.18), plus read noise
-    of std `sigma`."""
-    gain = sigma**2 / 0.18
-    shot = rng.poisson(np.clip(clean, 0, None) / gain) * gain
-    return (shot + rng.normal(0, sigma, clean.shape)).astype(np.float32)
+NOISE_KINDS = ("poisson-gaussian", "gaussian", "shot")
+
+
+def add_noise(
+    clean: np.ndarray, sigma: float, rng: np.random.Generator, kind: str = "poisson-gaussian"
+) -> np.ndarray:
+    """Camera noise: shot noise of std `sigma` at mid grey (0.18), plus read noise of std
+    `sigma` (`kind` "poisson-gaussian"), or only the read noise ("gaussian") or only the shot
+    noise ("shot")."""
+    noisy = np.array(clean, dtype=np.float64)
+    if kind != "gaussian":
+        gain = sigma**2 / 0.18
+        noisy = rng.poisson(np.clip(clean, 0, None) / gain) * gain
+    if kind != "shot":
+        noisy = noisy + rng.normal(0, sigma, clean.shape)
+    return noisy.astype(np.float32)
 
 
 def skimage_best(observed: np.ndarray, psf: np.ndarray, truth: np.ndarray, counts: list[int]):
@@ -85,7 +95,7 @@ def quality(args: argparse.Namespace) -> None:
     photos = args.photos or (QUICK_PHOTOS if args.quick else PHOTOS)
     counts = QUICK_SKIMAGE_COUNTS if args.quick else SKIMAGE_COUNTS
     rng = np.random.default_rng(args.seed)
-    print("\n### Quality: PSNR (dB, linear light), PSF known\n")
+    print(f"\n### Quality: PSNR (dB, linear light), PSF known, {args.noise_kind} noise\n")
     print(
         "| photo | kernel | noise | blurred | skimage RL best (iter) | ours | ours - skimage "
         "| ours: iterations, stop, lambda | ours s |"
@@ -99,7 +109,7 @@ def quality(args: argparse.Namespace) -> None:
             psf = camera_shake_kernel(size, rng)
             h = size // 2
             truth = scene[h:-h, h:-h]
-            observed = add_noise(blur_valid(scene, psf), sigma, rng)
+            observed = add_noise(blur_valid(scene, psf), sigma, rng, args.noise_kind)
             blurred_score = psnr(observed, truth)
             sk_score, sk_count = skimage_best(observed, psf, truth, counts)
             start = time.perf_counter()
@@ -274,6 +284,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--photos", nargs="+", help=f"scikit-image photos (default: {PHOTOS})")
     parser.add_argument("--noise", type=float, nargs="+", default=None, help="noise sigmas")
+    parser.add_argument(
+        "--noise-kind", choices=NOISE_KINDS, default=NOISE_KINDS[0], help="quality's noise"
+    )
     parser.add_argument("--max-side", type=int, default=768, help="photo size for quality")
     parser.add_argument("--priority", type=float, default=0.0)
     parser.add_argument(
