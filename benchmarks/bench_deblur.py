@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from worker.deconv import DeblurSettings, deblur  # noqa: E402
-from worker.icc import SRGB  # noqa: E402
-from worker.synthetic import blur_valid, camera_shake_kernel, psnr  # noqa: E402
+from worker.deconv.synthetic import blur_valid, camera_shake_kernel, psnr  # noqa: E402
+from worker.files.icc import SRGB  # noqa: E402
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "camera"]
 QUICK_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket"]
@@ -148,8 +148,12 @@ def child_ours(path: str) -> dict:
     observed = np.load(path)
     psf = np.load(path.replace(".npy", "-psf.npy"))
     stamps: list[float] = []
+    from worker import paths
+    from worker.files.wisdom import fftw_wisdom
+
     start = time.perf_counter()
-    _, report = deblur(observed, psf, progress=lambda f, s: stamps.append(time.perf_counter()))
+    with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
+        _, report = deblur(observed, psf, progress=lambda f, s: stamps.append(time.perf_counter()))
     seconds = time.perf_counter() - start
     steps = np.diff(stamps[1:])  # between iteration ends
     return {
@@ -178,7 +182,8 @@ def child_skimage(path: str, count: int) -> dict:
 def child_fft_floor(path: str) -> dict:
     """Two rfft2/irfft2 pairs per channel at the whole frame's padded fast size."""
     from worker import paths
-    from worker.deconv.fft import RealFFT2, fast_length, fftw_wisdom
+    from worker.deconv.fft import RealFFT2, fast_length
+    from worker.files.wisdom import fftw_wisdom
 
     observed = np.load(path, mmap_mode="r")
     psf_size = np.load(path.replace(".npy", "-psf.npy")).shape[0]

@@ -1,10 +1,10 @@
 """Blind PSF estimation on photographs shaken by known synthetic camera-shake kernels.
 
-The Levin set has little noise and few textures; this complements it. Eight of scikit-image's
-sample pictures (portrait, food, cat fur, city, grey scenes, microscopy, coins) are linearised
-from sRGB, blurred by a random camera-shake kernel of 15 and of 31 px (`worker.synthetic`), given
-white noise, and their kernel is estimated with the automatic window (size = true size + 4). Each
-is scored with the Levin error ratio on the window's luminance (`benchmarks.error_ratio`).
+The Levin set has little noise and few textures; this complements it. Eight of scikit-image's sample
+pictures (portrait, food, cat fur, city, grey scenes, microscopy, coins) are linearised from sRGB,
+blurred by a random camera-shake kernel of 15 and of 31 px (`worker.deconv.synthetic`), given white
+noise, and their kernel is estimated with the automatic window (size = true size + 4). Each is
+scored with the Levin error ratio on the window's luminance (`benchmarks.error_ratio`).
 
     python benchmarks/bench_psf_photos.py [--noise 0.005] [--jobs 2] [--details]
 """
@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.error_ratio import error_ratio  # noqa: E402
 from worker.deconv.psf import estimate_psf, luminance  # noqa: E402
-from worker.icc import SRGB  # noqa: E402
-from worker.synthetic import camera_shake_kernel, shake  # noqa: E402
+from worker.deconv.synthetic import camera_shake_kernel, shake  # noqa: E402
+from worker.files.icc import SRGB  # noqa: E402
 
 PICTURES = [
     "astronaut",

@@ -33,8 +33,8 @@ from scipy import ndimage
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worker.client import Client  # noqa: E402
-from worker.synthetic import camera_shake_kernel, dead_leaves  # noqa: E402
+from worker.deconv.synthetic import camera_shake_kernel, dead_leaves  # noqa: E402
+from worker.service.client import Client  # noqa: E402
 
 POLL = 0.01
 

@@ -15,9 +15,9 @@ import numpy as np
 import tifffile
 from scipy import ndimage
 
-from worker.icc import LINEAR, SRGB, matrix_profile
-from worker.imageio import Picture, read_picture, write_picture
-from worker.synthetic import dead_leaves
+from worker.deconv.synthetic import dead_leaves
+from worker.files.icc import LINEAR, SRGB, matrix_profile
+from worker.files.imageio import Picture, read_picture, write_picture
 
 COMPRESSIONS = {
     "none": {},

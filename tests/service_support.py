@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from worker.client import Client
-from worker.synthetic import camera_shake_kernel, dead_leaves
+from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
+from worker.service.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 

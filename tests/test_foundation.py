@@ -7,8 +7,8 @@ import pytest
 
 from worker.atomic import atomic_path, temporaries
 from worker.deconv.psf_tools import center_on_centroid, resample_psf, validate_psf
+from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
 from worker.errors import InputError
-from worker.synthetic import camera_shake_kernel, dead_leaves
 
 
 @pytest.mark.parametrize(

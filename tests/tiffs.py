@@ -6,7 +6,7 @@ import numpy as np
 import pyexiv2
 import tifffile
 
-from worker import icc
+from worker.files import icc
 
 CAMERA_EXIF = {
     "Exif.Image.Make": "Canon",

@@ -5,6 +5,7 @@ reported as one fraction 0..1 over all stages, each stage taking a share in prop
 usual cost, with the stage's name (`reading`, `estimating`, `deblurring`, `writing`).
 """
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -12,15 +13,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
+from worker import paths
 from worker.deconv import DeblurSettings, deblur
 from worker.deconv.psf import estimate_psf
 from worker.deconv.psf_tools import validate_psf
+from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
 from worker.deconv.window import window_from_text
 from worker.errors import InputError
-from worker.imageio import read_picture, write_picture
-from worker.kernel_files import picture_path, save_kernel, save_kernel_picture
+from worker.files.imageio import read_picture, write_picture
+from worker.files.kernels import picture_path, save_kernel, save_kernel_picture
+from worker.files.wisdom import fftw_wisdom
 
+WARM_UP_SIZE = 48
 Progress = Callable[[float, str], None]
 
 # Relative cost of each stage, for the overall progress fraction.
@@ -127,7 +133,8 @@ def run_pipeline(
         )
     else:
         psf = load_psf(options.psf_path, picture.pixels.shape)
-    restored, report = deblur(picture.pixels, psf, settings, stages.callback("deblurring"))
+    with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
+        restored, report = deblur(picture.pixels, psf, settings, stages.callback("deblurring"))
     stages.report("writing")
     write_picture(output_path, picture, restored)
     stages.report("writing", 1.0)
@@ -150,3 +157,16 @@ def estimate_kernel(
         "psf_iterations": report.iterations,
         "psf_seconds": report.seconds,
     }
+
+
+def warm_up() -> None:
+    """Run a tiny job through the whole pipeline: imports, numba compilation, FFT planning."""
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="dt-deconvolve-warm-up-") as folder:
+        image, psf, output = (Path(folder) / name for name in ("in.tif", "psf.npy", "out.tif"))
+        tifffile.imwrite(image, dead_leaves((WARM_UP_SIZE, WARM_UP_SIZE), rng))
+        np.save(psf, camera_shake_kernel(5, rng))
+        settings = DeblurSettings(max_iterations=2)
+        run_pipeline(image, output, JobOptions(psf_path=str(psf), settings=settings))
+        with contextlib.suppress(InputError):  # the blind step compiles its own kernels
+            run_pipeline(image, output, JobOptions(blur=5, settings=settings))

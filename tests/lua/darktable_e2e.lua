@@ -1,4 +1,4 @@
---[[ Runs inside a real darktable (started by tests/test_darktable.py with --luacmd): uses the
+--[[ Runs inside a real darktable (started by tests/lua/test_darktable.py with --luacmd): uses the
      deconvolve plug-in as a photographer would and writes what it saw, one `name<TAB>value` line
      each, to $DT_E2E_REPORT. Environment: DT_E2E_PICTURES (folder holding blurred.tif,
      cancel.tif and tiny.tif), DT_E2E_CALLS (the log of dt-deconvolve calls the test's wrapper keeps). ]]

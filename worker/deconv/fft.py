@@ -1,30 +1,24 @@
-"""Real 2-D FFTs with FFTW (pyfftw): fast sizes, reusable plans, and wisdom kept on disk.
+"""Real 2-D FFTs with FFTW (pyfftw): fast sizes and reusable plans.
 
-FFTW picks the fastest of many algorithms for a given size by timing them (planning). Planning
-with FFTW_MEASURE costs a fraction of a second for a 512 x 512 tile, and much more for odd
-sizes; the plans found are saved as "wisdom" in the user's cache folder so the cost is paid once
-per machine. Measured for a 512 x 512 float32 pair on one thread: FFTW_PATIENT 0.59 ms against
-0.65 ms for FFTW_MEASURE, but 4.5 s to plan against 0.34 s (and minutes with two threads); as the
-FFTs are about half an iteration and every new picture size needs its own plans, FFTW_MEASURE
-it is.
+FFTW picks the fastest of many algorithms for a given size by timing them (planning). Planning with
+FFTW_MEASURE costs a fraction of a second for a 512 x 512 tile, and much more for odd sizes; the
+plans found ("wisdom") stay in memory for the life of the process, and the callers that own files
+keep them on disk (`worker.files.wisdom`), so the cost is paid once per machine. Measured for a 512
+x 512 float32 pair on one thread: FFTW_PATIENT 0.59 ms against 0.65 ms for FFTW_MEASURE, but 4.5 s
+to plan against 0.34 s (and minutes with two threads); as the FFTs are about half an iteration and
+every new picture size needs its own plans, FFTW_MEASURE it is.
 
 Sizes matter more than the library (ALGORITHM.md section 9): a transform whose size has only the
 factors 2 and 3 is several times faster than one with large prime factors, so every transform is
 padded to such a size.
 """
 
-import contextlib
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pyfftw
 
-from worker.atomic import atomic_path
-
 PLANNER_EFFORT = "FFTW_MEASURE"
-_WISDOM_SEPARATOR = b"\0"  # FFTW wisdom is text: it never holds a NUL byte
 
 
 def fast_length(n: int) -> int:
@@ -87,36 +81,3 @@ def kernel_spectrum(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     fft.real[:] = 0
     fft.real[: kernel.shape[0], : kernel.shape[1]] = kernel
     return fft.forward().copy()
-
-
-def _read_wisdom(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        parts = path.read_bytes().split(_WISDOM_SEPARATOR)
-        if len(parts) == 3:
-            pyfftw.import_wisdom(tuple(parts))
-
-
-def _write_wisdom(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path, fsync=False) as tmp:
-            tmp.write_bytes(_WISDOM_SEPARATOR.join(pyfftw.export_wisdom()))
-
-
-@contextlib.contextmanager
-def fftw_wisdom(path: Path | None) -> Iterator[None]:
-    """Load FFTW wisdom from `path` on entry and save it back on exit if planning added to it.
-
-    The file is written atomically; an unreadable or unwritable file only costs planning time.
-    `None` disables both.
-    """
-    if path is None:
-        yield
-        return
-    _read_wisdom(path)
-    before = pyfftw.export_wisdom()
-    try:
-        yield
-    finally:
-        if pyfftw.export_wisdom() != before:
-            _write_wisdom(path)

@@ -61,10 +61,8 @@ from functools import partial
 import numba
 import numpy as np
 
-from worker import paths
 from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
 from worker.deconv.convolve import TILE
-from worker.deconv.fft import fftw_wisdom
 from worker.deconv.local import blend_locally
 from worker.deconv.noise import (
     NoiseModel,
@@ -417,10 +415,9 @@ def deblur(
     clip_level = settings.clip_level
     if clip_level is None:
         clip_level = detect_clip_level(image)
-    with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
-        best, iterations, best_iteration, reason, model, offset, lam = _restore(
-            image, psf, settings, clip_level, progress
-        )
+    best, iterations, best_iteration, reason, model, offset, lam = _restore(
+        image, psf, settings, clip_level, progress
+    )
     result = np.ascontiguousarray(best.transpose(1, 2, 0))
     if progress is not None:
         progress(1.0, STAGE)

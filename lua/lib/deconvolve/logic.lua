@@ -19,7 +19,7 @@ logic.DEFAULT_SUFFIX = "_deconv"
 logic.PREVIEW_SIDE = 1600 -- longest side, in pixels, of an "output size: preview" result
 logic.TAG_ROOT = "dt-deconvolve"
 
--- Exit statuses of `dt-deconvolve` (worker/cli.py).
+-- Exit statuses of `dt-deconvolve` (worker/cli/__init__.py).
 logic.EXIT_OK, logic.EXIT_FAILED, logic.EXIT_USAGE, logic.EXIT_CANCELLED = 0, 1, 2, 3
 
 --- Round `value` to `digits` decimals (sliders hand back float noise: 2.25 reads 2.2499997).

@@ -1,0 +1,240 @@
+"""The on-disk cache: whole entries or none, LRU under a cap, a free-disk floor, clean-up, keys."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from service_support import tiny_disk
+
+from cache.key import cache_key, history_fingerprint
+from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, NotCached, ResultCache
+from worker.errors import InputError
+
+DATA = Path(__file__).parent.parent / "data"
+SIDECAR = DATA / "darktable_sidecar.xmp"
+
+
+def make_files(folder: Path, result_bytes: int = 1000) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {RESULT: folder / "r.tif", PSF: folder / "k.npy", PSF_PNG: folder / "k.png"}
+    files[RESULT].write_bytes(os.urandom(result_bytes))
+    files[PSF].write_bytes(b"kernel")
+    files[PSF_PNG].write_bytes(b"png")
+    return files
+
+
+def test_store_then_lookup_copies_the_result(tmp_path: Path) -> None:
+    cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=0))
+    files = make_files(tmp_path / "src")
+    entry = cache.store("a" * 16, files, {"parameters": {"blur": 9}})
+    assert entry.file(RESULT).read_bytes() == files[RESULT].read_bytes()
+    assert cache.lookup("b" * 16) is None
+    out = tmp_path / "out.tif"
+    assert cache.lookup("a" * 16, out) == out
+    assert out.read_bytes() == files[RESULT].read_bytes()
+    assert cache.kernel("a" * 16).read_bytes() == b"kernel"
+    record = cache.entry("a" * 16).record
+    assert record["parameters"] == {"blur": 9}
+    assert record["files"][RESULT] == 1000
+    assert record["last_used"] >= record["created"]
+
+
+def test_the_cap_evicts_the_least_recently_used(tmp_path: Path) -> None:
+    cache = ResultCache(tmp_path / "c", CacheLimits(max_bytes=2500, min_free_bytes=0))
+    files = make_files(tmp_path / "src", result_bytes=1000)
+    for key in ("1" * 16, "2" * 16):
+        cache.store(key, files, {})
+        time.sleep(0.01)
+    cache.lookup("1" * 16)  # now 2 is the least recently used
+    cache.store("3" * 16, files, {})
+    assert [entry.key for entry in cache.entries()] == ["1" * 16, "3" * 16]
+    with pytest.raises(NotCached, match="larger than the cache's cap"):
+        cache.store("4" * 16, make_files(tmp_path / "big", result_bytes=3000), {})
+
+
+def test_the_free_disk_floor_refuses_and_says_so(tmp_path: Path) -> None:
+    free = shutil.disk_usage(tmp_path).free
+    cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=free + 2**30))
+    with pytest.raises(NotCached, match="must stay free"):
+        cache.store("a" * 16, make_files(tmp_path / "src"), {})
+    assert cache.entries() == []
+    assert list((tmp_path / "c").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "size", "message"),
+    [("size=1m", 3 * 2**20, "must stay free"), ("size=8m,nr_inodes=4", 1000, "no space left")],
+)
+def test_a_full_disk_is_refused_and_leaves_no_half_entry(
+    tmp_path: Path, options: str, size: int, message: str
+) -> None:
+    with tiny_disk(tmp_path / "tiny", options) as folder:
+        cache = ResultCache(folder, CacheLimits(min_free_bytes=0))
+        with pytest.raises(NotCached, match=message):
+            cache.store("a" * 16, make_files(tmp_path / "src", result_bytes=size), {})
+        assert list(folder.iterdir()) == []
+
+
+def test_clean_on_exit_keeps_kernels_and_clean_empties(tmp_path: Path) -> None:
+    cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=0))
+    cache.store("a" * 16, make_files(tmp_path / "src"), {"parameters": {}})
+    assert cache.clean(on_exit=True, keep_results=True)["results_removed"] == 0
+    assert cache.lookup("a" * 16) is not None
+    report = cache.clean(on_exit=True)
+    assert report == {"entries_removed": 0, "results_removed": 1, "bytes_freed": 1000}
+    assert cache.lookup("a" * 16) is None
+    assert cache.kernel("a" * 16).read_bytes() == b"kernel"
+    assert cache.stats()["kernels"] == 1
+    assert cache.clean()["entries_removed"] == 1
+    assert cache.entries() == []
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from cache.store import CacheLimits, ResultCache
+cache = ResultCache(sys.argv[1], CacheLimits(min_free_bytes=0))
+files = {"result.tif": Path(sys.argv[2]), "psf.npy": Path(sys.argv[3])}
+print("ready", flush=True)
+n = 0
+while True:
+    cache.store(f"{n:016x}", files, {"n": n})
+    n += 1
+"""
+
+
+def assert_whole_entries(root: Path) -> None:
+    """What a reader sees: every entry under a key is whole."""
+    cache = ResultCache(root)
+    for child in root.iterdir():
+        if not child.name.startswith("."):
+            entry = cache.entry(child.name)
+            assert entry is not None
+            assert entry.file(RESULT).stat().st_size == 300_000
+            assert entry.file(PSF).read_bytes() == b"kernel"
+
+
+def test_a_writer_killed_at_any_instant_leaves_whole_entries_only(tmp_path: Path) -> None:
+    # Sources on another file system (when there is one), so that entries are copied, not linked.
+    shm = Path("/dev/shm")
+    source = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() else tmp_path / "src"
+    try:
+        files = make_files(source, result_bytes=300_000)
+        root = tmp_path / "c"
+        rng = np.random.default_rng(1)
+        for _ in range(6):
+            writer = subprocess.Popen(
+                [sys.executable, "-c", WRITER, str(root), str(files[RESULT]), str(files[PSF])],
+                stdout=subprocess.PIPE,
+                cwd=Path(__file__).parent.parent.parent,
+            )
+            writer.stdout.readline()
+            deadline = time.monotonic() + rng.uniform(0.0, 0.2)
+            while time.monotonic() < deadline:  # a concurrent reader
+                assert_whole_entries(root)
+            writer.send_signal(signal.SIGKILL)
+            writer.wait()
+            writer.stdout.close()
+            assert_whole_entries(root)
+            ResultCache(root).remove_stale()
+            assert not [c for c in root.iterdir() if c.name.startswith(".")]
+    finally:
+        shutil.rmtree(source, ignore_errors=True)
+
+
+# ---- keys ---------------------------------------------------------------------------------
+
+
+def edited(tmp_path: Path, old: str, new: str) -> Path:
+    text = SIDECAR.read_text()
+    assert old in text
+    path = tmp_path / f"edit{abs(hash(new))}.xmp"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def test_history_fingerprint_reads_the_history_blocks() -> None:
+    found = history_fingerprint(SIDECAR)
+    assert found["history_end"] == "4"
+    assert found["iop_order_version"] == "2"
+    assert 'operation="colorin"' in found["history"]
+    assert "masks_history" in found["masks_history"]
+
+
+def test_the_key_follows_edits_but_not_ratings_or_tags(tmp_path: Path) -> None:
+    image = tmp_path / "pic.tif"
+    image.write_bytes(b"raw file")
+    params = {"blur": 9, "settings": {"tolerance": 5.0}}
+
+    def key(sidecar: Path = SIDECAR, **changes: object) -> str:
+        arguments = {"parameters": params, "algorithm_version": "1", "sidecar": sidecar}
+        return cache_key(image, **{**arguments, **changes})
+
+    base = key()
+    assert len(base) == 64 and base == key()
+    same = [
+        edited(tmp_path, 'xmp:Rating="1"', 'xmp:Rating="5"'),
+        edited(tmp_path, "<rdf:li>holiday</rdf:li>", "<rdf:li>work</rdf:li>"),
+        edited(tmp_path, 'darktable:change_timestamp="63835412399000000"', ""),
+    ]
+    for sidecar in same:
+        assert key(sidecar) == base, sidecar.read_text()[:0]
+    different = [
+        edited(tmp_path, 'darktable:params="ffffffff"', 'darktable:params="00000000"'),
+        edited(tmp_path, 'darktable:history_end="4"', 'darktable:history_end="3"'),
+        edited(tmp_path, 'iop_order_version="2"', 'iop_order_version="3"'),
+        edited(tmp_path, "<rdf:Seq/>", "<rdf:Seq><rdf:li darktable:mask_num='1'/></rdf:Seq>"),
+    ]
+    for sidecar in different:
+        assert key(sidecar) != base
+    assert key(duplicate=1) != base
+    assert key(export="bpp=32 profile=linear") != base
+    assert key(algorithm_version="2") != base
+    assert key(parameters={**params, "blur": 11}) != base
+    os.utime(image, ns=(1, 1))
+    assert key() != base
+
+
+def test_without_a_sidecar_the_key_hashes_pixels_not_metadata(tmp_path: Path) -> None:
+    pixels = np.arange(48, dtype=np.uint16).reshape(4, 4, 3)
+    first, second = tmp_path / "a.tif", tmp_path / "b.tif"
+    tifffile.imwrite(first, pixels, description="one")
+    tifffile.imwrite(second, pixels, description="two", compression="zlib")
+    assert cache_key(first, {}, "1") == cache_key(second, {}, "1")
+    tifffile.imwrite(second, pixels + 1)
+    assert cache_key(first, {}, "1") != cache_key(second, {}, "1")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"<x:xmpmeta", "not valid XML"), (b"<a/>", "no darktable history")],
+)
+def test_bad_sidecars_and_images_are_one_line_errors(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    sidecar = tmp_path / "bad.xmp"
+    sidecar.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        cache_key(SIDECAR, {}, "1", sidecar=sidecar)
+    with pytest.raises(InputError, match="cannot read the pixels"):
+        cache_key(sidecar, {}, "1")
+    with pytest.raises(InputError, match="no such file"):
+        cache_key(tmp_path / "missing.tif", {}, "1")
+
+
+def test_a_whole_entry_replaces_a_kernel_only_one(tmp_path: Path) -> None:
+    cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=0))
+    files = make_files(tmp_path / "src")
+    cache.store("a" * 16, {PSF: files[PSF]}, {})
+    kernel = cache.kernel("a" * 16)
+    cache.store("a" * 16, {RESULT: files[RESULT], PSF: kernel}, {})
+    assert cache.lookup("a" * 16) is not None
+    assert cache.kernel("a" * 16).read_bytes() == b"kernel"

@@ -1,0 +1,329 @@
+"""The `deblur` and `demo` commands, run as real processes: results, reports and every error path.
+
+Each error must give exit status 1, exactly one line on stderr, no traceback, and leave no file
+behind. Permission tests need the kernel to enforce permissions: when the tests run as root (as
+in CI), the child process drops the capabilities that let root ignore them.
+"""
+
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from service_support import tiny_disk
+
+from tests.tiffs import CAMERA_EXIF, random_samples, write_tiff
+from worker.files import icc
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
+IS_ROOT = os.geteuid() == 0
+
+
+def obey_permissions() -> None:
+    """In the child, before exec: drop root's power to ignore file permissions (no-op otherwise).
+
+    Removing CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding set makes the exec'd
+    process an ordinary root: a file with mode 000 cannot be opened, a 0555 folder not written.
+    """
+    if not IS_ROOT:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@pytest.fixture
+def permissions_enforced(tmp_path: Path) -> None:
+    """Skip unless a child started with `obey_permissions` is really refused a mode-000 file."""
+    probe = tmp_path / "probe"
+    probe.write_text("secret")
+    probe.chmod(0)
+    try:
+        opened = subprocess.run(
+            [sys.executable, "-c", f"open({str(probe)!r})"],
+            preexec_fn=obey_permissions,
+            capture_output=True,
+        )
+    except subprocess.SubprocessError as error:
+        pytest.skip(f"cannot drop the override capabilities here: {error}")
+    finally:
+        probe.unlink()
+    if opened.returncode == 0:
+        pytest.skip("this process ignores file permissions even without the override capabilities")
+
+
+@pytest.fixture
+def picture(tmp_path: Path) -> Path:
+    """A small 16-bit sRGB TIFF with camera EXIF."""
+    path = tmp_path / "in" / "photo.tif"
+    path.parent.mkdir()
+    samples = random_samples((40, 48, 3), np.uint16, np.random.default_rng(0))
+    write_tiff(path, samples, icc.matrix_profile(), CAMERA_EXIF)
+    return path
+
+
+@pytest.fixture
+def psf(tmp_path: Path) -> Path:
+    path = tmp_path / "in" / "psf.npy"
+    path.parent.mkdir(exist_ok=True)
+    np.save(path, np.ones((5, 5), np.float32))
+    return path
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """An empty folder for the output: a failed run must leave it empty."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder
+
+
+def assert_one_line_failure(result: subprocess.CompletedProcess[str], message: str) -> None:
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("dt-deconvolve: error: "), lines[0]
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_deblur_writes_a_result_like_the_input(
+    run_cli: RunCli, picture: Path, psf: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "out.tif"
+    result = run_cli("deblur", picture, "--psf", psf, "-o", output, "--iterations", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
+    report = json.loads(result.stdout.splitlines()[-1])
+    for key in ("iterations", "stop_reason", "noise_sigma", "lambda", "seconds", "output"):
+        assert key in report
+    assert 1 <= report["iterations"] <= 3
+    with tifffile.TiffFile(output) as tiff:
+        page = tiff.pages.first
+        assert page.shape == (40, 48, 3) and page.dtype == np.uint16
+        assert page.tags.valueof("InterColorProfile") == icc.matrix_profile()
+        assert page.tags.valueof("ExifTag")["LensModel"] == "EF24-70mm f/2.8L II USM"
+
+
+def run_on_terminal(env: dict[str, str], *args: str | os.PathLike[str]) -> tuple[int, str, str]:
+    """Run `dt-deconvolve ARGS...` with stderr on a pseudo-terminal (100 columns wide).
+
+    Returns the exit status, stdout and what appeared on the terminal.
+    """
+    terminal, child_end = os.openpty()
+    fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    with subprocess.Popen(
+        [sys.executable, "-m", "worker", *map(str, args)],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=child_end,
+    ) as process:  # fmt: skip
+        os.close(child_end)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+            while chunk := os.read(terminal, 4096):
+                shown += chunk
+        stdout = process.stdout.read().decode()
+    os.close(terminal)
+    return process.returncode, stdout, shown.decode(errors="replace")
+
+
+def test_preview_on_a_terminal_shows_progress_and_is_smaller(
+    user_env: dict[str, str], picture: Path, psf: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "preview.tif"
+    status, stdout, terminal = run_on_terminal(
+        user_env, "deblur", picture, "--psf", psf, "-o", output, "--scale", "0.5"
+    )
+    assert status == 0, terminal
+    assert "wrote" in stdout
+    assert "deblurring" in terminal and "100%" in terminal
+    assert tifffile.imread(output).shape == (20, 24, 3)
+
+
+def _truncated_tiff() -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        good = Path(folder) / "good.tif"
+        samples = random_samples((64, 64, 3), np.uint16, np.random.default_rng(1))
+        write_tiff(good, samples, compression="zlib")
+        data = good.read_bytes()
+    return data[: len(data) // 2]
+
+
+# Bad input files: their content (bytes or samples) and a word their error message must contain.
+BAD_TIFFS = {
+    "not a TIFF": (b"these are my holiday notes\n" * 10, "not a TIFF"),
+    "truncated": (_truncated_tiff(), "truncated or damaged"),
+    "empty": (b"", "not a TIFF"),
+    "zero-sized": (np.zeros((0, 0), np.uint8), "0x0 pixels"),
+    "1x1": (np.zeros((1, 1, 3), np.uint16), "1x1 pixels"),
+    "NaN": (np.full((8, 8), np.nan, np.float32), "NaN"),
+    "Inf": (np.full((8, 8, 3), np.inf, np.float16), "infinite"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_TIFFS)
+@pytest.mark.filterwarnings("ignore:.*zero-size array:UserWarning")
+def test_bad_pictures_fail_in_one_line(
+    run_cli: RunCli, psf: Path, tmp_path: Path, out: Path, case: str
+) -> None:
+    content, message = BAD_TIFFS[case]
+    path = tmp_path / "bad.tif"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        write_tiff(path, content)
+    result = run_cli("deblur", path, "--psf", psf, "-o", out / "result.tif")
+    assert_one_line_failure(result, message)
+    assert files_in(out) == []
+
+
+BAD_PSFS = {
+    "not 2-D": (np.ones((3, 3, 3)), "2-D"),
+    "even-sized": (np.ones((4, 4)), "odd"),
+    "negative": (-np.ones((3, 3)), "negative"),
+    "NaN": (np.full((3, 3), np.nan), "NaN"),
+    "all zeros": (np.zeros((5, 5)), "all zeros"),
+    "larger than the picture": (np.ones((41, 41)), "larger than the image"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PSFS)
+def test_bad_psfs_fail_in_one_line(
+    run_cli: RunCli, picture: Path, tmp_path: Path, out: Path, case: str
+) -> None:
+    array, message = BAD_PSFS[case]
+    path = tmp_path / "bad.npy"
+    np.save(path, array)
+    result = run_cli("deblur", picture, "--psf", path, "-o", out / "o.tif")
+    assert_one_line_failure(result, message)
+    assert files_in(out) == []
+
+
+def test_psf_that_is_not_npy_fails_in_one_line(
+    run_cli: RunCli, picture: Path, tmp_path: Path, out: Path
+) -> None:
+    path = tmp_path / "psf.npy"
+    path.write_text("1 2 1\n2 4 2\n1 2 1\n")
+    result = run_cli("deblur", picture, "--psf", path, "-o", out / "o.tif")
+    assert_one_line_failure(result, "not a NumPy .npy array file")
+    assert files_in(out) == []
+
+
+@pytest.mark.parametrize("missing", ["input", "psf"])
+def test_missing_files_fail_in_one_line(
+    run_cli: RunCli, picture: Path, psf: Path, tmp_path: Path, out: Path, missing: str
+) -> None:
+    paths = {"input": picture, "psf": psf, missing: tmp_path / "nowhere" / "gone"}
+    result = run_cli("deblur", paths["input"], "--psf", paths["psf"], "-o", out / "o.tif")
+    assert_one_line_failure(result, "no such file or folder")
+    assert "gone" in result.stderr
+    assert files_in(out) == []
+
+
+@pytest.mark.usefixtures("permissions_enforced")
+def test_unreadable_picture_fails_in_one_line(
+    run_cli: RunCli, picture: Path, psf: Path, out: Path
+) -> None:
+    picture.chmod(0)
+    result = run_cli(
+        "deblur", picture, "--psf", psf, "-o", out / "o.tif", preexec_fn=obey_permissions
+    )
+    assert_one_line_failure(result, "permission denied")
+    assert files_in(out) == []
+
+
+def test_folder_given_as_picture_fails_in_one_line(
+    run_cli: RunCli, psf: Path, tmp_path: Path, out: Path
+) -> None:
+    result = run_cli("deblur", tmp_path, "--psf", psf, "-o", out / "o.tif")
+    assert_one_line_failure(result, str(tmp_path))
+    assert files_in(out) == []
+
+
+@pytest.mark.usefixtures("permissions_enforced")
+def test_unwritable_output_folder_fails_in_one_line(
+    run_cli: RunCli, picture: Path, psf: Path, tmp_path: Path
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    result = run_cli(
+        "deblur", picture, "--psf", psf, "-o", locked / "o.tif", preexec_fn=obey_permissions
+    )
+    assert_one_line_failure(result, "permission denied")
+    assert files_in(locked) == []
+
+
+def test_read_only_disk_fails_in_one_line(
+    run_cli: RunCli, picture: Path, psf: Path, tmp_path: Path
+) -> None:
+    with tiny_disk(tmp_path / "ro", "ro,size=1m") as folder:
+        result = run_cli("deblur", picture, "--psf", psf, "-o", folder / "o.tif")
+        assert_one_line_failure(result, "permission denied")
+        assert files_in(folder) == []
+
+
+def test_output_folder_that_is_a_file_fails_in_one_line(
+    run_cli: RunCli, picture: Path, psf: Path
+) -> None:
+    result = run_cli("deblur", picture, "--psf", psf, "-o", picture / "o.tif")
+    assert_one_line_failure(result, "Not a directory")
+    assert files_in(picture.parent) == ["photo.tif", "psf.npy"]
+
+
+def test_output_that_is_not_a_tiff_name_fails_in_one_line(
+    run_cli: RunCli, picture: Path, psf: Path, out: Path
+) -> None:
+    result = run_cli("deblur", picture, "--psf", psf, "-o", out / "result.jpg")
+    assert_one_line_failure(result, ".tif or .tiff")
+    assert files_in(out) == []
+
+
+def test_full_disk_fails_in_one_line_and_leaves_nothing(
+    run_cli: RunCli, psf: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "big.tif"  # 128x128 float32: its result does not fit in what is left
+    write_tiff(source, random_samples((128, 128, 3), np.float32, np.random.default_rng(2)))
+    with tiny_disk(tmp_path / "full", "size=1m") as folder:
+        filler = folder / "filler"
+        with contextlib.suppress(OSError), open(filler, "wb") as handle:
+            handle.write(bytes(1024 * 1024 - 64 * 1024))  # leave 64 KiB
+        result = run_cli(
+            "deblur", source, "--psf", psf, "-o", folder / "o.tif", "--iterations", "2"
+        )
+        assert_one_line_failure(result, "no space left on the device")
+        assert files_in(folder) == ["filler"]
+
+
+@pytest.mark.slow
+def test_demo_writes_pictures_and_improves_psnr(run_cli: RunCli, tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    result = run_cli("demo", "-o", folder, timeout=120)
+    assert result.returncode == 0, result.stderr
+    outputs = ["blurred.tif", "psf.npy", "psf.png", "true_psf.png", "deblurred.tif"]
+    for name in [*outputs, "before.png", "after.png", "sharp.png"]:
+        assert (folder / name).stat().st_size > 0, name
+    assert f"wrote into {folder}" in result.stdout
+    psnr = re.search(r"before ([\d.]+) dB, after ([\d.]+) dB", result.stdout)
+    assert psnr is not None, result.stdout
+    assert float(psnr[2]) > float(psnr[1]) + 2
+    with tifffile.TiffFile(folder / "blurred.tif") as tiff:
+        page = tiff.pages.first
+        assert page.dtype == np.uint16
+        assert page.tags.valueof("InterColorProfile") == icc.matrix_profile()

@@ -1,0 +1,71 @@
+"""The commands the darktable plug-in calls: key, cache lookup / clean, submit with auto-start."""
+
+import json
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from service_support import alive, private_env, run_dt, short_folder, write_picture, write_psf
+
+from cache.key import cache_key
+from worker import __version__
+from worker.deconv import DeblurSettings
+
+SIDECAR = Path(__file__).parent.parent / "data" / "darktable_sidecar.xmp"
+
+
+def test_key_is_stable_and_follows_the_settings(user_env, tmp_path):
+    picture = write_picture(tmp_path / "pic.tif")
+    sidecar = tmp_path / "pic.tif.xmp"
+    shutil.copyfile(SIDECAR, sidecar)
+    base = ("key", picture, "--xmp", sidecar, "--blur", "9", "--window", "auto")
+    first = run_dt(user_env, *base)
+    assert first.returncode == 0, first.stderr
+    key = first.stdout.strip()
+    parameters = {"psf": None, "blur": 9, "window": "auto", "settings": asdict(DeblurSettings())}
+    assert key == cache_key(picture, parameters, __version__, sidecar=sidecar)  # same anywhere
+    assert run_dt(user_env, *base, "--tolerance", "7").stdout.strip() != key
+    pixels = run_dt(user_env, "key", picture, "--blur", "9")  # no sidecar: the pixels' hash
+    assert pixels.returncode == 0 and pixels.stdout.strip() != key
+    missing = run_dt(user_env, "key", picture, "--xmp", tmp_path / "none.xmp", "--blur", "9")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("dt-deconvolve: error: cannot read the sidecar")
+
+
+def test_cache_lookup_misses_cleanly(user_env, tmp_path):
+    result = run_dt(user_env, "cache", "lookup", "ab" * 16, "-o", tmp_path / "o.tif")
+    assert (result.returncode, result.stdout) == (0, "miss\n")
+    assert not (tmp_path / "o.tif").exists()
+
+
+@pytest.mark.slow
+def test_submit_starts_a_worker_when_none_answers(tmp_path):
+    picture = write_picture(tmp_path / "pic.tif", (64, 80))
+    psf = write_psf(tmp_path / "psf.npy")
+    out = tmp_path / "out.tif"
+    with short_folder() as folder:
+        env = private_env(folder)
+        endpoint = ("--endpoint", f"ipc://{folder}/auto.sock")
+        key = run_dt(env, "key", picture, "--psf", psf).stdout.strip()
+        done = run_dt(
+            env, "submit", picture, "-o", out, "--psf", psf, "--key", key, "--wait", *endpoint
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-1] == f"DONE {out}"
+        pid = int((folder / "auto.sock.lock").read_text())  # the worker that was started
+        hit = run_dt(env, "cache", "lookup", key, "-o", tmp_path / "again.tif")
+        assert hit.stdout == f"hit {tmp_path / 'again.tif'}\n"
+        assert (tmp_path / "again.tif").read_bytes() == out.read_bytes()
+        leftover = tmp_path / "dt-deconvolve-export-7-1.tif"
+        leftover.write_bytes(b"an export the plug-in could not remove")
+        cleaned = run_dt(env, "cache", "clean", "--on-exit", "--exports-dir", tmp_path, "--json")
+        assert json.loads(cleaned.stdout)["results_removed"] == 1
+        assert json.loads(cleaned.stdout)["exports_removed"] == 1
+        assert not leftover.exists() and out.exists()
+        assert run_dt(env, "shutdown", *endpoint).returncode == 0
+        deadline = time.monotonic() + 15
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(pid)

@@ -1,0 +1,103 @@
+"""`dt-deconvolve psf` and `run` through the real command line, on real TIFF files."""
+
+import json
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+import pytest
+import tifffile
+
+from tests.tiffs import write_tiff
+from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, shake
+
+
+@pytest.fixture(scope="module")
+def shaken_tiff(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 16-bit sRGB TIFF of a shaken dead-leaves scene (300 x 360)."""
+    rng = np.random.default_rng(11)
+    linear = np.clip(shake(dead_leaves((300, 360), rng), camera_shake_kernel(9, rng)), 0, 1)
+    encoded = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    path = tmp_path_factory.mktemp("psf") / "shaken.tif"
+    write_tiff(path, np.rint(encoded * 65535).astype(np.uint16))
+    return path
+
+
+def test_psf_writes_the_kernel_and_its_picture(run_cli, shaken_tiff: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    out.mkdir()
+    kernel, picture = out / "k.npy", out / "k.png"
+    done = run_cli("psf", shaken_tiff, "--blur", "13", "-o", kernel, "--png", picture, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert set(report) >= {"window", "iterations", "seconds"}
+    x, y, w, h = report["window"]
+    assert x >= 0 and y >= 0 and x + w <= 360 and y + h <= 300
+    psf = np.load(kernel)
+    assert psf.shape == (13, 13) and psf.dtype == np.float32
+    assert psf.min() >= 0 and psf.sum() == pytest.approx(1, abs=1e-5)
+    assert imagecodecs.png_decode(picture.read_bytes()).ndim == 2
+    assert sorted(p.name for p in out.iterdir()) == ["k.npy", "k.png"]
+
+
+def test_psf_in_the_centre_window(run_cli, shaken_tiff: Path, tmp_path: Path):
+    done = run_cli(
+        "psf", shaken_tiff, "--blur", "9", "--window", "centre", "-o", tmp_path / "k.npy", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["window"] == [52, 22, 256, 256]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--blur", "13", "--window", "200,100,200,200"], "not inside the 360x300 image"),
+        (["--blur", "13", "--window", "0,0,30,30"], "smaller than 3 times the blur size"),
+        (["--blur", "41", "--window", "0,0,40,40"], "larger than the window"),
+        (["--blur", "12"], "odd number of pixels"),
+        (["--blur", "13", "--window", "left"], "auto, centre or X,Y,WIDTH,HEIGHT"),
+    ],
+)
+def test_bad_requests_are_one_line_errors(run_cli, shaken_tiff, tmp_path, arguments, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    done = run_cli("psf", shaken_tiff, *arguments, "-o", out / "k.npy")
+    assert done.returncode == 1
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not list(out.iterdir())  # nothing written, not even a temporary file
+
+
+def test_a_flat_window_is_refused(run_cli, tmp_path: Path):
+    rng = np.random.default_rng(12)
+    flat = np.clip(30000 + rng.normal(0, 200, (300, 300, 3)), 0, 65535).astype(np.uint16)
+    write_tiff(tmp_path / "flat.tif", flat)
+    done = run_cli("psf", tmp_path / "flat.tif", "--blur", "15", "-o", tmp_path / "k.npy")
+    assert done.returncode == 1
+    assert "no edges to learn the blur from" in done.stderr
+    assert not (tmp_path / "k.npy").exists()
+
+
+def test_run_estimates_saves_and_deblurs(run_cli, shaken_tiff: Path, tmp_path: Path):
+    output, kernel = tmp_path / "sharp.tif", tmp_path / "psf.npy"
+    done = run_cli(
+        "run", shaken_tiff, "--blur", "13", "-o", output, "--psf-out", kernel,
+        "--iterations", "10", "--local", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["output"] == str(output) and report["psf_out"] == str(kernel)
+    assert len(report["window"]) == 4 and report["psf_iterations"] > 0
+    assert report["psf_seconds"] > 0 and report["iterations"] <= 10
+    assert np.load(kernel).shape == (13, 13)
+    assert (tmp_path / "psf.png").exists()
+    assert tifffile.imread(output).shape == (300, 360, 3)
+
+
+def test_run_refuses_an_even_blur_and_writes_nothing(run_cli, shaken_tiff, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    done = run_cli(
+        "run", shaken_tiff, "--blur", "8", "-o", out / "x.tif", "--psf-out", out / "k.npy"
+    )
+    assert done.returncode == 1 and "odd number of pixels" in done.stderr
+    assert not list(out.iterdir())

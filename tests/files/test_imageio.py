@@ -1,0 +1,175 @@
+"""Reading and writing real TIFF files: formats, linear light, ICC, EXIF, alpha, atomicity."""
+
+from pathlib import Path
+
+import numpy as np
+import pyexiv2
+import pytest
+import tifffile
+
+from tests.tiffs import CAMERA_EXIF, darktable_like_tiff, random_samples, write_tiff
+from worker.errors import InputError
+from worker.files import icc
+from worker.files.imageio import read_picture, write_picture
+
+FORMATS = (np.uint8, np.uint16, np.float16, np.float32)
+LAYOUTS = {"gray": (), "RGB": (3,), "RGBA": (4,)}
+
+
+def _profile_for(layout: str) -> bytes:
+    if layout == "gray":
+        return icc.matrix_profile(icc.ToneCurve.gamma(2.2), "gray 2.2", grayscale=True)
+    return icc.matrix_profile()  # sRGB
+
+
+def _exif_read_back(path: Path) -> dict[str, str]:
+    with pyexiv2.Image(str(path)) as image:
+        return image.read_exif()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FORMATS, ids=lambda t: np.dtype(t).name)
+def test_round_trip_keeps_samples_icc_and_exif(tmp_path: Path, dtype: type, layout: str) -> None:
+    rng = np.random.default_rng(1)
+    samples = random_samples((24, 32, *LAYOUTS[layout]), dtype, rng)
+    source, result = tmp_path / "in.tif", tmp_path / "out.tif"
+    profile = _profile_for(layout)
+    write_tiff(source, samples, profile, CAMERA_EXIF)
+
+    picture = read_picture(source)
+    assert picture.pixels.dtype == np.float32
+    assert picture.pixels.shape == (24, 32, 3 if layout != "gray" else 1)
+    write_picture(result, picture, picture.pixels)
+
+    with tifffile.TiffFile(result) as tiff:
+        page = tiff.pages.first
+        written = page.asarray()
+        assert page.tags.valueof("InterColorProfile") == profile
+        exif = page.tags.valueof("ExifTag")
+        assert page.tags.valueof("Make") == "Canon"
+        assert page.tags.valueof("Model") == "Canon EOS 5D Mark IV"
+    assert written.dtype == samples.dtype
+    assert written.shape == samples.shape
+    if samples.dtype.kind == "u":
+        np.testing.assert_array_equal(written, samples)
+    else:
+        np.testing.assert_allclose(written, samples, rtol=1e-6 if dtype == np.float32 else 1e-3)
+    assert exif["LensModel"] == "EF24-70mm f/2.8L II USM"
+    assert exif["ExposureTime"] == (1, 60)
+    assert exif["DateTimeOriginal"] == "2024:05:06 07:08:09"
+    assert _exif_read_back(result)["Exif.Photo.FNumber"] == "28/10"
+
+
+def test_pixels_are_linear_light(tmp_path: Path) -> None:
+    """sRGB-encoded integers without a profile, a gamma profile, and float with no profile."""
+    code = np.array([[0, 64, 128], [188, 230, 255]], dtype=np.uint8)
+    write_tiff(tmp_path / "srgb.tif", code)
+    write_tiff(
+        tmp_path / "gamma.tif", code, icc.matrix_profile(icc.ToneCurve.gamma(1.8), grayscale=True)
+    )
+    write_tiff(tmp_path / "float.tif", code.astype(np.float32) / 255)
+    x = code / 255.0
+    srgb = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    gamma = x**1.8
+    for name, expected in (("srgb", srgb), ("gamma", gamma), ("float", x)):
+        picture = read_picture(tmp_path / f"{name}.tif")
+        np.testing.assert_allclose(picture.pixels[..., 0], expected, atol=1e-4, err_msg=name)
+    assert read_picture(tmp_path / "srgb.tif").clip_level == pytest.approx(1.0)
+    assert read_picture(tmp_path / "float.tif").clip_level is None
+
+
+def test_darktable_float_export_is_read_and_written_alike(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    samples = rng.random((40, 56, 3)).astype(np.float32) * 1.5  # highlights above 1 survive
+    folder = tmp_path / "Été à Paris"  # exiv2 and tifffile must agree on non-ASCII paths
+    folder.mkdir()
+    source, result = folder / "export.tif", folder / "sortie.tif"
+    darktable_like_tiff(source, samples)
+    picture = read_picture(source)
+    np.testing.assert_array_equal(picture.pixels, samples)  # linear profile: identical values
+    write_picture(result, picture, picture.pixels * 0.5)
+    with tifffile.TiffFile(result) as tiff:
+        page = tiff.pages.first
+        assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        assert page.predictor == tifffile.PREDICTOR.FLOATINGPOINT
+        assert not page.is_tiled
+        np.testing.assert_array_equal(page.asarray(), samples * 0.5)
+        assert page.tags.valueof("ExifTag")["LensModel"] == CAMERA_EXIF["Exif.Photo.LensModel"]
+
+
+def test_alpha_is_passed_through_and_resized_for_previews(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    samples = random_samples((30, 40, 4), np.uint16, rng)
+    write_tiff(tmp_path / "rgba.tif", samples, icc.matrix_profile())
+    picture = read_picture(tmp_path / "rgba.tif")
+    np.testing.assert_array_equal(picture.alpha, samples[..., 3])
+    brighter = picture.pixels * 0.7
+    write_picture(tmp_path / "out.tif", picture, brighter)
+    written = tifffile.imread(tmp_path / "out.tif")
+    np.testing.assert_array_equal(written[..., 3], samples[..., 3])
+    assert not np.array_equal(written[..., :3], samples[..., :3])
+
+    write_picture(tmp_path / "preview.tif", picture, picture.pixels[::2, ::2])
+    preview = tifffile.imread(tmp_path / "preview.tif")
+    assert preview.shape == (15, 20, 4)
+    assert preview.dtype == np.uint16
+
+
+def test_planar_rgb_is_read(tmp_path: Path) -> None:
+    samples = random_samples((3, 20, 30), np.uint8, np.random.default_rng(4))
+    tifffile.imwrite(tmp_path / "planar.tif", samples, photometric="rgb", planarconfig="separate")
+    picture = read_picture(tmp_path / "planar.tif")
+    write_picture(tmp_path / "out.tif", picture, picture.pixels)
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "out.tif"), np.moveaxis(samples, 0, -1)
+    )
+
+
+def test_integers_are_clipped_and_rounded(tmp_path: Path) -> None:
+    write_tiff(tmp_path / "in.tif", np.full((4, 4), 100, np.uint8))
+    picture = read_picture(tmp_path / "in.tif")
+    pixels = np.linspace(-0.5, 1.5, 16, dtype=np.float32).reshape(4, 4, 1)
+    write_picture(tmp_path / "out.tif", picture, pixels)
+    written = tifffile.imread(tmp_path / "out.tif")
+    assert written.min() == 0 and written.max() == 255
+    assert written[0, 0] == 0 and written[-1, -1] == 255
+
+
+@pytest.mark.parametrize(
+    ("samples", "options", "message"),
+    [
+        (
+            np.zeros((8, 8, 2), np.uint8),
+            {"photometric": "minisblack", "planarconfig": "contig"},
+            "2 samples per pixel",
+        ),
+        (np.zeros((8, 8, 4), np.uint8), {"photometric": "separated"}, "CMYK"),
+        (np.zeros((8, 8), np.int16), {}, "16-bit INT samples"),
+        (np.zeros((8, 8), np.float64), {}, "64-bit IEEEFP samples"),
+        (np.zeros((3, 8, 8), np.uint8), {"photometric": "minisblack"}, "3 pictures"),
+    ],
+)
+def test_unsupported_layouts_are_refused(
+    tmp_path: Path, samples: np.ndarray, options: dict, message: str
+) -> None:
+    tifffile.imwrite(tmp_path / "odd.tif", samples, metadata=None, **options)
+    with pytest.raises(InputError, match=message):
+        read_picture(tmp_path / "odd.tif")
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    write_tiff(tmp_path / "in.tif", np.zeros((8, 8, 3), np.uint8), exif=CAMERA_EXIF)
+    picture = read_picture(tmp_path / "in.tif")
+    picture.exif["Exif.Photo.NotAnExifTag"] = "1"  # exiv2 refuses it while the file is written
+    with pytest.raises(OSError, match="could not write the EXIF data"):
+        write_picture(tmp_path / "out.tif", picture, picture.pixels)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+def test_bigtiff_is_read_without_exif(tmp_path: Path) -> None:
+    samples = random_samples((8, 8, 3), np.uint8, np.random.default_rng(5))
+    write_tiff(tmp_path / "big.tif", samples, bigtiff=True)
+    picture = read_picture(tmp_path / "big.tif")
+    assert picture.exif == {}
+    write_picture(tmp_path / "out.tif", picture, picture.pixels)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), samples)

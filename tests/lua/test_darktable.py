@@ -1,0 +1,282 @@
+"""The darktable plug-in: its installation, and end to end in a real darktable under Xvfb."""
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from scipy import ndimage
+
+from worker.deconv import synthetic
+from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
+from worker.files.icc import SRGB
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUIRE_LINE = 'require "contrib/deconvolve"'
+
+
+def install_plugin(config: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """Run install.sh for the darktable config folder `config`, away from the user's files."""
+    home = config.parent / "install-home"
+    env = dict(
+        os.environ,
+        DT_DECONVOLVE_HOME=str(home / "share"),
+        DT_DECONVOLVE_BIN=str(home / "bin"),
+        XDG_CONFIG_HOME=str(home / "config"),  # where a systemd user unit would be
+    )
+    return subprocess.run(
+        [str(ROOT / "install.sh"), *options, "--darktable-config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_install_plugin_is_idempotent_and_uninstalls(tmp_path: Path) -> None:
+    config = tmp_path / "dark table"  # a space in the path
+    (config).mkdir()
+    (config / "luarc").write_text('require "mine"\n')
+    for _ in range(2):
+        assert install_plugin(config, "--plugin").returncode == 0
+    assert (config / "lua/contrib/deconvolve.lua").read_bytes() == (
+        ROOT / "lua/deconvolve.lua"
+    ).read_bytes()
+    assert (config / "lua/lib/deconvolve/logic.lua").is_file()
+    assert (config / "luarc").read_text() == f'require "mine"\n{REQUIRE_LINE}\n'
+
+    result = install_plugin(config, "--uninstall")
+    assert result.returncode == 0, result.stderr
+    assert not (config / "lua/contrib/deconvolve.lua").exists()
+    assert not (config / "lua/lib/deconvolve").exists()
+    assert (config / "luarc").read_text() == 'require "mine"\n'
+
+
+def test_install_plugin_enables_it_in_script_manager(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    (config / "lua/tools").mkdir(parents=True)
+    (config / "lua/tools/script_manager.lua").write_text("-- lua-scripts\n")
+    (config / "darktablerc").write_text(
+        "plugins/lighttable/x=1\nlua/script_manager/contrib/deconvolve=FALSE\n"
+    )
+    for _ in range(2):
+        assert install_plugin(config, "--plugin").returncode == 0
+    assert (config / "darktablerc").read_text().splitlines() == [
+        "plugins/lighttable/x=1",
+        "lua/script_manager/contrib/deconvolve=TRUE",
+    ]
+    assert not (config / "luarc").exists(), "script_manager starts it, not luarc"
+    assert (config / "lua/contrib/deconvolve.lua").is_file()
+
+
+def test_install_rejects_two_actions(tmp_path: Path) -> None:
+    result = install_plugin(tmp_path, "--plugin", "--uninstall")
+    assert result.returncode == 1
+    assert "one action at a time" in result.stderr
+
+
+# --- end to end: a real darktable under Xvfb ---------------------------------------------------
+
+DARKTABLE, XVFB_RUN = shutil.which("darktable"), shutil.which("xvfb-run")
+DRIVER = ROOT / "tests" / "lua" / "darktable_e2e.lua"
+# darktable 4.2 sometimes freezes while starting (about 1 start in 8 here, with or without the
+# plug-in: its own luarc's GTK call deadlocks against the Lua thread). A start is given up, and
+# tried again, when the driver has not run within LOAD_LIMIT or found the plug-in within
+# START_LIMIT seconds.
+LOAD_LIMIT, START_LIMIT, ATTEMPTS = 30, 60, 3
+RUN_LIMIT = 300  # seconds for the whole session
+BLUR = 9  # the test scene's blur, and the plug-in's blur size (through --conf)
+
+
+def write_scene(folder: Path) -> np.ndarray:
+    """A shaken dead-leaves scene as a 16-bit sRGB TIFF (blurred.tif, cancel.tif, and a 6 x 6
+    crop tiny.tif); returns the sharp scene, sRGB-encoded, to measure the result against."""
+    rng = np.random.default_rng(5)
+    sharp = dead_leaves((256, 256), rng)
+    kernel = camera_shake_kernel(BLUR, rng)
+    blurred = np.stack(
+        [ndimage.convolve(sharp[..., c], kernel, mode="reflect") for c in range(3)], axis=-1
+    )
+    blurred += rng.normal(0, 0.003, blurred.shape)
+    encoded = SRGB.encode(np.clip(blurred, 0, 1))
+    folder.mkdir(parents=True)
+    for name in ("blurred.tif", "cancel.tif"):
+        tifffile.imwrite(folder / name, np.round(encoded * 65535).astype(np.uint16))
+    tifffile.imwrite(folder / "tiny.tif", np.round(encoded[:6, :6] * 65535).astype(np.uint16))
+    return SRGB.encode(sharp)
+
+
+def psnr(image: np.ndarray, reference: np.ndarray, border: int = 2 * BLUR) -> float:
+    """Peak signal-to-noise ratio (dB, peak 1) away from the frame's edges."""
+    inner = (slice(border, -border), slice(border, -border))
+    return synthetic.psnr(image[inner], reference[inner])
+
+
+def write_wrapper(path: Path, calls: Path, env: dict[str, str]) -> None:
+    """`dt-deconvolve` for darktable: logs each call, then runs this checkout's worker with the
+    test's private folders."""
+    private = " ".join(
+        f"{name}={shlex.quote(env[name])}"
+        for name in ("PYTHONPATH", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR")
+    )
+    path.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$*" >>{shlex.quote(str(calls))}\n'
+        f"export {private}\n"
+        f'exec {shlex.quote(sys.executable)} -m worker "$@"\n'
+    )
+    path.chmod(0o755)
+
+
+def command_of(call: str) -> str:
+    """The subcommand of a logged `dt-deconvolve` call: "key", "cache lookup", ..."""
+    words = call.split(" ")
+    return " ".join(words[:2]) if words[0] == "cache" else words[0]
+
+
+def read_report(path: Path) -> dict[str, list[str]]:
+    report: dict[str, list[str]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition("\t")
+            report.setdefault(name, []).append(value)
+    return report
+
+
+def run_darktable(
+    work: Path, env: dict[str, str], conf: list[str], report: Path
+) -> tuple[int, str]:
+    """Start darktable under Xvfb with the driver; kill it if it freezes or overruns. Returns
+    its exit status and output."""
+    for folder in ("config", "cache", "tmp"):
+        (work / folder).mkdir(exist_ok=True)
+    command = [
+        "timeout", "-k", "5", str(RUN_LIMIT), XVFB_RUN, "-a", DARKTABLE,
+        "--configdir", str(work / "config"), "--cachedir", str(work / "cache"),
+        "--tmpdir", str(work / "tmp"), "--library", ":memory:", "--disable-opencl",
+        "-d", "lua", *conf, "--luacmd", f"dofile([[{DRIVER}]])",
+    ]  # fmt: skip
+    log = work / "darktable.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        started = time.monotonic()
+        try:
+            while process.poll() is None:
+                elapsed = time.monotonic() - started
+                seen = read_report(report)
+                frozen = (elapsed > LOAD_LIMIT and "loaded" not in seen) or (
+                    elapsed > START_LIMIT and "started" not in seen
+                )
+                if frozen or elapsed > RUN_LIMIT + 10:
+                    process.kill()
+                    process.wait()
+                    return -signal.SIGKILL, log.read_text()
+                time.sleep(0.5)
+        finally:  # a frozen darktable ignores SIGTERM, and outlives xvfb-run and timeout
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    return process.returncode, log.read_text()
+
+
+@pytest.mark.darktable
+@pytest.mark.slow
+@pytest.mark.skipif(
+    DARKTABLE is None or XVFB_RUN is None,
+    reason="darktable and xvfb-run are not installed (./install.sh --test installs them)",
+)
+def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) -> None:
+    pictures = tmp_path / "my pictures"  # results go next to the originals: a path with a space
+    sharp = write_scene(pictures)
+    calls = tmp_path / "calls.log"
+    wrapper = tmp_path / "bin" / "dt-deconvolve"
+    wrapper.parent.mkdir()
+    write_wrapper(wrapper, calls, user_env)
+    darktable_dir = tmp_path / "darktable"
+    assert install_plugin(darktable_dir / "config", "--plugin").returncode == 0
+
+    report_path = darktable_dir / "report.txt"
+    env = dict(
+        user_env,
+        LANG="C.UTF-8",
+        LANGUAGE="C",
+        DT_E2E_PICTURES=str(pictures),
+        DT_E2E_CALLS=str(calls),
+        DT_E2E_REPORT=str(report_path),
+    )
+    conf = [
+        "--conf",
+        f"lua/deconvolve/command={wrapper}",
+        "--conf",
+        f"lua/deconvolve/blur_size={BLUR}",
+    ]
+    for _attempt in range(ATTEMPTS):
+        report_path.unlink(missing_ok=True)
+        for lock in (darktable_dir / "config").glob("*.lock"):  # left by a killed darktable
+            lock.unlink()
+        status, log = run_darktable(darktable_dir, env, conf, report_path)
+        report = read_report(report_path)
+        if "started" in report:
+            break
+    assert report.get("started") == ["true"], log[-3000:]
+    assert "error" not in report, report["error"]
+    assert "stack traceback" not in log and "LUA ERROR :" not in log, log[-3000:]  # Lua errors
+    assert report.get("quitting") == ["true"] and status == 0, (status, log[-3000:])
+
+    # The first run: exported, deblurred, imported beside the original and grouped with it.
+    first = report["first_seconds"][0]
+    assert "first_result" not in report, (report, log[-3000:])
+    assert report["first_leader_is_original"] == ["true"]
+    assert report["first_original_leads"] == ["true"]
+    assert "people|alice" in report["first_tags"][0].split(";")
+    assert f"dt-deconvolve|blur {BLUR}|tolerance 5" in report["first_tags"][0].split(";")
+    assert report["first_rating"] == ["4"] and report["first_red"] == ["true"]
+    assert report["first_title"] == ["market"]
+    assert report["first_description"] == ["a shaken shot"]
+    result = tifffile.imread(pictures / "blurred_deconv.tif")[..., :3].astype(np.float64)
+    blurred = tifffile.imread(pictures / "blurred.tif")[..., :3] / 65535.0
+    assert result.shape == blurred.shape
+    assert psnr(result, sharp) > psnr(blurred, sharp) + 3.0  # dB; 10.8 dB measured
+
+    # The second run: from the cache, without an export or a job, much faster.
+    assert "second_result" not in report, report
+    assert (pictures / "blurred_deconv_1.tif").is_file()
+    assert report["second_leader_is_original"] == ["true"]
+    assert report["group_size"] == ["3"]
+    run_calls = calls.read_text().split("\n")
+    commands = [command_of(line) for line in run_calls if "blurred" in line]
+    assert commands.count("submit") == 1, commands
+    assert commands[commands.index("submit") + 1 :] == ["key", "cache lookup"], commands
+    assert report["first_exports"] == ["1"] and report["second_exports"] == ["1"], "no new export"
+    second = float(report["second_seconds"][0])
+    assert second < float(first) / 2, (first, second)  # 7.0 s and 0.31 s measured
+
+    # The cancelled run: the worker was told, nothing was imported, no export left behind.
+    assert report["cancel_submitted"] == ["true"]
+    assert any(line.startswith("cancel ") for line in run_calls), run_calls
+    assert report["cancel_finished"] == ["true"]
+    assert report["cancel_imported"] == ["false"]
+    assert not (pictures / "cancel_deconv.tif").exists()
+    assert not list((darktable_dir / "tmp").glob("dt-deconvolve-*")), "temporary files left"
+
+    # The failed run: the worker's reason in a message, nothing imported.
+    reason = report["failure_toast"][0].partition(": ")[2]
+    assert reason and reason != "missing", report["failure_toast"]
+    assert report["failure_imported"] == ["false"]
+    assert not list(pictures.glob("tiny_deconv*")), "nothing written for a failed job"
+
+    # Quitting cleaned the cache up and stopped the worker the plug-in had started.
+    tmp = darktable_dir / "tmp"
+    assert f"cache clean --on-exit --exports-dir {tmp} --keep-results" in run_calls, run_calls
+    assert "shutdown" in run_calls
+    assert run_cli("ping", timeout=30).returncode != 0

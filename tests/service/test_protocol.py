@@ -1,0 +1,125 @@
+"""The client-worker protocol: every malformed message is refused with a clear one-line error."""
+
+import contextlib
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from worker.service.protocol import (
+    BAD_MESSAGE,
+    MAX_MESSAGE_BYTES,
+    OPERATIONS,
+    UNKNOWN_OPERATION,
+    UNSUPPORTED_VERSION,
+    ProtocolError,
+    RemoteError,
+    decode_reply,
+    decode_request,
+    encode_error,
+    encode_reply,
+    encode_request,
+)
+
+
+def raw(**message: object) -> bytes:
+    return json.dumps({"v": 1, **message}).encode()
+
+
+def test_a_valid_submit_round_trips_with_defaults() -> None:
+    request = decode_request(encode_request("submit", input="/a/in.tif", output="/a/out.tif"))
+    assert request.op == "submit"
+    assert request["input"] == "/a/in.tif"
+    assert request["settings"] == {}
+    assert request["key"] is None
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "words"),
+    [
+        (b"\xff\xfe", BAD_MESSAGE, "UTF-8"),
+        (b"{not json", BAD_MESSAGE, "not JSON"),
+        (b"[1, 2]", BAD_MESSAGE, "JSON object, not a list"),
+        (b'{"v": 1, "op": "ping", "x": NaN}', BAD_MESSAGE, "not JSON"),
+        (json.dumps({"op": "ping"}).encode(), UNSUPPORTED_VERSION, "version"),
+        (json.dumps({"v": 2, "op": "ping"}).encode(), UNSUPPORTED_VERSION, "update"),
+        (raw(op=5), BAD_MESSAGE, "'op' must be a string, not an integer"),
+        (raw(op="explode"), UNKNOWN_OPERATION, "unknown operation 'explode'"),
+        (raw(op="ping", extra=1), BAD_MESSAGE, "no field 'extra'"),
+        (raw(op="status"), BAD_MESSAGE, "needs the field 'job'"),
+        (raw(op="status", job=12), BAD_MESSAGE, "'job' must be a string"),
+        (raw(op="status", job="../etc"), BAD_MESSAGE, "job id"),
+        (raw(op="submit", input="in.tif", output="/o.tif"), BAD_MESSAGE, "absolute path"),
+        (raw(op="submit", input="/i", output="/o", blur=4), BAD_MESSAGE, "odd size"),
+        (raw(op="submit", input="/i", output="/o", blur=True), BAD_MESSAGE, "integer"),
+        (raw(op="submit", input="/i", output="/o", key="XYZ"), BAD_MESSAGE, "hexadecimal"),
+        (raw(op="submit", input="/i", output="/o", settings=[]), BAD_MESSAGE, "an object"),
+        (
+            raw(op="submit", input="/i", output="/o", settings={"tolerance": "5"}),
+            BAD_MESSAGE,
+            "'tolerance' must be a number",
+        ),
+        (raw(op="cache_clean", on_exit="yes"), BAD_MESSAGE, "boolean"),
+        (b" " * (MAX_MESSAGE_BYTES + 1), BAD_MESSAGE, "limit"),
+    ],
+)
+def test_malformed_requests_are_refused_with_a_clear_error(
+    data: bytes, code: str, words: str
+) -> None:
+    with pytest.raises(ProtocolError, match=words) as caught:
+        decode_request(data)
+    assert caught.value.code == code
+    assert "\n" not in str(caught.value)
+
+
+def test_the_client_checks_its_own_requests() -> None:
+    with pytest.raises(ProtocolError, match="blur"):
+        encode_request("submit", input="/i", output="/o", blur=2)
+
+
+def test_replies_round_trip_and_errors_raise() -> None:
+    assert decode_reply(encode_reply(job="ab12"))["job"] == "ab12"
+    with pytest.raises(RemoteError, match="no job") as caught:
+        decode_reply(encode_error("unknown_job", "no job\n'x'"))
+    assert caught.value.code == "unknown_job"
+    with pytest.raises(ProtocolError, match="'ok'"):
+        decode_reply(raw(result=1))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    op=st.sampled_from([*OPERATIONS, "nope"]),
+    fields=st.dictionaries(
+        st.sampled_from(
+            ["input", "output", "key", "job", "blur", "settings", "window", "on_exit", "zz"]
+        ),
+        json_values,
+        max_size=5,
+    ),
+)
+def test_any_json_request_is_accepted_or_refused_cleanly(op: str, fields: dict) -> None:
+    data = json.dumps({"v": 1, "op": op, **fields}).encode()
+    try:
+        request = decode_request(data)
+    except ProtocolError as error:
+        assert str(error) and "\n" not in str(error)
+    else:
+        assert request.op == op
+        assert set(OPERATIONS[op].required) <= set(request.fields)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_any_bytes_are_accepted_or_refused_cleanly(data: bytes) -> None:
+    with contextlib.suppress(ProtocolError):
+        decode_request(data)

@@ -1,0 +1,338 @@
+"""Real jobs through a real worker: results, cache, cancels, crashes, many clients, warm start."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tifffile
+from service_support import alive, running_worker, tiny_disk, write_picture, write_psf
+
+from cache.store import RESULT, ResultCache
+from worker.service.client import Client
+
+FINAL = ("done", "failed", "cancelled")
+
+
+@pytest.fixture(scope="module")
+def worker():
+    with running_worker() as handle:
+        handle.wait_warm()
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def material(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("material")
+    return {
+        "small": write_picture(folder / "small.tif", (64, 80)),
+        "medium": write_picture(folder / "medium.tif", (192, 256), seed=1),
+        "psf": write_psf(folder / "psf.npy", 7),
+        "folder": folder,
+    }
+
+
+def submit(client: Client, source: Path, output: Path, **fields: Any) -> dict[str, Any]:
+    return client.request("submit", input=str(source), output=str(output), **fields)
+
+
+def wait(client: Client, job: str, limit: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + limit
+    while (status := client.request("status", job=job))["stage"] not in FINAL:
+        assert time.monotonic() < deadline, f"job {job} did not end: {status}"
+        time.sleep(0.02)
+    return status
+
+
+def wait_for_detail(client: Client, job: str, details: tuple[str, ...]) -> dict[str, Any]:
+    """Poll fast until the job reports one of `details` (or ends)."""
+    while True:
+        status = client.request("status", job=job)
+        if status["detail"] in details or status["stage"] in FINAL:
+            return status
+        time.sleep(0.002)
+
+
+def leftovers(*folders: Path) -> list[Path]:
+    """Temporary files and folders a job may leave behind."""
+    found = []
+    for folder in folders:
+        found += [p for p in folder.iterdir() if p.name.startswith(".")]
+    return found
+
+
+def test_a_job_writes_its_result_and_the_cache_answers_it_again(worker, material, tmp_path):
+    key = "a1" * 16
+    with worker.client() as client:
+        out = tmp_path / "out.tif"
+        job = submit(client, material["small"], out, psf=str(material["psf"]), key=key)
+        final = wait(client, job["job"])
+        assert final["stage"] == "done", final["error"]
+        assert tifffile.imread(out).shape == (64, 80, 3)
+        assert final["report"]["iterations"] >= 1
+        entry = ResultCache(worker.cache_dir).entry(key)
+        assert entry.file(RESULT).read_bytes() == out.read_bytes()
+        assert np.load(entry.file("psf.npy")).shape == (7, 7)
+        assert entry.file("psf.png").read_bytes().startswith(b"\x89PNG")
+        again = submit(client, material["small"], tmp_path / "again.tif", key=key)
+        assert again["stage"] == "done" and again["note"] == "from the cache"
+        assert (tmp_path / "again.tif").read_bytes() == out.read_bytes()
+    result = worker.cli("cache", "lookup", key, "--cache-dir", worker.cache_dir)
+    assert result.stdout.strip() == f"hit {entry.file(RESULT)}"
+
+
+def test_bad_input_files_fail_the_job_not_the_worker(worker, material, tmp_path):
+    truncated = tmp_path / "truncated.tif"
+    truncated.write_bytes(material["small"].read_bytes()[:400])
+    text = tmp_path / "text.tif"
+    text.write_text("not a picture")
+    even = tmp_path / "even.npy"
+    np.save(even, np.ones((4, 4)))
+    cases = [(truncated, material["psf"]), (text, material["psf"]), (material["small"], even)]
+    with worker.client() as client:
+        for source, psf in cases:
+            out = tmp_path / f"{source.stem}-{psf.stem}.tif"
+            final = wait(client, submit(client, source, out, psf=str(psf))["job"])
+            assert final["stage"] == "failed"
+            assert final["error"] and "\n" not in final["error"]
+            assert "internal error" not in final["error"]
+            assert not out.exists()
+        psf = str(material["psf"])
+        for settings, words in (
+            ({"sharpness": 1}, "unknown engine setting"),
+            ({"scale": 7}, "scale"),
+        ):
+            job = submit(client, material["small"], tmp_path / "s.tif", psf=psf, settings=settings)
+            final = wait(client, job["job"])
+            assert final["stage"] == "failed" and words in final["error"]
+            assert "internal error" not in final["error"]
+        assert leftovers(tmp_path) == []
+        good = submit(client, material["small"], tmp_path / "good.tif", psf=str(material["psf"]))
+        assert wait(client, good["job"])["stage"] == "done"
+
+
+def test_a_warm_job_starts_computing_within_half_a_second(worker, material, tmp_path):
+    with worker.client() as client:
+        fields = {"psf": str(material["psf"])}
+        first = submit(client, material["small"], tmp_path / "1.tif", **fields)
+        assert wait(client, first["job"])["stage"] == "done"
+        started = time.perf_counter()
+        second = submit(client, material["small"], tmp_path / "2.tif", **fields)
+        status = wait_for_detail(client, second["job"], ("deblurring",))
+        latency = time.perf_counter() - started
+        assert status["detail"] == "deblurring"
+        assert latency < 0.5, f"{latency:.3f} s to start computing"
+        assert wait(client, second["job"])["stage"] == "done"
+
+
+def test_the_same_key_submitted_twice_is_one_job_with_both_outputs(worker, material, tmp_path):
+    with worker.client() as client:
+        blocker = submit(client, material["medium"], tmp_path / "b.tif", psf=str(material["psf"]))
+        fields = {"psf": str(material["psf"]), "key": "b2" * 16}
+        one = submit(client, material["small"], tmp_path / "1.tif", **fields)
+        two = submit(client, material["small"], tmp_path / "2.tif", **fields)
+        assert two["job"] == one["job"] and two["duplicate"] is True
+        assert one["stage"] == "queued" and one["position"] == 0
+        assert wait(client, one["job"])["stage"] == "done"
+        assert wait(client, blocker["job"])["stage"] == "done"
+        # one computation, but each caller gets the output it asked for
+        assert (tmp_path / "2.tif").read_bytes() == (tmp_path / "1.tif").read_bytes()
+
+
+def cancel_at(client: Client, job: str, details: tuple[str, ...]) -> dict[str, Any] | None:
+    """Cancel `job` the moment it reports one of `details`; its status then (None if it ended
+    first). Checks that the cancel took under a second."""
+    status = wait_for_detail(client, job, details)
+    if status["stage"] in FINAL:
+        return None
+    started = time.perf_counter()
+    try:
+        reply = client.request("cancel", job=job)
+    except Exception as error:  # ended between the status and the cancel
+        assert "already ended" in str(error)
+        return None
+    assert time.perf_counter() - started < 1.0
+    assert reply["stage"] == "cancelled"
+    return status
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("details", "fields"),
+    [
+        (("queued",), {"psf": True}),
+        (("estimating",), {"blur": 9}),
+        (("deblurring",), {"psf": True}),
+        (("writing", "caching"), {"psf": True}),
+    ],
+)
+def test_a_cancel_in_any_stage_stops_the_job_and_leaves_nothing(
+    worker, material, tmp_path, details, fields
+):
+    fields = {**fields, "key": os.urandom(16).hex()}
+    if fields.pop("psf", None):
+        fields["psf"] = str(material["psf"])
+    with worker.client() as client:
+        for attempt in range(8):  # the writing stage is short: try until the cancel lands in it
+            blocker = None
+            if details == ("queued",):
+                blocker = submit(
+                    client,
+                    material["medium"],
+                    tmp_path / "blocker.tif",
+                    **{"psf": str(material["psf"])},
+                )
+            out = tmp_path / f"out{attempt}.tif"
+            job = submit(client, material["medium"], out, **fields)
+            seen = cancel_at(client, job["job"], details)
+            if blocker:
+                assert wait(client, blocker["job"])["stage"] == "done"
+            if seen is not None:
+                break
+            fields["key"] = os.urandom(16).hex()
+        else:
+            pytest.skip(f"the job never stayed long enough in {details} to be cancelled")
+        assert client.request("status", job=job["job"])["stage"] == "cancelled"
+        assert not out.exists()
+        assert leftovers(tmp_path, worker.cache_dir) == []
+        assert ResultCache(worker.cache_dir).entry(fields["key"]) is None
+        after = submit(client, material["small"], tmp_path / "after.tif", psf=str(material["psf"]))
+        assert wait(client, after["job"])["stage"] == "done"
+
+
+def test_a_crashed_job_fails_alone_and_the_worker_carries_on(worker, material, tmp_path):
+    with worker.client() as client:
+        job = submit(client, material["small"], tmp_path / "x.tif", psf=str(material["psf"]))
+        wait_for_detail(client, job["job"], ("deblurring",))
+        for pid in worker.executor_pids():
+            os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+        final = wait(client, job["job"])
+        assert final["stage"] == "failed"
+        assert "ended unexpectedly (signal SIGKILL)" in final["error"]
+        after = submit(client, material["small"], tmp_path / "y.tif", psf=str(material["psf"]))
+        assert wait(client, after["job"])["stage"] == "done"
+        assert leftovers(tmp_path) == []
+
+
+def test_twenty_clients_submitting_at_once(worker, material, tmp_path):
+    replies: dict[int, dict[str, Any]] = {}
+
+    def client_thread(n: int) -> None:
+        with Client(worker.endpoint) as client:
+            key = f"{n % 5:02d}" * 16  # clients n, n + 5, n + 10, n + 15 ask for one result
+            out = tmp_path / f"out{n}.tif"
+            replies[n] = submit(client, material["small"], out, psf=str(material["psf"]), key=key)
+
+    threads = [threading.Thread(target=client_thread, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(replies) == 20
+    assert len({reply["job"] for reply in replies.values()}) == 5
+    with worker.client() as client:
+        finals = [wait(client, reply["job"]) for reply in replies.values()]
+    assert all(final["stage"] == "done" for final in finals)
+    for final in finals:
+        assert Path(final["output"]).exists()
+
+
+def test_a_client_that_disappears_mid_job_does_not_stop_it(worker, material, tmp_path):
+    out = tmp_path / "out.tif"
+    command = [sys.executable, "-m", "worker", "submit", material["small"], "-o", out]
+    command += ["--psf", material["psf"], "--wait", "--endpoint", worker.endpoint]
+    client = subprocess.Popen(
+        list(map(str, command)), env=worker.env, stdout=subprocess.PIPE, text=True
+    )
+    first = client.stdout.readline().split()
+    client.kill()
+    client.wait()
+    client.stdout.close()
+    assert first[0] == "JOB"
+    with worker.client() as talk:
+        assert wait(talk, first[1])["stage"] == "done"
+    assert out.exists()
+
+
+def test_submit_wait_prints_progress_and_exit_codes(worker, material, tmp_path):
+    out = tmp_path / "out.tif"
+    done = worker.cli("submit", material["small"], "-o", out, "--psf", material["psf"], "--wait")
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, done.stderr
+    assert lines[0].startswith("JOB ") and lines[-1] == f"DONE {out}"
+    progress = [line.split() for line in lines[1:-1]]
+    assert progress and all(word == "PROGRESS" for word, _, _ in progress)
+    assert all(stage in ("queued", "estimating", "deblurring", "writing") for *_, stage in progress)
+    fractions = [float(fraction) for _, fraction, _ in progress]
+    assert fractions == sorted(fractions) and fractions[0] >= 0 and fractions[-1] <= 1
+    bad = tmp_path / "bad.tif"
+    bad.write_text("no")
+    failed = worker.cli(
+        "submit", bad, "-o", tmp_path / "o2.tif", "--psf", material["psf"], "--wait"
+    )
+    assert failed.returncode == 1
+    assert failed.stderr.count("\n") == 1 and failed.stderr.startswith("dt-deconvolve: error:")
+
+
+@pytest.mark.slow
+def test_a_full_cache_disk_is_refused_but_the_job_succeeds(material, tmp_path):
+    with (
+        tiny_disk(tmp_path / "tiny", "size=256k") as tiny,
+        running_worker(cache_dir=tiny) as worker,
+        worker.client() as client,
+    ):
+        worker.wait_warm()
+        out = tmp_path / "out.tif"
+        job = submit(client, material["medium"], out, psf=str(material["psf"]), key="c3" * 16)
+        final = wait(client, job["job"])
+        assert final["stage"] == "done", final["error"]
+        assert final["note"].startswith("not cached:")
+        assert out.exists()
+        assert list(tiny.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_write_leaves_no_partial_entry(material, tmp_path):
+    key = "d4" * 16
+    with running_worker() as worker, worker.client() as client:
+        worker.wait_warm()
+        job = submit(
+            client, material["small"], tmp_path / "o.tif", psf=str(material["psf"]), key=key
+        )
+        executors = worker.executor_pids()
+        wait_for_detail(client, job["job"], ("writing", "caching"))
+        worker.process.send_signal(signal.SIGKILL)
+        worker.process.wait()
+        deadline = time.monotonic() + 10  # the executors notice and stop
+        while any(alive(pid) for pid in executors):
+            assert time.monotonic() < deadline, "an executor outlived its worker"
+            time.sleep(0.05)
+        cache = ResultCache(worker.cache_dir)
+        entry = cache.entry(key)
+        if entry is not None:  # whole, or nothing
+            assert entry.file(RESULT).stat().st_size == entry.record["files"][RESULT]
+        worker.start()
+        assert not [p for p in worker.cache_dir.iterdir() if p.name.startswith(".")]
+        again = submit(
+            client, material["small"], tmp_path / "o2.tif", psf=str(material["psf"]), key=key
+        )
+        assert wait(client, again["job"])["stage"] == "done"
+
+
+@pytest.mark.slow
+def test_jobs_two_runs_two_jobs_at_once(material, tmp_path):
+    with running_worker("--jobs", "2") as worker, worker.client() as client:
+        worker.wait_warm(2)
+        jobs = [
+            submit(client, material["medium"], tmp_path / f"{n}.tif", psf=str(material["psf"]))
+            for n in range(3)
+        ]
+        assert client.request("ping")["running"] == 2  # the third waits
+        assert client.request("status", job=jobs[2]["job"])["stage"] == "queued"
+        assert all(wait(client, job["job"])["stage"] == "done" for job in jobs)

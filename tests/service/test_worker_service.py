@@ -1,0 +1,211 @@
+"""The worker as a service: real processes on real ZeroMQ sockets, and whatever clients send."""
+
+import json
+import os
+import socket as sockets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+from service_support import (
+    alive,
+    private_env,
+    running_worker,
+    short_folder,
+    tiny_disk,
+    write_picture,
+)
+
+from worker.service.client import Client, ensure_worker
+from worker.service.protocol import MAX_MESSAGE_BYTES, RemoteError
+
+
+@pytest.fixture(scope="module")
+def worker():
+    with running_worker() as handle:
+        yield handle
+
+
+def raw_request(endpoint: str, *frames: bytes, kind: int = zmq.REQ) -> bytes | None:
+    """Send raw frames; the reply's last frame, or None when nothing comes back in 2 s."""
+    with zmq.Context() as context, context.socket(kind) as socket:
+        socket.linger = 0
+        socket.connect(endpoint)
+        socket.send_multipart(list(frames))
+        if not socket.poll(2000):
+            return None
+        return socket.recv_multipart()[-1]
+
+
+@pytest.mark.parametrize(
+    ("payload", "error", "words"),
+    [
+        (b"hello", "bad_message", "not JSON"),
+        (b'{"v": 1, "op": "status", "job": 7}', "bad_message", "'job' must be a string"),
+        (b'{"v": 1, "op": "format_disk"}', "unknown_operation", "format_disk"),
+        (b'{"v": 9, "op": "ping"}', "unsupported_version", "version"),
+        (b"[" * 100_000, "bad_message", "limit"),
+        (b'{"v": 1, "op": "status", "job": "0123456789ab"}', "unknown_job", "no job"),
+        (b'{"v": 1, "op": "cancel", "job": "ffff"}', "unknown_job", "no job"),
+    ],
+)
+def test_malformed_requests_get_a_clear_error_reply(
+    worker, payload: bytes, error: str, words: str
+) -> None:
+    reply = json.loads(raw_request(worker.endpoint, payload))
+    assert reply["ok"] is False
+    assert reply["error"] == error
+    assert words in reply["message"]
+
+
+def test_the_worker_survives_what_it_cannot_parse(worker) -> None:
+    # bigger than the transport's limit: ZeroMQ drops the connection, no reply
+    assert raw_request(worker.endpoint, b"x" * (2 * 2**20)) is None
+    # frames a REQ socket never sends
+    reply = raw_request(worker.endpoint, b"a", b"b", kind=zmq.DEALER)
+    assert json.loads(reply)["error"] == "bad_message"
+    assert len(json.dumps({"x": "y" * MAX_MESSAGE_BYTES})) > MAX_MESSAGE_BYTES
+    with worker.client() as client:
+        assert client.request("ping")["pid"] == worker.process.pid
+    log = Path(worker.env["XDG_STATE_HOME"]) / "dt-deconvolve" / "worker.log"
+    assert f"listening on {worker.endpoint}" in log.read_text()
+
+
+def test_submit_refuses_missing_input_and_bad_output_at_once(worker, tmp_path: Path) -> None:
+    picture = write_picture(tmp_path / "in.tif")
+    with worker.client() as client:
+        cases = [
+            (tmp_path / "missing.tif", tmp_path / "o.tif", "no such file"),
+            (picture, tmp_path / "nowhere" / "o.tif", "folder does not exist"),
+            (picture, picture, "overwrite the input"),
+            (tmp_path, tmp_path / "o.tif", "is not a file"),
+            (picture, tmp_path, "is a folder"),
+        ]
+        for source, target, words in cases:
+            with pytest.raises(RemoteError, match=words):
+                client.request("submit", input=str(source), output=str(target), blur=9)
+        with (
+            tiny_disk(tmp_path / "ro", "ro,size=1m") as folder,
+            pytest.raises(RemoteError, match="cannot write"),
+        ):
+            client.request("submit", input=str(picture), output=str(folder / "o.tif"))
+
+
+def test_the_command_line_shows_worker_errors_in_one_line(worker) -> None:
+    result = worker.cli("cancel", "abcdef")
+    assert result.returncode == 1
+    assert result.stderr == "dt-deconvolve: error: no job 'abcdef' on this worker\n"
+    assert worker.cli("ping").stdout.startswith("worker ")
+
+
+def test_a_second_worker_on_the_same_socket_is_refused(worker) -> None:
+    result = worker.cli("worker", timeout=30)
+    assert result.returncode == 1
+    assert f"already serves {worker.endpoint}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def free_port() -> int:
+    with sockets.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_tcp_listens_on_loopback_only_unless_curve_keys_exist() -> None:
+    with short_folder() as folder:
+        env = private_env(folder)
+        result = subprocess.run(
+            [sys.executable, "-m", "worker", "worker", "--endpoint", "tcp://0.0.0.0:5599"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 1
+        assert "set up CURVE keys" in result.stderr
+
+
+@pytest.mark.slow
+def test_curve_lets_in_only_clients_with_keys() -> None:
+    with short_folder() as folder:
+        keys = folder / "keys"
+        env = private_env(folder)
+        made = subprocess.run(
+            [sys.executable, "-m", "worker", "worker", "--generate-keys", "--curve-dir", keys],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "server.key" in made.stdout
+        assert (keys / "authorized" / "client.key").exists()
+        endpoint = f"tcp://0.0.0.0:{free_port()}"  # any address: CURVE guards it
+        process = subprocess.Popen(
+            [sys.executable, "-m", "worker", "worker", "--endpoint", endpoint, "--curve-dir", keys],
+            env=env,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            local = endpoint.replace("0.0.0.0", "127.0.0.1")
+            with Client(local, curve_dir=keys) as client:
+                deadline = time.monotonic() + 30
+                while client.ping(timeout=0.5) is None:
+                    assert process.poll() is None, process.stderr.read().decode()
+                    assert time.monotonic() < deadline
+            with Client(local, curve_dir=folder / "nothing") as stranger:
+                assert stranger.ping(timeout=1.0) is None  # refused by the authenticator
+            os.remove(keys / "client.key_secret")
+            with Client(local, curve_dir=keys) as keyless:
+                assert keyless.ping(timeout=1.0) is None
+        finally:
+            process.terminate()
+            process.wait(15)
+            process.stderr.close()
+
+
+STARTER = """
+import sys
+from worker.service.client import Client, ensure_worker
+with Client(sys.argv[1]) as client:
+    print(ensure_worker(client)["pid"])
+"""
+
+
+@pytest.mark.slow
+def test_clients_finding_no_worker_start_exactly_one() -> None:
+    with short_folder() as folder:
+        env = private_env(folder)
+        endpoint = f"ipc://{folder}/auto.sock"
+        starters = [
+            subprocess.Popen(
+                [sys.executable, "-c", STARTER, endpoint],
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        pids = {int(starter.communicate(timeout=90)[0]) for starter in starters}
+        assert len(pids) == 1
+        pid = pids.pop()
+        try:
+            with Client(endpoint) as client:
+                assert ensure_worker(client)["pid"] == pid
+                client.request("shutdown")
+            deadline = time.monotonic() + 15
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not alive(pid)
+        finally:
+            if alive(pid):
+                os.kill(pid, 9)
+
+
+def test_an_idle_worker_stops_when_asked_to() -> None:
+    with running_worker("--idle-exit", "1") as worker:
+        assert worker.process.wait(20) == 0
+        log = Path(worker.env["XDG_STATE_HOME"]) / "dt-deconvolve" / "worker.log"
+        assert "stopping after 1 s without work" in log.read_text()

@@ -1,0 +1,61 @@
+"""`dt-deconvolve`: the command line. It parses arguments and hands on; nothing else.
+
+Each subcommand lives in `worker/cli/<name>.py` with two functions: `register(subparsers)`
+adds its parser (with `func` set to its runner) and the runner takes the parsed arguments and
+returns an exit status. Commands that compute import the engine inside their runner, so that the
+light ones the darktable plug-in calls often (`key`, `cache`, `submit`, `ping`) start at once.
+Errors reach the user as one line on stderr, never as a traceback:
+
+    0  success          1  the work failed (bad input, unreadable file, full disk, ...)
+    2  bad usage        3  cancelled           130  interrupted (Ctrl-C)
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from worker import __version__
+from worker.errors import describe_error, is_internal
+
+PROG = "dt-deconvolve"
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are a single line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from worker.cli.commands import COMMANDS
+
+    parser = OneLineParser(
+        prog=PROG,
+        description="Sharpen shaken, soft or slightly misfocused photographs by deconvolution.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(
+        title="commands", metavar="COMMAND", required=True, parser_class=OneLineParser
+    )
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        message = describe_error(error)
+        if is_internal(error):  # a bug: still one line, with a way to see the details
+            if os.environ.get("DT_DECONVOLVE_DEBUG"):
+                raise
+            message += " (DT_DECONVOLVE_DEBUG=1 shows more)"
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return EXIT_FAILED

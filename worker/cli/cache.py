@@ -1,0 +1,86 @@
+"""`dt-deconvolve cache stats|lookup|clean`: the result cache, read and cleaned directly on disk.
+
+These commands need no running worker: the cache's entries are written whole or not at all, so
+reading them beside a working worker is safe.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from cache.store import ResultCache
+from worker.cli.endpoint import add_cache_dir_option, cache_dir_of
+
+EXPORT_PATTERN = "dt-deconvolve-export-*"  # the plug-in's temporary exports
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("cache", help="look up, count or clean cached results")
+    actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
+
+    lookup = actions.add_parser("lookup", help="print 'hit PATH' or 'miss' for a key")
+    lookup.add_argument("key", metavar="KEY", help="a key printed by `dt-deconvolve key`")
+    lookup.add_argument("-o", "--output", type=Path, help="copy a hit here (atomically)")
+    lookup.set_defaults(func=run_lookup)
+
+    stats = actions.add_parser("stats", help="entries, sizes and limits")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.set_defaults(func=run_stats)
+
+    clean = actions.add_parser("clean", help="empty the cache (or, on exit, drop the results)")
+    clean.add_argument(
+        "--on-exit",
+        action="store_true",
+        help="remove full-resolution results and temporary exports; keep the small kernels",
+    )
+    clean.add_argument(
+        "--keep-results", action="store_true", help="with --on-exit: keep the results too"
+    )
+    clean.add_argument(
+        "--exports-dir",
+        type=Path,
+        metavar="D",
+        help=f"with --on-exit: also remove leftover temporary exports ({EXPORT_PATTERN}) in D",
+    )
+    clean.add_argument("--json", action="store_true", help="print one JSON object")
+    clean.set_defaults(func=run_clean)
+    for action in (lookup, stats, clean):
+        add_cache_dir_option(action)
+
+
+def run_lookup(args: argparse.Namespace) -> int:
+    found = ResultCache(cache_dir_of(args)).lookup(args.key, args.output)
+    print(f"hit {found}" if found else "miss")
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    stats = ResultCache(cache_dir_of(args)).stats()
+    if args.json:
+        print(json.dumps(stats))
+    else:
+        mb = 2**20
+        print(
+            f"{stats['entries']} entries ({stats['results']} results, {stats['kernels']} "
+            f"kernels), {stats['bytes'] / mb:.1f} MB of {stats['max_bytes'] / mb:.0f} MB "
+            f"in {stats['root']}; {stats['free_bytes'] / mb:.0f} MB free on its disk"
+        )
+    return 0
+
+
+def run_clean(args: argparse.Namespace) -> int:
+    report = ResultCache(cache_dir_of(args)).clean(args.on_exit, args.keep_results)
+    exports = 0
+    if args.on_exit and args.exports_dir and args.exports_dir.is_dir():
+        for export in args.exports_dir.glob(EXPORT_PATTERN):
+            export.unlink(missing_ok=True)
+            exports += 1
+    report["exports_removed"] = exports
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"removed {report['entries_removed']} entries, {report['results_removed']} results, "
+            f"{exports} exports ({report['bytes_freed'] / 2**20:.1f} MB)"
+        )
+    return 0

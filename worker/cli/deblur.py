@@ -1,0 +1,60 @@
+"""`dt-deconvolve deblur`: sharpen a picture whose blur (PSF) is known."""
+
+import argparse
+import json
+from pathlib import Path
+
+from worker.cli.options import add_engine_options, settings_from_args
+from worker.cli.progress import progress_bar
+from worker.errors import InputError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "deblur",
+        help="sharpen a TIFF picture with a known blur (PSF)",
+        description="Sharpen a TIFF picture whose blur is known: the PSF is the picture of one "
+        "point of light as the camera smeared it, a 2-D .npy array (for example from "
+        "`dt-deconvolve psf`). The result keeps the picture's bit depth, colour profile and "
+        "camera data.",
+    )
+    parser.add_argument("input", metavar="INPUT", help="the blurred picture (TIFF)")
+    parser.add_argument("--psf", required=True, metavar="PSF.npy", help="the blur, a .npy file")
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="OUTPUT", help="where to write the result (TIFF)"
+    )
+    add_engine_options(parser)
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    parser.set_defaults(func=run)
+
+
+def check_tiff_name(path: str) -> None:
+    """Refuse an output name that would make a TIFF file look like something else."""
+    if Path(path).suffix.lower() not in TIFF_SUFFIXES:
+        raise InputError(f"the output must be a .tif or .tiff file, not {path}")
+
+
+def print_report(report: dict, as_json: bool) -> None:
+    """The job's report: one JSON line, or one sentence for people."""
+    if as_json:
+        print(json.dumps(report))
+        return
+    print(
+        f"wrote {report['output']}: {report['iterations']} iterations "
+        f"(best {report['best_iteration']}, stopped by {report['stop_reason']}), "
+        f"noise {report['noise_sigma']:.4g}, lambda {report['lambda']:.3g}, "
+        f"{report['seconds']:.1f} s"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from worker.pipeline import JobOptions, run_pipeline
+
+    check_tiff_name(args.output)
+    options = JobOptions(psf_path=args.psf, settings=settings_from_args(args))
+    with progress_bar() as progress:
+        report = run_pipeline(args.input, args.output, options, progress)
+    print_report(report, args.json)
+    return 0

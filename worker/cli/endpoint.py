@@ -1,0 +1,48 @@
+"""Options shared by the commands that talk to the worker or use its cache."""
+
+import argparse
+from pathlib import Path
+
+from worker.paths import cache_dir
+from worker.service.client import Client
+from worker.service.transport import default_curve_dir, default_endpoint
+
+
+def default_cache_dir() -> Path:
+    return cache_dir() / "results"
+
+
+def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--endpoint",
+        metavar="E",
+        help="the worker's address: ipc://PATH or tcp://HOST:PORT "
+        "(default: a private socket in your runtime folder)",
+    )
+    parser.add_argument(
+        "--curve-dir",
+        metavar="D",
+        type=Path,
+        help="folder of CURVE keys for tcp endpoints (default: curve/ in the cache folder)",
+    )
+
+
+def add_cache_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cache-dir",
+        metavar="D",
+        type=Path,
+        help="the result cache's folder (default: results/ in the cache folder)",
+    )
+
+
+def endpoint_of(args: argparse.Namespace) -> str:
+    return args.endpoint or default_endpoint()
+
+
+def client_of(args: argparse.Namespace, timeout: float = 10.0) -> Client:
+    return Client(endpoint_of(args), timeout, args.curve_dir or default_curve_dir())
+
+
+def cache_dir_of(args: argparse.Namespace) -> Path:
+    return (args.cache_dir or default_cache_dir()).absolute()

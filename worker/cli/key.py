@@ -1,0 +1,46 @@
+"""`dt-deconvolve key INPUT`: print the cache key of a job, so the plug-in never hashes."""
+
+import argparse
+from pathlib import Path
+
+from cache.key import cache_key, file_digest
+from worker import __version__
+from worker.cli.submit import add_job_options, job_fields
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "key", help="print the cache key of a picture, its edit history and the settings"
+    )
+    parser.add_argument(
+        "input",
+        type=Path,
+        metavar="INPUT",
+        help="the original picture (with --xmp), else the exported one (its pixels are hashed)",
+    )
+    parser.add_argument("--xmp", type=Path, metavar="SIDECAR", help="its darktable sidecar")
+    parser.add_argument(
+        "--duplicate", type=int, default=0, metavar="N", help="darktable's duplicate index"
+    )
+    parser.add_argument(
+        "--export", default="", metavar="TEXT", help="the export settings that change pixels"
+    )
+    add_job_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    parameters = job_fields(args)
+    if parameters["psf"]:
+        parameters["psf"] = file_digest(parameters["psf"])
+    print(
+        cache_key(
+            args.input,
+            parameters,
+            __version__,
+            sidecar=args.xmp,
+            duplicate=args.duplicate,
+            export=args.export,
+        )
+    )
+    return 0

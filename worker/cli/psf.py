@@ -1,0 +1,64 @@
+"""`dt-deconvolve psf`: estimate the blur (PSF) of a picture from one window of it."""
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_estimation_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    """--blur and --window, shared by `psf` and `run`."""
+    parser.add_argument(
+        "--blur",
+        type=int,
+        required=required,
+        metavar="K",
+        help="the blur's extent in pixels (odd): the size of the kernel to estimate",
+    )
+    parser.add_argument(
+        "--window",
+        default="auto",
+        metavar="X,Y,W,H|auto|centre",
+        help="where to learn the blur: a rectangle in pixels, 'centre', or 'auto' (default: "
+        "the part with the strongest, most varied edges)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "psf",
+        help="estimate the blur kernel (PSF) of a picture",
+        description="Estimate the K x K blur kernel (PSF) of a picture from one window of it.",
+    )
+    parser.add_argument("input", type=Path, metavar="INPUT", help="the blurred picture (TIFF)")
+    add_estimation_options(parser, required=True)
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="PSF.npy", help="where to save it"
+    )
+    parser.add_argument("--png", type=Path, metavar="PSF.png", help="also save a picture of it")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (last line)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from worker.deconv.psf import estimate_psf
+    from worker.deconv.window import window_from_text
+    from worker.files.imageio import read_picture
+    from worker.files.kernels import save_kernel, save_kernel_picture
+
+    picture = read_picture(args.input)
+    window = window_from_text(args.window, picture.pixels.shape[:2], args.blur)
+    psf, report = estimate_psf(picture.pixels, args.blur, window)
+    save_kernel(args.output, psf)
+    if args.png:
+        save_kernel_picture(args.png, psf)
+    summary = {"psf": str(args.output), "png": str(args.png) if args.png else None}
+    summary.update(report.as_dict())
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        x, y, width, height = report.window
+        print(
+            f"{args.output}: {args.blur}x{args.blur} kernel learnt from the window "
+            f"{x},{y},{width},{height} in {report.seconds:.1f} s"
+        )
+    return 0

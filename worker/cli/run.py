@@ -1,0 +1,45 @@
+"""`dt-deconvolve run`: estimate the blur of a picture, then sharpen it with that blur."""
+
+import argparse
+from pathlib import Path
+
+from worker.cli.deblur import check_tiff_name, print_report
+from worker.cli.options import add_engine_options, settings_from_args
+from worker.cli.progress import progress_bar
+from worker.cli.psf import add_estimation_options
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="estimate the blur of a TIFF picture and sharpen it, in one go",
+        description="Estimate the K x K blur (PSF) of a TIFF picture from one window of it, then "
+        "sharpen the whole picture with it (the `psf` and `deblur` commands in one).",
+    )
+    parser.add_argument("input", type=Path, metavar="INPUT", help="the blurred picture (TIFF)")
+    add_estimation_options(parser, required=True)
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="OUTPUT", help="where to write the result (TIFF)"
+    )
+    parser.add_argument(
+        "--psf-out", metavar="PSF.npy", help="also save the estimated PSF (and a .png beside it)"
+    )
+    add_engine_options(parser)
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from worker.pipeline import JobOptions, run_pipeline
+
+    check_tiff_name(args.output)
+    options = JobOptions(
+        blur=args.blur,
+        window=args.window,
+        psf_out=args.psf_out,
+        settings=settings_from_args(args),
+    )
+    with progress_bar() as progress:
+        report = run_pipeline(args.input, args.output, options, progress)
+    print_report(report, args.json)
+    return 0

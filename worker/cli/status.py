@@ -1,0 +1,41 @@
+"""`dt-deconvolve status [JOB]`: a job's stage, progress and time left (or every job's)."""
+
+import argparse
+import json
+from typing import Any
+
+from worker.cli.endpoint import add_endpoint_options, client_of
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("status", help="show a job's progress, or list the jobs")
+    parser.add_argument("job", metavar="JOB", nargs="?", help="a job id (default: every job)")
+    add_endpoint_options(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+
+
+def describe(job: dict[str, Any]) -> str:
+    """One line for a job: id, stage, percent, time left, and why it failed."""
+    line = f"{job['job']} {job['stage']} {100 * job['fraction']:.0f}%"
+    if job.get("seconds_left") is not None and job["stage"] not in ("done", "failed"):
+        line += f" ({job['seconds_left']:.0f} s left)"
+    if job.get("error"):
+        line += f": {job['error']}"
+    return line
+
+
+def run(args: argparse.Namespace) -> int:
+    with client_of(args) as client:
+        if args.job:
+            reply = client.request("status", job=args.job)
+            jobs = [reply]
+        else:
+            reply = client.request("list")
+            jobs = reply["jobs"]
+    if args.json:
+        print(json.dumps(reply))
+    else:
+        for job in jobs:
+            print(describe(job))
+    return 0

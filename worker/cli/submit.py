@@ -1,0 +1,111 @@
+"""`dt-deconvolve submit INPUT -o OUTPUT`: hand a job to the worker (started if none answers).
+
+Without `--wait` it prints the job id. With `--wait` it prints, one line each (for the plug-in):
+
+    JOB <id>
+    PROGRESS <fraction 0..1> <stage>        stage: queued | estimating | deblurring | writing
+    DONE <output path>
+
+and exits 0 when done, 1 when the job failed (the reason on stderr), 3 when it was cancelled.
+"""
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from worker.cli.endpoint import (
+    add_cache_dir_option,
+    add_endpoint_options,
+    cache_dir_of,
+    client_of,
+)
+from worker.cli.options import add_engine_options, settings_from_args
+from worker.errors import InputError
+from worker.service import protocol
+from worker.service.client import ensure_worker
+
+EXIT_CANCELLED = 3
+
+
+def add_job_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say how to deblur (shared with `key`, which hashes them)."""
+    add_engine_options(parser)
+    parser.add_argument(
+        "--blur", type=int, metavar="K", help="estimate a K x K blur kernel (odd) first"
+    )
+    parser.add_argument(
+        "--window", metavar="W", help="where to estimate it: auto, centre or X,Y,W,H"
+    )
+    parser.add_argument("--psf", type=Path, metavar="PSF", help="use this kernel (.npy) instead")
+
+
+def job_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The job's parameters as the protocol carries them."""
+    if args.psf is None and args.blur is None:
+        raise InputError("say how to find the blur: --blur K (estimate it) or --psf PSF.npy")
+    return {
+        "psf": str(args.psf.absolute()) if args.psf else None,
+        "blur": args.blur,
+        "window": args.window,
+        "settings": dataclasses.asdict(settings_from_args(args)),
+    }
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("submit", help="queue a job on the worker")
+    parser.add_argument("input", type=Path, metavar="INPUT", help="the picture to deblur (TIFF)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="where to write it")
+    add_job_options(parser)
+    parser.add_argument("--key", help="cache the result under this key (from `key`)")
+    parser.add_argument(
+        "--wait", action="store_true", help="follow the job: JOB, PROGRESS and DONE lines"
+    )
+    add_endpoint_options(parser)
+    add_cache_dir_option(parser)
+    parser.set_defaults(func=run)
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    fields = {
+        "input": str(args.input.absolute()),
+        "output": str(args.output.absolute()),
+        "key": args.key,
+        **job_fields(args),
+    }
+    with client_of(args) as client:
+        ensure_worker(client, cache_dir_of(args))
+        job = client.request("submit", **fields)
+        if not args.wait:
+            say(job["job"])
+            return 0
+        say(f"JOB {job['job']}")
+        shown: list[tuple[str, str]] = []
+
+        def show(status: dict[str, Any]) -> None:
+            if status["stage"] in protocol.FINAL_STAGES:
+                return
+            line = (f"{status['fraction']:.3f}", status["stage"])
+            if not shown or shown[-1] != line:
+                shown.append(line)
+                say(f"PROGRESS {line[0]} {line[1]}")
+
+        try:
+            final = client.wait(job["job"], show)
+        except KeyboardInterrupt:
+            client.request("cancel", job=job["job"], timeout=2.0)
+            raise
+    if final["stage"] == protocol.DONE:
+        if final.get("note") and final["note"] != "from the cache":
+            print(f"dt-deconvolve: note: {final['note']}", file=sys.stderr)
+        say(f"DONE {fields['output']}")  # a same-key duplicate gets its own output
+        return 0
+    if final["stage"] == protocol.CANCELLED:
+        print(f"dt-deconvolve: job {final['job']} was cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    raise InputError(final["error"] or "the job failed")
