@@ -143,17 +143,19 @@ def speed_scene(height: int, width: int) -> np.ndarray:
     return np.tile(block, reps)[:height, :width]
 
 
-def child_ours(path: str) -> dict:
-    """Deblur the saved picture; report time, iterations, per-iteration time and peak memory."""
-    observed = np.load(path)
-    psf = np.load(path.replace(".npy", "-psf.npy"))
+def time_engine(
+    observed: np.ndarray, psf: np.ndarray, settings: DeblurSettings = DeblurSettings()
+) -> dict:
+    """Deblur in this process; report time, iterations, per-iteration time and peak memory."""
     stamps: list[float] = []
     from worker import paths
     from worker.files.wisdom import fftw_wisdom
 
     start = time.perf_counter()
     with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
-        _, report = deblur(observed, psf, progress=lambda f, s: stamps.append(time.perf_counter()))
+        _, report = deblur(
+            observed, psf, settings, progress=lambda f, s: stamps.append(time.perf_counter())
+        )
     seconds = time.perf_counter() - start
     steps = np.diff(stamps[1:])  # between iteration ends
     return {
@@ -163,6 +165,11 @@ def child_ours(path: str) -> dict:
         "per_iteration": float(np.median(steps)) if len(steps) else float("nan"),
         "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
+
+
+def child_ours(path: str) -> dict:
+    """`time_engine` on the saved picture and PSF."""
+    return time_engine(np.load(path), np.load(path.replace(".npy", "-psf.npy")))
 
 
 def child_skimage(path: str, count: int) -> dict:
@@ -179,26 +186,32 @@ def child_skimage(path: str, count: int) -> dict:
     }
 
 
-def child_fft_floor(path: str) -> dict:
-    """Two rfft2/irfft2 pairs per channel at the whole frame's padded fast size."""
+def fft_floor(shape: tuple[int, int], psf_size: int, channels: int = 3) -> dict:
+    """Two rfft2/irfft2 pairs per channel at the padded fast size of a `shape` frame blurred by a
+    `psf_size` kernel (pyfftw, FFTW_MEASURE, all cores): what one iteration cannot go below."""
     from worker import paths
     from worker.deconv.fft import RealFFT2, fast_length
     from worker.files.wisdom import fftw_wisdom
 
-    observed = np.load(path, mmap_mode="r")
-    psf_size = np.load(path.replace(".npy", "-psf.npy")).shape[0]
-    shape = tuple(fast_length(n + psf_size - 1) for n in observed.shape[:2])
+    padded = tuple(fast_length(n + psf_size - 1) for n in shape)
     with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
-        fft = RealFFT2(shape, threads=os.cpu_count() or 1)
-    fft.real[:] = np.random.default_rng(0).random(shape, dtype=np.float32)
+        fft = RealFFT2(padded, threads=os.cpu_count() or 1)
+    fft.real[:] = np.random.default_rng(0).random(padded, dtype=np.float32)
     times = []
     for _ in range(3):
         start = time.perf_counter()
-        for _ in range(2 * observed.shape[2]):
+        for _ in range(2 * channels):
             fft.forward()
             fft.backward()
         times.append(time.perf_counter() - start)
-    return {"seconds": min(times), "shape": list(shape)}
+    return {"seconds": min(times), "shape": list(padded)}
+
+
+def child_fft_floor(path: str) -> dict:
+    """`fft_floor` for the saved picture and PSF."""
+    observed = np.load(path, mmap_mode="r")
+    psf_size = np.load(path.replace(".npy", "-psf.npy")).shape[0]
+    return fft_floor(observed.shape[:2], psf_size, observed.shape[2])
 
 
 def child_cli(path: str) -> dict:

@@ -1,0 +1,301 @@
+"""Speed on real photographs: `deblur` and `run` end to end through the command line.
+
+The pictures are real photographs from Debian's `mate-backgrounds` package
+(/usr/share/backgrounds/mate/nature, 1280 to 2560 px wide JPEGs; `apt-get install
+mate-backgrounds`): a 1920 x 1080 crop of the sharpest (leaf veins) for 2 Mpx, and mosaics of
+crops of several photos (grass, wood, leaves, flowers, sky) for 16 Mpx (3 x 3, 4896 x 3264) and
+24 Mpx (4 x 3 cells, 6000 x 4000). A photo smaller than its mosaic cell is enlarged (Lanczos) to
+fill it, by at most 1.31x (24 Mpx), and the run prints the largest enlargement. Each picture is
+converted to linear light, shaken by a random camera-shake kernel (valid convolution: the frame
+sees light from beyond its edges), given Poisson-Gaussian noise (std 0.01 at mid grey) and
+written as a 16-bit sRGB TIFF, as darktable would export it.
+
+Each case measures, every command in a fresh process: `dt-deconvolve deblur` with the true kernel
+and `dt-deconvolve run` (blind, `--blur` the kernel's size), end to end (read, estimate, deblur,
+write) with their peak memory, iterations, stop reason and PSNR (linear light, whole frame,
+against the sharp photo); one iteration of the engine (median over a short capped run in
+process); the FFT floor (two rfft2/irfft2 pairs per channel at the frame's padded fast size, all
+cores); and scikit-image's Richardson-Lucy with 30 iterations per channel (2 Mpx always; larger
+pictures with --skimage-large).
+
+    flock /tmp/dtd-heavy.lock python benchmarks/bench_speed_photos.py --cases 2:15 2:31 2:45
+    flock /tmp/dtd-heavy.lock python benchmarks/bench_speed_photos.py --cases 24:31
+
+Prints a markdown table; `--keep DIR` leaves the pictures and results there.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_deblur import add_noise, fft_floor, time_engine  # noqa: E402
+from worker.deconv import DeblurSettings  # noqa: E402
+from worker.deconv.synthetic import blur_valid, camera_shake_kernel, psnr  # noqa: E402
+from worker.files.icc import SRGB  # noqa: E402
+
+WALLPAPERS = Path("/usr/share/backgrounds/mate/nature")  # Debian package mate-backgrounds
+
+
+@dataclass(frozen=True)
+class Mosaic:
+    """A frame of `shape` (H, W) made of `grid` (rows, columns) cells, one photo each."""
+
+    shape: tuple[int, int]
+    grid: tuple[int, int]
+    photos: tuple[str, ...]
+
+
+PHOTOS = (
+    "Blinds", "Dune", "Wood", "TwoWings", "GreenMeadow", "RainDrops", "LadyBird", "Storm",
+    "Garden", "Aqua", "YellowFlower", "FreshFlower",
+)  # fmt: skip
+MOSAICS = {
+    2: Mosaic((1080, 1920), (1, 1), PHOTOS[:1]),
+    16: Mosaic((3264, 4896), (3, 3), PHOTOS[:9]),
+    24: Mosaic((4000, 6000), (3, 4), PHOTOS),
+}
+MAX_ENLARGEMENT = 2.0
+NOISE = 0.01
+SEED = 12
+
+
+def load_photo(name: str) -> np.ndarray:
+    """A wallpaper photo as sRGB float32 (H, W, 3) in [0, 1]."""
+    from PIL import Image
+
+    path = WALLPAPERS / f"{name}.jpg"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: apt-get install mate-backgrounds")
+    with Image.open(path) as picture:
+        return np.asarray(picture.convert("RGB"), dtype=np.float32) / 255
+
+
+def cell(name: str, height: int, width: int) -> tuple[np.ndarray, float]:
+    """The centre `height` x `width` crop of a photo, enlarged first if it is smaller (Lanczos,
+    in sRGB); returns the linear crop and the enlargement (1 if none)."""
+    from PIL import Image
+
+    pixels = load_photo(name)
+    zoom = max(1.0, height / pixels.shape[0], width / pixels.shape[1])
+    if zoom > MAX_ENLARGEMENT:
+        raise SystemExit(f"{name} would need a {zoom:.2f}x enlargement (at most 2x)")
+    if zoom > 1:
+        size = (int(np.ceil(pixels.shape[1] * zoom)), int(np.ceil(pixels.shape[0] * zoom)))
+        image = Image.fromarray((pixels * 255).round().astype(np.uint8)).resize(
+            size, Image.Resampling.LANCZOS
+        )
+        pixels = np.asarray(image, dtype=np.float32) / 255
+    top, left = (pixels.shape[0] - height) // 2, (pixels.shape[1] - width) // 2
+    crop = pixels[top : top + height, left : left + width]
+    return SRGB.linearise(np.clip(crop, 0, 1)), zoom
+
+
+def scene(mosaic: Mosaic, margin: int) -> tuple[np.ndarray, float]:
+    """The mosaic's sharp linear scene, `margin` pixels larger than its frame on each side, and
+    the largest enlargement used."""
+    height, width = mosaic.shape[0] + 2 * margin, mosaic.shape[1] + 2 * margin
+    rows, cols = mosaic.grid
+    edges_y = np.linspace(0, height, rows + 1).round().astype(int)
+    edges_x = np.linspace(0, width, cols + 1).round().astype(int)
+    out = np.empty((height, width, 3), dtype=np.float32)
+    largest = 1.0
+    for index, name in enumerate(mosaic.photos):
+        r, c = divmod(index, cols)
+        (y0, y1), (x0, x1) = edges_y[r : r + 2], edges_x[c : c + 2]
+        out[y0:y1, x0:x1], zoom = cell(name, y1 - y0, x1 - x0)
+        largest = max(largest, zoom)
+    return out, largest
+
+
+def write_srgb16(path: Path, linear: np.ndarray) -> None:
+    """`linear` (H, W, 3) written as a 16-bit sRGB TIFF (no profile: read as sRGB)."""
+    import tifffile
+
+    encoded = SRGB.encode(np.clip(linear, 0, 1))
+    tifffile.imwrite(path, (encoded * 65535).round().astype(np.uint16), photometric="rgb")
+
+
+def read_linear(path: Path) -> np.ndarray:
+    """A 16-bit sRGB TIFF back in linear light, float32."""
+    import tifffile
+
+    return SRGB.linearise(tifffile.imread(path).astype(np.float32) / 65535)
+
+
+def make_case(folder: Path, megapixels: int, size: int) -> float:
+    """Write `observed.tif`, `psf.npy` and `truth.npy` into `folder`; returns the enlargement."""
+    rng = np.random.default_rng(SEED + size)
+    psf = camera_shake_kernel(size, rng)
+    sharp, zoom = scene(MOSAICS[megapixels], size // 2)
+    h = size // 2
+    np.save(folder / "truth.npy", sharp[h:-h, h:-h])
+    observed = add_noise(blur_valid(sharp, psf), NOISE, rng)
+    del sharp
+    write_srgb16(folder / "observed.tif", observed)
+    np.save(folder / "psf.npy", psf)
+    return zoom
+
+
+def child(command: list[str]) -> dict:
+    """Run `command`, return its wall time, its peak memory and the JSON on its last line."""
+    start = time.perf_counter()
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed: {completed.stderr.strip()[-500:]}")
+    lines = completed.stdout.strip().splitlines()
+    report = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    return {"seconds": seconds, "rss_gb": rss, **report}
+
+
+def in_child(*arguments: str) -> dict:
+    """This script's `--child` mode in a fresh process (so peak memory is its own)."""
+    return child([sys.executable, __file__, "--child", *arguments])
+
+
+def child_cli(folder: str, mode: str) -> dict:
+    """`dt-deconvolve deblur` (true kernel) or `run` (blind) on the case; adds the PSNR."""
+    case = Path(folder)
+    out = case / f"{mode}.tif"
+    command = [sys.executable, "-m", "worker", mode, str(case / "observed.tif"), "-o", str(out)]
+    if mode == "deblur":
+        command += ["--psf", str(case / "psf.npy")]
+    else:
+        command += ["--blur", str(np.load(case / "psf.npy").shape[0])]
+    result = child([*command, "--json"])
+    result["psnr"] = psnr(read_linear(out), np.load(case / "truth.npy", mmap_mode="r"))
+    return result
+
+
+def child_iteration(folder: str, iterations: str) -> dict:
+    """One engine iteration's time: a run capped at `iterations`, in this process."""
+    case = Path(folder)
+    observed = read_linear(case / "observed.tif")
+    settings = DeblurSettings(max_iterations=int(iterations))
+    return time_engine(observed, np.load(case / "psf.npy"), settings)
+
+
+def child_skimage(folder: str, count: str) -> dict:
+    """scikit-image's Richardson-Lucy, `count` iterations per channel, and its PSNR."""
+    from skimage import restoration
+
+    case = Path(folder)
+    observed = np.clip(read_linear(case / "observed.tif"), 0, None)
+    psf = np.load(case / "psf.npy")
+    start = time.perf_counter()
+    restored = np.stack(
+        [restoration.richardson_lucy(observed[..., c], psf, num_iter=int(count)) for c in range(3)],
+        axis=-1,
+    )
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "psnr": psnr(restored, np.load(case / "truth.npy", mmap_mode="r")),
+    }
+
+
+def child_floor(folder: str) -> dict:
+    """`fft_floor` for the case's frame and kernel."""
+    case = Path(folder)
+    truth = np.load(case / "truth.npy", mmap_mode="r")
+    return fft_floor(truth.shape[:2], np.load(case / "psf.npy").shape[0])
+
+
+CHILDREN = {
+    "cli": child_cli,
+    "iteration": child_iteration,
+    "skimage": child_skimage,
+    "floor": child_floor,
+}
+
+
+def measure(folder: Path, megapixels: int, args: argparse.Namespace) -> dict:
+    """Every measurement of one case, each in its own process."""
+    name = str(folder)
+    results = {
+        "deblur": in_child("cli", name, "deblur"),
+        "run": in_child("cli", name, "run"),
+        "iteration": in_child("iteration", name, str(args.iteration_cap)),
+        "floor": in_child("floor", name),
+    }
+    if args.skimage_iterations and (megapixels <= 2 or args.skimage_large):
+        results["skimage"] = in_child("skimage", name, str(args.skimage_iterations))
+    return results
+
+
+def print_case(label: str, results: dict, args: argparse.Namespace) -> None:
+    """Rows of the markdown table for one case."""
+    floor, per = results["floor"]["seconds"], results["iteration"]["per_iteration"]
+    sk = results.get("skimage")
+    for mode in ("deblur", "run"):
+        r = results[mode]
+        versus = f"{sk['seconds'] / r['seconds']:.1f}x" if sk else "-"
+        print(
+            f"| {label} | `{mode}` | {r['seconds']:.1f} | {r['rss_gb']:.2f} | "
+            f"{r['iterations']} ({r['stop_reason']}) | {r['psnr']:.2f} | {versus} |"
+        )
+    print(f"| {label} | one iteration / FFT floor | {per:.2f} / {floor:.2f} | | "
+          f"{per / floor:.2f}x the floor | | |")  # fmt: skip
+    if sk:
+        print(
+            f"| {label} | scikit-image RL-{args.skimage_iterations} | {sk['seconds']:.1f} | | | "
+            f"{sk['psnr']:.2f} | 1.0x |"
+        )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        default=["2:15", "2:31", "2:45", "16:45", "24:31"],
+        metavar="MPX:KERNEL",
+        help=f"megapixels ({', '.join(map(str, MOSAICS))}) and shake kernel size (odd)",
+    )
+    parser.add_argument("--skimage-iterations", type=int, default=30, help="0: leave it out")
+    parser.add_argument(
+        "--skimage-large", action="store_true", help="scikit-image on 16/24 Mpx too"
+    )
+    parser.add_argument("--iteration-cap", type=int, default=8, help="run timing one iteration")
+    parser.add_argument("--keep", type=Path, help="keep pictures and results in this folder")
+    return parser.parse_args()
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        kind, *rest = sys.argv[2:]
+        print(json.dumps(CHILDREN[kind](*rest)))
+        return
+    args = parse_args()
+    cases = [tuple(int(part) for part in case.split(":")) for case in args.cases]
+    print(f"Machine: {os.cpu_count()} CPU cores, load {os.getloadavg()[0]:.2f} at the start.\n")
+    print("| picture | what | seconds | peak GB | iterations (stop) | PSNR dB | vs RL |")
+    print("|---|---|---|---|---|---|---|")
+    for megapixels, size in cases:
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = args.keep / f"{megapixels}mpx-{size}" if args.keep else Path(scratch)
+            folder.mkdir(parents=True, exist_ok=True)
+            zoom = make_case(folder, megapixels, size)
+            height, width = MOSAICS[megapixels].shape
+            blurred = psnr(read_linear(folder / "observed.tif"), np.load(folder / "truth.npy"))
+            label = f"{width}x{height}, {size} px shake (input {blurred:.2f} dB, zoom {zoom:.2f})"
+            print_case(label, measure(folder, megapixels, args), args)
+            sys.stdout.flush()
+    print(f"\nLoad {os.getloadavg()[0]:.2f} at the end.")
+
+
+if __name__ == "__main__":
+    main()
