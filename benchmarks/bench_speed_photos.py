@@ -40,12 +40,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_deblur import add_noise, fft_floor, time_engine  # noqa: E402
+from benchmarks.bench_deblur import add_noise, fft_floor, time_engine, wallpaper  # noqa: E402
 from worker.deconv import DeblurSettings  # noqa: E402
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, psnr  # noqa: E402
 from worker.files.icc import SRGB  # noqa: E402
-
-WALLPAPERS = Path("/usr/share/backgrounds/mate/nature")  # Debian package mate-backgrounds
 
 
 @dataclass(frozen=True)
@@ -71,23 +69,12 @@ NOISE = 0.01
 SEED = 12
 
 
-def load_photo(name: str) -> np.ndarray:
-    """A wallpaper photo as sRGB float32 (H, W, 3) in [0, 1]."""
-    from PIL import Image
-
-    path = WALLPAPERS / f"{name}.jpg"
-    if not path.is_file():
-        raise SystemExit(f"{path} is missing: apt-get install mate-backgrounds")
-    with Image.open(path) as picture:
-        return np.asarray(picture.convert("RGB"), dtype=np.float32) / 255
-
-
 def cell(name: str, height: int, width: int) -> tuple[np.ndarray, float]:
     """The centre `height` x `width` crop of a photo, enlarged first if it is smaller (Lanczos,
     in sRGB); returns the linear crop and the enlargement (1 if none)."""
     from PIL import Image
 
-    pixels = load_photo(name)
+    pixels = wallpaper(name)
     zoom = max(1.0, height / pixels.shape[0], width / pixels.shape[1])
     if zoom > MAX_ENLARGEMENT:
         raise SystemExit(f"{name} would need a {zoom:.2f}x enlargement (at most 2x)")
