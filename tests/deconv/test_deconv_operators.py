@@ -209,5 +209,11 @@ def test_stopping_rule_reasons() -> None:
     assert rule.update(5, 0.2, 0.1) == "whiteness"
     still = StoppingRule(tolerance=10, max_iterations=20, min_iterations=3)
     assert [still.update(i, 0.5, 1e-4) for i in (1, 2, 3)] == [None, None, "stagnation"]
+    started_white = StoppingRule(tolerance=10, max_iterations=20, min_iterations=1, reference=1.0)
+    # A good start is nearly white: a small rise is allowed against what the blur left (1.0).
+    assert [started_white.update(i, w, 0.1) for i, w in enumerate([0.1, 0.15, 0.19], 1)] == [
+        None, None, None,
+    ]  # fmt: skip
+    assert started_white.update(4, 0.25, 0.1) == "whiteness"
     capped = StoppingRule(tolerance=10, max_iterations=2)
     assert [capped.update(i, 0.5, 0.1) for i in (1, 2)] == [None, "cap"]

@@ -90,8 +90,11 @@ def whiteness(correlations: np.ndarray) -> float:
 class StoppingRule:
     """Decides, iteration by iteration, whether to go on.
 
-    - "whiteness": `W` rose above its minimum by more than `tolerance` percent of (first `W` -
-      minimum); the iterate before this one is the one to return;
+    - "whiteness": `W` rose above its minimum by more than `tolerance` percent of (`reference` -
+      minimum); the iterate before this one is the one to return. `reference` is the `W` of the
+      blurred picture taken as its own estimate (what the blur left); without it, the first
+      iterate's `W`. A good start (see `start`) is already nearly white: measured from its own
+      `W`, the allowed rise would be nil;
     - "stagnation": the relative change `||u_t+1 - u_t|| / ||u_t||` fell under `stagnation`;
     - "cap": `max_iterations` reached.
     `update` returns the reason, or None to go on. The first `min_iterations` never stop on
@@ -103,12 +106,13 @@ class StoppingRule:
     max_iterations: int
     stagnation: float = 5e-4
     min_iterations: int = 8
+    reference: float | None = None
     first_whiteness: float | None = field(default=None, init=False)
     least_whiteness: float = field(default=np.inf, init=False)
 
     def update(self, iteration: int, white: float, change: float) -> str | None:
         if self.first_whiteness is None:
-            self.first_whiteness = white
+            self.first_whiteness = white if self.reference is None else self.reference
         self.least_whiteness = min(self.least_whiteness, white)
         if iteration >= self.min_iterations:
             allowed = self.tolerance / 100 * (self.first_whiteness - self.least_whiteness)
