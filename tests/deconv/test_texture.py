@@ -44,7 +44,11 @@ def test_texture_is_kept_better_than_with_a_uniform_weight(monkeypatch) -> None:
     observed = blur_valid(scene, psf) + rng.normal(0, SIGMA, (200, 240, 3)).astype(np.float32)
     truth = scene[6:-6, 6:-6]
     aware, report = deblur(observed, psf)
-    monkeypatch.setattr(rl_tv, "texture_weight", lambda f, *_: np.ones(1, np.float32))
+
+    def uniform_weight(f, mask, model, psf_shape):
+        return np.ones((f.shape[1] + psf_shape[0] - 1, f.shape[2] + psf_shape[1] - 1), np.float32)
+
+    monkeypatch.setattr(rl_tv, "texture_weight", uniform_weight)
     uniform, _ = deblur(observed, psf)
     assert psnr(aware, truth) > psnr(uniform, truth) + 0.3
     assert aware.min() >= 0 and report.stop_reason in ("stagnation", "whiteness", "cap")

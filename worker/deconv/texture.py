@@ -23,7 +23,7 @@ from worker.deconv.noise import NoiseModel
 
 HIGH_PASS = 1.5  # s: the Gaussian (pixels) whose residue is the fine detail
 WINDOW = 4.0  # w: the Gaussian (pixels) over which its energy is measured
-TEXTURE_SCALE = 4.0  # texture-to-noise ratio at which the prior's weight is halved
+TEXTURE_SCALE = 16.0  # texture-to-noise ratio at which the prior's weight is halved
 
 
 def texture_weight(
@@ -38,13 +38,25 @@ def texture_weight(
     """
     channels = f.shape[0]
     g = f.mean(axis=0)
-    detail = g - ndimage.gaussian_filter(g, HIGH_PASS, mode="reflect")
-    energy = ndimage.gaussian_filter(detail * detail, WINDOW, mode="reflect")
     level = ndimage.gaussian_filter(g, WINDOW, mode="reflect")
-    variance = np.maximum(model.gain * level + model.read_variance, 0) / channels
-    noise = variance * (1 - 1 / (2 * np.pi * HIGH_PASS**2)) + 1e-20
-    ratio = np.maximum(energy / noise - 1, 0)
-    weight = (1 / (1 + ratio / TEXTURE_SCALE)).astype(np.float32)
+    g -= ndimage.gaussian_filter(g, HIGH_PASS, mode="reflect")  # the fine detail
+    g *= g
+    energy = ndimage.gaussian_filter(g, WINDOW, mode="reflect")
+    del g
+    # What the noise alone would leave, E_n, from the local level (in `level`'s memory).
+    share = (1 - 1 / (2 * np.pi * HIGH_PASS**2)) / channels
+    noise = level
+    noise *= model.gain * share
+    noise += model.read_variance * share
+    np.maximum(noise, 1e-20, out=noise)
+    weight = energy  # 1 / (1 + max(E / E_n - 1, 0) / TEXTURE_SCALE), in place
+    weight /= noise
+    del noise
+    weight -= 1
+    np.maximum(weight, 0, out=weight)
+    weight *= 1 / TEXTURE_SCALE
+    weight += 1
+    np.reciprocal(weight, out=weight)
     if not mask.all():
         reach = (psf_shape[0] + int(6 * WINDOW), psf_shape[1] + int(6 * WINDOW))
         weight[ndimage.maximum_filter(mask == 0, reach)] = 1
