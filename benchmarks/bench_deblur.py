@@ -6,6 +6,10 @@ edges, as a camera does), plus Poisson-Gaussian noise. The PSF is known. PSNR (l
 peak 1, whole frame) of the blurred input, of scikit-image's Richardson-Lucy at its best
 iteration count (an oracle over a range of counts), and of `deblur` with automatic parameters.
 
+Textured real photographs: 512 x 512 crops of finely textured photos of Debian's
+`mate-backgrounds` package (`apt-get install mate-backgrounds`) under Gaussian softness, defocus
+and shake at two noise levels; scikit-image's Richardson-Lucy mirror-padded, at its best count.
+
 Speed: a 24 Mpx RGB float32 picture and a 21 x 21 kernel: `deblur` wall time, iterations,
 time per iteration and peak memory (in a fresh process, from ru_maxrss); scikit-image's
 Richardson-Lucy, 30 iterations per channel; and the FFT floor, two rfft2/irfft2 pairs per channel
