@@ -267,17 +267,22 @@ def _blurred_whiteness(
     offset: float,
     floor: float,
     scratch: np.ndarray,
+    ratio: np.ndarray,
 ) -> float:
     """The whiteness `W` of the residual left by the blurred picture itself taken as the estimate
     (extended to the rim by its nearest pixels): the structure the blur left, the stopping rule's
-    reference. `scratch` is an extended-grid plane it may overwrite."""
+    reference. `scratch` (extended grid) and `ratio` (observed window) are planes it may
+    overwrite."""
     channels, height, width = f.shape
     cy = (blur.extended_shape[0] - height) // 2
     cx = (blur.extended_shape[1] - width) // 2
-    ratio = np.empty((height, width), dtype=np.float32)
     correlations = np.zeros(5)
     for c in range(channels):
-        scratch[:] = np.pad(f[c], ((cy, cy), (cx, cx)), mode="edge")
+        scratch[cy : cy + height, cx : cx + width] = f[c]
+        scratch[:cy] = scratch[cy]  # the rim: the nearest observed pixels
+        scratch[cy + height :] = scratch[cy + height - 1]
+        scratch[:, :cx] = scratch[:, cx : cx + 1]
+        scratch[:, cx + width :] = scratch[:, cx + width - 1 : cx + width]
         to_ratio = partial(_ratio_tile, f[c], mask, offset, floor, ratio)
         correlations += centred_correlations(blur.forward_tiles(scratch, to_ratio))
     return whiteness(correlations)
@@ -317,11 +322,11 @@ def richardson_lucy_tv(
         prior *= np.minimum(normalisation, 1)
         del texture
         x = _first_estimate(f, mask, blur, normalisation, floor, start)
-        previous, y, step = x.copy(), np.empty_like(x), np.zeros_like(x)
-        if start is not None:  # a good start is nearly white already (see `stopping`)
-            rule.reference = _blurred_whiteness(f, mask, blur, offset, floor, y[0])
         weights = np.empty(blur.extended_shape, dtype=np.float32)
         ratio = np.empty((height, width), dtype=np.float32)
+        if start is not None:  # a good start is nearly white already (see `stopping`)
+            rule.reference = _blurred_whiteness(f, mask, blur, offset, floor, weights, ratio)
+        previous, y, step = x.copy(), np.empty_like(x), np.zeros_like(x)
         alpha, iteration, reason = 0.0, 0, None
         while reason is None:
             iteration += 1
