@@ -242,14 +242,15 @@ def _first_estimate(
     It is the observation spread back along the PSF (as a first Richardson-Lucy step from a flat
     picture would), so it starts out smooth, with its noise averaged down, and reaches into the
     rim of the extended grid; where fewer than half the kernel's observations exist, the
-    nearest observed pixel is used instead. A given `start` (C, H, W) is used instead of the
-    back-projection, extended to the rim by its nearest pixels.
+    nearest observed pixel is used instead. A given `start` (C, h, w) is used instead of the
+    back-projection: enlarged bilinearly to the frame (see `_enlarge`) and extended to the rim
+    by its nearest pixels.
     """
     cy = (blur.extended_shape[0] - blur.observed_shape[0]) // 2
     cx = (blur.extended_shape[1] - blur.observed_shape[1]) // 2
     margins = ((0, 0), (cy, cy), (cx, cx))
     if start is not None:
-        x = np.pad(start, margins, mode="edge")
+        x = np.pad(_enlarge(start, *f.shape[1:]), margins, mode="edge")
     else:
         x = np.pad(f, margins, mode="edge")
         well_observed = normalisation > WELL_OBSERVED
@@ -307,8 +308,8 @@ def richardson_lucy_tv(
     Returns the estimate on the observed window (C, H, W), the number of iterations run, the
     iteration that estimate comes from and the stop reason. On a whiteness stop the estimate is
     the one before the last (the last within the tolerance), else the last. `tile` is the FFT
-    tile size; the result does not depend on it. `start` (C, H, W), if given, is the first
-    estimate on the observed window (see `_first_estimate`).
+    tile size; the result does not depend on it. `start` (C, h, w), if given, is the first
+    estimate on the observed window, at the frame's size or smaller (see `_first_estimate`).
     """
     channels, height, width = f.shape
     level = max(float(f.mean()), 1e-12)
@@ -403,10 +404,12 @@ def _restore(
 def _coarse_start(
     image: np.ndarray, psf: np.ndarray, settings: DeblurSettings, clip_level: float | None
 ) -> np.ndarray | None:
-    """A first estimate (C, H, W) for a large picture: the picture deblurred at half size.
+    """A first estimate (C, H / 2, W / 2) for a large picture: the picture deblurred at half size.
 
     At half size an iteration costs a quarter; the coarse result, enlarged (bilinear), already
-    holds the large-scale structure, so the full-size run needs fewer iterations. The half-size
+    holds the large-scale structure, so the full-size run needs fewer iterations. It is
+    enlarged where the full-size run makes its first estimate, so that only the small one is
+    held during the run (a quarter of the memory). The half-size
     run starts the same way when it is large itself (a pyramid). Pictures under
     `COARSE_START_PIXELS` (and PSFs too small to halve) start from the back-projection.
     """
@@ -415,8 +418,7 @@ def _coarse_start(
         return None
     small, small_psf = preview_inputs(image, psf, COARSE_SCALE)
     cap = min(settings.max_iterations, COARSE_ITERATIONS)
-    coarse = _restore(small, small_psf, replace(settings, max_iterations=cap), clip_level)[0]
-    return _enlarge(coarse, height, width)
+    return _restore(small, small_psf, replace(settings, max_iterations=cap), clip_level)[0]
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
