@@ -16,6 +16,7 @@
 
 local dt = require "darktable"
 local logic = require "lib/deconvolve/logic"
+local roundtrip = require "lib/deconvolve/roundtrip"
 
 local MODULE = "deconvolve"
 local MIN_API_MAJOR = 9 -- darktable 4.2
@@ -227,6 +228,11 @@ local function output_suffix()
   return logic.clean_suffix(dt.preferences.read(MODULE, "suffix", "string"))
 end
 
+-- Deblur in scene light, before the tone mapper (the default), or the finished picture.
+local function scene_referred()
+  return not dt.preferences.read(MODULE, "finished_export", "bool")
+end
+
 ----------------------------------------------------------------------------------------------
 -- one run: a darktable job over the selected images
 
@@ -273,7 +279,7 @@ end
 
 local function cache_key(source, image, settings)
   local output, reason = command_output(logic.key_args(source, image, settings,
-    logic.export_signature(EXPORT)))
+    logic.export_signature(EXPORT, settings.scene)))
   if not output then
     return nil, reason
   end
@@ -348,8 +354,9 @@ local function copy_metadata(original, result, settings)
   dt.tags.attach(dt.tags.create(logic.settings_tag(settings)), result)
 end
 
--- Bring a result into the library beside its original.
-local function import_result(original, path, settings)
+-- Bring a result into the library beside its original, with the original's look when it was
+-- deblurred in scene light (`edit`, from roundtrip.split_edit).
+local function import_result(original, path, settings, edit)
   if not file_exists(path) then -- importing a missing file terminates darktable 4.2
     return nil, string.format(_("the result %s is missing"), path)
   end
@@ -358,6 +365,9 @@ local function import_result(original, path, settings)
     return nil, string.format(_("darktable could not import %s"), path)
   end
   result:group_with(original) -- joins the original's group; its leader stays the leader
+  if edit then
+    roundtrip.apply_look(result, edit)
+  end
   copy_metadata(original, result, settings)
   return result
 end
@@ -368,7 +378,13 @@ end
 -- result's path and "cached" | "done", or nil and the reason (nil, nil: cancelled).
 local function export_and_deblur(batch, image, job)
   local export = temp_path("export-" .. image.id, ".tif")
-  if not export_image(image, export) then
+  local exported
+  if job.edit then
+    exported = roundtrip.export_scene(image, job.edit, export, export_image)
+  else
+    exported = export_image(image, export)
+  end
+  if not exported then
     os.remove(export)
     return nil, _("darktable could not export the image")
   end
@@ -395,16 +411,19 @@ local function export_and_deblur(batch, image, job)
 end
 
 --[[ Deconvolve one image. The key names the original's edits (its sidecar), the settings and
-     the export: a cached result is taken without exporting. Returns "done" | "cached" |
-     "cancelled", or nil and the reason. ]]
-local function process_image(batch, image, index)
+     the export: a cached result is taken without exporting. `edit` (from roundtrip.split_edit)
+     when it goes through scene light. Returns "done" | "cached" | "cancelled", or nil and the
+     reason. ]]
+local function deconvolve_image(batch, image, index, edit)
   local settings = {}
   for name, value in pairs(batch.settings) do
     settings[name] = value
   end
   settings.scale = settings.preview and logic.preview_scale(image.width, image.height) or 1
+  settings.scene = edit ~= nil
   local job = {
     index = index,
+    edit = edit,
     settings = settings,
     original = image.path .. "/" .. image.filename,
     identity = {
@@ -438,11 +457,34 @@ local function process_image(batch, image, index)
     return nil, reason
   end
   local imported
-  imported, reason = import_result(image, result, settings)
+  imported, reason = import_result(image, result, settings, edit)
   if not imported then
     return nil, reason
   end
   return outcome
+end
+
+-- Deconvolve one image (see deconvolve_image); in scene light unless the preferences say
+-- otherwise, through temporary styles that are deleted whatever happens.
+local function process_image(batch, image, index)
+  local edit
+  if scene_referred() then
+    local name = temp_path("edit-" .. image.id, ""):match("[^/]+$")
+    local ok, made, reason = pcall(roundtrip.split_edit, dt, image, dt.configuration.tmp_dir, name)
+    if not ok or not made then
+      return nil, string.format(_("cannot split the edit at its tone mapper: %s"),
+        tostring(ok and reason or made))
+    end
+    edit = made
+  end
+  local ok, outcome, reason = pcall(deconvolve_image, batch, image, index, edit)
+  if edit then
+    roundtrip.release(edit)
+  end
+  if not ok then
+    error(outcome, 0)
+  end
+  return outcome, reason
 end
 
 local function summary(counts, count)
@@ -551,6 +593,10 @@ local function register_preferences()
     _("deconvolve: keep results between sessions"),
     _("keep deconvolved results in dt-deconvolve's cache after darktable quits, so that a later run with the same edits and settings is instant"),
     true)
+  dt.preferences.register(MODULE, "finished_export", "bool",
+    _("deconvolve: deblur the finished picture"),
+    _("off (recommended): deblur in the scene's linear light, before the tone mapper, and give the result the original's tone mapper and the modules after it; on: deblur the picture as exported with all its edits"),
+    false)
   dt.preferences.register(MODULE, "suffix", "string",
     _("deconvolve: output suffix"),
     _("added to the file name of a result: IMG_1234_deconv.tif"),

@@ -1,7 +1,9 @@
 --[[ Runs inside a real darktable (started by tests/lua/test_darktable.py with --luacmd): uses the
      deconvolve plug-in as a photographer would and writes what it saw, one `name<TAB>value` line
      each, to $DT_E2E_REPORT. Environment: DT_E2E_PICTURES (folder holding blurred.tif,
-     cancel.tif and tiny.tif), DT_E2E_CALLS (the log of dt-deconvolve calls the test's wrapper keeps). ]]
+     cancel.tif and tiny.tif, deblurred as finished pictures, and shaken.dng and sharp.dng,
+     deblurred in scene light with darktable's default raw workflow), DT_E2E_CALLS (the log of
+     dt-deconvolve calls the test's wrapper keeps). ]]
 
 local dt = require "darktable"
 
@@ -117,6 +119,37 @@ local function describe(prefix, result, original)
   note(prefix .. "_description", result.description)
 end
 
+-- Export `image` as darktable renders it (its whole history) to `name` in the pictures folder.
+local function render(image, name)
+  local format = new_format("tiff")
+  format.bpp = 32
+  format:write_image(image, pictures .. "/" .. name)
+end
+
+-- A raw file in scene light: the look comes back on the result, nothing temporary is left.
+local function raw_scenario()
+  dt.preferences.write("deconvolve", "finished_export", "bool", false)
+  local styles_before = #dt.styles
+  local shaken = dt.database.import(pictures .. "/shaken.dng")
+  local start = now()
+  deconvolve(shaken)
+  local result = wait_for(RUN_LIMIT, finished_result("shaken_deconv.tif"))
+  note("raw_seconds", now() - start)
+  if type(result) ~= "userdata" then
+    return note("raw_result", "missing")
+  end
+  note("raw_leader_is_original", result.group_leader.id == shaken.id)
+  note("raw_styles_left", #dt.styles - styles_before)
+  local copies = 0
+  for _, image in ipairs(dt.database) do
+    copies = copies + (image.filename == "shaken.dng" and 1 or 0)
+  end
+  note("raw_copies", copies)
+  render(dt.database.import(pictures .. "/sharp.dng"), "render_sharp.tif")
+  render(shaken, "render_shaken.tif")
+  render(result, "render_result.tif")
+end
+
 local function scenario()
   note("started", wait_for(60, function()
     return pcall(function()
@@ -173,6 +206,8 @@ local function scenario()
   end) or "missing")
   dt.control.sleep(500)
   note("failure_imported", find_image("tiny_deconv.tif") ~= nil)
+
+  raw_scenario()
 end
 
 dt.control.dispatch(function()

@@ -54,6 +54,8 @@ end)
 test("key_args: sidecar, duplicate index, export settings and engine options", function()
   local export = logic.export_signature({ bpp = 32 })
   eq(export, "tiff bpp=32 max=0x0 upscale=no")
+  eq(logic.export_signature({ bpp = 32 }, true), "tiff bpp=32 max=0x0 upscale=no light=scene",
+    "a scene-referred export is another export: another key")
   eq(logic.key_args("/p/IMG 1.CR2", { sidecar = "/p/IMG 1.CR2.xmp", duplicate = 2 }, settings, export),
     { "key", "/p/IMG 1.CR2", "--xmp", "/p/IMG 1.CR2.xmp", "--duplicate", "2", "--export", export,
       "--blur", "15", "--window", "centre", "--tolerance", "5", "--priority", "0.3" })

@@ -63,10 +63,12 @@ local function leftovers(dir)
   return names
 end
 
--- The plug-in loaded with its GUI installed, pointed at the fake command.
+-- The plug-in loaded with its GUI installed, pointed at the fake command. It deblurs the
+-- finished picture: the scene-referred round trip needs darktable's styles (test_darktable.py).
 local function plugin(dir)
   local rec = stub.new({ tmp_dir = dir .. "/tmp",
-    conf = { ["deconvolve/command"] = dir .. "/dt-deconvolve", ["deconvolve/blur_size"] = 9 } })
+    conf = { ["deconvolve/command"] = dir .. "/dt-deconvolve", ["deconvolve/blur_size"] = 9,
+      ["deconvolve/finished_export"] = true } })
   rec.data = stub.load_plugin()
   rec.run_dispatched()
   return rec

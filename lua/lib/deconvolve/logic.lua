@@ -109,14 +109,16 @@ function logic.preview_scale(width, height)
   return math.max(0.05, math.floor(100 * logic.PREVIEW_SIDE / longest) / 100)
 end
 
---- A text naming the export settings that change the exported pixels (part of the cache key).
-function logic.export_signature(export)
+--- A text naming the export settings that change the exported pixels (part of the cache key);
+--- `scene`: exported before the tone mapper, in scene light.
+function logic.export_signature(export, scene)
   return string.format(
-    "tiff bpp=%d max=%dx%d upscale=%s",
+    "tiff bpp=%d max=%dx%d upscale=%s%s",
     export.bpp or 32,
     export.max_width or 0,
     export.max_height or 0,
-    export.upscale and "yes" or "no"
+    export.upscale and "yes" or "no",
+    scene and " light=scene" or ""
   )
 end
 
