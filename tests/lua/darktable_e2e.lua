@@ -129,6 +129,7 @@ end
 -- A raw file in scene light: the look comes back on the result, nothing temporary is left.
 local function raw_scenario()
   dt.preferences.write("deconvolve", "finished_export", "bool", false)
+  toasts = {} -- the failure toasts of the runs before are not this run's
   local styles_before = #dt.styles
   local shaken = dt.database.import(pictures .. "/shaken.dng")
   local start = now()
