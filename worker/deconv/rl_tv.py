@@ -70,6 +70,7 @@ from worker.deconv.noise import (
     regularisation_weight,
     white_level,
 )
+from worker.deconv.noise_correlation import for_correlated_noise
 from worker.deconv.preview import preview_inputs
 from worker.deconv.psf_tools import validate_psf
 from worker.deconv.settings import DeblurSettings
@@ -328,7 +329,7 @@ def _restore(
     """
     start = _coarse_start(image, psf, settings, clip_level)
     mask = data_mask(image, clip_level)
-    model = estimate_noise_model(image, mask)
+    model = for_correlated_noise(estimate_noise_model(image, mask), image, mask)
     f = np.ascontiguousarray(image.transpose(2, 0, 1))  # (C, H, W): one plane per channel
     np.maximum(f, 0, out=f)
     white = white_level(f)
