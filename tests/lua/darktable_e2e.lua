@@ -108,6 +108,20 @@ local function deconvolve(original)
   dt.gui.action("lua/deconvolve selected images", 0, "", "", 1.0)
 end
 
+-- Deconvolve `original` and wait for its result `filename`; notes PREFIX_seconds. The result,
+-- or nil after noting PREFIX_result = missing (timed out, or failed).
+local function run_once(prefix, original, filename)
+  local start = now()
+  deconvolve(original)
+  local result = wait_for(RUN_LIMIT, finished_result(filename))
+  note(prefix .. "_seconds", now() - start)
+  if type(result) ~= "userdata" then
+    note(prefix .. "_result", "missing")
+    return nil
+  end
+  return result
+end
+
 local function describe(prefix, result, original)
   note(prefix .. "_exports", exports)
   note(prefix .. "_leader_is_original", result.group_leader.id == original.id)
@@ -132,12 +146,9 @@ local function raw_scenario()
   toasts = {} -- the failure toasts of the runs before are not this run's
   local styles_before = #dt.styles
   local shaken = dt.database.import(pictures .. "/shaken.dng")
-  local start = now()
-  deconvolve(shaken)
-  local result = wait_for(RUN_LIMIT, finished_result("shaken_deconv.tif"))
-  note("raw_seconds", now() - start)
-  if type(result) ~= "userdata" then
-    return note("raw_result", "missing")
+  local result = run_once("raw", shaken, "shaken_deconv.tif")
+  if not result then
+    return
   end
   note("raw_leader_is_original", result.group_leader.id == shaken.id)
   note("raw_styles_left", #dt.styles - styles_before)
@@ -165,21 +176,15 @@ local function scenario()
   original.title = "market"
   original.description = "a shaken shot"
 
-  local start = now()
-  deconvolve(original)
-  local first = wait_for(RUN_LIMIT, finished_result("blurred_deconv.tif"))
-  note("first_seconds", now() - start)
-  if type(first) ~= "userdata" then -- timed out, or failed
-    return note("first_result", "missing")
+  local first = run_once("first", original, "blurred_deconv.tif")
+  if not first then
+    return
   end
   describe("first", first, original)
 
-  start = now()
-  deconvolve(original)
-  local second = wait_for(RUN_LIMIT, finished_result("blurred_deconv_1.tif"))
-  note("second_seconds", now() - start)
-  if type(second) ~= "userdata" then
-    return note("second_result", "missing")
+  local second = run_once("second", original, "blurred_deconv_1.tif")
+  if not second then
+    return
   end
   describe("second", second, original)
   note("group_size", #original:get_group_members())
