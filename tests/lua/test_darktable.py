@@ -322,4 +322,4 @@ def check_raw_round_trip(report: dict[str, list[str]], pictures: Path) -> None:
     smooth = [ndimage.gaussian_filter(picture, (BLUR, BLUR, 0)) for picture in (shaken, deblurred)]
     assert np.abs(smooth[0] - smooth[1]).mean() < 0.01, np.abs(smooth[0] - smooth[1]).mean()
     gain = psnr(deblurred, sharp) - psnr(shaken, sharp)
-    assert gain > 1.0, gain  # dB, blur estimated, through darktable's filmic; 1.4 dB measured
+    assert gain > 1.0, gain  # dB, blur estimated, through darktable's filmic; 1.8 dB measured
