@@ -27,16 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from worker.atomic import atomic_path
+from worker.errors import NotCached
 
 RECORD, RESULT, PSF, PSF_PNG = "record.json", "result.tif", "psf.npy", "psf.png"
 KERNEL_FILES = (PSF, PSF_PNG)
 ENTRY_FILES = (RESULT, PSF, PSF_PNG)
 STAGING, TRASH = ".tmp-", ".trash-"
 FORMAT = 1  # of the entry layout and record
-
-
-class NotCached(Exception):
-    """The cache refused to store an entry (full disk, over the cap); the message says why."""
 
 
 @dataclass(frozen=True)

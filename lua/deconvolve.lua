@@ -122,7 +122,7 @@ local function run_command(args, on_line)
   dt.print_log("deconvolve: " .. line_text)
   local pipe = io.popen(line_text .. " 2>" .. logic.quote(errors), "r")
   if not pipe then
-    return logic.EXIT_FAILED, _("cannot run dt-deconvolve")
+    return logic.EXIT.FAILED, _("cannot run dt-deconvolve")
   end
   while true do
     dt.control.read(pipe)
@@ -146,7 +146,7 @@ local function command_output(args)
   local code, error_text = run_command(args, function(line)
     lines[#lines + 1] = line
   end)
-  if code ~= logic.EXIT_OK then
+  if code ~= logic.EXIT.OK then
     return nil, logic.error_reason(error_text, string.format(_("dt-deconvolve failed (exit %d)"), code))
   end
   return table.concat(lines, "\n")
@@ -169,7 +169,7 @@ local function finish_worker_check()
     dt.control.read(pipe)
     local code = tonumber(pipe:read("l"))
     pipe:close()
-    state.worker_check = code == logic.EXIT_OK and "running" or "absent"
+    state.worker_check = code == logic.EXIT.OK and "running" or "absent"
   end
   return state.worker_check
 end
@@ -320,9 +320,9 @@ local function deblur_export(batch, export, output, key, settings, index)
     end
   end)
   batch.worker_job = nil
-  if code == logic.EXIT_OK then -- even when cancelled too late: the caller removes it
+  if code == logic.EXIT.OK then -- even when cancelled too late: the caller removes it
     return done_path or output
-  elseif code == logic.EXIT_CANCELLED or batch.cancelled then
+  elseif code == logic.EXIT.CANCELLED or batch.cancelled then
     return nil, nil
   end
   return nil, logic.error_reason(error_text, string.format(_("dt-deconvolve failed (exit %d)"), code))

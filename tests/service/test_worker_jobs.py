@@ -15,6 +15,7 @@ import tifffile
 from service_support import alive, running_worker, tiny_disk, write_picture, write_psf
 
 from cache.store import RESULT, ResultCache
+from worker.errors import ProtocolError
 from worker.service.client import Client
 
 FINAL = ("done", "failed", "cancelled")
@@ -80,7 +81,7 @@ def test_a_job_writes_its_result_and_the_cache_answers_it_again(worker, material
         assert entry.file(RESULT).read_bytes() == out.read_bytes()
         assert np.load(entry.file("psf.npy")).shape == (7, 7)
         assert entry.file("psf.png").read_bytes().startswith(b"\x89PNG")
-        again = submit(client, material["small"], tmp_path / "again.tif", key=key)
+        again = submit(client, material["small"], tmp_path / "again.tif", blur=7, key=key)
         assert again["stage"] == "done" and again["note"] == "from the cache"
         assert (tmp_path / "again.tif").read_bytes() == out.read_bytes()
     result = worker.cli("cache", "lookup", key, "--cache-dir", worker.cache_dir)
@@ -104,14 +105,14 @@ def test_bad_input_files_fail_the_job_not_the_worker(worker, material, tmp_path)
             assert "internal error" not in final["error"]
             assert not out.exists()
         psf = str(material["psf"])
-        for settings, words in (
+        for settings, words in (  # refused by the client's own check, as the worker would
             ({"sharpness": 1}, "unknown engine setting"),
             ({"scale": 7}, "scale"),
+            ({"max_iterations": 10**30}, "iteration cap"),
         ):
-            job = submit(client, material["small"], tmp_path / "s.tif", psf=psf, settings=settings)
-            final = wait(client, job["job"])
-            assert final["stage"] == "failed" and words in final["error"]
-            assert "internal error" not in final["error"]
+            with pytest.raises(ProtocolError, match=words):
+                submit(client, material["small"], tmp_path / "s.tif", psf=psf, settings=settings)
+        assert client.request("list")["jobs"][-1]["stage"] == "failed"  # no job was queued
         assert leftovers(tmp_path) == []
         good = submit(client, material["small"], tmp_path / "good.tif", psf=str(material["psf"]))
         assert wait(client, good["job"])["stage"] == "done"

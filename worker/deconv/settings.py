@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from worker.errors import InputError
 
+MAX_ITERATIONS = 10_000  # a cap the stopping rules never come near; larger is surely a slip
+
 
 @dataclass(frozen=True)
 class DeblurSettings:
@@ -42,8 +44,8 @@ class DeblurSettings:
             (_finite(self.priority) and -1 <= self.priority <= 1, "priority must be in [-1, 1]"),
             (self.lam is None or (_finite(self.lam) and self.lam >= 0), "lambda must be >= 0"),
             (
-                isinstance(self.max_iterations, int) and self.max_iterations >= 1,
-                "the iteration cap must be a whole number of at least 1",
+                isinstance(self.max_iterations, int) and 1 <= self.max_iterations <= MAX_ITERATIONS,
+                f"the iteration cap must be a whole number from 1 to {MAX_ITERATIONS}",
             ),
             (_finite(self.scale) and 0 < self.scale <= 1, "scale must be in (0, 1]"),
             (

@@ -20,25 +20,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worker.errors import ProtocolError
+from worker.jobspec import JobSpec
 from worker.service import protocol
+from worker.stages import Stage
 
 RECENT_JOBS = 500  # finished jobs remembered for `status` and `list`
 
 
 @dataclass
 class Job:
-    """One job: what to do (the submit request's fields) and how far it got."""
+    """One job: what to do and how far it got."""
 
     id: str
-    input: str
-    output: str
-    key: str | None = None
-    psf: str | None = None
-    blur: int | None = None
-    window: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
-    stage: str = protocol.QUEUED
-    detail: str = protocol.QUEUED  # the engine's own stage name ("reading", "caching", ...)
+    spec: JobSpec
+    stage: Stage = Stage.QUEUED
+    detail: str = Stage.QUEUED  # the pipeline's own step ("reading", "caching", ...)
     fraction: float = 0.0
     submitted: float = field(default_factory=time.time)
     started: float | None = None
@@ -46,37 +43,43 @@ class Job:
     error: str | None = None
     note: str | None = None  # e.g. why the result was not cached
     report: dict[str, Any] | None = None
-    kernel_from_cache: bool = False
     copies: list[str] = field(default_factory=list)  # outputs of later same-key submits
     output_before: tuple[int, int] | None = None  # the output file's identity when started
 
     @property
     def final(self) -> bool:
-        return self.stage in protocol.FINAL_STAGES
+        return self.stage.final
+
+    @property
+    def key(self) -> str | None:
+        return self.spec.key
+
+    @property
+    def output(self) -> str:
+        return self.spec.output
 
     def seconds_left(self) -> float | None:
         """Estimated time left: the time spent so far scaled by the fraction still to do."""
         if self.started is None or self.final or self.fraction < 0.02:
-            return 0.0 if self.stage == protocol.DONE else None
+            return 0.0 if self.stage == Stage.DONE else None
         spent = time.time() - self.started
         return round(spent * (1 - self.fraction) / self.fraction, 1)
 
     def progress(self, fraction: float, detail: str) -> None:
-        """Record the engine's progress (`detail` is the pipeline's stage name)."""
+        """Record the pipeline's progress (`detail`: the pipeline's step, a `Stage` name)."""
         self.fraction = min(max(float(fraction), self.fraction), 1.0)
+        with contextlib.suppress(ValueError):  # an unknown name changes only the detail
+            step = Stage(detail)
+            if not step.final and step is not Stage.QUEUED:
+                self.stage = step.public(self.spec.estimating)
         self.detail = detail
-        if detail in protocol.RUNNING_STAGES:
-            self.stage = detail
-        elif detail == "reading":  # reading belongs to the first computing stage
-            self.stage = protocol.DEBLURRING if self.psf else protocol.ESTIMATING
-        elif detail == "caching":
-            self.stage = protocol.WRITING
 
-    def end(self, stage: str, error: str | None = None) -> None:
-        self.stage = self.detail = stage
+    def end(self, stage: Stage, error: str | None = None) -> None:
+        self.stage = stage
+        self.detail = stage
         self.error = error
         self.finished = time.time()
-        if stage == protocol.DONE:
+        if stage == Stage.DONE:
             self.fraction = 1.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -87,9 +90,9 @@ class Job:
             "detail": self.detail,
             "fraction": round(self.fraction, 4),
             "seconds_left": self.seconds_left(),
-            "input": self.input,
-            "output": self.output,
-            "key": self.key,
+            "input": self.spec.input,
+            "output": self.spec.output,
+            "key": self.spec.key,
             "submitted": self.submitted,
             "started": self.started,
             "finished": self.finished,
@@ -102,13 +105,7 @@ class Job:
         """The message that hands this job to an executor."""
         return {
             "job": self.id,
-            "input": self.input,
-            "output": self.output,
-            "key": self.key,
-            "psf": self.psf,
-            "blur": self.blur,
-            "window": self.window,
-            "settings": self.settings,
+            "spec": self.spec.as_fields(),
             "cache_dir": str(cache_dir),
             "cache_limits": limits,
             "scratch": str(scratch),
@@ -135,7 +132,7 @@ class JobTable:
     def get(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
         if job is None:
-            raise protocol.ProtocolError(f"no job '{job_id}' on this worker", protocol.UNKNOWN_JOB)
+            raise ProtocolError(f"no job '{job_id}' on this worker", protocol.UNKNOWN_JOB)
         return job
 
     def active_with_key(self, key: str | None) -> Job | None:
@@ -152,8 +149,8 @@ class JobTable:
         self._forget_old()
         return job
 
-    def new(self, fields: dict[str, Any]) -> Job:
-        return Job(id=uuid.uuid4().hex[:12], **fields)
+    def new(self, spec: JobSpec) -> Job:
+        return Job(id=uuid.uuid4().hex[:12], spec=spec)
 
     def next_queued(self) -> Job | None:
         return self.jobs[self.queue.popleft()] if self.queue else None
@@ -161,7 +158,7 @@ class JobTable:
     def position(self, job: Job) -> int | None:
         return self.queue.index(job.id) if job.id in self.queue else None
 
-    def end(self, job: Job, stage: str, error: str | None = None) -> None:
+    def end(self, job: Job, stage: Stage, error: str | None = None) -> None:
         """Mark `job` finished (done, failed or cancelled) and take it off the queue."""
         job.end(stage, error)
         with contextlib.suppress(ValueError):
@@ -176,7 +173,12 @@ class JobTable:
 
 
 class Executor:
-    """A warm child process that runs one job at a time, driven by JSON lines on its pipes."""
+    """A warm child process that runs one job at a time, driven by JSON lines on its pipes.
+
+    The object owns the process and its two pipes until `close()` (or the end of a `with`
+    block), which kills the process if it still runs and reaps it. Not thread-safe: the server's
+    loop alone drives it.
+    """
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
@@ -187,7 +189,6 @@ class Executor:
         )
         assert self.process.stdout is not None
         os.set_blocking(self.process.stdout.fileno(), False)
-        self.started = time.monotonic()
         self.ready = False
         self.job: Job | None = None
         self.last_error: str | None = None
@@ -233,6 +234,17 @@ class Executor:
         self.process.stdin.write(json.dumps(task).encode() + b"\n")
         self.process.stdin.flush()
 
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the process if it still runs, reap it and close its pipes (idempotent)."""
+        if self.process.returncode is None:
+            self.kill()
+
     def kill(self) -> str:
         """Stop the process at once; returns how it ended (for messages)."""
         with contextlib.suppress(ProcessLookupError):
@@ -242,8 +254,9 @@ class Executor:
     def reap(self) -> str:
         code = self.process.wait()
         for pipe in (self.process.stdin, self.process.stdout):
-            with contextlib.suppress(OSError):
-                pipe.close()
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
         if code < 0:
             return f"signal {signal.Signals(-code).name}"
         return f"exit status {code}"

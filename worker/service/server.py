@@ -11,6 +11,7 @@ down, and every request, however malformed, gets a reply.
 """
 
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import logging.handlers
@@ -26,14 +27,16 @@ from typing import Any
 
 import zmq
 
-from cache.store import CacheLimits, NotCached, ResultCache, copy_atomically
+from cache.store import CacheLimits, ResultCache, copy_atomically
 from worker import __version__
 from worker.atomic import temporaries
-from worker.errors import InputError, describe_os_error
+from worker.errors import InputError, NotCached, ProtocolError, describe_os_error
+from worker.jobspec import JobSpec
 from worker.paths import runtime_dir, state_dir
 from worker.service import protocol
 from worker.service.jobs import Executor, Job, JobTable, file_identity
 from worker.service.transport import check_endpoint, ipc_path, secure_server
+from worker.stages import Stage
 
 POLL_MS = 100
 MAX_TRANSPORT_BYTES = 1 << 20  # larger messages are dropped by ZeroMQ before they are read
@@ -230,7 +233,7 @@ class Server:
             request = protocol.decode_request(payload)
             log.debug("request %s %s", request.op, dict(request.fields))
             return protocol.encode_reply(**self.handlers[request.op](request))
-        except protocol.ProtocolError as error:
+        except ProtocolError as error:
             log.debug("refused: %s", error)
             return protocol.encode_error(error.code, str(error))
         except InputError as error:
@@ -265,7 +268,7 @@ class Server:
             scratch.mkdir(mode=0o700, exist_ok=True)
             job.started = time.time()
             job.output_before = file_identity(job.output)
-            job.progress(0.0, "reading")
+            job.progress(0.0, Stage.READING)
             limits = {
                 "max_bytes": self.config.cache_limits.max_bytes,
                 "min_free_bytes": self.config.cache_limits.min_free_bytes,
@@ -275,7 +278,7 @@ class Server:
             except OSError:  # the executor died just now; its closed pipe reports it
                 log.warning("executor %d could not take job %s", executor.pid, job.id)
                 continue
-            log.info("job %s started on executor %d: %s", job.id, executor.pid, job.input)
+            log.info("job %s started on executor %d: %s", job.id, executor.pid, job.spec.input)
 
     def _read_executor(self, executor: Executor) -> None:
         events, closed = executor.read_events()
@@ -300,13 +303,13 @@ class Server:
         elif kind == "done":
             job.report, job.note = event.get("report"), event.get("note")
             self._write_copies(job)
-            self._finish(executor, job, protocol.DONE)
+            self._finish(executor, job, Stage.DONE)
             if job.note:
                 log.warning("job %s: %s", job.id, job.note)
         elif kind == "failed":
             if event.get("detail"):
                 log.error("job %s failed:\n%s", job.id, event["detail"])
-            self._finish(executor, job, protocol.FAILED, str(event.get("error")))
+            self._finish(executor, job, Stage.FAILED, str(event.get("error")))
 
     def _write_copies(self, job: Job) -> None:
         """Give every same-key submit its own output: the one result, copied atomically."""
@@ -317,10 +320,10 @@ class Server:
                 job.note = f"could not write {copy}: {describe_os_error(error)}"
                 log.error("job %s: %s", job.id, job.note)
 
-    def _finish(self, executor: Executor | None, job: Job, stage: str, error: str = "") -> None:
+    def _finish(self, executor: Executor | None, job: Job, stage: Stage, error: str = "") -> None:
         if executor is not None:
             executor.job = None
-        if stage != protocol.DONE:
+        if stage != Stage.DONE:
             _remove_partial_output(job)
             for staging in self.cache.root.glob(self.cache.staging_prefix(job.id) + "*"):
                 shutil.rmtree(staging, ignore_errors=True)
@@ -337,7 +340,7 @@ class Server:
             self._finish(
                 executor,
                 executor.job,
-                protocol.FAILED,
+                Stage.FAILED,
                 f"the job's process ended unexpectedly ({how}); the worker carries on",
             )
         if executor.ready:
@@ -349,17 +352,17 @@ class Server:
         self.next_start = time.monotonic() + min(2.0**self.startup_failures, 30.0)
         if self.startup_failures >= STARTUP_FAILURES_BEFORE_GIVING_UP:
             while (job := self.table.next_queued()) is not None:
-                self._finish(None, job, protocol.FAILED, reason)
+                self._finish(None, job, Stage.FAILED, reason)
 
     def _stop_all(self) -> None:
         """Kill the executors; jobs still running or waiting are cancelled."""
         for executor in self.executors:
             executor.kill()
             if executor.job is not None:
-                self._finish(executor, executor.job, protocol.CANCELLED)
+                self._finish(executor, executor.job, Stage.CANCELLED)
         self.executors.clear()
         while (job := self.table.next_queued()) is not None:
-            self._finish(None, job, protocol.CANCELLED)
+            self._finish(None, job, Stage.CANCELLED)
         shutil.rmtree(self.scratch_root, ignore_errors=True)
 
     # ---- operations ------------------------------------------------------------------------
@@ -382,29 +385,30 @@ class Server:
         return {**job.as_dict(), "position": self.table.position(job), **extra}
 
     def submit(self, request: protocol.Request) -> dict[str, Any]:
-        fields = dict(request.fields)
-        _check_paths(fields)
-        existing = self.table.active_with_key(fields["key"])
+        spec = JobSpec(**request.fields)
+        spec.validate()
+        _check_paths(spec)
+        existing = self.table.active_with_key(spec.key)
         if existing is not None:
             log.info("job %s submitted again (same key)", existing.id)
-            if fields["output"] not in (existing.output, *existing.copies):
-                existing.copies.append(fields["output"])
+            if spec.output not in (existing.output, *existing.copies):
+                existing.copies.append(spec.output)
             return self._job_reply(existing, duplicate=True)
-        job = self.table.new(fields)
+        job = self.table.new(spec)
         if job.key and self.cache.lookup(job.key, Path(job.output)) is not None:
             entry = self.cache.entry(job.key)
             job.report = dict(entry.record.get("report", {})) if entry else None
             job.note = "from the cache"
             self.table.add(job, queued=False)
-            self.table.end(job, protocol.DONE)
+            self.table.end(job, Stage.DONE)
             log.info("job %s answered from the cache", job.id)
             return self._job_reply(job, duplicate=False)
-        if job.key and job.psf is None:
+        if job.key and spec.estimating:
             kernel = self.cache.kernel(job.key)
             if kernel is not None:
-                job.psf, job.kernel_from_cache = str(kernel), True
+                job.spec = dataclasses.replace(spec, psf=str(kernel))
         self.table.add(job)
-        log.info("job %s queued: %s -> %s", job.id, job.input, job.output)
+        log.info("job %s queued: %s -> %s", job.id, spec.input, spec.output)
         return self._job_reply(job, duplicate=False)
 
     def status(self, request: protocol.Request) -> dict[str, Any]:
@@ -416,14 +420,14 @@ class Server:
         if executor is not None:
             self._read_executor(executor)  # it may have finished a moment ago
         if job.final:
-            raise protocol.ProtocolError(
+            raise ProtocolError(
                 f"job {job.id} has already ended ({job.stage})", protocol.NOT_FINISHED
             )
         if executor is not None:
             executor.kill()
             self.executors.remove(executor)
             self._keep_executors()  # a fresh one warms up in the background
-        self._finish(executor, job, protocol.CANCELLED)
+        self._finish(executor, job, Stage.CANCELLED)
         return self._job_reply(job)
 
     def list_jobs(self, request: protocol.Request) -> dict[str, Any]:
@@ -448,15 +452,15 @@ class Server:
         return {"stopping": True}
 
 
-def _check_paths(fields: dict[str, Any]) -> None:
+def _check_paths(spec: JobSpec) -> None:
     """Refuse a job at once when its input is missing or its output cannot be written."""
-    source, target = Path(fields["input"]), Path(fields["output"])
+    source, target = Path(spec.input), Path(spec.output)
     if not source.exists():
         raise InputError(f"no such file: {source}")
     if not source.is_file():
         raise InputError(f"the input {source} is not a file")
-    if fields["psf"] and not Path(fields["psf"]).is_file():
-        raise InputError(f"no such PSF file: {fields['psf']}")
+    if spec.psf and not Path(spec.psf).is_file():
+        raise InputError(f"no such PSF file: {spec.psf}")
     if target.resolve() == source.resolve():
         raise InputError("the output would overwrite the input; choose another output path")
     if target.is_dir():

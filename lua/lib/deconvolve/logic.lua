@@ -19,8 +19,10 @@ logic.DEFAULT_SUFFIX = "_deconv"
 logic.PREVIEW_SIDE = 1600 -- longest side, in pixels, of an "output size: preview" result
 logic.TAG_ROOT = "dt-deconvolve"
 
--- Exit statuses of `dt-deconvolve` (worker/cli/__init__.py).
-logic.EXIT_OK, logic.EXIT_FAILED, logic.EXIT_USAGE, logic.EXIT_CANCELLED = 0, 1, 2, 3
+-- Exit statuses of `dt-deconvolve` (worker/cli/exit_status.py) and the stages a job reports
+-- (worker/stages.py): copies that tests/lua/test_lua_logic.py checks against the Python ones.
+logic.EXIT = { OK = 0, FAILED = 1, USAGE = 2, CANCELLED = 3, INTERRUPTED = 130 }
+logic.STAGES = { "queued", "estimating", "deblurring", "writing", "done", "failed", "cancelled" }
 
 --- Round `value` to `digits` decimals (sliders hand back float noise: 2.25 reads 2.2499997).
 function logic.round(value, digits)
@@ -172,6 +174,16 @@ function logic.parse_lookup(output)
   return nil
 end
 
+--- Whether `name` is one of the stages a job reports (`logic.STAGES`).
+function logic.is_stage(name)
+  for _, stage in ipairs(logic.STAGES) do
+    if stage == name then
+      return true
+    end
+  end
+  return false
+end
+
 --- One line of `submit --wait`: {kind = "job", id} | {kind = "progress", fraction, stage} |
 --- {kind = "done", path}; nil for a line that is none of these.
 function logic.parse_line(line)
@@ -186,7 +198,7 @@ function logic.parse_line(line)
     return {
       kind = "progress",
       fraction = math.max(0, math.min(1, fraction)),
-      stage = stage ~= "" and stage or nil,
+      stage = logic.is_stage(stage) and stage or nil,
     }
   end
   local path = line:match("^DONE (.+)$")
