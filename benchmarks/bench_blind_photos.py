@@ -35,11 +35,13 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from scipy import ndimage, signal
+from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from worker.deconv.blind import similarity  # noqa: E402
+from worker.deconv.parametric import gaussian_kernel, kernel_extent  # noqa: E402
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, psnr  # noqa: E402
 from worker.files.icc import SRGB  # noqa: E402
 
@@ -146,15 +148,7 @@ def true_kernel(case: Case, rng: np.random.Generator) -> np.ndarray:
         inside = (fine[:, None] ** 2 + fine[None, :] ** 2 <= case.parameter**2).astype(float)
         disc = inside.reshape(2 * half + 1, 8, 2 * half + 1, 8).mean(axis=(1, 3))
         return disc / disc.sum()
-    half = int(np.ceil(3 * case.parameter))
-    taps = np.exp(-0.5 * (np.arange(-half, half + 1) / case.parameter) ** 2)
-    return np.outer(taps, taps) / taps.sum() ** 2
-
-
-def extent(psf: np.ndarray) -> int:
-    """The blur's extent: the longer side of the taps above 5 % of the peak, made odd."""
-    rows, cols = np.nonzero(psf > 0.05 * psf.max())
-    return int(max(np.ptp(rows), np.ptp(cols)) + 1) | 1
+    return gaussian_kernel(case.parameter)
 
 
 def guess_size(guess: str, true_extent: int) -> str:
@@ -198,12 +192,6 @@ def shift_of(result: np.ndarray, truth: np.ndarray) -> float:
     return float(np.hypot(*offset))
 
 
-def similarity(estimate: np.ndarray, truth: np.ndarray) -> float:
-    """The peak of the normalised cross-correlation of two kernels (1: same up to a shift)."""
-    correlation = signal.correlate(estimate, truth, mode="full")
-    return float(correlation.max() / np.sqrt((estimate**2).sum() * (truth**2).sum()))
-
-
 def cli(*arguments: str) -> tuple[dict | None, float, str]:
     """Run `dt-deconvolve ARGUMENTS --json`: (its report or None, seconds, its error line)."""
     started = time.perf_counter()
@@ -243,7 +231,7 @@ def run_case(case: Case, folder: Path) -> tuple[float, int, Outcome, dict[str, O
     true = Outcome(None, seconds=seconds, note=error)
     if report is not None:
         true.gain, true.shift = score(Path(f"{stem}-true.tif"), truth, baseline)
-    size = extent(psf)
+    size = kernel_extent(psf) | 1
     blind = {}
     for guess in case.guesses:
         out = f"{stem}-{guess}"

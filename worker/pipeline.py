@@ -17,8 +17,9 @@ import tifffile
 
 from worker import paths
 from worker.deconv import DeblurSettings, deblur
-from worker.deconv.psf import estimate_psf
+from worker.deconv.blind import AUTO_BLUR, NO_BLUR, estimate_blur
 from worker.deconv.psf_tools import validate_psf
+from worker.deconv.settings import AUTO, blur_from_text
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
 from worker.deconv.window import window_from_text
 from worker.errors import InputError
@@ -37,15 +38,15 @@ STAGE_WEIGHTS = {"reading": 1.0, "estimating": 6.0, "deblurring": 12.0, "writing
 class JobOptions:
     """What to do with one picture.
 
-    psf_path: a .npy PSF; None: estimate one from the picture (needs `blur`).
-    blur: odd kernel size for the estimation, in pixels.
+    psf_path: a .npy PSF; None: estimate one from the picture.
+    blur: the largest blur to estimate, an odd size in pixels, or "auto" (also None).
     window: where to estimate: "auto", "centre" or "X,Y,W,H".
     psf_out: where to save an estimated PSF (.npy, with a .png beside it).
     settings: the engine's settings.
     """
 
     psf_path: str | None = None
-    blur: int | None = None
+    blur: int | str | None = None
     window: str | None = None
     psf_out: str | None = None
     settings: DeblurSettings = dataclasses.field(default_factory=DeblurSettings)
@@ -106,15 +107,15 @@ def run_pipeline(
     """Deblur the TIFF at `input_path` into `output_path`; returns the JSON-ready report.
 
     The report holds the engine's (iterations, best_iteration, stop_reason, noise_sigma,
-    noise_gain, noise_offset, lambda, seconds, scale) and `output`. Raises `InputError` for bad
-    input and `OSError` for files that cannot be read or written; the output is written
+    noise_gain, noise_offset, lambda, seconds, scale) and `output`; with an estimated kernel also
+    the estimate's (`kernel`, `confidence`, `reason`, ...: `estimate_kernel`). When no blur was
+    found the picture is written back unchanged (`stop_reason` "no_blur"). Raises `InputError`
+    for bad input and `OSError` for files that cannot be read or written; the output is written
     atomically, so a failed job leaves nothing.
     """
     options.settings.validate()
     check_output_folder(output_path)
     estimating = options.psf_path is None
-    if estimating and options.blur is None:
-        raise InputError("say how to find the blur: a PSF file (.npy) or the blur size to estimate")
     if estimating and options.psf_out is not None:
         check_output_folder(options.psf_out)
     steps = ["reading", "estimating", "deblurring", "writing"]
@@ -133,29 +134,38 @@ def run_pipeline(
         )
     else:
         psf = load_psf(options.psf_path, picture.pixels.shape)
-    with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
-        restored, report = deblur(picture.pixels, psf, settings, stages.callback("deblurring"))
+    if estimated.get("kernel") == NO_BLUR:
+        restored, deblurred = picture.pixels, {"iterations": 0, "stop_reason": "no_blur"}
+    else:
+        with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
+            restored, report = deblur(picture.pixels, psf, settings, stages.callback("deblurring"))
+        deblurred = report.as_dict()
     stages.report("writing")
     write_picture(output_path, picture, restored)
     stages.report("writing", 1.0)
-    return {**report.as_dict(), "output": str(output_path), **estimated}
+    return {**deblurred, "output": str(output_path), **estimated}
 
 
 def estimate_kernel(
     pixels: np.ndarray, options: JobOptions, clip_level: float | None, progress: Progress
 ) -> tuple[np.ndarray, dict]:
-    """Estimate the PSF as `options` say (blur size, window), save it to `options.psf_out` (with
-    its picture beside it) when asked; returns it with the report's `psf` entries."""
-    window = window_from_text(options.window or "auto", pixels.shape[:2], options.blur)
-    psf, report = estimate_psf(pixels, options.blur, window, progress, clip_level)
+    """Estimate the PSF as `options` say (blur size or "auto", window), save it to
+    `options.psf_out` (with its picture beside it) when asked; returns it with the report's
+    estimation entries (`estimate_blur`'s report; its time and rounds as `psf_seconds` and
+    `psf_iterations`)."""
+    size = blur_from_text(str(options.blur or AUTO))
+    window = window_from_text(options.window or "auto", pixels.shape[:2], size or AUTO_BLUR)
+    psf, report = estimate_blur(pixels, size, window, progress, clip_level)
     if options.psf_out is not None:
         save_kernel(options.psf_out, psf)
         save_kernel_picture(picture_path(options.psf_out), psf)
+    found = report.as_dict()
+    rounds, seconds = found.pop("iterations"), found.pop("seconds")
     return psf, {
         "psf_out": options.psf_out,
-        "window": list(report.window),
-        "psf_iterations": report.iterations,
-        "psf_seconds": report.seconds,
+        **found,
+        "psf_iterations": rounds,
+        "psf_seconds": seconds,
     }
 
 

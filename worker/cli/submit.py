@@ -22,6 +22,8 @@ from worker.cli.endpoint import (
     client_of,
 )
 from worker.cli.options import add_engine_options, settings_from_args
+from worker.cli.psf import blur_size
+from worker.deconv.settings import AUTO
 from worker.errors import InputError
 from worker.service import protocol
 from worker.service.client import ensure_worker
@@ -33,7 +35,10 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     """The options that say how to deblur (shared with `key`, which hashes them)."""
     add_engine_options(parser)
     parser.add_argument(
-        "--blur", type=int, metavar="K", help="estimate a K x K blur kernel (odd) first"
+        "--blur",
+        type=blur_size,
+        metavar="K|auto",
+        help="estimate the blur first, at most K x K (odd), or 'auto' (the default without --psf)",
     )
     parser.add_argument(
         "--window", metavar="W", help="where to estimate it: auto, centre or X,Y,W,H"
@@ -43,11 +48,10 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
 
 def job_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The job's parameters as the protocol carries them."""
-    if args.psf is None and args.blur is None:
-        raise InputError("say how to find the blur: --blur K (estimate it) or --psf PSF.npy")
+    blur = None if args.psf is not None else args.blur or AUTO
     return {
         "psf": str(args.psf.absolute()) if args.psf else None,
-        "blur": args.blur,
+        "blur": int(blur) if blur not in (None, AUTO) else blur,
         "window": args.window,
         "settings": dataclasses.asdict(settings_from_args(args)),
     }

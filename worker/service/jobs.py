@@ -34,7 +34,7 @@ class Job:
     output: str
     key: str | None = None
     psf: str | None = None
-    blur: int | None = None
+    blur: int | str | None = None  # an odd size, or "auto"
     window: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     stage: str = protocol.QUEUED

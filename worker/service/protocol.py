@@ -113,6 +113,11 @@ def _odd_size(name: str, value: Any) -> int:
     return value
 
 
+def _blur(name: str, value: Any) -> int | str:
+    """A blur size: an odd size (`_odd_size`) or "auto" (the engine finds the extent)."""
+    return value if value == "auto" else _odd_size(name, value)
+
+
 def _settings(name: str, value: Any) -> dict[str, float | int | bool | None]:
     """Engine settings: a flat object of short lowercase names to numbers, booleans or null.
 
@@ -163,7 +168,7 @@ OPERATIONS: Mapping[str, Operation] = {
         optional={
             "key": _optional(_key),
             "psf": _optional(_path),
-            "blur": _optional(_odd_size),
+            "blur": _optional(_blur),
             "window": _optional(_window),
             "settings": _settings,
         },
