@@ -4,6 +4,7 @@ Without `--wait` it prints the job id. With `--wait` it prints, one line each (f
 
     JOB <id>
     PROGRESS <fraction 0..1> <stage>        stage: queued | estimating | deblurring | writing
+    BLUR <confidence 0..1> <reason>         when the blur was estimated (not from the cache)
     DONE <output path>
 
 and exits 0 when done, 1 when the job failed (the reason on stderr), 3 when it was cancelled.
@@ -107,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
     if final["stage"] == protocol.DONE:
         if final.get("note") and final["note"] != "from the cache":
             print(f"dt-deconvolve: note: {final['note']}", file=sys.stderr)
+        report = final.get("report") or {}
+        if "confidence" in report:
+            say(f"BLUR {report['confidence']:.2f} {report['reason']}")
         say(f"DONE {fields['output']}")  # a same-key duplicate gets its own output
         return 0
     if final["stage"] == protocol.CANCELLED:
