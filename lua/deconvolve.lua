@@ -297,6 +297,13 @@ local function cache_lookup(key, output)
   return nil
 end
 
+-- Tell the user how sure the engine is of the blur it found, and what it did about it.
+local function show_blur_confidence(export, blur)
+  local line = string.format(_("blur confidence %.2f: %s"), blur.confidence, blur.reason)
+  dt.print(line)
+  dt.print_log("deconvolve: " .. export .. ": " .. line)
+end
+
 -- Submit an export and wait, following its progress; returns the result's path, or nil and the
 -- reason (nil, nil when cancelled).
 local function deblur_export(batch, export, output, key, settings, index)
@@ -315,6 +322,8 @@ local function deblur_export(batch, export, output, key, settings, index)
       end
     elseif message.kind == "progress" then
       set_progress(batch, logic.batch_fraction(index, #batch.images, 0.1 + 0.85 * message.fraction))
+    elseif message.kind == "blur" then
+      show_blur_confidence(export, message)
     elseif message.kind == "done" then
       done_path = message.path
     end

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.deconv.settings import DeblurSettings
+from worker.deconv.settings import AUTO, DeblurSettings
 from worker.errors import InputError, ProtocolError
 
 MAX_PATH = 4096
@@ -79,6 +79,12 @@ def check_odd_size(name: str, value: Any) -> int:
     return value
 
 
+def check_blur(name: str, value: Any) -> int | str:
+    """A blur size to estimate: an odd size (`check_odd_size`), or "auto" (the engine finds the
+    blur's extent itself)."""
+    return AUTO if value == AUTO else check_odd_size(name, value)
+
+
 def check_settings(name: str, value: Any) -> DeblurSettings:
     """Engine settings: an object whose entries are `DeblurSettings` fields, each a finite
     number, a boolean or null (null, or no object: the defaults); the ranges are then checked by
@@ -128,7 +134,7 @@ class JobSpec:
     output: where the result goes (absolute path; written atomically).
     key: the cache key to store the result under (`dt-deconvolve key`); None: not cached.
     psf: a known blur kernel (.npy, absolute path); None: estimate it from the picture.
-    blur: the size (odd, pixels) of the kernel to estimate; needed when `psf` is None.
+    blur: the largest blur to estimate (odd, pixels), or "auto"; needed when `psf` is None.
     window: where to estimate it: "auto", "centre" or "X,Y,W,H"; None: "auto".
     settings: the engine's settings.
     """
@@ -137,7 +143,7 @@ class JobSpec:
     output: str
     key: str | None = None
     psf: str | None = None
-    blur: int | None = None
+    blur: int | str | None = None
     window: str | None = None
     settings: DeblurSettings = field(default_factory=DeblurSettings)
 
@@ -180,7 +186,7 @@ class JobSpec:
         if self.psf is None and self.blur is None:
             raise ProtocolError(
                 "say how to find the blur: a kernel file (--psf PSF.npy) or the size of the blur "
-                "to estimate (--blur K)"
+                "to estimate (--blur K, or --blur auto)"
             )
         self.settings.validate()
 
@@ -191,7 +197,7 @@ FIELD_CHECKS: Mapping[str, Check] = {
     "output": check_path,
     "key": optional(check_key),
     "psf": optional(check_path),
-    "blur": optional(check_odd_size),
+    "blur": optional(check_blur),
     "window": optional(check_window),
     "settings": check_settings,
 }

@@ -18,8 +18,9 @@ import tifffile
 
 from worker import paths
 from worker.deconv import DeblurSettings, deblur
-from worker.deconv.psf import estimate_psf
+from worker.deconv.blind import AUTO_BLUR, NO_BLUR, estimate_blur
 from worker.deconv.psf_tools import validate_psf
+from worker.deconv.settings import AUTO, blur_from_text
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
 from worker.deconv.window import window_from_text
 from worker.errors import InputError
@@ -93,10 +94,11 @@ def run_pipeline(
 
     `psf_out`: where to save an estimated PSF (.npy, with a .png beside it). The report holds the
     engine's (iterations, best_iteration, stop_reason, noise_sigma, noise_gain, noise_offset,
-    lambda, seconds, scale), `output`, and for an estimated PSF `psf_out`, `window`,
-    `psf_iterations` and `psf_seconds`. Raises `InputError` for bad input and `OSError` for files
-    that cannot be read or written; the output is written atomically, so a failed job leaves
-    nothing.
+    lambda, seconds, scale) and `output`; with an estimated kernel also the estimate's (`kernel`,
+    `confidence`, `reason`, ...: `estimate_kernel`). When no blur was found the picture is written
+    back unchanged (`stop_reason` "no_blur"). Raises `InputError` for bad input and `OSError` for
+    files that cannot be read or written; the output is written atomically, so a failed job
+    leaves nothing.
     """
     spec.validate()
     check_output_folder(spec.output)
@@ -116,12 +118,18 @@ def run_pipeline(
         )
     else:
         psf = load_psf(spec.psf, picture.pixels.shape)
-    with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
-        restored, report = deblur(picture.pixels, psf, settings, stages.callback(Stage.DEBLURRING))
+    if estimated.get("kernel") == NO_BLUR:
+        restored, deblurred = picture.pixels, {"iterations": 0, "stop_reason": "no_blur"}
+    else:
+        with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
+            restored, report = deblur(
+                picture.pixels, psf, settings, stages.callback(Stage.DEBLURRING)
+            )
+        deblurred = report.as_dict()
     stages.report(Stage.WRITING)
     write_picture(spec.output, picture, restored)
     stages.report(Stage.WRITING, 1.0)
-    return {**report.as_dict(), "output": spec.output, **estimated}
+    return {**deblurred, "output": spec.output, **estimated}
 
 
 def estimate_kernel(
@@ -131,19 +139,22 @@ def estimate_kernel(
     progress: Progress,
     psf_out: str | os.PathLike[str] | None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Estimate the PSF as `spec` says (blur size, window) and save it to `psf_out` (with its
-    picture beside it) when given; returns it with the report's PSF entries."""
-    assert spec.blur is not None  # JobSpec.validate: a job without a kernel has a blur size
-    window = window_from_text(spec.window or "auto", pixels.shape[:2], spec.blur)
-    psf, report = estimate_psf(pixels, spec.blur, window, progress, clip_level)
+    """Estimate the PSF as `spec` says (blur size or "auto", window) and save it to `psf_out`
+    (with its picture beside it) when given; returns it with the report's estimation entries
+    (`estimate_blur`'s report; its time and rounds as `psf_seconds` and `psf_iterations`)."""
+    size = blur_from_text(str(spec.blur or AUTO))
+    window = window_from_text(spec.window or "auto", pixels.shape[:2], size or AUTO_BLUR)
+    psf, report = estimate_blur(pixels, size, window, progress, clip_level)
     if psf_out is not None:
         save_kernel(psf_out, psf)
         save_kernel_picture(picture_path(psf_out), psf)
+    found = report.as_dict()
+    rounds, seconds = found.pop("iterations"), found.pop("seconds")
     return psf, {
         "psf_out": None if psf_out is None else str(psf_out),
-        "window": list(report.window),
-        "psf_iterations": report.iterations,
-        "psf_seconds": report.seconds,
+        **found,
+        "psf_iterations": rounds,
+        "psf_seconds": seconds,
     }
 
 

@@ -85,6 +85,13 @@ test("parse_line: JOB, PROGRESS, DONE and anything else", function()
   eq(logic.parse_line(nil), nil)
 end)
 
+test("parse_line: BLUR carries the blur's confidence and the reason", function()
+  eq(logic.parse_line("BLUR 0.83 a 15 px blur, found alike on two parts of the picture"),
+    { kind = "blur", confidence = 0.83, reason = "a 15 px blur, found alike on two parts of the picture" })
+  eq(logic.parse_line("BLUR 1.5 odd").confidence, 1, "confidence clamped")
+  eq(logic.parse_line("BLUR high no"), nil)
+end)
+
 test("parse_lookup and parse_key", function()
   eq({ logic.parse_lookup("miss\n") }, { "miss" })
   eq({ logic.parse_lookup("hit /p/a b_deconv.tif\n") }, { "hit", "/p/a b_deconv.tif" })

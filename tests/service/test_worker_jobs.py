@@ -337,3 +337,12 @@ def test_jobs_two_runs_two_jobs_at_once(material, tmp_path):
         assert client.request("ping")["running"] == 2  # the third waits
         assert client.request("status", job=jobs[2]["job"])["stage"] == "queued"
         assert all(wait(client, job["job"])["stage"] == "done" for job in jobs)
+
+
+def test_submit_wait_tells_how_sure_the_blur_is(worker, material, tmp_path):
+    out = tmp_path / "out.tif"
+    done = worker.cli("submit", material["small"], "-o", out, "--blur", "auto", "--wait")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == f"DONE {out}" and lines[-2].startswith("BLUR ")
+    assert 0 <= float(lines[-2].split()[1]) <= 1 and len(lines[-2].split()) > 3

@@ -43,6 +43,11 @@ def print_report(report: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report))
         return
+    if "confidence" in report:
+        print(f"blur: {report['reason']} (confidence {report['confidence']:.2f})")
+    if report["stop_reason"] == "no_blur":
+        print(f"wrote {report['output']}: the picture as it was")
+        return
     print(
         f"wrote {report['output']}: {report['iterations']} iterations "
         f"(best {report['best_iteration']}, stopped by {report['stop_reason']}), "

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sharpen the whole picture with it (the `psf` and `deblur` commands in one).",
     )
     parser.add_argument("input", type=Path, metavar="INPUT", help="the blurred picture (TIFF)")
-    add_estimation_options(parser, required=True)
+    add_estimation_options(parser)
     parser.add_argument(
         "-o", "--output", required=True, metavar="OUTPUT", help="where to write the result (TIFF)"
     )

@@ -4,6 +4,7 @@ Without `--wait` it prints the job id. With `--wait` it prints, one line each (f
 
     JOB <id>
     PROGRESS <fraction 0..1> <stage>        stage: queued | estimating | deblurring | writing
+    BLUR <confidence 0..1> <reason>         when the blur was estimated (not from the cache)
     DONE <output path>
 
 and exits 0 when done, 1 when the job failed (the reason on stderr), 3 when it was cancelled.
@@ -22,6 +23,7 @@ from worker.cli.endpoint import (
 )
 from worker.cli.exit_status import ExitStatus
 from worker.cli.options import add_engine_options, settings_from_args
+from worker.cli.psf import blur_size
 from worker.errors import InputError
 from worker.jobspec import JobSpec
 from worker.service.client import ensure_worker
@@ -32,7 +34,10 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     """The options that say how to deblur (shared with `key`, which hashes them)."""
     add_engine_options(parser)
     parser.add_argument(
-        "--blur", type=int, metavar="K", help="estimate a K x K blur kernel (odd) first"
+        "--blur",
+        type=blur_size,
+        metavar="K|auto",
+        help="estimate the blur first, at most K x K (odd), or 'auto' (the default without --psf)",
     )
     parser.add_argument(
         "--window", metavar="W", help="where to estimate it: auto, centre or X,Y,W,H"
@@ -47,7 +52,7 @@ def job_spec(args: argparse.Namespace, output: str) -> JobSpec:
         output=output,
         key=getattr(args, "key", None),
         psf=str(args.psf.absolute()) if args.psf else None,
-        blur=args.blur,
+        blur=None if args.psf else args.blur,
         window=args.window,
         settings=settings_from_args(args),
     )
@@ -100,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
     if final["stage"] == Stage.DONE:
         if final.get("note") and final["note"] != "from the cache":
             print(f"dt-deconvolve: note: {final['note']}", file=sys.stderr)
+        report = final.get("report") or {}
+        if "confidence" in report:
+            say(f"BLUR {report['confidence']:.2f} {report['reason']}")
         say(f"DONE {spec.output}")  # a same-key duplicate gets its own output
         return 0
     if final["stage"] == Stage.CANCELLED:

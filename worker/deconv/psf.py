@@ -234,6 +234,8 @@ def clean_kernel(
     if psf.max() <= 0:
         return delta_kernel(psf.shape[0])
     psf = np.where(psf < max(small_tap * psf.max(), floor), 0.0, psf)
+    if psf.sum() <= 0:  # every tap under the noise floor: nothing learnt
+        return delta_kernel(psf.shape[0])
     psf /= psf.sum()
     labels, count = ndimage.label(psf > 0, structure=np.ones((3, 3)))
     if count > 1:

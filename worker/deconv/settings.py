@@ -60,3 +60,23 @@ class DeblurSettings:
 
 def _finite(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
+
+
+AUTO = "auto"  # the blur size that asks the engine to find the blur's extent itself
+
+
+def blur_from_text(text: str) -> int | None:
+    """The blur size a user typed: an odd number of pixels (at least 3), or "auto" (None: find
+    it, up to `worker.deconv.blind.AUTO_BLUR`). Raises `InputError` for anything else."""
+    word = str(text).strip().lower()
+    if word == AUTO:
+        return None
+    try:
+        size = int(word)
+    except ValueError:
+        size = 0
+    if size < 3 or size % 2 == 0:
+        raise InputError(
+            f"the blur size must be auto or an odd number of pixels, at least 3, not {text}"
+        )
+    return size

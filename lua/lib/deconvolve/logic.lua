@@ -184,6 +184,16 @@ function logic.is_stage(name)
   return false
 end
 
+--- `BLUR <confidence> <reason>` from `submit --wait`: how sure the engine is of the blur it found.
+function logic.parse_blur_line(line)
+  local confidence, reason = line:match("^BLUR (%S+) (.+)$")
+  confidence = tonumber(confidence)
+  if confidence then
+    return { kind = "blur", confidence = math.max(0, math.min(1, confidence)), reason = reason }
+  end
+  return nil
+end
+
 --- One line of `submit --wait`: {kind = "job", id} | {kind = "progress", fraction, stage} |
 --- {kind = "done", path}; nil for a line that is none of these.
 function logic.parse_line(line)
@@ -200,6 +210,10 @@ function logic.parse_line(line)
       fraction = math.max(0, math.min(1, fraction)),
       stage = logic.is_stage(stage) and stage or nil,
     }
+  end
+  local blur = logic.parse_blur_line(line)
+  if blur then
+    return blur
   end
   local path = line:match("^DONE (.+)$")
   if path then
