@@ -19,11 +19,11 @@ from typing import Any
 
 from worker.deconv.settings import DeblurSettings
 from worker.errors import InputError, ProtocolError
+from worker.paths import CACHE_KEY
 
 MAX_PATH = 4096
 MIN_BLUR, MAX_BLUR = 3, 1001
 WINDOW_PATTERN = re.compile(r"auto|centre|center|\d{1,6},\d{1,6},\d{1,6},\d{1,6}")
-KEY_PATTERN = re.compile(r"[0-9a-f]{16,128}")
 
 Check = Callable[[str, Any], Any]
 
@@ -116,7 +116,7 @@ def optional(check: Check) -> Check:
     return check_optional
 
 
-check_key = matching(KEY_PATTERN, "16 to 128 lowercase hexadecimal digits")
+check_key = matching(CACHE_KEY, "16 to 128 lowercase hexadecimal digits")
 check_window = matching(WINDOW_PATTERN, "a window: auto, centre or X,Y,W,H")
 
 

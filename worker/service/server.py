@@ -27,9 +27,9 @@ from typing import Any
 
 import zmq
 
-from cache.store import CacheLimits, ResultCache, copy_atomically
+from cache.store import CacheLimits, ResultCache
 from worker import __version__
-from worker.atomic import temporaries
+from worker.atomic import copy_atomically, temporaries
 from worker.errors import InputError, NotCached, ProtocolError, describe_os_error
 from worker.jobspec import JobSpec
 from worker.paths import runtime_dir, state_dir
@@ -63,7 +63,9 @@ def open_log(verbose: bool) -> Path:
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "worker.log"
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=1 << 20, backupCount=3)
+    handler = logging.handlers.RotatingFileHandler(  # a name that is not UTF-8 logs escaped
+        path, maxBytes=1 << 20, backupCount=3, encoding="utf-8", errors="backslashreplace"
+    )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     if verbose:
