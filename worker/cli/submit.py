@@ -4,7 +4,7 @@ Without `--wait` it prints the job id. With `--wait` it prints, one line each (f
 
     JOB <id>
     PROGRESS <fraction 0..1> <stage>        stage: queued | estimating | deblurring | writing
-    DONE <output path>
+    DONE <output path>                      the path as one escaped field (`worker.cli.lines`)
 
 and exits 0 when done, 1 when the job failed (the reason on stderr), 3 when it was cancelled.
 """
@@ -21,6 +21,7 @@ from worker.cli.endpoint import (
     client_of,
 )
 from worker.cli.exit_status import ExitStatus
+from worker.cli.lines import path_field
 from worker.cli.options import add_engine_options, settings_from_args
 from worker.errors import InputError
 from worker.jobspec import JobSpec
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if final["stage"] == Stage.DONE:
         if final.get("note") and final["note"] != "from the cache":
             print(f"dt-deconvolve: note: {final['note']}", file=sys.stderr)
-        say(f"DONE {spec.output}")  # a same-key duplicate gets its own output
+        say(f"DONE {path_field(spec.output)}")
         return 0
     if final["stage"] == Stage.CANCELLED:
         print(f"dt-deconvolve: job {final['job']} was cancelled", file=sys.stderr)
