@@ -151,6 +151,11 @@ class ResultCache:
         self.touch(entry)
         return result
 
+    def has_result(self, key: str) -> bool:
+        """Whether the cache holds a full result for `key` (no copy made)."""
+        entry = self.entry(key)
+        return entry is not None and entry.file(RESULT) is not None
+
     def kernel(self, key: str) -> Path | None:
         """The cached PSF (`.npy`) for `key`, kept even after results are cleaned, or None."""
         entry = self.entry(key)

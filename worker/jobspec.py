@@ -12,6 +12,7 @@ option is a new field here (with its check), and nowhere else.
 
 import dataclasses
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from worker.deconv.settings import DeblurSettings
 from worker.errors import InputError, ProtocolError
 from worker.paths import CACHE_KEY
 
-MAX_PATH = 4096
+MAX_PATH = 4096  # bytes: Linux's PATH_MAX
 MIN_BLUR, MAX_BLUR = 3, 1001
 WINDOW_PATTERN = re.compile(r"auto|centre|center|\d{1,6},\d{1,6},\d{1,6},\d{1,6}")
 
@@ -48,11 +49,16 @@ def check_string(name: str, value: Any) -> str:
 
 
 def check_path(name: str, value: Any) -> str:
-    """An absolute path without NUL bytes, at most `MAX_PATH` characters."""
+    """An absolute path without NUL bytes, at most `MAX_PATH` bytes in the file system's
+    encoding (so a reply holding two paths, however escaped, fits in one message)."""
     value = check_string(name, value)
     if not value.startswith("/"):
         raise ProtocolError(f"field '{name}' must be an absolute path, not '{value[:80]}'")
-    if len(value) > MAX_PATH or "\0" in value:
+    try:
+        size = len(os.fsencode(value))
+    except UnicodeEncodeError:  # a lone surrogate that no byte escapes to
+        size = MAX_PATH + 1
+    if size > MAX_PATH or "\0" in value:
         raise ProtocolError(f"field '{name}' is not a usable path")
     return value
 
