@@ -2,6 +2,7 @@
 
 import argparse
 import re
+from pathlib import Path
 
 from cache.store import CacheLimits
 from worker.cli.endpoint import (
@@ -72,6 +73,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help=f"jobs that may wait or run at once; more are refused as busy (default {MAX_QUEUED})",
     )
+    parser.add_argument(
+        "--allow-dir",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="with CURVE keys (clients on other machines): a folder whose pictures they may "
+        "deblur and write into (repeat for more); they may name no other path",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request and event")
     parser.set_defaults(func=run)
 
@@ -91,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         cache_limits=CacheLimits(max_bytes=args.cache_size, min_free_bytes=args.min_free),
         idle_exit=args.idle_exit,
         max_queued=args.max_queue,
+        allowed_dirs=tuple(folder.absolute() for folder in args.allow_dir),
     )
     open_log(args.verbose)
     return Server(config).run()

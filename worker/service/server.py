@@ -37,7 +37,14 @@ from worker.paths import runtime_dir, state_dir
 from worker.service import protocol
 from worker.service.background import Background
 from worker.service.jobs import Executor, Job, JobTable, file_identity
-from worker.service.transport import check_endpoint, ipc_path, secure_server
+from worker.service.transport import (
+    check_endpoint,
+    ipc_path,
+    private_files,
+    private_folder,
+    secure_server,
+    use_ipv6,
+)
 from worker.stages import Stage
 
 POLL_MS = 100
@@ -62,6 +69,8 @@ class WorkerConfig:
     cache_limits: CacheLimits = field(default_factory=CacheLimits)
     idle_exit: float | None = None  # stop after this many seconds without requests or jobs
     max_queued: int = MAX_QUEUED
+    # the only folders remote (CURVE) clients may name: inputs, outputs, kernels
+    allowed_dirs: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,8 +108,8 @@ def endpoint_lock(endpoint: str) -> Iterator[None]:
     if path is None:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(path.with_name(path.name + ".lock"), "a+") as lock:
+    private_folder(path.parent)
+    with private_files(), open(path.with_name(path.name + ".lock"), "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -142,6 +151,7 @@ class Server:
         self.next_start = 0.0
         self.background = Background()
         self.socket: zmq.Socket | None = None
+        self.remote = False  # clients come from other machines (CURVE): confined to allowed_dirs
         self.handlers: dict[str, Handler] = {
             "ping": self.ping,
             "submit": self.submit,
@@ -169,10 +179,16 @@ class Server:
             authenticator = secure_server(context, socket, config.endpoint, config.curve_dir)
             if authenticator is not None:
                 stack.callback(authenticator.stop)
+            use_ipv6(socket, config.endpoint)
             try:
-                socket.bind(config.endpoint)
+                with private_files():  # an ipc socket only its user may connect to
+                    socket.bind(config.endpoint)
             except zmq.ZMQError as error:
                 raise InputError(f"cannot listen on {config.endpoint}: {error}") from None
+            socket_file = ipc_path(config.endpoint)
+            if socket_file is not None:
+                socket_file.chmod(0o600)
+            self.remote = authenticator is not None
             stack.callback(self.background.close)
             stack.callback(self._stop_all)
             self.socket = socket
@@ -528,6 +544,7 @@ class Server:
     def submit(self, request: protocol.Request) -> dict[str, Any]:
         spec = JobSpec(**request.fields)
         spec.validate()
+        self._confine(spec.input, spec.output, spec.psf)
         _check_paths(spec)
         if self.table.active() >= self.config.max_queued:
             raise ProtocolError(
@@ -616,6 +633,21 @@ class Server:
             self._keep_executors()  # a fresh one warms up in the background
         self._finish(executor, job, Stage.CANCELLED)
 
+    def _confine(self, *paths: str | None) -> None:
+        """For remote clients, refuse any path outside the allowed folders, before anything
+        looks at it: the same answer whether it exists or not, so nothing can be probed; links
+        count where they lead."""
+        if not self.remote:
+            return
+        allowed = [os.path.realpath(folder) for folder in self.config.allowed_dirs]
+        for path in filter(None, paths):
+            real = os.path.realpath(path)
+            if not any(real == top or real.startswith(top.rstrip("/") + "/") for top in allowed):
+                raise InputError(
+                    f"{path[:200]} is outside the folders this worker serves to other machines "
+                    f"({', '.join(allowed) or 'none: start it with --allow-dir'})"
+                )
+
     def list_jobs(self, request: protocol.Request) -> dict[str, Any]:
         """One page of jobs, newest first from `start`: at most `LIST_LIMIT`, and no more than
         fit in one message; `next` is where the following page starts (None: no more)."""
@@ -635,6 +667,7 @@ class Server:
 
     def cache_lookup(self, request: protocol.Request) -> dict[str, Any] | Deferred:
         key = request["key"]
+        self._confine(request["output"])
         if not request["output"]:
             found = self.cache.lookup(key)
             return {"hit": found is not None, "path": str(found) if found else None}
