@@ -90,6 +90,15 @@ local function press(rec, images)
   rec.events["deconvolve/shortcut"].fn("shortcut", "deconvolve selected images")
 end
 
+-- The job's cancel button, pressed as soon as the worker has the job.
+local function cancel_once_submitted(rec, dir)
+  rec.on_read = function()
+    if (read(dir .. "/calls.log") or ""):match("\nsubmit ") and rec.jobs[1].valid then
+      rec.jobs[1].cancel(rec.jobs[1])
+    end
+  end
+end
+
 test("a run: exported once, deblurred, imported beside the original, grouped, tagged", function()
   local dir = workspace()
   local rec = plugin(dir)
@@ -157,11 +166,7 @@ end)
 test("cancelled during the job: the worker is told, nothing imported", function()
   local dir = workspace()
   local rec = plugin(dir)
-  rec.on_read = function() -- the cancel button, as soon as the worker has the job
-    if (read(dir .. "/calls.log") or ""):match("\nsubmit ") and rec.jobs[1].valid then
-      rec.jobs[1].cancel(rec.jobs[1])
-    end
-  end
+  cancel_once_submitted(rec, dir)
   press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
   rec.run_dispatched()
   truthy(read(dir .. "/calls.log"):match("\ncancel 42\n"), "cancel sent to the worker")
@@ -196,11 +201,7 @@ test("a DONE line naming another file: not imported, not removed, the run fails"
   shell("echo precious > '" .. dir .. "/victim.tif'")
   shell("printf %s '" .. dir .. "/victim.tif' > '" .. dir .. "/forge'")
   local rec = plugin(dir)
-  rec.on_read = function() -- a late cancel: the plug-in removes the result it got, if any
-    if (read(dir .. "/calls.log") or ""):match("\nsubmit ") and rec.jobs[1].valid then
-      rec.jobs[1].cancel(rec.jobs[1])
-    end
-  end
+  cancel_once_submitted(rec, dir) -- late: the plug-in removes the result it got, if any
   press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
   rec.run_dispatched()
   eq(#rec.imported, 0)

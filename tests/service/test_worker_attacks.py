@@ -27,8 +27,6 @@ from service_support import (
     submit,
     tiny_disk,
     wait,
-    write_picture,
-    write_psf,
 )
 from tiffs import CAMERA_EXIF
 
@@ -37,16 +35,6 @@ from worker.errors import RemoteError
 from worker.service import protocol
 
 KEY = "c3" * 16
-
-
-@pytest.fixture(scope="module")
-def material(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("attack-material")
-    return {
-        "small": write_picture(folder / "small.tif", (64, 80)),
-        "medium": write_picture(folder / "medium.tif", (256, 320), seed=1),
-        "psf": write_psf(folder / "psf.npy", 7),
-    }
 
 
 @pytest.fixture(scope="module")

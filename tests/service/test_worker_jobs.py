@@ -19,8 +19,6 @@ from service_support import (
     submit,
     tiny_disk,
     wait,
-    write_picture,
-    write_psf,
 )
 
 from cache.store import RESULT, ResultCache
@@ -33,17 +31,6 @@ def worker():
     with running_worker() as handle:
         handle.wait_warm()
         yield handle
-
-
-@pytest.fixture(scope="module")
-def material(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("material")
-    return {
-        "small": write_picture(folder / "small.tif", (64, 80)),
-        "medium": write_picture(folder / "medium.tif", (192, 256), seed=1),
-        "psf": write_psf(folder / "psf.npy", 7),
-        "folder": folder,
-    }
 
 
 def wait_for_detail(client: Client, job: str, details: tuple[str, ...]) -> dict[str, Any]:
