@@ -143,8 +143,9 @@ def test_a_queued_job_whose_cached_kernel_is_evicted_estimates_it(
 
 
 def test_copying_a_large_cached_result_leaves_the_worker_answering(worker, tmp_path) -> None:
-    """F7: a cache hit whose result takes a second or more to copy: pings are answered all the
-    while, and the job is done once its copy is."""
+    """F7: a cache hit whose 192 MB result is copied to another file system: the submit is
+    answered before the copy ends (the job is `writing`), pings are answered all the while, and
+    the job is done once its copy is."""
     cache = ResultCache(worker.cache_dir)
     key = "f6" * 16
     big = tmp_path / "big.tif"
@@ -178,9 +179,9 @@ def test_copying_a_large_cached_result_leaves_the_worker_answering(worker, tmp_p
         size = (other / "copy.tif").stat().st_size
     assert final["stage"] == "done" and final["note"] == "from the cache"
     assert size == big.stat().st_size
-    if copy_seconds < 0.4:
-        pytest.skip(f"the copy took only {copy_seconds:.2f} s: too fast to tell")
-    assert max(latencies) < copy_seconds / 2, (max(latencies), copy_seconds)
+    assert job["stage"] == "writing", "the reply waited for the copy"
+    if copy_seconds > 0.4:  # long enough to tell on a busy machine
+        assert max(latencies) < copy_seconds / 2, (max(latencies), copy_seconds)
 
 
 def test_a_same_key_client_whose_output_cannot_be_written_is_told(
