@@ -45,6 +45,8 @@ def history_fingerprint(sidecar: str | os.PathLike[str]) -> dict[str, str]:
     elements holding an `rdf:Seq` of `rdf:li` items; XML canonicalisation makes the text
     independent of attribute order, namespace prefixes' placement and whitespace.
     """
+    if os.path.exists(sidecar) and not os.path.isfile(sidecar):  # a FIFO: wait for ever
+        raise InputError(f"the sidecar {sidecar} is not a regular file")
     try:
         root = ET.parse(sidecar).getroot()
     except ET.ParseError as error:

@@ -63,8 +63,22 @@ local function file_size(path)
   return size
 end
 
+-- Whether anything (a file, a folder, a FIFO...) has this name, without opening it: opening a
+-- FIFO waits for a writer for ever. Opening `path/` fails at once, with ENOENT only when nothing
+-- is there (a file or FIFO gives ENOTDIR; a folder opens).
+local ENOENT = 2
 local function file_exists(path)
-  return file_size(path) ~= nil
+  local handle, _, code = io.open(path .. "/", "rb")
+  if handle then
+    handle:close()
+    return true
+  end
+  return code ~= ENOENT
+end
+
+-- A regular file (what a sidecar must be: reading a FIFO would wait for ever).
+local function regular_file(path)
+  return logic.exit_code(os.execute("test -f " .. logic.quote(path))) == 0
 end
 
 local function read_text(path)
@@ -291,7 +305,7 @@ local function cache_lookup(key, output)
     return nil, reason
   end
   local kind, path = logic.parse_lookup(answer)
-  if kind == "hit" and file_exists(path) then
+  if kind == "hit" and path == output and file_exists(path) then
     return path
   end
   return nil
@@ -329,8 +343,10 @@ local function deblur_export(batch, export, output, key, settings, index)
     end
   end)
   batch.worker_job = nil
-  if code == logic.EXIT.OK then -- even when cancelled too late: the caller removes it
-    return done_path or output
+  if code == logic.EXIT.OK and done_path == output then -- even when cancelled too late: the
+    return output -- caller removes it (only ever the output it asked for)
+  elseif code == logic.EXIT.OK then
+    return nil, string.format(_("unexpected answer from dt-deconvolve submit for %s"), output)
   elseif code == logic.EXIT.CANCELLED or batch.cancelled then
     return nil, nil
   end
@@ -417,7 +433,7 @@ local function process_image(batch, image, index)
     settings = settings,
     original = image.path .. "/" .. image.filename,
     identity = {
-      sidecar = file_exists(image.sidecar) and image.sidecar or nil,
+      sidecar = file_exists(image.sidecar) and regular_file(image.sidecar) and image.sidecar or nil,
       duplicate = image.duplicate_index,
     },
     output = logic.output_path(image.path, image.filename, output_suffix(), file_exists),

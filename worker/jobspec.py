@@ -12,6 +12,7 @@ option is a new field here (with its check), and nowhere else.
 
 import dataclasses
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,11 +20,11 @@ from typing import Any
 
 from worker.deconv.settings import AUTO, DeblurSettings
 from worker.errors import InputError, ProtocolError
+from worker.paths import CACHE_KEY
 
-MAX_PATH = 4096
+MAX_PATH = 4096  # bytes: Linux's PATH_MAX
 MIN_BLUR, MAX_BLUR = 3, 1001
 WINDOW_PATTERN = re.compile(r"auto|centre|center|\d{1,6},\d{1,6},\d{1,6},\d{1,6}")
-KEY_PATTERN = re.compile(r"[0-9a-f]{16,128}")
 
 Check = Callable[[str, Any], Any]
 
@@ -48,11 +49,16 @@ def check_string(name: str, value: Any) -> str:
 
 
 def check_path(name: str, value: Any) -> str:
-    """An absolute path without NUL bytes, at most `MAX_PATH` characters."""
+    """An absolute path without NUL bytes, at most `MAX_PATH` bytes in the file system's
+    encoding (so a reply holding two paths, however escaped, fits in one message)."""
     value = check_string(name, value)
     if not value.startswith("/"):
         raise ProtocolError(f"field '{name}' must be an absolute path, not '{value[:80]}'")
-    if len(value) > MAX_PATH or "\0" in value:
+    try:
+        size = len(os.fsencode(value))
+    except UnicodeEncodeError:  # a lone surrogate that no byte escapes to
+        size = MAX_PATH + 1
+    if size > MAX_PATH or "\0" in value:
         raise ProtocolError(f"field '{name}' is not a usable path")
     return value
 
@@ -122,7 +128,7 @@ def optional(check: Check) -> Check:
     return check_optional
 
 
-check_key = matching(KEY_PATTERN, "16 to 128 lowercase hexadecimal digits")
+check_key = matching(CACHE_KEY, "16 to 128 lowercase hexadecimal digits")
 check_window = matching(WINDOW_PATTERN, "a window: auto, centre or X,Y,W,H")
 
 

@@ -5,7 +5,7 @@ Without `--wait` it prints the job id. With `--wait` it prints, one line each (f
     JOB <id>
     PROGRESS <fraction 0..1> <stage>        stage: queued | estimating | deblurring | writing
     BLUR <confidence 0..1> <reason>         when the blur was estimated (not from the cache)
-    DONE <output path>
+    DONE <output path>                      the path as one escaped field (`worker.cli.lines`)
 
 and exits 0 when done, 1 when the job failed (the reason on stderr), 3 when it was cancelled.
 """
@@ -22,6 +22,7 @@ from worker.cli.endpoint import (
     client_of,
 )
 from worker.cli.exit_status import ExitStatus
+from worker.cli.lines import path_field
 from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.psf import blur_size
 from worker.errors import InputError
@@ -107,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"dt-deconvolve: note: {final['note']}", file=sys.stderr)
         report = final.get("report") or {}
         if "confidence" in report:
-            say(f"BLUR {report['confidence']:.2f} {report['reason']}")
-        say(f"DONE {spec.output}")  # a same-key duplicate gets its own output
+            say(f"BLUR {report['confidence']:.2f} {' '.join(str(report['reason']).split())}")
+        say(f"DONE {path_field(spec.output)}")
         return 0
     if final["stage"] == Stage.CANCELLED:
         print(f"dt-deconvolve: job {final['job']} was cancelled", file=sys.stderr)

@@ -52,6 +52,7 @@ class DeblurSettings:
                 self.clip_level is None or (_finite(self.clip_level) and self.clip_level > 0),
                 "the clip level must be above 0",
             ),
+            (isinstance(self.local, bool), "local must be true or false"),
         ]
         for ok, message in checks:
             if not ok:
@@ -59,7 +60,11 @@ class DeblurSettings:
 
 
 def _finite(value: object) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
+    """A real number a float can hold (an integer of 400 digits cannot)."""
+    try:
+        return isinstance(value, int | float) and math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 AUTO = "auto"  # the blur size that asks the engine to find the blur's extent itself

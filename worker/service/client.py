@@ -19,6 +19,7 @@ from worker.errors import WorkerUnavailable
 from worker.paths import runtime_dir, state_dir
 from worker.service import protocol
 from worker.service.transport import (
+    check_endpoint,
     default_curve_dir,
     ipc_path,
     is_loopback,
@@ -40,6 +41,7 @@ class Client:
     """
 
     def __init__(self, endpoint: str, timeout: float = 10.0, curve_dir: Path | None = None) -> None:
+        check_endpoint(endpoint, curve=True)  # its shape (where a worker may listen: its own)
         self.endpoint = endpoint
         self.timeout = timeout
         self.curve_dir = curve_dir or default_curve_dir()

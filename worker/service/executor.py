@@ -54,9 +54,11 @@ def make_sender(stream: io.TextIOBase) -> Send:
     return send
 
 
-def kernel_files(spec: JobSpec, psf_out: Path) -> dict[str, Path]:
+def kernel_files(spec: JobSpec, psf_out: Path | None) -> dict[str, Path]:
     """The kernel of a job and its picture, to cache: the estimated ones, or the PSF it was
-    given (with a picture drawn now)."""
+    given (with a picture drawn now beside `psf_out`); none without a scratch folder."""
+    if psf_out is None:
+        return {}
     if psf_out.exists():
         return {PSF: psf_out, PSF_PNG: picture_path(psf_out)}
     if not spec.psf:
@@ -68,7 +70,7 @@ def kernel_files(spec: JobSpec, psf_out: Path) -> dict[str, Path]:
 
 
 def cache_result(
-    task: dict[str, Any], spec: JobSpec, report: dict[str, Any], psf_out: Path
+    task: dict[str, Any], spec: JobSpec, report: dict[str, Any], psf_out: Path | None
 ) -> str | None:
     """Store the job's output and kernel under its key; returns why not, or None."""
     assert spec.key is not None
@@ -105,7 +107,8 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
             last_stage, last_time = stage, now
             send({"event": "progress", "job": job, "fraction": fraction, "stage": stage})
 
-    kernel = Path(task["scratch"]) / "psf.npy"  # where an estimated PSF is kept for the cache
+    # where an estimated PSF is kept for the cache (nowhere when the runtime disk is full)
+    kernel = Path(task["scratch"]) / "psf.npy" if task.get("scratch") else None
     try:
         progress(0.0, Stage.READING)
         spec = JobSpec.from_fields(task["spec"])

@@ -26,6 +26,7 @@ from worker.service import protocol
 from worker.stages import Stage
 
 RECENT_JOBS = 500  # finished jobs remembered for `status` and `list`
+MAX_TEXT = 300  # characters of a job's error or note
 
 
 @dataclass
@@ -43,8 +44,12 @@ class Job:
     error: str | None = None
     note: str | None = None  # e.g. why the result was not cached
     report: dict[str, Any] | None = None
-    copies: list[str] = field(default_factory=list)  # outputs of later same-key submits
     output_before: tuple[int, int] | None = None  # the output file's identity when started
+    # Same-key submits share one computation: the first job (the leader) runs it, each later one
+    # (a follower, with its own id and output) is done when its own copy of the result is.
+    leader: str | None = None
+    followers: list[str] = field(default_factory=list)
+    withdrawn: bool = False  # the leader's own client cancelled; the run goes on for followers
 
     @property
     def final(self) -> bool:
@@ -77,17 +82,20 @@ class Job:
     def end(self, stage: Stage, error: str | None = None) -> None:
         self.stage = stage
         self.detail = stage
-        self.error = error
+        self.error = short_text(error)
         self.finished = time.time()
         if stage == Stage.DONE:
             self.fraction = 1.0
 
     def as_dict(self) -> dict[str, Any]:
-        """The job as the protocol's `status` reply shows it."""
+        """The job as the protocol's `status` reply shows it (a withdrawn leader: cancelled, as its
+        client asked). Its size is bounded: two paths (`MAX_PATH_BYTES` each), two short texts
+        and a report without paths of the client's, well under `MAX_MESSAGE_BYTES`."""
+        stage = Stage.CANCELLED if self.withdrawn else self.stage
         return {
             "job": self.id,
-            "stage": self.stage,
-            "detail": self.detail,
+            "stage": stage,
+            "detail": stage if self.withdrawn else self.detail,
             "fraction": round(self.fraction, 4),
             "seconds_left": self.seconds_left(),
             "input": self.spec.input,
@@ -97,19 +105,28 @@ class Job:
             "started": self.started,
             "finished": self.finished,
             "error": self.error,
-            "note": self.note,
+            "note": short_text(self.note),
             "report": self.report,
+            "follows": self.leader,
         }
 
-    def task(self, cache_dir: Path, scratch: Path, limits: dict[str, int]) -> dict[str, Any]:
-        """The message that hands this job to an executor."""
+    def task(self, cache_dir: Path, scratch: Path | None, limits: dict[str, int]) -> dict[str, Any]:
+        """The message that hands this job to an executor (`scratch`: its private folder, None
+        when the runtime disk has no room for one)."""
         return {
             "job": self.id,
             "spec": self.spec.as_fields(),
             "cache_dir": str(cache_dir),
             "cache_limits": limits,
-            "scratch": str(scratch),
+            "scratch": None if scratch is None else str(scratch),
         }
+
+
+def short_text(text: str | None) -> str | None:
+    """A message kept to `MAX_TEXT` characters (a reply must stay under the message limit)."""
+    if text is None or len(text) <= MAX_TEXT:
+        return text
+    return text[: MAX_TEXT - 3] + "..."
 
 
 def file_identity(path: str) -> tuple[int, int] | None:
@@ -143,14 +160,40 @@ class JobTable:
     def add(self, job: Job, queued: bool = True) -> Job:
         self.jobs[job.id] = job
         if queued:
-            self.queue.append(job.id)
-            if job.key:
-                self.active_by_key[job.key] = job.id
+            self.enqueue(job)
         self._forget_old()
         return job
 
+    def enqueue(self, job: Job) -> None:
+        """Put `job` at the end of the queue; later submits of its key follow it."""
+        self.queue.append(job.id)
+        if job.key:
+            self.active_by_key[job.key] = job.id
+
     def new(self, spec: JobSpec) -> Job:
         return Job(id=uuid.uuid4().hex[:12], spec=spec)
+
+    def follow(self, leader: Job, spec: JobSpec) -> Job:
+        """A job of its own for a later submit of `leader`'s key, sharing its computation."""
+        job = self.new(spec)
+        job.leader = leader.id
+        job.stage, job.detail, job.fraction = leader.stage, leader.detail, leader.fraction
+        leader.followers.append(job.id)
+        return self.add(job, queued=False)
+
+    def followers(self, leader: Job) -> list[Job]:
+        """The followers of `leader` that still wait for its result."""
+        found = (self.jobs.get(job_id) for job_id in leader.followers)
+        return [job for job in found if job is not None and not job.final]
+
+    def release_key(self, job: Job) -> None:
+        """Later submits of `job`'s key no longer follow it (its result is being handed out)."""
+        if job.key and self.active_by_key.get(job.key) == job.id:
+            del self.active_by_key[job.key]
+
+    def active(self) -> int:
+        """How many jobs wait or run (followers included)."""
+        return sum(1 for job in self.jobs.values() if not job.final)
 
     def next_queued(self) -> Job | None:
         return self.jobs[self.queue.popleft()] if self.queue else None
@@ -163,8 +206,7 @@ class JobTable:
         job.end(stage, error)
         with contextlib.suppress(ValueError):
             self.queue.remove(job.id)
-        if job.key and self.active_by_key.get(job.key) == job.id:
-            del self.active_by_key[job.key]
+        self.release_key(job)
 
     def _forget_old(self) -> None:
         finished = [job_id for job_id, job in self.jobs.items() if job.final]
@@ -185,14 +227,17 @@ class Executor:
             [sys.executable, "-m", "worker.service.executor"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,  # read by the server into its rotated log, never a file
             close_fds=True,
         )
-        assert self.process.stdout is not None
+        assert self.process.stdout is not None and self.process.stderr is not None
         os.set_blocking(self.process.stdout.fileno(), False)
+        os.set_blocking(self.process.stderr.fileno(), False)
         self.ready = False
         self.job: Job | None = None
         self.last_error: str | None = None
         self._buffer = b""
+        self._errors = b""
 
     @property
     def pid(self) -> int:
@@ -201,6 +246,27 @@ class Executor:
     def fileno(self) -> int:
         assert self.process.stdout is not None
         return self.process.stdout.fileno()
+
+    def error_fileno(self) -> int:
+        assert self.process.stderr is not None
+        return self.process.stderr.fileno()
+
+    def read_errors(self) -> list[str]:
+        """The lines the executor has written on its stderr so far, each at most `MAX_TEXT`
+        characters (a line without end that grows past 64 KiB is cut there)."""
+        while True:
+            try:
+                chunk = os.read(self.error_fileno(), 65536)
+            except (BlockingIOError, ValueError):
+                break
+            if not chunk:
+                break
+            self._errors += chunk
+        *lines, self._errors = self._errors.split(b"\n")
+        if len(self._errors) > 65536:
+            lines.append(self._errors)
+            self._errors = b""
+        return [short_text(line.decode(errors="backslashreplace")) or "" for line in lines]
 
     @property
     def idle(self) -> bool:
@@ -253,7 +319,7 @@ class Executor:
 
     def reap(self) -> str:
         code = self.process.wait()
-        for pipe in (self.process.stdin, self.process.stdout):
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()

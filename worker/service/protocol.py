@@ -45,6 +45,7 @@ UNKNOWN_JOB = "unknown_job"
 BAD_INPUT = "bad_input"  # the request is well formed but names a missing file, a bad folder...
 NOT_FINISHED = "not_finished"  # cancel of a job that already ended
 CACHE_ERROR = "cache_error"
+BUSY = "busy"  # a submit while the worker already holds its limit of waiting and running jobs
 INTERNAL = "internal"
 
 _JOB_ID = re.compile(r"[0-9a-f]{1,64}")
@@ -57,6 +58,14 @@ def _boolean(name: str, value: Any) -> bool:
 
 
 _job_id = matching(_JOB_ID, "a job id (hexadecimal digits)")
+
+
+def _position(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError(f"field '{name}' must be an integer, not {type_name(value)}")
+    if not 0 <= value <= 1_000_000:
+        raise ProtocolError(f"field '{name}' must be from 0 to 1000000, not {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ OPERATIONS: Mapping[str, Operation] = {
     ),
     "status": Operation(required={"job": _job_id}),
     "cancel": Operation(required={"job": _job_id}),
-    "list": Operation(),
+    "list": Operation(optional={"start": optional(_position)}),
     "cache_lookup": Operation(
         required={"key": check_key},
         optional={"output": optional(check_path)},
@@ -120,7 +129,7 @@ def _load(data: bytes, what: str) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise ProtocolError(f"the {what} must be a JSON object, not {type_name(message)}")
     version = message.get("v")
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:  # not true, not 1.0
         raise ProtocolError(
             f"this side speaks protocol version {PROTOCOL_VERSION}, the {what} has "
             f"{json.dumps(version)[:20]}: update dt-deconvolve on both sides",
@@ -159,6 +168,11 @@ def encode_request(op: str, **fields: Any) -> bytes:
     data = _dump({"v": PROTOCOL_VERSION, "op": op, **fields})
     decode_request(data)
     return data
+
+
+def encoded_size(value: Any) -> int:
+    """The bytes `value` takes in a message."""
+    return len(json.dumps(value, allow_nan=False, separators=(",", ":")))
 
 
 def _dump(message: Mapping[str, Any]) -> bytes:

@@ -161,13 +161,28 @@ function logic.parse_key(output)
   return (output or ""):match("^%s*(%x+)%s*$")
 end
 
+--- A path as the command writes it (worker/cli/lines.py): one field of printable ASCII, every
+--- other byte and `%` as `%XX`. Returns the path's bytes, or nil for anything else (a space, a
+--- line break, a stray `%`): a file name cannot forge a field.
+function logic.unescape(field)
+  if type(field) ~= "string" or not field:match("^[!-~]+$") then
+    return nil
+  end
+  if field:gsub("%%%x%x", ""):find("%", 1, true) then
+    return nil
+  end
+  return (field:gsub("%%(%x%x)", function(hex)
+    return string.char(tonumber(hex, 16))
+  end))
+end
+
 --- The answer of `cache lookup`: "hit", path or "miss"; nil for anything else.
 function logic.parse_lookup(output)
   local text = (output or ""):gsub("%s+$", "")
   if text == "miss" then
     return "miss"
   end
-  local path = text:match("^hit (.+)$")
+  local path = logic.unescape(text:match("^hit (%S+)$"))
   if path then
     return "hit", path
   end
@@ -195,7 +210,7 @@ function logic.parse_blur_line(line)
 end
 
 --- One line of `submit --wait`: {kind = "job", id} | {kind = "progress", fraction, stage} |
---- {kind = "done", path}; nil for a line that is none of these.
+--- {kind = "done", path} (the path unescaped); nil for a line that is none of these.
 function logic.parse_line(line)
   line = (line or ""):gsub("[\r\n]+$", "")
   local id = line:match("^JOB (%S+)%s*$")
@@ -215,7 +230,7 @@ function logic.parse_line(line)
   if blur then
     return blur
   end
-  local path = line:match("^DONE (.+)$")
+  local path = logic.unescape(line:match("^DONE (%S+)$"))
   if path then
     return { kind = "done", path = path }
   end
