@@ -64,8 +64,22 @@ local function file_size(path)
   return size
 end
 
+-- Whether anything (a file, a folder, a FIFO...) has this name, without opening it: opening a
+-- FIFO waits for a writer for ever. Opening `path/` fails at once, with ENOENT only when nothing
+-- is there (a file or FIFO gives ENOTDIR; a folder opens).
+local ENOENT = 2
 local function file_exists(path)
-  return file_size(path) ~= nil
+  local handle, _, code = io.open(path .. "/", "rb")
+  if handle then
+    handle:close()
+    return true
+  end
+  return code ~= ENOENT
+end
+
+-- A regular file (what a sidecar must be: reading a FIFO would wait for ever).
+local function regular_file(path)
+  return logic.exit_code(os.execute("test -f " .. logic.quote(path))) == 0
 end
 
 local function read_text(path)
@@ -123,7 +137,7 @@ local function run_command(args, on_line)
   dt.print_log("deconvolve: " .. line_text)
   local pipe = io.popen(line_text .. " 2>" .. logic.quote(errors), "r")
   if not pipe then
-    return logic.EXIT_FAILED, _("cannot run dt-deconvolve")
+    return logic.EXIT.FAILED, _("cannot run dt-deconvolve")
   end
   while true do
     dt.control.read(pipe)
@@ -147,7 +161,7 @@ local function command_output(args)
   local code, error_text = run_command(args, function(line)
     lines[#lines + 1] = line
   end)
-  if code ~= logic.EXIT_OK then
+  if code ~= logic.EXIT.OK then
     return nil, logic.error_reason(error_text, string.format(_("dt-deconvolve failed (exit %d)"), code))
   end
   return table.concat(lines, "\n")
@@ -170,7 +184,7 @@ local function finish_worker_check()
     dt.control.read(pipe)
     local code = tonumber(pipe:read("l"))
     pipe:close()
-    state.worker_check = code == logic.EXIT_OK and "running" or "absent"
+    state.worker_check = code == logic.EXIT.OK and "running" or "absent"
   end
   return state.worker_check
 end
@@ -297,10 +311,17 @@ local function cache_lookup(key, output)
     return nil, reason
   end
   local kind, path = logic.parse_lookup(answer)
-  if kind == "hit" and file_exists(path) then
+  if kind == "hit" and path == output and file_exists(path) then
     return path
   end
   return nil
+end
+
+-- Tell the user how sure the engine is of the blur it found, and what it did about it.
+local function show_blur_confidence(export, blur)
+  local line = string.format(_("blur confidence %.2f: %s"), blur.confidence, blur.reason)
+  dt.print(line)
+  dt.print_log("deconvolve: " .. export .. ": " .. line)
 end
 
 -- Submit an export and wait, following its progress; returns the result's path, or nil and the
@@ -321,14 +342,18 @@ local function deblur_export(batch, export, output, key, settings, index)
       end
     elseif message.kind == "progress" then
       set_progress(batch, logic.batch_fraction(index, #batch.images, 0.1 + 0.85 * message.fraction))
+    elseif message.kind == "blur" then
+      show_blur_confidence(export, message)
     elseif message.kind == "done" then
       done_path = message.path
     end
   end)
   batch.worker_job = nil
-  if code == logic.EXIT_OK then -- even when cancelled too late: the caller removes it
-    return done_path or output
-  elseif code == logic.EXIT_CANCELLED or batch.cancelled then
+  if code == logic.EXIT.OK and done_path == output then -- even when cancelled too late: the
+    return output -- caller removes it (only ever the output it asked for)
+  elseif code == logic.EXIT.OK then
+    return nil, string.format(_("unexpected answer from dt-deconvolve submit for %s"), output)
+  elseif code == logic.EXIT.CANCELLED or batch.cancelled then
     return nil, nil
   end
   return nil, logic.error_reason(error_text, string.format(_("dt-deconvolve failed (exit %d)"), code))
@@ -427,7 +452,7 @@ local function deconvolve_image(batch, image, index, edit)
     settings = settings,
     original = image.path .. "/" .. image.filename,
     identity = {
-      sidecar = file_exists(image.sidecar) and image.sidecar or nil,
+      sidecar = file_exists(image.sidecar) and regular_file(image.sidecar) and image.sidecar or nil,
       duplicate = image.duplicate_index,
     },
     output = logic.output_path(image.path, image.filename, output_suffix(), file_exists),
