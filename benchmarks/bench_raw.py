@@ -22,7 +22,9 @@ and between the original and the round trip without deblurring (the look alone).
 
     flock /tmp/dtd-heavy.lock python benchmarks/bench_raw.py [--quick] [--keep DIR]
 
-Prints a markdown table. Needs darktable, xvfb-run and scikit-image.
+Prints a markdown table. Needs darktable, xvfb-run and scikit-image. darktable 4.2 sometimes
+freezes while starting (1 start in 4 here): the session is then killed after DARKTABLE_LIMIT
+seconds and the run stops with "darktable (MODE): died"; run it again.
 """
 
 import argparse
