@@ -17,8 +17,10 @@ local fields = {}
 for field in read(arg[1]):gmatch("([^%z]*)%z") do
   fields[#fields + 1] = field
 end
+-- The finished-picture export: the stub has no styles for the scene-referred round trip.
 local rec = stub.new({ tmp_dir = fields[1],
-  conf = { ["deconvolve/command"] = fields[2], ["deconvolve/blur_size"] = 5 } })
+  conf = { ["deconvolve/command"] = fields[2], ["deconvolve/blur_size"] = 5,
+    ["deconvolve/finished_export"] = true } })
 rec.dt.new_format = function()
   return {
     write_image = function(_, image, path)
