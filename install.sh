@@ -152,7 +152,7 @@ install_plugin() {
     local lua_dir=$dt_config/lua
     mkdir -p "$lua_dir/contrib" "$lua_dir/lib/deconvolve"
     cp "$here/lua/deconvolve.lua" "$lua_dir/contrib/deconvolve.lua"
-    cp "$here/lua/lib/deconvolve/logic.lua" "$lua_dir/lib/deconvolve/logic.lua"
+    cp "$here"/lua/lib/deconvolve/*.lua "$lua_dir/lib/deconvolve/"
     if [ -f "$lua_dir/tools/script_manager.lua" ]; then
         set_darktablerc lua/script_manager/contrib/deconvolve TRUE
     elif ! grep -qxF "$plugin_require" "$dt_config/luarc" 2>/dev/null; then
@@ -162,7 +162,11 @@ install_plugin() {
 }
 
 uninstall_plugin() {
-    rm -f "$dt_config/lua/contrib/deconvolve.lua" "$dt_config/lua/lib/deconvolve/logic.lua"
+    rm -f "$dt_config/lua/contrib/deconvolve.lua"
+    local module
+    for module in "$here"/lua/lib/deconvolve/*.lua; do
+        rm -f "$dt_config/lua/lib/deconvolve/${module##*/}"
+    done
     rmdir "$dt_config/lua/lib/deconvolve" 2>/dev/null || true
     drop_lines "$dt_config/luarc" -xF "$plugin_require"
     drop_lines "$dt_config/darktablerc" -e "^lua/script_manager/contrib/deconvolve="

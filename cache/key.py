@@ -45,6 +45,8 @@ def history_fingerprint(sidecar: str | os.PathLike[str]) -> dict[str, str]:
     elements holding an `rdf:Seq` of `rdf:li` items; XML canonicalisation makes the text
     independent of attribute order, namespace prefixes' placement and whitespace.
     """
+    if os.path.exists(sidecar) and not os.path.isfile(sidecar):  # a FIFO: wait for ever
+        raise InputError(f"the sidecar {sidecar} is not a regular file")
     try:
         root = ET.parse(sidecar).getroot()
     except ET.ParseError as error:
@@ -88,7 +90,7 @@ def pixels_digest(image: str | os.PathLike[str]) -> str:
     except Exception as error:  # tifffile raises many types for broken files
         raise InputError(f"cannot read the pixels of {image}: {error}") from None
     digest = hashlib.sha256(f"{pixels.dtype.str}{pixels.shape}".encode())
-    digest.update(memoryview(pixels).cast("B"))
+    digest.update(pixels.data.cast("B"))  # contiguous: no copy
     return digest.hexdigest()
 
 
@@ -109,6 +111,7 @@ def cache_key(
     export: str = "",
 ) -> str:
     """The hexadecimal cache key (SHA-256) of a job on `image` with `parameters` (JSON-ready)."""
+    source: dict[str, Any]
     if sidecar is not None:
         source = {
             "identity": image_identity(image, duplicate),

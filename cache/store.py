@@ -26,17 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from worker.atomic import atomic_path
+from worker.atomic import atomic_file, copy_atomically, copy_into
+from worker.errors import InputError, NotCached
+from worker.paths import is_cache_key
 
 RECORD, RESULT, PSF, PSF_PNG = "record.json", "result.tif", "psf.npy", "psf.png"
 KERNEL_FILES = (PSF, PSF_PNG)
 ENTRY_FILES = (RESULT, PSF, PSF_PNG)
 STAGING, TRASH = ".tmp-", ".trash-"
 FORMAT = 1  # of the entry layout and record
-
-
-class NotCached(Exception):
-    """The cache refused to store an entry (full disk, over the cap); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -80,21 +78,6 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def link_or_copy(source: Path, target: Path) -> None:
-    """Make `target` hold `source`'s bytes: a hard link where possible (instant), else a copy."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-
-
-def copy_atomically(source: Path, target: Path) -> None:
-    """Put `source`'s bytes at `target` so that readers see the whole file or none."""
-    with atomic_path(target) as tmp:
-        tmp.unlink()
-        link_or_copy(source, tmp)
-
-
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -115,9 +98,17 @@ class ResultCache:
 
     # ---- reading ---------------------------------------------------------------------------
 
+    def folder(self, key: str) -> Path:
+        """The folder of the entry for `key`; raises `InputError` for anything that is not a
+        cache key (a path such as `../x` or `/etc` never reaches the disk). Every reader and
+        writer of entries goes through here, the command line's `cache lookup` included."""
+        if not is_cache_key(key):
+            raise InputError(f"'{key[:80]}' is not a cache key (16 to 128 lowercase hex digits)")
+        return self.root / key
+
     def entry(self, key: str) -> Entry | None:
         """The whole entry stored under `key`, or None."""
-        path = self.root / key
+        path = self.folder(key)
         try:
             record = json.loads((path / RECORD).read_text())
         except (OSError, ValueError):
@@ -131,7 +122,7 @@ class ResultCache:
         found = []
         with contextlib.suppress(FileNotFoundError):
             for child in self.root.iterdir():
-                if not child.name.startswith("."):
+                if is_cache_key(child.name):
                     entry = self.entry(child.name)
                     if entry is not None:
                         found.append(entry)
@@ -140,8 +131,8 @@ class ResultCache:
     def touch(self, entry: Entry) -> None:
         """Record that `entry` was just used (for least-recently-used eviction)."""
         record = {**entry.record, "last_used": time.time()}
-        with contextlib.suppress(OSError), atomic_path(entry.path / RECORD, fsync=False) as tmp:
-            tmp.write_text(json.dumps(record, indent=1))
+        with contextlib.suppress(OSError), atomic_file(entry.path / RECORD, fsync=False) as tmp:
+            tmp.write(json.dumps(record, indent=1).encode())
 
     def lookup(self, key: str, output: Path | None = None) -> Path | None:
         """The cached result for `key` (copied atomically to `output` when given), or None."""
@@ -159,6 +150,11 @@ class ResultCache:
             result = output
         self.touch(entry)
         return result
+
+    def has_result(self, key: str) -> bool:
+        """Whether the cache holds a full result for `key` (no copy made)."""
+        entry = self.entry(key)
+        return entry is not None and entry.file(RESULT) is not None
 
     def kernel(self, key: str) -> Path | None:
         """The cached PSF (`.npy`) for `key`, kept even after results are cleaned, or None."""
@@ -188,7 +184,7 @@ class ResultCache:
             existing = self.entry(key)
             if existing is not None and RESULT in files and existing.file(RESULT) is None:
                 self.remove(key)  # a kernel-only entry gives way to a whole one
-            os.rename(staging, self.root / key)
+            os.rename(staging, self.folder(key))
         except OSError:  # stored meanwhile by someone else: theirs is as good
             shutil.rmtree(staging, ignore_errors=True)
             existing = self.entry(key)
@@ -196,7 +192,7 @@ class ResultCache:
                 raise
             return existing
         _fsync_path(self.root)
-        return Entry(key, self.root / key, full)
+        return Entry(key, self.folder(key), full)
 
     def _stage(
         self, key: str, files: Mapping[str, Path], record: Mapping[str, Any], tag: str
@@ -208,7 +204,8 @@ class ResultCache:
         try:
             staging.mkdir()
             for name, source in files.items():
-                link_or_copy(source, staging / name)
+                with open(staging / name, "xb") as handle:  # a copy of its own, never a link
+                    copy_into(source, handle)
             full["files"] = {name: (staging / name).stat().st_size for name in files}
             (staging / RECORD).write_text(json.dumps(full, indent=1))
             for child in staging.iterdir():
@@ -247,9 +244,10 @@ class ResultCache:
 
     def remove(self, key: str) -> bool:
         """Remove the entry for `key` (atomically: it vanishes whole); False if there was none."""
+        folder = self.folder(key)
         trash = self.root / f"{TRASH}{key}-{uuid.uuid4().hex[:8]}"
         try:
-            os.rename(self.root / key, trash)
+            os.rename(folder, trash)
         except FileNotFoundError:
             return False
         shutil.rmtree(trash, ignore_errors=True)
@@ -269,7 +267,7 @@ class ResultCache:
             return
         self.remove(entry.key)
         with contextlib.suppress(OSError):
-            os.rename(staging, self.root / entry.key)
+            os.rename(staging, self.folder(entry.key))
         shutil.rmtree(staging, ignore_errors=True)
 
     def clean(self, on_exit: bool = False, keep_results: bool = False) -> dict[str, int]:

@@ -16,6 +16,7 @@
 
 local dt = require "darktable"
 local logic = require "lib/deconvolve/logic"
+local roundtrip = require "lib/deconvolve/roundtrip"
 
 local MODULE = "deconvolve"
 local MIN_API_MAJOR = 9 -- darktable 4.2
@@ -63,8 +64,22 @@ local function file_size(path)
   return size
 end
 
+-- Whether anything (a file, a folder, a FIFO...) has this name, without opening it: opening a
+-- FIFO waits for a writer for ever. Opening `path/` fails at once, with ENOENT only when nothing
+-- is there (a file or FIFO gives ENOTDIR; a folder opens).
+local ENOENT = 2
 local function file_exists(path)
-  return file_size(path) ~= nil
+  local handle, _, code = io.open(path .. "/", "rb")
+  if handle then
+    handle:close()
+    return true
+  end
+  return code ~= ENOENT
+end
+
+-- A regular file (what a sidecar must be: reading a FIFO would wait for ever).
+local function regular_file(path)
+  return logic.exit_code(os.execute("test -f " .. logic.quote(path))) == 0
 end
 
 local function read_text(path)
@@ -122,7 +137,7 @@ local function run_command(args, on_line)
   dt.print_log("deconvolve: " .. line_text)
   local pipe = io.popen(line_text .. " 2>" .. logic.quote(errors), "r")
   if not pipe then
-    return logic.EXIT_FAILED, _("cannot run dt-deconvolve")
+    return logic.EXIT.FAILED, _("cannot run dt-deconvolve")
   end
   while true do
     dt.control.read(pipe)
@@ -146,7 +161,7 @@ local function command_output(args)
   local code, error_text = run_command(args, function(line)
     lines[#lines + 1] = line
   end)
-  if code ~= logic.EXIT_OK then
+  if code ~= logic.EXIT.OK then
     return nil, logic.error_reason(error_text, string.format(_("dt-deconvolve failed (exit %d)"), code))
   end
   return table.concat(lines, "\n")
@@ -169,7 +184,7 @@ local function finish_worker_check()
     dt.control.read(pipe)
     local code = tonumber(pipe:read("l"))
     pipe:close()
-    state.worker_check = code == logic.EXIT_OK and "running" or "absent"
+    state.worker_check = code == logic.EXIT.OK and "running" or "absent"
   end
   return state.worker_check
 end
@@ -227,6 +242,11 @@ local function output_suffix()
   return logic.clean_suffix(dt.preferences.read(MODULE, "suffix", "string"))
 end
 
+-- Deblur in scene light, before the tone mapper (the default), or the finished picture.
+local function scene_referred()
+  return not dt.preferences.read(MODULE, "finished_export", "bool")
+end
+
 ----------------------------------------------------------------------------------------------
 -- one run: a darktable job over the selected images
 
@@ -273,7 +293,7 @@ end
 
 local function cache_key(source, image, settings)
   local output, reason = command_output(logic.key_args(source, image, settings,
-    logic.export_signature(EXPORT)))
+    logic.export_signature(EXPORT, settings.scene)))
   if not output then
     return nil, reason
   end
@@ -291,10 +311,17 @@ local function cache_lookup(key, output)
     return nil, reason
   end
   local kind, path = logic.parse_lookup(answer)
-  if kind == "hit" and file_exists(path) then
+  if kind == "hit" and path == output and file_exists(path) then
     return path
   end
   return nil
+end
+
+-- Tell the user how sure the engine is of the blur it found, and what it did about it.
+local function show_blur_confidence(export, blur)
+  local line = string.format(_("blur confidence %.2f: %s"), blur.confidence, blur.reason)
+  dt.print(line)
+  dt.print_log("deconvolve: " .. export .. ": " .. line)
 end
 
 -- Submit an export and wait, following its progress; returns the result's path, or nil and the
@@ -315,14 +342,18 @@ local function deblur_export(batch, export, output, key, settings, index)
       end
     elseif message.kind == "progress" then
       set_progress(batch, logic.batch_fraction(index, #batch.images, 0.1 + 0.85 * message.fraction))
+    elseif message.kind == "blur" then
+      show_blur_confidence(export, message)
     elseif message.kind == "done" then
       done_path = message.path
     end
   end)
   batch.worker_job = nil
-  if code == logic.EXIT_OK then -- even when cancelled too late: the caller removes it
-    return done_path or output
-  elseif code == logic.EXIT_CANCELLED or batch.cancelled then
+  if code == logic.EXIT.OK and done_path == output then -- even when cancelled too late: the
+    return output -- caller removes it (only ever the output it asked for)
+  elseif code == logic.EXIT.OK then
+    return nil, string.format(_("unexpected answer from dt-deconvolve submit for %s"), output)
+  elseif code == logic.EXIT.CANCELLED or batch.cancelled then
     return nil, nil
   end
   return nil, logic.error_reason(error_text, string.format(_("dt-deconvolve failed (exit %d)"), code))
@@ -348,8 +379,9 @@ local function copy_metadata(original, result, settings)
   dt.tags.attach(dt.tags.create(logic.settings_tag(settings)), result)
 end
 
--- Bring a result into the library beside its original.
-local function import_result(original, path, settings)
+-- Bring a result into the library beside its original, with the original's look when it was
+-- deblurred in scene light (`edit`, from roundtrip.split_edit).
+local function import_result(original, path, settings, edit)
   if not file_exists(path) then -- importing a missing file terminates darktable 4.2
     return nil, string.format(_("the result %s is missing"), path)
   end
@@ -358,6 +390,9 @@ local function import_result(original, path, settings)
     return nil, string.format(_("darktable could not import %s"), path)
   end
   result:group_with(original) -- joins the original's group; its leader stays the leader
+  if edit then
+    roundtrip.apply_look(result, edit)
+  end
   copy_metadata(original, result, settings)
   return result
 end
@@ -368,7 +403,13 @@ end
 -- result's path and "cached" | "done", or nil and the reason (nil, nil: cancelled).
 local function export_and_deblur(batch, image, job)
   local export = temp_path("export-" .. image.id, ".tif")
-  if not export_image(image, export) then
+  local exported
+  if job.edit then
+    exported = roundtrip.export_scene(image, job.edit, export, export_image)
+  else
+    exported = export_image(image, export)
+  end
+  if not exported then
     os.remove(export)
     return nil, _("darktable could not export the image")
   end
@@ -395,20 +436,23 @@ local function export_and_deblur(batch, image, job)
 end
 
 --[[ Deconvolve one image. The key names the original's edits (its sidecar), the settings and
-     the export: a cached result is taken without exporting. Returns "done" | "cached" |
-     "cancelled", or nil and the reason. ]]
-local function process_image(batch, image, index)
+     the export: a cached result is taken without exporting. `edit` (from roundtrip.split_edit)
+     when it goes through scene light. Returns "done" | "cached" | "cancelled", or nil and the
+     reason. ]]
+local function deconvolve_image(batch, image, index, edit)
   local settings = {}
   for name, value in pairs(batch.settings) do
     settings[name] = value
   end
   settings.scale = settings.preview and logic.preview_scale(image.width, image.height) or 1
+  settings.scene = edit ~= nil
   local job = {
     index = index,
+    edit = edit,
     settings = settings,
     original = image.path .. "/" .. image.filename,
     identity = {
-      sidecar = file_exists(image.sidecar) and image.sidecar or nil,
+      sidecar = file_exists(image.sidecar) and regular_file(image.sidecar) and image.sidecar or nil,
       duplicate = image.duplicate_index,
     },
     output = logic.output_path(image.path, image.filename, output_suffix(), file_exists),
@@ -438,11 +482,34 @@ local function process_image(batch, image, index)
     return nil, reason
   end
   local imported
-  imported, reason = import_result(image, result, settings)
+  imported, reason = import_result(image, result, settings, edit)
   if not imported then
     return nil, reason
   end
   return outcome
+end
+
+-- Deconvolve one image (see deconvolve_image); in scene light unless the preferences say
+-- otherwise, through temporary styles that are deleted whatever happens.
+local function process_image(batch, image, index)
+  local edit
+  if scene_referred() then
+    local name = temp_path("edit-" .. image.id, ""):match("[^/]+$")
+    local ok, made, reason = pcall(roundtrip.split_edit, dt, image, dt.configuration.tmp_dir, name)
+    if not ok or not made then
+      return nil, string.format(_("cannot split the edit at its tone mapper: %s"),
+        tostring(ok and reason or made))
+    end
+    edit = made
+  end
+  local ok, outcome, reason = pcall(deconvolve_image, batch, image, index, edit)
+  if edit then
+    roundtrip.release(edit)
+  end
+  if not ok then
+    error(outcome, 0)
+  end
+  return outcome, reason
 end
 
 local function summary(counts, count)
@@ -551,6 +618,10 @@ local function register_preferences()
     _("deconvolve: keep results between sessions"),
     _("keep deconvolved results in dt-deconvolve's cache after darktable quits, so that a later run with the same edits and settings is instant"),
     true)
+  dt.preferences.register(MODULE, "finished_export", "bool",
+    _("deconvolve: deblur the finished picture"),
+    _("off (recommended): deblur in the scene's linear light, before the tone mapper, and give the result the original's tone mapper and the modules after it; on: deblur the picture as exported with all its edits"),
+    false)
   dt.preferences.register(MODULE, "suffix", "string",
     _("deconvolve: output suffix"),
     _("added to the file name of a result: IMG_1234_deconv.tif"),

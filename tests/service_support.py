@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
 from worker.service.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
+FINAL = ("done", "failed", "cancelled")
 
 
 def private_env(folder: Path) -> dict[str, str]:
@@ -171,3 +173,17 @@ def tiny_disk(folder: Path, options: str) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def submit(client: Client, source: Path, output: Path, **fields: Any) -> dict[str, Any]:
+    """Submit a job (the request's other fields as keyword arguments); the worker's reply."""
+    return client.request("submit", input=str(source), output=str(output), **fields)
+
+
+def wait(client: Client, job: str, limit: float = 90) -> dict[str, Any]:
+    """Poll job `job` until it ends (at most `limit` seconds); its last status."""
+    deadline = time.monotonic() + limit
+    while (status := client.request("status", job=job))["stage"] not in FINAL:
+        assert time.monotonic() < deadline, f"job {job} did not end: {status}"
+        time.sleep(0.02)
+    return status

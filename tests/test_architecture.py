@@ -11,19 +11,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LEAVES = ("worker.errors", "worker.paths", "worker.atomic")
+LEAVES = ("worker.errors", "worker.paths", "worker.atomic", "worker.stages")
 
 # layer: the project modules it may import (prefixes), besides its own layer
 ALLOWED: dict[str, tuple[str, ...]] = {
     "leaves": (),
-    "worker.deconv": ("worker.errors",),
+    "worker.deconv": ("worker.errors", "worker.stages"),
     "worker.files": LEAVES,
     "cache": LEAVES,
-    "worker.pipeline": ("worker.deconv", "worker.files", *LEAVES),
+    # a job's description: the engine's settings are part of it
+    "worker.jobspec": ("worker.deconv.settings", *LEAVES),
+    "worker.pipeline": ("worker.jobspec", "worker.deconv", "worker.files", *LEAVES),
     "worker.service": (
+        "worker.jobspec",
         "worker.pipeline",
         "worker.files",
-        "worker.deconv.settings",  # the engine's settings are part of a job's description
         "cache",
         "worker.__init__",
         *LEAVES,

@@ -1,11 +1,12 @@
 """The shared pieces: PSF checks, synthetic material, atomic writes, the command line's frame."""
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from worker.atomic import atomic_path, temporaries
+from worker.atomic import atomic_file, copy_atomically, temporaries
 from worker.deconv.psf_tools import center_on_centroid, resample_psf, validate_psf
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
 from worker.errors import InputError
@@ -73,14 +74,14 @@ def test_dead_leaves_is_a_covered_colour_scene() -> None:
     assert not np.array_equal(scene[..., 0], scene[..., 1])
 
 
-def test_atomic_path_renames_on_success_and_cleans_up_on_failure(tmp_path: Path) -> None:
+def test_atomic_file_renames_on_success_and_cleans_up_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "result.tif"
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(b"whole")
+    with atomic_file(target) as tmp:
+        tmp.write(b"whole")
         assert not target.exists()
     assert target.read_bytes() == b"whole"
-    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
-        tmp.write_bytes(b"half")
+    with pytest.raises(RuntimeError), atomic_file(target) as tmp:
+        tmp.write(b"half")
         raise RuntimeError("interrupted")
     assert target.read_bytes() == b"whole"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.tif"]
@@ -104,7 +105,30 @@ def test_temporaries_finds_what_a_killed_writer_left_even_with_glob_characters(
 ) -> None:
     target = tmp_path / "IMG [1]*_deconv.tif"
     other = tmp_path / "IMG 1x_deconv.tif"
-    with atomic_path(target) as tmp, atomic_path(other) as other_tmp:
-        assert temporaries(target) == [tmp]
-        assert temporaries(other) == [other_tmp]
+    with atomic_file(target) as tmp, atomic_file(other) as other_tmp:
+        assert temporaries(target) == [Path(tmp.name)]
+        assert temporaries(other) == [Path(other_tmp.name)]
     assert temporaries(target) == []
+
+
+def test_atomic_file_refuses_to_rename_a_swapped_name(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    target = tmp_path / "out.bin"
+    with pytest.raises(OSError, match="replaced"), atomic_file(target) as handle:
+        handle.write(b"ours")
+        temporary = Path(handle.name)
+        temporary.unlink()
+        temporary.symlink_to(victim)
+    assert victim.read_bytes() == b"keep"
+    assert not target.exists()
+
+
+def test_copy_atomically_copies_large_files_whole(tmp_path: Path) -> None:
+    source, target = tmp_path / "big", tmp_path / "copy"
+    data = np.random.default_rng(1).bytes(3 << 20)
+    source.write_bytes(data)
+    target.write_bytes(b"old")
+    copy_atomically(source, target)
+    assert target.read_bytes() == data
+    assert os.stat(target).st_ino != os.stat(source).st_ino

@@ -1,11 +1,22 @@
-"""Write files so that readers see either the old file, the whole new one, or nothing."""
+"""Write files so that readers see either the old file, the whole new one, or nothing.
+
+A new file is created once, under a fresh random name beside its final place, with
+`O_CREAT | O_EXCL | O_NOFOLLOW` (`tempfile.mkstemp`), and then only ever written through that
+descriptor: nothing reopens it by name, so swapping the temporary name for a symbolic link (or
+any other file) while the writer works cannot redirect the bytes into another file. Before and
+after the final rename the writer checks that the name still holds its own file.
+"""
 
 import contextlib
+import errno
+import fcntl
 import glob
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 def _read_umask() -> int:
@@ -15,7 +26,8 @@ def _read_umask() -> int:
 
 
 _FILE_MODE = 0o666 & ~_read_umask()  # what open() would give a new file
-
+_FICLONE = 0x40049409  # Linux ioctl: make the target share the source's blocks, copy-on-write
+_CHUNK = 1 << 24
 
 SUFFIX = ".part"
 
@@ -25,33 +37,64 @@ def _prefix(final: Path) -> str:
 
 
 def temporaries(final: str | os.PathLike[str]) -> list[Path]:
-    """The temporary files that `atomic_path(final)` writers left behind (killed mid-write)."""
+    """The temporary files that `atomic_file(final)` writers left behind (killed mid-write)."""
     final = Path(final)
     return list(final.parent.glob(glob.escape(_prefix(final)) + "*" + SUFFIX))
 
 
-@contextlib.contextmanager
-def atomic_path(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[Path]:
-    """Yield a temporary path beside `final`; rename it onto `final` when the block succeeds.
+def descriptor_path(handle: BinaryIO) -> str:
+    """A name for an open file that reaches that very file (Linux `/proc/self/fd/N`), for
+    libraries that want a path: it cannot be redirected by renaming or replacing the file's
+    own name, and it is plain ASCII whatever bytes that name holds."""
+    return f"/proc/self/fd/{handle.fileno()}"
 
-    The temporary file lives in the same folder (so the rename is atomic), starts with a dot and
-    ends in `.part`. On any exception it is removed and nothing is left behind. With `fsync`, the
-    data reaches the disk before the rename, so a crash at any instant leaves a whole file or none.
+
+def _same_file(path: Path, handle: BinaryIO) -> bool:
+    try:
+        named = os.lstat(path)
+    except OSError:
+        return False
+    held = os.fstat(handle.fileno())
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _replaced(path: Path) -> OSError:
+    return OSError(
+        errno.EEXIST, "the file was replaced by someone else while it was written", str(path)
+    )
+
+
+@contextlib.contextmanager
+def atomic_file(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[BinaryIO]:
+    """Yield a new, empty file opened for reading and writing; when the block succeeds, it
+    replaces `final` (renamed onto it).
+
+    The file lives in `final`'s folder (so the rename is atomic) under a name that starts with a
+    dot and ends in `.part`. On any exception it is removed (when the name still holds it) and
+    `final` is untouched. With `fsync`, the data reaches the disk before the rename, so a crash
+    at any instant leaves a whole file or none. Raises `OSError` when the temporary name was
+    made to point elsewhere while the block ran.
     """
     final = Path(final)
     fd, name = tempfile.mkstemp(prefix=_prefix(final), suffix=SUFFIX, dir=final.parent)
-    os.close(fd)
     tmp = Path(name)
-    tmp.chmod(_FILE_MODE)  # mkstemp makes 0600; the result should look like any new file
-    try:
-        yield tmp
-        if fsync:
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with os.fdopen(fd, "w+b") as handle:
+        handle.raw.name = name  # type: ignore[attr-defined]  # for messages, never reopened
+        try:
+            os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; the result looks like any new file
+            yield handle
+            handle.flush()
+            if fsync:
+                os.fsync(fd)
+            if not _same_file(tmp, handle):
+                raise _replaced(tmp)
+            os.replace(tmp, final)
+            if not _same_file(final, handle):
+                raise _replaced(final)
+        except BaseException:
+            if _same_file(tmp, handle):
+                tmp.unlink(missing_ok=True)
+            raise
     if fsync:
         with contextlib.suppress(OSError):
             dir_fd = os.open(final.parent, os.O_RDONLY)
@@ -59,3 +102,38 @@ def atomic_path(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[P
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+
+
+def copy_into(source: str | os.PathLike[str], target: BinaryIO) -> None:
+    """Put the bytes of the file `source` into the open file `target` (from its start).
+
+    A real, independent copy: the two files never share an inode, so changing one later never
+    changes the other. On file systems that can (Btrfs, XFS...) the copy is a reflink, instant
+    and sharing blocks copy-on-write; elsewhere the kernel copies (`copy_file_range`).
+    """
+    with open(source, "rb") as reader:
+        target.flush()
+        try:
+            fcntl.ioctl(target.fileno(), _FICLONE, reader.fileno())
+            return
+        except OSError:
+            pass
+        target.seek(0)
+        target.truncate()
+        try:
+            while os.copy_file_range(reader.fileno(), target.fileno(), _CHUNK):
+                pass
+        except OSError as error:  # no such system call for these file systems: copy in Python
+            if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            reader.seek(0)
+            target.seek(0)
+            target.truncate()
+            shutil.copyfileobj(reader, target, _CHUNK)
+        target.seek(0, os.SEEK_END)
+
+
+def copy_atomically(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Put a copy of `source` at `target` so that readers see the whole file or none."""
+    with atomic_file(target) as handle:
+        copy_into(source, handle)

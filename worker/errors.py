@@ -1,4 +1,15 @@
-"""The exception type that carries a message meant for the user, and one-line descriptions."""
+"""Every exception type of dt-deconvolve, and the one line a user sees for any failure.
+
+Who raises what:
+
+- `InputError`: bad input the user can fix (a picture, a kernel, a setting, a path); its message
+  is one line, shown as is. `ProtocolError` (a malformed request or reply) and `WorkerUnavailable`
+  (no worker answers) are kinds of it.
+- `RemoteError`: the worker refused a request; it carries the reply's error code. Only the
+  worker's own bugs (code `internal`) count as internal.
+- `NotCached`: the cache refused to store an entry (over the cap, too little free disk).
+- `Abandoned`: an executor's worker went away; the running job stops and cleans up.
+"""
 
 import errno
 
@@ -9,6 +20,40 @@ class InputError(ValueError):
     Raised by image I/O, parameter checks and the engine's validation; the command line and the
     worker turn it into a one-line error instead of a traceback.
     """
+
+
+class ProtocolError(InputError):
+    """A message that breaks the protocol (not JSON, a missing or malformed field...).
+
+    `code` is the error code the worker answers with (`worker.service.protocol`); None: the
+    protocol's `bad_message`.
+    """
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class WorkerUnavailable(InputError):
+    """No worker answered at the endpoint."""
+
+
+class RemoteError(Exception):
+    """The worker answered a request with an error: `code` (one of the protocol's error codes)
+    and a one-line message. `internal`: the worker failed on its own bug, not on the input."""
+
+    def __init__(self, code: str, message: str, internal: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.internal = internal
+
+
+class NotCached(Exception):
+    """The cache refused to store an entry (full disk, over the cap); the message says why."""
+
+
+class Abandoned(Exception):
+    """The worker went away: the executor stops the job, cleaning up as any exception does."""
 
 
 def describe_os_error(error: OSError) -> str:
@@ -25,12 +70,14 @@ def describe_os_error(error: OSError) -> str:
 
 def is_internal(error: BaseException) -> bool:
     """A bug rather than bad input or a failing disk: the user cannot fix it."""
-    return not isinstance(error, InputError | OSError | MemoryError)
+    if isinstance(error, RemoteError):
+        return error.internal
+    return not isinstance(error, InputError | OSError | MemoryError | NotCached)
 
 
 def describe_error(error: BaseException) -> str:
     """The one line a user sees for any failure, in the command line and in the worker alike."""
-    if isinstance(error, InputError):
+    if isinstance(error, InputError | RemoteError | NotCached):
         return str(error)
     if isinstance(error, OSError):
         return describe_os_error(error)

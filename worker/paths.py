@@ -1,9 +1,17 @@
 """Where dt-deconvolve keeps its per-user files (XDG base directories)."""
 
 import os
+import re
 from pathlib import Path
 
 APP = "dt-deconvolve"
+CACHE_KEY = re.compile(r"[0-9a-f]{16,128}")  # a cache key: also its entry's folder name
+
+
+def is_cache_key(text: str) -> bool:
+    """Whether `text` is a cache key (`dt-deconvolve key` prints them), hence a safe folder name
+    inside the cache: no separator, no dot, nothing but lowercase hexadecimal digits."""
+    return isinstance(text, str) and CACHE_KEY.fullmatch(text) is not None
 
 
 def _xdg(variable: str, fallback: str) -> Path:

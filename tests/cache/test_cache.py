@@ -15,8 +15,8 @@ import tifffile
 from service_support import tiny_disk
 
 from cache.key import cache_key, history_fingerprint
-from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, NotCached, ResultCache
-from worker.errors import InputError
+from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, ResultCache
+from worker.errors import InputError, NotCached
 
 DATA = Path(__file__).parent.parent / "data"
 SIDECAR = DATA / "darktable_sidecar.xmp"

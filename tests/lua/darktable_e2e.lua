@@ -1,7 +1,9 @@
 --[[ Runs inside a real darktable (started by tests/lua/test_darktable.py with --luacmd): uses the
      deconvolve plug-in as a photographer would and writes what it saw, one `name<TAB>value` line
      each, to $DT_E2E_REPORT. Environment: DT_E2E_PICTURES (folder holding blurred.tif,
-     cancel.tif and tiny.tif), DT_E2E_CALLS (the log of dt-deconvolve calls the test's wrapper keeps). ]]
+     cancel.tif and tiny.tif, deblurred as finished pictures, and shaken.dng and sharp.dng,
+     deblurred in scene light with darktable's default raw workflow), DT_E2E_CALLS (the log of
+     dt-deconvolve calls the test's wrapper keeps). ]]
 
 local dt = require "darktable"
 
@@ -106,6 +108,20 @@ local function deconvolve(original)
   dt.gui.action("lua/deconvolve selected images", 0, "", "", 1.0)
 end
 
+-- Deconvolve `original` and wait for its result `filename`; notes PREFIX_seconds. The result,
+-- or nil after noting PREFIX_result = missing (timed out, or failed).
+local function run_once(prefix, original, filename)
+  local start = now()
+  deconvolve(original)
+  local result = wait_for(RUN_LIMIT, finished_result(filename))
+  note(prefix .. "_seconds", now() - start)
+  if type(result) ~= "userdata" then
+    note(prefix .. "_result", "missing")
+    return nil
+  end
+  return result
+end
+
 local function describe(prefix, result, original)
   note(prefix .. "_exports", exports)
   note(prefix .. "_leader_is_original", result.group_leader.id == original.id)
@@ -115,6 +131,35 @@ local function describe(prefix, result, original)
   note(prefix .. "_red", result.red)
   note(prefix .. "_title", result.title)
   note(prefix .. "_description", result.description)
+end
+
+-- Export `image` as darktable renders it (its whole history) to `name` in the pictures folder.
+local function render(image, name)
+  local format = new_format("tiff")
+  format.bpp = 32
+  format:write_image(image, pictures .. "/" .. name)
+end
+
+-- A raw file in scene light: the look comes back on the result, nothing temporary is left.
+local function raw_scenario()
+  dt.preferences.write("deconvolve", "finished_export", "bool", false)
+  toasts = {} -- the failure toasts of the runs before are not this run's
+  local styles_before = #dt.styles
+  local shaken = dt.database.import(pictures .. "/shaken.dng")
+  local result = run_once("raw", shaken, "shaken_deconv.tif")
+  if not result then
+    return
+  end
+  note("raw_leader_is_original", result.group_leader.id == shaken.id)
+  note("raw_styles_left", #dt.styles - styles_before)
+  local copies = 0
+  for _, image in ipairs(dt.database) do
+    copies = copies + (image.filename == "shaken.dng" and 1 or 0)
+  end
+  note("raw_copies", copies)
+  render(dt.database.import(pictures .. "/sharp.dng"), "render_sharp.tif")
+  render(shaken, "render_shaken.tif")
+  render(result, "render_result.tif")
 end
 
 local function scenario()
@@ -131,21 +176,15 @@ local function scenario()
   original.title = "market"
   original.description = "a shaken shot"
 
-  local start = now()
-  deconvolve(original)
-  local first = wait_for(RUN_LIMIT, finished_result("blurred_deconv.tif"))
-  note("first_seconds", now() - start)
-  if type(first) ~= "userdata" then -- timed out, or failed
-    return note("first_result", "missing")
+  local first = run_once("first", original, "blurred_deconv.tif")
+  if not first then
+    return
   end
   describe("first", first, original)
 
-  start = now()
-  deconvolve(original)
-  local second = wait_for(RUN_LIMIT, finished_result("blurred_deconv_1.tif"))
-  note("second_seconds", now() - start)
-  if type(second) ~= "userdata" then
-    return note("second_result", "missing")
+  local second = run_once("second", original, "blurred_deconv_1.tif")
+  if not second then
+    return
   end
   describe("second", second, original)
   note("group_size", #original:get_group_members())
@@ -173,6 +212,8 @@ local function scenario()
   end) or "missing")
   dt.control.sleep(500)
   note("failure_imported", find_image("tiny_deconv.tif") ~= nil)
+
+  raw_scenario()
 end
 
 dt.control.dispatch(function()

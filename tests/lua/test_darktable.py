@@ -17,6 +17,7 @@ from scipy import ndimage
 
 from worker.deconv import synthetic
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
+from worker.files.dng import mosaic, write_dng
 from worker.files.icc import SRGB
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,6 +116,19 @@ def write_scene(folder: Path) -> np.ndarray:
     return SRGB.encode(sharp)
 
 
+def write_raw_scene(folder: Path) -> None:
+    """The same kind of scene as 12-bit DNGs, shaken (shaken.dng) and sharp (sharp.dng): blurred
+    in linear light, with a little sensor noise, mosaiced before darktable demosaics it."""
+    rng = np.random.default_rng(7)
+    sharp = dead_leaves((256, 256), rng) * 0.5  # darktable's default exposure adds +0.7 EV
+    kernel = camera_shake_kernel(BLUR, rng)
+    shaken = np.stack(
+        [ndimage.convolve(sharp[..., c], kernel, mode="reflect") for c in range(3)], axis=-1
+    )
+    write_dng(folder / "sharp.dng", mosaic(sharp))
+    write_dng(folder / "shaken.dng", mosaic(shaken) + rng.normal(0, 0.002, shaken.shape[:2]))
+
+
 def psnr(image: np.ndarray, reference: np.ndarray, border: int = 2 * BLUR) -> float:
     """Peak signal-to-noise ratio (dB, peak 1) away from the frame's edges."""
     inner = (slice(border, -border), slice(border, -border))
@@ -198,6 +212,7 @@ def run_darktable(
 def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) -> None:
     pictures = tmp_path / "my pictures"  # results go next to the originals: a path with a space
     sharp = write_scene(pictures)
+    write_raw_scene(pictures)
     calls = tmp_path / "calls.log"
     wrapper = tmp_path / "bin" / "dt-deconvolve"
     wrapper.parent.mkdir()
@@ -219,6 +234,8 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
         f"lua/deconvolve/command={wrapper}",
         "--conf",
         f"lua/deconvolve/blur_size={BLUR}",
+        "--conf",
+        "lua/deconvolve/finished_export=TRUE",  # the TIFFs; the driver switches for the DNG
     ]
     for _attempt in range(ATTEMPTS):
         report_path.unlink(missing_ok=True)
@@ -280,3 +297,29 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
     assert f"cache clean --on-exit --exports-dir {tmp} --keep-results" in run_calls, run_calls
     assert "shutdown" in run_calls
     assert run_cli("ping", timeout=30).returncode != 0
+    check_raw_round_trip(report, pictures)
+
+
+def check_raw_round_trip(report: dict[str, list[str]], pictures: Path) -> None:
+    """The DNG, deblurred in scene light: sharper than the shaken render, with the original's look
+    (darktable's default filmic and exposure), and no temporary style, copy or sidecar left."""
+    assert "raw_result" not in report, report
+    assert report["raw_leader_is_original"] == ["true"]
+    assert report["raw_styles_left"] == ["0"] and report["raw_copies"] == ["1"], report
+    assert sorted(path.name for path in pictures.glob("shaken*")) == [
+        "shaken.dng",
+        "shaken.dng.xmp",
+        "shaken_deconv.tif",
+        "shaken_deconv.tif.xmp",
+    ]
+    result = tifffile.imread(pictures / "shaken_deconv.tif")
+    assert result.dtype == np.float32, "a linear float result"
+    sharp, shaken, deblurred = (
+        tifffile.imread(pictures / f"render_{name}.tif")[..., :3]
+        for name in ("sharp", "shaken", "result")
+    )
+    # The look: the same tones and colours once the detail is smoothed away.
+    smooth = [ndimage.gaussian_filter(picture, (BLUR, BLUR, 0)) for picture in (shaken, deblurred)]
+    assert np.abs(smooth[0] - smooth[1]).mean() < 0.01, np.abs(smooth[0] - smooth[1]).mean()
+    gain = psnr(deblurred, sharp) - psnr(shaken, sharp)
+    assert gain > 1.0, gain  # dB, blur estimated, through darktable's filmic; 1.8 dB measured

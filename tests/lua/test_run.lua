@@ -6,19 +6,22 @@ local test, eq, truthy = check.test, check.eq, check.truthy
 
 local FAKE = [=[#!/bin/sh
 # key: a hash of the arguments; cache: files named after keys; submit: copies its input.
+# Paths are printed as the real command prints them: one field, %XX for odd bytes.
 here=$(dirname "$0")
 echo "$*" >>"$here/calls.log"
+field() { printf %s "$1" | sed 's/%/%25/g; s/ /%20/g'; }
 case $1 in
   ping) exit 1 ;;
   key) echo "$*" | cksum | cut -d' ' -f1 ;;
   cache)
     if [ "$2" = lookup ]; then
-      if [ -f "$here/cache/$3" ]; then cp "$here/cache/$3" "$5"; echo "hit $5"; else echo miss; fi
+      if [ -f "$here/cache/$3" ]; then cp "$here/cache/$3" "$5"; echo "hit $(field "$5")"; else echo miss; fi
     fi ;;
   submit)
     if [ -f "$here/fail" ]; then echo "JOB 7"; echo "dt-deconvolve: error: out of memory" >&2; exit 1; fi
     echo "JOB 42"; echo "PROGRESS 0.5 deblurring"
-    mkdir -p "$here/cache"; cp "$2" "$here/cache/$6"; cp "$2" "$4"; echo "DONE $4" ;;
+    mkdir -p "$here/cache"; cp "$2" "$here/cache/$6"; cp "$2" "$4"
+    if [ -f "$here/forge" ]; then echo "DONE $(cat "$here/forge")"; else echo "DONE $(field "$4")"; fi ;;
 esac
 ]=]
 
@@ -63,10 +66,12 @@ local function leftovers(dir)
   return names
 end
 
--- The plug-in loaded with its GUI installed, pointed at the fake command.
+-- The plug-in loaded with its GUI installed, pointed at the fake command. It deblurs the
+-- finished picture: the scene-referred round trip needs darktable's styles (test_darktable.py).
 local function plugin(dir)
   local rec = stub.new({ tmp_dir = dir .. "/tmp",
-    conf = { ["deconvolve/command"] = dir .. "/dt-deconvolve", ["deconvolve/blur_size"] = 9 } })
+    conf = { ["deconvolve/command"] = dir .. "/dt-deconvolve", ["deconvolve/blur_size"] = 9,
+      ["deconvolve/finished_export"] = true } })
   rec.data = stub.load_plugin()
   rec.run_dispatched()
   return rec
@@ -85,6 +90,15 @@ local function press(rec, images)
     return images
   end
   rec.events["deconvolve/shortcut"].fn("shortcut", "deconvolve selected images")
+end
+
+-- The job's cancel button, pressed as soon as the worker has the job.
+local function cancel_once_submitted(rec, dir)
+  rec.on_read = function()
+    if (read(dir .. "/calls.log") or ""):match("\nsubmit ") and rec.jobs[1].valid then
+      rec.jobs[1].cancel(rec.jobs[1])
+    end
+  end
 end
 
 test("a run: exported once, deblurred, imported beside the original, grouped, tagged", function()
@@ -154,11 +168,7 @@ end)
 test("cancelled during the job: the worker is told, nothing imported", function()
   local dir = workspace()
   local rec = plugin(dir)
-  rec.on_read = function() -- the cancel button, as soon as the worker has the job
-    if (read(dir .. "/calls.log") or ""):match("\nsubmit ") and rec.jobs[1].valid then
-      rec.jobs[1].cancel(rec.jobs[1])
-    end
-  end
+  cancel_once_submitted(rec, dir)
   press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
   rec.run_dispatched()
   truthy(read(dir .. "/calls.log"):match("\ncancel 42\n"), "cancel sent to the worker")
@@ -174,6 +184,31 @@ test("cancelled before it began: no export, no command", function()
   rec.run_dispatched()
   eq(#rec.exports, 0)
   expect_nothing_left(rec, dir, "deconvolution cancelled")
+end)
+
+test("a FIFO where the result would go: skipped, never opened (the plug-in does not hang)", function()
+  local dir = workspace()
+  shell("mkfifo '" .. dir .. "/my pictures/a_deconv.tif'")
+  local rec = plugin(dir)
+  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
+  rec.run_dispatched()
+  eq(rec.toasts, { "deconvolved 1 of 1 images (0 from the cache)" })
+  eq(rec.imported[1].filename, "a_deconv_1.tif")
+  truthy(os.execute("test -p '" .. dir .. "/my pictures/a_deconv.tif'"), "the FIFO is untouched")
+  remove(dir)
+end)
+
+test("a DONE line naming another file: not imported, not removed, the run fails", function()
+  local dir = workspace()
+  shell("echo precious > '" .. dir .. "/victim.tif'")
+  shell("printf %s '" .. dir .. "/victim.tif' > '" .. dir .. "/forge'")
+  local rec = plugin(dir)
+  cancel_once_submitted(rec, dir) -- late: the plug-in removes the result it got, if any
+  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
+  rec.run_dispatched()
+  eq(#rec.imported, 0)
+  eq(read(dir .. "/victim.tif"), "precious\n", "the named file is left alone")
+  remove(dir)
 end)
 
 check.run()

@@ -12,12 +12,18 @@ from typing import Any
 import numpy as np
 import pytest
 import tifffile
-from service_support import alive, running_worker, tiny_disk, write_picture, write_psf
+from service_support import (
+    FINAL,
+    alive,
+    running_worker,
+    submit,
+    tiny_disk,
+    wait,
+)
 
 from cache.store import RESULT, ResultCache
+from worker.errors import ProtocolError
 from worker.service.client import Client
-
-FINAL = ("done", "failed", "cancelled")
 
 
 @pytest.fixture(scope="module")
@@ -25,29 +31,6 @@ def worker():
     with running_worker() as handle:
         handle.wait_warm()
         yield handle
-
-
-@pytest.fixture(scope="module")
-def material(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("material")
-    return {
-        "small": write_picture(folder / "small.tif", (64, 80)),
-        "medium": write_picture(folder / "medium.tif", (192, 256), seed=1),
-        "psf": write_psf(folder / "psf.npy", 7),
-        "folder": folder,
-    }
-
-
-def submit(client: Client, source: Path, output: Path, **fields: Any) -> dict[str, Any]:
-    return client.request("submit", input=str(source), output=str(output), **fields)
-
-
-def wait(client: Client, job: str, limit: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + limit
-    while (status := client.request("status", job=job))["stage"] not in FINAL:
-        assert time.monotonic() < deadline, f"job {job} did not end: {status}"
-        time.sleep(0.02)
-    return status
 
 
 def wait_for_detail(client: Client, job: str, details: tuple[str, ...]) -> dict[str, Any]:
@@ -80,8 +63,9 @@ def test_a_job_writes_its_result_and_the_cache_answers_it_again(worker, material
         assert entry.file(RESULT).read_bytes() == out.read_bytes()
         assert np.load(entry.file("psf.npy")).shape == (7, 7)
         assert entry.file("psf.png").read_bytes().startswith(b"\x89PNG")
-        again = submit(client, material["small"], tmp_path / "again.tif", key=key)
-        assert again["stage"] == "done" and again["note"] == "from the cache"
+        again = submit(client, material["small"], tmp_path / "again.tif", blur=7, key=key)
+        assert again["note"] == "from the cache"  # copied off the worker's loop
+        assert wait(client, again["job"])["stage"] == "done"
         assert (tmp_path / "again.tif").read_bytes() == out.read_bytes()
     result = worker.cli("cache", "lookup", key, "--cache-dir", worker.cache_dir)
     assert result.stdout.strip() == f"hit {entry.file(RESULT)}"
@@ -104,14 +88,14 @@ def test_bad_input_files_fail_the_job_not_the_worker(worker, material, tmp_path)
             assert "internal error" not in final["error"]
             assert not out.exists()
         psf = str(material["psf"])
-        for settings, words in (
+        for settings, words in (  # refused by the client's own check, as the worker would
             ({"sharpness": 1}, "unknown engine setting"),
             ({"scale": 7}, "scale"),
+            ({"max_iterations": 10**30}, "iteration cap"),
         ):
-            job = submit(client, material["small"], tmp_path / "s.tif", psf=psf, settings=settings)
-            final = wait(client, job["job"])
-            assert final["stage"] == "failed" and words in final["error"]
-            assert "internal error" not in final["error"]
+            with pytest.raises(ProtocolError, match=words):
+                submit(client, material["small"], tmp_path / "s.tif", psf=psf, settings=settings)
+        assert client.request("list")["jobs"][0]["stage"] == "failed"  # no job was queued
         assert leftovers(tmp_path) == []
         good = submit(client, material["small"], tmp_path / "good.tif", psf=str(material["psf"]))
         assert wait(client, good["job"])["stage"] == "done"
@@ -137,7 +121,7 @@ def test_the_same_key_submitted_twice_is_one_job_with_both_outputs(worker, mater
         fields = {"psf": str(material["psf"]), "key": "b2" * 16}
         one = submit(client, material["small"], tmp_path / "1.tif", **fields)
         two = submit(client, material["small"], tmp_path / "2.tif", **fields)
-        assert two["job"] == one["job"] and two["duplicate"] is True
+        assert two["follows"] == one["job"] and two["duplicate"] is True
         assert one["stage"] == "queued" and one["position"] == 0
         assert wait(client, one["job"])["stage"] == "done"
         assert wait(client, blocker["job"])["stage"] == "done"
@@ -235,7 +219,8 @@ def test_twenty_clients_submitting_at_once(worker, material, tmp_path):
     for thread in threads:
         thread.join(60)
     assert len(replies) == 20
-    assert len({reply["job"] for reply in replies.values()}) == 5
+    assert len({reply["job"] for reply in replies.values()}) == 20  # a job for each client
+    assert len({reply["follows"] or reply["job"] for reply in replies.values()}) == 5  # 5 runs
     with worker.client() as client:
         finals = [wait(client, reply["job"]) for reply in replies.values()]
     assert all(final["stage"] == "done" for final in finals)
@@ -336,3 +321,12 @@ def test_jobs_two_runs_two_jobs_at_once(material, tmp_path):
         assert client.request("ping")["running"] == 2  # the third waits
         assert client.request("status", job=jobs[2]["job"])["stage"] == "queued"
         assert all(wait(client, job["job"])["stage"] == "done" for job in jobs)
+
+
+def test_submit_wait_tells_how_sure_the_blur_is(worker, material, tmp_path):
+    out = tmp_path / "out.tif"
+    done = worker.cli("submit", material["small"], "-o", out, "--blur", "auto", "--wait")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == f"DONE {out}" and lines[-2].startswith("BLUR ")
+    assert 0 <= float(lines[-2].split()[1]) <= 1 and len(lines[-2].split()) > 3

@@ -19,8 +19,9 @@ from service_support import (
     write_picture,
 )
 
+from worker.errors import RemoteError
 from worker.service.client import Client, ensure_worker
-from worker.service.protocol import MAX_MESSAGE_BYTES, RemoteError
+from worker.service.protocol import MAX_MESSAGE_BYTES
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_submit_refuses_missing_input_and_bad_output_at_once(worker, tmp_path: P
             tiny_disk(tmp_path / "ro", "ro,size=1m") as folder,
             pytest.raises(RemoteError, match="cannot write"),
         ):
-            client.request("submit", input=str(picture), output=str(folder / "o.tif"))
+            client.request("submit", input=str(picture), output=str(folder / "o.tif"), blur=9)
 
 
 def test_the_command_line_shows_worker_errors_in_one_line(worker) -> None:

@@ -4,10 +4,8 @@ Each subcommand lives in `worker/cli/<name>.py` with two functions: `register(su
 adds its parser (with `func` set to its runner) and the runner takes the parsed arguments and
 returns an exit status. Commands that compute import the engine inside their runner, so that the
 light ones the darktable plug-in calls often (`key`, `cache`, `submit`, `ping`) start at once.
-Errors reach the user as one line on stderr, never as a traceback:
-
-    0  success          1  the work failed (bad input, unreadable file, full disk, ...)
-    2  bad usage        3  cancelled           130  interrupted (Ctrl-C)
+Errors reach the user as one line on stderr, never as a traceback; the exit statuses are
+`worker.cli.exit_status.ExitStatus`.
 """
 
 import argparse
@@ -16,17 +14,17 @@ import sys
 from collections.abc import Sequence
 
 from worker import __version__
+from worker.cli.exit_status import ExitStatus
 from worker.errors import describe_error, is_internal
 
 PROG = "dt-deconvolve"
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are a single line."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(ExitStatus.USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return ExitStatus.INTERRUPTED
     except Exception as error:
         message = describe_error(error)
         if is_internal(error):  # a bug: still one line, with a way to see the details
@@ -58,4 +56,4 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             message += " (DT_DECONVOLVE_DEBUG=1 shows more)"
     print(f"{PROG}: error: {message}", file=sys.stderr)
-    return EXIT_FAILED
+    return ExitStatus.FAILED

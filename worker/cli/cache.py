@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cache.store import ResultCache
 from worker.cli.endpoint import add_cache_dir_option, cache_dir_of
+from worker.cli.lines import path_field
 
 EXPORT_PATTERN = "dt-deconvolve-export-*"  # the plug-in's temporary exports
 
@@ -18,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("cache", help="look up, count or clean cached results")
     actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
 
-    lookup = actions.add_parser("lookup", help="print 'hit PATH' or 'miss' for a key")
+    lookup = actions.add_parser(
+        "lookup", help="print 'hit PATH' (escaped: %%XX) or 'miss' for a key"
+    )
     lookup.add_argument("key", metavar="KEY", help="a key printed by `dt-deconvolve key`")
     lookup.add_argument("-o", "--output", type=Path, help="copy a hit here (atomically)")
     lookup.set_defaults(func=run_lookup)
@@ -50,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_lookup(args: argparse.Namespace) -> int:
     found = ResultCache(cache_dir_of(args)).lookup(args.key, args.output)
-    print(f"hit {found}" if found else "miss")
+    print(f"hit {path_field(found)}" if found else "miss")
     return 0
 
 

@@ -2,11 +2,13 @@
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.progress import progress_bar
 from worker.errors import InputError
+from worker.jobspec import JobSpec
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -41,6 +43,11 @@ def print_report(report: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report))
         return
+    if "confidence" in report:
+        print(f"blur: {report['reason']} (confidence {report['confidence']:.2f})")
+    if report["stop_reason"] == "no_blur":
+        print(f"wrote {report['output']}: the picture as it was")
+        return
     print(
         f"wrote {report['output']}: {report['iterations']} iterations "
         f"(best {report['best_iteration']}, stopped by {report['stop_reason']}), "
@@ -50,11 +57,16 @@ def print_report(report: dict, as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.pipeline import JobOptions, run_pipeline
+    from worker.pipeline import run_pipeline
 
     check_tiff_name(args.output)
-    options = JobOptions(psf_path=args.psf, settings=settings_from_args(args))
+    spec = JobSpec(
+        input=os.path.abspath(args.input),
+        output=os.path.abspath(args.output),
+        psf=os.path.abspath(args.psf),
+        settings=settings_from_args(args),
+    )
     with progress_bar() as progress:
-        report = run_pipeline(args.input, args.output, options, progress)
+        report = run_pipeline(spec, progress)
     print_report(report, args.json)
     return 0

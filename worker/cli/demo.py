@@ -61,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
     from worker.files.icc import SRGB, matrix_profile
     from worker.files.imageio import Picture, read_picture, write_picture, write_png
     from worker.files.kernels import save_kernel, save_kernel_picture
-    from worker.pipeline import JobOptions, run_pipeline
+    from worker.jobspec import JobSpec
+    from worker.pipeline import run_pipeline
 
-    folder = Path(args.output)
+    folder = Path(args.output).absolute()
     folder.mkdir(parents=True, exist_ok=True)
     sharp, blurred, psf = shaken_scene(np.random.default_rng(SEED))
     paths = {name: folder / name for name in ("blurred.tif", "psf.npy", "deblurred.tif")}
@@ -79,9 +80,11 @@ def run(args: argparse.Namespace) -> int:
     save_kernel(folder / "true_psf.npy", psf)
     save_kernel_picture(folder / "true_psf.png", psf)
     # The blind run: the blur's extent (with a margin) is all the engine is told.
-    options = JobOptions(blur=KERNEL_SIZE + 4, window="auto", psf_out=str(paths["psf.npy"]))
+    spec = JobSpec(
+        str(paths["blurred.tif"]), str(paths["deblurred.tif"]), blur=KERNEL_SIZE + 4, window="auto"
+    )
     with progress_bar() as progress:
-        report = run_pipeline(paths["blurred.tif"], paths["deblurred.tif"], options, progress)
+        report = run_pipeline(spec, progress, paths["psf.npy"])
     blurred = read_picture(paths["blurred.tif"]).pixels  # as stored: 16-bit rounded
     deblurred = read_picture(paths["deblurred.tif"]).pixels
     write_png(folder / "sharp.png", sharp)

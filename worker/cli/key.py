@@ -5,7 +5,7 @@ from pathlib import Path
 
 from cache.key import cache_key, file_digest
 from worker import __version__
-from worker.cli.submit import add_job_options, job_fields
+from worker.cli.submit import add_job_options, job_spec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    parameters = job_fields(args)
+    parameters = job_spec(args, output="").parameters()  # where the result goes is no part of it
     if parameters["psf"]:
         parameters["psf"] = file_digest(parameters["psf"])
     print(

@@ -4,7 +4,7 @@ import argparse
 import json
 
 from worker.cli.endpoint import add_endpoint_options, client_of
-from worker.service.client import WorkerUnavailable
+from worker.errors import WorkerUnavailable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

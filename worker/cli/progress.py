@@ -2,11 +2,11 @@
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from tqdm import tqdm
 
-Progress = Callable[[float, str], None]
+from worker.stages import Progress
 
 
 @contextlib.contextmanager

@@ -4,15 +4,29 @@ import argparse
 import json
 from pathlib import Path
 
+from worker.deconv.settings import AUTO, blur_from_text
+from worker.errors import InputError
 
-def add_estimation_options(parser: argparse.ArgumentParser, required: bool) -> None:
+
+def blur_size(text: str) -> int | str:
+    """The --blur argument, checked (`blur_from_text`): an odd size, or "auto"."""
+    try:
+        size = blur_from_text(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+    return AUTO if size is None else size
+
+
+def add_estimation_options(parser: argparse.ArgumentParser) -> None:
     """--blur and --window, shared by `psf` and `run`."""
     parser.add_argument(
         "--blur",
-        type=int,
-        required=required,
-        metavar="K",
-        help="the blur's extent in pixels (odd): the size of the kernel to estimate",
+        type=blur_size,
+        required=True,
+        metavar="K|auto",
+        help="the largest blur to look for, in pixels (odd), or 'auto' (the tool finds the "
+        "blur's extent itself, up to 45 px); the kernel is checked on a second part of the "
+        "picture, and a milder one, or none, is used when it does not hold",
     )
     parser.add_argument(
         "--window",
@@ -30,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Estimate the K x K blur kernel (PSF) of a picture from one window of it.",
     )
     parser.add_argument("input", type=Path, metavar="INPUT", help="the blurred picture (TIFF)")
-    add_estimation_options(parser, required=True)
+    add_estimation_options(parser)
     parser.add_argument(
         "-o", "--output", type=Path, required=True, metavar="PSF.npy", help="where to save it"
     )
@@ -40,14 +54,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.deconv.psf import estimate_psf
+    from worker.deconv.blind import AUTO_BLUR, estimate_blur
     from worker.deconv.window import window_from_text
     from worker.files.imageio import read_picture
     from worker.files.kernels import save_kernel, save_kernel_picture
 
     picture = read_picture(args.input)
-    window = window_from_text(args.window, picture.pixels.shape[:2], args.blur)
-    psf, report = estimate_psf(picture.pixels, args.blur, window)
+    size = blur_from_text(str(args.blur))
+    window = window_from_text(args.window, picture.pixels.shape[:2], size or AUTO_BLUR)
+    psf, report = estimate_blur(picture.pixels, size, window, clip_level=picture.clip_level)
     save_kernel(args.output, psf)
     if args.png:
         save_kernel_picture(args.png, psf)
@@ -58,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         x, y, width, height = report.window
         print(
-            f"{args.output}: {args.blur}x{args.blur} kernel learnt from the window "
-            f"{x},{y},{width},{height} in {report.seconds:.1f} s"
+            f"{args.output}: {report.blur}x{report.blur} kernel learnt from the window "
+            f"{x},{y},{width},{height} in {report.seconds:.1f} s; confidence "
+            f"{report.confidence:.2f}: {report.reason}"
         )
     return 0

@@ -1,12 +1,14 @@
 """`dt-deconvolve run`: estimate the blur of a picture, then sharpen it with that blur."""
 
 import argparse
+import os
 from pathlib import Path
 
 from worker.cli.deblur import check_tiff_name, print_report
 from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.progress import progress_bar
 from worker.cli.psf import add_estimation_options
+from worker.jobspec import JobSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sharpen the whole picture with it (the `psf` and `deblur` commands in one).",
     )
     parser.add_argument("input", type=Path, metavar="INPUT", help="the blurred picture (TIFF)")
-    add_estimation_options(parser, required=True)
+    add_estimation_options(parser)
     parser.add_argument(
         "-o", "--output", required=True, metavar="OUTPUT", help="where to write the result (TIFF)"
     )
@@ -30,16 +32,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.pipeline import JobOptions, run_pipeline
+    from worker.pipeline import run_pipeline
 
     check_tiff_name(args.output)
-    options = JobOptions(
+    spec = JobSpec(
+        input=str(args.input.absolute()),
+        output=os.path.abspath(args.output),
         blur=args.blur,
         window=args.window,
-        psf_out=args.psf_out,
         settings=settings_from_args(args),
     )
     with progress_bar() as progress:
-        report = run_pipeline(args.input, args.output, options, progress)
+        report = run_pipeline(spec, progress, args.psf_out)
     print_report(report, args.json)
     return 0

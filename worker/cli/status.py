@@ -30,9 +30,13 @@ def run(args: argparse.Namespace) -> int:
         if args.job:
             reply = client.request("status", job=args.job)
             jobs = [reply]
-        else:
-            reply = client.request("list")
-            jobs = reply["jobs"]
+        else:  # page after page: each reply holds what fits in one message
+            jobs, start = [], 0
+            while start is not None:
+                page = client.request("list", start=start)
+                jobs += page["jobs"]
+                start = page["next"]
+            reply = {"jobs": jobs}
     if args.json:
         print(json.dumps(reply))
     else:

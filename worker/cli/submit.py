@@ -4,13 +4,13 @@ Without `--wait` it prints the job id. With `--wait` it prints, one line each (f
 
     JOB <id>
     PROGRESS <fraction 0..1> <stage>        stage: queued | estimating | deblurring | writing
-    DONE <output path>
+    BLUR <confidence 0..1> <reason>         when the blur was estimated (not from the cache)
+    DONE <output path>                      the path as one escaped field (`worker.cli.lines`)
 
 and exits 0 when done, 1 when the job failed (the reason on stderr), 3 when it was cancelled.
 """
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,19 +21,24 @@ from worker.cli.endpoint import (
     cache_dir_of,
     client_of,
 )
+from worker.cli.exit_status import ExitStatus
+from worker.cli.lines import path_field
 from worker.cli.options import add_engine_options, settings_from_args
+from worker.cli.psf import blur_size
 from worker.errors import InputError
-from worker.service import protocol
+from worker.jobspec import JobSpec
 from worker.service.client import ensure_worker
-
-EXIT_CANCELLED = 3
+from worker.stages import Stage
 
 
 def add_job_options(parser: argparse.ArgumentParser) -> None:
     """The options that say how to deblur (shared with `key`, which hashes them)."""
     add_engine_options(parser)
     parser.add_argument(
-        "--blur", type=int, metavar="K", help="estimate a K x K blur kernel (odd) first"
+        "--blur",
+        type=blur_size,
+        metavar="K|auto",
+        help="estimate the blur first, at most K x K (odd), or 'auto' (the default without --psf)",
     )
     parser.add_argument(
         "--window", metavar="W", help="where to estimate it: auto, centre or X,Y,W,H"
@@ -41,16 +46,19 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--psf", type=Path, metavar="PSF", help="use this kernel (.npy) instead")
 
 
-def job_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The job's parameters as the protocol carries them."""
-    if args.psf is None and args.blur is None:
-        raise InputError("say how to find the blur: --blur K (estimate it) or --psf PSF.npy")
-    return {
-        "psf": str(args.psf.absolute()) if args.psf else None,
-        "blur": args.blur,
-        "window": args.window,
-        "settings": dataclasses.asdict(settings_from_args(args)),
-    }
+def job_spec(args: argparse.Namespace, output: str) -> JobSpec:
+    """The job that the options of `add_job_options` (and `--key`, if any) describe."""
+    spec = JobSpec(
+        input=str(args.input.absolute()),
+        output=output,
+        key=getattr(args, "key", None),
+        psf=str(args.psf.absolute()) if args.psf else None,
+        blur=None if args.psf else args.blur,
+        window=args.window,
+        settings=settings_from_args(args),
+    )
+    spec.validate()
+    return spec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,15 +80,10 @@ def say(line: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    fields = {
-        "input": str(args.input.absolute()),
-        "output": str(args.output.absolute()),
-        "key": args.key,
-        **job_fields(args),
-    }
+    spec = job_spec(args, str(args.output.absolute()))
     with client_of(args) as client:
         ensure_worker(client, cache_dir_of(args))
-        job = client.request("submit", **fields)
+        job = client.request("submit", **spec.as_fields())
         if not args.wait:
             say(job["job"])
             return 0
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         shown: list[tuple[str, str]] = []
 
         def show(status: dict[str, Any]) -> None:
-            if status["stage"] in protocol.FINAL_STAGES:
+            if Stage(status["stage"]).final:
                 return
             line = (f"{status['fraction']:.3f}", status["stage"])
             if not shown or shown[-1] != line:
@@ -100,12 +103,15 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             client.request("cancel", job=job["job"], timeout=2.0)
             raise
-    if final["stage"] == protocol.DONE:
+    if final["stage"] == Stage.DONE:
         if final.get("note") and final["note"] != "from the cache":
             print(f"dt-deconvolve: note: {final['note']}", file=sys.stderr)
-        say(f"DONE {fields['output']}")  # a same-key duplicate gets its own output
+        report = final.get("report") or {}
+        if "confidence" in report:
+            say(f"BLUR {report['confidence']:.2f} {' '.join(str(report['reason']).split())}")
+        say(f"DONE {path_field(spec.output)}")
         return 0
-    if final["stage"] == protocol.CANCELLED:
+    if final["stage"] == Stage.CANCELLED:
         print(f"dt-deconvolve: job {final['job']} was cancelled", file=sys.stderr)
-        return EXIT_CANCELLED
+        return ExitStatus.CANCELLED
     raise InputError(final["error"] or "the job failed")

@@ -2,6 +2,7 @@
 
 import argparse
 import re
+from pathlib import Path
 
 from cache.store import CacheLimits
 from worker.cli.endpoint import (
@@ -10,7 +11,7 @@ from worker.cli.endpoint import (
     cache_dir_of,
     endpoint_of,
 )
-from worker.service.server import Server, WorkerConfig, open_log
+from worker.service.server import MAX_QUEUED, Server, WorkerConfig, open_log
 from worker.service.transport import default_curve_dir, generate_keys
 
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -65,6 +66,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="stop after this long without requests or jobs (default: never)",
     )
+    parser.add_argument(
+        "--max-queue",
+        type=positive,
+        default=MAX_QUEUED,
+        metavar="N",
+        help=f"jobs that may wait or run at once; more are refused as busy (default {MAX_QUEUED})",
+    )
+    parser.add_argument(
+        "--allow-dir",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="with CURVE keys (clients on other machines): a folder whose pictures they may "
+        "deblur and write into (repeat for more); they may name no other path",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request and event")
     parser.set_defaults(func=run)
 
@@ -83,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         cache_limits=CacheLimits(max_bytes=args.cache_size, min_free_bytes=args.min_free),
         idle_exit=args.idle_exit,
+        max_queued=args.max_queue,
+        allowed_dirs=tuple(folder.absolute() for folder in args.allow_dir),
     )
     open_log(args.verbose)
     return Server(config).run()

@@ -38,11 +38,9 @@ from worker.deconv.boundaries import data_mask, detect_clip_level
 from worker.deconv.fft import fast_length
 from worker.deconv.noise import estimate_noise
 from worker.deconv.psf_tools import center_on_centroid, resize_psf
-from worker.deconv.window import check_edges, check_window, choose_window
+from worker.deconv.window import Window, check_edges, check_window, choose_window
 from worker.errors import InputError
-
-Progress = Callable[[float, str], None]
-Window = tuple[int, int, int, int]
+from worker.stages import Progress, Stage
 
 LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # Rec. 709 / sRGB primaries
 LEVEL_SCALE = np.sqrt(0.5)
@@ -236,6 +234,8 @@ def clean_kernel(
     if psf.max() <= 0:
         return delta_kernel(psf.shape[0])
     psf = np.where(psf < max(small_tap * psf.max(), floor), 0.0, psf)
+    if psf.sum() <= 0:  # every tap under the noise floor: nothing learnt
+        return delta_kernel(psf.shape[0])
     psf /= psf.sum()
     labels, count = ndimage.label(psf > 0, structure=np.ones((3, 3)))
     if count > 1:
@@ -327,7 +327,7 @@ def blind_kernel(
             rounds += 1
         psf = center_on_centroid(psf).astype(np.float64)
         if progress is not None:
-            progress((level + 1) / len(sizes), "estimating")
+            progress((level + 1) / len(sizes), Stage.ESTIMATING)
     return psf, rounds
 
 

@@ -60,7 +60,6 @@ tile of `A^T ratio` the update, so neither is ever stored whole.
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 
@@ -76,6 +75,7 @@ from worker.deconv.noise import (
     regularisation_weight,
     white_level,
 )
+from worker.deconv.noise_correlation import for_correlated_noise
 from worker.deconv.preview import preview_inputs
 from worker.deconv.psf_tools import validate_psf
 from worker.deconv.settings import DeblurSettings
@@ -88,9 +88,8 @@ from worker.deconv.stopping import (
 from worker.deconv.texture import texture_weight
 from worker.deconv.tv import gradient_weights, split_gradient_at
 from worker.errors import InputError
+from worker.stages import Progress, Stage
 
-Progress = Callable[[float, str], None]
-STAGE = "deblurring"
 UNOBSERVED = 1e-3  # extended-grid pixels with A^T w under this keep their first estimate
 WELL_OBSERVED = 0.5  # stagnation is measured where A^T w is above this (the frame, mostly)
 TV_EPS = 0.03  # smoothing of |grad u| in TV, as a fraction of the picture's mean level...
@@ -285,7 +284,9 @@ def _blurred_whiteness(
         scratch[:, :cx] = scratch[:, cx : cx + 1]
         scratch[:, cx + width :] = scratch[:, cx + width - 1 : cx + width]
         to_ratio = partial(_ratio_tile, f[c], mask, offset, floor, ratio)
-        correlations += centred_correlations(blur.forward_tiles(scratch, to_ratio))
+        blurred = blur.forward_tiles(scratch, to_ratio)
+        assert blurred is not None  # each tile returns its sums
+        correlations += centred_correlations(blurred)
     return whiteness(correlations)
 
 
@@ -337,17 +338,21 @@ def richardson_lucy_tv(
             for c in range(channels):
                 # A y, tile by tile, straight into the ratio (and the whiteness sums)...
                 to_ratio = partial(_ratio_tile, f[c], mask, offset, floor, ratio)
-                correlations += centred_correlations(blur.forward_tiles(y[c], to_ratio))
+                blurred = blur.forward_tiles(y[c], to_ratio)
+                assert blurred is not None  # each tile returns its sums
+                correlations += centred_correlations(blurred)
                 # ...then A^T ratio, tile by tile, straight into the update.
                 update = partial(_rl_tv_step, y[c], weights, normalisation, prior, lam, offset,
                                  floor, x[c], previous[c], step[c])  # fmt: skip
-                sums += blur.adjoint_tiles(ratio, update)
+                tile_sums = blur.adjoint_tiles(ratio, update)
+                assert tile_sums is not None
+                sums += tile_sums
             x, previous = previous, x
             alpha = float(np.clip(sums[0] / sums[1], 0, 1)) if sums[1] > 0 else 0.0
             change = math.sqrt(sums[2] / sums[3]) if sums[3] > 0 else 0.0
             reason = rule.update(iteration, whiteness(correlations), change)
             if progress is not None:
-                progress(min(iteration / rule.max_iterations, 1.0), STAGE)
+                progress(min(iteration / rule.max_iterations, 1.0), Stage.DEBLURRING)
         del y, step, weights  # make room for the result
     if reason == "whiteness":  # x_k was computed from y_k-1, the last within the tolerance
         x, iteration_returned = previous, iteration - 1
@@ -372,7 +377,7 @@ def _restore(
     """
     start = _coarse_start(image, psf, settings, clip_level)
     mask = data_mask(image, clip_level)
-    model = estimate_noise_model(image, mask)
+    model = for_correlated_noise(estimate_noise_model(image, mask), image, mask)
     f = np.ascontiguousarray(image.transpose(2, 0, 1))  # (C, H, W): one plane per channel
     np.maximum(f, 0, out=f)
     white = white_level(f)
@@ -461,7 +466,7 @@ def deblur(
     psf = validate_psf(psf, image.shape)
     settings.validate()
     if progress is not None:
-        progress(0.0, STAGE)
+        progress(0.0, Stage.DEBLURRING)
     image, psf = preview_inputs(image, psf, settings.scale)
     if any(n < max(k, 2) for n, k in zip(image.shape, psf.shape, strict=False)):
         raise InputError(
@@ -476,7 +481,7 @@ def deblur(
     )
     result = np.ascontiguousarray(best.transpose(1, 2, 0))
     if progress is not None:
-        progress(1.0, STAGE)
+        progress(1.0, Stage.DEBLURRING)
     if settings.local:
         result = blend_locally(image, result, psf)
     report = DeblurReport(

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from worker.errors import InputError
 
+MAX_ITERATIONS = 10_000  # a cap the stopping rules never come near; larger is surely a slip
+
 
 @dataclass(frozen=True)
 class DeblurSettings:
@@ -42,14 +44,15 @@ class DeblurSettings:
             (_finite(self.priority) and -1 <= self.priority <= 1, "priority must be in [-1, 1]"),
             (self.lam is None or (_finite(self.lam) and self.lam >= 0), "lambda must be >= 0"),
             (
-                isinstance(self.max_iterations, int) and self.max_iterations >= 1,
-                "the iteration cap must be a whole number of at least 1",
+                isinstance(self.max_iterations, int) and 1 <= self.max_iterations <= MAX_ITERATIONS,
+                f"the iteration cap must be a whole number from 1 to {MAX_ITERATIONS}",
             ),
             (_finite(self.scale) and 0 < self.scale <= 1, "scale must be in (0, 1]"),
             (
                 self.clip_level is None or (_finite(self.clip_level) and self.clip_level > 0),
                 "the clip level must be above 0",
             ),
+            (isinstance(self.local, bool), "local must be true or false"),
         ]
         for ok, message in checks:
             if not ok:
@@ -57,4 +60,28 @@ class DeblurSettings:
 
 
 def _finite(value: object) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
+    """A real number a float can hold (an integer of 400 digits cannot)."""
+    try:
+        return isinstance(value, int | float) and math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+AUTO = "auto"  # the blur size that asks the engine to find the blur's extent itself
+
+
+def blur_from_text(text: str) -> int | None:
+    """The blur size a user typed: an odd number of pixels (at least 3), or "auto" (None: find
+    it, up to `worker.deconv.blind.AUTO_BLUR`). Raises `InputError` for anything else."""
+    word = str(text).strip().lower()
+    if word == AUTO:
+        return None
+    try:
+        size = int(word)
+    except ValueError:
+        size = 0
+    if size < 3 or size % 2 == 0:
+        raise InputError(
+            f"the blur size must be auto or an odd number of pixels, at least 3, not {text}"
+        )
+    return size

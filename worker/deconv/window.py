@@ -118,7 +118,13 @@ def block_means(plane: np.ndarray, factor: int) -> np.ndarray:
 
 
 def choose_window(grey: np.ndarray, size: int) -> Window:
-    """The square window, side `window_side`, with the most strong and varied edges.
+    """The square window, side `window_side`, with the most strong and varied edges (see
+    `choose_windows`)."""
+    return choose_windows(grey, size, 1)[0]
+
+
+def choose_windows(grey: np.ndarray, size: int, count: int) -> list[Window]:
+    """Up to `count` square windows, side `window_side`, best first, none overlapping another.
 
     Score = (strong-edge energy) x (orientation diversity) x (1 - 20 x saturated share), where a
     strong edge is a gradient above the image's 90th percentile magnitude, its energy is the
@@ -126,13 +132,34 @@ def choose_window(grey: np.ndarray, size: int) -> Window:
     diversity is ``exp(entropy)`` of the energy's distribution over 8 orientation
     bins divided by 8 (1 for evenly spread orientations, 1/8 for a single one). Large pictures are
     scored on a copy shrunk to about 1000 px (block means), which keeps this to a fraction of a
-    second.
+    second. Each next window is the best one that does not overlap those already chosen.
     """
     side = window_side(grey.shape, size)
     factor = max(1, min(grey.shape) // ANALYSIS_SIZE)
     small = block_means(grey, factor)
     small_side = max(side // factor, 2)
     step = max(small_side // 8, 1)
+    score = window_scores(grey, small, factor, small_side, step)
+    windows: list[Window] = []
+    while len(windows) < count and np.isfinite(score).any():
+        row, col = np.unravel_index(int(np.argmax(score)), score.shape)
+        x = min(int(col * step * factor), grey.shape[1] - side)
+        y = min(int(row * step * factor), grey.shape[0] - side)
+        windows.append((x, y, side, side))
+        # Windows whose corner lies within one side of this one's overlap it.
+        reach = int(np.ceil(small_side / step))
+        rows, cols = (
+            slice(max(row - reach + 1, 0), row + reach),
+            slice(max(col - reach + 1, 0), col + reach),
+        )
+        score[rows, cols] = -np.inf
+    return windows
+
+
+def window_scores(
+    grey: np.ndarray, small: np.ndarray, factor: int, small_side: int, step: int
+) -> np.ndarray:
+    """The score of every candidate window (corners on a `step` grid of the shrunk `small`)."""
     smooth = ndimage.gaussian_filter(small, 1.0)
     gy, gx = np.gradient(smooth)
     magnitude = np.hypot(gx, gy)
@@ -149,8 +176,4 @@ def choose_window(grey: np.ndarray, size: int) -> Window:
     diversity = np.exp(entropy) / ORIENTATION_BINS
     saturated = block_means(grey >= SATURATION * grey.max(), factor)
     saturated_share = box_sums(saturated, small_side, step) / small_side**2
-    score = total * diversity * np.clip(1 - 20 * saturated_share, 0, None)
-    row, col = np.unravel_index(int(np.argmax(score)), score.shape)
-    x = min(int(col * step * factor), grey.shape[1] - side)
-    y = min(int(row * step * factor), grey.shape[0] - side)
-    return x, y, side, side
+    return (total * diversity * np.clip(1 - 20 * saturated_share, 0, None)).astype(np.float64)

@@ -140,6 +140,7 @@ def tone_curves(profile: bytes, channels: int) -> tuple[ToneCurve, ...]:
     """
     colour_space = _header(profile)
     tags = _tag_table(profile)
+    names: tuple[bytes, ...]
     if channels == 3:
         names = (b"rTRC", b"gTRC", b"bTRC")
         if colour_space != b"RGB ":

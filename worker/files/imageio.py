@@ -25,6 +25,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import imagecodecs
 import numpy as np
@@ -32,7 +33,7 @@ import pyexiv2
 import tifffile
 from scipy import ndimage
 
-from worker.atomic import atomic_path
+from worker.atomic import atomic_file, descriptor_path
 from worker.errors import InputError
 from worker.files.icc import LINEAR, SRGB, ToneCurve, tone_curves
 
@@ -105,7 +106,9 @@ def read_picture(path: str | os.PathLike[str]) -> Picture:
     A missing or unreadable path raises `OSError`.
     """
     path = Path(path)
-    samples, alpha, alpha_kind, profile = _read_samples(path)
+    with open(path, "rb") as handle:  # once: every reader below uses this very file
+        samples, alpha, alpha_kind, profile = _read_samples(path, handle)
+        exif = _read_exif(path, handle)
     dtype = samples.dtype
     if dtype.kind == "f" and not np.all(np.isfinite(samples)):
         raise InputError(f"{path} holds NaN or infinite pixel values")
@@ -127,7 +130,7 @@ def read_picture(path: str | os.PathLike[str]) -> Picture:
         sample_format=dtype,
         curves=curves,
         icc_profile=profile,
-        exif=_read_exif(path),
+        exif=exif,
         alpha_kind=alpha_kind,
     )
 
@@ -149,7 +152,7 @@ def write_picture(path: str | os.PathLike[str], like: Picture, pixels: np.ndarra
         alpha = _resize_alpha(like.alpha, pixels.shape[:2])
         samples = np.concatenate([samples, alpha[..., None]], axis=2)
         extrasamples = [like.alpha_kind]
-    with atomic_path(path) as temporary:
+    with atomic_file(path) as temporary:
         tifffile.imwrite(
             temporary,
             samples if samples.shape[2] > 1 else samples[..., 0],
@@ -177,22 +180,25 @@ def write_png(path: str | os.PathLike[str], pixels: np.ndarray) -> None:
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[..., 0]
     encoded = np.rint(np.clip(SRGB.encode(pixels), 0.0, 1.0) * 255).astype(np.uint8)
-    with atomic_path(path) as temporary:
-        temporary.write_bytes(imagecodecs.png_encode(encoded))
+    with atomic_file(path) as temporary:
+        temporary.write(imagecodecs.png_encode(encoded))
 
 
 # --- Reading ---------------------------------------------------------------------------------
 
 
-def _read_samples(path: Path) -> tuple[np.ndarray, np.ndarray | None, int, bytes | None]:
-    """The colour samples (H, W, C), the alpha samples or None, the alpha kind, the ICC profile.
+def _read_samples(
+    path: Path, handle: BinaryIO
+) -> tuple[np.ndarray, np.ndarray | None, int, bytes | None]:
+    """The colour samples (H, W, C), the alpha samples or None, the alpha kind, the ICC profile
+    of the file open as `handle` (`path` names it in messages).
 
     tifffile and its codecs report damaged files with many exception types (TiffFileError,
     ValueError for short reads, codec errors, ...): at this boundary all of them except OSError
     and MemoryError mean "this file cannot be decoded" and become one `InputError`.
     """
     try:
-        with tifffile.TiffFile(path) as tiff:
+        with tifffile.TiffFile(handle, name=path.name) as tiff:
             page = tiff.pages.first
             _check_layout(path, tiff, page)
             samples = page.asarray()
@@ -260,17 +266,19 @@ def _integers_to_linear(samples: np.ndarray, curves: tuple[ToneCurve, ...]) -> n
     return pixels
 
 
-def _read_exif(path: Path) -> dict[str, str]:
-    """The file's EXIF tags worth carrying to the output, as pyexiv2 text (empty if none).
+def _read_exif(path: Path, handle: BinaryIO) -> dict[str, str]:
+    """The EXIF tags worth carrying to the output of the file open as `handle`, as pyexiv2 text
+    (empty if none). exiv2 reads it through the descriptor, so any file name (not UTF-8,
+    say) works.
 
     exiv2 does not read BigTIFF (the 64-bit variant, for files over 4 GB): such files are read
     without their EXIF, and the output (classic TIFF) has none.
     """
-    with open(path, "rb") as handle:
-        if handle.read(4)[2:] in (b"+\x00", b"\x00+"):  # version 43: BigTIFF
-            return {}
+    handle.seek(0)
+    if handle.read(4)[2:] in (b"+\x00", b"\x00+"):  # version 43: BigTIFF
+        return {}
     try:
-        with pyexiv2.Image(str(path)) as image:
+        with pyexiv2.Image(descriptor_path(handle)) as image:
             exif = image.read_exif(encoding=_EXIF_ENCODING)
     except RuntimeError as error:  # exiv2 cannot parse the metadata; tifffile could the pixels
         raise InputError(f"{path} has damaged EXIF metadata ({error})") from error
@@ -285,11 +293,13 @@ def _read_exif(path: Path) -> dict[str, str]:
 # --- Writing ---------------------------------------------------------------------------------
 
 
-def _write_exif(temporary: Path, exif: dict[str, str], final: str | os.PathLike[str]) -> None:
-    """Add `exif` to the TIFF at `temporary`; exiv2's failures (a full disk while it rewrites the
-    file, among others) become an `OSError` naming the file being written."""
+def _write_exif(temporary: BinaryIO, exif: dict[str, str], final: str | os.PathLike[str]) -> None:
+    """Add `exif` to the TIFF open as `temporary` (through its descriptor, whatever its name);
+    exiv2's failures (a full disk while it rewrites the file, among others) become an `OSError`
+    naming the file being written."""
+    temporary.flush()
     try:
-        with pyexiv2.Image(str(temporary)) as image:
+        with pyexiv2.Image(descriptor_path(temporary)) as image:
             image.modify_exif(exif, encoding=_EXIF_ENCODING)
     except RuntimeError as error:
         raise OSError(f"could not write the EXIF data of {final} ({error})") from error

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.atomic import atomic_path
+from worker.atomic import atomic_file
 from worker.files.imageio import write_png
 
 PICTURE_SIDE = 256  # the PNG is enlarged (each tap a square block) to about this many pixels
@@ -13,7 +13,7 @@ PICTURE_SIDE = 256  # the PNG is enlarged (each tap a square block) to about thi
 
 def save_kernel(path: str | os.PathLike[str], psf: np.ndarray) -> None:
     """Write `psf` (float32) as a NumPy `.npy` file, atomically."""
-    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+    with atomic_file(path) as handle:
         np.save(handle, np.asarray(psf, dtype=np.float32))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyfftw
 
-from worker.atomic import atomic_path
+from worker.atomic import atomic_file
 
 _WISDOM_SEPARATOR = b"\0"  # FFTW wisdom is text: it never holds a NUL byte
 
@@ -26,8 +26,8 @@ def _read_wisdom(path: Path) -> None:
 def _write_wisdom(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path, fsync=False) as tmp:
-            tmp.write_bytes(_WISDOM_SEPARATOR.join(pyfftw.export_wisdom()))
+        with atomic_file(path, fsync=False) as handle:
+            handle.write(_WISDOM_SEPARATOR.join(pyfftw.export_wisdom()))
 
 
 @contextlib.contextmanager

@@ -15,30 +15,33 @@ from typing import Any
 
 import zmq
 
-from worker.errors import InputError
+from worker.errors import WorkerUnavailable
 from worker.paths import runtime_dir, state_dir
 from worker.service import protocol
 from worker.service.transport import (
+    check_endpoint,
     default_curve_dir,
     ipc_path,
     is_loopback,
     secure_client,
     tcp_host,
 )
+from worker.stages import Stage
 
 POLL_INTERVAL = 0.15  # seconds between status requests while waiting for a job
 START_TIMEOUT = 60.0  # seconds a freshly started worker may take to answer
 AUTO_STARTED_IDLE_EXIT = 3600  # seconds
 
 
-class WorkerUnavailable(InputError):
-    """No worker answered at the endpoint."""
-
-
 class Client:
-    """Requests to the worker at `endpoint`, each answered within `timeout` seconds."""
+    """Requests to the worker at `endpoint`, each answered within `timeout` seconds.
+
+    The client owns a ZeroMQ context until `close()` (or the end of a `with` block); each request
+    uses a socket of its own, closed before `request` returns. Use one client per thread.
+    """
 
     def __init__(self, endpoint: str, timeout: float = 10.0, curve_dir: Path | None = None) -> None:
+        check_endpoint(endpoint, curve=True)  # its shape (where a worker may listen: its own)
         self.endpoint = endpoint
         self.timeout = timeout
         self.curve_dir = curve_dir or default_curve_dir()
@@ -48,12 +51,16 @@ class Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the ZeroMQ context (idempotent)."""
         self.context.term()
 
     def request(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
         """Send one request and return the reply's fields.
 
-        Raises `WorkerUnavailable` when nobody answers in time, `protocol.RemoteError` when the
+        Raises `WorkerUnavailable` when nobody answers in time, `RemoteError` when the
         worker refuses the request.
         """
         data = protocol.encode_request(op, **fields)
@@ -81,7 +88,7 @@ class Client:
             status = self.request("status", job=job_id)
             if on_update is not None:
                 on_update(status)
-            if status["stage"] in protocol.FINAL_STAGES:
+            if Stage(status["stage"]).final:
                 return status
             time.sleep(POLL_INTERVAL)
 
@@ -115,7 +122,9 @@ def worker_command(endpoint: str, cache_dir: Path | None) -> list[str]:
 def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, Any]:
     """Return the worker's ping reply, starting a detached worker first if none answers.
 
-    A lock makes clients that find no worker at the same moment start only one.
+    A lock makes clients that find no worker at the same moment start only one. The worker it
+    starts is meant to outlive this process: it runs in a session of its own, and this function
+    lets go of it once it answers (its parent's exit hands it to init, which reaps it).
     """
     reply = client.ping()
     if reply is not None:

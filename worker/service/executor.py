@@ -6,7 +6,7 @@ It imports the engine and runs a tiny job once (compiling the numba kernels and 
 `ready`, then reads one job per line on stdin and writes JSON events on stdout:
 
     {"event": "ready", "seconds": 2.1}
-    {"event": "progress", "job": ID, "fraction": 0.42, "stage": "deblurring"}
+    {"event": "progress", "job": ID, "fraction": 0.42, "stage": "deblurring"}   a `Stage` name
     {"event": "done", "job": ID, "report": {...}, "note": null | "not cached: ..."}
     {"event": "failed", "job": ID, "error": "one line", "detail": "traceback"}
     {"event": "broken", "error": "one line"}           could not start; the process exits
@@ -16,7 +16,6 @@ temporary files are removed, and the process exits.
 """
 
 import contextlib
-import dataclasses
 import io
 import json
 import os
@@ -31,16 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, NotCached, ResultCache
+from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, ResultCache
 from worker import __version__
-from worker.errors import InputError, describe_error, is_internal
+from worker.errors import Abandoned, NotCached, describe_error, is_internal
 from worker.files.kernels import picture_path, save_kernel_picture
+from worker.jobspec import JobSpec
+from worker.stages import Stage
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress events (stage changes are always sent)
-
-
-class Abandoned(Exception):
-    """The worker went away: stop the job, cleaning up as any exception does."""
 
 
 Send = Callable[[dict[str, Any]], None]
@@ -57,51 +54,38 @@ def make_sender(stream: io.TextIOBase) -> Send:
     return send
 
 
-def job_options(task: dict[str, Any], psf_out: Path | None) -> Any:
-    """The pipeline's `JobOptions` for a task; unknown engine settings are an `InputError`."""
-    from worker.deconv.settings import DeblurSettings
-    from worker.pipeline import JobOptions
-
-    known = {f.name for f in dataclasses.fields(DeblurSettings)}
-    unknown = sorted(set(task["settings"]) - known)
-    if unknown:
-        raise InputError(f"unknown engine setting '{unknown[0]}' (known: {', '.join(known)})")
-    return JobOptions(
-        psf_path=task["psf"],
-        blur=task["blur"],
-        window=task["window"],
-        psf_out=str(psf_out) if psf_out else None,
-        settings=DeblurSettings(**task["settings"]),
-    )
-
-
-def kernel_files(task: dict[str, Any], psf_out: Path) -> dict[str, Path]:
+def kernel_files(spec: JobSpec, psf_out: Path | None) -> dict[str, Path]:
     """The kernel of a job and its picture, to cache: the estimated ones, or the PSF it was
-    given (with a picture drawn now)."""
+    given (with a picture drawn now beside `psf_out`); none without a scratch folder."""
+    if psf_out is None:
+        return {}
     if psf_out.exists():
         return {PSF: psf_out, PSF_PNG: picture_path(psf_out)}
-    if not task["psf"]:
+    if not spec.psf:
         return {}
     picture = picture_path(psf_out)
     with contextlib.suppress(OSError, ValueError):  # no picture is no reason to fail the job
-        save_kernel_picture(picture, np.load(task["psf"], allow_pickle=False))
-    return {PSF: Path(task["psf"]), PSF_PNG: picture}
+        save_kernel_picture(picture, np.load(spec.psf, allow_pickle=False))
+    return {PSF: Path(spec.psf), PSF_PNG: picture}
 
 
-def cache_result(task: dict[str, Any], report: dict[str, Any], psf_out: Path) -> str | None:
+def cache_result(
+    task: dict[str, Any], spec: JobSpec, report: dict[str, Any], psf_out: Path | None
+) -> str | None:
     """Store the job's output and kernel under its key; returns why not, or None."""
+    assert spec.key is not None
     limits = CacheLimits(**task["cache_limits"])
-    files = {RESULT: Path(task["output"]), **kernel_files(task, psf_out)}
+    files = {RESULT: Path(spec.output), **kernel_files(spec, psf_out)}
     files = {name: path for name, path in files.items() if path.exists()}
     record = {
         "job": task["job"],
         "algorithm": __version__,
-        "input": task["input"],
-        "parameters": {name: task[name] for name in ("psf", "blur", "window", "settings")},
+        "input": spec.input,
+        "parameters": spec.parameters(),
         "report": report,
     }
     try:
-        ResultCache(task["cache_dir"], limits).store(task["key"], files, record, tag=task["job"])
+        ResultCache(task["cache_dir"], limits).store(spec.key, files, record, tag=task["job"])
     except NotCached as refused:
         return str(refused)
     return None
@@ -112,25 +96,28 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
     from worker.pipeline import run_pipeline
 
     job = task["job"]
-    last = {"stage": "", "time": 0.0}
+    last_stage, last_time = "", 0.0
 
     def progress(fraction: float, stage: str) -> None:
+        nonlocal last_stage, last_time
         if abandoned.is_set():
             raise Abandoned("the worker went away")
         now = time.monotonic()
-        if stage != last["stage"] or now - last["time"] >= PROGRESS_INTERVAL:
-            last.update(stage=stage, time=now)
+        if stage != last_stage or now - last_time >= PROGRESS_INTERVAL:
+            last_stage, last_time = stage, now
             send({"event": "progress", "job": job, "fraction": fraction, "stage": stage})
 
-    kernel = Path(task["scratch"]) / "psf.npy"  # where an estimated PSF is kept for the cache
+    # where an estimated PSF is kept for the cache (nowhere when the runtime disk is full)
+    kernel = Path(task["scratch"]) / "psf.npy" if task.get("scratch") else None
     try:
-        progress(0.0, "reading")
-        options = job_options(task, kernel if task["key"] and not task["psf"] else None)
-        report = run_pipeline(task["input"], task["output"], options, progress)
+        progress(0.0, Stage.READING)
+        spec = JobSpec.from_fields(task["spec"])
+        psf_out = kernel if spec.key and spec.estimating else None
+        report = run_pipeline(spec, progress, psf_out)
         note = None
-        if task["key"]:
-            progress(1.0, "caching")
-            note = cache_result(task, report, kernel)
+        if spec.key:
+            progress(1.0, Stage.CACHING)
+            note = cache_result(task, spec, report, kernel)
         send({"event": "done", "job": job, "report": report, "note": note})
     except MemoryError as error:
         send({"event": "failed", "job": job, "error": describe_error(error), "detail": ""})

@@ -20,25 +20,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worker.errors import ProtocolError
+from worker.jobspec import JobSpec
 from worker.service import protocol
+from worker.stages import Stage
 
 RECENT_JOBS = 500  # finished jobs remembered for `status` and `list`
+MAX_TEXT = 300  # characters of a job's error or note
 
 
 @dataclass
 class Job:
-    """One job: what to do (the submit request's fields) and how far it got."""
+    """One job: what to do and how far it got."""
 
     id: str
-    input: str
-    output: str
-    key: str | None = None
-    psf: str | None = None
-    blur: int | None = None
-    window: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
-    stage: str = protocol.QUEUED
-    detail: str = protocol.QUEUED  # the engine's own stage name ("reading", "caching", ...)
+    spec: JobSpec
+    stage: Stage = Stage.QUEUED
+    detail: str = Stage.QUEUED  # the pipeline's own step ("reading", "caching", ...)
     fraction: float = 0.0
     submitted: float = field(default_factory=time.time)
     started: float | None = None
@@ -46,73 +44,89 @@ class Job:
     error: str | None = None
     note: str | None = None  # e.g. why the result was not cached
     report: dict[str, Any] | None = None
-    kernel_from_cache: bool = False
-    copies: list[str] = field(default_factory=list)  # outputs of later same-key submits
     output_before: tuple[int, int] | None = None  # the output file's identity when started
+    # Same-key submits share one computation: the first job (the leader) runs it, each later one
+    # (a follower, with its own id and output) is done when its own copy of the result is.
+    leader: str | None = None
+    followers: list[str] = field(default_factory=list)
+    withdrawn: bool = False  # the leader's own client cancelled; the run goes on for followers
 
     @property
     def final(self) -> bool:
-        return self.stage in protocol.FINAL_STAGES
+        return self.stage.final
+
+    @property
+    def key(self) -> str | None:
+        return self.spec.key
+
+    @property
+    def output(self) -> str:
+        return self.spec.output
 
     def seconds_left(self) -> float | None:
         """Estimated time left: the time spent so far scaled by the fraction still to do."""
         if self.started is None or self.final or self.fraction < 0.02:
-            return 0.0 if self.stage == protocol.DONE else None
+            return 0.0 if self.stage == Stage.DONE else None
         spent = time.time() - self.started
         return round(spent * (1 - self.fraction) / self.fraction, 1)
 
     def progress(self, fraction: float, detail: str) -> None:
-        """Record the engine's progress (`detail` is the pipeline's stage name)."""
+        """Record the pipeline's progress (`detail`: the pipeline's step, a `Stage` name)."""
         self.fraction = min(max(float(fraction), self.fraction), 1.0)
+        with contextlib.suppress(ValueError):  # an unknown name changes only the detail
+            step = Stage(detail)
+            if not step.final and step is not Stage.QUEUED:
+                self.stage = step.public(self.spec.estimating)
         self.detail = detail
-        if detail in protocol.RUNNING_STAGES:
-            self.stage = detail
-        elif detail == "reading":  # reading belongs to the first computing stage
-            self.stage = protocol.DEBLURRING if self.psf else protocol.ESTIMATING
-        elif detail == "caching":
-            self.stage = protocol.WRITING
 
-    def end(self, stage: str, error: str | None = None) -> None:
-        self.stage = self.detail = stage
-        self.error = error
+    def end(self, stage: Stage, error: str | None = None) -> None:
+        self.stage = stage
+        self.detail = stage
+        self.error = short_text(error)
         self.finished = time.time()
-        if stage == protocol.DONE:
+        if stage == Stage.DONE:
             self.fraction = 1.0
 
     def as_dict(self) -> dict[str, Any]:
-        """The job as the protocol's `status` reply shows it."""
+        """The job as the protocol's `status` reply shows it (a withdrawn leader: cancelled, as its
+        client asked). Its size is bounded: two paths (`MAX_PATH_BYTES` each), two short texts
+        and a report without paths of the client's, well under `MAX_MESSAGE_BYTES`."""
+        stage = Stage.CANCELLED if self.withdrawn else self.stage
         return {
             "job": self.id,
-            "stage": self.stage,
-            "detail": self.detail,
+            "stage": stage,
+            "detail": stage if self.withdrawn else self.detail,
             "fraction": round(self.fraction, 4),
             "seconds_left": self.seconds_left(),
-            "input": self.input,
-            "output": self.output,
-            "key": self.key,
+            "input": self.spec.input,
+            "output": self.spec.output,
+            "key": self.spec.key,
             "submitted": self.submitted,
             "started": self.started,
             "finished": self.finished,
             "error": self.error,
-            "note": self.note,
+            "note": short_text(self.note),
             "report": self.report,
+            "follows": self.leader,
         }
 
-    def task(self, cache_dir: Path, scratch: Path, limits: dict[str, int]) -> dict[str, Any]:
-        """The message that hands this job to an executor."""
+    def task(self, cache_dir: Path, scratch: Path | None, limits: dict[str, int]) -> dict[str, Any]:
+        """The message that hands this job to an executor (`scratch`: its private folder, None
+        when the runtime disk has no room for one)."""
         return {
             "job": self.id,
-            "input": self.input,
-            "output": self.output,
-            "key": self.key,
-            "psf": self.psf,
-            "blur": self.blur,
-            "window": self.window,
-            "settings": self.settings,
+            "spec": self.spec.as_fields(),
             "cache_dir": str(cache_dir),
             "cache_limits": limits,
-            "scratch": str(scratch),
+            "scratch": None if scratch is None else str(scratch),
         }
+
+
+def short_text(text: str | None) -> str | None:
+    """A message kept to `MAX_TEXT` characters (a reply must stay under the message limit)."""
+    if text is None or len(text) <= MAX_TEXT:
+        return text
+    return text[: MAX_TEXT - 3] + "..."
 
 
 def file_identity(path: str) -> tuple[int, int] | None:
@@ -135,7 +149,7 @@ class JobTable:
     def get(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
         if job is None:
-            raise protocol.ProtocolError(f"no job '{job_id}' on this worker", protocol.UNKNOWN_JOB)
+            raise ProtocolError(f"no job '{job_id}' on this worker", protocol.UNKNOWN_JOB)
         return job
 
     def active_with_key(self, key: str | None) -> Job | None:
@@ -146,14 +160,40 @@ class JobTable:
     def add(self, job: Job, queued: bool = True) -> Job:
         self.jobs[job.id] = job
         if queued:
-            self.queue.append(job.id)
-            if job.key:
-                self.active_by_key[job.key] = job.id
+            self.enqueue(job)
         self._forget_old()
         return job
 
-    def new(self, fields: dict[str, Any]) -> Job:
-        return Job(id=uuid.uuid4().hex[:12], **fields)
+    def enqueue(self, job: Job) -> None:
+        """Put `job` at the end of the queue; later submits of its key follow it."""
+        self.queue.append(job.id)
+        if job.key:
+            self.active_by_key[job.key] = job.id
+
+    def new(self, spec: JobSpec) -> Job:
+        return Job(id=uuid.uuid4().hex[:12], spec=spec)
+
+    def follow(self, leader: Job, spec: JobSpec) -> Job:
+        """A job of its own for a later submit of `leader`'s key, sharing its computation."""
+        job = self.new(spec)
+        job.leader = leader.id
+        job.stage, job.detail, job.fraction = leader.stage, leader.detail, leader.fraction
+        leader.followers.append(job.id)
+        return self.add(job, queued=False)
+
+    def followers(self, leader: Job) -> list[Job]:
+        """The followers of `leader` that still wait for its result."""
+        found = (self.jobs.get(job_id) for job_id in leader.followers)
+        return [job for job in found if job is not None and not job.final]
+
+    def release_key(self, job: Job) -> None:
+        """Later submits of `job`'s key no longer follow it (its result is being handed out)."""
+        if job.key and self.active_by_key.get(job.key) == job.id:
+            del self.active_by_key[job.key]
+
+    def active(self) -> int:
+        """How many jobs wait or run (followers included)."""
+        return sum(1 for job in self.jobs.values() if not job.final)
 
     def next_queued(self) -> Job | None:
         return self.jobs[self.queue.popleft()] if self.queue else None
@@ -161,13 +201,12 @@ class JobTable:
     def position(self, job: Job) -> int | None:
         return self.queue.index(job.id) if job.id in self.queue else None
 
-    def end(self, job: Job, stage: str, error: str | None = None) -> None:
+    def end(self, job: Job, stage: Stage, error: str | None = None) -> None:
         """Mark `job` finished (done, failed or cancelled) and take it off the queue."""
         job.end(stage, error)
         with contextlib.suppress(ValueError):
             self.queue.remove(job.id)
-        if job.key and self.active_by_key.get(job.key) == job.id:
-            del self.active_by_key[job.key]
+        self.release_key(job)
 
     def _forget_old(self) -> None:
         finished = [job_id for job_id, job in self.jobs.items() if job.final]
@@ -176,22 +215,29 @@ class JobTable:
 
 
 class Executor:
-    """A warm child process that runs one job at a time, driven by JSON lines on its pipes."""
+    """A warm child process that runs one job at a time, driven by JSON lines on its pipes.
+
+    The object owns the process and its two pipes until `close()` (or the end of a `with`
+    block), which kills the process if it still runs and reaps it. Not thread-safe: the server's
+    loop alone drives it.
+    """
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "worker.service.executor"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,  # read by the server into its rotated log, never a file
             close_fds=True,
         )
-        assert self.process.stdout is not None
+        assert self.process.stdout is not None and self.process.stderr is not None
         os.set_blocking(self.process.stdout.fileno(), False)
-        self.started = time.monotonic()
+        os.set_blocking(self.process.stderr.fileno(), False)
         self.ready = False
         self.job: Job | None = None
         self.last_error: str | None = None
         self._buffer = b""
+        self._errors = b""
 
     @property
     def pid(self) -> int:
@@ -200,6 +246,27 @@ class Executor:
     def fileno(self) -> int:
         assert self.process.stdout is not None
         return self.process.stdout.fileno()
+
+    def error_fileno(self) -> int:
+        assert self.process.stderr is not None
+        return self.process.stderr.fileno()
+
+    def read_errors(self) -> list[str]:
+        """The lines the executor has written on its stderr so far, each at most `MAX_TEXT`
+        characters (a line without end that grows past 64 KiB is cut there)."""
+        while True:
+            try:
+                chunk = os.read(self.error_fileno(), 65536)
+            except (BlockingIOError, ValueError):
+                break
+            if not chunk:
+                break
+            self._errors += chunk
+        *lines, self._errors = self._errors.split(b"\n")
+        if len(self._errors) > 65536:
+            lines.append(self._errors)
+            self._errors = b""
+        return [short_text(line.decode(errors="backslashreplace")) or "" for line in lines]
 
     @property
     def idle(self) -> bool:
@@ -233,6 +300,17 @@ class Executor:
         self.process.stdin.write(json.dumps(task).encode() + b"\n")
         self.process.stdin.flush()
 
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the process if it still runs, reap it and close its pipes (idempotent)."""
+        if self.process.returncode is None:
+            self.kill()
+
     def kill(self) -> str:
         """Stop the process at once; returns how it ended (for messages)."""
         with contextlib.suppress(ProcessLookupError):
@@ -241,9 +319,10 @@ class Executor:
 
     def reap(self) -> str:
         code = self.process.wait()
-        for pipe in (self.process.stdin, self.process.stdout):
-            with contextlib.suppress(OSError):
-                pipe.close()
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
         if code < 0:
             return f"signal {signal.Signals(-code).name}"
         return f"exit status {code}"

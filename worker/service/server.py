@@ -11,6 +11,7 @@ down, and every request, however malformed, gets a reply.
 """
 
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import logging.handlers
@@ -20,25 +21,39 @@ import signal
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import zmq
 
-from cache.store import CacheLimits, NotCached, ResultCache, copy_atomically
+from cache.store import CacheLimits, ResultCache
 from worker import __version__
-from worker.atomic import temporaries
-from worker.errors import InputError, describe_os_error
+from worker.atomic import copy_atomically, temporaries
+from worker.errors import InputError, NotCached, ProtocolError, describe_error, describe_os_error
+from worker.jobspec import JobSpec
 from worker.paths import runtime_dir, state_dir
 from worker.service import protocol
+from worker.service.background import Background
 from worker.service.jobs import Executor, Job, JobTable, file_identity
-from worker.service.transport import check_endpoint, ipc_path, secure_server
+from worker.service.transport import (
+    check_endpoint,
+    ipc_path,
+    private_files,
+    private_folder,
+    secure_server,
+    use_ipv6,
+)
+from worker.stages import Stage
 
 POLL_MS = 100
 MAX_TRANSPORT_BYTES = 1 << 20  # larger messages are dropped by ZeroMQ before they are read
 STARTUP_FAILURES_BEFORE_GIVING_UP = 3
-LIST_LIMIT = 50  # jobs in a `list` reply (newest), so that it fits in one message
+LIST_LIMIT = 50  # the most jobs in one page of a `list` reply (newest first)
+MAX_QUEUED = 1000  # jobs that may wait or run at once; more submits are refused as `busy`
+CACHED_KERNEL = "cached-psf.npy"  # a job's own copy of its key's cached kernel, in its scratch
+SCRATCH_ROOM = 16 << 20  # free bytes a scratch folder needs: the largest kernel and its picture
 
 log = logging.getLogger("dt-deconvolve.worker")
 
@@ -53,6 +68,20 @@ class WorkerConfig:
     jobs: int = 1
     cache_limits: CacheLimits = field(default_factory=CacheLimits)
     idle_exit: float | None = None  # stop after this many seconds without requests or jobs
+    max_queued: int = MAX_QUEUED
+    # the only folders remote (CURVE) clients may name: inputs, outputs, kernels
+    allowed_dirs: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A reply that needs slow file work: `work` runs off the loop (`Background`) and returns
+    the reply's fields, which are sent when it ends."""
+
+    work: Callable[[], dict[str, Any]]
+
+
+Handler = Callable[[protocol.Request], dict[str, Any] | Deferred]
 
 
 def open_log(verbose: bool) -> Path:
@@ -60,7 +89,9 @@ def open_log(verbose: bool) -> Path:
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "worker.log"
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=1 << 20, backupCount=3)
+    handler = logging.handlers.RotatingFileHandler(  # a name that is not UTF-8 logs escaped
+        path, maxBytes=1 << 20, backupCount=3, encoding="utf-8", errors="backslashreplace"
+    )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     if verbose:
@@ -77,8 +108,8 @@ def endpoint_lock(endpoint: str) -> Iterator[None]:
     if path is None:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(path.with_name(path.name + ".lock"), "a+") as lock:
+    private_folder(path.parent)
+    with private_files(), open(path.with_name(path.name + ".lock"), "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -118,7 +149,10 @@ class Server:
         self.stopping = False
         self.startup_failures = 0
         self.next_start = 0.0
-        self.handlers: dict[str, Callable[[protocol.Request], dict[str, Any]]] = {
+        self.background = Background()
+        self.socket: zmq.Socket | None = None
+        self.remote = False  # clients come from other machines (CURVE): confined to allowed_dirs
+        self.handlers: dict[str, Handler] = {
             "ping": self.ping,
             "submit": self.submit,
             "status": self.status,
@@ -145,11 +179,19 @@ class Server:
             authenticator = secure_server(context, socket, config.endpoint, config.curve_dir)
             if authenticator is not None:
                 stack.callback(authenticator.stop)
+            use_ipv6(socket, config.endpoint)
             try:
-                socket.bind(config.endpoint)
+                with private_files():  # an ipc socket only its user may connect to
+                    socket.bind(config.endpoint)
             except zmq.ZMQError as error:
                 raise InputError(f"cannot listen on {config.endpoint}: {error}") from None
+            socket_file = ipc_path(config.endpoint)
+            if socket_file is not None:
+                socket_file.chmod(0o600)
+            self.remote = authenticator is not None
+            stack.callback(self.background.close)
             stack.callback(self._stop_all)
+            self.socket = socket
             self._prepare_folders()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, self._on_signal)
@@ -184,24 +226,39 @@ class Server:
 
     def _loop(self, socket: zmq.Socket) -> None:
         while not self.stopping:
-            self._keep_executors()
-            self._dispatch()
-            poller = zmq.Poller()
-            poller.register(socket, zmq.POLLIN)
-            for executor in self.executors:
-                poller.register(executor.fileno(), zmq.POLLIN)
-            ready = dict(poller.poll(POLL_MS))
-            if socket in ready:
-                self._serve_requests(socket)
-                self.last_activity = time.monotonic()
-            for executor in list(self.executors):
-                if executor.fileno() in ready:
-                    self._read_executor(executor)
-            if self.table.queue or any(executor.job for executor in self.executors):
-                self.last_activity = time.monotonic()
-            elif self._idle_too_long():
-                log.info("stopping after %.0f s without work", self.config.idle_exit)
-                self.stopping = True
+            try:
+                self._turn(socket)
+            except Exception:  # a bug or a failing disk: the queue and the clients stay served
+                log.error("internal error in the worker's loop:\n%s", traceback.format_exc())
+                time.sleep(POLL_MS / 1000)
+
+    def _turn(self, socket: zmq.Socket) -> None:
+        """One turn of the loop: start jobs, wait for a request or an event, handle it."""
+        self._keep_executors()
+        self._dispatch()
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        poller.register(self.background.fileno(), zmq.POLLIN)
+        for executor in self.executors:
+            poller.register(executor.fileno(), zmq.POLLIN)
+            poller.register(executor.error_fileno(), zmq.POLLIN)
+        ready = dict(poller.poll(POLL_MS))
+        if socket in ready:
+            self._serve_requests(socket)
+            self.last_activity = time.monotonic()
+        if self.background.fileno() in ready:
+            self.background.collect()
+        for executor in list(self.executors):
+            if executor.error_fileno() in ready:
+                self._log_errors(executor)
+            if executor.fileno() in ready:
+                self._read_executor(executor)
+        busy = self.background.pending or any(executor.job for executor in self.executors)
+        if self.table.queue or busy:
+            self.last_activity = time.monotonic()
+        elif self._idle_too_long():
+            log.info("stopping after %.0f s without work", self.config.idle_exit)
+            self.stopping = True
 
     def _idle_too_long(self) -> bool:
         idle = self.config.idle_exit
@@ -220,17 +277,41 @@ class Server:
                 reply = protocol.encode_error(
                     protocol.BAD_MESSAGE, "a request is one frame sent from a REQ socket"
                 )
-            with contextlib.suppress(zmq.ZMQError):
-                socket.send_multipart([identity, b"", reply], zmq.NOBLOCK)
+            if isinstance(reply, Deferred):
+                self._answer_later(identity, reply)
+            else:
+                self._send(identity, reply)
             self._dispatch()  # a job just submitted starts at once
 
-    def answer(self, payload: bytes) -> bytes:
-        """The reply to one request; never raises."""
-        try:
+    def _send(self, identity: bytes, reply: bytes) -> None:
+        if self.socket is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self.socket.send_multipart([identity, b"", reply], zmq.NOBLOCK)
+
+    def _answer_later(self, identity: bytes, deferred: Deferred) -> None:
+        def then(future: "Future[dict[str, Any]]") -> None:
+            reply = self._reply(future.result)
+            assert isinstance(reply, bytes)  # the work returned the reply's fields
+            self._send(identity, reply)
+
+        self.background.run(deferred.work, then)
+
+    def answer(self, payload: bytes) -> bytes | Deferred:
+        """The reply to one request, or the work that will make it; never raises."""
+
+        def handle() -> dict[str, Any] | Deferred:
             request = protocol.decode_request(payload)
             log.debug("request %s %s", request.op, dict(request.fields))
-            return protocol.encode_reply(**self.handlers[request.op](request))
-        except protocol.ProtocolError as error:
+            return self.handlers[request.op](request)
+
+        return self._reply(handle)
+
+    def _reply(self, handle: Callable[[], dict[str, Any] | Deferred]) -> bytes | Deferred:
+        """The reply for what `handle()` returns or raises (every error one line)."""
+        try:
+            fields = handle()
+            return fields if isinstance(fields, Deferred) else protocol.encode_reply(**fields)
+        except ProtocolError as error:
             log.debug("refused: %s", error)
             return protocol.encode_error(error.code, str(error))
         except InputError as error:
@@ -261,11 +342,12 @@ class Server:
                 continue
             job = self.table.next_queued()
             assert job is not None
-            scratch = self.scratch_root / job.id
-            scratch.mkdir(mode=0o700, exist_ok=True)
+            scratch = self._scratch(job)
+            if job.key and job.spec.estimating and scratch is not None:
+                job.spec = self._with_cached_kernel(job.spec, job.key, scratch)
             job.started = time.time()
             job.output_before = file_identity(job.output)
-            job.progress(0.0, "reading")
+            job.progress(0.0, Stage.READING)
             limits = {
                 "max_bytes": self.config.cache_limits.max_bytes,
                 "min_free_bytes": self.config.cache_limits.min_free_bytes,
@@ -275,14 +357,53 @@ class Server:
             except OSError:  # the executor died just now; its closed pipe reports it
                 log.warning("executor %d could not take job %s", executor.pid, job.id)
                 continue
-            log.info("job %s started on executor %d: %s", job.id, executor.pid, job.input)
+            log.info("job %s started on executor %d: %s", job.id, executor.pid, job.spec.input)
+
+    def _scratch(self, job: Job) -> Path | None:
+        """A private folder for the job's kernel, made again if someone removed it; None when
+        the runtime disk cannot hold one (full): the job then runs without caching its kernel."""
+        folder = self.scratch_root / job.id
+        try:
+            runtime_dir()  # made again, private, if it went
+            self.scratch_root.mkdir(exist_ok=True, mode=0o700)
+            folder.mkdir(exist_ok=True, mode=0o700)
+            free = shutil.disk_usage(folder).free
+        except OSError as error:
+            log.warning("job %s runs without a scratch folder: %s", job.id, describe_error(error))
+            return None
+        if free < SCRATCH_ROOM:
+            log.warning("job %s runs without a scratch folder: its disk is full", job.id)
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        return folder
+
+    def _with_cached_kernel(self, spec: JobSpec, key: str, scratch: Path) -> JobSpec:
+        """`spec` using the kernel its key has in the cache, copied into the job's scratch folder
+        now (so evicting the entry later cannot fail the job); `spec` unchanged, the kernel to be
+        estimated, when the cache has none (any more)."""
+        kernel = self.cache.kernel(key)
+        if kernel is None:
+            return spec
+        copy = scratch / CACHED_KERNEL
+        try:
+            copy_atomically(kernel, copy)
+        except OSError:  # evicted a moment ago, or no room: estimate it again
+            return spec
+        return dataclasses.replace(spec, psf=str(copy))
 
     def _read_executor(self, executor: Executor) -> None:
         events, closed = executor.read_events()
         for event in events:
             self._on_event(executor, event)
         if closed:
+            self._log_errors(executor)
             self._on_executor_exit(executor, executor.reap())
+
+    def _log_errors(self, executor: Executor) -> None:
+        """What the executor wrote on its stderr (native libraries' warnings, a crash's
+        traceback) goes into the rotated log, a line at a time."""
+        for line in executor.read_errors():
+            log.warning("executor %d: %s", executor.pid, line)
 
     def _on_event(self, executor: Executor, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -296,31 +417,25 @@ class Server:
         elif job is None or event.get("job") != job.id:
             return
         elif kind == "progress":
-            job.progress(float(event.get("fraction", 0.0)), str(event.get("stage")))
+            for each in (job, *self.table.followers(job)):
+                each.progress(float(event.get("fraction", 0.0)), str(event.get("stage")))
         elif kind == "done":
-            job.report, job.note = event.get("report"), event.get("note")
-            self._write_copies(job)
-            self._finish(executor, job, protocol.DONE)
+            report = event.get("report")
+            if isinstance(report, dict):  # the output is the job's own: not repeated
+                report = {name: value for name, value in report.items() if name != "output"}
+            job.report, job.note = report, event.get("note")
+            self._finish(executor, job, Stage.DONE)
             if job.note:
                 log.warning("job %s: %s", job.id, job.note)
         elif kind == "failed":
             if event.get("detail"):
                 log.error("job %s failed:\n%s", job.id, event["detail"])
-            self._finish(executor, job, protocol.FAILED, str(event.get("error")))
+            self._finish(executor, job, Stage.FAILED, str(event.get("error")))
 
-    def _write_copies(self, job: Job) -> None:
-        """Give every same-key submit its own output: the one result, copied atomically."""
-        for copy in job.copies:
-            try:
-                copy_atomically(Path(job.output), Path(copy))
-            except OSError as error:
-                job.note = f"could not write {copy}: {describe_os_error(error)}"
-                log.error("job %s: %s", job.id, job.note)
-
-    def _finish(self, executor: Executor | None, job: Job, stage: str, error: str = "") -> None:
+    def _finish(self, executor: Executor | None, job: Job, stage: Stage, error: str = "") -> None:
         if executor is not None:
             executor.job = None
-        if stage != protocol.DONE:
+        if stage != Stage.DONE:
             _remove_partial_output(job)
             for staging in self.cache.root.glob(self.cache.staging_prefix(job.id) + "*"):
                 shutil.rmtree(staging, ignore_errors=True)
@@ -328,8 +443,53 @@ class Server:
             if entry is not None and entry.record.get("job") == job.id:
                 self.cache.remove(entry.key)  # stored just before the cancel landed
         shutil.rmtree(self.scratch_root / job.id, ignore_errors=True)
+        followers = self.table.followers(job)
+        if stage == Stage.DONE and (followers or job.withdrawn):
+            self._hand_out(job, followers)
+        else:
+            for follower in followers:
+                self.table.end(follower, stage, error or None)
+            self._end(job, Stage.CANCELLED if job.withdrawn else stage, error)
+
+    def _end(self, job: Job, stage: Stage, error: str = "") -> None:
         self.table.end(job, stage, error or None)
         log.info("job %s %s%s", job.id, stage, f": {error}" if error else "")
+
+    def _hand_out(self, job: Job, followers: list[Job]) -> None:
+        """Give each follower of a finished job its own copy of the result, off the loop: a
+        follower is done when its copy is written, failed (saying why) when it cannot be. The
+        leader's own output goes afterwards when its client withdrew."""
+        self.table.release_key(job)  # later submits of the key find the cache, not this job
+        if not job.withdrawn:
+            self._end(job, Stage.DONE)
+        source = Path(job.output)
+        targets = list(dict.fromkeys(f.output for f in followers if f.output != job.output))
+
+        def copy_all() -> dict[str, str | None]:
+            return {target: _copy_or_reason(source, Path(target)) for target in targets}
+
+        def then(future: "Future[dict[str, str | None]]") -> None:
+            reasons = future.result()
+            shared = any(f.output == job.output for f in self.table.followers(job))
+            for follower in followers:
+                self._follower_done(job, follower, reasons.get(follower.output))
+            if job.withdrawn:
+                if not shared:
+                    source.unlink(missing_ok=True)
+                self._end(job, Stage.CANCELLED)
+
+        self.background.run(copy_all, then)
+
+    def _follower_done(self, leader: Job, follower: Job, reason: str | None) -> None:
+        if follower.final:  # cancelled while its copy was made: the copy goes too
+            if reason is None and follower.output != leader.output:
+                Path(follower.output).unlink(missing_ok=True)
+            return
+        if reason is not None:
+            self._end(follower, Stage.FAILED, f"could not write {follower.output}: {reason}")
+            return
+        follower.report, follower.note = leader.report, leader.note
+        self._end(follower, Stage.DONE)
 
     def _on_executor_exit(self, executor: Executor, how: str) -> None:
         self.executors.remove(executor)
@@ -337,7 +497,7 @@ class Server:
             self._finish(
                 executor,
                 executor.job,
-                protocol.FAILED,
+                Stage.FAILED,
                 f"the job's process ended unexpectedly ({how}); the worker carries on",
             )
         if executor.ready:
@@ -349,17 +509,17 @@ class Server:
         self.next_start = time.monotonic() + min(2.0**self.startup_failures, 30.0)
         if self.startup_failures >= STARTUP_FAILURES_BEFORE_GIVING_UP:
             while (job := self.table.next_queued()) is not None:
-                self._finish(None, job, protocol.FAILED, reason)
+                self._finish(None, job, Stage.FAILED, reason)
 
     def _stop_all(self) -> None:
         """Kill the executors; jobs still running or waiting are cancelled."""
         for executor in self.executors:
             executor.kill()
             if executor.job is not None:
-                self._finish(executor, executor.job, protocol.CANCELLED)
+                self._finish(executor, executor.job, Stage.CANCELLED)
         self.executors.clear()
         while (job := self.table.next_queued()) is not None:
-            self._finish(None, job, protocol.CANCELLED)
+            self._finish(None, job, Stage.CANCELLED)
         shutil.rmtree(self.scratch_root, ignore_errors=True)
 
     # ---- operations ------------------------------------------------------------------------
@@ -382,59 +542,142 @@ class Server:
         return {**job.as_dict(), "position": self.table.position(job), **extra}
 
     def submit(self, request: protocol.Request) -> dict[str, Any]:
-        fields = dict(request.fields)
-        _check_paths(fields)
-        existing = self.table.active_with_key(fields["key"])
+        spec = JobSpec(**request.fields)
+        spec.validate()
+        self._confine(spec.input, spec.output, spec.psf)
+        _check_paths(spec)
+        if self.table.active() >= self.config.max_queued:
+            raise ProtocolError(
+                f"the worker is busy: {self.config.max_queued} jobs wait or run already; "
+                "try again when some have finished",
+                protocol.BUSY,
+            )
+        existing = self.table.active_with_key(spec.key)
         if existing is not None:
-            log.info("job %s submitted again (same key)", existing.id)
-            if fields["output"] not in (existing.output, *existing.copies):
-                existing.copies.append(fields["output"])
-            return self._job_reply(existing, duplicate=True)
-        job = self.table.new(fields)
-        if job.key and self.cache.lookup(job.key, Path(job.output)) is not None:
-            entry = self.cache.entry(job.key)
-            job.report = dict(entry.record.get("report", {})) if entry else None
-            job.note = "from the cache"
-            self.table.add(job, queued=False)
-            self.table.end(job, protocol.DONE)
-            log.info("job %s answered from the cache", job.id)
-            return self._job_reply(job, duplicate=False)
-        if job.key and job.psf is None:
-            kernel = self.cache.kernel(job.key)
-            if kernel is not None:
-                job.psf, job.kernel_from_cache = str(kernel), True
-        self.table.add(job)
-        log.info("job %s queued: %s -> %s", job.id, job.input, job.output)
+            follower = self.table.follow(existing, spec)
+            log.info("job %s follows job %s (same key)", follower.id, existing.id)
+            return self._job_reply(follower, duplicate=True)
+        job = self.table.new(spec)
+        if job.key and self.cache.has_result(job.key):
+            self._copy_from_cache(job)
+        else:
+            self.table.add(job)
+            log.info("job %s queued: %s -> %s", job.id, spec.input, spec.output)
         return self._job_reply(job, duplicate=False)
+
+    def _copy_from_cache(self, job: Job) -> None:
+        """Answer `job` from the cache: its result copied to the output off the loop (a large
+        file to another disk takes seconds); queued after all when the entry went meanwhile."""
+        assert job.key is not None
+        key = job.key
+        job.note = "from the cache"
+        self.table.add(job, queued=False)
+        job.progress(0.0, Stage.WRITING)
+
+        def copy() -> tuple[Path | None, dict[str, Any] | None]:
+            entry = self.cache.entry(key)
+            report = entry.record.get("report") if entry is not None else None
+            return self.cache.lookup(key, Path(job.output)), report
+
+        def then(future: "Future[tuple[Path | None, dict[str, Any] | None]]") -> None:
+            try:
+                found, report = future.result()
+            except (OSError, NotCached) as error:
+                if not job.final:
+                    self._end(job, Stage.FAILED, describe_error(error))
+                return
+            if job.final:  # cancelled while it was copied
+                if found is not None:
+                    Path(job.output).unlink(missing_ok=True)
+            elif found is None:  # evicted meanwhile: compute it after all
+                job.note = None
+                self.table.enqueue(job)
+            else:
+                job.report = report if isinstance(report, dict) else None
+                self._end(job, Stage.DONE)
+
+        self.background.run(copy, then)
 
     def status(self, request: protocol.Request) -> dict[str, Any]:
         return self._job_reply(self.table.get(request["job"]))
 
     def cancel(self, request: protocol.Request) -> dict[str, Any]:
+        """Cancel one client's job. Same-key jobs share a computation: it stops only when no
+        job wants its result any more."""
         job = self.table.get(request["job"])
         executor = next((e for e in self.executors if e.job is job), None)
         if executor is not None:
             self._read_executor(executor)  # it may have finished a moment ago
-        if job.final:
-            raise protocol.ProtocolError(
-                f"job {job.id} has already ended ({job.stage})", protocol.NOT_FINISHED
+        if job.final or job.withdrawn:
+            raise ProtocolError(
+                f"job {job.id} has already ended ({job.as_dict()['stage']})", protocol.NOT_FINISHED
             )
+        leader = self.table.jobs.get(job.leader) if job.leader else None
+        if leader is not None:  # a follower: only this client's share goes
+            self._end(job, Stage.CANCELLED)
+            if leader.withdrawn and not self.table.followers(leader):
+                self._stop(leader)
+        elif self.table.followers(job):
+            job.withdrawn = True
+            log.info("job %s withdrawn; it runs on for the jobs that follow it", job.id)
+        else:
+            self._stop(job)
+        return self._job_reply(job)
+
+    def _stop(self, job: Job) -> None:
+        """Stop a job's computation now (its executor is killed) and cancel it."""
+        executor = next((e for e in self.executors if e.job is job), None)
         if executor is not None:
             executor.kill()
             self.executors.remove(executor)
             self._keep_executors()  # a fresh one warms up in the background
-        self._finish(executor, job, protocol.CANCELLED)
-        return self._job_reply(job)
+        self._finish(executor, job, Stage.CANCELLED)
+
+    def _confine(self, *paths: str | None) -> None:
+        """For remote clients, refuse any path outside the allowed folders, before anything
+        looks at it: the same answer whether it exists or not, so nothing can be probed; links
+        count where they lead."""
+        if not self.remote:
+            return
+        allowed = [os.path.realpath(folder) for folder in self.config.allowed_dirs]
+        for path in filter(None, paths):
+            real = os.path.realpath(path)
+            if not any(real == top or real.startswith(top.rstrip("/") + "/") for top in allowed):
+                raise InputError(
+                    f"{path[:200]} is outside the folders this worker serves to other machines "
+                    f"({', '.join(allowed) or 'none: start it with --allow-dir'})"
+                )
 
     def list_jobs(self, request: protocol.Request) -> dict[str, Any]:
-        jobs = list(self.table.jobs.values())[-LIST_LIMIT:]
+        """One page of jobs, newest first from `start`: at most `LIST_LIMIT`, and no more than
+        fit in one message; `next` is where the following page starts (None: no more)."""
         keep = ("job", "stage", "fraction", "seconds_left", "input", "output", "error")
-        return {"jobs": [{name: job.as_dict()[name] for name in keep} for job in jobs]}
+        jobs = list(reversed(self.table.jobs.values()))
+        start = request["start"] or 0
+        page: list[dict[str, Any]] = []
+        room = protocol.MAX_MESSAGE_BYTES - 1024  # the reply's other fields
+        for job in jobs[start : start + LIST_LIMIT]:
+            entry = {name: job.as_dict()[name] for name in keep}
+            room -= protocol.encoded_size(entry) + 1
+            if room < 0 and page:
+                break
+            page.append(entry)
+        following = start + len(page)
+        return {"jobs": page, "next": following if following < len(jobs) else None}
 
-    def cache_lookup(self, request: protocol.Request) -> dict[str, Any]:
-        output = Path(request["output"]) if request["output"] else None
-        found = self.cache.lookup(request["key"], output)
-        return {"hit": found is not None, "path": str(found) if found else None}
+    def cache_lookup(self, request: protocol.Request) -> dict[str, Any] | Deferred:
+        key = request["key"]
+        self._confine(request["output"])
+        if not request["output"]:
+            found = self.cache.lookup(key)
+            return {"hit": found is not None, "path": str(found) if found else None}
+        output = Path(request["output"])
+
+        def copy() -> dict[str, Any]:  # a large result to another disk: seconds
+            found = self.cache.lookup(key, output)
+            return {"hit": found is not None, "path": str(found) if found else None}
+
+        return Deferred(copy)
 
     def cache_stats(self, request: protocol.Request) -> dict[str, Any]:
         return self.cache.stats()
@@ -448,15 +691,24 @@ class Server:
         return {"stopping": True}
 
 
-def _check_paths(fields: dict[str, Any]) -> None:
+def _copy_or_reason(source: Path, target: Path) -> str | None:
+    """Copy `source` to `target` atomically; None when done, else why not (one line)."""
+    try:
+        copy_atomically(source, target)
+    except OSError as error:
+        return describe_os_error(error)
+    return None
+
+
+def _check_paths(spec: JobSpec) -> None:
     """Refuse a job at once when its input is missing or its output cannot be written."""
-    source, target = Path(fields["input"]), Path(fields["output"])
+    source, target = Path(spec.input), Path(spec.output)
     if not source.exists():
         raise InputError(f"no such file: {source}")
     if not source.is_file():
         raise InputError(f"the input {source} is not a file")
-    if fields["psf"] and not Path(fields["psf"]).is_file():
-        raise InputError(f"no such PSF file: {fields['psf']}")
+    if spec.psf and not Path(spec.psf).is_file():
+        raise InputError(f"no such PSF file: {spec.psf}")
     if target.resolve() == source.resolve():
         raise InputError("the output would overwrite the input; choose another output path")
     if target.is_dir():

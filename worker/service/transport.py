@@ -12,8 +12,13 @@ Key files (made by `dt-deconvolve worker --generate-keys`), in the CURVE folder:
     authorized/*.key                   public keys of the clients let in
 """
 
+import contextlib
 import ipaddress
+import os
+import re
 import shutil
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import zmq
@@ -25,6 +30,7 @@ from worker.paths import cache_dir, runtime_dir
 
 SOCKET_NAME = "worker.sock"
 IPC_PATH_LIMIT = 107  # bytes in a Unix socket address
+_TCP = re.compile(r"tcp://(?P<host>\[[0-9A-Fa-f:.]+\]|[^\[\]:/]+):(?P<port>[0-9]{1,5})")
 
 
 def default_endpoint() -> str:
@@ -41,11 +47,18 @@ def ipc_path(endpoint: str) -> Path | None:
 
 
 def tcp_host(endpoint: str) -> str | None:
-    """The host part of a `tcp://HOST:PORT` endpoint, else None."""
-    if not endpoint.startswith("tcp://"):
-        return None
-    host, _, _ = endpoint.removeprefix("tcp://").rpartition(":")
-    return host.strip("[]")
+    """The host part of a well-formed `tcp://HOST:PORT` endpoint (an IPv6 address without its
+    brackets), else None."""
+    match = _TCP.fullmatch(endpoint)
+    return match["host"].strip("[]") if match and 1 <= int(match["port"]) <= 65535 else None
+
+
+def use_ipv6(socket: zmq.Socket, endpoint: str) -> None:
+    """Let `socket` reach an IPv6 address (`tcp://[::1]:5555`); ZeroMQ speaks IPv4 only unless
+    told."""
+    host = tcp_host(endpoint)
+    if host is not None and ":" in host:
+        socket.ipv6 = True
 
 
 def is_loopback(host: str) -> bool:
@@ -62,7 +75,10 @@ def check_endpoint(endpoint: str, curve: bool = False) -> None:
     path = ipc_path(endpoint)
     host = tcp_host(endpoint)
     if path is None and host is None:
-        raise InputError(f"unsupported endpoint '{endpoint}': use ipc://PATH or tcp://HOST:PORT")
+        raise InputError(
+            f"unsupported endpoint '{endpoint[:200]}': use ipc://PATH or tcp://HOST:PORT (a port "
+            "from 1 to 65535, an IPv6 address in brackets: tcp://[::1]:5555)"
+        )
     if path is not None and len(str(path).encode()) > IPC_PATH_LIMIT:
         raise InputError(f"the socket path {path} is too long for a Unix socket")
     if host is not None and not curve and not is_loopback(host):
@@ -70,6 +86,33 @@ def check_endpoint(endpoint: str, curve: bool = False) -> None:
             f"{endpoint} is reachable from other machines: listen on 127.0.0.1, or set up CURVE "
             "keys first (dt-deconvolve worker --generate-keys)"
         )
+
+
+def private_folder(folder: Path) -> None:
+    """Make `folder` (the ipc socket's) if missing, mode 0700 whatever the umask; refuse one that
+    another user owns or may write in (they could replace the socket with their own)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = folder.lstat()
+    except OSError as error:
+        raise InputError(f"cannot make the socket's folder {folder}: {error.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise InputError(f"the socket's folder {folder} is not a folder of yours")
+    if info.st_mode & 0o022:
+        raise InputError(
+            f"other users may write in the socket's folder {folder}: choose a private folder "
+            "(mode 0700) for the endpoint"
+        )
+
+
+@contextlib.contextmanager
+def private_files() -> Iterator[None]:
+    """Files (the socket) made in this block are the user's alone (umask 077)."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def _load_pair(folder: Path, name: str) -> tuple[bytes, bytes] | None:
@@ -127,9 +170,10 @@ def secure_server(
 
 def secure_client(socket: zmq.Socket, endpoint: str, folder: Path) -> None:
     """Use CURVE on a tcp connection when `folder` holds a client key pair and the worker's
-    public key."""
+    public key (and IPv6 for an IPv6 address)."""
     if tcp_host(endpoint) is None:
         return
+    use_ipv6(socket, endpoint)
     pair = _load_pair(folder, "client")
     server_key = folder / "server.key"
     if pair is None or not server_key.exists():

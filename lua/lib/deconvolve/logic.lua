@@ -19,8 +19,10 @@ logic.DEFAULT_SUFFIX = "_deconv"
 logic.PREVIEW_SIDE = 1600 -- longest side, in pixels, of an "output size: preview" result
 logic.TAG_ROOT = "dt-deconvolve"
 
--- Exit statuses of `dt-deconvolve` (worker/cli/__init__.py).
-logic.EXIT_OK, logic.EXIT_FAILED, logic.EXIT_USAGE, logic.EXIT_CANCELLED = 0, 1, 2, 3
+-- Exit statuses of `dt-deconvolve` (worker/cli/exit_status.py) and the stages a job reports
+-- (worker/stages.py): copies that tests/lua/test_lua_logic.py checks against the Python ones.
+logic.EXIT = { OK = 0, FAILED = 1, USAGE = 2, CANCELLED = 3, INTERRUPTED = 130 }
+logic.STAGES = { "queued", "estimating", "deblurring", "writing", "done", "failed", "cancelled" }
 
 --- Round `value` to `digits` decimals (sliders hand back float noise: 2.25 reads 2.2499997).
 function logic.round(value, digits)
@@ -109,14 +111,16 @@ function logic.preview_scale(width, height)
   return math.max(0.05, math.floor(100 * logic.PREVIEW_SIDE / longest) / 100)
 end
 
---- A text naming the export settings that change the exported pixels (part of the cache key).
-function logic.export_signature(export)
+--- A text naming the export settings that change the exported pixels (part of the cache key);
+--- `scene`: exported before the tone mapper, in scene light.
+function logic.export_signature(export, scene)
   return string.format(
-    "tiff bpp=%d max=%dx%d upscale=%s",
+    "tiff bpp=%d max=%dx%d upscale=%s%s",
     export.bpp or 32,
     export.max_width or 0,
     export.max_height or 0,
-    export.upscale and "yes" or "no"
+    export.upscale and "yes" or "no",
+    scene and " light=scene" or ""
   )
 end
 
@@ -159,21 +163,56 @@ function logic.parse_key(output)
   return (output or ""):match("^%s*(%x+)%s*$")
 end
 
+--- A path as the command writes it (worker/cli/lines.py): one field of printable ASCII, every
+--- other byte and `%` as `%XX`. Returns the path's bytes, or nil for anything else (a space, a
+--- line break, a stray `%`): a file name cannot forge a field.
+function logic.unescape(field)
+  if type(field) ~= "string" or not field:match("^[!-~]+$") then
+    return nil
+  end
+  if field:gsub("%%%x%x", ""):find("%", 1, true) then
+    return nil
+  end
+  return (field:gsub("%%(%x%x)", function(hex)
+    return string.char(tonumber(hex, 16))
+  end))
+end
+
 --- The answer of `cache lookup`: "hit", path or "miss"; nil for anything else.
 function logic.parse_lookup(output)
   local text = (output or ""):gsub("%s+$", "")
   if text == "miss" then
     return "miss"
   end
-  local path = text:match("^hit (.+)$")
+  local path = logic.unescape(text:match("^hit (%S+)$"))
   if path then
     return "hit", path
   end
   return nil
 end
 
+--- Whether `name` is one of the stages a job reports (`logic.STAGES`).
+function logic.is_stage(name)
+  for _, stage in ipairs(logic.STAGES) do
+    if stage == name then
+      return true
+    end
+  end
+  return false
+end
+
+--- `BLUR <confidence> <reason>` from `submit --wait`: how sure the engine is of the blur it found.
+function logic.parse_blur_line(line)
+  local confidence, reason = line:match("^BLUR (%S+) (.+)$")
+  confidence = tonumber(confidence)
+  if confidence then
+    return { kind = "blur", confidence = math.max(0, math.min(1, confidence)), reason = reason }
+  end
+  return nil
+end
+
 --- One line of `submit --wait`: {kind = "job", id} | {kind = "progress", fraction, stage} |
---- {kind = "done", path}; nil for a line that is none of these.
+--- {kind = "done", path} (the path unescaped); nil for a line that is none of these.
 function logic.parse_line(line)
   line = (line or ""):gsub("[\r\n]+$", "")
   local id = line:match("^JOB (%S+)%s*$")
@@ -186,10 +225,14 @@ function logic.parse_line(line)
     return {
       kind = "progress",
       fraction = math.max(0, math.min(1, fraction)),
-      stage = stage ~= "" and stage or nil,
+      stage = logic.is_stage(stage) and stage or nil,
     }
   end
-  local path = line:match("^DONE (.+)$")
+  local blur = logic.parse_blur_line(line)
+  if blur then
+    return blur
+  end
+  local path = logic.unescape(line:match("^DONE (%S+)$"))
   if path then
     return { kind = "done", path = path }
   end

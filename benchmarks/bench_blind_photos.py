@@ -1,0 +1,334 @@
+"""Blind deblurring of real colour photographs, run through the command line as a user would.
+
+Photographs: ten real photos of Debian's `mate-backgrounds` package (/usr/share/backgrounds/mate/
+nature, 1680-2560 px JPEGs, shrunk 2x by area averaging to 0.9-1.3 Mpx, which also averages away
+their JPEG artefacts) and two of scikit-image's (astronaut, coffee; 0.24-0.26 Mpx, as they are).
+Each is made linear (sRGB curve), blurred in linear light by a known kernel ("valid" convolution:
+the frame sees light from beyond it), given Poisson-Gaussian sensor noise at one of three ISO-like
+levels, and written as a 16-bit sRGB TIFF without profile, as an export would be. Kernels:
+
+* shake: a random camera-shake path (`worker.deconv.synthetic.camera_shake_kernel`), 9-45 px;
+* defocus: a uniform disc, radius 3-8 px;
+* gaussian: a Gaussian softness, sigma 1-2.5 px.
+
+Every true kernel is centred on its centroid (sub-pixel), so the blurred picture is registered
+with the truth. Each picture goes through ``dt-deconvolve run --blur K`` (K = 0.7, 1, 1.5, 2 times
+the true extent, and ``auto``; shake only for the guesses other than 1x) and through
+``dt-deconvolve deblur --psf TRUE``. Scores, in linear light on the frame less a 24 px border:
+PSNR gain over the blurred input (blind, true kernel, and their ratio), the result's shift
+against the truth (phase correlation, 1/20 px), the estimated kernel's similarity to the truth
+(the peak of their normalised cross-correlation), the confidence the tool reported, and time.
+
+    python benchmarks/bench_blind_photos.py [--quick] [--out DIR] [--cases shake] [--details]
+
+The full run takes about 15 minutes on two cores; ``--quick`` (five pictures, guesses 1x and 2x)
+a few.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from scipy import ndimage
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from worker.deconv.blind import similarity  # noqa: E402
+from worker.deconv.parametric import gaussian_kernel, kernel_extent  # noqa: E402
+from worker.deconv.synthetic import blur_valid, camera_shake_kernel, psnr  # noqa: E402
+from worker.files.icc import SRGB  # noqa: E402
+
+WALLPAPERS = Path("/usr/share/backgrounds/mate/nature")
+PHOTOS = [
+    "Dune",
+    "LadyBird",
+    "TwoWings",
+    "Garden",
+    "RainDrops",
+    "YellowFlower",
+    "Wood",
+    "Blinds",
+    "Storm",
+    "GreenMeadow",
+    "astronaut",
+    "coffee",
+]
+# ISO-like noise levels: (name, shot-noise deviation at mid grey 0.18, read-noise deviation).
+ISO = [("ISO 100", 0.002, 0.0005), ("ISO 800", 0.006, 0.0015), ("ISO 3200", 0.015, 0.003)]
+GUESSES = ("0.7x", "1x", "1.5x", "2x", "auto")
+BORDER = 24
+
+
+@dataclass
+class Case:
+    """One degraded picture: which photo, which kernel, which noise."""
+
+    photo: str
+    kind: str
+    parameter: float
+    iso: int
+    guesses: tuple[str, ...]
+    seed: int
+
+    @property
+    def label(self) -> str:
+        unit = {"shake": "px", "defocus": "r", "gaussian": "sigma"}[self.kind]
+        return f"{self.photo} {self.kind} {unit} {self.parameter:g} {ISO[self.iso][0]}"
+
+
+@dataclass
+class Outcome:
+    """What one run gave: PSNR gain over the input, shift, kernel similarity, confidence, time."""
+
+    gain: float | None
+    shift: float | None = None
+    similarity: float | None = None
+    confidence: float | None = None
+    seconds: float = 0.0
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def cases(quick: bool, kinds: list[str]) -> list[Case]:
+    """The benchmark's cases, drawn from a fixed seed."""
+    rng = np.random.default_rng(2024)
+    listing = []
+    photos = PHOTOS[:3] if quick else PHOTOS
+    for i, photo in enumerate(photos):
+        size = int(rng.integers(4, 23)) * 2 + 1  # 9..45, odd
+        listing.append(Case(photo, "shake", size, i % 3, GUESSES, 100 + i))
+    defocus = PHOTOS[3:4] if quick else PHOTOS[3:9]
+    for i, photo in enumerate(defocus):
+        radius = float(rng.integers(3, 9))
+        listing.append(Case(photo, "defocus", radius, (i + 1) % 3, ("1x", "auto"), 200 + i))
+    softness = PHOTOS[4:5] if quick else PHOTOS[6:12]
+    for i, photo in enumerate(softness):
+        sigma = float(np.round(rng.uniform(1.0, 2.5), 1))
+        listing.append(Case(photo, "gaussian", sigma, (i + 2) % 3, ("1x", "auto"), 300 + i))
+    if quick:
+        for case in listing:
+            case.guesses = ("1x", "2x") if case.kind == "shake" else ("1x",)
+    return [case for case in listing if case.kind in kinds]
+
+
+def load_photo(name: str) -> np.ndarray:
+    """The photo `name` in linear light, float32 (H, W, 3)."""
+    from skimage import data, io, transform
+
+    if (WALLPAPERS / f"{name}.jpg").exists():
+        pixels = io.imread(WALLPAPERS / f"{name}.jpg")[..., :3] / 255.0
+        pixels = transform.downscale_local_mean(pixels, (2, 2, 1))
+    else:
+        pixels = getattr(data, name)()[..., :3] / 255.0
+    return SRGB.linearise(np.clip(pixels, 0, 1)).astype(np.float32)
+
+
+def centred(psf: np.ndarray) -> np.ndarray:
+    """`psf` moved (bilinear, sub-pixel) so that its centroid is its central pixel."""
+    rows, cols = np.indices(psf.shape)
+    centroid = np.array([(rows * psf).sum(), (cols * psf).sum()]) / psf.sum()
+    moved = np.clip(ndimage.shift(psf, np.array(psf.shape) // 2 - centroid, order=1), 0, None)
+    return moved / moved.sum()
+
+
+def true_kernel(case: Case, rng: np.random.Generator) -> np.ndarray:
+    """The case's kernel, centred, float64."""
+    if case.kind == "shake":
+        return centred(camera_shake_kernel(int(case.parameter), rng).astype(np.float64))
+    if case.kind == "defocus":
+        half = int(np.ceil(case.parameter)) + 1
+        fine = np.linspace(-half - 0.5, half + 0.5, (2 * half + 1) * 8, endpoint=False) + 1 / 16
+        inside = (fine[:, None] ** 2 + fine[None, :] ** 2 <= case.parameter**2).astype(float)
+        disc = inside.reshape(2 * half + 1, 8, 2 * half + 1, 8).mean(axis=(1, 3))
+        return disc / disc.sum()
+    return gaussian_kernel(case.parameter)
+
+
+def guess_size(guess: str, true_extent: int) -> str:
+    """The --blur argument of a guess: 'auto' or a factor of the true extent, odd, at least 3."""
+    if guess == "auto":
+        return "auto"
+    return str(max(3, round(float(guess[:-1]) * true_extent) | 1))
+
+
+def degrade(sharp: np.ndarray, psf: np.ndarray, iso: int, rng: np.random.Generator) -> np.ndarray:
+    """Blur ("valid") and add Poisson-Gaussian noise; linear float64 (H - K + 1, W - K + 1, 3)."""
+    _, shot, read = ISO[iso]
+    clean = np.clip(blur_valid(sharp, psf).astype(np.float64), 0, None)
+    gain = shot**2 / 0.18
+    noisy = rng.poisson(clean / gain) * gain + rng.normal(0, read, clean.shape)
+    return np.clip(noisy, 0, 1)
+
+
+def write_srgb16(path: Path, linear: np.ndarray) -> np.ndarray:
+    """Write `linear` as a 16-bit sRGB TIFF without profile; returns what the file holds, linear."""
+    encoded = np.round(SRGB.encode(np.clip(linear, 0, 1)) * 65535).astype(np.uint16)
+    tifffile.imwrite(path, encoded, photometric="rgb")
+    return read_linear(path)
+
+
+def read_linear(path: Path) -> np.ndarray:
+    """A 16-bit sRGB TIFF in linear light, float64."""
+    return SRGB.linearise(tifffile.imread(path).astype(np.float64) / 65535)
+
+
+def inner(image: np.ndarray) -> np.ndarray:
+    return image[BORDER:-BORDER, BORDER:-BORDER]
+
+
+def shift_of(result: np.ndarray, truth: np.ndarray) -> float:
+    """How far `result` is displaced from `truth`, in pixels (phase correlation, 1/20 px)."""
+    from skimage.registration import phase_cross_correlation
+
+    grey = [inner(image).mean(axis=2) for image in (truth, result)]
+    offset, _, _ = phase_cross_correlation(*grey, upsample_factor=20, normalization=None)
+    return float(np.hypot(*offset))
+
+
+def cli(*arguments: str) -> tuple[dict | None, float, str]:
+    """Run `dt-deconvolve ARGUMENTS --json`: (its report or None, seconds, its error line)."""
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-m", "worker", *arguments, "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    seconds = time.perf_counter() - started
+    if completed.returncode != 0:
+        lines = completed.stderr.strip().splitlines()
+        return None, seconds, lines[-1] if lines else f"exit {completed.returncode}"
+    return json.loads(completed.stdout.strip().splitlines()[-1]), seconds, ""
+
+
+def score(result_path: Path, truth: np.ndarray, baseline: float) -> tuple[float, float]:
+    """(PSNR gain over `baseline`, shift) of the result file against the truth."""
+    result = read_linear(result_path)
+    return psnr(inner(result), inner(truth)) - baseline, shift_of(result, truth)
+
+
+def run_case(case: Case, folder: Path) -> tuple[float, int, Outcome, dict[str, Outcome]]:
+    """Degrade, deblur with the true kernel and blindly; (input PSNR, extent, true, blind ones)."""
+    rng = np.random.default_rng(case.seed)
+    psf = true_kernel(case, rng)
+    half = psf.shape[0] // 2
+    scene = load_photo(case.photo)
+    truth = scene[half:-half, half:-half] if half else scene
+    stem = folder / f"{case.photo}-{case.kind}-{case.parameter:g}".replace(".", "_")
+    observed = write_srgb16(stem.with_suffix(".tif"), degrade(scene, psf, case.iso, rng))
+    baseline = psnr(inner(observed), inner(truth))
+    np.save(f"{stem}-true.npy", psf.astype(np.float32))
+    report, seconds, error = cli(
+        "deblur", f"{stem}.tif", "--psf", f"{stem}-true.npy", "-o", f"{stem}-true.tif"
+    )
+    true = Outcome(None, seconds=seconds, note=error)
+    if report is not None:
+        true.gain, true.shift = score(Path(f"{stem}-true.tif"), truth, baseline)
+    size = kernel_extent(psf) | 1
+    blind = {}
+    for guess in case.guesses:
+        out = f"{stem}-{guess}"
+        report, seconds, error = cli(
+            "run", f"{stem}.tif", "--blur", guess_size(guess, size), "-o", f"{out}.tif",
+            "--psf-out", f"{out}.npy",
+        )  # fmt: skip
+        outcome = Outcome(None, seconds=seconds, note=error)
+        if report is not None:
+            outcome.gain, outcome.shift = score(Path(f"{out}.tif"), truth, baseline)
+            outcome.similarity = similarity(np.load(f"{out}.npy").astype(np.float64), psf)
+            outcome.confidence = report.get("confidence")
+            outcome.note = report.get("kernel", "")
+        blind[guess] = outcome
+    return baseline, size, true, blind
+
+
+def number(value: float | None, digits: int = 2, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def print_details(rows: list[tuple[Case, float, int, Outcome, dict[str, Outcome]]]) -> None:
+    print(
+        "| case | extent | input dB | guess | blind gain | true gain | ratio | shift px | "
+        "kernel sim. | confidence | kernel | blind s | true s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for case, baseline, size, true, blind in rows:
+        for guess, outcome in blind.items():
+            ratio = (
+                outcome.gain / true.gain
+                if outcome.gain is not None and true.gain and true.gain > 0
+                else None
+            )
+            print(
+                f"| {case.label} | {size} | {baseline:.2f} | {guess} | "
+                f"{number(outcome.gain, signed=True)} | {number(true.gain, signed=True)} | "
+                f"{number(ratio)} | {number(outcome.shift)} | {number(outcome.similarity)} | "
+                f"{number(outcome.confidence)} | {outcome.note or '-'} | "
+                f"{outcome.seconds:.1f} | {true.seconds:.1f} |"
+            )
+
+
+def print_summary(rows: list[tuple[Case, float, int, Outcome, dict[str, Outcome]]]) -> None:
+    print(
+        "| blur | guess | cases | mean blind gain dB | mean true-kernel gain dB | blind/true | "
+        "worse than input (< -0.1 dB) | worst dB | max shift px | mean kernel sim. | "
+        "mean blind s | mean true s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for kind in ("shake", "defocus", "gaussian"):
+        for guess in GUESSES:
+            chosen = [(t, b[guess]) for c, _, _, t, b in rows if c.kind == kind and guess in b]
+            if not chosen:
+                continue
+            done = [(t, o) for t, o in chosen if o.gain is not None and t.gain is not None]
+            failed = len(chosen) - len(done)
+            if not done:
+                print(f"| {kind} | {guess} | {len(chosen)} | failed: {chosen[0][1].note} |")
+                continue
+            gains = np.array([o.gain for _, o in done])
+            trues = np.array([t.gain for t, _ in done])
+            print(
+                f"| {kind} | {guess} | {len(chosen)}{f' ({failed} failed)' if failed else ''} | "
+                f"{gains.mean():+.2f} | {trues.mean():+.2f} | "
+                f"{100 * gains.mean() / trues.mean():.0f} % | {int((gains < -0.1).sum())} | "
+                f"{gains.min():+.2f} | {max(o.shift for _, o in done):.2f} | "
+                f"{np.mean([o.similarity for _, o in done]):.2f} | "
+                f"{np.mean([o.seconds for _, o in done]):.1f} | "
+                f"{np.mean([t.seconds for t, _ in done]):.1f} |"
+            )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="five pictures, guesses 1x and 2x")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/bench-blind-photos"))
+    parser.add_argument(
+        "--cases", default="shake,defocus,gaussian", help="which blurs, comma-separated"
+    )
+    parser.add_argument("--details", action="store_true", help="print every run")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    started = time.perf_counter()
+    for case in cases(args.quick, args.cases.split(",")):
+        rows.append((case, *run_case(case, args.out)))
+        print(f"done: {case.label} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    if args.details:
+        print_details(rows)
+        print()
+    print_summary(rows)
+    print(f"\n{len(rows)} pictures in {time.perf_counter() - started:.0f} s; files in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+--[[
+  The pure part of the scene-referred round trip: splitting a picture's edit, as darktable's
+  style file (.dtstyle) of its history holds it, into the part that goes before deblurring and
+  the photographer's look that goes after it.
+
+  Deblurring works best in the scene's linear light, where the blur happened. So the picture is
+  exported as it stands before its tone mapper (filmic, sigmoid, base curve...): everything
+  earlier in darktable's pipe (raw preparation, demosaicing, denoising, lens correction,
+  exposure, colour calibration...) stays on, the tone mapper and every module after it in pipe
+  order are switched off, and the output profile is linear Rec. 2020 (darktable's own working
+  space). The deblurred picture comes back as a linear TIFF, and the look (the tone mapper and
+  the modules after it, with the photographer's settings) is applied to it as a style, so that
+  it looks like the original, only sharper.
+
+  Nothing here touches darktable or the disk: plain `lua5.4` tests it (tests/lua/).
+]]
+
+local scene = {}
+
+-- Tone mappers: the modules that take scene-referred light to the display's range.
+scene.TONE_MAPPERS = {
+  basecurve = true,
+  filmic = true,
+  filmicrgb = true,
+  sigmoid = true,
+  tonemap = true,
+}
+
+-- Modules of every pipe that never move into the look: the imported picture has its own.
+scene.PIPE_MODULES = {
+  colorout = true,
+  gamma = true,
+  finalscale = true,
+  overexposed = true,
+  rawoverexposed = true,
+}
+
+--[[ colorout's parameters (version 5: profile type, file name[512], intent) for linear Rec.
+     2020, DT_COLORSPACE_LIN_REC2020 = 4 in darktable's colorspaces.h, perceptual intent. ]]
+scene.LINEAR_OUTPUT = "04000000" .. string.rep("00", 516)
+
+local function instance_key(operation, priority)
+  return operation .. "," .. tostring(priority)
+end
+
+--[[ A .dtstyle file's content: `head` (the text before <style>), `order` (the pipe position of
+     each module instance, "operation,priority" -> index, from <iop_list>) and `items` (one per
+     history entry, sorted by `num`: num, operation, priority, enabled, text). nil and a reason
+     when the text is no style darktable wrote. ]]
+function scene.parse(text)
+  local head = text:match("^(.-)<style>")
+  local body = text:match("<style>(.*)</style>")
+  if not head or not body then
+    return nil, "not a darktable style"
+  end
+  local order, position = {}, 0
+  for operation, priority in (text:match("<iop_list>(.-)</iop_list>") or ""):gmatch("([^,]+),(%-?%d+)") do
+    position = position + 1
+    order[instance_key(operation, tonumber(priority))] = position
+  end
+  local items = {}
+  for plugin in body:gmatch("<plugin>.-</plugin>") do
+    local item = {
+      num = tonumber(plugin:match("<num>(%-?%d+)</num>")),
+      operation = plugin:match("<operation>(.-)</operation>"),
+      priority = tonumber(plugin:match("<multi_priority>(%-?%d+)</multi_priority>")) or 0,
+      enabled = plugin:match("<enabled>(%d)</enabled>") == "1",
+      text = plugin,
+    }
+    if not item.num or not item.operation then
+      return nil, "a style item without number or module"
+    end
+    items[#items + 1] = item
+  end
+  table.sort(items, function(a, b)
+    return a.num < b.num
+  end)
+  return { head = head, order = order, items = items }
+end
+
+-- Each module instance's pipe position (nil when the order does not list it) and whether its
+-- last history entry leaves it on.
+local function instances(style)
+  local found = {}
+  for _, item in ipairs(style.items) do
+    local key = instance_key(item.operation, item.priority)
+    found[key] = found[key] or {
+      operation = item.operation,
+      position = style.order[key] or style.order[instance_key(item.operation, 0)],
+    }
+    found[key].enabled = item.enabled
+  end
+  return found
+end
+
+--[[ Where the look begins in the pipe: the first tone mapper that is on; without one, right
+     after the last place a tone mapper could take (darktable orders every display-referred
+     module after them). nil when the style lists no order. ]]
+function scene.boundary(style)
+  local first, after_slots
+  for key, position in pairs(style.order) do
+    local operation = key:match("^(.-),")
+    if scene.TONE_MAPPERS[operation] then
+      after_slots = math.max(after_slots or 0, position + 1)
+    end
+  end
+  for _, instance in pairs(instances(style)) do
+    if instance.enabled and instance.position and scene.TONE_MAPPERS[instance.operation] then
+      first = math.min(first or instance.position, instance.position)
+    end
+  end
+  return first or after_slots
+end
+
+-- Whether `item` belongs to the look: at or after the boundary, and not one of the pipe's own.
+local function in_look(style, boundary, item)
+  local position = style.order[instance_key(item.operation, item.priority)]
+    or style.order[instance_key(item.operation, 0)]
+  return position ~= nil and position >= boundary and not scene.PIPE_MODULES[item.operation]
+end
+
+local function with_enabled(text, enabled)
+  return (text:gsub("<enabled>%d</enabled>", "<enabled>" .. (enabled and "1" or "0") .. "</enabled>"))
+end
+
+local function with_params(text, params)
+  return (text:gsub("<op_params>.-</op_params>", "<op_params>" .. params .. "</op_params>"))
+end
+
+--[[ Split a parsed style into the plugin texts of two styles: `scene` (the whole history, with
+     the look's modules switched off and the output profile linear Rec. 2020) and `look` (the
+     look's history entries, in their order). nil and a reason when the style lists no pipe
+     order to split by. ]]
+function scene.split(style)
+  local boundary = scene.boundary(style)
+  if not boundary then
+    return nil, "the style lists no pipe order"
+  end
+  local before, look = {}, {}
+  for _, item in ipairs(style.items) do
+    local text = item.text
+    if in_look(style, boundary, item) then
+      look[#look + 1] = text
+      text = with_enabled(text, false)
+    elseif item.operation == "colorout" then
+      text = with_params(text, scene.LINEAR_OUTPUT)
+    end
+    before[#before + 1] = text
+  end
+  return { scene = before, look = look }
+end
+
+local function xml_escape(text)
+  return (text:gsub("&", "&amp;"):gsub("<", "&lt;"):gsub(">", "&gt;"))
+end
+
+--- A .dtstyle file named `name` holding `plugins` (texts from `split`), with `style`'s order.
+function scene.style_text(style, name, plugins)
+  local head = style.head:gsub("<name>.-</name>", function()
+    return "<name>" .. xml_escape(name) .. "</name>"
+  end, 1)
+  return head .. "<style>" .. table.concat(plugins) .. "</style></darktable_style>"
+end
+
+return scene

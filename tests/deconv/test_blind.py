@@ -1,0 +1,73 @@
+"""The cross-checked blur estimate: confidence, safe fallbacks, no shift, `auto` size."""
+
+import numpy as np
+import pytest
+from skimage.registration import phase_cross_correlation
+
+from worker.deconv import DeblurSettings, deblur
+from worker.deconv.blind import AGREEMENT, FREE_FORM, NO_BLUR, estimate_blur, similarity
+from worker.deconv.parametric import disc_kernel, gaussian_kernel, kernel_extent
+from worker.deconv.psf_tools import centre_subpixel
+from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves
+
+
+def blurred_scene(psf: np.ndarray, shape=(480, 720), noise=0.002, seed=3):
+    """A dead-leaves scene, blurred ("valid") by `psf`, with noise; (truth, blurred)."""
+    rng = np.random.default_rng(seed)
+    half = psf.shape[0] // 2
+    scene = dead_leaves((shape[0] + 2 * half, shape[1] + 2 * half), rng)
+    blurred = blur_valid(scene, psf) + rng.normal(0, noise, (*shape, 3)).astype(np.float32)
+    return scene[half : half + shape[0], half : half + shape[1]], blurred
+
+
+def test_a_flat_picture_is_left_as_it_is() -> None:
+    rng = np.random.default_rng(1)
+    flat = (0.4 + rng.normal(0, 0.01, (400, 400, 3))).astype(np.float32)
+    psf, report = estimate_blur(flat, 15)
+    assert psf.shape == (1, 1) and report.kernel == NO_BLUR
+    assert report.confidence == 0 and "left as it is" in report.reason
+
+
+def test_pure_noise_gets_no_confidence() -> None:
+    rng = np.random.default_rng(2)
+    noise = rng.uniform(0, 1, (400, 400, 3)).astype(np.float32)
+    _, report = estimate_blur(noise, None)
+    assert report.confidence < AGREEMENT and report.kernel != FREE_FORM
+
+
+def test_a_sharp_picture_is_left_as_it_is() -> None:
+    _, observed = blurred_scene(np.ones((1, 1)))
+    psf, report = estimate_blur(observed, 15)
+    assert report.kernel == NO_BLUR and psf.shape == (1, 1), report.reason
+    assert "sharp" in report.reason
+
+
+def test_a_shaken_picture_is_confirmed_and_not_moved() -> None:
+    truth_psf = centre_subpixel(camera_shake_kernel(13, np.random.default_rng(4)))
+    truth, observed = blurred_scene(truth_psf)
+    psf, report = estimate_blur(observed, 17)
+    assert report.kernel == FREE_FORM and report.confidence >= AGREEMENT, report.reason
+    assert similarity(psf.astype(np.float64), truth_psf.astype(np.float64)) > 0.7
+    rows, cols = np.indices(psf.shape)
+    centroid = ((rows * psf).sum(), (cols * psf).sum())
+    assert np.allclose(centroid, np.array(psf.shape) // 2, atol=0.01)
+    restored, _ = deblur(observed, psf, DeblurSettings(max_iterations=20))
+    grey = [image[40:-40, 40:-40].mean(axis=2) for image in (truth, restored)]
+    offset, _, _ = phase_cross_correlation(*grey, upsample_factor=20, normalization=None)
+    assert np.hypot(*offset) < 0.5
+
+
+@pytest.mark.parametrize("make", [lambda: disc_kernel(4.0), lambda: gaussian_kernel(2.0)])
+def test_auto_finds_the_extent_of_a_blur(make) -> None:
+    truth_psf = make()
+    _, observed = blurred_scene(truth_psf, noise=0.001)
+    _, report = estimate_blur(observed, None)
+    assert report.kernel != NO_BLUR, report.reason
+    assert abs(report.extent - kernel_extent(truth_psf)) <= 0.3 * kernel_extent(truth_psf)
+
+
+def test_the_second_window_does_not_overlap_the_first() -> None:
+    _, observed = blurred_scene(gaussian_kernel(1.5))
+    _, report = estimate_blur(observed, 9)
+    (x1, y1, w1, h1), (x2, y2, w2, h2) = report.window, report.check_window
+    assert x1 + w1 <= x2 or x2 + w2 <= x1 or y1 + h1 <= y2 or y2 + h2 <= y1

@@ -1,0 +1,187 @@
+"""Who may reach the worker, and what a remote client may touch (issue 11: F12, F13, and the
+endpoint check). Real workers on private ipc sockets and on the loopback interface only."""
+
+import os
+import socket as sockets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from service_support import (
+    Worker,
+    private_env,
+    short_folder,
+    submit,
+    wait,
+    write_picture,
+    write_psf,
+)
+
+from worker.errors import RemoteError
+from worker.service import protocol
+from worker.service.client import Client
+
+NOBODY = 65534
+CONNECT = """
+import socket, sys
+probe = socket.socket(socket.AF_UNIX)
+try:
+    probe.connect(sys.argv[1])
+except PermissionError:
+    sys.exit(13)
+"""
+
+
+def free_port(family: int = sockets.AF_INET, host: str = "127.0.0.1") -> int:
+    with sockets.socket(family) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def start(env: dict[str, str], *args: object, umask: int | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker", "worker", *map(str, args)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=None if umask is None else (lambda: os.umask(umask)),
+    )
+
+
+def answering(client: Client, process: subprocess.Popen[str], limit: float = 30) -> None:
+    deadline = time.monotonic() + limit
+    while client.ping(timeout=0.5) is None:
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert time.monotonic() < deadline, "the worker did not answer"
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    process.wait(15)
+    if process.stderr:
+        process.stderr.close()
+
+
+def test_a_socket_folder_others_may_write_in_is_refused() -> None:
+    """F12: with umask 000 and an endpoint in a world-writable folder, the worker refuses to
+    listen (another user could replace its socket), saying why in one line."""
+    with short_folder() as folder:
+        shared = folder / "shared"
+        shared.mkdir()
+        shared.chmod(0o777)
+        process = start(private_env(folder), "--endpoint", f"ipc://{shared}/w.sock", umask=0)
+        try:
+            _, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        assert process.returncode == 1
+        assert "other users may write in the socket's folder" in err
+        assert not (shared / "w.sock").exists()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"),
+    reason="trying another user needs root and a system Python",
+)
+def test_another_user_cannot_connect_whatever_the_umask() -> None:
+    """F12: a worker started with umask 000 in a folder others may enter: its socket is the
+    user's alone; another user's connect is refused (the user's own still works)."""
+    with short_folder() as folder:
+        folder.chmod(0o755)
+        endpoint = f"ipc://{folder}/w.sock"
+        process = start(private_env(folder), "--endpoint", endpoint, umask=0)
+        try:
+            with Client(endpoint) as client:
+                answering(client, process)
+            assert os.stat(folder / "w.sock").st_mode & 0o077 == 0
+            python = "/usr/bin/python3"  # a system Python another user may run
+            stranger = subprocess.run(
+                [python, "-c", CONNECT, str(folder / "w.sock")],
+                preexec_fn=lambda: (os.setgid(NOBODY), os.setuid(NOBODY)),
+                timeout=30,
+            )
+            assert stranger.returncode == 13
+            own = subprocess.run([python, "-c", CONNECT, str(folder / "w.sock")], timeout=30)
+            assert own.returncode == 0
+        finally:
+            stop(process)
+
+
+def test_remote_clients_are_confined_to_the_allowed_folders(tmp_path: Path) -> None:
+    """F13: a client holding an authorised CURVE key may name only paths inside --allow-dir:
+    it can neither overwrite a file elsewhere (a shell rc file) nor learn whether one exists;
+    inside, jobs run as usual."""
+    with short_folder() as folder:
+        env = private_env(folder)
+        keys = folder / "keys"
+        subprocess.run(
+            [sys.executable, "-m", "worker", "worker", "--generate-keys", "--curve-dir", keys],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        pictures = folder / "pictures"
+        pictures.mkdir()
+        source = write_picture(pictures / "in.tif", (48, 64))
+        psf = write_psf(pictures / "psf.npy")
+        home = folder / "home"
+        home.mkdir()
+        rc = home / ".bashrc"
+        rc.write_text("alias ls='ls --color'\n")
+        (pictures / "escape").symlink_to(home)
+        endpoint = f"tcp://127.0.0.1:{free_port()}"
+        process = start(
+            env, "--endpoint", endpoint, "--curve-dir", keys, "--allow-dir", pictures,
+            "--cache-dir", folder / "cache", "--min-free", "0",
+        )  # fmt: skip
+        try:
+            with Client(endpoint, curve_dir=keys) as client:
+                answering(client, process)
+                refusals = []
+                for source_path, output in (
+                    (source, rc),  # overwrite a file elsewhere
+                    (source, pictures / "escape" / ".bashrc"),  # through a link
+                    (rc, pictures / "out.tif"),  # read a file elsewhere
+                    (home / "absent.tif", pictures / "out.tif"),  # probe: absent
+                ):
+                    with pytest.raises(RemoteError) as refused:
+                        submit(client, source_path, output, psf=str(psf))
+                    assert refused.value.code == protocol.BAD_INPUT
+                    refusals.append(str(refused.value).split(" is outside")[1])
+                assert len(set(refusals)) == 1, "the answer tells nothing of what exists"
+                with pytest.raises(RemoteError, match="outside"):
+                    client.request("cache_lookup", key="ab" * 16, output=str(rc))
+                inside = submit(client, source, pictures / "out.tif", psf=str(psf))
+                assert wait(client, inside["job"])["stage"] == "done"
+        finally:
+            stop(process)
+        assert rc.read_text() == "alias ls='ls --color'\n"
+
+
+def test_tcp_endpoints_need_a_port_and_ipv6_loopback_works() -> None:
+    """`tcp://[::1]` (no port) is refused by the check with a clear line, not at bind time;
+    `tcp://[::1]:PORT` listens and answers."""
+    with short_folder() as folder:
+        env = private_env(folder)
+        for endpoint in ("tcp://[::1]", "tcp://127.0.0.1", "tcp://[::1]:99999", "tcp://::1:5555"):
+            process = start(env, "--endpoint", endpoint)
+            _, err = process.communicate(timeout=60)
+            assert process.returncode == 1
+            assert "unsupported endpoint" in err and len(err.strip().splitlines()) == 1, err
+        endpoint = f"tcp://[::1]:{free_port(sockets.AF_INET6, '::1')}"
+        process = start(env, "--endpoint", endpoint, "--curve-dir", folder / "no-keys")
+        try:
+            with Client(endpoint, curve_dir=folder / "no-keys") as client:
+                answering(client, process)
+        finally:
+            stop(process)
+
+
+def test_the_command_line_checks_the_endpoint_too() -> None:
+    with short_folder() as folder:
+        worker = Worker(folder, private_env(folder), "tcp://[::1]", folder / "cache")
+        result = worker.cli("ping", timeout=60)
+        assert result.returncode == 1
+        assert "unsupported endpoint" in result.stderr

@@ -1,0 +1,51 @@
+"""A job's one description: built from untrusted fields, checked once, and carried unchanged."""
+
+import pytest
+
+from worker.deconv.settings import DeblurSettings
+from worker.errors import InputError, ProtocolError
+from worker.jobspec import JobSpec
+from worker.stages import PUBLIC_STAGES, Stage
+
+
+def test_a_job_round_trips_through_its_fields() -> None:
+    spec = JobSpec(
+        "/p/in.tif",
+        "/p/out.tif",
+        key="ab" * 16,
+        blur=15,
+        window="centre",
+        settings=DeblurSettings(priority=0.5, local=True),
+    )
+    assert JobSpec.from_fields(spec.as_fields()) == spec
+    assert spec.estimating and not JobSpec("/i", "/o", psf="/k.npy").estimating
+    assert set(spec.parameters()) == {"psf", "blur", "window", "settings"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"input": "/i"}, "needs the field 'output'"),
+        ({"input": "/i", "output": "/o", "blur": 9, "colour": 1}, "no field 'colour'"),
+        ({"input": "i.tif", "output": "/o", "blur": 9}, "absolute path"),
+        ({"input": "/i", "output": "/o"}, "say how to find the blur"),
+        ({"input": "/i", "output": "/o", "blur": 8}, "odd size"),
+        ({"input": "/i", "output": "/o", "blur": 9, "window": "1,2"}, "window"),
+        ({"input": "/i", "output": "/o", "blur": 9, "settings": {"scale": 0}}, "scale"),
+        ({"input": "/i", "output": "/o", "blur": 9, "settings": {"lam": float("inf")}}, "finite"),
+    ],
+)
+def test_bad_fields_are_refused_in_one_line(fields: dict, words: str) -> None:
+    with pytest.raises(ProtocolError, match=words) as refused:
+        JobSpec.from_fields(fields)
+    assert isinstance(refused.value, InputError) and "\n" not in str(refused.value)
+
+
+def test_the_stages_read_as_a_job_shows_them() -> None:
+    assert [str(s) for s in PUBLIC_STAGES] == [
+        "queued", "estimating", "deblurring", "writing", "done", "failed", "cancelled"
+    ]  # fmt: skip
+    assert Stage.READING.public(estimating=True) is Stage.ESTIMATING
+    assert Stage.READING.public(estimating=False) is Stage.DEBLURRING
+    assert Stage.CACHING.public(estimating=False) is Stage.WRITING
+    assert Stage.CANCELLED.final and not Stage.WRITING.final

@@ -1,0 +1,16 @@
+"""The exit statuses of `dt-deconvolve`, for people, scripts and the darktable plug-in.
+
+The plug-in's copy (`lua/lib/deconvolve/logic.lua`) is checked against this table by a test.
+"""
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """How a `dt-deconvolve` command ended."""
+
+    OK = 0  # done
+    FAILED = 1  # the work failed: bad input, unreadable file, full disk... (one line on stderr)
+    USAGE = 2  # wrong usage (a bad option)
+    CANCELLED = 3  # the job was cancelled
+    INTERRUPTED = 130  # Ctrl-C

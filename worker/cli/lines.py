@@ -1,0 +1,18 @@
+"""The lines that the darktable plug-in reads (`submit --wait`, `cache lookup`): fields it can
+parse strictly whatever the file names hold.
+
+A picture's name comes from outside and may hold anything but `/` and NUL: spaces, a newline
+followed by `DONE /some/file`, bytes that are not UTF-8. A path is therefore written as one
+field of printable ASCII: every byte of its file-system encoding outside `!`..`~`, and `%`
+itself, becomes `%XX` (two uppercase hexadecimal digits), so a field never holds a space or a
+line break and decodes back to the very same bytes (`logic.unescape` in the plug-in).
+"""
+
+import os
+
+_PLAIN = frozenset(range(0x21, 0x7F)) - {ord("%")}
+
+
+def path_field(path: str | os.PathLike[str]) -> str:
+    """`path` as one field: printable ASCII, no space, `%XX` for every other byte."""
+    return "".join(chr(b) if b in _PLAIN else f"%{b:02X}" for b in os.fsencode(path))

@@ -1,0 +1,221 @@
+"""The blur of a photograph, cross-checked on a second part of it, with a confidence.
+
+`estimate_psf` learns a free-form kernel from one window. On real photographs it can be wrong
+(texture, noise, a window that is out of focus), and a wrong kernel makes the picture worse: echo
+edges, grain, a shift. Camera shake blurs every in-focus part of a picture alike, so a kernel that
+is right is found again elsewhere. Here:
+
+1. the two best windows that do not overlap are chosen (`choose_windows`) and a free-form kernel
+   is learnt on each;
+2. their agreement, the peak of their normalised cross-correlation (1: the same kernel up to a
+   shift; the kernel similarity of Hu and Yang, "Good regions to deblur", ECCV 2012,
+   doi:10.1007/978-3-642-33715-4_5), is the confidence;
+3. at `AGREEMENT` or above the first window's kernel is used (unless its rms radius is under
+   `SHARP_SPREAD`: the picture is sharp already and left as it is); below, a safe correction: the
+   Gaussian softness that best explains the first window by generalised cross-validation
+   (`worker.deconv.gcv`), no stronger than `MILD_SIGMA`, and only if it also explains the second
+   window better than no blur; otherwise the picture is left as it is.
+
+Every kernel returned is centred on its centroid to the sub-pixel (`centre_subpixel`), so the
+deblurred picture does not move. A window without edges (flat sky, pure noise) teaches nothing:
+the picture is then left as it is, with confidence 0.
+"""
+
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+
+import numpy as np
+from scipy import signal
+
+from worker.deconv.gcv import GcvWindow
+from worker.deconv.parametric import gaussian_kernel, kernel_extent, kernel_spread
+from worker.deconv.psf import estimate_psf, luminance
+from worker.deconv.psf_tools import centre_subpixel
+from worker.deconv.window import Window, check_edges, check_window, choose_windows
+from worker.errors import InputError
+from worker.stages import Progress
+
+AUTO_BLUR = 45  # the largest blur `--blur auto` looks for, in pixels
+AGREEMENT = 0.6  # the two windows' kernels must be at least this alike to be trusted
+MILD_SIGMA = 1.5  # the strongest Gaussian the fallback removes, px
+SHARP_SPREAD = 1.0  # an agreed kernel narrower than this (rms radius, px) means no blur
+UNCHECKED = 0.5  # the confidence of a kernel that could not be cross-checked
+MIN_GAIN = 0.02  # the fallback must explain the second window this much better than no blur
+SIGMAS = np.geomspace(0.5, 8.0, 21)  # the Gaussian softness searched, px
+NO_BLUR, FREE_FORM, GAUSSIAN = "none", "free-form", "gaussian"
+
+
+@dataclass
+class BlurReport:
+    """What `estimate_blur` found and how sure it is.
+
+    kernel: what is used: `free-form` (the estimate), `gaussian` (the safe fallback) or `none`.
+    confidence: 0..1, how alike the kernels learnt on two parts of the picture are (`UNCHECKED`
+        where there is no second part to learn from); `reason` says what was done, in words.
+    blur: the kernel's side in pixels; extent: the extent of its significant taps.
+    window, check_window: where it was learnt, and where it was checked (x, y, width, height).
+    """
+
+    kernel: str
+    confidence: float
+    reason: str
+    blur: int
+    extent: int
+    window: Window
+    check_window: Window
+    iterations: int
+    seconds: float
+
+    def as_dict(self) -> dict:
+        report = asdict(self)
+        report["window"] = list(self.window)
+        report["check_window"] = list(self.check_window)
+        return report
+
+
+def patch_of(grey: np.ndarray, window: Window) -> np.ndarray:
+    x, y, width, height = window
+    return grey[y : y + height, x : x + width]
+
+
+def best_gaussian(fit: GcvWindow, largest: int) -> tuple[np.ndarray, float]:
+    """The Gaussian with the lowest GCV on `fit`, no wider than `largest` px, and its sigma."""
+    sigmas = [sigma for sigma in SIGMAS if gaussian_kernel(sigma).shape[0] <= largest]
+    scores = [fit.score(gaussian_kernel(sigma)) for sigma in sigmas or SIGMAS[:1]]
+    sigma = float((sigmas or SIGMAS[:1])[int(np.argmin(scores))])
+    return gaussian_kernel(sigma), sigma
+
+
+def similarity(first: np.ndarray, second: np.ndarray) -> float:
+    """The peak of the normalised cross-correlation of two kernels: 1 when they are the same up
+    to a shift, near 0 when they share nothing."""
+    correlation = signal.correlate(first, second, mode="full")
+    return float(correlation.max() / np.sqrt((first**2).sum() * (second**2).sum()))
+
+
+def fallback(
+    grey: np.ndarray, windows: list[Window], size: int, agreement: float
+) -> tuple[np.ndarray, str, str]:
+    """The safe correction when the free-form kernel is not confirmed: the Gaussian softness
+    that best explains the first window (GCV), no wider than `MILD_SIGMA`, if it explains the
+    second window better than no blur; else nothing. Returns (kernel, kind, reason)."""
+    doubt = f"the blur learnt on two parts of the picture disagrees (agreement {agreement:.2f})"
+    gaussian, sigma = best_gaussian(GcvWindow(patch_of(grey, windows[0]), size), size)
+    if sigma > MILD_SIGMA:
+        sigma = MILD_SIGMA
+        gaussian = gaussian_kernel(sigma)
+    check = GcvWindow(patch_of(grey, windows[-1]), size)
+    if check.score(gaussian) > (1 - MIN_GAIN) * check.score(np.ones((1, 1))):
+        return np.ones((1, 1)), NO_BLUR, f"{doubt}: the picture is left as it is"
+    return gaussian, GAUSSIAN, f"{doubt}: only a mild softness (sigma {sigma:.1f} px) is removed"
+
+
+def scaled_progress(progress: Progress, start: float, end: float, fraction: float, stage: str):
+    """Report `fraction` of one part of the work as the share `start`..`end` of the whole."""
+    progress(start + (end - start) * fraction, stage)
+
+
+def no_blur(why: str, windows: list[Window], started: float) -> tuple[np.ndarray, BlurReport]:
+    """The delta kernel and its report, when there is nothing to learn a blur from."""
+    return np.ones((1, 1), np.float32), BlurReport(
+        kernel=NO_BLUR,
+        confidence=0.0,
+        reason=f"{why}: the picture is left as it is",
+        blur=1,
+        extent=1,
+        window=windows[0],
+        check_window=windows[-1],
+        iterations=0,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def estimate_blur(
+    image: np.ndarray,
+    size: int | None,
+    window: Window | None = None,
+    progress: Progress | None = None,
+    clip_level: float | None = None,
+) -> tuple[np.ndarray, BlurReport]:
+    """The blur of a linear picture (H, W, C), checked on a second window, and a `BlurReport`.
+
+    `size` is the largest blur in pixels (odd), None for `AUTO_BLUR`; `window` (x, y, width,
+    height) where to learn it, None to choose. Returns the kernel (float32, odd-sized, summing to
+    one, centred to the sub-pixel; a 1 x 1 delta when no blur was found). Raises `InputError`
+    as `estimate_psf` does.
+    """
+    started = time.perf_counter()
+    size = AUTO_BLUR if size is None else size
+    grey = luminance(np.asarray(image))
+    if window is None:
+        windows = choose_windows(grey, size, 2)
+        size = min(size, (windows[0][2] // 3 - 1) | 1)  # the window holds 3 kernels or more
+    else:
+        check_window(window, grey.shape, size)
+        others = choose_windows(grey, size, 3)
+        windows = [window, *[w for w in others if not overlap(w, window)][:1]]
+    try:
+        check_edges(patch_of(grey, windows[0]), size)
+    except InputError as flat:
+        if window is not None:
+            raise
+        return no_blur(str(flat).split(";")[0], windows, started)
+    free, report = estimate_psf(
+        image, size, windows[0], part(progress, 0, len(windows)), clip_level
+    )
+    second = second_kernel(image, size, windows, part(progress, 1, len(windows)), clip_level)
+    if second is None:
+        kernel, chosen, agreement = free, FREE_FORM, UNCHECKED
+        reason = f"a {kernel_extent(free)} px blur, not cross-checked (no second part to check on)"
+    else:
+        agreement = similarity(free, second)
+        if agreement >= AGREEMENT and kernel_spread(free) < SHARP_SPREAD:
+            kernel, chosen = np.ones((1, 1)), NO_BLUR
+            reason = "the picture is already sharp: it is left as it is"
+        elif agreement >= AGREEMENT:
+            kernel, chosen = free, FREE_FORM
+            reason = f"a {kernel_extent(free)} px blur, found alike on two parts of the picture"
+        else:
+            kernel, chosen, reason = fallback(grey, windows, size, agreement)
+    kernel = centre_subpixel(kernel) if kernel.shape[0] > 1 else kernel.astype(np.float32)
+    return kernel, BlurReport(
+        kernel=chosen,
+        confidence=round(float(np.clip(agreement, 0, 1)), 3),
+        reason=reason,
+        blur=int(kernel.shape[0]),
+        extent=kernel_extent(kernel),
+        window=report.window,
+        check_window=windows[-1],
+        iterations=report.iterations,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def second_kernel(
+    image: np.ndarray,
+    size: int,
+    windows: list[Window],
+    progress: Progress | None,
+    clip_level: float | None,
+) -> np.ndarray | None:
+    """The free-form kernel of the second window, or None when there is none or it is flat."""
+    if len(windows) < 2:
+        return None
+    try:
+        return estimate_psf(image, size, windows[1], progress, clip_level)[0]
+    except InputError:  # flat, or mostly clipped: nothing to check against
+        return None
+
+
+def overlap(first: Window, second: Window) -> bool:
+    """Whether two windows (x, y, width, height) share any pixel."""
+    (x1, y1, w1, h1), (x2, y2, w2, h2) = first, second
+    return x1 < x2 + w2 and x2 < x1 + w1 and y1 < y2 + h2 and y2 < y1 + h1
+
+
+def part(progress: Progress | None, index: int, count: int) -> Progress | None:
+    """A progress callback for the `index`-th of `count` equal parts of the work."""
+    if progress is None:
+        return None
+    return partial(scaled_progress, progress, index / count, (index + 1) / count)

@@ -1,0 +1,44 @@
+"""Parametric blur kernels (Gaussian softness, defocus disc) and the extent of any kernel.
+
+A lens's defocus is close to a uniform disc (its aperture's image; Hopkins 1955,
+doi:10.1098/rspa.1955.0081), and the softness of a lens, an anti-aliasing filter or a slightly
+missed focus close to a Gaussian. Both have one parameter, so they can be fitted safely where a
+free-form kernel would over-fit (`worker.deconv.gcv`).
+"""
+
+import numpy as np
+
+EXTENT_TAP = 0.05  # taps above this fraction of the peak count towards a kernel's extent
+
+
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """A normalised, isotropic Gaussian of deviation `sigma` px, sampled on +-3 sigma (odd side)."""
+    half = max(int(np.ceil(3 * sigma)), 1)
+    taps = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
+    return np.outer(taps, taps) / taps.sum() ** 2
+
+
+def disc_kernel(radius: float) -> np.ndarray:
+    """A normalised uniform disc of `radius` px; edge pixels weighted by how much the disc covers
+    them (``clip(radius + 1/2 - distance, 0, 1)``, the usual anti-aliased approximation)."""
+    half = int(np.ceil(radius))
+    axis = np.arange(-half, half + 1)
+    distance = np.hypot(axis[:, None], axis[None, :])
+    disc = np.clip(radius + 0.5 - distance, 0, 1)
+    return disc / disc.sum()
+
+
+def kernel_extent(psf: np.ndarray) -> int:
+    """The blur's extent in pixels: the longer side of the box holding the taps above 5 % of the
+    peak (1 for a delta)."""
+    rows, cols = np.nonzero(psf > EXTENT_TAP * psf.max())
+    return int(max(np.ptp(rows), np.ptp(cols)) + 1)
+
+
+def kernel_spread(psf: np.ndarray) -> float:
+    """The kernel's root-mean-square radius about its centroid, in pixels (0 for a delta;
+    sigma sqrt(2) for an isotropic Gaussian of deviation sigma)."""
+    psf = np.asarray(psf, dtype=np.float64) / np.sum(psf)
+    rows, cols = np.indices(psf.shape)
+    row, col = (rows * psf).sum(), (cols * psf).sum()
+    return float(np.sqrt((((rows - row) ** 2 + (cols - col) ** 2) * psf).sum()))

@@ -1,0 +1,209 @@
+"""One description of a job: which picture, where to, and how (`JobSpec`).
+
+Every layer that handles a job uses this one type: the command line builds it from its options,
+the client sends it (`as_fields`), the server checks it as it arrives (`from_fields`), the
+executor and the pipeline run it, and the cache key and record hash its `parameters`. A new job
+option is a new field here (with its check), and nowhere else.
+
+`from_fields` takes untrusted JSON: each field is checked for presence, type and shape, and raises
+`ProtocolError` naming the field; the engine settings' ranges are `DeblurSettings.validate`'s
+(`InputError`).
+"""
+
+import dataclasses
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.deconv.settings import AUTO, DeblurSettings
+from worker.errors import InputError, ProtocolError
+from worker.paths import CACHE_KEY
+
+MAX_PATH = 4096  # bytes: Linux's PATH_MAX
+MIN_BLUR, MAX_BLUR = 3, 1001
+WINDOW_PATTERN = re.compile(r"auto|centre|center|\d{1,6},\d{1,6},\d{1,6},\d{1,6}")
+
+Check = Callable[[str, Any], Any]
+
+
+def type_name(value: Any) -> str:
+    """How a JSON value's type reads in a message ("an integer", "null", ...)."""
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def check_string(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ProtocolError(f"field '{name}' must be a string, not {type_name(value)}")
+    return value
+
+
+def check_path(name: str, value: Any) -> str:
+    """An absolute path without NUL bytes, at most `MAX_PATH` bytes in the file system's
+    encoding (so a reply holding two paths, however escaped, fits in one message)."""
+    value = check_string(name, value)
+    if not value.startswith("/"):
+        raise ProtocolError(f"field '{name}' must be an absolute path, not '{value[:80]}'")
+    try:
+        size = len(os.fsencode(value))
+    except UnicodeEncodeError:  # a lone surrogate that no byte escapes to
+        size = MAX_PATH + 1
+    if size > MAX_PATH or "\0" in value:
+        raise ProtocolError(f"field '{name}' is not a usable path")
+    return value
+
+
+def matching(pattern: re.Pattern[str], what: str) -> Check:
+    """A check that a string field matches `pattern` in full (`what` names it in the error)."""
+
+    def check(name: str, value: Any) -> str:
+        value = check_string(name, value)
+        if not pattern.fullmatch(value):
+            raise ProtocolError(f"field '{name}' must be {what}, not '{value[:80]}'")
+        return value
+
+    return check
+
+
+def check_odd_size(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError(f"field '{name}' must be an integer, not {type_name(value)}")
+    if value < MIN_BLUR or value % 2 == 0 or value > MAX_BLUR:
+        raise ProtocolError(
+            f"field '{name}' must be an odd size from {MIN_BLUR} to {MAX_BLUR}, not {value}"
+        )
+    return value
+
+
+def check_blur(name: str, value: Any) -> int | str:
+    """A blur size to estimate: an odd size (`check_odd_size`), or "auto" (the engine finds the
+    blur's extent itself)."""
+    return AUTO if value == AUTO else check_odd_size(name, value)
+
+
+def check_settings(name: str, value: Any) -> DeblurSettings:
+    """Engine settings: an object whose entries are `DeblurSettings` fields, each a finite
+    number, a boolean or null (null, or no object: the defaults); the ranges are then checked by
+    `DeblurSettings.validate`."""
+    if value is None:
+        return DeblurSettings()
+    if not isinstance(value, dict):
+        raise ProtocolError(f"field '{name}' must be an object, not {type_name(value)}")
+    known = [f.name for f in dataclasses.fields(DeblurSettings)]
+    for setting, number in value.items():
+        if setting not in known:
+            raise ProtocolError(
+                f"unknown engine setting '{str(setting)[:40]}' (known: {', '.join(known)})"
+            )
+        if number is not None and not isinstance(number, bool | int | float):
+            raise ProtocolError(
+                f"setting '{setting}' must be a number, a boolean or null, not {type_name(number)}"
+            )
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ProtocolError(f"setting '{setting}' must be finite")
+    settings = DeblurSettings(**value)
+    try:
+        settings.validate()
+    except InputError as error:
+        raise ProtocolError(f"field '{name}': {error}") from None
+    return settings
+
+
+def optional(check: Check) -> Check:
+    """`check`, letting null (None) through."""
+
+    def check_optional(name: str, value: Any) -> Any:
+        return None if value is None else check(name, value)
+
+    return check_optional
+
+
+check_key = matching(CACHE_KEY, "16 to 128 lowercase hexadecimal digits")
+check_window = matching(WINDOW_PATTERN, "a window: auto, centre or X,Y,W,H")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One picture to deblur, and how.
+
+    input: the picture (an absolute path to a TIFF file).
+    output: where the result goes (absolute path; written atomically).
+    key: the cache key to store the result under (`dt-deconvolve key`); None: not cached.
+    psf: a known blur kernel (.npy, absolute path); None: estimate it from the picture.
+    blur: the largest blur to estimate (odd, pixels), or "auto"; needed when `psf` is None.
+    window: where to estimate it: "auto", "centre" or "X,Y,W,H"; None: "auto".
+    settings: the engine's settings.
+    """
+
+    input: str
+    output: str
+    key: str | None = None
+    psf: str | None = None
+    blur: int | str | None = None
+    window: str | None = None
+    settings: DeblurSettings = field(default_factory=DeblurSettings)
+
+    @property
+    def estimating(self) -> bool:
+        """The job finds its blur kernel itself (no kernel given)."""
+        return self.psf is None
+
+    def parameters(self) -> dict[str, Any]:
+        """What decides the result besides the picture: hashed into the cache key, kept in the
+        cache's record."""
+        return {
+            "psf": self.psf,
+            "blur": self.blur,
+            "window": self.window,
+            "settings": dataclasses.asdict(self.settings),
+        }
+
+    def as_fields(self) -> dict[str, Any]:
+        """The job as JSON-ready fields (the `submit` request's), the inverse of `from_fields`."""
+        return {"input": self.input, "output": self.output, "key": self.key, **self.parameters()}
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> "JobSpec":
+        """The job described by untrusted `fields`; raises `ProtocolError` for a missing,
+        unknown or malformed field and `InputError` for a setting out of range."""
+        unknown = sorted(set(fields) - set(FIELD_CHECKS))
+        if unknown:
+            raise ProtocolError(f"a job has no field '{str(unknown[0])[:40]}'")
+        missing = [name for name in REQUIRED_FIELDS if name not in fields]
+        if missing:
+            raise ProtocolError(f"a job needs the field '{missing[0]}'")
+        values = {name: FIELD_CHECKS[name](name, value) for name, value in fields.items()}
+        spec = cls(**values)
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        """Raise `InputError` when the job cannot be run as described."""
+        if self.psf is None and self.blur is None:
+            raise ProtocolError(
+                "say how to find the blur: a kernel file (--psf PSF.npy) or the size of the blur "
+                "to estimate (--blur K, or --blur auto)"
+            )
+        self.settings.validate()
+
+
+REQUIRED_FIELDS = ("input", "output")
+FIELD_CHECKS: Mapping[str, Check] = {
+    "input": check_path,
+    "output": check_path,
+    "key": optional(check_key),
+    "psf": optional(check_path),
+    "blur": optional(check_blur),
+    "window": optional(check_window),
+    "settings": check_settings,
+}

@@ -1,0 +1,76 @@
+"""Slow file work (copying results) done beside the worker's loop, never in it.
+
+Copying a cached 1 GB result to another disk takes seconds; done in the loop it would leave every
+client (a `ping`, a `status`) unanswered meanwhile. `Background.run(work, then)` runs `work` in a
+thread and `then(future)` back in the loop's thread, when the loop calls `collect` (a pipe
+registered in the loop's poller, `fileno`, wakes it up as soon as a piece of work ends).
+"""
+
+import contextlib
+import os
+import queue
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+THREADS = 2
+
+Then = Callable[["Future[Any]"], None]
+
+
+class Background:
+    """A few threads for file copies, and the hand-back of their results to the loop.
+
+    Owns its threads and a pipe until `close()` (or the end of a `with` block), which waits for
+    the work under way. `run`, `collect` and `close` belong to the loop's thread.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="dt-deconvolve-copy")
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        self._finished: queue.SimpleQueue[tuple[Future[Any], Then]] = queue.SimpleQueue()
+        self.pending = 0
+
+    def fileno(self) -> int:
+        """Readable when some work has ended (poll it with the loop's sockets)."""
+        return self._wake_read
+
+    def run(self, work: Callable[[], Any], then: Then) -> None:
+        """Run `work()` in a thread; `then(future)` runs in the loop by `collect` afterwards."""
+        self.pending += 1
+
+        def finished(future: Future[Any]) -> None:
+            self._finished.put((future, then))
+            with contextlib.suppress(OSError):
+                os.write(self._wake_write, b".")
+
+        self._pool.submit(work).add_done_callback(finished)
+
+    def collect(self) -> None:
+        """Run the `then` of every piece of work that has ended."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_read, 4096):
+                pass
+        while True:
+            try:
+                future, then = self._finished.get_nowait()
+            except queue.Empty:
+                return
+            self.pending -= 1
+            then(future)
+
+    def __enter__(self) -> "Background":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Wait for the work under way, then release the threads and the pipe (idempotent)."""
+        if self._wake_read < 0:
+            return
+        self._pool.shutdown(wait=True)
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+        self._wake_read = self._wake_write = -1

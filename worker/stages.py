@@ -1,0 +1,48 @@
+"""The stages of a job, and the progress callback that reports them: one list for every layer.
+
+A job goes `queued` -> `estimating` (only when the blur is to be found) -> `deblurring` ->
+`writing` -> `done`, or ends `failed` or `cancelled` at any point. Inside the running stages the
+pipeline reports finer steps (`reading`, `caching`) that the job's public stage absorbs: reading
+belongs to the first computing stage, caching to writing. The engine, the pipeline, the worker,
+the command line and the plug-in (`lua/lib/deconvolve/logic.lua`, checked by a test) all use these
+names.
+"""
+
+from collections.abc import Callable
+from enum import StrEnum
+
+
+class Stage(StrEnum):
+    """Where a job stands. The values are the names the protocol and the `PROGRESS` lines carry."""
+
+    QUEUED = "queued"
+    READING = "reading"
+    ESTIMATING = "estimating"
+    DEBLURRING = "deblurring"
+    WRITING = "writing"
+    CACHING = "caching"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        """The job has ended: done, failed or cancelled."""
+        return self in FINAL_STAGES
+
+    def public(self, estimating: bool) -> "Stage":
+        """The job's stage while the pipeline is at this step (`estimating`: the job finds its
+        blur first)."""
+        if self is Stage.READING:
+            return Stage.ESTIMATING if estimating else Stage.DEBLURRING
+        if self is Stage.CACHING:
+            return Stage.WRITING
+        return self
+
+
+FINAL_STAGES = frozenset({Stage.DONE, Stage.FAILED, Stage.CANCELLED})
+PUBLIC_STAGES = tuple(stage for stage in Stage if stage not in (Stage.READING, Stage.CACHING))
+
+Progress = Callable[[float, str], None]
+"""A progress listener: `progress(fraction, stage)`, the fraction 0..1 of the whole job (or of the
+engine's step, for the engine's own callbacks) and the stage's name. It may raise to cancel."""
