@@ -18,6 +18,7 @@ import tifffile
 
 from worker import paths
 from worker.deconv import DeblurSettings, deblur
+from worker.deconv.local import subject_kernel
 from worker.deconv.psf import estimate_psf
 from worker.deconv.psf_tools import validate_psf
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
@@ -135,7 +136,10 @@ def estimate_kernel(
     picture beside it) when given; returns it with the report's PSF entries."""
     assert spec.blur is not None  # JobSpec.validate: a job without a kernel has a blur size
     window = window_from_text(spec.window or "auto", pixels.shape[:2], spec.blur)
-    psf, report = estimate_psf(pixels, spec.blur, window, progress, clip_level)
+    if window is None and spec.settings.local:  # learn the blur from the blurred subject
+        psf, report = subject_kernel(pixels, spec.blur, progress, clip_level)
+    else:
+        psf, report = estimate_psf(pixels, spec.blur, window, progress, clip_level)
     if psf_out is not None:
         save_kernel(psf_out, psf)
         save_kernel_picture(picture_path(psf_out), psf)
