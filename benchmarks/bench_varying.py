@@ -453,9 +453,16 @@ def subject_table(rows: list[str]) -> None:
 # --- main -----------------------------------------------------------------------------------
 
 
+def run_varying(folder: Path, spec: JobSpec, photo: str) -> tuple[np.ndarray, float]:
+    """`run --varying` on the blurred picture of `spec`: the result and the wall time."""
+    varying = replace(spec, settings=replace(spec.settings, varying=True))
+    result, _, seconds = run_job(folder, f"varying-{photo}", varying)
+    return result, seconds
+
+
 def extra_methods() -> tuple[dict[str, Callable], dict[str, Callable]]:
-    """Methods under test besides the baseline (none on the baseline code)."""
-    return {}, {}
+    """Methods under test besides the baseline: for rotation, subject."""
+    return {"run --varying": run_varying}, {}
 
 
 def parse_args() -> argparse.Namespace:

@@ -182,6 +182,11 @@ class JobSpec:
                 "say how to find the blur: a kernel file (--psf PSF.npy) or the size of the blur "
                 "to estimate (--blur K)"
             )
+        if self.psf is not None and self.settings.varying:
+            raise InputError(
+                "--varying estimates a blur for each part of the picture: give the blur size "
+                "(--blur K), not a kernel file"
+            )
         self.settings.validate()
 
 

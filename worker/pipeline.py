@@ -21,7 +21,9 @@ from worker.deconv import DeblurSettings, deblur
 from worker.deconv.local import subject_kernel
 from worker.deconv.psf import estimate_psf
 from worker.deconv.psf_tools import validate_psf
+from worker.deconv.rl_tv import DeblurReport
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
+from worker.deconv.varying import deblur_varying
 from worker.deconv.window import window_from_text
 from worker.errors import InputError
 from worker.files.imageio import read_picture, write_picture
@@ -111,14 +113,21 @@ def run_pipeline(
     if settings.clip_level is None and picture.clip_level is not None:
         settings = dataclasses.replace(settings, clip_level=picture.clip_level)
     estimated: dict[str, Any] = {}
-    if spec.psf is None:
-        psf, estimated = estimate_kernel(
-            picture.pixels, spec, settings.clip_level, stages.callback(Stage.ESTIMATING), psf_out
-        )
-    else:
-        psf = load_psf(spec.psf, picture.pixels.shape)
     with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
-        restored, report = deblur(picture.pixels, psf, settings, stages.callback(Stage.DEBLURRING))
+        if settings.varying:
+            restored, report, estimated = deblur_varying_picture(picture.pixels, spec, settings,
+                                                                 stages, psf_out)  # fmt: skip
+        else:
+            if spec.psf is None:
+                psf, estimated = estimate_kernel(
+                    picture.pixels, spec, settings.clip_level, stages.callback(Stage.ESTIMATING),
+                    psf_out,
+                )  # fmt: skip
+            else:
+                psf = load_psf(spec.psf, picture.pixels.shape)
+            restored, report = deblur(
+                picture.pixels, psf, settings, stages.callback(Stage.DEBLURRING)
+            )
     stages.report(Stage.WRITING)
     write_picture(spec.output, picture, restored)
     stages.report(Stage.WRITING, 1.0)
@@ -149,6 +158,40 @@ def estimate_kernel(
         "psf_iterations": report.iterations,
         "psf_seconds": report.seconds,
     }
+
+
+def deblur_varying_picture(
+    pixels: np.ndarray,
+    spec: JobSpec,
+    settings: DeblurSettings,
+    stages: StageProgress,
+    psf_out: str | os.PathLike[str] | None,
+) -> tuple[np.ndarray, DeblurReport, dict[str, Any]]:
+    """`deblur_varying` as `spec` says; the kernels are saved to `psf_out` (an array (rows,
+    cols, K, K), with a picture of the grid beside it) when given. Returns the result, the
+    engine's report and the report's PSF entries."""
+    assert spec.blur is not None  # JobSpec.validate: --varying comes with a blur size
+    window = window_from_text(spec.window or "auto", pixels.shape[:2], spec.blur)
+    restored, report, varying = deblur_varying(
+        pixels, spec.blur, settings, window, stages.callback(Stage.ESTIMATING),
+        stages.callback(Stage.DEBLURRING),
+    )  # fmt: skip
+    rows, cols = varying.grid
+    grid = np.array(varying.kernels).reshape(rows, cols, spec.blur, spec.blur)
+    if psf_out is not None:
+        save_kernel(psf_out, grid)
+        montage = np.pad(grid, ((0, 0), (0, 0), (1, 1), (1, 1))).transpose(0, 2, 1, 3)
+        save_kernel_picture(picture_path(psf_out), montage.reshape(rows * (spec.blur + 2), -1))
+    return (
+        restored,
+        report,
+        {
+            "psf_out": None if psf_out is None else str(psf_out),
+            "grid": [rows, cols],
+            "uniform": varying.uniform,
+            "windows": [None if w is None else list(w) for w in varying.windows],
+        },
+    )
 
 
 def warm_up() -> None:
