@@ -27,9 +27,14 @@ window). Scored: the static region's PSNR change, the subject's gain, how far fr
 blurred border the picture was changed by more than 0.01 (ringing reach), and for the blind run
 the share of its window on the subject.
 
-    python benchmarks/bench_varying.py [--parts rotation subject] [--photos Wood ...] [--out DIR]
+    python benchmarks/bench_varying.py [--parts rotation subject speed] [--photos Wood ...]
+                                       [--out DIR]
 
-About 4 minutes on two cores. Prints markdown tables; writes crops to look at into ``--out``.
+**Speed** (``--parts speed``, not run by default): one photo (Wood) enlarged 1.8x to 16 Mpx,
+rotational shake as above, ``run`` and ``run --varying`` timed end to end in the same run.
+
+Rotation and subject take about 6 minutes on two cores. Prints markdown tables; writes crops to
+look at into ``--out``.
 """
 
 import argparse
@@ -450,6 +455,34 @@ def subject_table(rows: list[str]) -> None:
         print(row)
 
 
+# --- speed ------------------------------------------------------------------------------
+
+
+def speed(folder: Path, seed: int, megapixels: float = 16.0) -> None:
+    """`run` and `run --varying` on one large picture with rotational shake, timed end to end."""
+    rng = np.random.default_rng(seed)
+    photo = load_photo("Wood")
+    factor = np.sqrt(megapixels * 1e6 / (photo.shape[0] * photo.shape[1]))
+    photo = ndimage.zoom(photo, (factor, factor, 1), order=1)
+    homographies, _, _ = rotation_homographies(rng, photo.shape[:2])
+    frame = rotation_blur(photo, homographies)
+    path = folder / "speed.tif"
+    write_input(path, add_noise(frame, NOISE[0], rng))
+    y, x = np.mgrid[
+        0 : frame.shape[0] : frame.shape[0] - 1, 0 : frame.shape[1] : frame.shape[1] - 1
+    ]
+    reach = np.abs(displacements(homographies, x.astype(float), y.astype(float))).max()
+    spec = JobSpec(str(path), "", blur=2 * int(np.ceil(reach)) + 3)
+    _, _, uniform = run_job(folder, "speed-run", spec)
+    varying_spec = replace(spec, settings=replace(spec.settings, varying=True))
+    _, report, varying = run_job(folder, "speed-varying", varying_spec)
+    pixels = frame.shape[0] * frame.shape[1] / 1e6
+    print(f"\n### Speed: {frame.shape[1]}x{frame.shape[0]} ({pixels:.1f} Mpx, the photo enlarged")
+    print(f"{factor:.2f}x), --blur {spec.blur}\n\n| command | seconds | ratio |\n|---|---:|---:|")
+    print(f"| run | {uniform:.1f} | 1.00 |")
+    print(f"| run --varying (grid {report['grid']}) | {varying:.1f} | {varying / uniform:.2f} |")
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -467,7 +500,7 @@ def extra_methods() -> tuple[dict[str, Callable], dict[str, Callable]]:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", nargs="+", choices=["rotation", "subject"],
+    parser.add_argument("--parts", nargs="+", choices=["rotation", "subject", "speed"],
                         default=["rotation", "subject"])  # fmt: skip
     parser.add_argument("--photos", nargs="+", default=ROTATION_PHOTOS, help="rotation photos")
     parser.add_argument("--scenes", type=int, default=len(SUBJECT_SCENES), help="subject scenes")
@@ -495,6 +528,8 @@ def main() -> None:
             case = SubjectCase(background, donor, NOISE[i % len(NOISE)], args.seed + 100 + i)
             rows += subject_case(case, args.out, subject_extra)
         subject_table(rows)
+    if "speed" in args.parts:
+        speed(args.out, args.seed)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from worker.errors import InputError
 from worker.stages import Progress, Stage
 
 GRID = 3  # tiles per side, at most
-MIN_TILE_WINDOWS = 2  # a tile is at least this many estimation windows wide
+MIN_TILE_WINDOWS = 1  # a tile is at least this many estimation windows wide
 ATTEMPTS = 2  # windows tried per tile
 SWITCH = 0.01  # a tile takes another kernel than the whole picture's if it explains it this better
 RAMP = 128  # px: the width of the blend between neighbouring tiles
