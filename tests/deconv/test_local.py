@@ -48,3 +48,10 @@ def test_the_subjects_kernel_comes_from_the_shaken_part() -> None:
     x, _, width, _ = report.window
     assert x + width <= scene.shape[1] // 2 + width // 4  # mostly on the shaken half
     assert np.count_nonzero(estimate > 0.05 * estimate.max()) > 5  # a shake, not a point
+
+
+def test_a_picture_smaller_than_a_patch_is_left_as_it_is() -> None:
+    image = dead_leaves((48, 60), np.random.default_rng(0))
+    box = np.ones((5, 5), np.float32) / 25
+    out, _ = deblur(image, box, DeblurSettings(local=True, max_iterations=3))
+    assert np.array_equal(out, image)

@@ -102,6 +102,8 @@ def patch_power(grey: np.ndarray, side: int, step: int) -> tuple[np.ndarray, np.
     """Power spectra of Hann-windowed side x side patches of `grey` on a `step` grid, scaled so
     that white noise of variance v has power v: (rows, cols, side, side // 2 + 1), and the
     patches' mean levels (rows, cols)."""
+    short = [(0, max(side - n, 0)) for n in grey.shape]  # a picture under a patch: mirrored
+    grey = np.pad(grey, short, mode="symmetric") if any(b for _, b in short) else grey
     patches = np.lib.stride_tricks.sliding_window_view(grey, (side, side))[::step, ::step]
     hann = np.hanning(side + 2)[1:-1]
     window = np.outer(hann, hann)

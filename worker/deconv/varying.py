@@ -132,7 +132,7 @@ def choose_kernels(
     own estimate and its neighbours' as the one that explains the tile best: the highest mean
     `kernel_evidence` margin over its patches, the whole picture's kernel getting `SWITCH`
     ahead (another must do clearly better). Raises `InputError` when there is no estimate."""
-    known = [t for t, estimate in enumerate(estimates) if estimate is not None]
+    known = {t: estimate for t, estimate in enumerate(estimates) if estimate is not None}
     if not known and overall is None:
         raise InputError(
             "no part of the picture has edges enough to learn the blur from; "
@@ -143,18 +143,17 @@ def choose_kernels(
     for t in range(len(estimates)):
         i, j = divmod(t, grid[1])
         near = [g for g in known if abs(g // grid[1] - i) <= 1 and abs(g % grid[1] - j) <= 1]
-        candidates = [estimates[g] for g in near or known]
+        candidates = [known[g] for g in near or known]
         if overall is not None:
             candidates.insert(0, overall)  # first: it wins a tie
         tile = image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
         scores = [
-            float(kernel_evidence(tile, [candidate[0]], size, overlap=1)[0].mean())
-            for candidate in candidates  # type: ignore[index]
+            float(kernel_evidence(tile, [psf], size, overlap=1)[0].mean()) for psf, _ in candidates
         ]
         if overall is not None:  # the whole picture's kernel unless another clearly does better
             scores[0] += SWITCH
         chosen.append(candidates[int(np.argmax(scores))])
-    return chosen  # type: ignore[return-value]
+    return chosen
 
 
 def blend_weights(length: int, edges: np.ndarray, ramp: int) -> np.ndarray:
