@@ -43,7 +43,7 @@ def test_local_mode_deblurs_the_shaken_part_and_returns_the_rest_as_it_was() -> 
 
 
 def test_the_subjects_kernel_comes_from_the_shaken_part() -> None:
-    _, scene, _ = half_shaken_scene(seed=6)
+    _, scene, _ = half_shaken_scene(seed=6, side=768)
     estimate, report = subject_kernel(scene, SIZE + 4)
     x, _, width, _ = report.window
     assert x + width <= scene.shape[1] // 2 + width // 4  # mostly on the shaken half

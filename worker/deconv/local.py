@@ -20,13 +20,13 @@ ambiguous or flat) stay out: when the picture cannot tell, it is left alone.
 
 **Where to learn the kernel** (`subject_kernel`, used in local mode when the window is automatic):
 kernels are estimated on a few detailed windows in different places, and the one that explains
-the most of those windows (as above) is the subject's.
+the largest region (as above) is the subject's.
 """
 
 import numpy as np
 from scipy import fft, ndimage
 
-from worker.deconv.noise import estimate_noise_model
+from worker.deconv.noise import NoiseModel, estimate_noise_model
 from worker.deconv.psf import PsfReport, estimate_psf, luminance
 from worker.deconv.window import choose_window
 from worker.errors import InputError
@@ -129,11 +129,16 @@ def best_likelihood(
 
 
 def kernel_evidence(
-    image: np.ndarray, psfs: list[np.ndarray], size: int, overlap: int = 2
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per patch (side `patch_side(size)`, on a grid of side / `overlap`): the log-likelihood
-    margin per frequency of "blurred by one of `psfs`" over the best alternative (no blur,
-    isotropic blurs), and whether the patch has detail.
+    image: np.ndarray,
+    psfs: list[np.ndarray],
+    size: int,
+    overlap: int = 2,
+    model: NoiseModel | None = None,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per patch (side `patch_side(size)`, on a grid of side / `overlap`), for each of `psfs`:
+    the log-likelihood margin per frequency of "blurred by this kernel" over the best
+    alternative (no blur, isotropic blurs); and whether the patch has detail. `model`: the
+    picture's noise (None: fitted on `image`).
 
     Whittle's likelihood of the binned power ``S_b`` (``m_b`` frequencies each) under a
     hypothesis of expected power ``v_b = s^2 c_b + n`` (``c_b`` from `hypothesis_spectra`, ``n``
@@ -148,17 +153,17 @@ def kernel_evidence(
     observed = bin_means(power, bins, count)
     del power
     weights = np.bincount(bins[bins >= 0], minlength=count).astype(float)
-    model = estimate_noise_model(image)
+    model = model or estimate_noise_model(image)
     noise = LUMA_NOISE * (model.gain * np.maximum(levels, 0) + model.read_variance)
     flat = np.ones((side, side // 2 + 1))
     other = best_likelihood(observed, weights, noise, hypothesis_spectra(flat, side, bins, count))
-    kernel = np.full_like(other, -np.inf)
+    margins = []
     for psf in psfs:
         blur = np.abs(fft.rfft2(psf, s=(side, side))) ** 2
         spectra = hypothesis_spectra(blur, side, bins, count)
-        kernel = np.maximum(kernel, best_likelihood(observed, weights, noise, spectra))
+        margins.append((best_likelihood(observed, weights, noise, spectra) - other) / weights.sum())
     detail = (observed * weights).sum(-1) > NOISE_FLOOR * noise * weights.sum()
-    return (kernel - other) / weights.sum(), detail
+    return margins, detail
 
 
 def explained_cells(margin: np.ndarray, detail: np.ndarray) -> np.ndarray:
@@ -181,8 +186,8 @@ def explained_cells(margin: np.ndarray, detail: np.ndarray) -> np.ndarray:
 
 def explained_region(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
     """The region (H, W, bool) of `image` ((H, W, C), linear) whose blur `psf` explains."""
-    margin, detail = kernel_evidence(image, [psf], psf.shape[0])
-    cells = explained_cells(margin, detail).astype(np.float32)
+    margins, detail = kernel_evidence(image, [psf], psf.shape[0])
+    cells = explained_cells(margins[0], detail).astype(np.float32)
     # Patch (i, j) is centred at ((i + 1) step, (j + 1) step): it stands for the step-wide
     # square about its centre.
     step = patch_side(psf.shape[0]) // 2
@@ -223,12 +228,10 @@ def subject_kernel(
 
     The kernel is estimated (`estimate_psf`) on up to `CANDIDATES` windows, each the most
     detailed one (`choose_window`) once the ones before and their surroundings are left out.
-    Each kernel is scored by how well it explains all the candidate windows against no blur and
-    isotropic blurs (the positive part of the mean `kernel_evidence` margin, summed over the
-    windows), and the best one wins: the subject's kernel explains the other windows on the
-    subject too, a sharp or defocused background's kernel hardly beats no blur or an isotropic
-    one, and a kernel fitted to one odd window explains only that one. Windows too flat to learn
-    from are skipped; raises `InputError` when all are.
+    The kernel that explains the largest region of the picture (`explained_cells`, on patches
+    side by side) wins; on a tie, the most detailed window's. The subject's kernel explains the
+    subject; a sharp or defocused background's hardly beats no blur or an isotropic blur
+    anywhere. Windows too flat to learn from are skipped; raises `InputError` when all are.
     """
     grey = luminance(image)
     left_out = grey.copy()
@@ -249,9 +252,6 @@ def subject_kernel(
     if not found:
         assert failure is not None
         raise failure
-    crops = [image[y : y + h, x : x + w] for x, y, w, h in (r.window for _, r in found)]
-    scores = [
-        sum(max(float(kernel_evidence(crop, [psf], size)[0].mean()), 0.0) for crop in crops)
-        for psf, _ in found
-    ]
+    margins, detail = kernel_evidence(image, [psf for psf, _ in found], size, overlap=1)
+    scores = [int(explained_cells(margin, detail).sum()) for margin in margins]
     return found[int(np.argmax(scores))]

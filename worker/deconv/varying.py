@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from worker.deconv.local import kernel_evidence
+from worker.deconv.noise import estimate_noise_model
 from worker.deconv.preview import downsize
 from worker.deconv.psf import PsfReport, estimate_psf, luminance
 from worker.deconv.psf_tools import resample_psf
@@ -139,6 +140,7 @@ def choose_kernels(
             "choose a window with detail (--window X,Y,W,H)"
         )
     rows, cols = bounds(image.shape[0], grid[0]), bounds(image.shape[1], grid[1])
+    model = estimate_noise_model(image)
     chosen = []
     for t in range(len(estimates)):
         i, j = divmod(t, grid[1])
@@ -147,9 +149,8 @@ def choose_kernels(
         if overall is not None:
             candidates.insert(0, overall)  # first: it wins a tie
         tile = image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
-        scores = [
-            float(kernel_evidence(tile, [psf], size, overlap=1)[0].mean()) for psf, _ in candidates
-        ]
+        margins, _ = kernel_evidence(tile, [psf for psf, _ in candidates], size, 1, model)
+        scores = [float(margin.mean()) for margin in margins]
         if overall is not None:  # the whole picture's kernel unless another clearly does better
             scores[0] += SWITCH
         chosen.append(candidates[int(np.argmax(scores))])
