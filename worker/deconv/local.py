@@ -239,6 +239,8 @@ def subject_kernel(
     found: list[tuple[np.ndarray, PsfReport]] = []
     failure: InputError | None = None
     for index in range(CANDIDATES):
+        if progress is not None:
+            progress(index / (CANDIDATES + 1), Stage.ESTIMATING)
         x, y, width, height = window = choose_window(left_out, size)
         # Leave out the window and half a window around it: the next one is elsewhere.
         top, left = max(y - height // 2, 0), max(x - width // 2, 0)
@@ -247,11 +249,13 @@ def subject_kernel(
             found.append(estimate_psf(image, size, window, None, clip_level))
         except InputError as error:
             failure = failure or error
-        if progress is not None:
-            progress((index + 1) / (CANDIDATES + 1), Stage.ESTIMATING)
+        except ValueError:  # the estimate broke down (a NaN): the other windows may not
+            pass
     if not found:
-        assert failure is not None
-        raise failure
+        raise failure or InputError(
+            "the blur could not be learnt from any part of the picture; "
+            "choose a window with clear edges (--window X,Y,W,H)"
+        )
     margins, detail = kernel_evidence(image, [psf for psf, _ in found], size, overlap=1)
     scores = [int(explained_cells(margin, detail).sum()) for margin in margins]
     return found[int(np.argmax(scores))]

@@ -51,6 +51,7 @@ from worker.stages import Progress, Stage
 GRID = 3  # tiles per side, at most
 MIN_TILE_WINDOWS = 1  # a tile is at least this many estimation windows wide
 ATTEMPTS = 2  # windows tried per tile
+MAX_SPREAD = 0.4  # tile kernels spread over more than this share of the size are left out
 SWITCH = 0.01  # a tile takes another kernel than the whole picture's if it explains it this better
 RAMP = 128  # px: the width of the blend between neighbouring tiles
 
@@ -132,8 +133,16 @@ def choose_kernels(
     """Each tile's kernel (row by row), chosen among the whole picture's (`overall`), the tile's
     own estimate and its neighbours' as the one that explains the tile best: the highest mean
     `kernel_evidence` margin over its patches, the whole picture's kernel getting `SWITCH`
-    ahead (another must do clearly better). Raises `InputError` when there is no estimate."""
-    known = {t: estimate for t, estimate in enumerate(estimates) if estimate is not None}
+    ahead (another must do clearly better). Tile estimates whose mass spreads (root mean square
+    about the centroid) over more than `MAX_SPREAD` kernel sizes are left out: a straight blur
+    as long as the kernel's diagonal spreads over 0.41, a blob filling the kernel (what an
+    out-of-focus tile or one without real edges can give) more; it would explain the tile's
+    softness but deblur it into ringing. Raises `InputError` when there is no estimate."""
+    known = {
+        t: estimate
+        for t, estimate in enumerate(estimates)
+        if estimate is not None and kernel_spread(estimate[0]) <= MAX_SPREAD * size
+    }
     if not known and overall is None:
         raise InputError(
             "no part of the picture has edges enough to learn the blur from; "
@@ -155,6 +164,14 @@ def choose_kernels(
             scores[0] += SWITCH
         chosen.append(candidates[int(np.argmax(scores))])
     return chosen
+
+
+def kernel_spread(psf: np.ndarray) -> float:
+    """The root-mean-square distance of the kernel's mass from its centroid, in px."""
+    rows, cols = np.indices(psf.shape)
+    total = float(psf.sum())
+    cy, cx = (rows * psf).sum() / total, (cols * psf).sum() / total
+    return float(np.sqrt((((rows - cy) ** 2 + (cols - cx) ** 2) * psf).sum() / total))
 
 
 def blend_weights(length: int, edges: np.ndarray, ramp: int) -> np.ndarray:
