@@ -211,6 +211,7 @@ local function saved_settings()
       logic.PRIORITY, 2),
     window = dt.preferences.read(MODULE, "window", "string") == "centre" and "centre" or "auto",
     preview = dt.preferences.read(MODULE, "output_size", "string") == "preview",
+    varying = dt.preferences.read(MODULE, "blur_across", "string") == "varies",
   }
 end
 
@@ -220,6 +221,7 @@ local function save_settings(settings)
   dt.preferences.write(MODULE, "priority", "float", settings.priority)
   dt.preferences.write(MODULE, "window", "string", settings.window)
   dt.preferences.write(MODULE, "output_size", "string", settings.preview and "preview" or "full")
+  dt.preferences.write(MODULE, "blur_across", "string", settings.varying and "varies" or "same")
 end
 
 -- The settings shown in the panel (or the saved ones before the panel exists); saved for later.
@@ -232,6 +234,7 @@ local function current_settings()
     settings.priority = logic.clamp(w.priority.value, logic.PRIORITY, 2)
     settings.window = logic.WINDOWS[w.window.selected] or "auto"
     settings.preview = w.output_size.selected == 2
+    settings.varying = w.blur_across.selected == 2
     w.blur.value = settings.blur -- show the odd size actually used
   end
   save_settings(settings)
@@ -667,6 +670,9 @@ local function build_panel()
   w.window = choice(_("sample window"),
     _("where the blur is measured: the most detailed part of the picture, or its centre"),
     { _("automatic"), _("centre") }, saved.window == "centre" and 2 or 1)
+  w.blur_across = choice(_("blur across the frame"),
+    _("the same everywhere, or varying (a camera that turned: longer blur in the corners); varying learns a blur for each part of the picture and takes longer"),
+    { _("the same"), _("varying") }, saved.varying and 2 or 1)
   w.output_size = choice(_("output size"),
     _("full size, or a quick preview at most 1600 pixels wide"),
     { _("full"), _("preview") }, saved.preview and 2 or 1)
@@ -681,6 +687,7 @@ local function build_panel()
     w.tolerance,
     w.priority,
     w.window,
+    w.blur_across,
     w.output_size,
     w.button,
   })

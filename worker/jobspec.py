@@ -194,6 +194,11 @@ class JobSpec:
                 "say how to find the blur: a kernel file (--psf PSF.npy) or the size of the blur "
                 "to estimate (--blur K, or --blur auto)"
             )
+        if self.settings.varying and (self.psf is not None or self.blur == AUTO):
+            raise InputError(
+                "--varying estimates a blur for each part of the picture: give the blur size "
+                "(--blur K), neither a kernel file nor auto"
+            )
         self.settings.validate()
 
 

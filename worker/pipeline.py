@@ -19,9 +19,12 @@ import tifffile
 from worker import paths
 from worker.deconv import DeblurSettings, deblur
 from worker.deconv.blind import AUTO_BLUR, NO_BLUR, estimate_blur
+from worker.deconv.local import subject_kernel
 from worker.deconv.psf_tools import validate_psf
+from worker.deconv.rl_tv import DeblurReport
 from worker.deconv.settings import AUTO, blur_from_text
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
+from worker.deconv.varying import deblur_varying
 from worker.deconv.window import window_from_text
 from worker.errors import InputError
 from worker.files.imageio import read_picture, write_picture
@@ -112,20 +115,28 @@ def run_pipeline(
     if settings.clip_level is None and picture.clip_level is not None:
         settings = dataclasses.replace(settings, clip_level=picture.clip_level)
     estimated: dict[str, Any] = {}
-    if spec.psf is None:
-        psf, estimated = estimate_kernel(
-            picture.pixels, spec, settings.clip_level, stages.callback(Stage.ESTIMATING), psf_out
-        )
-    else:
-        psf = load_psf(spec.psf, picture.pixels.shape)
-    if estimated.get("kernel") == NO_BLUR:
-        restored, deblurred = picture.pixels, {"iterations": 0, "stop_reason": "no_blur"}
-    else:
+    if settings.varying:
         with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
-            restored, report = deblur(
-                picture.pixels, psf, settings, stages.callback(Stage.DEBLURRING)
+            restored, report, estimated = deblur_varying_picture(
+                picture.pixels, spec, settings, stages, psf_out
             )
         deblurred = report.as_dict()
+    else:
+        if spec.psf is None:
+            psf, estimated = estimate_kernel(
+                picture.pixels, spec, settings.clip_level, stages.callback(Stage.ESTIMATING),
+                psf_out,
+            )  # fmt: skip
+        else:
+            psf = load_psf(spec.psf, picture.pixels.shape)
+        if estimated.get("kernel") == NO_BLUR:
+            restored, deblurred = picture.pixels, {"iterations": 0, "stop_reason": "no_blur"}
+        else:
+            with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
+                restored, report = deblur(
+                    picture.pixels, psf, settings, stages.callback(Stage.DEBLURRING)
+                )
+            deblurred = report.as_dict()
     stages.report(Stage.WRITING)
     write_picture(spec.output, picture, restored)
     stages.report(Stage.WRITING, 1.0)
@@ -141,14 +152,19 @@ def estimate_kernel(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Estimate the PSF as `spec` says (blur size or "auto", window) and save it to `psf_out`
     (with its picture beside it) when given; returns it with the report's estimation entries
-    (`estimate_blur`'s report; its time and rounds as `psf_seconds` and `psf_iterations`)."""
+    (`estimate_blur`'s report, or in local mode with an automatic window `subject_kernel`'s; its
+    time and rounds as `psf_seconds` and `psf_iterations`)."""
     size = blur_from_text(str(spec.blur or AUTO))
     window = window_from_text(spec.window or "auto", pixels.shape[:2], size or AUTO_BLUR)
-    psf, report = estimate_blur(pixels, size, window, progress, clip_level)
+    if window is None and spec.settings.local:  # learn the blur from the blurred subject
+        psf, subject = subject_kernel(pixels, size or AUTO_BLUR, progress, clip_level)
+        found = subject.as_dict()
+    else:
+        psf, blur = estimate_blur(pixels, size, window, progress, clip_level)
+        found = blur.as_dict()
     if psf_out is not None:
         save_kernel(psf_out, psf)
         save_kernel_picture(picture_path(psf_out), psf)
-    found = report.as_dict()
     rounds, seconds = found.pop("iterations"), found.pop("seconds")
     return psf, {
         "psf_out": None if psf_out is None else str(psf_out),
@@ -156,6 +172,41 @@ def estimate_kernel(
         "psf_iterations": rounds,
         "psf_seconds": seconds,
     }
+
+
+def deblur_varying_picture(
+    pixels: np.ndarray,
+    spec: JobSpec,
+    settings: DeblurSettings,
+    stages: StageProgress,
+    psf_out: str | os.PathLike[str] | None,
+) -> tuple[np.ndarray, DeblurReport, dict[str, Any]]:
+    """`deblur_varying` as `spec` says; the kernels are saved to `psf_out` (an array (rows,
+    cols, K, K), with a picture of the grid beside it) when given. Returns the result, the
+    engine's report and the report's PSF entries."""
+    size = spec.blur
+    assert isinstance(size, int)  # JobSpec.validate: --varying comes with a blur size
+    window = window_from_text(spec.window or "auto", pixels.shape[:2], size)
+    restored, report, varying = deblur_varying(
+        pixels, size, settings, window, stages.callback(Stage.ESTIMATING),
+        stages.callback(Stage.DEBLURRING),
+    )  # fmt: skip
+    rows, cols = varying.grid
+    grid = np.array(varying.kernels).reshape(rows, cols, size, size)
+    if psf_out is not None:
+        save_kernel(psf_out, grid)
+        montage = np.pad(grid, ((0, 0), (0, 0), (1, 1), (1, 1))).transpose(0, 2, 1, 3)
+        save_kernel_picture(picture_path(psf_out), montage.reshape(rows * (size + 2), -1))
+    return (
+        restored,
+        report,
+        {
+            "psf_out": None if psf_out is None else str(psf_out),
+            "grid": [rows, cols],
+            "uniform": varying.uniform,
+            "windows": [None if w is None else list(w) for w in varying.windows],
+        },
+    )
 
 
 def warm_up() -> None:

@@ -88,7 +88,7 @@ def test_run_estimates_saves_and_deblurs(run_cli, shaken_tiff: Path, tmp_path: P
     output, kernel = tmp_path / "sharp.tif", tmp_path / "psf.npy"
     done = run_cli(
         "run", shaken_tiff, "--blur", "13", "-o", output, "--psf-out", kernel,
-        "--iterations", "10", "--local", "--json",
+        "--iterations", "10", "--json",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])

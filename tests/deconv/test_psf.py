@@ -1,15 +1,11 @@
-"""Blind PSF estimation, the automatic window and local mode, on real-looking synthetic scenes."""
-
-import dataclasses
+"""Blind PSF estimation and the automatic window, on real-looking synthetic scenes."""
 
 import numpy as np
 import pytest
 from scipy import fft
 
 from benchmarks.error_ratio import error_ratio
-from worker.deconv import DeblurSettings, deblur
 from worker.deconv.boundaries import SATURATION
-from worker.deconv.local import blend_locally, explained_weight
 from worker.deconv.psf import (
     centred_kernel_spectrum,
     estimate_kernel,
@@ -19,7 +15,7 @@ from worker.deconv.psf import (
     smooth_periodic_extension,
     unclipped,
 )
-from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, psnr, shake
+from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, shake
 from worker.deconv.window import choose_window
 from worker.errors import InputError
 
@@ -73,26 +69,6 @@ def test_automatic_window_avoids_flat_and_saturated_regions(zoom: int) -> None:
     assert w == h == 256 and x + w <= image.shape[1] and y + h <= image.shape[0]
     assert x >= 384 * zoom  # not on the sky
     assert np.mean(window >= SATURATION * image.max()) < 0.02  # hardly any clipped pixels
-
-
-def test_local_mode_deblurs_only_where_the_kernel_explains_the_blur() -> None:
-    rng = np.random.default_rng(5)
-    sharp = dead_leaves((384, 384), rng)
-    psf = camera_shake_kernel(15, rng)
-    scene = sharp.copy()
-    scene[:, :192] = shake(sharp, psf)[:, :192]  # left half shaken, right half sharp
-    scene += rng.normal(0, 0.003, scene.shape).astype(np.float32)
-    settings = DeblurSettings(max_iterations=30)
-    deblurred, _ = deblur(scene, psf, settings)
-    local, _ = deblur(scene, psf, dataclasses.replace(settings, local=True))
-    assert np.allclose(local, blend_locally(scene, deblurred, psf), atol=1e-6)
-    left, right = np.s_[:, :192], np.s_[:, 192:]
-    assert psnr(local[left], sharp[left]) >= psnr(scene[left], sharp[left]) + 2
-    assert psnr(local[right], sharp[right]) >= psnr(scene[right], sharp[right]) - 0.3
-    # Global deblurring rings all over the sharp half.
-    assert psnr(deblurred[right], sharp[right]) < psnr(local[right], sharp[right]) - 3
-    weight = explained_weight(scene, psf)
-    assert weight[:, 16:160].mean() > 0.7 and weight[:, 224:].max() < 0.05
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,9 @@ test("engine_args: the settings that change pixels, in the CLI's terms", functio
   local preview = { blur = 14, tolerance = 2.25, priority = -1, window = "auto", scale = 0.5 }
   eq(logic.engine_args(preview), { "--blur", "15", "--window", "auto", "--tolerance", "2.25",
     "--priority", "-1", "--scale", "0.5" })
+  local varying = { blur = 21, tolerance = 5, priority = 0, window = "auto", varying = true }
+  eq(logic.engine_args(varying), { "--blur", "21", "--window", "auto", "--tolerance", "5",
+    "--priority", "0", "--varying" })
 end)
 
 test("key_args: sidecar, duplicate index, export settings and engine options", function()

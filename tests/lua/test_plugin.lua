@@ -41,7 +41,7 @@ test("with a GUI: nothing GTK-bound while loading, everything once dispatched", 
   for _, widget in ipairs(lib.widget) do
     labels[#labels + 1] = widget.label
   end
-  eq(labels, { "blur size", "tolerance", "priority", "sample window", "output size", "deconvolve" })
+  eq(labels, { "blur size", "tolerance", "priority", "sample window", "blur across the frame", "output size", "deconvolve" })
   eq(rec.events["deconvolve/shortcut"].extra, "deconvolve selected images")
   eq(rec.events["deconvolve_cancel/shortcut"].extra, "cancel deconvolution")
   truthy(rec.events["deconvolve/exit"], "an exit handler")

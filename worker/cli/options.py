@@ -12,7 +12,8 @@ DEFAULTS = DeblurSettings()
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """Add --tolerance, --priority, --scale, --local, --lambda and --iterations to `parser`."""
+    """Add --tolerance, --priority, --scale, --local, --varying, --lambda and --iterations to
+    `parser`."""
     group = parser.add_argument_group("how hard to sharpen")
     group.add_argument(
         "--tolerance",
@@ -45,6 +46,13 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         help="sharpen only where the picture shows this blur (a shaken subject on a sharp "
         "background, say), blending smoothly into the untouched rest",
     )
+    group.add_argument(
+        "--varying",
+        action="store_true",
+        help="the blur differs across the frame (a shaken camera that also turned): learn a "
+        "blur in each part of a 3 x 3 grid and sharpen each part with its own (needs --blur; "
+        "slower)",
+    )
     expert = parser.add_argument_group("expert settings (normally derived from the picture)")
     expert.add_argument(
         "--lambda",
@@ -74,4 +82,5 @@ def settings_from_args(args: argparse.Namespace) -> DeblurSettings:
         max_iterations=args.iterations,
         scale=args.scale,
         local=args.local,
+        varying=args.varying,
     )

@@ -27,6 +27,9 @@ class DeblurSettings:
         clipped plateau from the data, if any.
     local: local mode: keep the deblurred picture only where the PSF explains the blur, the
         original elsewhere, blended smoothly (see `worker.deconv.local`).
+    varying: the blur varies across the frame (camera rotation): estimate a kernel per tile of a
+        grid and blend the tiles deblurred with them (see `worker.deconv.varying`); only when the
+        blur is estimated.
     """
 
     tolerance: float = 5.0
@@ -36,6 +39,7 @@ class DeblurSettings:
     scale: float = 1.0
     clip_level: float | None = None
     local: bool = False
+    varying: bool = False
 
     def validate(self) -> None:
         """Raise `InputError` (one line) when a setting is out of range."""

@@ -86,7 +86,8 @@ end
 
 --[[ The settings of one run, as the panel shows them:
        blur (odd px), tolerance (percent), priority (-1 denoise ... +1 deblur),
-       window ("auto" | "centre"), scale (1 = full size, below 1 = preview). ]]
+       window ("auto" | "centre"), scale (1 = full size, below 1 = preview),
+       varying (true: the blur differs across the frame, one kernel per part). ]]
 
 --- The engine and PSF options shared by `key` and `submit`: the settings that change pixels.
 function logic.engine_args(settings)
@@ -98,6 +99,9 @@ function logic.engine_args(settings)
   }
   if settings.scale and settings.scale < 1 then
     extend(args, { "--scale", logic.format_number(settings.scale) })
+  end
+  if settings.varying then
+    args[#args + 1] = "--varying"
   end
   return args
 end

@@ -1,0 +1,44 @@
+"""`dt-deconvolve run --varying` through the real command line, on a real TIFF file."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from tests.tiffs import write_tiff
+from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, shake
+
+
+def test_run_varying_estimates_a_grid_and_deblurs(run_cli, tmp_path: Path) -> None:
+    rng = np.random.default_rng(21)
+    linear = np.clip(shake(dead_leaves((540, 560), rng), camera_shake_kernel(9, rng)), 0, 1)
+    write_tiff(tmp_path / "shaken.tif", np.rint(linear ** (1 / 2.2) * 65535).astype(np.uint16))
+    output, kernels = tmp_path / "sharp.tif", tmp_path / "kernels.npy"
+    done = run_cli(
+        "run", tmp_path / "shaken.tif", "--blur", "11", "--varying", "-o", output,
+        "--psf-out", kernels, "--iterations", "5", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    rows, cols = report["grid"]
+    assert (rows, cols) in ((1, 1), (2, 2))  # 1 x 1: found uniform, as it is
+    assert report["uniform"] == ((rows, cols) == (1, 1))
+    assert len(report["windows"]) == rows * cols and report["iterations"] <= 5
+    grid = np.load(kernels)
+    assert grid.shape == (rows, cols, 11, 11)
+    assert np.allclose(grid.sum(axis=(2, 3)), 1, atol=1e-5)
+    assert (tmp_path / "kernels.png").exists()
+    assert tifffile.imread(output).shape == (540, 560, 3)
+
+
+def test_deblur_refuses_varying_with_a_kernel_file(run_cli, tmp_path: Path) -> None:
+    write_tiff(tmp_path / "in.tif", np.full((64, 64, 3), 30000, np.uint16))
+    np.save(tmp_path / "k.npy", np.ones((3, 3), np.float32) / 9)
+    done = run_cli(
+        "deblur", tmp_path / "in.tif", "--psf", tmp_path / "k.npy", "--varying",
+        "-o", tmp_path / "out.tif",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "--varying" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.tif").exists()

@@ -1,0 +1,57 @@
+"""Local mode: a shaken part is deblurred, sharp and flat parts come back as they were."""
+
+import dataclasses
+
+import numpy as np
+
+from worker.deconv import DeblurSettings, deblur
+from worker.deconv.local import blend_locally, explained_weight, subject_kernel
+from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, psnr, shake
+
+SIZE = 15
+
+
+def half_shaken_scene(seed: int = 5, side: int = 512):
+    """A dead-leaves scene shaken on its left half, sharp on its right half, with a flat
+    (noisy, featureless) band along the bottom of the right half; noise 0.003."""
+    rng = np.random.default_rng(seed)
+    sharp = dead_leaves((side, side), rng)
+    sharp[-96:, side // 2 :] = 0.4
+    psf = camera_shake_kernel(SIZE, rng)
+    scene = sharp.copy()
+    scene[:, : side // 2] = shake(sharp, psf)[:, : side // 2]
+    scene += rng.normal(0, 0.003, scene.shape).astype(np.float32)
+    return sharp, scene, psf
+
+
+def test_local_mode_deblurs_the_shaken_part_and_returns_the_rest_as_it_was() -> None:
+    sharp, scene, psf = half_shaken_scene()
+    half = scene.shape[1] // 2
+    settings = DeblurSettings(max_iterations=30)
+    deblurred, _ = deblur(scene, psf, settings)
+    local, _ = deblur(scene, psf, dataclasses.replace(settings, local=True))
+    assert np.allclose(local, blend_locally(scene, deblurred, psf), atol=1e-6)
+    inner = np.s_[SIZE:-SIZE, SIZE : half - 4 * SIZE]  # away from the frame and the seam
+    assert psnr(local[inner], sharp[inner]) >= psnr(scene[inner], sharp[inner]) + 2
+    # The sharp half and its flat band come back bit for bit: no ringing crosses the seam.
+    right = np.s_[:, half:]
+    assert np.abs(local[right] - scene[right]).max() <= 1e-6
+    # Deblurring everything rings all over the sharp half.
+    assert psnr(deblurred[right], sharp[right]) < psnr(scene[right], sharp[right]) - 3
+    weight = explained_weight(scene, psf)
+    assert weight[inner].mean() > 0.4 and weight[right].max() == 0
+
+
+def test_the_subjects_kernel_comes_from_the_shaken_part() -> None:
+    _, scene, _ = half_shaken_scene(seed=6, side=768)
+    estimate, report = subject_kernel(scene, SIZE + 4)
+    x, _, width, _ = report.window
+    assert x + width <= scene.shape[1] // 2 + width // 4  # mostly on the shaken half
+    assert np.count_nonzero(estimate > 0.05 * estimate.max()) > 5  # a shake, not a point
+
+
+def test_a_picture_smaller_than_a_patch_is_left_as_it_is() -> None:
+    image = dead_leaves((48, 60), np.random.default_rng(0))
+    box = np.ones((5, 5), np.float32) / 25
+    out, _ = deblur(image, box, DeblurSettings(local=True, max_iterations=3))
+    assert np.array_equal(out, image)

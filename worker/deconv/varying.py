@@ -1,0 +1,265 @@
+"""Blur that varies across the frame: one kernel per tile of a grid, blended smoothly.
+
+Camera shake includes rotation (roll about the lens axis, and yaw and pitch seen through a wide
+lens), so the blur of a hand-held shot is longer in the corners than in the centre and changes
+direction across the frame (Whyte, Sivic, Zisserman and Ponce, "Non-uniform deblurring for shaken
+images", IJCV 98, 2012, doi:10.1007/s11263-011-0502-7). Over a region a few hundred pixels wide it
+is close to one kernel, which is what the efficient filter flow of Hirsch, Sra, Schoelkopf and
+Harmeling ("Efficient filter flow for space-variant multiframe blind deconvolution", CVPR 2010,
+doi:10.1109/CVPR.2010.5540158) builds on: overlapping patches, each with its own kernel, blended
+by a partition of unity, every patch at FFT speed. Here:
+
+1. **Estimate** (`estimate_grid`): as `run` does, a kernel for the whole picture on its automatic
+   (or given) window; then the frame is cut into a grid of tiles (`GRID` x `GRID`, fewer when
+   tiles would be too small to learn from) and `estimate_psf` learns a kernel in each, on the
+   tile's own most detailed window (the next one if that fails). A tile with too little detail
+   gets none.
+2. **Check and fill in** (`choose_kernels`): an estimate can fail, and a tile without detail has
+   none. Each tile takes, among the whole picture's kernel, its own and its neighbours', the one
+   that explains the tile best: the highest mean margin of `local.kernel_evidence` (the
+   likelihood of the tile's local spectra blurred by that kernel, against no blur and isotropic
+   blurs) over its patches. A wrong estimate explains its tile worse than a neighbour's right
+   one; a tile without detail inherits whatever explains it best nearby.
+3. **Deblur** (`deblur_grid`): each tile, widened by half a blend ramp and a margin of two kernels
+   (so that its own border effects stay outside what is kept), is deblurred with its kernel by
+   `rl_tv.deblur`; the results are blended with separable partition-of-unity weights, 1 inside a
+   tile and ramping linearly over `RAMP` pixels across each inner border, so the kernel in use
+   changes smoothly from tile to tile and the weights sum to one everywhere. (Hirsch et al.
+   blend the blurred patches inside one joint deconvolution; blending the deconvolved tiles
+   keeps the engine as it is, at the cost of a margin per tile.)
+
+When every tile takes the whole picture's kernel, the blur is uniform, and the picture is deblurred
+in one piece with it, exactly as `run` does.
+"""
+
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from worker.deconv.local import kernel_evidence
+from worker.deconv.noise import estimate_noise_model
+from worker.deconv.preview import downsize
+from worker.deconv.psf import PsfReport, estimate_psf, luminance
+from worker.deconv.psf_tools import resample_psf
+from worker.deconv.rl_tv import DeblurReport, deblur
+from worker.deconv.settings import DeblurSettings
+from worker.deconv.window import Window, choose_window, window_side
+from worker.errors import InputError
+from worker.stages import Progress, Stage
+
+GRID = 3  # tiles per side, at most
+MIN_TILE_WINDOWS = 1  # a tile is at least this many estimation windows wide
+ATTEMPTS = 2  # windows tried per tile
+MAX_SPREAD = 0.4  # tile kernels spread over more than this share of the size are left out
+SWITCH = 0.01  # a tile takes another kernel than the whole picture's if it explains it this better
+RAMP = 128  # px: the width of the blend between neighbouring tiles
+
+
+Estimate = tuple[np.ndarray, PsfReport]  # a kernel and how it was found
+
+
+@dataclass
+class VaryingReport:
+    """What `deblur_varying` found: the grid (rows, cols), the kernels used per tile (row by
+    row), the windows they were learnt on, and whether the blur was found uniform (then one
+    kernel, the whole picture's, on the whole picture: the grid is 1 x 1)."""
+
+    grid: tuple[int, int]
+    kernels: list[np.ndarray]
+    windows: list[tuple[int, int, int, int]]
+    uniform: bool
+    seconds: float
+
+
+def grid_shape(shape: tuple[int, int], size: int) -> tuple[int, int]:
+    """Tiles per column and row: up to `GRID`, each tile at least `MIN_TILE_WINDOWS` windows."""
+    side = MIN_TILE_WINDOWS * window_side((10**9, 10**9), size)
+    return max(1, min(GRID, shape[0] // side)), max(1, min(GRID, shape[1] // side))
+
+
+def bounds(length: int, parts: int) -> np.ndarray:
+    """The `parts + 1` edges splitting `length` into nearly equal parts."""
+    return np.linspace(0, length, parts + 1).round().astype(int)
+
+
+def estimate_grid(
+    image: np.ndarray,
+    size: int,
+    grid: tuple[int, int],
+    clip_level: float | None,
+    progress: Progress | None = None,
+) -> list[Estimate | None]:
+    """The kernel of each tile (row by row) with its report (the window in the picture's
+    coordinates); None where the tile has too little detail or the estimate failed."""
+    rows, cols = bounds(image.shape[0], grid[0]), bounds(image.shape[1], grid[1])
+    found: list[Estimate | None] = []
+    for i in range(grid[0]):
+        for j in range(grid[1]):
+            tile = image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
+            estimate = tile_kernel(tile, size, clip_level)
+            if estimate is not None:
+                psf, report = estimate
+                x, y, w, h = report.window
+                report = replace(report, window=(x + int(cols[j]), y + int(rows[i]), w, h))
+                estimate = psf, report
+            found.append(estimate)
+            if progress is not None:
+                progress(len(found) / (grid[0] * grid[1]), Stage.ESTIMATING)
+    return found
+
+
+def tile_kernel(tile: np.ndarray, size: int, clip_level: float | None) -> Estimate | None:
+    """The kernel of one tile, learnt on its most detailed window (`choose_window`), or, if that
+    fails, on the next one away from it (up to `ATTEMPTS` windows); None if all fail."""
+    grey = luminance(tile)
+    for _ in range(ATTEMPTS):
+        x, y, width, height = window = choose_window(grey, size)
+        try:
+            return estimate_psf(tile, size, window, None, clip_level)
+        except (InputError, ValueError):  # too flat; or the estimate broke down (a NaN)
+            grey = grey.copy()
+            grey[y : y + height, x : x + width] = float(np.median(grey))
+    return None
+
+
+def choose_kernels(
+    image: np.ndarray,
+    estimates: list[Estimate | None],
+    overall: Estimate | None,
+    grid: tuple[int, int],
+    size: int,
+) -> list[Estimate]:
+    """Each tile's kernel (row by row), chosen among the whole picture's (`overall`), the tile's
+    own estimate and its neighbours' as the one that explains the tile best: the highest mean
+    `kernel_evidence` margin over its patches, the whole picture's kernel getting `SWITCH`
+    ahead (another must do clearly better). Tile estimates whose mass spreads (root mean square
+    about the centroid) over more than `MAX_SPREAD` kernel sizes are left out: a straight blur
+    as long as the kernel's diagonal spreads over 0.41, a blob filling the kernel (what an
+    out-of-focus tile or one without real edges can give) more; it would explain the tile's
+    softness but deblur it into ringing. Raises `InputError` when there is no estimate."""
+    known = {
+        t: estimate
+        for t, estimate in enumerate(estimates)
+        if estimate is not None and kernel_spread(estimate[0]) <= MAX_SPREAD * size
+    }
+    if not known and overall is None:
+        raise InputError(
+            "no part of the picture has edges enough to learn the blur from; "
+            "choose a window with detail (--window X,Y,W,H)"
+        )
+    rows, cols = bounds(image.shape[0], grid[0]), bounds(image.shape[1], grid[1])
+    model = estimate_noise_model(image)
+    chosen = []
+    for t in range(len(estimates)):
+        i, j = divmod(t, grid[1])
+        near = [g for g in known if abs(g // grid[1] - i) <= 1 and abs(g % grid[1] - j) <= 1]
+        candidates = [known[g] for g in near or known]
+        if overall is not None:
+            candidates.insert(0, overall)  # first: it wins a tie
+        tile = image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
+        margins, _ = kernel_evidence(tile, [psf for psf, _ in candidates], size, 1, model)
+        scores = [float(margin.mean()) for margin in margins]
+        if overall is not None:  # the whole picture's kernel unless another clearly does better
+            scores[0] += SWITCH
+        chosen.append(candidates[int(np.argmax(scores))])
+    return chosen
+
+
+def kernel_spread(psf: np.ndarray) -> float:
+    """The root-mean-square distance of the kernel's mass from its centroid, in px."""
+    rows, cols = np.indices(psf.shape)
+    total = float(psf.sum())
+    cy, cx = (rows * psf).sum() / total, (cols * psf).sum() / total
+    return float(np.sqrt((((rows - cy) ** 2 + (cols - cx) ** 2) * psf).sum() / total))
+
+
+def blend_weights(length: int, edges: np.ndarray, ramp: int) -> np.ndarray:
+    """Partition-of-unity weights along one axis, (parts, length): part k is 1 between its edges,
+    ramping linearly to 0 over `ramp` px centred on each inner edge; they sum to 1."""
+    x = np.arange(length) + 0.5
+    parts = len(edges) - 1
+    weights = np.zeros((parts, length))
+    half = max(ramp, 1) / 2
+    for k in range(parts):
+        rise = 1.0 if k == 0 else np.clip((x - edges[k] + half) / (2 * half), 0, 1)
+        fall = 1.0 if k == parts - 1 else np.clip((edges[k + 1] + half - x) / (2 * half), 0, 1)
+        weights[k] = np.minimum(rise, fall)
+    return weights
+
+
+def deblur_grid(
+    image: np.ndarray,
+    kernels: list[np.ndarray],
+    grid: tuple[int, int],
+    settings: DeblurSettings,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, list[DeblurReport]]:
+    """`image` (H, W, C) deblurred tile by tile, each with its kernel, blended (see the module);
+    and each tile's report."""
+    height, width, _ = image.shape
+    rows, cols = bounds(height, grid[0]), bounds(width, grid[1])
+    ramp = min(RAMP, int(np.diff(rows).min()) // 2, int(np.diff(cols).min()) // 2)
+    row_weights, col_weights = blend_weights(height, rows, ramp), blend_weights(width, cols, ramp)
+    out = np.zeros(image.shape, dtype=np.float32)
+    reports = []
+    for t, kernel in enumerate(kernels):
+        i, j = divmod(t, grid[1])
+        reach = ramp // 2 + 2 * kernel.shape[0]
+        top, bottom = max(rows[i] - reach, 0), min(rows[i + 1] + reach, height)
+        left, right = max(cols[j] - reach, 0), min(cols[j + 1] + reach, width)
+
+        def tile_progress(fraction: float, stage: str, done: int = t) -> None:
+            if progress is not None:
+                progress((done + fraction) / len(kernels), stage)
+
+        sharp, report = deblur(image[top:bottom, left:right], kernel, settings, tile_progress)
+        weight = np.outer(row_weights[i, top:bottom], col_weights[j, left:right])
+        out[top:bottom, left:right] += (weight[..., None] * sharp).astype(np.float32)
+        reports.append(report)
+    return out, reports
+
+
+def deblur_varying(
+    image: np.ndarray,
+    size: int,
+    settings: DeblurSettings = DeblurSettings(),
+    window: Window | None = None,
+    estimating: Progress | None = None,
+    deblurring: Progress | None = None,
+) -> tuple[np.ndarray, DeblurReport, VaryingReport]:
+    """Estimate the blur of `image` (float32 (H, W, C), linear) on a grid of tiles and remove it,
+    tile by tile, blended (see the module); `size` is the largest kernel to estimate (odd);
+    `window` is where to learn the whole picture's kernel (None: automatic).
+
+    Returns the result (the downsized shape for a preview, `settings.scale` < 1), a report like
+    `rl_tv.deblur`'s (its iterations the most of any tile's, its seconds the whole run's) and
+    the `VaryingReport`. Raises `InputError` when nothing has detail enough to learn from.
+    """
+    started = time.perf_counter()
+    grid = grid_shape(image.shape[:2], size)
+    count = grid[0] * grid[1] + 1  # estimates: the whole picture's, then each tile's
+
+    def tiles_progress(fraction: float, stage: str) -> None:
+        if estimating is not None:
+            estimating((1 + fraction * (count - 1)) / count, stage)
+
+    try:
+        overall: Estimate | None = estimate_psf(image, size, window, None, settings.clip_level)
+    except ValueError:  # the estimate broke down (a NaN): the tiles' may not
+        overall = None
+    tiles_progress(0.0, Stage.ESTIMATING)
+    found = estimate_grid(image, size, grid, settings.clip_level, tiles_progress)
+    chosen = choose_kernels(image, found, overall, grid, size)
+    uniform = all(estimate is overall for estimate in chosen)
+    if uniform:
+        grid, chosen = (1, 1), chosen[:1]
+    kernels = [psf for psf, _ in chosen]
+    picture = downsize(image, settings.scale)
+    scaled = [resample_psf(k, settings.scale) for k in kernels] if settings.scale < 1 else kernels
+    result, reports = deblur_grid(picture, scaled, grid, replace(settings, scale=1.0), deblurring)
+    longest = max(reports, key=lambda r: r.iterations)
+    report = replace(longest, seconds=time.perf_counter() - started, scale=settings.scale)
+    windows = [psf_report.window for _, psf_report in chosen]
+    varying = VaryingReport(grid, kernels, windows, uniform, report.seconds)
+    return result, report, varying
