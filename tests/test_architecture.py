@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LEAVES = ("worker.errors", "worker.paths", "worker.atomic", "worker.stages")
+LEAVES = ("worker.errors", "worker.paths", "worker.atomic", "worker.stages", "worker.resize")
 
 # layer: the project modules it may import (prefixes), besides its own layer
 ALLOWED: dict[str, tuple[str, ...]] = {
     "leaves": (),
-    "worker.deconv": ("worker.errors", "worker.stages"),
+    "worker.deconv": ("worker.errors", "worker.stages", "worker.resize"),
     "worker.files": LEAVES,
     "cache": LEAVES,
     # a job's description: the engine's settings are part of it

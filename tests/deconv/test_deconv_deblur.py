@@ -10,6 +10,7 @@ from worker.deconv.rl_tv import richardson_lucy_tv
 from worker.deconv.stopping import StoppingRule
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves, psnr
 from worker.errors import InputError
+from worker.resize import enlarge_bilinear
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +158,7 @@ def test_tiled_iterations_equal_whole_frame_ones(shaken) -> None:
     results = [
         richardson_lucy_tv(
             f, mask, psf, 0.01, 0.01, 0.1, StoppingRule(5.0, 6, min_iterations=99), tile=tile
-        )[0]
+        ).estimate
         for tile in (40, 4096)
     ]  # small tiles (54 px FFTs, 6 x 7 of them); one transform for the whole frame
     np.testing.assert_allclose(results[0], results[1], atol=1e-5)
@@ -166,7 +167,7 @@ def test_tiled_iterations_equal_whole_frame_ones(shaken) -> None:
 def test_enlarge_is_bilinear_on_pixel_centres() -> None:
     small = np.random.default_rng(12).random((2, 7, 9), dtype=np.float32)
     expected = ndimage.zoom(small, (1, 15 / 7, 19 / 9), order=1, mode="nearest", grid_mode=True)
-    np.testing.assert_allclose(rl_tv._enlarge(small, 15, 19), expected, atol=1e-6)
+    np.testing.assert_allclose(enlarge_bilinear(small, 15, 19), expected, atol=1e-6)
 
 
 def test_coarse_start_gives_the_same_quality_sooner(shaken, monkeypatch) -> None:
@@ -197,9 +198,9 @@ def test_the_fitted_read_noise_offset_beats_plain_richardson_lucy() -> None:
     lam = regularisation_weight(model, white)
     scores = {
         offset: psnr(
-            richardson_lucy_tv(f, mask, psf, lam, model.sigma, offset, StoppingRule(5.0, 60))[
-                0
-            ].transpose(1, 2, 0),
+            richardson_lucy_tv(
+                f, mask, psf, lam, model.sigma, offset, StoppingRule(5.0, 60)
+            ).estimate.transpose(1, 2, 0),
             scene[6:-6, 6:-6],
         )
         for offset in (model.offset(white), 0.0)

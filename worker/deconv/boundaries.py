@@ -83,12 +83,6 @@ class BlurOperator:
         """Stop the worker threads."""
         self._pool.shutdown(wait=True)
 
-    def forward(self, u: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """`A u`: blur the extended-grid plane `u` and keep the observed window."""
-        if out is None:
-            out = np.empty(self.observed_shape, dtype=np.float32)
-        return self._forward(u, out)
-
     def forward_tiles(self, u: np.ndarray, consume: TileConsumer) -> np.ndarray | None:
         """`A u`, handed tile by tile to `consume` (see `ValidConvolution.each_tile`)."""
         return self._forward.each_tile(u, consume)

@@ -5,9 +5,9 @@ an input of (h, w) and a kernel of (kh, kw) give (h - kh + 1, w - kw + 1) output
 wrap-around and no guessed values beyond the edges. Overlap-save computes it exactly with FFTs of
 a small fixed size n: each input tile of n x n yields the (n - kh + 1) x (n - kw + 1) outputs that
 a circular convolution of that tile gets right; neighbouring tiles overlap by the kernel size.
-512 px tiles stay in the CPU cache and always have a fast FFT size, which made them about twice as
-fast per pixel as one whole-frame transform (ALGORITHM.md section 9), and the FFT scratch is a few
-MB instead of several image-sized arrays.
+512 px tiles stay in the CPU cache and always have a fast FFT size, which makes them faster per
+pixel than one whole-frame transform, and the FFT scratch is a few MB instead of several
+image-sized arrays.
 """
 
 import itertools

@@ -18,13 +18,10 @@ Pan, Hu, Su and Yang, "Deblurring text images via L0-regularized intensity and g
 is extended to a smooth periodic image (the edge-to-edge interpolation idea of Liu and Jia,
 "Reducing boundary artifacts in image deconvolution", ICIP 2008), so the FFTs see no seam; the
 kernel fit counts only the observed window (the mask ``M``: the valid-convolution model), so the
-made-up extension never acts as data. Measured on the Levin et al. benchmark (see
-`benchmarks/bench_levin.py`): restricting the fit to the window took the mean error ratio from
-1.25 to 1.18; keeping taps down to 2 % (not 5 %) of the peak while iterating is what lets the long,
-faint kernels keep their tails. Pruning the finest levels' kernels by the fit's own error
-(`fit_error`) is what copes with texture and noise: on shaken sample photographs
-(`benchmarks/bench_psf_photos.py`, noise 0.005) it took the share at error ratio <= 2 from 81 %
-to 94 %, with the Levin results unchanged.
+made-up extension never acts as data. Keeping taps down to 2 % of the peak while iterating lets
+the long, faint kernels keep their tails; pruning the finest levels' kernels by the fit's own
+error (`fit_error`) copes with texture and noise. The README's results section gives the numbers
+(`benchmarks/bench_levin.py`, `benchmarks/bench_psf_photos.py`).
 """
 
 import time
@@ -40,6 +37,7 @@ from worker.deconv.noise import estimate_noise
 from worker.deconv.psf_tools import center_on_centroid, resize_psf
 from worker.deconv.window import Window, check_edges, check_window, choose_window
 from worker.errors import InputError
+from worker.resize import shrink_smooth
 from worker.stages import Progress, Stage
 
 LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # Rec. 709 / sRGB primaries
@@ -278,15 +276,6 @@ def delta_kernel(size: int) -> np.ndarray:
     return psf
 
 
-def downscale(image: np.ndarray, scale: float) -> np.ndarray:
-    """Shrink `image` by `scale` (<= 1) with a light anti-alias blur and bilinear sampling."""
-    if scale >= 1:
-        return image
-    sigma = 0.5 * np.sqrt(1 / scale**2 - 1)
-    smooth = ndimage.gaussian_filter(image, sigma, mode="nearest")
-    return ndimage.zoom(smooth, scale, order=1, grid_mode=True, mode="nearest")
-
-
 def pyramid_sizes(size: int) -> list[int]:
     """Odd kernel sizes from coarse to fine: `size` shrunk by 1/sqrt(2) per level, down to ~5."""
     levels = max(int(np.floor(np.log(5 / size) / np.log(LEVEL_SCALE))), 0) + 1
@@ -307,8 +296,8 @@ def blind_kernel(
     rounds = 0
     for level, level_size in enumerate(sizes):
         scale = LEVEL_SCALE ** (len(sizes) - 1 - level)
-        small = downscale(blurred, scale)
-        small_usable = downscale(usable.astype(np.float64), scale) > 0.99
+        small = shrink_smooth(blurred, scale)
+        small_usable = shrink_smooth(usable.astype(np.float64), scale) > 0.99
         psf = resize_psf(psf, (level_size, level_size)).astype(np.float64)
         shape = fast_shape((small.shape[0] + level_size - 1, small.shape[1] + level_size - 1))
         extended = smooth_periodic_extension(small, shape)

@@ -4,6 +4,7 @@ import numpy as np
 from scipy import ndimage
 
 from worker.errors import InputError
+from worker.resize import zoom_to
 
 
 def validate_psf(psf: np.ndarray, image_shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -60,10 +61,7 @@ def resize_psf(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     A kernel that vanishes on the way (all its mass clipped) becomes a centred delta.
     """
     psf = np.asarray(psf, dtype=np.float64)
-    zoom = [new / old for new, old in zip(shape, psf.shape, strict=True)]
-    resized = np.clip(
-        ndimage.zoom(psf, zoom, order=1, mode="grid-constant", grid_mode=True), 0, None
-    )
+    resized = np.clip(zoom_to(psf, shape, edges="grid-constant"), 0, None)
     if resized.sum() <= 0:
         resized = np.zeros(shape)
         resized[shape[0] // 2, shape[1] // 2] = 1.0

@@ -7,8 +7,8 @@ Bertero and Boccacci (see `boundaries`), with a data-term mask `w`. Its fixed po
     A^T( w (f + b) / (A u + b) ) - A^T w = lambda d TV / d u,
 
 `A` the valid blur with the PSF, `A^T` its adjoint, TV colour-coupled (see `tv`). Dey et al.
-put `-lambda div(grad u / |grad u|)` in the denominator, which changes sign and, measured on the
-benchmark, blows up for the lambda that noisy photos need. Here the TV gradient is split into
+put `-lambda div(grad u / |grad u|)` in the denominator, which changes sign and blows up for the
+lambda that noisy photos need. Here the TV gradient is split into
 non-negative parts, d TV / d u = u S - V (see `tv.split_gradient_at`), and each goes where it
 keeps the update positive (the split-gradient method of Lanteri, Roche and Aime, Inverse
 Problems 18, 2002):
@@ -21,8 +21,7 @@ gradient is unchanged by the shift, `u S - V = v S - (V + b S)`). It is stable f
 and has the same fixed point. Iterating on `v` is the EM algorithm of the shifted-Poisson model
 (Snyder et al., below): each step moves a pixel in proportion to `u + b` rather than to `u`, so
 when read noise makes `b` large (noise that hardly grows with the light) it converges in far
-fewer iterations than the multiplicative step on `u` (measured: 45 instead of over 70 on the
-test scene with Gaussian noise, for the same PSNR). `lambda' = lambda min(A^T w, 1) t`: on the
+fewer iterations than the multiplicative step on `u`. `lambda' = lambda min(A^T w, 1) t`: on the
 rim of the extended grid and around clipped highlights, where few observations constrain `u`,
 the prior is weakened with the data so that it cannot override them; `t` in (0, 1] is the
 texture weight of `texture` (lower where the blurred picture's fine detail stands out of its
@@ -46,13 +45,12 @@ Applied Optics 36 (1997), the vector extrapolation of MATLAB's deconvlucy:
 Large pictures (over `COARSE_START_PIXELS`) start from a coarse solution: the picture and PSF
 halved, deblurred for a few iterations (from an even coarser start if still large), enlarged
 bilinearly. The coarse run fixes the large structures at a quarter of the cost per iteration,
-so the full-size run needs fewer iterations: measured on a 24 Mpx picture (stagnation then at
-0.2 %), 10 full-size iterations instead of 20, 1.3x faster in all, for 0.2 dB less PSNR.
+so the full-size run needs fewer iterations.
 
 The run stops on residual whiteness, stagnation or the cap (see `stopping`); from a given
 start, whiteness is measured against that of the blurred picture itself (`_blurred_whiteness`):
-a coarse start is nearly white already, and measured against its own whiteness the run stopped
-at its 11th iteration, 1.9 dB short, on the dead-leaves test scene of the tests. All arrays are
+a coarse start is nearly white already, and measured against its own whiteness the run would
+stop before it has sharpened. All arrays are
 float32. The convolutions run in FFT tiles on all cores (see `convolve`) and the per-pixel work
 is fused into them: each tile of `A y` becomes the ratio (and the whiteness sums) at once, each
 tile of `A^T ratio` the update, so neither is ever stored whole.
@@ -88,6 +86,7 @@ from worker.deconv.stopping import (
 from worker.deconv.texture import texture_weight
 from worker.deconv.tv import gradient_weights, split_gradient_at
 from worker.errors import InputError
+from worker.resize import enlarge_bilinear
 from worker.stages import Progress, Stage
 
 UNOBSERVED = 1e-3  # extended-grid pixels with A^T w under this keep their first estimate
@@ -121,6 +120,39 @@ class DeblurReport:
         record = asdict(self)
         record["lambda"] = record.pop("lam")
         return record
+
+
+@dataclass
+class Iterates:
+    """What `richardson_lucy_tv` returns.
+
+    estimate: the restored picture on the observed window, (C, H, W) float32.
+    iterations: how many iterations ran.
+    best_iteration: the iteration `estimate` comes from (one before the last on a whiteness
+        stop: the last within the tolerance).
+    stop_reason: "whiteness", "stagnation" or "cap" (see `stopping`).
+    """
+
+    estimate: np.ndarray
+    iterations: int
+    best_iteration: int
+    stop_reason: str
+
+
+@dataclass
+class Restoration:
+    """What `_restore` returns: the run's `Iterates` and the parameters it chose.
+
+    run: the iterations and their result.
+    model: the picture's fitted noise model.
+    offset: the shifted-Poisson offset b used (`noise.NoiseModel.offset`).
+    lam: the TV weight lambda used.
+    """
+
+    run: Iterates
+    model: NoiseModel
+    offset: float
+    lam: float
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -242,14 +274,14 @@ def _first_estimate(
     picture would), so it starts out smooth, with its noise averaged down, and reaches into the
     rim of the extended grid; where fewer than half the kernel's observations exist, the
     nearest observed pixel is used instead. A given `start` (C, h, w) is used instead of the
-    back-projection: enlarged bilinearly to the frame (see `_enlarge`) and extended to the rim
-    by its nearest pixels.
+    back-projection: enlarged bilinearly to the frame (see `resize.enlarge_bilinear`) and
+    extended to the rim by its nearest pixels.
     """
     cy = (blur.extended_shape[0] - blur.observed_shape[0]) // 2
     cx = (blur.extended_shape[1] - blur.observed_shape[1]) // 2
     margins = ((0, 0), (cy, cy), (cx, cx))
     if start is not None:
-        x = np.pad(_enlarge(start, *f.shape[1:]), margins, mode="edge")
+        x = np.pad(enlarge_bilinear(start, *f.shape[1:]), margins, mode="edge")
     else:
         x = np.pad(f, margins, mode="edge")
         well_observed = normalisation > WELL_OBSERVED
@@ -302,15 +334,19 @@ def richardson_lucy_tv(
     tile: int = TILE,
     start: np.ndarray | None = None,
     texture: np.ndarray | None = None,
-) -> tuple[np.ndarray, int, int, str]:
+) -> Iterates:
     """Deconvolve `f` (C, H, W), non-negative, with `psf`; data weight `mask` (H, W); noise
     `sigma`; shifted-Poisson `offset` (see `noise.NoiseModel.offset`).
 
-    Returns the estimate on the observed window (C, H, W), the number of iterations run, the
-    iteration that estimate comes from and the stop reason. On a whiteness stop the estimate is
-    the one before the last (the last within the tolerance), else the last. `tile` is the FFT
-    tile size; the result does not depend on it. `start` (C, h, w), if given, is the first
-    estimate on the observed window, at the frame's size or smaller (see `_first_estimate`).
+    `tile` is the FFT tile size; the result does not depend on it. `start` (C, h, w), if given,
+    is the first estimate on the observed window, at the frame's size or smaller (see
+    `_first_estimate`); `texture`, the texture weight `t` of the prior (see `texture`).
+
+    Returns
+    -------
+    Iterates
+        The estimate on the observed window and how the run went: on a whiteness stop the
+        estimate is the one before the last (the last within the tolerance), else the last.
     """
     channels, height, width = f.shape
     level = max(float(f.mean()), 1e-12)
@@ -359,7 +395,8 @@ def richardson_lucy_tv(
     else:
         iteration_returned = iteration
     del previous
-    return np.ascontiguousarray(x[window]), iteration, iteration_returned, reason
+    assert reason is not None
+    return Iterates(np.ascontiguousarray(x[window]), iteration, iteration_returned, reason)
 
 
 def _restore(
@@ -368,12 +405,14 @@ def _restore(
     settings: DeblurSettings,
     clip_level: float | None,
     progress: Progress | None = None,
-) -> tuple[np.ndarray, int, int, str, NoiseModel, float, float]:
+) -> Restoration:
     """Measure the noise, derive lambda and run `richardson_lucy_tv` on `image` (H, W, C), from
     a coarse start if it is large (see `_coarse_start`).
 
-    Returns the estimate (C, H, W), the iterations run, the one returned, the stop reason, the
-    noise model, its offset and lambda.
+    Returns
+    -------
+    Restoration
+        The run (its estimate is (C, H, W)) and the noise model, offset and lambda it used.
     """
     start = _coarse_start(image, psf, settings, clip_level)
     mask = data_mask(image, clip_level)
@@ -391,7 +430,7 @@ def _restore(
         min_iterations=WARM_MIN_ITERATIONS if warm else StoppingRule.min_iterations,
     )
     offset = model.offset(white)
-    result = richardson_lucy_tv(
+    run = richardson_lucy_tv(
         f,
         mask,
         psf,
@@ -403,7 +442,7 @@ def _restore(
         start=start,
         texture=texture_weight(f, mask, model, psf.shape),  # the run may reuse its memory
     )
-    return (*result, model, offset, lam)
+    return Restoration(run, model, offset, lam)
 
 
 def _coarse_start(
@@ -423,30 +462,9 @@ def _coarse_start(
         return None
     small, small_psf = preview_inputs(image, psf, COARSE_SCALE)
     cap = min(settings.max_iterations, COARSE_ITERATIONS)
-    return _restore(small, small_psf, replace(settings, max_iterations=cap), clip_level)[0]
-
-
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def _enlarge(small: np.ndarray, height: int, width: int) -> np.ndarray:
-    """`small` (C, h, w) enlarged to (C, height, width) by bilinear interpolation, pixel centres
-    aligned (output pixel i sits at input coordinate (i + 1/2) h / height - 1/2), edges held."""
-    channels, h, w = small.shape
-    out = np.empty((channels, height, width), dtype=np.float32)
-    for row in numba.prange(channels * height):
-        c, i = row // height, row % height
-        y = min(max((i + 0.5) * h / height - 0.5, 0.0), h - 1.0)
-        i0 = min(int(y), h - 2) if h > 1 else 0
-        fy = y - i0
-        i1 = min(i0 + 1, h - 1)
-        for j in range(width):
-            x = min(max((j + 0.5) * w / width - 0.5, 0.0), w - 1.0)
-            j0 = min(int(x), w - 2) if w > 1 else 0
-            fx = x - j0
-            j1 = min(j0 + 1, w - 1)
-            top = small[c, i0, j0] + fx * (small[c, i0, j1] - small[c, i0, j0])
-            bottom = small[c, i1, j0] + fx * (small[c, i1, j1] - small[c, i1, j0])
-            out[c, i, j] = top + fy * (bottom - top)
-    return out
+    return _restore(
+        small, small_psf, replace(settings, max_iterations=cap), clip_level
+    ).run.estimate
 
 
 def deblur(
@@ -476,22 +494,21 @@ def deblur(
     clip_level = settings.clip_level
     if clip_level is None:
         clip_level = detect_clip_level(image)
-    best, iterations, best_iteration, reason, model, offset, lam = _restore(
-        image, psf, settings, clip_level, progress
-    )
-    result = np.ascontiguousarray(best.transpose(1, 2, 0))
+    restoration = _restore(image, psf, settings, clip_level, progress)
+    run, model = restoration.run, restoration.model
+    result = np.ascontiguousarray(run.estimate.transpose(1, 2, 0))
     if progress is not None:
         progress(1.0, Stage.DEBLURRING)
     if settings.local:
         result = blend_locally(image, result, psf)
     report = DeblurReport(
-        iterations=iterations,
-        best_iteration=best_iteration,
-        stop_reason=reason,
+        iterations=run.iterations,
+        best_iteration=run.best_iteration,
+        stop_reason=run.stop_reason,
         noise_sigma=model.sigma,
         noise_gain=model.gain,
-        noise_offset=offset,
-        lam=lam,
+        noise_offset=restoration.offset,
+        lam=restoration.lam,
         seconds=time.perf_counter() - start,
         scale=settings.scale,
     )

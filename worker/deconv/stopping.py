@@ -9,13 +9,12 @@ is the energy of the residual's normalised autocorrelation at the nonzero lags o
     W = sum_{d != 0, |d| <= 1} ( R(d) / R(0) )^2,    R(d) = sum_p r(p) r(p + d),
 
 summed over the channels' correlations, on the observed, unsaturated pixels only, with the
-residual's mean removed. The run stops when `W` has risen above its minimum so far by more than
-the user's tolerance, in percent of the structure the blur left at the start (`W` of the first
-iterate minus the minimum); the last estimate still within the tolerance is returned.
-Measured on the quality benchmark: with TV weighted as in `noise.regularisation_weight`, `W`
-reaches its minimum early (after 5-10 iterations), then creeps up by a few percent while the
-picture still sharpens; a tolerance relative to the starting structure lets those runs go on to
-their plateau and stops the ones that start amplifying noise.
+residual's mean removed. The run stops when `W` has risen above its minimum so far by more than the
+user's tolerance, in percent of the structure the blur left at the start (`W` of the first iterate
+minus the minimum); the last estimate still within the tolerance is returned. With TV weighted as in
+`noise.regularisation_weight`, `W` typically reaches its minimum early (after 5-10 iterations), then
+creeps up by a few percent while the picture still sharpens; a tolerance relative to the starting
+structure lets those runs go on to their plateau and stops the ones that start amplifying noise.
 """
 
 from dataclasses import dataclass, field

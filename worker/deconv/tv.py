@@ -74,23 +74,3 @@ def split_gradient_at(
         total += w
         neighbours += w * plane[i - 1, j]
     return total, neighbours
-
-
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def tv_divergence(plane: np.ndarray, weights: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """`out = div(grad plane / |grad u|)` for one (H, W) channel, `weights` from
-    `gradient_weights` (of all channels)."""
-    height, width = plane.shape
-    for i in numba.prange(height):
-        for j in range(width):
-            total, neighbours = split_gradient_at(plane, weights, i, j)
-            out[i, j] = neighbours - plane[i, j] * total
-    return out
-
-
-def tv_energy(u: np.ndarray, eps: float) -> float:
-    """The vectorial TV of `u` (C, H, W), in float64 (for tests and diagnostics)."""
-    weights = gradient_weights(
-        np.ascontiguousarray(u, dtype=np.float64), eps, np.empty(u.shape[1:], dtype=np.float64)
-    )
-    return float((1 / weights).sum())

@@ -13,6 +13,7 @@ from scipy import ndimage
 from worker.deconv.boundaries import SATURATION
 from worker.deconv.noise import estimate_noise
 from worker.errors import InputError
+from worker.resize import block_means
 
 Window = tuple[int, int, int, int]
 
@@ -106,15 +107,6 @@ def box_sums(values: np.ndarray, side: int, step: int) -> np.ndarray:
     xs = np.arange(0, values.shape[1] - side + 1, step)
     y0, x0 = np.ix_(ys, xs)
     return table[y0 + side, x0 + side] - table[y0, x0 + side] - table[y0 + side, x0] + table[y0, x0]
-
-
-def block_means(plane: np.ndarray, factor: int) -> np.ndarray:
-    """Means of `plane` over factor x factor blocks (the ragged right and bottom edges dropped)."""
-    if factor == 1:
-        return plane.astype(np.float32)
-    rows, cols = plane.shape[0] // factor, plane.shape[1] // factor
-    blocks = plane[: rows * factor, : cols * factor].reshape(rows, factor, cols, factor)
-    return blocks.mean(axis=(1, 3), dtype=np.float32)
 
 
 def choose_window(grey: np.ndarray, size: int) -> Window:

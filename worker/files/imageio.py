@@ -31,11 +31,11 @@ import imagecodecs
 import numpy as np
 import pyexiv2
 import tifffile
-from scipy import ndimage
 
 from worker.atomic import atomic_file, descriptor_path
 from worker.errors import InputError
 from worker.files.icc import LINEAR, SRGB, ToneCurve, tone_curves
+from worker.resize import zoom_to
 
 # tifffile reports oddities of files through logging; without a handler, Python would print
 # them on stderr. The application (the worker's log) decides where they go.
@@ -149,7 +149,7 @@ def write_picture(path: str | os.PathLike[str], like: Picture, pixels: np.ndarra
     samples = _encode(pixels, like)
     extrasamples = None
     if like.alpha is not None:
-        alpha = _resize_alpha(like.alpha, pixels.shape[:2])
+        alpha = resize_alpha(like.alpha, pixels.shape[:2])
         samples = np.concatenate([samples, alpha[..., None]], axis=2)
         extrasamples = [like.alpha_kind]
     with atomic_file(path) as temporary:
@@ -337,13 +337,11 @@ def _convert_rows(
     return result
 
 
-def _resize_alpha(alpha: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def resize_alpha(alpha: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """`alpha` resized to `shape` (bilinear) in its own dtype; unchanged when the size matches."""
     if alpha.shape == shape:
         return alpha
-    zoom = (shape[0] / alpha.shape[0], shape[1] / alpha.shape[1])
-    resized = ndimage.zoom(alpha.astype(np.float32), zoom, order=1, grid_mode=True, mode="nearest")
-    resized = resized[: shape[0], : shape[1]]
+    resized = zoom_to(alpha.astype(np.float32), shape)
     if alpha.dtype.kind == "u":
         resized = np.clip(np.rint(resized), 0, np.iinfo(alpha.dtype).max)
     return resized.astype(alpha.dtype)

@@ -1,0 +1,107 @@
+"""Resizing pictures, masks and kernels: every resampling the project does, in one place.
+
+- `shrink_area`: area averaging by any factor (no aliasing, the mean kept): previews and the
+  engine's coarse start.
+- `block_means`: area averaging by a whole factor, ragged edges dropped: the window search.
+- `shrink_smooth`: a light Gaussian anti-alias, then bilinear sampling: the blur estimate's
+  pyramid, where the picture and its mask shrink alike.
+- `enlarge_bilinear`: bilinear enlargement on pixel centres, edges held: the coarse start.
+- `zoom_to`: bilinear resampling to a given shape on the pixel grid: kernels (`psf_tools`) and
+  alpha channels (`files.imageio`).
+"""
+
+import numba
+import numpy as np
+from scipy import ndimage, sparse
+
+
+def _area_weights(size: int, new_size: int) -> sparse.csr_matrix:
+    """(new_size, size) matrix averaging the input cells that each output cell covers.
+
+    Output cell i spans input coordinates [i * size / new_size, (i + 1) * size / new_size);
+    each input pixel contributes in proportion to the length of its overlap (area averaging,
+    so no aliasing and the mean level is kept).
+    """
+    edges = np.arange(new_size + 1) * (size / new_size)
+    rows, cols, weights = [], [], []
+    for i in range(new_size):
+        start, stop = edges[i], edges[i + 1]
+        first, last = int(np.floor(start)), min(int(np.ceil(stop)), size)
+        pixels = np.arange(first, last)
+        overlap = np.minimum(pixels + 1, stop) - np.maximum(pixels, start)
+        rows.append(np.full(len(pixels), i))
+        cols.append(pixels)
+        weights.append(overlap / (stop - start))
+    return sparse.csr_matrix(
+        (np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(new_size, size),
+        dtype=np.float32,
+    )
+
+
+def shrink_area(image: np.ndarray, scale: float) -> np.ndarray:
+    """`image` (H, W, C) shrunk by `scale` (0 < scale <= 1) by area averaging, float32.
+
+    The new size is round(H * scale) x round(W * scale), at least 1 x 1.
+    """
+    height, width, channels = image.shape
+    new_height, new_width = max(1, round(height * scale)), max(1, round(width * scale))
+    if (new_height, new_width) == (height, width):
+        return image
+    rows, cols = _area_weights(height, new_height), _area_weights(width, new_width)
+    out = np.empty((new_height, new_width, channels), dtype=np.float32)
+    for c in range(channels):
+        out[..., c] = (cols @ (rows @ image[..., c]).T).T
+    return out
+
+
+def block_means(plane: np.ndarray, factor: int) -> np.ndarray:
+    """Means of `plane` over factor x factor blocks (the ragged right and bottom edges dropped)."""
+    if factor == 1:
+        return plane.astype(np.float32)
+    rows, cols = plane.shape[0] // factor, plane.shape[1] // factor
+    blocks = plane[: rows * factor, : cols * factor].reshape(rows, factor, cols, factor)
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
+
+
+def shrink_smooth(image: np.ndarray, scale: float) -> np.ndarray:
+    """Shrink `image` by `scale` (<= 1) with a light anti-alias blur and bilinear sampling."""
+    if scale >= 1:
+        return image
+    sigma = 0.5 * np.sqrt(1 / scale**2 - 1)
+    smooth = ndimage.gaussian_filter(image, sigma, mode="nearest")
+    return ndimage.zoom(smooth, scale, order=1, grid_mode=True, mode="nearest")
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def enlarge_bilinear(small: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`small` (C, h, w) enlarged to (C, height, width) by bilinear interpolation, pixel centres
+    aligned (output pixel i sits at input coordinate (i + 1/2) h / height - 1/2), edges held."""
+    channels, h, w = small.shape
+    out = np.empty((channels, height, width), dtype=np.float32)
+    for row in numba.prange(channels * height):
+        c, i = row // height, row % height
+        y = min(max((i + 0.5) * h / height - 0.5, 0.0), h - 1.0)
+        i0 = min(int(y), h - 2) if h > 1 else 0
+        fy = y - i0
+        i1 = min(i0 + 1, h - 1)
+        for j in range(width):
+            x = min(max((j + 0.5) * w / width - 0.5, 0.0), w - 1.0)
+            j0 = min(int(x), w - 2) if w > 1 else 0
+            fx = x - j0
+            j1 = min(j0 + 1, w - 1)
+            top = small[c, i0, j0] + fx * (small[c, i0, j1] - small[c, i0, j0])
+            bottom = small[c, i1, j0] + fx * (small[c, i1, j1] - small[c, i1, j0])
+            out[c, i, j] = top + fy * (bottom - top)
+    return out
+
+
+def zoom_to(plane: np.ndarray, shape: tuple[int, ...], edges: str = "nearest") -> np.ndarray:
+    """`plane` resampled to `shape` (bilinear, pixel grids aligned), float.
+
+    `edges`: how values beyond the border are taken: "nearest" (held) or "grid-constant"
+    (zero: a kernel's mass does not spread from outside).
+    """
+    zoom = [new / old for new, old in zip(shape, plane.shape, strict=True)]
+    resized = ndimage.zoom(plane, zoom, order=1, mode=edges, grid_mode=True)
+    return resized[tuple(slice(0, n) for n in shape)]
