@@ -39,13 +39,13 @@ import numpy as np
 
 from worker.deconv.local import kernel_evidence
 from worker.deconv.noise import estimate_noise_model
-from worker.deconv.preview import downsize
 from worker.deconv.psf import PsfReport, estimate_psf, luminance
 from worker.deconv.psf_tools import resample_psf
 from worker.deconv.rl_tv import DeblurReport, deblur
 from worker.deconv.settings import DeblurSettings
 from worker.deconv.window import Window, choose_window, window_side
 from worker.errors import InputError
+from worker.resize import shrink_area
 from worker.stages import Progress, Stage
 
 GRID = 3  # tiles per side, at most
@@ -255,7 +255,7 @@ def deblur_varying(
     if uniform:
         grid, chosen = (1, 1), chosen[:1]
     kernels = [psf for psf, _ in chosen]
-    picture = downsize(image, settings.scale)
+    picture = shrink_area(image, settings.scale)
     scaled = [resample_psf(k, settings.scale) for k in kernels] if settings.scale < 1 else kernels
     result, reports = deblur_grid(picture, scaled, grid, replace(settings, scale=1.0), deblurring)
     longest = max(reports, key=lambda r: r.iterations)
