@@ -99,8 +99,10 @@ BLUR = 9  # the test scene's blur, and the plug-in's blur size (through --conf)
 
 
 def write_scene(folder: Path) -> np.ndarray:
-    """A shaken dead-leaves scene as a 16-bit sRGB TIFF (blurred.tif, cancel.tif, and a 6 x 6
-    crop tiny.tif); returns the sharp scene, sRGB-encoded, to measure the result against."""
+    """A shaken dead-leaves scene as a 16-bit sRGB TIFF (blurred.tif; the same mirrored into a
+    picture 16 times larger, cancel.tif, whose job lasts long enough to be cancelled however fast
+    the machine; and a 6 x 6 crop tiny.tif); returns the sharp scene, sRGB-encoded, to measure
+    the result against."""
     rng = np.random.default_rng(5)
     sharp = dead_leaves((256, 256), rng)
     kernel = camera_shake_kernel(BLUR, rng)
@@ -110,8 +112,11 @@ def write_scene(folder: Path) -> np.ndarray:
     blurred += rng.normal(0, 0.003, blurred.shape)
     encoded = SRGB.encode(np.clip(blurred, 0, 1))
     folder.mkdir(parents=True)
-    for name in ("blurred.tif", "cancel.tif"):
-        tifffile.imwrite(folder / name, np.round(encoded * 65535).astype(np.uint16))
+    samples = np.round(encoded * 65535).astype(np.uint16)
+    tifffile.imwrite(folder / "blurred.tif", samples)
+    tifffile.imwrite(
+        folder / "cancel.tif", np.pad(samples, ((0, 768), (0, 768), (0, 0)), "symmetric")
+    )
     tifffile.imwrite(folder / "tiny.tif", np.round(encoded[:6, :6] * 65535).astype(np.uint16))
     return SRGB.encode(sharp)
 
