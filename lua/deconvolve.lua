@@ -15,6 +15,7 @@
 ]]
 
 local dt = require "darktable"
+local files = require "lib/deconvolve/files"
 local logic = require "lib/deconvolve/logic"
 local roundtrip = require "lib/deconvolve/roundtrip"
 
@@ -83,13 +84,7 @@ local function regular_file(path)
 end
 
 local function read_text(path)
-  local file = io.open(path, "r")
-  if not file then
-    return ""
-  end
-  local text = file:read("a")
-  file:close()
-  return text
+  return files.read(path) or ""
 end
 
 -- A fresh file name in darktable's temporary folder.

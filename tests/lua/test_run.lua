@@ -2,6 +2,7 @@
 -- script speaking the client's contract): export, key, lookup, submit, import, group, copy.
 local check = require "harness"
 local stub = require "stub_darktable"
+local files = require "lib/deconvolve/files"
 local test, eq, truthy = check.test, check.eq, check.truthy
 
 local FAKE = [=[#!/bin/sh
@@ -29,15 +30,7 @@ local function shell(command)
   assert(os.execute(command), command)
 end
 
-local function read(path)
-  local file = io.open(path)
-  if not file then
-    return nil
-  end
-  local text = file:read("a")
-  file:close()
-  return text
-end
+local read = files.read
 
 -- A folder with the fake command, darktable's temporary folder and a picture folder holding
 -- a.tif and b.tif with their sidecars.

@@ -15,29 +15,10 @@
   caller's choice: a failure is a reason, never a Lua error in darktable.
 ]]
 
+local files = require "lib/deconvolve/files"
 local scene = require "lib/deconvolve/scene"
 
 local roundtrip = {}
-
-local function read_file(path)
-  local file = io.open(path, "r")
-  if not file then
-    return nil
-  end
-  local text = file:read("a")
-  file:close()
-  return text
-end
-
-local function write_file(path, text)
-  local file = io.open(path, "w")
-  if not file then
-    return false
-  end
-  file:write(text)
-  file:close()
-  return true
-end
 
 -- The style called `name`, or nil.
 local function find_style(dt, name)
@@ -52,7 +33,7 @@ end
 -- Write `text` as a style file named `name` in `folder`, import it, and return the style.
 local function import_style(dt, folder, name, text)
   local path = folder .. "/" .. name .. ".dtstyle"
-  if not write_file(path, text) then
+  if not files.write(path, text) then
     return nil
   end
   dt.styles.import(path)
@@ -69,7 +50,7 @@ local function read_edit(dt, image, folder, name)
   style:export(folder, true)
   style:delete()
   local path = folder .. "/" .. name .. ".dtstyle"
-  local text = read_file(path)
+  local text = files.read(path)
   os.remove(path)
   if not text then
     return nil, "darktable wrote no style file"
