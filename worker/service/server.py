@@ -657,7 +657,8 @@ class Server:
         page: list[dict[str, Any]] = []
         room = protocol.MAX_MESSAGE_BYTES - 1024  # the reply's other fields
         for job in jobs[start : start + LIST_LIMIT]:
-            entry = {name: job.as_dict()[name] for name in keep}
+            shown = job.as_dict()
+            entry = {name: shown[name] for name in keep}
             room -= protocol.encoded_size(entry) + 1
             if room < 0 and page:
                 break
