@@ -134,10 +134,13 @@ class ResultCache:
         with contextlib.suppress(OSError), atomic_file(entry.path / RECORD, fsync=False) as tmp:
             tmp.write(json.dumps(record, indent=1).encode())
 
-    def lookup(self, key: str, output: Path | None = None) -> Path | None:
-        """The cached result for `key` (copied atomically to `output` when given), or None."""
+    def lookup(self, key: str, output: Path | None = None, name: str = RESULT) -> Path | None:
+        """The cached file `name` (the result, or the kernel and its picture) for `key`, copied
+        atomically to `output` when given; None when the cache holds none."""
+        if name not in ENTRY_FILES:
+            raise ValueError(f"not an entry file: {name}")
         entry = self.entry(key)
-        result = entry.file(RESULT) if entry else None
+        result = entry.file(name) if entry else None
         if entry is None or result is None:
             return None
         if output is not None:

@@ -315,11 +315,26 @@ local function cache_lookup(key, output)
   return nil
 end
 
--- Tell the user how sure the engine is of the blur it found, and what it did about it.
-local function show_blur_confidence(export, blur)
+-- Tell the user how sure the engine is of the blur it found and what it did about it (a message
+-- and a tag on the result), and put a picture of the kernel beside the result. The blur comes
+-- from the cache with the kernel's picture, or, when the cache could not keep them, from the job.
+local function show_blur(batch, result, key, path)
+  local blur, found
+  if key then
+    local answer = command_output(logic.kernel_args(key, logic.kernel_path(path)))
+    blur, found = logic.parse_kernel(answer)
+  end
+  blur = blur or batch.blur
+  if not blur then -- the kernel was given, not estimated
+    return
+  end
   local line = string.format(_("blur confidence %.2f: %s"), blur.confidence, blur.reason)
+  if found == "hit" then
+    line = line .. string.format(_(" (kernel: %s)"), logic.kernel_path(path))
+  end
   dt.print(line)
-  dt.print_log("deconvolve: " .. export .. ": " .. line)
+  dt.print_log("deconvolve: " .. path .. ": " .. line)
+  dt.tags.attach(dt.tags.create(logic.blur_tag(blur)), result)
 end
 
 -- Submit an export and wait, following its progress; returns the result's path, or nil and the
@@ -341,7 +356,7 @@ local function deblur_export(batch, export, output, key, settings, index)
     elseif message.kind == "progress" then
       set_progress(batch, logic.batch_fraction(index, #batch.images, 0.1 + 0.85 * message.fraction))
     elseif message.kind == "blur" then
-      show_blur_confidence(export, message)
+      batch.blur = message
     elseif message.kind == "done" then
       done_path = message.path
     end
@@ -378,8 +393,9 @@ local function copy_metadata(original, result, settings)
 end
 
 -- Bring a result into the library beside its original, with the original's look when it was
--- deblurred in scene light (`edit`, from roundtrip.split_edit).
-local function import_result(original, path, settings, edit)
+-- deblurred in scene light (`edit`, from roundtrip.split_edit), and the blur it was deblurred
+-- with (`show_blur`); the settings tag comes last: it marks a result whose metadata is complete.
+local function import_result(batch, original, path, job, edit)
   if not file_exists(path) then -- importing a missing file terminates darktable 4.2
     return nil, string.format(_("the result %s is missing"), path)
   end
@@ -391,7 +407,8 @@ local function import_result(original, path, settings, edit)
   if edit then
     roundtrip.apply_look(result, edit)
   end
-  copy_metadata(original, result, settings)
+  show_blur(batch, result, job.key, path)
+  copy_metadata(original, result, job.settings)
   return result
 end
 
@@ -426,6 +443,7 @@ local function export_and_deblur(batch, image, job)
     result, reason = deblur_export(batch, export, job.output, key, job.settings, job.index)
     outcome = "done"
   end
+  job.key = key -- the key the result is cached under
   os.remove(export)
   if result then
     return result, outcome
@@ -456,6 +474,7 @@ local function deconvolve_image(batch, image, index, edit)
     output = logic.output_path(image.path, image.filename, output_suffix(), file_exists),
   }
   local result, outcome, reason
+  batch.blur = nil
   if job.identity.sidecar then
     -- a sidecar the key cannot read yet is no failure: the export writes it, the key follows
     job.sidecar_text = read_text(job.identity.sidecar)
@@ -480,7 +499,7 @@ local function deconvolve_image(batch, image, index, edit)
     return nil, reason
   end
   local imported
-  imported, reason = import_result(image, result, settings, edit)
+  imported, reason = import_result(batch, image, result, job, edit)
   if not imported then
     return nil, reason
   end

@@ -1,4 +1,5 @@
-"""The commands the darktable plug-in calls: key, cache lookup / clean, submit with auto-start."""
+"""The commands the darktable plug-in calls: key, cache lookup / kernel / clean, submit with
+auto-start."""
 
 import json
 import shutil
@@ -38,6 +39,40 @@ def test_cache_lookup_misses_cleanly(user_env, tmp_path):
     result = run_dt(user_env, "cache", "lookup", "ab" * 16, "-o", tmp_path / "o.tif")
     assert (result.returncode, result.stdout) == (0, "miss\n")
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_cache_kernel_misses_cleanly(user_env, tmp_path):
+    result = run_dt(user_env, "cache", "kernel", "ab" * 16, "-o", tmp_path / "k.png")
+    assert (result.returncode, result.stdout) == (0, "miss\n")
+    assert not (tmp_path / "k.png").exists()
+    hostile = run_dt(user_env, "cache", "kernel", "../../etc", "-o", tmp_path / "k.png")
+    assert hostile.returncode != 0 and hostile.stderr.count("\n") == 1, hostile.stderr
+
+
+@pytest.mark.slow
+def test_cache_kernel_gives_the_blur_found_and_its_picture(tmp_path):
+    """A blind job's kernel picture and confidence stay with its key: the plug-in shows them
+    after a run and after a cache hit alike."""
+    picture = write_picture(tmp_path / "pic.tif", (192, 192))
+    out, png = tmp_path / "out.tif", tmp_path / "my kernel\n.png"
+    with short_folder() as folder:
+        env = private_env(folder)
+        endpoint = ("--endpoint", f"ipc://{folder}/kernel.sock")
+        key = run_dt(env, "key", picture, "--blur", "7").stdout.strip()
+        done = run_dt(
+            env, "submit", picture, "-o", out, "--blur", "7", "--key", key, "--wait", *endpoint
+        )
+        assert done.returncode == 0, done.stderr
+        blur = [line for line in done.stdout.splitlines() if line.startswith("BLUR ")]
+        assert len(blur) == 1, done.stdout
+        confidence, kind, reason = blur[0].split(" ", 3)[1:]
+        assert 0 <= float(confidence) <= 1 and kind in ("none", "free-form", "gaussian")
+        assert reason.strip()
+        found = run_dt(env, "cache", "kernel", key, "-o", png)
+        assert found.returncode == 0, found.stderr
+        assert found.stdout.splitlines() == [blur[0], f"hit {tmp_path}/my%20kernel%0A.png"]
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert run_dt(env, "shutdown", *endpoint).returncode == 0
 
 
 @pytest.mark.slow

@@ -98,7 +98,7 @@ end
 local function finished_result(filename)
   return function()
     local image = find_image(filename)
-    return image and tag_names(image):match("dt%-deconvolve|") and image
+    return image and tag_names(image):match("dt%-deconvolve|blur ") and image -- the last tag
       or toast_seen("failed")()
   end
 end

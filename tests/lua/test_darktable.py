@@ -262,6 +262,11 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
     assert report["first_original_leads"] == ["true"]
     assert "people|alice" in report["first_tags"][0].split(";")
     assert f"dt-deconvolve|blur {BLUR}|tolerance 5" in report["first_tags"][0].split(";")
+    # The blur it was deblurred with: a tag, and the kernel's picture beside the result.
+    tags = report["first_tags"][0].split(";")
+    blur_tags = [tag for tag in tags if tag.startswith("dt-deconvolve|kernel ")]
+    assert len(blur_tags) == 1 and "|confidence " in blur_tags[0], report["first_tags"]
+    assert (pictures / "blurred_deconv.kernel.png").read_bytes()[:4] == b"\x89PNG"
     assert report["first_rating"] == ["4"] and report["first_red"] == ["true"]
     assert report["first_title"] == ["market"]
     assert report["first_description"] == ["a shaken shot"]
@@ -278,7 +283,8 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
     run_calls = calls.read_text().split("\n")
     commands = [command_of(line) for line in run_calls if "blurred" in line]
     assert commands.count("submit") == 1, commands
-    assert commands[commands.index("submit") + 1 :] == ["key", "cache lookup"], commands
+    after = ["cache kernel", "key", "cache lookup", "cache kernel"]
+    assert commands[commands.index("submit") + 1 :] == after, commands
     assert report["first_exports"] == ["1"] and report["second_exports"] == ["1"], "no new export"
     second = float(report["second_seconds"][0])
     assert second < float(first) / 2, (first, second)  # 7.0 s and 0.31 s measured
@@ -314,6 +320,7 @@ def check_raw_round_trip(report: dict[str, list[str]], pictures: Path) -> None:
     assert sorted(path.name for path in pictures.glob("shaken*")) == [
         "shaken.dng",
         "shaken.dng.xmp",
+        "shaken_deconv.kernel.png",
         "shaken_deconv.tif",
         "shaken_deconv.tif.xmp",
     ]

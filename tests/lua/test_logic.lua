@@ -91,11 +91,34 @@ test("parse_line: JOB, PROGRESS, DONE and anything else", function()
   eq(logic.parse_line(nil), nil)
 end)
 
-test("parse_line: BLUR carries the blur's confidence and the reason", function()
-  eq(logic.parse_line("BLUR 0.83 a 15 px blur, found alike on two parts of the picture"),
-    { kind = "blur", confidence = 0.83, reason = "a 15 px blur, found alike on two parts of the picture" })
-  eq(logic.parse_line("BLUR 1.5 odd").confidence, 1, "confidence clamped")
-  eq(logic.parse_line("BLUR high no"), nil)
+test("parse_line: BLUR carries the blur's confidence, the kernel used and the reason", function()
+  eq(logic.parse_line("BLUR 0.83 free-form a 15 px blur, found alike on two parts of the picture"),
+    { kind = "blur", confidence = 0.83, kernel = "free-form",
+      reason = "a 15 px blur, found alike on two parts of the picture" })
+  eq(logic.parse_line("BLUR 1.5 none odd").confidence, 1, "confidence clamped")
+  eq(logic.parse_line("BLUR high none no"), nil)
+  eq(logic.parse_line("BLUR 0.5 gaussian"), nil, "no reason")
+end)
+
+test("parse_kernel: the blur, then the picture's hit or a miss; nothing else", function()
+  local blur, found, path = logic.parse_kernel("BLUR 0.90 gaussian mild\nhit /p/a%20b.kernel.png\n")
+  eq({ blur.kernel, blur.confidence, found, path }, { "gaussian", 0.9, "hit", "/p/a b.kernel.png" })
+  blur, found, path = logic.parse_kernel("miss\n")
+  eq(blur, nil, "a given kernel: no blur line")
+  eq(found, "miss")
+  eq(path, nil)
+  eq(logic.parse_kernel("hit /a.png\nhit /b.png"), nil, "two answers")
+  eq(logic.parse_kernel("hit /a.png\nBLUR 0.5 none late"), nil, "the blur comes first")
+  eq(logic.parse_kernel("BLUR 0.5 none only"), nil, "no answer")
+  eq(select(3, logic.parse_kernel("hit /a%0ADONE%20/x.png\n")), "/a\nDONE /x.png", "one field")
+  eq(logic.parse_kernel(nil), nil)
+end)
+
+test("kernel_path and blur_tag: beside the result, and what the result was deblurred with", function()
+  eq(logic.kernel_path("/p/my.photo_deconv.tif"), "/p/my.photo_deconv.kernel.png")
+  eq(logic.kernel_path("/p.d/a_deconv_1.tif"), "/p.d/a_deconv_1.kernel.png")
+  eq(logic.blur_tag({ kernel = "free-form", confidence = 0.834 }),
+    "dt-deconvolve|kernel free-form|confidence 0.8")
 end)
 
 test("unescape: exactly the bytes the command escaped, nothing forged", function()

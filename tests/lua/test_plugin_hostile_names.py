@@ -68,4 +68,9 @@ def test_names_that_forge_protocol_lines_import_the_real_result() -> None:
             os.fsencode(forged_dir / "pic_deconv.tif"),
         ]
         assert all(Path(os.fsdecode(path)).stat().st_size > 1000 for path in imported)
+        # Each result's kernel picture lies beside it, named after it, and the message says so.
+        for path in imported:
+            kernel = Path(os.fsdecode(path)).with_suffix(".kernel.png")
+            assert kernel.read_bytes()[:4] == b"\x89PNG", kernel
+            assert sum(f"(kernel: {kernel})" in toast for toast in toasts) == 1, toasts
         assert victim.read_bytes() == b"another picture"

@@ -1,4 +1,5 @@
-"""`dt-deconvolve cache stats|lookup|clean`: the result cache, read and cleaned directly on disk.
+"""`dt-deconvolve cache stats|lookup|kernel|clean`: the result cache, read and cleaned directly on
+disk.
 
 These commands need no running worker: the cache's entries are written whole or not at all, so
 reading them beside a working worker is safe.
@@ -8,9 +9,9 @@ import argparse
 import json
 from pathlib import Path
 
-from cache.store import ResultCache
+from cache.store import PSF_PNG, ResultCache
 from worker.cli.endpoint import add_cache_dir_option, cache_dir_of
-from worker.cli.lines import path_field
+from worker.cli.lines import blur_line, path_field
 
 EXPORT_PATTERN = "dt-deconvolve-export-*"  # the plug-in's temporary exports
 
@@ -25,6 +26,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lookup.add_argument("key", metavar="KEY", help="a key printed by `dt-deconvolve key`")
     lookup.add_argument("-o", "--output", type=Path, help="copy a hit here (atomically)")
     lookup.set_defaults(func=run_lookup)
+
+    kernel = actions.add_parser(
+        "kernel",
+        help="print the blur found for a key ('BLUR <confidence> <kernel> <reason>', when it was "
+        "estimated), then 'hit PATH' of the kernel's picture (PNG) or 'miss'",
+    )
+    kernel.add_argument("key", metavar="KEY", help="a key printed by `dt-deconvolve key`")
+    kernel.add_argument("-o", "--output", type=Path, help="copy the picture here (atomically)")
+    kernel.set_defaults(func=run_kernel)
 
     stats = actions.add_parser("stats", help="entries, sizes and limits")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
@@ -47,12 +57,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     clean.add_argument("--json", action="store_true", help="print one JSON object")
     clean.set_defaults(func=run_clean)
-    for action in (lookup, stats, clean):
+    for action in (lookup, kernel, stats, clean):
         add_cache_dir_option(action)
 
 
 def run_lookup(args: argparse.Namespace) -> int:
     found = ResultCache(cache_dir_of(args)).lookup(args.key, args.output)
+    print(f"hit {path_field(found)}" if found else "miss")
+    return 0
+
+
+def run_kernel(args: argparse.Namespace) -> int:
+    cache = ResultCache(cache_dir_of(args))
+    entry = cache.entry(args.key)
+    blur = blur_line((entry.record.get("report") or {}) if entry else {})
+    if blur:
+        print(blur)
+    found = cache.lookup(args.key, args.output, PSF_PNG)
     print(f"hit {path_field(found)}" if found else "miss")
     return 0
 

@@ -1,5 +1,5 @@
-"""The lines that the darktable plug-in reads (`submit --wait`, `cache lookup`): fields it can
-parse strictly whatever the file names hold.
+"""The lines that the darktable plug-in reads (`submit --wait`, `cache lookup`, `cache kernel`):
+fields it can parse strictly whatever the file names hold.
 
 A picture's name comes from outside and may hold anything but `/` and NUL: spaces, a newline
 followed by `DONE /some/file`, bytes that are not UTF-8. A path is therefore written as one
@@ -9,6 +9,8 @@ line break and decodes back to the very same bytes (`logic.unescape` in the plug
 """
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 _PLAIN = frozenset(range(0x21, 0x7F)) - {ord("%")}
 
@@ -16,3 +18,13 @@ _PLAIN = frozenset(range(0x21, 0x7F)) - {ord("%")}
 def path_field(path: str | os.PathLike[str]) -> str:
     """`path` as one field: printable ASCII, no space, `%XX` for every other byte."""
     return "".join(chr(b) if b in _PLAIN else f"%{b:02X}" for b in os.fsencode(path))
+
+
+def blur_line(report: Mapping[str, Any]) -> str | None:
+    """``BLUR <confidence> <kernel> <reason>`` for a report that holds an estimated blur (the
+    kernel used: none, free-form or gaussian; the reason on one line), else None."""
+    if "confidence" not in report:
+        return None
+    reason = " ".join(str(report.get("reason", "")).split()) or "-"
+    kind = "".join(str(report.get("kernel", "")).split()) or "-"
+    return f"BLUR {float(report['confidence']):.2f} {kind} {reason}"

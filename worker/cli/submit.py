@@ -4,7 +4,7 @@ Without `--wait` it prints the job id. With `--wait` it prints, one line each (f
 
     JOB <id>
     PROGRESS <fraction 0..1> <stage>        stage: queued | estimating | deblurring | writing
-    BLUR <confidence 0..1> <reason>         when the blur was estimated (not from the cache)
+    BLUR <confidence 0..1> <kernel> <reason>  when the blur was estimated (not from the cache)
     DONE <output path>                      the path as one escaped field (`worker.cli.lines`)
 
 and exits 0 when done, 1 when the job failed (the reason on stderr), 3 when it was cancelled.
@@ -22,7 +22,7 @@ from worker.cli.endpoint import (
     client_of,
 )
 from worker.cli.exit_status import ExitStatus
-from worker.cli.lines import path_field
+from worker.cli.lines import blur_line, path_field
 from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.psf import blur_size
 from worker.errors import InputError
@@ -106,9 +106,9 @@ def run(args: argparse.Namespace) -> int:
     if final["stage"] == Stage.DONE:
         if final.get("note") and final["note"] != "from the cache":
             print(f"dt-deconvolve: note: {final['note']}", file=sys.stderr)
-        report = final.get("report") or {}
-        if "confidence" in report:
-            say(f"BLUR {report['confidence']:.2f} {' '.join(str(report['reason']).split())}")
+        blur = blur_line(final.get("report") or {})
+        if blur:
+            say(blur)
         say(f"DONE {path_field(spec.output)}")
         return 0
     if final["stage"] == Stage.CANCELLED:

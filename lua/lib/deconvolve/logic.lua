@@ -205,14 +205,61 @@ function logic.is_stage(name)
   return false
 end
 
---- `BLUR <confidence> <reason>` from `submit --wait`: how sure the engine is of the blur it found.
+--- `BLUR <confidence> <kernel> <reason>` from `submit --wait` or `cache kernel`: how sure the
+--- engine is of the blur it found, and which kernel it used (none, free-form or gaussian).
 function logic.parse_blur_line(line)
-  local confidence, reason = line:match("^BLUR (%S+) (.+)$")
+  local confidence, kernel, reason = line:match("^BLUR (%S+) (%S+) (.+)$")
   confidence = tonumber(confidence)
   if confidence then
-    return { kind = "blur", confidence = math.max(0, math.min(1, confidence)), reason = reason }
+    return {
+      kind = "blur",
+      confidence = math.max(0, math.min(1, confidence)),
+      kernel = kernel,
+      reason = reason,
+    }
   end
   return nil
+end
+
+--- `dt-deconvolve cache kernel KEY -o OUTPUT`: the blur found for a key, and its picture.
+function logic.kernel_args(key, output)
+  return { "cache", "kernel", key, "-o", output }
+end
+
+--- The answer of `cache kernel`: the blur (a parse_blur_line table, or nil when the kernel was
+--- given, not estimated) and "hit", path or "miss"; nil for an answer that is neither.
+function logic.parse_kernel(output)
+  local blur, found, path
+  for line in (output or ""):gmatch("[^\n]+") do
+    if blur == nil and found == nil then
+      blur = logic.parse_blur_line(line)
+      if blur then
+        goto continue
+      end
+    end
+    if found ~= nil then
+      return nil
+    end
+    found, path = logic.parse_lookup(line)
+    if found == nil then
+      return nil
+    end
+    ::continue::
+  end
+  if found == nil then
+    return nil
+  end
+  return blur, found, path
+end
+
+--- Where the kernel's picture goes: beside the result, named after it (`a_deconv.kernel.png`).
+function logic.kernel_path(result)
+  return (result:gsub("%.[^./]*$", "")) .. ".kernel.png"
+end
+
+--- The tag that records the blur a result was deblurred with: the kernel and the confidence.
+function logic.blur_tag(blur)
+  return string.format("%s|kernel %s|confidence %.1f", logic.TAG_ROOT, blur.kernel, blur.confidence)
 end
 
 --- One line of `submit --wait`: {kind = "job", id} | {kind = "progress", fraction, stage} |
