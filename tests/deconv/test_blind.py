@@ -5,7 +5,15 @@ import pytest
 from skimage.registration import phase_cross_correlation
 
 from worker.deconv import DeblurSettings, deblur
-from worker.deconv.blind import AGREEMENT, FREE_FORM, NO_BLUR, estimate_blur, similarity
+from worker.deconv.blind import (
+    AGREEMENT,
+    AUTO_BLUR,
+    FREE_FORM,
+    NO_BLUR,
+    UNCHECKED,
+    estimate_blur,
+    similarity,
+)
 from worker.deconv.parametric import disc_kernel, gaussian_kernel, kernel_extent
 from worker.deconv.psf_tools import centre_subpixel
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves
@@ -71,3 +79,37 @@ def test_the_second_window_does_not_overlap_the_first() -> None:
     _, report = estimate_blur(observed, 9)
     (x1, y1, w1, h1), (x2, y2, w2, h2) = report.window, report.check_window
     assert x1 + w1 <= x2 or x2 + w2 <= x1 or y1 + h1 <= y2 or y2 + h2 <= y1
+
+
+def test_a_small_picture_is_still_cross_checked() -> None:
+    """Two windows of the usual side (8 K, at least 256 px) do not fit in 300 x 420 px: smaller
+    ones do, and the kernel is checked on the second, not trusted unchecked."""
+    truth_psf = centre_subpixel(camera_shake_kernel(9, np.random.default_rng(5)))
+    _, observed = blurred_scene(truth_psf, shape=(300, 420))
+    _, report = estimate_blur(observed, 11)
+    assert report.window != report.check_window
+    assert report.confidence != UNCHECKED, report.reason
+    (x1, y1, w1, h1), (x2, y2, w2, h2) = report.window, report.check_window
+    assert x1 + w1 <= x2 or x2 + w2 <= x1 or y1 + h1 <= y2 or y2 + h2 <= y1
+
+
+def test_an_unchecked_kernel_is_not_trusted() -> None:
+    """A picture with one part that holds edges, beside a flat one: nothing to check the kernel
+    on, so it is not used as it is."""
+    truth_psf = centre_subpixel(camera_shake_kernel(9, np.random.default_rng(6)))
+    _, observed = blurred_scene(truth_psf, shape=(260, 520))
+    observed[:, 260:] = observed[:, 260:].mean()
+    _, report = estimate_blur(observed, 9)
+    assert report.confidence == UNCHECKED and report.kernel != FREE_FORM, report.reason
+    assert "could not be checked" in report.reason
+
+
+def test_a_blown_out_best_window_gives_way_to_another() -> None:
+    """The automatic choice skips a part that is mostly clipped highlights (no error)."""
+    truth_psf = gaussian_kernel(1.5)
+    _, observed = blurred_scene(truth_psf)
+    observed[:, :300] = np.where(observed[:, :300] > 0.3, 1.0, observed[:, :300])  # clipped
+    observed[:, :300] *= 1.0 + 0.5 * (np.indices(observed.shape[:2])[1][:, :300, None] % 7 == 0)
+    observed = np.clip(observed, 0, 1)
+    _, report = estimate_blur(observed, None)
+    assert report.window[0] >= 300 - AUTO_BLUR, report.window

@@ -5,8 +5,9 @@
 edges, grain, a shift. Camera shake blurs every in-focus part of a picture alike, so a kernel that
 is right is found again elsewhere. Here:
 
-1. the two best windows that do not overlap are chosen (`choose_windows`) and a free-form kernel
-   is learnt on each;
+1. the two best windows that do not overlap and that a kernel can be learnt from (edges, few
+   clipped highlights; `usable_windows`) are chosen, smaller on a small picture so that two fit
+   (`pair_side`), and a free-form kernel is learnt on each;
 2. their agreement, the peak of their normalised cross-correlation (1: the same kernel up to a
    shift; the kernel similarity of Hu and Yang, "Good regions to deblur", ECCV 2012,
    doi:10.1007/978-3-642-33715-4_5), is the confidence;
@@ -16,9 +17,11 @@ is right is found again elsewhere. Here:
    (`worker.deconv.gcv`), no stronger than `MILD_SIGMA`, and only if it also explains the second
    window better than no blur; otherwise the picture is left as it is.
 
-Every kernel returned is centred on its centroid to the sub-pixel (`centre_subpixel`), so the
-deblurred picture does not move. A window without edges (flat sky, pure noise) teaches nothing:
-the picture is then left as it is, with confidence 0.
+A kernel that could not be checked (a picture with one usable part only) is not trusted either:
+the safe correction of 3 is used. Every kernel returned is centred on its centroid to the
+sub-pixel (`centre_subpixel`), so the deblurred picture does not move. A picture without a usable
+window (flat sky, pure noise, blown-out highlights) teaches nothing: it is left as it is, with
+confidence 0.
 """
 
 import time
@@ -28,11 +31,18 @@ from functools import partial
 import numpy as np
 from scipy import signal
 
+from worker.deconv.boundaries import detect_clip_level
 from worker.deconv.gcv import GcvWindow
 from worker.deconv.parametric import gaussian_kernel, kernel_extent, kernel_spread
-from worker.deconv.psf import estimate_psf, luminance
+from worker.deconv.psf import estimate_psf, luminance, unclipped
 from worker.deconv.psf_tools import centre_subpixel
-from worker.deconv.window import Window, check_edges, check_window, choose_windows
+from worker.deconv.window import (
+    Window,
+    check_edges,
+    check_window,
+    choose_windows,
+    pair_side,
+)
 from worker.errors import InputError
 from worker.stages import Progress
 
@@ -40,7 +50,8 @@ AUTO_BLUR = 45  # the largest blur `--blur auto` looks for, in pixels
 AGREEMENT = 0.6  # the two windows' kernels must be at least this alike to be trusted
 MILD_SIGMA = 1.5  # the strongest Gaussian the fallback removes, px
 SHARP_SPREAD = 1.0  # an agreed kernel narrower than this (rms radius, px) means no blur
-UNCHECKED = 0.5  # the confidence of a kernel that could not be cross-checked
+UNCHECKED = 0.5  # the confidence of a kernel that could not be cross-checked (it is not used)
+CANDIDATES = 4  # automatic windows considered, best first, for the two that are used
 MIN_GAIN = 0.02  # the fallback must explain the second window this much better than no blur
 SIGMAS = np.geomspace(0.5, 8.0, 21)  # the Gaussian softness searched, px
 NO_BLUR, FREE_FORM, GAUSSIAN = "none", "free-form", "gaussian"
@@ -95,12 +106,12 @@ def similarity(first: np.ndarray, second: np.ndarray) -> float:
 
 
 def fallback(
-    grey: np.ndarray, windows: list[Window], size: int, agreement: float
+    grey: np.ndarray, windows: list[Window], size: int, doubt: str
 ) -> tuple[np.ndarray, str, str]:
-    """The safe correction when the free-form kernel is not confirmed: the Gaussian softness
-    that best explains the first window (GCV), no wider than `MILD_SIGMA`, if it explains the
-    second window better than no blur; else nothing. Returns (kernel, kind, reason)."""
-    doubt = f"the blur learnt on two parts of the picture disagrees (agreement {agreement:.2f})"
+    """The safe correction when the free-form kernel is not confirmed (`doubt` says why): the
+    Gaussian softness that best explains the first window (GCV), no wider than `MILD_SIGMA`, if it
+    explains the last window (the second, when there is one) better than no blur; else nothing.
+    Returns (kernel, kind, reason)."""
     gaussian, sigma = best_gaussian(GcvWindow(patch_of(grey, windows[0]), size), size)
     if sigma > MILD_SIGMA:
         sigma = MILD_SIGMA
@@ -148,26 +159,27 @@ def estimate_blur(
     started = time.perf_counter()
     size = AUTO_BLUR if size is None else size
     grey = luminance(np.asarray(image))
+    clip_level = detect_clip_level(image) if clip_level is None else clip_level
+    side = pair_side(grey.shape, size)
     if window is None:
-        windows = choose_windows(grey, size, 2)
-        size = min(size, (windows[0][2] // 3 - 1) | 1)  # the window holds 3 kernels or more
+        size = min(size, (min(side, *grey.shape) // 3 - 1) | 1)  # a window holds 3 kernels
+        candidates = choose_windows(grey, size, CANDIDATES, side)
+        windows, why_not = usable_windows(image, grey, size, candidates, clip_level)
+        if not windows:
+            return no_blur(why_not, candidates[:1], started)
     else:
         check_window(window, grey.shape, size)
-        others = choose_windows(grey, size, 3)
-        windows = [window, *[w for w in others if not overlap(w, window)][:1]]
-    try:
-        check_edges(patch_of(grey, windows[0]), size)
-    except InputError as flat:
-        if window is not None:
-            raise
-        return no_blur(str(flat).split(";")[0], windows, started)
+        check_edges(patch_of(grey, window), size)
+        others = [w for w in choose_windows(grey, size, CANDIDATES, side) if not overlap(w, window)]
+        windows = [window, *usable_windows(image, grey, size, others, clip_level)[0][:1]]
     free, report = estimate_psf(
         image, size, windows[0], part(progress, 0, len(windows)), clip_level
     )
     second = second_kernel(image, size, windows, part(progress, 1, len(windows)), clip_level)
     if second is None:
-        kernel, chosen, agreement = free, FREE_FORM, UNCHECKED
-        reason = f"a {kernel_extent(free)} px blur, not cross-checked (no second part to check on)"
+        agreement = UNCHECKED
+        doubt = "the blur could not be checked on a second part of the picture"
+        kernel, chosen, reason = fallback(grey, windows, size, doubt)
     else:
         agreement = similarity(free, second)
         if agreement >= AGREEMENT and kernel_spread(free) < SHARP_SPREAD:
@@ -177,7 +189,10 @@ def estimate_blur(
             kernel, chosen = free, FREE_FORM
             reason = f"a {kernel_extent(free)} px blur, found alike on two parts of the picture"
         else:
-            kernel, chosen, reason = fallback(grey, windows, size, agreement)
+            doubt = (
+                f"the blur learnt on two parts of the picture disagrees (agreement {agreement:.2f})"
+            )
+            kernel, chosen, reason = fallback(grey, windows, size, doubt)
     kernel = centre_subpixel(kernel) if kernel.shape[0] > 1 else kernel.astype(np.float32)
     return kernel, BlurReport(
         kernel=chosen,
@@ -206,6 +221,26 @@ def second_kernel(
         return estimate_psf(image, size, windows[1], progress, clip_level)[0]
     except InputError:  # flat, or mostly clipped: nothing to check against
         return None
+
+
+def usable_windows(
+    image: np.ndarray, grey: np.ndarray, size: int, candidates: list[Window], clip_level: float
+) -> tuple[list[Window], str]:
+    """The first two `candidates` that a kernel can be learnt from (edges, and enough pixels away
+    from clipped highlights), and why the first one left out was (or "")."""
+    usable: list[Window] = []
+    why_not = ""
+    for window in candidates:
+        try:
+            check_edges(patch_of(grey, window), size)
+            unclipped(image, window, size, clip_level)
+        except InputError as unusable:
+            why_not = why_not or str(unusable).split(";")[0]
+            continue
+        usable.append(window)
+        if len(usable) == 2:
+            break
+    return usable, why_not
 
 
 def overlap(first: Window, second: Window) -> bool:

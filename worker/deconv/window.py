@@ -27,6 +27,14 @@ def window_side(image_shape: tuple[int, int], size: int) -> int:
     return int(min(max(MIN_WINDOW, 8 * size), *image_shape))
 
 
+def pair_side(image_shape: tuple[int, int], size: int) -> int:
+    """The side of two automatic windows that must fit side by side without overlapping: the
+    usual `window_side`, smaller on a picture too small for two of those (a little under half
+    its longer side, so that two fit on `choose_windows`' grid), never under 3 kernels."""
+    longer, shorter = max(image_shape), min(image_shape)
+    return int(max(min(window_side(image_shape, size), longer * 4 // 9, shorter), 3 * size))
+
+
 def centre_window(image_shape: tuple[int, int], size: int) -> Window:
     """The automatic-size window in the middle of the image."""
     side = window_side(image_shape, size)
@@ -115,8 +123,11 @@ def choose_window(grey: np.ndarray, size: int) -> Window:
     return choose_windows(grey, size, 1)[0]
 
 
-def choose_windows(grey: np.ndarray, size: int, count: int) -> list[Window]:
-    """Up to `count` square windows, side `window_side`, best first, none overlapping another.
+def choose_windows(
+    grey: np.ndarray, size: int, count: int, side: int | None = None
+) -> list[Window]:
+    """Up to `count` square windows, side `side` (default `window_side`), best first, none
+    overlapping another.
 
     Score = (strong-edge energy) x (orientation diversity) x (1 - 20 x saturated share), where a
     strong edge is a gradient above the image's 90th percentile magnitude, its energy is the
@@ -126,7 +137,7 @@ def choose_windows(grey: np.ndarray, size: int, count: int) -> list[Window]:
     scored on a copy shrunk to about 1000 px (block means), which keeps this to a fraction of a
     second. Each next window is the best one that does not overlap those already chosen.
     """
-    side = window_side(grey.shape, size)
+    side = min(side or window_side(grey.shape, size), *grey.shape)
     factor = max(1, min(grey.shape) // ANALYSIS_SIZE)
     small = block_means(grey, factor)
     small_side = max(side // factor, 2)
