@@ -23,7 +23,6 @@ from worker.deconv.local import subject_kernel
 from worker.deconv.psf_tools import validate_psf
 from worker.deconv.rl_tv import DeblurReport
 from worker.deconv.settings import AUTO, blur_from_text
-from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
 from worker.deconv.varying import deblur_varying
 from worker.deconv.window import window_from_text
 from worker.errors import InputError
@@ -211,6 +210,10 @@ def deblur_varying_picture(
 
 def warm_up() -> None:
     """Run a tiny job through the whole pipeline: imports, numba compilation, FFT planning."""
+    # Imported here: the test scene's maker needs scipy.signal, a third of a second that a
+    # one-off command (`deblur`, `run`) would otherwise pay for nothing.
+    from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
+
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="dt-deconvolve-warm-up-") as folder:
         image, psf, output = (str(Path(folder) / n) for n in ("in.tif", "psf.npy", "out.tif"))

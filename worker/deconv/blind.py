@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 
 import numpy as np
-from scipy import signal
+from scipy import fft
 
 from worker.deconv.boundaries import detect_clip_level
 from worker.deconv.gcv import GcvWindow
@@ -100,8 +100,14 @@ def best_gaussian(fit: GcvWindow, largest: int) -> tuple[np.ndarray, float]:
 
 def similarity(first: np.ndarray, second: np.ndarray) -> float:
     """The peak of the normalised cross-correlation of two kernels: 1 when they are the same up
-    to a shift, near 0 when they share nothing."""
-    correlation = signal.correlate(first, second, mode="full")
+    to a shift, near 0 when they share nothing.
+
+    The correlation is taken by FFT on a grid as large as the full correlation, where the
+    circular one holds every lag once (scipy.signal, which would do the same, takes a third
+    of a second to import: a tenth of a small picture's whole run).
+    """
+    shape = tuple(a + b - 1 for a, b in zip(first.shape, second.shape, strict=True))
+    correlation = fft.irfft2(fft.rfft2(first, shape) * np.conj(fft.rfft2(second, shape)), shape)
     return float(correlation.max() / np.sqrt((first**2).sum() * (second**2).sum()))
 
 
