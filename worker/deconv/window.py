@@ -20,6 +20,7 @@ Window = tuple[int, int, int, int]
 ORIENTATION_BINS = 8
 MIN_WINDOW = 256
 ANALYSIS_SIZE = 1000  # larger pictures are shrunk to about this for choosing the window
+FIRST_TRIES = 64  # when the best window leaves no room for a second, the next best lead
 
 
 def window_side(image_shape: tuple[int, int], size: int) -> int:
@@ -127,15 +128,16 @@ def choose_windows(
     grey: np.ndarray, size: int, count: int, side: int | None = None
 ) -> list[Window]:
     """Up to `count` square windows, side `side` (default `window_side`), best first, none
-    overlapping another.
+        overlapping another.
 
-    Score = (strong-edge energy) x (orientation diversity) x (1 - 20 x saturated share), where a
-    strong edge is a gradient above the image's 90th percentile magnitude, its energy is the
-    magnitude capped at the 99th percentile (so that many good edges outweigh a few lamps), and
-    diversity is ``exp(entropy)`` of the energy's distribution over 8 orientation
-    bins divided by 8 (1 for evenly spread orientations, 1/8 for a single one). Large pictures are
-    scored on a copy shrunk to about 1000 px (block means), which keeps this to a fraction of a
-    second. Each next window is the best one that does not overlap those already chosen.
+        Score = (strong-edge energy) x (orientation diversity) x (1 - 20 x saturated share), where a
+        strong edge is a gradient above the image's 90th percentile magnitude, its energy is the
+        magnitude capped at the 99th percentile (so that many good edges outweigh a few lamps), and
+        diversity is ``exp(entropy)`` of the energy's distribution over 8 orientation
+        bins divided by 8 (1 for evenly spread orientations, 1/8 for a single one). Large pictures are
+        scored on a copy shrunk to about 1000 px (block means), which keeps this to a fraction of a
+        second. Each next window is the best one that does not overlap those already chosen; when the
+    best one leaves no room for a second (a small picture), the next best leads instead.
     """
     side = min(side or window_side(grey.shape, size), *grey.shape)
     factor = max(1, min(grey.shape) // ANALYSIS_SIZE)
@@ -143,20 +145,29 @@ def choose_windows(
     small_side = max(side // factor, 2)
     step = max(small_side // 8, 1)
     score = window_scores(grey, small, factor, small_side, step)
-    windows: list[Window] = []
-    while len(windows) < count and np.isfinite(score).any():
-        row, col = np.unravel_index(int(np.argmax(score)), score.shape)
-        x = min(int(col * step * factor), grey.shape[1] - side)
-        y = min(int(row * step * factor), grey.shape[0] - side)
-        windows.append((x, y, side, side))
-        # Windows whose corner lies within one side of this one's overlap it.
-        reach = int(np.ceil(small_side / step))
-        rows, cols = (
-            slice(max(row - reach + 1, 0), row + reach),
-            slice(max(col - reach + 1, 0), col + reach),
-        )
-        score[rows, cols] = -np.inf
-    return windows
+    rows, cols = np.unravel_index(np.argsort(score, axis=None)[::-1], score.shape)
+    xs = np.minimum(cols * step * factor, grey.shape[1] - side)
+    ys = np.minimum(rows * step * factor, grey.shape[0] - side)
+    best: list[int] = []
+    for first in range(min(len(xs), FIRST_TRIES)):
+        chosen = greedy_windows(xs, ys, side, count, first)
+        if len(chosen) > len(best):
+            best = chosen
+        if len(best) >= min(count, 2):  # a pair to cross-check: the best window leads if it can
+            break
+    return [(int(xs[i]), int(ys[i]), side, side) for i in best]
+
+
+def greedy_windows(xs: np.ndarray, ys: np.ndarray, side: int, count: int, first: int) -> list[int]:
+    """Indices of up to `count` windows (corners `xs`, `ys`, best first) that do not overlap:
+    the `first`-best, then each next best that overlaps none chosen."""
+    chosen = [first]
+    for index in range(len(xs)):
+        if len(chosen) == count:
+            break
+        if all(abs(xs[index] - xs[i]) >= side or abs(ys[index] - ys[i]) >= side for i in chosen):
+            chosen.append(index)
+    return chosen
 
 
 def window_scores(
