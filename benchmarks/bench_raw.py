@@ -47,7 +47,8 @@ from worker.deconv.noise import estimate_noise  # noqa: E402
 from worker.deconv.synthetic import camera_shake_kernel, psnr, shake  # noqa: E402
 from worker.files.dng import mosaic, write_dng  # noqa: E402
 from worker.files.icc import SRGB  # noqa: E402
-from worker.pipeline import JobOptions, run_pipeline  # noqa: E402
+from worker.jobspec import JobSpec  # noqa: E402
+from worker.pipeline import run_pipeline  # noqa: E402
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket"]
 # ISO-like noise levels of the raw mosaic: photons at the white level, read noise (of white).
@@ -121,7 +122,7 @@ def run_darktable(work: Path, mode: str, folders: list[Path]) -> None:
 
 def deblur_file(source: Path, target: Path, kernel: Path) -> None:
     """The worker's own pipeline, with the true kernel and default settings."""
-    run_pipeline(source, target, JobOptions(psf_path=str(kernel)))
+    run_pipeline(JobSpec(str(source), str(target), psf=str(kernel)))
 
 
 def display(path: Path) -> np.ndarray:
