@@ -152,13 +152,15 @@ def test_lambda_falls_monotonically_with_priority() -> None:
     )
 
 
-def test_lambda_follows_the_mean_level_not_the_highlights() -> None:
+def test_lambda_follows_the_mean_level_when_highlights_set_the_white() -> None:
     """A dark scene with a few lamps: the lamps raise the white level, not the prior's scale;
-    the weight follows the mean level (a scene 16 times darker, 16^0.75 = 8 times more)."""
+    the weight follows the mean level there, and the white level on an ordinary picture."""
     model = NoiseModel(gain=1e-4, read_variance=1e-6, sigma=0.002)
     street = regularisation_weight(model, 0.4, 0.15)
-    assert regularisation_weight(model, 0.3, 0.15) == pytest.approx(street, rel=0.01)
-    assert regularisation_weight(model, 0.4, 0.15 / 16) == pytest.approx(8 * street, rel=0.01)
+    assert regularisation_weight(model, 0.4, 0.3) == street  # ordinary: the white level
+    assert regularisation_weight(model, 0.3, 0.15) == pytest.approx(street * (4 / 3) ** 0.75)
+    night = regularisation_weight(model, 0.4, 0.15 / 16)
+    assert night == pytest.approx(street * (0.4 / (3.85 * 0.15 / 16)) ** 0.75)
     assert regularisation_weight(model, 0.4, 0.0) == 0.0
 
 
