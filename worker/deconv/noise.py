@@ -187,7 +187,7 @@ def regularisation_weight(
     scale, the typical size of the picture's gradients, which follows the light the picture
     holds. The white level measures it on ordinary photographs, but not on a night scene, where
     a few lamps set the white level (the 99.5th percentile) far above the dark street around
-    them: such a scene was smoothed 7 to 15 times too little and left worse than its shaken
+    them: such a scene was smoothed 6 to 16 times too little and left worse than its shaken
     input (benchmarks/bench_raw.py; README, raw files). So the scale is the white level, at most
     WHITE_PER_MEAN times the mean level (the geometric mean of white / mean over the seven
     photographs of the quality benchmark, where the rule was fitted: ordinary pictures keep
