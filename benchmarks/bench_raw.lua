@@ -4,8 +4,10 @@
        render: for sharp.dng, shaken.dng and clean.dng (shaken without noise), darktable's
                render with its default raw workflow (render_*.tif) and the scene-referred export
                (scene_*.tif); the look of shaken.dng as look.dtstyle;
-       look:   scene_deblurred.tif and scene_shaken.tif imported with that look and rendered
-               (render_deblurred.tif, render_roundtrip.tif).
+       look:   scene_deblurred.tif, scene_shaken.tif (as roundtrip.tif) and the blurred scenes
+               (scene_reblurred, scene_sharpblurred, scene_coarse_shaken, scene_coarse_deblurred)
+               imported with that look and rendered (render_deblurred.tif, render_roundtrip.tif,
+               render_reblurred.tif, ...).
      Writes "done" or the error into BENCH_CASES .. ".status", then quits. ]]
 
 local dt = require "darktable"
@@ -58,7 +60,15 @@ local function look_case(folder, index)
     end
   end
   copy(folder .. "/scene_shaken.tif", folder .. "/roundtrip.tif")
-  for source, target in pairs({ scene_deblurred = "render_deblurred", roundtrip = "render_roundtrip" }) do
+  local looks = {
+    scene_deblurred = "render_deblurred",
+    roundtrip = "render_roundtrip",
+    scene_reblurred = "render_reblurred",
+    scene_sharpblurred = "render_sharpblurred",
+    scene_coarse_shaken = "render_coarse_shaken",
+    scene_coarse_deblurred = "render_coarse_deblurred",
+  }
+  for source, target in pairs(looks) do
     local image = dt.database.import(folder .. "/" .. source .. ".tif")
     roundtrip.apply_look(image, { look = look })
     render(image, folder .. "/" .. target .. ".tif")

@@ -195,7 +195,7 @@ def test_the_fitted_read_noise_offset_beats_plain_richardson_lucy() -> None:
     mask = np.ones(f.shape[1:], np.float32)
     model, white = estimate_noise_model(observed), white_level(f)
     assert model.offset(white) == pytest.approx(read_variance / gain, rel=0.2)
-    lam = regularisation_weight(model, white)
+    lam = regularisation_weight(model, white, float(f.mean()))
     scores = {
         offset: psnr(
             richardson_lucy_tv(

@@ -140,14 +140,28 @@ def test_noise_estimate_ignores_masked_pixels_and_tiny_images() -> None:
 
 def test_lambda_falls_monotonically_with_priority() -> None:
     model = NoiseModel(gain=1e-3, read_variance=1e-4, sigma=0.01)
-    weights = [regularisation_weight(model, 0.2, p) for p in np.linspace(-1, 1, 9)]
+    weights = [regularisation_weight(model, 0.8, 0.2, p) for p in np.linspace(-1, 1, 9)]
     assert all(a > b for a, b in itertools.pairwise(weights))
-    assert regularisation_weight(NoiseModel(2e-3, 1e-4, 0.01), 0.8) > regularisation_weight(
-        model, 0.8
+    assert regularisation_weight(NoiseModel(2e-3, 1e-4, 0.01), 0.8, 0.2) > regularisation_weight(
+        model, 0.8, 0.2
     )
     # Exposure-invariant: scaling the picture by t scales the gain by t, the variance by t^2.
     scaled = NoiseModel(gain=5e-3, read_variance=25e-4, sigma=0.05)
-    assert regularisation_weight(model, 0.2) == pytest.approx(regularisation_weight(scaled, 1.0))
+    assert regularisation_weight(model, 0.8, 0.2) == pytest.approx(
+        regularisation_weight(scaled, 4.0, 1.0)
+    )
+
+
+def test_lambda_follows_the_mean_level_when_highlights_set_the_white() -> None:
+    """A dark scene with a few lamps: the lamps raise the white level, not the prior's scale;
+    the weight follows the mean level there, and the white level on an ordinary picture."""
+    model = NoiseModel(gain=1e-4, read_variance=1e-6, sigma=0.002)
+    street = regularisation_weight(model, 0.4, 0.15)
+    assert regularisation_weight(model, 0.4, 0.3) == street  # ordinary: the white level
+    assert regularisation_weight(model, 0.3, 0.15) == pytest.approx(street * (4 / 3) ** 0.75)
+    night = regularisation_weight(model, 0.4, 0.15 / 16)
+    assert night == pytest.approx(street * (0.4 / (3.85 * 0.15 / 16)) ** 0.75)
+    assert regularisation_weight(model, 0.4, 0.0) == 0.0
 
 
 @pytest.mark.parametrize(("gain", "read_variance"), [(5e-4, 1e-4), (2e-3, 0.0), (0.0, 4e-4)])
@@ -171,7 +185,7 @@ def test_noise_model_of_a_flat_or_tiny_picture_is_gaussian() -> None:
     assert model.gain == 0.0 and model.read_variance == pytest.approx(1e-4, rel=0.2)
     assert model.sigma == estimate_noise(flat)
     assert estimate_noise_model(np.zeros((2, 5, 3))) == NoiseModel(0.0, 0.0, 0.0)
-    assert regularisation_weight(NoiseModel(0.0, 0.0, 0.0), 1.0) == 0.0
+    assert regularisation_weight(NoiseModel(0.0, 0.0, 0.0), 1.0, 0.5) == 0.0
 
 
 def test_clip_level_is_detected_only_on_a_plateau() -> None:

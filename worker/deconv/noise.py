@@ -169,22 +169,33 @@ def estimate_noise_model(image: np.ndarray, mask: np.ndarray | None = None) -> N
     return NoiseModel(0.0, sigma**2, sigma)
 
 
-LAMBDA_SCALE = 2.2  # lambda = LAMBDA_SCALE * (gain / white)^LAMBDA_POWER at priority 0
+LAMBDA_SCALE = 2.2  # lambda = LAMBDA_SCALE * (gain / scale)^LAMBDA_POWER at priority 0
 LAMBDA_POWER = 0.75
 PRIORITY_RANGE = 4.0  # lambda is divided by this at priority +1 and multiplied at -1
+WHITE_PER_MEAN = 3.85  # the prior's scale is at most this many times the mean level
 
 
-def regularisation_weight(model: NoiseModel, white: float, priority: float = 0.0) -> float:
+def regularisation_weight(
+    model: NoiseModel, white: float, mean: float, priority: float = 0.0
+) -> float:
     """The TV weight `lambda` of Richardson-Lucy-TV for the noise `model` and a priority in
     [-1, 1].
 
-    `white` is the picture's white level (a high percentile of its values). In the shifted-
-    Poisson likelihood the data term is divided by the gain, so the MAP weight of the prior in
-    the Richardson-Lucy form is proportional to the gain; lambda depends on it relative to the
-    white level only (it is unchanged when a picture and its noise are scaled together), and the
-    priority moves it on a log scale, monotonically:
+    `white` is the picture's white level (`white_level`), `mean` its mean level. In the
+    shifted-Poisson likelihood the data term is divided by the gain, so the MAP weight of a TV
+    (Laplacian gradient) prior in the Richardson-Lucy form is the gain divided by the prior's
+    scale, the typical size of the picture's gradients, which follows the light the picture
+    holds. The white level measures it on ordinary photographs, but not on a night scene, where
+    a few lamps set the white level (the 99.5th percentile) far above the dark street around
+    them: such a scene was smoothed 6 to 16 times too little and left worse than its shaken
+    input (benchmarks/bench_raw.py; README, raw files). So the scale is the white level, at most
+    WHITE_PER_MEAN times the mean level (the geometric mean of white / mean over the seven
+    photographs of the quality benchmark, where the rule was fitted: ordinary pictures keep
+    their weight). lambda is unchanged when a picture and its noise are scaled together, and
+    the priority moves it on a log scale, monotonically:
 
-        lambda = LAMBDA_SCALE * (g / white)^LAMBDA_POWER * PRIORITY_RANGE^(-priority),
+        lambda = LAMBDA_SCALE * (g / min(white, WHITE_PER_MEAN mean))^LAMBDA_POWER
+                 * PRIORITY_RANGE^(-priority),
 
     `g` the model's effective gain. -1 (denoise) regularises PRIORITY_RANGE times more than 0
     (balanced), +1 (deblur) PRIORITY_RANGE times less. The scale and the power were fitted on
@@ -192,12 +203,13 @@ def regularisation_weight(model: NoiseModel, white: float, priority: float = 0.0
     grey): the power below 1 is the smaller relative smoothing that heavy noise measured best
     with.
     """
-    if white <= 0:
+    scale = min(white, WHITE_PER_MEAN * mean)
+    if scale <= 0:
         return 0.0
     gain = model.effective_gain(white)
     if gain <= 0:
         return 0.0
-    return float(LAMBDA_SCALE * (gain / white) ** LAMBDA_POWER * PRIORITY_RANGE ** (-priority))
+    return float(LAMBDA_SCALE * (gain / scale) ** LAMBDA_POWER * PRIORITY_RANGE ** (-priority))
 
 
 def white_level(image: np.ndarray) -> float:

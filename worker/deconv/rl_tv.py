@@ -422,7 +422,7 @@ def _restore(
     white = white_level(f)
     lam = settings.lam
     if lam is None:
-        lam = regularisation_weight(model, white, settings.priority)
+        lam = regularisation_weight(model, white, float(f.mean()), settings.priority)
     warm = start is not None
     rule = StoppingRule(
         settings.tolerance,
