@@ -125,7 +125,9 @@ def write_raw_scene(folder: Path) -> None:
     """The same kind of scene as 12-bit DNGs, shaken (shaken.dng) and sharp (sharp.dng): blurred
     in linear light, with a little sensor noise, mosaiced before darktable demosaics it."""
     rng = np.random.default_rng(7)
-    sharp = dead_leaves((256, 256), rng) * 0.5  # darktable's default exposure adds +0.7 EV
+    # Wide enough for two 256 px windows side by side: the blur learnt on one is checked on the
+    # other (a kernel that cannot be checked is not trusted).
+    sharp = dead_leaves((256, 576), rng) * 0.5  # darktable's default exposure adds +0.7 EV
     kernel = camera_shake_kernel(BLUR, rng)
     shaken = np.stack(
         [ndimage.convolve(sharp[..., c], kernel, mode="reflect") for c in range(3)], axis=-1
@@ -330,8 +332,14 @@ def check_raw_round_trip(report: dict[str, list[str]], pictures: Path) -> None:
         tifffile.imread(pictures / f"render_{name}.tif")[..., :3]
         for name in ("sharp", "shaken", "result")
     )
-    # The look: the same tones and colours once the detail is smoothed away.
-    smooth = [ndimage.gaussian_filter(picture, (BLUR, BLUR, 0)) for picture in (shaken, deblurred)]
-    assert np.abs(smooth[0] - smooth[1]).mean() < 0.01, np.abs(smooth[0] - smooth[1]).mean()
+    # The look: the same tones and colours once the detail is smoothed away. Filmic's curve is
+    # not linear, so sharpening alone moves smoothed display values a little: the render of the
+    # sharp DNG (a perfect deblur) differs from the shaken one by about 0.01 here. The result may
+    # differ no more than that, and 0.005.
+    smooth = [
+        ndimage.gaussian_filter(picture, (BLUR, BLUR, 0)) for picture in (shaken, deblurred, sharp)
+    ]
+    look, floor = (np.abs(smooth[0] - other).mean() for other in smooth[1:])
+    assert look < floor + 0.005, (look, floor)
     gain = psnr(deblurred, sharp) - psnr(shaken, sharp)
     assert gain > 1.0, gain  # dB, blur estimated, through darktable's filmic; 1.8 dB measured
