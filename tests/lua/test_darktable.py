@@ -342,4 +342,4 @@ def check_raw_round_trip(report: dict[str, list[str]], pictures: Path) -> None:
     look, floor = (np.abs(smooth[0] - other).mean() for other in smooth[1:])
     assert look < floor + 0.005, (look, floor)
     gain = psnr(deblurred, sharp) - psnr(shaken, sharp)
-    assert gain > 1.0, gain  # dB, blur estimated, through darktable's filmic; 1.8 dB measured
+    assert gain > 1.0, gain  # dB, blur estimated, through darktable's filmic; 1.3 dB measured
