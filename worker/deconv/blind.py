@@ -24,6 +24,7 @@ window (flat sky, pure noise, blown-out highlights) teaches nothing: it is left 
 confidence 0.
 """
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -165,7 +166,8 @@ def estimate_blur(
     started = time.perf_counter()
     size = AUTO_BLUR if size is None else size
     grey = luminance(np.asarray(image))
-    clip_level = detect_clip_level(image) if clip_level is None else clip_level
+    if clip_level is None:  # detected once for every window; no plateau: nothing clipped
+        clip_level = detect_clip_level(image) or math.inf
     side = pair_side(grey.shape, size)
     if window is None:
         size = min(size, (min(side, *grey.shape) // 3 - 1) | 1)  # a window holds 3 kernels

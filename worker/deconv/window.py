@@ -128,16 +128,16 @@ def choose_windows(
     grey: np.ndarray, size: int, count: int, side: int | None = None
 ) -> list[Window]:
     """Up to `count` square windows, side `side` (default `window_side`), best first, none
-        overlapping another.
+    overlapping another.
 
-        Score = (strong-edge energy) x (orientation diversity) x (1 - 20 x saturated share), where a
-        strong edge is a gradient above the image's 90th percentile magnitude, its energy is the
-        magnitude capped at the 99th percentile (so that many good edges outweigh a few lamps), and
-        diversity is ``exp(entropy)`` of the energy's distribution over 8 orientation
-        bins divided by 8 (1 for evenly spread orientations, 1/8 for a single one). Large pictures are
-        scored on a copy shrunk to about 1000 px (block means), which keeps this to a fraction of a
-        second. Each next window is the best one that does not overlap those already chosen; when the
-    best one leaves no room for a second (a small picture), the next best leads instead.
+    Score = (strong-edge energy) x (orientation diversity) x (1 - 20 x saturated share), where a
+    strong edge is a gradient above the image's 90th percentile magnitude, its energy is the
+    magnitude capped at the 99th percentile (so that many good edges outweigh a few lamps), and
+    diversity is ``exp(entropy)`` of the energy's distribution over 8 orientation bins divided by
+    8 (1 for evenly spread orientations, 1/8 for a single one). Large pictures are scored on a
+    copy shrunk to about 1000 px (block means), which keeps this to a fraction of a second. Each
+    next window is the best one that does not overlap those already chosen; when the best one
+    leaves no room for a second (a small picture), the next best leads instead.
     """
     side = min(side or window_side(grey.shape, size), *grey.shape)
     factor = max(1, min(grey.shape) // ANALYSIS_SIZE)
