@@ -19,14 +19,17 @@ by a partition of unity, every patch at FFT speed. Here:
    that explains the tile best: the highest mean margin of `local.kernel_evidence` (the
    likelihood of the tile's local spectra blurred by that kernel, against no blur and isotropic
    blurs) over its patches. A wrong estimate explains its tile worse than a neighbour's right
-   one; a tile without detail inherits whatever explains it best nearby.
+   one; a tile without detail inherits whatever explains it best nearby. When no kernel explains
+   the tile even nearly as well as no blur or an isotropic blur (every margin under
+   `LEAVE_MARGIN`), the tile is left as it is: a kernel that does not fit makes it worse.
 3. **Deblur** (`deblur_grid`): each tile, widened by half a blend ramp and a margin of two kernels
    (so that its own border effects stay outside what is kept), is deblurred with its kernel by
    `rl_tv.deblur`; the results are blended with separable partition-of-unity weights, 1 inside a
    tile and ramping linearly over `RAMP` pixels across each inner border, so the kernel in use
    changes smoothly from tile to tile and the weights sum to one everywhere. (Hirsch et al.
    blend the blurred patches inside one joint deconvolution; blending the deconvolved tiles
-   keeps the engine as it is, at the cost of a margin per tile.)
+   keeps the engine as it is, at the cost of a margin per tile.) A tile left as it is
+   contributes the input itself to the blend.
 
 When every tile takes the whole picture's kernel, the blur is uniform, and the picture is deblurred
 in one piece with it, exactly as `run` does.
@@ -54,6 +57,7 @@ ATTEMPTS = 2  # windows tried per tile
 MAX_SPREAD = 0.4  # tile kernels spread over more than this share of the size are left out
 SWITCH = 0.01  # a tile takes another kernel than the whole picture's if it explains it this better
 RAMP = 128  # px: the width of the blend between neighbouring tiles
+LEAVE_MARGIN = -0.02  # a tile whose best kernel's mean margin is under this is left as it is
 
 
 Estimate = tuple[np.ndarray, PsfReport]  # a kernel and how it was found
@@ -62,12 +66,13 @@ Estimate = tuple[np.ndarray, PsfReport]  # a kernel and how it was found
 @dataclass
 class VaryingReport:
     """What `deblur_varying` found: the grid (rows, cols), the kernels used per tile (row by
-    row), the windows they were learnt on, and whether the blur was found uniform (then one
-    kernel, the whole picture's, on the whole picture: the grid is 1 x 1)."""
+    row; a delta where the tile was left as it is), the windows they were learnt on (None where
+    left as it is), and whether the blur was found uniform (then one kernel, the whole
+    picture's, on the whole picture: the grid is 1 x 1)."""
 
     grid: tuple[int, int]
     kernels: list[np.ndarray]
-    windows: list[tuple[int, int, int, int]]
+    windows: list[tuple[int, int, int, int] | None]
     uniform: bool
     seconds: float
 
@@ -129,11 +134,12 @@ def choose_kernels(
     overall: Estimate | None,
     grid: tuple[int, int],
     size: int,
-) -> list[Estimate]:
+) -> list[Estimate | None]:
     """Each tile's kernel (row by row), chosen among the whole picture's (`overall`), the tile's
     own estimate and its neighbours' as the one that explains the tile best: the highest mean
     `kernel_evidence` margin over its patches, the whole picture's kernel getting `SWITCH`
-    ahead (another must do clearly better). Tile estimates whose mass spreads (root mean square
+    ahead (another must do clearly better); None (leave the tile as it is) when even the best
+    stays under `LEAVE_MARGIN`. Tile estimates whose mass spreads (root mean square
     about the centroid) over more than `MAX_SPREAD` kernel sizes are left out: a straight blur
     as long as the kernel's diagonal spreads over 0.41, a blob filling the kernel (what an
     out-of-focus tile or one without real edges can give) more; it would explain the tile's
@@ -162,7 +168,8 @@ def choose_kernels(
         scores = [float(margin.mean()) for margin in margins]
         if overall is not None:  # the whole picture's kernel unless another clearly does better
             scores[0] += SWITCH
-        chosen.append(candidates[int(np.argmax(scores))])
+        best = int(np.argmax(scores))
+        chosen.append(candidates[best] if scores[best] >= LEAVE_MARGIN else None)
     return chosen
 
 
@@ -190,13 +197,13 @@ def blend_weights(length: int, edges: np.ndarray, ramp: int) -> np.ndarray:
 
 def deblur_grid(
     image: np.ndarray,
-    kernels: list[np.ndarray],
+    kernels: list[np.ndarray | None],
     grid: tuple[int, int],
     settings: DeblurSettings,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, list[DeblurReport]]:
-    """`image` (H, W, C) deblurred tile by tile, each with its kernel, blended (see the module);
-    and each tile's report."""
+    """`image` (H, W, C) deblurred tile by tile, each with its kernel (None: the tile as it
+    is), blended (see the module); and the report of each tile deblurred."""
     height, width, _ = image.shape
     rows, cols = bounds(height, grid[0]), bounds(width, grid[1])
     ramp = min(RAMP, int(np.diff(rows).min()) // 2, int(np.diff(cols).min()) // 2)
@@ -205,7 +212,7 @@ def deblur_grid(
     reports = []
     for t, kernel in enumerate(kernels):
         i, j = divmod(t, grid[1])
-        reach = ramp // 2 + 2 * kernel.shape[0]
+        reach = ramp // 2 + (0 if kernel is None else 2 * kernel.shape[0])
         top, bottom = max(rows[i] - reach, 0), min(rows[i + 1] + reach, height)
         left, right = max(cols[j] - reach, 0), min(cols[j + 1] + reach, width)
 
@@ -213,10 +220,12 @@ def deblur_grid(
             if progress is not None:
                 progress((done + fraction) / len(kernels), stage)
 
-        sharp, report = deblur(image[top:bottom, left:right], kernel, settings, tile_progress)
+        sharp = image[top:bottom, left:right]
+        if kernel is not None:
+            sharp, report = deblur(sharp, kernel, settings, tile_progress)
+            reports.append(report)
         weight = np.outer(row_weights[i, top:bottom], col_weights[j, left:right])
         out[top:bottom, left:right] += (weight[..., None] * sharp).astype(np.float32)
-        reports.append(report)
     return out, reports
 
 
@@ -251,15 +260,23 @@ def deblur_varying(
     tiles_progress(0.0, Stage.ESTIMATING)
     found = estimate_grid(image, size, grid, settings.clip_level, tiles_progress)
     chosen = choose_kernels(image, found, overall, grid, size)
-    uniform = all(estimate is overall for estimate in chosen)
+    uniform = overall is not None and all(estimate is overall for estimate in chosen)
     if uniform:
         grid, chosen = (1, 1), chosen[:1]
-    kernels = [psf for psf, _ in chosen]
+    kernels = [None if estimate is None else estimate[0] for estimate in chosen]
     picture = shrink_area(image, settings.scale)
-    scaled = [resample_psf(k, settings.scale) for k in kernels] if settings.scale < 1 else kernels
+    scaled = [None if k is None else resample_psf(k, settings.scale) for k in kernels]
     result, reports = deblur_grid(picture, scaled, grid, replace(settings, scale=1.0), deblurring)
-    longest = max(reports, key=lambda r: r.iterations)
-    report = replace(longest, seconds=time.perf_counter() - started, scale=settings.scale)
-    windows = [psf_report.window for _, psf_report in chosen]
-    varying = VaryingReport(grid, kernels, windows, uniform, report.seconds)
-    return result, report, varying
+    seconds = time.perf_counter() - started
+    longest = max(reports, key=lambda r: r.iterations, default=left_as_is(settings.scale))
+    report = replace(longest, seconds=seconds, scale=settings.scale)
+    delta = np.zeros((size, size), np.float32)
+    delta[size // 2, size // 2] = 1
+    windows = [None if estimate is None else estimate[1].window for estimate in chosen]
+    used = [delta if k is None else k for k in kernels]
+    return result, report, VaryingReport(grid, used, windows, uniform, seconds)
+
+
+def left_as_is(scale: float) -> DeblurReport:
+    """The report of a picture whose every tile was left as it is (`stop_reason` "no_blur")."""
+    return DeblurReport(0, 0, "no_blur", 0.0, 0.0, 0.0, 0.0, 0.0, scale)
