@@ -229,27 +229,19 @@ end
 --- The answer of `cache kernel`: the blur (a parse_blur_line table, or nil when the kernel was
 --- given, not estimated) and "hit", path or "miss"; nil for an answer that is neither.
 function logic.parse_kernel(output)
-  local blur, found, path
+  local lines = {}
   for line in (output or ""):gmatch("[^\n]+") do
-    if blur == nil and found == nil then
-      blur = logic.parse_blur_line(line)
-      if blur then
-        goto continue
-      end
-    end
-    if found ~= nil then
-      return nil
-    end
-    found, path = logic.parse_lookup(line)
-    if found == nil then
-      return nil
-    end
-    ::continue::
+    lines[#lines + 1] = line
   end
+  local blur = lines[1] and logic.parse_blur_line(lines[1])
+  if blur then
+    table.remove(lines, 1)
+  end
+  local found, path = logic.parse_lookup(#lines == 1 and lines[1] or nil)
   if found == nil then
     return nil
   end
-  return blur, found, path
+  return blur or nil, found, path
 end
 
 --- Where the kernel's picture goes: beside the result, named after it (`a_deconv.kernel.png`).
