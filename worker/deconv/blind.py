@@ -17,6 +17,13 @@ is right is found again elsewhere. Here:
    (`worker.deconv.gcv`), no stronger than `MILD_SIGMA`, and only if it also explains the second
    window better than no blur; otherwise the picture is left as it is.
 
+With `--blur auto` (no size given) the size is found first (`auto_size`): the first window's kernel
+is learnt at growing sizes, from `AUTO_SIZES[0]` up to `AUTO_BLUR`, and the smallest size is kept
+at which the kernel, and the kernel at the next size too, leave their support's outer ring all
+but empty (`border_mass` under `TRUNCATED`): a support that a blur fits in with room to spare. A
+larger support than the blur needs gives the estimate freedom it fills with texture and noise
+(a 3 px disc learnt as a 33 px smear at 45 px); a smaller one cuts the blur off.
+
 A kernel that could not be checked (a picture with one usable part only) is not trusted either:
 the safe correction of 3 is used. Every kernel returned is centred on its centroid to the
 sub-pixel (`centre_subpixel`), so the deblurred picture does not move. A picture without a usable
@@ -34,7 +41,12 @@ from scipy import fft
 
 from worker.deconv.boundaries import detect_clip_level
 from worker.deconv.gcv import GcvWindow
-from worker.deconv.parametric import gaussian_kernel, kernel_extent, kernel_spread
+from worker.deconv.parametric import (
+    border_mass,
+    gaussian_kernel,
+    kernel_extent,
+    kernel_spread,
+)
 from worker.deconv.psf import estimate_psf, luminance, unclipped
 from worker.deconv.psf_tools import centre_subpixel
 from worker.deconv.window import (
@@ -45,9 +57,11 @@ from worker.deconv.window import (
     pair_side,
 )
 from worker.errors import InputError
-from worker.stages import Progress
+from worker.stages import Progress, Stage
 
 AUTO_BLUR = 45  # the largest blur `--blur auto` looks for, in pixels
+AUTO_SIZES = (11, 15, 21, 31, AUTO_BLUR)  # the kernel sizes `--blur auto` tries, smallest first
+TRUNCATED = 0.03  # a kernel with this share of its mass on its outer ring is cut off by its size
 AGREEMENT = 0.6  # the two windows' kernels must be at least this alike to be trusted
 MILD_SIGMA = 1.5  # the strongest Gaussian the fallback removes, px
 SHARP_SPREAD = 1.0  # an agreed kernel narrower than this (rms radius, px) means no blur
@@ -158,28 +172,21 @@ def estimate_blur(
 ) -> tuple[np.ndarray, BlurReport]:
     """The blur of a linear picture (H, W, C), checked on a second window, and a `BlurReport`.
 
-    `size` is the largest blur in pixels (odd), None for `AUTO_BLUR`; `window` (x, y, width,
-    height) where to learn it, None to choose. Returns the kernel (float32, odd-sized, summing to
-    one, centred to the sub-pixel; a 1 x 1 delta when no blur was found). Raises `InputError`
-    as `estimate_psf` does.
+    `size` is the largest blur in pixels (odd), None to find it (`auto_size`); `window` (x, y,
+    width, height) where to learn it, None to choose. Returns the kernel (float32, odd-sized,
+    summing to one, centred to the sub-pixel; a 1 x 1 delta when no blur was found). Raises
+    `InputError` as `estimate_psf` does.
     """
     started = time.perf_counter()
-    size = AUTO_BLUR if size is None else size
     grey = luminance(np.asarray(image))
     if clip_level is None:  # detected once for every window; no plateau: nothing clipped
         clip_level = detect_clip_level(image) or math.inf
-    side = pair_side(grey.shape, size)
-    if window is None:
-        size = min(size, (min(side, *grey.shape) // 3 - 1) | 1)  # a window holds 3 kernels
-        candidates = choose_windows(grey, size, CANDIDATES, side)
-        windows, why_not = usable_windows(image, grey, size, candidates, clip_level)
-        if not windows:
-            return no_blur(why_not, candidates[:1], started)
-    else:
-        check_window(window, grey.shape, size)
-        check_edges(patch_of(grey, window), size)
-        others = [w for w in choose_windows(grey, size, CANDIDATES, side) if not overlap(w, window)]
-        windows = [window, *usable_windows(image, grey, size, others, clip_level)[0][:1]]
+    if size is None:
+        size = auto_size(image, grey, window, clip_level, part(progress, 0, 2))
+        progress = part(progress, 1, 2)
+    size, windows, why_not = learning_windows(image, grey, size, window, clip_level)
+    if not windows:  # nothing usable: the report shows the best automatic window
+        return no_blur(why_not, choose_windows(grey, size, 1, pair_side(grey.shape, size)), started)
     free, report = estimate_psf(
         image, size, windows[0], part(progress, 0, len(windows)), clip_level
     )
@@ -213,6 +220,53 @@ def estimate_blur(
         iterations=report.iterations,
         seconds=time.perf_counter() - started,
     )
+
+
+def learning_windows(
+    image: np.ndarray, grey: np.ndarray, size: int, window: Window | None, clip_level: float
+) -> tuple[int, list[Window], str]:
+    """The size to learn at and the windows to learn from: `window` (checked) and the best
+    automatic one beside it, or the best two automatic ones (the size then no larger than a
+    third of their side); an empty list, and why, when no automatic window is usable."""
+    side = pair_side(grey.shape, size)
+    if window is None:
+        size = min(size, (min(side, *grey.shape) // 3 - 1) | 1)  # a window holds 3 kernels
+        candidates = choose_windows(grey, size, CANDIDATES, side)
+        windows, why_not = usable_windows(image, grey, size, candidates, clip_level)
+        return size, windows, why_not
+    check_window(window, grey.shape, size)
+    check_edges(patch_of(grey, window), size)
+    others = [w for w in choose_windows(grey, size, CANDIDATES, side) if not overlap(w, window)]
+    return size, [window, *usable_windows(image, grey, size, others, clip_level)[0][:1]], ""
+
+
+def auto_size(
+    image: np.ndarray,
+    grey: np.ndarray,
+    window: Window | None,
+    clip_level: float,
+    progress: Progress | None,
+) -> int:
+    """The blur size for `--blur auto`: the smallest of `AUTO_SIZES` at which the first window's
+    kernel, and the kernel at the next size, are not cut off by their support (`border_mass`
+    under `TRUNCATED`); `AUTO_BLUR` when none is. On your own `window` only the sizes it holds
+    three times are tried."""
+    sizes = [s for s in AUTO_SIZES if window is None or 3 * s <= min(window[2:])] or [3]
+    candidate = None
+    for index, size in enumerate(sizes):
+        size, windows, _ = learning_windows(image, grey, size, window, clip_level)
+        if progress is not None:
+            progress(index / len(sizes), Stage.ESTIMATING)
+        if not windows:
+            continue
+        kernel = estimate_psf(image, size, windows[0], None, clip_level)[0]
+        if border_mass(kernel) >= TRUNCATED:
+            candidate = None
+        elif candidate is not None:
+            return candidate
+        else:
+            candidate = size
+    return candidate or sizes[-1]
 
 
 def second_kernel(
