@@ -47,7 +47,7 @@ from worker.deconv.parametric import (
     kernel_extent,
     kernel_spread,
 )
-from worker.deconv.psf import estimate_psf, luminance, unclipped
+from worker.deconv.psf import PsfReport, estimate_psf, luminance, unclipped
 from worker.deconv.psf_tools import centre_subpixel
 from worker.deconv.window import (
     Window,
@@ -181,13 +181,14 @@ def estimate_blur(
     grey = luminance(np.asarray(image))
     if clip_level is None:  # detected once for every window; no plateau: nothing clipped
         clip_level = detect_clip_level(image) or math.inf
+    first = None  # the first window's kernel, when the size search has learnt it already
     if size is None:
-        size = auto_size(image, grey, window, clip_level, part(progress, 0, 2))
+        size, first = auto_size(image, grey, window, clip_level, part(progress, 0, 2))
         progress = part(progress, 1, 2)
     size, windows, why_not = learning_windows(image, grey, size, window, clip_level)
     if not windows:  # nothing usable: the report shows the best automatic window
         return no_blur(why_not, choose_windows(grey, size, 1, pair_side(grey.shape, size)), started)
-    free, report = estimate_psf(
+    free, report = first or estimate_psf(
         image, size, windows[0], part(progress, 0, len(windows)), clip_level
     )
     second = second_kernel(image, size, windows, part(progress, 1, len(windows)), clip_level)
@@ -246,27 +247,30 @@ def auto_size(
     window: Window | None,
     clip_level: float,
     progress: Progress | None,
-) -> int:
-    """The blur size for `--blur auto`: the smallest of `AUTO_SIZES` at which the first window's
-    kernel, and the kernel at the next size, are not cut off by their support (`border_mass`
-    under `TRUNCATED`); `AUTO_BLUR` when none is. On your own `window` only the sizes it holds
-    three times are tried."""
+) -> tuple[int, tuple[np.ndarray, PsfReport] | None]:
+    """The blur size for `--blur auto`, and the first window's kernel learnt at it (None when no
+    window is usable): the smallest of `AUTO_SIZES` at which that kernel, and the kernel at the
+    next size, are not cut off by their support (`border_mass` under `TRUNCATED`); the largest
+    size tried when none is. On your own `window` only the sizes it holds three times are tried,
+    on a small picture only those its windows hold."""
     sizes = [s for s in AUTO_SIZES if window is None or 3 * s <= min(window[2:])] or [3]
-    candidate = None
-    for index, size in enumerate(sizes):
-        size, windows, _ = learning_windows(image, grey, size, window, clip_level)
+    fits = last = None  # (size, estimate): the last size the kernel fitted in, the last tried
+    for index, wanted in enumerate(sizes):
+        size, windows, _ = learning_windows(image, grey, wanted, window, clip_level)
         if progress is not None:
             progress(index / len(sizes), Stage.ESTIMATING)
         if not windows:
             continue
-        kernel = estimate_psf(image, size, windows[0], None, clip_level)[0]
-        if border_mass(kernel) >= TRUNCATED:
-            candidate = None
-        elif candidate is not None:
-            return candidate
+        last = size, estimate_psf(image, size, windows[0], None, clip_level)
+        if border_mass(last[1][0]) >= TRUNCATED:
+            fits = None
+        elif fits is not None:
+            return fits
         else:
-            candidate = size
-    return candidate or sizes[-1]
+            fits = last
+        if size < wanted:  # capped by the picture: no larger size to try
+            break
+    return fits or last or (sizes[-1], None)
 
 
 def second_kernel(
