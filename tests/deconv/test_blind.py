@@ -8,13 +8,17 @@ from worker.deconv import DeblurSettings, deblur
 from worker.deconv.blind import (
     AGREEMENT,
     AUTO_BLUR,
+    AUTO_SIZES,
     FREE_FORM,
     NO_BLUR,
+    TRUNCATED,
     UNCHECKED,
+    auto_size,
     estimate_blur,
     similarity,
 )
-from worker.deconv.parametric import disc_kernel, gaussian_kernel, kernel_extent
+from worker.deconv.parametric import border_mass, disc_kernel, gaussian_kernel, kernel_extent
+from worker.deconv.psf import luminance
 from worker.deconv.psf_tools import centre_subpixel
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves
 
@@ -111,5 +115,24 @@ def test_a_blown_out_best_window_gives_way_to_another() -> None:
     observed[:, :300] = np.where(observed[:, :300] > 0.3, 1.0, observed[:, :300])  # clipped
     observed[:, :300] *= 1.0 + 0.5 * (np.indices(observed.shape[:2])[1][:, :300, None] % 7 == 0)
     observed = np.clip(observed, 0, 1)
-    _, report = estimate_blur(observed, None)
+    _, report = estimate_blur(observed, AUTO_BLUR)  # the widest erosion around the highlights
     assert report.window[0] >= 300 - AUTO_BLUR, report.window
+
+
+def test_a_kernel_cut_off_by_its_support_keeps_mass_on_its_border() -> None:
+    assert border_mass(disc_kernel(4.0)) > TRUNCATED  # a 9 px disc on a 9 px support
+    inside = np.pad(disc_kernel(4.0), 3)  # the same disc with room to spare
+    assert border_mass(inside) == 0.0
+
+
+@pytest.mark.parametrize(("psf", "smallest", "largest"), [
+    (disc_kernel(2.0), AUTO_SIZES[0], AUTO_SIZES[0]),
+    (centre_subpixel(camera_shake_kernel(25, np.random.default_rng(4))), 25, AUTO_BLUR),
+])  # fmt: skip
+def test_auto_grows_the_size_only_while_the_blur_is_cut_off(psf, smallest, largest) -> None:
+    """A small disc is learnt at the smallest size, not at 45 px; a 25 px shake at a size that
+    holds it."""
+    _, observed = blurred_scene(psf.astype(np.float32), noise=0.001)
+    grey = luminance(observed)
+    size, (kernel, _) = auto_size(observed, grey, None, np.inf, None)
+    assert smallest <= size <= largest and kernel.shape == (size, size)

@@ -42,3 +42,11 @@ def kernel_spread(psf: np.ndarray) -> float:
     rows, cols = np.indices(psf.shape)
     row, col = (rows * psf).sum(), (cols * psf).sum()
     return float(np.sqrt((((rows - row) ** 2 + (cols - col) ** 2) * psf).sum()))
+
+
+def border_mass(psf: np.ndarray) -> float:
+    """The share of the kernel's mass on its outermost ring of taps: a kernel cut off by its
+    support (a blur larger than the size it was learnt at) keeps mass there, one that fits
+    inside has next to none."""
+    psf = np.asarray(psf, dtype=np.float64)
+    return float(1 - psf[1:-1, 1:-1].sum() / psf.sum())
