@@ -16,12 +16,14 @@ by a partition of unity, every patch at FFT speed. Here:
    gets none.
 2. **Check and fill in** (`choose_kernels`): an estimate can fail, and a tile without detail has
    none. Each tile takes, among the whole picture's kernel, its own and its neighbours', the one
-   that explains the tile best: the highest mean margin of `local.kernel_evidence` (the
-   likelihood of the tile's local spectra blurred by that kernel, against no blur and isotropic
-   blurs) over its patches. A wrong estimate explains its tile worse than a neighbour's right
-   one; a tile without detail inherits whatever explains it best nearby. When no kernel explains
-   the tile even nearly as well as no blur or an isotropic blur (every margin under
-   `LEAVE_MARGIN`), the tile is left as it is: a kernel that does not fit makes it worse.
+   whose result predicts held-out pixels best (`crossval`: the tile's most detailed window
+   deblurred with the data term masked on a random eighth of its pixels, then blurred again):
+   the whole picture's kernel unless another's errors are lower by `SWITCH_Z` standard errors
+   (a paired test on the same pixels). A wrong estimate rings to fit the kept pixels and
+   predicts the others worse than a right one; a tile without detail inherits whatever predicts
+   it best nearby. When the chosen kernel predicts the tile clearly worse than an isotropic
+   explanation (no blur, or a Gaussian one: its mean error more than `LEAVE_RATIO` above), no
+   candidate fits and the tile is left as it is: a kernel that does not fit makes it worse.
 3. **Deblur** (`deblur_grid`): each tile, widened by half a blend ramp and a margin of two kernels
    (so that its own border effects stay outside what is kept), is deblurred with its kernel by
    `rl_tv.deblur`; the results are blended with separable partition-of-unity weights, 1 inside a
@@ -40,7 +42,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from worker.deconv.local import kernel_evidence
+from worker.deconv.crossval import HeldOut, clearly_lower
 from worker.deconv.noise import estimate_noise_model
 from worker.deconv.psf import PsfReport, estimate_psf, luminance
 from worker.deconv.psf_tools import resample_psf
@@ -55,9 +57,9 @@ GRID = 3  # tiles per side, at most
 MIN_TILE_WINDOWS = 1  # a tile is at least this many estimation windows wide
 ATTEMPTS = 2  # windows tried per tile
 MAX_SPREAD = 0.4  # tile kernels spread over more than this share of the size are left out
-SWITCH = 0.01  # a tile takes another kernel than the whole picture's if it explains it this better
+SWITCH_Z = 3.0  # another kernel replaces the whole picture's if its errors are this many s.e. lower
 RAMP = 128  # px: the width of the blend between neighbouring tiles
-LEAVE_MARGIN = -0.02  # a tile whose best kernel's mean margin is under this is left as it is
+LEAVE_RATIO = 0.1  # a tile is left as it is when its kernel's error is this far above isotropic
 
 
 Estimate = tuple[np.ndarray, PsfReport]  # a kernel and how it was found
@@ -134,16 +136,17 @@ def choose_kernels(
     overall: Estimate | None,
     grid: tuple[int, int],
     size: int,
+    clip_level: float | None = None,
 ) -> list[Estimate | None]:
     """Each tile's kernel (row by row), chosen among the whole picture's (`overall`), the tile's
-    own estimate and its neighbours' as the one that explains the tile best: the highest mean
-    `kernel_evidence` margin over its patches, the whole picture's kernel getting `SWITCH`
-    ahead (another must do clearly better); None (leave the tile as it is) when even the best
-    stays under `LEAVE_MARGIN`. Tile estimates whose mass spreads (root mean square
-    about the centroid) over more than `MAX_SPREAD` kernel sizes are left out: a straight blur
-    as long as the kernel's diagonal spreads over 0.41, a blob filling the kernel (what an
-    out-of-focus tile or one without real edges can give) more; it would explain the tile's
-    softness but deblur it into ringing. Raises `InputError` when there is no estimate."""
+    own estimate and its neighbours' by cross-validation on held-out pixels (`crossval`): the
+    whole picture's kernel unless another's errors are lower by `SWITCH_Z` standard errors (the
+    lowest otherwise); None (leave the tile as it is) when the chosen kernel's mean error is more
+    than `LEAVE_RATIO` above the best isotropic explanation's. Tile estimates whose mass spreads
+    (root mean square about the centroid) over more than `MAX_SPREAD` kernel sizes are left out:
+    a straight blur as long as the kernel's diagonal spreads over 0.41, a blob filling the kernel
+    (what an out-of-focus tile or one without real edges can give) more; it would explain the
+    tile's softness but deblur it into ringing. Raises `InputError` when there is no estimate."""
     known = {
         t: estimate
         for t, estimate in enumerate(estimates)
@@ -162,15 +165,29 @@ def choose_kernels(
         near = [g for g in known if abs(g // grid[1] - i) <= 1 and abs(g % grid[1] - j) <= 1]
         candidates = [known[g] for g in near or known]
         if overall is not None:
-            candidates.insert(0, overall)  # first: it wins a tie
+            candidates.insert(0, overall)  # first: it stays unless another is clearly better
         tile = image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
-        margins, _ = kernel_evidence(tile, [psf for psf, _ in candidates], size, 1, model)
-        scores = [float(margin.mean()) for margin in margins]
-        if overall is not None:  # the whole picture's kernel unless another clearly does better
-            scores[0] += SWITCH
-        best = int(np.argmax(scores))
-        chosen.append(candidates[best] if scores[best] >= LEAVE_MARGIN else None)
+        chosen.append(best_candidate(HeldOut.sample(tile, size, model, clip_level), candidates,
+                                     overall is not None, size))  # fmt: skip
     return chosen
+
+
+def best_candidate(
+    sample: HeldOut, candidates: list[Estimate], first_stays: bool, size: int
+) -> Estimate | None:
+    """The candidate whose result predicts `sample`'s held-out pixels best; the first one unless
+    another is clearly better when `first_stays`; None when it falls clearly behind the best
+    isotropic explanation (see `choose_kernels`). With no pixel held out (a part hardly wider
+    than the kernel) there is nothing to tell them apart: the first one."""
+    if not sample.held.any():
+        return candidates[0]
+    errors = [sample.kernel_errors(psf) for psf, _ in candidates]
+    best = int(np.argmin([e.mean() for e in errors]))
+    if first_stays and not clearly_lower(errors[best], errors[0], SWITCH_Z):
+        best = 0
+    if float(errors[best].mean()) > (1 + LEAVE_RATIO) * sample.isotropic_error(size):
+        return None
+    return candidates[best]
 
 
 def kernel_spread(psf: np.ndarray) -> float:
@@ -259,7 +276,7 @@ def deblur_varying(
         overall = None
     tiles_progress(0.0, Stage.ESTIMATING)
     found = estimate_grid(image, size, grid, settings.clip_level, tiles_progress)
-    chosen = choose_kernels(image, found, overall, grid, size)
+    chosen = choose_kernels(image, found, overall, grid, size, settings.clip_level)
     uniform = overall is not None and all(estimate is overall for estimate in chosen)
     if uniform:
         grid, chosen = (1, 1), chosen[:1]
