@@ -95,16 +95,21 @@ class HeldOut:
         return (self.grey - prediction)[self.held] ** 2 / np.maximum(variance[self.held], 1e-30)
 
     def kernel_errors(self, psf: np.ndarray) -> np.ndarray:
-        """The held-out errors of `psf`: deblur on the kept pixels, blur again, predict."""
+        """The held-out errors of `psf` (see `predict`)."""
+        return self.squared_errors(self.predict(psf))
+
+    def predict(self, psf: np.ndarray) -> np.ndarray:
+        """The window as `psf` predicts it: deblurred on the kept pixels, blurred again."""
         start = np.where(self.held, smoothed(self.grey, self.kept, FILL_SIGMA), self.grey)
-        white, level = white_level(self.grey), float(self.grey.mean())
+        kept = self.grey[self.kept > 0]
+        white, level = white_level(kept), float(kept.mean())
         lam = regularisation_weight(self.model, white, level)
         rule = StoppingRule(5.0, ITERATIONS, min_iterations=ITERATIONS)
         run = richardson_lucy_tv(
             start[None].astype(np.float32), self.kept, psf, lam, self.model.sigma,
             self.model.offset(white), rule,
         )  # fmt: skip
-        return self.squared_errors(signal.fftconvolve(run.estimate[0], psf, mode="same"))
+        return signal.fftconvolve(run.estimate[0], psf, mode="same")
 
     def isotropic_error(self, size: int) -> float:
         """The mean held-out error of the best isotropic explanation (see the module)."""

@@ -59,7 +59,7 @@ ATTEMPTS = 2  # windows tried per tile
 MAX_SPREAD = 0.4  # tile kernels spread over more than this share of the size are left out
 SWITCH_Z = 3.0  # another kernel replaces the whole picture's if its errors are this many s.e. lower
 RAMP = 128  # px: the width of the blend between neighbouring tiles
-LEAVE_RATIO = 0.1  # a tile is left as it is when its kernel's error is this far above isotropic
+LEAVE_RATIO = 0.35  # a tile is left as it is when its kernel's error is this far above isotropic
 
 
 Estimate = tuple[np.ndarray, PsfReport]  # a kernel and how it was found
