@@ -34,7 +34,7 @@ from worker.deconv.noise import NoiseModel, regularisation_weight, white_level
 from worker.deconv.psf import luminance
 from worker.deconv.rl_tv import richardson_lucy_tv
 from worker.deconv.stopping import StoppingRule
-from worker.deconv.window import choose_window
+from worker.deconv.window import Window, choose_window
 
 HELD_OUT = 0.125  # share of the sample window's pixels held out
 ITERATIONS = 20  # Richardson-Lucy-TV iterations per candidate
@@ -73,12 +73,18 @@ class HeldOut:
 
     @classmethod
     def sample(
-        cls, part: np.ndarray, size: int, model: NoiseModel, clip_level: float | None
+        cls,
+        part: np.ndarray,
+        size: int,
+        model: NoiseModel,
+        clip_level: float | None,
+        window: Window | None = None,
     ) -> "HeldOut":
-        """The most detailed window (`choose_window`) of `part` ((H, W, C), linear) for kernels
-        up to `size`, with `HELD_OUT` of its inner pixels held out at random."""
+        """`window` (x, y, width, height) of `part` ((H, W, C), linear; None: its most detailed
+        window, `choose_window`) for kernels up to `size`, with `HELD_OUT` of its inner pixels
+        held out at random."""
         grey = luminance(part).astype(np.float32)
-        x, y, width, height = choose_window(grey, size)
+        x, y, width, height = window or choose_window(grey, size)
         grey = grey[y : y + height, x : x + width]
         usable = data_mask(part[y : y + height, x : x + width], clip_level) > 0
         inner = np.zeros(grey.shape, bool)

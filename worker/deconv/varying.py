@@ -16,10 +16,11 @@ by a partition of unity, every patch at FFT speed. Here:
    gets none.
 2. **Check and fill in** (`choose_kernels`): an estimate can fail, and a tile without detail has
    none. Each tile takes, among the whole picture's kernel, its own and its neighbours', the one
-   whose result predicts held-out pixels best (`crossval`: the tile's most detailed window
-   deblurred with the data term masked on a random eighth of its pixels, then blurred again):
-   the whole picture's kernel unless another's errors are lower by `SWITCH_Z` standard errors
-   (a paired test on the same pixels). A wrong estimate rings to fit the kept pixels and
+   whose result predicts held-out pixels best (`crossval`: the window the tile's kernel was
+   learnt on, deblurred with the data term masked on a random eighth of its pixels, then
+   blurred again): the whole picture's kernel unless another's errors are lower by `SWITCH_Z`
+   standard errors (a paired test on the same pixels), then the tile's own unless another's
+   are that much lower than its own. A wrong estimate rings to fit the kept pixels and
    predicts the others worse than a right one; a tile without detail inherits whatever predicts
    it best nearby. When the chosen kernel predicts the tile clearly worse than an isotropic
    explanation (no blur, or a Gaussian one: its mean error more than `LEAVE_RATIO` above), no
@@ -139,9 +140,9 @@ def choose_kernels(
     clip_level: float | None = None,
 ) -> list[Estimate | None]:
     """Each tile's kernel (row by row), chosen among the whole picture's (`overall`), the tile's
-    own estimate and its neighbours' by cross-validation on held-out pixels (`crossval`): the
-    whole picture's kernel unless another's errors are lower by `SWITCH_Z` standard errors (the
-    lowest otherwise); None (leave the tile as it is) when the chosen kernel's mean error is more
+    own estimate and its neighbours' by cross-validation on held-out pixels (`crossval`, on the
+    window the tile's own kernel was learnt on, else its most detailed one; see
+    `best_candidate`); None (leave the tile as it is) when the chosen kernel's mean error is more
     than `LEAVE_RATIO` above the best isotropic explanation's. Tile estimates whose mass spreads
     (root mean square about the centroid) over more than `MAX_SPREAD` kernel sizes are left out:
     a straight blur as long as the kernel's diagonal spreads over 0.41, a blob filling the kernel
@@ -160,34 +161,39 @@ def choose_kernels(
     rows, cols = bounds(image.shape[0], grid[0]), bounds(image.shape[1], grid[1])
     model = estimate_noise_model(image)
     chosen = []
-    for t in range(len(estimates)):
+    for t, own in enumerate(estimates):
         i, j = divmod(t, grid[1])
         near = [g for g in known if abs(g // grid[1] - i) <= 1 and abs(g % grid[1] - j) <= 1]
-        candidates = [known[g] for g in near or known]
-        if overall is not None:
-            candidates.insert(0, overall)  # first: it stays unless another is clearly better
+        # In order of preference: the whole picture's kernel, the tile's own, the others.
+        preferred = [e for e in (overall, known.get(t)) if e is not None]
+        candidates = preferred + [known[g] for g in near or known if g != t]
         tile = image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
-        chosen.append(best_candidate(HeldOut.sample(tile, size, model, clip_level), candidates,
-                                     overall is not None, size))  # fmt: skip
+        window = None
+        if own is not None:  # where the tile's own kernel was learnt: its most detailed part
+            x, y, width, height = own[1].window
+            window = (x - int(cols[j]), y - int(rows[i]), width, height)
+        sample = HeldOut.sample(tile, size, model, clip_level, window)
+        chosen.append(best_candidate(sample, candidates, len(preferred), size))
     return chosen
 
 
 def best_candidate(
-    sample: HeldOut, candidates: list[Estimate], first_stays: bool, size: int
+    sample: HeldOut, candidates: list[Estimate], preferred: int, size: int
 ) -> Estimate | None:
-    """The candidate whose result predicts `sample`'s held-out pixels best; the first one unless
-    another is clearly better when `first_stays`; None when it falls clearly behind the best
-    isotropic explanation (see `choose_kernels`). With no pixel held out (a part hardly wider
-    than the kernel) there is nothing to tell them apart: the first one."""
+    """The first of the `preferred` leading candidates whose held-out errors on `sample` are not
+    clearly higher (`SWITCH_Z` standard errors of the paired difference) than the lowest ones,
+    else the candidate with the lowest; None when that one falls more than `LEAVE_RATIO` behind
+    the best isotropic explanation. With no pixel held out (a part hardly wider than the
+    kernel) there is nothing to tell them apart: the first candidate."""
     if not sample.held.any():
         return candidates[0]
     errors = [sample.kernel_errors(psf) for psf, _ in candidates]
     best = int(np.argmin([e.mean() for e in errors]))
-    if first_stays and not clearly_lower(errors[best], errors[0], SWITCH_Z):
-        best = 0
-    if float(errors[best].mean()) > (1 + LEAVE_RATIO) * sample.isotropic_error(size):
+    tied = [k for k in range(preferred) if not clearly_lower(errors[best], errors[k], SWITCH_Z)]
+    choice = tied[0] if tied else best
+    if float(errors[choice].mean()) > (1 + LEAVE_RATIO) * sample.isotropic_error(size):
         return None
-    return candidates[best]
+    return candidates[choice]
 
 
 def kernel_spread(psf: np.ndarray) -> float:
