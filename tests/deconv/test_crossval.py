@@ -34,7 +34,7 @@ def test_the_true_kernel_predicts_better_than_a_wrong_one_and_than_no_blur() -> 
     right = sample.kernel_errors(psf)
     wrong = sample.kernel_errors(np.ascontiguousarray(psf.T))  # the path mirrored
     assert clearly_lower(right, wrong, 3.0)
-    assert right.mean() < sample.isotropic_error(SIZE)
+    assert right.mean() < sample.isotropic_error()
 
 
 def test_a_sharp_part_is_explained_better_by_no_blur_than_by_a_shake() -> None:
@@ -44,7 +44,7 @@ def test_a_sharp_part_is_explained_better_by_no_blur_than_by_a_shake() -> None:
     sample = HeldOut.sample(noisy, SIZE, estimate_noise_model(noisy), None)
     # Measured: the shake predicts the held-out pixels 1.43x worse than the best isotropic
     # explanation; a tile is left as it is above 1.1x (`varying.LEAVE_RATIO`).
-    assert sample.kernel_errors(psf).mean() > 1.25 * sample.isotropic_error(SIZE)
+    assert sample.kernel_errors(psf).mean() > 1.25 * sample.isotropic_error()
 
 
 def test_clearly_lower_needs_a_difference_beyond_its_standard_error() -> None:

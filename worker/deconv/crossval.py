@@ -31,6 +31,7 @@ from scipy import ndimage, signal
 from worker.deconv.boundaries import data_mask
 from worker.deconv.local import LUMA_NOISE
 from worker.deconv.noise import NoiseModel, regularisation_weight, white_level
+from worker.deconv.parametric import gaussian_kernel
 from worker.deconv.psf import luminance
 from worker.deconv.rl_tv import richardson_lucy_tv
 from worker.deconv.stopping import StoppingRule
@@ -42,13 +43,6 @@ FILL_SIGMA = 1.5  # px: the held-out pixels start as the kept ones smoothed by t
 SMOOTHING = (0.7, 1.0, 1.5, 2.0, 3.0)  # px: "no blur" predictions, the kept pixels smoothed
 ISOTROPIC = (0.7, 1.2, 2.0, 3.0)  # px: isotropic blurs the candidates are compared with
 SEED = 0  # the held-out pixels are drawn the same way on every run
-
-
-def gaussian_psf(sigma: float, size: int) -> np.ndarray:
-    """An isotropic Gaussian kernel, `size` x `size`, summing to one."""
-    taps = np.exp(-((np.arange(size) - size // 2) ** 2) / (2 * sigma**2))
-    kernel = np.outer(taps, taps)
-    return (kernel / kernel.sum()).astype(np.float32)
 
 
 def smoothed(values: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
@@ -117,10 +111,10 @@ class HeldOut:
         )  # fmt: skip
         return signal.fftconvolve(run.estimate[0], psf, mode="same")
 
-    def isotropic_error(self, size: int) -> float:
+    def isotropic_error(self) -> float:
         """The mean held-out error of the best isotropic explanation (see the module)."""
         smooth = [self.squared_errors(smoothed(self.grey, self.kept, s)) for s in SMOOTHING]
-        blurred = [self.kernel_errors(gaussian_psf(s, size)) for s in ISOTROPIC]
+        blurred = [self.kernel_errors(gaussian_kernel(s).astype(np.float32)) for s in ISOTROPIC]
         return min(float(errors.mean()) for errors in smooth + blurred)
 
 

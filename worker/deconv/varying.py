@@ -173,13 +173,11 @@ def choose_kernels(
             x, y, width, height = own[1].window
             window = (x - int(cols[j]), y - int(rows[i]), width, height)
         sample = HeldOut.sample(tile, size, model, clip_level, window)
-        chosen.append(best_candidate(sample, candidates, len(preferred), size))
+        chosen.append(best_candidate(sample, candidates, len(preferred)))
     return chosen
 
 
-def best_candidate(
-    sample: HeldOut, candidates: list[Estimate], preferred: int, size: int
-) -> Estimate | None:
+def best_candidate(sample: HeldOut, candidates: list[Estimate], preferred: int) -> Estimate | None:
     """The first of the `preferred` leading candidates whose held-out errors on `sample` are not
     clearly higher (`SWITCH_Z` standard errors of the paired difference) than the lowest ones,
     else the candidate with the lowest; None when that one falls more than `LEAVE_RATIO` behind
@@ -191,7 +189,7 @@ def best_candidate(
     best = int(np.argmin([e.mean() for e in errors]))
     tied = [k for k in range(preferred) if not clearly_lower(errors[best], errors[k], SWITCH_Z)]
     choice = tied[0] if tied else best
-    if float(errors[choice].mean()) > (1 + LEAVE_RATIO) * sample.isotropic_error(size):
+    if float(errors[choice].mean()) > (1 + LEAVE_RATIO) * sample.isotropic_error():
         return None
     return candidates[choice]
 
