@@ -16,15 +16,12 @@ by a partition of unity, every patch at FFT speed. Here:
    gets none.
 2. **Check and fill in** (`choose_kernels`): an estimate can fail, and a tile without detail has
    none. Each tile takes, among the whole picture's kernel, its own and its neighbours', the one
-   whose result predicts held-out pixels best (`crossval`: the window the tile's kernel was
-   learnt on, deblurred with the data term masked on a random eighth of its pixels, then
-   blurred again): the whole picture's kernel unless another's errors are lower by `SWITCH_Z`
-   standard errors (a paired test on the same pixels), then the tile's own unless another's
-   are that much lower than its own. A wrong estimate rings to fit the kept pixels and
-   predicts the others worse than a right one; a tile without detail inherits whatever predicts
-   it best nearby. When the chosen kernel predicts the tile clearly worse than an isotropic
-   explanation (no blur, or a Gaussian one: its mean error more than `LEAVE_RATIO` above), no
-   candidate fits and the tile is left as it is: a kernel that does not fit makes it worse.
+   that explains the tile best: the highest mean margin of `local.kernel_evidence` (the
+   likelihood of the tile's local spectra blurred by that kernel, against no blur and isotropic
+   blurs) over its patches. A wrong estimate explains its tile worse than a neighbour's right
+   one; a tile without detail inherits whatever explains it best nearby. When no kernel explains
+   the tile even nearly as well as no blur or an isotropic blur (every margin under
+   `LEAVE_MARGIN`), the tile is left as it is: a kernel that does not fit makes it worse.
 3. **Deblur** (`deblur_grid`): each tile, widened by half a blend ramp and a margin of two kernels
    (so that its own border effects stay outside what is kept), is deblurred with its kernel by
    `rl_tv.deblur`; the results are blended with separable partition-of-unity weights, 1 inside a
@@ -43,7 +40,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from worker.deconv.crossval import HeldOut, clearly_lower
+from worker.deconv.local import kernel_evidence
 from worker.deconv.noise import estimate_noise_model
 from worker.deconv.psf import PsfReport, estimate_psf, luminance
 from worker.deconv.psf_tools import resample_psf
@@ -58,9 +55,9 @@ GRID = 3  # tiles per side, at most
 MIN_TILE_WINDOWS = 1  # a tile is at least this many estimation windows wide
 ATTEMPTS = 2  # windows tried per tile
 MAX_SPREAD = 0.4  # tile kernels spread over more than this share of the size are left out
-SWITCH_Z = 3.0  # another kernel replaces the whole picture's if its errors are this many s.e. lower
+SWITCH = 0.01  # a tile takes another kernel than the whole picture's if it explains it this better
 RAMP = 128  # px: the width of the blend between neighbouring tiles
-LEAVE_RATIO = 0.35  # a tile is left as it is when its kernel's error is this far above isotropic
+LEAVE_MARGIN = -0.02  # a tile whose best kernel's mean margin is under this is left as it is
 
 
 Estimate = tuple[np.ndarray, PsfReport]  # a kernel and how it was found
@@ -137,17 +134,16 @@ def choose_kernels(
     overall: Estimate | None,
     grid: tuple[int, int],
     size: int,
-    clip_level: float | None = None,
 ) -> list[Estimate | None]:
     """Each tile's kernel (row by row), chosen among the whole picture's (`overall`), the tile's
-    own estimate and its neighbours' by cross-validation on held-out pixels (`crossval`, on the
-    window the tile's own kernel was learnt on, else its most detailed one; see
-    `best_candidate`); None (leave the tile as it is) when the chosen kernel's mean error is more
-    than `LEAVE_RATIO` above the best isotropic explanation's. Tile estimates whose mass spreads
-    (root mean square about the centroid) over more than `MAX_SPREAD` kernel sizes are left out:
-    a straight blur as long as the kernel's diagonal spreads over 0.41, a blob filling the kernel
-    (what an out-of-focus tile or one without real edges can give) more; it would explain the
-    tile's softness but deblur it into ringing. Raises `InputError` when there is no estimate."""
+    own estimate and its neighbours' as the one that explains the tile best: the highest mean
+    `kernel_evidence` margin over its patches, the whole picture's kernel getting `SWITCH`
+    ahead (another must do clearly better); None (leave the tile as it is) when even the best
+    stays under `LEAVE_MARGIN`. Tile estimates whose mass spreads (root mean square
+    about the centroid) over more than `MAX_SPREAD` kernel sizes are left out: a straight blur
+    as long as the kernel's diagonal spreads over 0.41, a blob filling the kernel (what an
+    out-of-focus tile or one without real edges can give) more; it would explain the tile's
+    softness but deblur it into ringing. Raises `InputError` when there is no estimate."""
     known = {
         t: estimate
         for t, estimate in enumerate(estimates)
@@ -161,37 +157,20 @@ def choose_kernels(
     rows, cols = bounds(image.shape[0], grid[0]), bounds(image.shape[1], grid[1])
     model = estimate_noise_model(image)
     chosen = []
-    for t, own in enumerate(estimates):
+    for t in range(len(estimates)):
         i, j = divmod(t, grid[1])
         near = [g for g in known if abs(g // grid[1] - i) <= 1 and abs(g % grid[1] - j) <= 1]
-        # In order of preference: the whole picture's kernel, the tile's own, the others.
-        preferred = [e for e in (overall, known.get(t)) if e is not None]
-        candidates = preferred + [known[g] for g in near or known if g != t]
+        candidates = [known[g] for g in near or known]
+        if overall is not None:
+            candidates.insert(0, overall)  # first: it wins a tie
         tile = image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
-        window = None
-        if own is not None:  # where the tile's own kernel was learnt: its most detailed part
-            x, y, width, height = own[1].window
-            window = (x - int(cols[j]), y - int(rows[i]), width, height)
-        sample = HeldOut.sample(tile, size, model, clip_level, window)
-        chosen.append(best_candidate(sample, candidates, len(preferred)))
+        margins, _ = kernel_evidence(tile, [psf for psf, _ in candidates], size, 1, model)
+        scores = [float(margin.mean()) for margin in margins]
+        if overall is not None:  # the whole picture's kernel unless another clearly does better
+            scores[0] += SWITCH
+        best = int(np.argmax(scores))
+        chosen.append(candidates[best] if scores[best] >= LEAVE_MARGIN else None)
     return chosen
-
-
-def best_candidate(sample: HeldOut, candidates: list[Estimate], preferred: int) -> Estimate | None:
-    """The first of the `preferred` leading candidates whose held-out errors on `sample` are not
-    clearly higher (`SWITCH_Z` standard errors of the paired difference) than the lowest ones,
-    else the candidate with the lowest; None when that one falls more than `LEAVE_RATIO` behind
-    the best isotropic explanation. With no pixel held out (a part hardly wider than the
-    kernel) there is nothing to tell them apart: the first candidate."""
-    if not sample.held.any():
-        return candidates[0]
-    errors = [sample.kernel_errors(psf) for psf, _ in candidates]
-    best = int(np.argmin([e.mean() for e in errors]))
-    tied = [k for k in range(preferred) if not clearly_lower(errors[best], errors[k], SWITCH_Z)]
-    choice = tied[0] if tied else best
-    if float(errors[choice].mean()) > (1 + LEAVE_RATIO) * sample.isotropic_error():
-        return None
-    return candidates[choice]
 
 
 def kernel_spread(psf: np.ndarray) -> float:
@@ -280,7 +259,7 @@ def deblur_varying(
         overall = None
     tiles_progress(0.0, Stage.ESTIMATING)
     found = estimate_grid(image, size, grid, settings.clip_level, tiles_progress)
-    chosen = choose_kernels(image, found, overall, grid, size, settings.clip_level)
+    chosen = choose_kernels(image, found, overall, grid, size)
     uniform = overall is not None and all(estimate is overall for estimate in chosen)
     if uniform:
         grid, chosen = (1, 1), chosen[:1]
