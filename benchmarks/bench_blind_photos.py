@@ -320,7 +320,7 @@ def print_summary(rows: list[tuple[Case, float, int, Outcome, dict[str, Outcome]
                 f"| {kind} | {guess} | {len(chosen)}{f' ({failed} failed)' if failed else ''} | "
                 f"{gains.mean():+.2f} | {trues.mean():+.2f} | "
                 f"{100 * gains.mean() / trues.mean():.0f} % | {int((gains < -0.1).sum())} | "
-                f"{gains.min():+.2f} | {max(o.shift for _, o in done):.2f} "
+                f"{gains.min():+.2f} | {max(o.shift for _, o in done if o.shift is not None):.2f} "
                 f"({max(t.extra['input shift'] for t, _ in done):.2f}) | "
                 f"{np.mean([o.similarity for _, o in done]):.2f} | "
                 f"{np.mean([o.seconds for _, o in done]):.1f} | "

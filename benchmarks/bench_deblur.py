@@ -287,7 +287,8 @@ def fft_floor(shape: tuple[int, int], psf_size: int, channels: int = 3) -> dict:
     from worker.deconv.fft import RealFFT2, fast_length
     from worker.files.wisdom import fftw_wisdom
 
-    padded = tuple(fast_length(n + psf_size - 1) for n in shape)
+    rows, cols = (fast_length(n + psf_size - 1) for n in shape)
+    padded = (rows, cols)
     with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
         fft = RealFFT2(padded, threads=os.cpu_count() or 1)
     fft.real[:] = np.random.default_rng(0).random(padded, dtype=np.float32)

@@ -209,7 +209,8 @@ def score(folder: Path, kernel: np.ndarray) -> dict[str, float]:
         "de_look": delta_e(clean, display(folder / "render_reblurred.tif"), None, border),
         "de_floor": delta_e(clean, display(folder / "render_sharpblurred.tif"), None, border),
         "de_coarse": delta_e(
-            *(display(folder / f"render_coarse_{name}.tif") for name in ("shaken", "deblurred")),
+            display(folder / "render_coarse_shaken.tif"),
+            display(folder / "render_coarse_deblurred.tif"),
             None,
             border,
         ),

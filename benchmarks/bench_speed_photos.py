@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,7 +202,7 @@ def child_floor(folder: str) -> dict:
     return fft_floor(truth.shape[:2], np.load(case / "psf.npy").shape[0])
 
 
-CHILDREN = {
+CHILDREN: dict[str, Callable[..., dict]] = {
     "cli": child_cli,
     "iteration": child_iteration,
     "skimage": child_skimage,

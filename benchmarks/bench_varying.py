@@ -341,7 +341,7 @@ def detailed_box(photo: np.ndarray, height: int, width: int) -> tuple[int, int]:
     h, w = energy.shape
     inner = energy[height // 16 : h - height // 16, width // 16 : w - width // 16]
     row, col = np.unravel_index(int(np.argmax(inner)), inner.shape)
-    return row * 8, col * 8
+    return int(row) * 8, int(col) * 8
 
 
 def subject_scene(
@@ -474,12 +474,13 @@ def speed(folder: Path, seed: int, megapixels: float = 16.0) -> None:
         0 : frame.shape[0] : frame.shape[0] - 1, 0 : frame.shape[1] : frame.shape[1] - 1
     ]
     reach = np.abs(displacements(homographies, x.astype(float), y.astype(float))).max()
-    spec = JobSpec(str(path), "", blur=2 * int(np.ceil(reach)) + 3)
+    size = 2 * int(np.ceil(reach)) + 3
+    spec = JobSpec(str(path), "", blur=size)
     _, estimated, uniform = run_job(folder, "speed-run", spec)
     # A uniform run that keeps a free-form kernel: the estimate's time, then a deblur with a kernel
     # of that kind (the true one at the frame's centre). On this picture `run` may distrust its
     # kernel and remove only a mild softness, which is quicker than any real deblur.
-    centre = local_kernel(homographies, frame.shape[0] / 2, frame.shape[1] / 2, spec.blur)
+    centre = local_kernel(homographies, frame.shape[0] / 2, frame.shape[1] / 2, size)
     np.save(folder / "speed-centre.npy", centre)
     _, _, kept = run_job(
         folder, "speed-kept", replace(spec, blur=None, psf=str(folder / "speed-centre.npy"))

@@ -80,7 +80,7 @@ Times = tuple[float | None, float | None, float]
 def run_job(client: Client, t0: float, **fields: object) -> Times:
     """Submit a job; seconds from `t0` until it starts computing (its first estimating or
     deblurring progress), until its first deblurring progress, and until it ends."""
-    job = client.request("submit", **fields)["job"]
+    job = client.request("submit", None, **fields)["job"]
     marks: dict[str, float] = {}
     while True:
         status = client.request("status", job=job)
@@ -108,7 +108,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     width, height = (int(n) for n in args.size.lower().split("x"))
-    rows = []
+    rows: list[tuple[str, float | None, float | None, float]] = []
     with tempfile.TemporaryDirectory(prefix="dtd-bench-", dir="/tmp") as name:
         folder = Path(name)
         picture, psf = make_inputs(folder, (height, width))
@@ -141,8 +141,8 @@ def main() -> None:
     )
     print("| job | starts computing (s) | first deblurring (s) | total (s) |")
     print("|---|---:|---:|---:|")
-    for label, *times in rows:
-        print(f"| {label} | {' | '.join(seconds(value) for value in times)} |")
+    for label, *values in rows:
+        print(f"| {label} | {' | '.join(seconds(value) for value in values)} |")
 
 
 if __name__ == "__main__":
