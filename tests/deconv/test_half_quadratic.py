@@ -37,7 +37,7 @@ def _case(name: str, psf: np.ndarray, seed: int = 5) -> tuple[np.ndarray, np.nda
 def _start(observed: np.ndarray, psf: np.ndarray) -> np.ndarray | None:
     f = np.ascontiguousarray(observed.transpose(2, 0, 1))
     mask = np.ones(f.shape[1:], np.float32)
-    return half_quadratic_start(f, mask, psf, lam=0.01, sigma=0.005, offset=0.02)
+    return half_quadratic_start(f, mask, psf, None, lam=0.01, sigma=0.005, offset=0.02)
 
 
 def test_the_start_covers_the_extended_grid_and_is_sharper_than_its_input() -> None:
@@ -71,7 +71,7 @@ def test_without_regularisation_there_is_no_start(lam: float, sigma: float) -> N
     _, observed = _case("gravel", psf)
     f = np.ascontiguousarray(observed.transpose(2, 0, 1))
     mask = np.ones(f.shape[1:], np.float32)
-    assert half_quadratic_start(f, mask, psf, lam, sigma, 0.02) is None
+    assert half_quadratic_start(f, mask, psf, None, lam=lam, sigma=sigma, offset=0.02) is None
 
 
 @pytest.mark.parametrize("name", ["grass", "gravel"])
@@ -81,7 +81,7 @@ def test_texture_under_mild_softness_needs_fewer_iterations(name: str, monkeypat
     psf = _gaussian(1.2)
     truth, observed = _case(name, psf)
     split, split_report = deblur(observed, psf, DeblurSettings())
-    monkeypatch.setattr(rl_tv, "half_quadratic_start", lambda *args: None)
+    monkeypatch.setattr(rl_tv, "half_quadratic_start", lambda *args, **kwargs: None)
     back, back_report = deblur(observed, psf, DeblurSettings())
     assert split_report.iterations < 0.75 * back_report.iterations
     assert psnr(split, truth) > psnr(back, truth) - 0.3
@@ -90,7 +90,7 @@ def test_texture_under_mild_softness_needs_fewer_iterations(name: str, monkeypat
 def test_pictures_with_clipped_highlights_start_from_the_back_projection(monkeypatch) -> None:
     """Around a blown highlight the half-quadratic start left more ringing: not used there."""
     calls = []
-    monkeypatch.setattr(rl_tv, "half_quadratic_start", lambda *args: calls.append(1))
+    monkeypatch.setattr(rl_tv, "half_quadratic_start", lambda *args, **kwargs: calls.append(1))
     psf = _gaussian(1.2)
     _, observed = _case("gravel", psf)
     deblur(observed, psf, DeblurSettings(clip_level=1e6))

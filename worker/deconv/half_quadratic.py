@@ -97,10 +97,11 @@ def half_quadratic_start(
     f: np.ndarray,
     mask: np.ndarray,
     psf: np.ndarray,
+    texture: np.ndarray | None,
+    *,
     lam: float,
     sigma: float,
     offset: float,
-    texture: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """The TV-L2 estimate (C, H + kh - 1, W + kw - 1) float32 on the extended grid of `f`
     (C, H, W) blurred by `psf` (kh, kw, odd), with data mask `mask` (H, W), TV weight `lam`,

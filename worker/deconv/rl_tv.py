@@ -439,7 +439,9 @@ def _restore(
     # Around clipped highlights a half-quadratic start left more ringing in the result (a third
     # more in tests/deconv: test_saturated_highlights_do_not_ring): those pictures start as before.
     if start is None and mask.all():
-        start = half_quadratic_start(f, mask, psf, lam, model.sigma, offset, texture)
+        start = half_quadratic_start(
+            f, mask, psf, texture, lam=lam, sigma=model.sigma, offset=offset
+        )
         min_iterations = SPLIT_MIN_ITERATIONS
     rule = StoppingRule(
         settings.tolerance,
