@@ -104,7 +104,7 @@ COARSE_SCALE = 0.5
 COARSE_ITERATIONS = 10  # a start needs no more: the finer run goes on from it
 MIN_COARSE_PSF = 5  # ...if the PSF is at least twice this wide
 WARM_MIN_ITERATIONS = 10  # from a coarse start, stopping rules may fire after this many...
-SPLIT_MIN_ITERATIONS = 4  # ...from a half-quadratic start (`half_quadratic`), after this many
+SPLIT_MIN_ITERATIONS = 6  # ...from a half-quadratic start (`half_quadratic`), after this many
 
 
 @dataclass
