@@ -436,8 +436,8 @@ def _restore(
     offset = model.offset(white)
     texture = texture_weight(f, mask, model, psf.shape)
     min_iterations = WARM_MIN_ITERATIONS
-    # Around clipped highlights a half-quadratic start left more ringing in the result (a third
-    # more in tests/deconv: test_saturated_highlights_do_not_ring): those pictures start as before.
+    # Around clipped highlights a half-quadratic start left more ringing in the result (half as
+    # much again in tests/deconv: test_saturated_highlights_do_not_ring): they start as before.
     if start is None and mask.all():
         start = half_quadratic_start(
             f, mask, psf, texture, lam=lam, sigma=model.sigma, offset=offset
