@@ -45,7 +45,11 @@ Applied Optics 36 (1997), the vector extrapolation of MATLAB's deconvlucy:
 Large pictures (over `COARSE_START_PIXELS`) start from a coarse solution: the picture and PSF
 halved, deblurred for a few iterations (from an even coarser start if still large), enlarged
 bilinearly. The coarse run fixes the large structures at a quarter of the cost per iteration,
-so the full-size run needs fewer iterations.
+so the full-size run needs fewer iterations. Smaller pictures (and the coarsest level) start
+from a few half-quadratic splitting steps of TV-L2 deconvolution (`half_quadratic`), a
+regularised inverse whose every step is one Fourier-domain solve: sharp already, it leaves
+Richardson-Lucy-TV fewer iterations (17 -> 12 on a 2 Mpx photo with a 31 px shake, README) and
+lands on a better estimate of finely textured photos under mild blur.
 
 The run stops on residual whiteness, stagnation or the cap (see `stopping`); from a given
 start, whiteness is measured against that of the blurred picture itself (`_blurred_whiteness`):
@@ -66,6 +70,7 @@ import numpy as np
 
 from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
 from worker.deconv.convolve import TILE
+from worker.deconv.half_quadratic import half_quadratic_start
 from worker.deconv.local import blend_locally
 from worker.deconv.noise import (
     NoiseModel,
@@ -98,7 +103,8 @@ COARSE_START_PIXELS = 3_000_000  # larger pictures start from a half-size run (`
 COARSE_SCALE = 0.5
 COARSE_ITERATIONS = 10  # a start needs no more: the finer run goes on from it
 MIN_COARSE_PSF = 5  # ...if the PSF is at least twice this wide
-WARM_MIN_ITERATIONS = 10  # from a coarse start, stopping rules may fire after this many
+WARM_MIN_ITERATIONS = 10  # from a coarse start, stopping rules may fire after this many...
+SPLIT_MIN_ITERATIONS = 6  # ...from a half-quadratic start (`half_quadratic`), after this many
 
 
 @dataclass
@@ -274,13 +280,16 @@ def _first_estimate(
     picture would), so it starts out smooth, with its noise averaged down, and reaches into the
     rim of the extended grid; where fewer than half the kernel's observations exist, the
     nearest observed pixel is used instead. A given `start` (C, h, w) is used instead of the
-    back-projection: enlarged bilinearly to the frame (see `resize.enlarge_bilinear`) and
-    extended to the rim by its nearest pixels.
+    back-projection: as it is when it covers the extended grid (`half_quadratic`), else
+    enlarged bilinearly to the frame (see `resize.enlarge_bilinear`) and extended to the rim by
+    its nearest pixels.
     """
     cy = (blur.extended_shape[0] - blur.observed_shape[0]) // 2
     cx = (blur.extended_shape[1] - blur.observed_shape[1]) // 2
     margins = ((0, 0), (cy, cy), (cx, cx))
-    if start is not None:
+    if start is not None and start.shape[1:] == blur.extended_shape:
+        x = start
+    elif start is not None:
         x = np.pad(enlarge_bilinear(start, *f.shape[1:]), margins, mode="edge")
     else:
         x = np.pad(f, margins, mode="edge")
@@ -407,7 +416,8 @@ def _restore(
     progress: Progress | None = None,
 ) -> Restoration:
     """Measure the noise, derive lambda and run `richardson_lucy_tv` on `image` (H, W, C), from
-    a coarse start if it is large (see `_coarse_start`).
+    a coarse start if it is large (see `_coarse_start`), else from a few half-quadratic TV-L2
+    steps (`half_quadratic`).
 
     Returns
     -------
@@ -423,24 +433,24 @@ def _restore(
     lam = settings.lam
     if lam is None:
         lam = regularisation_weight(model, white, float(f.mean()), settings.priority)
-    warm = start is not None
+    offset = model.offset(white)
+    texture = texture_weight(f, mask, model, psf.shape)
+    min_iterations = WARM_MIN_ITERATIONS
+    # Around clipped highlights a half-quadratic start left more ringing in the result (half as
+    # much again in tests/deconv: test_saturated_highlights_do_not_ring): they start as before.
+    if start is None and mask.all():
+        start = half_quadratic_start(
+            f, mask, psf, texture, lam=lam, sigma=model.sigma, offset=offset
+        )
+        min_iterations = SPLIT_MIN_ITERATIONS
     rule = StoppingRule(
         settings.tolerance,
         settings.max_iterations,
-        min_iterations=WARM_MIN_ITERATIONS if warm else StoppingRule.min_iterations,
+        min_iterations=StoppingRule.min_iterations if start is None else min_iterations,
     )
-    offset = model.offset(white)
+    # The run may reuse the texture weight's memory.
     run = richardson_lucy_tv(
-        f,
-        mask,
-        psf,
-        lam,
-        model.sigma,
-        offset,
-        rule,
-        progress,
-        start=start,
-        texture=texture_weight(f, mask, model, psf.shape),  # the run may reuse its memory
+        f, mask, psf, lam, model.sigma, offset, rule, progress, start=start, texture=texture
     )
     return Restoration(run, model, offset, lam)
 

@@ -1,0 +1,147 @@
+"""A fast first estimate for Richardson-Lucy-TV: a few half-quadratic splitting steps of TV-L2.
+
+Richardson-Lucy from the back-projection of the blurred picture needs many iterations to bring
+back detail that a regularised inverse finds in a few Fourier-domain solves. This module
+approximates
+
+    argmin_u  (mu / 2) || M (K u - f) ||^2  +  sum_p t(p) |grad u(p)|,
+
+`K` the blur, `f` the observed frame, `M` the data mask (0 outside the frame and on clipped
+pixels), `|grad u|` the colour-coupled gradient norm of `tv` and `t` the texture weight of
+`texture`, by half-quadratic splitting with continuation (Wang, Yang, Yin and Zhang, "A new
+alternating minimization algorithm for total variation image reconstruction", SIAM J. Imaging
+Sciences 1, 2008, doi:10.1137/080724265; Krishnan and Fergus, "Fast image deconvolution using
+hyper-Laplacian priors", NIPS 2009). Two auxiliary variables, `z ~ K u` and `w ~ grad u`, each
+tied to its original by a quadratic penalty whose weight (`rho`, `beta`) grows every step:
+
+    z <- K u + M mu / (mu + rho) (f - K u)                          (per pixel)
+    w <- grad u max(1 - t / (beta |grad u|), 0)                     (per pixel: shrinkage)
+    u <- F^-1[ (rho conj(K) F(z) + beta F(D^T w)) / (rho |K|^2 + beta |D|^2) ]
+
+The `z` split is that of Almeida and Figueiredo, "Deconvolving images with unknown boundaries
+using the alternating direction method of multipliers" (IEEE TIP 22, 2013,
+doi:10.1109/TIP.2013.2258354): the blur is circular on a grid a kernel wider than the extended
+grid on every side, and only the observed pixels carry data, so the frame's borders neither
+ring nor wrap around (a mirrored frame instead cost 2 dB on a 2 Mpx photo under a 31 px
+shake). Each step costs four real FFTs per channel, about one Richardson-Lucy iteration.
+
+The data weight follows the shifted-Poisson likelihood of `rl_tv` to second order: its Hessian
+is `A^T diag(1 / (y + b)) A`, so with the TV weight `lambda`, `mu = 1 / (lambda (m + b))`, `m`
+the picture's mean level and `b` the read-noise offset. The first shrinkage threshold is
+`START_THRESHOLD` noise sigmas (the noise's own gradients are smoothed away first), divided by
+`GROWTH` at each of the `STEPS` steps. Measured on the deblurring benchmark's cases (README):
+5 steps growing 3x cost 5/8 of 8 steps growing 2x, and the finished runs scored 0.03 dB lower on
+average (the starts alone 0.2-0.4 dB lower); 4 steps growing 4x lost 0.05 dB more.
+"""
+
+import math
+
+import numba
+import numpy as np
+from scipy import fft
+
+from worker.deconv.fft import cpu_count
+from worker.deconv.psf import centred_kernel_spectrum, gradient_spectrum_power
+
+STEPS = 5  # half-quadratic steps...
+GROWTH = 3.0  # ...each multiplying the penalties by this
+START_THRESHOLD = 16.0  # the first shrinkage threshold, in noise sigmas
+START_DATA_PENALTY = 0.25  # rho's first value, as a fraction of mu
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _shrink_gradients(u: np.ndarray, threshold: np.ndarray, scale: float, gx: np.ndarray,
+                      gy: np.ndarray) -> None:  # fmt: skip
+    """`gx, gy = grad u max(1 - scale t / |grad u|, 0)`: the colour-coupled shrinkage of the
+    circular forward differences of `u` (C, H, W), `t` = `threshold` (H, W)."""
+    channels, height, width = u.shape
+    for i in numba.prange(height):
+        below = (i + 1) % height
+        for j in range(width):
+            right = (j + 1) % width
+            norm = 0.0
+            for c in range(channels):
+                dx = u[c, i, right] - u[c, i, j]
+                dy = u[c, below, j] - u[c, i, j]
+                gx[c, i, j], gy[c, i, j] = dx, dy
+                norm += dx * dx + dy * dy
+            norm = math.sqrt(norm)
+            keep = max(1.0 - scale * threshold[i, j] / norm, 0.0) if norm > 0 else 0.0
+            for c in range(channels):
+                gx[c, i, j] *= keep
+                gy[c, i, j] *= keep
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _gradient_adjoint(gx: np.ndarray, gy: np.ndarray, out: np.ndarray) -> None:
+    """`out = D^T (gx, gy)` for the circular forward differences `D` of `_shrink_gradients`."""
+    channels, height, width = gx.shape
+    for i in numba.prange(height):
+        above = (i - 1) % height
+        for j in range(width):
+            left = (j - 1) % width
+            for c in range(channels):
+                out[c, i, j] = gx[c, i, left] - gx[c, i, j] + gy[c, above, j] - gy[c, i, j]
+
+
+def _grid(frame: tuple[int, int], psf_shape: tuple[int, int]) -> tuple[tuple[int, int], int, int]:
+    """The circular grid (fast FFT sizes, a kernel wider than the extended grid on every side)
+    and the corner (top, left) of the frame on it."""
+    shape = tuple(
+        fft.next_fast_len(n + 2 * (k - 1), real=True) for n, k in zip(frame, psf_shape, strict=True)
+    )
+    return shape, (shape[0] - frame[0]) // 2, (shape[1] - frame[1]) // 2
+
+
+def half_quadratic_start(
+    f: np.ndarray,
+    mask: np.ndarray,
+    psf: np.ndarray,
+    texture: np.ndarray | None,
+    *,
+    lam: float,
+    sigma: float,
+    offset: float,
+) -> np.ndarray | None:
+    """The TV-L2 estimate (C, H + kh - 1, W + kw - 1) float32 on the extended grid of `f`
+    (C, H, W) blurred by `psf` (kh, kw, odd), with data mask `mask` (H, W), TV weight `lam`,
+    noise `sigma`, read-noise offset `offset` and texture weight `texture` (extended grid;
+    None: 1).
+
+    Returns None when there is nothing to regularise with (`lam` or `sigma` is 0): the caller
+    then starts as before. The result may hold small negative values.
+    """
+    if lam <= 0 or sigma <= 0:
+        return None
+    height, width = f.shape[1:]
+    (kh, kw), workers = psf.shape, cpu_count()
+    shape, top, left = _grid((height, width), psf.shape)
+    frame = (slice(None), slice(top, top + height), slice(left, left + width))
+    extended = (
+        slice(top - kh // 2, top + height + kh // 2),
+        slice(left - kw // 2, left + width + kw // 2),
+    )
+    otf = centred_kernel_spectrum(psf, shape).astype(np.complex64)
+    otf_power = (otf.real**2 + otf.imag**2).astype(np.float32)
+    gradient_power = gradient_spectrum_power(shape).astype(np.float32)
+    threshold = np.ones(shape, np.float32)
+    if texture is not None:
+        threshold[extended] = texture
+    pad = ((0, 0), (top, shape[0] - height - top), (left, shape[1] - width - left))
+    u = np.pad(f, pad, mode="reflect").astype(np.float32)
+    spectrum = fft.rfft2(u, workers=workers)
+    gx, gy = np.empty_like(u), np.empty_like(u)
+    mu = 1.0 / (lam * (max(float(f.mean()), 1e-12) + offset))
+    rho, beta = START_DATA_PENALTY * mu, 1.0 / (START_THRESHOLD * sigma)
+    for _ in range(STEPS):
+        z = fft.irfft2(spectrum * otf, s=shape, workers=workers)  # K u
+        z[frame] += (mask * np.float32(mu / (mu + rho))) * (f - z[frame])
+        _shrink_gradients(u, threshold, 1.0 / beta, gx, gy)
+        _gradient_adjoint(gx, gy, u)  # u's memory: it is recomputed below
+        spectrum = fft.rfft2(z, workers=workers)
+        spectrum *= np.conj(otf) * np.float32(rho / beta)
+        spectrum += fft.rfft2(u, workers=workers)
+        spectrum /= (rho / beta) * otf_power + gradient_power
+        u = fft.irfft2(spectrum, s=shape, workers=workers)
+        rho, beta = GROWTH * rho, GROWTH * beta
+    return np.ascontiguousarray(u[(slice(None), *extended)])
