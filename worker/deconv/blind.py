@@ -192,9 +192,12 @@ def estimate_blur(
         clip_level = detect_clip_level(image) or math.inf
     first = None  # the first window's kernel, when the size search has learnt it already
     if size is None:
-        size, first = auto_size(image, grey, window, clip_level, part(progress, 0, 2))
+        size, windows, why_not, first = auto_size(
+            image, grey, window, clip_level, part(progress, 0, 2)
+        )
         progress = part(progress, 1, 2)
-    size, windows, why_not = learning_windows(image, grey, size, window, clip_level)
+    else:
+        size, windows, why_not = learning_windows(image, grey, size, window, clip_level)
     if not windows:  # nothing usable: the report shows the best automatic window
         return no_blur(why_not, choose_windows(grey, size, 1, pair_side(grey.shape, size)), started)
     free, report = first or estimate_psf(
@@ -255,22 +258,24 @@ def auto_size(
     window: Window | None,
     clip_level: float,
     progress: Progress | None,
-) -> tuple[int, tuple[np.ndarray, PsfReport] | None]:
-    """The blur size for `--blur auto`, and the first window's kernel learnt at it (None when no
-    window is usable): the smallest of `AUTO_SIZES` at which that kernel, and the kernel at the
-    next size, are not cut off by their support (`border_mass` under `TRUNCATED`); the largest
-    size tried when none is. On your own `window` only the sizes it holds three times are tried,
-    on a small picture only those its windows hold."""
+) -> tuple[int, list[Window], str, tuple[np.ndarray, PsfReport] | None]:
+    """The blur size for `--blur auto`, its `learning_windows` (the windows and why none is
+    usable) and the first window's kernel learnt at it (None when no window is usable): the
+    smallest of `AUTO_SIZES` at which that kernel, and the kernel at the next size, are not cut
+    off by their support (`border_mass` under `TRUNCATED`); the largest size tried when none is.
+    On your own `window` only the sizes it holds three times are tried, on a small picture only
+    those its windows hold. The windows are those the kernel was learnt on, so they are not
+    chosen again."""
     sizes = [s for s in AUTO_SIZES if window is None or 3 * s <= min(window[2:])] or [3]
-    fits = last = None  # (size, estimate): the last size the kernel fitted in, the last tried
+    fits = last = None  # the last size the kernel fitted in, the last tried: auto_size's answer
     for index, wanted in enumerate(sizes):
-        size, windows, _ = learning_windows(image, grey, wanted, window, clip_level)
+        size, windows, why_not = learning_windows(image, grey, wanted, window, clip_level)
         if progress is not None:
             progress(index / len(sizes), Stage.ESTIMATING)
         if not windows:
             continue
-        last = size, estimate_psf(image, size, windows[0], None, clip_level)
-        if border_mass(last[1][0]) >= TRUNCATED:
+        last = size, windows, why_not, estimate_psf(image, size, windows[0], None, clip_level)
+        if border_mass(last[3][0]) >= TRUNCATED:
             fits = None
         elif fits is not None:
             return fits
@@ -278,7 +283,7 @@ def auto_size(
             fits = last
         if size < wanted:  # capped by the picture: no larger size to try
             break
-    return fits or last or (sizes[-1], None)
+    return fits or last or (*learning_windows(image, grey, sizes[-1], window, clip_level), None)
 
 
 def predicted(

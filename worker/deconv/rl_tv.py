@@ -435,7 +435,7 @@ def _restore(
         lam = regularisation_weight(model, white, float(f.mean()), settings.priority)
     offset = model.offset(white)
     texture = texture_weight(f, mask, model, psf.shape)
-    min_iterations = WARM_MIN_ITERATIONS
+    min_iterations = WARM_MIN_ITERATIONS  # from the coarse start
     # Around clipped highlights a half-quadratic start left more ringing in the result (half as
     # much again in tests/deconv: test_saturated_highlights_do_not_ring): they start as before.
     if start is None and mask.all():
@@ -443,11 +443,9 @@ def _restore(
             f, mask, psf, texture, lam=lam, sigma=model.sigma, offset=offset
         )
         min_iterations = SPLIT_MIN_ITERATIONS
-    rule = StoppingRule(
-        settings.tolerance,
-        settings.max_iterations,
-        min_iterations=StoppingRule.min_iterations if start is None else min_iterations,
-    )
+    if start is None:  # from the back-projection
+        min_iterations = StoppingRule.min_iterations
+    rule = StoppingRule(settings.tolerance, settings.max_iterations, min_iterations=min_iterations)
     # The run may reuse the texture weight's memory.
     run = richardson_lucy_tv(
         f, mask, psf, lam, model.sigma, offset, rule, progress, start=start, texture=texture
