@@ -261,7 +261,7 @@ def uncertainty(
     factor = kernel_smoothing(error)
     if factor < SAID_SMOOTHING:
         return error, reason
-    return error, f"{reason}; its uncertainty raises the smoothing x{factor:.1f}"
+    return error, f"{reason}; its uncertainty, counted as noise, raises the smoothing x{factor:.1f}"
 
 
 def learning_windows(

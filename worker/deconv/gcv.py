@@ -72,9 +72,15 @@ class GcvWindow:
                 best, chosen = value, float(alpha)
         return float(best), chosen
 
-    def restored_spectrum(self, psf: np.ndarray) -> np.ndarray:
-        """The spectrum of the window (divided by `level`) restored with `psf` at its GCV alpha:
-        ``conj(K) F / (|K|^2 + alpha |D|^2)``, on the extended grid `shape`."""
+    def restoring_filter(self, psf: np.ndarray) -> np.ndarray:
+        """The Tikhonov filter of `psf` at its GCV alpha, ``conj(K) / (|K|^2 + alpha |D|^2)``, on
+        the extended grid `shape`: times `spectrum`, the window (divided by `level`) restored."""
         otf = centred_kernel_spectrum(psf, self.shape)
         alpha = self.best(psf)[1]
-        return np.conj(otf) * self.spectrum / (np.abs(otf) ** 2 + alpha * self.gradient_power)
+        return np.conj(otf) / (np.abs(otf) ** 2 + alpha * self.gradient_power)
+
+    def noise_gain(self, response: np.ndarray) -> float:
+        """The variance white noise of unit variance has after the filter whose half-spectrum
+        (on the grid `shape`) is `response`: the mean of ``|response|^2`` over the full spectrum
+        (Parseval)."""
+        return float((self.weights * np.abs(response) ** 2).sum() / self.weights.sum())
