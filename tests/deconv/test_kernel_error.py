@@ -44,6 +44,13 @@ def test_identical_or_shifted_kernels_add_no_error() -> None:
     assert kernel_error_ratio(blurred, TRUE, shifted) < 1e-3
 
 
+def test_a_window_without_noise_gives_no_ratio() -> None:
+    quiet = np.zeros((256, 256, 3), np.float32)
+    quiet[:, 128:] = 0.5  # one straight edge: the noise measure reads exactly 0
+    first, second = perturbed(TRUE, 0.3, 1), perturbed(TRUE, 0.3, 2)
+    assert kernel_error_ratio(quiet, first, second) == 0.0
+
+
 def test_the_error_grows_with_the_kernels_disagreement() -> None:
     _, blurred = scene(TRUE, 0.003)
     ratios = [

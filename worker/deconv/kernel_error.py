@@ -88,10 +88,9 @@ def kernel_error_variance(patch: np.ndarray, first: np.ndarray, second: np.ndarr
 def kernel_error_ratio(window: np.ndarray, first: np.ndarray, second: np.ndarray) -> float:
     """``r = sigma_k^2 / sigma_n^2`` of kernel `first`, learnt on the linear colour `window`
     (h, w, C), whose twin `second` was learnt on another part of the picture (see the module's
-    notes); 0.0 where the window has no measurable noise and its kernels agree exactly, inf
-    where it has no noise but they do not."""
-    variance = kernel_error_variance(luminance(window), first, second)
+    notes). 0.0 where the window has no measurable noise: there is no noise to count the error
+    as a share of, and the deblur's weight, set from the noise, is 0 as well."""
     noise = estimate_noise(window) ** 2
     if noise <= 0:
-        return 0.0 if variance <= 0 else float("inf")
-    return variance / noise
+        return 0.0
+    return kernel_error_variance(luminance(window), first, second) / noise
