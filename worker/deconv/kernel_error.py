@@ -26,7 +26,8 @@ the blurred window alone would hide the high frequencies where a kernel's error 
 The restored window carries noise too, which ``k1 - k2`` passes with the variance ``sigma_g^2
 G``: ``sigma_g`` the window's (grey) noise, ``G`` the white-noise gain of ``(k1 - k2)`` times the
 restoring filter (`gcv.GcvWindow.noise_gain`); it is taken off, so that the noise is not counted
-twice (on the blind benchmark it was 1-3 % of the whole). The noise variance ``sigma_n^2`` is
+twice (on the blind benchmark's 24 pictures it lowered ``r`` by 5 % or less where ``r`` was
+above 1, by 0.03 at most where below). The noise variance ``sigma_n^2`` is
 measured on the same window (`noise.estimate_noise`, the mean of the channels' deviations: the
 variance each channel's data term carries). The kernel error is measured on luminance, which
 carries the edges of all three channels alike: it stands for each channel's. The ratio
