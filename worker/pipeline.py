@@ -132,9 +132,11 @@ def run_pipeline(
             restored, deblurred = picture.pixels, {"iterations": 0, "stop_reason": "no_blur"}
         else:
             with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
+                # A learnt kernel's error counts as noise (`worker.deconv.kernel_error`).
                 restored, report = deblur(
-                    picture.pixels, psf, settings, stages.callback(Stage.DEBLURRING)
-                )
+                    picture.pixels, psf, settings, stages.callback(Stage.DEBLURRING),
+                    estimated.get("kernel_error", 0.0),
+                )  # fmt: skip
             deblurred = report.as_dict()
     stages.report(Stage.WRITING)
     write_picture(spec.output, picture, restored)

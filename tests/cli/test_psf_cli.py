@@ -9,6 +9,7 @@ import pytest
 import tifffile
 
 from tests.tiffs import write_tiff
+from worker.deconv.noise import kernel_smoothing
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, shake
 
 
@@ -109,3 +110,26 @@ def test_run_refuses_an_even_blur_and_writes_nothing(run_cli, shaken_tiff, tmp_p
     )
     assert done.returncode == 2 and "odd number of pixels" in done.stderr
     assert not list(out.iterdir())
+
+
+def test_run_counts_its_kernels_error_and_deblur_with_it_does_not(
+    run_cli, shaken_tiff: Path, tmp_path: Path
+):
+    kernel = tmp_path / "k.npy"
+    done = run_cli(
+        "run", shaken_tiff, "--blur", "13", "-o", tmp_path / "run.tif", "--psf-out", kernel,
+        "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    estimated = json.loads(done.stdout.splitlines()[-1])
+    assert estimated["kernel"] == "free-form", estimated["reason"]
+    assert estimated["kernel_error"] > 0
+    assert estimated["smoothing"] == pytest.approx(
+        kernel_smoothing(estimated["kernel_error"]), abs=0.005
+    )
+    done = run_cli("deblur", shaken_tiff, "--psf", kernel, "-o", tmp_path / "given.tif", "--json")
+    assert done.returncode == 0, done.stderr
+    given = json.loads(done.stdout.splitlines()[-1])
+    assert "kernel_error" not in given  # a kernel the user gives is taken as exact
+    ratio = estimated["lambda"] / given["lambda"]
+    assert ratio == pytest.approx(kernel_smoothing(estimated["kernel_error"]), rel=1e-6)

@@ -31,6 +31,11 @@ but empty (`border_mass` under `TRUNCATED`): a support that a blur fits in with 
 larger support than the blur needs gives the estimate freedom it fills with texture and noise
 (a 3 px disc learnt as a 33 px smear at 45 px); a smaller one cuts the blur off.
 
+An agreed kernel is still not exact, and where the noise is low its error, not the noise,
+dominates what the deblur must not fit: the two windows' kernels' disagreement measures that
+error as a share of the noise variance (`worker.deconv.kernel_error`), which the deblur counts
+as noise (`noise.regularisation_weight`: lambda raised by `kernel_smoothing`).
+
 A kernel that could not be checked (a picture with one usable part only) is not trusted either:
 the safe correction of 3 is used. Every kernel returned is centred on its centroid to the
 sub-pixel (`centre_subpixel`), so the deblurred picture does not move. A picture without a usable
@@ -49,6 +54,8 @@ from scipy import fft
 from worker.deconv.boundaries import detect_clip_level
 from worker.deconv.gcv import GcvWindow
 from worker.deconv.holdout import HeldOutWindow
+from worker.deconv.kernel_error import kernel_error_ratio
+from worker.deconv.noise import kernel_smoothing
 from worker.deconv.parametric import (
     border_mass,
     gaussian_kernel,
@@ -77,6 +84,7 @@ UNCHECKED = 0.5  # the confidence of a kernel that could not be cross-checked (i
 CANDIDATES = 4  # automatic windows considered, best first, for the two that are used
 CLEARLY = 0.1  # an agreed kernel gives way when the safe correction predicts this much better
 MIN_GAIN = 0.02  # the fallback must explain the second window this much better than no blur
+SAID_SMOOTHING = 1.05  # the reason mentions a kernel's uncertainty that raises lambda this much
 SIGMAS = np.geomspace(0.5, 8.0, 21)  # the Gaussian softness searched, px
 NO_BLUR, FREE_FORM, GAUSSIAN = "none", "free-form", "gaussian"
 
@@ -90,6 +98,8 @@ class BlurReport:
         where there is no second part to learn from); `reason` says what was done, in words.
     blur: the kernel's side in pixels; extent: the extent of its significant taps.
     window, check_window: where it was learnt, and where it was checked (x, y, width, height).
+    kernel_error: the free-form kernel's error variance over the noise's (`kernel_error`), 0 for
+        the others; smoothing: how many times it raises the deblur's lambda (`kernel_smoothing`).
     """
 
     kernel: str
@@ -101,6 +111,8 @@ class BlurReport:
     check_window: Window
     iterations: int
     seconds: float
+    kernel_error: float = 0.0
+    smoothing: float = 1.0
 
     def as_dict(self) -> dict:
         report = asdict(self)
@@ -221,6 +233,9 @@ def estimate_blur(
             )
             kernel, chosen, reason = fallback(grey, windows, size, doubt)
     kernel = centre_subpixel(kernel) if kernel.shape[0] > 1 else kernel.astype(np.float32)
+    error = 0.0
+    if chosen == FREE_FORM and second is not None:
+        error, reason = uncertainty(patch_of(image, windows[0]), free, second, reason)
     return kernel, BlurReport(
         kernel=chosen,
         confidence=round(float(np.clip(agreement, 0, 1)), 3),
@@ -231,7 +246,22 @@ def estimate_blur(
         check_window=windows[-1],
         iterations=report.iterations,
         seconds=time.perf_counter() - started,
+        kernel_error=round(error, 3),
+        smoothing=round(kernel_smoothing(error), 2),
     )
+
+
+def uncertainty(
+    patch: np.ndarray, free: np.ndarray, second: np.ndarray, reason: str
+) -> tuple[float, str]:
+    """The error of the agreed kernel `free`, learnt on the colour window `patch`, over the noise
+    variance (`kernel_error_ratio`, from its difference with `second`), and `reason` saying how
+    much it raises the deblur's smoothing."""
+    error = kernel_error_ratio(patch, free, second)
+    factor = kernel_smoothing(error)
+    if factor < SAID_SMOOTHING:
+        return error, reason
+    return error, f"{reason}; its uncertainty, counted as noise, raises the smoothing x{factor:.1f}"
 
 
 def learning_windows(

@@ -42,24 +42,45 @@ class GcvWindow:
         height, width = patch.shape
         top, left = max((height - MAX_SIDE) // 2, 0), max((width - MAX_SIDE) // 2, 0)
         patch = patch[top : top + MAX_SIDE, left : left + MAX_SIDE].astype(np.float64)
-        patch = patch / max(float(np.abs(patch).mean()), 1e-12)
+        self.patch_shape = patch.shape
+        self.level = max(float(np.abs(patch).mean()), 1e-12)
+        patch = patch / self.level
         self.shape = fast_shape((patch.shape[0] + margin, patch.shape[1] + margin))
-        spectrum = fft.rfft2(smooth_periodic_extension(patch, self.shape))
-        self.weights = np.full(spectrum.shape, 2.0)  # the half-spectrum counts twice ...
+        self.spectrum = fft.rfft2(smooth_periodic_extension(patch, self.shape))
+        self.weights = np.full(self.spectrum.shape, 2.0)  # the half-spectrum counts twice ...
         self.weights[:, 0] = 1.0  # ... except the columns that have no mirror image
         if self.shape[1] % 2 == 0:
             self.weights[:, -1] = 1.0
-        self.power = np.abs(spectrum) ** 2
+        self.power = np.abs(self.spectrum) ** 2
         self.gradient_power = gradient_spectrum_power(self.shape)
 
     def score(self, psf: np.ndarray) -> float:
         """GCV of `psf` (odd-sized, summing to one) on this window, minimised over alpha."""
+        return self.best(psf)[0]
+
+    def best(self, psf: np.ndarray) -> tuple[float, float]:
+        """(GCV, alpha) of `psf` at the alpha of `ALPHAS` where its GCV is lowest."""
         kernel_power = np.abs(centred_kernel_spectrum(psf, self.shape)) ** 2
-        best = np.inf
+        best, chosen = np.inf, float(ALPHAS[0])
         total = self.weights.sum()
         for alpha in ALPHAS:
             leave = alpha * self.gradient_power / (kernel_power + alpha * self.gradient_power)
             residual = (self.weights * leave**2 * self.power).sum() / total
             trace = (self.weights * leave).sum() / total
-            best = min(best, residual / max(trace**2, 1e-300))
-        return float(best)
+            value = residual / max(trace**2, 1e-300)
+            if value < best:
+                best, chosen = value, float(alpha)
+        return float(best), chosen
+
+    def restoring_filter(self, psf: np.ndarray) -> np.ndarray:
+        """The Tikhonov filter of `psf` at its GCV alpha, ``conj(K) / (|K|^2 + alpha |D|^2)``, on
+        the extended grid `shape`: times `spectrum`, the window (divided by `level`) restored."""
+        otf = centred_kernel_spectrum(psf, self.shape)
+        alpha = self.best(psf)[1]
+        return np.conj(otf) / (np.abs(otf) ** 2 + alpha * self.gradient_power)
+
+    def noise_gain(self, response: np.ndarray) -> float:
+        """The variance white noise of unit variance has after the filter whose half-spectrum
+        (on the grid `shape`) is `response`: the mean of ``|response|^2`` over the full spectrum
+        (Parseval)."""
+        return float((self.weights * np.abs(response) ** 2).sum() / self.weights.sum())

@@ -176,10 +176,10 @@ WHITE_PER_MEAN = 3.85  # the prior's scale is at most this many times the mean l
 
 
 def regularisation_weight(
-    model: NoiseModel, white: float, mean: float, priority: float = 0.0
+    model: NoiseModel, white: float, mean: float, priority: float = 0.0, kernel_error: float = 0.0
 ) -> float:
     """The TV weight `lambda` of Richardson-Lucy-TV for the noise `model` and a priority in
-    [-1, 1].
+    [-1, 1], with a learnt kernel's error counted as noise (`kernel_error`).
 
     `white` is the picture's white level (`white_level`), `mean` its mean level. In the
     shifted-Poisson likelihood the data term is divided by the gain, so the MAP weight of a TV
@@ -209,7 +209,14 @@ def regularisation_weight(
     gain = model.effective_gain(white)
     if gain <= 0:
         return 0.0
-    return float(LAMBDA_SCALE * (gain / scale) ** LAMBDA_POWER * PRIORITY_RANGE ** (-priority))
+    weight = LAMBDA_SCALE * (gain / scale) ** LAMBDA_POWER * PRIORITY_RANGE ** (-priority)
+    return float(weight * kernel_smoothing(kernel_error))
+
+
+def kernel_smoothing(kernel_error: float) -> float:
+    """How many times a learnt kernel's error ``r`` (see `regularisation_weight`) raises lambda:
+    ``(1 + r)^LAMBDA_POWER``, 1 for a kernel taken as exact."""
+    return float((1 + max(kernel_error, 0.0)) ** LAMBDA_POWER)
 
 
 def white_level(image: np.ndarray) -> float:

@@ -414,8 +414,10 @@ def _restore(
     settings: DeblurSettings,
     clip_level: float | None,
     progress: Progress | None = None,
+    kernel_error: float = 0.0,
 ) -> Restoration:
-    """Measure the noise, derive lambda and run `richardson_lucy_tv` on `image` (H, W, C), from
+    """Measure the noise, derive lambda (with the kernel's error counted as noise,
+    `noise.regularisation_weight`) and run `richardson_lucy_tv` on `image` (H, W, C), from
     a coarse start if it is large (see `_coarse_start`), else from a few half-quadratic TV-L2
     steps (`half_quadratic`).
 
@@ -424,7 +426,7 @@ def _restore(
     Restoration
         The run (its estimate is (C, H, W)) and the noise model, offset and lambda it used.
     """
-    start = _coarse_start(image, psf, settings, clip_level)
+    start = _coarse_start(image, psf, settings, clip_level, kernel_error)
     mask = data_mask(image, clip_level)
     model = for_correlated_noise(estimate_noise_model(image, mask), image, mask)
     f = np.ascontiguousarray(image.transpose(2, 0, 1))  # (C, H, W): one plane per channel
@@ -432,7 +434,7 @@ def _restore(
     white = white_level(f)
     lam = settings.lam
     if lam is None:
-        lam = regularisation_weight(model, white, float(f.mean()), settings.priority)
+        lam = regularisation_weight(model, white, float(f.mean()), settings.priority, kernel_error)
     offset = model.offset(white)
     texture = texture_weight(f, mask, model, psf.shape)
     min_iterations = WARM_MIN_ITERATIONS  # from the coarse start
@@ -454,7 +456,11 @@ def _restore(
 
 
 def _coarse_start(
-    image: np.ndarray, psf: np.ndarray, settings: DeblurSettings, clip_level: float | None
+    image: np.ndarray,
+    psf: np.ndarray,
+    settings: DeblurSettings,
+    clip_level: float | None,
+    kernel_error: float,
 ) -> np.ndarray | None:
     """A first estimate (C, H / 2, W / 2) for a large picture: the picture deblurred at half size.
 
@@ -471,7 +477,7 @@ def _coarse_start(
     small, small_psf = preview_inputs(image, psf, COARSE_SCALE)
     cap = min(settings.max_iterations, COARSE_ITERATIONS)
     return _restore(
-        small, small_psf, replace(settings, max_iterations=cap), clip_level
+        small, small_psf, replace(settings, max_iterations=cap), clip_level, None, kernel_error
     ).run.estimate
 
 
@@ -480,8 +486,12 @@ def deblur(
     psf: np.ndarray,
     settings: DeblurSettings = DeblurSettings(),
     progress: Progress | None = None,
+    kernel_error: float = 0.0,
 ) -> tuple[np.ndarray, DeblurReport]:
     """Deblur `image` (float32 (H, W, C), linear light) blurred by `psf`; returns (sharp, report).
+
+    `kernel_error` is a learnt kernel's error as a share of the noise variance
+    (`worker.deconv.kernel_error`), which raises lambda; 0 (the default) takes `psf` as exact.
 
     The result has the image's shape, or the downsized shape of a preview (`settings.scale` < 1).
     Negative samples (out-of-gamut colours) count as 0 in the data term. Raises `InputError` for a
@@ -502,7 +512,7 @@ def deblur(
     clip_level = settings.clip_level
     if clip_level is None:
         clip_level = detect_clip_level(image)
-    restoration = _restore(image, psf, settings, clip_level, progress)
+    restoration = _restore(image, psf, settings, clip_level, progress, kernel_error)
     run, model = restoration.run, restoration.model
     result = np.ascontiguousarray(run.estimate.transpose(1, 2, 0))
     if progress is not None:
