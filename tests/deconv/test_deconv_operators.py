@@ -10,7 +10,8 @@ from reference import blur_forward, tv_divergence, tv_energy
 from scipy import ndimage, signal
 
 from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
-from worker.deconv.fft import fast_length, kernel_spectrum
+from worker.deconv.convolve import tile_length
+from worker.deconv.fft import fast_length, fast_lengths, kernel_spectrum
 from worker.deconv.noise import (
     NoiseModel,
     estimate_noise,
@@ -35,6 +36,26 @@ def test_fast_length_has_only_factors_two_and_three() -> None:
         assert rest == 1
         assert not any(fast_length(k) == k for k in range(n, m) if k != m)
     assert fast_length(4014) == 4096 and fast_length(500) == 512
+
+
+def test_fast_lengths_are_every_fast_length_in_the_range() -> None:
+    assert fast_lengths(500, 1100) == [n for n in range(500, 1101) if fast_length(n) == n]
+
+
+@pytest.mark.parametrize("extent", [300, 1140, 1980, 4030, 6030])
+def test_tiles_cover_the_outputs_with_the_fewest_samples(extent: int) -> None:
+    # A 1980 px input under a 31 px kernel (1950 outputs: a 2 Mpx frame's adjoint) took five
+    # 512 px tiles (2560 samples) where two of 1024 do (2048).
+    def samples(n: int, extent: int = extent) -> int:
+        return -(-(extent - 30) // (n - 30)) * n
+
+    n = tile_length(extent, 31)
+    if extent <= 512:
+        assert n == fast_length(extent)
+    else:
+        assert 512 <= n <= 1024 and fast_length(n) == n
+        assert samples(n) == min(samples(m) for m in fast_lengths(512, 1024))
+    assert samples(tile_length(1980, 31), 1980) == 2048
 
 
 def test_wisdom_is_saved_and_reloaded(tmp_path: Path) -> None:
