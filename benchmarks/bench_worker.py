@@ -52,12 +52,17 @@ def make_inputs(folder: Path, shape: tuple[int, int]) -> tuple[Path, Path]:
     return picture, folder / "psf.npy"
 
 
+CACHES = ("XDG_CACHE_HOME", "NUMBA_CACHE_DIR")  # results, FFTW wisdom, compiled numba code
+
+
 @contextmanager
-def worker_process(folder: Path) -> Iterator[tuple[str, float]]:
-    """Start a worker whose caches (results, FFTW wisdom, compiled numba code) live in `folder`;
-    yields its endpoint and its start time."""
+def worker_process(folder: Path, own_caches: bool = True) -> Iterator[tuple[str, float]]:
+    """Start a worker whose socket, logs and (if `own_caches`) caches (results, FFTW wisdom,
+    compiled numba code) live in `folder`, else the caches a command run here would use; yields
+    its endpoint and its start time."""
     env = dict(os.environ)
-    for variable in ("XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "NUMBA_CACHE_DIR"):
+    private = ("XDG_STATE_HOME", "XDG_RUNTIME_DIR", *(CACHES if own_caches else ()))
+    for variable in private:
         (folder / variable).mkdir(mode=0o700, exist_ok=True)
         env[variable] = str(folder / variable)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")

@@ -1,6 +1,7 @@
 """The building blocks of the engine: FFT sizes and wisdom, the blur operator, TV, noise."""
 
 import itertools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ from reference import blur_forward, tv_divergence, tv_energy
 from scipy import ndimage, signal
 
 from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
-from worker.deconv.fft import fast_length, kernel_spectrum
+from worker.deconv.convolve import tile_shape
+from worker.deconv.fft import fast_length, fast_lengths, kernel_spectrum
 from worker.deconv.noise import (
     NoiseModel,
     estimate_noise,
@@ -35,6 +37,25 @@ def test_fast_length_has_only_factors_two_and_three() -> None:
         assert rest == 1
         assert not any(fast_length(k) == k for k in range(n, m) if k != m)
     assert fast_length(4014) == 4096 and fast_length(500) == 512
+
+
+def test_fast_lengths_are_every_fast_length_in_the_range() -> None:
+    assert fast_lengths(500, 1100) == [n for n in range(500, 1101) if fast_length(n) == n]
+
+
+def test_tiles_are_fast_even_and_cover_a_2_mpx_frame_with_fewer_samples() -> None:
+    # The adjoint of a 1920 x 1080 frame under a 31 px kernel: a 1140 x 1980 input, 1110 x 1950
+    # outputs. Fixed 512 px tiles took 3 x 5 of them (3.9 M samples), the fifth column for 2 px.
+    def samples(shape: tuple[int, int]) -> int:
+        return math.prod(
+            -(-(e - 30) // (n - 30)) * n for e, n in zip((1140, 1980), shape, strict=True)
+        )
+
+    shape = tile_shape((1140, 1980), (31, 31))
+    assert all(512 <= n <= 1024 and n % 2 == 0 and fast_length(n) == n for n in shape)
+    assert samples(shape) < 0.7 * samples((512, 512))
+    assert tile_shape((40, 50), (5, 5)) == (fast_length(40), fast_length(50))  # one tile
+    assert tile_shape((4030, 6030), (31, 31)) == (512, 512)  # 24 Mpx: none cheaper
 
 
 def test_wisdom_is_saved_and_reloaded(tmp_path: Path) -> None:

@@ -35,6 +35,20 @@ def fast_length(n: int) -> int:
     return best
 
 
+def fast_lengths(low: int, high: int) -> list[int]:
+    """Every integer in [`low`, `high`] whose only prime factors are 2 and 3, ascending."""
+    found = []
+    power_of_three = 1
+    while power_of_three <= high:
+        length = power_of_three
+        while length <= high:
+            if length >= low:
+                found.append(length)
+            length *= 2
+        power_of_three *= 3
+    return sorted(found)
+
+
 def cpu_count() -> int:
     """The number of CPU cores this process may use."""
     return len(os.sched_getaffinity(0))

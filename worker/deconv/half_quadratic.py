@@ -84,6 +84,36 @@ def _gradient_adjoint(gx: np.ndarray, gy: np.ndarray, out: np.ndarray) -> None:
                 out[c, i, j] = gx[c, i, left] - gx[c, i, j] + gy[c, above, j] - gy[c, i, j]
 
 
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _pull_to_data(z: np.ndarray, f: np.ndarray, mask: np.ndarray, share: float, top: int,
+                  left: int) -> None:  # fmt: skip
+    """`z <- z + share M (f - z)` on the frame (corner (top, left) of `z`): the `z` step."""
+    channels, height, width = f.shape
+    for i in numba.prange(height):
+        for j in range(width):
+            pull = share * mask[i, j]
+            for c in range(channels):
+                here = z[c, top + i, left + j]
+                z[c, top + i, left + j] = here + pull * (f[c, i, j] - here)
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _solve_spectrum(data: np.ndarray, prior: np.ndarray, otf: np.ndarray, otf_power: np.ndarray,
+                    gradient_power: np.ndarray, ratio: float) -> None:  # fmt: skip
+    """The `u` step in the Fourier domain, in place: `data` = F(z) becomes F(u) = (r conj(K)
+    F(z) + F(D^T w)) / (r |K|^2 + |D|^2), r = rho / beta, and `prior` = F(D^T w) becomes K F(u),
+    the next step's F(K u)."""
+    channels, height, width = data.shape
+    for i in numba.prange(height):
+        for j in range(width):
+            kernel = otf[i, j]
+            scale = 1 / (ratio * otf_power[i, j] + gradient_power[i, j])
+            for c in range(channels):
+                solved = (ratio * kernel.conjugate() * data[c, i, j] + prior[c, i, j]) * scale
+                data[c, i, j] = solved
+                prior[c, i, j] = solved * kernel
+
+
 def _grid(frame: tuple[int, int], psf_shape: tuple[int, int]) -> tuple[tuple[int, int], int, int]:
     """The circular grid (fast FFT sizes, a kernel wider than the extended grid on every side)
     and the corner (top, left) of the frame on it."""
@@ -116,7 +146,6 @@ def half_quadratic_start(
     height, width = f.shape[1:]
     (kh, kw), workers = psf.shape, cpu_count()
     shape, top, left = _grid((height, width), psf.shape)
-    frame = (slice(None), slice(top, top + height), slice(left, left + width))
     extended = (
         slice(top - kh // 2, top + height + kh // 2),
         slice(left - kw // 2, left + width + kw // 2),
@@ -129,19 +158,18 @@ def half_quadratic_start(
         threshold[extended] = texture
     pad = ((0, 0), (top, shape[0] - height - top), (left, shape[1] - width - left))
     u = np.pad(f, pad, mode="reflect").astype(np.float32)
-    spectrum = fft.rfft2(u, workers=workers)
+    blurred = fft.rfft2(u, workers=workers)
+    blurred *= otf
     gx, gy = np.empty_like(u), np.empty_like(u)
     mu = 1.0 / (lam * (max(float(f.mean()), 1e-12) + offset))
     rho, beta = START_DATA_PENALTY * mu, 1.0 / (START_THRESHOLD * sigma)
     for _ in range(STEPS):
-        z = fft.irfft2(spectrum * otf, s=shape, workers=workers)  # K u
-        z[frame] += (mask * np.float32(mu / (mu + rho))) * (f - z[frame])
+        z = fft.irfft2(blurred, s=shape, workers=workers, overwrite_x=True)  # K u
+        _pull_to_data(z, f, mask, mu / (mu + rho), top, left)
         _shrink_gradients(u, threshold, 1.0 / beta, gx, gy)
         _gradient_adjoint(gx, gy, u)  # u's memory: it is recomputed below
-        spectrum = fft.rfft2(z, workers=workers)
-        spectrum *= np.conj(otf) * np.float32(rho / beta)
-        spectrum += fft.rfft2(u, workers=workers)
-        spectrum /= (rho / beta) * otf_power + gradient_power
-        u = fft.irfft2(spectrum, s=shape, workers=workers)
+        spectrum, blurred = fft.rfft2(z, workers=workers), fft.rfft2(u, workers=workers)
+        _solve_spectrum(spectrum, blurred, otf, otf_power, gradient_power, rho / beta)
+        u = fft.irfft2(spectrum, s=shape, workers=workers, overwrite_x=True)
         rho, beta = GROWTH * rho, GROWTH * beta
     return np.ascontiguousarray(u[(slice(None), *extended)])
