@@ -35,6 +35,7 @@ import numpy as np
 from scipy import fft, ndimage, signal, sparse
 from scipy.sparse import csgraph
 
+from worker.deconv.boundaries import data_mask
 from worker.deconv.noise import NoiseModel, estimate_noise_model
 from worker.deconv.psf import PsfReport, estimate_psf, luminance
 from worker.deconv.window import choose_window
@@ -51,6 +52,7 @@ MARGIN = 0.0  # log-likelihood per frequency by which the kernel must beat every
 SMOOTHNESS = 0.02  # ...summed over a region, less this per border between two patches
 MISFIT = 1.2  # a patch the kernel misses by more than this many times the noise is not explained
 CHOICE = 0.02  # the subject's kernel is the one that clearly wins (by this) over most patches
+FLAT = SMOOTHNESS / 4  # a flat patch gains nothing from deblurring but amplified noise
 CUT_UNIT = 1e-5  # the graph cut's costs are whole multiples of this
 NOISE_FLOOR = 3.0  # a patch with less power than this many times the noise's counts as flat
 CANDIDATES = 6  # windows tried for the subject's kernel
@@ -178,13 +180,18 @@ def kernel_evidence(
 
 
 def misfit(
-    image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray, model: NoiseModel
+    image: np.ndarray,
+    deblurred: np.ndarray,
+    psf: np.ndarray,
+    model: NoiseModel,
+    clip_level: float | None = None,
 ) -> np.ndarray:
     """Per patch (the grid of `kernel_evidence` with overlap 2): the mean square of the
     luminance of `image` less that of `deblurred` blurred again by `psf`, over the noise's
     variance at the patch's level. About 1 where the kernel reproduces the picture (the
     deblurring fits no more than the noise), well above it where it cannot (a sharp edge that no
-    blurred picture holds)."""
+    blurred picture holds). Clipped pixels (`data_mask` of `clip_level`), which the deblurring
+    does not fit, are left out; a patch with none left has no misfit (0)."""
     grey = luminance(image).astype(np.float64)
     pad = [(n // 2, (n - 1) // 2) for n in psf.shape]
     sharp = np.pad(luminance(deblurred).astype(np.float64), pad, mode="symmetric")
@@ -192,7 +199,10 @@ def misfit(
     side = patch_side(psf.shape[0])
     step = side // 2
     short = [(0, max(side - n, 0)) for n in grey.shape]  # as `patch_power` pads
-    residual, grey = (np.pad(a, short, mode="symmetric") for a in ((grey - reblurred) ** 2, grey))
+    kept = data_mask(image, clip_level)
+    residual, grey, kept = (
+        np.pad(a, short, mode="symmetric") for a in (kept * (grey - reblurred) ** 2, grey, kept)
+    )
     rows, cols = residual.shape[0] // step, residual.shape[1] // step
 
     def patches(values: np.ndarray) -> np.ndarray:
@@ -200,7 +210,7 @@ def misfit(
         return (blocks[:-1, :-1] + blocks[1:, :-1] + blocks[:-1, 1:] + blocks[1:, 1:]) / 4
 
     noise = LUMA_NOISE * (model.gain * np.maximum(patches(grey), 0) + model.read_variance)
-    return patches(residual) / np.maximum(noise, 1e-12)
+    return patches(residual) / np.maximum(noise * patches(kept), 1e-12)
 
 
 def graph_cut(unary: np.ndarray, smoothness: float) -> np.ndarray:
@@ -251,7 +261,7 @@ def explained_cells(
     interior, whose patches each hardly beat the alternatives, is taken whole, and the region
     stops where the evidence turns (`graph_cut`, a Markov random field's most likely labelling).
     """
-    unary = np.where(detail, margin - floor, 0.0)
+    unary = np.where(detail, margin - floor, -FLAT)
     if fit is not None:
         rows, cols = min(unary.shape[0], fit.shape[0]), min(unary.shape[1], fit.shape[1])
         unary, fit = unary[:rows, :cols], fit[:rows, :cols]
@@ -259,12 +269,14 @@ def explained_cells(
     return graph_cut(unary, SMOOTHNESS)
 
 
-def explained_region(image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray) -> np.ndarray:
+def explained_region(
+    image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray, clip_level: float | None = None
+) -> np.ndarray:
     """The region (H, W, bool) of `image` ((H, W, C), linear) whose blur `psf` explains, given
-    the picture `deblurred` with it."""
+    the picture `deblurred` with it (clipped above `clip_level`, None: not clipped)."""
     model = estimate_noise_model(image)
     margins, detail = kernel_evidence(image, [psf], psf.shape[0], model=model)
-    fit = misfit(image, deblurred, psf, model)
+    fit = misfit(image, deblurred, psf, model, clip_level)
     cells = explained_cells(margins[0], detail, fit).astype(np.float32)
     # Patch (i, j) is centred at ((i + 1) step, (j + 1) step): it stands for the step-wide
     # square about its centre.
@@ -279,20 +291,25 @@ def explained_region(image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray) 
     return ndimage.minimum_filter(full, size=2 * step + 1, mode="nearest") > 0.5
 
 
-def explained_weight(image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray) -> np.ndarray:
-    """The weight map (H, W), float32 in [0, 1]: 1 inside the region `psf` explains, falling to 0
-    over its outer kernel width, and exactly 0 outside it (see the module)."""
-    region = explained_region(image, deblurred, psf)
+def explained_weight(
+    image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray, clip_level: float | None = None
+) -> np.ndarray:
+    """The weight map (H, W), float32 in [0, 1]: 1 inside the region `psf` explains
+    (`explained_region`), falling to 0 over its outer kernel width, and exactly 0 outside it."""
+    region = explained_region(image, deblurred, psf, clip_level)
     size = psf.shape[0]
     core = ndimage.minimum_filter(region.astype(np.float32), size=2 * size + 1, mode="nearest")
     weight = ndimage.gaussian_filter(core, size / 2, mode="nearest") * region
     return np.clip(weight, 0, 1).astype(np.float32)
 
 
-def blend_locally(image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray) -> np.ndarray:
+def blend_locally(
+    image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray, clip_level: float | None = None
+) -> np.ndarray:
     """``w d + (1 - w) f`` for the original `image` f and `deblurred` d ((H, W, C), same shape),
-    with `explained_weight` w of the kernel `psf`; where w is 0 the original comes back as is."""
-    weight = explained_weight(image, deblurred, psf)[..., None]
+    with `explained_weight` w of the kernel `psf` (`clip_level`: where `image` clipped, None:
+    nowhere); where w is 0 the original comes back as is."""
+    weight = explained_weight(image, deblurred, psf, clip_level)[..., None]
     return np.where(weight > 0, weight * deblurred + (1 - weight) * image, image).astype(np.float32)
 
 
