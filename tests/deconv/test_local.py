@@ -73,6 +73,18 @@ def test_the_deblurred_picture_reblurred_fits_the_shaken_part_only() -> None:
     assert np.median(fit[1:-4, half + 1 : -1]) > 2 * MISFIT  # the sharp half's edges: missed
 
 
+def test_clipped_pixels_do_not_count_as_a_misfit() -> None:
+    _, scene, psf = half_shaken_scene()
+    level = float(np.quantile(scene[:, : scene.shape[1] // 2], 0.6))
+    clipped = np.minimum(scene, level)  # the shaken half's highlights clipped
+    settings = DeblurSettings(max_iterations=30, clip_level=level)
+    deblurred, _ = deblur(clipped, psf, settings)
+    model = estimate_noise_model(scene)
+    shaken = np.s_[1:-1, 1 : misfit(clipped, deblurred, psf, model).shape[1] // 2 - 1]
+    assert np.median(misfit(clipped, deblurred, psf, model, level)[shaken]) < MISFIT
+    assert np.median(misfit(clipped, deblurred, psf, model)[shaken]) > MISFIT
+
+
 def test_the_subjects_kernel_comes_from_the_shaken_part() -> None:
     _, scene, _ = half_shaken_scene(seed=6, side=768)
     estimate, report = subject_kernel(scene, SIZE + 4)
