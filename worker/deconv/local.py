@@ -323,10 +323,11 @@ def subject_kernel(
 
     The kernel is estimated (`estimate_psf`) on up to `CANDIDATES` windows, each the most
     detailed one (`choose_window`) once the ones before and their surroundings are left out.
-    The kernel that explains the largest region of the picture (`explained_cells`, on patches
-    side by side) wins; on a tie, the most detailed window's. The subject's kernel explains the
-    subject; a sharp or defocused background's hardly beats no blur or an isotropic blur
-    anywhere. Windows too flat to learn from are skipped; raises `InputError` when all are.
+    The kernel that explains the largest region of the picture (`explained_cells` with the floor
+    `CHOICE`, on patches side by side) wins; on a tie, the most detailed window's. The subject's
+    kernel explains the subject; a sharp or defocused background's hardly beats no blur or an
+    isotropic blur anywhere. Windows too flat to learn from are skipped; raises `InputError` when
+    all are.
     """
     grey = luminance(image)
     left_out = grey.copy()
