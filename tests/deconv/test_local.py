@@ -5,7 +5,16 @@ import dataclasses
 import numpy as np
 
 from worker.deconv import DeblurSettings, deblur
-from worker.deconv.local import blend_locally, explained_weight, subject_kernel
+from worker.deconv.local import (
+    MISFIT,
+    SMOOTHNESS,
+    blend_locally,
+    explained_cells,
+    explained_weight,
+    misfit,
+    subject_kernel,
+)
+from worker.deconv.noise import estimate_noise_model
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, psnr, shake
 
 SIZE = 15
@@ -38,8 +47,42 @@ def test_local_mode_deblurs_the_shaken_part_and_returns_the_rest_as_it_was() -> 
     assert np.abs(local[right] - scene[right]).max() <= 1e-6
     # Deblurring everything rings all over the sharp half.
     assert psnr(deblurred[right], sharp[right]) < psnr(scene[right], sharp[right]) - 3
-    weight = explained_weight(scene, psf)
+    weight = explained_weight(scene, deblurred, psf)
     assert weight[inner].mean() > 0.4 and weight[right].max() == 0
+
+
+def test_a_large_subject_is_taken_whole_and_a_patch_the_kernel_cannot_reproduce_is_not() -> None:
+    margin = np.full((24, 24), -0.03)  # static: the kernel loses
+    margin[2:14, 2:14] = SMOOTHNESS * 0.75  # a subject: every patch wins, each by a little
+    margin[19, 19] = SMOOTHNESS * 0.75  # the same alone: chance
+    fit = np.ones(margin.shape)
+    fit[6:8, 2:8] = 3 * MISFIT  # a sharp static edge reaching into the subject
+    cells = explained_cells(margin, np.ones(margin.shape, bool), fit)
+    assert cells[2:6, 2:14].all() and cells[8:14, 2:14].all() and cells[6:8, 8:14].all()
+    assert not cells[6:8, 2:8].any() and not cells[19, 19]
+    assert cells.sum() == 12 * 12 - 12
+    assert explained_cells(margin, np.ones(margin.shape, bool))[2:14, 2:14].all()  # no veto
+
+
+def test_the_deblurred_picture_reblurred_fits_the_shaken_part_only() -> None:
+    _, scene, psf = half_shaken_scene()
+    deblurred, _ = deblur(scene, psf, DeblurSettings(max_iterations=30))
+    fit = misfit(scene, deblurred, psf, estimate_noise_model(scene))
+    half = fit.shape[1] // 2
+    assert np.median(fit[1:-1, 1 : half - 1]) < MISFIT  # within the noise
+    assert np.median(fit[1:-4, half + 1 : -1]) > 2 * MISFIT  # the sharp half's edges: missed
+
+
+def test_clipped_pixels_do_not_count_as_a_misfit() -> None:
+    _, scene, psf = half_shaken_scene()
+    level = float(np.quantile(scene[:, : scene.shape[1] // 2], 0.6))
+    clipped = np.minimum(scene, level)  # the shaken half's highlights clipped
+    settings = DeblurSettings(max_iterations=30, clip_level=level)
+    deblurred, _ = deblur(clipped, psf, settings)
+    model = estimate_noise_model(scene)
+    shaken = np.s_[1:-1, 1 : misfit(clipped, deblurred, psf, model).shape[1] // 2 - 1]
+    assert np.median(misfit(clipped, deblurred, psf, model, level)[shaken]) < MISFIT
+    assert np.median(misfit(clipped, deblurred, psf, model)[shaken]) > MISFIT
 
 
 def test_the_subjects_kernel_comes_from_the_shaken_part() -> None:

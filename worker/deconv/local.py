@@ -12,20 +12,30 @@ log-spaced rings and orientations, is compared with what a natural picture (powe
 ``1 / |w|^p``, Field, JOSA A 4, 1987, doi:10.1364/JOSAA.4.002379) would give if it were blurred
 by the kernel, and if it were not blurred or blurred isotropically (defocus, haze), each with the
 picture's own softness, contrast and the noise of the picture's Poisson-Gaussian model. Whittle's
-likelihood scores each hypothesis; the kernel must beat every alternative by `MARGIN` per
-frequency. Patches so explained, joined across small gaps, in groups large enough to be a subject,
-with their flat holes filled, form the region; it is pulled in by the patches' reach, since a
-patch half on the subject may count. Patches where the kernel does not win (sharp, defocused,
-ambiguous or flat) stay out: when the picture cannot tell, it is left alone.
+likelihood scores each hypothesis; a patch's evidence is the kernel's log-likelihood per frequency
+over the best alternative. At this noise much of a moving subject beats the alternatives by only a
+little, patch by patch, so the region is decided as a whole (`explained_cells`): a subject is one
+piece, each border between a patch in and a patch out costs `SMOOTHNESS`, and the most likely
+labelling of that Markov random field (a graph cut) takes a large subject's interior whole while
+stopping where the evidence turns. A second test protects sharp static detail beside the subject
+(`misfit`): the deblurred picture, blurred again by the kernel, must reproduce each patch to
+within the noise; where it misses by more than `MISFIT` times the noise, no picture blurred by the
+kernel holds what the patch shows (a sharp hair, an edge), the deblurring would ring there, and the
+patch is out whatever its spectrum says. The region is pulled in by the patches' reach, since a
+patch half on the subject may count. Patches left out (sharp, defocused, ambiguous or flat) come
+back as they were: when the picture cannot tell, it is left alone.
 
 **Where to learn the kernel** (`subject_kernel`, used in local mode when the window is automatic):
 kernels are estimated on a few detailed windows in different places, and the one that explains
-the largest region (as above) is the subject's.
+the largest region (as above, each patch's evidence counted above `CHOICE` rather than 0, and
+without the misfit test, since nothing is deblurred yet) is the subject's.
 """
 
 import numpy as np
-from scipy import fft, ndimage
+from scipy import fft, ndimage, signal, sparse
+from scipy.sparse import csgraph
 
+from worker.deconv.boundaries import data_mask
 from worker.deconv.noise import NoiseModel, estimate_noise_model
 from worker.deconv.psf import PsfReport, estimate_psf, luminance
 from worker.deconv.window import choose_window
@@ -38,9 +48,12 @@ RINGS, ORIENTATIONS = 8, 12  # frequency bins: log-spaced rings up to Nyquist, x
 SOFTNESS = (0.0, 0.7, 1.5, 2.5, 4.0, 6.0, 9.0, 13.0)  # px: isotropic softness, either way
 SLOPES = (1.5, 2.0, 2.5)  # natural pictures' power falls as 1 / |w|^p
 SCALE_STEPS = 48
-MARGIN = 0.02  # log-likelihood per frequency by which the kernel must beat every alternative
-CLOSING = 5  # patches: explained patches this close are joined...
-MIN_CELLS = 8  # ...and groups of fewer patches than this dropped
+MARGIN = 0.0  # log-likelihood per frequency by which the kernel must beat every alternative...
+SMOOTHNESS = 0.02  # ...summed over a region, less this per border between two patches
+MISFIT = 1.2  # a patch the kernel misses by more than this many times the noise is not explained
+CHOICE = 0.02  # the subject's kernel is the one that clearly wins (by this) over most patches
+FLAT = SMOOTHNESS / 4  # a flat patch gains nothing from deblurring but amplified noise
+CUT_UNIT = 1e-5  # the graph cut's costs are whole multiples of this
 NOISE_FLOOR = 3.0  # a patch with less power than this many times the noise's counts as flat
 CANDIDATES = 6  # windows tried for the subject's kernel
 LUMA_NOISE = 0.2126**2 + 0.7152**2 + 0.0722**2  # luminance noise variance per channel variance
@@ -166,28 +179,105 @@ def kernel_evidence(
     return margins, detail
 
 
-def explained_cells(margin: np.ndarray, detail: np.ndarray) -> np.ndarray:
+def misfit(
+    image: np.ndarray,
+    deblurred: np.ndarray,
+    psf: np.ndarray,
+    model: NoiseModel,
+    clip_level: float | None = None,
+) -> np.ndarray:
+    """Per patch (the grid of `kernel_evidence` with overlap 2): the mean square of the
+    luminance of `image` less that of `deblurred` blurred again by `psf`, over the noise's
+    variance at the patch's level. About 1 where the kernel reproduces the picture (the
+    deblurring fits no more than the noise), well above it where it cannot (a sharp edge that no
+    blurred picture holds). Clipped pixels (`data_mask` of `clip_level`), which the deblurring
+    does not fit, are left out; a patch with none left has no misfit (0)."""
+    grey = luminance(image).astype(np.float64)
+    pad = [(n // 2, (n - 1) // 2) for n in psf.shape]
+    sharp = np.pad(luminance(deblurred).astype(np.float64), pad, mode="symmetric")
+    reblurred = signal.fftconvolve(sharp, psf, mode="valid")
+    side = patch_side(psf.shape[0])
+    step = side // 2
+    short = [(0, max(side - n, 0)) for n in grey.shape]  # as `patch_power` pads
+    kept = data_mask(image, clip_level)
+    residual, grey, kept = (
+        np.pad(a, short, mode="symmetric") for a in (kept * (grey - reblurred) ** 2, grey, kept)
+    )
+    rows, cols = residual.shape[0] // step, residual.shape[1] // step
+
+    def patches(values: np.ndarray) -> np.ndarray:
+        blocks = values[: rows * step, : cols * step].reshape(rows, step, cols, step).mean((1, 3))
+        return (blocks[:-1, :-1] + blocks[1:, :-1] + blocks[:-1, 1:] + blocks[1:, 1:]) / 4
+
+    noise = LUMA_NOISE * (model.gain * np.maximum(patches(grey), 0) + model.read_variance)
+    return patches(residual) / np.maximum(noise * patches(kept), 1e-12)
+
+
+def graph_cut(unary: np.ndarray, smoothness: float) -> np.ndarray:
+    """The labelling x (bool, the shape of `unary`) that maximises ``sum_i unary_i x_i -
+    smoothness * #{4-neighbours i, j : x_i != x_j}``: a minimum s-t cut (Greig, Porteous and
+    Seheult, J. R. Stat. Soc. B 51, 1989; Boykov and Jolly, ICCV 2001,
+    doi:10.1109/ICCV.2001.937505), costs in units of `CUT_UNIT`."""
+    count = unary.size
+    source, sink = count, count + 1
+    index = np.arange(count).reshape(unary.shape)
+    gain = np.round(unary.ravel() / CUT_UNIT).astype(np.int64)
+    edge = round(smoothness / CUT_UNIT)
+    wins = gain > 0
+    tails = [np.full(wins.sum(), source), index.ravel()[~wins]]
+    heads = [index.ravel()[wins], np.full((~wins).sum(), sink)]
+    capacities = [gain[wins], -gain[~wins]]
+    for a, b in ((index[:, :-1], index[:, 1:]), (index[:-1], index[1:])):
+        tails += [a.ravel(), b.ravel()]
+        heads += [b.ravel(), a.ravel()]
+        capacities += [np.full(a.size, edge)] * 2
+    capacity = np.concatenate(capacities)
+    used = capacity > 0
+    graph = sparse.csr_matrix(
+        (
+            capacity[used].astype(np.int32),
+            (np.concatenate(tails)[used], np.concatenate(heads)[used]),
+        ),
+        shape=(count + 2, count + 2),
+    )
+    left = graph - csgraph.maximum_flow(graph, source, sink).flow
+    left.data = np.maximum(left.data, 0)
+    left.eliminate_zeros()
+    reached = np.zeros(count + 2, bool)
+    reached[csgraph.breadth_first_order(left, source, return_predecessors=False)] = True
+    return reached[:count].reshape(unary.shape)
+
+
+def explained_cells(
+    margin: np.ndarray, detail: np.ndarray, fit: np.ndarray | None = None, floor: float = MARGIN
+) -> np.ndarray:
     """Which patches (bool, the grid of `kernel_evidence`) the kernel explains.
 
-    The margin is averaged over 3 x 3 patches (those with detail); patches above `MARGIN` are
-    joined across gaps of a few patches (a closing), groups of fewer than `MIN_CELLS` patches
-    are dropped (a subject is one piece; scattered hits are chance), and holes are filled.
+    Each patch with detail weighs in by its margin less `floor` (a log-likelihood ratio per
+    frequency: the kernel's evidence over the best alternative); a flat patch by nothing; a patch
+    whose `fit` (`misfit`, when given) exceeds `MISFIT` by -1, a veto: the kernel cannot
+    reproduce it, so deblurring would ring there. A subject is one piece: neighbouring patches
+    are labelled alike unless the evidence pays `SMOOTHNESS` per border, so a large subject's
+    interior, whose patches each hardly beat the alternatives, is taken whole, and the region
+    stops where the evidence turns (`graph_cut`, a Markov random field's most likely labelling).
     """
-    weight = detail.astype(np.float64)
-    mean = ndimage.uniform_filter(margin * weight, 3, mode="nearest")
-    mean /= np.maximum(ndimage.uniform_filter(weight, 3, mode="nearest"), 1e-12)
-    cells = (mean > MARGIN) & detail
-    cells |= ndimage.binary_closing(cells, np.ones((CLOSING, CLOSING), bool))
-    labels, count = ndimage.label(cells)
-    sizes = ndimage.sum(cells, labels, np.arange(1, count + 1))
-    cells = np.isin(labels, 1 + np.flatnonzero(sizes >= MIN_CELLS))
-    return ndimage.binary_fill_holes(cells)
+    unary = np.where(detail, margin - floor, -FLAT)
+    if fit is not None:
+        rows, cols = min(unary.shape[0], fit.shape[0]), min(unary.shape[1], fit.shape[1])
+        unary, fit = unary[:rows, :cols], fit[:rows, :cols]
+        unary = np.where(fit > MISFIT, -1.0, unary)
+    return graph_cut(unary, SMOOTHNESS)
 
 
-def explained_region(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
-    """The region (H, W, bool) of `image` ((H, W, C), linear) whose blur `psf` explains."""
-    margins, detail = kernel_evidence(image, [psf], psf.shape[0])
-    cells = explained_cells(margins[0], detail).astype(np.float32)
+def explained_region(
+    image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray, clip_level: float | None = None
+) -> np.ndarray:
+    """The region (H, W, bool) of `image` ((H, W, C), linear) whose blur `psf` explains, given
+    the picture `deblurred` with it (clipped above `clip_level`, None: not clipped)."""
+    model = estimate_noise_model(image)
+    margins, detail = kernel_evidence(image, [psf], psf.shape[0], model=model)
+    fit = misfit(image, deblurred, psf, model, clip_level)
+    cells = explained_cells(margins[0], detail, fit).astype(np.float32)
     # Patch (i, j) is centred at ((i + 1) step, (j + 1) step): it stands for the step-wide
     # square about its centre.
     step = patch_side(psf.shape[0]) // 2
@@ -201,20 +291,25 @@ def explained_region(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
     return ndimage.minimum_filter(full, size=2 * step + 1, mode="nearest") > 0.5
 
 
-def explained_weight(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
-    """The weight map (H, W), float32 in [0, 1]: 1 inside the region `psf` explains, falling to 0
-    over its outer kernel width, and exactly 0 outside it (see the module)."""
-    region = explained_region(image, psf)
+def explained_weight(
+    image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray, clip_level: float | None = None
+) -> np.ndarray:
+    """The weight map (H, W), float32 in [0, 1]: 1 inside the region `psf` explains
+    (`explained_region`), falling to 0 over its outer kernel width, and exactly 0 outside it."""
+    region = explained_region(image, deblurred, psf, clip_level)
     size = psf.shape[0]
     core = ndimage.minimum_filter(region.astype(np.float32), size=2 * size + 1, mode="nearest")
     weight = ndimage.gaussian_filter(core, size / 2, mode="nearest") * region
     return np.clip(weight, 0, 1).astype(np.float32)
 
 
-def blend_locally(image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray) -> np.ndarray:
+def blend_locally(
+    image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray, clip_level: float | None = None
+) -> np.ndarray:
     """``w d + (1 - w) f`` for the original `image` f and `deblurred` d ((H, W, C), same shape),
-    with `explained_weight` w of the kernel `psf`; where w is 0 the original comes back as is."""
-    weight = explained_weight(image, psf)[..., None]
+    with `explained_weight` w of the kernel `psf` (`clip_level`: where `image` clipped, None:
+    nowhere); where w is 0 the original comes back as is."""
+    weight = explained_weight(image, deblurred, psf, clip_level)[..., None]
     return np.where(weight > 0, weight * deblurred + (1 - weight) * image, image).astype(np.float32)
 
 
@@ -228,10 +323,11 @@ def subject_kernel(
 
     The kernel is estimated (`estimate_psf`) on up to `CANDIDATES` windows, each the most
     detailed one (`choose_window`) once the ones before and their surroundings are left out.
-    The kernel that explains the largest region of the picture (`explained_cells`, on patches
-    side by side) wins; on a tie, the most detailed window's. The subject's kernel explains the
-    subject; a sharp or defocused background's hardly beats no blur or an isotropic blur
-    anywhere. Windows too flat to learn from are skipped; raises `InputError` when all are.
+    The kernel that explains the largest region of the picture (`explained_cells` with the floor
+    `CHOICE`, on patches side by side) wins; on a tie, the most detailed window's. The subject's
+    kernel explains the subject; a sharp or defocused background's hardly beats no blur or an
+    isotropic blur anywhere. Windows too flat to learn from are skipped; raises `InputError` when
+    all are.
     """
     grey = luminance(image)
     left_out = grey.copy()
@@ -257,5 +353,5 @@ def subject_kernel(
             "choose a window with clear edges (--window X,Y,W,H)"
         )
     margins, detail = kernel_evidence(image, [psf for psf, _ in found], size, overlap=1)
-    scores = [int(explained_cells(margin, detail).sum()) for margin in margins]
+    scores = [int(explained_cells(margin, detail, floor=CHOICE).sum()) for margin in margins]
     return found[int(np.argmax(scores))]

@@ -518,7 +518,7 @@ def deblur(
     if progress is not None:
         progress(1.0, Stage.DEBLURRING)
     if settings.local:
-        result = blend_locally(image, result, psf)
+        result = blend_locally(image, result, psf, clip_level)
     report = DeblurReport(
         iterations=run.iterations,
         best_iteration=run.best_iteration,
