@@ -391,16 +391,16 @@ def subject_case(case: SubjectCase, folder: Path, extra: dict[str, Callable]) ->
     distance = ndimage.distance_transform_edt(static)
     known = JobSpec(str(path), "", psf=str(psf_path))
     blind = JobSpec(str(path), "", blur=SUBJECT_KERNEL, settings=DeblurSettings(local=True))
-    jobs = {
-        "global, true kernel": known,
-        "local, true kernel": replace(known, settings=DeblurSettings(local=True)),
-        "local, blind (auto window)": blind,
+    jobs = {  # method -> (the output file's stem, the job)
+        "global, true kernel": ("global", known),
+        "local, true kernel": ("local", replace(known, settings=DeblurSettings(local=True))),
+        "local, blind (auto window)": ("local-blind", blind),
     }
     label = f"{case.background} + {case.donor} (noise {case.noise})"
     rows = []
     pictures = {"input": observed}
-    for name, spec in jobs.items():
-        result, report, seconds = run_job(folder, f"{name[:5]}-{case.background}", spec)
+    for name, (stem, spec) in jobs.items():
+        result, report, seconds = run_job(folder, f"{stem}-{case.background}", spec)
         pictures[name] = result
         window = report.get("window")
         on_subject = "-"
