@@ -6,6 +6,8 @@ including those made inside functions (the command line imports the engine lazil
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,17 @@ def test_a_wrong_import_is_caught(tmp_path: Path) -> None:
     assert names == {"worker.service.server"}
     assert layer_of("worker.deconv.rl_tv") == "worker.deconv"
     assert not any(n.startswith(ALLOWED["worker.deconv"]) for n in names)
+
+
+def test_a_command_does_not_import_scipy_signal() -> None:
+    """scipy.signal takes a third of a second to import, a tenth of a small picture's run: the
+    modules a `deblur`, `run` or the worker load must not need it (test data may)."""
+    code = (
+        "import sys, worker.cli, worker.pipeline, worker.service.server;"
+        "print('scipy.signal' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"

@@ -9,6 +9,7 @@ from worker.deconv.local import (
     MISFIT,
     SMOOTHNESS,
     blend_locally,
+    blurred_again,
     explained_cells,
     explained_weight,
     misfit,
@@ -98,3 +99,20 @@ def test_a_picture_smaller_than_a_patch_is_left_as_it_is() -> None:
     box = np.ones((5, 5), np.float32) / 25
     out, _ = deblur(image, box, DeblurSettings(local=True, max_iterations=3))
     assert np.array_equal(out, image)
+
+
+def test_blurred_again_is_the_mirrored_blur_without_wrap_around() -> None:
+    """The same size as the picture; inside, the plain sum over the kernel; along the border,
+    the mirrored picture's (not the opposite border's, as a circular blur would take)."""
+    rng = np.random.default_rng(3)
+    sharp = rng.random((40, 57))
+    psf = rng.random((7, 7))
+    psf /= psf.sum()
+    out = blurred_again(sharp, psf)
+    assert out.shape == sharp.shape
+    # the output at (20, 30) sums sharp[20 + 3 - i, 30 + 3 - j] psf[i, j]
+    direct = (sharp[17:24, 27:34][::-1, ::-1] * psf).sum()
+    assert np.isclose(out[20, 30], direct)
+    mirrored = np.pad(sharp, 3, mode="symmetric")
+    corner = (mirrored[:7, :7][::-1, ::-1] * psf).sum()
+    assert np.isclose(out[0, 0], corner)
