@@ -57,19 +57,21 @@ def _shrink_gradients(u: np.ndarray, threshold: np.ndarray, scale: float, gx: np
     channels, height, width = u.shape
     for i in numba.prange(height):
         below = (i + 1) % height
-        for j in range(width):
-            right = (j + 1) % width
-            norm = 0.0
-            for c in range(channels):
+        keep = np.zeros(width)  # |grad u|^2, then the shrinkage factor
+        for c in range(channels):  # channel by channel along the row: branch-free, SIMD
+            for j in range(width):
+                right = j + 1 if j + 1 < width else 0
                 dx = u[c, i, right] - u[c, i, j]
                 dy = u[c, below, j] - u[c, i, j]
                 gx[c, i, j], gy[c, i, j] = dx, dy
-                norm += dx * dx + dy * dy
-            norm = math.sqrt(norm)
-            keep = max(1.0 - scale * threshold[i, j] / norm, 0.0) if norm > 0 else 0.0
-            for c in range(channels):
-                gx[c, i, j] *= keep
-                gy[c, i, j] *= keep
+                keep[j] += dx * dx + dy * dy
+        for j in range(width):
+            norm = math.sqrt(keep[j])
+            keep[j] = max(1.0 - scale * threshold[i, j] / norm, 0.0) if norm > 0 else 0.0
+        for c in range(channels):
+            for j in range(width):
+                gx[c, i, j] *= keep[j]
+                gy[c, i, j] *= keep[j]
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
