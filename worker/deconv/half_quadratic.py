@@ -80,9 +80,9 @@ def _gradient_adjoint(gx: np.ndarray, gy: np.ndarray, out: np.ndarray) -> None:
     channels, height, width = gx.shape
     for i in numba.prange(height):
         above = (i - 1) % height
-        for j in range(width):
-            left = (j - 1) % width
-            for c in range(channels):
+        for c in range(channels):  # channel by channel along the row: branch-free, SIMD
+            for j in range(width):
+                left = j - 1 if j > 0 else width - 1
                 out[c, i, j] = gx[c, i, left] - gx[c, i, j] + gy[c, above, j] - gy[c, i, j]
 
 
