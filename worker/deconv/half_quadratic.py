@@ -92,11 +92,10 @@ def _pull_to_data(z: np.ndarray, f: np.ndarray, mask: np.ndarray, share: float, 
     """`z <- z + share M (f - z)` on the frame (corner (top, left) of `z`): the `z` step."""
     channels, height, width = f.shape
     for i in numba.prange(height):
-        for j in range(width):
-            pull = share * mask[i, j]
-            for c in range(channels):
+        for c in range(channels):  # channel by channel along the row: SIMD
+            for j in range(width):
                 here = z[c, top + i, left + j]
-                z[c, top + i, left + j] = here + pull * (f[c, i, j] - here)
+                z[c, top + i, left + j] = here + share * mask[i, j] * (f[c, i, j] - here)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
@@ -107,10 +106,10 @@ def _solve_spectrum(data: np.ndarray, prior: np.ndarray, otf: np.ndarray, otf_po
     the next step's F(K u)."""
     channels, height, width = data.shape
     for i in numba.prange(height):
-        for j in range(width):
-            kernel = otf[i, j]
-            scale = 1 / (ratio * otf_power[i, j] + gradient_power[i, j])
-            for c in range(channels):
+        for c in range(channels):  # channel by channel along the row: SIMD
+            for j in range(width):
+                kernel = otf[i, j]
+                scale = 1 / (ratio * otf_power[i, j] + gradient_power[i, j])
                 solved = (ratio * kernel.conjugate() * data[c, i, j] + prior[c, i, j]) * scale
                 data[c, i, j] = solved
                 prior[c, i, j] = solved * kernel
