@@ -6,7 +6,11 @@ import pytest
 from skimage import data
 
 from worker.deconv import DeblurSettings, deblur, rl_tv
-from worker.deconv.half_quadratic import half_quadratic_start
+from worker.deconv.half_quadratic import (
+    _gradient_adjoint,
+    _shrink_gradients,
+    half_quadratic_start,
+)
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, psnr
 
 
@@ -98,3 +102,23 @@ def test_pictures_with_clipped_highlights_start_from_the_back_projection(monkeyp
     observed[40:60, 40:60] = 1.0  # a clipped plateau
     deblur(observed, psf, DeblurSettings(clip_level=1.0))
     assert calls == [1]
+
+
+@pytest.mark.parametrize("shape", [(3, 6, 7), (1, 5, 1), (3, 1, 4)])
+def test_shrinkage_and_adjoint_match_circular_differences(shape: tuple[int, int, int]) -> None:
+    """The kernels against NumPy: circular forward differences (the last column's and row's
+    wrap around), shrunk by the colour-coupled norm, and `D^T` their exact adjoint."""
+    rng = np.random.default_rng(3)
+    u = rng.random(shape, dtype=np.float32)
+    threshold = rng.random(shape[1:], dtype=np.float32)
+    dx, dy = np.roll(u, -1, axis=2) - u, np.roll(u, -1, axis=1) - u
+    norm = np.sqrt((dx.astype(np.float64) ** 2 + dy.astype(np.float64) ** 2).sum(axis=0))
+    keep = np.maximum(1 - 0.3 * threshold / np.where(norm > 0, norm, 1), 0) * (norm > 0)
+    gx, gy = np.empty_like(u), np.empty_like(u)
+    _shrink_gradients(u, threshold, 0.3, gx, gy)
+    np.testing.assert_allclose(gx, dx * keep, atol=1e-6)
+    np.testing.assert_allclose(gy, dy * keep, atol=1e-6)
+    adjoint = np.empty_like(u)
+    _gradient_adjoint(gx, gy, adjoint)
+    expected = np.roll(gx, 1, axis=2) - gx + np.roll(gy, 1, axis=1) - gy
+    np.testing.assert_allclose(adjoint, expected, atol=1e-6)

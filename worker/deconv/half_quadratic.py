@@ -57,19 +57,21 @@ def _shrink_gradients(u: np.ndarray, threshold: np.ndarray, scale: float, gx: np
     channels, height, width = u.shape
     for i in numba.prange(height):
         below = (i + 1) % height
-        for j in range(width):
-            right = (j + 1) % width
-            norm = 0.0
-            for c in range(channels):
+        keep = np.zeros(width)  # |grad u|^2, then the shrinkage factor
+        for c in range(channels):  # channel by channel along the row: branch-free, SIMD
+            for j in range(width):
+                right = j + 1 if j + 1 < width else 0
                 dx = u[c, i, right] - u[c, i, j]
                 dy = u[c, below, j] - u[c, i, j]
                 gx[c, i, j], gy[c, i, j] = dx, dy
-                norm += dx * dx + dy * dy
-            norm = math.sqrt(norm)
-            keep = max(1.0 - scale * threshold[i, j] / norm, 0.0) if norm > 0 else 0.0
-            for c in range(channels):
-                gx[c, i, j] *= keep
-                gy[c, i, j] *= keep
+                keep[j] += dx * dx + dy * dy
+        for j in range(width):
+            norm = math.sqrt(keep[j])
+            keep[j] = max(1.0 - scale * threshold[i, j] / norm, 0.0) if norm > 0 else 0.0
+        for c in range(channels):
+            for j in range(width):
+                gx[c, i, j] *= keep[j]
+                gy[c, i, j] *= keep[j]
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
@@ -78,9 +80,9 @@ def _gradient_adjoint(gx: np.ndarray, gy: np.ndarray, out: np.ndarray) -> None:
     channels, height, width = gx.shape
     for i in numba.prange(height):
         above = (i - 1) % height
-        for j in range(width):
-            left = (j - 1) % width
-            for c in range(channels):
+        for c in range(channels):  # channel by channel along the row: branch-free, SIMD
+            for j in range(width):
+                left = j - 1 if j > 0 else width - 1
                 out[c, i, j] = gx[c, i, left] - gx[c, i, j] + gy[c, above, j] - gy[c, i, j]
 
 
@@ -90,11 +92,10 @@ def _pull_to_data(z: np.ndarray, f: np.ndarray, mask: np.ndarray, share: float, 
     """`z <- z + share M (f - z)` on the frame (corner (top, left) of `z`): the `z` step."""
     channels, height, width = f.shape
     for i in numba.prange(height):
-        for j in range(width):
-            pull = share * mask[i, j]
-            for c in range(channels):
+        for c in range(channels):  # channel by channel along the row: SIMD
+            for j in range(width):
                 here = z[c, top + i, left + j]
-                z[c, top + i, left + j] = here + pull * (f[c, i, j] - here)
+                z[c, top + i, left + j] = here + share * mask[i, j] * (f[c, i, j] - here)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
@@ -105,10 +106,10 @@ def _solve_spectrum(data: np.ndarray, prior: np.ndarray, otf: np.ndarray, otf_po
     the next step's F(K u)."""
     channels, height, width = data.shape
     for i in numba.prange(height):
-        for j in range(width):
-            kernel = otf[i, j]
-            scale = 1 / (ratio * otf_power[i, j] + gradient_power[i, j])
-            for c in range(channels):
+        for c in range(channels):  # channel by channel along the row: SIMD
+            for j in range(width):
+                kernel = otf[i, j]
+                scale = 1 / (ratio * otf_power[i, j] + gradient_power[i, j])
                 solved = (ratio * kernel.conjugate() * data[c, i, j] + prior[c, i, j]) * scale
                 data[c, i, j] = solved
                 prior[c, i, j] = solved * kernel

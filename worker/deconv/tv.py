@@ -27,19 +27,23 @@ def gradient_weights(u: np.ndarray, eps: float, out: np.ndarray) -> np.ndarray:
 
     The reciprocal of the vectorial gradient norm: the weight of the pixel's right and down
     links in the TV gradient, stored once per iteration so the update multiplies instead of
-    dividing.
+    dividing. Each row is summed channel by channel, the last column (no right neighbour) apart,
+    so that the inner loop has no branch and runs in SIMD lanes (twice as fast as a loop over
+    pixels with the channels inside, README).
     """
     channels, height, width = u.shape
-    eps2 = eps * eps
     for i in numba.prange(height):
-        for j in range(width):
-            total = eps2
-            for c in range(channels):
+        below = min(i + 1, height - 1)  # the last row's own: no vertical difference
+        total = np.full(width, eps * eps)
+        for c in range(channels):
+            for j in range(width - 1):
                 centre = u[c, i, j]
-                dx = u[c, i, j + 1] - centre if j + 1 < width else 0.0
-                dy = u[c, i + 1, j] - centre if i + 1 < height else 0.0
-                total += dx * dx + dy * dy
-            out[i, j] = 1.0 / math.sqrt(total)
+                dx, dy = np.float64(u[c, i, j + 1] - centre), np.float64(u[c, below, j] - centre)
+                total[j] += dx * dx + dy * dy
+            dy = np.float64(u[c, below, width - 1] - u[c, i, width - 1])
+            total[width - 1] += dy * dy
+        for j in range(width):
+            out[i, j] = 1.0 / math.sqrt(total[j])
     return out
 
 
