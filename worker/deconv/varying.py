@@ -12,8 +12,9 @@ by a partition of unity, every patch at FFT speed. Here:
 1. **Estimate** (`estimate_grid`): as `run` does, a kernel for the whole picture on its automatic
    (or given) window; then the frame is cut into a grid of tiles (`GRID` x `GRID`, fewer when
    tiles would be too small to learn from) and `estimate_psf` learns a kernel in each, on the
-   tile's own most detailed window (the next one if that fails). A tile with too little detail
-   gets none.
+   tile's own most detailed window (the next one if that fails), the tiles on all cores at once
+   (threads: the FFTs and most array work release the GIL; each tile's estimate is the same, bit
+   for bit, as alone). A tile with too little detail gets none.
 2. **Check and fill in** (`choose_kernels`): an estimate can fail, and a tile without detail has
    none. Each tile takes, among the whole picture's kernel, its own and its neighbours', the one
    that explains the tile best: the highest mean margin of `local.kernel_evidence` (the
@@ -21,7 +22,8 @@ by a partition of unity, every patch at FFT speed. Here:
    blurs) over its patches. A wrong estimate explains its tile worse than a neighbour's right
    one; a tile without detail inherits whatever explains it best nearby. When no kernel explains
    the tile even nearly as well as no blur or an isotropic blur (every margin under
-   `LEAVE_MARGIN`), the tile is left as it is: a kernel that does not fit makes it worse.
+   `LEAVE_MARGIN`), the tile is left as it is: a kernel that does not fit makes it worse. The
+   tiles are scored on all cores at once, as in step 1.
 3. **Deblur** (`deblur_grid`): each tile, widened by half a blend ramp and a margin of two kernels
    (so that its own border effects stay outside what is kept), is deblurred with its kernel by
    `rl_tv.deblur`; the results are blended with separable partition-of-unity weights, 1 inside a
@@ -36,12 +38,14 @@ in one piece with it, exactly as `run` does.
 """
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from worker.deconv.fft import cpu_count
 from worker.deconv.local import kernel_evidence
-from worker.deconv.noise import estimate_noise_model
+from worker.deconv.noise import NoiseModel, estimate_noise_model
 from worker.deconv.psf import PsfReport, estimate_psf, luminance
 from worker.deconv.psf_tools import resample_psf
 from worker.deconv.rl_tv import DeblurReport, deblur
@@ -88,6 +92,16 @@ def bounds(length: int, parts: int) -> np.ndarray:
     return np.linspace(0, length, parts + 1).round().astype(int)
 
 
+def tile_views(image: np.ndarray, grid: tuple[int, int]) -> list[tuple[int, int, np.ndarray]]:
+    """The tiles of `image` (row by row): each one's top and left edge and a view of it."""
+    rows, cols = bounds(image.shape[0], grid[0]), bounds(image.shape[1], grid[1])
+    return [
+        (int(rows[i]), int(cols[j]), image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]])
+        for i in range(grid[0])
+        for j in range(grid[1])
+    ]
+
+
 def estimate_grid(
     image: np.ndarray,
     size: int,
@@ -97,20 +111,19 @@ def estimate_grid(
 ) -> list[Estimate | None]:
     """The kernel of each tile (row by row) with its report (the window in the picture's
     coordinates); None where the tile has too little detail or the estimate failed."""
-    rows, cols = bounds(image.shape[0], grid[0]), bounds(image.shape[1], grid[1])
+    views = tile_views(image, grid)
     found: list[Estimate | None] = []
-    for i in range(grid[0]):
-        for j in range(grid[1]):
-            tile = image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
-            estimate = tile_kernel(tile, size, clip_level)
+    with ThreadPoolExecutor(cpu_count(), thread_name_prefix="tile-kernel") as pool:
+        pending = [pool.submit(tile_kernel, tile, size, clip_level) for _, _, tile in views]
+        for (top, left, _), future in zip(views, pending, strict=True):
+            estimate = future.result()
             if estimate is not None:
                 psf, report = estimate
                 x, y, w, h = report.window
-                report = replace(report, window=(x + int(cols[j]), y + int(rows[i]), w, h))
-                estimate = psf, report
+                estimate = psf, replace(report, window=(x + left, y + top, w, h))
             found.append(estimate)
             if progress is not None:
-                progress(len(found) / (grid[0] * grid[1]), Stage.ESTIMATING)
+                progress(len(found) / len(views), Stage.ESTIMATING)
     return found
 
 
@@ -154,23 +167,35 @@ def choose_kernels(
             "no part of the picture has edges enough to learn the blur from; "
             "choose a window with detail (--window X,Y,W,H)"
         )
-    rows, cols = bounds(image.shape[0], grid[0]), bounds(image.shape[1], grid[1])
     model = estimate_noise_model(image)
-    chosen = []
-    for t in range(len(estimates)):
-        i, j = divmod(t, grid[1])
-        near = [g for g in known if abs(g // grid[1] - i) <= 1 and abs(g % grid[1] - j) <= 1]
-        candidates = [known[g] for g in near or known]
-        if overall is not None:
-            candidates.insert(0, overall)  # first: it wins a tie
-        tile = image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
-        margins, _ = kernel_evidence(tile, [psf for psf, _ in candidates], size, 1, model)
-        scores = [float(margin.mean()) for margin in margins]
-        if overall is not None:  # the whole picture's kernel unless another clearly does better
-            scores[0] += SWITCH
-        best = int(np.argmax(scores))
-        chosen.append(candidates[best] if scores[best] >= LEAVE_MARGIN else None)
-    return chosen
+    with ThreadPoolExecutor(cpu_count(), thread_name_prefix="tile-choice") as pool:
+        pending = []
+        for t, (_, _, tile) in enumerate(tile_views(image, grid)):
+            i, j = divmod(t, grid[1])
+            near = [g for g in known if abs(g // grid[1] - i) <= 1 and abs(g % grid[1] - j) <= 1]
+            candidates = [known[g] for g in near or known]
+            pending.append(pool.submit(best_kernel, tile, candidates, overall, size, model))
+        return [future.result() for future in pending]
+
+
+def best_kernel(
+    tile: np.ndarray,
+    candidates: list[Estimate],
+    overall: Estimate | None,
+    size: int,
+    model: NoiseModel,
+) -> Estimate | None:
+    """Among `overall` (first, `SWITCH` ahead) and `candidates`, the kernel with the highest
+    mean `kernel_evidence` margin over the tile's patches; None when it stays under
+    `LEAVE_MARGIN`."""
+    if overall is not None:
+        candidates = [overall, *candidates]  # first: it wins a tie
+    margins, _ = kernel_evidence(tile, [psf for psf, _ in candidates], size, 1, model)
+    scores = [float(margin.mean()) for margin in margins]
+    if overall is not None:  # the whole picture's kernel unless another clearly does better
+        scores[0] += SWITCH
+    best = int(np.argmax(scores))
+    return candidates[best] if scores[best] >= LEAVE_MARGIN else None
 
 
 def kernel_spread(psf: np.ndarray) -> float:
