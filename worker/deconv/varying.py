@@ -14,7 +14,8 @@ by a partition of unity, every patch at FFT speed. Here:
    tiles would be too small to learn from) and `estimate_psf` learns a kernel in each, on the
    tile's own most detailed window (the next one if that fails), the tiles on all cores at once
    (threads: the FFTs and most array work release the GIL; each tile's estimate is the same, bit
-   for bit, as alone). A tile with too little detail gets none.
+   for bit, as alone; the whole picture's kernel and its noise model, for step 2, are found
+   beside them). A tile with too little detail gets none.
 2. **Check and fill in** (`choose_kernels`): an estimate can fail, and a tile without detail has
    none. Each tile takes, among the whole picture's kernel, its own and its neighbours', the one
    that explains the tile best: the highest mean margin of `local.kernel_evidence` (the
@@ -147,6 +148,7 @@ def choose_kernels(
     overall: Estimate | None,
     grid: tuple[int, int],
     size: int,
+    model: NoiseModel | None = None,
 ) -> list[Estimate | None]:
     """Each tile's kernel (row by row), chosen among the whole picture's (`overall`), the tile's
     own estimate and its neighbours' as the one that explains the tile best: the highest mean
@@ -156,7 +158,8 @@ def choose_kernels(
     about the centroid) over more than `MAX_SPREAD` kernel sizes are left out: a straight blur
     as long as the kernel's diagonal spreads over 0.41, a blob filling the kernel (what an
     out-of-focus tile or one without real edges can give) more; it would explain the tile's
-    softness but deblur it into ringing. Raises `InputError` when there is no estimate."""
+    softness but deblur it into ringing. `model`: the picture's noise (None: fitted here).
+    Raises `InputError` when there is no estimate."""
     known = {
         t: estimate
         for t, estimate in enumerate(estimates)
@@ -167,7 +170,7 @@ def choose_kernels(
             "no part of the picture has edges enough to learn the blur from; "
             "choose a window with detail (--window X,Y,W,H)"
         )
-    model = estimate_noise_model(image)
+    model = model or estimate_noise_model(image)
     with ThreadPoolExecutor(cpu_count(), thread_name_prefix="tile-choice") as pool:
         pending = []
         for t, (_, _, tile) in enumerate(tile_views(image, grid)):
@@ -278,13 +281,13 @@ def deblur_varying(
         if estimating is not None:
             estimating((1 + fraction * (count - 1)) / count, stage)
 
-    try:
-        overall: Estimate | None = estimate_psf(image, size, window, None, settings.clip_level)
-    except ValueError:  # the estimate broke down (a NaN): the tiles' may not
-        overall = None
-    tiles_progress(0.0, Stage.ESTIMATING)
-    found = estimate_grid(image, size, grid, settings.clip_level, tiles_progress)
-    chosen = choose_kernels(image, found, overall, grid, size)
+    with ThreadPoolExecutor(2, thread_name_prefix="whole-picture") as pool:  # beside the tiles
+        whole = pool.submit(whole_kernel, image, size, window, settings.clip_level)
+        noise = pool.submit(estimate_noise_model, image)
+        tiles_progress(0.0, Stage.ESTIMATING)
+        found = estimate_grid(image, size, grid, settings.clip_level, tiles_progress)
+        overall = whole.result()
+        chosen = choose_kernels(image, found, overall, grid, size, noise.result())
     uniform = overall is not None and all(estimate is overall for estimate in chosen)
     if uniform:
         grid, chosen = (1, 1), chosen[:1]
@@ -300,6 +303,17 @@ def deblur_varying(
     windows = [None if estimate is None else estimate[1].window for estimate in chosen]
     used = [delta if k is None else k for k in kernels]
     return result, report, VaryingReport(grid, used, windows, uniform, seconds)
+
+
+def whole_kernel(
+    image: np.ndarray, size: int, window: Window | None, clip_level: float | None
+) -> Estimate | None:
+    """The whole picture's kernel, learnt on `window` (None: automatic) as `run` does; None when
+    the estimate broke down (a NaN: the tiles' may not)."""
+    try:
+        return estimate_psf(image, size, window, None, clip_level)
+    except ValueError:
+        return None
 
 
 def left_as_is(scale: float) -> DeblurReport:
