@@ -7,14 +7,21 @@ import pytest
 from scipy import ndimage
 
 from worker.deconv import DeblurSettings, deblur
+from worker.deconv.noise import estimate_noise_model
 from worker.deconv.psf import PsfReport, estimate_psf
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, psnr, shake
 from worker.deconv.varying import (
+    MAX_SPREAD,
+    best_kernel,
     blend_weights,
     bounds,
     choose_kernels,
     deblur_grid,
     deblur_varying,
+    estimate_grid,
+    kernel_spread,
+    tile_kernel,
+    tile_views,
 )
 from worker.errors import InputError
 from worker.jobspec import JobSpec
@@ -107,6 +114,32 @@ def test_a_tile_that_no_kernel_explains_is_left_as_it_is() -> None:
     assert len(reports) == 8
     assert np.array_equal(result[:130, :130], blurred[:130, :130])
     assert np.abs(result[400:, 400:] - blurred[400:, 400:]).mean() > 0.01
+
+
+def test_the_tiles_learnt_and_chosen_concurrently_are_those_learnt_one_after_another() -> None:
+    # The tiles' kernels are learnt, and chosen, on all cores at once: the same kernels, bit for
+    # bit, as one tile after another, in the same order. (On a 2 x 2 grid every tile is every
+    # other's neighbour, so each chooses among all the estimates.)
+    rng = np.random.default_rng(5)
+    scene = dead_leaves((540, 540), rng)
+    blurred = shake(scene, camera_shake_kernel(11, rng))
+    blurred[:270, :270] = scene[:270, :270]
+    blurred += rng.normal(0, 0.003, blurred.shape).astype(np.float32)
+    found = estimate_grid(blurred, 13, (2, 2), None)
+    views = tile_views(blurred, (2, 2))
+    for (top, left, tile), estimate in zip(views, found, strict=True):
+        alone = tile_kernel(tile, 13, None)
+        assert (alone is None) == (estimate is None)
+        if alone is not None and estimate is not None:
+            assert np.array_equal(alone[0], estimate[0])
+            x, y, w, h = alone[1].window
+            assert estimate[1].window == (x + left, y + top, w, h)
+    known = [e for e in found if e is not None and kernel_spread(e[0]) <= MAX_SPREAD * 13]
+    assert len(known) >= 2
+    chosen = choose_kernels(blurred, found, None, (2, 2), 13)
+    model = estimate_noise_model(blurred)
+    one_by_one = [best_kernel(tile, known, None, 13, model) for _, _, tile in views]
+    assert all(a is b for a, b in zip(chosen, one_by_one, strict=True))
 
 
 @pytest.mark.parametrize("parts", [1, 2, 3])

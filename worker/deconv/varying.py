@@ -12,8 +12,10 @@ by a partition of unity, every patch at FFT speed. Here:
 1. **Estimate** (`estimate_grid`): as `run` does, a kernel for the whole picture on its automatic
    (or given) window; then the frame is cut into a grid of tiles (`GRID` x `GRID`, fewer when
    tiles would be too small to learn from) and `estimate_psf` learns a kernel in each, on the
-   tile's own most detailed window (the next one if that fails). A tile with too little detail
-   gets none.
+   tile's own most detailed window (the next one if that fails), the tiles on all cores at once
+   (threads: the FFTs and most array work release the GIL; each tile's estimate is the same, bit
+   for bit, as alone; the whole picture's kernel and its noise model, for step 2, are found
+   beside them). A tile with too little detail gets none.
 2. **Check and fill in** (`choose_kernels`): an estimate can fail, and a tile without detail has
    none. Each tile takes, among the whole picture's kernel, its own and its neighbours', the one
    that explains the tile best: the highest mean margin of `local.kernel_evidence` (the
@@ -21,7 +23,8 @@ by a partition of unity, every patch at FFT speed. Here:
    blurs) over its patches. A wrong estimate explains its tile worse than a neighbour's right
    one; a tile without detail inherits whatever explains it best nearby. When no kernel explains
    the tile even nearly as well as no blur or an isotropic blur (every margin under
-   `LEAVE_MARGIN`), the tile is left as it is: a kernel that does not fit makes it worse.
+   `LEAVE_MARGIN`), the tile is left as it is: a kernel that does not fit makes it worse. The
+   tiles are scored on all cores at once, as in step 1.
 3. **Deblur** (`deblur_grid`): each tile, widened by half a blend ramp and a margin of two kernels
    (so that its own border effects stay outside what is kept), is deblurred with its kernel by
    `rl_tv.deblur`; the results are blended with separable partition-of-unity weights, 1 inside a
@@ -36,12 +39,14 @@ in one piece with it, exactly as `run` does.
 """
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from worker.deconv.fft import cpu_count
 from worker.deconv.local import kernel_evidence
-from worker.deconv.noise import estimate_noise_model
+from worker.deconv.noise import NoiseModel, estimate_noise_model
 from worker.deconv.psf import PsfReport, estimate_psf, luminance
 from worker.deconv.psf_tools import resample_psf
 from worker.deconv.rl_tv import DeblurReport, deblur
@@ -88,6 +93,16 @@ def bounds(length: int, parts: int) -> np.ndarray:
     return np.linspace(0, length, parts + 1).round().astype(int)
 
 
+def tile_views(image: np.ndarray, grid: tuple[int, int]) -> list[tuple[int, int, np.ndarray]]:
+    """The tiles of `image` (row by row): each one's top and left edge and a view of it."""
+    rows, cols = bounds(image.shape[0], grid[0]), bounds(image.shape[1], grid[1])
+    return [
+        (int(rows[i]), int(cols[j]), image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]])
+        for i in range(grid[0])
+        for j in range(grid[1])
+    ]
+
+
 def estimate_grid(
     image: np.ndarray,
     size: int,
@@ -97,20 +112,19 @@ def estimate_grid(
 ) -> list[Estimate | None]:
     """The kernel of each tile (row by row) with its report (the window in the picture's
     coordinates); None where the tile has too little detail or the estimate failed."""
-    rows, cols = bounds(image.shape[0], grid[0]), bounds(image.shape[1], grid[1])
+    views = tile_views(image, grid)
     found: list[Estimate | None] = []
-    for i in range(grid[0]):
-        for j in range(grid[1]):
-            tile = image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
-            estimate = tile_kernel(tile, size, clip_level)
+    with ThreadPoolExecutor(cpu_count(), thread_name_prefix="tile-kernel") as pool:
+        pending = [pool.submit(tile_kernel, tile, size, clip_level) for _, _, tile in views]
+        for (top, left, _), future in zip(views, pending, strict=True):
+            estimate = future.result()
             if estimate is not None:
                 psf, report = estimate
                 x, y, w, h = report.window
-                report = replace(report, window=(x + int(cols[j]), y + int(rows[i]), w, h))
-                estimate = psf, report
+                estimate = psf, replace(report, window=(x + left, y + top, w, h))
             found.append(estimate)
             if progress is not None:
-                progress(len(found) / (grid[0] * grid[1]), Stage.ESTIMATING)
+                progress(len(found) / len(views), Stage.ESTIMATING)
     return found
 
 
@@ -134,6 +148,7 @@ def choose_kernels(
     overall: Estimate | None,
     grid: tuple[int, int],
     size: int,
+    model: NoiseModel | None = None,
 ) -> list[Estimate | None]:
     """Each tile's kernel (row by row), chosen among the whole picture's (`overall`), the tile's
     own estimate and its neighbours' as the one that explains the tile best: the highest mean
@@ -143,7 +158,8 @@ def choose_kernels(
     about the centroid) over more than `MAX_SPREAD` kernel sizes are left out: a straight blur
     as long as the kernel's diagonal spreads over 0.41, a blob filling the kernel (what an
     out-of-focus tile or one without real edges can give) more; it would explain the tile's
-    softness but deblur it into ringing. Raises `InputError` when there is no estimate."""
+    softness but deblur it into ringing. `model`: the picture's noise (None: fitted here).
+    Raises `InputError` when there is no estimate."""
     known = {
         t: estimate
         for t, estimate in enumerate(estimates)
@@ -154,23 +170,35 @@ def choose_kernels(
             "no part of the picture has edges enough to learn the blur from; "
             "choose a window with detail (--window X,Y,W,H)"
         )
-    rows, cols = bounds(image.shape[0], grid[0]), bounds(image.shape[1], grid[1])
-    model = estimate_noise_model(image)
-    chosen = []
-    for t in range(len(estimates)):
-        i, j = divmod(t, grid[1])
-        near = [g for g in known if abs(g // grid[1] - i) <= 1 and abs(g % grid[1] - j) <= 1]
-        candidates = [known[g] for g in near or known]
-        if overall is not None:
-            candidates.insert(0, overall)  # first: it wins a tie
-        tile = image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
-        margins, _ = kernel_evidence(tile, [psf for psf, _ in candidates], size, 1, model)
-        scores = [float(margin.mean()) for margin in margins]
-        if overall is not None:  # the whole picture's kernel unless another clearly does better
-            scores[0] += SWITCH
-        best = int(np.argmax(scores))
-        chosen.append(candidates[best] if scores[best] >= LEAVE_MARGIN else None)
-    return chosen
+    model = model or estimate_noise_model(image)
+    with ThreadPoolExecutor(cpu_count(), thread_name_prefix="tile-choice") as pool:
+        pending = []
+        for t, (_, _, tile) in enumerate(tile_views(image, grid)):
+            i, j = divmod(t, grid[1])
+            near = [g for g in known if abs(g // grid[1] - i) <= 1 and abs(g % grid[1] - j) <= 1]
+            candidates = [known[g] for g in near or known]
+            pending.append(pool.submit(best_kernel, tile, candidates, overall, size, model))
+        return [future.result() for future in pending]
+
+
+def best_kernel(
+    tile: np.ndarray,
+    candidates: list[Estimate],
+    overall: Estimate | None,
+    size: int,
+    model: NoiseModel,
+) -> Estimate | None:
+    """Among `overall` (first, `SWITCH` ahead) and `candidates`, the kernel with the highest
+    mean `kernel_evidence` margin over the tile's patches; None when it stays under
+    `LEAVE_MARGIN`."""
+    if overall is not None:
+        candidates = [overall, *candidates]  # first: it wins a tie
+    margins, _ = kernel_evidence(tile, [psf for psf, _ in candidates], size, 1, model)
+    scores = [float(margin.mean()) for margin in margins]
+    if overall is not None:  # the whole picture's kernel unless another clearly does better
+        scores[0] += SWITCH
+    best = int(np.argmax(scores))
+    return candidates[best] if scores[best] >= LEAVE_MARGIN else None
 
 
 def kernel_spread(psf: np.ndarray) -> float:
@@ -253,13 +281,13 @@ def deblur_varying(
         if estimating is not None:
             estimating((1 + fraction * (count - 1)) / count, stage)
 
-    try:
-        overall: Estimate | None = estimate_psf(image, size, window, None, settings.clip_level)
-    except ValueError:  # the estimate broke down (a NaN): the tiles' may not
-        overall = None
-    tiles_progress(0.0, Stage.ESTIMATING)
-    found = estimate_grid(image, size, grid, settings.clip_level, tiles_progress)
-    chosen = choose_kernels(image, found, overall, grid, size)
+    with ThreadPoolExecutor(2, thread_name_prefix="whole-picture") as pool:  # beside the tiles
+        whole = pool.submit(whole_kernel, image, size, window, settings.clip_level)
+        noise = pool.submit(estimate_noise_model, image)
+        tiles_progress(0.0, Stage.ESTIMATING)
+        found = estimate_grid(image, size, grid, settings.clip_level, tiles_progress)
+        overall = whole.result()
+        chosen = choose_kernels(image, found, overall, grid, size, noise.result())
     uniform = overall is not None and all(estimate is overall for estimate in chosen)
     if uniform:
         grid, chosen = (1, 1), chosen[:1]
@@ -275,6 +303,17 @@ def deblur_varying(
     windows = [None if estimate is None else estimate[1].window for estimate in chosen]
     used = [delta if k is None else k for k in kernels]
     return result, report, VaryingReport(grid, used, windows, uniform, seconds)
+
+
+def whole_kernel(
+    image: np.ndarray, size: int, window: Window | None, clip_level: float | None
+) -> Estimate | None:
+    """The whole picture's kernel, learnt on `window` (None: automatic) as `run` does; None when
+    the estimate broke down (a NaN: the tiles' may not)."""
+    try:
+        return estimate_psf(image, size, window, None, clip_level)
+    except ValueError:
+        return None
 
 
 def left_as_is(scale: float) -> DeblurReport:
