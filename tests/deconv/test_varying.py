@@ -162,3 +162,15 @@ def test_a_flat_picture_is_refused() -> None:
     flat = (0.4 + rng.normal(0, 0.002, (540, 540, 3))).astype(np.float32)
     with pytest.raises(InputError, match="edges"):
         deblur_varying(flat, 13)
+
+
+def test_a_window_you_gave_is_refused_before_any_tile_is_learnt() -> None:
+    """A flat or misplaced `--window` is a one-line error at once, not after the tiles' work."""
+    rng = np.random.default_rng(2)
+    picture = dead_leaves((540, 540), rng)
+    picture[:200, :200] = 0.4  # a flat corner
+    stages: list[float] = []
+    for window, message in (((10, 10, 150, 150), "edges"), ((500, 500, 150, 150), "inside")):
+        with pytest.raises(InputError, match=message):
+            deblur_varying(picture, 13, window=window, estimating=lambda f, _: stages.append(f))
+    assert stages == []

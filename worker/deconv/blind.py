@@ -67,8 +67,8 @@ from worker.deconv.psf_tools import centre_subpixel
 from worker.deconv.window import (
     Window,
     check_edges,
-    check_window,
     choose_windows,
+    learning_patch,
     pair_side,
 )
 from worker.errors import InputError
@@ -276,8 +276,7 @@ def learning_windows(
         candidates = choose_windows(grey, size, CANDIDATES, side)
         windows, why_not = usable_windows(image, grey, size, candidates, clip_level)
         return size, windows, why_not
-    check_window(window, grey.shape, size)
-    check_edges(patch_of(grey, window), size)
+    learning_patch(grey, window, size)
     others = [w for w in choose_windows(grey, size, CANDIDATES, side) if not overlap(w, window)]
     return size, [window, *usable_windows(image, grey, size, others, clip_level)[0][:1]], ""
 

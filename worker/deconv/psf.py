@@ -35,7 +35,7 @@ from worker.deconv.boundaries import data_mask, detect_clip_level
 from worker.deconv.fft import fast_length
 from worker.deconv.noise import estimate_noise
 from worker.deconv.psf_tools import center_on_centroid, resize_psf
-from worker.deconv.window import Window, check_edges, check_window, choose_window
+from worker.deconv.window import Window, choose_window, learning_patch
 from worker.errors import InputError
 from worker.resize import shrink_smooth
 from worker.stages import Progress, Stage
@@ -371,10 +371,7 @@ def estimate_psf(
         raise InputError("the image holds NaN or infinite values")
     if window is None:
         window = choose_window(grey, size)
-    check_window(window, grey.shape, size)
-    x, y, width, height = window
-    patch = grey[y : y + height, x : x + width].astype(np.float64)
-    check_edges(patch, size)
+    patch = learning_patch(grey, window, size)
     patch = patch / max(float(np.percentile(patch, 99.9)), 1e-12)
     usable = unclipped(image, window, size, clip_level)
     psf, rounds = blind_kernel(patch, size, usable, progress)

@@ -51,7 +51,7 @@ from worker.deconv.psf import PsfReport, estimate_psf, luminance
 from worker.deconv.psf_tools import resample_psf
 from worker.deconv.rl_tv import DeblurReport, deblur
 from worker.deconv.settings import DeblurSettings
-from worker.deconv.window import Window, choose_window, window_side
+from worker.deconv.window import Window, choose_window, learning_patch, window_side
 from worker.errors import InputError
 from worker.resize import shrink_area
 from worker.stages import Progress, Stage
@@ -281,6 +281,8 @@ def deblur_varying(
         if estimating is not None:
             estimating((1 + fraction * (count - 1)) / count, stage)
 
+    if window is not None:  # a window you gave is checked at once, not after the tiles' work
+        learning_patch(luminance(image), window, size)
     with ThreadPoolExecutor(2, thread_name_prefix="whole-picture") as pool:  # beside the tiles
         whole = pool.submit(whole_kernel, image, size, window, settings.clip_level)
         noise = pool.submit(estimate_noise_model, image)

@@ -89,6 +89,16 @@ def check_window(window: Window, image_shape: tuple[int, int], size: int) -> Non
         )
 
 
+def learning_patch(grey: np.ndarray, window: Window, size: int) -> np.ndarray:
+    """The grey patch (float64) under `window` to learn a `size` px blur from; raises
+    `InputError` unless the window fits (`check_window`) and holds edges (`check_edges`)."""
+    check_window(window, grey.shape, size)
+    x, y, width, height = window
+    patch = grey[y : y + height, x : x + width].astype(np.float64)
+    check_edges(patch, size)
+    return patch
+
+
 def window_from_text(text: str, image_shape: tuple[int, int], size: int) -> Window | None:
     """The window a user asked for: "auto" (None: choose it), "centre" or "X,Y,W,H" in pixels."""
     choice = text.strip().lower()
