@@ -89,11 +89,10 @@ def frequency_bins(side: int) -> tuple[np.ndarray, int]:
 def bin_means(values: np.ndarray, bins: np.ndarray, count: int) -> np.ndarray:
     """Means of `values` (..., side, side // 2 + 1) over each frequency bin: (..., count)."""
     flat = values.reshape(-1, bins.size)
-    inside = bins.reshape(-1) >= 0
-    index = bins.reshape(-1)[inside]
+    index = bins.reshape(-1)
     sums = np.zeros((flat.shape[0], count))
-    for b in range(count):
-        sums[:, b] = flat[:, inside][:, index == b].mean(axis=1)
+    for b in range(count):  # each bin's columns gathered alone: no copy of the whole spectrum
+        sums[:, b] = flat[:, np.flatnonzero(index == b)].mean(axis=1)
     return sums.reshape((*values.shape[:-2], count))
 
 
