@@ -24,15 +24,7 @@ def fast_length(n: int) -> int:
     """The smallest integer >= `n` whose only prime factors are 2 and 3."""
     if n < 1:
         raise ValueError("a transform length must be positive")
-    best = 1 << max(n - 1, 0).bit_length()  # the next power of two is always a candidate
-    power_of_three = 1
-    while power_of_three < best:
-        candidate = power_of_three
-        while candidate < n:
-            candidate *= 2
-        best = min(best, candidate)
-        power_of_three *= 3
-    return best
+    return fast_lengths(n, 2 * n)[0]  # [n, 2n] always holds a power of two
 
 
 def fast_lengths(low: int, high: int) -> list[int]:

@@ -170,7 +170,8 @@ def choose_kernels(
             "no part of the picture has edges enough to learn the blur from; "
             "choose a window with detail (--window X,Y,W,H)"
         )
-    model = model or estimate_noise_model(image)
+    if model is None:
+        model = estimate_noise_model(image)
     with ThreadPoolExecutor(cpu_count(), thread_name_prefix="tile-choice") as pool:
         pending = []
         for t, (_, _, tile) in enumerate(tile_views(image, grid)):
