@@ -18,7 +18,8 @@ the true extent, and ``auto``; shake only for the guesses other than 1x) and thr
 PSNR gain over the blurred input (blind, true kernel, and their ratio), the result's shift
 against the truth (`shift_of`: the smoothed pictures cross-correlated, 1/20 px; the input's own
 shift is printed beside it as the measure's error), the estimated kernel's similarity to the truth
-(the peak of their normalised cross-correlation), the confidence the tool reported, and time.
+(the peak of their normalised cross-correlation), the confidence and the kernel error ``r`` the
+tool reported (`worker.deconv.kernel_error`), and time.
 
     python benchmarks/bench_blind_photos.py [--quick] [--out DIR] [--cases shake] [--details]
 
@@ -263,6 +264,7 @@ def run_case(case: Case, folder: Path) -> tuple[float, int, Outcome, dict[str, O
             outcome.similarity = similarity(np.load(f"{out}.npy").astype(np.float64), psf)
             outcome.confidence = report.get("confidence")
             outcome.note = report.get("kernel", "")
+            outcome.extra["kernel error"] = report.get("kernel_error")
         blind[guess] = outcome
     return baseline, size, true, blind
 
@@ -277,9 +279,9 @@ def print_details(rows: list[tuple[Case, float, int, Outcome, dict[str, Outcome]
     print(
         "| case | extent | input dB | guess | blind gain | true gain | ratio | shift px "
         "(input's) | "
-        "kernel sim. | confidence | kernel | blind s | true s |"
+        "kernel sim. | confidence | kernel | kernel error r | blind s | true s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for case, baseline, size, true, blind in rows:
         for guess, outcome in blind.items():
             ratio = (
@@ -293,6 +295,7 @@ def print_details(rows: list[tuple[Case, float, int, Outcome, dict[str, Outcome]
                 f"{number(ratio)} | {number(outcome.shift)} ({true.extra['input shift']:.2f}) | "
                 f"{number(outcome.similarity)} | "
                 f"{number(outcome.confidence)} | {outcome.note or '-'} | "
+                f"{number(outcome.extra.get('kernel error'))} | "
                 f"{outcome.seconds:.1f} | {true.seconds:.1f} |"
             )
 
