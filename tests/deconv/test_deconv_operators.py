@@ -19,6 +19,7 @@ from worker.deconv.noise import (
     estimate_noise_model,
     regularisation_weight,
 )
+from worker.deconv.rl_tv import UNOBSERVED, WELL_OBSERVED, _rl_tv_step
 from worker.deconv.stopping import StoppingRule
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
 from worker.deconv.tv import gradient_weights, split_gradient_at
@@ -129,6 +130,42 @@ def test_split_gradient_parts_are_positive_and_match_the_difference_formula() ->
         total, neighbours = split_gradient_at(plane, tv_weights, i, j)
         assert total > 0 and neighbours > 0
         assert plane[i, j] * total - neighbours == pytest.approx(-divergence[i, j], rel=1e-9)
+
+
+def test_the_update_step_is_the_split_gradient_formula_on_every_tile() -> None:
+    """`_rl_tv_step` works a row's inner pixels in one branch-free loop and the plane's first and
+    last rows and columns apart: on tiles at the corners, edges and middle of a plane it must
+    give the plain per-pixel formula everywhere, poorly observed pixels and the sums included."""
+    rng = np.random.default_rng(9)
+    shape = (9, 13)
+    y = (rng.random(shape) + 0.1).astype(np.float32)
+    x = (rng.random(shape) + 0.1).astype(np.float32)
+    tv_weights = gradient_weights(y[None], 0.05, np.empty(shape, np.float32))
+    normalisation = rng.choice([0.0, 0.3, 1.0], shape).astype(np.float32)  # unobserved, rim, frame
+    prior = rng.random(shape).astype(np.float32)
+    correction = rng.random(shape).astype(np.float32)
+    previous = rng.normal(size=shape).astype(np.float32)
+    lam, offset, floor = 0.3, 0.01, 1e-4
+    expected = y.astype(np.float64).copy()
+    for i, j in itertools.product(range(shape[0]), range(shape[1])):
+        total, neighbours = split_gradient_at(y, tv_weights, i, j)
+        weight = lam * prior[i, j]
+        denominator = normalisation[i, j] + weight * total * (y[i, j] + offset)
+        if denominator > UNOBSERVED:
+            gain = (correction[i, j] + weight * (neighbours + offset * total)) / denominator
+            expected[i, j] = max((y[i, j] + offset) * gain - offset, floor)
+    g = expected - y
+    counted = normalisation > WELL_OBSERVED
+    sums = [(g * previous)[counted].sum(), (previous**2)[counted].sum()]
+    sums += [((expected - x) ** 2)[counted].sum(), (x.astype(np.float64) ** 2)[counted].sum()]
+    x_new, step, found = np.zeros(shape, np.float32), previous.copy(), np.zeros(4)
+    for top, left, rows, cols in [(0, 0, 4, 1), (0, 1, 4, 11), (0, 12, 4, 1), (4, 0, 5, 13)]:
+        tile = correction[top : top + rows, left : left + cols]
+        found += _rl_tv_step(y, tv_weights, normalisation, prior, lam, offset, floor, x, x_new,
+                             step, top, left, tile)  # fmt: skip
+    np.testing.assert_allclose(x_new, expected, rtol=1e-6)
+    np.testing.assert_allclose(step, g, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(found, sums, rtol=1e-5)
 
 
 def test_tv_divergence_is_minus_the_adjoint_of_the_gradient() -> None:

@@ -186,6 +186,64 @@ def _extrapolate(x: np.ndarray, previous: np.ndarray, alpha: float, floor: float
             y[c, i, j] = max(x[c, i, j] + alpha * (x[c, i, j] - previous[c, i, j]), floor)
 
 
+@numba.njit(inline="always")
+def _updated(
+    current: float,
+    atw: float,
+    total: float,
+    neighbours: float,
+    correction: float,
+    weight: float,
+    offset: float,
+    floor: float,
+) -> float:
+    """The split-gradient RL-TV update of one pixel whose TV gradient is `total` u -
+    `neighbours` (`split_gradient_at`): `current` times (A^T ratio + weight V) / (A^T w +
+    weight S u), shifted by `offset`, kept above `floor`; a pixel too poorly observed (the
+    denominator under `UNOBSERVED`) keeps its value. A select rather than a branch, so that a
+    loop of these runs in SIMD lanes."""
+    shifted = current + offset
+    denominator = atw + weight * total * shifted
+    gain = (correction + weight * (neighbours + offset * total)) / max(denominator, UNOBSERVED)
+    return max(shifted * gain - offset, floor) if denominator > UNOBSERVED else current
+
+
+@numba.njit(inline="always")
+def _update_inner(
+    y: np.ndarray,
+    tv_weights: np.ndarray,
+    normalisation: np.ndarray,
+    prior: np.ndarray,
+    correction: np.ndarray,
+    i: int,
+    start: int,
+    lam: float,
+    offset: float,
+    floor: float,
+    out: np.ndarray,
+) -> None:
+    """`out[k]` = the update of pixel (i, start + k) of an inner row, none of them on the first
+    or last column, from `correction[k]`: all four TV links exist. Every plane is read through
+    a view of the row, so that each index is the loop's own and the loop has no branch."""
+    a, b = start, start + out.shape[0]
+    centre, east, west = y[i, a:b], y[i, a + 1 : b + 1], y[i, a - 1 : b - 1]
+    north, south = y[i - 1, a:b], y[i + 1, a:b]
+    own, west_weight, north_weight = (
+        tv_weights[i, a:b],
+        tv_weights[i, a - 1 : b - 1],
+        tv_weights[i - 1, a:b],
+    )
+    atw, weight = normalisation[i, a:b], prior[i, a:b]
+    for k in range(out.shape[0]):
+        total = 2 * own[k] + west_weight[k] + north_weight[k]
+        neighbours = (
+            own[k] * (east[k] + south[k]) + west_weight[k] * west[k] + north_weight[k] * north[k]
+        )
+        out[k] = _updated(
+            centre[k], atw[k], total, neighbours, correction[k], lam * weight[k], offset, floor
+        )
+
+
 @numba.njit(nogil=True, cache=True, fastmath=True)
 def _rl_tv_step(
     y: np.ndarray,
@@ -209,43 +267,60 @@ def _rl_tv_step(
     the acceleration and the stagnation test, counted where A^T w > WELL_OBSERVED: the poorly
     observed rim of the extended grid moves a lot without changing the picture. The TV term is
     scaled down with A^T w on that rim so that it cannot outweigh the little data there. Runs
-    without the GIL, so tiles run in parallel.
+    without the GIL, so tiles run in parallel. Row by row: the inner pixels in one branch-free
+    loop (`_update_inner`, SIMD lanes), the first and last rows and columns, which have fewer TV
+    links, apart (`split_gradient_at`), then the sums and the stores in another loop.
     """
     height, width = y.shape
+    rows, cols = correction.shape
     dot = old = change = size = 0.0
-    for ti in range(correction.shape[0]):
+    updated = np.empty(cols)  # one row's new values (float64, as they are computed)
+    for ti in range(rows):
         i = top + ti
-        inner_row = 0 < i < height - 1
-        for tj in range(correction.shape[1]):
-            j = left + tj
-            atw = normalisation[i, j]
-            current = y[i, j]
-            if inner_row and 0 < j < width - 1:
-                # split_gradient_at without its border cases: written out, it runs ~10x faster.
-                own, west, north = tv_weights[i, j], tv_weights[i, j - 1], tv_weights[i - 1, j]
-                total = 2 * own + west + north
-                neighbours = (
-                    own * (y[i, j + 1] + y[i + 1, j]) + west * y[i, j - 1] + north * y[i - 1, j]
-                )
-            else:
+        inner = 0 < i < height - 1
+        first = max(1 - left, 0) if inner else cols  # the row's inner pixels: first..last - 1
+        last = max(min(width - 1 - left, cols), first) if inner else cols
+        if last > first:  # (the first and last rows have no inner pixels: no rows around them)
+            _update_inner(
+                y,
+                tv_weights,
+                normalisation,
+                prior,
+                correction[ti, first:last],
+                i,
+                left + first,
+                lam,
+                offset,
+                floor,
+                updated[first:last],
+            )
+        for part in range(2):  # the border pixels before and after them
+            for tj in range(0, first) if part == 0 else range(last, cols):
+                j = left + tj
                 total, neighbours = split_gradient_at(y, tv_weights, i, j)
-            weight = lam * prior[i, j]
-            shifted = current + offset
-            denominator = atw + weight * total * shifted
-            if denominator > UNOBSERVED:
-                gain = (correction[ti, tj] + weight * (neighbours + offset * total)) / denominator
-                new = max(shifted * gain - offset, floor)
-            else:
-                new = current
-            g = new - current
-            if atw > WELL_OBSERVED:
-                dot += g * step[i, j]
-                old += step[i, j] * step[i, j]
-                delta = new - x[i, j]
-                change += delta * delta
-                size += x[i, j] * x[i, j]
-            step[i, j] = g
-            x_new[i, j] = new
+                updated[tj] = _updated(
+                    y[i, j],
+                    normalisation[i, j],
+                    total,
+                    neighbours,
+                    correction[ti, tj],
+                    lam * prior[i, j],
+                    offset,
+                    floor,
+                )
+        row = slice(left, left + cols)
+        current, before, atw = y[i, row], x[i, row], normalisation[i, row]
+        steps, out = step[i, row], x_new[i, row]
+        for k in range(cols):
+            new, previous = updated[k], steps[k]
+            g, delta = new - current[k], new - before[k]
+            counted = 1.0 if atw[k] > WELL_OBSERVED else 0.0
+            dot += counted * g * previous
+            old += counted * previous * previous
+            change += counted * delta * delta
+            size += counted * before[k] * before[k]
+            steps[k] = g
+            out[k] = new
     return np.array([dot, old, change, size])
 
 
