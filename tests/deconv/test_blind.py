@@ -15,10 +15,13 @@ from worker.deconv.blind import (
     UNCHECKED,
     auto_size,
     estimate_blur,
+    learn_pair,
+    learning_windows,
+    second_kernel,
     similarity,
 )
 from worker.deconv.parametric import border_mass, disc_kernel, gaussian_kernel, kernel_extent
-from worker.deconv.psf import luminance
+from worker.deconv.psf import estimate_psf, luminance
 from worker.deconv.psf_tools import centre_subpixel
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves
 
@@ -30,6 +33,18 @@ def blurred_scene(psf: np.ndarray, shape=(480, 720), noise=0.002, seed=3):
     scene = dead_leaves((shape[0] + 2 * half, shape[1] + 2 * half), rng)
     blurred = blur_valid(scene, psf) + rng.normal(0, noise, (*shape, 3)).astype(np.float32)
     return scene[half : half + shape[0], half : half + shape[1]], blurred
+
+
+def test_the_two_windows_learnt_at_once_give_the_kernels_learnt_one_after_the_other() -> None:
+    _, observed = blurred_scene(centre_subpixel(camera_shake_kernel(11, np.random.default_rng(8))))
+    size, windows, _ = learning_windows(observed, luminance(observed), 13, None, np.inf)
+    assert len(windows) == 2 and windows[0] != windows[1]
+    first, report, second = learn_pair(observed, size, windows, None, np.inf)
+    alone, alone_report = estimate_psf(observed, size, windows[0], None, np.inf)
+    assert np.array_equal(first, alone) and report.window == alone_report.window
+    assert second is not None
+    assert np.array_equal(second, second_kernel(observed, size, windows, None, np.inf))
+    assert not np.array_equal(first, second)  # each from its own window
 
 
 def test_a_flat_picture_is_left_as_it_is() -> None:

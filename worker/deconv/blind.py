@@ -45,6 +45,7 @@ confidence 0.
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
 
@@ -212,10 +213,11 @@ def estimate_blur(
         size, windows, why_not = learning_windows(image, grey, size, window, clip_level)
     if not windows:  # nothing usable: the report shows the best automatic window
         return no_blur(why_not, choose_windows(grey, size, 1, pair_side(grey.shape, size)), started)
-    free, report = first or estimate_psf(
-        image, size, windows[0], part(progress, 0, len(windows)), clip_level
-    )
-    second = second_kernel(image, size, windows, part(progress, 1, len(windows)), clip_level)
+    if first is None:
+        free, report, second = learn_pair(image, size, windows, progress, clip_level)
+    else:  # the size search learnt the first already
+        free, report = first
+        second = second_kernel(image, size, windows, progress, clip_level)
     if second is None:
         agreement = UNCHECKED
         doubt = "the blur could not be checked on a second part of the picture"
@@ -329,6 +331,23 @@ def predicted(
     if (1 + CLEARLY) * check.error(safe) < check.error(free):
         return safe, kind, reason
     return free, FREE_FORM, found
+
+
+def learn_pair(
+    image: np.ndarray,
+    size: int,
+    windows: list[Window],
+    progress: Progress | None,
+    clip_level: float | None,
+) -> tuple[np.ndarray, PsfReport, np.ndarray | None]:
+    """The first window's kernel and report (`estimate_psf`) and the second's (`second_kernel`),
+    learnt at once on two threads: the transforms and most NumPy loops let go of the GIL, so on
+    two cores the pair takes 1.0 s instead of 1.7 s (a 2 Mpx photo's 256 px windows; README),
+    and the kernels are the same bit for bit. `progress` follows the first."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        second = pool.submit(second_kernel, image, size, windows, None, clip_level)
+        free, report = estimate_psf(image, size, windows[0], progress, clip_level)
+        return free, report, second.result()
 
 
 def second_kernel(
