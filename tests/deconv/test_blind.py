@@ -149,5 +149,5 @@ def test_auto_grows_the_size_only_while_the_blur_is_cut_off(psf, smallest, large
     holds it."""
     _, observed = blurred_scene(psf.astype(np.float32), noise=0.001)
     grey = luminance(observed)
-    size, _, _, (kernel, _) = auto_size(observed, grey, None, np.inf, None)
+    size, _, _, (kernel, _, _) = auto_size(observed, grey, None, np.inf, None)
     assert smallest <= size <= largest and kernel.shape == (size, size)

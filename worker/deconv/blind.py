@@ -29,7 +29,8 @@ is learnt at growing sizes, from `AUTO_SIZES[0]` up to `AUTO_BLUR`, and the smal
 at which the kernel, and the kernel at the next size too, leave their support's outer ring all
 but empty (`border_mass` under `TRUNCATED`): a support that a blur fits in with room to spare. A
 larger support than the blur needs gives the estimate freedom it fills with texture and noise
-(a 3 px disc learnt as a 33 px smear at 45 px); a smaller one cuts the blur off.
+(a 3 px disc learnt as a 33 px smear at 45 px); a smaller one cuts the blur off. The two windows'
+kernels are learnt at once, on two threads (`learn_pair`), at each size.
 
 An agreed kernel is still not exact, and where the noise is low its error, not the noise,
 dominates what the deblur must not fit: the two windows' kernels' disagreement measures that
@@ -47,7 +48,6 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from functools import partial
 
 import numpy as np
 from scipy import fft
@@ -165,11 +165,6 @@ def fallback(
     return gaussian, GAUSSIAN, f"{doubt}: only a mild softness (sigma {sigma:.1f} px) is removed"
 
 
-def scaled_progress(progress: Progress, start: float, end: float, fraction: float, stage: str):
-    """Report `fraction` of one part of the work as the share `start`..`end` of the whole."""
-    progress(start + (end - start) * fraction, stage)
-
-
 def no_blur(why: str, windows: list[Window], started: float) -> tuple[np.ndarray, BlurReport]:
     """The delta kernel and its report, when there is nothing to learn a blur from."""
     return np.ones((1, 1), np.float32), BlurReport(
@@ -203,21 +198,14 @@ def estimate_blur(
     grey = luminance(np.asarray(image))
     if clip_level is None:  # detected once for every window; no plateau: nothing clipped
         clip_level = detect_clip_level(image) or math.inf
-    first = None  # the first window's kernel, when the size search has learnt it already
+    pair = None  # the two windows' kernels, when the size search has learnt them already
     if size is None:
-        size, windows, why_not, first = auto_size(
-            image, grey, window, clip_level, part(progress, 0, 2)
-        )
-        progress = part(progress, 1, 2)
+        size, windows, why_not, pair = auto_size(image, grey, window, clip_level, progress)
     else:
         size, windows, why_not = learning_windows(image, grey, size, window, clip_level)
     if not windows:  # nothing usable: the report shows the best automatic window
         return no_blur(why_not, choose_windows(grey, size, 1, pair_side(grey.shape, size)), started)
-    if first is None:
-        free, report, second = learn_pair(image, size, windows, progress, clip_level)
-    else:  # the size search learnt the first already
-        free, report = first
-        second = second_kernel(image, size, windows, progress, clip_level)
+    free, report, second = pair or learn_pair(image, size, windows, progress, clip_level)
     if second is None:
         agreement = UNCHECKED
         doubt = "the blur could not be checked on a second part of the picture"
@@ -289,14 +277,16 @@ def auto_size(
     window: Window | None,
     clip_level: float,
     progress: Progress | None,
-) -> tuple[int, list[Window], str, tuple[np.ndarray, PsfReport] | None]:
+) -> tuple[int, list[Window], str, tuple[np.ndarray, PsfReport, np.ndarray | None] | None]:
     """The blur size for `--blur auto`, its `learning_windows` (the windows and why none is
-    usable) and the first window's kernel learnt at it (None when no window is usable): the
+    usable) and the two windows' kernels learnt at it (`learn_pair`; None when no window is
+    usable): the
     smallest of `AUTO_SIZES` at which that kernel, and the kernel at the next size, are not cut
     off by their support (`border_mass` under `TRUNCATED`); the largest size tried when none is.
     On your own `window` only the sizes it holds three times are tried, on a small picture only
-    those its windows hold. The windows are those the kernel was learnt on, so they are not
-    chosen again."""
+    those its windows hold. The windows are those the kernels were learnt on, so they are not
+    chosen again. The second window's kernel is learnt at each size beside the first's (on the
+    other core), so that the size found needs no further estimate."""
     sizes = [s for s in AUTO_SIZES if window is None or 3 * s <= min(window[2:])] or [3]
     fits = last = None  # the last size the kernel fitted in, the last tried: auto_size's answer
     for index, wanted in enumerate(sizes):
@@ -305,7 +295,7 @@ def auto_size(
             progress(index / len(sizes), Stage.ESTIMATING)
         if not windows:
             continue
-        last = size, windows, why_not, estimate_psf(image, size, windows[0], None, clip_level)
+        last = size, windows, why_not, learn_pair(image, size, windows, None, clip_level)
         if border_mass(last[3][0]) >= TRUNCATED:
             fits = None
         elif fits is not None:
@@ -390,10 +380,3 @@ def overlap(first: Window, second: Window) -> bool:
     """Whether two windows (x, y, width, height) share any pixel."""
     (x1, y1, w1, h1), (x2, y2, w2, h2) = first, second
     return x1 < x2 + w2 and x2 < x1 + w1 and y1 < y2 + h2 and y2 < y1 + h1
-
-
-def part(progress: Progress | None, index: int, count: int) -> Progress | None:
-    """A progress callback for the `index`-th of `count` equal parts of the work."""
-    if progress is None:
-        return None
-    return partial(scaled_progress, progress, index / count, (index + 1) / count)
