@@ -280,9 +280,9 @@ def auto_size(
 ) -> tuple[int, list[Window], str, tuple[np.ndarray, PsfReport, np.ndarray | None] | None]:
     """The blur size for `--blur auto`, its `learning_windows` (the windows and why none is
     usable) and the two windows' kernels learnt at it (`learn_pair`; None when no window is
-    usable): the
-    smallest of `AUTO_SIZES` at which that kernel, and the kernel at the next size, are not cut
-    off by their support (`border_mass` under `TRUNCATED`); the largest size tried when none is.
+    usable): the smallest of `AUTO_SIZES` at which the first window's kernel, and its kernel at
+    the next size, are not cut off by their support (`border_mass` under `TRUNCATED`); the
+    largest size tried when none is.
     On your own `window` only the sizes it holds three times are tried, on a small picture only
     those its windows hold. The windows are those the kernels were learnt on, so they are not
     chosen again. The second window's kernel is learnt at each size beside the first's (on the
