@@ -22,6 +22,7 @@ shift is printed beside it as the measure's error), the estimated kernel's simil
 tool reported (`worker.deconv.kernel_error`), and time.
 
     python benchmarks/bench_blind_photos.py [--quick] [--out DIR] [--cases shake] [--details]
+        [--guesses 31px,45px]
 
 The full run takes about 15 minutes on two cores; ``--quick`` (five pictures, guesses 1x and 2x)
 a few.
@@ -154,9 +155,12 @@ def true_kernel(case: Case, rng: np.random.Generator) -> np.ndarray:
 
 
 def guess_size(guess: str, true_extent: int) -> str:
-    """The --blur argument of a guess: 'auto' or a factor of the true extent, odd, at least 3."""
+    """The --blur argument of a guess: 'auto', a factor of the true extent ('1.5x': odd, at least
+    3) or a size in pixels whatever the blur ('45px', as a user who sets the slider high)."""
     if guess == "auto":
         return "auto"
+    if guess.endswith("px"):
+        return guess[:-2]
     return str(max(3, round(float(guess[:-1]) * true_extent) | 1))
 
 
@@ -307,8 +311,9 @@ def print_summary(rows: list[tuple[Case, float, int, Outcome, dict[str, Outcome]
         "mean blind s | mean true s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    guesses = dict.fromkeys(guess for case, *_ in rows for guess in case.guesses)  # in order
     for kind in ("shake", "defocus", "gaussian"):
-        for guess in GUESSES:
+        for guess in guesses:
             chosen = [(t, b[guess]) for c, _, _, t, b in rows if c.kind == kind and guess in b]
             if not chosen:
                 continue
@@ -339,11 +344,17 @@ def main() -> int:
         "--cases", default="shake,defocus,gaussian", help="which blurs, comma-separated"
     )
     parser.add_argument("--details", action="store_true", help="print every run")
+    parser.add_argument(
+        "--guesses", help="the blur sizes to run every picture with instead of the usual ones, "
+        "comma-separated: 'auto', '1.5x' (times the true extent), '45px'",
+    )  # fmt: skip
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     started = time.perf_counter()
     for case in cases(args.quick, args.cases.split(",")):
+        if args.guesses:
+            case.guesses = tuple(args.guesses.split(","))
         rows.append((case, *run_case(case, args.out)))
         print(f"done: {case.label} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     if args.details:

@@ -15,6 +15,8 @@ from worker.deconv.blind import (
     UNCHECKED,
     auto_size,
     estimate_blur,
+    fit_support,
+    fitted_size,
     learn_pair,
     learning_windows,
     second_kernel,
@@ -151,3 +153,33 @@ def test_auto_grows_the_size_only_while_the_blur_is_cut_off(psf, smallest, large
     grey = luminance(observed)
     size, _, _, (kernel, _, _) = auto_size(observed, grey, None, np.inf, None)
     assert smallest <= size <= largest and kernel.shape == (size, size)
+
+
+def test_the_fitted_size_holds_the_extent_with_room_to_spare() -> None:
+    assert fitted_size(gaussian_kernel(1.0)) == AUTO_SIZES[0]  # 5 px: the smallest size
+    assert fitted_size(np.pad(np.ones((1, 12)), ((0, 0), (2, 2)))) == 21  # 12 + 2 x 2 > 15
+    assert fitted_size(np.ones((45, 45))) == AUTO_SIZES[-1]  # none holds it: the largest
+
+
+def test_a_size_given_is_an_upper_bound() -> None:
+    """A 7 px softness asked for as a 31 px blur is learnt at the size it needs, and alike; asked
+    for as a 15 px one (less than twice that size), at 15 px."""
+    truth_psf = gaussian_kernel(1.5)
+    _, observed = blurred_scene(truth_psf, noise=0.001)
+    psf, report = estimate_blur(observed, 31)
+    assert report.kernel == FREE_FORM, report.reason
+    assert report.blur == psf.shape[0] == fitted_size(truth_psf) < 31
+    assert similarity(psf.astype(np.float64), truth_psf) > 0.9
+    assert estimate_blur(observed, 15)[1].blur == 15
+
+
+def test_a_kernel_cut_off_by_the_fitted_size_is_not_used() -> None:
+    """A first kernel that looks small, on a picture whose blur is large: learnt again at the
+    small size, the blur is cut off, so what was learnt at the size given stays."""
+    _, observed = blurred_scene(centre_subpixel(camera_shake_kernel(25, np.random.default_rng(4))))
+    grey = luminance(observed)
+    size, windows, _ = learning_windows(observed, grey, 31, None, np.inf)
+    small = np.pad(gaussian_kernel(1.0), (size - 7) // 2)  # a 5 px blur on the 31 px support
+    learnt = (windows, (small, None, None))
+    kept, kept_windows, pair = fit_support(observed, grey, size, None, learnt, np.inf)  # type: ignore[arg-type]
+    assert kept == size and kept_windows is windows and pair is learnt[1]
