@@ -76,6 +76,7 @@ def test_a_shaken_picture_is_confirmed_and_not_moved() -> None:
     truth, observed = blurred_scene(truth_psf)
     psf, report = estimate_blur(observed, 17)
     assert report.kernel == FREE_FORM and report.confidence >= AGREEMENT, report.reason
+    assert "may be larger" not in report.reason
     assert similarity(psf.astype(np.float64), truth_psf.astype(np.float64)) > 0.7
     rows, cols = np.indices(psf.shape)
     centroid = ((rows * psf).sum(), (cols * psf).sum())
@@ -183,3 +184,10 @@ def test_a_kernel_cut_off_by_the_fitted_size_is_not_used() -> None:
     learnt = (windows, (small, None, None))
     kept, kept_windows, pair = fit_support(observed, grey, size, None, learnt, np.inf)  # type: ignore[arg-type]
     assert kept == size and kept_windows is windows and pair is learnt[1]
+
+
+def test_a_blur_larger_than_the_size_given_is_said_to_be() -> None:
+    _, observed = blurred_scene(centre_subpixel(camera_shake_kernel(25, np.random.default_rng(4))))
+    _, report = estimate_blur(observed, 11)
+    assert report.blur == 11
+    assert "fills the 11 px it was learnt at and may be larger" in report.reason

@@ -40,6 +40,10 @@ size had been given (`fit_support`), unless it is cut off there. Between once an
 size a kernel needs, learning again changed the estimate about as often for the worse as for
 the better, so it is not done.
 
+The other way round, a kernel that fills the size given (`border_mass` at `TRUNCATED` or more)
+is used as it is, as it often helps (a defocus disc cut off by its support still sharpens), but
+the reason says that the blur may be larger, so that the photographer can try a larger size.
+
 An agreed kernel is still not exact, and where the noise is low its error, not the noise,
 dominates what the deblur must not fit: the two windows' kernels' disagreement measures that
 error as a share of the noise variance (`worker.deconv.kernel_error`), which the deblur counts
@@ -234,6 +238,8 @@ def estimate_blur(
                 f"the blur learnt on two parts of the picture disagrees (agreement {agreement:.2f})"
             )
             kernel, chosen, reason = fallback(grey, windows, size, doubt)
+    if border_mass(free) >= TRUNCATED:
+        reason = f"{reason}; the blur fills the {size} px it was learnt at and may be larger"
     kernel = centre_subpixel(kernel) if kernel.shape[0] > 1 else kernel.astype(np.float32)
     error = 0.0
     if chosen == FREE_FORM and second is not None:
