@@ -181,9 +181,17 @@ def test_a_kernel_cut_off_by_the_fitted_size_is_not_used() -> None:
     grey = luminance(observed)
     size, windows, _ = learning_windows(observed, grey, 31, None, np.inf)
     small = np.pad(gaussian_kernel(1.0), (size - 7) // 2)  # a 5 px blur on the 31 px support
-    learnt = (windows, (small, None, None))
-    kept, kept_windows, pair = fit_support(observed, grey, size, None, learnt, np.inf)  # type: ignore[arg-type]
-    assert kept == size and kept_windows is windows and pair is learnt[1]
+    learnt = (small, None, None)
+    kept, kept_windows, pair = fit_support(
+        observed,
+        grey,
+        size,
+        None,
+        windows,
+        learnt,
+        np.inf,  # type: ignore[arg-type]
+    )
+    assert kept == size and kept_windows is windows and pair is learnt
 
 
 def test_a_blur_larger_than_the_size_given_is_said_to_be() -> None:

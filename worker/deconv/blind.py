@@ -101,6 +101,8 @@ MIN_GAIN = 0.02  # the fallback must explain the second window this much better 
 SAID_SMOOTHING = 1.05  # the reason mentions a kernel's uncertainty that raises lambda this much
 SIGMAS = np.geomspace(0.5, 8.0, 21)  # the Gaussian softness searched, px
 NO_BLUR, FREE_FORM, GAUSSIAN = "none", "free-form", "gaussian"
+# What `learn_pair` learns: the first window's kernel and report, the second window's kernel.
+KernelPair = tuple[np.ndarray, PsfReport, np.ndarray | None]
 
 
 @dataclass
@@ -219,8 +221,8 @@ def estimate_blur(
     if not windows:  # nothing usable: the report shows the best automatic window
         return no_blur(why_not, choose_windows(grey, size, 1, pair_side(grey.shape, size)), started)
     if pair is None:  # a size given: an upper bound
-        learnt = windows, learn_pair(image, size, windows, progress, clip_level)
-        size, windows, pair = fit_support(image, grey, size, window, learnt, clip_level)
+        pair = learn_pair(image, size, windows, progress, clip_level)
+        size, windows, pair = fit_support(image, grey, size, window, windows, pair, clip_level)
     free, report, second = pair
     if second is None:
         agreement = UNCHECKED
@@ -295,7 +297,7 @@ def auto_size(
     window: Window | None,
     clip_level: float,
     progress: Progress | None,
-) -> tuple[int, list[Window], str, tuple[np.ndarray, PsfReport, np.ndarray | None] | None]:
+) -> tuple[int, list[Window], str, KernelPair | None]:
     """The blur size for `--blur auto`, its `learning_windows` (the windows and why none is
     usable) and the two windows' kernels learnt at it (`learn_pair`; None when no window is
     usable): the smallest of `AUTO_SIZES` at which the first window's kernel, and its kernel at
@@ -353,15 +355,15 @@ def fit_support(
     grey: np.ndarray,
     size: int,
     window: Window | None,
-    learnt: tuple[list[Window], tuple[np.ndarray, PsfReport, np.ndarray | None]],
+    windows: list[Window],
+    pair: KernelPair,
     clip_level: float,
-) -> tuple[int, list[Window], tuple[np.ndarray, PsfReport, np.ndarray | None]]:
-    """The size, windows and pair of kernels (`learn_pair`) to use, given the windows and pair
-    `learnt` at `size`: those, unless the first kernel fits a support half as large or less
+) -> tuple[int, list[Window], KernelPair]:
+    """The size, windows and pair of kernels (`learn_pair`) to use, given the `windows` and `pair`
+    learnt at `size`: those, unless the first kernel fits a support half as large or less
     (`fitted_size`); then the blur learnt as if that size had been given (`learning_windows`,
     on your `window` if any), provided its first kernel is not cut off by it (`border_mass`
     under `TRUNCATED`) and the windows there can be learnt from."""
-    windows, pair = learnt
     fitted = fitted_size(pair[0])
     if 2 * fitted > size:
         return size, windows, pair
@@ -383,7 +385,7 @@ def learn_pair(
     windows: list[Window],
     progress: Progress | None,
     clip_level: float | None,
-) -> tuple[np.ndarray, PsfReport, np.ndarray | None]:
+) -> KernelPair:
     """The first window's kernel and report (`estimate_psf`) and the second's (`second_kernel`),
     learnt at once on two threads: the transforms and most NumPy loops let go of the GIL, so on
     two cores the pair takes 1.0 s instead of 1.7 s (a 2 Mpx photo's 256 px windows; README),
