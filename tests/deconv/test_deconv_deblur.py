@@ -73,6 +73,24 @@ def test_saturated_highlights_do_not_ring(monkeypatch) -> None:
     assert ringing[1.0] < 0.6 * ringing[1e6]
 
 
+def test_a_bright_area_just_under_white_keeps_its_data() -> None:
+    # A well-exposed red area: the red channel just under the white level, so that the sensor
+    # clips the light and its noise together and a share of its pixels sits at 1. Only those are
+    # censored; the rest were measured and must count, or the area is left to the prior.
+    rng = np.random.default_rng(12)
+    scene = dead_leaves((172, 172), rng)
+    scene[..., 0] = 0.97 + 0.03 * scene[..., 0]  # red between 0.97 and 1.0
+    psf = camera_shake_kernel(11, rng)
+    truth = scene[5:-5, 5:-5]
+    blurred = blur_valid(scene, psf)
+    gain = 0.01**2 / 0.18  # shot noise of deviation 0.01 at mid grey, and read noise
+    observed = rng.poisson(blurred / gain) * gain + rng.normal(0, 0.01, blurred.shape)
+    observed = np.minimum(observed, 1.0).astype(np.float32)
+    assert 0.05 < (observed[..., 0] >= 1.0).mean() < 0.3  # clipped, a share of the red
+    restored, _ = deblur(observed, psf, DeblurSettings(clip_level=1.0))
+    assert psnr(restored, truth) > psnr(observed, truth) + 4.5  # 98 % and up left out: +2.6
+
+
 def test_stop_reasons_are_reachable(shaken) -> None:
     _, observed, psf = shaken
     _, capped = deblur(observed, psf, DeblurSettings(max_iterations=2))

@@ -252,6 +252,7 @@ def test_clip_level_is_detected_only_on_a_plateau() -> None:
     assert detect_clip_level(image) is None
     image[10:20, 10:20, 1] = 0.95
     assert detect_clip_level(image) == pytest.approx(0.95)
+    image[50, 50] = 0.949  # just under the clip level: measured, so it counts
     mask = data_mask(image, 0.95)
     assert mask[15, 15] == 0 and mask[50, 50] == 1
 

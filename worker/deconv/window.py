@@ -10,7 +10,6 @@ spreads over orientations, and penalised by its share of saturated pixels.
 import numpy as np
 from scipy import ndimage
 
-from worker.deconv.boundaries import SATURATION
 from worker.deconv.noise import estimate_noise
 from worker.errors import InputError
 from worker.resize import block_means
@@ -20,6 +19,7 @@ Window = tuple[int, int, int, int]
 ORIENTATION_BINS = 8
 MIN_WINDOW = 256
 ANALYSIS_SIZE = 1000  # larger pictures are shrunk to about this for choosing the window
+NEAR_WHITE = 0.98  # "saturated" for the window score: luminance at this share of the peak
 FIRST_TRIES = 64  # when the best window leaves no room for a second, the next best lead
 
 
@@ -198,6 +198,6 @@ def window_scores(
     share = per_bin / np.maximum(total, 1e-30)
     entropy = -(share * np.log(np.maximum(share, 1e-30))).sum(axis=0)
     diversity = np.exp(entropy) / ORIENTATION_BINS
-    saturated = block_means(grey >= SATURATION * grey.max(), factor)
+    saturated = block_means(grey >= NEAR_WHITE * grey.max(), factor)
     saturated_share = box_sums(saturated, small_side, step) / small_side**2
     return (total * diversity * np.clip(1 - 20 * saturated_share, 0, None)).astype(np.float64)
