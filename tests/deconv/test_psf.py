@@ -5,7 +5,6 @@ import pytest
 from scipy import fft
 
 from benchmarks.error_ratio import error_ratio
-from worker.deconv.boundaries import SATURATION
 from worker.deconv.psf import (
     centred_kernel_spectrum,
     estimate_kernel,
@@ -16,7 +15,7 @@ from worker.deconv.psf import (
     unclipped,
 )
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, shake
-from worker.deconv.window import choose_window
+from worker.deconv.window import NEAR_WHITE, choose_window
 from worker.errors import InputError
 
 
@@ -68,7 +67,7 @@ def test_automatic_window_avoids_flat_and_saturated_regions(zoom: int) -> None:
     window = image[y : y + h, x : x + w]
     assert w == h == 256 and x + w <= image.shape[1] and y + h <= image.shape[0]
     assert x >= 384 * zoom  # not on the sky
-    assert np.mean(window >= SATURATION * image.max()) < 0.02  # hardly any clipped pixels
+    assert np.mean(window >= NEAR_WHITE * image.max()) < 0.02  # hardly any clipped pixels
 
 
 @pytest.mark.parametrize(
