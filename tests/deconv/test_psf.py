@@ -67,7 +67,7 @@ def test_automatic_window_avoids_flat_and_saturated_regions(zoom: int) -> None:
     window = image[y : y + h, x : x + w]
     assert w == h == 256 and x + w <= image.shape[1] and y + h <= image.shape[0]
     assert x >= 384 * zoom  # not on the sky
-    assert np.mean(window >= NEAR_WHITE * image.max()) < 0.02  # hardly any clipped pixels
+    assert np.mean(window >= NEAR_WHITE * image.max()) < 0.02  # hardly any near-white pixels
 
 
 @pytest.mark.parametrize(
