@@ -7,6 +7,7 @@ from skimage.registration import phase_cross_correlation
 from worker.deconv import DeblurSettings, deblur
 from worker.deconv.blind import (
     AGREEMENT,
+    APART,
     AUTO_BLUR,
     AUTO_SIZES,
     FREE_FORM,
@@ -14,6 +15,7 @@ from worker.deconv.blind import (
     TRUNCATED,
     UNCHECKED,
     auto_size,
+    distance,
     estimate_blur,
     fit_support,
     fitted_size,
@@ -101,6 +103,21 @@ def test_the_second_window_does_not_overlap_the_first() -> None:
     _, report = estimate_blur(observed, 9)
     (x1, y1, w1, h1), (x2, y2, w2, h2) = report.window, report.check_window
     assert x1 + w1 <= x2 or x2 + w2 <= x1 or y1 + h1 <= y2 or y2 + h2 <= y1
+
+
+def test_the_check_window_is_learnt_away_from_the_first() -> None:
+    """Where the detail crowds one part of the picture its best two windows are neighbours,
+    which a blur that varies across the frame (a camera's roll) blurs alike: the check is
+    learnt on the best window a third of the shorter side away instead."""
+    _, observed = blurred_scene(gaussian_kernel(1.5), shape=(1200, 1600))
+    faint = np.ones(observed.shape[:2], bool)
+    faint[:400, :560] = False  # full contrast in the top left corner only
+    observed[faint] = 0.4 + 0.25 * (observed[faint] - 0.4)
+    _, windows, _ = learning_windows(observed, luminance(observed), 9, None, np.inf)
+    assert len(windows) == 2
+    x, y, width, height = windows[0]
+    assert x + width / 2 < 560 and y + height / 2 < 400  # the first on the detail
+    assert distance(*windows) >= APART * 1200
 
 
 def test_a_small_picture_is_still_cross_checked() -> None:

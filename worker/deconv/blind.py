@@ -5,9 +5,13 @@
 edges, grain, a shift. Camera shake blurs every in-focus part of a picture alike, so a kernel that
 is right is found again elsewhere. Here:
 
-1. the two best windows that do not overlap and that a kernel can be learnt from (edges, few
-   clipped highlights; `usable_windows`) are chosen, smaller on a small picture so that two fit
-   (`pair_side`), and a free-form kernel is learnt on each;
+1. the best window that a kernel can be learnt from (edges, few clipped highlights;
+   `usable_windows`) and the best one whose centre is at least `APART` of the picture's shorter
+   side away from it are chosen, smaller on a small picture so that two fit (`pair_side`), and a
+   free-form kernel is learnt on each. Two windows side by side are no independent check: a
+   photo's best two are often neighbours on its most detailed part, and a hand-held shot's
+   rotation blurs that corner alike and the centre otherwise (on the rotation benchmark, two
+   neighbouring windows agreed on a corner's kernel, which made five tiles of nine worse);
 2. their agreement, the peak of their normalised cross-correlation (1: the same kernel up to a
    shift; the kernel similarity of Hu and Yang, "Good regions to deblur", ECCV 2012,
    doi:10.1007/978-3-642-33715-4_5), is the confidence;
@@ -95,7 +99,8 @@ FIT_MARGIN = 2  # px to spare on each side of a kernel learnt again at the size 
 MILD_SIGMA = 1.5  # the strongest Gaussian the fallback removes, px
 SHARP_SPREAD = 1.0  # an agreed kernel narrower than this (rms radius, px) means no blur
 UNCHECKED = 0.5  # the confidence of a kernel that could not be cross-checked (it is not used)
-CANDIDATES = 4  # automatic windows considered, best first, for the two that are used
+CANDIDATES = 12  # automatic windows considered, best first, for the two that are used
+APART = 1 / 3  # the check window's centre is this share of the shorter side from the first's
 CLEARLY = 0.1  # an agreed kernel gives way when the safe correction predicts this much better
 MIN_GAIN = 0.02  # the fallback must explain the second window this much better than no blur
 SAID_SMOOTHING = 1.05  # the reason mentions a kernel's uncertainty that raises lambda this much
@@ -278,13 +283,15 @@ def learning_windows(
     image: np.ndarray, grey: np.ndarray, size: int, window: Window | None, clip_level: float
 ) -> tuple[int, list[Window], str]:
     """The size to learn at and the windows to learn from: `window` (checked) and the best
-    automatic one beside it, or the best two automatic ones (the size then no larger than a
-    third of their side); an empty list, and why, when no automatic window is usable."""
+    automatic one beside it, or the best automatic one and the best `APART` from it (the size
+    then no larger than a third of their side); an empty list, and why, when no automatic window
+    is usable."""
     side = pair_side(grey.shape, size)
     if window is None:
         size = min(size, (min(side, *grey.shape) // 3 - 1) | 1)  # a window holds 3 kernels
         candidates = choose_windows(grey, size, CANDIDATES, side)
-        windows, why_not = usable_windows(image, grey, size, candidates, clip_level)
+        apart = APART * min(grey.shape)
+        windows, why_not = usable_windows(image, grey, size, candidates, clip_level, apart)
         return size, windows, why_not
     learning_patch(grey, window, size)
     others = [w for w in choose_windows(grey, size, CANDIDATES, side) if not overlap(w, window)]
@@ -413,13 +420,21 @@ def second_kernel(
 
 
 def usable_windows(
-    image: np.ndarray, grey: np.ndarray, size: int, candidates: list[Window], clip_level: float
+    image: np.ndarray,
+    grey: np.ndarray,
+    size: int,
+    candidates: list[Window],
+    clip_level: float,
+    apart: float = 0.0,
 ) -> tuple[list[Window], str]:
-    """The first two `candidates` that a kernel can be learnt from (edges, and enough pixels away
-    from clipped highlights), and why the first one left out was (or "")."""
+    """The first of `candidates` that a kernel can be learnt from (edges, and enough pixels
+    away from clipped highlights) and the next one whose centre is at least `apart` px from its
+    centre, and why the first one left out was (or "")."""
     usable: list[Window] = []
     why_not = ""
     for window in candidates:
+        if usable and distance(window, usable[0]) < apart:
+            continue
         try:
             check_edges(patch_of(grey, window), size)
             unclipped(image, window, size, clip_level)
@@ -430,6 +445,12 @@ def usable_windows(
         if len(usable) == 2:
             break
     return usable, why_not
+
+
+def distance(first: Window, second: Window) -> float:
+    """The distance between the centres of two windows (x, y, width, height), px."""
+    (x1, y1, w1, h1), (x2, y2, w2, h2) = first, second
+    return math.hypot(x1 + w1 / 2 - x2 - w2 / 2, y1 + h1 / 2 - y2 - h2 / 2)
 
 
 def overlap(first: Window, second: Window) -> bool:
