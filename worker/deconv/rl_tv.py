@@ -95,6 +95,8 @@ from worker.resize import enlarge_bilinear
 from worker.stages import Progress, Stage
 
 UNOBSERVED = 1e-3  # extended-grid pixels with A^T w under this keep their first estimate
+_UNOBSERVED32 = np.float32(UNOBSERVED)  # (in float32 arithmetic, twice the SIMD lanes)
+Scalar = float | np.floating  # a compiled kernel's number: float64 or float32
 WELL_OBSERVED = 0.5  # stagnation is measured where A^T w is above this (the frame, mostly)
 TV_EPS = 0.03  # smoothing of |grad u| in TV, as a fraction of the picture's mean level...
 TV_EPS_PER_NOISE = 0.5  # ...and at least this many noise sigmas
@@ -188,15 +190,15 @@ def _extrapolate(x: np.ndarray, previous: np.ndarray, alpha: float, floor: float
 
 @numba.njit(inline="always")
 def _updated(
-    current: float,
-    atw: float,
-    total: float,
-    neighbours: float,
-    correction: float,
-    weight: float,
-    offset: float,
-    floor: float,
-) -> float:
+    current: Scalar,
+    atw: Scalar,
+    total: Scalar,
+    neighbours: Scalar,
+    correction: Scalar,
+    weight: Scalar,
+    offset: Scalar,
+    floor: Scalar,
+) -> Scalar:
     """The split-gradient RL-TV update of one pixel whose TV gradient is `total` u -
     `neighbours` (`split_gradient_at`): `current` times (A^T ratio + weight V) / (A^T w +
     weight S u), shifted by `offset`, kept above `floor`; a pixel too poorly observed (the
@@ -204,8 +206,11 @@ def _updated(
     loop of these runs in SIMD lanes."""
     shifted = current + offset
     denominator = atw + weight * total * shifted
-    gain = (correction + weight * (neighbours + offset * total)) / max(denominator, UNOBSERVED)
-    return max(shifted * gain - offset, floor) if denominator > UNOBSERVED else current
+    observed = denominator > _UNOBSERVED32
+    gain = (correction + weight * (neighbours + offset * total)) / (
+        denominator if observed else _UNOBSERVED32
+    )
+    return max(shifted * gain - offset, floor) if observed else current
 
 
 @numba.njit(inline="always")
@@ -217,9 +222,9 @@ def _update_inner(
     correction: np.ndarray,
     i: int,
     start: int,
-    lam: float,
-    offset: float,
-    floor: float,
+    lam: Scalar,
+    offset: Scalar,
+    floor: Scalar,
     out: np.ndarray,
 ) -> None:
     """`out[k]` = the update of pixel (i, start + k) of an inner row, none of them on the first
@@ -273,8 +278,10 @@ def _rl_tv_step(
     """
     height, width = y.shape
     rows, cols = correction.shape
+    # float32 arithmetic (twice the SIMD lanes of float64); the sums per row, then in float64
+    lam32, offset32, floor32 = np.float32(lam), np.float32(offset), np.float32(floor)
     dot = old = change = size = 0.0
-    updated = np.empty(cols)  # one row's new values (float64, as they are computed)
+    updated = np.empty(cols, np.float32)  # one row's new values
     for ti in range(rows):
         i = top + ti
         inner = 0 < i < height - 1
@@ -289,9 +296,9 @@ def _rl_tv_step(
                 correction[ti, first:last],
                 i,
                 left + first,
-                lam,
-                offset,
-                floor,
+                lam32,
+                offset32,
+                floor32,
                 updated[first:last],
             )
         for part in range(2):  # the border pixels before and after them
@@ -304,23 +311,28 @@ def _rl_tv_step(
                     total,
                     neighbours,
                     correction[ti, tj],
-                    lam * prior[i, j],
-                    offset,
-                    floor,
+                    lam32 * prior[i, j],
+                    offset32,
+                    floor32,
                 )
         row = slice(left, left + cols)
         current, before, atw = y[i, row], x[i, row], normalisation[i, row]
         steps, out = step[i, row], x_new[i, row]
+        row_dot = row_old = row_change = row_size = np.float32(0.0)
         for k in range(cols):
             new, previous = updated[k], steps[k]
             g, delta = new - current[k], new - before[k]
-            counted = 1.0 if atw[k] > WELL_OBSERVED else 0.0
-            dot += counted * g * previous
-            old += counted * previous * previous
-            change += counted * delta * delta
-            size += counted * before[k] * before[k]
+            counted = np.float32(1.0) if atw[k] > WELL_OBSERVED else np.float32(0.0)
+            row_dot += counted * g * previous
+            row_old += counted * previous * previous
+            row_change += counted * delta * delta
+            row_size += counted * before[k] * before[k]
             steps[k] = g
             out[k] = new
+        dot += float(row_dot)
+        old += float(row_old)
+        change += float(row_change)
+        size += float(row_size)
     return np.array([dot, old, change, size])
 
 

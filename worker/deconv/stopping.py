@@ -45,25 +45,35 @@ def residual_ratio(
     or last column (a fraction of a percent) are not counted.
     """
     height, width = f.shape
+    shift, least = np.float32(offset), np.float32(floor)  # float32 arithmetic: twice the lanes
     residual = np.empty((height, width), dtype=np.float32)
     total = count = acc0 = 0.0
     for i in range(height):
+        row_total = row_count = row_energy = np.float32(0.0)  # a row's sums, then float64
         for j in range(width):
             m = mask[i, j]
-            ratio[i, j] = m * (f[i, j] + offset) / max(blurred[i, j] + offset, floor)
+            ratio[i, j] = m * (f[i, j] + shift) / max(blurred[i, j] + shift, least)
             r = m * (f[i, j] - blurred[i, j])
             residual[i, j] = r
-            total += r
-            count += m
-            acc0 += r * r
+            row_total += r
+            row_count += m
+            row_energy += r * r
+        total += float(row_total)
+        count += float(row_count)
+        acc0 += float(row_energy)
     acc1 = acc2 = acc3 = acc4 = 0.0
     for i in range(height - 1):
+        lag1 = lag2 = lag3 = lag4 = np.float32(0.0)
         for j in range(1, width - 1):
             r = residual[i, j]
-            acc1 += r * residual[i, j + 1]
-            acc2 += r * residual[i + 1, j - 1]
-            acc3 += r * residual[i + 1, j]
-            acc4 += r * residual[i + 1, j + 1]
+            lag1 += r * residual[i, j + 1]
+            lag2 += r * residual[i + 1, j - 1]
+            lag3 += r * residual[i + 1, j]
+            lag4 += r * residual[i + 1, j + 1]
+        acc1 += float(lag1)
+        acc2 += float(lag2)
+        acc3 += float(lag3)
+        acc4 += float(lag4)
     return np.array([acc0, acc1, acc2, acc3, acc4, total, count])
 
 
