@@ -33,6 +33,10 @@ from worker.jobspec import JobSpec
 from worker.stages import Progress, Stage
 
 WARM_UP_SIZE = 48
+NOTHING_EXPLAINED = (
+    "no part of the picture shows a blur that a kernel learnt from it explains: "
+    "the picture is left as it is"
+)
 
 # Relative cost of each stage, for the overall progress fraction.
 STAGE_WEIGHTS = {
@@ -157,10 +161,12 @@ def estimate_kernel(
     time and rounds as `psf_seconds` and `psf_iterations`)."""
     size = blur_from_text(str(spec.blur or AUTO))
     window = window_from_text(spec.window or "auto", pixels.shape[:2], size or AUTO_BLUR)
+    subject = None
     if window is None and spec.settings.local:  # learn the blur from the blurred subject
-        psf, subject = subject_kernel(pixels, size or AUTO_BLUR, progress, clip_level)
-        found = subject.as_dict()
-    else:
+        subject = subject_kernel(pixels, size or AUTO_BLUR, progress, clip_level)
+    if subject is not None:
+        psf, found = subject[0], subject[1].as_dict()
+    else:  # (no subject to learn from: as `run`, which says why and leaves a flat picture)
         psf, blur = estimate_blur(pixels, size, window, progress, clip_level)
         found = blur.as_dict()
     if psf_out is not None:
@@ -198,16 +204,15 @@ def deblur_varying_picture(
         save_kernel(psf_out, grid)
         montage = np.pad(grid, ((0, 0), (0, 0), (1, 1), (1, 1))).transpose(0, 2, 1, 3)
         save_kernel_picture(picture_path(psf_out), montage.reshape(rows * (size + 2), -1))
-    return (
-        restored,
-        report,
-        {
-            "psf_out": None if psf_out is None else str(psf_out),
-            "grid": [rows, cols],
-            "uniform": varying.uniform,
-            "windows": [None if w is None else list(w) for w in varying.windows],
-        },
-    )
+    found: dict[str, Any] = {
+        "psf_out": None if psf_out is None else str(psf_out),
+        "grid": [rows, cols],
+        "uniform": varying.uniform,
+        "windows": [None if w is None else list(w) for w in varying.windows],
+    }
+    if all(w is None for w in varying.windows):  # every tile left as it is: say why, as `run`
+        found.update(kernel=NO_BLUR, confidence=0.0, reason=NOTHING_EXPLAINED)
+    return restored, report, found
 
 
 def warm_up() -> None:

@@ -79,10 +79,13 @@ def test_a_flat_picture_is_left_as_it_is(run_cli, tmp_path: Path):
     assert report["kernel"] == "none" and report["confidence"] == 0
     assert "no edges to learn the blur from" in report["reason"]
     assert np.load(tmp_path / "k.npy").shape == (1, 1)
-    done = run_cli("run", tmp_path / "flat.tif", "--blur", "auto", "-o", tmp_path / "out.tif")
-    assert done.returncode == 0, done.stderr
-    assert "left as it is" in done.stdout
-    assert np.array_equal(tifffile.imread(tmp_path / "out.tif"), flat)
+    # Local mode and a varying blur, with automatic windows, judge it as `run` does.
+    for mode in (["auto"], ["auto", "--local"], ["15", "--varying"]):
+        out = tmp_path / f"out{len(mode)}{mode[-1]}.tif"
+        done = run_cli("run", tmp_path / "flat.tif", "--blur", *mode, "-o", out)
+        assert done.returncode == 0, (mode, done.stderr)
+        assert "left as it is (confidence 0.00)" in done.stdout, mode
+        assert np.array_equal(tifffile.imread(out), flat), mode
 
 
 def test_run_estimates_saves_and_deblurs(run_cli, shaken_tiff: Path, tmp_path: Path):

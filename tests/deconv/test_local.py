@@ -89,10 +89,17 @@ def test_clipped_pixels_do_not_count_as_a_misfit() -> None:
 
 def test_the_subjects_kernel_comes_from_the_shaken_part() -> None:
     _, scene, _ = half_shaken_scene(seed=6, side=768)
-    estimate, report = subject_kernel(scene, SIZE + 4)
+    found = subject_kernel(scene, SIZE + 4)
+    assert found is not None
+    estimate, report = found
     x, _, width, _ = report.window
     assert x + width <= scene.shape[1] // 2 + width // 4  # mostly on the shaken half
     assert np.count_nonzero(estimate > 0.05 * estimate.max()) > 5  # a shake, not a point
+
+
+def test_a_flat_picture_has_no_subject_to_learn_from() -> None:
+    flat = (0.4 + np.random.default_rng(2).normal(0, 0.002, (400, 400, 3))).astype(np.float32)
+    assert subject_kernel(flat, SIZE) is None
 
 
 def test_a_picture_smaller_than_a_patch_is_left_as_it_is() -> None:

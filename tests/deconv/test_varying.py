@@ -157,11 +157,13 @@ def test_varying_needs_the_blur_size_not_a_kernel_file() -> None:
         job.validate()
 
 
-def test_a_flat_picture_is_refused() -> None:
+def test_a_flat_picture_comes_back_as_it_is() -> None:
+    # As `run` leaves it: nothing to learn a blur from is no error, the picture is as it was.
     rng = np.random.default_rng(2)
     flat = (0.4 + rng.normal(0, 0.002, (540, 540, 3))).astype(np.float32)
-    with pytest.raises(InputError, match="edges"):
-        deblur_varying(flat, 13)
+    out, report, varying = deblur_varying(flat, 13)
+    assert np.array_equal(out, flat)
+    assert report.stop_reason == "no_blur" and varying.windows == [None] * len(varying.windows)
 
 
 def test_a_window_you_gave_is_refused_before_any_tile_is_learnt() -> None:

@@ -28,8 +28,12 @@ back as they were: when the picture cannot tell, it is left alone.
 **Where to learn the kernel** (`subject_kernel`, used in local mode when the window is automatic):
 kernels are estimated on a few detailed windows in different places, and the one that explains
 the largest region (as above, each patch's evidence counted above `CHOICE` rather than 0, and
-without the misfit test, since nothing is deblurred yet) is the subject's.
+without the misfit test, since nothing is deblurred yet) is the subject's. When no window has
+edges to learn from there is none, and the picture is judged as `run` judges it (a flat or
+featureless picture is left as it is, `worker.pipeline`).
 """
+
+import contextlib
 
 import numpy as np
 from scipy import fft, ndimage, sparse
@@ -39,7 +43,6 @@ from worker.deconv.boundaries import data_mask
 from worker.deconv.noise import NoiseModel, estimate_noise_model
 from worker.deconv.psf import PsfReport, estimate_psf, luminance
 from worker.deconv.window import choose_window
-from worker.errors import InputError
 from worker.stages import Progress, Stage
 
 MIN_PATCH = 64
@@ -326,7 +329,7 @@ def subject_kernel(
     size: int,
     progress: Progress | None = None,
     clip_level: float | None = None,
-) -> tuple[np.ndarray, PsfReport]:
+) -> tuple[np.ndarray, PsfReport] | None:
     """The kernel of the blurred subject of `image` ((H, W, C), linear) and its `PsfReport`.
 
     The kernel is estimated (`estimate_psf`) on up to `CANDIDATES` windows, each the most
@@ -334,14 +337,12 @@ def subject_kernel(
     The kernel that explains the largest region of the picture (`explained_cells` with the floor
     `CHOICE`, on patches side by side) wins; on a tie, the most detailed window's. The subject's
     kernel explains the subject; a sharp or defocused background's hardly beats no blur or an
-    isotropic blur anywhere. Windows too flat to learn from are skipped; raises `InputError` when
-    all are.
+    isotropic blur anywhere. Windows too flat to learn from are skipped; None when all are.
     """
     grey = luminance(image)
     left_out = grey.copy()
     flat = float(np.median(grey))
     found: list[tuple[np.ndarray, PsfReport]] = []
-    failure: InputError | None = None
     for index in range(CANDIDATES):
         if progress is not None:
             progress(index / (CANDIDATES + 1), Stage.ESTIMATING)
@@ -349,17 +350,11 @@ def subject_kernel(
         # Leave out the window and half a window around it: the next one is elsewhere.
         top, left = max(y - height // 2, 0), max(x - width // 2, 0)
         left_out[top : y + height + height // 2, left : x + width + width // 2] = flat
-        try:
+        # Too flat (`InputError`), or the estimate broke down (a NaN): the others may not.
+        with contextlib.suppress(ValueError):
             found.append(estimate_psf(image, size, window, None, clip_level))
-        except InputError as error:
-            failure = failure or error
-        except ValueError:  # the estimate broke down (a NaN): the other windows may not
-            pass
     if not found:
-        raise failure or InputError(
-            "the blur could not be learnt from any part of the picture; "
-            "choose a window with clear edges (--window X,Y,W,H)"
-        )
+        return None
     margins, detail = kernel_evidence(image, [psf for psf, _ in found], size, overlap=1)
     scores = [int(explained_cells(margin, detail, floor=CHOICE).sum()) for margin in margins]
     return found[int(np.argmax(scores))]

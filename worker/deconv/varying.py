@@ -23,8 +23,9 @@ by a partition of unity, every patch at FFT speed. Here:
    blurs) over its patches. A wrong estimate explains its tile worse than a neighbour's right
    one; a tile without detail inherits whatever explains it best nearby. When no kernel explains
    the tile even nearly as well as no blur or an isotropic blur (every margin under
-   `LEAVE_MARGIN`), the tile is left as it is: a kernel that does not fit makes it worse. The
-   tiles are scored on all cores at once, as in step 1.
+   `LEAVE_MARGIN`), the tile is left as it is: a kernel that does not fit makes it worse. With
+   no estimate anywhere (a flat or featureless picture) every tile is left as it is, as `run`
+   leaves such a picture. The tiles are scored on all cores at once, as in step 1.
 3. **Deblur** (`deblur_grid`): each tile, widened by half a blend ramp and a margin of two kernels
    (so that its own border effects stay outside what is kept), is deblurred with its kernel by
    `rl_tv.deblur`; the results are blended with separable partition-of-unity weights, 1 inside a
@@ -159,17 +160,14 @@ def choose_kernels(
     as long as the kernel's diagonal spreads over 0.41, a blob filling the kernel (what an
     out-of-focus tile or one without real edges can give) more; it would explain the tile's
     softness but deblur it into ringing. `model`: the picture's noise (None: fitted here).
-    Raises `InputError` when there is no estimate."""
+    With no estimate at all (a flat or featureless picture) every tile is left as it is."""
     known = {
         t: estimate
         for t, estimate in enumerate(estimates)
         if estimate is not None and kernel_spread(estimate[0]) <= MAX_SPREAD * size
     }
     if not known and overall is None:
-        raise InputError(
-            "no part of the picture has edges enough to learn the blur from; "
-            "choose a window with detail (--window X,Y,W,H)"
-        )
+        return [None] * len(estimates)
     if model is None:
         model = estimate_noise_model(image)
     with ThreadPoolExecutor(cpu_count(), thread_name_prefix="tile-choice") as pool:
@@ -272,7 +270,7 @@ def deblur_varying(
 
     Returns the result (the downsized shape for a preview, `settings.scale` < 1), a report like
     `rl_tv.deblur`'s (its iterations the most of any tile's, its seconds the whole run's) and
-    the `VaryingReport`. Raises `InputError` when nothing has detail enough to learn from.
+    the `VaryingReport`. A picture with nothing to learn a blur from comes back as it is.
     """
     started = time.perf_counter()
     grid = grid_shape(image.shape[:2], size)
@@ -297,7 +295,12 @@ def deblur_varying(
     kernels = [None if estimate is None else estimate[0] for estimate in chosen]
     picture = shrink_area(image, settings.scale)
     scaled = [None if k is None else resample_psf(k, settings.scale) for k in kernels]
-    result, reports = deblur_grid(picture, scaled, grid, replace(settings, scale=1.0), deblurring)
+    if any(k is not None for k in scaled):
+        result, reports = deblur_grid(
+            picture, scaled, grid, replace(settings, scale=1.0), deblurring
+        )
+    else:  # every tile as it is: the picture as it was, bit for bit (a blend would round it)
+        result, reports = picture.copy(), []
     seconds = time.perf_counter() - started
     longest = max(reports, key=lambda r: r.iterations, default=left_as_is(settings.scale))
     report = replace(longest, seconds=seconds, scale=settings.scale)
