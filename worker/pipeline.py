@@ -30,6 +30,7 @@ from worker.files.imageio import read_picture, write_picture
 from worker.files.kernels import picture_path, save_kernel, save_kernel_picture
 from worker.files.wisdom import fftw_wisdom
 from worker.jobspec import JobSpec
+from worker.resize import shrink_area
 from worker.stages import Progress, Stage
 
 WARM_UP_SIZE = 48
@@ -132,8 +133,9 @@ def run_pipeline(
             )  # fmt: skip
         else:
             psf = load_psf(spec.psf, picture.pixels.shape)
-        if estimated.get("kernel") == NO_BLUR:
-            restored, deblurred = picture.pixels, {"iterations": 0, "stop_reason": "no_blur"}
+        if estimated.get("kernel") == NO_BLUR:  # as it was, at a preview's size if one
+            restored = shrink_area(picture.pixels, settings.scale)
+            deblurred = {"iterations": 0, "stop_reason": "no_blur"}
         else:
             with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
                 # A learnt kernel's error counts as noise (`worker.deconv.kernel_error`).

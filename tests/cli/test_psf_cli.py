@@ -86,6 +86,10 @@ def test_a_flat_picture_is_left_as_it_is(run_cli, tmp_path: Path):
         assert done.returncode == 0, (mode, done.stderr)
         assert "left as it is (confidence 0.00)" in done.stdout, mode
         assert np.array_equal(tifffile.imread(out), flat), mode
+    # A preview of it is the preview's size, as a deblurred one is.
+    done = run_cli("run", tmp_path / "flat.tif", "--blur", "auto", "--scale", "0.25", "-o", out)
+    assert done.returncode == 0, done.stderr
+    assert tifffile.imread(out).shape == (75, 75, 3)
 
 
 def test_run_estimates_saves_and_deblurs(run_cli, shaken_tiff: Path, tmp_path: Path):

@@ -115,6 +115,19 @@ def test_alpha_is_passed_through_and_resized_for_previews(tmp_path: Path) -> Non
     assert preview.dtype == np.uint16
 
 
+def test_tifffiles_record_of_the_shape_is_not_carried_to_a_preview(tmp_path: Path) -> None:
+    # tifffile writes the array's shape as the ImageDescription ({"shape": [30, 40, 3]}); a
+    # preview carrying it would be read with a warning. A caption is the picture's: kept.
+    samples = random_samples((30, 40, 3), np.uint16, np.random.default_rng(5))
+    tifffile.imwrite(tmp_path / "shaped.tif", samples, photometric="rgb")
+    write_tiff(tmp_path / "caption.tif", samples, exif={"Exif.Image.ImageDescription": "{dune}"})
+    for name, kept in (("shaped", None), ("caption", "{dune}")):
+        picture = read_picture(tmp_path / f"{name}.tif")
+        write_picture(tmp_path / "preview.tif", picture, picture.pixels[::2, ::2])
+        assert _exif_read_back(tmp_path / "preview.tif").get("Exif.Image.ImageDescription") == kept
+        assert tifffile.TiffFile(tmp_path / "preview.tif").series[0].shape == (15, 20, 3)
+
+
 def test_planar_rgb_is_read(tmp_path: Path) -> None:
     samples = random_samples((3, 20, 30), np.uint8, np.random.default_rng(4))
     tifffile.imwrite(tmp_path / "planar.tif", samples, photometric="rgb", planarconfig="separate")

@@ -20,6 +20,7 @@ floating-point predictor, in strips of 16 rows (the layout every reader handles;
 were no faster), compressed on all cores.
 """
 
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -53,7 +54,8 @@ ROW_BLOCK = 256  # rows converted at a time, to bound the float64 temporaries of
 
 # EXIF keys not copied: the image structure (the output has its own), pointers to other IFDs, the
 # software (dt-deconvolve wrote the output), the ICC profile (tifffile writes it) and XMP
-# (darktable would apply a develop history stored there a second time).
+# (darktable would apply a develop history stored there a second time). An ImageDescription that
+# is tifffile's own record of the array's shape is structure too (`_describes_layout`).
 # fmt: off
 _NOT_COPIED = frozenset((
     "NewSubfileType", "SubfileType", "ImageWidth", "ImageLength", "BitsPerSample", "Compression",
@@ -285,9 +287,23 @@ def _read_exif(path: Path, handle: BinaryIO) -> dict[str, str]:
     kept = {}
     for key, value in exif.items():
         _, group, name = key.split(".", 2)
-        if group in _EXIF_GROUPS and name not in _NOT_COPIED:
+        if group in _EXIF_GROUPS and name not in _NOT_COPIED and not _describes_layout(name, value):
             kept[key] = value
     return kept
+
+
+def _describes_layout(name: str, value: str) -> bool:
+    """Whether the tag `name` holding `value` is tifffile's "shaped" ImageDescription, JSON
+    holding the array's shape (``{"shape": [300, 400, 3]}``): it describes the file it is in,
+    and a preview's output, smaller, would carry a shape its pixels do not have (tifffile then
+    warns on reading it). A caption or any other text is the picture's, and is copied."""
+    if name != "ImageDescription" or not value.startswith("{"):
+        return False
+    try:
+        record = json.loads(value)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "shape" in record
 
 
 # --- Writing ---------------------------------------------------------------------------------
