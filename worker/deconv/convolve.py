@@ -138,8 +138,8 @@ class ValidConvolution:
         `tile` is the result for rows top .. top + h and columns left .. left + w of the output,
         C-contiguous (compiled consumers vectorise only over unit strides: a strided view of the
         FFT buffer made the RL-TV update three times slower); it is scratch, valid only during
-        the call. `consume` runs on the pool's threads, several
-        at once on different tiles, so it must only write to its own tile's region.
+        the call. `consume` runs on the pool's threads, several at once on different tiles, so
+        it must only write to its own tile's region.
         """
         if src.shape != self.source_shape:
             raise ValueError("the input plane does not match the convolution")
