@@ -175,6 +175,7 @@ BAD_TIFFS = {
     "1x1": (np.zeros((1, 1, 3), np.uint16), "1x1 pixels"),
     "NaN": (np.full((8, 8), np.nan, np.float32), "NaN"),
     "Inf": (np.full((8, 8, 3), np.inf, np.float16), "infinite"),
+    "far beyond white": (np.where(np.eye(8), 1e30, 0.5).astype(np.float32), "1e+30"),
 }
 
 

@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 
 from worker.deconv import DeblurSettings, deblur
 from worker.deconv.local import (
@@ -100,6 +101,14 @@ def test_the_subjects_kernel_comes_from_the_shaken_part() -> None:
 def test_a_flat_picture_has_no_subject_to_learn_from() -> None:
     flat = (0.4 + np.random.default_rng(2).normal(0, 0.002, (400, 400, 3))).astype(np.float32)
     assert subject_kernel(flat, SIZE) is None
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_noiseless_flat_picture_comes_back_as_it_was() -> None:
+    # No noise and no detail: Whittle's terms were 0 / 0 and log 0 (warnings, NaN margins).
+    flat = np.full((200, 300, 3), 0.4, np.float32)
+    out, _ = deblur(flat, np.ones((5, 5), np.float32) / 25, DeblurSettings(local=True))
+    assert np.array_equal(out, flat)
 
 
 def test_a_picture_smaller_than_a_patch_is_left_as_it_is() -> None:

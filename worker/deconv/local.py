@@ -170,6 +170,9 @@ def kernel_evidence(
     weights = np.bincount(bins[bins >= 0], minlength=count).astype(float)
     model = model or estimate_noise_model(image)
     noise = LUMA_NOISE * (model.gain * np.maximum(levels, 0) + model.read_variance)
+    # A noiseless flat patch (a synthetic picture, a blown-out one) would make Whittle's terms
+    # 0 / 0 and log 0: the noise's power is kept above the smallest positive number.
+    np.maximum(noise, np.finfo(np.float64).tiny, out=noise)
     flat = np.ones((side, side // 2 + 1))
     other = best_likelihood(observed, weights, noise, hypothesis_spectra(flat, side, bins, count))
     margins = []

@@ -49,6 +49,10 @@ SAMPLE_FORMATS = (
     np.dtype(np.float32),
 )
 MIN_SIZE = 2  # pixels in each direction
+# The brightest linear value read from a float file, in times white: far above what a
+# scene-referred export holds (a few thousand, the sun), far below where the engine's float32
+# squares and sums overflow (values of 1e16 raised overflow warnings, 1e30 crashed it).
+MAX_LEVEL = 1e6
 ROWS_PER_STRIP = 16
 ROW_BLOCK = 256  # rows converted at a time, to bound the float64 temporaries of the curves
 
@@ -104,7 +108,8 @@ def read_picture(path: str | os.PathLike[str]) -> Picture:
 
     Raises `InputError` (one line, naming the file) for anything that is not a readable, supported
     picture: not a TIFF, truncated or damaged, no pixels or too small, several pages, an
-    unsupported colour layout or sample format, NaN or infinite values, an unusable ICC profile.
+    unsupported colour layout or sample format, NaN or infinite values or values beyond
+    `MAX_LEVEL` in linear light, an unusable ICC profile.
     A missing or unreadable path raises `OSError`.
     """
     path = Path(path)
@@ -125,6 +130,12 @@ def read_picture(path: str | os.PathLike[str]) -> Picture:
     else:
         pixels = _convert_rows(samples, curves, ToneCurve.linearise, np.float32)
         clip_level = None
+        brightest = max(float(pixels.max()), -float(pixels.min()))  # (no |pixels| copy)
+        if brightest > MAX_LEVEL:
+            raise InputError(
+                f"{path} holds pixel values of {brightest:.3g} times white, beyond the "
+                f"{MAX_LEVEL:g} a picture's light can reach"
+            )
     return Picture(
         pixels=pixels,
         alpha=alpha,
