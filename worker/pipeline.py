@@ -19,7 +19,7 @@ import tifffile
 from worker import paths
 from worker.deconv import DeblurSettings, deblur
 from worker.deconv.blind import AUTO_BLUR, NO_BLUR, estimate_blur
-from worker.deconv.local import subject_kernel
+from worker.deconv.local import describe_subject, subject_kernel
 from worker.deconv.psf_tools import validate_psf
 from worker.deconv.rl_tv import DeblurReport
 from worker.deconv.settings import AUTO, blur_from_text
@@ -34,10 +34,6 @@ from worker.resize import shrink_area
 from worker.stages import Progress, Stage
 
 WARM_UP_SIZE = 48
-NOTHING_EXPLAINED = (
-    "no part of the picture shows a blur that a kernel learnt from it explains: "
-    "the picture is left as it is"
-)
 
 # Relative cost of each stage, for the overall progress fraction.
 STAGE_WEIGHTS = {
@@ -159,15 +155,15 @@ def estimate_kernel(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Estimate the PSF as `spec` says (blur size or "auto", window) and save it to `psf_out`
     (with its picture beside it) when given; returns it with the report's estimation entries
-    (`estimate_blur`'s report, or in local mode with an automatic window `subject_kernel`'s; its
-    time and rounds as `psf_seconds` and `psf_iterations`)."""
+    (`estimate_blur`'s report, or in local mode with an automatic window `subject_kernel`'s and
+    `describe_subject`'s; its time and rounds as `psf_seconds` and `psf_iterations`)."""
     size = blur_from_text(str(spec.blur or AUTO))
     window = window_from_text(spec.window or "auto", pixels.shape[:2], size or AUTO_BLUR)
     subject = None
     if window is None and spec.settings.local:  # learn the blur from the blurred subject
         subject = subject_kernel(pixels, size or AUTO_BLUR, progress, clip_level)
     if subject is not None:
-        psf, found = subject[0], subject[1].as_dict()
+        psf, found = subject[0], {**subject[1].as_dict(), **describe_subject(subject[1])}
     else:  # (no subject to learn from: as `run`, which says why and leaves a flat picture)
         psf, blur = estimate_blur(pixels, size, window, progress, clip_level)
         found = blur.as_dict()
@@ -211,9 +207,10 @@ def deblur_varying_picture(
         "grid": [rows, cols],
         "uniform": varying.uniform,
         "windows": [None if w is None else list(w) for w in varying.windows],
+        "kernel": varying.kernel,
+        "confidence": varying.confidence,
+        "reason": varying.reason,
     }
-    if all(w is None for w in varying.windows):  # every tile left as it is: say why, as `run`
-        found.update(kernel=NO_BLUR, confidence=0.0, reason=NOTHING_EXPLAINED)
     return restored, report, found
 
 

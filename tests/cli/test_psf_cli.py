@@ -92,6 +92,17 @@ def test_a_flat_picture_is_left_as_it_is(run_cli, tmp_path: Path):
     assert tifffile.imread(out).shape == (75, 75, 3)
 
 
+def test_run_local_says_where_the_subjects_blur_was_learnt(run_cli, shaken_tiff: Path, tmp_path):
+    done = run_cli(
+        "run", shaken_tiff, "--blur", "13", "--local", "-o", tmp_path / "sharp.tif",
+        "--iterations", "5",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = done.stdout.splitlines()[0]
+    assert said.startswith("blur: the blur of the subject, learnt on the "), said
+    assert said.endswith("(confidence 0.50)"), said
+
+
 def test_run_estimates_saves_and_deblurs(run_cli, shaken_tiff: Path, tmp_path: Path):
     output, kernel = tmp_path / "sharp.tif", tmp_path / "psf.npy"
     done = run_cli(

@@ -24,6 +24,9 @@ def test_run_varying_estimates_a_grid_and_deblurs(run_cli, tmp_path: Path) -> No
     rows, cols = report["grid"]
     assert (rows, cols) in ((1, 1), (2, 2))  # 1 x 1: found uniform, as it is
     assert report["uniform"] == ((rows, cols) == (1, 1))
+    # What was done, as `run` says it: the plug-in shows it and tags the result with it.
+    assert report["kernel"] == ("free-form" if report["uniform"] else "varying")
+    assert 0 < report["confidence"] <= 1 and "across the frame" in report["reason"]
     assert len(report["windows"]) == rows * cols and report["iterations"] <= 5
     grid = np.load(kernels)
     assert grid.shape == (rows, cols, 11, 11)

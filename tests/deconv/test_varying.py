@@ -7,11 +7,14 @@ import pytest
 from scipy import ndimage
 
 from worker.deconv import DeblurSettings, deblur
+from worker.deconv.blind import FREE_FORM, NO_BLUR, UNCHECKED, similarity
 from worker.deconv.noise import estimate_noise_model
 from worker.deconv.psf import PsfReport, estimate_psf
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, psnr, shake
 from worker.deconv.varying import (
     MAX_SPREAD,
+    NOTHING_EXPLAINED,
+    VARYING,
     best_kernel,
     blend_weights,
     bounds,
@@ -20,6 +23,7 @@ from worker.deconv.varying import (
     deblur_varying,
     estimate_grid,
     kernel_spread,
+    neighbour_agreement,
     tile_kernel,
     tile_views,
 )
@@ -69,6 +73,9 @@ def test_a_turning_cameras_corners_improve() -> None:
     result, report, varying = deblur_varying(blurred, 21, settings)
     assert result.shape == blurred.shape and not varying.uniform
     assert varying.grid == (3, 3) and len(varying.kernels) == 9
+    assert varying.kernel == VARYING and 0 < varying.confidence <= 1
+    used = sum(window is not None for window in varying.windows)
+    assert varying.reason.startswith(f"the blur varies across the frame: {used} of 9 parts")
     gains = tile_gains(result, blurred, sharp)
     kernel, _ = estimate_psf(blurred, 21)
     uniform = tile_gains(deblur(blurred, kernel, settings)[0], blurred, sharp)
@@ -91,6 +98,7 @@ def test_a_uniform_blur_is_deblurred_in_one_piece_as_run_does() -> None:
     settings = DeblurSettings(max_iterations=10)
     result, _, varying = deblur_varying(blurred, 13, settings)
     assert varying.uniform and varying.grid == (1, 1)
+    assert varying.kernel == FREE_FORM and "the same across the frame" in varying.reason
     kernel, _ = estimate_psf(blurred, 13)
     expected, _ = deblur(blurred, kernel, settings)
     assert np.array_equal(result, expected)
@@ -164,6 +172,23 @@ def test_a_flat_picture_comes_back_as_it_is() -> None:
     out, report, varying = deblur_varying(flat, 13)
     assert np.array_equal(out, flat)
     assert report.stop_reason == "no_blur" and varying.windows == [None] * len(varying.windows)
+    assert (varying.kernel, varying.confidence, varying.reason) == (NO_BLUR, 0, NOTHING_EXPLAINED)
+
+
+def test_the_confidence_is_how_alike_each_tiles_kernel_is_to_one_learnt_beside_it() -> None:
+    rng = np.random.default_rng(4)
+    first, second = camera_shake_kernel(9, rng), camera_shake_kernel(9, rng)
+    report = PsfReport((0, 0, 64, 64), 0, 1, 0.0)
+    a, a_again, b = (first, report), (first.copy(), report), (second, report)
+    # 1 x 2 tiles: each takes its own estimate, and the other tile learnt the same kernel.
+    assert neighbour_agreement([a, a_again], [a, a_again], None, (1, 2)) == 1.0
+    # One tile's kernel is the other's, which learnt another: as alike as the two kernels.
+    assert neighbour_agreement([b, None], [a, b], None, (1, 2)) == round(similarity(a[0], b[0]), 3)
+    assert similarity(a[0], b[0]) < 0.9
+    # Far apart on a 1 x 3 grid, nothing else to compare with: unchecked.
+    assert neighbour_agreement([a, None, None], [a, None, None], None, (1, 3)) == UNCHECKED
+    # The whole picture's kernel counts as one learnt beside every tile.
+    assert neighbour_agreement([b, None, None], [b, None, None], a, (1, 3)) < 0.9
 
 
 def test_a_window_you_gave_is_refused_before_any_tile_is_learnt() -> None:

@@ -2,8 +2,9 @@
      deconvolve plug-in as a photographer would and writes what it saw, one `name<TAB>value` line
      each, to $DT_E2E_REPORT. Environment: DT_E2E_PICTURES (folder holding blurred.tif,
      cancel.tif and tiny.tif, deblurred as finished pictures, and shaken.dng and sharp.dng,
-     deblurred in scene light with darktable's default raw workflow), DT_E2E_CALLS (the log of
-     dt-deconvolve calls the test's wrapper keeps). ]]
+     deblurred in scene light with darktable's default raw workflow; or turned.tif, for the
+     varying scenario), DT_E2E_CALLS (the log of dt-deconvolve calls the test's wrapper keeps),
+     DT_E2E_SCENARIO (main or varying). ]]
 
 local dt = require "darktable"
 
@@ -43,11 +44,12 @@ dt.new_format = function(name)
   return new_format(name)
 end
 
-local function toast_seen(pattern)
+-- A probe for the first message matching `pattern`: its text, or nil.
+local function toast_matching(pattern)
   return function()
     for _, text in ipairs(toasts) do
       if text:match(pattern) then
-        return true
+        return text
       end
     end
   end
@@ -99,7 +101,7 @@ local function finished_result(filename)
   return function()
     local image = find_image(filename)
     return image and tag_names(image):match("dt%-deconvolve|blur ") and image -- the last tag
-      or toast_seen("failed")()
+      or toast_matching("failed")()
   end
 end
 
@@ -162,12 +164,27 @@ local function raw_scenario()
   render(result, "render_result.tif")
 end
 
-local function scenario()
+local function plugin_started()
   note("started", wait_for(60, function()
     return pcall(function()
       return dt.gui.libs.deconvolve.visible ~= nil
     end)
   end) or false)
+end
+
+-- Blur across the frame set to varying (by the test): what the message and the tag say.
+local function varying_scenario()
+  plugin_started()
+  local result = run_once("varying", dt.database.import(pictures .. "/turned.tif"),
+    "turned_deconv.tif")
+  note("varying_toast", wait_for(5, toast_matching("^blur confidence ")) or "missing")
+  if result then
+    note("varying_tags", tag_names(result))
+  end
+end
+
+local function main_scenario()
+  plugin_started()
 
   local original = dt.database.import(pictures .. "/blurred.tif")
   dt.tags.attach(dt.tags.create("people|alice"), original)
@@ -197,27 +214,24 @@ local function scenario()
   end) ~= nil)
   dt.control.sleep(1000)
   dt.gui.action("lua/cancel deconvolution", 0, "", "", 1.0)
-  note("cancel_finished", wait_for(60, toast_seen("cancelled")) or false)
+  note("cancel_finished", wait_for(60, toast_matching("cancelled")) ~= nil)
   dt.control.sleep(1000) -- anything imported late would show now
   note("cancel_imported", find_image("cancel_deconv.tif") ~= nil)
 
   -- A picture the worker refuses (smaller than the blur): a message with the reason, no import.
   deconvolve(dt.database.import(pictures .. "/tiny.tif"))
-  note("failure_toast", wait_for(RUN_LIMIT, function()
-    for _, text in ipairs(toasts) do
-      if text:match("^deconvolve failed for tiny%.tif: ") then
-        return text
-      end
-    end
-  end) or "missing")
+  note("failure_toast",
+    wait_for(RUN_LIMIT, toast_matching("^deconvolve failed for tiny%.tif: ")) or "missing")
   dt.control.sleep(500)
   note("failure_imported", find_image("tiny_deconv.tif") ~= nil)
 
   raw_scenario()
 end
 
+local scenarios = { main = main_scenario, varying = varying_scenario }
+
 dt.control.dispatch(function()
-  local ok, err = pcall(scenario)
+  local ok, err = pcall(assert(scenarios[os.getenv("DT_E2E_SCENARIO")], "DT_E2E_SCENARIO"))
   if not ok then
     note("error", err)
   end

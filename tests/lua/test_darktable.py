@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -136,6 +137,22 @@ def write_raw_scene(folder: Path) -> None:
     write_dng(folder / "shaken.dng", mosaic(shaken) + rng.normal(0, 0.002, shaken.shape[:2]))
 
 
+def write_turned_scene(folder: Path) -> None:
+    """A dead-leaves scene whose left half is shaken one way and right half across it (as
+    where a turning camera blurs two parts differently), a 16-bit sRGB TIFF: turned.tif."""
+    rng = np.random.default_rng(9)
+    sharp = dead_leaves((540, 540), rng)
+    kernel = camera_shake_kernel(BLUR, rng)
+    blurred = np.empty_like(sharp)
+    for half, turned in ((np.s_[:, :270], kernel), (np.s_[:, 270:], kernel.T[::-1])):
+        for c in range(3):
+            blurred[..., c][half] = ndimage.convolve(sharp[..., c], turned, mode="reflect")[half]
+    blurred += rng.normal(0, 0.003, blurred.shape)
+    folder.mkdir(parents=True)
+    encoded = SRGB.encode(np.clip(blurred, 0, 1))
+    tifffile.imwrite(folder / "turned.tif", np.round(encoded * 65535).astype(np.uint16))
+
+
 def psnr(image: np.ndarray, reference: np.ndarray, border: int = 2 * BLUR) -> float:
     """Peak signal-to-noise ratio (dB, peak 1) away from the frame's edges."""
     inner = (slice(border, -border), slice(border, -border))
@@ -210,16 +227,19 @@ def run_darktable(
     return process.returncode, log.read_text()
 
 
-@pytest.mark.darktable
-@pytest.mark.slow
-@pytest.mark.skipif(
+NEEDS_DARKTABLE = pytest.mark.skipif(
     DARKTABLE is None or XVFB_RUN is None,
     reason="darktable and xvfb-run are not installed (./install.sh --test installs them)",
 )
-def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) -> None:
+
+
+def darktable_session(
+    tmp_path: Path, user_env: dict[str, str], scenario: str, conf: list[str]
+) -> tuple[Path, Path, Path, dict[str, list[str]]]:
+    """The driver's `scenario` in a real darktable with the plug-in, `conf` added to the test's
+    options (--conf name=value ...), started again if it froze; checks it ran and quit cleanly
+    and returns the pictures' folder, the calls' log, darktable's folder and the report."""
     pictures = tmp_path / "my pictures"  # results go next to the originals: a path with a space
-    sharp = write_scene(pictures)
-    write_raw_scene(pictures)
     calls = tmp_path / "calls.log"
     wrapper = tmp_path / "bin" / "dt-deconvolve"
     wrapper.parent.mkdir()
@@ -232,23 +252,18 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
         user_env,
         LANG="C.UTF-8",
         LANGUAGE="C",
+        DT_E2E_SCENARIO=scenario,
         DT_E2E_PICTURES=str(pictures),
         DT_E2E_CALLS=str(calls),
         DT_E2E_REPORT=str(report_path),
     )
-    conf = [
-        "--conf",
-        f"lua/deconvolve/command={wrapper}",
-        "--conf",
-        f"lua/deconvolve/blur_size={BLUR}",
-        "--conf",
-        "lua/deconvolve/finished_export=TRUE",  # the TIFFs; the driver switches for the DNG
-    ]
+    options = ["--conf", f"lua/deconvolve/command={wrapper}"]
+    options += ["--conf", f"lua/deconvolve/blur_size={BLUR}"]
     for _attempt in range(ATTEMPTS):
         report_path.unlink(missing_ok=True)
         for lock in (darktable_dir / "config").glob("*.lock"):  # left by a killed darktable
             lock.unlink()
-        status, log = run_darktable(darktable_dir, env, conf, report_path)
+        status, log = run_darktable(darktable_dir, env, options + conf, report_path)
         report = read_report(report_path)
         if "started" in report:
             break
@@ -256,10 +271,23 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
     assert "error" not in report, report["error"]
     assert "stack traceback" not in log and "LUA ERROR :" not in log, log[-3000:]  # Lua errors
     assert report.get("quitting") == ["true"] and status == 0, (status, log[-3000:])
+    return pictures, calls, darktable_dir, report
+
+
+@pytest.mark.darktable
+@pytest.mark.slow
+@NEEDS_DARKTABLE
+def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) -> None:
+    sharp = write_scene(tmp_path / "my pictures")
+    write_raw_scene(tmp_path / "my pictures")
+    # The TIFFs as finished pictures; the driver switches to scene light for the DNG.
+    pictures, calls, darktable_dir, report = darktable_session(
+        tmp_path, user_env, "main", ["--conf", "lua/deconvolve/finished_export=TRUE"]
+    )
 
     # The first run: exported, deblurred, imported beside the original and grouped with it.
     first = report["first_seconds"][0]
-    assert "first_result" not in report, (report, log[-3000:])
+    assert "first_result" not in report, report
     assert report["first_leader_is_original"] == ["true"]
     assert report["first_original_leads"] == ["true"]
     assert "people|alice" in report["first_tags"][0].split(";")
@@ -311,6 +339,26 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
     assert "shutdown" in run_calls
     assert run_cli("ping", timeout=30).returncode != 0
     check_raw_round_trip(report, pictures)
+
+
+@pytest.mark.darktable
+@pytest.mark.slow
+@NEEDS_DARKTABLE
+def test_plugin_says_what_a_varying_run_did(tmp_path: Path, user_env: dict[str, str]) -> None:
+    """*Blur across the frame: varying*: a message says how many parts were deblurred and how
+    sure the engine is, the result is tagged with it, the grid of kernels is shown beside it."""
+    write_turned_scene(tmp_path / "my pictures")
+    varying = ["--conf", "lua/deconvolve/finished_export=TRUE"]
+    varying += ["--conf", "lua/deconvolve/blur_across=varies"]
+    pictures, calls, _, report = darktable_session(tmp_path, user_env, "varying", varying)
+    assert "varying_result" not in report, report
+    assert " --varying" in calls.read_text()
+    toast = report["varying_toast"][0]
+    said = r"blur confidence [01]\.\d\d: the blur varies across the frame: 4 of 4 parts deblurred"
+    assert re.match(said, toast), toast
+    tags = report["varying_tags"][0].split(";")
+    assert any(re.fullmatch(r"dt-deconvolve\|kernel varying\|confidence [01]\.\d", t) for t in tags)
+    assert (pictures / "turned_deconv.kernel.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def check_raw_round_trip(report: dict[str, list[str]], pictures: Path) -> None:

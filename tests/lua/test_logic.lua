@@ -98,6 +98,8 @@ test("parse_line: BLUR carries the blur's confidence, the kernel used and the re
   eq(logic.parse_line("BLUR 1.5 none odd").confidence, 1, "confidence clamped")
   eq(logic.parse_line("BLUR high none no"), nil)
   eq(logic.parse_line("BLUR 0.5 gaussian"), nil, "no reason")
+  local varying = logic.parse_line("BLUR 0.71 varying the blur varies across the frame: 7 of 9 parts")
+  eq(logic.blur_tag(varying), "dt-deconvolve|kernel varying|confidence 0.7", "a varying run's tag")
 end)
 
 test("parse_kernel: the blur, then the picture's hit or a miss; nothing else", function()

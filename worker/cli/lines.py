@@ -22,7 +22,7 @@ def path_field(path: str | os.PathLike[str]) -> str:
 
 def blur_line(report: Mapping[str, Any]) -> str | None:
     """``BLUR <confidence> <kernel> <reason>`` for a report that holds an estimated blur (the
-    kernel used: none, free-form or gaussian; the reason on one line), else None."""
+    kernel used: none, free-form, gaussian or varying; the reason on one line), else None."""
     if "confidence" not in report:
         return None
     reason = " ".join(str(report.get("reason", "")).split()) or "-"

@@ -34,11 +34,13 @@ featureless picture is left as it is, `worker.pipeline`).
 """
 
 import contextlib
+from typing import Any
 
 import numpy as np
 from scipy import fft, ndimage, sparse
 from scipy.sparse import csgraph
 
+from worker.deconv.blind import FREE_FORM, UNCHECKED
 from worker.deconv.boundaries import data_mask
 from worker.deconv.noise import NoiseModel, estimate_noise_model
 from worker.deconv.psf import PsfReport, estimate_psf, luminance
@@ -325,6 +327,21 @@ def blend_locally(
     nowhere); where w is 0 the original comes back as is."""
     weight = explained_weight(image, deblurred, psf, clip_level)[..., None]
     return np.where(weight > 0, weight * deblurred + (1 - weight) * image, image).astype(np.float32)
+
+
+def describe_subject(report: PsfReport) -> dict[str, Any]:
+    """The kind, confidence and reason (as in `blind.BlurReport`) of the subject's kernel learnt
+    on `report.window`: free-form, `UNCHECKED` (the subject holds one window, not two to
+    compare)."""
+    x, y, width, height = report.window
+    return {
+        "kernel": FREE_FORM,
+        "confidence": UNCHECKED,
+        "reason": (
+            f"the blur of the subject, learnt on the {width} x {height} px window at ({x}, {y}), "
+            "is removed only where it explains the blur; the rest is left as it is"
+        ),
+    }
 
 
 def subject_kernel(

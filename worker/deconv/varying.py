@@ -37,6 +37,11 @@ by a partition of unity, every patch at FFT speed. Here:
 
 When every tile takes the whole picture's kernel, the blur is uniform, and the picture is deblurred
 in one piece with it, exactly as `run` does.
+
+The report says, as `run`'s does, what was done (`reason`), with which kind of kernel (`kernel`:
+`VARYING`, the whole picture's `FREE_FORM` when uniform, `NO_BLUR` when every tile is left as it
+is) and how sure it is (`confidence`, `neighbour_agreement`): blur that varies across the frame
+varies smoothly, so the kernel a tile takes should be alike to one learnt independently around it.
 """
 
 import time
@@ -45,6 +50,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from worker.deconv.blind import FREE_FORM, NO_BLUR, UNCHECKED, similarity
 from worker.deconv.fft import cpu_count
 from worker.deconv.local import kernel_evidence
 from worker.deconv.noise import NoiseModel, estimate_noise_model
@@ -64,6 +70,11 @@ MAX_SPREAD = 0.4  # tile kernels spread over more than this share of the size ar
 SWITCH = 0.01  # a tile takes another kernel than the whole picture's if it explains it this better
 RAMP = 128  # px: the width of the blend between neighbouring tiles
 LEAVE_MARGIN = -0.02  # a tile whose best kernel's mean margin is under this is left as it is
+VARYING = "varying"  # the kernel kind of a picture deblurred tile by tile with its own kernels
+NOTHING_EXPLAINED = (
+    "no part of the picture shows a blur that a kernel learnt from it explains: "
+    "the picture is left as it is"
+)
 
 
 Estimate = tuple[np.ndarray, PsfReport]  # a kernel and how it was found
@@ -74,13 +85,17 @@ class VaryingReport:
     """What `deblur_varying` found: the grid (rows, cols), the kernels used per tile (row by
     row; a delta where the tile was left as it is), the windows they were learnt on (None where
     left as it is), and whether the blur was found uniform (then one kernel, the whole
-    picture's, on the whole picture: the grid is 1 x 1)."""
+    picture's, on the whole picture: the grid is 1 x 1); the kind of kernel used, the
+    confidence and the reason, as in `blind.BlurReport` (`describe`)."""
 
     grid: tuple[int, int]
     kernels: list[np.ndarray]
     windows: list[tuple[int, int, int, int] | None]
     uniform: bool
     seconds: float
+    kernel: str
+    confidence: float
+    reason: str
 
 
 def grid_shape(shape: tuple[int, int], size: int) -> tuple[int, int]:
@@ -290,6 +305,7 @@ def deblur_varying(
         overall = whole.result()
         chosen = choose_kernels(image, found, overall, grid, size, noise.result())
     uniform = overall is not None and all(estimate is overall for estimate in chosen)
+    said = describe(chosen, found, overall, grid, uniform)
     if uniform:
         grid, chosen = (1, 1), chosen[:1]
     kernels = [None if estimate is None else estimate[0] for estimate in chosen]
@@ -308,7 +324,63 @@ def deblur_varying(
     delta[size // 2, size // 2] = 1
     windows = [None if estimate is None else estimate[1].window for estimate in chosen]
     used = [delta if k is None else k for k in kernels]
-    return result, report, VaryingReport(grid, used, windows, uniform, seconds)
+    return result, report, VaryingReport(grid, used, windows, uniform, seconds, *said)
+
+
+def describe(
+    chosen: list[Estimate | None],
+    found: list[Estimate | None],
+    overall: Estimate | None,
+    grid: tuple[int, int],
+    uniform: bool,
+) -> tuple[str, float, str]:
+    """The kind of kernel used, the confidence (`neighbour_agreement`) and the reason, in words,
+    for the tiles' `chosen` kernels (row by row; None: left as it is)."""
+    used = sum(estimate is not None for estimate in chosen)
+    if used == 0:
+        return NO_BLUR, 0.0, NOTHING_EXPLAINED
+    confidence = neighbour_agreement(chosen, found, overall, grid)
+    if uniform:
+        return FREE_FORM, confidence, (
+            "the blur is the same across the frame: the whole picture's kernel explains every "
+            "part best, and the picture is deblurred in one piece"
+        )  # fmt: skip
+    reason = (
+        f"the blur varies across the frame: {used} of {len(chosen)} parts deblurred, each with "
+        "the kernel that explains it best"
+    )
+    left = len(chosen) - used
+    if left == 1:
+        reason += "; 1 left as it is: no kernel explains it"
+    elif left:
+        reason += f"; {left} left as they are: no kernel explains them"
+    return VARYING, confidence, reason
+
+
+def neighbour_agreement(
+    chosen: list[Estimate | None],
+    found: list[Estimate | None],
+    overall: Estimate | None,
+    grid: tuple[int, int],
+) -> float:
+    """How alike each tile's kernel is to one learnt independently around it, 0..1: for each
+    tile with a kernel, the highest `blind.similarity` between it and the other estimates of
+    the tile and its neighbours (`found`, row by row) and of the whole picture (`overall`),
+    averaged over those tiles (`UNCHECKED` for a tile with no other estimate to compare)."""
+    scores = []
+    for t, estimate in enumerate(chosen):
+        if estimate is None:
+            continue
+        i, j = divmod(t, grid[1])
+        near = [
+            other
+            for g, other in enumerate(found)
+            if abs(g // grid[1] - i) <= 1 and abs(g % grid[1] - j) <= 1
+        ]
+        others = [o[0] for o in (overall, *near) if o is not None and o is not estimate]
+        alike = [similarity(estimate[0], other) for other in others]
+        scores.append(max(alike, default=UNCHECKED))
+    return round(float(np.clip(np.mean(scores), 0, 1)), 3)
 
 
 def whole_kernel(
