@@ -9,6 +9,7 @@ from scipy import ndimage
 from worker.deconv import DeblurSettings, deblur
 from worker.deconv.blind import FREE_FORM, NO_BLUR, UNCHECKED, similarity
 from worker.deconv.noise import estimate_noise_model
+from worker.deconv.parametric import kernel_spread
 from worker.deconv.psf import PsfReport, estimate_psf
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, psnr, shake
 from worker.deconv.varying import (
@@ -22,8 +23,8 @@ from worker.deconv.varying import (
     deblur_grid,
     deblur_varying,
     estimate_grid,
-    kernel_spread,
     neighbour_agreement,
+    neighbourhood,
     tile_kernel,
     tile_views,
 )
@@ -148,6 +149,13 @@ def test_the_tiles_learnt_and_chosen_concurrently_are_those_learnt_one_after_ano
     model = estimate_noise_model(blurred)
     one_by_one = [best_kernel(tile, known, None, 13, model) for _, _, tile in views]
     assert all(a is b for a, b in zip(chosen, one_by_one, strict=True))
+
+
+def test_a_tiles_neighbourhood_is_itself_and_the_tiles_around_it() -> None:
+    assert neighbourhood(4, (3, 3)) == list(range(9))
+    assert neighbourhood(0, (3, 3)) == [0, 1, 3, 4]
+    assert neighbourhood(5, (3, 3)) == [1, 2, 4, 5, 7, 8]
+    assert neighbourhood(2, (1, 4)) == [1, 2, 3]
 
 
 @pytest.mark.parametrize("parts", [1, 2, 3])

@@ -54,6 +54,7 @@ from worker.deconv.blind import FREE_FORM, NO_BLUR, UNCHECKED, similarity
 from worker.deconv.fft import cpu_count
 from worker.deconv.local import kernel_evidence
 from worker.deconv.noise import NoiseModel, estimate_noise_model
+from worker.deconv.parametric import kernel_spread
 from worker.deconv.psf import PsfReport, estimate_psf, luminance
 from worker.deconv.psf_tools import resample_psf
 from worker.deconv.rl_tv import DeblurReport, deblur
@@ -188,11 +189,17 @@ def choose_kernels(
     with ThreadPoolExecutor(cpu_count(), thread_name_prefix="tile-choice") as pool:
         pending = []
         for t, (_, _, tile) in enumerate(tile_views(image, grid)):
-            i, j = divmod(t, grid[1])
-            near = [g for g in known if abs(g // grid[1] - i) <= 1 and abs(g % grid[1] - j) <= 1]
+            near = [g for g in neighbourhood(t, grid) if g in known]
             candidates = [known[g] for g in near or known]
             pending.append(pool.submit(best_kernel, tile, candidates, overall, size, model))
         return [future.result() for future in pending]
+
+
+def neighbourhood(tile: int, grid: tuple[int, int]) -> list[int]:
+    """The tiles (row-by-row indices) of `tile` and its up to eight neighbours on `grid`."""
+    i, j = divmod(tile, grid[1])
+    rows = range(max(i - 1, 0), min(i + 2, grid[0]))
+    return [r * grid[1] + c for r in rows for c in range(max(j - 1, 0), min(j + 2, grid[1]))]
 
 
 def best_kernel(
@@ -213,14 +220,6 @@ def best_kernel(
         scores[0] += SWITCH
     best = int(np.argmax(scores))
     return candidates[best] if scores[best] >= LEAVE_MARGIN else None
-
-
-def kernel_spread(psf: np.ndarray) -> float:
-    """The root-mean-square distance of the kernel's mass from its centroid, in px."""
-    rows, cols = np.indices(psf.shape)
-    total = float(psf.sum())
-    cy, cx = (rows * psf).sum() / total, (cols * psf).sum() / total
-    return float(np.sqrt((((rows - cy) ** 2 + (cols - cx) ** 2) * psf).sum() / total))
 
 
 def blend_weights(length: int, edges: np.ndarray, ramp: int) -> np.ndarray:
@@ -371,12 +370,7 @@ def neighbour_agreement(
     for t, estimate in enumerate(chosen):
         if estimate is None:
             continue
-        i, j = divmod(t, grid[1])
-        near = [
-            other
-            for g, other in enumerate(found)
-            if abs(g // grid[1] - i) <= 1 and abs(g % grid[1] - j) <= 1
-        ]
+        near = [found[g] for g in neighbourhood(t, grid)]
         others = [o[0] for o in (overall, *near) if o is not None and o is not estimate]
         alike = [similarity(estimate[0], other) for other in others]
         scores.append(max(alike, default=UNCHECKED))
