@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.errors import InputError
+from worker.regular import open_regular
 
 KEY_FORMAT = 1
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
@@ -45,10 +46,9 @@ def history_fingerprint(sidecar: str | os.PathLike[str]) -> dict[str, str]:
     elements holding an `rdf:Seq` of `rdf:li` items; XML canonicalisation makes the text
     independent of attribute order, namespace prefixes' placement and whitespace.
     """
-    if os.path.exists(sidecar) and not os.path.isfile(sidecar):  # a FIFO: wait for ever
-        raise InputError(f"the sidecar {sidecar} is not a regular file")
     try:
-        root = ET.parse(sidecar).getroot()
+        with open_regular(sidecar) as handle:  # (a FIFO would make the parser wait for ever)
+            root = ET.parse(handle).getroot()
     except ET.ParseError as error:
         raise InputError(f"the sidecar {sidecar} is not valid XML ({error})") from None
     except OSError as error:
@@ -84,9 +84,12 @@ def pixels_digest(image: str | os.PathLike[str]) -> str:
     import tifffile
 
     try:
-        pixels = np.ascontiguousarray(tifffile.imread(image))
+        with open_regular(image) as handle:
+            pixels = np.ascontiguousarray(tifffile.imread(handle))
     except FileNotFoundError:
         raise InputError(f"no such file: {image}") from None
+    except OSError as error:
+        raise InputError(f"cannot read {image}: {error.strerror or error}") from None
     except Exception as error:  # tifffile raises many types for broken files
         raise InputError(f"cannot read the pixels of {image}: {error}") from None
     digest = hashlib.sha256(f"{pixels.dtype.str}{pixels.shape}".encode())
@@ -97,7 +100,8 @@ def pixels_digest(image: str | os.PathLike[str]) -> str:
 def file_digest(path: str | os.PathLike[str]) -> str:
     """SHA-256 of a file's bytes (for a PSF given as a file)."""
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        with open_regular(path) as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror or error}") from None
 

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LEAVES = ("worker.errors", "worker.paths", "worker.atomic", "worker.stages", "worker.resize")
+LEAVES = (
+    "worker.errors",
+    "worker.paths",
+    "worker.atomic",
+    "worker.regular",
+    "worker.stages",
+    "worker.resize",
+)
 
 # layer: the project modules it may import (prefixes), besides its own layer
 ALLOWED: dict[str, tuple[str, ...]] = {

@@ -13,6 +13,7 @@ import fcntl
 import glob
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +65,46 @@ def _replaced(path: Path) -> OSError:
     )
 
 
+def _refuse_special(final: Path) -> None:
+    """`OSError` naming `final` when it exists and is not a regular file (or a link, which is
+    replaced itself): a folder, a FIFO, a device such as `/dev/null` is never replaced."""
+    try:
+        mode = os.lstat(final).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "a folder is in the way, not replaced", str(final))
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise OSError(errno.EEXIST, "not a regular file, not replaced", str(final))
+
+
+def _temporary(final: Path) -> tuple[int, Path]:
+    """A new temporary file beside `final` (descriptor, name); an `OSError` names `final`, the
+    name the user knows, not the temporary one."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=_prefix(final), suffix=SUFFIX, dir=final.parent)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(final)) from None
+    return fd, Path(name)
+
+
+def check_target(
+    final: str | os.PathLike[str], source: str | os.PathLike[str] | None = None
+) -> None:
+    """Raise now, before the work that will write it, what `atomic_file(final)` would raise at
+    its start (`OSError` naming `final`): `final` is a folder or another file that is never
+    replaced, or its temporary file cannot be made (a missing or read-only folder, a name too
+    long once the temporary's prefix and suffix are added); or it is the file `source` (the
+    input the work reads, which it must not replace)."""
+    final = Path(final)
+    if source is not None and final.resolve() == Path(source).resolve():
+        raise OSError(errno.EEXIST, "this would replace the input; choose another name", str(final))
+    _refuse_special(final)
+    fd, name = _temporary(final)
+    os.close(fd)
+    name.unlink()
+
+
 @contextlib.contextmanager
 def atomic_file(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[BinaryIO]:
     """Yield a new, empty file opened for reading and writing; when the block succeeds, it
@@ -73,13 +114,14 @@ def atomic_file(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[B
     dot and ends in `.part`. On any exception it is removed (when the name still holds it) and
     `final` is untouched. With `fsync`, the data reaches the disk before the rename, so a crash
     at any instant leaves a whole file or none. Raises `OSError` when the temporary name was
-    made to point elsewhere while the block ran.
+    made to point elsewhere while the block ran, or when `final` is a folder or another file
+    that is not a regular one (`check_target`).
     """
     final = Path(final)
-    fd, name = tempfile.mkstemp(prefix=_prefix(final), suffix=SUFFIX, dir=final.parent)
-    tmp = Path(name)
+    _refuse_special(final)
+    fd, tmp = _temporary(final)
     with os.fdopen(fd, "w+b") as handle:
-        handle.raw.name = name  # type: ignore[attr-defined]  # for messages, never reopened
+        handle.raw.name = str(tmp)  # type: ignore[attr-defined]  # for messages, never reopened
         try:
             os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; the result looks like any new file
             yield handle

@@ -16,8 +16,10 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from worker.atomic import check_target
 from worker.deconv.settings import AUTO, DeblurSettings
 from worker.errors import InputError, ProtocolError
 from worker.paths import CACHE_KEY
@@ -186,6 +188,24 @@ class JobSpec:
         spec = cls(**values)
         spec.validate()
         return spec
+
+    def check_files(self, *written: str | os.PathLike[str]) -> None:
+        """Refuse the job at once, before any work (`InputError`; `OSError` naming the file):
+        its input or kernel file missing or not a regular file (a FIFO would make the reader
+        wait for ever); its output, or another file it writes (`written`: a kernel saved beside
+        the result, its picture), the input itself, or not writable as `atomic.check_target`
+        finds (a folder or a device in the way, a missing or read-only folder, a name too long)."""
+        source = Path(self.input)
+        if not source.exists():
+            raise InputError(f"no such file or folder: {source}")
+        if not source.is_file():
+            raise InputError(f"the input {source} is not a file")
+        if self.psf and not Path(self.psf).exists():
+            raise InputError(f"no such file or folder: {self.psf}")
+        if self.psf and not Path(self.psf).is_file():
+            raise InputError(f"the PSF {self.psf} is not a file")
+        for target in (self.output, *written):
+            check_target(target, source)
 
     def validate(self) -> None:
         """Raise `InputError` when the job cannot be run as described."""

@@ -30,6 +30,7 @@ from worker.files.imageio import read_picture, write_picture
 from worker.files.kernels import picture_path, save_kernel, save_kernel_picture
 from worker.files.wisdom import fftw_wisdom
 from worker.jobspec import JobSpec
+from worker.regular import open_regular
 from worker.resize import shrink_area
 from worker.stages import Progress, Stage
 
@@ -71,7 +72,8 @@ class StageProgress:
 def load_psf(path: str | os.PathLike[str], image_shape: tuple[int, ...]) -> np.ndarray:
     """The PSF stored in the .npy file at `path`, checked against the image (`InputError`)."""
     try:
-        psf = np.load(path, allow_pickle=False)
+        with open_regular(path) as handle:
+            psf = np.load(handle, allow_pickle=False)
     except (ValueError, EOFError) as error:
         raise InputError(f"{path} is not a NumPy .npy array file ({error})") from error
     if not isinstance(psf, np.ndarray):  # an .npz archive
@@ -81,13 +83,6 @@ def load_psf(path: str | os.PathLike[str], image_shape: tuple[int, ...]) -> np.n
         return validate_psf(psf, image_shape)
     except InputError as error:
         raise InputError(f"{path}: {error}") from error
-
-
-def check_output_folder(path: str | os.PathLike[str]) -> None:
-    """Raise `OSError` now, before the long work, if no file can be created beside `path`."""
-    folder = Path(path).parent
-    with tempfile.TemporaryFile(dir=folder):
-        pass
 
 
 def run_pipeline(
@@ -104,9 +99,8 @@ def run_pipeline(
     leaves nothing.
     """
     spec.validate()
-    check_output_folder(spec.output)
-    if spec.estimating and psf_out is not None:
-        check_output_folder(psf_out)
+    kernels = (psf_out, picture_path(psf_out)) if spec.estimating and psf_out is not None else ()
+    spec.check_files(*kernels)
     steps = [Stage.READING, Stage.ESTIMATING, Stage.DEBLURRING, Stage.WRITING]
     stages = StageProgress([s for s in steps if spec.estimating or s != Stage.ESTIMATING], progress)
     stages.report(Stage.READING)

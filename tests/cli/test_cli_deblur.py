@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import re
+import stat
 import struct
 import subprocess
 import sys
@@ -328,3 +329,60 @@ def test_demo_writes_pictures_and_improves_psnr(run_cli: RunCli, tmp_path: Path)
         page = tiff.pages.first
         assert page.dtype == np.uint16
         assert page.tags.valueof("InterColorProfile") == icc.matrix_profile()
+
+
+def test_no_command_replaces_the_picture_it_reads(run_cli: RunCli, picture: Path, psf: Path):
+    """`-o`, `--psf-out` or `--png` naming the input is refused before any work, the picture
+    untouched (it was replaced by the result, or by a kernel file)."""
+    before = picture.read_bytes()
+    attempts = [
+        ("deblur", picture, "--psf", psf, "-o", picture),
+        ("run", picture, "--blur", "5", "-o", picture.with_name("o.tif"), "--psf-out", picture),
+        ("psf", picture, "--blur", "5", "-o", picture),
+        ("psf", picture, "--blur", "5", "-o", picture.with_name("k.npy"), "--png", picture),
+    ]
+    for attempt in attempts:
+        result = (
+            run_cli(*attempt, "--iterations", "2") if attempt[0] != "psf" else run_cli(*attempt)
+        )
+        assert_one_line_failure(result, "this would replace the input")
+        assert picture.read_bytes() == before, attempt
+    assert files_in(picture.parent) == ["photo.tif", "psf.npy"]
+
+
+def test_fifos_and_devices_are_never_read_nor_replaced(
+    run_cli: RunCli, picture: Path, psf: Path, tmp_path: Path, out: Path
+) -> None:
+    """A FIFO given as the picture or the kernel is refused at once (reading one waits for a
+    writer for ever); one, or a device, where a result would go stays what it is."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for source, kernel in ((fifo, psf), (picture, fifo)):
+        result = run_cli("deblur", source, "--psf", kernel, "-o", out / "o.tif", timeout=60)
+        assert_one_line_failure(result, "is not a file")
+    result = run_cli("psf", fifo, "--blur", "5", "-o", out / "k.npy", timeout=60)
+    assert_one_line_failure(result, "not a regular file")
+    result = run_cli("key", fifo, "--blur", "5", timeout=60)
+    assert_one_line_failure(result, "not a regular file")
+    targets = [out / "fifo.tif"]
+    os.mkfifo(targets[0])
+    if IS_ROOT:  # a device node of its own, as /dev/null is
+        targets.append(out / "null.tif")
+        os.mknod(targets[1], 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    for target in targets:
+        result = run_cli("deblur", picture, "--psf", psf, "-o", target, timeout=60)
+        assert_one_line_failure(result, f"not a regular file, not replaced: {target}")
+    assert targets[0].is_fifo() and all(t.is_char_device() for t in targets[1:])
+    assert files_in(out) == sorted(t.name for t in targets)
+
+
+def test_a_name_too_long_for_the_temporary_file_fails_before_the_work(
+    run_cli: RunCli, picture: Path, psf: Path, out: Path
+) -> None:
+    """The result is written under a temporary name a few bytes longer than its own: a name
+    that fits but leaves no room for that fails at once, naming the result, not the temporary."""
+    long = out / ("a" * 245 + ".tif")  # a valid name (249 bytes); its temporary is not
+    result = run_cli("deblur", picture, "--psf", psf, "-o", long)
+    assert_one_line_failure(result, f"File name too long: {long}")
+    assert ".part" not in result.stderr
+    assert files_in(out) == []

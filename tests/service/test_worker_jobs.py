@@ -22,7 +22,7 @@ from service_support import (
 )
 
 from cache.store import RESULT, ResultCache
-from worker.errors import ProtocolError
+from worker.errors import ProtocolError, RemoteError
 from worker.service.client import Client
 
 
@@ -117,6 +117,32 @@ def test_a_second_job_runs_in_the_executor_that_is_already_warm(worker, material
         assert worker.executor_pids() == warm
         assert wait(client, second["job"])["stage"] == "done"
         assert worker.executor_pids() == warm
+
+
+def test_a_second_job_for_an_output_being_written_is_refused(worker, material, tmp_path):
+    """Two jobs writing one file would write, or on a failure remove, each other's result:
+    while one is queued or running, another for its output is refused (busy); after it, fine."""
+    out = tmp_path / "shared.tif"
+    with worker.client() as client:
+        first = submit(client, material["medium"], out, psf=str(material["psf"]))
+        with pytest.raises(RemoteError, match=r"is writing .*shared\.tif already") as refused:
+            submit(client, material["small"], out, psf=str(material["psf"]))
+        assert refused.value.code == "busy"
+        assert wait(client, first["job"])["stage"] == "done"
+        again = submit(client, material["small"], out, psf=str(material["psf"]))
+        assert wait(client, again["job"])["stage"] == "done"
+        assert tifffile.imread(out).shape == (64, 80, 3)
+
+
+def test_results_get_the_users_file_mode_as_on_the_command_line(worker, material, tmp_path):
+    """The worker keeps its socket's lock private (umask 077) but not its results: they are
+    readable as any file the user makes (until engine 0.3.9 they were 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    with worker.client() as client:
+        job = submit(client, material["small"], tmp_path / "o.tif", psf=str(material["psf"]))
+        assert wait(client, job["job"])["stage"] == "done"
+    assert (tmp_path / "o.tif").stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_the_same_key_submitted_twice_is_one_job_with_both_outputs(worker, material, tmp_path):

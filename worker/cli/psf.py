@@ -4,6 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
+from worker.atomic import check_target
 from worker.deconv.settings import AUTO, blur_from_text
 from worker.errors import InputError
 
@@ -59,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     from worker.files.imageio import read_picture
     from worker.files.kernels import save_kernel, save_kernel_picture
 
+    for target in (args.output, args.png):  # before the work, not after it
+        if target is not None:
+            check_target(target, args.input)
     picture = read_picture(args.input)
     size = blur_from_text(str(args.blur))
     window = window_from_text(args.window, picture.pixels.shape[:2], size or AUTO_BLUR)

@@ -36,6 +36,7 @@ import tifffile
 from worker.atomic import atomic_file, descriptor_path
 from worker.errors import InputError
 from worker.files.icc import LINEAR, SRGB, ToneCurve, tone_curves
+from worker.regular import open_regular
 from worker.resize import zoom_to
 
 # tifffile reports oddities of files through logging; without a handler, Python would print
@@ -113,7 +114,7 @@ def read_picture(path: str | os.PathLike[str]) -> Picture:
     A missing or unreadable path raises `OSError`.
     """
     path = Path(path)
-    with open(path, "rb") as handle:  # once: every reader below uses this very file
+    with open_regular(path) as handle:  # once: every reader below uses this very file
         samples, alpha, alpha_kind, profile = _read_samples(path, handle)
         exif = _read_exif(path, handle)
     dtype = samples.dtype

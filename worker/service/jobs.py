@@ -157,6 +157,10 @@ class JobTable:
         job_id = self.active_by_key.get(key) if key else None
         return self.jobs[job_id] if job_id else None
 
+    def active_with_output(self, output: str) -> Job | None:
+        """The queued or running job (a follower too) that writes `output`, if any."""
+        return next((j for j in self.jobs.values() if not j.final and j.output == output), None)
+
     def add(self, job: Job, queued: bool = True) -> Job:
         self.jobs[job.id] = job
         if queued:

@@ -109,7 +109,9 @@ def endpoint_lock(endpoint: str) -> Iterator[None]:
         yield
         return
     private_folder(path.parent)
-    with private_files(), open(path.with_name(path.name + ".lock"), "a+") as lock:
+    with private_files():  # the lock file only: results and cache files get the user's umask
+        lock = open(path.with_name(path.name + ".lock"), "a+")  # noqa: SIM115 (held below)
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -545,7 +547,7 @@ class Server:
         spec = JobSpec(**request.fields)
         spec.validate()
         self._confine(spec.input, spec.output, spec.psf)
-        _check_paths(spec)
+        spec.check_files()
         if self.table.active() >= self.config.max_queued:
             raise ProtocolError(
                 f"the worker is busy: {self.config.max_queued} jobs wait or run already; "
@@ -557,6 +559,13 @@ class Server:
             follower = self.table.follow(existing, spec)
             log.info("job %s follows job %s (same key)", follower.id, existing.id)
             return self._job_reply(follower, duplicate=True)
+        writing = self.table.active_with_output(spec.output)
+        if writing is not None:  # the two would write, or remove, each other's result
+            raise ProtocolError(
+                f"job {writing.id} is writing {spec.output} already: wait for it to finish, "
+                "or choose another output",
+                protocol.BUSY,
+            )
         job = self.table.new(spec)
         if job.key and self.cache.has_result(job.key):
             self._copy_from_cache(job)
@@ -699,22 +708,3 @@ def _copy_or_reason(source: Path, target: Path) -> str | None:
     except OSError as error:
         return describe_os_error(error)
     return None
-
-
-def _check_paths(spec: JobSpec) -> None:
-    """Refuse a job at once when its input is missing or its output cannot be written."""
-    source, target = Path(spec.input), Path(spec.output)
-    if not source.exists():
-        raise InputError(f"no such file: {source}")
-    if not source.is_file():
-        raise InputError(f"the input {source} is not a file")
-    if spec.psf and not Path(spec.psf).is_file():
-        raise InputError(f"no such PSF file: {spec.psf}")
-    if target.resolve() == source.resolve():
-        raise InputError("the output would overwrite the input; choose another output path")
-    if target.is_dir():
-        raise InputError(f"the output {target} is a folder")
-    if not target.parent.is_dir():
-        raise InputError(f"the output's folder does not exist: {target.parent}")
-    if not os.access(target.parent, os.W_OK):
-        raise InputError(f"cannot write in the output's folder: {target.parent}")

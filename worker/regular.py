@@ -1,0 +1,31 @@
+"""Open a file from outside for reading only when it is a regular file.
+
+A path a user or a client gives may name a FIFO (opening it for reading waits for a writer, for
+ever), a device (reading `/dev/zero` never ends) or a folder. `open_regular` opens the path
+without blocking, checks the open file itself (not the name, which could be swapped in between)
+and only then hands it over, blocking as usual.
+"""
+
+import errno
+import fcntl
+import os
+import stat
+from typing import BinaryIO
+
+NOT_REGULAR = "not a regular file (a folder, a FIFO or a device)"
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """`path` opened for reading, in binary. Raises `OSError` when it cannot be opened, or when
+    it is not a regular file (`NOT_REGULAR`, naming `path`)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, NOT_REGULAR, os.fsdecode(path))
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        handle = os.fdopen(fd, "rb")
+        handle.raw.name = os.fsdecode(path)  # type: ignore[attr-defined]  # readers want a name
+        return handle
+    except BaseException:
+        os.close(fd)
+        raise
