@@ -17,7 +17,9 @@ the cache refuses to store anything that would bring the disk's free space under
 import contextlib
 import errno
 import json
+import math
 import os
+import re
 import shutil
 import time
 import uuid
@@ -34,6 +36,9 @@ RECORD, RESULT, PSF, PSF_PNG = "record.json", "result.tif", "psf.npy", "psf.png"
 KERNEL_FILES = (PSF, PSF_PNG)
 ENTRY_FILES = (RESULT, PSF, PSF_PNG)
 STAGING, TRASH = ".tmp-", ".trash-"
+# Only folders named exactly as this module names them are ever removed as temporary ones.
+STAGING_NAME = re.compile(r"\.tmp-[0-9a-z]+-\d+-[0-9a-f]{8}")
+TRASH_NAME = re.compile(r"\.trash-[0-9a-f]{16,128}-[0-9a-f]{8}")
 FORMAT = 1  # of the entry layout and record
 
 
@@ -107,25 +112,24 @@ class ResultCache:
         return self.root / key
 
     def entry(self, key: str) -> Entry | None:
-        """The whole entry stored under `key`, or None."""
+        """The whole entry stored under `key`, or None (also when its record is damaged:
+        `valid_record`)."""
         path = self.folder(key)
         try:
             record = json.loads((path / RECORD).read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
-        if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
-            return None
-        return Entry(key, path, record)
+        return Entry(key, path, record) if valid_record(record) else None
+
+    def keys(self) -> list[str]:
+        """The keys of every folder in the cache named as an entry, whole or damaged."""
+        with contextlib.suppress(FileNotFoundError):
+            return [child.name for child in self.root.iterdir() if is_cache_key(child.name)]
+        return []
 
     def entries(self) -> list[Entry]:
         """Every whole entry, least recently used first."""
-        found = []
-        with contextlib.suppress(FileNotFoundError):
-            for child in self.root.iterdir():
-                if is_cache_key(child.name):
-                    entry = self.entry(child.name)
-                    if entry is not None:
-                        found.append(entry)
+        found = [entry for key in self.keys() if (entry := self.entry(key)) is not None]
         return sorted(found, key=lambda entry: entry.last_used)
 
     def touch(self, entry: Entry) -> None:
@@ -277,15 +281,18 @@ class ResultCache:
         """Empty the cache; with `on_exit`, remove only full-resolution results (kernels stay)
         and, with `keep_results` too, nothing. Returns counts of what went."""
         removed = results = freed = 0
-        for entry in self.entries():
-            if not on_exit:
-                if self.remove(entry.key):
+        if not on_exit:
+            for key in self.keys():  # damaged entries too
+                entry = self.entry(key)
+                if self.remove(key):
                     removed += 1
-                    freed += entry.size
-            elif not keep_results and entry.file(RESULT):
-                self.drop_result(entry)
-                results += 1
-                freed += entry.record["files"][RESULT]
+                    freed += entry.size if entry is not None else 0
+        elif not keep_results:
+            for entry in self.entries():
+                if entry.file(RESULT):
+                    self.drop_result(entry)
+                    results += 1
+                    freed += entry.record["files"][RESULT]
         self.remove_stale()
         return {"entries_removed": removed, "results_removed": results, "bytes_freed": freed}
 
@@ -294,8 +301,8 @@ class ResultCache:
         count = 0
         with contextlib.suppress(FileNotFoundError):
             for child in self.root.iterdir():
-                if child.name.startswith(TRASH) or (
-                    child.name.startswith(STAGING) and not _writer_alive(child.name)
+                if TRASH_NAME.fullmatch(child.name) or (
+                    STAGING_NAME.fullmatch(child.name) and not _writer_alive(child.name)
                 ):
                     shutil.rmtree(child, ignore_errors=True)
                     count += 1
@@ -314,6 +321,30 @@ class ResultCache:
             "min_free_bytes": self.limits.min_free_bytes,
             "free_bytes": shutil.disk_usage(self.root).free,
         }
+
+
+def valid_record(record: Any) -> bool:
+    """Whether `record` is shaped as `ResultCache.store` writes it: an object whose `files` maps
+    entry file names to sizes (whole numbers, not negative), `last_used` a finite number and
+    `report` (when present) an object. A record edited or damaged otherwise makes its entry a
+    miss (and `clean` removes it), never an error for every job that reads the cache."""
+    if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
+        return False
+    files = record["files"]
+    if not all(name in ENTRY_FILES and _whole(size) for name, size in files.items()):
+        return False
+    last_used = record.get("last_used", 0.0)
+    if not _number(last_used) or not math.isfinite(last_used):
+        return False
+    return isinstance(record.get("report", {}), dict)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _writer_alive(name: str) -> bool:

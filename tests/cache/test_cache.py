@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from service_support import tiny_disk
+from service_support import run_dt, tiny_disk
 
 from cache.key import cache_key, history_fingerprint
 from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, ResultCache
@@ -238,3 +238,53 @@ def test_a_whole_entry_replaces_a_kernel_only_one(tmp_path: Path) -> None:
     cache.store("a" * 16, {RESULT: files[RESULT], PSF: kernel}, {})
     assert cache.lookup("a" * 16) is not None
     assert cache.kernel("a" * 16).read_bytes() == b"kernel"
+
+
+DAMAGED_RECORDS = [
+    '{"files": {"result.tif": 10}, "last_used": "yesterday"}',
+    '{"files": {"result.tif": "abc"}}',
+    '{"files": {"result.tif": -5}}',
+    '{"files": {"../x": 5}}',
+    '{"files": {"psf.npy": 5}, "report": "str"}',
+    '{"files": {"result.tif": 10}, "last_used": NaN}',
+    "[1, 2]",
+    "garbage",
+]
+
+
+@pytest.mark.parametrize("damaged", DAMAGED_RECORDS)
+def test_a_damaged_record_is_a_miss_that_clean_removes(tmp_path: Path, damaged: str) -> None:
+    """One edited or damaged record must not break the cache for every job (until engine 0.3.9
+    a `last_used` of "yesterday" made every store, `stats` and `clean` fail)."""
+    cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=0))
+    bad = cache.root / ("0" * 32)
+    bad.mkdir(parents=True)
+    (bad / "record.json").write_text(damaged)
+    (bad / RESULT).write_bytes(b"x")
+    assert cache.entry("0" * 32) is None and cache.lookup("0" * 32) is None
+    cache.store("a" * 16, make_files(tmp_path / "src"), {})  # evicting looks at every entry
+    assert cache.stats()["entries"] == 1
+    assert cache.clean() == {"entries_removed": 2, "results_removed": 0, "bytes_freed": 1009}
+    assert not bad.exists()
+
+
+def test_only_the_caches_own_temporary_folders_are_cleaned(tmp_path: Path) -> None:
+    """`clean` removes staging and trash folders named as the cache names them, never another
+    folder that happens to start with a dot and "tmp" (`--cache-dir` may name any folder)."""
+    cache = ResultCache(tmp_path / "c")
+    mine = [cache.root / ".tmp-notes", cache.root / ".trash-old", cache.root / ".tmp-a-1-b"]
+    stale = [cache.root / ".tmp-x-999999999-0123abcd", cache.root / f".trash-{'a' * 16}-0123abcd"]
+    for folder in mine + stale:
+        folder.mkdir()
+        (folder / "file").write_text("keep me")
+    assert cache.remove_stale() == 2
+    assert all(folder.exists() for folder in mine) and not any(f.exists() for f in stale)
+
+
+def test_cache_commands_refuse_an_empty_folder_name(user_env, tmp_path: Path) -> None:
+    keep = tmp_path / ".tmp-keep"
+    keep.mkdir()
+    for option in ("--cache-dir", "--exports-dir"):
+        result = run_dt(user_env, "cache", "clean", "--on-exit", option, "", cwd=tmp_path)
+        assert result.returncode == 2 and "an empty name is not a folder" in result.stderr
+    assert keep.exists()

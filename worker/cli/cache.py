@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from cache.store import PSF_PNG, ResultCache
-from worker.cli.endpoint import add_cache_dir_option, cache_dir_of
+from worker.cli.endpoint import add_cache_dir_option, cache_dir_of, folder_argument
 from worker.cli.lines import blur_line, path_field
 
 EXPORT_PATTERN = "dt-deconvolve-export-*"  # the plug-in's temporary exports
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     clean.add_argument(
         "--exports-dir",
-        type=Path,
+        type=folder_argument,
         metavar="D",
         help=f"with --on-exit: also remove leftover temporary exports ({EXPORT_PATTERN}) in D",
     )
@@ -97,8 +97,9 @@ def run_clean(args: argparse.Namespace) -> int:
     exports = 0
     if args.on_exit and args.exports_dir and args.exports_dir.is_dir():
         for export in args.exports_dir.glob(EXPORT_PATTERN):
-            export.unlink(missing_ok=True)
-            exports += 1
+            if export.is_file() and not export.is_symlink():  # a folder of that name is not ours
+                export.unlink(missing_ok=True)
+                exports += 1
     report["exports_removed"] = exports
     if args.json:
         print(json.dumps(report))

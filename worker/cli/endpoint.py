@@ -27,11 +27,19 @@ def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def folder_argument(text: str) -> Path:
+    """A folder named on the command line; an empty name (which would mean the current
+    folder, whatever it holds) is refused."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty name is not a folder")
+    return Path(text)
+
+
 def add_cache_dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cache-dir",
         metavar="D",
-        type=Path,
+        type=folder_argument,
         help="the result cache's folder (default: results/ in the cache folder)",
     )
 

@@ -8,6 +8,7 @@ itself, becomes `%XX` (two uppercase hexadecimal digits), so a field never holds
 line break and decodes back to the very same bytes (`logic.unescape` in the plug-in).
 """
 
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -23,8 +24,11 @@ def path_field(path: str | os.PathLike[str]) -> str:
 def blur_line(report: Mapping[str, Any]) -> str | None:
     """``BLUR <confidence> <kernel> <reason>`` for a report that holds an estimated blur (the
     kernel used: none, free-form, gaussian or varying; the reason on one line), else None."""
-    if "confidence" not in report:
+    confidence = report.get("confidence")
+    if isinstance(confidence, bool) or not isinstance(confidence, int | float):
+        return None  # none estimated (or a damaged cache record's)
+    if not math.isfinite(confidence):
         return None
     reason = " ".join(str(report.get("reason", "")).split()) or "-"
     kind = "".join(str(report.get("kernel", "")).split()) or "-"
-    return f"BLUR {float(report['confidence']):.2f} {kind} {reason}"
+    return f"BLUR {min(max(float(confidence), 0.0), 1.0):.2f} {kind} {reason}"
