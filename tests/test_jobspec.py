@@ -33,12 +33,23 @@ def test_a_job_round_trips_through_its_fields() -> None:
         ({"input": "/i", "output": "/o", "blur": 9, "window": "1,2"}, "window"),
         ({"input": "/i", "output": "/o", "blur": 9, "settings": {"scale": 0}}, "scale"),
         ({"input": "/i", "output": "/o", "blur": 9, "settings": {"lam": float("inf")}}, "finite"),
+        ({"input": "/i", "output": "/o", "blur": 9, "settings": {"lam": 1e308}}, "lambda must"),
+        ({"input": "/i", "output": "/o", "blur": 9, "settings": {"lam": 5e-324}}, "lambda must"),
+        ({"input": "/i", "output": "/o", "blur": 9, "settings": {"max_iterations": True}}, "cap"),
+        ({"input": "/i", "output": "/o", "blur": 9, "settings": {"scale": True}}, "scale"),
+        ({"input": "/i", "output": "/o", "blur": 9, "settings": {"varying": 3}}, "varying"),
     ],
 )
 def test_bad_fields_are_refused_in_one_line(fields: dict, words: str) -> None:
     with pytest.raises(ProtocolError, match=words) as refused:
         JobSpec.from_fields(fields)
     assert isinstance(refused.value, InputError) and "\n" not in str(refused.value)
+
+
+def test_a_null_setting_is_its_default() -> None:
+    fields = {"input": "/i", "output": "/o", "blur": 9}
+    nulls = {"tolerance": None, "lam": None, "scale": None, "local": None}
+    assert JobSpec.from_fields({**fields, "settings": nulls}).settings == DeblurSettings()
 
 
 def test_the_stages_read_as_a_job_shows_them() -> None:

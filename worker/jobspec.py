@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from worker.atomic import check_target
-from worker.deconv.settings import AUTO, DeblurSettings
+from worker.deconv.settings import AUTO, MAX_BLUR, MIN_BLUR, DeblurSettings
 from worker.errors import InputError, ProtocolError
 from worker.paths import CACHE_KEY
 
 MAX_PATH = 4096  # bytes: Linux's PATH_MAX
-MIN_BLUR, MAX_BLUR = 3, 1001
 WINDOW_PATTERN = re.compile(r"auto|centre|center|\d{1,6},\d{1,6},\d{1,6},\d{1,6}")
 
 Check = Callable[[str, Any], Any]
@@ -113,7 +112,7 @@ def check_settings(name: str, value: Any) -> DeblurSettings:
             )
         if isinstance(number, float) and not math.isfinite(number):
             raise ProtocolError(f"setting '{setting}' must be finite")
-    settings = DeblurSettings(**value)
+    settings = DeblurSettings(**{k: v for k, v in value.items() if v is not None})  # null: default
     try:
         settings.validate()
     except InputError as error:

@@ -120,13 +120,19 @@ def test_run_estimates_saves_and_deblurs(run_cli, shaken_tiff: Path, tmp_path: P
     assert tifffile.imread(output).shape == (300, 360, 3)
 
 
-def test_run_refuses_an_even_blur_and_writes_nothing(run_cli, shaken_tiff, tmp_path):
+@pytest.mark.parametrize("blur", ["8", "1003", "9" * 24])
+def test_run_refuses_a_blur_size_out_of_range_and_writes_nothing(
+    run_cli, shaken_tiff, tmp_path, blur
+):
+    # (A size beyond the worker's 1001 was an internal error with --varying until engine 0.3.9.)
     out = tmp_path / "out"
     out.mkdir()
-    done = run_cli(
-        "run", shaken_tiff, "--blur", "8", "-o", out / "x.tif", "--psf-out", out / "k.npy"
-    )
-    assert done.returncode == 2 and "odd number of pixels" in done.stderr
+    for mode in ([], ["--varying"]):
+        done = run_cli(
+            "run", shaken_tiff, "--blur", blur, *mode, "-o", out / "x.tif",
+            "--psf-out", out / "k.npy",
+        )  # fmt: skip
+        assert done.returncode == 2 and "odd number of pixels from 3 to 1001" in done.stderr
     assert not list(out.iterdir())
 
 

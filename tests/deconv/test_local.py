@@ -19,6 +19,7 @@ from worker.deconv.local import (
 )
 from worker.deconv.noise import estimate_noise_model
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, psnr, shake
+from worker.resize import shrink_area
 
 SIZE = 15
 
@@ -116,6 +117,15 @@ def test_a_picture_smaller_than_a_patch_is_left_as_it_is() -> None:
     box = np.ones((5, 5), np.float32) / 25
     out, _ = deblur(image, box, DeblurSettings(local=True, max_iterations=3))
     assert np.array_equal(out, image)
+
+
+def test_a_preview_smaller_than_half_a_patch_is_left_as_it_is() -> None:
+    # A 256 px picture at a twentieth: 13 px, under the patch's half-step margin (until engine
+    # 0.3.9 an internal error).
+    image = dead_leaves((256, 256), np.random.default_rng(0))
+    box = np.ones((9, 9), np.float32) / 81
+    out, _ = deblur(image, box, DeblurSettings(local=True, max_iterations=3, scale=0.05))
+    assert np.array_equal(out, shrink_area(image, 0.05))
 
 
 def test_blurred_again_is_the_mirrored_blur_without_wrap_around() -> None:

@@ -186,3 +186,40 @@ def test_bigtiff_is_read_without_exif(tmp_path: Path) -> None:
     assert picture.exif == {}
     write_picture(tmp_path / "out.tif", picture, picture.pixels)
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), samples)
+
+
+@pytest.mark.parametrize("patch", ["value 99", "no tag"])
+def test_an_alpha_whose_kind_is_missing_or_undefined_is_kept_as_unspecified(
+    tmp_path: Path, patch: str
+) -> None:
+    """A fourth sample with a missing or undefined ExtraSamples tag was an internal error (on
+    reading, or on writing after the work, until engine 0.3.9): now an unspecified alpha."""
+    path = tmp_path / "rgba.tif"
+    rgba = random_samples((24, 32, 4), np.uint8, np.random.default_rng(1))
+    tifffile.imwrite(path, rgba, photometric="rgb", extrasamples=[2])
+    with tifffile.TiffFile(path) as tiff:
+        tag = tiff.pages.first.tags["ExtraSamples"]
+        where, code, value = (tag.valueoffset, "<H", 99) if patch == "value 99" else (
+            tag.offset, "<H", 65000)  # fmt: skip
+    with path.open("r+b") as handle:  # the tag's value, or its code (then an unknown tag)
+        handle.seek(where)
+        handle.write(np.array([value], code).tobytes())
+    picture = read_picture(path)
+    assert picture.alpha_kind == 0 and np.array_equal(picture.alpha, rgba[..., 3])
+    write_picture(tmp_path / "out.tif", picture, picture.pixels)
+    with tifffile.TiffFile(tmp_path / "out.tif") as tiff:
+        assert tiff.pages.first.extrasamples == (0,)
+        assert np.array_equal(tiff.asarray()[..., 3], rgba[..., 3])
+
+
+@pytest.mark.parametrize(
+    "curve", [icc.ToneCurve.gamma(0.0), icc.ToneCurve(3, (2.4, 1.0, 0.0, -1.0, 0.5))]
+)
+def test_a_tone_curve_that_cannot_be_inverted_is_refused_when_read(tmp_path: Path, curve) -> None:
+    """A gamma of 0, or a curve that runs downwards, failed when the result was written after
+    all the work, or darkened it (until engine 0.3.9); now refused at once, naming the file."""
+    path = tmp_path / "odd curve.tif"
+    write_tiff(path, random_samples((16, 16, 3), np.uint16, np.random.default_rng(2)),
+               icc.matrix_profile(curve))  # fmt: skip
+    with pytest.raises(InputError, match=r"odd curve\.tif: .*cannot be inverted"):
+        read_picture(path)

@@ -165,7 +165,8 @@ def test_tcp_endpoints_need_a_port_and_ipv6_loopback_works() -> None:
     `tcp://[::1]:PORT` listens and answers."""
     with short_folder() as folder:
         env = private_env(folder)
-        for endpoint in ("tcp://[::1]", "tcp://127.0.0.1", "tcp://[::1]:99999", "tcp://::1:5555"):
+        for endpoint in ("tcp://[::1]", "tcp://127.0.0.1", "tcp://[::1]:99999", "tcp://::1:5555",
+                         "ipc://"):  # fmt: skip
             process = start(env, "--endpoint", endpoint)
             _, err = process.communicate(timeout=60)
             assert process.returncode == 1
@@ -181,7 +182,8 @@ def test_tcp_endpoints_need_a_port_and_ipv6_loopback_works() -> None:
 
 def test_the_command_line_checks_the_endpoint_too() -> None:
     with short_folder() as folder:
-        worker = Worker(folder, private_env(folder), "tcp://[::1]", folder / "cache")
-        result = worker.cli("ping", timeout=60)
-        assert result.returncode == 1
-        assert "unsupported endpoint" in result.stderr
+        for endpoint in ("tcp://[::1]", "ipc://"):  # ("ipc://" was an internal error)
+            worker = Worker(folder, private_env(folder), endpoint, folder / "cache")
+            result = worker.cli("ping", timeout=60)
+            assert result.returncode == 1
+            assert "unsupported endpoint" in result.stderr

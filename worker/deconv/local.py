@@ -301,7 +301,8 @@ def explained_region(
     full = np.zeros((height, width), np.float32)
     spread = np.kron(cells, np.ones((step, step), np.float32))
     top = step // 2
-    rows, cols = min(spread.shape[0], height - top), min(spread.shape[1], width - top)
+    rows = max(min(spread.shape[0], height - top), 0)  # (none in a picture under half a patch)
+    cols = max(min(spread.shape[1], width - top), 0)
     full[top : top + rows, top : top + cols] = spread[:rows, :cols]
     # A patch half on the subject may count: pull the border in by the patch's reach.
     return ndimage.minimum_filter(full, size=2 * step + 1, mode="nearest") > 0.5

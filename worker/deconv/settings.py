@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from worker.errors import InputError
 
 MAX_ITERATIONS = 10_000  # a cap the stopping rules never come near; larger is surely a slip
+MIN_LAMBDA, MAX_LAMBDA = (
+    1e-12,
+    100.0,
+)  # an expert lambda (0: no smoothing); beyond, the maths overflows
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,14 @@ class DeblurSettings:
         checks = [
             (_finite(self.tolerance) and self.tolerance > 0, "the tolerance must be above 0 %"),
             (_finite(self.priority) and -1 <= self.priority <= 1, "priority must be in [-1, 1]"),
-            (self.lam is None or (_finite(self.lam) and self.lam >= 0), "lambda must be >= 0"),
             (
-                isinstance(self.max_iterations, int) and 1 <= self.max_iterations <= MAX_ITERATIONS,
+                self.lam is None
+                or self.lam == 0
+                or (_finite(self.lam) and MIN_LAMBDA <= self.lam <= MAX_LAMBDA),
+                f"lambda must be 0 or from {MIN_LAMBDA:g} to {MAX_LAMBDA:g}",
+            ),
+            (
+                _whole(self.max_iterations) and 1 <= self.max_iterations <= MAX_ITERATIONS,
                 f"the iteration cap must be a whole number from 1 to {MAX_ITERATIONS}",
             ),
             (_finite(self.scale) and 0 < self.scale <= 1, "scale must be in (0, 1]"),
@@ -57,6 +66,7 @@ class DeblurSettings:
                 "the clip level must be above 0",
             ),
             (isinstance(self.local, bool), "local must be true or false"),
+            (isinstance(self.varying, bool), "varying must be true or false"),
         ]
         for ok, message in checks:
             if not ok:
@@ -64,19 +74,27 @@ class DeblurSettings:
 
 
 def _finite(value: object) -> bool:
-    """A real number a float can hold (an integer of 400 digits cannot)."""
+    """A real number a float can hold (an integer of 400 digits cannot; a boolean is none)."""
     try:
-        return isinstance(value, int | float) and math.isfinite(value)
+        return (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
     except OverflowError:
         return False
 
 
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 AUTO = "auto"  # the blur size that asks the engine to find the blur's extent itself
+MIN_BLUR, MAX_BLUR = 3, 1001  # the blur sizes (odd, px) a job may ask for
 
 
 def blur_from_text(text: str) -> int | None:
-    """The blur size a user typed: an odd number of pixels (at least 3), or "auto" (None: find
-    it, up to `worker.deconv.blind.AUTO_BLUR`). Raises `InputError` for anything else."""
+    """The blur size a user typed: an odd number of pixels from `MIN_BLUR` to `MAX_BLUR`, or
+    "auto" (None: find it, up to `worker.deconv.blind.AUTO_BLUR`). Raises `InputError` for
+    anything else."""
     word = str(text).strip().lower()
     if word == AUTO:
         return None
@@ -84,8 +102,9 @@ def blur_from_text(text: str) -> int | None:
         size = int(word)
     except ValueError:
         size = 0
-    if size < 3 or size % 2 == 0:
+    if size < MIN_BLUR or size % 2 == 0 or size > MAX_BLUR:
         raise InputError(
-            f"the blur size must be auto or an odd number of pixels, at least 3, not {text}"
+            f"the blur size must be auto or an odd number of pixels from {MIN_BLUR} to "
+            f"{MAX_BLUR}, not {str(text)[:40]}"
         )
     return size

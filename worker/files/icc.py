@@ -190,7 +190,7 @@ def _curve(profile: bytes, offset: int, size: int) -> ToneCurve:
         if count == 0:
             return LINEAR
         if count == 1:
-            return ToneCurve.gamma(struct.unpack_from(">H", data, 12)[0] / 256.0)
+            return _invertible(ToneCurve.gamma(struct.unpack_from(">H", data, 12)[0] / 256.0))
         table = np.frombuffer(data, dtype=">u2", count=count, offset=12) / 65535.0
         return _table_curve(table)
     if kind == b"para" and size >= 12:
@@ -202,10 +202,25 @@ def _curve(profile: bytes, offset: int, size: int) -> ToneCurve:
             raise InputError("the embedded ICC profile is damaged (curve cut off)")
         raw = struct.unpack_from(f">{count}i", data, 12)
         params = tuple(value / 65536.0 for value in raw)
-        if params[0] <= 0 or (family > 0 and params[1] <= 0):
-            raise InputError("the ICC profile has a tone curve that cannot be inverted")
-        return ToneCurve(family, params)
+        return _invertible(ToneCurve(family, params))
     raise InputError(f"the ICC profile stores a tone curve as {_text(kind)!r}, not curv or para")
+
+
+def _invertible(curve: ToneCurve) -> ToneCurve:
+    """`curve` when it can carry pictures both ways: a positive exponent and slope, white (1)
+    to a positive light level, and every encoded level back from its light (a curve whose
+    gamma is 0 or whose parts run downwards would otherwise fail, or darken the picture, when
+    the result is written)."""
+    params = curve.params
+    if params[0] <= 0 or (curve.kind > 0 and params[1] <= 0):
+        raise InputError("the ICC profile has a tone curve that cannot be inverted")
+    levels = np.linspace(0.0, 1.0, 257)
+    with np.errstate(all="ignore"):
+        light = curve.linearise(levels)
+        back = curve.encode(light)
+    if not (np.all(np.isfinite(back)) and light[-1] > 0 and np.allclose(back, levels, atol=1e-3)):
+        raise InputError("the ICC profile has a tone curve that cannot be inverted")
+    return curve
 
 
 def _table_curve(table: np.ndarray) -> ToneCurve:

@@ -122,7 +122,10 @@ def read_picture(path: str | os.PathLike[str]) -> Picture:
         raise InputError(f"{path} holds NaN or infinite pixel values")
     channels = samples.shape[2]
     if profile is not None:
-        curves = tone_curves(profile, channels)
+        try:
+            curves = tone_curves(profile, channels)
+        except InputError as error:
+            raise InputError(f"{path}: {error}") from None
     else:
         curves = ((SRGB if dtype.kind == "u" else LINEAR),) * channels
     if dtype.kind == "u":
@@ -235,7 +238,8 @@ def _read_samples(
     alpha_kind = 2
     if samples.shape[2] == 4:
         alpha, samples = samples[..., 3].copy(), samples[..., :3]
-        alpha_kind = int(extrasamples[0])
+        # Unspecified (0) when the tag is missing or holds a value TIFF does not define.
+        alpha_kind = int(extrasamples[0]) if extrasamples and extrasamples[0] in (0, 1, 2) else 0
     return samples, alpha, alpha_kind, bytes(profile) if profile else None
 
 

@@ -42,8 +42,9 @@ def default_curve_dir() -> Path:
 
 
 def ipc_path(endpoint: str) -> Path | None:
-    """The socket file of an `ipc://` endpoint, else None."""
-    return Path(endpoint.removeprefix("ipc://")) if endpoint.startswith("ipc://") else None
+    """The socket file of an `ipc://PATH` endpoint (a path, not empty), else None."""
+    path = endpoint.removeprefix("ipc://")
+    return Path(path) if endpoint.startswith("ipc://") and path else None
 
 
 def tcp_host(endpoint: str) -> str | None:
