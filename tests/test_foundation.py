@@ -32,6 +32,10 @@ def test_validate_psf_normalises() -> None:
     psf = validate_psf(np.ones((3, 5)) * 7)
     assert psf.dtype == np.float32
     assert psf.sum() == pytest.approx(1.0)
+    # Values near the float limit, whose sum overflows, are a kernel all the same (they were
+    # called "all zeros" until engine 0.3.9).
+    huge = validate_psf(np.full((3, 3), 1e308))
+    assert np.allclose(huge, 1 / 9)
 
 
 def test_center_on_centroid_moves_mass_to_the_centre() -> None:

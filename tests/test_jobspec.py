@@ -46,8 +46,18 @@ def test_bad_fields_are_refused_in_one_line(fields: dict, words: str) -> None:
     assert isinstance(refused.value, InputError) and "\n" not in str(refused.value)
 
 
+def test_the_output_is_a_tiff_file_whoever_asks(tmp_path) -> None:
+    # (The command line refused another name, the worker did not: a PSF.npy could be replaced.)
+    picture = tmp_path / "in.tif"
+    picture.write_bytes(b"")
+    job = JobSpec.from_fields({"input": str(picture), "output": "/k.npy", "blur": 9})
+    with pytest.raises(InputError, match=r"must be a \.tif or \.tiff file, not /k\.npy"):
+        job.check_files()
+    JobSpec(str(picture), str(tmp_path / "O.TIFF"), blur=9).check_files()
+
+
 def test_a_null_setting_is_its_default() -> None:
-    fields = {"input": "/i", "output": "/o", "blur": 9}
+    fields = {"input": "/i", "output": "/o.tif", "blur": 9}
     nulls = {"tolerance": None, "lam": None, "scale": None, "local": None}
     assert JobSpec.from_fields({**fields, "settings": nulls}).settings == DeblurSettings()
 

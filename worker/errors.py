@@ -76,11 +76,21 @@ def is_internal(error: BaseException) -> bool:
 
 
 def describe_error(error: BaseException) -> str:
-    """The one line a user sees for any failure, in the command line and in the worker alike."""
+    """The one line a user sees for any failure, in the command line and in the worker alike
+    (`one_line`: a file name may hold a line break)."""
     if isinstance(error, InputError | RemoteError | NotCached):
-        return str(error)
+        return one_line(str(error))
     if isinstance(error, OSError):
-        return describe_os_error(error)
+        return one_line(describe_os_error(error))
     if isinstance(error, MemoryError):
         return "not enough memory for this image; try a preview (a smaller scale)"
-    return f"internal error: {type(error).__name__}: {error}"
+    return one_line(f"internal error: {type(error).__name__}: {error}")
+
+
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
+
+
+def one_line(message: str) -> str:
+    """`message` with its control characters (line breaks, tabs, escapes) written as `\\xNN`,
+    so that it stays one line on a terminal and in a log, whatever the names it quotes hold."""
+    return message.translate(_CONTROL)

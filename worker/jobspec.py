@@ -25,6 +25,7 @@ from worker.errors import InputError, ProtocolError
 from worker.paths import CACHE_KEY
 
 MAX_PATH = 4096  # bytes: Linux's PATH_MAX
+TIFF_SUFFIXES = (".tif", ".tiff")  # the results are TIFF files, named as such
 WINDOW_PATTERN = re.compile(r"auto|centre|center|\d{1,6},\d{1,6},\d{1,6},\d{1,6}")
 
 Check = Callable[[str, Any], Any]
@@ -190,10 +191,13 @@ class JobSpec:
 
     def check_files(self, *written: str | os.PathLike[str]) -> None:
         """Refuse the job at once, before any work (`InputError`; `OSError` naming the file):
-        its input or kernel file missing or not a regular file (a FIFO would make the reader
-        wait for ever); its output, or another file it writes (`written`: a kernel saved beside
-        the result, its picture), the input itself, or not writable as `atomic.check_target`
-        finds (a folder or a device in the way, a missing or read-only folder, a name too long)."""
+        an output not named as a TIFF file; its input or kernel file missing or not a regular
+        file (a FIFO would make the reader wait for ever); its output, or another file it
+        writes (`written`: a kernel saved beside the result, its picture), the input itself, or
+        not writable as `atomic.check_target` finds (a folder or a device in the way, a missing
+        or read-only folder, a name too long)."""
+        if Path(self.output).suffix.lower() not in TIFF_SUFFIXES:
+            raise InputError(f"the output must be a .tif or .tiff file, not {self.output}")
         source = Path(self.input)
         if not source.exists():
             raise InputError(f"no such file or folder: {source}")

@@ -75,6 +75,11 @@ def load_psf(path: str | os.PathLike[str], image_shape: tuple[int, ...]) -> np.n
         with open_regular(path) as handle:
             psf = np.load(handle, allow_pickle=False)
     except (ValueError, EOFError) as error:
+        if "pickle" in str(error):  # numpy's advice to load it anyway is not for users
+            raise InputError(
+                f"{path} is not a NumPy .npy array file (no array header; pickled Python "
+                "objects are never loaded)"
+            ) from None
         raise InputError(f"{path} is not a NumPy .npy array file ({error})") from error
     if not isinstance(psf, np.ndarray):  # an .npz archive
         psf.close()

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import termios
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -225,6 +226,7 @@ def test_psf_that_is_not_npy_fails_in_one_line(
     path.write_text("1 2 1\n2 4 2\n1 2 1\n")
     result = run_cli("deblur", picture, "--psf", path, "-o", out / "o.tif")
     assert_one_line_failure(result, "not a NumPy .npy array file")
+    assert "allow_pickle" not in result.stderr  # numpy's advice is not for the user
     assert files_in(out) == []
 
 
@@ -386,3 +388,29 @@ def test_a_name_too_long_for_the_temporary_file_fails_before_the_work(
     assert_one_line_failure(result, f"File name too long: {long}")
     assert ".part" not in result.stderr
     assert files_in(out) == []
+
+
+def test_a_terminated_command_leaves_no_file_behind(user_env, picture: Path, psf: Path, out: Path):
+    """SIGTERM (a `kill`, a session ending) unwinds the command as an error would: exit status
+    143 and nothing in the output's folder, not even a temporary file (until engine 0.3.9 one
+    killed while writing left `.o.tif.XXXX.part`)."""
+    large = picture.with_name("large.tif")
+    write_tiff(large, random_samples((3000, 3000, 3), np.uint16, np.random.default_rng(4)))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker", "deblur", large, "--psf", psf, "-o", out / "o.tif"],
+        env=user_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(3.0)  # imports, reading, under way
+    process.terminate()
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 143, errors
+    assert "Traceback" not in errors
+    assert files_in(out) == []
+
+
+def test_a_line_break_in_a_name_does_not_break_the_error_line(
+    run_cli: RunCli, psf: Path, tmp_path: Path, out: Path
+) -> None:
+    missing = tmp_path / "a\nDONE b" / "photo\t.tif"
+    result = run_cli("deblur", missing, "--psf", psf, "-o", out / "o.tif")
+    assert_one_line_failure(result, "a\\x0aDONE b/photo\\x09.tif")

@@ -77,13 +77,15 @@ def test_the_worker_survives_what_it_cannot_parse(worker) -> None:
 
 def test_submit_refuses_missing_input_and_bad_output_at_once(worker, tmp_path: Path) -> None:
     picture = write_picture(tmp_path / "in.tif")
+    (tmp_path / "folder.tif").mkdir()
     with worker.client() as client:
         cases = [
             (tmp_path / "missing.tif", tmp_path / "o.tif", "no such file"),
             (picture, tmp_path / "nowhere" / "o.tif", r"no such file or folder: .*nowhere/o\.tif"),
             (picture, picture, "would replace the input"),
             (tmp_path, tmp_path / "o.tif", "is not a file"),
-            (picture, tmp_path, "a folder is in the way"),
+            (picture, tmp_path / "folder.tif", "a folder is in the way"),
+            (picture, tmp_path / "k.npy", "must be a .tif or .tiff file"),
         ]
         for source, target, words in cases:
             with pytest.raises(RemoteError, match=words):

@@ -10,12 +10,13 @@ Errors reach the user as one line on stderr, never as a traceback; the exit stat
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
 from worker import __version__
 from worker.cli.exit_status import ExitStatus
-from worker.errors import describe_error, is_internal
+from worker.errors import describe_error, is_internal, one_line
 
 PROG = "dt-deconvolve"
 
@@ -24,7 +25,7 @@ class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are a single line."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(ExitStatus.USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(ExitStatus.USAGE, f"{self.prog}: error: {one_line(message)} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,8 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    """SIGTERM (a `kill`, a desktop logging out) unwinds like an error, so that what a command
+    was writing is removed (`worker.atomic`) rather than left as a temporary file."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)  # (the worker installs its own)
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -3,14 +3,10 @@
 import argparse
 import json
 import os
-from pathlib import Path
 
 from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.progress import progress_bar
-from worker.errors import InputError
 from worker.jobspec import JobSpec
-
-TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,12 +26,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_engine_options(parser)
     parser.add_argument("--json", action="store_true", help="print the report as one JSON line")
     parser.set_defaults(func=run)
-
-
-def check_tiff_name(path: str) -> None:
-    """Refuse an output name that would make a TIFF file look like something else."""
-    if Path(path).suffix.lower() not in TIFF_SUFFIXES:
-        raise InputError(f"the output must be a .tif or .tiff file, not {path}")
 
 
 def print_report(report: dict, as_json: bool) -> None:
@@ -59,7 +49,6 @@ def print_report(report: dict, as_json: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     from worker.pipeline import run_pipeline
 
-    check_tiff_name(args.output)
     spec = JobSpec(
         input=os.path.abspath(args.input),
         output=os.path.abspath(args.output),

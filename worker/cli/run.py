@@ -4,7 +4,7 @@ import argparse
 import os
 from pathlib import Path
 
-from worker.cli.deblur import check_tiff_name, print_report
+from worker.cli.deblur import print_report
 from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.progress import progress_bar
 from worker.cli.psf import add_estimation_options
@@ -34,7 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from worker.pipeline import run_pipeline
 
-    check_tiff_name(args.output)
     spec = JobSpec(
         input=str(args.input.absolute()),
         output=os.path.abspath(args.output),

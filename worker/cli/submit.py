@@ -25,6 +25,7 @@ from worker.cli.exit_status import ExitStatus
 from worker.cli.lines import blur_line, path_field
 from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.psf import blur_size
+from worker.deconv.settings import AUTO
 from worker.errors import InputError
 from worker.jobspec import JobSpec
 from worker.service.client import ensure_worker
@@ -37,6 +38,7 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--blur",
         type=blur_size,
+        default=AUTO,
         metavar="K|auto",
         help="estimate the blur first, at most K x K (odd), or 'auto' (the default without --psf)",
     )

@@ -28,9 +28,12 @@ def validate_psf(psf: np.ndarray, image_shape: tuple[int, ...] | None = None) ->
         raise InputError("the PSF holds NaN or infinite values")
     if np.any(psf < 0):
         raise InputError("the PSF has negative values; a blur kernel is non-negative")
-    total = psf.sum()
-    if total <= 0:
+    peak = psf.max()
+    if peak <= 0:
         raise InputError("the PSF is all zeros")
+    if peak > np.finfo(np.float64).max / psf.size:  # a sum would overflow: proportions count
+        psf /= peak
+    total = psf.sum()
     if image_shape is not None and (height > image_shape[0] or width > image_shape[1]):
         raise InputError(
             f"the PSF ({height}x{width}) is larger than the image "

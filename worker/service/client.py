@@ -153,5 +153,6 @@ def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, An
             if process.poll() is not None:
                 lines = log_path.read_text(errors="replace").strip().splitlines()
                 reason = lines[-1] if lines else f"exit status {process.returncode}"
+                reason = reason.partition(": error: ")[2] or reason  # its own "dt-deconvolve: "
                 raise WorkerUnavailable(f"could not start a worker: {reason}")
         raise WorkerUnavailable(f"a worker was started but does not answer at {client.endpoint}")
