@@ -35,6 +35,7 @@ from worker import __version__
 from worker.errors import Abandoned, NotCached, describe_error, is_internal
 from worker.files.kernels import picture_path, save_kernel_picture
 from worker.jobspec import JobSpec
+from worker.service.jobs import file_identity
 from worker.stages import Stage
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress events (stage changes are always sent)
@@ -109,6 +110,8 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
 
     # where an estimated PSF is kept for the cache (nowhere when the runtime disk is full)
     kernel = Path(task["scratch"]) / "psf.npy" if task.get("scratch") else None
+    output = str(task["spec"].get("output", ""))
+    before = file_identity(output)  # what was there: a failed job leaves it so
     try:
         progress(0.0, Stage.READING)
         spec = JobSpec.from_fields(task["spec"])
@@ -123,6 +126,10 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
         send({"event": "failed", "job": job, "error": describe_error(error), "detail": ""})
         raise  # the process may be in a poor state: let the worker start a fresh one
     except Exception as error:
+        if isinstance(error, Abandoned) and file_identity(output) != before:
+            # The worker went away just after the result was written: its client was told the
+            # job failed, so no result may appear afterwards.
+            Path(output).unlink(missing_ok=True)
         detail = traceback.format_exc() if is_internal(error) else ""
         send({"event": "failed", "job": job, "error": describe_error(error), "detail": detail})
 

@@ -1,0 +1,45 @@
+"""The executor's side of a job, run in this process: what it leaves when the worker goes away."""
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from service_support import write_picture
+
+from worker.jobspec import JobSpec
+from worker.service.executor import run_job
+from worker.stages import Stage
+
+
+def sender(events: list[dict[str, Any]], gone: threading.Event, stage: str) -> Any:
+    """The executor's `send`, keeping the events; the worker dies (`gone`) as `stage` starts."""
+
+    def send(event: dict[str, Any]) -> None:
+        events.append(event)
+        if event.get("stage") == stage:
+            gone.set()
+
+    return send
+
+
+def test_a_result_written_as_the_worker_went_away_is_removed(tmp_path: Path) -> None:
+    """The worker killed while its executor writes: the executor finds out (its stdin closes)
+    only after the file is in place, and the client was told that the job failed. Until engine
+    0.3.9 the result stayed there, as if the job had succeeded; now it is removed."""
+    picture = write_picture(tmp_path / "in.tif")
+    np.save(tmp_path / "k.npy", np.ones((3, 3), np.float32) / 9)
+    out = tmp_path / "out.tif"
+    spec = JobSpec(str(picture), str(out), psf=str(tmp_path / "k.npy"))
+    for dies_at, before in ((Stage.WRITING, None), (Stage.DEBLURRING, b"the user's own file")):
+        if before is not None:
+            out.write_bytes(before)
+        abandoned, events = threading.Event(), []
+        send = sender(events, abandoned, dies_at)
+
+        run_job({"job": "j", "spec": spec.as_fields(), "scratch": None}, send, abandoned)
+        assert events[-1]["event"] == "failed" and "went away" in events[-1]["error"]
+        if before is None:  # written, then removed
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "k.npy"]
+        else:  # never written: what was there stays
+            assert out.read_bytes() == before
