@@ -12,6 +12,7 @@ Without a sidecar the identity and history are replaced by a hash of the image's
 
 import hashlib
 import json
+import logging
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -83,6 +84,8 @@ def pixels_digest(image: str | os.PathLike[str]) -> str:
     import numpy as np  # only here: every other `key` and `cache` call starts without them
     import tifffile
 
+    logging.getLogger("tifffile").addHandler(logging.NullHandler())  # its notes are not ours
+
     try:
         with open_regular(image) as handle:
             pixels = np.ascontiguousarray(tifffile.imread(handle))
@@ -92,6 +95,8 @@ def pixels_digest(image: str | os.PathLike[str]) -> str:
         raise InputError(f"cannot read {image}: {error.strerror or error}") from None
     except Exception as error:  # tifffile raises many types for broken files
         raise InputError(f"cannot read the pixels of {image}: {error}") from None
+    if pixels.size == 0:  # (tifffile logs, and returns nothing for, a file it cannot follow)
+        raise InputError(f"{image} holds no pixels: it is not a whole TIFF file")
     digest = hashlib.sha256(f"{pixels.dtype.str}{pixels.shape}".encode())
     digest.update(pixels.data.cast("B"))  # contiguous: no copy
     return digest.hexdigest()

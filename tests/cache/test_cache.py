@@ -228,6 +228,10 @@ def test_bad_sidecars_and_images_are_one_line_errors(
         cache_key(sidecar, {}, "1")
     with pytest.raises(InputError, match="no such file"):
         cache_key(tmp_path / "missing.tif", {}, "1")
+    header = tmp_path / "header.tif"  # a TIFF header, no page: tifffile returns nothing
+    header.write_bytes(b"II*\x00\x08\x00\x00\x00")
+    with pytest.raises(InputError, match="holds no pixels"):
+        cache_key(header, {}, "1")
 
 
 def test_a_whole_entry_replaces_a_kernel_only_one(tmp_path: Path) -> None:
