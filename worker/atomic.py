@@ -78,6 +78,14 @@ def _refuse_special(final: Path) -> None:
         raise OSError(errno.EEXIST, "not a regular file, not replaced", str(final))
 
 
+def _same_file_as(path: Path, other: str | os.PathLike[str]) -> bool:
+    """Whether `path` names the file `other` does (through a link, another name for it, ...)."""
+    try:
+        return os.path.samefile(path, other)
+    except OSError:  # one of them does not exist
+        return False
+
+
 def _temporary(final: Path) -> tuple[int, Path]:
     """A new temporary file beside `final` (descriptor, name); an `OSError` names `final`, the
     name the user knows, not the temporary one."""
@@ -97,7 +105,7 @@ def check_target(
     long once the temporary's prefix and suffix are added); or it is the file `source` (the
     input the work reads, which it must not replace)."""
     final = Path(final)
-    if source is not None and final.resolve() == Path(source).resolve():
+    if source is not None and _same_file_as(final, source):
         raise OSError(errno.EEXIST, "this would replace the input; choose another name", str(final))
     _refuse_special(final)
     fd, name = _temporary(final)

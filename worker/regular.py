@@ -12,20 +12,20 @@ import os
 import stat
 from typing import BinaryIO
 
-NOT_REGULAR = "not a regular file (a folder, a FIFO or a device)"
-
 
 def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
-    """`path` opened for reading, in binary. Raises `OSError` when it cannot be opened, or when
-    it is not a regular file (`NOT_REGULAR`, naming `path`)."""
+    """`path` opened for reading, in binary. Raises `OSError` (naming `path`) when it cannot be
+    opened or is not a regular file."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, NOT_REGULAR, os.fsdecode(path))
+            raise OSError(
+                errno.EINVAL, "not a regular file (a folder, a FIFO or a device)", os.fsdecode(path)
+            )
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-        handle = os.fdopen(fd, "rb")
-        handle.raw.name = os.fsdecode(path)  # type: ignore[attr-defined]  # readers want a name
-        return handle
     except BaseException:
         os.close(fd)
         raise
+    handle = os.fdopen(fd, "rb")
+    handle.raw.name = os.fsdecode(path)  # type: ignore[attr-defined]  # readers want a name
+    return handle

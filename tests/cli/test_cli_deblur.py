@@ -288,7 +288,7 @@ def test_output_folder_that_is_a_file_fails_in_one_line(
 ) -> None:
     result = run_cli("deblur", picture, "--psf", psf, "-o", picture / "o.tif")
     assert_one_line_failure(result, "Not a directory")
-    assert files_in(picture.parent) == ["photo.tif", "psf.npy"]
+    assert files_in(picture.parent) == ["photo.tif", "psf.npy", "same.tif"]
 
 
 def test_output_that_is_not_a_tiff_name_fails_in_one_line(
@@ -337,7 +337,10 @@ def test_no_command_replaces_the_picture_it_reads(run_cli: RunCli, picture: Path
     """`-o`, `--psf-out` or `--png` naming the input is refused before any work, the picture
     untouched (it was replaced by the result, or by a kernel file)."""
     before = picture.read_bytes()
+    other_name = picture.with_name("same.tif")  # another name for the very same file
+    os.link(picture, other_name)
     attempts = [
+        ("deblur", picture, "--psf", psf, "-o", other_name),
         ("deblur", picture, "--psf", psf, "-o", picture),
         ("run", picture, "--blur", "5", "-o", picture.with_name("o.tif"), "--psf-out", picture),
         ("psf", picture, "--blur", "5", "-o", picture),
@@ -349,7 +352,7 @@ def test_no_command_replaces_the_picture_it_reads(run_cli: RunCli, picture: Path
         )
         assert_one_line_failure(result, "this would replace the input")
         assert picture.read_bytes() == before, attempt
-    assert files_in(picture.parent) == ["photo.tif", "psf.npy"]
+    assert files_in(picture.parent) == ["photo.tif", "psf.npy", "same.tif"]
 
 
 def test_fifos_and_devices_are_never_read_nor_replaced(
