@@ -83,6 +83,29 @@ local function regular_file(path)
   return logic.exit_code(os.execute("test -f " .. logic.quote(path))) == 0
 end
 
+-- A symbolic link, even one to nothing (which `file_exists` cannot see).
+local function is_link(path)
+  return logic.exit_code(os.execute("test -L " .. logic.quote(path))) == 0
+end
+
+-- A file the worker wrote for us: regular, not a link (a link could lead the import, and every
+-- change after it, to the original or any other picture).
+local function written_file(path)
+  return regular_file(path) and not is_link(path)
+end
+
+-- Whether a result may not take this name: something is there (a file, a folder, a FIFO, a
+-- link), or at its sidecar's name (darktable would read an old sidecar into the new result),
+-- or at its kernel picture's name (a user's file there would be replaced).
+local function name_taken(path)
+  for _, name in ipairs({ path, path .. ".xmp", logic.kernel_path(path) }) do
+    if file_exists(name) or is_link(name) then
+      return true
+    end
+  end
+  return false
+end
+
 local function read_text(path)
   return files.read(path) or ""
 end
@@ -320,9 +343,11 @@ end
 -- from the cache with the kernel's picture, or, when the cache could not keep them, from the job.
 local function show_blur(batch, result, key, path)
   local blur, found
+  local kernel = logic.kernel_path(path)
   if key then
-    local answer = command_output(logic.kernel_args(key, logic.kernel_path(path)))
-    blur, found = logic.parse_kernel(answer)
+    local where
+    blur, found, where = logic.parse_kernel(command_output(logic.kernel_args(key, kernel)))
+    found = found == "hit" and where == kernel and found or nil -- only the picture asked for
   end
   blur = blur or batch.blur
   if not blur then -- the kernel was given, not estimated
@@ -330,7 +355,7 @@ local function show_blur(batch, result, key, path)
   end
   local line = string.format(_("blur confidence %.2f: %s"), blur.confidence, blur.reason)
   if found == "hit" then
-    line = line .. string.format(_(" (kernel: %s)"), logic.kernel_path(path))
+    line = line .. string.format(_(" (kernel: %s)"), kernel)
   end
   dt.print(line)
   dt.print_log("deconvolve: " .. path .. ": " .. line)
@@ -366,8 +391,10 @@ local function deblur_export(batch, export, output, key, settings, index)
     return output -- caller removes it (only ever the output it asked for)
   elseif code == logic.EXIT.OK then
     return nil, string.format(_("unexpected answer from dt-deconvolve submit for %s"), output)
-  elseif code == logic.EXIT.CANCELLED or batch.cancelled then
+  elseif batch.cancelled then
     return nil, nil
+  elseif code == logic.EXIT.CANCELLED then
+    return nil, _("the job was cancelled outside darktable (another client, or the worker stopped)")
   end
   return nil, logic.error_reason(error_text, string.format(_("dt-deconvolve failed (exit %d)"), code))
 end
@@ -399,9 +426,16 @@ local function import_result(batch, original, path, job, edit)
   if not file_exists(path) then -- importing a missing file terminates darktable 4.2
     return nil, string.format(_("the result %s is missing"), path)
   end
+  if not written_file(path) then
+    return nil, string.format(_("the result %s is not a regular file: it is not imported"), path)
+  end
+  local known = #dt.database
   local ok, result = pcall(dt.database.import, path)
   if not ok or not result then
     return nil, string.format(_("darktable could not import %s"), path)
+  end
+  if result.id == original.id or #dt.database == known then -- a picture already in the library
+    return nil, string.format(_("the result %s is a picture darktable knows already"), path)
   end
   result:group_with(original) -- joins the original's group; its leader stays the leader
   if edit then
@@ -441,6 +475,7 @@ local function export_and_deblur(batch, image, job)
   end
   if key and not result and not batch.cancelled then
     result, reason = deblur_export(batch, export, job.output, key, job.settings, job.index)
+    reason = reason and logic.replace_plain(reason, export, job.original) -- the user's picture
     outcome = "done"
   end
   job.key = key -- the key the result is cached under
@@ -449,6 +484,14 @@ local function export_and_deblur(batch, image, job)
     return result, outcome
   end
   return nil, reason
+end
+
+-- After a failure, the result the worker may have written (the name was free when the job
+-- began, so what is there now is its; a link or a folder is never touched).
+local function remove_output(path)
+  if written_file(path) then
+    os.remove(path)
+  end
 end
 
 --[[ Deconvolve one image. The key names the original's edits (its sidecar), the settings and
@@ -471,8 +514,11 @@ local function deconvolve_image(batch, image, index, edit)
       sidecar = file_exists(image.sidecar) and regular_file(image.sidecar) and image.sidecar or nil,
       duplicate = image.duplicate_index,
     },
-    output = logic.output_path(image.path, image.filename, output_suffix(), file_exists),
+    output = logic.output_path(image.path, image.filename, output_suffix(), name_taken),
   }
+  if not job.output then
+    return nil, _("no name is free for the result beside the original (too long, or all taken)")
+  end
   local result, outcome, reason
   batch.blur = nil
   if job.identity.sidecar then
@@ -496,11 +542,13 @@ local function deconvolve_image(batch, image, index, edit)
     return "cancelled"
   end
   if not result then
+    remove_output(job.output)
     return nil, reason
   end
   local imported
   imported, reason = import_result(batch, image, result, job, edit)
   if not imported then
+    remove_output(job.output)
     return nil, reason
   end
   return outcome

@@ -18,7 +18,14 @@ local function widget_factory(log)
 end
 
 -- A stand-in for a dt_lua_image_t: the fields the plug-in reads and writes, and group_with.
+-- Like darktable's, the library holds each file once: importing a known path returns its image.
 function stub.image(rec, path)
+  local database = rec.dt and rec.dt.database or {}
+  for _, known in ipairs(database) do
+    if known.path .. "/" .. known.filename == path then
+      return known
+    end
+  end
   local folder, filename = path:match("^(.*)/([^/]+)$")
   rec.next_id = (rec.next_id or 0) + 1
   local image = {
@@ -29,6 +36,7 @@ function stub.image(rec, path)
   function image.group_with(self, other)
     self.group_leader = other.group_leader
   end
+  database[#database + 1] = image
   return image
 end
 

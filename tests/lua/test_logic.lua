@@ -157,6 +157,24 @@ test("exit_code: from a real shell, with Lua 5.4's close() triple", function()
   eq(logic.exit_code(true), 0)
 end)
 
+test("output_path: nil rather than an endless search or a name too long", function()
+  eq(logic.output_path("/p", "a.tif", "_deconv", function() return true end), nil, "all taken")
+  local long = string.rep("x", 240) .. ".tif"
+  eq(logic.output_path("/p", long, "_deconv", function() return false end), nil, "too long")
+end)
+
+test("printable and replace_plain: a command's line fit for a message", function()
+  eq(logic.printable("\27[31merror\27[0m: a\rb\n"), "error: a b")
+  eq(logic.replace_plain("in /t/e-1.tif (/t/e-1.tif)", "/t/e-1.tif", "/p/%a.tif"),
+    "in /p/%a.tif (/p/%a.tif)", "plain text, not patterns")
+end)
+
+test("parse_line: a BLUR line's kernel is one word, its reason printable", function()
+  eq(logic.parse_line("BLUR 0.5 a|b||c tags"), nil, "no nested tags from a kernel name")
+  eq(logic.parse_line("BLUR nan none r"), nil)
+  eq(logic.parse_line("BLUR 0.5 none \27[1mbold\27[0m").reason, "bold")
+end)
+
 test("output_path: next to the original, never over an existing file", function()
   local taken = {}
   local function exists(path)

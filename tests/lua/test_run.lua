@@ -20,8 +20,11 @@ case $1 in
     fi ;;
   submit)
     if [ -f "$here/fail" ]; then echo "JOB 7"; echo "dt-deconvolve: error: out of memory" >&2; exit 1; fi
+    if [ -f "$here/elsewhere" ]; then echo "JOB 8"; exit 3; fi
     echo "JOB 42"; echo "PROGRESS 0.5 deblurring"
+    if [ -f "$here/link" ]; then ln -s "$(dirname "$4")/a.tif" "$4"; echo "DONE $(field "$4")"; exit 0; fi
     mkdir -p "$here/cache"; cp "$2" "$here/cache/$6"; cp "$2" "$4"
+    if [ -f "$here/late" ]; then printf '\033[31mdt-deconvolve: error: \033[0mdisk \r\n' >&2; exit 1; fi
     if [ -f "$here/forge" ]; then echo "DONE $(cat "$here/forge")"; else echo "DONE $(field "$4")"; fi ;;
 esac
 ]=]
@@ -201,6 +204,69 @@ test("a DONE line naming another file: not imported, not removed, the run fails"
   rec.run_dispatched()
   eq(#rec.imported, 0)
   eq(read(dir .. "/victim.tif"), "precious\n", "the named file is left alone")
+  remove(dir)
+end)
+
+test("a link at the result's name: never imported, the original untouched", function()
+  -- darktable's import follows a link: it returned the original, which was then tagged, grouped
+  -- and given a look as if it were the result.
+  local dir = workspace()
+  shell("touch '" .. dir .. "/link'")
+  local rec = plugin(dir)
+  local original = stub.image(rec, dir .. "/my pictures/a.tif")
+  press(rec, { original })
+  rec.run_dispatched()
+  eq(#rec.imported, 0)
+  eq(#original.tags, 0, "nothing attached to the original")
+  truthy(rec.toasts[1]:match("is not a regular file: it is not imported"), rec.toasts[1])
+  eq(read(dir .. "/my pictures/a.tif"), "a.tif\n")
+  remove(dir)
+end)
+
+test("names beside an old result's sidecar or a user's kernel picture are not taken", function()
+  local dir = workspace()
+  shell("echo old > '" .. dir .. "/my pictures/a_deconv.tif.xmp'")
+  shell("echo mine > '" .. dir .. "/my pictures/a_deconv_1.kernel.png'")
+  shell("ln -s nowhere '" .. dir .. "/my pictures/a_deconv_2.tif'") -- a dangling link
+  local rec = plugin(dir)
+  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
+  rec.run_dispatched()
+  eq(rec.imported[1].filename, "a_deconv_3.tif")
+  eq(read(dir .. "/my pictures/a_deconv_1.kernel.png"), "mine\n")
+  remove(dir)
+end)
+
+test("a job that fails after writing its result: the result is removed, the reason shown", function()
+  local dir = workspace()
+  shell("touch '" .. dir .. "/late'")
+  local rec = plugin(dir)
+  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
+  rec.run_dispatched()
+  eq(rec.toasts, { "deconvolve failed for a.tif: disk" }, "no escapes, no carriage return")
+  eq(read(dir .. "/my pictures/a_deconv.tif"), nil, "the result is removed")
+  remove(dir)
+end)
+
+test("a job cancelled outside darktable: a failure that says so", function()
+  local dir = workspace()
+  shell("touch '" .. dir .. "/elsewhere'")
+  local rec = plugin(dir)
+  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
+  rec.run_dispatched()
+  eq(rec.toasts, { "deconvolve failed for a.tif: the job was cancelled outside darktable "
+    .. "(another client, or the worker stopped)" })
+  remove(dir)
+end)
+
+test("a name too long for a result beside it: a message, no endless search", function()
+  local dir = workspace()
+  local long = string.rep("x", 240) .. ".tif"
+  shell("echo x > '" .. dir .. "/my pictures/" .. long .. "'")
+  local rec = plugin(dir)
+  press(rec, { stub.image(rec, dir .. "/my pictures/" .. long) })
+  rec.run_dispatched()
+  eq(#rec.imported, 0)
+  truthy(rec.toasts[1]:match("no name is free for the result"), rec.toasts[1])
   remove(dir)
 end)
 

@@ -209,14 +209,14 @@ end
 --- engine is of the blur it found, and which kernel it used (none, free-form, gaussian, or
 --- varying: one per part of the picture).
 function logic.parse_blur_line(line)
-  local confidence, kernel, reason = line:match("^BLUR (%S+) (%S+) (.+)$")
+  local confidence, kernel, reason = line:match("^BLUR (%S+) ([%w%-]+) (.+)$")
   confidence = tonumber(confidence)
-  if confidence then
+  if confidence and confidence == confidence then -- (not NaN)
     return {
       kind = "blur",
       confidence = math.max(0, math.min(1, confidence)),
       kernel = kernel,
-      reason = reason,
+      reason = logic.printable(reason),
     }
   end
   return nil
@@ -317,17 +317,49 @@ function logic.clean_suffix(suffix)
   return suffix
 end
 
---- Where a result goes: `<folder>/<stem><suffix>.tif` next to the original, never over an
---- existing file (`exists(path)` says): then `<stem><suffix>_1.tif`, `_2`, ...
-function logic.output_path(folder, filename, suffix, exists)
-  local base = folder .. "/" .. logic.stem(filename) .. logic.clean_suffix(suffix)
-  local candidate = base .. ".tif"
-  local n = 0
-  while exists(candidate) do
-    n = n + 1
-    candidate = string.format("%s_%d.tif", base, n)
+logic.MAX_NAME = 255 -- bytes in a file name (Linux)
+logic.MAX_TRIES = 1000 -- `_1` ... `_999`
+logic.LONGEST_EXTRA = #".kernel.png" -- what the names beside a result add to its stem
+
+--- Where a result goes: `<folder>/<stem><suffix>.tif` next to the original, never where
+--- `taken(path)` says something is: then `<stem><suffix>_1.tif`, `_2`, ... Nil when no name
+--- is free among `MAX_TRIES`, or the names (the result's, its sidecar's, its kernel picture's)
+--- would be too long for the file system.
+function logic.output_path(folder, filename, suffix, taken)
+  local stem = logic.stem(filename) .. logic.clean_suffix(suffix)
+  for n = 0, logic.MAX_TRIES - 1 do
+    local name = n == 0 and stem or string.format("%s_%d", stem, n)
+    if #name + logic.LONGEST_EXTRA > logic.MAX_NAME then
+      return nil
+    end
+    local candidate = folder .. "/" .. name .. ".tif"
+    if not taken(candidate) then
+      return candidate
+    end
   end
-  return candidate
+  return nil
+end
+
+--- `text` with every occurrence of `old` (plain text, not a pattern) replaced by `new`.
+function logic.replace_plain(text, old, new)
+  local parts, start = {}, 1
+  while old ~= "" do
+    local first, last = text:find(old, start, true)
+    if not first then
+      break
+    end
+    parts[#parts + 1] = text:sub(start, first - 1) .. new
+    start = last + 1
+  end
+  parts[#parts + 1] = text:sub(start)
+  return table.concat(parts)
+end
+
+--- A line from a command, fit for a message: terminal colour codes dropped, other control
+--- characters (carriage returns, escapes) as spaces, no space at either end.
+function logic.printable(text)
+  text = text:gsub("\27%[[%d;?]*[%a@]", ""):gsub("%c", " ")
+  return (text:gsub("^%s+", ""):gsub("%s+$", ""))
 end
 
 --- The tags a result inherits: all but darktable's own (`darktable|...`) and this plug-in's.
@@ -359,13 +391,13 @@ function logic.error_reason(text, fallback)
   for line in (text or ""):gmatch("[^\n]+") do
     local reason = line:match("error: (.-)%s*$")
     if reason and reason ~= "" then
-      return reason
+      return logic.printable(reason)
     end
     if line:match("%S") then
       last = line:gsub("^%s+", ""):gsub("%s+$", "")
     end
   end
-  return last or fallback
+  return last and logic.printable(last) or fallback
 end
 
 return logic
