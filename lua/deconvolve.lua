@@ -660,7 +660,8 @@ local function clean_up()
     return
   end
   local function quietly(args)
-    os.execute(logic.command_line(command_path(), args) .. " >/dev/null 2>&1")
+    local line = logic.command_line(command_path(), args)
+    os.execute(logic.time_limited(line, logic.EXIT_LIMIT) .. " >/dev/null 2>&1")
   end
   quietly(logic.clean_args(dt.preferences.read(MODULE, "keep_results", "bool"),
     dt.configuration.tmp_dir))

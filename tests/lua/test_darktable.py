@@ -335,7 +335,7 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
 
     # Quitting cleaned the cache up and stopped the worker the plug-in had started.
     tmp = darktable_dir / "tmp"
-    assert f"cache clean --on-exit --exports-dir {tmp} --keep-results" in run_calls, run_calls
+    assert f"cache clean --on-exit --exports-dir={tmp} --keep-results" in run_calls, run_calls
     assert "shutdown" in run_calls
     assert run_cli("ping", timeout=30).returncode != 0
     check_raw_round_trip(report, pictures)

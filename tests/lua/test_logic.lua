@@ -71,9 +71,10 @@ test("submit, lookup and clean arguments follow the contract", function()
     { "submit", "/tmp/e.tif", "-o", "/p/a_deconv.tif", "--key", "ab12", "--blur", "15",
       "--window", "centre", "--tolerance", "5", "--priority", "0.3", "--wait" })
   eq(logic.lookup_args("ab12", "/p/a b.tif"), { "cache", "lookup", "ab12", "-o", "/p/a b.tif" })
-  eq(logic.clean_args(false, "/tmp/dt"), { "cache", "clean", "--on-exit", "--exports-dir", "/tmp/dt" })
-  eq(logic.clean_args(true, "/tmp/dt"),
-    { "cache", "clean", "--on-exit", "--exports-dir", "/tmp/dt", "--keep-results" })
+  eq(logic.clean_args(false, "/tmp/dt"), { "cache", "clean", "--on-exit", "--exports-dir=/tmp/dt" })
+  eq(logic.clean_args(true, "-x"), -- a folder named like an option is still the folder
+    { "cache", "clean", "--on-exit", "--exports-dir=-x", "--keep-results" })
+  eq(logic.time_limited("dt-deconvolve shutdown", 30), "timeout -k 5 30 dt-deconvolve shutdown")
 end)
 
 test("parse_line: JOB, PROGRESS, DONE and anything else", function()

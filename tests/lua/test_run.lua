@@ -133,7 +133,7 @@ test("a run: exported once, deblurred, imported beside the original, grouped, ta
   -- Quitting: the cache's on-exit cleaning, and the worker this plug-in started is stopped.
   rec.events["deconvolve/exit"].fn("exit")
   local calls = read(dir .. "/calls.log")
-  truthy(calls:match("\ncache clean %-%-on%-exit %-%-exports%-dir [^\n]*/tmp %-%-keep%-results\n"), calls)
+  truthy(calls:match("\ncache clean %-%-on%-exit %-%-exports%-dir=[^\n]*/tmp %-%-keep%-results\n"), calls)
   truthy(calls:match("\nshutdown\n"), "shutdown")
   remove(dir)
 end)

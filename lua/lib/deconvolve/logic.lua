@@ -155,11 +155,19 @@ end
 --- `dt-deconvolve cache clean --on-exit --exports-dir DIR [--keep-results]`: also removes the
 --- temporary exports a crash may have left in DIR.
 function logic.clean_args(keep_results, exports_dir)
-  local args = { "cache", "clean", "--on-exit", "--exports-dir", exports_dir }
+  local args = { "cache", "clean", "--on-exit", "--exports-dir=" .. exports_dir } -- (a "-x" too)
   if keep_results then
     args[#args + 1] = "--keep-results"
   end
   return args
+end
+
+logic.EXIT_LIMIT = 30 -- seconds the commands run as darktable quits may take
+
+--- `line` (a shell command) stopped after `seconds` (SIGTERM, then SIGKILL 5 s later): what
+--- darktable runs as it quits must not keep it from quitting.
+function logic.time_limited(line, seconds)
+  return string.format("timeout -k 5 %d %s", seconds, line)
 end
 
 --- A cache key as `key` prints it: one line of hex digits; nil for anything else.
