@@ -88,6 +88,21 @@ local function press(rec, images)
   rec.events["deconvolve/shortcut"].fn("shortcut", "deconvolve selected images")
 end
 
+-- One picture of "my pictures" (a.tif unless named) deconvolved, the fake command switched by
+-- the file `switch` in the workspace `dir` (a new one unless given): "fail", "late", "link",
+-- "elsewhere". Returns the recorder, the workspace and the picture.
+local function run_one(switch, filename, dir)
+  dir = dir or workspace()
+  if switch then
+    shell("touch '" .. dir .. "/" .. switch .. "'")
+  end
+  local rec = plugin(dir)
+  local image = stub.image(rec, dir .. "/my pictures/" .. (filename or "a.tif"))
+  press(rec, { image })
+  rec.run_dispatched()
+  return rec, dir, image
+end
+
 -- The job's cancel button, pressed as soon as the worker has the job.
 local function cancel_once_submitted(rec, dir)
   rec.on_read = function()
@@ -153,11 +168,7 @@ test("several images: one job, each result beside its own original", function()
 end)
 
 test("a failure: the reason in a message, nothing imported, no export left", function()
-  local dir = workspace()
-  shell("touch '" .. dir .. "/fail'")
-  local rec = plugin(dir)
-  press(rec, { stub.image(rec, dir .. "/my pictures/b.tif") })
-  rec.run_dispatched()
+  local rec, dir = run_one("fail", "b.tif")
   expect_nothing_left(rec, dir, "deconvolve failed for b.tif: out of memory")
 end)
 
@@ -210,12 +221,7 @@ end)
 test("a link at the result's name: never imported, the original untouched", function()
   -- darktable's import follows a link: it returned the original, which was then tagged, grouped
   -- and given a look as if it were the result.
-  local dir = workspace()
-  shell("touch '" .. dir .. "/link'")
-  local rec = plugin(dir)
-  local original = stub.image(rec, dir .. "/my pictures/a.tif")
-  press(rec, { original })
-  rec.run_dispatched()
+  local rec, dir, original = run_one("link")
   eq(#rec.imported, 0)
   eq(#original.tags, 0, "nothing attached to the original")
   truthy(rec.toasts[1]:match("is not a regular file: it is not imported"), rec.toasts[1])
@@ -228,31 +234,21 @@ test("names beside an old result's sidecar or a user's kernel picture are not ta
   shell("echo old > '" .. dir .. "/my pictures/a_deconv.tif.xmp'")
   shell("echo mine > '" .. dir .. "/my pictures/a_deconv_1.kernel.png'")
   shell("ln -s nowhere '" .. dir .. "/my pictures/a_deconv_2.tif'") -- a dangling link
-  local rec = plugin(dir)
-  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
-  rec.run_dispatched()
+  local rec = run_one(nil, nil, dir)
   eq(rec.imported[1].filename, "a_deconv_3.tif")
   eq(read(dir .. "/my pictures/a_deconv_1.kernel.png"), "mine\n")
   remove(dir)
 end)
 
 test("a job that fails after writing its result: the result is removed, the reason shown", function()
-  local dir = workspace()
-  shell("touch '" .. dir .. "/late'")
-  local rec = plugin(dir)
-  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
-  rec.run_dispatched()
+  local rec, dir = run_one("late")
   eq(rec.toasts, { "deconvolve failed for a.tif: disk" }, "no escapes, no carriage return")
   eq(read(dir .. "/my pictures/a_deconv.tif"), nil, "the result is removed")
   remove(dir)
 end)
 
 test("a job cancelled outside darktable: a failure that says so", function()
-  local dir = workspace()
-  shell("touch '" .. dir .. "/elsewhere'")
-  local rec = plugin(dir)
-  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
-  rec.run_dispatched()
+  local rec, dir = run_one("elsewhere")
   eq(rec.toasts, { "deconvolve failed for a.tif: the job was cancelled outside darktable "
     .. "(another client, or the worker stopped)" })
   remove(dir)
@@ -262,9 +258,7 @@ test("a name too long for a result beside it: a message, no endless search", fun
   local dir = workspace()
   local long = string.rep("x", 240) .. ".tif"
   shell("echo x > '" .. dir .. "/my pictures/" .. long .. "'")
-  local rec = plugin(dir)
-  press(rec, { stub.image(rec, dir .. "/my pictures/" .. long) })
-  rec.run_dispatched()
+  local rec = run_one(nil, long, dir)
   eq(#rec.imported, 0)
   truthy(rec.toasts[1]:match("no name is free for the result"), rec.toasts[1])
   remove(dir)
