@@ -581,8 +581,12 @@ local function summary(counts, count)
   if counts.cancelled > 0 then
     return _("deconvolution cancelled")
   end
-  return string.format(_("deconvolved %d of %d images (%d from the cache)"),
+  local line = string.format(_("deconvolved %d of %d images (%d from the cache)"),
     counts.done + counts.cached, count, counts.cached)
+  if counts.failed > 0 then
+    line = line .. string.format(_("; %d failed: darktable's log says why"), counts.failed)
+  end
+  return line
 end
 
 -- The work of one run, in its own darktable job.
@@ -614,7 +618,7 @@ local function deconvolve_images(batch)
   end
   close_job(batch)
   state.batch = nil
-  if counts.failed == 0 then
+  if counts.failed == 0 or #images > 1 then -- (one failed picture: its own message stays)
     dt.print(summary(counts, #images))
   end
 end

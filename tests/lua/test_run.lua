@@ -19,7 +19,9 @@ case $1 in
       if [ -f "$here/cache/$3" ]; then cp "$here/cache/$3" "$5"; echo "hit $(field "$5")"; else echo miss; fi
     fi ;;
   submit)
-    if [ -f "$here/fail" ]; then echo "JOB 7"; echo "dt-deconvolve: error: out of memory" >&2; exit 1; fi
+    if [ -f "$here/fail" ] || [ -f "$here/fail-$(basename "$4")" ]; then
+      echo "JOB 7"; echo "dt-deconvolve: error: out of memory" >&2; exit 1
+    fi
     if [ -f "$here/elsewhere" ]; then echo "JOB 8"; exit 3; fi
     echo "JOB 42"; echo "PROGRESS 0.5 deblurring"
     if [ -f "$here/link" ]; then ln -s "$(dirname "$4")/a.tif" "$4"; echo "DONE $(field "$4")"; exit 0; fi
@@ -164,6 +166,20 @@ test("several images: one job, each result beside its own original", function()
   eq(rec.toasts, { "deconvolved 2 of 2 images (0 from the cache)" })
   eq({ rec.imported[1].filename, rec.imported[2].filename }, { "a_deconv.tif", "b_deconv.tif" })
   truthy(rec.imported[2].group_leader == b, "b's result in b's group")
+  remove(dir)
+end)
+
+test("one picture of several fails: its reason, then what became of all of them", function()
+  -- (the failure's message was the last one shown when a later picture succeeded)
+  local dir = workspace()
+  shell("touch '" .. dir .. "/fail-a_deconv.tif'")
+  local rec = plugin(dir)
+  local pictures = dir .. "/my pictures/"
+  press(rec, { stub.image(rec, pictures .. "a.tif"), stub.image(rec, pictures .. "b.tif") })
+  rec.run_dispatched()
+  eq(rec.toasts, { "deconvolve failed for a.tif: out of memory",
+    "deconvolved 1 of 2 images (0 from the cache); 1 failed: darktable's log says why" })
+  eq(#rec.imported, 1)
   remove(dir)
 end)
 
