@@ -8,10 +8,11 @@ proportion to its usual cost, with the stage's name (`Stage.READING`, `ESTIMATIN
 
 import contextlib
 import dataclasses
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import tifffile
@@ -22,7 +23,7 @@ from worker.deconv.blind import AUTO_BLUR, NO_BLUR, estimate_blur
 from worker.deconv.local import describe_subject, subject_kernel
 from worker.deconv.psf_tools import validate_psf
 from worker.deconv.rl_tv import DeblurReport
-from worker.deconv.settings import AUTO, blur_from_text
+from worker.deconv.settings import AUTO, MAX_BLUR, blur_from_text
 from worker.deconv.varying import deblur_varying
 from worker.deconv.window import window_from_text
 from worker.errors import InputError
@@ -69,10 +70,33 @@ class StageProgress:
         return lambda fraction, _name: self.report(stage, fraction)
 
 
+def declared_size(handle: BinaryIO) -> int | None:
+    """How many values the .npy header at the start of `handle` declares (None: no version 1 or
+    2 header, numpy decides); `handle` is back at its start."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, _, _ = np.lib.format.read_array_header_1_0(handle)
+        elif version == (2, 0):
+            shape, _, _ = np.lib.format.read_array_header_2_0(handle)
+        else:
+            return None
+    except (ValueError, EOFError, SyntaxError):
+        return None
+    finally:
+        handle.seek(0)
+    return math.prod(shape)
+
+
 def load_psf(path: str | os.PathLike[str], image_shape: tuple[int, ...]) -> np.ndarray:
     """The PSF stored in the .npy file at `path`, checked against the image (`InputError`)."""
     try:
         with open_regular(path) as handle:
+            size = declared_size(handle)
+            if size is not None and size > MAX_BLUR**2:  # refused before numpy allocates it
+                raise InputError(
+                    f"{path} holds {size} values, more than any kernel ({MAX_BLUR} x {MAX_BLUR})"
+                )
             psf = np.load(handle, allow_pickle=False)
     except (ValueError, EOFError) as error:
         if "pickle" in str(error):  # numpy's advice to load it anyway is not for users

@@ -417,3 +417,18 @@ def test_a_line_break_in_a_name_does_not_break_the_error_line(
     missing = tmp_path / "a\nDONE b" / "photo\t.tif"
     result = run_cli("deblur", missing, "--psf", psf, "-o", out / "o.tif")
     assert_one_line_failure(result, "a\\x0aDONE b/photo\\x09.tif")
+
+
+def test_a_kernel_file_declaring_a_huge_array_is_refused_before_it_is_read(
+    run_cli: RunCli, picture: Path, tmp_path: Path, out: Path
+) -> None:
+    """A .npy header may claim any shape: the claim is checked before numpy allocates it (it
+    was "not enough memory for this image; try a preview")."""
+    path = tmp_path / "huge.npy"
+    with path.open("wb") as handle:
+        header = {"descr": "<f8", "fortran_order": False, "shape": (100_000, 100_000)}
+        np.lib.format.write_array_header_1_0(handle, header)
+        handle.write(b"\0" * 64)
+    result = run_cli("deblur", picture, "--psf", path, "-o", out / "o.tif")
+    assert_one_line_failure(result, "holds 10000000000 values, more than any kernel (1001 x 1001)")
+    assert files_in(out) == []
