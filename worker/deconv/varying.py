@@ -33,7 +33,8 @@ by a partition of unity, every patch at FFT speed. Here:
    changes smoothly from tile to tile and the weights sum to one everywhere. (Hirsch et al.
    blend the blurred patches inside one joint deconvolution; blending the deconvolved tiles
    keeps the engine as it is, at the cost of a margin per tile.) A tile left as it is
-   contributes the input itself to the blend.
+   contributes the input itself to the blend. A kernel narrower than a pixel means no blur, as
+   `run` judges a picture (`is_sharp`): its tile is smoothed as with no blur, not sharpened.
 
 When every tile takes the whole picture's kernel, the blur is uniform, and the picture is deblurred
 in one piece with it, exactly as `run` does.
@@ -50,7 +51,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from worker.deconv.blind import FREE_FORM, NO_BLUR, UNCHECKED, similarity
+from worker.deconv.blind import FREE_FORM, NO_BLUR, SHARP_SPREAD, UNCHECKED, similarity
 from worker.deconv.fft import cpu_count
 from worker.deconv.local import kernel_evidence
 from worker.deconv.noise import NoiseModel, estimate_noise_model
@@ -307,7 +308,14 @@ def deblur_varying(
     said = describe(chosen, found, overall, grid, uniform)
     if uniform:
         grid, chosen = (1, 1), chosen[:1]
-    kernels = [None if estimate is None else estimate[0] for estimate in chosen]
+    delta = np.zeros((size, size), np.float32)
+    delta[size // 2, size // 2] = 1
+    # A kernel narrower than a pixel means no blur, as `run` judges a picture: deblurring a
+    # sharp tile with it would over-sharpen it, so the tile is smoothed as with no blur.
+    kernels = [
+        None if estimate is None else estimate[0] if not is_sharp(estimate) else delta
+        for estimate in chosen
+    ]
     picture = shrink_area(image, settings.scale)
     scaled = [None if k is None else resample_psf(k, settings.scale) for k in kernels]
     if any(k is not None for k in scaled):
@@ -319,11 +327,15 @@ def deblur_varying(
     seconds = time.perf_counter() - started
     longest = max(reports, key=lambda r: r.iterations, default=left_as_is(settings.scale))
     report = replace(longest, seconds=seconds, scale=settings.scale)
-    delta = np.zeros((size, size), np.float32)
-    delta[size // 2, size // 2] = 1
     windows = [None if estimate is None else estimate[1].window for estimate in chosen]
     used = [delta if k is None else k for k in kernels]
     return result, report, VaryingReport(grid, used, windows, uniform, seconds, *said)
+
+
+def is_sharp(estimate: Estimate) -> bool:
+    """Whether a kernel is narrower than a pixel (rms radius under `blind.SHARP_SPREAD`): no
+    blur, as `run` judges a picture."""
+    return kernel_spread(estimate[0]) < SHARP_SPREAD
 
 
 def describe(
@@ -339,21 +351,29 @@ def describe(
     if used == 0:
         return NO_BLUR, 0.0, NOTHING_EXPLAINED
     confidence = neighbour_agreement(chosen, found, overall, grid)
+    sharp = sum(estimate is not None and is_sharp(estimate) for estimate in chosen)
     if uniform:
         return FREE_FORM, confidence, (
             "the blur is the same across the frame: the whole picture's kernel explains every "
             "part best, and the picture is deblurred in one piece"
+            + ("; it is narrower than a pixel: only the noise is smoothed" if sharp else "")
         )  # fmt: skip
-    reason = (
-        f"the blur varies across the frame: {used} of {len(chosen)} parts deblurred, each with "
-        "the kernel that explains it best"
-    )
     left = len(chosen) - used
-    if left == 1:
-        reason += "; 1 left as it is: no kernel explains it"
-    elif left:
-        reason += f"; {left} left as they are: no kernel explains them"
+    clauses = [
+        f"the blur varies across the frame: {used - sharp} of {len(chosen)} parts deblurred, "
+        "each with the kernel that explains it best",
+        _count(sharp, "sharp already: only its noise is smoothed",
+               "sharp already: only their noise is smoothed"),
+        _count(left, "left as it is: no kernel explains it",
+               "left as they are: no kernel explains them"),
+    ]  # fmt: skip
+    reason = "; ".join(clause for clause in clauses if clause)
     return VARYING, confidence, reason
+
+
+def _count(number: int, one: str, many: str) -> str:
+    """ "1 `one`", "N `many`", or nothing for none."""
+    return "" if number == 0 else f"1 {one}" if number == 1 else f"{number} {many}"
 
 
 def neighbour_agreement(
