@@ -44,9 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_terminated_by: list[int] = []  # the signal that is stopping the command, once one is
+
+
 def _terminated(signum: int, _frame: object) -> None:
     """SIGTERM (a `kill`, a desktop logging out) unwinds like an error, so that what a command
-    was writing is removed (`worker.atomic`) rather than left as a temporary file."""
+    was writing is removed (`worker.atomic`) rather than left as a temporary file. (Raised in
+    compiled code, the exit arrives wrapped in another exception: `main` knows it by the flag.)"""
+    _terminated_by.append(signum)
     raise SystemExit(128 + signum)
 
 
@@ -58,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return ExitStatus.INTERRUPTED
     except Exception as error:
+        if _terminated_by:  # the exit, wrapped on its way out of compiled code
+            return 128 + _terminated_by[0]
         message = describe_error(error)
         if is_internal(error):  # a bug: still one line, with a way to see the details
             if os.environ.get("DT_DECONVOLVE_DEBUG"):
