@@ -45,6 +45,7 @@ local state = {
   used = false, -- a command ran this session: clean up on exit
   worker_check = nil, -- "unknown" | a pipe from a `ping` under way | "running" | "absent"
   started_worker = false, -- a submit of ours started the worker: stop it on exit
+  tmp = nil, -- this run's own temporary folder (`private_folder`), while it exists
 }
 
 -- Exports are full-size 32-bit float TIFFs: nothing is clipped or rounded before deblurring.
@@ -110,14 +111,38 @@ local function read_text(path)
   return files.read(path) or ""
 end
 
--- A fresh file name in darktable's temporary folder.
+--[[ A folder of our own (mode 0700, unpredictable name: `mktemp -d`) in darktable's temporary
+     folder, made when first needed and removed when the run ends (`remove_private_folder`):
+     in a shared /tmp another user could put a link at a predictable name, and darktable's
+     export, its style export or the shell's redirection would write through it. ]]
+local function private_folder()
+  if not state.tmp then
+    local pattern = dt.configuration.tmp_dir .. "/dt-deconvolve-XXXXXXXX"
+    local pipe = io.popen("mktemp -d " .. logic.quote(pattern) .. " 2>/dev/null")
+    local made = pipe and pipe:read("l")
+    if pipe then
+      pipe:close()
+    end
+    if not made or made == "" then
+      error(string.format(_("cannot make a temporary folder in %s"), dt.configuration.tmp_dir))
+    end
+    state.tmp = made
+  end
+  return state.tmp
+end
+
+local function remove_private_folder()
+  if state.tmp then
+    os.execute("rm -rf " .. logic.quote(state.tmp))
+    state.tmp = nil
+  end
+end
+
+-- A fresh file name in this run's own temporary folder.
 local temp_counter = 0
 local function temp_path(stem, extension)
   temp_counter = temp_counter + 1
-  return string.format(
-    "%s/dt-deconvolve-%s-%d-%d%s",
-    dt.configuration.tmp_dir, stem, os.time(), temp_counter, extension
-  )
+  return string.format("%s/%s-%d%s", private_folder(), stem, temp_counter, extension)
 end
 
 -- `dt-deconvolve` on the PATH, else where install.sh puts it.
@@ -560,7 +585,7 @@ local function process_image(batch, image, index)
   local edit
   if scene_referred() then
     local name = temp_path("edit-" .. image.id, ""):match("[^/]+$")
-    local ok, made, reason = pcall(roundtrip.split_edit, dt, image, dt.configuration.tmp_dir, name)
+    local ok, made, reason = pcall(roundtrip.split_edit, dt, image, private_folder(), name)
     if not ok or not made then
       return nil, string.format(_("cannot split the edit at its tone mapper: %s"),
         tostring(ok and reason or made))
@@ -618,6 +643,7 @@ local function deconvolve_images(batch)
   end
   close_job(batch)
   state.batch = nil
+  remove_private_folder()
   if counts.failed == 0 or #images > 1 then -- (one failed picture: its own message stays)
     dt.print(summary(counts, #images))
   end
@@ -660,6 +686,7 @@ end
 local function clean_up()
   cancel_current()
   finish_worker_check() -- no pipe left behind
+  remove_private_folder()
   if not state.used or not is_executable(command_path()) then
     return
   end

@@ -23,6 +23,7 @@ case $1 in
       echo "JOB 7"; echo "dt-deconvolve: error: out of memory" >&2; exit 1
     fi
     if [ -f "$here/elsewhere" ]; then echo "JOB 8"; exit 3; fi
+    stat -c %a "$(dirname "$2")" >"$here/export-folder-mode"
     echo "JOB 42"; echo "PROGRESS 0.5 deblurring"
     if [ -f "$here/link" ]; then ln -s "$(dirname "$4")/a.tif" "$4"; echo "DONE $(field "$4")"; exit 0; fi
     mkdir -p "$here/cache"; cp "$2" "$here/cache/$6"; cp "$2" "$4"
@@ -146,6 +147,12 @@ test("a run: exported once, deblurred, imported beside the original, grouped, ta
   eq(#rec.exports, 1, "no second export")
   eq(rec.imported[2].filename, "a_deconv_1.tif")
   truthy(not read(dir .. "/calls.log"):match("submit[^\n]*a_deconv_1"), "no second job")
+
+  -- The export went to a folder of the run's own, private and unpredictable (a link planted in
+  -- a shared /tmp at a predictable name would have been written through), gone after the run.
+  truthy(read(dir .. "/calls.log"):match("\nsubmit [^\n]*/tmp/dt%-deconvolve%-%w+/export%-"))
+  eq(read(dir .. "/export-folder-mode"), "700\n")
+  eq(leftovers(dir), "")
 
   -- Quitting: the cache's on-exit cleaning, and the worker this plug-in started is stopped.
   rec.events["deconvolve/exit"].fn("exit")
