@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from worker import paths
 from worker.atomic import atomic_file, copy_atomically, temporaries
 from worker.deconv.psf_tools import center_on_centroid, resample_psf, validate_psf
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
@@ -89,6 +90,49 @@ def test_atomic_file_renames_on_success_and_cleans_up_on_failure(tmp_path: Path)
         raise RuntimeError("interrupted")
     assert target.read_bytes() == b"whole"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.tif"]
+
+
+def test_atomic_file_keeps_the_permissions_of_the_file_it_replaces(tmp_path: Path) -> None:
+    """A user's 0640 result stays 0640 when it is written again, as `cp` keeps it (it became
+    0644); a new file gets what `open` would give it."""
+    kept, new = tmp_path / "kept.tif", tmp_path / "new.tif"
+    kept.write_bytes(b"old")
+    kept.chmod(0o640)
+    for target in (kept, new):
+        with atomic_file(target) as handle:
+            handle.write(b"new")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert kept.stat().st_mode & 0o777 == 0o640
+    assert new.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_a_relative_runtime_folder_is_ignored(tmp_path: Path, monkeypatch) -> None:
+    """A relative `$XDG_RUNTIME_DIR` is ignored, as the XDG specification asks (the socket went
+    into whatever folder the command was started from)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "rt").mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "rt")
+    assert paths.runtime_dir() == tmp_path / "cache" / "dt-deconvolve" / "run"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "rt"))
+    assert paths.runtime_dir() == tmp_path / "rt" / "dt-deconvolve"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--allow-dir", ""], "an empty name is not a folder"),
+        (["--idle-exit", "-1"], "is not a positive number of seconds"),
+        (["--idle-exit", "nan"], "is not a positive number of seconds"),
+    ],
+)
+def test_worker_options_that_mean_nothing_are_refused(run_cli, options, message) -> None:
+    """An empty `--allow-dir` allowed the worker's current folder; `--idle-exit -1` stopped it
+    at once."""
+    result = run_cli("worker", *options)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.splitlines()) == 1
 
 
 def test_cli_usage_errors_are_one_line(run_cli) -> None:

@@ -86,6 +86,16 @@ def _same_file_as(path: Path, other: str | os.PathLike[str]) -> bool:
         return False
 
 
+def _mode_for(final: Path) -> int:
+    """The permissions of the file that replaces `final`: those of the regular file it replaces
+    (a user's 0640 result stays 0640, as `cp` keeps them), else those of any new file."""
+    with contextlib.suppress(OSError):
+        status = os.stat(final, follow_symlinks=False)
+        if stat.S_ISREG(status.st_mode):
+            return stat.S_IMODE(status.st_mode) & 0o777
+    return _FILE_MODE
+
+
 def _temporary(final: Path) -> tuple[int, Path]:
     """A new temporary file beside `final` (descriptor, name); an `OSError` names `final`, the
     name the user knows, not the temporary one."""
@@ -131,7 +141,7 @@ def atomic_file(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[B
     with os.fdopen(fd, "w+b") as handle:
         handle.raw.name = str(tmp)  # type: ignore[attr-defined]  # for messages, never reopened
         try:
-            os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; the result looks like any new file
+            os.fchmod(fd, _mode_for(final))  # mkstemp makes 0600
             yield handle
             handle.flush()
             if fsync:

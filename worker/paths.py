@@ -34,10 +34,11 @@ def runtime_dir() -> Path:
     """A private (mode 0700) folder for sockets and locks, created on demand.
 
     `$XDG_RUNTIME_DIR/dt-deconvolve` when the session has a runtime folder, else `run/` under the
-    cache folder.
+    cache folder. A relative `$XDG_RUNTIME_DIR` is ignored, as the XDG specification says.
     """
-    value = os.environ.get("XDG_RUNTIME_DIR")
-    path = Path(value) / APP if value and os.path.isdir(value) else cache_dir() / "run"
+    value = os.environ.get("XDG_RUNTIME_DIR", "")
+    usable = os.path.isabs(value) and os.path.isdir(value)
+    path = Path(value) / APP if usable else cache_dir() / "run"
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     path.chmod(0o700)
     return path

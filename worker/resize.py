@@ -14,6 +14,8 @@ import numba
 import numpy as np
 from scipy import ndimage, sparse
 
+from worker.compiled import compiled
+
 
 def _area_weights(size: int, new_size: int) -> sparse.csr_matrix:
     """(new_size, size) matrix averaging the input cells that each output cell covers.
@@ -73,7 +75,7 @@ def shrink_smooth(image: np.ndarray, scale: float) -> np.ndarray:
     return ndimage.zoom(smooth, scale, order=1, grid_mode=True, mode="nearest")
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@compiled(parallel=True, fastmath=True)
 def enlarge_bilinear(small: np.ndarray, height: int, width: int) -> np.ndarray:
     """`small` (C, h, w) enlarged to (C, height, width) by bilinear interpolation, pixel centres
     aligned (output pixel i sits at input coordinate (i + 1/2) h / height - 1/2), edges held."""

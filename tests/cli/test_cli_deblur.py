@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import re
+import signal
 import stat
 import struct
 import subprocess
@@ -393,10 +394,14 @@ def test_a_name_too_long_for_the_temporary_file_fails_before_the_work(
     assert files_in(out) == []
 
 
-def test_a_terminated_command_leaves_no_file_behind(user_env, picture: Path, psf: Path, out: Path):
-    """SIGTERM (a `kill`, a session ending) unwinds the command as an error would: exit status
-    143 and nothing in the output's folder, not even a temporary file (until engine 0.3.9 one
-    killed while writing left `.o.tif.XXXX.part`)."""
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
+def test_a_terminated_command_leaves_no_file_behind(
+    user_env, picture: Path, psf: Path, out: Path, stop: signal.Signals
+):
+    """SIGTERM (a `kill`, a session ending) and SIGHUP (its terminal closed) unwind the command
+    as an error would: exit status 128 + the signal and nothing in the output's folder, not even
+    a temporary file (until engine 0.3.9 one killed while writing left `.o.tif.XXXX.part`, and
+    after it one whose terminal closed)."""
     large = picture.with_name("large.tif")
     write_tiff(large, random_samples((3000, 3000, 3), np.uint16, np.random.default_rng(4)))
     process = subprocess.Popen(
@@ -404,19 +409,24 @@ def test_a_terminated_command_leaves_no_file_behind(user_env, picture: Path, psf
         env=user_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     time.sleep(3.0)  # imports, reading, under way
-    process.terminate()
+    process.send_signal(stop)
     _, errors = process.communicate(timeout=60)
-    assert process.returncode == 143, errors
+    assert process.returncode == 128 + stop, errors
     assert "Traceback" not in errors
     assert files_in(out) == []
 
 
-def test_a_line_break_in_a_name_does_not_break_the_error_line(
-    run_cli: RunCli, psf: Path, tmp_path: Path, out: Path
+def test_a_line_break_in_a_name_does_not_break_the_line(
+    run_cli: RunCli, picture: Path, psf: Path, tmp_path: Path, out: Path
 ) -> None:
     missing = tmp_path / "a\nDONE b" / "photo\t.tif"
     result = run_cli("deblur", missing, "--psf", psf, "-o", out / "o.tif")
     assert_one_line_failure(result, "a\\x0aDONE b/photo\\x09.tif")
+    written = out / "a\nb.tif"
+    done = run_cli("deblur", picture, "--psf", psf, "-o", written)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [done.stdout.strip()]  # the report too: one line
+    assert "a\\x0ab.tif" in done.stdout
 
 
 def test_a_kernel_file_declaring_a_huge_array_is_refused_before_it_is_read(

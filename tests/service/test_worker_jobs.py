@@ -19,6 +19,7 @@ from service_support import (
     submit,
     tiny_disk,
     wait,
+    write_picture,
 )
 
 from cache.store import RESULT, ResultCache
@@ -275,6 +276,36 @@ def test_a_client_that_disappears_mid_job_does_not_stop_it(worker, material, tmp
     with worker.client() as talk:
         assert wait(talk, first[1])["stage"] == "done"
     assert out.exists()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP, "pipe"])
+def test_a_client_stopped_while_it_waits_cancels_its_job(worker, material, tmp_path, stop):
+    """A client stopped by a kill, a closed terminal or the reader of its output gone (`| head
+    -1`) cancels its job: no result appears after it has ended without `DONE` (until engine
+    0.3.9 only Ctrl-C did; the job ran on and its file came later)."""
+    large = write_picture(tmp_path / "large.tif", (1200, 1600), seed=3)
+    out = tmp_path / "out.tif"
+    command = [sys.executable, "-m", "worker", "submit", large, "-o", out, "--psf"]
+    command += [material["psf"], "--wait", "--endpoint", worker.endpoint]
+    client = subprocess.Popen(
+        list(map(str, command)), env=worker.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    first = client.stdout.readline().split()
+    assert first[0] == b"JOB"
+    if stop == "pipe":
+        client.stdout.close()  # the next PROGRESS line finds no reader
+    else:
+        client.send_signal(stop)
+    client.wait(timeout=60)
+    errors = client.stderr.read()
+    for stream in (client.stdout, client.stderr):
+        stream.close()
+    expected = 128 + (signal.SIGPIPE if stop == "pipe" else stop)
+    assert client.returncode == expected, errors
+    assert b"Traceback" not in errors
+    with worker.client() as talk:
+        assert wait(talk, first[1].decode())["stage"] == "cancelled"
+    assert not out.exists()
 
 
 def test_submit_wait_prints_progress_and_exit_codes(worker, material, tmp_path):

@@ -188,6 +188,7 @@ def test_clients_finding_no_worker_start_exactly_one() -> None:
                 env=env,
                 stdout=subprocess.PIPE,
                 text=True,
+                cwd=folder,
             )
             for _ in range(4)
         ]
@@ -195,6 +196,8 @@ def test_clients_finding_no_worker_start_exactly_one() -> None:
         assert len(pids) == 1
         pid = pids.pop()
         try:
+            # not in the clients' folder, which it would keep busy (a card not unmountable)
+            assert os.readlink(f"/proc/{pid}/cwd") == "/"
             with Client(endpoint) as client:
                 assert ensure_worker(client)["pid"] == pid
                 client.request("shutdown")

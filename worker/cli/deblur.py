@@ -6,6 +6,7 @@ import os
 
 from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.progress import progress_bar
+from worker.errors import one_line
 from worker.jobspec import JobSpec
 
 
@@ -35,11 +36,12 @@ def print_report(report: dict, as_json: bool) -> None:
         return
     if "confidence" in report:
         print(f"blur: {report['reason']} (confidence {report['confidence']:.2f})")
+    output = one_line(report["output"])  # a line break in a name stays out of the line
     if report["stop_reason"] == "no_blur":
-        print(f"wrote {report['output']}: the picture as it was")
+        print(f"wrote {output}: the picture as it was")
         return
     print(
-        f"wrote {report['output']}: {report['iterations']} iterations "
+        f"wrote {output}: {report['iterations']} iterations "
         f"(best {report['best_iteration']}, stopped by {report['stop_reason']}), "
         f"noise {report['noise_sigma']:.4g}, lambda {report['lambda']:.3g}, "
         f"{report['seconds']:.1f} s"

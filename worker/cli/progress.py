@@ -12,9 +12,10 @@ from worker.stages import Progress
 @contextlib.contextmanager
 def progress_bar() -> Iterator[Progress | None]:
     """Yield a `(fraction, stage)` callback drawing a bar on a terminal, or None when stderr is
-    not a terminal (a pipe, a log file, the darktable plug-in), so that scripts get clean output.
+    not a terminal (a pipe, a log file, the darktable plug-in, or closed), so that scripts get
+    clean output.
     """
-    if not sys.stderr.isatty():
+    if sys.stderr is None or not sys.stderr.isatty():
         yield None
         return
     with tqdm(total=100, file=sys.stderr, unit="%", bar_format="{desc:12} {bar} {n:.0f}%") as bar:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from worker.atomic import check_target
 from worker.deconv.settings import AUTO, blur_from_text
-from worker.errors import InputError
+from worker.errors import InputError, one_line
 
 
 def blur_size(text: str) -> int | str:
@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         x, y, width, height = report.window
         print(
-            f"{args.output}: {report.blur}x{report.blur} kernel learnt from the window "
-            f"{x},{y},{width},{height} in {report.seconds:.1f} s; confidence "
+            f"{one_line(str(args.output))}: {report.blur}x{report.blur} kernel learnt from the "
+            f"window {x},{y},{width},{height} in {report.seconds:.1f} s; confidence "
             f"{report.confidence:.2f}: {report.reason}"
         )
     return 0

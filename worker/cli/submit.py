@@ -8,10 +8,12 @@ Without `--wait` it prints the job id. With `--wait` it prints, one line each (f
     DONE <output path>                      the path as one escaped field (`worker.cli.lines`)
 
 and exits 0 when done, 1 when the job failed (the reason on stderr), 3 when it was cancelled.
+A client stopped while it follows its job (Ctrl-C, a kill, its terminal or its stdout's reader
+gone) cancels the job first: no result appears after the command has ended without `DONE`.
 """
 
 import argparse
-import sys
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from worker.cli.exit_status import ExitStatus
 from worker.cli.lines import blur_line, path_field
 from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.psf import blur_size
+from worker.cli.streams import warn
 from worker.deconv.settings import AUTO
 from worker.errors import InputError
 from worker.jobspec import JobSpec
@@ -102,18 +105,19 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             final = client.wait(job["job"], show)
-        except KeyboardInterrupt:
-            client.request("cancel", job=job["job"], timeout=2.0)
+        except BaseException:  # Ctrl-C, a kill, a closed terminal or pipe: the job goes too
+            with contextlib.suppress(Exception):  # (a worker gone cannot be asked)
+                client.request("cancel", job=job["job"], timeout=2.0)
             raise
     if final["stage"] == Stage.DONE:
         if final.get("note") and final["note"] != "from the cache":
-            print(f"dt-deconvolve: note: {final['note']}", file=sys.stderr)
+            warn(f"note: {final['note']}")
         blur = blur_line(final.get("report") or {})
         if blur:
             say(blur)
         say(f"DONE {path_field(spec.output)}")
         return 0
     if final["stage"] == Stage.CANCELLED:
-        print(f"dt-deconvolve: job {final['job']} was cancelled", file=sys.stderr)
+        warn(f"job {final['job']} was cancelled")
         return ExitStatus.CANCELLED
     raise InputError(final["error"] or "the job failed")

@@ -1,8 +1,8 @@
 """`dt-deconvolve worker`: run the long-lived worker (usually started for you, or as a service)."""
 
 import argparse
+import math
 import re
-from pathlib import Path
 
 from cache.store import CacheLimits
 from worker.cli.endpoint import (
@@ -10,6 +10,7 @@ from worker.cli.endpoint import (
     add_endpoint_options,
     cache_dir_of,
     endpoint_of,
+    folder_argument,
 )
 from worker.service.server import MAX_QUEUED, Server, WorkerConfig, open_log
 from worker.service.transport import default_curve_dir, generate_keys
@@ -23,6 +24,17 @@ def size(text: str) -> int:
     if not match:
         raise argparse.ArgumentTypeError(f"'{text}' is not a size (examples: 4G, 500M, 0)")
     return int(float(match[1]) * _UNITS[match[2].upper()])
+
+
+def seconds(text: str) -> float:
+    """A positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of seconds")
+    return value
 
 
 def positive(text: str) -> int:
@@ -62,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--idle-exit",
-        type=float,
+        type=seconds,
         metavar="SECONDS",
         help="stop after this long without requests or jobs (default: never)",
     )
@@ -76,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--allow-dir",
         action="append",
-        type=Path,
+        type=folder_argument,
         default=[],
         metavar="DIR",
         help="with CURVE keys (clients on other machines): a folder whose pictures they may "

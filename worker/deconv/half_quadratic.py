@@ -40,6 +40,7 @@ import numba
 import numpy as np
 from scipy import fft
 
+from worker.compiled import compiled
 from worker.deconv.fft import cpu_count
 from worker.deconv.psf import centred_kernel_spectrum, gradient_spectrum_power
 
@@ -49,7 +50,7 @@ START_THRESHOLD = 16.0  # the first shrinkage threshold, in noise sigmas
 START_DATA_PENALTY = 0.25  # rho's first value, as a fraction of mu
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@compiled(parallel=True, fastmath=True)
 def _shrink_gradients(u: np.ndarray, threshold: np.ndarray, scale: float, gx: np.ndarray,
                       gy: np.ndarray) -> None:  # fmt: skip
     """`gx, gy = grad u max(1 - scale t / |grad u|, 0)`: the colour-coupled shrinkage of the
@@ -74,7 +75,7 @@ def _shrink_gradients(u: np.ndarray, threshold: np.ndarray, scale: float, gx: np
                 gy[c, i, j] *= keep[j]
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@compiled(parallel=True, fastmath=True)
 def _gradient_adjoint(gx: np.ndarray, gy: np.ndarray, out: np.ndarray) -> None:
     """`out = D^T (gx, gy)` for the circular forward differences `D` of `_shrink_gradients`."""
     channels, height, width = gx.shape
@@ -86,7 +87,7 @@ def _gradient_adjoint(gx: np.ndarray, gy: np.ndarray, out: np.ndarray) -> None:
                 out[c, i, j] = gx[c, i, left] - gx[c, i, j] + gy[c, above, j] - gy[c, i, j]
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@compiled(parallel=True, fastmath=True)
 def _pull_to_data(z: np.ndarray, f: np.ndarray, mask: np.ndarray, share: float, top: int,
                   left: int) -> None:  # fmt: skip
     """`z <- z + share M (f - z)` on the frame (corner (top, left) of `z`): the `z` step."""
@@ -98,7 +99,7 @@ def _pull_to_data(z: np.ndarray, f: np.ndarray, mask: np.ndarray, share: float, 
                 z[c, top + i, left + j] = here + share * mask[i, j] * (f[c, i, j] - here)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@compiled(parallel=True, fastmath=True)
 def _solve_spectrum(data: np.ndarray, prior: np.ndarray, otf: np.ndarray, otf_power: np.ndarray,
                     gradient_power: np.ndarray, ratio: float) -> None:  # fmt: skip
     """The `u` step in the Fourier domain, in place: `data` = F(z) becomes F(u) = (r conj(K)

@@ -68,6 +68,7 @@ from functools import partial
 import numba
 import numpy as np
 
+from worker.compiled import compiled
 from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
 from worker.deconv.convolve import TILE
 from worker.deconv.half_quadratic import half_quadratic_start
@@ -177,7 +178,7 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@compiled(parallel=True, fastmath=True)
 def _extrapolate(x: np.ndarray, previous: np.ndarray, alpha: float, floor: float, y: np.ndarray):
     """`y = max(x + alpha (x - previous), floor)` (Biggs-Andrews prediction, kept positive)."""
     channels, height, _ = x.shape
@@ -249,7 +250,7 @@ def _update_inner(
         )
 
 
-@numba.njit(nogil=True, cache=True, fastmath=True)
+@compiled(nogil=True, fastmath=True)
 def _rl_tv_step(
     y: np.ndarray,
     tv_weights: np.ndarray,

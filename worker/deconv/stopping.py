@@ -19,14 +19,15 @@ structure lets those runs go on to their plateau and stops the ones that start a
 
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
+
+from worker.compiled import compiled
 
 # Half of the lag window |d| <= 1 without the origin; the other half is its mirror image.
 LAGS = ((0, 1), (1, -1), (1, 0), (1, 1))
 
 
-@numba.njit(nogil=True, cache=True, fastmath=True)
+@compiled(nogil=True, fastmath=True)
 def residual_ratio(
     f: np.ndarray,
     blurred: np.ndarray,

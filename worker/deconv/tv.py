@@ -20,8 +20,10 @@ import math
 import numba
 import numpy as np
 
+from worker.compiled import compiled
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+
+@compiled(parallel=True, fastmath=True)
 def gradient_weights(u: np.ndarray, eps: float, out: np.ndarray) -> np.ndarray:
     """`out[i, j] = 1 / sqrt(sum_c |grad u_c[i, j]|^2 + eps^2)` for `u` shaped (C, H, W).
 

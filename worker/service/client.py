@@ -116,7 +116,7 @@ def worker_command(endpoint: str, cache_dir: Path | None) -> list[str]:
     that one left behind (darktable crashed) does not hold its memory for ever."""
     command = [sys.executable, "-m", "worker", "worker", "--endpoint", endpoint]
     command += ["--idle-exit", str(AUTO_STARTED_IDLE_EXIT)]
-    return command + (["--cache-dir", str(cache_dir)] if cache_dir else [])
+    return command + (["--cache-dir", str(cache_dir.absolute())] if cache_dir else [])
 
 
 def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, Any]:
@@ -144,6 +144,7 @@ def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, An
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
+                cwd="/",  # not the caller's folder, which it would keep busy for its idle hour
             )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
