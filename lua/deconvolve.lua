@@ -363,6 +363,12 @@ local function cache_lookup(key, output)
   return nil
 end
 
+-- A message on darktable's screen; a name in it may hold bytes that are not UTF-8, which GTK
+-- would drop the whole message for.
+local function toast(text)
+  dt.print(logic.valid_utf8(text))
+end
+
 -- Tell the user how sure the engine is of the blur it found and what it did about it (a message
 -- and a tag on the result), and put a picture of the kernel beside the result. The blur comes
 -- from the cache with the kernel's picture, or, when the cache could not keep them, from the job.
@@ -382,7 +388,7 @@ local function show_blur(batch, result, key, path)
   if found == "hit" then
     line = line .. string.format(_(" (kernel: %s)"), kernel)
   end
-  dt.print(line)
+  toast(line)
   dt.print_log("deconvolve: " .. path .. ": " .. line)
   dt.tags.attach(dt.tags.create(logic.blur_tag(blur)), result)
 end
@@ -447,6 +453,7 @@ end
 -- Bring a result into the library beside its original, with the original's look when it was
 -- deblurred in scene light (`edit`, from roundtrip.split_edit), and the blur it was deblurred
 -- with (`show_blur`); the settings tag comes last: it marks a result whose metadata is complete.
+-- Returns the imported picture, or nil, the reason and whether the library holds that file.
 local function import_result(batch, original, path, job, edit)
   if not file_exists(path) then -- importing a missing file terminates darktable 4.2
     return nil, string.format(_("the result %s is missing"), path)
@@ -460,7 +467,7 @@ local function import_result(batch, original, path, job, edit)
     return nil, string.format(_("darktable could not import %s"), path)
   end
   if result.id == original.id or #dt.database == known then -- a picture already in the library
-    return nil, string.format(_("the result %s is a picture darktable knows already"), path)
+    return nil, string.format(_("the result %s is a picture darktable knows already"), path), true
   end
   result:group_with(original) -- joins the original's group; its leader stays the leader
   if edit then
@@ -570,10 +577,12 @@ local function deconvolve_image(batch, image, index, edit)
     remove_output(job.output)
     return nil, reason
   end
-  local imported
-  imported, reason = import_result(batch, image, result, job, edit)
+  local imported, known
+  imported, reason, known = import_result(batch, image, result, job, edit)
   if not imported then
-    remove_output(job.output)
+    if not known then -- (a file the library holds is never removed)
+      remove_output(job.output)
+    end
     return nil, reason
   end
   return outcome
@@ -590,7 +599,7 @@ local function process_image(batch, image, index)
       return nil, string.format(_("cannot split the edit at its tone mapper: %s"),
         tostring(ok and reason or made))
     end
-    edit = made
+    edit = made.scene and made or nil -- (no history yet: the picture as darktable renders it)
   end
   local ok, outcome, reason = pcall(deconvolve_image, batch, image, index, edit)
   if edit then
@@ -638,41 +647,46 @@ local function deconvolve_images(batch)
     else
       counts.failed = counts.failed + 1
       dt.print_error("deconvolve: " .. image.filename .. ": " .. tostring(reason))
-      dt.print(string.format(_("deconvolve failed for %s: %s"), image.filename, reason))
+      toast(string.format(_("deconvolve failed for %s: %s"), image.filename, reason))
     end
   end
   close_job(batch)
   state.batch = nil
   remove_private_folder()
   if counts.failed == 0 or #images > 1 then -- (one failed picture: its own message stays)
-    dt.print(summary(counts, #images))
+    toast(summary(counts, #images))
   end
 end
 
 -- The button and the shortcut: check, then start a run in the background.
 local function start()
   if state.batch then
-    dt.print(_("a deconvolution is already running"))
+    toast(_("a deconvolution is already running"))
     return
   end
+  -- Claimed before anything else: darktable lets go of the Lua lock inside GUI calls (the
+  -- selection, the sliders), and a second press meanwhile started a second run of the same
+  -- pictures. `job_closed` until deconvolve_images gives the run its darktable job.
+  local batch = { images = {}, job_closed = true }
+  state.batch = batch
   local command = command_path()
   if not is_executable(command) then
-    dt.print(string.format(
+    state.batch = nil
+    toast(string.format(
       _("dt-deconvolve not found at %s: install it with install.sh from dt-deconvolve, or set its path in preferences > lua options"),
       command))
     return
   end
-  local images = {}
   for _, image in ipairs(dt.gui.selection()) do
-    images[#images + 1] = image
+    batch.images[#batch.images + 1] = image
   end
-  if #images == 0 then
-    dt.print(_("select the images to deconvolve first"))
+  if #batch.images == 0 then
+    state.batch = nil
+    toast(_("select the images to deconvolve first"))
     return
   end
-  -- `job_closed` until deconvolve_images gives the run its darktable job
-  state.batch = { images = images, settings = current_settings(), job_closed = true }
-  dt.control.dispatch(deconvolve_images, state.batch)
+  batch.settings = current_settings()
+  dt.control.dispatch(deconvolve_images, batch)
 end
 
 local function cancel_current()
@@ -854,7 +868,7 @@ local function restart()
 end
 
 if dt.configuration.api_version_major < MIN_API_MAJOR then
-  dt.print(string.format(_("deconvolve needs darktable 4.2 or newer (Lua API %d)"), MIN_API_MAJOR))
+  toast(string.format(_("deconvolve needs darktable 4.2 or newer (Lua API %d)"), MIN_API_MAJOR))
 elseif dt.configuration.has_gui then
   schedule_gui()
 end

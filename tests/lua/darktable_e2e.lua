@@ -162,6 +162,8 @@ local function raw_scenario()
   render(dt.database.import(pictures .. "/sharp.dng"), "render_sharp.tif")
   render(shaken, "render_shaken.tif")
   render(result, "render_result.tif")
+  -- A picture never edited has no history: deblurred as darktable renders it.
+  run_once("fresh", dt.database.import(pictures .. "/fresh.tif"), "fresh_deconv.tif")
 end
 
 local function plugin_started()

@@ -102,8 +102,8 @@ BLUR = 9  # the test scene's blur, and the plug-in's blur size (through --conf)
 def write_scene(folder: Path) -> np.ndarray:
     """A shaken dead-leaves scene as a 16-bit sRGB TIFF (blurred.tif; the same mirrored into a
     picture 16 times larger, cancel.tif, whose job lasts long enough to be cancelled however fast
-    the machine; and a 6 x 6 crop tiny.tif); returns the sharp scene, sRGB-encoded, to measure
-    the result against."""
+    the machine; a 6 x 6 crop tiny.tif; and the same mirrored, fresh.tif); returns the sharp
+    scene, sRGB-encoded, to measure the result against."""
     rng = np.random.default_rng(5)
     sharp = dead_leaves((256, 256), rng)
     kernel = camera_shake_kernel(BLUR, rng)
@@ -119,6 +119,7 @@ def write_scene(folder: Path) -> np.ndarray:
         folder / "cancel.tif", np.pad(samples, ((0, 768), (0, 768), (0, 0)), "symmetric")
     )
     tifffile.imwrite(folder / "tiny.tif", np.round(encoded[:6, :6] * 65535).astype(np.uint16))
+    tifffile.imwrite(folder / "fresh.tif", samples[:, ::-1])  # never edited, in scene light
     return SRGB.encode(sharp)
 
 
@@ -367,6 +368,8 @@ def check_raw_round_trip(report: dict[str, list[str]], pictures: Path) -> None:
     """The DNG, deblurred in scene light: sharper than the shaken render, with the original's look
     (darktable's default filmic and exposure), and no temporary style, copy or sidecar left."""
     assert "raw_result" not in report, report
+    # a picture never edited has no history to split (it failed: "not a darktable style")
+    assert "fresh_result" not in report, report
     assert report["raw_leader_is_original"] == ["true"]
     assert report["raw_styles_left"] == ["0"] and report["raw_copies"] == ["1"], report
     assert sorted(path.name for path in pictures.glob("shaken*")) == [

@@ -170,6 +170,13 @@ test("printable and replace_plain: a command's line fit for a message", function
     "in /p/%a.tif (/p/%a.tif)", "plain text, not patterns")
 end)
 
+test("valid_utf8: bytes outside UTF-8 become '?', the rest is kept", function()
+  eq(logic.valid_utf8("caf\xc3\xa9 bad\xfe\xff.tif"), "caf\xc3\xa9 bad??.tif")
+  eq(logic.valid_utf8("\xe2\x82"), "??", "a sequence cut short")
+  eq(logic.valid_utf8(""), "")
+  eq(logic.valid_utf8("plain"), "plain")
+end)
+
 test("parse_line: a BLUR line's kernel is one word, its reason printable", function()
   eq(logic.parse_line("BLUR 0.5 a|b||c tags"), nil, "no nested tags from a kernel name")
   eq(logic.parse_line("BLUR nan none r"), nil)

@@ -287,4 +287,37 @@ test("a name too long for a result beside it: a message, no endless search", fun
   remove(dir)
 end)
 
+test("a second press while the first gathers its pictures: refused, nothing lost", function()
+  -- darktable lets go of the Lua lock in GUI calls: a double press started two runs of the
+  -- same picture, and the second removed the result the first had imported.
+  local dir = workspace()
+  local rec = plugin(dir)
+  local image = stub.image(rec, dir .. "/my pictures/a.tif")
+  local again = true
+  rec.dt.gui.selection = function()
+    if again then
+      again = false
+      rec.events["deconvolve/shortcut"].fn("shortcut", "deconvolve selected images")
+    end
+    return { image }
+  end
+  rec.events["deconvolve/shortcut"].fn("shortcut", "deconvolve selected images")
+  rec.run_dispatched()
+  eq(rec.toasts[1], "a deconvolution is already running")
+  eq(#rec.imported, 1)
+  eq(read(dir .. "/my pictures/a_deconv.tif"), "pixels of a.tif", "the imported result is there")
+  remove(dir)
+end)
+
+test("a result that is a picture the library holds already: refused, its file kept", function()
+  local dir = workspace()
+  local rec = plugin(dir)
+  stub.image(rec, dir .. "/my pictures/a_deconv.tif") -- in the library, its file missing
+  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
+  rec.run_dispatched()
+  truthy(rec.toasts[1]:match("is a picture darktable knows already"), rec.toasts[1])
+  eq(read(dir .. "/my pictures/a_deconv.tif"), "pixels of a.tif", "a file the library holds stays")
+  remove(dir)
+end)
+
 check.run()

@@ -372,6 +372,22 @@ function logic.printable(text)
   return (text:gsub("^%s+", ""):gsub("%s+$", ""))
 end
 
+--- `text` with each byte that is not part of valid UTF-8 written as "?": GTK drops a whole
+--- message that holds one ("Invalid UTF-8"), and a picture's name need not be UTF-8.
+function logic.valid_utf8(text)
+  local parts, position = {}, 1
+  while position <= #text do
+    local valid, bad = utf8.len(text, position)
+    if valid then
+      parts[#parts + 1] = text:sub(position)
+      break
+    end
+    parts[#parts + 1] = text:sub(position, bad - 1) .. "?"
+    position = bad + 1
+  end
+  return table.concat(parts)
+end
+
 --- The tags a result inherits: all but darktable's own (`darktable|...`) and this plug-in's.
 function logic.copyable_tags(names)
   local kept = {}

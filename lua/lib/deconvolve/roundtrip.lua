@@ -55,20 +55,24 @@ local function read_edit(dt, image, folder, name)
   if not text then
     return nil, "darktable wrote no style file"
   end
+  if text:find("<darktable_style", 1, true) and not text:find("<style>", 1, true) then
+    return { items = {} } -- a picture never edited (a JPEG just imported): no history to copy
+  end
   return scene.parse(text)
 end
 
 --[[ Split `image`'s edit into two temporary styles: { scene = style, look = style (nil when the
-     look is empty) }. `name` is unique (a file name stem, no path separator); `folder` is
-     darktable's temporary folder. Returns nil and a reason on failure; `roundtrip.release`
-     removes what was made. ]]
+     look is empty) }, or {} when the image has no edit history yet (nothing to split: it is
+     deblurred as darktable renders it). `name` is unique (a file name stem, no path
+     separator); `folder` is darktable's temporary folder. Returns nil and a reason on failure;
+     `roundtrip.release` removes what was made. ]]
 function roundtrip.split_edit(dt, image, folder, name)
   local edit, reason = read_edit(dt, image, folder, name)
   if not edit then
     return nil, reason
   end
   if #edit.items == 0 then
-    return nil, "the image has no edit history yet"
+    return {}
   end
   local parts
   parts, reason = scene.split(edit)
