@@ -400,8 +400,8 @@ def test_a_terminated_command_leaves_no_file_behind(
 ):
     """SIGTERM (a `kill`, a session ending) and SIGHUP (its terminal closed) unwind the command
     as an error would: exit status 128 + the signal and nothing in the output's folder, not even
-    a temporary file (until engine 0.3.9 one killed while writing left `.o.tif.XXXX.part`, and
-    after it one whose terminal closed)."""
+    a temporary file (one killed while writing left `.o.tif.XXXX.part` until engine 0.3.9, one
+    whose terminal closed until 0.3.10)."""
     large = picture.with_name("large.tif")
     write_tiff(large, random_samples((3000, 3000, 3), np.uint16, np.random.default_rng(4)))
     process = subprocess.Popen(

@@ -10,10 +10,12 @@ from worker.deconv.blind import (
     APART,
     AUTO_BLUR,
     AUTO_SIZES,
+    DISC,
     FREE_FORM,
     NO_BLUR,
     TRUNCATED,
     UNCHECKED,
+    agreed_disc,
     auto_size,
     distance,
     estimate_blur,
@@ -21,6 +23,7 @@ from worker.deconv.blind import (
     fitted_size,
     learn_pair,
     learning_windows,
+    safe_or_disc,
     second_kernel,
     similarity,
 )
@@ -216,3 +219,31 @@ def test_a_blur_larger_than_the_size_given_is_said_to_be() -> None:
     _, report = estimate_blur(observed, 11)
     assert report.blur == 11
     assert "fills the 11 px it was learnt at and may be larger" in report.reason
+
+
+def test_both_windows_find_the_radius_of_a_defocus() -> None:
+    """A disc is one number: generalised cross-validation finds it on each window alone."""
+    _, observed = blurred_scene(disc_kernel(4.0), noise=0.01)
+    grey = luminance(observed)
+    size, windows, _ = learning_windows(observed, grey, 15, None, np.inf)
+    radii = agreed_disc(grey, windows, size)
+    assert radii is not None and all(abs(radius - 4.0) <= 0.5 for radius in radii), radii
+
+
+def test_a_sharp_picture_shows_no_disc() -> None:
+    _, observed = blurred_scene(np.ones((1, 1)), noise=0.01)
+    grey = luminance(observed)
+    size, windows, _ = learning_windows(observed, grey, 15, None, np.inf)
+    assert agreed_disc(grey, windows, size) is None
+
+
+def test_a_defocus_both_windows_agree_on_replaces_the_safe_correction() -> None:
+    """Where the free-form kernels are not trusted, the disc both windows show is used if it
+    predicts held-out pixels better than the mild Gaussian or nothing (`safe_or_disc`)."""
+    _, observed = blurred_scene(disc_kernel(5.0), noise=0.01)
+    grey = luminance(observed)
+    size, windows, _ = learning_windows(observed, grey, 15, None, np.inf)
+    kernel, kind, reason, twin = safe_or_disc(grey, windows, size, "they disagree")
+    assert kind == DISC and twin is not None, reason
+    assert similarity(kernel, disc_kernel(5.0)) > 0.95
+    assert reason.startswith("they disagree, but both show the same defocus: a disc of radius")

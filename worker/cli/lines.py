@@ -23,7 +23,7 @@ def path_field(path: str | os.PathLike[str]) -> str:
 
 def blur_line(report: Mapping[str, Any]) -> str | None:
     """``BLUR <confidence> <kernel> <reason>`` for a report that holds an estimated blur (the
-    kernel used: none, free-form, gaussian or varying; the reason on one line), else None."""
+    kernel used: none, free-form, gaussian, disc or varying; the reason on one line), else None."""
     confidence = report.get("confidence")
     if isinstance(confidence, bool) or not isinstance(confidence, int | float):
         return None  # none estimated (or a damaged cache record's)

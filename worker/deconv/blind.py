@@ -20,6 +20,14 @@ is right is found again elsewhere. Here:
    Gaussian softness that best explains the first window by generalised cross-validation
    (`worker.deconv.gcv`), no stronger than `MILD_SIGMA`, and only if it also explains the second
    window better than no blur; otherwise the picture is left as it is;
+   But a free-form kernel is hundreds of taps, learnt from edges: a defocus seen through noise
+   or on soft content defeats it (on the blind benchmark two windows' kernels of a defocus of
+   radius 8 px agreed at 0.25-0.34). A defocus disc is one number, which generalised
+   cross-validation finds on each window alone (Reeves and Mersereau, below; radii to a quarter
+   pixel, the same 8 px on both windows there). So where the free-form kernels disagree, or
+   could not be checked, and the two windows' discs agree (`agreed_disc`), the disc is offered
+   beside the safe correction and used if it predicts held-out pixels of the second window
+   better (`MIN_GAIN`);
 4. two windows can agree on the same wrong kernel, so an agreed kernel must also predict pixels
    of the second window held out of its restoration better than that safe correction does
    (`worker.deconv.holdout`); if the safe correction predicts them clearly better (its error
@@ -75,6 +83,7 @@ from worker.deconv.kernel_error import kernel_error_ratio
 from worker.deconv.noise import kernel_smoothing
 from worker.deconv.parametric import (
     border_mass,
+    disc_kernel,
     gaussian_kernel,
     kernel_extent,
     kernel_spread,
@@ -105,7 +114,10 @@ CLEARLY = 0.1  # an agreed kernel gives way when the safe correction predicts th
 MIN_GAIN = 0.02  # the fallback must explain the second window this much better than no blur
 SAID_SMOOTHING = 1.05  # the reason mentions a kernel's uncertainty that raises lambda this much
 SIGMAS = np.geomspace(0.5, 8.0, 21)  # the Gaussian softness searched, px
-NO_BLUR, FREE_FORM, GAUSSIAN = "none", "free-form", "gaussian"
+RADII = np.arange(1.0, AUTO_BLUR / 2, 0.25)  # the defocus discs searched, px (1: no defocus)
+RADIUS_AGREEMENT = 0.1  # two windows' discs agree within this share of the radius (or a step)
+SHORTLIST = 3  # the discs' GCV minima judged by held-out pixels (`best_disc`)
+NO_BLUR, FREE_FORM, GAUSSIAN, DISC = "none", "free-form", "gaussian", "disc"
 # What `learn_pair` learns: the first window's kernel and report, the second window's kernel.
 KernelPair = tuple[np.ndarray, PsfReport, np.ndarray | None]
 
@@ -155,6 +167,39 @@ def best_gaussian(fit: GcvWindow, largest: int) -> tuple[np.ndarray, float]:
     return gaussian_kernel(sigma), sigma
 
 
+def best_disc(patch: np.ndarray, largest: int) -> float:
+    """The radius of the defocus disc that best explains the grey window `patch`, among `RADII`
+    no wider than `largest` px (`RADII[0]` when none fits).
+
+    The discs' GCV (`worker.deconv.gcv`) has a minimum at the true radius, but where noise hides
+    the disc's spectral zeros a smaller radius can score lower still (a disc of 5 px under noise
+    0.01: 2.75 px). So the `SHORTLIST` lowest local minima of the GCV curve are judged by the
+    prediction of held-out pixels (`worker.deconv.holdout`), whose error is lowest at the true
+    radius there."""
+    radii = [radius for radius in RADII if disc_kernel(radius).shape[0] <= largest]
+    if not radii:
+        return float(RADII[0])
+    fit = GcvWindow(patch, largest)
+    scores = [fit.score(disc_kernel(radius)) for radius in radii]
+    padded = [math.inf, *scores, math.inf]
+    minima = [i for i in range(len(radii)) if padded[i + 1] <= min(padded[i], padded[i + 2])]
+    shortlist = sorted(minima, key=lambda i: scores[i])[:SHORTLIST]
+    check = HeldOutWindow(patch, largest)
+    errors = [check.error(disc_kernel(radii[i])) for i in shortlist]
+    return float(radii[shortlist[int(np.argmin(errors))]])
+
+
+def agreed_disc(grey: np.ndarray, windows: list[Window], size: int) -> tuple[float, float] | None:
+    """The radii of the defocus disc that both `windows` show (`best_disc` on each), or None when
+    they differ by more than `RADIUS_AGREEMENT` of the radius (and a step of `RADII`), or when the
+    first is the smallest radius searched: no defocus to speak of."""
+    first, second = (best_disc(patch_of(grey, window), size) for window in windows[:2])
+    step = float(RADII[1] - RADII[0])
+    if first <= RADII[0] or abs(first - second) > max(step, RADIUS_AGREEMENT * first):
+        return None
+    return first, second
+
+
 def similarity(first: np.ndarray, second: np.ndarray) -> float:
     """The peak of the normalised cross-correlation of two kernels: 1 when they are the same up
     to a shift, near 0 when they share nothing.
@@ -183,6 +228,32 @@ def fallback(
     if check.score(gaussian) > (1 - MIN_GAIN) * check.score(np.ones((1, 1))):
         return np.ones((1, 1)), NO_BLUR, f"{doubt}: the picture is left as it is"
     return gaussian, GAUSSIAN, f"{doubt}: only a mild softness (sigma {sigma:.1f} px) is removed"
+
+
+def safe_or_disc(
+    grey: np.ndarray, windows: list[Window], size: int, doubt: str
+) -> tuple[np.ndarray, str, str, np.ndarray | None]:
+    """The safe correction (`fallback`), or the defocus disc both windows agree on
+    (`agreed_disc`, the first window's) where it predicts held-out pixels of the second window
+    `MIN_GAIN` better (`worker.deconv.holdout`). Returns (kernel, kind, reason, the second
+    window's disc or None), the last for the disc's error (`uncertainty`)."""
+    safe = fallback(grey, windows, size, doubt)
+    radii = agreed_disc(grey, windows, size)
+    if radii is None:
+        return (*safe, None)
+    disc, twin = (disc_kernel(radius) for radius in radii)
+    check = HeldOutWindow(patch_of(grey, windows[-1]), size)
+    if check.error(disc) > (1 - MIN_GAIN) * check.error(safe[0]):
+        return (*safe, None)
+    reason = f"{doubt}, but both show the same defocus: a disc of radius {radii[0]:g} px"
+    return disc, DISC, reason, twin
+
+
+def same_size(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two odd-sized kernels zero-padded to the larger one's size."""
+    side = max(first.shape[0], second.shape[0])
+    first, second = (np.pad(k, (side - k.shape[0]) // 2) for k in (first, second))
+    return first, second
 
 
 def no_blur(why: str, windows: list[Window], started: float) -> tuple[np.ndarray, BlurReport]:
@@ -229,10 +300,11 @@ def estimate_blur(
         pair = learn_pair(image, size, windows, progress, clip_level)
         size, windows, pair = fit_support(image, grey, size, window, windows, pair, clip_level)
     free, report, second = pair
+    twin = second  # the kernel used as the second window sees it: their difference is its error
     if second is None:
         agreement = UNCHECKED
         doubt = "the blur could not be checked on a second part of the picture"
-        kernel, chosen, reason = fallback(grey, windows, size, doubt)
+        kernel, chosen, reason = fallback(grey, windows, size, doubt)  # (no second disc either)
     else:
         agreement = similarity(free, second)
         if agreement >= AGREEMENT and kernel_spread(free) < SHARP_SPREAD:
@@ -244,13 +316,14 @@ def estimate_blur(
             doubt = (
                 f"the blur learnt on two parts of the picture disagrees (agreement {agreement:.2f})"
             )
-            kernel, chosen, reason = fallback(grey, windows, size, doubt)
+            kernel, chosen, reason, twin = safe_or_disc(grey, windows, size, doubt)
     if border_mass(free) >= TRUNCATED:
         reason = f"{reason}; the blur fills the {size} px it was learnt at and may be larger"
-    kernel = centre_subpixel(kernel) if kernel.shape[0] > 1 else kernel.astype(np.float32)
     error = 0.0
-    if chosen == FREE_FORM and second is not None:
-        error, reason = uncertainty(patch_of(image, windows[0]), free, second, reason)
+    if chosen in (FREE_FORM, DISC) and twin is not None:
+        pair_used = same_size(free if chosen == FREE_FORM else kernel, twin)
+        error, reason = uncertainty(patch_of(image, windows[0]), *pair_used, reason)
+    kernel = centre_subpixel(kernel) if kernel.shape[0] > 1 else kernel.astype(np.float32)
     return kernel, BlurReport(
         kernel=chosen,
         confidence=round(float(np.clip(agreement, 0, 1)), 3),

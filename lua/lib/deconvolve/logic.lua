@@ -214,8 +214,8 @@ function logic.is_stage(name)
 end
 
 --- `BLUR <confidence> <kernel> <reason>` from `submit --wait` or `cache kernel`: how sure the
---- engine is of the blur it found, and which kernel it used (none, free-form, gaussian, or
---- varying: one per part of the picture).
+--- engine is of the blur it found, and which kernel it used (none, free-form, gaussian, disc,
+--- or varying: one per part of the picture).
 function logic.parse_blur_line(line)
   local confidence, kernel, reason = line:match("^BLUR (%S+) ([%w%-]+) (.+)$")
   confidence = tonumber(confidence)
