@@ -651,6 +651,7 @@ local function deconvolve_images(batch)
     end
   end
   close_job(batch)
+  finish_worker_check() -- a run that ended before its first submit leaves no `ping` running
   state.batch = nil
   remove_private_folder()
   if counts.failed == 0 or #images > 1 then -- (one failed picture: its own message stays)
