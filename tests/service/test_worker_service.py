@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket as sockets
 import subprocess
 import sys
@@ -208,6 +209,18 @@ def test_clients_finding_no_worker_start_exactly_one() -> None:
         finally:
             if alive(pid):
                 os.kill(pid, 9)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_worker_stops_cleanly_on_a_signal(stop: signal.Signals) -> None:
+    """A kill, Ctrl-C or its terminal closing stop the worker as `shutdown` does (on SIGHUP it
+    died at once, without its clean stop)."""
+    with running_worker() as worker:
+        worker.wait_warm()
+        worker.process.send_signal(stop)
+        assert worker.process.wait(30) == 0
+        log = Path(worker.env["XDG_STATE_HOME"]) / "dt-deconvolve" / "worker.log"
+        assert f"stopping on {stop.name}" in log.read_text()
 
 
 def test_an_idle_worker_stops_when_asked_to() -> None:

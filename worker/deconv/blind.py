@@ -20,14 +20,13 @@ is right is found again elsewhere. Here:
    Gaussian softness that best explains the first window by generalised cross-validation
    (`worker.deconv.gcv`), no stronger than `MILD_SIGMA`, and only if it also explains the second
    window better than no blur; otherwise the picture is left as it is;
-   But a free-form kernel is hundreds of taps, learnt from edges: a defocus seen through noise
+   but a free-form kernel is hundreds of taps, learnt from edges: a defocus seen through noise
    or on soft content defeats it (on the blind benchmark two windows' kernels of a defocus of
-   radius 8 px agreed at 0.25-0.34). A defocus disc is one number, which generalised
-   cross-validation finds on each window alone (Reeves and Mersereau, below; radii to a quarter
-   pixel, the same 8 px on both windows there). So where the free-form kernels disagree, or
-   could not be checked, and the two windows' discs agree (`agreed_disc`), the disc is offered
+   radius 8 px agreed at 0.25-0.34). A defocus disc is one number, found on each window alone
+   (`best_disc`: to a quarter pixel, 7.75 px on both windows there). So where the free-form
+   kernels disagree and the two windows' discs agree (`agreed_disc`), the disc is offered
    beside the safe correction and used if it predicts held-out pixels of the second window
-   better (`MIN_GAIN`);
+   `MIN_GAIN` better (`safe_or_disc`);
 4. two windows can agree on the same wrong kernel, so an agreed kernel must also predict pixels
    of the second window held out of its restoration better than that safe correction does
    (`worker.deconv.holdout`); if the safe correction predicts them clearly better (its error

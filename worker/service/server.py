@@ -169,7 +169,8 @@ class Server:
     # ---- running ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Serve until `shutdown`, SIGTERM or SIGINT; returns the exit status."""
+        """Serve until `shutdown`, SIGTERM, SIGINT or SIGHUP (its terminal closed); returns the
+        exit status."""
         config = self.config
         check_endpoint(config.endpoint, curve=True)  # the CURVE check comes with the keys
         with contextlib.ExitStack() as stack:
@@ -195,7 +196,7 @@ class Server:
             stack.callback(self._stop_all)
             self.socket = socket
             self._prepare_folders()
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(signum, self._on_signal)
             log.info(
                 "worker %s (pid %d) listening on %s%s, cache %s, %d job(s) at a time",
