@@ -54,8 +54,10 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        """Release the ZeroMQ context (idempotent)."""
-        self.context.term()
+        """Release the ZeroMQ context (idempotent), closing any socket still open: a signal
+        that stops the command (`worker.cli`) can interrupt a request before its socket is
+        closed, and `term` would then wait for that socket for ever."""
+        self.context.destroy(linger=0)
 
     def request(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
         """Send one request and return the reply's fields.
