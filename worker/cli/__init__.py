@@ -6,20 +6,19 @@ returns an exit status. Commands that compute import the engine inside their run
 light ones the darktable plug-in calls often (`key`, `cache`, `submit`, `ping`) start at once.
 Errors reach the user as one line on stderr, never as a traceback; the exit statuses are
 `worker.cli.exit_status.ExitStatus`, and 128 + the signal for a command stopped by SIGTERM or
-SIGHUP (its terminal closed), or whose stdout reader went away (`worker.cli.streams`).
+SIGHUP (its terminal closed) (`worker.cli.stops`), or whose stdout reader went away
+(`worker.cli.streams`).
 """
 
 import argparse
 import os
-import signal
 from collections.abc import Sequence
 
 from worker import __version__
 from worker.cli.exit_status import ExitStatus
+from worker.cli.stops import stop_on_signals, stopped_by
 from worker.cli.streams import PROG, reader_gone, warn
 from worker.errors import describe_error, is_internal, one_line
-
-STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # a `kill`, a logout, a closed terminal
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -45,25 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_terminated_by: list[int] = []  # the signal that is stopping the command, once one is
-
-
-def _terminated(signum: int, _frame: object) -> None:
-    """A stopping signal (`STOPPING_SIGNALS`) unwinds like an error, so that what a command was
-    writing is removed (`worker.atomic`) rather than left as a temporary file. (Raised in
-    compiled code, the exit arrives wrapped in another exception: `main` knows it by the flag.)"""
-    _terminated_by.append(signum)
-    raise SystemExit(128 + signum)
-
-
 def _debugging() -> bool:
     """Whether DT_DECONVOLVE_DEBUG asks for tracebacks (set, and not 0 or empty)."""
     return os.environ.get("DT_DECONVOLVE_DEBUG", "0") not in ("", "0")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    for signum in STOPPING_SIGNALS:  # (the worker installs its own)
-        signal.signal(signum, _terminated)
+    stop_on_signals()
     try:  # parsing imports every command: a Ctrl-C may come that early
         args = build_parser().parse_args(argv)
         return args.func(args)
@@ -72,8 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `dt-deconvolve ... | head`: the reader has what it wanted
         return reader_gone()
     except Exception as error:
-        if _terminated_by:  # the exit, wrapped on its way out of compiled code
-            return 128 + _terminated_by[0]
+        signum = stopped_by()
+        if signum is not None:  # the exit, wrapped on its way out of compiled code
+            return 128 + signum
         message = describe_error(error)
         if is_internal(error):  # a bug: still one line, with a way to see the details
             if _debugging():

@@ -9,7 +9,8 @@ Without `--wait` it prints the job id. With `--wait` it prints, one line each (f
 
 and exits 0 when done, 1 when the job failed (the reason on stderr), 3 when it was cancelled.
 A client stopped while it follows its job (Ctrl-C, a kill, its terminal or its stdout's reader
-gone) cancels the job first: no result appears after the command has ended without `DONE`.
+gone) cancels the job first, even one stopped as it hands the job over: no result appears
+after the command has ended without `DONE`.
 """
 
 import argparse
@@ -27,6 +28,7 @@ from worker.cli.exit_status import ExitStatus
 from worker.cli.lines import blur_line, path_field
 from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.psf import blur_size
+from worker.cli.stops import held
 from worker.cli.streams import warn
 from worker.deconv.settings import AUTO
 from worker.errors import InputError
@@ -88,11 +90,9 @@ def run(args: argparse.Namespace) -> int:
     spec = job_spec(args, str(args.output.absolute()))
     with client_of(args) as client:
         ensure_worker(client, cache_dir_of(args))
-        job = client.request("submit", **spec.as_fields())
         if not args.wait:
-            say(job["job"])
+            say(client.request("submit", **spec.as_fields())["job"])
             return 0
-        say(f"JOB {job['job']}")
         shown: list[tuple[str, str]] = []
 
         def show(status: dict[str, Any]) -> None:
@@ -103,11 +103,16 @@ def run(args: argparse.Namespace) -> int:
                 shown.append(line)
                 say(f"PROGRESS {line[0]} {line[1]}")
 
+        job: str | None = None
         try:
-            final = client.wait(job["job"], show)
+            with held():  # a stop comes once the job's id is known, to cancel it
+                job = client.request("submit", **spec.as_fields())["job"]
+            say(f"JOB {job}")
+            final = client.wait(job, show)
         except BaseException:  # Ctrl-C, a kill, a closed terminal or pipe: the job goes too
-            with contextlib.suppress(Exception):  # (a worker gone cannot be asked)
-                client.request("cancel", job=job["job"], timeout=2.0)
+            if job is not None:
+                with contextlib.suppress(Exception):  # (a worker gone cannot be asked)
+                    client.request("cancel", job=job, timeout=2.0)
             raise
     if final["stage"] == Stage.DONE:
         if final.get("note") and final["note"] != "from the cache":
