@@ -9,7 +9,9 @@ levels, and written as a 16-bit sRGB TIFF without profile, as an export would be
 
 * shake: a random camera-shake path (`worker.deconv.synthetic.camera_shake_kernel`), 9-45 px;
 * defocus: a uniform disc, radius 3-8 px;
-* gaussian: a Gaussian softness, sigma 1-2.5 px.
+* gaussian: a Gaussian softness, sigma 1-2.5 px;
+* sharp: no blur at all (noise only), run at the plug-in's default size (15 px) and ``auto``:
+  a sharp picture must come back no worse (its "true kernel" is no blur, `deblur` denoises).
 
 Every true kernel is centred on its centroid (sub-pixel), so the blurred picture is registered
 with the truth. Each picture goes through ``dt-deconvolve run --blur K`` (K = 0.7, 1, 1.5, 2 times
@@ -24,7 +26,7 @@ tool reported (`worker.deconv.kernel_error`), and time.
     python benchmarks/bench_blind_photos.py [--quick] [--out DIR] [--cases shake] [--details]
         [--guesses 31px,45px]
 
-The full run takes about 15 minutes on two cores; ``--quick`` (five pictures, guesses 1x and 2x)
+The full run takes about 30 minutes on two cores; ``--quick`` (five pictures, guesses 1x and 2x)
 a few.
 """
 
@@ -66,6 +68,7 @@ PHOTOS = [
 # ISO-like noise levels: (name, shot-noise deviation at mid grey 0.18, read-noise deviation).
 ISO = [("ISO 100", 0.002, 0.0005), ("ISO 800", 0.006, 0.0015), ("ISO 3200", 0.015, 0.003)]
 GUESSES = ("0.7x", "1x", "1.5x", "2x", "auto")
+SHARP_GUESS = 15  # px: the plug-in's default blur size (`lua/lib/deconvolve/logic.lua`)
 BORDER = 24
 
 
@@ -82,6 +85,8 @@ class Case:
 
     @property
     def label(self) -> str:
+        if self.kind == "sharp":
+            return f"{self.photo} sharp {ISO[self.iso][0]}"
         unit = {"shake": "px", "defocus": "r", "gaussian": "sigma"}[self.kind]
         return f"{self.photo} {self.kind} {unit} {self.parameter:g} {ISO[self.iso][0]}"
 
@@ -115,9 +120,13 @@ def cases(quick: bool, kinds: list[str]) -> list[Case]:
     for i, photo in enumerate(softness):
         sigma = float(np.round(rng.uniform(1.0, 2.5), 1))
         listing.append(Case(photo, "gaussian", sigma, (i + 2) % 3, ("1x", "auto"), 300 + i))
+    for i, photo in enumerate(PHOTOS[:3] if quick else PHOTOS):  # after the rest: same draws
+        listing.append(Case(photo, "sharp", 0.0, i % 3, (f"{SHARP_GUESS}px", "auto"), 400 + i))
     if quick:
         for case in listing:
-            case.guesses = ("1x", "2x") if case.kind == "shake" else ("1x",)
+            case.guesses = {"shake": ("1x", "2x"), "sharp": (f"{SHARP_GUESS}px",)}.get(
+                case.kind, ("1x",)
+            )
     return [case for case in listing if case.kind in kinds]
 
 
@@ -151,6 +160,8 @@ def true_kernel(case: Case, rng: np.random.Generator) -> np.ndarray:
         inside = (fine[:, None] ** 2 + fine[None, :] ** 2 <= case.parameter**2).astype(float)
         disc = inside.reshape(2 * half + 1, 8, 2 * half + 1, 8).mean(axis=(1, 3))
         return disc / disc.sum()
+    if case.kind == "sharp":
+        return np.ones((1, 1))
     return gaussian_kernel(case.parameter)
 
 
@@ -304,6 +315,12 @@ def print_details(rows: list[tuple[Case, float, int, Outcome, dict[str, Outcome]
             )
 
 
+def share(kind: str, gains: np.ndarray, trues: np.ndarray) -> str:
+    """The mean blind gain as a share of the mean true-kernel gain; "n/a" for sharp pictures,
+    whose true kernel (no blur) gains only what `deblur` removes of the noise."""
+    return "n/a" if kind == "sharp" else f"{100 * gains.mean() / trues.mean():.0f} %"
+
+
 def print_summary(rows: list[tuple[Case, float, int, Outcome, dict[str, Outcome]]]) -> None:
     print(
         "| blur | guess | cases | mean blind gain dB | mean true-kernel gain dB | blind/true | "
@@ -312,7 +329,7 @@ def print_summary(rows: list[tuple[Case, float, int, Outcome, dict[str, Outcome]
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     guesses = dict.fromkeys(guess for case, *_ in rows for guess in case.guesses)  # in order
-    for kind in ("shake", "defocus", "gaussian"):
+    for kind in ("shake", "defocus", "gaussian", "sharp"):
         for guess in guesses:
             chosen = [(t, b[guess]) for c, _, _, t, b in rows if c.kind == kind and guess in b]
             if not chosen:
@@ -327,7 +344,7 @@ def print_summary(rows: list[tuple[Case, float, int, Outcome, dict[str, Outcome]
             print(
                 f"| {kind} | {guess} | {len(chosen)}{f' ({failed} failed)' if failed else ''} | "
                 f"{gains.mean():+.2f} | {trues.mean():+.2f} | "
-                f"{100 * gains.mean() / trues.mean():.0f} % | {int((gains < -0.1).sum())} | "
+                f"{share(kind, gains, trues)} | {int((gains < -0.1).sum())} | "
                 f"{gains.min():+.2f} | {max(o.shift for _, o in done if o.shift is not None):.2f} "
                 f"({max(t.extra['input shift'] for t, _ in done):.2f}) | "
                 f"{np.mean([o.similarity for _, o in done]):.2f} | "
@@ -341,7 +358,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="five pictures, guesses 1x and 2x")
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-blind-photos"))
     parser.add_argument(
-        "--cases", default="shake,defocus,gaussian", help="which blurs, comma-separated"
+        "--cases", default="shake,defocus,gaussian,sharp", help="which blurs, comma-separated"
     )
     parser.add_argument("--details", action="store_true", help="print every run")
     parser.add_argument(
