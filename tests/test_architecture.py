@@ -21,6 +21,7 @@ LEAVES = (
     "worker.stages",
     "worker.resize",
     "worker.compiled",
+    "worker.signals",
 )
 
 # layer: the project modules it may import (prefixes), besides its own layer

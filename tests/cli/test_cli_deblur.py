@@ -29,6 +29,7 @@ from service_support import tiny_disk
 
 from tests.tiffs import CAMERA_EXIF, random_samples, write_tiff
 from worker.files import icc
+from worker.signals import STOPPING_SIGNALS
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
@@ -394,14 +395,15 @@ def test_a_name_too_long_for_the_temporary_file_fails_before_the_work(
     assert files_in(out) == []
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("stop", STOPPING_SIGNALS)
 def test_a_terminated_command_leaves_no_file_behind(
     user_env, picture: Path, psf: Path, out: Path, stop: signal.Signals
 ):
-    """SIGTERM (a `kill`, a session ending) and SIGHUP (its terminal closed) unwind the command
-    as an error would: exit status 128 + the signal and nothing in the output's folder, not even
-    a temporary file (one killed while writing left `.o.tif.XXXX.part` until engine 0.3.9, one
-    whose terminal closed until 0.3.10)."""
+    """SIGTERM (a `kill`, a session ending), SIGHUP (its terminal closed) and SIGQUIT (Ctrl-\\)
+    unwind the command as an error would: exit status 128 + the signal and nothing in the
+    output's folder, not even a temporary file (one killed while writing left `.o.tif.XXXX.part`
+    until engine 0.3.9, one whose terminal closed until 0.3.10, one quit by Ctrl-\\ after it
+    too)."""
     large = picture.with_name("large.tif")
     write_tiff(large, random_samples((3000, 3000, 3), np.uint16, np.random.default_rng(4)))
     process = subprocess.Popen(

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from worker.cli.stops import STOPPING_SIGNALS
+from worker.signals import STOPPING_SIGNALS
 
 
 @pytest.mark.parametrize("signum", [*STOPPING_SIGNALS, signal.SIGINT])

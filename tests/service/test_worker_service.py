@@ -23,6 +23,7 @@ from service_support import (
 from worker.errors import RemoteError
 from worker.service.client import Client, ensure_worker
 from worker.service.protocol import MAX_MESSAGE_BYTES
+from worker.signals import STOPPING_SIGNALS
 
 
 @pytest.fixture(scope="module")
@@ -211,10 +212,10 @@ def test_clients_finding_no_worker_start_exactly_one() -> None:
                 os.kill(pid, 9)
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+@pytest.mark.parametrize("stop", [*STOPPING_SIGNALS, signal.SIGINT])
 def test_a_worker_stops_cleanly_on_a_signal(stop: signal.Signals) -> None:
-    """A kill, Ctrl-C or its terminal closing stop the worker as `shutdown` does (on SIGHUP it
-    died at once, without its clean stop)."""
+    """A kill, its terminal closing, Ctrl-\\ or Ctrl-C stop the worker as `shutdown` does (on
+    SIGHUP it died at once, without its clean stop, and on SIGQUIT with a core dump)."""
     with running_worker() as worker:
         worker.wait_warm()
         worker.process.send_signal(stop)

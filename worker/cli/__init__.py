@@ -5,9 +5,8 @@ adds its parser (with `func` set to its runner) and the runner takes the parsed 
 returns an exit status. Commands that compute import the engine inside their runner, so that the
 light ones the darktable plug-in calls often (`key`, `cache`, `submit`, `ping`) start at once.
 Errors reach the user as one line on stderr, never as a traceback; the exit statuses are
-`worker.cli.exit_status.ExitStatus`, and 128 + the signal for a command stopped by SIGTERM or
-SIGHUP (its terminal closed) (`worker.cli.stops`), or whose stdout reader went away
-(`worker.cli.streams`).
+`worker.cli.exit_status.ExitStatus`, and 128 + the signal for a command stopped by a signal
+(`worker.signals`, `worker.cli.stops`), or whose stdout reader went away (`worker.cli.streams`).
 """
 
 import argparse

@@ -1,17 +1,17 @@
 """How a command stops on a signal: a `kill`, a logout or a closed terminal unwinds like an error.
 
-The stopping signals (`STOPPING_SIGNALS`, and Ctrl-C's SIGINT, which Python already turns into
-`KeyboardInterrupt`) raise in whatever the command is doing, so that what it was writing is
-removed (`worker.atomic`) and a job it waits for is cancelled (`worker.cli.submit`). A step that
-must not be cut in two, such as a request whose reply names the job to cancel, runs `held()`:
-a signal that comes meanwhile is delivered as the step ends.
+The stopping signals (`worker.signals.STOPPING_SIGNALS`, and Ctrl-C's SIGINT, which Python
+already turns into `KeyboardInterrupt`) raise in whatever the command is doing, so that what
+it was writing is removed (`worker.atomic`) and a job it waits for is cancelled
+(`worker.cli.submit`). A step that must not be cut in two, such as a request whose reply names
+the job to cancel, runs `held()`: a signal that comes meanwhile is delivered as the step ends.
 """
 
 import contextlib
 import signal
 from collections.abc import Iterator
 
-STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # a `kill`, a logout, a closed terminal
+from worker.signals import STOPPING_SIGNALS
 
 _stopped_by: list[int] = []  # the signal that is stopping the command, once one is
 

@@ -45,6 +45,7 @@ from worker.service.transport import (
     secure_server,
     use_ipv6,
 )
+from worker.signals import STOPPING_SIGNALS
 from worker.stages import Stage
 
 POLL_MS = 100
@@ -169,8 +170,8 @@ class Server:
     # ---- running ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Serve until `shutdown`, SIGTERM, SIGINT or SIGHUP (its terminal closed); returns the
-        exit status."""
+        """Serve until `shutdown`, SIGINT or one of `STOPPING_SIGNALS`; returns the exit
+        status."""
         config = self.config
         check_endpoint(config.endpoint, curve=True)  # the CURVE check comes with the keys
         with contextlib.ExitStack() as stack:
@@ -196,7 +197,7 @@ class Server:
             stack.callback(self._stop_all)
             self.socket = socket
             self._prepare_folders()
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for signum in (*STOPPING_SIGNALS, signal.SIGINT):
                 signal.signal(signum, self._on_signal)
             log.info(
                 "worker %s (pid %d) listening on %s%s, cache %s, %d job(s) at a time",
