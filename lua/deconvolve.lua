@@ -107,6 +107,14 @@ local function name_taken(path)
   return false
 end
 
+-- Whether a result can be made in this folder: not one mounted read-only (a card, a share) nor
+-- one without write permission. Asked before the export and the job, which took their time
+-- before the worker found it out.
+local function writable_folder(folder)
+  local quoted = logic.quote(folder)
+  return logic.exit_code(os.execute("test -w " .. quoted .. " && test -x " .. quoted)) == 0
+end
+
 local function read_text(path)
   return files.read(path) or ""
 end
@@ -550,6 +558,9 @@ local function deconvolve_image(batch, image, index, edit)
   }
   if not job.output then
     return nil, _("no name is free for the result beside the original (too long, or all taken)")
+  end
+  if not writable_folder(image.path) then
+    return nil, _("its folder is read-only: the result cannot be written beside it")
   end
   local result, outcome, reason
   batch.blur = nil

@@ -6,7 +6,6 @@ in CI), the child process drops the capabilities that let root ignore them.
 """
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import os
@@ -27,27 +26,12 @@ import pytest
 import tifffile
 from service_support import tiny_disk
 
+from tests.permissions import IS_ROOT, obey_permissions
 from tests.tiffs import CAMERA_EXIF, random_samples, write_tiff
 from worker.files import icc
 from worker.signals import STOPPING_SIGNALS
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
-PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
-IS_ROOT = os.geteuid() == 0
-
-
-def obey_permissions() -> None:
-    """In the child, before exec: drop root's power to ignore file permissions (no-op otherwise).
-
-    Removing CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding set makes the exec'd
-    process an ordinary root: a file with mode 000 cannot be opened, a 0555 folder not written.
-    """
-    if not IS_ROOT:
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    for capability in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
-        if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-from test_cli_deblur import IS_ROOT, obey_permissions
 
+from tests.permissions import IS_ROOT, obey_permissions
 from tests.tiffs import random_samples, write_tiff
 
 NOBODY = 65534

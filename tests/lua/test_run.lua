@@ -195,6 +195,25 @@ test("a failure: the reason in a message, nothing imported, no export left", fun
   expect_nothing_left(rec, dir, "deconvolve failed for b.tif: out of memory")
 end)
 
+test("a read-only folder: refused before the export, in one message", function()
+  local dir = workspace()
+  local pictures = dir .. "/my pictures"
+  shell("chmod 555 '" .. pictures .. "'")
+  local probe = io.open(pictures .. "/probe", "w")
+  if probe then -- a root that ignores permissions (pytest runs this file as an ordinary root)
+    probe:close()
+    print("skipped: this process may write into a read-only folder")
+    shell("chmod 755 '" .. pictures .. "'")
+    return remove(dir)
+  end
+  local rec = run_one(nil, nil, dir)
+  shell("chmod 755 '" .. pictures .. "'")
+  eq(#rec.exports, 0, "exports")
+  eq(read(dir .. "/calls.log"), "ping\n", "the command asked nothing but the worker check")
+  expect_nothing_left(rec, dir,
+    "deconvolve failed for a.tif: its folder is read-only: the result cannot be written beside it")
+end)
+
 test("cancelled during the job: the worker is told, nothing imported", function()
   local dir = workspace()
   local rec = plugin(dir)
