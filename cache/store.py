@@ -2,7 +2,8 @@
 
 Layout under the cache's root folder::
 
-    <key>/record.json     parameters, report (timings), file sizes, versions, created, last used
+    <key>/record.json     parameters, report (timings), file sizes, versions, created; its
+                          modification time is when the entry was last used
     <key>/result.tif      the deblurred full-resolution picture (as the job wrote it)
     <key>/psf.npy         the kernel, and psf.png a picture of it
     .tmp-<tag>-...        an entry being written (never read; removed when its writer is gone)
@@ -12,6 +13,10 @@ An entry appears by renaming a complete, fsynced temporary folder onto its key a
 renaming it away first, so a process killed at any instant leaves a whole entry or none, and a
 reader never sees half of one. A size cap is kept by evicting the least recently used entries, and
 the cache refuses to store anything that would bring the disk's free space under a floor.
+
+Only regular files are read: anything else at an entry's file or record (a FIFO, whose opening
+waits for a writer for ever, a folder, a link) makes the entry damaged or the file absent, and a
+damaged entry is a miss that the next store under its key replaces.
 """
 
 import contextlib
@@ -21,6 +26,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Mapping
@@ -28,9 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from worker.atomic import atomic_file, copy_atomically, copy_into
+from worker.atomic import copy_atomically, copy_into
 from worker.errors import InputError, NotCached
 from worker.paths import is_cache_key
+from worker.regular import open_regular
 
 RECORD, RESULT, PSF, PSF_PNG = "record.json", "result.tif", "psf.npy", "psf.png"
 KERNEL_FILES = (PSF, PSF_PNG)
@@ -52,23 +59,27 @@ class CacheLimits:
 
 @dataclass(frozen=True)
 class Entry:
-    """A whole entry: its folder and its record."""
+    """A whole entry: its folder, its record and when it was last used (its record's time)."""
 
     key: str
     path: Path
     record: Mapping[str, Any]
+    last_used: float = 0.0
 
     def file(self, name: str) -> Path | None:
-        """The path of one of the entry's files, or None when the entry has no such file."""
-        return self.path / name if name in self.record.get("files", {}) else None
+        """The path of one of the entry's files, or None when the entry has no such file (or
+        something other than a regular file has its name)."""
+        if name not in self.record.get("files", {}):
+            return None
+        path = self.path / name
+        try:
+            return path if stat.S_ISREG(os.lstat(path).st_mode) else None
+        except OSError:
+            return None
 
     @property
     def size(self) -> int:
         return sum(self.record.get("files", {}).values())
-
-    @property
-    def last_used(self) -> float:
-        return float(self.record.get("last_used", 0.0))
 
 
 def _megabytes(size: int) -> str:
@@ -116,10 +127,14 @@ class ResultCache:
         `valid_record`)."""
         path = self.folder(key)
         try:
-            record = json.loads((path / RECORD).read_text())
+            if path.is_symlink():  # an entry is a folder of the cache's own
+                return None
+            with open_regular(path / RECORD) as handle:
+                record = json.loads(handle.read())
+                used = os.fstat(handle.fileno()).st_mtime
         except (OSError, ValueError, RecursionError):
             return None
-        return Entry(key, path, record) if valid_record(record) else None
+        return Entry(key, path, record, used) if valid_record(record) else None
 
     def keys(self) -> list[str]:
         """The keys of every folder in the cache named as an entry, whole or damaged."""
@@ -133,10 +148,12 @@ class ResultCache:
         return sorted(found, key=lambda entry: entry.last_used)
 
     def touch(self, entry: Entry) -> None:
-        """Record that `entry` was just used (for least-recently-used eviction)."""
-        record = {**entry.record, "last_used": time.time()}
-        with contextlib.suppress(OSError), atomic_file(entry.path / RECORD, fsync=False) as tmp:
-            tmp.write(json.dumps(record, indent=1).encode())
+        """Record that `entry` was just used (for least-recently-used eviction): its record's
+        time moves, not its content. (Writing the record read before back, as until engine
+        0.3.10, could put it into the entry that `drop_result` had just put in its place, which
+        then listed a result it does not hold.)"""
+        with contextlib.suppress(OSError):
+            os.utime(entry.path / RECORD, follow_symlinks=False)
 
     def lookup(self, key: str, output: Path | None = None, name: str = RESULT) -> Path | None:
         """The cached file `name` (the result, or the kernel and its picture) for `key`, copied
@@ -189,17 +206,17 @@ class ResultCache:
         staging, full = self._stage(key, files, record, tag)
         try:
             existing = self.entry(key)
-            if existing is not None and RESULT in files and existing.file(RESULT) is None:
-                self.remove(key)  # a kernel-only entry gives way to a whole one
+            if existing is None or (RESULT in files and existing.file(RESULT) is None):
+                self.remove(key)  # a damaged or kernel-only entry gives way to a whole one
             os.rename(staging, self.folder(key))
-        except OSError:  # stored meanwhile by someone else: theirs is as good
+        except OSError as error:  # stored meanwhile by someone else: theirs is as good
             shutil.rmtree(staging, ignore_errors=True)
             existing = self.entry(key)
             if existing is None:
-                raise
+                raise NotCached(f"not cached: {error.strerror or error} in {self.root}") from error
             return existing
         _fsync_path(self.root)
-        return Entry(key, self.folder(key), full)
+        return Entry(key, self.folder(key), full, time.time())
 
     def _stage(
         self, key: str, files: Mapping[str, Path], record: Mapping[str, Any], tag: str
@@ -207,7 +224,7 @@ class ResultCache:
         """A complete, fsynced temporary entry folder and its record; `NotCached` on failure."""
         staging = self.root / f"{self.staging_prefix(tag)}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         now = time.time()
-        full = {"created": now, **record, "format": FORMAT, "key": key, "last_used": now}
+        full = {"created": now, **record, "format": FORMAT, "key": key}
         try:
             staging.mkdir()
             for name, source in files.items():
@@ -237,7 +254,12 @@ class ResultCache:
         for entry in entries:
             if total + size <= self.limits.max_bytes:
                 break
-            if self.remove(entry.key):
+            try:
+                removed = self.remove(entry.key)
+            except OSError as error:  # a read-only cache: nothing can be evicted
+                reason = error.strerror or error
+                raise NotCached(f"not cached: cannot make room: {reason} in {self.root}") from error
+            if removed:
                 total -= entry.size
         free = shutil.disk_usage(self.root).free
         if free - size < self.limits.min_free_bytes:
@@ -257,7 +279,7 @@ class ResultCache:
             os.rename(folder, trash)
         except FileNotFoundError:
             return False
-        shutil.rmtree(trash, ignore_errors=True)
+        _delete(trash)
         return True
 
     def drop_result(self, entry: Entry) -> None:
@@ -304,7 +326,7 @@ class ResultCache:
                 if TRASH_NAME.fullmatch(child.name) or (
                     STAGING_NAME.fullmatch(child.name) and not _writer_alive(child.name)
                 ):
-                    shutil.rmtree(child, ignore_errors=True)
+                    _delete(child)
                     count += 1
         return count
 
@@ -345,6 +367,16 @@ def _number(value: Any) -> bool:
 
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _delete(path: Path) -> None:
+    """Delete `path` as far as possible: a folder with what it holds, anything else (a file or
+    a link at a key's name) itself; a link is never followed."""
+    with contextlib.suppress(OSError):
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
 
 
 def _writer_alive(name: str) -> bool:

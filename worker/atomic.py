@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from worker.regular import open_regular
+
 
 def _read_umask() -> int:
     mask = os.umask(0o022)
@@ -171,7 +173,7 @@ def copy_into(source: str | os.PathLike[str], target: BinaryIO) -> None:
     changes the other. On file systems that can (Btrfs, XFS...) the copy is a reflink, instant
     and sharing blocks copy-on-write; elsewhere the kernel copies (`copy_file_range`).
     """
-    with open(source, "rb") as reader:
+    with open_regular(source) as reader:  # (a FIFO at its name would make it wait for ever)
         target.flush()
         try:
             fcntl.ioctl(target.fileno(), _FICLONE, reader.fileno())

@@ -1,5 +1,6 @@
 """The on-disk cache: whole entries or none, LRU under a cap, a free-disk floor, clean-up, keys."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from service_support import run_dt, tiny_disk
 
 from cache.key import cache_key, history_fingerprint
 from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, ResultCache
+from tests.permissions import obey_permissions
 from worker.errors import InputError, NotCached
 
 DATA = Path(__file__).parent.parent / "data"
@@ -41,10 +44,10 @@ def test_store_then_lookup_copies_the_result(tmp_path: Path) -> None:
     assert cache.lookup("a" * 16, out) == out
     assert out.read_bytes() == files[RESULT].read_bytes()
     assert cache.kernel("a" * 16).read_bytes() == b"kernel"
-    record = cache.entry("a" * 16).record
-    assert record["parameters"] == {"blur": 9}
-    assert record["files"][RESULT] == 1000
-    assert record["last_used"] >= record["created"]
+    entry = cache.entry("a" * 16)
+    assert entry.record["parameters"] == {"blur": 9}
+    assert entry.record["files"][RESULT] == 1000
+    assert entry.last_used >= entry.record["created"]
 
 
 def test_the_cap_evicts_the_least_recently_used(tmp_path: Path) -> None:
@@ -270,6 +273,122 @@ def test_a_damaged_record_is_a_miss_that_clean_removes(tmp_path: Path, damaged: 
     assert cache.stats()["entries"] == 1
     assert cache.clean() == {"entries_removed": 2, "results_removed": 0, "bytes_freed": 1009}
     assert not bad.exists()
+
+
+@contextlib.contextmanager
+def within(seconds: int) -> Iterator[None]:
+    """Fail the test, rather than hang it, when the block takes longer than `seconds`."""
+
+    def timed_out(_signum: int, _frame: object) -> None:
+        raise AssertionError(f"still waiting after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, timed_out)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("name", ["record.json", RESULT, PSF])
+def test_a_fifo_in_an_entry_is_damage_not_a_wait(tmp_path: Path, name: str) -> None:
+    """A FIFO at an entry's record or file (opening it waits for a writer, for ever) makes the
+    entry damaged or the file absent: lookups miss, stats and cleaning go on, and a store
+    under its key replaces it (until engine 0.3.10 each of them waited for ever, and with them
+    the worker's loop: ping and shutdown unanswered)."""
+    cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=0))
+    files = make_files(tmp_path / "src")
+    key = "f" * 16
+    cache.store(key, files, {})
+    (cache.root / key / name).unlink()
+    os.mkfifo(cache.root / key / name)
+    out = tmp_path / "out.tif"
+    with within(20):
+        assert cache.lookup(key, out) is None or name == PSF
+        assert cache.kernel(key) is None or name == RESULT
+        cache.stats()
+        cache.clean(on_exit=True)
+        cache.store(key, files, {})
+        assert cache.lookup(key, out) == out and out.read_bytes() == files[RESULT].read_bytes()
+        cache.clean()
+    assert list(cache.root.iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["empty record", "a file at the key", "a link at the key"])
+def test_a_damaged_entry_gives_way_to_the_next_store(tmp_path: Path, damage: str) -> None:
+    """A job whose key holds a damaged entry is stored, not failed after its work (the rename
+    onto the damaged folder failed with "Directory not empty", naming the cache's temporary
+    folder, and the job's output was removed); cleaning leaves nothing, not even a `.trash-`
+    file, and never follows a link out of the cache."""
+    cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=0))
+    files = make_files(tmp_path / "src")
+    key = "d" * 16
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("mine")
+    if damage == "empty record":
+        cache.store(key, files, {})
+        (cache.root / key / "record.json").write_bytes(b"")
+    elif damage == "a file at the key":
+        (cache.root / key).write_text("not an entry")
+    else:
+        (cache.root / key).symlink_to(outside)
+    assert cache.entry(key) is None and cache.lookup(key) is None
+    cache.store(key, files, {})
+    assert cache.has_result(key)
+    cache.clean()
+    assert list(cache.root.iterdir()) == [] and (outside / "keep").read_text() == "mine"
+
+
+def test_a_lookup_ending_after_its_result_was_dropped_keeps_the_new_entry_true(
+    tmp_path: Path,
+) -> None:
+    """A lookup marks its entry used after copying; if `clean --on-exit` replaced the entry by a
+    kernel-only one meanwhile, the mark must not bring back the old record (it did, until
+    engine 0.3.10: the entry then listed a result it did not hold, a hit that copies nothing,
+    and a key that stayed so until a full clean)."""
+    cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=0))
+    key = "e" * 16
+    cache.store(key, make_files(tmp_path / "src"), {})
+    read = cache.entry(key)  # the lookup has read the entry and copied its result...
+    cache.drop_result(read)  # ...as `clean --on-exit` drops the result...
+    cache.touch(read)  # ...and then the lookup marks it used
+    assert not cache.has_result(key) and cache.lookup(key) is None
+    assert cache.kernel(key) is not None
+    assert RESULT not in cache.entry(key).record["files"]
+
+
+def test_a_read_only_cache_over_its_cap_does_not_fail_the_job(tmp_path: Path) -> None:
+    """Where nothing can be evicted (a read-only cache folder), storing is refused with
+    `NotCached` (the job is done, with a note), not a permission error that failed the job
+    and removed its output."""
+    cache = ResultCache(tmp_path / "c", CacheLimits(max_bytes=1500, min_free_bytes=0))
+    files = make_files(tmp_path / "src")
+    cache.store("1" * 16, files, {})
+    cache.root.chmod(0o555)
+    script = (
+        "import sys; from pathlib import Path; from cache.store import CacheLimits, ResultCache;"
+        "from worker.errors import NotCached\n"
+        "cache = ResultCache(sys.argv[1], CacheLimits(max_bytes=1500, min_free_bytes=0))\n"
+        "files = {name: Path(sys.argv[2]) / name for name in ('r.tif', 'k.npy', 'k.png')}\n"
+        "try:\n"
+        "    cache.store('2' * 16, dict(zip(('result.tif', 'psf.npy', 'psf.png'), "
+        "files.values())), {})\n"
+        "except NotCached as error:\n"
+        "    print(error)\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(cache.root), str(tmp_path / "src")],
+            capture_output=True, text=True, timeout=60, preexec_fn=obey_permissions,
+            cwd=Path(__file__).parents[2],
+        )  # fmt: skip
+    finally:
+        cache.root.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    assert "not cached: cannot make room" in done.stdout, done.stdout
+    assert cache.has_result("1" * 16)
 
 
 def test_only_the_caches_own_temporary_folders_are_cleaned(tmp_path: Path) -> None:
