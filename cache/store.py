@@ -261,7 +261,7 @@ class ResultCache:
                 raise NotCached(f"not cached: cannot make room: {reason} in {self.root}") from error
             if removed:
                 total -= entry.size
-        free = shutil.disk_usage(self.root).free
+        free = self.free_bytes()
         if free - size < self.limits.min_free_bytes:
             raise NotCached(
                 f"not cached: {_megabytes(free)} free on the cache's disk ({self.root}), the entry "
@@ -330,6 +330,12 @@ class ResultCache:
                     count += 1
         return count
 
+    def free_bytes(self) -> int:
+        """The free space on the cache's disk; its folder is made again if it was removed (a
+        user emptying it by hand under a running worker, whose `cache_stats` then failed)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(self.root).free
+
     def stats(self) -> dict[str, Any]:
         """What the cache holds: entries, results, kernels, bytes; its limits and free disk."""
         entries = self.entries()
@@ -341,7 +347,7 @@ class ResultCache:
             "bytes": sum(entry.size for entry in entries),
             "max_bytes": self.limits.max_bytes,
             "min_free_bytes": self.limits.min_free_bytes,
-            "free_bytes": shutil.disk_usage(self.root).free,
+            "free_bytes": self.free_bytes(),
         }
 
 

@@ -391,6 +391,17 @@ def test_a_read_only_cache_over_its_cap_does_not_fail_the_job(tmp_path: Path) ->
     assert cache.has_result("1" * 16)
 
 
+def test_a_cache_folder_removed_by_hand_is_made_again(tmp_path: Path) -> None:
+    """Emptied by hand (the folder itself removed) under a running worker, the cache answers
+    `stats` and stores again (`stats` failed with "no such file" until a job made it again)."""
+    cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=0))
+    shutil.rmtree(cache.root)
+    assert cache.stats()["entries"] == 0
+    shutil.rmtree(cache.root)
+    cache.store("a" * 16, make_files(tmp_path / "src"), {})
+    assert cache.has_result("a" * 16)
+
+
 def test_only_the_caches_own_temporary_folders_are_cleaned(tmp_path: Path) -> None:
     """`clean` removes staging and trash folders named as the cache names them, never another
     folder that happens to start with a dot and "tmp" (`--cache-dir` may name any folder)."""
