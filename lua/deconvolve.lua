@@ -79,14 +79,24 @@ local function file_exists(path)
   return code ~= ENOENT
 end
 
+-- Whether `path` passes each of the shell's `test` checks (`-f`, `-L`...), asked of the file
+-- system without opening the path.
+local function passes(path, ...)
+  local checks = {}
+  for _, flag in ipairs({ ... }) do
+    checks[#checks + 1] = "test " .. flag .. " " .. logic.quote(path)
+  end
+  return logic.exit_code(os.execute(table.concat(checks, " && "))) == 0
+end
+
 -- A regular file (what a sidecar must be: reading a FIFO would wait for ever).
 local function regular_file(path)
-  return logic.exit_code(os.execute("test -f " .. logic.quote(path))) == 0
+  return passes(path, "-f")
 end
 
 -- A symbolic link, even one to nothing (which `file_exists` cannot see).
 local function is_link(path)
-  return logic.exit_code(os.execute("test -L " .. logic.quote(path))) == 0
+  return passes(path, "-L")
 end
 
 -- A file the worker wrote for us: regular, not a link (a link could lead the import, and every
@@ -111,8 +121,7 @@ end
 -- one without write permission. Asked before the export and the job, which took their time
 -- before the worker found it out.
 local function writable_folder(folder)
-  local quoted = logic.quote(folder)
-  return logic.exit_code(os.execute("test -w " .. quoted .. " && test -x " .. quoted)) == 0
+  return passes(folder, "-w", "-x")
 end
 
 local function read_text(path)
