@@ -191,15 +191,38 @@ def test_enlarge_is_bilinear_on_pixel_centres() -> None:
 
 
 def test_coarse_start_gives_the_same_quality_sooner(shaken, monkeypatch) -> None:
-    """Against the back-projection start (the half-quadratic one has tests of its own)."""
+    """Against the back-projection start, under the same stopping rule (the half-quadratic one
+    has tests of its own)."""
     truth, observed, psf = shaken
     monkeypatch.setattr(rl_tv, "half_quadratic_start", lambda *args, **kwargs: None)
+    monkeypatch.setattr(rl_tv, "WARM_STAGNATION", StoppingRule.stagnation)
     settings = DeblurSettings(max_iterations=150)  # both runs stop before this cap
     cold, cold_report = deblur(observed, psf, settings)
     monkeypatch.setattr(rl_tv, "COARSE_START_PIXELS", observed.shape[0] * observed.shape[1])
     warm, warm_report = deblur(observed, psf, settings)
     assert warm_report.iterations < cold_report.iterations
     assert psnr(warm, truth) > psnr(cold, truth) - 0.5
+
+
+def test_a_coarse_start_judges_stagnation_more_strictly(shaken, monkeypatch) -> None:
+    """The full-size run from a coarse start counts a smaller change as stagnation than a run
+    from a start that holds the finest scales (half-quadratic) or from the back-projection."""
+    _, observed, psf = shaken
+    rules: list[StoppingRule] = []
+
+    class Recorded(StoppingRule):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            rules.append(self)
+
+    monkeypatch.setattr(rl_tv, "StoppingRule", Recorded)
+    deblur(observed, psf)  # from the half-quadratic start
+    monkeypatch.setattr(rl_tv, "COARSE_START_PIXELS", observed.shape[0] * observed.shape[1])
+    deblur(observed, psf)  # a half-size run (its own rule), then the full-size one
+    split, coarse, full = rules
+    assert coarse.max_iterations == rl_tv.COARSE_ITERATIONS
+    assert split.stagnation == coarse.stagnation == StoppingRule.stagnation
+    assert full.stagnation == rl_tv.WARM_STAGNATION < StoppingRule.stagnation
 
 
 def test_the_fitted_read_noise_offset_beats_plain_richardson_lucy() -> None:

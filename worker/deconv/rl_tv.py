@@ -48,13 +48,16 @@ bilinearly. The coarse run fixes the large structures at a quarter of the cost p
 so the full-size run needs fewer iterations. Smaller pictures (and the coarsest level) start
 from a few half-quadratic splitting steps of TV-L2 deconvolution (`half_quadratic`), a
 regularised inverse whose every step is one Fourier-domain solve: sharp already, it leaves
-Richardson-Lucy-TV fewer iterations (17 -> 12 on a 2 Mpx photo with a 31 px shake, README) and
-lands on a better estimate of finely textured photos under mild blur.
+Richardson-Lucy-TV fewer iterations (17 -> 12 on a 2 Mpx photo with a 31 px shake,
+docs/MEASUREMENTS.md) and lands on a better estimate of finely textured photos under mild blur.
 
 The run stops on residual whiteness, stagnation or the cap (see `stopping`); from a given
 start, whiteness is measured against that of the blurred picture itself (`_blurred_whiteness`):
 a coarse start is nearly white already, and measured against its own whiteness the run would
-stop before it has sharpened. All arrays are
+stop before it has sharpened. From a coarse start stagnation is also judged more strictly
+(`WARM_STAGNATION`): the enlarged start lacks the finest scales, which Richardson-Lucy brings
+back slowly, so its iterates change little while the result still sharpens (at the rule's own
+threshold a 16 Mpx photo stopped 0.48 dB under what 60 iterations reach, README). All arrays are
 float32. The convolutions run in FFT tiles on all cores (see `convolve`) and the per-pixel work
 is fused into them: each tile of `A y` becomes the ratio (and the whiteness sums) at once, each
 tile of `A^T ratio` the update, so neither is ever stored whole.
@@ -107,6 +110,7 @@ COARSE_SCALE = 0.5
 COARSE_ITERATIONS = 10  # a start needs no more: the finer run goes on from it
 MIN_COARSE_PSF = 5  # ...if the PSF is at least twice this wide
 WARM_MIN_ITERATIONS = 10  # from a coarse start, stopping rules may fire after this many...
+WARM_STAGNATION = 2e-4  # ...and stagnation a change under this (stricter than the rule's own)
 SPLIT_MIN_ITERATIONS = 6  # ...from a half-quadratic start (`half_quadratic`), after this many
 
 
@@ -525,17 +529,19 @@ def _restore(
         lam = regularisation_weight(model, white, float(f.mean()), settings.priority, kernel_error)
     offset = model.offset(white)
     texture = texture_weight(f, mask, model, psf.shape)
-    min_iterations = WARM_MIN_ITERATIONS  # from the coarse start
+    # A coarse start lacks the picture's finest scales, which Richardson-Lucy brings back slowly:
+    # small changes while the result still sharpens, so stagnation is judged more strictly.
+    min_iterations, stagnation = WARM_MIN_ITERATIONS, WARM_STAGNATION
     # Around clipped highlights a half-quadratic start left more ringing in the result (half as
     # much again in tests/deconv: test_saturated_highlights_do_not_ring): they start as before.
     if start is None and mask.all():
         start = half_quadratic_start(
             f, mask, psf, texture, lam=lam, sigma=model.sigma, offset=offset
         )
-        min_iterations = SPLIT_MIN_ITERATIONS
+        min_iterations, stagnation = SPLIT_MIN_ITERATIONS, StoppingRule.stagnation
     if start is None:  # from the back-projection
-        min_iterations = StoppingRule.min_iterations
-    rule = StoppingRule(settings.tolerance, settings.max_iterations, min_iterations=min_iterations)
+        min_iterations, stagnation = StoppingRule.min_iterations, StoppingRule.stagnation
+    rule = StoppingRule(settings.tolerance, settings.max_iterations, stagnation, min_iterations)
     # The run may reuse the texture weight's memory.
     run = richardson_lucy_tv(
         f, mask, psf, lam, model.sigma, offset, rule, progress, start=start, texture=texture
