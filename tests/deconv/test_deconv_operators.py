@@ -92,7 +92,8 @@ def test_blur_operator_is_the_valid_convolution_and_its_adjoint(shape: tuple[int
 
 def test_tiles_reach_their_consumer_contiguous() -> None:
     # The compiled consumers (the ratio, the update) vectorise only over unit strides: handed
-    # strided views of the FFT buffer, the update ran three times slower (README, speed).
+    # strided views of the FFT buffer, the update ran three times slower
+    # (docs/MEASUREMENTS.md, speed).
     psf = camera_shake_kernel(21, np.random.default_rng(0))
     contiguous: list[bool] = []
 

@@ -467,8 +467,9 @@ def learn_pair(
 ) -> KernelPair:
     """The first window's kernel and report (`estimate_psf`) and the second's (`second_kernel`),
     learnt at once on two threads: the transforms and most NumPy loops let go of the GIL, so on
-    two cores the pair takes 1.0 s instead of 1.7 s (a 2 Mpx photo's 256 px windows; README),
-    and the kernels are the same bit for bit. `progress` follows the first."""
+    two cores the pair takes 1.0 s instead of 1.7 s (a 2 Mpx photo's 256 px windows;
+    docs/MEASUREMENTS.md), and the kernels are the same bit for bit. `progress` follows the
+    first."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         second = pool.submit(second_kernel, image, size, windows, None, clip_level)
         free, report = estimate_psf(image, size, windows[0], progress, clip_level)

@@ -17,8 +17,9 @@ main source of ringing around lights. Only the pixels AT the clip level are cens
 sample below it, however close, was measured (the sensor clips the light and its noise together,
 so a bright area just under the white level has some pixels at the clip and the rest below it),
 and throwing those away left well-exposed bright areas, a red flower's petals, to the prior
-alone: deblurred with the true kernel they came out grainier and darker than the input (README,
-"Blur that varies across the frame": a 98 % threshold masked 21 % of a photo's pixels).
+alone: deblurred with the true kernel they came out grainier and darker than the input
+(docs/MEASUREMENTS.md, "Blur that varies across the frame": a 98 % threshold masked 21 % of a
+photo's pixels).
 """
 
 from concurrent.futures import ThreadPoolExecutor

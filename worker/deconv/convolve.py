@@ -57,9 +57,9 @@ def tile_shape(
     axis (`_axis_options`), the pair whose tiles cost least, `tiles x samples x (per-sample cost
     of the rows + of the columns)` (the smaller tile on a tie: it stays in the cache).
 
-    Measured with FFTW_MEASURE plans on the 2-core test machine (README, speed): 2.5 ns per
-    sample for 512 x 512, 2.8 for 1024 x 1024 and 768 x 768, 3.1 for 864 x 576 and 648 x 1024;
-    odd lengths (729 x 729: 8.7) are left out.
+    Measured with FFTW_MEASURE plans on the 2-core test machine (docs/MEASUREMENTS.md, speed):
+    2.5 ns per sample for 512 x 512, 2.8 for 1024 x 1024 and 768 x 768, 3.1 for 864 x 576 and
+    648 x 1024; odd lengths (729 x 729: 8.7) are left out.
     """
     options = itertools.product(
         _axis_options(padded[0], kernel[0], tile), _axis_options(padded[1], kernel[1], tile)

@@ -31,7 +31,7 @@ def gradient_weights(u: np.ndarray, eps: float, out: np.ndarray) -> np.ndarray:
     links in the TV gradient, stored once per iteration so the update multiplies instead of
     dividing. Each row is summed channel by channel, the last column (no right neighbour) apart,
     so that the inner loop has no branch and runs in SIMD lanes (twice as fast as a loop over
-    pixels with the channels inside, README).
+    pixels with the channels inside, docs/MEASUREMENTS.md).
     """
     channels, height, width = u.shape
     for i in numba.prange(height):
