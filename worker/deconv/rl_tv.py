@@ -529,9 +529,7 @@ def _restore(
         lam = regularisation_weight(model, white, float(f.mean()), settings.priority, kernel_error)
     offset = model.offset(white)
     texture = texture_weight(f, mask, model, psf.shape)
-    # A coarse start lacks the picture's finest scales, which Richardson-Lucy brings back slowly:
-    # small changes while the result still sharpens, so stagnation is judged more strictly.
-    min_iterations, stagnation = WARM_MIN_ITERATIONS, WARM_STAGNATION
+    min_iterations, stagnation = WARM_MIN_ITERATIONS, WARM_STAGNATION  # from the coarse start
     # Around clipped highlights a half-quadratic start left more ringing in the result (half as
     # much again in tests/deconv: test_saturated_highlights_do_not_ring): they start as before.
     if start is None and mask.all():
