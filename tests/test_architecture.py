@@ -22,12 +22,19 @@ LEAVES = (
     "worker.resize",
     "worker.compiled",
     "worker.signals",
+    "worker.parallel",
 )
 
 # layer: the project modules it may import (prefixes), besides its own layer
 ALLOWED: dict[str, tuple[str, ...]] = {
     "leaves": ("worker.compiled", "worker.regular"),  # (`resize`'s compiled kernel; copies)
-    "worker.deconv": ("worker.errors", "worker.stages", "worker.resize", "worker.compiled"),
+    "worker.deconv": (
+        "worker.errors",
+        "worker.stages",
+        "worker.resize",
+        "worker.compiled",
+        "worker.parallel",
+    ),
     "worker.files": LEAVES,
     "cache": LEAVES,
     # a job's description: the engine's settings are part of it

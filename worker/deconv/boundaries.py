@@ -28,7 +28,7 @@ from types import TracebackType
 import numpy as np
 
 from worker.deconv.convolve import TILE, TileConsumer, ValidConvolution
-from worker.deconv.fft import cpu_count
+from worker.parallel import cpu_count
 
 AT_CLIP = 1e-4  # a value within this fraction of the clip level sits at it (a clipped sample)
 _PLATEAU_FRACTION = 1e-4  # share of pixels that must sit at the maximum to call it a clip level

@@ -12,8 +12,6 @@ factors 2 and 3 is several times faster than one with large prime factors, so ev
 padded to such a size.
 """
 
-import os
-
 import numpy as np
 import pyfftw
 
@@ -39,11 +37,6 @@ def fast_lengths(low: int, high: int) -> list[int]:
             length *= 2
         power_of_three *= 3
     return sorted(found)
-
-
-def cpu_count() -> int:
-    """The number of CPU cores this process may use."""
-    return len(os.sched_getaffinity(0))
 
 
 class RealFFT2:

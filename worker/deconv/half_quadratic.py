@@ -41,8 +41,8 @@ import numpy as np
 from scipy import fft
 
 from worker.compiled import compiled
-from worker.deconv.fft import cpu_count
 from worker.deconv.psf import centred_kernel_spectrum, gradient_spectrum_power
+from worker.parallel import cpu_count
 
 STEPS = 5  # half-quadratic steps...
 GROWTH = 3.0  # ...each multiplying the penalties by this

@@ -22,10 +22,14 @@ bins by their local mean (3 x 3), the noise variance of each bin is measured wit
 and a line is fitted through the (mean, variance) points.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from scipy import ndimage
+
+from worker.parallel import in_bands, in_threads
 
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 _MAD_TO_SIGMA = 1 / 0.6744897501960817
@@ -65,12 +69,17 @@ def _noise_responses(
         image = image[..., None]
     image, mask = _sample_rows(image, mask)
     usable = np.ones(image.shape[:2], dtype=bool) if mask is None else np.asarray(mask) != 0
-    usable = ndimage.binary_erosion(usable, np.ones((3, 3), bool), border_value=0)
+    usable = _in_bands(partial(ndimage.binary_erosion, structure=np.ones((3, 3), bool)), usable)
     responses = [
-        ndimage.correlate(image[..., c], _IMMERKAER / 6, mode="reflect")
-        for c in range(image.shape[2])
+        _in_bands(partial(ndimage.correlate, weights=_IMMERKAER / 6, mode="reflect"), plane)
+        for plane in np.moveaxis(image, 2, 0)
     ]
     return image, usable, responses
+
+
+def _in_bands(three_by_three: Callable[[np.ndarray], np.ndarray], plane: np.ndarray) -> np.ndarray:
+    """`three_by_three(plane)`, a 3 x 3 filter, on all cores (`worker.parallel.in_bands`)."""
+    return in_bands(lambda rows: three_by_three(plane[rows]), plane.shape[0], 1)
 
 
 def estimate_noise(image: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -91,7 +100,8 @@ def _median_sigma(usable: np.ndarray, responses: list[np.ndarray]) -> float:
     """The channels' robust (MAD) noise sigmas over the usable pixels, averaged; 0.0 if none."""
     if not usable.any():
         return 0.0
-    return float(np.mean([np.median(np.abs(r[usable])) for r in responses]) * _MAD_TO_SIGMA)
+    medians = in_threads(lambda response: np.median(np.abs(response[usable])), responses)
+    return float(np.mean(medians) * _MAD_TO_SIGMA)
 
 
 NOISE_BINS = 16  # intensity bins of the noise model's fit
@@ -150,7 +160,7 @@ def estimate_noise_model(image: np.ndarray, mask: np.ndarray | None = None) -> N
     picture, usable, responses = _noise_responses(image, mask)
     sigma = _median_sigma(usable, responses)
     levels = np.concatenate(
-        [ndimage.uniform_filter(picture[..., c], 3)[usable] for c in range(picture.shape[2])]
+        [_in_bands(ndimage.uniform_filter, plane)[usable] for plane in np.moveaxis(picture, 2, 0)]
     )
     noise = np.concatenate([r[usable] for r in responses])
     step = max(1, levels.size // _FIT_SAMPLES)  # a million samples fit the line as well

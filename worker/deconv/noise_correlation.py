@@ -29,6 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from worker.deconv.noise import NoiseModel, estimate_noise
+from worker.parallel import in_threads
 
 PHASE_RATIO = 1.15  # bayer_phase_ratio above this: demosaiced noise
 _SAMPLE_SIDE = 1024  # the phase ratio is measured on a central crop at most this large
@@ -65,16 +66,18 @@ def bayer_phase_ratio(image: np.ndarray, mask: np.ndarray | None = None) -> floa
     phases = [(row, col) for row in (0, 1) for col in (0, 1)]
     if not all(usable[row::2, col::2].any() for row, col in phases):
         return 1.0
-    worst = 1.0
-    for channel in range(image.shape[2]):
-        response = np.abs(ndimage.correlate(image[..., channel], _IMMERKAER, mode="reflect"))
+
+    def ratio(plane: np.ndarray) -> float:
+        response = np.abs(ndimage.correlate(plane, _IMMERKAER, mode="reflect"))
         medians = [
             float(np.median(response[row::2, col::2][usable[row::2, col::2]]))
             for row, col in phases
         ]
-        if max(medians) > 0:
-            worst = max(worst, max(medians) / min(medians) if min(medians) > 0 else np.inf)
-    return float(worst)
+        if max(medians) == 0:
+            return 1.0
+        return max(medians) / min(medians) if min(medians) > 0 else np.inf
+
+    return float(max(1.0, *in_threads(ratio, np.moveaxis(image, 2, 0))))
 
 
 def correlation_factor(image: np.ndarray, mask: np.ndarray | None = None) -> float:

@@ -20,10 +20,16 @@ import numpy as np
 from scipy import ndimage
 
 from worker.deconv.noise import NoiseModel
+from worker.parallel import in_bands
 
 HIGH_PASS = 1.5  # s: the Gaussian (pixels) whose residue is the fine detail
 WINDOW = 4.0  # w: the Gaussian (pixels) over which its energy is measured
 TEXTURE_SCALE = 16.0  # texture-to-noise ratio at which the prior's weight is halved
+
+
+def _gaussian_reach(sigma: float) -> int:
+    """How many pixels `ndimage.gaussian_filter` reads on either side (its default truncation)."""
+    return int(4.0 * sigma + 0.5)
 
 
 def texture_weight(
@@ -34,8 +40,26 @@ def texture_weight(
 
     Around clipped highlights (mask 0), within a kernel and a measuring window of them, the
     weight stays 1: the glow of a blown light has strong edges but is no texture, and the full
-    prior is what keeps it from ringing.
+    prior is what keeps it from ringing. Computed in bands of rows on all cores
+    (`worker.parallel.in_bands`).
     """
+    highlights = psf_shape[0] + int(6 * WINDOW), psf_shape[1] + int(6 * WINDOW)
+    reach = max(
+        _gaussian_reach(WINDOW) + _gaussian_reach(HIGH_PASS),  # the energy of the fine detail
+        0 if mask.all() else highlights[0] // 2,
+    )
+    weight = in_bands(
+        lambda rows: _weight(f[:, rows], mask[rows], model, highlights), f.shape[1], reach
+    )
+    cy, cx = psf_shape[0] // 2, psf_shape[1] // 2
+    return np.pad(weight, ((cy, cy), (cx, cx)), mode="edge")
+
+
+def _weight(
+    f: np.ndarray, mask: np.ndarray, model: NoiseModel, highlights: tuple[int, int]
+) -> np.ndarray:
+    """`texture_weight` on the frame (H, W), without the extension; `highlights` is the size of
+    the neighbourhood of a clipped pixel where the weight stays 1."""
     channels = f.shape[0]
     g = f.mean(axis=0)
     level = ndimage.gaussian_filter(g, WINDOW, mode="reflect")
@@ -58,7 +82,5 @@ def texture_weight(
     weight += 1
     np.reciprocal(weight, out=weight)
     if not mask.all():
-        reach = (psf_shape[0] + int(6 * WINDOW), psf_shape[1] + int(6 * WINDOW))
-        weight[ndimage.maximum_filter(mask == 0, reach)] = 1
-    cy, cx = psf_shape[0] // 2, psf_shape[1] // 2
-    return np.pad(weight, ((cy, cy), (cx, cx)), mode="edge")
+        weight[ndimage.maximum_filter(mask == 0, highlights)] = 1
+    return weight

@@ -52,7 +52,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from worker.deconv.blind import FREE_FORM, NO_BLUR, SHARP_SPREAD, UNCHECKED, similarity
-from worker.deconv.fft import cpu_count
 from worker.deconv.local import kernel_evidence
 from worker.deconv.noise import NoiseModel, estimate_noise_model
 from worker.deconv.parametric import kernel_spread
@@ -62,6 +61,7 @@ from worker.deconv.rl_tv import DeblurReport, deblur
 from worker.deconv.settings import DeblurSettings
 from worker.deconv.window import Window, choose_window, learning_patch, window_side
 from worker.errors import InputError
+from worker.parallel import cpu_count
 from worker.resize import shrink_area
 from worker.stages import Progress, Stage
 

@@ -20,6 +20,7 @@ floating-point predictor, in strips of 16 rows (the layout every reader handles;
 were no faster), compressed on all cores.
 """
 
+import itertools
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ import tifffile
 from worker.atomic import atomic_file, descriptor_path
 from worker.errors import InputError
 from worker.files.icc import LINEAR, SRGB, ToneCurve, tone_curves
+from worker.parallel import cpu_count, in_threads
 from worker.regular import open_regular
 from worker.resize import zoom_to
 
@@ -180,7 +182,7 @@ def write_picture(path: str | os.PathLike[str], like: Picture, pixels: np.ndarra
             compressionargs={"level": 1},
             predictor=True,
             rowsperstrip=ROWS_PER_STRIP,
-            maxworkers=os.cpu_count(),
+            maxworkers=cpu_count(),
             metadata=None,
             software="dt-deconvolve",
         )
@@ -278,9 +280,13 @@ def _integers_to_linear(samples: np.ndarray, curves: tuple[ToneCurve, ...]) -> n
     """Linear float32 from integer samples, through one lookup table per channel."""
     top = np.iinfo(samples.dtype).max
     grid = np.arange(top + 1, dtype=np.float64) / top
+    tables = [curve.linearise(grid) for curve in curves]
     pixels = np.empty(samples.shape, dtype=np.float32)
-    for channel, curve in enumerate(curves):
-        pixels[..., channel] = curve.linearise(grid)[samples[..., channel]]
+
+    def convert(channel: int, rows: slice) -> None:
+        pixels[rows, :, channel] = tables[channel][samples[rows, :, channel]]
+
+    _by_blocks(convert, len(samples), len(curves))
     return pixels
 
 
@@ -360,13 +366,22 @@ def _convert_rows(
     With `scale`, the results are clipped to [0, 1], scaled and rounded to integers of `dtype`.
     """
     result = np.empty(values.shape, dtype=dtype)
-    for channel, curve in enumerate(curves):
-        for start in range(0, values.shape[0], ROW_BLOCK):
-            block = method(curve, values[start : start + ROW_BLOCK, :, channel])
-            if scale is not None:
-                block = np.rint(np.clip(block, 0.0, 1.0) * scale)
-            result[start : start + ROW_BLOCK, :, channel] = block
+
+    def convert(channel: int, rows: slice) -> None:
+        converted = method(curves[channel], values[rows, :, channel])
+        if scale is not None:
+            converted = np.rint(np.clip(converted, 0.0, 1.0) * scale)
+        result[rows, :, channel] = converted
+
+    _by_blocks(convert, len(values), len(curves))
     return result
+
+
+def _by_blocks(convert: Callable[[int, slice], None], height: int, channels: int) -> None:
+    """`convert(channel, rows)` for each channel and block of `ROW_BLOCK` rows of a picture
+    `height` rows high, on all cores (`worker.parallel.in_threads`)."""
+    blocks = itertools.product(range(channels), range(0, height, ROW_BLOCK))
+    in_threads(lambda block: convert(block[0], slice(block[1], block[1] + ROW_BLOCK)), blocks)
 
 
 def resize_alpha(alpha: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -1,0 +1,72 @@
+"""Work spread over threads gives what the same work in one thread gives (`worker.parallel`)."""
+
+import threading
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from worker import parallel
+
+
+def test_in_threads_keeps_the_order_and_uses_several_threads(monkeypatch):
+    monkeypatch.setattr(parallel, "cpu_count", lambda: 3)
+    names = parallel.in_threads(lambda item: (item, threading.current_thread().name), range(9))
+    assert [item for item, _ in names] == list(range(9))
+    assert len({name for _, name in names}) > 1
+
+
+def test_in_threads_runs_a_single_item_here():
+    assert parallel.in_threads(lambda _: threading.current_thread().name, [0]) == [
+        threading.current_thread().name
+    ]
+
+
+def test_in_threads_raises_what_the_function_raised():
+    def fail(item: int) -> int:
+        if item == 3:
+            raise ValueError("item 3")
+        return item
+
+    with pytest.raises(ValueError, match="item 3"):
+        parallel.in_threads(fail, range(6))
+
+
+@pytest.mark.parametrize("cores", [2, 3, 7])
+@pytest.mark.parametrize(
+    ("name", "filtered", "reach"),
+    [
+        ("gaussian", lambda rows: ndimage.gaussian_filter(rows, 4.0, mode="reflect"), 16),
+        ("erosion", lambda rows: ndimage.binary_erosion(rows > 0.5, np.ones((3, 3), bool)), 1),
+        ("maximum", lambda rows: ndimage.maximum_filter(rows, (55, 9)), 27),
+    ],
+)
+def test_in_bands_gives_the_whole_pictures_filter_exactly(
+    monkeypatch, cores, name, filtered, reach
+):
+    picture = np.random.default_rng(len(name)).random((701, 90), dtype=np.float32)
+    monkeypatch.setattr(parallel, "cpu_count", lambda: cores)
+    banded = parallel.in_bands(lambda rows: filtered(picture[rows]), len(picture), reach)
+    np.testing.assert_array_equal(banded, filtered(picture))
+
+
+def test_in_bands_with_too_little_reach_differs():
+    """The bound is real: a filter reading further than `reach` rows is spoilt at the cuts."""
+    picture = np.random.default_rng(1).random((700, 50), dtype=np.float32)
+
+    def blurred(rows: slice) -> np.ndarray:
+        return ndimage.gaussian_filter(picture[rows], 4.0)
+
+    assert not np.array_equal(parallel.in_bands(blurred, len(picture), 4), blurred(slice(None)))
+
+
+def test_in_bands_filters_a_short_picture_whole(monkeypatch):
+    calls = []
+    monkeypatch.setattr(parallel, "cpu_count", lambda: 4)
+
+    def record(rows: slice) -> np.ndarray:
+        calls.append(rows)
+        return np.zeros((rows.stop - rows.start, 3))
+
+    parallel.in_bands(record, 100, 40)
+    assert calls == [slice(0, 100)]
