@@ -8,6 +8,12 @@ one for a Gaussian filter, a 3 x 3 correlation, a median and a power of 1920 x 1
 this is for the work around them that NumPy and SciPy do: the noise model, the texture weight,
 the tone curves of the files.
 
+glibc gives each thread a heap of its own and keeps what is freed there for later: the work done
+in threads left a 24 Mpx deblur's peak memory about 100 MB higher (2.79 GiB against 2.68-2.74
+GiB before; 2.68 GiB with one heap for all threads, MALLOC_ARENA_MAX=1). So once the threads are
+done, the memory they freed is handed back (`malloc_trim`: 2.70 GiB; where the C library has no
+such call, nothing is done).
+
 A filter over a neighbourhood is split into bands of rows (`in_bands`): each band is filtered
 with `reach` more rows on either side, which its own edges may spoil, and only its inner rows
 are kept. Where the filter reads no further than `reach` rows, the result is the whole
@@ -15,6 +21,7 @@ picture's, exactly: inside the picture every kept row saw its true neighbours, a
 picture's top and bottom the band's edge is the picture's.
 """
 
+import ctypes
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +40,23 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, or None where the C library has none."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def _hand_back_freed_memory() -> None:
+    """Return to the system the memory that the threads' work freed (see the module's notes)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 def in_threads(function: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
     """`[function(item) for item in items]`, on one thread per core (in this thread when there
     is one item or one core); an exception raised by `function` propagates."""
@@ -41,7 +65,9 @@ def in_threads(function: Callable[[Item], Result], items: Iterable[Item]) -> lis
     if workers < 2:
         return [function(item) for item in items]
     with ThreadPoolExecutor(workers, thread_name_prefix="array-work") as pool:
-        return list(pool.map(function, items))
+        results = list(pool.map(function, items))
+    _hand_back_freed_memory()
+    return results
 
 
 def in_bands(function: Callable[[slice], np.ndarray], height: int, reach: int) -> np.ndarray:
