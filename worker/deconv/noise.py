@@ -69,17 +69,16 @@ def _noise_responses(
         image = image[..., None]
     image, mask = _sample_rows(image, mask)
     usable = np.ones(image.shape[:2], dtype=bool) if mask is None else np.asarray(mask) != 0
-    usable = _in_bands(partial(ndimage.binary_erosion, structure=np.ones((3, 3), bool)), usable)
-    responses = [
-        _in_bands(partial(ndimage.correlate, weights=_IMMERKAER / 6, mode="reflect"), plane)
-        for plane in np.moveaxis(image, 2, 0)
-    ]
+    erode = partial(ndimage.binary_erosion, structure=np.ones((3, 3), bool), border_value=0)
+    usable = _three_by_three(erode, usable)
+    respond = partial(ndimage.correlate, weights=_IMMERKAER / 6, mode="reflect")
+    responses = [_three_by_three(respond, plane) for plane in np.moveaxis(image, 2, 0)]
     return image, usable, responses
 
 
-def _in_bands(three_by_three: Callable[[np.ndarray], np.ndarray], plane: np.ndarray) -> np.ndarray:
-    """`three_by_three(plane)`, a 3 x 3 filter, on all cores (`worker.parallel.in_bands`)."""
-    return in_bands(lambda rows: three_by_three(plane[rows]), plane.shape[0], 1)
+def _three_by_three(filtered: Callable[[np.ndarray], np.ndarray], plane: np.ndarray) -> np.ndarray:
+    """`filtered(plane)`, a 3 x 3 filter, on all cores (`worker.parallel.in_bands`)."""
+    return in_bands(lambda rows: filtered(plane[rows]), plane.shape[0], 1)
 
 
 def estimate_noise(image: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -160,7 +159,10 @@ def estimate_noise_model(image: np.ndarray, mask: np.ndarray | None = None) -> N
     picture, usable, responses = _noise_responses(image, mask)
     sigma = _median_sigma(usable, responses)
     levels = np.concatenate(
-        [_in_bands(ndimage.uniform_filter, plane)[usable] for plane in np.moveaxis(picture, 2, 0)]
+        [
+            _three_by_three(ndimage.uniform_filter, plane)[usable]
+            for plane in np.moveaxis(picture, 2, 0)
+        ]
     )
     noise = np.concatenate([r[usable] for r in responses])
     step = max(1, levels.size // _FIT_SAMPLES)  # a million samples fit the line as well
