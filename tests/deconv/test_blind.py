@@ -11,6 +11,7 @@ from worker.deconv.blind import (
     AUTO_BLUR,
     AUTO_SIZES,
     DISC,
+    FIT_MARGIN,
     FREE_FORM,
     NO_BLUR,
     TRUNCATED,
@@ -21,6 +22,7 @@ from worker.deconv.blind import (
     estimate_blur,
     fit_support,
     fitted_size,
+    grown_size,
     learn_pair,
     learning_windows,
     safe_or_disc,
@@ -182,6 +184,25 @@ def test_the_fitted_size_holds_the_extent_with_room_to_spare() -> None:
     assert fitted_size(np.ones((45, 45))) == AUTO_SIZES[-1]  # none holds it: the largest
 
 
+def test_a_kernel_cut_off_grows_by_the_margin_as_far_as_your_window_holds_it() -> None:
+    assert grown_size(15, None) == 15 + 2 * FIT_MARGIN
+    assert grown_size(15, (0, 0, 3 * 19, 60)) == 19
+    assert grown_size(15, (0, 0, 50, 60)) == 15  # 3 x 17 > 50: no larger
+    assert grown_size(15, (0, 0, 40, 60)) == 15  # too small even for 15 (refused before)
+
+
+def test_a_defocus_given_at_its_visible_extent_is_learnt_whole() -> None:
+    """A defocus disc asked for at its extent (taps above 5 % of the peak; its anti-aliased rim
+    lies beyond) is cut off there, so it is learnt again with room: whole, and like the truth
+    (on the extent alone: 0.92 alike, its rim cut off and said to be)."""
+    truth_psf = disc_kernel(4.0)
+    _, observed = blurred_scene(truth_psf, noise=0.01)
+    psf, report = estimate_blur(observed, kernel_extent(truth_psf) | 1)
+    assert report.kernel == FREE_FORM, report.reason
+    assert border_mass(psf) < TRUNCATED and "may be larger" not in report.reason
+    assert similarity(psf.astype(np.float64), truth_psf) > 0.95
+
+
 def test_a_size_given_is_an_upper_bound() -> None:
     """A 7 px softness asked for as a 31 px blur is learnt at the size it needs, and alike; asked
     for as a 15 px one (less than twice that size), at 15 px."""
@@ -191,7 +212,7 @@ def test_a_size_given_is_an_upper_bound() -> None:
     assert report.kernel == FREE_FORM, report.reason
     assert report.blur == psf.shape[0] == fitted_size(truth_psf) < 31
     assert similarity(psf.astype(np.float64), truth_psf) > 0.9
-    assert estimate_blur(observed, 15)[1].blur == 15
+    assert estimate_blur(observed, 15)[1].blur == 15  # not cut off there: not grown
 
 
 def test_a_kernel_cut_off_by_the_fitted_size_is_not_used() -> None:
@@ -217,8 +238,8 @@ def test_a_kernel_cut_off_by_the_fitted_size_is_not_used() -> None:
 def test_a_blur_larger_than_the_size_given_is_said_to_be() -> None:
     _, observed = blurred_scene(centre_subpixel(camera_shake_kernel(25, np.random.default_rng(4))))
     _, report = estimate_blur(observed, 11)
-    assert report.blur == 11
-    assert "fills the 11 px it was learnt at and may be larger" in report.reason
+    assert report.blur == 11 + 2 * FIT_MARGIN
+    assert f"fills the {report.blur} px it was learnt at and may be larger" in report.reason
 
 
 def test_both_windows_find_the_radius_of_a_defocus() -> None:

@@ -25,7 +25,8 @@ def add_estimation_options(parser: argparse.ArgumentParser) -> None:
         type=blur_size,
         required=True,
         metavar="K|auto",
-        help="the largest blur to look for, in pixels (odd), or 'auto' (the tool finds the "
+        help="the blur's size in pixels (odd: its longest streak or widest halo; a kernel cut "
+        "off there is learnt again 2 px larger on each side), or 'auto' (the tool finds the "
         "blur's extent itself, up to 45 px); the kernel is checked on a second part of the "
         "picture, and a milder one, or none, is used when it does not hold",
     )
