@@ -55,11 +55,11 @@ The other way round, a kernel that fills the size given (`border_mass` at `TRUNC
 is cut off by it: a size given as the blur looks (its visible streak or disc) leaves out the
 faint tails beyond (a defocus disc's soft rim, a Gaussian's far side, a shake's slow ends), and
 the kernel puts their mass into the taps it has. So the blur is learnt again with `FIT_MARGIN`
-px more on each side (`room_for_tails`; on your window as far as it holds three kernels), and
-that kernel is used (on the blind benchmark, defocus at its true extent went from 65 % to 74 %
-of the true kernel's gain). If it fills that support too it is still used, as it often helps (a
-defocus disc cut off by its support still sharpens), but the reason says that the blur may be
-larger, so that the photographer can try a larger size.
+px more on each side (`fit_support`, `grown_size`; on your window as far as it holds three
+kernels), and that kernel is used (on the blind benchmark, defocus at its true extent went from
+65 % to 74 % of the true kernel's gain). If it fills that support too it is still used, as it
+often helps (a defocus disc cut off by its support still sharpens), but the reason says that
+the blur may be larger, so that the photographer can try a larger size.
 
 An agreed kernel is still not exact, and where the noise is low its error, not the noise,
 dominates what the deblur must not fit: the two windows' kernels' disagreement measures that
@@ -303,7 +303,6 @@ def estimate_blur(
         return no_blur(why_not, choose_windows(grey, size, 1, pair_side(grey.shape, size)), started)
     if pair is None:  # a size given: an upper bound
         pair = learn_pair(image, size, windows, progress, clip_level)
-        size, windows, pair = room_for_tails(image, grey, size, window, windows, pair, clip_level)
         size, windows, pair = fit_support(image, grey, size, window, windows, pair, clip_level)
     free, report, second = pair
     twin = second  # the kernel used as the second window sees it: their difference is its error
@@ -438,32 +437,6 @@ def grown_size(size: int, window: Window | None) -> int:
     return min(room, max(size, (min(window[2:]) // 3 - 1) | 1))
 
 
-def room_for_tails(
-    image: np.ndarray,
-    grey: np.ndarray,
-    size: int,
-    window: Window | None,
-    windows: list[Window],
-    pair: KernelPair,
-    clip_level: float,
-) -> tuple[int, list[Window], KernelPair]:
-    """The size, windows and pair of kernels (`learn_pair`) to use, given the `windows` and `pair`
-    learnt at the `size` given: those, unless the first kernel is cut off by its support
-    (`border_mass` at `TRUNCATED` or more); then the blur learnt again at `grown_size` (on your
-    `window` if any), where the windows there can be learnt from."""
-    if border_mass(pair[0]) < TRUNCATED:
-        return size, windows, pair
-    try:
-        grown, again, _ = learning_windows(
-            image, grey, grown_size(size, window), window, clip_level
-        )
-        if grown <= size or not again:  # (the picture's windows hold no larger blur)
-            return size, windows, pair
-        return grown, again, learn_pair(image, grown, again, None, clip_level)
-    except InputError:  # a window with edges too soft at the larger size
-        return size, windows, pair
-
-
 def fitted_size(kernel: np.ndarray) -> int:
     """The smallest of `AUTO_SIZES` that holds `kernel`'s extent (`kernel_extent`) with
     `FIT_MARGIN` px to spare on each side; the largest of them when none does."""
@@ -480,24 +453,40 @@ def fit_support(
     pair: KernelPair,
     clip_level: float,
 ) -> tuple[int, list[Window], KernelPair]:
-    """The size, windows and pair of kernels (`learn_pair`) to use, given the `windows` and `pair`
-    learnt at `size`: those, unless the first kernel fits a support half as large or less
-    (`fitted_size`); then the blur learnt as if that size had been given (`learning_windows`,
-    on your `window` if any), provided its first kernel is not cut off by it (`border_mass`
-    under `TRUNCATED`) and the windows there can be learnt from."""
+    """The size, windows and pair of kernels (`learn_pair`) to use for a size given, from the
+    `windows` and `pair` learnt at that `size` (on your `window` if any):
+
+    1. a first kernel cut off by its support (`border_mass` at `TRUNCATED` or more) is learnt
+       again at `grown_size`, room for its tails;
+    2. a first kernel that fits a support half as large or less (`fitted_size`) is learnt again
+       as if that size had been given, and that is kept unless it is cut off there.
+
+    Each is learnt again only where the windows at the new size can be learnt from."""
+    if border_mass(pair[0]) >= TRUNCATED:
+        grown = learnt_again(image, grey, grown_size(size, window), window, clip_level)
+        if grown is not None and grown[0] > size:  # (the windows may hold no larger blur)
+            size, windows, pair = grown
     fitted = fitted_size(pair[0])
-    if 2 * fitted > size:
-        return size, windows, pair
-    fitted, again, _ = learning_windows(image, grey, fitted, window, clip_level)
-    if not again:
-        return size, windows, pair
+    if 2 * fitted <= size:
+        refit = learnt_again(image, grey, fitted, window, clip_level)
+        if refit is not None and border_mass(refit[2][0]) < TRUNCATED:
+            return refit
+    return size, windows, pair
+
+
+def learnt_again(
+    image: np.ndarray, grey: np.ndarray, wanted: int, window: Window | None, clip_level: float
+) -> tuple[int, list[Window], KernelPair] | None:
+    """The size, windows (`learning_windows`) and pair of kernels (`learn_pair`) of the blur
+    learnt as if `wanted` had been given; None where no window there can be learnt from (none
+    usable, or edges too soft at that size)."""
     try:
-        refit = learn_pair(image, fitted, again, None, clip_level)
-    except InputError:  # a window with edges too soft at the smaller size
-        return size, windows, pair
-    if border_mass(refit[0]) >= TRUNCATED:
-        return size, windows, pair
-    return fitted, again, refit
+        size, windows, _ = learning_windows(image, grey, wanted, window, clip_level)
+        if not windows:
+            return None
+        return size, windows, learn_pair(image, size, windows, None, clip_level)
+    except InputError:
+        return None
 
 
 def learn_pair(
