@@ -99,6 +99,7 @@ from worker.deconv.window import (
     Window,
     check_edges,
     choose_windows,
+    largest_blur,
     learning_patch,
     pair_side,
 )
@@ -366,7 +367,7 @@ def learning_windows(
     is usable."""
     side = pair_side(grey.shape, size)
     if window is None:
-        size = min(size, (min(side, *grey.shape) // 3 - 1) | 1)  # a window holds 3 kernels
+        size = min(size, largest_blur(min(side, *grey.shape)))
         candidates = choose_windows(grey, size, CANDIDATES, side)
         apart = APART * min(grey.shape)
         windows, why_not = usable_windows(image, grey, size, candidates, clip_level, apart)
@@ -392,7 +393,7 @@ def auto_size(
     those its windows hold. The windows are those the kernels were learnt on, so they are not
     chosen again. The second window's kernel is learnt at each size beside the first's (on the
     other core), so that the size found needs no further estimate."""
-    sizes = [s for s in AUTO_SIZES if window is None or 3 * s <= min(window[2:])] or [3]
+    sizes = [s for s in AUTO_SIZES if window is None or s <= largest_blur(min(window[2:]))] or [3]
     fits = last = None  # the last size the kernel fitted in, the last tried: auto_size's answer
     for index, wanted in enumerate(sizes):
         size, windows, why_not = learning_windows(image, grey, wanted, window, clip_level)
@@ -434,7 +435,7 @@ def grown_size(size: int, window: Window | None) -> int:
     room = size + 2 * FIT_MARGIN
     if window is None:
         return room
-    return min(room, max(size, (min(window[2:]) // 3 - 1) | 1))
+    return min(room, max(size, largest_blur(min(window[2:]))))
 
 
 def fitted_size(kernel: np.ndarray) -> int:
@@ -462,7 +463,7 @@ def fit_support(
        as if that size had been given, and that is kept unless it is cut off there.
 
     Each is learnt again only where the windows at the new size can be learnt from."""
-    if border_mass(pair[0]) >= TRUNCATED:
+    if border_mass(pair[0]) >= TRUNCATED and grown_size(size, window) > size:
         grown = learnt_again(image, grey, grown_size(size, window), window, clip_level)
         if grown is not None and grown[0] > size:  # (the windows may hold no larger blur)
             size, windows, pair = grown

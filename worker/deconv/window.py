@@ -21,6 +21,7 @@ MIN_WINDOW = 256
 ANALYSIS_SIZE = 1000  # larger pictures are shrunk to about this for choosing the window
 NEAR_WHITE = 0.98  # "saturated" for the window score: luminance at this share of the peak
 FIRST_TRIES = 64  # when the best window leaves no room for a second, the next best lead
+KERNELS_ACROSS = 3  # a window is at least this many kernels wide
 
 
 def window_side(image_shape: tuple[int, int], size: int) -> int:
@@ -33,7 +34,14 @@ def pair_side(image_shape: tuple[int, int], size: int) -> int:
     usual `window_side`, smaller on a picture too small for two of those (a little under half
     its longer side, so that two fit on `choose_windows`' grid), never under 3 kernels."""
     longer, shorter = max(image_shape), min(image_shape)
-    return int(max(min(window_side(image_shape, size), longer * 4 // 9, shorter), 3 * size))
+    return int(
+        max(min(window_side(image_shape, size), longer * 4 // 9, shorter), KERNELS_ACROSS * size)
+    )
+
+
+def largest_blur(side: int) -> int:
+    """The largest odd blur size a window `side` px wide holds `KERNELS_ACROSS` times."""
+    return (side // KERNELS_ACROSS - 1) | 1
 
 
 def centre_window(image_shape: tuple[int, int], size: int) -> Window:
@@ -69,7 +77,8 @@ def check_edges(patch: np.ndarray, size: int) -> None:
 
 
 def check_window(window: Window, image_shape: tuple[int, int], size: int) -> None:
-    """Raise `InputError` unless `window` lies inside the image and is at least 3 K on each side."""
+    """Raise `InputError` unless `window` lies inside the image and is at least `KERNELS_ACROSS`
+    kernels wide on each side."""
     x, y, width, height = window
     rows, cols = image_shape
     if width <= 0 or height <= 0 or x < 0 or y < 0 or x + width > cols or y + height > rows:
@@ -82,9 +91,10 @@ def check_window(window: Window, image_shape: tuple[int, int], size: int) -> Non
             f"the blur size {size} is larger than the window ({width}x{height}); "
             "use a larger window or a smaller --blur"
         )
-    if min(width, height) < 3 * size:
+    if min(width, height) < KERNELS_ACROSS * size:
         raise InputError(
-            f"the window ({width}x{height}) is smaller than 3 times the blur size ({3 * size} px); "
+            f"the window ({width}x{height}) is smaller than {KERNELS_ACROSS} times the blur size "
+            f"({KERNELS_ACROSS * size} px); "
             "use a larger window or a smaller --blur"
         )
 
