@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.permissions import IS_ROOT, obey_permissions
 from tests.tiffs import random_samples, write_tiff
@@ -32,6 +33,30 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(user_env: dict[str,
         os.close(writer)
     assert completed.returncode == 128 + signal.SIGPIPE
     assert completed.stderr == ""
+
+
+@pytest.mark.parametrize("command", ["deblur", "psf"])
+def test_a_full_stdout_says_the_file_was_written(
+    command: str, user_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`deblur ... >/dev/full`: the picture (`psf`: the kernel) is written, the report cannot
+    be. The error says which of the two failed (it read "no space left on the device", as if
+    the file were lost), in one line, and the command fails."""
+    picture, psf = tmp_path / "in.tif", tmp_path / "psf.npy"
+    write_tiff(picture, random_samples((200, 200, 3), np.uint16, np.random.default_rng(1)))
+    np.save(psf, np.full((3, 3), 1 / 9))
+    out, what = (tmp_path / "out.tif", "picture") if command == "deblur" else (psf, "kernel")
+    how = ["--psf", psf] if command == "deblur" else ["--blur", "5"]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "worker", command, picture, *how, "-o", out],
+            env=user_env, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300,
+        )  # fmt: skip
+    assert done.returncode == 1 and out.is_file()
+    assert done.stderr.splitlines() == [
+        "dt-deconvolve: error: no space left on the device: the report on stdout "
+        f"(the {what} itself was written: {out})"
+    ]
 
 
 def test_with_stderr_closed_the_report_alone_is_on_stdout(

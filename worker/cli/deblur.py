@@ -6,6 +6,7 @@ import os
 
 from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.progress import progress_bar
+from worker.cli.streams import report_on
 from worker.errors import one_line
 from worker.jobspec import JobSpec
 
@@ -30,22 +31,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def print_report(report: dict, as_json: bool) -> None:
-    """The job's report: one JSON line, or one sentence for people."""
-    if as_json:
-        print(json.dumps(report))
-        return
-    if "confidence" in report:
-        print(f"blur: {report['reason']} (confidence {report['confidence']:.2f})")
-    output = one_line(report["output"])  # a line break in a name stays out of the line
-    if report["stop_reason"] == "no_blur":
-        print(f"wrote {output}: the picture as it was")
-        return
-    print(
-        f"wrote {output}: {report['iterations']} iterations "
-        f"(best {report['best_iteration']}, stopped by {report['stop_reason']}), "
-        f"noise {report['noise_sigma']:.4g}, lambda {report['lambda']:.3g}, "
-        f"{report['seconds']:.1f} s"
-    )
+    """The job's report, on the picture written: one JSON line, or one sentence for people."""
+    with report_on("picture", report["output"]):
+        if as_json:
+            print(json.dumps(report))
+            return
+        if "confidence" in report:
+            print(f"blur: {report['reason']} (confidence {report['confidence']:.2f})")
+        output = one_line(report["output"])  # a line break in a name stays out of the line
+        if report["stop_reason"] == "no_blur":
+            print(f"wrote {output}: the picture as it was")
+            return
+        print(
+            f"wrote {output}: {report['iterations']} iterations "
+            f"(best {report['best_iteration']}, stopped by {report['stop_reason']}), "
+            f"noise {report['noise_sigma']:.4g}, lambda {report['lambda']:.3g}, "
+            f"{report['seconds']:.1f} s"
+        )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from worker.atomic import check_target
+from worker.cli.streams import report_on
 from worker.deconv.settings import AUTO, blur_from_text
 from worker.errors import InputError, one_line
 
@@ -73,13 +74,14 @@ def run(args: argparse.Namespace) -> int:
         save_kernel_picture(args.png, psf)
     summary = {"psf": str(args.output), "png": str(args.png) if args.png else None}
     summary.update(report.as_dict())
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        x, y, width, height = report.window
-        print(
-            f"{one_line(str(args.output))}: {report.blur}x{report.blur} kernel learnt from the "
-            f"window {x},{y},{width},{height} in {report.seconds:.1f} s; confidence "
-            f"{report.confidence:.2f}: {report.reason}"
-        )
+    with report_on("kernel", str(args.output)):
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            x, y, width, height = report.window
+            print(
+                f"{one_line(str(args.output))}: {report.blur}x{report.blur} kernel learnt from "
+                f"the window {x},{y},{width},{height} in {report.seconds:.1f} s; confidence "
+                f"{report.confidence:.2f}: {report.reason}"
+            )
     return 0

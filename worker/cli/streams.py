@@ -1,14 +1,19 @@
-"""The command's own streams: messages on stderr, and a reader of stdout that went away.
+"""The command's own streams: messages on stderr, a reader of stdout that went away, and a
+stdout that cannot take the report.
 
 A command may be started with stderr closed (a daemon, a careless script): Python then has no
 `sys.stderr`, and `print(file=None)` would write the message to stdout, into the report a
 script parses. And a command whose stdout is piped into `head` finds the pipe closed before it
-has said everything: that is the reader's choice, not a failure worth a message.
+has said everything: that is the reader's choice, not a failure worth a message. A stdout on a
+full disk (`>/dev/full`) is a failure, but of the report alone: the file the report is about was
+written (`report_on`).
 """
 
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import Iterator
 
 PROG = "dt-deconvolve"
 READER_GONE = 128 + signal.SIGPIPE  # the exit status of a command whose stdout reader left
@@ -26,3 +31,19 @@ def reader_gone() -> int:
     with open(os.devnull, "wb") as null:
         os.dup2(null.fileno(), sys.stdout.fileno())
     return READER_GONE
+
+
+@contextlib.contextmanager
+def report_on(what: str, path: str) -> Iterator[None]:
+    """Print, inside, the report on `path` (a `what`: picture, kernel) written before it; a
+    stdout that cannot take it raises the `OSError` naming the report and the file that was
+    written (the error read "no space left on the device" alone, as if the file were lost). A
+    reader that left (`BrokenPipeError`) goes through to `reader_gone`."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        where = f"the report on stdout (the {what} itself was written: {path})"
+        raise OSError(error.errno, error.strerror, where) from error
