@@ -59,6 +59,21 @@ def test_a_full_stdout_says_the_file_was_written(
     ]
 
 
+def test_with_stdout_closed_the_file_is_written_without_a_report(
+    user_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Python has no `sys.stdout` then: printing does nothing, and there is nothing to flush.
+    picture = tmp_path / "in.tif"
+    write_tiff(picture, random_samples((200, 200, 3), np.uint16, np.random.default_rng(1)))
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "psf", picture, "--blur", "5", "-o", tmp_path / "k.npy"],
+        env=user_env, stderr=subprocess.PIPE, text=True, timeout=300,
+        preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stderr == ""
+    assert (tmp_path / "k.npy").is_file()
+
+
 def test_with_stderr_closed_the_report_alone_is_on_stdout(
     user_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -41,7 +41,8 @@ def report_on(what: str, path: str) -> Iterator[None]:
     reader that left (`BrokenPipeError`) goes through to `reader_gone`."""
     try:
         yield
-        sys.stdout.flush()
+        if sys.stdout is not None:  # (started with stdout closed: nothing was printed)
+            sys.stdout.flush()
     except BrokenPipeError:
         raise
     except OSError as error:
