@@ -1,13 +1,17 @@
 """The shared pieces: PSF checks, synthetic material, atomic writes, the command line's frame."""
 
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from worker import paths
-from worker.atomic import atomic_file, copy_atomically, temporaries
+from worker.atomic import SETTLED, atomic_file, copy_atomically, temporaries
 from worker.deconv.psf_tools import center_on_centroid, resample_psf, validate_psf
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
 from worker.errors import InputError
@@ -157,6 +161,45 @@ def test_temporaries_finds_what_a_killed_writer_left_even_with_glob_characters(
         assert temporaries(target) == [Path(tmp.name)]
         assert temporaries(other) == [Path(other_tmp.name)]
     assert temporaries(target) == []
+
+
+def test_the_next_writer_removes_what_a_killed_writer_left(tmp_path: Path) -> None:
+    """SIGKILL leaves a writer's temporary file; the next writer of the same file removes it,
+    but never one that a live writer holds, nor one just made (its writer may not have locked
+    it yet)."""
+    target = tmp_path / "out.tif"
+    writer = textwrap.dedent(f"""
+        import os, sys, time
+        from worker.atomic import atomic_file
+        with atomic_file({str(target)!r}) as handle:
+            handle.write(b"half")
+            handle.flush()
+            print(handle.name, flush=True)
+            time.sleep(60)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    live = subprocess.Popen(
+        [sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True, env=env
+    )
+    killed = subprocess.Popen(
+        [sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        held, dead = (Path(p.stdout.readline().strip()) for p in (live, killed))  # type: ignore[union-attr]
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(30)
+        fresh = tmp_path / ".out.tif.fresh.part"  # a writer's, made a moment ago
+        fresh.write_bytes(b"")
+        old = os.stat(held).st_mtime - 2 * SETTLED
+        for name in (held, dead):
+            os.utime(name, (old, old))
+        with atomic_file(target) as handle:
+            handle.write(b"whole")
+        assert not dead.exists() and held.exists() and fresh.exists()
+        assert target.read_bytes() == b"whole"
+    finally:
+        live.kill()
+        live.wait(30)
 
 
 def test_atomic_file_refuses_to_rename_a_swapped_name(tmp_path: Path) -> None:

@@ -5,6 +5,10 @@ A new file is created once, under a fresh random name beside its final place, wi
 descriptor: nothing reopens it by name, so swapping the temporary name for a symbolic link (or
 any other file) while the writer works cannot redirect the bytes into another file. Before and
 after the final rename the writer checks that the name still holds its own file.
+
+A writer killed mid-write (SIGKILL, the machine stopped) cannot remove its temporary file. It
+holds a lock on it while it writes (`flock`, which the kernel lets go when the writer dies), so
+the next writer of the same file removes the temporaries nobody holds (`remove_dead`).
 """
 
 import contextlib
@@ -15,6 +19,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -33,6 +38,7 @@ _FICLONE = 0x40049409  # Linux ioctl: make the target share the source's blocks,
 _CHUNK = 1 << 24
 
 SUFFIX = ".part"
+SETTLED = 60.0  # s: a temporary younger than this may be a writer's that has not locked it yet
 
 
 def _prefix(final: Path) -> str:
@@ -43,6 +49,26 @@ def temporaries(final: str | os.PathLike[str]) -> list[Path]:
     """The temporary files that `atomic_file(final)` writers left behind (killed mid-write)."""
     final = Path(final)
     return list(final.parent.glob(glob.escape(_prefix(final)) + "*" + SUFFIX))
+
+
+def remove_dead(final: str | os.PathLike[str]) -> None:
+    """Remove the temporary files that killed writers of `final` left (`temporaries`): regular
+    files that no writer holds locked and that are at least `SETTLED` old (a writer locks its own
+    as soon as it has made it). One that cannot be opened or locked (another user's, a file
+    system without locks) is left where it is."""
+    for partial in temporaries(final):
+        with contextlib.suppress(OSError):
+            fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            try:
+                status = os.fstat(fd)
+                if not stat.S_ISREG(status.st_mode) or time.time() - status.st_mtime < SETTLED:
+                    continue
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while a writer holds it
+                named = os.lstat(partial)
+                if (named.st_dev, named.st_ino) == (status.st_dev, status.st_ino):
+                    partial.unlink()
+            finally:
+                os.close(fd)
 
 
 def descriptor_path(handle: BinaryIO) -> str:
@@ -139,7 +165,10 @@ def atomic_file(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[B
     """
     final = Path(final)
     _refuse_special(final)
+    remove_dead(final)
     fd, tmp = _temporary(final)
+    with contextlib.suppress(OSError):  # (a file system without locks: nobody removes it)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until closed: this writer lives
     with os.fdopen(fd, "w+b") as handle:
         handle.raw.name = str(tmp)  # type: ignore[attr-defined]  # for messages, never reopened
         try:
