@@ -191,11 +191,11 @@ def reach(size: int, *kernels: np.ndarray) -> int:
 def best_gaussian(patch: np.ndarray, largest: int) -> tuple[np.ndarray, float]:
     """The Gaussian with the lowest GCV on the grey window `patch`, no wider than `largest` px
     (`fits`; the narrowest searched when none fits), and its sigma."""
-    sigmas = [sigma for sigma in SIGMAS if fits(gaussian_kernel(sigma), largest)] or SIGMAS[:1]
-    fit = GcvWindow(patch, reach(largest, gaussian_kernel(sigmas[-1])))
-    scores = [fit.score(gaussian_kernel(sigma)) for sigma in sigmas]
-    sigma = float(sigmas[int(np.argmin(scores))])
-    return gaussian_kernel(sigma), sigma
+    candidates = [(sigma, gaussian_kernel(sigma)) for sigma in SIGMAS]
+    candidates = [c for c in candidates if fits(c[1], largest)] or candidates[:1]
+    fit = GcvWindow(patch, reach(largest, candidates[-1][1]))
+    sigma, gaussian = min(candidates, key=lambda candidate: fit.score(candidate[1]))
+    return gaussian, float(sigma)
 
 
 def best_disc(patch: np.ndarray, largest: int) -> float:
@@ -523,8 +523,9 @@ def fit_support(
        as if that size had been given, and that is kept unless it is cut off there.
 
     Each is learnt again only where the windows at the new size can be learnt from."""
-    if border_mass(pair[0]) >= TRUNCATED and grown_size(size, window) > size:
-        grown = learnt_again(image, grey, grown_size(size, window), window, clip_level)
+    room = grown_size(size, window)
+    if border_mass(pair[0]) >= TRUNCATED and room > size:
+        grown = learnt_again(image, grey, room, window, clip_level)
         if grown is not None and grown[0] > size:  # (the windows may hold no larger blur)
             size, windows, pair = grown
     fitted = fitted_size(pair[0])
