@@ -11,7 +11,9 @@ Errors reach the user as one line on stderr, never as a traceback; the exit stat
 
 import argparse
 import os
+import re
 from collections.abc import Sequence
+from typing import Any
 
 from worker import __version__
 from worker.cli.exit_status import ExitStatus
@@ -19,9 +21,18 @@ from worker.cli.stops import stop_on_signals, stopped_by
 from worker.cli.streams import PROG, reader_gone, warn
 from worker.errors import describe_error, is_internal, one_line
 
+# A value that starts with "-" is a negative number, not an option, when it reads as one, in
+# exponent form too: argparse's own pattern leaves out "-1e-3", which `--priority -1e-3` needs.
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
 
 class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are a single line."""
+    """An argument parser whose usage errors are a single line, and which reads negative numbers
+    in exponent form as values (`NEGATIVE_NUMBER`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER  # the pattern argparse (3.11) reads
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(ExitStatus.USAGE, f"{self.prog}: error: {one_line(message)} (see --help)\n")
