@@ -15,10 +15,14 @@ noise model's would for that variance.
 ``sigma_k^2`` is estimated at run time from the two kernels `worker.deconv.blind` learns on two
 separate windows of the picture (``k1`` on the first, ``k2`` on the second). Camera shake blurs
 both alike, so their difference (after both are centred on their centroids, as every kernel used
-is: a shift is no error) is their errors' difference, ``k1 - k2 = dk1 - dk2``. If the two errors
-are independent and alike in size, ``E ||(dk1 - dk2) * x||^2 = 2 E ||dk1 * x||^2``, so
+is: a shift is no error) is their errors' difference, ``k1 - k2 = dk1 - dk2``. Each error has a
+part of its own, ``d1`` and ``d2`` (the window's noise and texture), and may have a part both
+share, ``c`` (the estimator's bias on this kind of content: two windows of grass agree on the
+same wrong kernel), which cancels in the difference: ``E ||(k1 - k2) * x||^2 = 2 E ||d * x||^2``
+while ``E ||dk1 * x||^2 = E ||c * x||^2 + E ||d * x||^2``. The shared part is counted as
+`SHARED_ERROR` times each window's own (1: as large), so
 
-    sigma_k^2 = (mean(((k1 - k2) * x)^2) - sigma_g^2 G) / 2,
+    sigma_k^2 = (1 + SHARED_ERROR) / 2 (mean(((k1 - k2) * x)^2) - sigma_g^2 G),
 
 over the first window, with ``x`` the window restored with ``k1`` (Tikhonov with a gradient
 penalty at the weight generalised cross-validation chooses, `gcv.GcvWindow.restoring_filter`;
@@ -38,14 +42,18 @@ is what `noise.regularisation_weight` takes as `kernel_error`: the effective noi
 the noise model's gain, is ``(1 + r)`` times the noise's. A kernel the user gives (`deblur
 --psf`) is taken as exact: ``r = 0``.
 
-It is a rough measure. An error that both windows share (two windows agreeing on the same
-wrong kernel, a bias of the estimator) cancels in ``k1 - k2``, and ``r`` is then too small; a
-second kernel worse than the first, or a restored window with more edge contrast than the truth,
-makes it too large. Against the truth on the blind benchmark's photographs (24 pictures, the
-kernel learnt at the true size, ``||(k1 - k_true) * x_true||^2 / sigma_n^2``), ``r`` was within a
-factor of 3 of it in 8 cases, 4.8 to 155 times lower in 10 (0 in 3, where the two kernels were
-the same), 3.4 to 31 times higher in 6. So it raises lambda where the two windows' kernels
-differ, and leaves alone what it cannot see.
+It is a rough measure. The shared part is not seen, only assumed: where it is larger than each
+window's own, ``r`` is too small; a second kernel worse than the first, or a restored window with
+more edge contrast than the truth, makes it too large. Against the truth on the blind
+benchmark's photographs (24 pictures, the kernel learnt at the true size, ``||(k1 - k_true) *
+x_true||^2 / sigma_n^2``), ``r`` counted without a shared part (engine 0.3.3 to 0.3.15, half of
+today's) was within a factor of 3 of it in 8 cases, 4.8 to 155 times lower in 10 (0 in 3, where
+the two kernels were the same), 3.4 to 31 times higher in 6: more often too small than too
+large, as a shared part would make it. Counted as large as each window's own (engine 0.3.16),
+the blind benchmark's runs that keep a learnt kernel gain on average on every size guess of its
+camera shake (+0.21 to +0.33 dB over the runs concerned), most at ISO 100-800, and lose a little
+at ISO 3200 and where the two kernels differ while both are right (docs/MEASUREMENTS.md). So it
+raises lambda where the two windows' kernels differ, and leaves alone what it cannot see.
 
 Levin, Weiss, Durand and Freeman, "Efficient marginal likelihood optimization in blind
 deconvolution", CVPR 2011, doi:10.1109/CVPR.2011.5995308, argue for weighing the posterior's
@@ -62,7 +70,7 @@ from worker.deconv.noise import estimate_noise
 from worker.deconv.psf import centred_kernel_spectrum, luminance
 from worker.deconv.psf_tools import centre_subpixel
 
-INDEPENDENT_ERRORS = 2.0  # ||dk1 - dk2||^2 / ||dk1||^2 for two independent errors of one size
+SHARED_ERROR = 1.0  # the part of a kernel's error both windows share, times each one's own
 
 
 def kernel_difference(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -83,7 +91,7 @@ def kernel_error_variance(patch: np.ndarray, first: np.ndarray, second: np.ndarr
     half = size // 2
     total = np.mean(error[half : height - half, half : width - half] ** 2)
     noise = (estimate_noise(patch) / window.level) ** 2 * window.noise_gain(difference * restoring)
-    return float(max(total - noise, 0.0) * window.level**2 / INDEPENDENT_ERRORS)
+    return float(max(total - noise, 0.0) * window.level**2 * (1 + SHARED_ERROR) / 2)
 
 
 def kernel_error_ratio(window: np.ndarray, first: np.ndarray, second: np.ndarray) -> float:
