@@ -9,7 +9,6 @@ from worker.deconv import DeblurSettings, deblur
 from worker.deconv.local import (
     MISFIT,
     SMOOTHNESS,
-    bin_means,
     blend_locally,
     blurred_again,
     explained_cells,
@@ -143,13 +142,3 @@ def test_blurred_again_is_the_mirrored_blur_without_wrap_around() -> None:
     mirrored = np.pad(sharp, 3, mode="symmetric")
     corner = (mirrored[:7, :7][::-1, ::-1] * psf).sum()
     assert np.isclose(out[0, 0], corner)
-
-
-def test_bin_means_average_each_bins_frequencies_and_leave_out_the_unused() -> None:
-    rng = np.random.default_rng(4)
-    bins = rng.integers(-1, 5, (8, 5))  # -1: a frequency no bin uses
-    values = rng.random((2, 3, 8, 5))
-    means = bin_means(values, bins, 5)
-    assert means.shape == (2, 3, 5)
-    for b in range(5):
-        assert np.allclose(means[..., b], values[..., bins == b].mean(axis=-1))

@@ -6,24 +6,25 @@ the soft ones. Local mode blends the deblurred image ``d`` and the original ``f`
 ``w`` that is exactly 0 outside the region the kernel explains, ``out = w d + (1 - w) f``, so the
 rest of the picture comes back unchanged (bit for bit) and no ringing crosses the region's border.
 
-**Which region the kernel explains** (`kernel_evidence`). The luminance is cut into patches (a
-power of two, at least 4 kernels wide, half overlapping); each patch's power spectrum, binned in
-log-spaced rings and orientations, is compared with what a natural picture (power falling as
-``1 / |w|^p``, Field, JOSA A 4, 1987, doi:10.1364/JOSAA.4.002379) would give if it were blurred
-by the kernel, and if it were not blurred or blurred isotropically (defocus, haze), each with the
-picture's own softness, contrast and the noise of the picture's Poisson-Gaussian model. Whittle's
-likelihood scores each hypothesis; a patch's evidence is the kernel's log-likelihood per frequency
-over the best alternative. At this noise much of a moving subject beats the alternatives by only a
-little, patch by patch, so the region is decided as a whole (`explained_cells`): a subject is one
-piece, each border between a patch in and a patch out costs `SMOOTHNESS`, and the most likely
-labelling of that Markov random field (a graph cut) takes a large subject's interior whole while
-stopping where the evidence turns. A second test protects sharp static detail beside the subject
-(`misfit`): the deblurred picture, blurred again by the kernel, must reproduce each patch to
-within the noise; where it misses by more than `MISFIT` times the noise, no picture blurred by the
-kernel holds what the patch shows (a sharp hair, an edge), the deblurring would ring there, and the
-patch is out whatever its spectrum says. The region is pulled in by the patches' reach, since a
-patch half on the subject may count. Patches left out (sharp, defocused, ambiguous or flat) come
-back as they were: when the picture cannot tell, it is left alone.
+**Which region the kernel explains** (`kernel_evidence`). The luminance is cut into patches (a power
+of two, at least 4 kernels wide, half overlapping); each patch's power spectrum, binned in
+log-spaced rings and orientations, is compared with what a natural picture (power falling as ``1 /
+|w|^p``, Field, JOSA A 4, 1987, doi:10.1364/JOSAA.4.002379) would give if it were blurred by the
+kernel, and if it were not blurred or blurred isotropically (defocus, haze), each with the picture's
+own softness, contrast and the noise of the picture's Poisson-Gaussian model. Whittle's likelihood
+scores each hypothesis (`worker.deconv.patch_spectra`); a patch's evidence is the kernel's
+log-likelihood per frequency over the best alternative. At this noise much of a moving subject beats
+the alternatives by only a little, patch by patch, so the region is decided as a whole
+(`explained_cells`): a subject is one piece, each border between a patch in and a patch out costs
+`SMOOTHNESS`, and the most likely labelling of that Markov random field (a graph cut) takes a large
+subject's interior whole while stopping where the evidence turns. A second test protects sharp
+static detail beside the subject (`misfit`): the deblurred picture, blurred again by the kernel,
+must reproduce each patch to within the noise; where it misses by more than `MISFIT` times the
+noise, no picture blurred by the kernel holds what the patch shows (a sharp hair, an edge), the
+deblurring would ring there, and the patch is out whatever its spectrum says. The region is pulled
+in by the patches' reach, since a patch half on the subject may count. Patches left out (sharp,
+defocused, ambiguous or flat) come back as they were: when the picture cannot tell, it is left
+alone.
 
 **Where to learn the kernel** (`subject_kernel`, used in local mode when the window is automatic):
 kernels are estimated on a few detailed windows in different places, and the one that explains
@@ -43,106 +44,18 @@ from scipy.sparse import csgraph
 from worker.deconv.blind import FREE_FORM, UNCHECKED
 from worker.deconv.boundaries import data_mask
 from worker.deconv.noise import NoiseModel, estimate_noise_model
+from worker.deconv.patch_spectra import LUMA_NOISE, patch_side, patch_spectra
 from worker.deconv.psf import PsfReport, estimate_psf, luminance
 from worker.deconv.window import choose_window
 from worker.stages import Progress, Stage
 
-MIN_PATCH = 64
-LOW_CUT = 2.0  # frequencies under this many cycles per patch are left out (shading, leakage)
-RINGS, ORIENTATIONS = 8, 12  # frequency bins: log-spaced rings up to Nyquist, x orientations
-SOFTNESS = (0.0, 0.7, 1.5, 2.5, 4.0, 6.0, 9.0, 13.0)  # px: isotropic softness, either way
-SLOPES = (1.5, 2.0, 2.5)  # natural pictures' power falls as 1 / |w|^p
-SCALE_STEPS = 48
 MARGIN = 0.0  # log-likelihood per frequency by which the kernel must beat every alternative...
 SMOOTHNESS = 0.02  # ...summed over a region, less this per border between two patches
 MISFIT = 1.2  # a patch the kernel misses by more than this many times the noise is not explained
 CHOICE = 0.02  # the subject's kernel is the one that clearly wins (by this) over most patches
 FLAT = SMOOTHNESS / 4  # a flat patch gains nothing from deblurring but amplified noise
 CUT_UNIT = 1e-5  # the graph cut's costs are whole multiples of this
-NOISE_FLOOR = 3.0  # a patch with less power than this many times the noise's counts as flat
 CANDIDATES = 6  # windows tried for the subject's kernel
-LUMA_NOISE = 0.2126**2 + 0.7152**2 + 0.0722**2  # luminance noise variance per channel variance
-
-
-def _frequencies(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Angular frequencies (rows, columns) of a real FFT grid of `shape`."""
-    wy = 2 * np.pi * fft.fftfreq(shape[0])[:, None]
-    wx = 2 * np.pi * fft.rfftfreq(shape[1])[None, :]
-    return wy, wx
-
-
-def patch_side(size: int) -> int:
-    """The side of the analysis patches: a power of two, at least 64 and 4 kernels."""
-    return int(2 ** np.ceil(np.log2(max(MIN_PATCH, 4 * size))))
-
-
-def frequency_bins(side: int) -> tuple[np.ndarray, int]:
-    """Each frequency of a side x side real FFT numbered by its (ring, orientation) bin, -1 for
-    those left out (below `LOW_CUT` of the band), and the number of bins."""
-    wy, wx = _frequencies((side, side))
-    radius = np.hypot(wy, wx)
-    low = LOW_CUT * 2 * np.pi / side
-    ring = np.floor(np.log(np.maximum(radius, 1e-12) / low) / np.log(np.pi / low) * RINGS)
-    angle = np.mod(np.arctan2(wy, wx), np.pi)
-    orientation = np.minimum((angle / np.pi * ORIENTATIONS).astype(int), ORIENTATIONS - 1)
-    bins = np.where((radius >= low) & (ring < RINGS), ring * ORIENTATIONS + orientation, -1)
-    used, numbered = np.unique(bins, return_inverse=True)  # drop empty bins; -1 stays first
-    numbered = numbered.reshape(bins.shape) - (used[0] < 0)
-    return numbered, int((used >= 0).sum())
-
-
-def bin_means(values: np.ndarray, bins: np.ndarray, count: int) -> np.ndarray:
-    """Means of `values` (..., side, side // 2 + 1) over each frequency bin: (..., count)."""
-    flat = values.reshape(-1, bins.size)
-    index = bins.reshape(-1)
-    sums = np.zeros((flat.shape[0], count))
-    for b in range(count):  # each bin's columns gathered alone: no copy of the whole spectrum
-        sums[:, b] = flat[:, np.flatnonzero(index == b)].mean(axis=1)
-    return sums.reshape((*values.shape[:-2], count))
-
-
-def hypothesis_spectra(blur: np.ndarray, side: int, bins: np.ndarray, count: int) -> np.ndarray:
-    """Expected power per bin (hypotheses, count) of a natural picture (power ``1 / |w|^p``, p
-    in `SLOPES`; Field 1987) blurred by the power transfer `blur` (side x side real FFT grid)
-    and by its own softness (isotropic Gaussians of `SOFTNESS` px, 0: none)."""
-    wy, wx = _frequencies((side, side))
-    radius2 = np.maximum(wy**2 + wx**2, 1e-12)
-    powers = [
-        blur * np.exp(-radius2 * sigma**2) / radius2 ** (slope / 2)
-        for sigma in SOFTNESS
-        for slope in SLOPES
-    ]
-    return bin_means(np.array(powers), bins, count)
-
-
-def patch_power(grey: np.ndarray, side: int, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """Power spectra of Hann-windowed side x side patches of `grey` on a `step` grid, scaled so
-    that white noise of variance v has power v: (rows, cols, side, side // 2 + 1), and the
-    patches' mean levels (rows, cols)."""
-    short = [(0, max(side - n, 0)) for n in grey.shape]  # a picture under a patch: mirrored
-    grey = np.pad(grey, short, mode="symmetric") if any(b for _, b in short) else grey
-    patches = np.lib.stride_tricks.sliding_window_view(grey, (side, side))[::step, ::step]
-    hann = np.hanning(side + 2)[1:-1]
-    window = np.outer(hann, hann)
-    means = patches.mean(axis=(2, 3))
-    spectra = fft.rfft2((patches - means[..., None, None]) * window, workers=-1)
-    return np.abs(spectra) ** 2 / (window**2).sum(), means
-
-
-def best_likelihood(
-    observed: np.ndarray, weights: np.ndarray, noise: np.ndarray, spectra: np.ndarray
-) -> np.ndarray:
-    """Whittle's log-likelihood of each patch's binned power `observed` (rows, cols, count),
-    maximised over the hypotheses `spectra` (hypotheses, count) and the picture's contrast."""
-    best = np.full(observed.shape[:2], -np.inf)
-    # s^2 on a log grid about the level at which each hypothesis has the patch's total power
-    total = (observed * weights).sum(-1)[..., None, None]
-    scale = total / (spectra * weights).sum(-1)[:, None]
-    for factor in np.geomspace(1e-3, 1e1, SCALE_STEPS):
-        variance = factor * scale * spectra + noise[..., None, None]
-        loglik = -(weights * (observed[..., None, :] / variance + np.log(variance))).sum(-1)
-        best = np.maximum(best, loglik.max(axis=-1))
-    return best
 
 
 def kernel_evidence(
@@ -154,36 +67,12 @@ def kernel_evidence(
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Per patch (side `patch_side(size)`, on a grid of side / `overlap`), for each of `psfs`:
     the log-likelihood margin per frequency of "blurred by this kernel" over the best
-    alternative (no blur, isotropic blurs); and whether the patch has detail. `model`: the
-    picture's noise (None: fitted on `image`).
-
-    Whittle's likelihood of the binned power ``S_b`` (``m_b`` frequencies each) under a
-    hypothesis of expected power ``v_b = s^2 c_b + n`` (``c_b`` from `hypothesis_spectra`, ``n``
-    the noise's power at the patch's level, ``s^2`` fitted per patch and hypothesis):
-    ``l = -sum_b m_b (S_b / v_b + log v_b)`` (Whittle 1953; as for spatially varying blur in
-    Chakrabarti, Zickler and Freeman, CVPR 2010, doi:10.1109/CVPR.2010.5539954).
-    """
-    grey = luminance(image).astype(np.float64)
+    alternative (no blur, isotropic blurs: `PatchSpectra.likelihood`); and whether the patch
+    has detail. `model`: the picture's noise (None: fitted on `image`)."""
     side = patch_side(size)
-    bins, count = frequency_bins(side)
-    power, levels = patch_power(grey, side, side // overlap)
-    observed = bin_means(power, bins, count)
-    del power
-    weights = np.bincount(bins[bins >= 0], minlength=count).astype(float)
-    model = model or estimate_noise_model(image)
-    noise = LUMA_NOISE * (model.gain * np.maximum(levels, 0) + model.read_variance)
-    # A noiseless flat patch (a synthetic picture, a blown-out one) would make Whittle's terms
-    # 0 / 0 and log 0: the noise's power is kept above the smallest positive number.
-    np.maximum(noise, np.finfo(np.float64).tiny, out=noise)
-    flat = np.ones((side, side // 2 + 1))
-    other = best_likelihood(observed, weights, noise, hypothesis_spectra(flat, side, bins, count))
-    margins = []
-    for psf in psfs:
-        blur = np.abs(fft.rfft2(psf, s=(side, side))) ** 2
-        spectra = hypothesis_spectra(blur, side, bins, count)
-        margins.append((best_likelihood(observed, weights, noise, spectra) - other) / weights.sum())
-    detail = (observed * weights).sum(-1) > NOISE_FLOOR * noise * weights.sum()
-    return margins, detail
+    spectra = patch_spectra(image, side, side // overlap, model)
+    other = spectra.likelihood(None)
+    return [spectra.likelihood(psf) - other for psf in psfs], spectra.detail()
 
 
 def misfit(

@@ -1,0 +1,31 @@
+"""Patches' power spectra: the binning and the likelihood of a blur."""
+
+import numpy as np
+
+from worker.deconv.noise import NoiseModel
+from worker.deconv.parametric import disc_kernel
+from worker.deconv.patch_spectra import bin_means, patch_spectra
+from worker.deconv.synthetic import blur_valid, dead_leaves
+
+
+def test_bin_means_average_each_bins_frequencies_and_leave_out_the_unused() -> None:
+    rng = np.random.default_rng(4)
+    bins = rng.integers(-1, 5, (8, 5))  # -1: a frequency no bin uses
+    values = rng.random((2, 3, 8, 5))
+    means = bin_means(values, bins, 5)
+    assert means.shape == (2, 3, 5)
+    for b in range(5):
+        assert np.allclose(means[..., b], values[..., bins == b].mean(axis=-1))
+
+
+def test_a_blurred_picture_is_more_likely_blurred_and_a_sharp_one_sharp() -> None:
+    rng = np.random.default_rng(6)
+    disc = disc_kernel(4.0)
+    scene = dead_leaves((320, 320), rng)
+    noise = NoiseModel(0.0, 1e-6, 1e-3)
+    for picture, blurred in ((scene[8:-8, 8:-8], False), (blur_valid(scene, disc), True)):
+        picture = picture + rng.normal(0, 1e-3, picture.shape).astype(np.float32)
+        spectra = patch_spectra(picture, 64, 32, noise)
+        assert spectra.detail().all()
+        margin = spectra.likelihood(disc) - spectra.likelihood(None, (0.0,))
+        assert (np.median(margin) > 0) == blurred
