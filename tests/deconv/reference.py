@@ -2,6 +2,7 @@
 
 import numba
 import numpy as np
+from scipy import ndimage
 
 from worker.deconv.boundaries import BlurOperator
 from worker.deconv.tv import gradient_weights, split_gradient_at
@@ -36,3 +37,20 @@ def tv_energy(u: np.ndarray, eps: float) -> float:
         np.ascontiguousarray(u, dtype=np.float64), eps, np.empty(u.shape[1:], dtype=np.float64)
     )
     return float((1 / weights).sum())
+
+
+def bilinear_demosaic(cfa: np.ndarray) -> np.ndarray:
+    """The simplest demosaicing of an RGGB mosaic: each missing colour is the mean of its
+    nearest photosites of that colour."""
+    sites = np.zeros((*cfa.shape, 3))
+    sites[0::2, 0::2, 0] = sites[1::2, 1::2, 2] = 1
+    sites[..., 1] = 1 - sites[..., 0] - sites[..., 2]
+    red_blue = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 4
+    green = np.array([[0, 1, 0], [1, 4, 1], [0, 1, 0]]) / 4
+    return np.stack(
+        [
+            ndimage.convolve(cfa * sites[..., c], kernel, mode="mirror")
+            for c, kernel in ((0, red_blue), (1, green), (2, red_blue))
+        ],
+        axis=-1,
+    )

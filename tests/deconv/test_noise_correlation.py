@@ -1,9 +1,9 @@
 """Noise correlated by demosaicing: detected, and measured at its true level."""
 
 import numpy as np
-from scipy import ndimage
+from reference import bilinear_demosaic
 
-from worker.deconv.noise import NoiseModel, estimate_noise
+from worker.deconv.noise import NoiseModel, estimate_noise, estimate_noise_model
 from worker.deconv.noise_correlation import (
     bayer_phase_ratio,
     correlation_factor,
@@ -11,23 +11,6 @@ from worker.deconv.noise_correlation import (
 )
 from worker.deconv.synthetic import dead_leaves
 from worker.files.dng import mosaic
-
-
-def bilinear_demosaic(cfa: np.ndarray) -> np.ndarray:
-    """The simplest demosaicing of an RGGB mosaic: each missing colour is the mean of its
-    nearest photosites of that colour."""
-    sites = np.zeros((*cfa.shape, 3))
-    sites[0::2, 0::2, 0] = sites[1::2, 1::2, 2] = 1
-    sites[..., 1] = 1 - sites[..., 0] - sites[..., 2]
-    red_blue = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 4
-    green = np.array([[0, 1, 0], [1, 4, 1], [0, 1, 0]]) / 4
-    return np.stack(
-        [
-            ndimage.convolve(cfa * sites[..., c], kernel, mode="mirror")
-            for c, kernel in ((0, red_blue), (1, green), (2, red_blue))
-        ],
-        axis=-1,
-    )
 
 
 def robust_sigma(noise: np.ndarray) -> float:
@@ -69,3 +52,15 @@ def test_masked_pixels_stay_out_of_the_half_size_measure() -> None:
     mask[:, :34] = 0
     assert correlation_factor(noisy, mask) == 1.0
     assert correlation_factor(noisy[:4, :4]) == 1.0  # too small to measure twice
+
+
+def test_a_channel_interpolated_between_photosites_does_not_break_the_fit() -> None:
+    # Bilinear demosaicing makes red and blue linear between their photosites, where the
+    # noise response is float32 rounding: its variance squared underflowed, the fit's weight
+    # was infinite and the least squares failed (a traceback from `deblur` and `run`).
+    for seed in (1, 4, 6):
+        rng = np.random.default_rng(seed)
+        scene = dead_leaves((256, 256), rng)
+        noisy = bilinear_demosaic(mosaic(scene) + rng.normal(0, 0.003, scene.shape[:2]))
+        model = estimate_noise_model(noisy.astype(np.float32))
+        assert np.isfinite([model.gain, model.read_variance, model.sigma]).all()

@@ -171,9 +171,12 @@ def estimate_noise_model(image: np.ndarray, mask: np.ndarray | None = None) -> N
     for chunk in np.array_split(order, NOISE_BINS):
         if chunk.size < MIN_BIN_PIXELS:
             continue
-        variance = (np.median(np.abs(noise[chunk])) * _MAD_TO_SIGMA) ** 2
+        # In float64: a channel interpolated linearly between photosites (a bilinear
+        # demosaicing) has a noise response of float32 rounding, whose variance squared
+        # underflows float32 and made the weight infinite (the fit then failed).
+        variance = (float(np.median(np.abs(noise[chunk]))) * _MAD_TO_SIGMA) ** 2
         if variance > 0:
-            points.append((np.median(levels[chunk]), variance, chunk.size / variance**2))
+            points.append((float(np.median(levels[chunk])), variance, chunk.size / variance**2))
     if len(points) >= 3:
         bin_levels, variances, weights = (np.array(column) for column in zip(*points, strict=True))
         if np.ptp(bin_levels) >= MIN_LEVEL_SPAN * np.abs(bin_levels).max():
