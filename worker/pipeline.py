@@ -188,7 +188,8 @@ def estimate_kernel(
     if subject is not None:
         psf, found = subject[0], {**subject[1].as_dict(), **describe_subject(subject[1])}
     else:  # (no subject to learn from: as `run`, which says why and leaves a flat picture)
-        psf, blur = estimate_blur(pixels, size, window, progress, clip_level)
+        local = spec.settings.local  # (then parts sharper than the kernel are kept as they are)
+        psf, blur = estimate_blur(pixels, size, window, progress, clip_level, whole_frame=not local)
         found = blur.as_dict()
     if psf_out is not None:
         save_kernel(psf_out, psf)

@@ -40,7 +40,11 @@ is right is found again elsewhere. Here:
    `CLEARLY` lower), it is used instead (`predicted`). Restoring from half the pixels favours
    mild corrections a little (measured on the blind benchmark: good kernels up to 6 % worse
    than the mild Gaussian, the same from one random split to the next to 1 %; a wrong one that
-   loses 3.8 dB 24-36 % worse), so only a clear difference counts.
+   loses 3.8 dB 24-36 % worse), so only a clear difference counts;
+5. a blur of the whole frame leaves no part of it sharper than the kernel: where a tenth of the
+   picture is (`worker.deconv.whole_frame`: depth of field, a subject that moved), the kernel,
+   learnt on the windows' soft content, is not the frame's blur, and the picture is left as it
+   is (`SHARPER_PARTS`; local mode, which deblurs only what the kernel explains, does not ask).
 
 With `--blur auto` (no size given) the size is found first (`auto_size`): the first window's kernel
 is learnt at growing sizes, from `AUTO_SIZES[0]` up to `AUTO_BLUR`, and the smallest size is kept
@@ -102,6 +106,7 @@ from worker.deconv.parametric import (
 )
 from worker.deconv.psf import PsfReport, estimate_psf, luminance, unclipped
 from worker.deconv.psf_tools import centre_subpixel
+from worker.deconv.whole_frame import sharper_parts
 from worker.deconv.window import (
     Window,
     check_edges,
@@ -132,6 +137,10 @@ RADII = np.arange(1.0, AUTO_BLUR / 2, 0.25)  # the defocus discs searched, px (1
 RADIUS_AGREEMENT = 0.1  # two windows' discs agree within this share of the radius (or a step)
 SHORTLIST = 3  # the discs' GCV minima judged by held-out pixels (`best_disc`)
 NO_BLUR, FREE_FORM, GAUSSIAN, DISC = "none", "free-form", "gaussian", "disc"
+SHARPER_PARTS = (
+    "depth of field or a subject that moved, not a blur of the whole frame (local mode deblurs "
+    "only the blurred part); the picture is left as it is"
+)
 # What `learn_pair` learns: the first window's kernel and report, the second window's kernel.
 KernelPair = tuple[np.ndarray, PsfReport, np.ndarray | None]
 
@@ -344,13 +353,16 @@ def estimate_blur(
     window: Window | None = None,
     progress: Progress | None = None,
     clip_level: float | None = None,
+    whole_frame: bool = True,
 ) -> tuple[np.ndarray, BlurReport]:
     """The blur of a linear picture (H, W, C), checked on a second window, and a `BlurReport`.
 
     `size` is the largest blur in pixels (odd), None to find it (`auto_size`); `window` (x, y,
-    width, height) where to learn it, None to choose. Returns the kernel (float32, odd-sized,
-    summing to one, centred to the sub-pixel; a 1 x 1 delta when no blur was found). Raises
-    `InputError` as `estimate_psf` does.
+    width, height) where to learn it, None to choose. `whole_frame`: the blur is to be removed
+    from the whole frame, so a kernel that parts of the picture are sharper than is not used
+    (`worker.deconv.whole_frame`; local mode, which deblurs only what the kernel explains, does
+    not ask). Returns the kernel (float32, odd-sized, summing to one, centred to the sub-pixel; a
+    1 x 1 delta when no blur was found). Raises `InputError` as `estimate_psf` does.
     """
     started = time.perf_counter()
     grey = luminance(np.asarray(image))
@@ -385,11 +397,16 @@ def estimate_blur(
             kernel, chosen, reason, twin = safe_or_disc(grey, windows, size, doubt)
     if border_mass(free) >= TRUNCATED:
         reason = f"{reason}; the blur fills the {size} px it was learnt at and may be larger"
+    # The kernel the deblur would use, centred to the sub-pixel: the one to judge.
+    centred = centre_subpixel(kernel) if kernel.shape[0] > 1 else kernel.astype(np.float32)
+    if whole_frame and chosen != NO_BLUR and sharper_parts(image, centred):
+        kernel = centred = np.ones((1, 1), np.float32)
+        chosen, reason = NO_BLUR, f"{reason}; but parts of the picture are sharper: {SHARPER_PARTS}"
     error = 0.0
     if chosen in (FREE_FORM, DISC) and twin is not None:
         pair_used = same_size(free if chosen == FREE_FORM else kernel, twin)
         error, reason = uncertainty(patch_of(image, windows[0]), *pair_used, reason)
-    kernel = centre_subpixel(kernel) if kernel.shape[0] > 1 else kernel.astype(np.float32)
+    kernel = centred
     return kernel, BlurReport(
         kernel=chosen,
         confidence=round(float(np.clip(agreement, 0, 1)), 3),
