@@ -40,11 +40,8 @@ def test_a_third_of_the_frame_sharper_than_the_kernel_shows_it_is_not_the_frames
     psf = centre_subpixel(camera_shake_kernel(13, np.random.default_rng(4)))
     assert sharper_parts(scene_blurred_left_of(psf, 2 * SHAPE[1] // 3), psf)
     sharp = dead_leaves(SHAPE, np.random.default_rng(5))
-    assert sharper_parts(
-        sharp
-        + np.float32(0.002) * np.random.default_rng(6).standard_normal(sharp.shape, np.float32),
-        disc_kernel(4),
-    )
+    sharp += np.float32(0.002) * np.random.default_rng(6).standard_normal(sharp.shape, np.float32)
+    assert sharper_parts(sharp, disc_kernel(4))
 
 
 def test_noise_that_demosaicing_correlated_is_not_taken_for_sharp_detail() -> None:
@@ -67,9 +64,8 @@ def test_noise_that_demosaicing_correlated_is_not_taken_for_sharp_detail() -> No
 
 def test_a_flat_picture_shows_nothing_sharper() -> None:
     flat = np.full((*SHAPE, 3), 0.4, np.float32)
-    assert sharper_margin(flat, disc_kernel(4)) == -math.inf and not sharper_parts(
-        flat, disc_kernel(4)
-    )
+    assert sharper_margin(flat, disc_kernel(4)) == -math.inf
+    assert not sharper_parts(flat, disc_kernel(4))
 
 
 def test_run_leaves_a_picture_with_sharp_parts_as_it_is_and_local_mode_keeps_the_kernel() -> None:
