@@ -238,15 +238,16 @@ def deblur_varying_picture(
     return restored, report, found
 
 
-def warm_up() -> None:
-    """Run a tiny job through the whole pipeline: imports, numba compilation, FFT planning."""
+def warm_up(folder: Path | None = None) -> None:
+    """Run a tiny job through the whole pipeline: imports, numba compilation, FFT planning; its
+    files go into a temporary folder inside `folder` (None: the system's temporary folder)."""
     # Imported here: the test scene's maker needs scipy.signal, a third of a second that a
     # one-off command (`deblur`, `run`) would otherwise pay for nothing.
     from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
 
     rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory(prefix="dt-deconvolve-warm-up-") as folder:
-        image, psf, output = (str(Path(folder) / n) for n in ("in.tif", "psf.npy", "out.tif"))
+    with tempfile.TemporaryDirectory(prefix="dt-deconvolve-warm-up-", dir=folder) as files:
+        image, psf, output = (str(Path(files) / n) for n in ("in.tif", "psf.npy", "out.tif"))
         tifffile.imwrite(image, dead_leaves((WARM_UP_SIZE, WARM_UP_SIZE), rng))
         np.save(psf, camera_shake_kernel(5, rng))
         job = JobSpec(image, output, psf=psf, settings=DeblurSettings(max_iterations=2))

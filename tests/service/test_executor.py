@@ -1,6 +1,7 @@
 """The executor's side of a job, run in this process: what it leaves when the worker goes away."""
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ from service_support import write_picture
 
 from worker.jobspec import JobSpec
 from worker.service.executor import run_job
+from worker.service.jobs import Executor
 from worker.stages import Stage
 
 
@@ -43,3 +45,23 @@ def test_a_result_written_as_the_worker_went_away_is_removed(tmp_path: Path) -> 
             assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "k.npy"]
         else:  # never written: what was there stays
             assert out.read_bytes() == before
+
+
+def test_an_executor_killed_as_it_warms_up_leaves_no_files(tmp_path: Path, monkeypatch) -> None:
+    """Its warm-up job's picture and kernel go into the folder the worker gives it, which goes
+    with the process; until engine 0.3.18 they went into the system's temporary folder, where an
+    executor killed while it warmed up (a cancel or a shutdown just after the worker started)
+    left them for good."""
+    system_temporary = tmp_path / "tmp"
+    system_temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(system_temporary))  # the executor's, which inherits it
+    folder = tmp_path / "executor"
+    folder.mkdir(mode=0o700)
+    with Executor(folder) as executor:
+        deadline = time.monotonic() + 60
+        while not any(folder.glob("*/psf.npy")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert any(folder.glob("*/psf.npy")), "the warm-up never wrote its kernel"
+        executor.kill()
+    assert not folder.exists()
+    assert list(system_temporary.iterdir()) == []

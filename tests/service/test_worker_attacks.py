@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -122,6 +123,36 @@ def test_a_full_runtime_disk_loses_no_queued_job(material, tmp_path) -> None:
                 assert client.ping() is not None
         finally:
             handle.stop()
+
+
+def test_an_executor_killed_as_it_warms_up_leaves_no_files() -> None:
+    """An executor's warm-up files lie in a folder of the worker's, removed when the executor
+    ends, whatever ends it; until engine 0.3.18 they went into the system's temporary folder,
+    where an executor killed as it warmed up left them for good."""
+    with short_folder() as folder:
+        env = {**private_env(folder), "TMPDIR": str(folder / "tmp")}
+        (folder / "tmp").mkdir()
+        handle = Worker(folder, env, f"ipc://{folder}/w.sock", folder / "results")
+        try:
+            handle.start()
+            assert handle.process is not None
+            runtime = Path(env["XDG_RUNTIME_DIR"]) / "dt-deconvolve"
+            scratch = runtime / f"scratch-{handle.process.pid}"
+            deadline = time.monotonic() + 60
+            while not (warming := list(scratch.glob("executor-*/*/psf.npy"))):
+                assert time.monotonic() < deadline, "no executor warmed up in its folder"
+                time.sleep(0.01)
+            os.kill(handle.executor_pids()[0], signal.SIGKILL)
+            killed = warming[0].parent.parent
+            while killed.exists():  # the worker finds out, and removes it
+                assert time.monotonic() < deadline, "the killed executor's folder stayed"
+                time.sleep(0.01)
+            handle.wait_warm()  # its successor
+            assert len(list(scratch.glob("executor-*"))) == 1
+        finally:
+            handle.stop()
+        assert not scratch.exists()
+        assert list((folder / "tmp").iterdir()) == []
 
 
 def test_a_queued_job_whose_cached_kernel_is_evicted_estimates_it(

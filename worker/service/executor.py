@@ -1,6 +1,7 @@
 """The executor: a child process of the worker that runs jobs, warm.
 
-`python -m worker.service.executor`.
+`python -m worker.service.executor [FOLDER]` (FOLDER: a private folder for the warm-up's files,
+which the worker removes with the process; without it, the system's temporary folder).
 
 It imports the engine and runs a tiny job once (compiling the numba kernels and planning FFTs), says
 `ready`, then reads one job per line on stdin and writes JSON events on stdout:
@@ -154,7 +155,7 @@ def main() -> int:
     try:
         from worker.pipeline import warm_up
 
-        warm_up()
+        warm_up(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
     except Exception as error:
         send({"event": "broken", "error": f"cannot start the engine: {describe_error(error)}"})
         return 1

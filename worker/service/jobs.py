@@ -10,6 +10,7 @@ crash or a MemoryError in a job ends that job, never the server.
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -221,14 +222,17 @@ class JobTable:
 class Executor:
     """A warm child process that runs one job at a time, driven by JSON lines on its pipes.
 
-    The object owns the process and its two pipes until `close()` (or the end of a `with`
-    block), which kills the process if it still runs and reaps it. Not thread-safe: the server's
-    loop alone drives it.
+    The object owns the process, its two pipes and its private `folder` (for its warm-up's
+    files, None: the system's temporary folder) until `close()` (or the end of a `with` block),
+    which kills the process if it still runs, reaps it and removes the folder. Not thread-safe:
+    the server's loop alone drives it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
+        where = [] if folder is None else [folder]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.service.executor"],
+            [sys.executable, "-m", "worker.service.executor", *where],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,  # read by the server into its rotated log, never a file
@@ -327,6 +331,8 @@ class Executor:
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
+        if self.folder is not None:  # what a process killed as it warmed up left there
+            shutil.rmtree(self.folder, ignore_errors=True)
         if code < 0:
             return f"signal {signal.Signals(-code).name}"
         return f"exit status {code}"

@@ -20,6 +20,7 @@ import shutil
 import signal
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -336,7 +337,7 @@ class Server:
         """Start executors until there are as many as jobs may run at once (with a pause after
         failed starts)."""
         while len(self.executors) < self.config.jobs and time.monotonic() >= self.next_start:
-            executor = Executor()
+            executor = Executor(self._executor_folder())
             log.debug("started executor %d", executor.pid)
             self.executors.append(executor)
 
@@ -363,20 +364,32 @@ class Server:
                 continue
             log.info("job %s started on executor %d: %s", job.id, executor.pid, job.spec.input)
 
+    def _executor_folder(self) -> Path | None:
+        """A private folder for a new executor's warm-up files, removed with the executor (and
+        with the scratch folders if the worker is killed); None when the runtime disk cannot
+        hold one: the executor then warms up in the system's temporary folder."""
+        return self._scratch_folder(f"executor-{uuid.uuid4().hex[:12]}", "an executor warms up")
+
     def _scratch(self, job: Job) -> Path | None:
-        """A private folder for the job's kernel, made again if someone removed it; None when
-        the runtime disk cannot hold one (full): the job then runs without caching its kernel."""
-        folder = self.scratch_root / job.id
+        """A private folder for the job's kernel; None when the runtime disk cannot hold one
+        (full): the job then runs without caching its kernel."""
+        return self._scratch_folder(job.id, f"job {job.id} runs")
+
+    def _scratch_folder(self, name: str, what: str) -> Path | None:
+        """The folder `name` in the worker's scratch folder, both made again (private) if someone
+        removed them; None, with a warning that `what` goes without it, when the runtime disk
+        cannot hold it (`SCRATCH_ROOM`)."""
+        folder = self.scratch_root / name
         try:
             runtime_dir()  # made again, private, if it went
             self.scratch_root.mkdir(exist_ok=True, mode=0o700)
             folder.mkdir(exist_ok=True, mode=0o700)
             free = shutil.disk_usage(folder).free
         except OSError as error:
-            log.warning("job %s runs without a scratch folder: %s", job.id, describe_error(error))
+            log.warning("%s without a scratch folder: %s", what, describe_error(error))
             return None
         if free < SCRATCH_ROOM:
-            log.warning("job %s runs without a scratch folder: its disk is full", job.id)
+            log.warning("%s without a scratch folder: its disk is full", what)
             shutil.rmtree(folder, ignore_errors=True)
             return None
         return folder
