@@ -92,6 +92,29 @@ def test_a_flat_picture_is_left_as_it_is(run_cli, tmp_path: Path):
     assert tifffile.imread(out).shape == (75, 75, 3)
 
 
+def test_a_picture_too_small_to_learn_from_is_a_one_line_error(run_cli, tmp_path: Path):
+    """Two rows of pixels: every blind command refuses them in one line (an internal error
+    until engine 0.3.18) and writes nothing; `deblur` with a kernel that fits still works."""
+    rng = np.random.default_rng(13)
+    write_tiff(tmp_path / "strip.tif", rng.integers(0, 65535, (2, 400, 3), dtype=np.uint16))
+    out = tmp_path / "out"
+    out.mkdir()
+    for command in (["psf"], ["run"], ["run", "--local"], ["run", "--varying"]):
+        blur = ["15"] if "--varying" in command else ["auto"]
+        name = out / ("k.npy" if command == ["psf"] else "x.tif")
+        done = run_cli(*command[:1], tmp_path / "strip.tif", "--blur", *blur, *command[1:],
+                       "-o", name)  # fmt: skip
+        assert done.returncode == 1, (command, done.stderr)
+        assert "is 400x2 pixels: too small to learn its blur from" in done.stderr, command
+        assert len(done.stderr.strip().splitlines()) == 1, command
+    assert not list(out.iterdir())
+    np.save(tmp_path / "k.npy", np.full((1, 3), 1 / 3, np.float32))
+    done = run_cli(
+        "deblur", tmp_path / "strip.tif", "--psf", tmp_path / "k.npy", "-o", out / "d.tif"
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_run_local_says_where_the_subjects_blur_was_learnt(run_cli, shaken_tiff: Path, tmp_path):
     done = run_cli(
         "run", shaken_tiff, "--blur", "13", "--local", "-o", tmp_path / "sharp.tif",

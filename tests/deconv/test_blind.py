@@ -41,6 +41,8 @@ from worker.deconv.parametric import border_mass, disc_kernel, gaussian_kernel, 
 from worker.deconv.psf import estimate_psf, luminance
 from worker.deconv.psf_tools import centre_subpixel
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves
+from worker.deconv.varying import deblur_varying
+from worker.errors import InputError
 
 
 def blurred_scene(psf: np.ndarray, shape=(480, 720), noise=0.002, seed=3):
@@ -70,6 +72,21 @@ def test_a_flat_picture_is_left_as_it_is() -> None:
     psf, report = estimate_blur(flat, 15)
     assert psf.shape == (1, 1) and report.kernel == NO_BLUR
     assert report.confidence == 0 and "left as it is" in report.reason
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (2, 400), (400, 5), (8, 8)])
+def test_a_picture_too_small_to_hold_a_window_is_refused(shape) -> None:
+    """Under 9 px on its shorter side a picture holds no window three times the smallest blur
+    (3 px): refused in one line, whatever the size asked; until engine 0.3.18 a side of 2 px was
+    an internal error (negative dimensions) and one of 5-8 px asked for "a blur size of at least
+    3, not 1", which nobody had given."""
+    picture = np.random.default_rng(3).random((*shape, 3)).astype(np.float32)
+    for size in (None, 5, 15):
+        with pytest.raises(InputError, match=r"too small to learn its blur from \(at least 9x9"):
+            estimate_blur(picture, size)
+    with pytest.raises(InputError, match="too small to learn its blur from"):
+        deblur_varying(picture, 5)
+    estimate_blur(np.random.default_rng(3).random((9, 400, 3)).astype(np.float32), 5)
 
 
 def test_pure_noise_gets_no_confidence() -> None:

@@ -110,6 +110,7 @@ from worker.deconv.whole_frame import sharper_parts
 from worker.deconv.window import (
     Window,
     check_edges,
+    check_room,
     choose_windows,
     largest_blur,
     learning_patch,
@@ -362,10 +363,12 @@ def estimate_blur(
     from the whole frame, so a kernel that parts of the picture are sharper than is not used
     (`worker.deconv.whole_frame`; local mode, which deblurs only what the kernel explains, does
     not ask). Returns the kernel (float32, odd-sized, summing to one, centred to the sub-pixel; a
-    1 x 1 delta when no blur was found). Raises `InputError` as `estimate_psf` does.
+    1 x 1 delta when no blur was found). Raises `InputError` as `estimate_psf` does, and for a
+    picture too small to learn a blur from (`check_room`).
     """
     started = time.perf_counter()
     grey = luminance(np.asarray(image))
+    check_room(grey.shape)
     if clip_level is None:  # detected once for every window; no plateau: nothing clipped
         clip_level = detect_clip_level(image) or math.inf
     pair = None  # the two windows' kernels, when the size search has learnt them already

@@ -35,6 +35,7 @@ from worker.deconv.boundaries import data_mask, detect_clip_level
 from worker.deconv.fft import fast_length
 from worker.deconv.noise import estimate_noise
 from worker.deconv.psf_tools import center_on_centroid, resize_psf
+from worker.deconv.settings import MIN_BLUR
 from worker.deconv.window import Window, choose_window, learning_patch
 from worker.errors import InputError
 from worker.resize import shrink_smooth
@@ -364,8 +365,10 @@ def estimate_psf(
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] not in (1, 3):
         raise InputError(f"the image must be (height, width, 1 or 3 channels), not {image.shape}")
-    if isinstance(size, bool) or int(size) != size or size < 3 or size % 2 == 0:
-        raise InputError(f"the blur size must be an odd number of pixels, at least 3, not {size}")
+    if isinstance(size, bool) or int(size) != size or size < MIN_BLUR or size % 2 == 0:
+        raise InputError(
+            f"the blur size must be an odd number of pixels, at least {MIN_BLUR}, not {size}"
+        )
     grey = luminance(image)
     if not np.all(np.isfinite(grey)):
         raise InputError("the image holds NaN or infinite values")

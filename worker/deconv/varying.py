@@ -59,7 +59,7 @@ from worker.deconv.psf import PsfReport, estimate_psf, luminance
 from worker.deconv.psf_tools import resample_psf
 from worker.deconv.rl_tv import DeblurReport, deblur
 from worker.deconv.settings import DeblurSettings
-from worker.deconv.window import Window, choose_window, learning_patch, window_side
+from worker.deconv.window import Window, check_room, choose_window, learning_patch, window_side
 from worker.errors import InputError
 from worker.parallel import cpu_count
 from worker.resize import shrink_area
@@ -285,9 +285,11 @@ def deblur_varying(
 
     Returns the result (the downsized shape for a preview, `settings.scale` < 1), a report like
     `rl_tv.deblur`'s (its iterations the most of any tile's, its seconds the whole run's) and
-    the `VaryingReport`. A picture with nothing to learn a blur from comes back as it is.
+    the `VaryingReport`. A picture with nothing to learn a blur from comes back as it is; one too
+    small to learn from raises `InputError` (`check_room`), as `run` does.
     """
     started = time.perf_counter()
+    check_room(image.shape[:2])
     grid = grid_shape(image.shape[:2], size)
     count = grid[0] * grid[1] + 1  # estimates: the whole picture's, then each tile's
 

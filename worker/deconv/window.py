@@ -11,6 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from worker.deconv.noise import estimate_noise
+from worker.deconv.settings import MIN_BLUR
 from worker.errors import InputError
 from worker.resize import block_means
 
@@ -37,6 +38,18 @@ def pair_side(image_shape: tuple[int, int], size: int) -> int:
     return int(
         max(min(window_side(image_shape, size), longer * 4 // 9, shorter), KERNELS_ACROSS * size)
     )
+
+
+def check_room(image_shape: tuple[int, int]) -> None:
+    """Raise `InputError` when a picture (height, width) is too small to learn a blur from: its
+    shorter side holds no window `KERNELS_ACROSS` times the smallest blur (`MIN_BLUR`)."""
+    smallest = KERNELS_ACROSS * MIN_BLUR
+    if min(image_shape) < smallest:
+        height, width = image_shape
+        raise InputError(
+            f"the picture is {width}x{height} pixels: too small to learn its blur from (at least "
+            f"{smallest}x{smallest}; with a known kernel, `deblur --psf` takes it)"
+        )
 
 
 def largest_blur(side: int) -> int:
