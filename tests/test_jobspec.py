@@ -46,6 +46,17 @@ def test_bad_fields_are_refused_in_one_line(fields: dict, words: str) -> None:
     assert isinstance(refused.value, InputError) and "\n" not in str(refused.value)
 
 
+def test_local_mode_and_a_varying_blur_are_refused_together() -> None:
+    """Local mode sharpens what one kernel explains; --varying gives each part its own: asked
+    together (the command line, a worker's client), they ran each tile in local mode, a
+    combination never measured, until engine 0.3.18."""
+    fields = {"input": "/i", "output": "/o.tif", "blur": 9}
+    with pytest.raises(InputError, match="--local and --varying do not go together"):
+        JobSpec.from_fields({**fields, "settings": {"varying": True, "local": True}})
+    for alone in ("varying", "local"):
+        JobSpec.from_fields({**fields, "settings": {alone: True}})
+
+
 def test_the_output_is_a_tiff_file_whoever_asks(tmp_path) -> None:
     # (The command line refused another name, the worker did not: a PSF.npy could be replaced.)
     picture = tmp_path / "in.tif"

@@ -222,6 +222,11 @@ class JobSpec:
                 "--varying estimates a blur for each part of the picture: give the blur size "
                 "(--blur K), neither a kernel file nor auto"
             )
+        if self.settings.varying and self.settings.local:
+            raise InputError(
+                "--local and --varying do not go together: local mode sharpens the part of the "
+                "picture that one blur explains, --varying each part with its own blur"
+            )
         self.settings.validate()
 
 
