@@ -128,8 +128,10 @@ def run_pipeline(
     leaves nothing.
     """
     spec.validate()
-    kernels = (psf_out, picture_path(psf_out)) if spec.estimating and psf_out is not None else ()
-    spec.check_files(*kernels)
+    kernel = psf_out if spec.estimating else None
+    spec.check_files(*([] if kernel is None else [kernel]))
+    if kernel is not None:  # known now to name a file (`.` or `/` has no picture name beside it)
+        spec.check_files(picture_path(kernel))
     steps = [Stage.READING, Stage.ESTIMATING, Stage.DEBLURRING, Stage.WRITING]
     stages = StageProgress([s for s in steps if spec.estimating or s != Stage.ESTIMATING], progress)
     stages.report(Stage.READING)

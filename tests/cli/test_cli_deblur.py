@@ -341,6 +341,17 @@ def test_no_command_replaces_the_picture_it_reads(run_cli: RunCli, picture: Path
     assert files_in(picture.parent) == ["photo.tif", "psf.npy", "same.tif"]
 
 
+def test_a_kernel_named_as_a_folder_is_refused_before_the_work(run_cli: RunCli, picture: Path):
+    """`--psf-out .` (or `/`): a folder is in the way, in one line, before any work; until
+    engine 0.3.18 its picture's name (the kernel's with .png) was made first, and a name with
+    no file name in it was an internal error."""
+    output = picture.with_name("o.tif")
+    for folder in (".", "/", str(picture.parent)):
+        result = run_cli("run", picture, "--blur", "5", "-o", output, "--psf-out", folder)
+        assert_one_line_failure(result, "a folder is in the way")
+    assert files_in(picture.parent) == ["photo.tif"]
+
+
 def test_fifos_and_devices_are_never_read_nor_replaced(
     run_cli: RunCli, picture: Path, psf: Path, tmp_path: Path, out: Path
 ) -> None:
