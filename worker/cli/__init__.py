@@ -22,13 +22,15 @@ from worker.cli.streams import PROG, reader_gone, warn
 from worker.errors import describe_error, is_internal, one_line
 
 # A value that starts with "-" is a negative number, not an option, when it reads as one, in
-# exponent form too: argparse's own pattern leaves out "-1e-3", which `--priority -1e-3` needs.
-NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+# exponent form too: argparse's own pattern leaves out "-1e-3", which `--priority -1e-3` needs;
+# and so is a list of numbers that starts with one (`--window -5,0,50,50`: refused as a window).
+NUMBER = r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
+NEGATIVE_NUMBER = re.compile(rf"^-{NUMBER}(,-?{NUMBER})*$")
 
 
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are a single line, and which reads negative numbers
-    in exponent form as values (`NEGATIVE_NUMBER`)."""
+    in exponent form, and lists of numbers that start with one, as values (`NEGATIVE_NUMBER`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
