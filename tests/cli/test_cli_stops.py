@@ -14,14 +14,25 @@ from worker.signals import STOPPING_SIGNALS
 def test_a_signal_held_arrives_as_the_held_step_ends(signum: int) -> None:
     """A stop sent during `held()` lets the step finish, then stops the command before the
     next line (`submit --wait` holds its request, so that a stop sent the moment the worker
-    took the job still finds its id to cancel it: CI once saw a job run on after a SIGHUP)."""
+    took the job still finds its id to cancel it: CI once saw a job run on after a SIGHUP). The
+    signal comes from another thread, as the kernel may hand a process's signal to any thread
+    that does not block it: a signal mask in the step's thread (engine 0.3.17) did not hold it."""
     script = textwrap.dedent(f"""
-        import os, sys
-        from worker.cli.stops import held, stop_on_signals
+        import os, sys, threading, time
+        from worker.cli.stops import stop_on_signals
+        from worker.signals import held
         stop_on_signals()
+        go = threading.Event()
+        def send():
+            go.wait()
+            os.kill(os.getpid(), {int(signum)})
+        sender = threading.Thread(target=send)
+        sender.start()  # before the step, as a maths library starts its threads at import
         try:
             with held():
-                os.kill(os.getpid(), {int(signum)})
+                go.set()
+                sender.join()
+                time.sleep(0.05)
                 print("the step ended", flush=True)
             print("not reached", flush=True)
         except KeyboardInterrupt:

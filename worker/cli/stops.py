@@ -4,27 +4,31 @@ The stopping signals (`worker.signals.STOPPING_SIGNALS`, and Ctrl-C's SIGINT, wh
 already turns into `KeyboardInterrupt`) raise in whatever the command is doing, so that what
 it was writing is removed (`worker.atomic`) and a job it waits for is cancelled
 (`worker.cli.submit`). A step that must not be cut in two, such as a request whose reply names
-the job to cancel, runs `held()`: a signal that comes meanwhile is delivered as the step ends.
+the job to cancel, runs `worker.signals.held()`: a signal that comes meanwhile is delivered as the
+step ends.
 """
 
-import contextlib
 import signal
-from collections.abc import Iterator
 
-from worker.signals import STOPPING_SIGNALS
+from worker.signals import STOPPING_SIGNALS, defer
 
 _stopped_by: list[int] = []  # the signal that is stopping the command, once one is
 
 
 def _stop(signum: int, _frame: object) -> None:
+    if defer(signum):  # in a step that must not be cut in two: at its end
+        return
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     _stopped_by.append(signum)
     raise SystemExit(128 + signum)
 
 
 def stop_on_signals() -> None:
-    """Make each of `STOPPING_SIGNALS` raise `SystemExit(128 + signal)` (the worker installs
-    handlers of its own)."""
-    for signum in STOPPING_SIGNALS:
+    """Make each of `STOPPING_SIGNALS` raise `SystemExit(128 + signal)`, and SIGINT
+    `KeyboardInterrupt` as Python's own handler does, but not inside a held step (`held`; the
+    worker installs handlers of its own)."""
+    for signum in (*STOPPING_SIGNALS, signal.SIGINT):
         signal.signal(signum, _stop)
 
 
@@ -32,14 +36,3 @@ def stopped_by() -> int | None:
     """The signal stopping the command, if one is. (Raised in compiled code, the exit arrives
     wrapped in another exception: the caller knows it by this.)"""
     return _stopped_by[0] if _stopped_by else None
-
-
-@contextlib.contextmanager
-def held() -> Iterator[None]:
-    """Hold the stopping signals and SIGINT until the block ends, then deliver any that came."""
-    stopping = {*STOPPING_SIGNALS, signal.SIGINT}
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)

@@ -28,12 +28,12 @@ from worker.cli.exit_status import ExitStatus
 from worker.cli.lines import blur_line, path_field
 from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.psf import blur_size
-from worker.cli.stops import held
 from worker.cli.streams import warn
 from worker.deconv.settings import AUTO
 from worker.errors import InputError
 from worker.jobspec import JobSpec
 from worker.service.client import ensure_worker
+from worker.signals import held
 from worker.stages import Stage
 
 

@@ -26,6 +26,7 @@ from worker.service.transport import (
     secure_client,
     tcp_host,
 )
+from worker.signals import held
 from worker.stages import Stage
 
 POLL_INTERVAL = 0.15  # seconds between status requests while waiting for a job
@@ -66,14 +67,21 @@ class Client:
         worker refuses the request.
         """
         data = protocol.encode_request(op, **fields)
-        with self.context.socket(zmq.REQ) as socket:
+        # Made and closed whole: a stop that came inside pyzmq's bookkeeping of the socket left
+        # one open that `close` (`Context.destroy`) did not know of, and the exit waited for it.
+        with held():
+            socket = self.context.socket(zmq.REQ)
             socket.linger = 0
+        try:
             secure_client(socket, self.endpoint, self.curve_dir)
             socket.connect(self.endpoint)
             socket.send(data)
             if not socket.poll(int(1000 * (timeout or self.timeout)), zmq.POLLIN):
                 raise WorkerUnavailable(f"no worker answers at {self.endpoint}")
             return protocol.decode_reply(socket.recv())
+        finally:
+            with held():
+                socket.close()
 
     def ping(self, timeout: float = 1.0) -> dict[str, Any] | None:
         """The worker's ping reply, or None when none answers within `timeout`."""
