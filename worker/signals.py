@@ -6,6 +6,7 @@ beside them (Python turns it into `KeyboardInterrupt`). A step that must not be 
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 
 STOPPING_SIGNALS = (
@@ -25,8 +26,13 @@ def held() -> Iterator[None]:
 
     A flag that the command's handlers read (`defer`), not a signal mask: a mask holds a signal
     for this thread only, and the kernel then hands a process's signal to any other thread that
-    does not block it (a maths library's), whose Python handler still runs here, mid-step."""
+    does not block it (a maths library's), whose Python handler still runs here, mid-step.
+    Python runs signal handlers in the main thread only: a step in another thread is never cut,
+    and is not counted."""
     global _holding
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _holding += 1
     try:
         yield
