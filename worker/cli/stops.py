@@ -1,7 +1,7 @@
 """How a command stops on a signal: a `kill`, a logout or a closed terminal unwinds like an error.
 
-The stopping signals (`worker.signals.STOPPING_SIGNALS`, and Ctrl-C's SIGINT, which Python
-already turns into `KeyboardInterrupt`) raise in whatever the command is doing, so that what
+The stopping signals (`worker.signals.STOPPING_SIGNALS`, and Ctrl-C's SIGINT, as Python's own
+`KeyboardInterrupt`) raise in whatever the command is doing, so that what
 it was writing is removed (`worker.atomic`) and a job it waits for is cancelled
 (`worker.cli.submit`). A step that must not be cut in two, such as a request whose reply names
 the job to cancel, runs `worker.signals.held()`: a signal that comes meanwhile is delivered as the
