@@ -28,7 +28,7 @@ from worker.deconv.varying import deblur_varying
 from worker.deconv.window import window_from_text
 from worker.errors import InputError
 from worker.files.imageio import read_picture, write_picture
-from worker.files.kernels import picture_path, save_kernel, save_kernel_picture
+from worker.files.kernels import check_names, picture_path, save_kernel, save_kernel_picture
 from worker.files.wisdom import fftw_wisdom
 from worker.jobspec import JobSpec
 from worker.regular import open_regular
@@ -131,6 +131,7 @@ def run_pipeline(
     kernel = psf_out if spec.estimating else None
     spec.check_files(*([] if kernel is None else [kernel]))
     if kernel is not None:  # known now to name a file (`.` or `/` has no picture name beside it)
+        check_names(kernel, None)
         spec.check_files(picture_path(kernel))
     steps = [Stage.READING, Stage.ESTIMATING, Stage.DEBLURRING, Stage.WRITING]
     stages = StageProgress([s for s in steps if spec.estimating or s != Stage.ESTIMATING], progress)

@@ -352,6 +352,25 @@ def test_a_kernel_named_as_a_folder_is_refused_before_the_work(run_cli: RunCli, 
     assert files_in(picture.parent) == ["photo.tif"]
 
 
+def test_a_kernel_named_as_another_format_is_refused_before_the_work(
+    run_cli: RunCli, picture: Path
+):
+    """A kernel is written as .npy and its picture as .png whatever they are called: until
+    engine 0.3.19 `--psf-out k.tif` wrote an array no viewer opens under a picture's name, and
+    `--psf-out k.png` wrote the array, then its picture over it at the same name."""
+    folder = picture.parent
+    attempts = [
+        ("run", picture, "--blur", "5", "-o", folder / "o.tif", "--psf-out", folder / "k.png"),
+        ("run", picture, "--blur", "5", "-o", folder / "o.tif", "--psf-out", folder / "k.tif"),
+        ("run", picture, "--blur", "5", "-o", folder / "o.tif", "--psf-out", folder / "k"),
+        ("psf", picture, "--blur", "5", "-o", folder / "k.png"),
+        ("psf", picture, "--blur", "5", "-o", folder / "k.npy", "--png", folder / "k.jpg"),
+    ]
+    for attempt in attempts:
+        assert_one_line_failure(run_cli(*attempt), "its name must end in")
+    assert files_in(folder) == ["photo.tif"]
+
+
 def test_fifos_and_devices_are_never_read_nor_replaced(
     run_cli: RunCli, picture: Path, psf: Path, tmp_path: Path, out: Path
 ) -> None:

@@ -60,11 +60,12 @@ def run(args: argparse.Namespace) -> int:
     from worker.deconv.blind import AUTO_BLUR, estimate_blur
     from worker.deconv.window import window_from_text
     from worker.files.imageio import read_picture
-    from worker.files.kernels import save_kernel, save_kernel_picture
+    from worker.files.kernels import check_names, save_kernel, save_kernel_picture
 
     for target in (args.output, args.png):  # before the work, not after it
         if target is not None:
             check_target(target, args.input)
+    check_names(args.output, args.png)
     picture = read_picture(args.input)
     size = blur_from_text(str(args.blur))
     window = window_from_text(args.window, picture.pixels.shape[:2], size or AUTO_BLUR)

@@ -6,9 +6,29 @@ from pathlib import Path
 import numpy as np
 
 from worker.atomic import atomic_file
+from worker.errors import InputError
 from worker.files.imageio import write_png
 
 PICTURE_SIDE = 256  # the PNG is enlarged (each tap a square block) to about this many pixels
+KERNEL_SUFFIX, PICTURE_SUFFIX = ".npy", ".png"  # what a kernel and its picture are saved as
+
+
+def check_names(
+    kernel: str | os.PathLike[str] | None, picture: str | os.PathLike[str] | None
+) -> None:
+    """Raise `InputError` unless a kernel is to be saved under a name ending in .npy and its
+    picture under one ending in .png: the files hold that format whatever they are called, so a
+    kernel asked for as `k.png` or `k.tif` would be an array no viewer opens (and `k.png`'s
+    picture, drawn beside it as `k.png`, would replace it)."""
+    for path, suffix, what in (
+        (kernel, KERNEL_SUFFIX, "kernel"),
+        (picture, PICTURE_SUFFIX, "kernel's picture"),
+    ):
+        if path is not None and Path(path).suffix.lower() != suffix:
+            raise InputError(
+                f"the {what} is written as a {suffix} file: its name must end in {suffix}, not "
+                f"{Path(path).name}"
+            )
 
 
 def save_kernel(path: str | os.PathLike[str], psf: np.ndarray) -> None:
@@ -27,4 +47,4 @@ def save_kernel_picture(path: str | os.PathLike[str], psf: np.ndarray) -> None:
 
 def picture_path(kernel_path: str | os.PathLike[str]) -> Path:
     """Where the picture of a kernel saved at `kernel_path` goes: beside it, ending in .png."""
-    return Path(kernel_path).with_suffix(".png")
+    return Path(kernel_path).with_suffix(PICTURE_SUFFIX)
