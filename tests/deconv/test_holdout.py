@@ -1,5 +1,7 @@
 """Hold-out cross-validation of a kernel: the right blur predicts unseen pixels best."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -52,3 +54,26 @@ def test_an_agreed_kernel_that_predicts_worse_gives_way(right: bool) -> None:
         assert kind == FREE_FORM and kernel is free, reason
     else:
         assert kind != FREE_FORM and "predicts unseen pixels worse" in reason
+
+
+def test_a_window_too_narrow_to_hold_pixels_out_scores_nothing() -> None:
+    """Held-out pixels lie a margin from the border: a 12 px window holds none for a 7 px
+    margin, and says so rather than scoring a kernel by the mean of nothing (NaN)."""
+    grey = blurred_grey(line(3, vertical=False))
+    assert HeldOutWindow(grey[:64, :64], 7).scores
+    narrow = HeldOutWindow(grey[:12, :12], 7)
+    assert not narrow.scores
+    with pytest.raises(ValueError, match="no held-out pixel"):
+        narrow.error(np.ones((1, 1)))
+
+
+def test_an_agreed_kernel_that_cannot_be_tested_gives_way() -> None:
+    """On a picture a few pixels across, the check window holds no pixel to test an agreed
+    kernel on: it is not confirmed, and the safe correction is used. Until engine 0.3.19 the
+    test's NaN error let every such kernel through, with warnings on stderr."""
+    grey = blurred_grey(gaussian_kernel(1.0), shape=(600, 12))
+    windows = [(0, 0, 12, 12), (0, 300, 12, 12)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, kind, reason = predicted(grey, windows, 3, np.full((3, 3), 1 / 9))
+    assert kind != FREE_FORM and "cannot be tested on unseen pixels" in reason, reason

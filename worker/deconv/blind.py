@@ -227,6 +227,8 @@ def best_disc(patch: np.ndarray, largest: int) -> float:
     minima = [i for i in range(len(radii)) if padded[i + 1] <= min(padded[i], padded[i + 2])]
     shortlist = sorted(minima, key=lambda i: scores[i])[:SHORTLIST]
     check = HeldOutWindow(patch, reach(largest, discs[-1]))
+    if not check.scores:  # a window too narrow to hold pixels out: the lowest GCV minimum
+        return float(radii[shortlist[0]])
     errors = [check.error(discs[i]) for i in shortlist]
     return float(radii[shortlist[int(np.argmin(errors))]])
 
@@ -320,7 +322,7 @@ def safe_or_disc(
         return (*safe, None)
     disc, twin = (disc_kernel(radius) for radius in radii)
     check = HeldOutWindow(patch_of(grey, windows[-1]), reach(size, disc, safe[0]))
-    if check.error(disc) > (1 - MIN_GAIN) * check.error(safe[0]):
+    if not check.scores or check.error(disc) > (1 - MIN_GAIN) * check.error(safe[0]):
         return (*safe, None)
     reason = f"{doubt}, but both show the same defocus: a disc of radius {radii[0]:g} px"
     return disc, DISC, reason, twin
@@ -504,6 +506,9 @@ def predicted(
     doubt = f"{found} predicts unseen pixels worse than a milder correction"
     safe, kind, reason = fallback(grey, windows, size, doubt)
     check = HeldOutWindow(patch_of(grey, windows[-1]), reach(size, safe))
+    if not check.scores:  # a window too narrow to test it on: not confirmed
+        untested = f"{found} cannot be tested on unseen pixels: the picture is too narrow"
+        return fallback(grey, windows, size, untested)
     if (1 + CLEARLY) * check.error(safe) < check.error(free):
         return safe, kind, reason
     return free, FREE_FORM, found

@@ -62,9 +62,18 @@ class HeldOutWindow:
             margin : height - margin, margin : width - margin
         ]
 
+    @property
+    def scores(self) -> bool:
+        """Whether any held-out pixel lies a margin from the border: a window narrower than two
+        margins (a strip of a picture a few pixels wide) holds none, and scores nothing."""
+        return bool(self.held.any())
+
     def error(self, psf: np.ndarray) -> float:
         """E(`psf`): the least mean squared error on the held-out pixels over `ALPHAS` (odd-sized
-        `psf` summing to one; a 1 x 1 one is no blur)."""
+        `psf` summing to one; a 1 x 1 one is no blur). Ask `scores` first: without held-out
+        pixels there is no error to measure (ValueError)."""
+        if not self.scores:
+            raise ValueError("no held-out pixel to score a kernel on")
         otf = centred_kernel_spectrum(np.asarray(psf, dtype=np.float64), self.shape)
 
         def blur(image: np.ndarray) -> np.ndarray:
