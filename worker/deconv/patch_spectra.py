@@ -26,6 +26,7 @@ SLOPES = (1.5, 2.0, 2.5)  # natural pictures' power falls as 1 / |w|^p
 SCALE_STEPS = 48
 NOISE_FLOOR = 3.0  # a patch with less power than this many times the noise's counts as flat
 LUMA_NOISE = 0.2126**2 + 0.7152**2 + 0.0722**2  # luminance noise variance per channel variance
+QUIET = 1e-12  # the least noise power a patch is taken to hold, over its mean power a frequency
 
 
 def _frequencies(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +165,10 @@ def patch_spectra(
     weights = np.bincount(bins[bins >= 0], minlength=count).astype(float)
     model = model or estimate_noise_model(image)
     noise = LUMA_NOISE * (model.gain * np.maximum(levels, 0) + model.read_variance)
-    # A noiseless flat patch (a synthetic picture, a blown-out one) would make Whittle's terms
-    # 0 / 0 and log 0: the noise's power is kept above the smallest positive number.
-    np.maximum(noise, np.finfo(np.float64).tiny, out=noise)
+    # A noiseless patch (a synthetic picture, a blown-out one) would make Whittle's terms 0 / 0
+    # and log 0 where a hypothesis has no power (a kernel's spectral zeros), or overflow beside
+    # them: the noise's power is kept above `QUIET` times the patch's mean power per frequency
+    # (and the smallest positive number, for a flat one).
+    mean_power = (observed * weights).sum(-1) / weights.sum()
+    np.maximum(noise, np.maximum(QUIET * mean_power, np.finfo(np.float64).tiny), out=noise)
     return PatchSpectra(observed, weights, noise, side, bins, count)
