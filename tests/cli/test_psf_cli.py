@@ -180,3 +180,33 @@ def test_run_counts_its_kernels_error_and_deblur_with_it_does_not(
     assert "kernel_error" not in given  # a kernel the user gives is taken as exact
     ratio = estimated["lambda"] / given["lambda"]
     assert ratio == pytest.approx(kernel_smoothing(estimated["kernel_error"]), rel=1e-6)
+
+
+def test_a_picture_far_darker_than_any_file_is_worked_on_as_a_bright_one(
+    run_cli, shaken_tiff: Path, tmp_path: Path
+):
+    """The shaken scene as float samples, and the same dimmed 2^-70 times (a valid float file,
+    or an integer one under an ICC curve that maps white to 1e-21): the same kernel, and the
+    same results dimmed as much, to the bit. Until engine 0.3.19 the dim one came back as one
+    flat value (the engine's floors are set for a file's levels), and `run` found it flat."""
+    encoded = tifffile.imread(shaken_tiff) / 65535.0
+    linear = np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+    dim = 2.0**-70
+    np.save(tmp_path / "k.npy", camera_shake_kernel(9, np.random.default_rng(11)))
+    outputs = {}
+    for name, scale in (("bright", 1.0), ("dim", dim)):
+        tifffile.imwrite(
+            tmp_path / f"{name}.tif", (linear * scale).astype(np.float32), photometric="rgb"
+        )
+        for command in (
+            ["deblur", "--psf", tmp_path / "k.npy", "--iterations", "8"],
+            ["run", "--blur", "11", "--iterations", "8", "--psf-out", tmp_path / f"{name}.npy"],
+        ):
+            out = tmp_path / f"{name}-{command[0]}.tif"
+            done = run_cli(command[0], tmp_path / f"{name}.tif", *command[1:], "-o", out)
+            assert done.returncode == 0, done.stderr
+            outputs[name, command[0]] = tifffile.imread(out).astype(np.float64) / scale
+    for command in ("deblur", "run"):
+        assert np.array_equal(outputs["dim", command], outputs["bright", command]), command
+    assert np.array_equal(np.load(tmp_path / "dim.npy"), np.load(tmp_path / "bright.npy"))
+    assert outputs["bright", "run"].std() > 0.5 * linear.std()  # a picture, not a flat value

@@ -58,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from worker.deconv.blind import AUTO_BLUR, estimate_blur
+    from worker.deconv.level import working_gain
     from worker.deconv.window import window_from_text
     from worker.files.imageio import read_picture
     from worker.files.kernels import check_names, save_kernel, save_kernel_picture
@@ -69,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     picture = read_picture(args.input)
     size = blur_from_text(str(args.blur))
     window = window_from_text(args.window, picture.pixels.shape[:2], size or AUTO_BLUR)
-    psf, report = estimate_blur(picture.pixels, size, window, clip_level=picture.clip_level)
+    gain = working_gain(picture.pixels)  # 1 but for a picture far darker than any file holds
+    clip_level = None if picture.clip_level is None else picture.clip_level * gain
+    psf, report = estimate_blur(picture.pixels * gain, size, window, clip_level=clip_level)
     save_kernel(args.output, psf)
     if args.png:
         save_kernel_picture(args.png, psf)

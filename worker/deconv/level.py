@@ -1,0 +1,29 @@
+"""The working level: a picture far darker than any file holds is worked on brightened.
+
+The engine's floors (the positive floor and the smoothing of Richardson-Lucy-TV, the noise
+model's least variance, the blur estimate's flat-window test) are set for pictures whose mean
+level is at least the step of a 16-bit file. A valid picture can be far darker: a float export
+at -30 EV, or an integer file whose ICC curve maps white to 1e-20. Worked on as it is, such a
+picture came back as one flat value (measured: a picture scaled by 1e-20, and 16-bit samples
+under a curve ``Y = (X / 65536)^4``, returned as a constant, or white). It is multiplied by a
+power of two for the work and divided by it after: a power of two changes no sample's
+mantissa, so nothing but the engine's view of the level changes; every other picture is worked
+on exactly as it is.
+"""
+
+import math
+
+import numpy as np
+
+DARK_LEVEL = 2.0**-16  # a picture darker than this on average (a 16-bit file's step)...
+WORKING_LEVEL = 2.0**-3  # ...is brightened to about this mean level (a mid-grey photograph's)
+
+
+def working_gain(pixels: np.ndarray) -> float:
+    """The power of two to multiply the linear picture `pixels` by for the engine's work: 1
+    unless its mean level is positive and under `DARK_LEVEL`; then the one that brings the mean
+    to `WORKING_LEVEL` or just under."""
+    level = float(np.mean(pixels, dtype=np.float64))
+    if not 0 < level < DARK_LEVEL:
+        return 1.0
+    return 2.0 ** math.floor(math.log2(WORKING_LEVEL / level))
