@@ -163,7 +163,7 @@ def run_pipeline(
             psf = load_psf(spec.psf, picture.pixels.shape)
         if estimated.get("kernel") == NO_BLUR:  # as it was, at a preview's size if one
             restored = shrink_area(picture.pixels, settings.scale)
-            deblurred = {"iterations": 0, "stop_reason": "no_blur"}
+            deblurred = DeblurReport.left_as_is(settings.scale).as_dict()
         else:
             with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
                 # A learnt kernel's error counts as noise (`worker.deconv.kernel_error`).

@@ -210,3 +210,20 @@ def test_a_picture_far_darker_than_any_file_is_worked_on_as_a_bright_one(
         assert np.array_equal(outputs["dim", command], outputs["bright", command]), command
     assert np.array_equal(np.load(tmp_path / "dim.npy"), np.load(tmp_path / "bright.npy"))
     assert outputs["bright", "run"].std() > 0.5 * linear.std()  # a picture, not a flat value
+
+
+def test_a_picture_left_as_it_is_reports_every_field(run_cli, tmp_path: Path):
+    """`run --json` on a flat picture: left as it is, its report holds the fields every
+    report holds (README, `--json`), as `--varying`'s did; until engine 0.3.19 it held only
+    `iterations` and `stop_reason`, though the output was shrunk to the preview's scale."""
+    write_tiff(tmp_path / "flat.tif", np.full((120, 150, 3), 20000, np.uint16))
+    done = run_cli(
+        "run", tmp_path / "flat.tif", "--blur", "auto", "--scale", "0.5", "--json",
+        "-o", tmp_path / "out.tif",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    fields = {"iterations", "best_iteration", "stop_reason", "noise_sigma", "noise_gain"}
+    assert report.keys() >= fields | {"noise_offset", "lambda", "seconds", "scale", "output"}
+    assert report["stop_reason"] == "no_blur" and report["scale"] == 0.5
+    assert tifffile.imread(tmp_path / "out.tif").shape == (60, 75, 3)

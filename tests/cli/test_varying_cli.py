@@ -45,3 +45,20 @@ def test_deblur_refuses_varying_with_a_kernel_file(run_cli, tmp_path: Path) -> N
     assert done.returncode == 1
     assert "--varying" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_a_preview_too_small_for_the_blur_says_so(run_cli, tmp_path: Path):
+    """`--varying --scale` leaving a preview a pixel wide: the message `run` gives without
+    `--varying` (it was "the image is too small (60x1 pixels)", naming no scale)."""
+    blocks = np.random.default_rng(2).uniform(0.05, 0.9, (75, 2, 3))
+    write_tiff(
+        tmp_path / "strip.tif",
+        np.rint(np.kron(blocks, np.ones((8, 6, 1))) * 65535).astype(np.uint16),
+    )
+    done = run_cli(
+        "run", tmp_path / "strip.tif", "--blur", "3", "--varying", "--scale", "0.1",
+        "-o", tmp_path / "out.tif",
+    )  # fmt: skip
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "scale 0.1 leaves a 60x1 preview, too small for the blur" in done.stderr
+    assert not (tmp_path / "out.tif").exists()

@@ -162,7 +162,7 @@ DELTA = np.ones((3, 3), np.float32)
         (GOOD, DELTA, {"max_iterations": 0}, "iteration"),
         (GOOD, DELTA, {"max_iterations": 2.5}, "iteration"),
         (GOOD, DELTA, {"clip_level": 0.0}, "clip level"),
-        (GOOD, np.ones((9, 9)), {"scale": 0.1}, "too small for the 3x3 PSF"),
+        (GOOD, np.ones((9, 9)), {"scale": 0.1}, r"too small for the blur \(3x3 px at that scale\)"),
     ],
 )
 def test_bad_input_raises_one_line_input_error(image, psf, settings, message) -> None:

@@ -154,7 +154,12 @@ def test_integers_are_clipped_and_rounded(tmp_path: Path) -> None:
         (
             np.zeros((8, 8, 2), np.uint8),
             {"photometric": "minisblack", "planarconfig": "contig"},
-            "2 samples per pixel",
+            "2 grayscale samples per pixel",
+        ),
+        (  # 3 samples stored as grayscale: until engine 0.3.19 "3 ... supported are ... RGB (3)"
+            np.zeros((8, 8, 3), np.uint8),
+            {"photometric": "minisblack", "planarconfig": "contig"},
+            "3 grayscale samples per pixel; supported are grayscale with 1",
         ),
         (np.zeros((8, 8, 4), np.uint8), {"photometric": "separated"}, "CMYK"),
         (np.zeros((8, 8), np.int16), {}, "16-bit INT samples"),

@@ -83,7 +83,7 @@ from worker.deconv.noise import (
     white_level,
 )
 from worker.deconv.noise_correlation import for_correlated_noise
-from worker.deconv.preview import preview_inputs
+from worker.deconv.preview import check_preview, preview_inputs
 from worker.deconv.psf_tools import validate_psf
 from worker.deconv.settings import DeblurSettings
 from worker.deconv.stopping import (
@@ -120,7 +120,7 @@ class DeblurReport:
 
     iterations: int
     best_iteration: int
-    stop_reason: str  # "stagnation" | "whiteness" | "cap"
+    stop_reason: str  # "stagnation" | "whiteness" | "cap" | "no_blur" (`left_as_is`)
     noise_sigma: float
     noise_gain: float  # the fitted noise model's shot-noise gain (see `noise.NoiseModel`)...
     noise_offset: float  # ...and its read-noise offset b, in image units
@@ -133,6 +133,11 @@ class DeblurReport:
         record = asdict(self)
         record["lambda"] = record.pop("lam")
         return record
+
+    @classmethod
+    def left_as_is(cls, scale: float) -> "DeblurReport":
+        """The report of a picture left as it is, no blur found (at a preview's `scale`)."""
+        return cls(0, 0, "no_blur", 0.0, 0.0, 0.0, 0.0, 0.0, scale)
 
 
 @dataclass
@@ -596,11 +601,7 @@ def deblur(
     if progress is not None:
         progress(0.0, Stage.DEBLURRING)
     image, psf = preview_inputs(image, psf, settings.scale)
-    if any(n < max(k, 2) for n, k in zip(image.shape, psf.shape, strict=False)):
-        raise InputError(
-            f"scale {settings.scale:g} leaves a {image.shape[0]}x{image.shape[1]} preview, "
-            f"too small for the {psf.shape[0]}x{psf.shape[1]} PSF"
-        )
+    check_preview(image, psf, settings.scale)
     clip_level = settings.clip_level
     if clip_level is None:
         clip_level = detect_clip_level(image)

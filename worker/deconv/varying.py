@@ -55,6 +55,7 @@ from worker.deconv.blind import FREE_FORM, NO_BLUR, SHARP_SPREAD, UNCHECKED, sim
 from worker.deconv.local import kernel_evidence
 from worker.deconv.noise import NoiseModel, estimate_noise_model
 from worker.deconv.parametric import kernel_spread
+from worker.deconv.preview import check_preview
 from worker.deconv.psf import PsfReport, estimate_psf, luminance
 from worker.deconv.psf_tools import resample_psf
 from worker.deconv.rl_tv import DeblurReport, deblur
@@ -319,6 +320,7 @@ def deblur_varying(
         for estimate in chosen
     ]
     picture = shrink_area(image, settings.scale)
+    check_preview(picture, resample_psf(delta, settings.scale), settings.scale)
     scaled = [None if k is None else resample_psf(k, settings.scale) for k in kernels]
     if any(k is not None for k in scaled):
         result, reports = deblur_grid(
@@ -327,7 +329,9 @@ def deblur_varying(
     else:  # every tile as it is: the picture as it was, bit for bit (a blend would round it)
         result, reports = picture.copy(), []
     seconds = time.perf_counter() - started
-    longest = max(reports, key=lambda r: r.iterations, default=left_as_is(settings.scale))
+    longest = max(
+        reports, key=lambda r: r.iterations, default=DeblurReport.left_as_is(settings.scale)
+    )
     report = replace(longest, seconds=seconds, scale=settings.scale)
     windows = [None if estimate is None else estimate[1].window for estimate in chosen]
     used = [delta if k is None else k for k in kernels]
@@ -408,8 +412,3 @@ def whole_kernel(
         return estimate_psf(image, size, window, None, clip_level)
     except ValueError:
         return None
-
-
-def left_as_is(scale: float) -> DeblurReport:
-    """The report of a picture whose every tile was left as it is (`stop_reason` "no_blur")."""
-    return DeblurReport(0, 0, "no_blur", 0.0, 0.0, 0.0, 0.0, 0.0, scale)

@@ -257,9 +257,10 @@ def _check_layout(path: Path, tiff: tifffile.TiffFile, page: tifffile.TiffPage) 
         name = _COLOUR_NAMES.get(photometric, photometric.name)
         raise InputError(f"{path} stores {name} colour; export it as RGB or grayscale")
     if samples not in expected[photometric]:
+        kind = "grayscale" if photometric == tifffile.PHOTOMETRIC.MINISBLACK else "RGB"
         raise InputError(
-            f"{path} has {samples} samples per pixel; supported are grayscale (1), RGB (3) "
-            "and RGB with alpha (4)"
+            f"{path} has {samples} {kind} samples per pixel; supported are grayscale with 1, "
+            "RGB with 3, and RGB with alpha with 4"
         )
     dtype = np.dtype(page.dtype) if page.dtype is not None else None
     if dtype not in SAMPLE_FORMATS or page.bitspersample != dtype.itemsize * 8:
