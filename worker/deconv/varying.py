@@ -37,7 +37,9 @@ by a partition of unity, every patch at FFT speed. Here:
    `run` judges a picture (`is_sharp`): its tile is smoothed as with no blur, not sharpened.
 
 When every tile takes the whole picture's kernel, the blur is uniform, and the picture is deblurred
-in one piece with it, exactly as `run` does.
+in one piece with it, as `run` deblurs with a kernel it keeps (but this kernel is the best
+window's as learnt: `run`'s checks of it, on a second window and against the parts of the frame
+sharper than it, are not made here).
 
 The report says, as `run`'s does, what was done (`reason`), with which kind of kernel (`kernel`:
 `VARYING`, the whole picture's `FREE_FORM` when uniform, `NO_BLUR` when every tile is left as it
