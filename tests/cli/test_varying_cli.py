@@ -62,3 +62,21 @@ def test_a_preview_too_small_for_the_blur_says_so(run_cli, tmp_path: Path):
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
     assert "scale 0.1 leaves a 60x1 preview, too small for the blur" in done.stderr
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_a_picture_of_one_part_takes_the_kernel_of_your_window(run_cli, tmp_path: Path):
+    """A picture too small for more than one part (a 1 x 1 grid): its kernel is the whole
+    picture's, learnt on the window given, and the blur is said to be uniform. Until engine
+    0.3.19 the one part learnt its own kernel on an automatic window, reported as a blur that
+    varies ("1 of 1 parts deblurred"), the window given unused."""
+    rng = np.random.default_rng(21)
+    linear = np.clip(shake(dead_leaves((300, 360), rng), camera_shake_kernel(9, rng)), 0, 1)
+    write_tiff(tmp_path / "small.tif", np.rint(linear ** (1 / 2.2) * 65535).astype(np.uint16))
+    done = run_cli(
+        "run", tmp_path / "small.tif", "--blur", "9", "--window", "100,100,120,120",
+        "--varying", "--iterations", "5", "--json", "-o", tmp_path / "out.tif",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["grid"] == [1, 1] and report["uniform"] and report["kernel"] == "free-form"
+    assert report["windows"] == [[100, 100, 120, 120]]

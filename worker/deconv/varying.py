@@ -306,7 +306,11 @@ def deblur_varying(
         whole = pool.submit(whole_kernel, image, size, window, settings.clip_level)
         noise = pool.submit(estimate_noise_model, image)
         tiles_progress(0.0, Stage.ESTIMATING)
-        found = estimate_grid(image, size, grid, settings.clip_level, tiles_progress)
+        found = (
+            estimate_grid(image, size, grid, settings.clip_level, tiles_progress)
+            if grid != (1, 1)
+            else [whole.result()]  # one part, the whole picture: its kernel, learnt where asked
+        )
         overall = whole.result()
         chosen = choose_kernels(image, found, overall, grid, size, noise.result())
     uniform = overall is not None and all(estimate is overall for estimate in chosen)
