@@ -41,6 +41,15 @@ def test_cache_lookup_misses_cleanly(user_env, tmp_path):
     assert not (tmp_path / "o.tif").exists()
 
 
+def test_cache_clean_refuses_the_on_exit_options_without_on_exit(user_env, tmp_path):
+    """`--keep-results` and `--exports-dir` go with `--on-exit`: until engine 0.3.19 `clean
+    --keep-results` ignored them and emptied the whole cache."""
+    for option in (["--keep-results"], ["--exports-dir", tmp_path]):
+        result = run_dt(user_env, "cache", "clean", *option)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert "go with --on-exit" in result.stderr
+
+
 def test_cache_kernel_misses_cleanly(user_env, tmp_path):
     result = run_dt(user_env, "cache", "kernel", "ab" * 16, "-o", tmp_path / "k.png")
     assert (result.returncode, result.stdout) == (0, "miss\n")

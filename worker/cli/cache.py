@@ -12,6 +12,7 @@ from pathlib import Path
 from cache.store import PSF_PNG, ResultCache
 from worker.cli.endpoint import add_cache_dir_option, cache_dir_of, folder_argument
 from worker.cli.lines import blur_line, path_field
+from worker.errors import InputError
 
 EXPORT_PATTERN = "dt-deconvolve-export-*"  # the plug-in's temporary exports
 
@@ -93,6 +94,11 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_clean(args: argparse.Namespace) -> int:
+    if not args.on_exit and (args.keep_results or args.exports_dir):
+        raise InputError(  # without --on-exit, clean empties the whole cache: refused, not ignored
+            "--keep-results and --exports-dir go with --on-exit (without it, clean empties the "
+            "whole cache)"
+        )
     report = ResultCache(cache_dir_of(args)).clean(args.on_exit, args.keep_results)
     exports = 0
     if args.on_exit and args.exports_dir and args.exports_dir.is_dir():
