@@ -68,14 +68,17 @@ class Entry:
 
     def file(self, name: str) -> Path | None:
         """The path of one of the entry's files, or None when the entry has no such file (or
-        something other than a regular file has its name)."""
+        something other than a regular file has its name, or one of another size than its
+        record says: a file cut short or replaced by hand is no hit)."""
         if name not in self.record.get("files", {}):
             return None
         path = self.path / name
         try:
-            return path if stat.S_ISREG(os.lstat(path).st_mode) else None
+            found = os.lstat(path)
         except OSError:
             return None
+        whole = stat.S_ISREG(found.st_mode) and found.st_size == self.record["files"][name]
+        return path if whole else None
 
     @property
     def size(self) -> int:
@@ -160,6 +163,8 @@ class ResultCache:
         atomically to `output` when given; None when the cache holds none."""
         if name not in ENTRY_FILES:
             raise ValueError(f"not an entry file: {name}")
+        if output is not None and Path(output).resolve().is_relative_to(self.root.resolve()):
+            raise InputError(f"{output} is inside the cache: a copy there would damage it")
         entry = self.entry(key)
         result = entry.file(name) if entry else None
         if entry is None or result is None:

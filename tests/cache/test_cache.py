@@ -422,3 +422,27 @@ def test_cache_commands_refuse_an_empty_folder_name(user_env, tmp_path: Path) ->
         result = run_dt(user_env, "cache", "clean", "--on-exit", option, "", cwd=tmp_path)
         assert result.returncode == 2 and "an empty name is not a folder" in result.stderr
     assert keep.exists()
+
+
+def test_a_file_cut_short_or_replaced_is_no_hit(tmp_path: Path) -> None:
+    """The record holds each file's size: a result emptied by hand is a miss (until engine
+    0.3.19 an empty file was copied out as a hit), and a kernel replaced by another file is
+    none (every job for its key failed reading it)."""
+    cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=0))
+    entry = cache.store("d" * 16, make_files(tmp_path / "src"), {})
+    entry.file(RESULT).write_bytes(b"")
+    entry.file(PSF).write_bytes(b"not the kernel it was")
+    assert cache.lookup("d" * 16, tmp_path / "out.tif") is None
+    assert not (tmp_path / "out.tif").exists()
+    assert cache.kernel("d" * 16) is None and not cache.has_result("d" * 16)
+
+
+def test_a_copy_into_the_cache_itself_is_refused(tmp_path: Path) -> None:
+    """`cache lookup -o` (or the worker's `cache_lookup`) naming a file inside the cache: until
+    engine 0.3.19 a copy onto an entry's record destroyed the entry."""
+    cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=0))
+    entry = cache.store("e" * 16, make_files(tmp_path / "src"), {})
+    for inside in (entry.path / "record.json", entry.path / PSF, tmp_path / "c" / ("f" * 16)):
+        with pytest.raises(InputError, match="is inside the cache"):
+            cache.lookup("e" * 16, inside)
+    assert cache.lookup("e" * 16) == entry.file(RESULT)
