@@ -135,6 +135,25 @@ def test_a_second_job_for_an_output_being_written_is_refused(worker, material, t
         assert tifffile.imread(out).shape == (64, 80, 3)
 
 
+def test_a_job_joining_its_keys_cannot_take_another_jobs_output(worker, material, tmp_path):
+    """A job with a key already queued joins that computation, but not an output another job
+    is writing: until engine 0.3.19 the join came first, and the follower's copy replaced the
+    other job's result (a 64 x 80 picture where a 192 x 256 one belonged)."""
+    taken = tmp_path / "taken.tif"
+    with worker.client() as client:
+        other = submit(client, material["medium"], taken, psf=str(material["psf"]))
+        fields = {"psf": str(material["psf"]), "key": "c3" * 16}
+        first = submit(client, material["small"], tmp_path / "first.tif", **fields)
+        with pytest.raises(RemoteError, match=r"is writing .*taken\.tif already") as refused:
+            submit(client, material["small"], taken, **fields)
+        assert refused.value.code == "busy"
+        same = submit(client, material["small"], tmp_path / "first.tif", **fields)
+        assert same["follows"] == first["job"]  # its own computation's output: one file
+        for job in (other, first, same):
+            assert wait(client, job["job"])["stage"] == "done"
+    assert tifffile.imread(taken).shape == tifffile.imread(material["medium"]).shape
+
+
 def test_results_get_the_users_file_mode_as_on_the_command_line(worker, material, tmp_path):
     """The worker keeps its socket's lock private (umask 077) but not its results: they are
     readable as any file the user makes (until engine 0.3.9 they were 0600)."""

@@ -569,18 +569,21 @@ class Server:
                 "try again when some have finished",
                 protocol.BUSY,
             )
-        existing = self.table.active_with_key(spec.key)
-        if existing is not None:
-            follower = self.table.follow(existing, spec)
-            log.info("job %s follows job %s (same key)", follower.id, existing.id)
-            return self._job_reply(follower, duplicate=True)
         writing = self.table.active_with_output(spec.output)
-        if writing is not None:  # the two would write, or remove, each other's result
+        # Two jobs for one output would write, or remove, each other's result: unless they are
+        # one computation (the same key), whose copies are the same file. Checked before a job
+        # joins its key's: a follower writes its output too.
+        if writing is not None and (spec.key is None or writing.key != spec.key):
             raise ProtocolError(
                 f"job {writing.id} is writing {spec.output} already: wait for it to finish, "
                 "or choose another output",
                 protocol.BUSY,
             )
+        existing = self.table.active_with_key(spec.key)
+        if existing is not None:
+            follower = self.table.follow(existing, spec)
+            log.info("job %s follows job %s (same key)", follower.id, existing.id)
+            return self._job_reply(follower, duplicate=True)
         job = self.table.new(spec)
         if job.key and self.cache.has_result(job.key):
             self._copy_from_cache(job)
