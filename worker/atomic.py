@@ -134,16 +134,14 @@ def _temporary(final: Path) -> tuple[int, Path]:
     return fd, Path(name)
 
 
-def check_target(
-    final: str | os.PathLike[str], source: str | os.PathLike[str] | None = None
-) -> None:
+def check_target(final: str | os.PathLike[str], *sources: str | os.PathLike[str]) -> None:
     """Raise now, before the work that will write it, what `atomic_file(final)` would raise at
     its start (`OSError` naming `final`): `final` is a folder or another file that is never
     replaced, or its temporary file cannot be made (a missing or read-only folder, a name too
-    long once the temporary's prefix and suffix are added); or it is the file `source` (the
-    input the work reads, which it must not replace)."""
+    long once the temporary's prefix and suffix are added); or it is one of the files `sources`
+    (the inputs the work reads, a picture or a kernel, which it must not replace)."""
     final = Path(final)
-    if source is not None and _same_file_as(final, source):
+    if any(_same_file_as(final, source) for source in sources):
         raise OSError(errno.EEXIST, "this would replace the input; choose another name", str(final))
     _refuse_special(final)
     fd, name = _temporary(final)

@@ -208,7 +208,7 @@ class JobSpec:
         if self.psf and not Path(self.psf).is_file():
             raise InputError(f"the PSF {self.psf} is not a file")
         for target in (self.output, *written):
-            check_target(target, source)
+            check_target(target, source, *([self.psf] if self.psf else []))
 
     def validate(self) -> None:
         """Raise `InputError` when the job cannot be run as described."""

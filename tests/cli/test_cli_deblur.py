@@ -352,6 +352,16 @@ def test_a_kernel_named_as_a_folder_is_refused_before_the_work(run_cli: RunCli, 
     assert files_in(picture.parent) == ["photo.tif"]
 
 
+def test_no_command_replaces_the_kernel_it_reads(run_cli: RunCli, picture: Path, psf: Path):
+    """A kernel given a TIFF's name (it is read by its content) is an input too: `-o` naming it
+    is refused before any work; until engine 0.3.19 the result replaced it."""
+    kernel = picture.with_name("kernel.tif")
+    kernel.write_bytes(psf.read_bytes())
+    result = run_cli("deblur", picture, "--psf", kernel, "-o", kernel, "--iterations", "2")
+    assert_one_line_failure(result, "this would replace the input")
+    assert kernel.read_bytes() == psf.read_bytes()
+
+
 def test_a_kernel_named_as_another_format_is_refused_before_the_work(
     run_cli: RunCli, picture: Path
 ):
