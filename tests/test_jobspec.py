@@ -35,6 +35,8 @@ def test_a_job_round_trips_through_its_fields() -> None:
         ({"input": "/i", "output": "/o", "blur": 9, "settings": {"lam": float("inf")}}, "finite"),
         ({"input": "/i", "output": "/o", "blur": 9, "settings": {"lam": 1e308}}, "lambda must"),
         ({"input": "/i", "output": "/o", "blur": 9, "settings": {"lam": 5e-324}}, "lambda must"),
+        # a boolean is no lambda: `False == 0` let it through until engine 0.3.19
+        ({"input": "/i", "output": "/o", "blur": 9, "settings": {"lam": False}}, "lambda must"),
         ({"input": "/i", "output": "/o", "blur": 9, "settings": {"max_iterations": True}}, "cap"),
         ({"input": "/i", "output": "/o", "blur": 9, "settings": {"scale": True}}, "scale"),
         ({"input": "/i", "output": "/o", "blur": 9, "settings": {"varying": 3}}, "varying"),

@@ -52,8 +52,7 @@ class DeblurSettings:
             (_finite(self.priority) and -1 <= self.priority <= 1, "priority must be in [-1, 1]"),
             (
                 self.lam is None
-                or self.lam == 0
-                or (_finite(self.lam) and MIN_LAMBDA <= self.lam <= MAX_LAMBDA),
+                or (_finite(self.lam) and (self.lam == 0 or MIN_LAMBDA <= self.lam <= MAX_LAMBDA)),
                 f"lambda must be 0 or from {MIN_LAMBDA:g} to {MAX_LAMBDA:g}",
             ),
             (
