@@ -337,6 +337,9 @@ def test_status_and_list_fit_however_long_the_paths(worker, material, tmp_path) 
     assert listed.returncode == 0, listed.stderr
     shown = {line.split()[0] for line in listed.stdout.splitlines()}
     assert {job["job"] for job in jobs} <= shown
+    # an empty job id is no job, as for `cancel ""` (until engine 0.3.19 it listed every job)
+    empty = worker.cli("status", "", timeout=60)
+    assert empty.returncode == 1 and empty.stderr.count("\n") == 1, empty.stderr
 
 
 def test_the_queue_has_a_limit_and_says_busy(material, tmp_path) -> None:

@@ -27,7 +27,7 @@ def describe(job: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     with client_of(args) as client:
-        if args.job:
+        if args.job is not None:  # ("" is no job id: the worker says so, as `cancel ""` does)
             reply = client.request("status", job=args.job)
             jobs = [reply]
         else:  # page after page: each reply holds what fits in one message
