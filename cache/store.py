@@ -113,6 +113,8 @@ class ResultCache:
     def __init__(self, root: str | os.PathLike[str], limits: CacheLimits = CacheLimits()) -> None:
         self.root = Path(root)
         self.limits = limits
+        if self.root.exists() and not self.root.is_dir():  # mkdir would say only "File exists"
+            raise InputError(f"the cache folder {self.root} is not a folder")
         self.root.mkdir(parents=True, exist_ok=True)
 
     # ---- reading ---------------------------------------------------------------------------

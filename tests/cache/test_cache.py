@@ -446,3 +446,11 @@ def test_a_copy_into_the_cache_itself_is_refused(tmp_path: Path) -> None:
         with pytest.raises(InputError, match="is inside the cache"):
             cache.lookup("e" * 16, inside)
     assert cache.lookup("e" * 16) == entry.file(RESULT)
+
+
+def test_a_cache_folder_that_is_a_file_is_refused_in_words(tmp_path: Path) -> None:
+    """`--cache-dir` naming a file (or /dev/null): until engine 0.3.19 "File exists: ..."."""
+    (tmp_path / "file").write_bytes(b"")
+    for path in (tmp_path / "file", Path("/dev/null")):
+        with pytest.raises(InputError, match="is not a folder"):
+            ResultCache(path)
