@@ -71,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
     size = blur_from_text(str(args.blur))
     window = window_from_text(args.window, picture.pixels.shape[:2], size or AUTO_BLUR)
     gain = working_gain(picture.pixels)  # 1 but for a picture far darker than any file holds
+    if gain != 1:
+        picture.pixels *= gain
     clip_level = None if picture.clip_level is None else picture.clip_level * gain
-    psf, report = estimate_blur(picture.pixels * gain, size, window, clip_level=clip_level)
+    psf, report = estimate_blur(picture.pixels, size, window, clip_level=clip_level)
     save_kernel(args.output, psf)
     if args.png:
         save_kernel_picture(args.png, psf)

@@ -1,11 +1,12 @@
 """The working level: a picture far darker than any file holds is worked on brightened.
 
-The engine's floors (the positive floor and the smoothing of Richardson-Lucy-TV, the noise
-model's least variance, the blur estimate's flat-window test) are set for pictures whose mean
-level is at least the step of a 16-bit file. A valid picture can be far darker: a float export
-at -30 EV, or an integer file whose ICC curve maps white to 1e-20. Worked on as it is, such a
-picture came back as one flat value (measured: a picture scaled by 1e-20, and 16-bit samples
-under a curve ``Y = (X / 65536)^4``, returned as a constant, or white). It is multiplied by a
+Some of the engine's floors are absolute (the level Richardson-Lucy-TV works from is at least
+1e-12, its positive floor a share of that), set for pictures whose mean level is at least the
+step of a 16-bit file. A valid picture can be far darker: a float export at -30 EV, or an
+integer file whose ICC curve maps white to 1e-20. Worked on as it is, such a picture came back
+as one flat value (measured: a picture scaled by 1e-20, and 16-bit samples under a curve
+``Y = (X / 65536)^4``, returned as a constant, or white; `run` found it flat; results drifted
+from a picture scaled by 1e-8 on). It is multiplied by a
 power of two for the work and divided by it after: a power of two changes no sample's
 mantissa, so nothing but the engine's view of the level changes; every other picture is worked
 on exactly as it is.
