@@ -12,6 +12,7 @@ from service_support import alive, private_env, run_dt, short_folder, write_pict
 
 from cache.key import cache_key
 from worker import __version__
+from worker.cli.status import describe
 from worker.deconv import DeblurSettings
 
 SIDECAR = Path(__file__).parent.parent / "data" / "darktable_sidecar.xmp"
@@ -113,3 +114,13 @@ def test_submit_starts_a_worker_when_none_answers(tmp_path):
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not alive(pid)
+
+
+def test_a_job_that_ended_shows_no_time_left():
+    """A job cancelled while its computation goes on for another job with its key still has a
+    `seconds_left`: until engine 0.3.19 `status` printed "cancelled 35% (9 s left)"."""
+    for stage in ("done", "failed", "cancelled"):
+        job = {"job": "ab12", "stage": stage, "fraction": 0.35, "seconds_left": 9.0}
+        assert "left" not in describe(job), stage
+    running = {"job": "ab12", "stage": "deblurring", "fraction": 0.35, "seconds_left": 9.0}
+    assert describe(running) == "ab12 deblurring 35% (9 s left)"

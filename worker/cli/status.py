@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 from worker.cli.endpoint import add_endpoint_options, client_of
+from worker.stages import FINAL_STAGES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def describe(job: dict[str, Any]) -> str:
     """One line for a job: id, stage, percent, time left, and why it failed."""
     line = f"{job['job']} {job['stage']} {100 * job['fraction']:.0f}%"
-    if job.get("seconds_left") is not None and job["stage"] not in ("done", "failed"):
+    if job.get("seconds_left") is not None and job["stage"] not in FINAL_STAGES:
         line += f" ({job['seconds_left']:.0f} s left)"
     if job.get("error"):
         line += f": {job['error']}"
