@@ -20,7 +20,7 @@ import tifffile
 from worker import paths
 from worker.deconv import DeblurSettings, deblur
 from worker.deconv.blind import AUTO_BLUR, NO_BLUR, estimate_blur
-from worker.deconv.level import working_gain
+from worker.deconv.level import brighten
 from worker.deconv.local import describe_subject, subject_kernel
 from worker.deconv.psf_tools import validate_psf
 from worker.deconv.rl_tv import DeblurReport
@@ -141,11 +141,9 @@ def run_pipeline(
     settings = spec.settings
     if settings.clip_level is None and picture.clip_level is not None:
         settings = dataclasses.replace(settings, clip_level=picture.clip_level)
-    gain = working_gain(picture.pixels)  # 1 but for a picture far darker than any file holds
-    if gain != 1:
-        picture.pixels *= gain
-        if settings.clip_level is not None:
-            settings = dataclasses.replace(settings, clip_level=settings.clip_level * gain)
+    # (the gain is 1, the pixels untouched, but for a picture far darker than any file holds)
+    gain, clip_level = brighten(picture.pixels, settings.clip_level)
+    settings = dataclasses.replace(settings, clip_level=clip_level)
     estimated: dict[str, Any] = {}
     if settings.varying:
         with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):

@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from worker.deconv.blind import AUTO_BLUR, estimate_blur
-    from worker.deconv.level import working_gain
+    from worker.deconv.level import brighten
     from worker.deconv.window import window_from_text
     from worker.files.imageio import read_picture
     from worker.files.kernels import check_names, save_kernel, save_kernel_picture
@@ -70,10 +70,8 @@ def run(args: argparse.Namespace) -> int:
     picture = read_picture(args.input)
     size = blur_from_text(str(args.blur))
     window = window_from_text(args.window, picture.pixels.shape[:2], size or AUTO_BLUR)
-    gain = working_gain(picture.pixels)  # 1 but for a picture far darker than any file holds
-    if gain != 1:
-        picture.pixels *= gain
-    clip_level = None if picture.clip_level is None else picture.clip_level * gain
+    # (the gain is 1, the pixels untouched, but for a picture far darker than any file holds)
+    _, clip_level = brighten(picture.pixels, picture.clip_level)
     psf, report = estimate_blur(picture.pixels, size, window, clip_level=clip_level)
     save_kernel(args.output, psf)
     if args.png:

@@ -504,11 +504,12 @@ def predicted(
     Returns (kernel, kind, reason)."""
     found = f"a {kernel_extent(free)} px blur, found alike on two parts of the picture"
     doubt = f"{found} predicts unseen pixels worse than a milder correction"
-    safe, kind, reason = fallback(grey, windows, size, doubt)
+    sigmas = softness(grey, windows, size)  # (learnt once: the fallback may be asked twice)
+    safe, kind, reason = fallback(grey, windows, size, doubt, sigmas)
     check = HeldOutWindow(patch_of(grey, windows[-1]), reach(size, safe))
     if not check.scores:  # a window too narrow to test it on: not confirmed
         untested = f"{found} cannot be tested on unseen pixels: the picture is too narrow"
-        return fallback(grey, windows, size, untested)
+        return fallback(grey, windows, size, untested, sigmas)
     if (1 + CLEARLY) * check.error(safe) < check.error(free):
         return safe, kind, reason
     return free, FREE_FORM, found

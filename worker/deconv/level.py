@@ -28,3 +28,13 @@ def working_gain(pixels: np.ndarray) -> float:
     if not 0 < level < DARK_LEVEL:
         return 1.0
     return 2.0 ** math.floor(math.log2(WORKING_LEVEL / level))
+
+
+def brighten(pixels: np.ndarray, clip_level: float | None) -> tuple[float, float | None]:
+    """Multiply `pixels` in place by their `working_gain`; returns the gain (1 for an ordinary
+    picture, left untouched) and `clip_level` (None: unknown) brought to the same level."""
+    gain = working_gain(pixels)
+    if gain == 1:
+        return gain, clip_level
+    pixels *= gain
+    return gain, None if clip_level is None else clip_level * gain
