@@ -128,6 +128,29 @@ def test_tifffiles_record_of_the_shape_is_not_carried_to_a_preview(tmp_path: Pat
         assert tifffile.TiffFile(tmp_path / "preview.tif").series[0].shape == (15, 20, 3)
 
 
+@pytest.mark.parametrize(
+    ("written", "kept"),
+    [
+        ({"resolution": (300, 300), "resolutionunit": "INCH"}, ((300, 1), (300, 1), 2)),
+        (
+            {"resolution": ((11811, 100), (1181, 5)), "resolutionunit": 3},
+            ((11811, 100), (1181, 5), 3),
+        ),
+        ({}, ((1, 1), (1, 1), 1)),  # none given: tifffile's own default, as before
+    ],
+)
+def test_the_print_resolution_is_kept(tmp_path: Path, written: dict, kept: tuple) -> None:
+    # The dpi a photographer exported with (darktable's export setting) comes back as it was.
+    samples = random_samples((12, 16, 3), np.uint16, np.random.default_rng(6))
+    write_tiff(tmp_path / "in.tif", samples, **written)
+    picture = read_picture(tmp_path / "in.tif")
+    write_picture(tmp_path / "out.tif", picture, picture.pixels)
+    with tifffile.TiffFile(tmp_path / "out.tif") as tiff:
+        tags = tiff.pages.first.tags
+        found = (tags.valueof("XResolution"), tags.valueof("YResolution"))
+        assert (*found, int(tags.valueof("ResolutionUnit"))) == kept
+
+
 def test_planar_rgb_is_read(tmp_path: Path) -> None:
     samples = random_samples((3, 20, 30), np.uint8, np.random.default_rng(4))
     tifffile.imwrite(tmp_path / "planar.tif", samples, photometric="rgb", planarconfig="separate")

@@ -185,6 +185,7 @@ def write_picture(path: str | os.PathLike[str], like: Picture, pixels: np.ndarra
             maxworkers=cpu_count(),
             metadata=None,
             software="dt-deconvolve",
+            **_resolution(like.exif),
         )
         if like.exif:
             _write_exif(temporary, like.exif, path)
@@ -342,6 +343,28 @@ def _write_exif(temporary: BinaryIO, exif: dict[str, str], final: str | os.PathL
             image.modify_exif(exif, encoding=_EXIF_ENCODING)
     except RuntimeError as error:
         raise OSError(f"could not write the EXIF data of {final} ({error})") from error
+
+
+def _resolution(exif: dict[str, str]) -> dict[str, object]:
+    """tifffile's `resolution` and `resolutionunit` from the input's EXIF, or nothing when it had
+    none that makes sense. The TIFF's own resolution tags are structure that tifffile writes
+    (exiv2 does not replace them), so the picture's print size is carried here."""
+    x, y = (_rational(exif.get(f"Exif.Image.{axis}Resolution", "")) for axis in ("X", "Y"))
+    unit = exif.get("Exif.Image.ResolutionUnit", "2")
+    if x is None or y is None or unit not in ("1", "2", "3"):
+        return {}
+    return {"resolution": (x, y), "resolutionunit": int(unit)}
+
+
+def _rational(text: str) -> tuple[int, int] | None:
+    """The positive TIFF rational (numerator, denominator) exiv2 writes as "n/d", or None."""
+    parts = text.split("/")
+    if len(parts) != 2 or not all(
+        part.isascii() and part.isdigit() and len(part) <= 10 for part in parts
+    ):
+        return None
+    numerator, denominator = int(parts[0]), int(parts[1])
+    return (numerator, denominator) if 0 < numerator < 2**32 and 0 < denominator < 2**32 else None
 
 
 def _encode(pixels: np.ndarray, like: Picture) -> np.ndarray:
