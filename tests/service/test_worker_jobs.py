@@ -347,6 +347,22 @@ def test_submit_wait_prints_progress_and_exit_codes(worker, material, tmp_path):
     assert failed.stderr.count("\n") == 1 and failed.stderr.startswith("dt-deconvolve: error:")
 
 
+def test_submit_refuses_a_cache_other_than_the_running_workers(worker, material, tmp_path):
+    # The worker owns its cache: a job asking for another would store its result elsewhere.
+    out, other = tmp_path / "out.tif", tmp_path / "other-cache"
+    asked = worker.cli("submit", material["small"], "-o", out, "--psf", material["psf"],
+                       "--cache-dir", other, "--wait")  # fmt: skip
+    assert asked.returncode == 1 and not out.exists() and not other.exists()
+    assert asked.stderr == (
+        f"dt-deconvolve: error: the worker at {worker.endpoint} keeps its results in "
+        f"{worker.cache_dir}, not in {other}: stop it (dt-deconvolve shutdown) or leave out "
+        "--cache-dir\n"
+    )
+    same = worker.cli("submit", material["small"], "-o", out, "--psf", material["psf"],
+                      "--cache-dir", worker.cache_dir, "--wait")  # fmt: skip
+    assert same.returncode == 0, same.stderr
+
+
 @pytest.mark.slow
 def test_a_full_cache_disk_is_refused_but_the_job_succeeds(material, tmp_path):
     with (

@@ -86,10 +86,22 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
+def check_cache(worker: dict[str, Any], asked: Path | None) -> None:
+    """Refuse a `--cache-dir` other than the cache of the worker that answered (it owns its
+    cache: the job's result would go to the worker's, not to the folder asked for)."""
+    kept = worker.get("cache_dir")  # (a worker of engine 0.3.19 or older does not say)
+    if asked is None or not isinstance(kept, str) or Path(kept).resolve() == asked.resolve():
+        return
+    raise InputError(
+        f"the worker at {worker['endpoint']} keeps its results in {kept}, not in {asked}: stop "
+        "it (dt-deconvolve shutdown) or leave out --cache-dir"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     spec = job_spec(args, str(args.output.absolute()))
     with client_of(args) as client:
-        ensure_worker(client, cache_dir_of(args))
+        check_cache(ensure_worker(client, cache_dir_of(args)), args.cache_dir)
         if not args.wait:
             say(client.request("submit", **spec.as_fields())["job"])
             return 0

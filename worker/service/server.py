@@ -548,6 +548,7 @@ class Server:
             "protocol": protocol.PROTOCOL_VERSION,
             "pid": os.getpid(),
             "endpoint": self.config.endpoint,
+            "cache_dir": str(self.config.cache_dir),
             "uptime": round(time.time() - self.started, 3),
             "queued": len(self.table.queue),
             "running": running,
