@@ -85,6 +85,7 @@ _EXIF_GROUPS = ("Image", "Photo", "GPSInfo", "Iop")
 # pyexiv2 turns EXIF bytes into text and back with one encoding; latin-1 maps every byte to one
 # character, so any value (UTF-8 or not) comes back byte for byte.
 _EXIF_ENCODING = "latin-1"
+Rational = tuple[int, int]  # a TIFF RATIONAL: numerator, denominator
 
 
 @dataclass
@@ -171,6 +172,7 @@ def write_picture(path: str | os.PathLike[str], like: Picture, pixels: np.ndarra
         alpha = resize_alpha(like.alpha, pixels.shape[:2])
         samples = np.concatenate([samples, alpha[..., None]], axis=2)
         extrasamples = [like.alpha_kind]
+    resolution, unit = _resolution(like.exif)
     with atomic_file(path) as temporary:
         tifffile.imwrite(
             temporary,
@@ -185,7 +187,8 @@ def write_picture(path: str | os.PathLike[str], like: Picture, pixels: np.ndarra
             maxworkers=cpu_count(),
             metadata=None,
             software="dt-deconvolve",
-            **_resolution(like.exif),
+            resolution=resolution,
+            resolutionunit=unit,
         )
         if like.exif:
             _write_exif(temporary, like.exif, path)
@@ -345,18 +348,19 @@ def _write_exif(temporary: BinaryIO, exif: dict[str, str], final: str | os.PathL
         raise OSError(f"could not write the EXIF data of {final} ({error})") from error
 
 
-def _resolution(exif: dict[str, str]) -> dict[str, object]:
-    """tifffile's `resolution` and `resolutionunit` from the input's EXIF, or nothing when it had
-    none that makes sense. The TIFF's own resolution tags are structure that tifffile writes
-    (exiv2 does not replace them), so the picture's print size is carried here."""
+def _resolution(exif: dict[str, str]) -> tuple[tuple[Rational, Rational] | None, int | None]:
+    """tifffile's `resolution` and `resolutionunit` from the input's EXIF, or Nones (tifffile's
+    default) when it had none that makes sense. The TIFF's own resolution tags are structure
+    that tifffile writes (exiv2 does not replace them), so the picture's print size is carried
+    here."""
     x, y = (_rational(exif.get(f"Exif.Image.{axis}Resolution", "")) for axis in ("X", "Y"))
     unit = exif.get("Exif.Image.ResolutionUnit", "2")
     if x is None or y is None or unit not in ("1", "2", "3"):
-        return {}
-    return {"resolution": (x, y), "resolutionunit": int(unit)}
+        return None, None
+    return (x, y), int(unit)
 
 
-def _rational(text: str) -> tuple[int, int] | None:
+def _rational(text: str) -> Rational | None:
     """The positive TIFF rational (numerator, denominator) exiv2 writes as "n/d", or None."""
     parts = text.split("/")
     if len(parts) != 2 or not all(
