@@ -218,7 +218,8 @@ def deblur_varying_picture(
     psf_out: str | os.PathLike[str] | None,
 ) -> tuple[np.ndarray, DeblurReport, dict[str, Any]]:
     """`deblur_varying` as `spec` says; the kernels are saved to `psf_out` (an array (rows,
-    cols, K, K), with a picture of the grid beside it) when given. Returns the result, the
+    cols, K, K); 1 x 1 and `run`'s kernel when the blur is uniform; with a picture of the grid
+    beside it) when given. Returns the result, the
     engine's report and the report's PSF entries."""
     size = spec.blur
     assert isinstance(size, int)  # JobSpec.validate: --varying comes with a blur size
@@ -228,11 +229,11 @@ def deblur_varying_picture(
         stages.callback(Stage.DEBLURRING),
     )  # fmt: skip
     rows, cols = varying.grid
-    grid = np.array(varying.kernels).reshape(rows, cols, size, size)
+    grid = np.array(varying.kernels).reshape(rows, cols, *varying.kernels[0].shape)
     if psf_out is not None:
         save_kernel(psf_out, grid)
         montage = np.pad(grid, ((0, 0), (0, 0), (1, 1), (1, 1))).transpose(0, 2, 1, 3)
-        save_kernel_picture(picture_path(psf_out), montage.reshape(rows * (size + 2), -1))
+        save_kernel_picture(picture_path(psf_out), montage.reshape(np.prod(montage.shape[:2]), -1))
     found: dict[str, Any] = {
         "psf_out": None if psf_out is None else str(psf_out),
         "grid": [rows, cols],
