@@ -7,7 +7,9 @@ With a darktable sidecar the key hashes
     rating, a tag or a colour label keeps the key;
   - the processing parameters, the export settings that change pixels (an opaque text from the
     plug-in) and the algorithm version.
-Without a sidecar the identity and history are replaced by a hash of the image's pixels.
+Without a sidecar the identity and history are replaced by a hash of the picture: its pixels and
+the tags its result carries (`picture_digest`): two files with the same pixels but another ICC
+profile or caption have different results.
 """
 
 import hashlib
@@ -22,11 +24,16 @@ from typing import Any
 from worker.errors import InputError
 from worker.regular import open_regular
 
-KEY_FORMAT = 1
+KEY_FORMAT = 2  # 2: without a sidecar, the picture's tags as well as its pixels (engine 0.3.20)
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 DARKTABLE = "http://darktable.sf.net/"
 HISTORY_PROPERTIES = ("history_end", "iop_order_version", "iop_order_list")
 HISTORY_BLOCKS = ("history", "masks_history")
+# TIFF tags that say how a file stores its pixels, or when and by what it was written (a new
+# export of the same picture writes them anew), not what the picture and its result are:
+# subfile type, compression, strips and tiles, planar layout, predictor, software, date and
+# time, XMP (never carried to a result: darktable would apply a history in it twice).
+STORAGE_TAGS = frozenset((254, 259, 273, 278, 279, 284, 305, 306, 317, 322, 323, 324, 325, 700))
 
 
 def _property(description: ET.Element, name: str) -> str | None:
@@ -79,16 +86,27 @@ def image_identity(image: str | os.PathLike[str], duplicate: int = 0) -> dict[st
     return {"path": str(path), "size": info.st_size, "mtime_ns": info.st_mtime_ns, "dup": duplicate}
 
 
-def pixels_digest(image: str | os.PathLike[str]) -> str:
-    """SHA-256 of a TIFF's decoded pixels (and their shape and type), blind to its metadata."""
+def picture_digest(image: str | os.PathLike[str]) -> str:
+    """SHA-256 of what decides a TIFF's deblurred result: its decoded pixels (their shape and
+    type) and the tags a result carries or reads them by (ICC profile, alpha kind, EXIF,
+    caption, ...), blind to how the file stores them (`STORAGE_TAGS`)."""
     import numpy as np  # only here: every other `key` and `cache` call starts without them
     import tifffile
 
     logging.getLogger("tifffile").addHandler(logging.NullHandler())  # its notes are not ours
 
     try:
-        with open_regular(image) as handle:
-            pixels = np.ascontiguousarray(tifffile.imread(handle))
+        with open_regular(image) as handle, tifffile.TiffFile(handle) as tiff:
+            if not tiff.pages:  # (a header and nothing else)
+                raise InputError(f"{image} holds no pixels: it is not a whole TIFF file")
+            pixels = np.ascontiguousarray(tiff.asarray())
+            tags = sorted(
+                (tag.code, _canonical(tag.value))
+                for tag in tiff.pages.first.tags
+                if tag.code not in STORAGE_TAGS
+            )
+    except InputError:
+        raise
     except FileNotFoundError:
         raise InputError(f"no such file: {image}") from None
     except OSError as error:
@@ -97,9 +115,18 @@ def pixels_digest(image: str | os.PathLike[str]) -> str:
         raise InputError(f"cannot read the pixels of {image}: {error}") from None
     if pixels.size == 0:  # (tifffile logs, and returns nothing for, a file it cannot follow)
         raise InputError(f"{image} holds no pixels: it is not a whole TIFF file")
-    digest = hashlib.sha256(f"{pixels.dtype.str}{pixels.shape}".encode())
+    digest = hashlib.sha256(f"{pixels.dtype.str}{pixels.shape}{tags}".encode())
     digest.update(pixels.data.cast("B"))  # contiguous: no copy
     return digest.hexdigest()
+
+
+def _canonical(value: Any) -> str:
+    """A tag's value as text that holds all of it (a long array's repr leaves out its middle)."""
+    if isinstance(value, dict):  # an EXIF or GPS sub-directory
+        return repr(sorted((str(name), _canonical(item)) for name, item in value.items()))
+    if hasattr(value, "tobytes"):  # a NumPy array
+        return f"{value.dtype.str}{value.shape}{hashlib.sha256(value.tobytes()).hexdigest()}"
+    return repr(value)
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
@@ -127,7 +154,7 @@ def cache_key(
             "history": history_fingerprint(sidecar),
         }
     else:
-        source = {"pixels": pixels_digest(image)}
+        source = {"picture": picture_digest(image)}
     material = {
         "key_format": KEY_FORMAT,
         **source,

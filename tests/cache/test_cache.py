@@ -19,7 +19,9 @@ from service_support import run_dt, tiny_disk
 from cache.key import cache_key, history_fingerprint
 from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, ResultCache
 from tests.permissions import obey_permissions
+from tests.tiffs import write_tiff
 from worker.errors import InputError, NotCached
+from worker.files import icc
 
 DATA = Path(__file__).parent.parent / "data"
 SIDECAR = DATA / "darktable_sidecar.xmp"
@@ -206,13 +208,29 @@ def test_the_key_follows_edits_but_not_ratings_or_tags(tmp_path: Path) -> None:
     assert key() != base
 
 
-def test_without_a_sidecar_the_key_hashes_pixels_not_metadata(tmp_path: Path) -> None:
+def test_without_a_sidecar_the_key_hashes_what_the_result_carries(tmp_path: Path) -> None:
+    # The pixels and the tags a result carries or reads them by (ICC profile, caption, EXIF)
+    # count; how the file stores them, and when and by what it was written, do not. Until
+    # engine 0.3.20 only the pixels counted: the same samples under a linear ICC profile, or
+    # with another caption, got the other file's cached result.
     pixels = np.arange(48, dtype=np.uint16).reshape(4, 4, 3)
     first, second = tmp_path / "a.tif", tmp_path / "b.tif"
-    tifffile.imwrite(first, pixels, description="one")
-    tifffile.imwrite(second, pixels, description="two", compression="zlib")
-    assert cache_key(first, {}, "1") == cache_key(second, {}, "1")
-    tifffile.imwrite(second, pixels + 1)
+
+    def key_of(**tags: object) -> str:
+        tifffile.imwrite(second, pixels, photometric="rgb", metadata=None, **tags)
+        return cache_key(second, {}, "1")
+
+    tifffile.imwrite(first, pixels, photometric="rgb", metadata=None, description="one")
+    base = cache_key(first, {}, "1")
+    assert key_of(description="one", compression="zlib", rowsperstrip=1) == base
+    assert key_of(description="one", software="darktable", datetime="2026:12:02 10:00:00") == base
+    assert key_of(description="two") != base
+    assert key_of(description="one", iccprofile=icc.matrix_profile()) != base
+    assert key_of(description="one", resolution=(300, 300), resolutionunit=2) != base
+    tifffile.imwrite(second, pixels + 1, photometric="rgb", metadata=None, description="one")
+    assert cache_key(second, {}, "1") != base
+    write_tiff(first, pixels, exif={"Exif.Image.Artist": "Alice"})
+    write_tiff(second, pixels, exif={"Exif.Image.Artist": "Bob"})
     assert cache_key(first, {}, "1") != cache_key(second, {}, "1")
 
 
