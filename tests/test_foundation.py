@@ -166,7 +166,8 @@ def test_temporaries_finds_what_a_killed_writer_left_even_with_glob_characters(
 def test_the_next_writer_removes_what_a_killed_writer_left(tmp_path: Path) -> None:
     """SIGKILL leaves a writer's temporary file; the next writer of the same file removes it,
     but never one that a live writer holds, nor one just made (its writer may not have locked
-    it yet)."""
+    it yet), nor a file of the user's that only looks alike (until engine 0.3.20 any
+    `.out.tif.*.part`)."""
     target = tmp_path / "out.tif"
     writer = textwrap.dedent(f"""
         import os, sys, time
@@ -188,14 +189,16 @@ def test_the_next_writer_removes_what_a_killed_writer_left(tmp_path: Path) -> No
         held, dead = (Path(p.stdout.readline().strip()) for p in (live, killed))  # type: ignore[union-attr]
         killed.send_signal(signal.SIGKILL)
         killed.wait(30)
-        fresh = tmp_path / ".out.tif.fresh.part"  # a writer's, made a moment ago
+        fresh = tmp_path / ".out.tif.fresh123.part"  # a writer's, made a moment ago
         fresh.write_bytes(b"")
+        notes = tmp_path / ".out.tif.my-notes.part"  # the user's own, not a temporary's name
+        notes.write_bytes(b"mine")
         old = os.stat(held).st_mtime - 2 * SETTLED
-        for name in (held, dead):
+        for name in (held, dead, notes):
             os.utime(name, (old, old))
         with atomic_file(target) as handle:
             handle.write(b"whole")
-        assert not dead.exists() and held.exists() and fresh.exists()
+        assert not dead.exists() and held.exists() and fresh.exists() and notes.exists()
         assert target.read_bytes() == b"whole"
     finally:
         live.kill()

@@ -36,8 +36,11 @@ def _read_umask() -> int:
 _FILE_MODE = 0o666 & ~_read_umask()  # what open() would give a new file
 _FICLONE = 0x40049409  # Linux ioctl: make the target share the source's blocks, copy-on-write
 _CHUNK = 1 << 24
+_CAP_FOWNER = 3  # Linux capability: act as the owner of any file
 
 SUFFIX = ".part"
+_RANDOM = "[a-z0-9_]" * 8  # (a glob): the characters `tempfile.mkstemp` puts in its names
+KEPT = ".kept"  # a file set aside (`set_aside`) ends so
 SETTLED = 60.0  # s: a temporary younger than this may be a writer's that has not locked it yet
 
 
@@ -46,9 +49,11 @@ def _prefix(final: Path) -> str:
 
 
 def temporaries(final: str | os.PathLike[str]) -> list[Path]:
-    """The temporary files that `atomic_file(final)` writers left behind (killed mid-write)."""
+    """The temporary files that `atomic_file(final)` writers left behind (killed mid-write):
+    `tempfile.mkstemp`'s names, eight random characters between the prefix and the suffix (a
+    file of the user's, `.NAME.notes.part`, is not one)."""
     final = Path(final)
-    return list(final.parent.glob(glob.escape(_prefix(final)) + "*" + SUFFIX))
+    return list(final.parent.glob(glob.escape(_prefix(final)) + _RANDOM + SUFFIX))
 
 
 def remove_dead(final: str | os.PathLike[str]) -> None:
@@ -106,6 +111,34 @@ def _refuse_special(final: Path) -> None:
         raise OSError(errno.EEXIST, "not a regular file, not replaced", str(final))
 
 
+def _refuse_others_in_sticky(final: Path) -> None:
+    """`PermissionError` naming `final` when it is another user's file in a folder of another
+    user's with the sticky bit (as /tmp): the kernel lets nobody but those owners (or a process
+    with CAP_FOWNER, as root) replace it, so writing the new file would fail only at its rename,
+    after the work."""
+    try:
+        folder, existing, me = os.stat(final.parent), os.lstat(final), os.geteuid()
+    except OSError:  # nothing there (or no folder: the temporary's creation says so)
+        return
+    if folder.st_mode & stat.S_ISVTX and me not in (folder.st_uid, existing.st_uid):
+        if _may_remove_anyones():
+            return
+        raise PermissionError(
+            errno.EPERM, "another user's file in a shared folder: it cannot be replaced",
+            str(final),
+        )  # fmt: skip
+
+
+def _may_remove_anyones() -> bool:
+    """Whether this process holds CAP_FOWNER (root does, unless it was dropped), which lets it
+    replace any file in a sticky folder: its effective capabilities, from /proc/self/status."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("CapEff:"))
+        return bool(int(line.split()[1], 16) & 1 << _CAP_FOWNER)
+    return os.geteuid() == 0
+
+
 def _same_file_as(path: Path, other: str | os.PathLike[str]) -> bool:
     """Whether `path` names the file `other` does (through a link, another name for it, ...)."""
     try:
@@ -131,6 +164,7 @@ def _temporary(final: Path) -> tuple[int, Path]:
         fd, name = tempfile.mkstemp(prefix=_prefix(final), suffix=SUFFIX, dir=final.parent)
     except OSError as error:
         raise OSError(error.errno, error.strerror, str(final)) from None
+    os.fchmod(fd, 0o600)  # writable while it is written, whatever the umask (0222 gave 0400)
     return fd, Path(name)
 
 
@@ -144,6 +178,7 @@ def check_target(final: str | os.PathLike[str], *sources: str | os.PathLike[str]
     if any(_same_file_as(final, source) for source in sources):
         raise OSError(errno.EEXIST, "this would replace the input; choose another name", str(final))
     _refuse_special(final)
+    _refuse_others_in_sticky(final)
     fd, name = _temporary(final)
     os.close(fd)
     name.unlink()
@@ -170,14 +205,18 @@ def atomic_file(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[B
     with os.fdopen(fd, "w+b") as handle:
         handle.raw.name = str(tmp)  # type: ignore[attr-defined]  # for messages, never reopened
         try:
-            os.fchmod(fd, _mode_for(final))  # mkstemp makes 0600
-            yield handle
+            mode = _mode_for(final)  # given at the end: a library reopening the file (exiv2,
+            yield handle  # through `descriptor_path`) must still be able to write it
             handle.flush()
+            os.fchmod(fd, mode)
             if fsync:
                 os.fsync(fd)
             if not _same_file(tmp, handle):
                 raise _replaced(tmp)
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except OSError as error:  # named as the user knows it, not by the temporary's name
+                raise OSError(error.errno, error.strerror, str(final)) from None
             if not _same_file(final, handle):
                 raise _replaced(final)
         except BaseException:
@@ -191,6 +230,34 @@ def atomic_file(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[B
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+
+
+def set_aside(final: str | os.PathLike[str]) -> Path | None:
+    """A second name for the regular file now at `final` (a hard link beside it, `.NAME.XXXXXXXX
+    .kept`), so that `put_back` can bring it back after `final` was replaced; None when there is
+    no such file or it cannot be linked. A process killed in between leaves the file under that
+    name, not lost."""
+    final = Path(final)
+    try:
+        if not stat.S_ISREG(os.lstat(final).st_mode):
+            return None
+        fd, name = tempfile.mkstemp(prefix=_prefix(final), suffix=KEPT, dir=final.parent)
+        os.close(fd)
+        os.unlink(name)  # (the name is free again: `link` makes it, or fails if it was taken)
+        os.link(final, name, follow_symlinks=False)
+    except OSError:
+        return None
+    return Path(name)
+
+
+def put_back(kept: Path, final: str | os.PathLike[str]) -> None:
+    """Undo `set_aside`: `final` is the file set aside again, whatever was written there since
+    (when nothing was, the second name just goes)."""
+    with contextlib.suppress(OSError):
+        if _same_file_as(kept, final):
+            kept.unlink()
+        else:
+            os.replace(kept, final)
 
 
 def copy_into(source: str | os.PathLike[str], target: BinaryIO) -> None:

@@ -12,6 +12,7 @@ Who raises what:
 """
 
 import errno
+import os
 
 
 class InputError(ValueError):
@@ -62,7 +63,8 @@ def describe_os_error(error: OSError) -> str:
     if error.errno == errno.ENOSPC:
         return f"no space left on the device{where}"
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"permission denied{where}"
+        own = error.strerror not in (None, os.strerror(error.errno))  # a reason of ours
+        return f"permission denied{f' ({error.strerror})' if own else ''}{where}"
     if error.errno == errno.ENOENT:
         return f"no such file or folder{where}"
     return f"{error.strerror or error}{where}"

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyexiv2
 import pytest
 import tifffile
 from service_support import tiny_disk
@@ -258,6 +259,51 @@ def test_unwritable_output_folder_fails_in_one_line(
     )
     assert_one_line_failure(result, "permission denied")
     assert files_in(locked) == []
+
+
+@pytest.mark.usefixtures("permissions_enforced")
+@pytest.mark.parametrize("how", ["read-only file", "umask 0222"])
+def test_a_result_with_exif_is_written_whatever_mode_it_gets(
+    run_cli: RunCli, picture: Path, psf: Path, out: Path, how: str
+) -> None:
+    # The new file took its final mode (0444 here) before it was written, and exiv2, which
+    # reopens it to add the EXIF, was refused: every picture with EXIF failed after the work.
+    target = out / "o.tif"
+    if how == "read-only file":
+        target.write_bytes(b"old")
+        target.chmod(0o444)
+
+    def prepare() -> None:
+        obey_permissions()
+        if how == "umask 0222":
+            os.umask(0o222)
+
+    result = run_cli("deblur", picture, "--psf", psf, "-o", target, preexec_fn=prepare)
+    assert result.returncode == 0, result.stderr
+    assert target.stat().st_mode & 0o777 == 0o444
+    with pyexiv2.Image(str(target)) as image:
+        assert image.read_exif()["Exif.Photo.LensModel"] == CAMERA_EXIF["Exif.Photo.LensModel"]
+    assert files_in(out) == ["o.tif"]
+
+
+@pytest.mark.usefixtures("permissions_enforced")
+def test_another_users_file_in_a_shared_folder_is_refused_before_the_work(
+    run_cli: RunCli, picture: Path, psf: Path, tmp_path: Path
+) -> None:
+    # A sticky folder (as /tmp) lets only the file's or the folder's owner replace a file: the
+    # rename failed after the work, naming the hidden temporary file.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    theirs = shared / "o.tif"
+    theirs.write_bytes(b"theirs")
+    for path in (shared, theirs):
+        os.chown(path, 65534, 65534)
+    shared.chmod(0o1777)
+    result = run_cli("deblur", picture, "--psf", psf, "-o", theirs, preexec_fn=obey_permissions)
+    assert_one_line_failure(
+        result, f"another user's file in a shared folder: it cannot be replaced): {theirs}"
+    )
+    assert theirs.read_bytes() == b"theirs" and files_in(shared) == ["o.tif"]
 
 
 def test_read_only_disk_fails_in_one_line(
