@@ -181,6 +181,28 @@ def test_the_same_key_submitted_twice_is_one_job_with_both_outputs(worker, mater
         assert (tmp_path / "2.tif").read_bytes() == (tmp_path / "1.tif").read_bytes()
 
 
+def test_a_cancelled_job_whose_run_goes_on_for_another_keeps_the_file_it_would_replace(
+    worker, material, tmp_path
+):
+    # Two jobs of one key share one run; the first is cancelled while it runs, the run goes on
+    # for the second. The file that was at the first one's output comes back as it was: until
+    # engine 0.3.20 the run replaced it, then removed its own result, and the file was lost.
+    precious, other = tmp_path / "1.tif", tmp_path / "2.tif"
+    precious.write_bytes(b"the user's own picture")
+    with worker.client() as client:
+        fields = {"psf": str(material["psf"]), "key": "c4" * 16}
+        one = submit(client, material["medium"], precious, **fields)
+        two = submit(client, material["medium"], other, **fields)
+        assert two["follows"] == one["job"]
+        wait_for_detail(client, one["job"], ("deblurring",))
+        assert client.request("cancel", job=one["job"])["stage"] == "cancelled"
+        assert wait(client, two["job"])["stage"] == "done"
+        assert wait(client, one["job"])["stage"] == "cancelled"
+    assert precious.read_bytes() == b"the user's own picture"
+    assert tifffile.imread(other).shape[:2] == tifffile.imread(material["medium"]).shape[:2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1.tif", "2.tif"]
+
+
 def cancel_at(client: Client, job: str, details: tuple[str, ...]) -> dict[str, Any] | None:
     """Cancel `job` the moment it reports one of `details`; its status then (None if it ended
     first). Checks that the cancel took under a second."""

@@ -51,6 +51,7 @@ class Job:
     leader: str | None = None
     followers: list[str] = field(default_factory=list)
     withdrawn: bool = False  # the leader's own client cancelled; the run goes on for followers
+    kept: Path | None = None  # a withdrawn leader's output as it was (`atomic.set_aside`)
 
     @property
     def final(self) -> bool:

@@ -31,7 +31,7 @@ import zmq
 
 from cache.store import CacheLimits, ResultCache
 from worker import __version__
-from worker.atomic import copy_atomically, temporaries
+from worker.atomic import copy_atomically, put_back, set_aside, temporaries
 from worker.errors import InputError, NotCached, ProtocolError, describe_error, describe_os_error
 from worker.jobspec import JobSpec
 from worker.paths import runtime_dir, state_dir
@@ -466,6 +466,8 @@ class Server:
         else:
             for follower in followers:
                 self.table.end(follower, stage, error or None)
+            if job.kept is not None:
+                put_back(job.kept, job.output)
             self._end(job, Stage.CANCELLED if job.withdrawn else stage, error)
 
     def _end(self, job: Job, stage: Stage, error: str = "") -> None:
@@ -490,8 +492,12 @@ class Server:
             shared = any(f.output == job.output for f in self.table.followers(job))
             for follower in followers:
                 self._follower_done(job, follower, reasons.get(follower.output))
-            if job.withdrawn:
-                if not shared:
+            if job.withdrawn:  # its output as it was before: the file it replaced, or none
+                if shared and job.kept is not None:
+                    job.kept.unlink(missing_ok=True)
+                elif job.kept is not None:
+                    put_back(job.kept, source)
+                elif not shared:
                     source.unlink(missing_ok=True)
                 self._end(job, Stage.CANCELLED)
 
@@ -647,6 +653,7 @@ class Server:
                 self._stop(leader)
         elif self.table.followers(job):
             job.withdrawn = True
+            job.kept = set_aside(job.output)  # put back when the run ends: it was cancelled
             log.info("job %s withdrawn; it runs on for the jobs that follow it", job.id)
         else:
             self._stop(job)
