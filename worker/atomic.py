@@ -219,9 +219,13 @@ def atomic_file(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[B
                 raise OSError(error.errno, error.strerror, str(final)) from None
             if not _same_file(final, handle):
                 raise _replaced(final)
-        except BaseException:
+        except BaseException as error:
             if _same_file(tmp, handle):
                 tmp.unlink(missing_ok=True)
+            if isinstance(error, OSError) and error.errno and not error.filename:
+                # (a write through the handle: a full disk, the file size limit) named as the
+                # user knows the file
+                raise OSError(error.errno, error.strerror, str(final)) from error
             raise
     if fsync:
         with contextlib.suppress(OSError):

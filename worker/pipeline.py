@@ -145,18 +145,19 @@ def run_pipeline(
     gain, clip_level = brighten(picture.pixels, settings.clip_level)
     settings = dataclasses.replace(settings, clip_level=clip_level)
     estimated: dict[str, Any] = {}
+    learnt = None  # the kernel (or the grid of kernels) estimated, saved once the result is
     if settings.varying:
         with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
-            restored, report, estimated = deblur_varying_picture(
-                picture.pixels, spec, settings, stages, psf_out
+            restored, report, learnt, estimated = deblur_varying_picture(
+                picture.pixels, spec, settings, stages
             )
         deblurred = report.as_dict()
     else:
         if spec.psf is None:
             psf, estimated = estimate_kernel(
-                picture.pixels, spec, settings.clip_level, stages.callback(Stage.ESTIMATING),
-                psf_out,
-            )  # fmt: skip
+                picture.pixels, spec, settings.clip_level, stages.callback(Stage.ESTIMATING)
+            )
+            learnt = psf
         else:
             psf = load_psf(spec.psf, picture.pixels.shape)
         if estimated.get("kernel") == NO_BLUR:  # as it was, at a preview's size if one
@@ -172,19 +173,28 @@ def run_pipeline(
             deblurred = report.as_dict()
     stages.report(Stage.WRITING)
     write_picture(spec.output, picture, restored / gain if gain != 1 else restored)
+    if psf_out is not None and learnt is not None:  # (not before: a failed job keeps the old)
+        save_kernels(psf_out, learnt)
     stages.report(Stage.WRITING, 1.0)
-    return {**deblurred, "output": spec.output, **estimated}
+    psf_entry = {"psf_out": None if kernel is None else str(kernel)} if spec.estimating else {}
+    return {**deblurred, "output": spec.output, **psf_entry, **estimated}
+
+
+def save_kernels(path: str | os.PathLike[str], kernels: np.ndarray) -> None:
+    """Save a kernel (K, K), or a grid of them (rows, cols, K, K), to `path` (.npy), with its
+    picture beside it (`picture_path`; a grid as a montage, one pixel between kernels)."""
+    save_kernel(path, kernels)
+    if kernels.ndim == 4:
+        montage = np.pad(kernels, ((0, 0), (0, 0), (1, 1), (1, 1))).transpose(0, 2, 1, 3)
+        kernels = montage.reshape(montage.shape[0] * montage.shape[1], -1)
+    save_kernel_picture(picture_path(path), kernels)
 
 
 def estimate_kernel(
-    pixels: np.ndarray,
-    spec: JobSpec,
-    clip_level: float | None,
-    progress: Progress,
-    psf_out: str | os.PathLike[str] | None,
+    pixels: np.ndarray, spec: JobSpec, clip_level: float | None, progress: Progress
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Estimate the PSF as `spec` says (blur size or "auto", window) and save it to `psf_out`
-    (with its picture beside it) when given; returns it with the report's estimation entries
+    """Estimate the PSF as `spec` says (blur size or "auto", window); returns it with the
+    report's estimation entries
     (`estimate_blur`'s report, or in local mode with an automatic window `subject_kernel`'s and
     `describe_subject`'s; its time and rounds as `psf_seconds` and `psf_iterations`)."""
     size = blur_from_text(str(spec.blur or AUTO))
@@ -198,12 +208,8 @@ def estimate_kernel(
         local = spec.settings.local  # (then parts sharper than the kernel are kept as they are)
         psf, blur = estimate_blur(pixels, size, window, progress, clip_level, whole_frame=not local)
         found = blur.as_dict()
-    if psf_out is not None:
-        save_kernel(psf_out, psf)
-        save_kernel_picture(picture_path(psf_out), psf)
     rounds, seconds = found.pop("iterations"), found.pop("seconds")
     return psf, {
-        "psf_out": None if psf_out is None else str(psf_out),
         **found,
         "psf_iterations": rounds,
         "psf_seconds": seconds,
@@ -211,16 +217,11 @@ def estimate_kernel(
 
 
 def deblur_varying_picture(
-    pixels: np.ndarray,
-    spec: JobSpec,
-    settings: DeblurSettings,
-    stages: StageProgress,
-    psf_out: str | os.PathLike[str] | None,
-) -> tuple[np.ndarray, DeblurReport, dict[str, Any]]:
-    """`deblur_varying` as `spec` says; the kernels are saved to `psf_out` (an array (rows,
-    cols, K, K); 1 x 1 and `run`'s kernel when the blur is uniform; with a picture of the grid
-    beside it) when given. Returns the result, the
-    engine's report and the report's PSF entries."""
+    pixels: np.ndarray, spec: JobSpec, settings: DeblurSettings, stages: StageProgress
+) -> tuple[np.ndarray, DeblurReport, np.ndarray, dict[str, Any]]:
+    """`deblur_varying` as `spec` says. Returns the result, the engine's report, the kernels as
+    one array (rows, cols, K, K); 1 x 1 and `run`'s kernel when the blur is uniform) and the
+    report's PSF entries."""
     size = spec.blur
     assert isinstance(size, int)  # JobSpec.validate: --varying comes with a blur size
     window = window_from_text(spec.window or "auto", pixels.shape[:2], size)
@@ -230,12 +231,7 @@ def deblur_varying_picture(
     )  # fmt: skip
     rows, cols = varying.grid
     grid = np.array(varying.kernels).reshape(rows, cols, *varying.kernels[0].shape)
-    if psf_out is not None:
-        save_kernel(psf_out, grid)
-        montage = np.pad(grid, ((0, 0), (0, 0), (1, 1), (1, 1))).transpose(0, 2, 1, 3)
-        save_kernel_picture(picture_path(psf_out), montage.reshape(np.prod(montage.shape[:2]), -1))
     found: dict[str, Any] = {
-        "psf_out": None if psf_out is None else str(psf_out),
         "grid": [rows, cols],
         "uniform": varying.uniform,
         "windows": [None if w is None else list(w) for w in varying.windows],
@@ -243,7 +239,7 @@ def deblur_varying_picture(
         "confidence": varying.confidence,
         "reason": varying.reason,
     }
-    return restored, report, found
+    return restored, report, grid, found
 
 
 def warm_up(folder: Path | None = None) -> None:

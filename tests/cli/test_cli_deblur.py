@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import re
+import resource
 import signal
 import stat
 import struct
@@ -29,6 +30,7 @@ from service_support import tiny_disk
 
 from tests.permissions import IS_ROOT, obey_permissions
 from tests.tiffs import CAMERA_EXIF, random_samples, write_tiff
+from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, shake
 from worker.files import icc
 from worker.signals import STOPPING_SIGNALS
 
@@ -486,6 +488,31 @@ def test_a_terminated_command_leaves_no_file_behind(
     assert process.returncode == 128 + stop, errors
     assert "Traceback" not in errors
     assert files_in(out) == []
+
+
+def test_a_failed_run_keeps_the_kernel_files_it_would_replace(
+    run_cli: RunCli, tmp_path: Path, out: Path
+) -> None:
+    # The kernel was saved as soon as it was learnt: a run that failed afterwards (its result
+    # over the file size limit here) had already replaced the user's files (engine 0.3.19).
+    rng = np.random.default_rng(6)
+    shaken = np.clip(shake(dead_leaves((300, 300), rng), camera_shake_kernel(5, rng)), 0, 1)
+    source = tmp_path / "shaken.tif"
+    write_tiff(source, np.rint(shaken ** (1 / 2.2) * 65535).astype(np.uint16))
+    kernel, drawn = out / "mine.npy", out / "mine.png"
+    kernel.write_bytes(b"my kernel")
+    drawn.write_bytes(b"my picture")
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))
+
+    result = run_cli(
+        "run", source, "--blur", "7", "-o", out / "o.tif", "--psf-out", kernel,
+        preexec_fn=small_files,
+    )  # fmt: skip
+    assert_one_line_failure(result, f"File too large: {out / 'o.tif'}")
+    assert (kernel.read_bytes(), drawn.read_bytes()) == (b"my kernel", b"my picture")
+    assert files_in(out) == ["mine.npy", "mine.png"]
 
 
 def test_a_line_break_in_a_name_does_not_break_the_line(
