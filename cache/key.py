@@ -12,6 +12,7 @@ the tags its result carries (`picture_digest`): two files with the same pixels b
 profile or caption have different results.
 """
 
+import copy
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 DARKTABLE = "http://darktable.sf.net/"
 HISTORY_PROPERTIES = ("history_end", "iop_order_version", "iop_order_list")
 HISTORY_BLOCKS = ("history", "masks_history")
+MAX_SIDECAR = 32 * 2**20  # bytes: darktable's sidecars hold kilobytes, a long history a few MB
 # TIFF tags that say how a file stores its pixels, or when and by what it was written (a new
 # export of the same picture writes them anew), not what the picture and its result are:
 # subfile type, compression, strips and tiles, planar layout, predictor, software, date and
@@ -47,30 +49,40 @@ def _property(description: ET.Element, name: str) -> str | None:
     return value
 
 
-def history_fingerprint(sidecar: str | os.PathLike[str]) -> dict[str, str]:
-    """The parts of a darktable XMP sidecar that describe the edits, as canonical text.
+def history_fingerprint(sidecar: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """The parts of a darktable XMP sidecar that describe the edits, as canonical text: each
+    property and block, as every `rdf:Description` holding it has it, in the file's order.
 
     darktable writes its properties as attributes of `rdf:Description` and the history as child
     elements holding an `rdf:Seq` of `rdf:li` items; XML canonicalisation makes the text
-    independent of attribute order, namespace prefixes' placement and whitespace.
+    independent of attribute order, namespace prefixes' placement and whitespace. A sidecar
+    over `MAX_SIDECAR` bytes is refused before it is parsed.
     """
     try:
         with open_regular(sidecar) as handle:  # (a FIFO would make the parser wait for ever)
-            root = ET.parse(handle).getroot()
-    except ET.ParseError as error:
-        raise InputError(f"the sidecar {sidecar} is not valid XML ({error})") from None
+            text = handle.read(MAX_SIDECAR + 1)
     except OSError as error:
         raise InputError(f"cannot read the sidecar {sidecar}: {error.strerror or error}") from None
-    found: dict[str, str] = {}
-    for description in root.iter(f"{{{RDF}}}Description"):
-        for name in HISTORY_PROPERTIES:
-            value = _property(description, name)
-            if value is not None:
-                found[name] = value
-        for name in HISTORY_BLOCKS:
-            block = description.find(f"{{{DARKTABLE}}}{name}")
-            if block is not None:
-                found[name] = ET.canonicalize(ET.tostring(block), strip_text=True)
+    if len(text) > MAX_SIDECAR:
+        raise InputError(
+            f"the sidecar {sidecar} is over {MAX_SIDECAR // 2**20} MiB: not a darktable sidecar"
+        )
+    found: dict[str, list[str]] = {}
+    try:
+        for description in ET.fromstring(text).iter(f"{{{RDF}}}Description"):
+            for name in HISTORY_PROPERTIES:
+                value = _property(description, name)
+                if value is not None:
+                    found.setdefault(name, []).append(value)
+            for name in HISTORY_BLOCKS:
+                block = description.find(f"{{{DARKTABLE}}}{name}")
+                if block is not None:
+                    alone = copy.copy(block)  # without the text that follows it
+                    alone.tail = None
+                    canonical = ET.canonicalize(ET.tostring(alone), strip_text=True)
+                    found.setdefault(name, []).append(canonical)
+    except (ET.ParseError, LookupError, ValueError) as error:  # (an unknown encoding too)
+        raise InputError(f"the sidecar {sidecar} is not valid XML ({error})") from None
     if "history" not in found and "history_end" not in found:
         raise InputError(f"the sidecar {sidecar} holds no darktable history")
     return found

@@ -16,7 +16,7 @@ import pytest
 import tifffile
 from service_support import run_dt, tiny_disk
 
-from cache.key import cache_key, history_fingerprint
+from cache.key import MAX_SIDECAR, cache_key, history_fingerprint
 from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, ResultCache
 from tests.permissions import obey_permissions
 from tests.tiffs import write_tiff
@@ -168,10 +168,27 @@ def edited(tmp_path: Path, old: str, new: str) -> Path:
 
 def test_history_fingerprint_reads_the_history_blocks() -> None:
     found = history_fingerprint(SIDECAR)
-    assert found["history_end"] == "4"
-    assert found["iop_order_version"] == "2"
-    assert 'operation="colorin"' in found["history"]
-    assert "masks_history" in found["masks_history"]
+    assert found["history_end"] == ["4"]
+    assert found["iop_order_version"] == ["2"]
+    assert 'operation="colorin"' in found["history"][0]
+    assert "masks_history" in found["masks_history"][0]
+
+
+def test_every_description_of_the_sidecar_counts(tmp_path: Path) -> None:
+    # A sidecar split into two rdf:Description elements (as exiftool may write it): an edit in
+    # the first kept the key until engine 0.3.20, when only the last one's properties counted.
+    text = SIDECAR.read_text()
+    second = (
+        '<rdf:Description rdf:about="" xmlns:darktable="http://darktable.sf.net/" '
+        'darktable:history_end="0"/></rdf:RDF>'
+    )
+    assert text.count("</rdf:RDF>") == 1 and 'darktable:history_end="4"' in text
+    split = tmp_path / "split.xmp"
+    split.write_text(text.replace("</rdf:RDF>", second))
+    edited = tmp_path / "edited.xmp"
+    edited.write_text(split.read_text().replace('history_end="4"', 'history_end="3"'))
+    assert history_fingerprint(split)["history_end"] == ["4", "0"]
+    assert cache_key(SIDECAR, {}, "1", sidecar=split) != cache_key(SIDECAR, {}, "1", sidecar=edited)
 
 
 def test_the_key_follows_edits_but_not_ratings_or_tags(tmp_path: Path) -> None:
@@ -189,6 +206,8 @@ def test_the_key_follows_edits_but_not_ratings_or_tags(tmp_path: Path) -> None:
         edited(tmp_path, 'xmp:Rating="1"', 'xmp:Rating="5"'),
         edited(tmp_path, "<rdf:li>holiday</rdf:li>", "<rdf:li>work</rdf:li>"),
         edited(tmp_path, 'darktable:change_timestamp="63835412399000000"', ""),
+        # text beside the history, not in it ("internal error: ParseError" until 0.3.20)
+        edited(tmp_path, "</darktable:history>", "</darktable:history>junk"),
     ]
     for sidecar in same:
         assert key(sidecar) == base, sidecar.read_text()[:0]
@@ -236,7 +255,16 @@ def test_without_a_sidecar_the_key_hashes_what_the_result_carries(tmp_path: Path
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"<x:xmpmeta", "not valid XML"), (b"<a/>", "no darktable history")],
+    [
+        (b"<x:xmpmeta", "not valid XML"),
+        (b"<a/>", "no darktable history"),
+        # encodings Python does not know, or cannot parse XML in: "internal error" until 0.3.20
+        (b'<?xml version="1.0" encoding="bogus"?><a/>', r"not valid XML \(unknown encoding"),
+        (b'<?xml version="1.0" encoding="UTF-32"?><a/>', "not valid XML"),
+        (b'<?xml version="1.0" encoding="idna"?><a/>', "not valid XML"),
+        (b'<?xml version="1.0" encoding="rot13"?><a/>', "not valid XML"),
+        (b" " * (MAX_SIDECAR + 1), "over 32 MiB"),  # refused before it is parsed
+    ],
 )
 def test_bad_sidecars_and_images_are_one_line_errors(
     tmp_path: Path, content: bytes, message: str
