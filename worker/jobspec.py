@@ -134,6 +134,12 @@ check_key = matching(CACHE_KEY, "16 to 128 lowercase hexadecimal digits")
 check_window = matching(WINDOW_PATTERN, "a window: auto, centre or X,Y,W,H")
 
 
+def check_tiff_name(output: str | os.PathLike[str]) -> None:
+    """`InputError` unless a result is to be written under a TIFF file's name."""
+    if Path(output).suffix.lower() not in TIFF_SUFFIXES:
+        raise InputError(f"the output must be a .tif or .tiff file, not {output}")
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """One picture to deblur, and how.
@@ -196,8 +202,7 @@ class JobSpec:
         writes (`written`: a kernel saved beside the result, its picture), the input itself, or
         not writable as `atomic.check_target` finds (a folder or a device in the way, a missing
         or read-only folder, a name too long)."""
-        if Path(self.output).suffix.lower() not in TIFF_SUFFIXES:
-            raise InputError(f"the output must be a .tif or .tiff file, not {self.output}")
+        check_tiff_name(self.output)
         source = Path(self.input)
         if not source.exists():
             raise InputError(f"no such file or folder: {source}")

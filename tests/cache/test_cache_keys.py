@@ -47,3 +47,23 @@ def test_only_keys_name_entries(key: str) -> None:
     for operation in (cache.entry, cache.remove, cache.kernel, cache.lookup, cache.folder):
         with pytest.raises(InputError):
             operation(key)
+
+
+@pytest.mark.parametrize(
+    ("action", "name", "message"),
+    [
+        ("lookup", "result.png", "must be a .tif or .tiff file"),
+        ("kernel", "kernel.npy", "its name must be NAME.png"),
+    ],
+)
+def test_cache_copies_are_named_as_what_they_hold(
+    run_cli, tmp_path: Path, action: str, name: str, message: str
+) -> None:
+    # A result is a TIFF file, a kernel's picture a PNG: `cache kernel -o k.npy` replaced the
+    # user's kernel with a PNG, `cache lookup -o r.png` wrote a TIFF under a PNG's name.
+    mine = tmp_path / name
+    mine.write_bytes(b"the user's own file")
+    result = run_cli("cache", action, "ab" * 16, "-o", mine, "--cache-dir", tmp_path / "cache")
+    assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+    assert mine.read_bytes() == b"the user's own file"

@@ -425,7 +425,7 @@ def test_a_kernel_named_as_another_format_is_refused_before_the_work(
         ("psf", picture, "--blur", "5", "-o", folder / "k.npy", "--png", folder / "k.jpg"),
     ]
     for attempt in attempts:
-        assert_one_line_failure(run_cli(*attempt), "its name must end in")
+        assert_one_line_failure(run_cli(*attempt), "its name must be NAME")
     assert files_in(folder) == ["photo.tif"]
 
 

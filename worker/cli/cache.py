@@ -13,6 +13,8 @@ from cache.store import PSF_PNG, ResultCache
 from worker.cli.endpoint import add_cache_dir_option, cache_dir_of, folder_argument
 from worker.cli.lines import blur_line, path_field
 from worker.errors import InputError
+from worker.files.kernels import check_names
+from worker.jobspec import check_tiff_name
 
 EXPORT_PATTERN = "dt-deconvolve-export-*"  # the plug-in's temporary exports
 
@@ -63,12 +65,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_lookup(args: argparse.Namespace) -> int:
+    if args.output is not None:
+        check_tiff_name(args.output)
     found = ResultCache(cache_dir_of(args)).lookup(args.key, args.output)
     print(f"hit {path_field(found)}" if found else "miss")
     return 0
 
 
 def run_kernel(args: argparse.Namespace) -> int:
+    check_names(None, args.output)  # (a PNG under a kernel's .npy name replaced it)
     cache = ResultCache(cache_dir_of(args))
     entry = cache.entry(args.key)
     blur = blur_line((entry.record.get("report") or {}) if entry else {})

@@ -26,7 +26,7 @@ def check_names(
     ):
         if path is not None and Path(path).suffix.lower() != suffix:
             raise InputError(
-                f"the {what} is written as a {suffix} file: its name must end in {suffix}, not "
+                f"the {what} is written as a {suffix} file: its name must be NAME{suffix}, not "
                 f"{Path(path).name}"
             )
 

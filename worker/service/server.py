@@ -33,7 +33,7 @@ from cache.store import CacheLimits, ResultCache
 from worker import __version__
 from worker.atomic import copy_atomically, put_back, set_aside, temporaries
 from worker.errors import InputError, NotCached, ProtocolError, describe_error, describe_os_error
-from worker.jobspec import JobSpec
+from worker.jobspec import JobSpec, check_tiff_name
 from worker.paths import runtime_dir, state_dir
 from worker.service import protocol
 from worker.service.background import Background
@@ -707,6 +707,7 @@ class Server:
         if not request["output"]:
             found = self.cache.lookup(key)
             return {"hit": found is not None, "path": str(found) if found else None}
+        check_tiff_name(request["output"])
         output = Path(request["output"])
 
         def copy() -> dict[str, Any]:  # a large result to another disk: seconds
