@@ -89,8 +89,9 @@ def history_fingerprint(sidecar: str | os.PathLike[str]) -> dict[str, list[str]]
 
 
 def image_identity(image: str | os.PathLike[str], duplicate: int = 0) -> dict[str, Any]:
-    """Which file this is, and which version of it: path, size, modification time, duplicate."""
-    path = Path(image).absolute()
+    """Which file this is, and which version of it: path (links and `..` resolved: the same file
+    however it is named), size, modification time, duplicate."""
+    path = Path(image).resolve()
     try:
         info = path.stat()
     except OSError as error:

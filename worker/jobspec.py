@@ -26,7 +26,7 @@ from worker.paths import CACHE_KEY
 
 MAX_PATH = 4096  # bytes: Linux's PATH_MAX
 TIFF_SUFFIXES = (".tif", ".tiff")  # the results are TIFF files, named as such
-WINDOW_PATTERN = re.compile(r"auto|centre|center|\d{1,6},\d{1,6},\d{1,6},\d{1,6}")
+WINDOW_PATTERN = re.compile(r"auto|centre|center|(-?\d{1,6},){3}-?\d{1,6}")  # (outside: said later)
 
 Check = Callable[[str, Any], Any]
 
@@ -224,8 +224,8 @@ class JobSpec:
             )
         if self.settings.varying and (self.psf is not None or self.blur == AUTO):
             raise InputError(
-                "--varying estimates a blur for each part of the picture: give the blur size "
-                "(--blur K), neither a kernel file nor auto"
+                "--varying estimates a blur for each part of the picture: give it with a blur "
+                "size to `run` or `submit` (--blur K), neither with a kernel file nor with auto"
             )
         if self.settings.varying and self.settings.local:
             raise InputError(

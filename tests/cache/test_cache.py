@@ -227,6 +227,19 @@ def test_the_key_follows_edits_but_not_ratings_or_tags(tmp_path: Path) -> None:
     assert key() != base
 
 
+def test_the_same_picture_named_otherwise_has_the_same_key(tmp_path: Path) -> None:
+    # `key ../a.tif` and `key /abs/a.tif` (or a link to it) missed each other's results.
+    (tmp_path / "sub").mkdir()
+    image = tmp_path / "pic.tif"
+    image.write_bytes(b"raw file")
+    (tmp_path / "link.tif").symlink_to(image)
+    keys = {
+        cache_key(name, {}, "1", sidecar=SIDECAR)
+        for name in (image, tmp_path / "sub" / ".." / "pic.tif", tmp_path / "link.tif")
+    }
+    assert len(keys) == 1
+
+
 def test_without_a_sidecar_the_key_hashes_what_the_result_carries(tmp_path: Path) -> None:
     # The pixels and the tags a result carries or reads them by (ICC profile, caption, EXIF)
     # count; how the file stores them, and when and by what it was written, do not. Until

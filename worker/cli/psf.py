@@ -8,6 +8,7 @@ from worker.atomic import check_target
 from worker.cli.streams import report_on
 from worker.deconv.settings import AUTO, blur_from_text
 from worker.errors import InputError, one_line
+from worker.jobspec import WINDOW_PATTERN
 
 
 def blur_size(text: str) -> int | str:
@@ -17,6 +18,28 @@ def blur_size(text: str) -> int | str:
     except InputError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
     return AUTO if size is None else size
+
+
+def window_argument(text: str) -> str:
+    """The --window argument, as every command takes it (`psf`, `run`, `submit`, `key`): "auto",
+    "centre" or "X,Y,W,H" (`jobspec.WINDOW_PATTERN`), case and spaces around it aside."""
+    window = text.strip().lower().replace("center", "centre")
+    if not WINDOW_PATTERN.fullmatch(window):
+        raise argparse.ArgumentTypeError(
+            f"the window must be auto, centre or X,Y,WIDTH,HEIGHT in pixels, not {text!r}"
+        )
+    return window
+
+
+def add_window_option(parser: argparse.ArgumentParser, default: str | None) -> None:
+    parser.add_argument(
+        "--window",
+        type=window_argument,
+        default=default,
+        metavar="X,Y,W,H|auto|centre",
+        help="where to learn the blur: a rectangle in pixels, 'centre', or 'auto' (default: "
+        "the part with the strongest, most varied edges)",
+    )
 
 
 def add_estimation_options(parser: argparse.ArgumentParser) -> None:
@@ -31,13 +54,7 @@ def add_estimation_options(parser: argparse.ArgumentParser) -> None:
         "blur's extent itself, up to 45 px); the kernel is checked on a second part of the "
         "picture, and a milder one, or none, is used when it does not hold",
     )
-    parser.add_argument(
-        "--window",
-        default="auto",
-        metavar="X,Y,W,H|auto|centre",
-        help="where to learn the blur: a rectangle in pixels, 'centre', or 'auto' (default: "
-        "the part with the strongest, most varied edges)",
-    )
+    add_window_option(parser, "auto")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -27,7 +27,7 @@ from worker.cli.endpoint import (
 from worker.cli.exit_status import ExitStatus
 from worker.cli.lines import blur_line, path_field
 from worker.cli.options import add_engine_options, settings_from_args
-from worker.cli.psf import blur_size
+from worker.cli.psf import add_window_option, blur_size
 from worker.cli.streams import warn
 from worker.deconv.settings import AUTO
 from worker.errors import InputError
@@ -47,9 +47,7 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
         metavar="K|auto",
         help="estimate the blur first, at most K x K (odd), or 'auto' (the default without --psf)",
     )
-    parser.add_argument(
-        "--window", metavar="W", help="where to estimate it: auto, centre or X,Y,W,H"
-    )
+    add_window_option(parser, None)
     parser.add_argument("--psf", type=Path, metavar="PSF", help="use this kernel (.npy) instead")
 
 
