@@ -129,11 +129,12 @@ def test_run_local_says_where_the_subjects_blur_was_learnt(run_cli, shaken_tiff:
 def test_run_estimates_saves_and_deblurs(run_cli, shaken_tiff: Path, tmp_path: Path):
     output, kernel = tmp_path / "sharp.tif", tmp_path / "psf.npy"
     done = run_cli(
-        "run", shaken_tiff, "--blur", "13", "-o", output, "--psf-out", kernel,
-        "--iterations", "10", "--json",
+        "run", shaken_tiff, "--blur", "13", "-o", output.name, "--psf-out", kernel.name,
+        "--iterations", "10", "--json", cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
+    # (both absolute: `psf_out` was reported as given, relative, until engine 0.3.20)
     assert report["output"] == str(output) and report["psf_out"] == str(kernel)
     assert len(report["window"]) == 4 and report["psf_iterations"] > 0
     assert report["psf_seconds"] > 0 and report["iterations"] <= 10

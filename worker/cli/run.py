@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         settings=settings_from_args(args),
     )
     with progress_bar() as progress:
-        report = run_pipeline(spec, progress, args.psf_out)
+        kernel = None if args.psf_out is None else os.path.abspath(args.psf_out)
+        report = run_pipeline(spec, progress, kernel)
     print_report(report, args.json)
     return 0
