@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,18 @@ check_key = matching(CACHE_KEY, "16 to 128 lowercase hexadecimal digits")
 check_window = matching(WINDOW_PATTERN, "a window: auto, centre or X,Y,W,H")
 
 
+def _check_readable(path: Path, what: str) -> None:
+    """`InputError` unless `path` leads to a regular file (a link loop is not "missing")."""
+    try:
+        is_file = stat.S_ISREG(path.stat().st_mode)
+    except FileNotFoundError:
+        raise InputError(f"no such file or folder: {path}") from None
+    except OSError as error:
+        raise InputError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    if not is_file:
+        raise InputError(f"{what} {path} is not a file")
+
+
 def check_tiff_name(output: str | os.PathLike[str]) -> None:
     """`InputError` unless a result is to be written under a TIFF file's name."""
     if Path(output).suffix.lower() not in TIFF_SUFFIXES:
@@ -204,14 +217,9 @@ class JobSpec:
         or read-only folder, a name too long)."""
         check_tiff_name(self.output)
         source = Path(self.input)
-        if not source.exists():
-            raise InputError(f"no such file or folder: {source}")
-        if not source.is_file():
-            raise InputError(f"the input {source} is not a file")
-        if self.psf and not Path(self.psf).exists():
-            raise InputError(f"no such file or folder: {self.psf}")
-        if self.psf and not Path(self.psf).is_file():
-            raise InputError(f"the PSF {self.psf} is not a file")
+        _check_readable(source, "the input")
+        if self.psf:
+            _check_readable(Path(self.psf), "the PSF")
         for target in (self.output, *written):
             check_target(target, source, *([self.psf] if self.psf else []))
 

@@ -230,6 +230,18 @@ def test_missing_files_fail_in_one_line(
     assert files_in(out) == []
 
 
+@pytest.mark.parametrize("looping", ["input", "psf"])
+def test_a_link_loop_is_named_as_such(
+    run_cli: RunCli, picture: Path, psf: Path, tmp_path: Path, out: Path, looping: str
+) -> None:
+    loop = tmp_path / "loop"  # (it was "no such file or folder" until engine 0.3.20)
+    loop.symlink_to(loop)
+    paths = {"input": picture, "psf": psf, looping: loop}
+    result = run_cli("deblur", paths["input"], "--psf", paths["psf"], "-o", out / "o.tif")
+    assert_one_line_failure(result, f"{loop}: Too many levels of symbolic links")
+    assert files_in(out) == []
+
+
 @pytest.mark.usefixtures("permissions_enforced")
 def test_unreadable_picture_fails_in_one_line(
     run_cli: RunCli, picture: Path, psf: Path, out: Path
