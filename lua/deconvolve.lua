@@ -43,7 +43,8 @@ local state = {
   widgets = {}, -- the panel's widgets, by name
   batch = nil, -- the run in progress, see `deconvolve_images`
   used = false, -- a command ran this session: clean up on exit
-  worker_check = nil, -- "unknown" | a pipe from a `ping` under way | "running" | "absent"
+  worker_check = nil, -- nil | a pipe from a `ping` under way | "pending" (being read) |
+  -- "running" | "absent"
   started_worker = false, -- a submit of ours started the worker: stop it on exit
   tmp = nil, -- this run's own temporary folder (`private_folder`), while it exists
 }
@@ -134,7 +135,15 @@ end
      export, its style export or the shell's redirection would write through it. ]]
 local function private_folder()
   if not state.tmp then
-    local pattern = dt.configuration.tmp_dir .. "/dt-deconvolve-XXXXXXXX"
+    -- named with darktable's process id, so that `cache clean --exports-dir` at the next exit
+    -- removes one that a darktable killed mid-run left behind, and only such a one
+    local pipe = io.popen("echo $PPID") -- (the shell's parent: darktable)
+    local pid = pipe and pipe:read("n")
+    if pipe then
+      pipe:close()
+    end
+    local pattern = string.format("%s/dt-deconvolve-%d-XXXXXXXX", dt.configuration.tmp_dir,
+      math.tointeger(pid) or 0)
     local pipe = io.popen("mktemp -d " .. logic.quote(pattern) .. " 2>/dev/null")
     local made = pipe and pipe:read("l")
     if pipe then
@@ -162,29 +171,43 @@ local function temp_path(stem, extension)
   return string.format("%s/%s-%d%s", private_folder(), stem, temp_counter, extension)
 end
 
--- `dt-deconvolve` on the PATH, else where install.sh puts it.
-local function default_command()
-  local pipe = io.popen("command -v dt-deconvolve 2>/dev/null")
+-- Where `command -v` finds the program `name` on the PATH, or nil (a shell builtin is none).
+local function on_path(name)
+  local pipe = io.popen("command -v " .. logic.quote(name) .. " 2>/dev/null")
   local found = pipe and pipe:read("l")
   if pipe then
     pipe:close()
   end
-  if found and found ~= "" then
-    return found
-  end
-  return (os.getenv("HOME") or "~") .. "/.local/bin/dt-deconvolve"
+  return found and found:sub(1, 1) == "/" and found or nil
 end
 
-local function command_path()
-  local path = dt.preferences.read(MODULE, "command", "file")
-  if path == nil or path == "" then
-    path = default_command()
-  end
-  return path
+-- Where install.sh puts the command.
+local function installed_command()
+  return (os.getenv("HOME") or "") .. "/.local/bin/dt-deconvolve"
 end
 
 local function is_executable(path)
-  return logic.exit_code(os.execute("test -x " .. logic.quote(path))) == 0
+  return passes(path, "-f", "-x")
+end
+
+--[[ The command to run: the one the preferences name (a leading `~/` is the home folder, a bare
+     name is looked up on the PATH), else the one on the PATH, else where install.sh puts it.
+     Nothing is stored by default: darktable kept a default found at its first start, so a
+     command installed later on the PATH was never used. A stored install.sh place (engine
+     0.3.19's default) where nothing is installed gives way to the PATH's. ]]
+local function command_path()
+  local path = dt.preferences.read(MODULE, "command", "file") or ""
+  local home = os.getenv("HOME")
+  if home and path:sub(1, 2) == "~/" then
+    path = home .. path:sub(2)
+  end
+  if path == "" or (path == installed_command() and not is_executable(path)) then
+    return on_path("dt-deconvolve") or installed_command()
+  end
+  if not path:find("/", 1, true) then
+    return on_path(path) or path
+  end
+  return path
 end
 
 --[[ Run `dt-deconvolve ARGS...`. Each line of its output goes to `on_line` as it arrives: the
@@ -241,10 +264,16 @@ end
 local function finish_worker_check()
   local pipe = state.worker_check
   if io.type(pipe) == "file" then
+    -- taken before the wait, which lets go of the Lua lock: another caller (the exit, a new
+    -- run) waits for this one's answer instead of reading a pipe closed under it
+    state.worker_check = "pending"
     dt.control.read(pipe)
     local code = tonumber(pipe:read("l"))
     pipe:close()
     state.worker_check = code == logic.EXIT.OK and "running" or "absent"
+  end
+  while state.worker_check == "pending" do
+    dt.control.sleep(100)
   end
   return state.worker_check
 end
@@ -568,6 +597,9 @@ local function deconvolve_image(batch, image, index, edit)
   if not job.output then
     return nil, _("no name is free for the result beside the original (too long, or all taken)")
   end
+  if not passes(image.path, "-d") then -- (it said "read-only" until engine 0.3.20)
+    return nil, _("its folder is missing (moved or deleted?)")
+  end
   if not writable_folder(image.path) then
     return nil, _("its folder is read-only: the result cannot be written beside it")
   end
@@ -613,7 +645,9 @@ end
 local function process_image(batch, image, index)
   local edit
   if scene_referred() then
-    local name = temp_path("edit-" .. image.id, ""):match("[^/]+$")
+    -- unique across sessions (the private folder's random name): a crashed session's
+    -- leftovers never share a name with a new style
+    local name = temp_path("edit-" .. image.id, ""):match("[^/]+/[^/]+$"):gsub("/", "-")
     local ok, made, reason = pcall(roundtrip.split_edit, dt, image, private_folder(), name)
     if not ok or not made then
       return nil, string.format(_("cannot split the edit at its tone mapper: %s"),
@@ -623,7 +657,7 @@ local function process_image(batch, image, index)
   end
   local ok, outcome, reason = pcall(deconvolve_image, batch, image, index, edit)
   if edit then
-    roundtrip.release(edit)
+    roundtrip.release(dt, edit)
   end
   if not ok then
     error(outcome, 0)
@@ -671,9 +705,9 @@ local function deconvolve_images(batch)
     end
   end
   close_job(batch)
-  finish_worker_check() -- a run that ended before its first submit leaves no `ping` running
-  state.batch = nil
   remove_private_folder()
+  state.batch = nil -- a new run may start now, while the `ping` below ends (it takes seconds
+  finish_worker_check() -- when no worker answers): no run leaves one running
   if counts.failed == 0 or #images > 1 then -- (one failed picture: its own message stays)
     toast(summary(counts, #images))
   end
@@ -744,8 +778,8 @@ end
 local function register_preferences()
   dt.preferences.register(MODULE, "command", "file",
     _("deconvolve: dt-deconvolve command"),
-    _("where the dt-deconvolve command is (install.sh puts it in ~/.local/bin)"),
-    default_command())
+    _("where the dt-deconvolve command is; empty: the one on your PATH, else ~/.local/bin/dt-deconvolve, where install.sh puts it"),
+    "")
   dt.preferences.register(MODULE, "keep_results", "bool",
     _("deconvolve: keep results between sessions"),
     _("keep deconvolved results in dt-deconvolve's cache after darktable quits, so that a later run with the same edits and settings is instant"),
@@ -847,6 +881,7 @@ local function install_gui()
     return
   end
   state.gui_installed = true
+  pcall(roundtrip.remove_leftovers, dt) -- of a session that did not end
   register_preferences()
   dt.register_lib(MODULE, _("deconvolve"), true, false,
     { [dt.gui.views.lighttable] = { "DT_UI_CONTAINER_PANEL_RIGHT_CENTER", 100 } },

@@ -2,7 +2,9 @@
 auto-start."""
 
 import json
+import os
 import shutil
+import subprocess
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -105,10 +107,19 @@ def test_submit_starts_a_worker_when_none_answers(tmp_path):
         assert (tmp_path / "again.tif").read_bytes() == out.read_bytes()
         leftover = tmp_path / "dt-deconvolve-export-7-1.tif"
         leftover.write_bytes(b"an export the plug-in could not remove")
+        # the private folders of two darktables: one killed mid-run, one still running (this
+        # test); a crash's folder stayed for ever until engine 0.3.20
+        ended = subprocess.Popen(["true"])  # (a process that has ended: its pid is free)
+        ended.wait()
+        dead = tmp_path / f"dt-deconvolve-{ended.pid}-AbCd1234"
+        live = tmp_path / f"dt-deconvolve-{os.getpid()}-AbCd1234"
+        for folder_of in (dead, live):
+            folder_of.mkdir()
+            (folder_of / "export-1-1.tif").write_bytes(b"a full-size export")
         cleaned = run_dt(env, "cache", "clean", "--on-exit", "--exports-dir", tmp_path, "--json")
         assert json.loads(cleaned.stdout)["results_removed"] == 1
-        assert json.loads(cleaned.stdout)["exports_removed"] == 1
-        assert not leftover.exists() and out.exists()
+        assert json.loads(cleaned.stdout)["exports_removed"] == 2
+        assert not leftover.exists() and not dead.exists() and live.exists() and out.exists()
         assert run_dt(env, "shutdown", *endpoint).returncode == 0
         deadline = time.monotonic() + 15
         while alive(pid) and time.monotonic() < deadline:

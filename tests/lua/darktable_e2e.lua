@@ -154,6 +154,11 @@ local function raw_scenario()
   end
   note("raw_leader_is_original", result.group_leader.id == shaken.id)
   note("raw_styles_left", #dt.styles - styles_before)
+  local style_tags = 0 -- darktable tags what it applies a style to: the temporary ones' go too
+  for index = 1, #dt.tags do
+    style_tags = style_tags + (dt.tags[index].name:find("^darktable|style|") and 1 or 0)
+  end
+  note("raw_style_tags", style_tags)
   local copies = 0
   for _, image in ipairs(dt.database) do
     copies = copies + (image.filename == "shaken.dng" and 1 or 0)
@@ -187,6 +192,7 @@ end
 
 local function main_scenario()
   plugin_started()
+  dt.preferences.write("deconvolve", "finished_export", "bool", true) -- the TIFFs: finished
 
   local original = dt.database.import(pictures .. "/blurred.tif")
   dt.tags.attach(dt.tags.create("people|alice"), original)

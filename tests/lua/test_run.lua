@@ -150,7 +150,8 @@ test("a run: exported once, deblurred, imported beside the original, grouped, ta
 
   -- The export went to a folder of the run's own, private and unpredictable (a link planted in
   -- a shared /tmp at a predictable name would have been written through), gone after the run.
-  truthy(read(dir .. "/calls.log"):match("\nsubmit [^\n]*/tmp/dt%-deconvolve%-%w+/export%-"))
+  -- Named after darktable's process id, so that a crash's folder is removed at the next exit.
+  truthy(read(dir .. "/calls.log"):match("\nsubmit [^\n]*/tmp/dt%-deconvolve%-[1-9]%d*%-%w+/export%-"))
   eq(read(dir .. "/export-folder-mode"), "700\n")
   eq(leftovers(dir), "")
 
@@ -212,6 +213,17 @@ test("a read-only folder: refused before the export, in one message", function()
   eq(read(dir .. "/calls.log"), "ping\n", "the command asked nothing but the worker check")
   expect_nothing_left(rec, dir,
     "deconvolve failed for a.tif: its folder is read-only: the result cannot be written beside it")
+end)
+
+test("a folder moved or deleted: said so, not read-only", function()
+  local dir = workspace()
+  local rec = plugin(dir)
+  local image = stub.image(rec, dir .. "/my pictures/a.tif")
+  shell("rm -rf '" .. dir .. "/my pictures'")
+  press(rec, { image })
+  rec.run_dispatched()
+  eq(#rec.exports, 0, "exports")
+  expect_nothing_left(rec, dir, "deconvolve failed for a.tif: its folder is missing (moved or deleted?)")
 end)
 
 test("cancelled during the job: the worker is told, nothing imported", function()

@@ -7,6 +7,10 @@ reading them beside a working worker is safe.
 
 import argparse
 import json
+import os
+import re
+import shutil
+import stat
 from pathlib import Path
 
 from cache.store import PSF_PNG, ResultCache
@@ -16,7 +20,11 @@ from worker.errors import InputError
 from worker.files.kernels import check_names
 from worker.jobspec import check_tiff_name
 
-EXPORT_PATTERN = "dt-deconvolve-export-*"  # the plug-in's temporary exports
+# What the plug-in of a darktable that did not end (killed, crashed) leaves in darktable's
+# temporary folder: its private folder, named with that darktable's process id and mktemp's
+# random characters; and the exports that plug-ins of engine 0.3.9 and older wrote there.
+PRIVATE_FOLDER = re.compile(r"dt-deconvolve-(\d{1,10})-[A-Za-z0-9]{8}")
+EXPORT_PATTERN = "dt-deconvolve-export-*"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--exports-dir",
         type=folder_argument,
         metavar="D",
-        help=f"with --on-exit: also remove leftover temporary exports ({EXPORT_PATTERN}) in D",
+        help="with --on-exit: also remove what the plug-in of a darktable that did not end "
+        "left in D (its temporary folder, dt-deconvolve-PID-XXXXXXXX)",
     )
     clean.add_argument("--json", action="store_true", help="print one JSON object")
     clean.set_defaults(func=run_clean)
@@ -84,6 +93,39 @@ def run_kernel(args: argparse.Namespace) -> int:
     return 0
 
 
+def remove_leftover_exports(folder: Path) -> int:
+    """Remove from `folder` what the plug-ins of darktables that are gone left there: their
+    private folders (`PRIVATE_FOLDER`: a running darktable's stays) and old exports. Only this
+    user's own folders and regular files are touched, never what a link leads to. Returns how
+    many went."""
+    removed = 0
+    for child in folder.iterdir():
+        try:
+            status = child.lstat()
+        except OSError:
+            continue
+        named = PRIVATE_FOLDER.fullmatch(child.name)
+        if named and stat.S_ISDIR(status.st_mode) and status.st_uid == os.geteuid():
+            if not _running(int(named.group(1))):
+                shutil.rmtree(child, ignore_errors=True)
+                removed += 1
+        elif child.match(EXPORT_PATTERN) and stat.S_ISREG(status.st_mode):
+            child.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether a process `pid` runs (another user's too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 def run_stats(args: argparse.Namespace) -> int:
     stats = ResultCache(cache_dir_of(args)).stats()
     if args.json:
@@ -107,10 +149,7 @@ def run_clean(args: argparse.Namespace) -> int:
     report = ResultCache(cache_dir_of(args)).clean(args.on_exit, args.keep_results)
     exports = 0
     if args.on_exit and args.exports_dir and args.exports_dir.is_dir():
-        for export in args.exports_dir.glob(EXPORT_PATTERN):
-            if export.is_file() and not export.is_symlink():  # a folder of that name is not ours
-                export.unlink(missing_ok=True)
-                exports += 1
+        exports = remove_leftover_exports(args.exports_dir)
     report["exports_removed"] = exports
     if args.json:
         print(json.dumps(report))

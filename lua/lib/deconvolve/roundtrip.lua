@@ -20,6 +20,14 @@ local scene = require "lib/deconvolve/scene"
 
 local roundtrip = {}
 
+-- The description of every temporary style (and so of the split styles, which copy its head).
+local DESCRIPTION = "dt-deconvolve"
+-- The tag darktable gives a picture it applies a style to.
+local STYLE_TAG = "darktable|style|"
+-- Tags of temporary styles: `dt-deconvolve-XXXXXXXX-edit-ID-N-...`, and the names that engine
+-- 0.3.19's plug-in gave them (`edit-ID-N-scene`, `edit-ID-N-look`).
+local TEMPORARY_TAGS = { "^darktable|style|dt%-deconvolve%-", "^darktable|style|edit%-%d+%-%d+%-%a+$" }
+
 -- The style called `name`, or nil.
 local function find_style(dt, name)
   for index = 1, #dt.styles do
@@ -41,9 +49,9 @@ local function import_style(dt, folder, name, text)
   return find_style(dt, name)
 end
 
--- The image's edit as a parsed style file (scene.parse), through a temporary style.
-local function read_edit(dt, image, folder, name)
-  local style = dt.styles.create(image, name, "dt-deconvolve")
+-- The image's history as the text of a style file, through a temporary style; nil and a reason.
+local function history_text(dt, image, folder, name)
+  local style = dt.styles.create(image, name, DESCRIPTION)
   if not style then
     return nil, "darktable made no style of the image's history"
   end
@@ -55,7 +63,28 @@ local function read_edit(dt, image, folder, name)
   if not text then
     return nil, "darktable wrote no style file"
   end
-  if text:find("<darktable_style", 1, true) and not text:find("<style>", 1, true) then
+  return text
+end
+
+local function never_edited(text)
+  return text:find("<darktable_style", 1, true) and not text:find("<style>", 1, true)
+end
+
+--[[ The image's edit as a parsed style file (scene.parse). A picture darktable has not rendered
+     yet has no history: darktable gives it its default one (for a raw, filmic included) when it
+     first renders it, so a thumbnail is made first (without it, a raw deconvolved right after
+     its import, before its thumbnail, went through filmic: deblurred as a finished picture).
+     `image.is_raw` cannot tell: it is false for a DNG until darktable has read the file. ]]
+local function read_edit(dt, image, folder, name)
+  local text, reason = history_text(dt, image, folder, name)
+  if text and never_edited(text) then
+    image:generate_cache(true, 0, 0)
+    text, reason = history_text(dt, image, folder, name)
+  end
+  if not text then
+    return nil, reason
+  end
+  if never_edited(text) then
     return { items = {} } -- a picture never edited (a JPEG just imported): no history to copy
   end
   return scene.parse(text)
@@ -85,7 +114,7 @@ function roundtrip.split_edit(dt, image, folder, name)
     made.look = import_style(dt, folder, name .. "-look", scene.style_text(edit, name .. "-look", parts.look))
   end
   if not made.scene or (#parts.look > 0 and not made.look) then
-    roundtrip.release(made)
+    roundtrip.release(dt, made)
     return nil, "darktable did not import the split style"
   end
   return made
@@ -114,12 +143,44 @@ function roundtrip.apply_look(result, made)
   end
 end
 
--- Delete the temporary styles.
-function roundtrip.release(made)
+-- Delete a tag, if there is one called `name` (detached from every picture).
+local function delete_tag(dt, name)
+  local tag = dt.tags.find(name)
+  if tag then
+    dt.tags.delete(tag)
+  end
+end
+
+-- Delete the temporary styles, and the tags darktable gave the pictures they were applied to
+-- (they named styles that no longer exist, two more in the library at every run).
+function roundtrip.release(dt, made)
   for _, key in ipairs({ "scene", "look" }) do
     if made[key] then
+      local name = made[key].name
       pcall(made[key].delete, made[key])
+      pcall(delete_tag, dt, STYLE_TAG .. name)
       made[key] = nil
+    end
+  end
+end
+
+--[[ Delete the temporary styles and their tags that a run which never ended left behind
+     (darktable killed or crashed while it deblurred): a style called as a new one would be
+     made darktable 4.2 hung in `dt.styles.create` at the next run. ]]
+function roundtrip.remove_leftovers(dt)
+  for index = #dt.styles, 1, -1 do
+    local style = dt.styles[index]
+    if style.description == DESCRIPTION then
+      pcall(style.delete, style)
+    end
+  end
+  for index = #dt.tags, 1, -1 do
+    local tag = dt.tags[index]
+    for _, pattern in ipairs(TEMPORARY_TAGS) do
+      if tag.name:find(pattern) then
+        pcall(dt.tags.delete, tag)
+        break
+      end
     end
   end
 end
