@@ -42,7 +42,7 @@ local function render_case(folder, index)
       made.look:export(folder, true)
       os.rename(folder .. "/bench-" .. index .. "-shaken-look.dtstyle", folder .. "/look.dtstyle")
     end
-    roundtrip.release(made)
+    roundtrip.release(dt, made)
   end
 end
 
