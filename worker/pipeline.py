@@ -145,7 +145,7 @@ def run_pipeline(
     gain, clip_level = brighten(picture.pixels, settings.clip_level)
     settings = dataclasses.replace(settings, clip_level=clip_level)
     estimated: dict[str, Any] = {}
-    learnt = None  # the kernel (or the grid of kernels) estimated, saved once the result is
+    learnt = None  # the kernel (or grid of kernels) estimated: saved once the result is written
     if settings.varying:
         with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
             restored, report, learnt, estimated = deblur_varying_picture(
@@ -194,9 +194,9 @@ def estimate_kernel(
     pixels: np.ndarray, spec: JobSpec, clip_level: float | None, progress: Progress
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Estimate the PSF as `spec` says (blur size or "auto", window); returns it with the
-    report's estimation entries
-    (`estimate_blur`'s report, or in local mode with an automatic window `subject_kernel`'s and
-    `describe_subject`'s; its time and rounds as `psf_seconds` and `psf_iterations`)."""
+    report's estimation entries (`estimate_blur`'s report, or in local mode with an automatic
+    window `subject_kernel`'s and `describe_subject`'s; its time and rounds as `psf_seconds`
+    and `psf_iterations`)."""
     size = blur_from_text(str(spec.blur or AUTO))
     window = window_from_text(spec.window or "auto", pixels.shape[:2], size or AUTO_BLUR)
     subject = None
@@ -220,7 +220,7 @@ def deblur_varying_picture(
     pixels: np.ndarray, spec: JobSpec, settings: DeblurSettings, stages: StageProgress
 ) -> tuple[np.ndarray, DeblurReport, np.ndarray, dict[str, Any]]:
     """`deblur_varying` as `spec` says. Returns the result, the engine's report, the kernels as
-    one array (rows, cols, K, K); 1 x 1 and `run`'s kernel when the blur is uniform) and the
+    one array (rows, cols, K, K: 1 x 1 with `run`'s kernel when the blur is uniform) and the
     report's PSF entries."""
     size = spec.blur
     assert isinstance(size, int)  # JobSpec.validate: --varying comes with a blur size
