@@ -196,7 +196,8 @@ end
      command installed later on the PATH was never used. A stored install.sh place (engine
      0.3.19's default) where nothing is installed gives way to the PATH's. ]]
 local function command_path()
-  local path = dt.preferences.read(MODULE, "command", "file") or ""
+  -- (spaces typed around it are no part of it)
+  local path = (dt.preferences.read(MODULE, "command", "file") or ""):match("^%s*(.-)%s*$")
   local home = os.getenv("HOME")
   if home and path:sub(1, 2) == "~/" then
     path = home .. path:sub(2)

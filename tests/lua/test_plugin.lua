@@ -104,6 +104,7 @@ test("the command: ~/ is the home folder, a bare name is looked up on the PATH, 
   truthy(said("~/.no-such-folder/dt-deconvolve"):find(
     "not found at " .. home .. "/.no-such-folder/dt-deconvolve", 1, true), "expanded")
   eq(said("ls"), "select the images to deconvolve first", "found on the PATH: it runs")
+  eq(said(" /bin/true "), "select the images to deconvolve first", "spaces around it trimmed")
   truthy(said("/tmp"):find("dt-deconvolve not found at /tmp", 1, true), "a folder is no command")
 end)
 
