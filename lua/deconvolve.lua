@@ -268,12 +268,17 @@ local function finish_worker_check()
     -- taken before the wait, which lets go of the Lua lock: another caller (the exit, a new
     -- run) waits for this one's answer instead of reading a pipe closed under it
     state.worker_check = "pending"
-    dt.control.read(pipe)
-    local code = tonumber(pipe:read("l"))
-    pipe:close()
-    state.worker_check = code == logic.EXIT.OK and "running" or "absent"
+    local ok, code = pcall(function()
+      dt.control.read(pipe)
+      return tonumber(pipe:read("l"))
+    end)
+    pcall(pipe.close, pipe)
+    state.worker_check = ok and code == logic.EXIT.OK and "running" or "absent"
   end
-  while state.worker_check == "pending" do
+  for _ = 1, 300 do -- (the `ping` gives up within seconds; never wait for ever, at the exit)
+    if state.worker_check ~= "pending" then
+      break
+    end
     dt.control.sleep(100)
   end
   return state.worker_check

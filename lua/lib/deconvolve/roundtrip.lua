@@ -24,8 +24,8 @@ local roundtrip = {}
 local DESCRIPTION = "dt-deconvolve"
 -- The tag darktable gives a picture it applies a style to.
 local STYLE_TAG = "darktable|style|"
--- Tags of temporary styles: `dt-deconvolve-XXXXXXXX-edit-ID-N-...`, and the names that engine
--- 0.3.19's plug-in gave them (`edit-ID-N-scene`, `edit-ID-N-look`).
+-- Tags of temporary styles: `dt-deconvolve-PID-XXXXXXXX-edit-ID-N-...` (the run's private
+-- folder's name), and the names engine 0.3.19's plug-in gave them (`edit-ID-N-scene`, `-look`).
 local TEMPORARY_TAGS = { "^darktable|style|dt%-deconvolve%-", "^darktable|style|edit%-%d+%-%d+%-%a+$" }
 
 -- The style called `name`, or nil.
@@ -164,9 +164,9 @@ function roundtrip.release(dt, made)
   end
 end
 
---[[ Delete the temporary styles and their tags that a run which never ended left behind
-     (darktable killed or crashed while it deblurred): a style called as a new one would be
-     made darktable 4.2 hung in `dt.styles.create` at the next run. ]]
+--[[ Delete the temporary styles, and their tags, that a run which never ended left behind
+     (darktable killed or crashed while it deblurred): a leftover style bearing the name a new
+     one was given hung darktable 4.2 in `dt.styles.create` at the next session's run. ]]
 function roundtrip.remove_leftovers(dt)
   for index = #dt.styles, 1, -1 do
     local style = dt.styles[index]
