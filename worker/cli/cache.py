@@ -118,11 +118,11 @@ def remove_leftover_exports(folder: Path) -> int:
 def _running(pid: int) -> bool:
     """Whether a process `pid` runs (another user's too)."""
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # (PermissionError: another user's; OverflowError: no pid, kept too)
     except ProcessLookupError:
         return False
     except (PermissionError, OverflowError):
-        return True
+        pass
     return True
 
 
