@@ -1,4 +1,4 @@
-"""The code's own checks, run with the suite: the type checker and the linter must pass."""
+"""The code's own checks, run with the suite: the type checker and the linters must pass."""
 
 import shutil
 import subprocess
@@ -27,4 +27,9 @@ def test_the_package_type_checks() -> None:
 @pytest.mark.parametrize("command", [("check", "."), ("format", "--check", ".")])
 def test_ruff_is_clean(command: tuple[str, ...]) -> None:
     result = run_tool("ruff", *command)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_the_shell_scripts_pass_shellcheck() -> None:
+    result = run_tool("shellcheck", "install.sh", ".ci/run")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
