@@ -126,14 +126,6 @@ class Worker:
             self.process.stderr.close()
 
 
-def alive(pid: int) -> bool:
-    """Whether process `pid` runs (a zombie waiting to be reaped does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
 def running_worker(*extra: object, cache_dir: Path | None = None) -> Iterator[Worker]:
     """A worker with private folders (and `cache_dir` for its cache, if given)."""

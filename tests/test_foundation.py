@@ -123,6 +123,23 @@ def test_a_relative_runtime_folder_is_ignored(tmp_path: Path, monkeypatch) -> No
     assert paths.runtime_dir() == tmp_path / "rt" / "dt-deconvolve"
 
 
+def test_the_runtime_folder_is_never_a_planted_link(tmp_path: Path, monkeypatch) -> None:
+    """On a shared `$XDG_RUNTIME_DIR` (such as /tmp) a link planted at `dt-deconvolve` is refused
+    and the folder it names keeps its mode (it became 0700: its readers lost it); the user's own
+    folder is made private."""
+    shared, public = tmp_path / "shared", tmp_path / "public"
+    shared.mkdir(mode=0o777)
+    public.mkdir(mode=0o755)
+    (shared / "dt-deconvolve").symlink_to(public)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(shared))
+    with pytest.raises(NotADirectoryError, match="not a folder of yours, remove it"):
+        paths.runtime_dir()
+    assert public.stat().st_mode & 0o777 == 0o755
+    (shared / "dt-deconvolve").unlink()
+    (shared / "dt-deconvolve").mkdir(mode=0o755)
+    assert paths.runtime_dir().stat().st_mode & 0o777 == 0o700
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

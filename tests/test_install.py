@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.service_support import alive, private_env, short_folder
+from tests.service_support import private_env, short_folder
+from worker.service.client import process_lives
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = "dt-deconvolve-worker.service"
@@ -164,7 +165,7 @@ def test_uninstall_stops_the_worker_that_runs_from_it(tmp_path: Path) -> None:
             result = install(tmp_path, "--uninstall", env=env)
             assert result.returncode == 0, result.stderr
             worker.wait(30)  # it stopped (TimeoutExpired otherwise)
-            assert not alive(worker.pid)
+            assert not process_lives(worker.pid)
         finally:
             worker.kill()
             worker.wait()

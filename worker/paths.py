@@ -1,5 +1,6 @@
 """Where dt-deconvolve keeps its per-user files (XDG base directories)."""
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -39,6 +40,29 @@ def runtime_dir() -> Path:
     value = os.environ.get("XDG_RUNTIME_DIR", "")
     usable = os.path.isabs(value) and os.path.isdir(value)
     path = Path(value) / APP if usable else cache_dir() / "run"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.chmod(0o700)
+    make_private(path)
     return path
+
+
+def make_private(folder: Path) -> None:
+    """Make `folder` (and its parents) if missing, and its mode 0700.
+
+    Raises `OSError` (naming the folder) for what is not the user's own folder: the mode is
+    changed through a handle opened without following a link, so a link that someone else
+    planted there (on a shared `$XDG_RUNTIME_DIR`) cannot turn this into a change of the folder
+    it names.
+    """
+    not_ours = NotADirectoryError(errno.ENOTDIR, "not a folder of yours, remove it", str(folder))
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except (FileExistsError, NotADirectoryError):  # a file, or a link (to a folder, or not)
+        raise not_ours from None
+    try:
+        info = os.fstat(handle)
+        if info.st_uid != os.getuid():
+            raise not_ours
+        if info.st_mode & 0o077:
+            os.fchmod(handle, 0o700)
+    finally:
+        os.close(handle)

@@ -10,12 +10,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from service_support import alive, private_env, run_dt, short_folder, write_picture, write_psf
+from service_support import private_env, run_dt, short_folder, write_picture, write_psf
 
 from cache.key import cache_key
 from worker import __version__
 from worker.cli.status import describe
 from worker.deconv import DeblurSettings
+from worker.service.client import process_lives
 
 SIDECAR = Path(__file__).parent.parent / "data" / "darktable_sidecar.xmp"
 
@@ -122,9 +123,9 @@ def test_submit_starts_a_worker_when_none_answers(tmp_path):
         assert not leftover.exists() and not dead.exists() and live.exists() and out.exists()
         assert run_dt(env, "shutdown", *endpoint).returncode == 0
         deadline = time.monotonic() + 15
-        while alive(pid) and time.monotonic() < deadline:
+        while process_lives(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not alive(pid)
+        assert not process_lives(pid)
 
 
 def test_a_job_that_ended_shows_no_time_left():

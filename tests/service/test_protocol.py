@@ -98,6 +98,34 @@ def test_replies_round_trip_and_errors_raise() -> None:
         decode_reply(raw(result=1))
 
 
+PING = {"version": "1", "pid": 7, "endpoint": "ipc:///w.sock", "running": 0, "queued": 0,
+        "warm_executors": 1, "job_slots": 1}  # fmt: skip
+JOB = {"job": "ab12", "stage": "queued", "fraction": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("op", "fields", "words"),
+    [
+        ("ping", {}, "no field 'version'"),
+        ("ping", {**PING, "running": "many"}, "'running' must be a count"),
+        ("submit", {**JOB, "job": "ab\nDONE /etc/passwd"}, "must be a job id"),
+        ("status", {**JOB, "stage": "frobnicating"}, "no stage this side knows"),
+        ("status", {"job": "ab12"}, "no field 'stage'"),
+        ("status", {**JOB, "fraction": "half"}, "'fraction' must be a number"),
+        ("status", {**JOB, "report": "text"}, "'report' must be an object"),
+        ("list", {"jobs": [{"job": "ab12"}]}, "no field 'stage'"),
+        ("list", {"jobs": {}}, "'jobs' must be a list"),
+    ],
+)
+def test_the_client_checks_the_replies_it_reads(op: str, fields: dict, words: str) -> None:
+    """A reply whose fields the client reads is checked as a request is: a worker of another
+    version, or a hostile one, gives a one-line error, not an internal error (KeyError), and
+    never a job id that breaks the lines the plug-in reads."""
+    assert decode_reply(encode_reply(**PING, **JOB, jobs=[JOB]), op)
+    with pytest.raises(ProtocolError, match=words):
+        decode_reply(encode_reply(**fields), op)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda children: (

@@ -181,9 +181,17 @@ def test_tcp_endpoints_need_a_port_and_ipv6_loopback_works() -> None:
 
 
 def test_the_command_line_checks_the_endpoint_too() -> None:
+    """ "ipc://" was an internal error; a relative "ipc://w.sock" meant one socket for the client
+    (its own folder) and another for the worker it started (in /): a minute's wait, then a
+    failure, and as root a worker left behind at /w.sock."""
     with short_folder() as folder:
-        for endpoint in ("tcp://[::1]", "ipc://"):  # ("ipc://" was an internal error)
+        for endpoint, words in (
+            ("tcp://[::1]", "unsupported endpoint"),
+            ("ipc://", "unsupported endpoint"),
+            ("ipc://w.sock", "must be absolute"),
+        ):
             worker = Worker(folder, private_env(folder), endpoint, folder / "cache")
-            result = worker.cli("ping", timeout=60)
+            result = worker.cli("submit", folder / "in.tif", "-o", folder / "o.tif", timeout=60)
             assert result.returncode == 1
-            assert "unsupported endpoint" in result.stderr
+            assert words in result.stderr and len(result.stderr.splitlines()) == 1
+        assert not Path("/w.sock").exists() and not Path("/w.sock.lock").exists()

@@ -14,7 +14,6 @@ import pytest
 import tifffile
 from service_support import (
     FINAL,
-    alive,
     running_worker,
     submit,
     tiny_disk,
@@ -24,7 +23,7 @@ from service_support import (
 
 from cache.store import RESULT, ResultCache
 from worker.errors import ProtocolError, RemoteError
-from worker.service.client import Client
+from worker.service.client import Client, process_lives
 
 
 @pytest.fixture(scope="module")
@@ -415,7 +414,7 @@ def test_a_worker_killed_mid_write_leaves_no_partial_entry(material, tmp_path):
         worker.process.send_signal(signal.SIGKILL)
         worker.process.wait()
         deadline = time.monotonic() + 10  # the executors notice and stop
-        while any(alive(pid) for pid in executors):
+        while any(process_lives(pid) for pid in executors):
             assert time.monotonic() < deadline, "an executor outlived its worker"
             time.sleep(0.05)
         cache = ResultCache(worker.cache_dir)

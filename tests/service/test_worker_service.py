@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import zmq
 from service_support import (
-    alive,
     private_env,
     running_worker,
     short_folder,
@@ -21,7 +20,7 @@ from service_support import (
 )
 
 from worker.errors import RemoteError
-from worker.service.client import Client, ensure_worker
+from worker.service.client import Client, ensure_worker, process_lives
 from worker.service.protocol import MAX_MESSAGE_BYTES
 from worker.signals import STOPPING_SIGNALS
 
@@ -204,11 +203,11 @@ def test_clients_finding_no_worker_start_exactly_one() -> None:
                 assert ensure_worker(client)["pid"] == pid
                 client.request("shutdown")
             deadline = time.monotonic() + 15
-            while alive(pid) and time.monotonic() < deadline:
+            while process_lives(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert not alive(pid)
+            assert not process_lives(pid)
         finally:
-            if alive(pid):
+            if process_lives(pid):
                 os.kill(pid, 9)
 
 

@@ -16,7 +16,7 @@ def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--endpoint",
         metavar="E",
-        help="the worker's address: ipc://PATH or tcp://HOST:PORT "
+        help="the worker's address: ipc:///ABSOLUTE/PATH or tcp://HOST:PORT "
         "(default: a private socket in your runtime folder)",
     )
     parser.add_argument(

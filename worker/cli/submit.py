@@ -10,7 +10,8 @@ Without `--wait` it prints the job id. With `--wait` it prints, one line each (f
 and exits 0 when done, 1 when the job failed (the reason on stderr), 3 when it was cancelled.
 A client stopped while it follows its job (Ctrl-C, a kill, its terminal or its stdout's reader
 gone) cancels the job first, even one stopped as it hands the job over: no result appears
-after the command has ended without `DONE`.
+after the command has ended without `DONE`. So does one that cannot print the job's id. A job
+that a stopping worker refuses goes to the worker started after it.
 """
 
 import argparse
@@ -30,9 +31,10 @@ from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.psf import add_window_option, blur_size
 from worker.cli.streams import warn
 from worker.deconv.settings import AUTO
-from worker.errors import InputError
+from worker.errors import InputError, RemoteError
 from worker.jobspec import JobSpec
-from worker.service.client import ensure_worker
+from worker.service import protocol
+from worker.service.client import ensure_worker, next_worker
 from worker.signals import held
 from worker.stages import Stage
 
@@ -99,10 +101,8 @@ def check_cache(worker: dict[str, Any], asked: Path | None) -> None:
 def run(args: argparse.Namespace) -> int:
     spec = job_spec(args, str(args.output.absolute()))
     with client_of(args) as client:
-        check_cache(ensure_worker(client, cache_dir_of(args)), args.cache_dir)
-        if not args.wait:
-            say(client.request("submit", **spec.as_fields())["job"])
-            return 0
+        worker = ensure_worker(client, cache_dir_of(args))
+        check_cache(worker, args.cache_dir)
         shown: list[tuple[str, str]] = []
 
         def show(status: dict[str, Any]) -> None:
@@ -115,10 +115,18 @@ def run(args: argparse.Namespace) -> int:
 
         job: str | None = None
         try:
-            with held():  # a stop comes once the job's id is known, to cancel it
-                job = client.request("submit", **spec.as_fields())["job"]
-            say(f"JOB {job}")
-            final = client.wait(job, show)
+            while job is None:
+                try:
+                    with held():  # a stop comes once the job's id is known, to cancel it
+                        job = client.request("submit", **spec.as_fields())["job"]
+                except RemoteError as error:
+                    if error.code != protocol.STOPPING:
+                        raise
+                    worker = next_worker(client, cache_dir_of(args))
+            say(f"JOB {job}" if args.wait else job)
+            if not args.wait:
+                return 0
+            final = client.wait(job, show, worker)
         except BaseException:  # Ctrl-C, a kill, a closed terminal or pipe: the job goes too
             if job is not None:
                 with contextlib.suppress(Exception):  # (a worker gone cannot be asked)

@@ -8,14 +8,16 @@ import contextlib
 import fcntl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import zmq
 
-from worker.errors import WorkerUnavailable
+from worker import __version__
+from worker.errors import InputError, RemoteError, WorkerUnavailable
 from worker.paths import runtime_dir, state_dir
 from worker.service import protocol
 from worker.service.transport import (
@@ -31,6 +33,8 @@ from worker.stages import Stage
 
 POLL_INTERVAL = 0.15  # seconds between status requests while waiting for a job
 START_TIMEOUT = 60.0  # seconds a freshly started worker may take to answer
+STOP_TIMEOUT = 15.0  # seconds a stopping worker may take to go
+MISUNDERSTOOD = (protocol.BAD_MESSAGE, protocol.UNKNOWN_OPERATION)  # maybe another version's
 AUTO_STARTED_IDLE_EXIT = 3600  # seconds
 
 
@@ -64,9 +68,25 @@ class Client:
         """Send one request and return the reply's fields.
 
         Raises `WorkerUnavailable` when nobody answers in time, `RemoteError` when the
-        worker refuses the request.
+        worker refuses the request, `InputError` when it refuses it for being of another version.
         """
-        data = protocol.encode_request(op, **fields)
+        reply = self._exchange(protocol.encode_request(op, **fields), timeout)
+        try:
+            return protocol.decode_reply(reply, op)
+        except RemoteError as error:
+            if error.code in MISUNDERSTOOD and op != "ping":
+                self._check_version()
+            raise
+
+    def _check_version(self) -> None:
+        """Raise `InputError` when the worker is of another version than this client (a request
+        it did not understand, after an upgrade that left the old worker running)."""
+        reply = self.ping()
+        if reply is not None and reply["version"] != __version__:
+            raise InputError(another_version(self.endpoint, reply["version"]))
+
+    def _exchange(self, data: bytes, timeout: float | None) -> bytes:
+        """Send a request's bytes and return the reply's."""
         # Made and closed whole: a stop that came inside pyzmq's bookkeeping of the socket left
         # one open that `close` (`Context.destroy`) did not know of, and the exit waited for it.
         with held():
@@ -78,7 +98,7 @@ class Client:
             socket.send(data)
             if not socket.poll(int(1000 * (timeout or self.timeout)), zmq.POLLIN):
                 raise WorkerUnavailable(f"no worker answers at {self.endpoint}")
-            return protocol.decode_reply(socket.recv())
+            return socket.recv()
         finally:
             with held():
                 socket.close()
@@ -91,16 +111,48 @@ class Client:
             return None
 
     def wait(
-        self, job_id: str, on_update: Callable[[dict[str, Any]], None] | None = None
+        self,
+        job_id: str,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+        worker: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Poll job `job_id` until it ends; `on_update` sees each status; returns the last."""
+        """Poll job `job_id` until it ends; `on_update` sees each status; returns the last.
+
+        A worker that does not answer in time is waited for as long as its process lives (its
+        pid from its ping reply `worker`, when it runs on this machine): paused, or swapping, it
+        runs the job on, whose result would otherwise appear after this client gave up.
+        """
+        local = worker is not None and can_start_locally(self.endpoint)
+        worker_pid = worker["pid"] if worker is not None and local else None
         while True:
-            status = self.request("status", job=job_id)
+            try:
+                status = self.request("status", job=job_id)
+            except WorkerUnavailable:
+                if worker_pid is not None and process_lives(worker_pid):
+                    continue
+                raise WorkerUnavailable(
+                    f"the worker at {self.endpoint} stopped answering while job {job_id} ran"
+                ) from None
+            except RemoteError as error:
+                if error.code != protocol.UNKNOWN_JOB:
+                    raise
+                raise WorkerUnavailable(
+                    f"job {job_id} is gone: its worker stopped, or was restarted, before it ended"
+                ) from None
             if on_update is not None:
                 on_update(status)
             if Stage(status["stage"]).final:
                 return status
             time.sleep(POLL_INTERVAL)
+
+
+def process_lives(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (a zombie waiting to be reaped does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def can_start_locally(endpoint: str) -> bool:
@@ -121,6 +173,18 @@ def start_lock(endpoint: str) -> Iterator[None]:
         yield
 
 
+def start_log() -> IO[bytes]:
+    """Where a worker started here writes its own output: `worker-start.log` in the state
+    folder, which tells why a start failed; an unnamed temporary file where that cannot be
+    written (a read-only state folder must not keep the worker from starting)."""
+    path = state_dir() / "worker-start.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "w+b")
+    except OSError:
+        return tempfile.TemporaryFile()
+
+
 def worker_command(endpoint: str, cache_dir: Path | None) -> list[str]:
     """The command that starts a worker on demand; it stops by itself after an idle hour, so
     that one left behind (darktable crashed) does not hold its memory for ever."""
@@ -129,14 +193,54 @@ def worker_command(endpoint: str, cache_dir: Path | None) -> list[str]:
     return command + (["--cache-dir", str(cache_dir.absolute())] if cache_dir else [])
 
 
+def another_version(endpoint: str, version: str) -> str:
+    """Why a worker of `version` cannot serve this client (one line)."""
+    return (
+        f"the worker at {endpoint} runs dt-deconvolve {version}, this is {__version__}: let its "
+        "jobs end, then stop it (dt-deconvolve shutdown); the next job starts a new one"
+    )
+
+
+def stop_old_worker(client: Client, reply: dict[str, Any]) -> None:
+    """Stop the worker that sent ping `reply`, of another version than this client (left
+    running by an upgrade), when it is idle and on this machine; else raise `InputError`."""
+    if not can_start_locally(client.endpoint) or reply["running"] or reply["queued"]:
+        raise InputError(another_version(client.endpoint, reply["version"]))
+    client.request("shutdown")
+    wait_until_gone(client)
+
+
+def wait_until_gone(client: Client) -> None:
+    """Wait until no worker answers (one that is stopping finishes); at most `STOP_TIMEOUT`."""
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while client.ping(timeout=0.5) is not None:
+        if time.monotonic() > deadline:
+            raise WorkerUnavailable(
+                f"the worker at {client.endpoint} is stopping, but has not stopped after "
+                f"{STOP_TIMEOUT:.0f} s"
+            )
+        time.sleep(POLL_INTERVAL)
+
+
+def next_worker(client: Client, cache_dir: Path | None = None) -> dict[str, Any]:
+    """The ping reply of the worker that follows one that is stopping (it refused a job as
+    `protocol.STOPPING`): started once the stopping one has gone, unless another client did."""
+    wait_until_gone(client)
+    return ensure_worker(client, cache_dir)
+
+
 def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, Any]:
-    """Return the worker's ping reply, starting a detached worker first if none answers.
+    """Return the ping reply of a worker of this version, starting a detached worker first if
+    none answers; an idle one of another version is stopped first (`stop_old_worker`).
 
     A lock makes clients that find no worker at the same moment start only one. The worker it
     starts is meant to outlive this process: it runs in a session of its own, and this function
     lets go of it once it answers (its parent's exit hands it to init, which reaps it).
     """
     reply = client.ping()
+    if reply is not None and reply["version"] != __version__:
+        stop_old_worker(client, reply)
+        reply = None
     if reply is not None:
         return reply
     if not can_start_locally(client.endpoint):
@@ -145,9 +249,7 @@ def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, An
         reply = client.ping()  # another client may have started it while we waited
         if reply is not None:
             return reply
-        log_path = state_dir() / "worker-start.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "w") as log:
+        with start_log() as log:
             process = subprocess.Popen(
                 worker_command(client.endpoint, cache_dir),
                 stdin=subprocess.DEVNULL,
@@ -156,14 +258,15 @@ def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, An
                 start_new_session=True,
                 cwd="/",  # not the caller's folder, which it would keep busy for its idle hour
             )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            reply = client.ping(timeout=0.5)
-            if reply is not None:
-                return reply
-            if process.poll() is not None:
-                lines = log_path.read_text(errors="replace").strip().splitlines()
-                reason = lines[-1] if lines else f"exit status {process.returncode}"
-                reason = reason.partition(": error: ")[2] or reason  # its own "dt-deconvolve: "
-                raise WorkerUnavailable(f"could not start a worker: {reason}")
+            deadline = time.monotonic() + START_TIMEOUT
+            while time.monotonic() < deadline:
+                reply = client.ping(timeout=0.5)
+                if reply is not None:
+                    return reply
+                if process.poll() is not None:
+                    log.seek(0)
+                    lines = log.read().decode(errors="replace").strip().splitlines()
+                    reason = lines[-1] if lines else f"exit status {process.returncode}"
+                    reason = reason.partition(": error: ")[2] or reason  # its "dt-deconvolve: "
+                    raise WorkerUnavailable(f"could not start a worker: {reason}")
         raise WorkerUnavailable(f"a worker was started but does not answer at {client.endpoint}")

@@ -29,10 +29,12 @@ from worker.jobspec import (
     Check,
     check_key,
     check_path,
+    check_string,
     matching,
     optional,
     type_name,
 )
+from worker.stages import PUBLIC_STAGES, Stage
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -46,6 +48,7 @@ BAD_INPUT = "bad_input"  # the request is well formed but names a missing file, 
 NOT_FINISHED = "not_finished"  # cancel of a job that already ended
 CACHE_ERROR = "cache_error"
 BUSY = "busy"  # a submit while the worker already holds its limit of waiting and running jobs
+STOPPING = "stopping"  # a request that would start work, sent to a worker that is stopping
 INTERNAL = "internal"
 
 _JOB_ID = re.compile(r"[0-9a-f]{1,64}")
@@ -108,6 +111,68 @@ class Request:
         return self.fields[name]
 
 
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ProtocolError(f"field '{name}' must be a count, not {type_name(value)}")
+    return value
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(f"field '{name}' must be a number, not {type_name(value)}")
+    return value
+
+
+def _stage(name: str, value: Any) -> Stage:
+    """A stage this side knows (a newer worker's new stage: update this side)."""
+    if value not in PUBLIC_STAGES:
+        raise ProtocolError(f"field '{name}' is no stage this side knows: {UPDATE_BOTH}")
+    return Stage(value)
+
+
+def _object(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"field '{name}' must be an object, not {type_name(value)}")
+    return value
+
+
+def _jobs(name: str, value: Any) -> list[Any]:
+    """A list of jobs, each shaped as `_JOB` says."""
+    if not isinstance(value, list):
+        raise ProtocolError(f"field '{name}' must be a list, not {type_name(value)}")
+    for job in value:
+        _check_reply(_object(name, job), _JOB)
+    return value
+
+
+_JOB = Operation(  # a job as a reply shows it (`worker.service.jobs.Job.as_dict`)
+    required={"job": _job_id, "stage": _stage, "fraction": _number},
+    optional={
+        "seconds_left": optional(_number),
+        "error": optional(check_string),
+        "note": optional(check_string),
+        "report": optional(_object),
+        "output": optional(check_string),
+    },
+)
+
+REPLIES: Mapping[str, Operation] = {  # what a client reads of each operation's reply
+    "ping": Operation(
+        required={
+            "version": check_string,
+            "pid": _count,
+            "endpoint": check_string,
+            **{name: _count for name in ("running", "queued", "warm_executors", "job_slots")},
+        },
+        optional={"cache_dir": optional(check_string)},
+    ),
+    "submit": _JOB,
+    "status": _JOB,
+    "cancel": _JOB,
+    "list": Operation(required={"jobs": _jobs}, optional={"next": optional(_position)}),
+}
+UPDATE_BOTH = "update dt-deconvolve on both sides"
+
 _DEFAULTS: Mapping[str, Any] = {"on_exit": False, "keep_results": False}  # else None
 
 
@@ -132,7 +197,7 @@ def _load(data: bytes, what: str) -> dict[str, Any]:
     if type(version) is not int or version != PROTOCOL_VERSION:  # not true, not 1.0
         raise ProtocolError(
             f"this side speaks protocol version {PROTOCOL_VERSION}, the {what} has "
-            f"{json.dumps(version)[:20]}: update dt-deconvolve on both sides",
+            f"{json.dumps(version)[:20]}: {UPDATE_BOTH}",
             UNSUPPORTED_VERSION,
         )
     return message
@@ -194,14 +259,25 @@ def encode_error(code: str | None, message: str) -> bytes:
     return _dump({"v": PROTOCOL_VERSION, "ok": False, "error": code, "message": line})
 
 
-def decode_reply(data: bytes) -> dict[str, Any]:
-    """The fields of a successful reply; raises `RemoteError` for a failed one and
-    `ProtocolError` for a malformed one."""
+def decode_reply(data: bytes, op: str | None = None) -> dict[str, Any]:
+    """The fields of a successful reply to operation `op` (checked: `REPLIES`); raises
+    `RemoteError` for a failed one and `ProtocolError` for a malformed one."""
     reply = _load(data, "reply")
     ok = reply.get("ok")
     if ok is True:
+        _check_reply(reply, REPLIES.get(op or "", Operation()))
         return reply
     if ok is False and isinstance(reply.get("error"), str):
         code = reply["error"]
         raise RemoteError(code, str(reply.get("message", "")), internal=code == INTERNAL)
     raise ProtocolError("the reply has no boolean 'ok' field")
+
+
+def _check_reply(reply: dict[str, Any], shape: Operation) -> None:
+    """Check the fields a client reads (`shape`); a reply may hold more (a newer worker's)."""
+    for name, check in shape.required.items():
+        if name not in reply:
+            raise ProtocolError(f"the worker's reply has no field '{name}': {UPDATE_BOTH}")
+        check(name, reply[name])
+    for name, check in shape.optional.items():
+        check(name, reply.get(name))

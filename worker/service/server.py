@@ -55,6 +55,9 @@ STARTUP_FAILURES_BEFORE_GIVING_UP = 3
 LIST_LIMIT = 50  # the most jobs in one page of a `list` reply (newest first)
 MAX_QUEUED = 1000  # jobs that may wait or run at once; more submits are refused as `busy`
 CACHED_KERNEL = "cached-psf.npy"  # a job's own copy of its key's cached kernel, in its scratch
+STOP_GRACE = 1.0  # seconds a stopping worker still tells clients how their jobs ended
+ANSWERED_WHILE_STOPPING = frozenset({"ping", "status", "list", "cancel", "shutdown"})
+SOCKET_CHECK = 2.0  # seconds between checks that the ipc socket file is still the worker's
 SCRATCH_ROOM = 16 << 20  # free bytes a scratch folder needs: the largest kernel and its picture
 
 log = logging.getLogger("dt-deconvolve.worker")
@@ -86,20 +89,29 @@ class Deferred:
 Handler = Callable[[protocol.Request], dict[str, Any] | Deferred]
 
 
-def open_log(verbose: bool) -> Path:
-    """Log to a rotating file in the state folder (and to stderr with `verbose`)."""
-    folder = state_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "worker.log"
-    handler = logging.handlers.RotatingFileHandler(  # a name that is not UTF-8 logs escaped
-        path, maxBytes=1 << 20, backupCount=3, encoding="utf-8", errors="backslashreplace"
-    )
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    if verbose:
-        log.addHandler(logging.StreamHandler())
+def open_log(verbose: bool) -> None:
+    """Log to a rotating file in the state folder (and to stderr with `verbose`). A log file
+    that cannot be opened (a read-only state folder, a folder or a broken link in its place)
+    does not keep the worker from starting: it logs to stderr, saying why."""
+    path = state_dir() / "worker.log"
+    handlers: list[logging.Handler] = [logging.StreamHandler()] if verbose else []
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(  # a name that is not UTF-8 logs escaped
+            logging.handlers.RotatingFileHandler(
+                path, maxBytes=1 << 20, backupCount=3, encoding="utf-8", errors="backslashreplace"
+            )
+        )
+        problem = None
+    except OSError as error:
+        problem = describe_os_error(error)
+        handlers[:] = [logging.StreamHandler()]
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
-    return path
+    if problem is not None:
+        log.warning("logging here, not to %s: %s", path, problem)
 
 
 @contextlib.contextmanager
@@ -123,10 +135,33 @@ def endpoint_lock(endpoint: str) -> Iterator[None]:
         lock.truncate(0)
         lock.write(str(os.getpid()))
         lock.flush()
+        yield
+
+
+class SocketFile:
+    """The ipc socket file a worker bound, known by its device and inode: removed when the
+    worker stops only while it is still its own. A logout may remove the socket's folder, lock and
+    all; a worker started then binds a new socket at the same path, which the first one's exit
+    must not take away."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.identity = self._identity()
+
+    def _identity(self) -> tuple[int, int] | None:
         try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)
+            info = self.path.lstat()
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def is_ours(self) -> bool:
+        """Whether the path still holds the socket this worker bound (clients reach it)."""
+        return self.identity is not None and self._identity() == self.identity
+
+    def remove(self) -> None:
+        if self.is_ours():
+            self.path.unlink(missing_ok=True)
 
 
 def _remove_partial_output(job: Job) -> None:
@@ -155,6 +190,8 @@ class Server:
         self.next_start = 0.0
         self.background = Background()
         self.socket: zmq.Socket | None = None
+        self.socket_file: SocketFile | None = None  # an ipc endpoint's, once bound
+        self.next_socket_check = 0.0
         self.remote = False  # clients come from other machines (CURVE): confined to allowed_dirs
         self.handlers: dict[str, Handler] = {
             "ping": self.ping,
@@ -193,6 +230,8 @@ class Server:
             socket_file = ipc_path(config.endpoint)
             if socket_file is not None:
                 socket_file.chmod(0o600)
+                self.socket_file = SocketFile(socket_file)
+                stack.callback(self.socket_file.remove)
             self.remote = authenticator is not None
             stack.callback(self.background.close)
             stack.callback(self._stop_all)
@@ -210,6 +249,8 @@ class Server:
                 config.jobs,
             )
             self._loop(socket)
+            self._stop_all()
+            self._answer_the_last_questions(socket)
         log.info("worker stopped")
         return 0
 
@@ -264,6 +305,36 @@ class Server:
         elif self._idle_too_long():
             log.info("stopping after %.0f s without work", self.config.idle_exit)
             self.stopping = True
+        if not self._reachable():
+            self.stopping = True
+
+    def _reachable(self) -> bool:
+        """Whether clients can still reach this worker, looked at every `SOCKET_CHECK` seconds:
+        a worker whose socket file was removed or replaced can never be reached again; it stops
+        (cancelling its jobs, whose clients have lost them) rather than hold its memory."""
+        now = time.monotonic()
+        if self.socket_file is None or now < self.next_socket_check:
+            return True
+        self.next_socket_check = now + SOCKET_CHECK
+        if self.socket_file.is_ours():
+            return True
+        log.warning("stopping: the socket %s was removed or replaced", self.socket_file.path)
+        return False
+
+    def _answer_the_last_questions(self, socket: zmq.Socket) -> None:
+        """Go on answering for `STOP_GRACE` seconds after the jobs were stopped, when clients may
+        be following jobs (some ran, or ended a moment ago): each learns how its job ended (a
+        job stopped here: cancelled), instead of finding no worker and no job. Requests that
+        would start work are refused (`protocol.STOPPING`): their clients start the next worker.
+        """
+        recent = time.time() - 2 * STOP_GRACE
+        jobs = self.table.jobs.values()
+        if all(job.finished is not None and job.finished < recent for job in jobs):
+            return
+        deadline = time.monotonic() + STOP_GRACE
+        while (left := deadline - time.monotonic()) > 0:
+            if socket.poll(int(1000 * left) + 1, zmq.POLLIN):
+                self._serve_requests(socket)
 
     def _idle_too_long(self) -> bool:
         idle = self.config.idle_exit
@@ -307,6 +378,11 @@ class Server:
         def handle() -> dict[str, Any] | Deferred:
             request = protocol.decode_request(payload)
             log.debug("request %s %s", request.op, dict(request.fields))
+            if self.stopping and request.op not in ANSWERED_WHILE_STOPPING:
+                raise ProtocolError(
+                    "the worker is stopping: ask again in a moment (a new worker starts)",
+                    protocol.STOPPING,
+                )
             return self.handlers[request.op](request)
 
         return self._reply(handle)

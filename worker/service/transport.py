@@ -77,9 +77,11 @@ def check_endpoint(endpoint: str, curve: bool = False) -> None:
     host = tcp_host(endpoint)
     if path is None and host is None:
         raise InputError(
-            f"unsupported endpoint '{endpoint[:200]}': use ipc://PATH or tcp://HOST:PORT (a port "
+            f"unsupported endpoint '{endpoint[:200]}': use ipc:///PATH or tcp://HOST:PORT (a port "
             "from 1 to 65535, an IPv6 address in brackets: tcp://[::1]:5555)"
         )
+    if path is not None and not path.is_absolute():  # else it depends on the folder each runs in
+        raise InputError(f"the socket path of {endpoint[:200]} must be absolute: ipc:///PATH")
     if path is not None and len(str(path).encode()) > IPC_PATH_LIMIT:
         raise InputError(f"the socket path {path} is too long for a Unix socket")
     if host is not None and not curve and not is_loopback(host):
