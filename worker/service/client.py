@@ -86,7 +86,11 @@ class Client:
             raise InputError(another_version(self.endpoint, reply["version"]))
 
     def _exchange(self, data: bytes, timeout: float | None) -> bytes:
-        """Send a request's bytes and return the reply's."""
+        """Send a request's bytes and return the reply's. An ipc socket that is not there has
+        no worker behind it: that is said at once, not after the time-out."""
+        socket_file = ipc_path(self.endpoint)
+        if socket_file is not None and not socket_file.exists():
+            raise WorkerUnavailable(f"no worker answers at {self.endpoint}")
         # Made and closed whole: a stop that came inside pyzmq's bookkeeping of the socket left
         # one open that `close` (`Context.destroy`) did not know of, and the exit waited for it.
         with held():
@@ -129,6 +133,7 @@ class Client:
                 status = self.request("status", job=job_id)
             except WorkerUnavailable:
                 if worker_pid is not None and process_lives(worker_pid):
+                    time.sleep(POLL_INTERVAL)
                     continue
                 raise WorkerUnavailable(
                     f"the worker at {self.endpoint} stopped answering while job {job_id} ran"
@@ -269,4 +274,5 @@ def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, An
                     reason = lines[-1] if lines else f"exit status {process.returncode}"
                     reason = reason.partition(": error: ")[2] or reason  # its "dt-deconvolve: "
                     raise WorkerUnavailable(f"could not start a worker: {reason}")
+                time.sleep(POLL_INTERVAL / 3)  # (no socket yet: the ping came back at once)
         raise WorkerUnavailable(f"a worker was started but does not answer at {client.endpoint}")

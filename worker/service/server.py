@@ -96,7 +96,7 @@ def open_log(verbose: bool) -> None:
     path = state_dir() / "worker.log"
     handlers: list[logging.Handler] = [logging.StreamHandler()] if verbose else []
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the log names pictures
         handlers.append(  # a name that is not UTF-8 logs escaped
             logging.handlers.RotatingFileHandler(
                 path, maxBytes=1 << 20, backupCount=3, encoding="utf-8", errors="backslashreplace"
