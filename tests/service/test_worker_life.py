@@ -16,7 +16,7 @@ from service_support import Worker, private_env, running_worker, short_folder, s
 
 from worker import __version__
 from worker.errors import WorkerUnavailable
-from worker.service.client import Client, process_lives
+from worker.service.client import Client, process_lives, worker_lives
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +102,13 @@ from worker.errors import RemoteError
 from worker.service.client import Client, next_worker
 endpoint, source, output, psf = sys.argv[1:]
 with Client(endpoint) as client:
+    going = client.request("ping")
     client.request("shutdown")
     try:
         print(client.request("submit", input=source, output=output, psf=psf)["job"])
     except RemoteError as error:
         print(error.code)
-    print(next_worker(client)["pid"])
+    print(next_worker(client, going)["pid"])
 """
 
 
@@ -228,3 +229,14 @@ def test_a_job_the_worker_does_not_know_is_said_to_be_gone(worker_for_questions)
     rather than "no job" as if the id were wrong."""
     with worker_for_questions.client() as client, pytest.raises(WorkerUnavailable, match="gone"):
         client.wait("0123456789ab")
+
+
+def test_a_worker_lives_while_its_own_process_runs(worker_for_questions) -> None:
+    """The client waits on a silent worker only while the process that answered still runs: not
+    on the pid alone, which a worker reached through a container's port gives in its own
+    namespace (pid 1 here is init), nor when the worker does not say when it started."""
+    with worker_for_questions.client() as client:
+        reply = client.request("ping")
+    assert worker_lives(reply)
+    assert not worker_lives({**reply, "pid": 1})
+    assert not worker_lives({key: value for key, value in reply.items() if key != "started"})

@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
                 except RemoteError as error:
                     if error.code != protocol.STOPPING:
                         raise
-                    worker = next_worker(client, cache_dir_of(args))
+                    worker = next_worker(client, worker, cache_dir_of(args))
             say(f"JOB {job}" if args.wait else job)
             if not args.wait:
                 return 0

@@ -25,6 +25,7 @@ from worker.service.transport import (
     default_curve_dir,
     ipc_path,
     is_loopback,
+    process_start,
     secure_client,
     tcp_host,
 )
@@ -33,7 +34,7 @@ from worker.stages import Stage
 
 POLL_INTERVAL = 0.15  # seconds between status requests while waiting for a job
 START_TIMEOUT = 60.0  # seconds a freshly started worker may take to answer
-STOP_TIMEOUT = 15.0  # seconds a stopping worker may take to go
+STOP_TIMEOUT = 60.0  # seconds a stopping worker may take to go (its last copies made)
 MISUNDERSTOOD = (protocol.BAD_MESSAGE, protocol.UNKNOWN_OPERATION)  # maybe another version's
 AUTO_STARTED_IDLE_EXIT = 3600  # seconds
 
@@ -122,17 +123,15 @@ class Client:
     ) -> dict[str, Any]:
         """Poll job `job_id` until it ends; `on_update` sees each status; returns the last.
 
-        A worker that does not answer in time is waited for as long as its process lives (its
-        pid from its ping reply `worker`, when it runs on this machine): paused, or swapping, it
-        runs the job on, whose result would otherwise appear after this client gave up.
+        A worker that does not answer in time is waited for as long as its process lives
+        (`worker_lives`, its ping reply `worker`): paused, or swapping, it runs the job on, whose
+        result would otherwise appear after this client gave up.
         """
-        local = worker is not None and can_start_locally(self.endpoint)
-        worker_pid = worker["pid"] if worker is not None and local else None
         while True:
             try:
                 status = self.request("status", job=job_id)
             except WorkerUnavailable:
-                if worker_pid is not None and process_lives(worker_pid):
+                if worker is not None and worker_lives(worker):
                     time.sleep(POLL_INTERVAL)
                     continue
                 raise WorkerUnavailable(
@@ -153,11 +152,16 @@ class Client:
 
 def process_lives(pid: int) -> bool:
     """Whether process `pid` runs on this machine (a zombie waiting to be reaped does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return process_start(pid) is not None
+
+
+def worker_lives(reply: dict[str, Any]) -> bool:
+    """Whether the worker that sent ping `reply` still runs on this machine: its pid names the
+    process that started when it says (not one of another machine or container, nor a later
+    process given its pid). A worker that does not say when it started (engine 0.3.20 or older)
+    counts as gone."""
+    started = reply.get("started")
+    return started is not None and process_start(reply["pid"]) == started
 
 
 def can_start_locally(endpoint: str) -> bool:
@@ -212,13 +216,18 @@ def stop_old_worker(client: Client, reply: dict[str, Any]) -> None:
     if not can_start_locally(client.endpoint) or reply["running"] or reply["queued"]:
         raise InputError(another_version(client.endpoint, reply["version"]))
     client.request("shutdown")
-    wait_until_gone(client)
+    wait_until_gone(client, reply)
 
 
-def wait_until_gone(client: Client) -> None:
-    """Wait until no worker answers (one that is stopping finishes); at most `STOP_TIMEOUT`."""
+def wait_until_gone(client: Client, going: dict[str, Any]) -> None:
+    """Wait until the worker that sent ping reply `going` has gone: it no longer answers (or
+    another answers) and its process has ended (it may still finish copies of results, or hold
+    its socket, without answering); at most `STOP_TIMEOUT` seconds."""
     deadline = time.monotonic() + STOP_TIMEOUT
-    while client.ping(timeout=0.5) is not None:
+    while True:
+        reply = client.ping(timeout=0.5)
+        if (reply is None or reply["pid"] != going["pid"]) and not worker_lives(going):
+            return
         if time.monotonic() > deadline:
             raise WorkerUnavailable(
                 f"the worker at {client.endpoint} is stopping, but has not stopped after "
@@ -227,33 +236,47 @@ def wait_until_gone(client: Client) -> None:
         time.sleep(POLL_INTERVAL)
 
 
-def next_worker(client: Client, cache_dir: Path | None = None) -> dict[str, Any]:
-    """The ping reply of the worker that follows one that is stopping (it refused a job as
-    `protocol.STOPPING`): started once the stopping one has gone, unless another client did."""
-    wait_until_gone(client)
+def next_worker(
+    client: Client, going: dict[str, Any], cache_dir: Path | None = None
+) -> dict[str, Any]:
+    """The ping reply of the worker that follows the one that sent ping reply `going` and is
+    stopping (it refused a job as `protocol.STOPPING`): started once that one has gone, unless
+    another client did."""
+    wait_until_gone(client, going)
     return ensure_worker(client, cache_dir)
+
+
+def current(client: Client, reply: dict[str, Any]) -> dict[str, Any]:
+    """Ping `reply`, of a worker of this version; else `InputError` (a worker of another
+    version that something restarts at once, faster than this client's)."""
+    if reply["version"] != __version__:
+        raise InputError(another_version(client.endpoint, reply["version"]))
+    return reply
 
 
 def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, Any]:
     """Return the ping reply of a worker of this version, starting a detached worker first if
     none answers; an idle one of another version is stopped first (`stop_old_worker`).
 
-    A lock makes clients that find no worker at the same moment start only one. The worker it
-    starts is meant to outlive this process: it runs in a session of its own, and this function
-    lets go of it once it answers (its parent's exit hands it to init, which reaps it).
+    A lock makes clients that find no worker (or an old one) at the same moment start only one,
+    and stop only the old one. The worker it starts is meant to outlive this process: it runs in
+    a session of its own, and this function lets go of it once it answers (its parent's exit
+    hands it to init, which reaps it).
     """
     reply = client.ping()
-    if reply is not None and reply["version"] != __version__:
-        stop_old_worker(client, reply)
-        reply = None
-    if reply is not None:
+    if reply is not None and reply["version"] == __version__:
         return reply
     if not can_start_locally(client.endpoint):
+        if reply is not None:
+            return current(client, reply)
         raise WorkerUnavailable(f"no worker answers at {client.endpoint}")
     with start_lock(client.endpoint):
-        reply = client.ping()  # another client may have started it while we waited
+        reply = client.ping()  # another client may have started it (or stopped the old one)
+        if reply is not None and reply["version"] != __version__:
+            stop_old_worker(client, reply)
+            reply = client.ping()
         if reply is not None:
-            return reply
+            return current(client, reply)
         with start_log() as log:
             process = subprocess.Popen(
                 worker_command(client.endpoint, cache_dir),
@@ -267,7 +290,7 @@ def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, An
             while time.monotonic() < deadline:
                 reply = client.ping(timeout=0.5)
                 if reply is not None:
-                    return reply
+                    return current(client, reply)
                 if process.poll() is not None:
                     log.seek(0)
                     lines = log.read().decode(errors="replace").strip().splitlines()

@@ -164,7 +164,7 @@ REPLIES: Mapping[str, Operation] = {  # what a client reads of each operation's 
             "endpoint": check_string,
             **{name: _count for name in ("running", "queued", "warm_executors", "job_slots")},
         },
-        optional={"cache_dir": optional(check_string)},
+        optional={"cache_dir": optional(check_string), "started": optional(_count)},
     ),
     "submit": _JOB,
     "status": _JOB,

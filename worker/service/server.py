@@ -43,6 +43,7 @@ from worker.service.transport import (
     ipc_path,
     private_files,
     private_folder,
+    process_start,
     secure_server,
     use_ipv6,
 )
@@ -322,19 +323,30 @@ class Server:
         return False
 
     def _answer_the_last_questions(self, socket: zmq.Socket) -> None:
-        """Go on answering for `STOP_GRACE` seconds after the jobs were stopped, when clients may
-        be following jobs (some ran, or ended a moment ago): each learns how its job ended (a
-        job stopped here: cancelled), instead of finding no worker and no job. Requests that
-        would start work are refused (`protocol.STOPPING`): their clients start the next worker.
+        """Go on answering while copies of results are under way (beside the loop: a cache
+        hit's, a finished job's for the jobs that share it), and for `STOP_GRACE` seconds after
+        the last job ended, when clients may be following jobs: each learns how its job ended
+        (done when its copy was made; a job stopped here: cancelled), instead of finding no
+        worker and no job. Requests that would start work are refused (`protocol.STOPPING`):
+        their clients start the next worker.
         """
         recent = time.time() - 2 * STOP_GRACE
         jobs = self.table.jobs.values()
-        if all(job.finished is not None and job.finished < recent for job in jobs):
+        if not self.background.pending and all(
+            job.finished is not None and job.finished < recent for job in jobs
+        ):
             return
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        poller.register(self.background.fileno(), zmq.POLLIN)
         deadline = time.monotonic() + STOP_GRACE
-        while (left := deadline - time.monotonic()) > 0:
-            if socket.poll(int(1000 * left) + 1, zmq.POLLIN):
+        while self.background.pending or time.monotonic() < deadline:
+            ready = dict(poller.poll(POLL_MS))
+            if socket in ready:
                 self._serve_requests(socket)
+            if self.background.fileno() in ready:
+                self.background.collect()
+                deadline = time.monotonic() + STOP_GRACE  # for the jobs that just ended
 
     def _idle_too_long(self) -> bool:
         idle = self.config.idle_exit
@@ -629,11 +641,12 @@ class Server:
             "version": __version__,
             "protocol": protocol.PROTOCOL_VERSION,
             "pid": os.getpid(),
+            "started": process_start("self"),
             "endpoint": self.config.endpoint,
             "cache_dir": str(self.config.cache_dir),
             "uptime": round(time.time() - self.started, 3),
             "queued": len(self.table.queue),
-            "running": running,
+            "running": running + self.background.pending,  # (copies of results: jobs writing)
             "warm_executors": sum(1 for executor in self.executors if executor.ready),
             "job_slots": self.config.jobs,
         }

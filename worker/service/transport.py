@@ -71,6 +71,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def process_start(pid: int | str) -> int | None:
+    """When process `pid` ("self": this one, whatever its pid namespace) started, in clock ticks
+    since the machine's boot; None when no such process runs (a zombie waiting to be reaped does
+    not). With its pid it names one process for good, as a pid alone does not: pids are reused,
+    and a worker reached through a container's port reports a pid of its own namespace, another
+    process's here."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the name, which may hold anything
+    return None if fields[0] == "Z" else int(fields[19])
+
+
 def check_endpoint(endpoint: str, curve: bool = False) -> None:
     """Raise `InputError` unless the worker may listen on `endpoint`."""
     path = ipc_path(endpoint)
@@ -82,6 +96,8 @@ def check_endpoint(endpoint: str, curve: bool = False) -> None:
         )
     if path is not None and not path.is_absolute():  # else it depends on the folder each runs in
         raise InputError(f"the socket path of {endpoint[:200]} must be absolute: ipc:///PATH")
+    if path is not None and (endpoint.endswith("/") or not path.name):
+        raise InputError(f"the socket path of {endpoint[:200]} names a folder, not a file")
     if path is not None and len(str(path).encode()) > IPC_PATH_LIMIT:
         raise InputError(f"the socket path {path} is too long for a Unix socket")
     if host is not None and not curve and not is_loopback(host):
