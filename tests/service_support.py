@@ -19,6 +19,7 @@ import tifffile
 
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
 from worker.service.client import Client
+from worker.service.transport import process_start
 
 ROOT = Path(__file__).resolve().parent.parent
 FINAL = ("done", "failed", "cancelled")
@@ -124,6 +125,11 @@ class Worker:
                 self.process.wait()
         if self.process.stderr is not None:
             self.process.stderr.close()
+
+
+def process_lives(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie waiting to be reaped does not)."""
+    return process_start(pid) is not None
 
 
 @contextlib.contextmanager

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service_support import private_env, short_folder
-from worker.service.client import process_lives
+from tests.service_support import private_env, process_lives, short_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = "dt-deconvolve-worker.service"

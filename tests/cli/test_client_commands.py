@@ -10,13 +10,19 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from service_support import private_env, run_dt, short_folder, write_picture, write_psf
+from service_support import (
+    private_env,
+    process_lives,
+    run_dt,
+    short_folder,
+    write_picture,
+    write_psf,
+)
 
 from cache.key import cache_key
 from worker import __version__
 from worker.cli.status import describe
 from worker.deconv import DeblurSettings
-from worker.service.client import process_lives
 
 SIDECAR = Path(__file__).parent.parent / "data" / "darktable_sidecar.xmp"
 

@@ -14,6 +14,7 @@ import pytest
 import tifffile
 from service_support import (
     FINAL,
+    process_lives,
     running_worker,
     submit,
     tiny_disk,
@@ -23,7 +24,7 @@ from service_support import (
 
 from cache.store import RESULT, ResultCache
 from worker.errors import ProtocolError, RemoteError
-from worker.service.client import Client, process_lives
+from worker.service.client import Client
 
 
 @pytest.fixture(scope="module")

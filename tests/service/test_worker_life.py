@@ -12,11 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from service_support import Worker, private_env, running_worker, short_folder, submit, wait
+from service_support import (
+    Worker,
+    private_env,
+    process_lives,
+    running_worker,
+    short_folder,
+    submit,
+    wait,
+)
 
 from worker import __version__
 from worker.errors import WorkerUnavailable
-from worker.service.client import Client, process_lives, worker_lives
+from worker.service.client import Client, worker_lives
 
 
 @pytest.fixture(scope="module")

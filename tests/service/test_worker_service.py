@@ -13,6 +13,7 @@ import pytest
 import zmq
 from service_support import (
     private_env,
+    process_lives,
     running_worker,
     short_folder,
     tiny_disk,
@@ -20,7 +21,7 @@ from service_support import (
 )
 
 from worker.errors import RemoteError
-from worker.service.client import Client, ensure_worker, process_lives
+from worker.service.client import Client, ensure_worker
 from worker.service.protocol import MAX_MESSAGE_BYTES
 from worker.signals import STOPPING_SIGNALS
 

@@ -150,11 +150,6 @@ class Client:
             time.sleep(POLL_INTERVAL)
 
 
-def process_lives(pid: int) -> bool:
-    """Whether process `pid` runs on this machine (a zombie waiting to be reaped does not)."""
-    return process_start(pid) is not None
-
-
 def worker_lives(reply: dict[str, Any]) -> bool:
     """Whether the worker that sent ping `reply` still runs on this machine: its pid names the
     process that started when it says (not one of another machine or container, nor a later
