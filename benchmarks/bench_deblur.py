@@ -246,7 +246,7 @@ def time_engine(
     from worker.files.wisdom import fftw_wisdom
 
     start = time.perf_counter()
-    with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
+    with fftw_wisdom(paths.wisdom_file()):
         _, report = deblur(
             observed, psf, settings, progress=lambda f, s: stamps.append(time.perf_counter())
         )
@@ -289,7 +289,7 @@ def fft_floor(shape: tuple[int, int], psf_size: int, channels: int = 3) -> dict:
 
     rows, cols = (fast_length(n + psf_size - 1) for n in shape)
     padded = (rows, cols)
-    with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
+    with fftw_wisdom(paths.wisdom_file()):
         fft = RealFFT2(padded, threads=os.cpu_count() or 1)
     fft.real[:] = np.random.default_rng(0).random(padded, dtype=np.float32)
     times = []

@@ -22,7 +22,6 @@ damaged entry is a miss that the next store under its key replaces.
 import contextlib
 import errno
 import json
-import math
 import os
 import re
 import shutil
@@ -36,7 +35,8 @@ from typing import Any
 
 from worker.atomic import copy_atomically, copy_into
 from worker.errors import InputError, NotCached
-from worker.paths import is_cache_key
+from worker.numbers import is_finite_number, is_whole
+from worker.paths import CACHE_KEY, CACHE_KEY_TEXT, is_cache_key
 from worker.regular import open_regular
 
 RECORD, RESULT, PSF, PSF_PNG = "record.json", "result.tif", "psf.npy", "psf.png"
@@ -44,8 +44,8 @@ KERNEL_FILES = (PSF, PSF_PNG)
 ENTRY_FILES = (RESULT, PSF, PSF_PNG)
 STAGING, TRASH = ".tmp-", ".trash-"
 # Only folders named exactly as this module names them are ever removed as temporary ones.
-STAGING_NAME = re.compile(r"\.tmp-[0-9a-z]+-\d+-[0-9a-f]{8}")
-TRASH_NAME = re.compile(r"\.trash-[0-9a-f]{16,128}-[0-9a-f]{8}")
+STAGING_NAME = re.compile(re.escape(STAGING) + r"[0-9a-z]+-\d+-[0-9a-f]{8}")  # <tag>-<pid>-<rand>
+TRASH_NAME = re.compile(re.escape(TRASH) + CACHE_KEY.pattern + r"-[0-9a-f]{8}")  # <key>-<rand>
 FORMAT = 1  # of the entry layout and record
 
 
@@ -124,7 +124,7 @@ class ResultCache:
         cache key (a path such as `../x` or `/etc` never reaches the disk). Every reader and
         writer of entries goes through here, the command line's `cache lookup` included."""
         if not is_cache_key(key):
-            raise InputError(f"'{key[:80]}' is not a cache key (16 to 128 lowercase hex digits)")
+            raise InputError(f"'{key[:80]}' is not a cache key ({CACHE_KEY_TEXT})")
         return self.root / key
 
     def entry(self, key: str) -> Entry | None:
@@ -366,20 +366,14 @@ def valid_record(record: Any) -> bool:
     if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
         return False
     files = record["files"]
-    if not all(name in ENTRY_FILES and _whole(size) for name, size in files.items()):
+    if not all(
+        name in ENTRY_FILES and is_whole(size) and size >= 0 for name, size in files.items()
+    ):
         return False
     last_used = record.get("last_used", 0.0)
-    if not _number(last_used) or not math.isfinite(last_used):
+    if not is_finite_number(last_used):
         return False
     return isinstance(record.get("report", {}), dict)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _delete(path: Path) -> None:

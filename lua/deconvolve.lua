@@ -142,7 +142,7 @@ local function private_folder()
     if pipe then
       pipe:close()
     end
-    local pattern = string.format("%s/dt-deconvolve-%d-XXXXXXXX", dt.configuration.tmp_dir,
+    local pattern = string.format("%s/" .. logic.PRIVATE_FOLDER, dt.configuration.tmp_dir,
       math.tointeger(pid) or 0)
     local pipe = io.popen("mktemp -d " .. logic.quote(pattern) .. " 2>/dev/null")
     local made = pipe and pipe:read("l")
@@ -843,7 +843,8 @@ local function build_panel()
     _("the same everywhere, or varying (a camera that turned: longer blur in the corners); varying learns a blur for each part of the picture and takes longer"),
     { _("the same"), _("varying") }, saved.varying and 2 or 1)
   w.output_size = choice(_("output size"),
-    _("full size, or a quick preview at most 1600 pixels wide"),
+    string.format(_("full size, or a quick preview at most %d pixels on its longest side"),
+      logic.PREVIEW_SIDE),
     { _("full"), _("preview") }, saved.preview and 2 or 1)
   w.button = dt.new_widget("button")({
     label = _("deconvolve"),

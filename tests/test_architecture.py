@@ -23,6 +23,7 @@ LEAVES = (
     "worker.compiled",
     "worker.signals",
     "worker.parallel",
+    "worker.numbers",
 )
 
 # layer: the project modules it may import (prefixes), besides its own layer
@@ -34,6 +35,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "worker.resize",
         "worker.compiled",
         "worker.parallel",
+        "worker.numbers",
     ),
     "worker.files": LEAVES,
     "cache": LEAVES,

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from worker.atomic import check_target
-from worker.deconv.settings import AUTO, MAX_BLUR, MIN_BLUR, DeblurSettings
+from worker.deconv.settings import AUTO, MAX_BLUR, MIN_BLUR, DeblurSettings, is_blur_size
 from worker.errors import InputError, ProtocolError
-from worker.paths import CACHE_KEY
+from worker.numbers import is_whole
+from worker.paths import CACHE_KEY, CACHE_KEY_TEXT
 
 MAX_PATH = 4096  # bytes: Linux's PATH_MAX
 TIFF_SUFFIXES = (".tif", ".tiff")  # the results are TIFF files, named as such
@@ -79,9 +80,9 @@ def matching(pattern: re.Pattern[str], what: str) -> Check:
 
 
 def check_odd_size(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_whole(value):
         raise ProtocolError(f"field '{name}' must be an integer, not {type_name(value)}")
-    if value < MIN_BLUR or value % 2 == 0 or value > MAX_BLUR:
+    if not is_blur_size(value):
         raise ProtocolError(
             f"field '{name}' must be an odd size from {MIN_BLUR} to {MAX_BLUR}, not {value}"
         )
@@ -131,7 +132,7 @@ def optional(check: Check) -> Check:
     return check_optional
 
 
-check_key = matching(CACHE_KEY, "16 to 128 lowercase hexadecimal digits")
+check_key = matching(CACHE_KEY, CACHE_KEY_TEXT)
 check_window = matching(WINDOW_PATTERN, "a window: auto, centre or X,Y,W,H")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 APP = "dt-deconvolve"
 CACHE_KEY = re.compile(r"[0-9a-f]{16,128}")  # a cache key: also its entry's folder name
+CACHE_KEY_TEXT = "16 to 128 lowercase hexadecimal digits"  # the same, in words
 
 
 def is_cache_key(text: str) -> bool:
@@ -24,6 +25,11 @@ def _xdg(variable: str, fallback: str) -> Path:
 def cache_dir() -> Path:
     """Regenerable data: FFTW wisdom, compiled kernels, the result cache."""
     return _xdg("XDG_CACHE_HOME", ".cache")
+
+
+def wisdom_file() -> Path:
+    """Where FFTW's plans are kept between runs (`worker.files.wisdom`)."""
+    return cache_dir() / "fftw-wisdom"
 
 
 def state_dir() -> Path:

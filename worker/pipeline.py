@@ -19,12 +19,12 @@ import tifffile
 
 from worker import paths
 from worker.deconv import DeblurSettings, deblur
-from worker.deconv.blind import AUTO_BLUR, NO_BLUR, estimate_blur
+from worker.deconv.blind import NO_BLUR, estimate_blur
 from worker.deconv.level import brighten
 from worker.deconv.local import describe_subject, subject_kernel
 from worker.deconv.psf_tools import validate_psf
 from worker.deconv.rl_tv import DeblurReport
-from worker.deconv.settings import AUTO, MAX_BLUR, blur_from_text
+from worker.deconv.settings import AUTO, AUTO_BLUR, MAX_BLUR, blur_from_text
 from worker.deconv.varying import deblur_varying
 from worker.deconv.window import window_from_text
 from worker.errors import InputError
@@ -124,9 +124,9 @@ def run_pipeline(
     engine's (iterations, best_iteration, stop_reason, noise_sigma, noise_gain, noise_offset,
     lambda, seconds, scale) and `output`; with an estimated kernel also the estimate's (`kernel`,
     `confidence`, `reason`, ...: `estimate_kernel`). When no blur was found the picture is written
-    back unchanged (`stop_reason` "no_blur"). Raises `InputError` for bad input and `OSError` for
-    files that cannot be read or written; the output is written atomically, so a failed job
-    leaves nothing.
+    back unchanged (`stop_reason` `StopReason.NO_BLUR`). Raises `InputError` for bad input and
+    `OSError` for files that cannot be read or written; the output is written atomically, so a
+    failed job leaves nothing.
     """
     spec.validate()
     kernel = psf_out if spec.estimating else None
@@ -147,7 +147,7 @@ def run_pipeline(
     estimated: dict[str, Any] = {}
     learnt = None  # the kernel (or grid of kernels) estimated: saved once the result is written
     if settings.varying:
-        with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
+        with fftw_wisdom(paths.wisdom_file()):
             restored, report, learnt, estimated = deblur_varying_picture(
                 picture.pixels, spec, settings, stages
             )
@@ -164,7 +164,7 @@ def run_pipeline(
             restored = shrink_area(picture.pixels, settings.scale)
             deblurred = DeblurReport.left_as_is(settings.scale).as_dict()
         else:
-            with fftw_wisdom(paths.cache_dir() / "fftw-wisdom"):
+            with fftw_wisdom(paths.wisdom_file()):
                 # A learnt kernel's error counts as noise (`worker.deconv.kernel_error`).
                 restored, report = deblur(
                     picture.pixels, psf, settings, stages.callback(Stage.DEBLURRING),
@@ -198,7 +198,7 @@ def estimate_kernel(
     window `subject_kernel`'s and `describe_subject`'s; its time and rounds as `psf_seconds`
     and `psf_iterations`)."""
     size = blur_from_text(str(spec.blur or AUTO))
-    window = window_from_text(spec.window or "auto", pixels.shape[:2], size or AUTO_BLUR)
+    window = window_from_text(spec.window or "auto", pixels.shape[:2], size)
     subject = None
     if window is None and spec.settings.local:  # learn the blur from the blurred subject
         subject = subject_kernel(pixels, size or AUTO_BLUR, progress, clip_level)

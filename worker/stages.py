@@ -1,4 +1,5 @@
-"""The stages of a job, and the progress callback that reports them: one list for every layer.
+"""The stages of a job, how its deblurring stage ends, and the progress callback that reports
+them: one list for every layer.
 
 A job goes `queued` -> `estimating` (only when the blur is to be found) -> `deblurring` ->
 `writing` -> `done`, or ends `failed` or `cancelled` at any point. Inside the running stages the
@@ -38,6 +39,15 @@ class Stage(StrEnum):
         if self is Stage.CACHING:
             return Stage.WRITING
         return self
+
+
+class StopReason(StrEnum):
+    """Why the deblurring stage ended: the report's `stop_reason` (see `worker.deconv.stopping`)."""
+
+    WHITENESS = "whiteness"  # the residual's structure came back: the iterate before is returned
+    STAGNATION = "stagnation"  # the estimate stopped changing
+    CAP = "cap"  # the iteration cap
+    NO_BLUR = "no_blur"  # no blur found: the picture is handed back as it was
 
 
 FINAL_STAGES = frozenset({Stage.DONE, Stage.FAILED, Stage.CANCELLED})

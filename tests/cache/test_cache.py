@@ -313,6 +313,7 @@ DAMAGED_RECORDS = [
     '{"files": {"../x": 5}}',
     '{"files": {"psf.npy": 5}, "report": "str"}',
     '{"files": {"result.tif": 10}, "last_used": NaN}',
+    '{"files": {"result.tif": 10}, "last_used": 1%s}' % ("0" * 400),  # no float holds it
     "[1, 2]",
     "garbage",
 ]

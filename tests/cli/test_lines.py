@@ -21,7 +21,10 @@ def test_the_blur_line_holds_the_confidence_the_kernel_and_the_reason_on_one_lin
     assert blur_line({"confidence": 3, "kernel": "none", "reason": ""}) == "BLUR 1.00 none -"
 
 
-@pytest.mark.parametrize("confidence", [None, "high", [1], True, float("nan"), float("inf")])
+@pytest.mark.parametrize(
+    "confidence",
+    [None, "high", [1], True, float("nan"), float("inf"), pytest.param(10**400, id="1e400")],
+)
 def test_no_blur_line_without_a_confidence_that_is_a_number(confidence: object) -> None:
     """A kernel given, not estimated, has none; a damaged cache record may hold anything."""
     assert blur_line({"confidence": confidence, "kernel": "free-form", "reason": "r"}) is None

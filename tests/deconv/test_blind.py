@@ -8,7 +8,6 @@ from worker.deconv import DeblurSettings, deblur
 from worker.deconv.blind import (
     AGREEMENT,
     APART,
-    AUTO_BLUR,
     AUTO_SIZES,
     DISC,
     FIT_MARGIN,
@@ -40,6 +39,7 @@ from worker.deconv.blind import (
 from worker.deconv.parametric import border_mass, disc_kernel, gaussian_kernel, kernel_extent
 from worker.deconv.psf import estimate_psf, luminance
 from worker.deconv.psf_tools import centre_subpixel
+from worker.deconv.settings import AUTO_BLUR
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves
 from worker.deconv.varying import deblur_varying
 from worker.errors import InputError

@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.permissions import obey_permissions
+from worker.atomic import atomic_file
+from worker.cli.cache import PRIVATE_FOLDER
 from worker.cli.exit_status import ExitStatus
+from worker.deconv.settings import MAX_BLUR, MAX_PRIORITY, MIN_BLUR, MIN_PRIORITY, is_blur_size
+from worker.jobspec import WINDOW_PATTERN
 from worker.stages import PUBLIC_STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,3 +50,33 @@ def test_the_plugin_knows_the_commands_exit_statuses_and_stages() -> None:
     stages = [line.split()[1] for line in lines if line.startswith("stage ")]
     assert exits == {status.name: status.value for status in ExitStatus}
     assert stages == [str(stage) for stage in PUBLIC_STAGES]
+
+
+@pytest.mark.skipif(LUA is None, reason="lua5.4 is not installed (./install.sh --test installs it)")
+def test_the_plugins_ranges_and_names_are_the_commands(tmp_path: Path) -> None:
+    """What the plug-in offers the command accepts, and the names it makes or expects are the
+    ones the command makes or looks for."""
+    script = (
+        'package.path = "lua/?.lua;" .. package.path '
+        'local logic = require("lib/deconvolve/logic") '
+        "print(logic.BLUR.min, logic.BLUR.max, logic.BLUR.default) "
+        "print(logic.PRIORITY.min, logic.PRIORITY.max, logic.TOLERANCE.min) "
+        'print(table.concat(logic.WINDOWS, " ")) '
+        'print(logic.LONGEST_EXTRA - #logic.kernel_path("a.tif") + #"a") '
+        "print(string.format(logic.PRIVATE_FOLDER, 4242))"
+    )
+    result = subprocess.run(
+        [LUA, "-e", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    blur, priority, windows, temporary_extra, folder = result.stdout.splitlines()
+    low, high, default = (int(n) for n in blur.split())
+    assert (low, all(map(is_blur_size, (low, high, default)))) == (MIN_BLUR, True)
+    assert high <= MAX_BLUR
+    least, most, tolerance = (float(n) for n in priority.split())
+    assert (least, most) == (MIN_PRIORITY, MAX_PRIORITY) and tolerance > 0
+    assert all(WINDOW_PATTERN.fullmatch(window) for window in windows.split())
+    final = tmp_path / "a"
+    with atomic_file(final):  # the temporary name the command writes a file through
+        (temporary,) = [path.name for path in tmp_path.iterdir()]
+    assert int(temporary_extra) == len(temporary) - len(final.name)
+    assert PRIVATE_FOLDER.fullmatch(folder.replace("XXXXXXXX", "Ab3dE6g8"))

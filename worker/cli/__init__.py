@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from worker import __version__
-from worker.cli.exit_status import ExitStatus
+from worker.cli.exit_status import ExitStatus, of_signal
 from worker.cli.stops import stop_on_signals, stopped_by
 from worker.cli.streams import PROG, reader_gone, warn
 from worker.errors import describe_error, is_internal, one_line
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         signum = stopped_by()
         if signum is not None:  # the exit, wrapped on its way out of compiled code
-            return 128 + signum
+            return of_signal(signum)
         message = describe_error(error)
         if is_internal(error):  # a bug: still one line, with a way to see the details
             if _debugging():

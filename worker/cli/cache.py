@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cache.store import PSF_PNG, ResultCache
 from worker.cli.endpoint import add_cache_dir_option, cache_dir_of, folder_argument
+from worker.cli.exit_status import ExitStatus
 from worker.cli.lines import blur_line, path_field
 from worker.errors import InputError
 from worker.files.kernels import check_names
@@ -78,7 +79,7 @@ def run_lookup(args: argparse.Namespace) -> int:
         check_tiff_name(args.output)
     found = ResultCache(cache_dir_of(args)).lookup(args.key, args.output)
     print(f"hit {path_field(found)}" if found else "miss")
-    return 0
+    return ExitStatus.OK
 
 
 def run_kernel(args: argparse.Namespace) -> int:
@@ -90,7 +91,7 @@ def run_kernel(args: argparse.Namespace) -> int:
         print(blur)
     found = cache.lookup(args.key, args.output, PSF_PNG)
     print(f"hit {path_field(found)}" if found else "miss")
-    return 0
+    return ExitStatus.OK
 
 
 def remove_leftover_exports(folder: Path) -> int:
@@ -137,7 +138,7 @@ def run_stats(args: argparse.Namespace) -> int:
             f"kernels), {stats['bytes'] / mb:.1f} MB of {stats['max_bytes'] / mb:.0f} MB "
             f"in {stats['root']}; {stats['free_bytes'] / mb:.0f} MB free on its disk"
         )
-    return 0
+    return ExitStatus.OK
 
 
 def run_clean(args: argparse.Namespace) -> int:
@@ -158,4 +159,4 @@ def run_clean(args: argparse.Namespace) -> int:
             f"removed {report['entries_removed']} entries, {report['results_removed']} results, "
             f"{exports} exports ({report['bytes_freed'] / 2**20:.1f} MB)"
         )
-    return 0
+    return ExitStatus.OK

@@ -3,6 +3,7 @@
 import argparse
 
 from worker.cli.endpoint import add_endpoint_options, client_of
+from worker.cli.exit_status import ExitStatus
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,4 +17,4 @@ def run(args: argparse.Namespace) -> int:
     with client_of(args) as client:
         reply = client.request("cancel", job=args.job)
     print(f"{reply['job']} {reply['stage']}")
-    return 0
+    return ExitStatus.OK

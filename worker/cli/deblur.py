@@ -4,11 +4,13 @@ import argparse
 import json
 import os
 
+from worker.cli.exit_status import ExitStatus
 from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.progress import progress_bar
 from worker.cli.streams import report_on
 from worker.errors import one_line
 from worker.jobspec import JobSpec
+from worker.stages import StopReason
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +41,7 @@ def print_report(report: dict, as_json: bool) -> None:
         if "confidence" in report:
             print(f"blur: {report['reason']} (confidence {report['confidence']:.2f})")
         output = one_line(report["output"])  # a line break in a name stays out of the line
-        if report["stop_reason"] == "no_blur":
+        if report["stop_reason"] == StopReason.NO_BLUR:
             print(f"wrote {output}: the picture as it was")
             return
         print(
@@ -62,4 +64,4 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar() as progress:
         report = run_pipeline(spec, progress)
     print_report(report, args.json)
-    return 0
+    return ExitStatus.OK

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from worker.cli.exit_status import ExitStatus
 from worker.cli.progress import progress_bar
 
 SHAPE = (768, 1024)
@@ -101,4 +102,4 @@ def run(args: argparse.Namespace) -> int:
         f"(blur found in {report['psf_seconds']:.1f} s, "
         f"deblurred in {report['iterations']} iterations, {report['seconds']:.1f} s)"
     )
-    return 0
+    return ExitStatus.OK

@@ -13,4 +13,10 @@ class ExitStatus(IntEnum):
     FAILED = 1  # the work failed: bad input, unreadable file, full disk... (one line on stderr)
     USAGE = 2  # wrong usage (a bad option)
     CANCELLED = 3  # the job was cancelled
-    INTERRUPTED = 130  # Ctrl-C
+    INTERRUPTED = 130  # Ctrl-C: `of_signal(SIGINT)`
+
+
+def of_signal(signum: int) -> int:
+    """The exit status of a command stopped by signal `signum`: 128 + its number, as shells
+    report it."""
+    return 128 + signum

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from cache.key import cache_key, file_digest
 from worker import __version__
+from worker.cli.exit_status import ExitStatus
 from worker.cli.submit import add_job_options, job_spec
 
 
@@ -43,4 +44,4 @@ def run(args: argparse.Namespace) -> int:
             export=args.export,
         )
     )
-    return 0
+    return ExitStatus.OK

@@ -8,10 +8,11 @@ itself, becomes `%XX` (two uppercase hexadecimal digits), so a field never holds
 line break and decodes back to the very same bytes (`logic.unescape` in the plug-in).
 """
 
-import math
 import os
 from collections.abc import Mapping
 from typing import Any
+
+from worker.numbers import is_finite_number
 
 _PLAIN = frozenset(range(0x21, 0x7F)) - {ord("%")}
 
@@ -25,10 +26,8 @@ def blur_line(report: Mapping[str, Any]) -> str | None:
     """``BLUR <confidence> <kernel> <reason>`` for a report that holds an estimated blur (the
     kernel used: none, free-form, gaussian, disc or varying; the reason on one line), else None."""
     confidence = report.get("confidence")
-    if isinstance(confidence, bool) or not isinstance(confidence, int | float):
+    if not is_finite_number(confidence):
         return None  # none estimated (or a damaged cache record's)
-    if not math.isfinite(confidence):
-        return None
     reason = " ".join(str(report.get("reason", "")).split()) or "-"
     kind = "".join(str(report.get("kernel", "")).split()) or "-"
     return f"BLUR {min(max(float(confidence), 0.0), 1.0):.2f} {kind} {reason}"

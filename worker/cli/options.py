@@ -50,7 +50,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         "--varying",
         action="store_true",
         help="the blur differs across the frame (a shaken camera that also turned): learn a "
-        "blur in each part of a 3 x 3 grid and sharpen each part with its own (needs --blur; "
+        "blur in each part of a grid and sharpen each part with its own (needs --blur; "
         "slower)",
     )
     expert = parser.add_argument_group("expert settings (normally derived from the picture)")

@@ -4,6 +4,7 @@ import argparse
 import json
 
 from worker.cli.endpoint import add_endpoint_options, client_of
+from worker.cli.exit_status import ExitStatus
 from worker.errors import WorkerUnavailable
 
 
@@ -27,4 +28,4 @@ def run(args: argparse.Namespace) -> int:
             f"{reply['running']} running, {reply['queued']} queued, "
             f"{reply['warm_executors']}/{reply['job_slots']} warm"
         )
-    return 0
+    return ExitStatus.OK

@@ -5,8 +5,9 @@ import json
 from pathlib import Path
 
 from worker.atomic import check_target
+from worker.cli.exit_status import ExitStatus
 from worker.cli.streams import report_on
-from worker.deconv.settings import AUTO, blur_from_text
+from worker.deconv.settings import AUTO, AUTO_BLUR, blur_from_text
 from worker.errors import InputError, one_line
 from worker.jobspec import WINDOW_PATTERN
 
@@ -51,8 +52,8 @@ def add_estimation_options(parser: argparse.ArgumentParser) -> None:
         metavar="K|auto",
         help="the blur's size in pixels (odd: its longest streak or widest halo; a kernel cut "
         "off there is learnt again 2 px larger on each side), or 'auto' (the tool finds the "
-        "blur's extent itself, up to 45 px); the kernel is checked on a second part of the "
-        "picture, and a milder one, or none, is used when it does not hold",
+        f"blur's extent itself, up to {AUTO_BLUR} px); the kernel is checked on a second part "
+        "of the picture, and a milder one, or none, is used when it does not hold",
     )
     add_window_option(parser, "auto")
 
@@ -74,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.deconv.blind import AUTO_BLUR, estimate_blur
+    from worker.deconv.blind import estimate_blur
     from worker.deconv.level import brighten
     from worker.deconv.window import window_from_text
     from worker.files.imageio import read_picture
@@ -85,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
             check_target(target, args.input)
     check_names(args.output, args.png)
     picture = read_picture(args.input)
-    size = blur_from_text(str(args.blur))
-    window = window_from_text(args.window, picture.pixels.shape[:2], size or AUTO_BLUR)
+    size = None if args.blur == AUTO else args.blur  # (`blur_size` checked it)
+    window = window_from_text(args.window, picture.pixels.shape[:2], size)
     # (the gain is 1, the pixels untouched, but for a picture far darker than any file holds)
     _, clip_level = brighten(picture.pixels, picture.clip_level)
     psf, report = estimate_blur(picture.pixels, size, window, clip_level=clip_level)
@@ -105,4 +106,4 @@ def run(args: argparse.Namespace) -> int:
                 f"the window {x},{y},{width},{height} in {report.seconds:.1f} s; confidence "
                 f"{report.confidence:.2f}: {report.reason}"
             )
-    return 0
+    return ExitStatus.OK

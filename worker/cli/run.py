@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from worker.cli.deblur import print_report
+from worker.cli.exit_status import ExitStatus
 from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.progress import progress_bar
 from worker.cli.psf import add_estimation_options
@@ -45,4 +46,4 @@ def run(args: argparse.Namespace) -> int:
         kernel = None if args.psf_out is None else os.path.abspath(args.psf_out)
         report = run_pipeline(spec, progress, kernel)
     print_report(report, args.json)
-    return 0
+    return ExitStatus.OK

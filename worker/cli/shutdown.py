@@ -3,6 +3,7 @@
 import argparse
 
 from worker.cli.endpoint import add_endpoint_options, client_of
+from worker.cli.exit_status import ExitStatus
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
     with client_of(args) as client:
         if client.ping() is None:
             print(f"no worker at {client.endpoint}")
-            return 0
+            return ExitStatus.OK
         client.request("shutdown")
     print("worker stopping")
-    return 0
+    return ExitStatus.OK

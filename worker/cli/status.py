@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 from worker.cli.endpoint import add_endpoint_options, client_of
+from worker.cli.exit_status import ExitStatus
 from worker.stages import FINAL_STAGES
 
 
@@ -43,4 +44,4 @@ def run(args: argparse.Namespace) -> int:
     else:
         for job in jobs:
             print(describe(job))
-    return 0
+    return ExitStatus.OK

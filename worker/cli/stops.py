@@ -10,6 +10,7 @@ step ends.
 
 import signal
 
+from worker.cli.exit_status import of_signal
 from worker.signals import STOPPING_SIGNALS, defer
 
 _stopped_by: list[int] = []  # the signal that is stopping the command, once one is
@@ -21,11 +22,11 @@ def _stop(signum: int, _frame: object) -> None:
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     _stopped_by.append(signum)
-    raise SystemExit(128 + signum)
+    raise SystemExit(of_signal(signum))
 
 
 def stop_on_signals() -> None:
-    """Make each of `STOPPING_SIGNALS` raise `SystemExit(128 + signal)`, and SIGINT
+    """Make each of `STOPPING_SIGNALS` raise `SystemExit(of_signal(signal))`, and SIGINT
     `KeyboardInterrupt` as Python's own handler does, but not inside a held step (`held`; the
     worker installs handlers of its own)."""
     for signum in (*STOPPING_SIGNALS, signal.SIGINT):

@@ -15,8 +15,10 @@ import signal
 import sys
 from collections.abc import Iterator
 
+from worker.cli.exit_status import of_signal
+
 PROG = "dt-deconvolve"
-READER_GONE = 128 + signal.SIGPIPE  # the exit status of a command whose stdout reader left
+READER_GONE = of_signal(signal.SIGPIPE)  # the exit status of a command whose stdout reader left
 
 
 def warn(message: str) -> None:

@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
                     worker = next_worker(client, worker, cache_dir_of(args))
             say(f"JOB {job}" if args.wait else job)
             if not args.wait:
-                return 0
+                return ExitStatus.OK
             final = client.wait(job, show, worker)
         except BaseException:  # Ctrl-C, a kill, a closed terminal or pipe: the job goes too
             if job is not None:
@@ -133,13 +133,13 @@ def run(args: argparse.Namespace) -> int:
                     client.request("cancel", job=job, timeout=2.0)
             raise
     if final["stage"] == Stage.DONE:
-        if final.get("note") and final["note"] != "from the cache":
+        if final.get("note") and final["note"] != protocol.FROM_CACHE:
             warn(f"note: {final['note']}")
         blur = blur_line(final.get("report") or {})
         if blur:
             say(blur)
         say(f"DONE {path_field(spec.output)}")
-        return 0
+        return ExitStatus.OK
     if final["stage"] == Stage.CANCELLED:
         warn(f"job {final['job']} was cancelled")
         return ExitStatus.CANCELLED

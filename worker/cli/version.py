@@ -7,6 +7,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
 from worker import __version__
+from worker.cli.exit_status import ExitStatus
 
 LIBRARIES = ("numpy", "scipy", "pyfftw", "numba", "tifffile", "imagecodecs", "pyzmq")
 
@@ -31,4 +32,4 @@ def run(args: argparse.Namespace) -> int:
     else:
         for name, value in versions.items():
             print(f"{name:14} {value}")
-    return 0
+    return ExitStatus.OK

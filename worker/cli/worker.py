@@ -12,6 +12,7 @@ from worker.cli.endpoint import (
     endpoint_of,
     folder_argument,
 )
+from worker.cli.exit_status import ExitStatus
 from worker.service.server import MAX_QUEUED, Server, WorkerConfig, open_log
 from worker.service.transport import default_curve_dir, generate_keys
 
@@ -37,6 +38,12 @@ def seconds(text: str) -> float:
     return value
 
 
+def size_text(count: int) -> str:
+    """A size in bytes as `size` reads it, in the largest unit that divides it (`4G`)."""
+    unit = max((u for u, bytes_ in _UNITS.items() if count % bytes_ == 0), key=_UNITS.__getitem__)
+    return f"{count // _UNITS[unit]}{unit}"
+
+
 def positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"'{text}' is not a positive whole number")
@@ -50,21 +57,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_endpoint_options(parser)
     add_cache_dir_option(parser)
     parser.add_argument(
-        "--jobs", type=positive, default=1, metavar="N", help="jobs run at once (default 1)"
+        "--jobs",
+        type=positive,
+        default=WorkerConfig.jobs,
+        metavar="N",
+        help=f"jobs run at once (default {WorkerConfig.jobs})",
     )
     parser.add_argument(
         "--cache-size",
         type=size,
         default=CacheLimits.max_bytes,
         metavar="SIZE",
-        help="the cache's cap; least recently used entries go first (default 4G)",
+        help="the cache's cap; least recently used entries go first "
+        f"(default {size_text(CacheLimits.max_bytes)})",
     )
     parser.add_argument(
         "--min-free",
         type=size,
         default=CacheLimits.min_free_bytes,
         metavar="SIZE",
-        help="free disk space the cache never eats into (default 512M)",
+        help="free disk space the cache never eats into (default "
+        f"{size_text(CacheLimits.min_free_bytes)})",
     )
     parser.add_argument(
         "--generate-keys",
@@ -104,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         for path in generate_keys(curve_dir):
             print(f"made {path}")
         print(f"CURVE keys are in {curve_dir}: give a client server.key and client.key*")
-        return 0
+        return ExitStatus.OK
     config = WorkerConfig(
         endpoint=endpoint_of(args),
         cache_dir=cache_dir_of(args),

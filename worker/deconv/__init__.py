@@ -11,11 +11,8 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "DeblurReport": "worker.deconv.rl_tv",
-    "Progress": "worker.deconv.rl_tv",
     "deblur": "worker.deconv.rl_tv",
     "DeblurSettings": "worker.deconv.settings",
-    "estimate_noise": "worker.deconv.noise",
 }
 
 __all__ = sorted(_WHERE)

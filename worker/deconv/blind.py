@@ -106,6 +106,7 @@ from worker.deconv.parametric import (
 )
 from worker.deconv.psf import PsfReport, estimate_psf, luminance, unclipped
 from worker.deconv.psf_tools import centre_subpixel
+from worker.deconv.settings import AUTO_BLUR
 from worker.deconv.whole_frame import sharper_parts
 from worker.deconv.window import (
     Window,
@@ -119,7 +120,6 @@ from worker.deconv.window import (
 from worker.errors import InputError
 from worker.stages import Progress, Stage
 
-AUTO_BLUR = 45  # the largest blur `--blur auto` looks for, in pixels
 AUTO_SIZES = (11, 15, 21, 31, AUTO_BLUR)  # the kernel sizes `--blur auto` tries, smallest first
 TRUNCATED = 0.03  # a kernel with this share of its mass on its outer ring is cut off by its size
 AGREEMENT = 0.6  # the two windows' kernels must be at least this alike to be trusted
@@ -150,13 +150,16 @@ KernelPair = tuple[np.ndarray, PsfReport, np.ndarray | None]
 class BlurReport:
     """What `estimate_blur` found and how sure it is.
 
-    kernel: what is used: `free-form` (the estimate), `gaussian` (the safe fallback) or `none`.
+    kernel: what is used: `FREE_FORM` (the estimate), `DISC` (a defocus both parts show),
+        `GAUSSIAN` (the safe fallback) or `NO_BLUR`.
     confidence: 0..1, how alike the kernels learnt on two parts of the picture are (`UNCHECKED`
         where there is no second part to learn from); `reason` says what was done, in words.
     blur: the kernel's side in pixels; extent: the extent of its significant taps.
     window, check_window: where it was learnt, and where it was checked (x, y, width, height).
     kernel_error: the free-form kernel's error variance over the noise's (`kernel_error`), 0 for
         the others; smoothing: how many times it raises the deblur's lambda (`kernel_smoothing`).
+    iterations: the rounds of the first window's estimate (`PsfReport`); seconds: the whole
+        estimate's time, every window and size included.
     """
 
     kernel: str

@@ -43,7 +43,7 @@ def extended_shape(shape: tuple[int, ...], psf_shape: tuple[int, int]) -> tuple[
 class BlurOperator:
     """`A` (valid convolution with the PSF) and `A^T`, on 2-D float32 planes, in FFT tiles.
 
-    Use as a context manager: it owns a thread pool (`workers` threads, default: all cores).
+    Use as a context manager: it owns a thread pool (one thread a core).
     `tile` is the FFT tile size (see `convolve`); the result does not depend on it.
     `forward(u, out)` maps an extended-grid plane to the observed window, `adjoint(r, out)` the
     reverse. They satisfy <A u, r> = <u, A^T r> (tested).
@@ -53,14 +53,13 @@ class BlurOperator:
         self,
         psf: np.ndarray,
         observed_shape: tuple[int, int],
-        workers: int | None = None,
         tile: int = TILE,
     ) -> None:
         psf = np.asarray(psf, dtype=np.float32)
         kh, kw = psf.shape
         self.observed_shape = (observed_shape[0], observed_shape[1])
         self.extended_shape = extended_shape(self.observed_shape, psf.shape)
-        self.workers = workers or cpu_count()
+        self.workers = cpu_count()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="deconv")
         self._forward = ValidConvolution(
             psf, self.extended_shape, (0, 0), self._pool, self.workers, tile

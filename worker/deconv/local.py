@@ -56,13 +56,14 @@ CHOICE = 0.02  # the subject's kernel is the one that clearly wins (by this) ove
 FLAT = SMOOTHNESS / 4  # a flat patch gains nothing from deblurring but amplified noise
 CUT_UNIT = 1e-5  # the graph cut's costs are whole multiples of this
 CANDIDATES = 6  # windows tried for the subject's kernel
+OVERLAP = 2  # patches overlap: a patch's step is its side over this
 
 
 def kernel_evidence(
     image: np.ndarray,
     psfs: list[np.ndarray],
     size: int,
-    overlap: int = 2,
+    overlap: int = OVERLAP,
     model: NoiseModel | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Per patch (side `patch_side(size)`, on a grid of side / `overlap`), for each of `psfs`:
@@ -82,7 +83,7 @@ def misfit(
     model: NoiseModel,
     clip_level: float | None = None,
 ) -> np.ndarray:
-    """Per patch (the grid of `kernel_evidence` with overlap 2): the mean square of the
+    """Per patch (the grid of `kernel_evidence` with its default `OVERLAP`): the mean square of the
     luminance of `image` less that of `deblurred` blurred again by `psf`, over the noise's
     variance at the patch's level. About 1 where the kernel reproduces the picture (the
     deblurring fits no more than the noise), well above it where it cannot (a sharp edge that no
@@ -91,7 +92,7 @@ def misfit(
     grey = luminance(image).astype(np.float64)
     reblurred = blurred_again(luminance(deblurred).astype(np.float64), psf)
     side = patch_side(psf.shape[0])
-    step = side // 2
+    step = side // OVERLAP
     short = [(0, max(side - n, 0)) for n in grey.shape]  # as `patch_power` pads
     kept = data_mask(image, clip_level)
     residual, grey, kept = (

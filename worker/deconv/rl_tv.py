@@ -96,7 +96,7 @@ from worker.deconv.texture import texture_weight
 from worker.deconv.tv import gradient_weights, split_gradient_at
 from worker.errors import InputError
 from worker.resize import enlarge_bilinear
-from worker.stages import Progress, Stage
+from worker.stages import Progress, Stage, StopReason
 
 UNOBSERVED = 1e-3  # extended-grid pixels with A^T w under this keep their first estimate
 _UNOBSERVED32 = np.float32(UNOBSERVED)  # (in float32 arithmetic, twice the SIMD lanes)
@@ -120,7 +120,7 @@ class DeblurReport:
 
     iterations: int
     best_iteration: int
-    stop_reason: str  # "stagnation" | "whiteness" | "cap" | "no_blur" (`left_as_is`)
+    stop_reason: StopReason  # `StopReason.NO_BLUR`: `left_as_is`
     noise_sigma: float
     noise_gain: float  # the fitted noise model's shot-noise gain (see `noise.NoiseModel`)...
     noise_offset: float  # ...and its read-noise offset b, in image units
@@ -137,7 +137,7 @@ class DeblurReport:
     @classmethod
     def left_as_is(cls, scale: float) -> "DeblurReport":
         """The report of a picture left as it is, no blur found (at a preview's `scale`)."""
-        return cls(0, 0, "no_blur", 0.0, 0.0, 0.0, 0.0, 0.0, scale)
+        return cls(0, 0, StopReason.NO_BLUR, 0.0, 0.0, 0.0, 0.0, 0.0, scale)
 
 
 @dataclass
@@ -148,13 +148,13 @@ class Iterates:
     iterations: how many iterations ran.
     best_iteration: the iteration `estimate` comes from (one before the last on a whiteness
         stop: the last within the tolerance).
-    stop_reason: "whiteness", "stagnation" or "cap" (see `stopping`).
+    stop_reason: whiteness, stagnation or the cap (see `stopping`).
     """
 
     estimate: np.ndarray
     iterations: int
     best_iteration: int
-    stop_reason: str
+    stop_reason: StopReason
 
 
 @dataclass
@@ -496,7 +496,7 @@ def richardson_lucy_tv(
             if progress is not None:
                 progress(min(iteration / rule.max_iterations, 1.0), Stage.DEBLURRING)
         del y, step, weights  # make room for the result
-    if reason == "whiteness":  # x_k was computed from y_k-1, the last within the tolerance
+    if reason is StopReason.WHITENESS:  # x_k was computed from y_k-1, the last within the tolerance
         x, iteration_returned = previous, iteration - 1
     else:
         iteration_returned = iteration
@@ -566,7 +566,8 @@ def _coarse_start(
     enlarged where the full-size run makes its first estimate, so that only the small one is
     held during the run (a quarter of the memory). The half-size
     run starts the same way when it is large itself (a pyramid). Pictures under
-    `COARSE_START_PIXELS` (and PSFs too small to halve) start from the back-projection.
+    `COARSE_START_PIXELS` (and PSFs too small to halve) get None: `_restore` starts them from
+    the half-quadratic estimate, or from the back-projection where pixels are clipped.
     """
     height, width, _ = image.shape
     if height * width < COARSE_START_PIXELS or min(psf.shape) < 2 * MIN_COARSE_PSF:

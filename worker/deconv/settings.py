@@ -4,11 +4,12 @@ Kept apart from the numerics so that the command line can build and check settin
 loading the engine (numba, FFTW): `dt-deconvolve key` or `submit` start in a fraction of a second.
 """
 
-import math
 from dataclasses import dataclass
 
 from worker.errors import InputError
+from worker.numbers import is_finite_number, is_whole
 
+MIN_PRIORITY, MAX_PRIORITY = -1.0, 1.0  # favour denoising ... favour deblurring
 MAX_ITERATIONS = 10_000  # a cap the stopping rules never come near; larger is surely a slip
 MIN_LAMBDA, MAX_LAMBDA = (
     1e-12,
@@ -48,20 +49,30 @@ class DeblurSettings:
     def validate(self) -> None:
         """Raise `InputError` (one line) when a setting is out of range."""
         checks = [
-            (_finite(self.tolerance) and self.tolerance > 0, "the tolerance must be above 0 %"),
-            (_finite(self.priority) and -1 <= self.priority <= 1, "priority must be in [-1, 1]"),
+            (
+                is_finite_number(self.tolerance) and self.tolerance > 0,
+                "the tolerance must be above 0 %",
+            ),
+            (
+                is_finite_number(self.priority) and MIN_PRIORITY <= self.priority <= MAX_PRIORITY,
+                f"priority must be in [{MIN_PRIORITY:g}, {MAX_PRIORITY:g}]",
+            ),
             (
                 self.lam is None
-                or (_finite(self.lam) and (self.lam == 0 or MIN_LAMBDA <= self.lam <= MAX_LAMBDA)),
+                or (
+                    is_finite_number(self.lam)
+                    and (self.lam == 0 or MIN_LAMBDA <= self.lam <= MAX_LAMBDA)
+                ),
                 f"lambda must be 0 or from {MIN_LAMBDA:g} to {MAX_LAMBDA:g}",
             ),
             (
-                _whole(self.max_iterations) and 1 <= self.max_iterations <= MAX_ITERATIONS,
+                is_whole(self.max_iterations) and 1 <= self.max_iterations <= MAX_ITERATIONS,
                 f"the iteration cap must be a whole number from 1 to {MAX_ITERATIONS}",
             ),
-            (_finite(self.scale) and 0 < self.scale <= 1, "scale must be in (0, 1]"),
+            (is_finite_number(self.scale) and 0 < self.scale <= 1, "scale must be in (0, 1]"),
             (
-                self.clip_level is None or (_finite(self.clip_level) and self.clip_level > 0),
+                self.clip_level is None
+                or (is_finite_number(self.clip_level) and self.clip_level > 0),
                 "the clip level must be above 0",
             ),
             (isinstance(self.local, bool), "local must be true or false"),
@@ -72,27 +83,20 @@ class DeblurSettings:
                 raise InputError(message)
 
 
-def _finite(value: object) -> bool:
-    """A real number a float can hold (an integer of 400 digits cannot; a boolean is none)."""
-    try:
-        return (
-            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        )
-    except OverflowError:
-        return False
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 AUTO = "auto"  # the blur size that asks the engine to find the blur's extent itself
 MIN_BLUR, MAX_BLUR = 3, 1001  # the blur sizes (odd, px) a job may ask for
+AUTO_BLUR = 45  # the largest blur `--blur auto` looks for, in pixels
+
+
+def is_blur_size(value: object) -> bool:
+    """Whether `value` is a blur size a job may ask for: an odd whole number of pixels from
+    `MIN_BLUR` to `MAX_BLUR`."""
+    return is_whole(value) and MIN_BLUR <= value <= MAX_BLUR and value % 2 == 1
 
 
 def blur_from_text(text: str) -> int | None:
     """The blur size a user typed: an odd number of pixels from `MIN_BLUR` to `MAX_BLUR`, or
-    "auto" (None: find it, up to `worker.deconv.blind.AUTO_BLUR`). Raises `InputError` for
+    "auto" (None: find it, up to `AUTO_BLUR`). Raises `InputError` for
     anything else."""
     word = str(text).strip().lower()
     if word == AUTO:
@@ -101,7 +105,7 @@ def blur_from_text(text: str) -> int | None:
         size = int(word)
     except ValueError:
         size = 0
-    if size < MIN_BLUR or size % 2 == 0 or size > MAX_BLUR:
+    if not is_blur_size(size):
         raise InputError(
             f"the blur size must be auto or an odd number of pixels from {MIN_BLUR} to "
             f"{MAX_BLUR}, not {str(text)[:40]}"

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from worker.compiled import compiled
+from worker.stages import StopReason
 
-# Half of the lag window |d| <= 1 without the origin; the other half is its mirror image.
-LAGS = ((0, 1), (1, -1), (1, 0), (1, 1))
+# The lags d counted, in this order: (0, 1), (1, -1), (1, 0), (1, 1), half of the window |d| <= 1
+# without the origin (the other half is its mirror image, with the same correlations).
 
 
 @compiled(nogil=True, fastmath=True)
@@ -40,10 +41,10 @@ def residual_ratio(
     correlations.
 
     The residual is `r = mask * (f - blurred)`; the result holds, in float64, R(0), R(d) for each
-    lag of `LAGS`, then sum(r) and sum(mask). One pass over the plane does both jobs (the
-    Richardson-Lucy ratio and the whiteness statistics). It runs on one tile of the frame, without
-    the GIL, so tiles run in parallel; the pairs that straddle two tiles or touch the tile's first
-    or last column (a fraction of a percent) are not counted.
+    of the four lags above, then sum(r) and sum(mask). One pass over the plane does both jobs
+    (the Richardson-Lucy ratio and the whiteness statistics). It runs on one tile of the frame,
+    without the GIL, so tiles run in parallel; the pairs that straddle two tiles or touch the
+    tile's first or last column (a fraction of a percent) are not counted.
     """
     height, width = f.shape
     shift, least = np.float32(offset), np.float32(floor)  # float32 arithmetic: twice the lanes
@@ -89,8 +90,8 @@ def centred_correlations(sums: np.ndarray) -> np.ndarray:
 
 
 def whiteness(correlations: np.ndarray) -> float:
-    """The whiteness measure `W` from correlations [R(0), R(d) for d in LAGS] (summed over
-    channels)."""
+    """The whiteness measure `W` from correlations [R(0), R(d) for the four lags of
+    `residual_ratio`] (summed over channels)."""
     if correlations[0] <= 0:
         return 0.0
     return float(2 * np.sum((correlations[1:] / correlations[0]) ** 2))
@@ -120,14 +121,14 @@ class StoppingRule:
     first_whiteness: float | None = field(default=None, init=False)
     least_whiteness: float = field(default=np.inf, init=False)
 
-    def update(self, iteration: int, white: float, change: float) -> str | None:
+    def update(self, iteration: int, white: float, change: float) -> StopReason | None:
         if self.first_whiteness is None:
             self.first_whiteness = white if self.reference is None else self.reference
         self.least_whiteness = min(self.least_whiteness, white)
         if iteration >= self.min_iterations:
             allowed = self.tolerance / 100 * (self.first_whiteness - self.least_whiteness)
             if white > self.least_whiteness + allowed:
-                return "whiteness"
+                return StopReason.WHITENESS
             if change < self.stagnation:
-                return "stagnation"
-        return "cap" if iteration >= self.max_iterations else None
+                return StopReason.STAGNATION
+        return StopReason.CAP if iteration >= self.max_iterations else None

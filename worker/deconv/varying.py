@@ -103,7 +103,7 @@ class VaryingReport:
 
     grid: tuple[int, int]
     kernels: list[np.ndarray]
-    windows: list[tuple[int, int, int, int] | None]
+    windows: list[Window | None]
     uniform: bool
     seconds: float
     kernel: str

@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from worker.deconv.noise import estimate_noise
-from worker.deconv.settings import MIN_BLUR
+from worker.deconv.settings import AUTO_BLUR, MIN_BLUR
 from worker.errors import InputError
 from worker.resize import block_means
 
@@ -122,13 +122,14 @@ def learning_patch(grey: np.ndarray, window: Window, size: int) -> np.ndarray:
     return patch
 
 
-def window_from_text(text: str, image_shape: tuple[int, int], size: int) -> Window | None:
-    """The window a user asked for: "auto" (None: choose it), "centre" or "X,Y,W,H" in pixels."""
+def window_from_text(text: str, image_shape: tuple[int, int], size: int | None) -> Window | None:
+    """The window a user asked for: "auto" (None: choose it), "centre" or "X,Y,W,H" in pixels,
+    for a `size` px blur (None: `--blur auto`, up to `AUTO_BLUR`)."""
     choice = text.strip().lower()
     if choice == "auto":
         return None
     if choice in ("centre", "center"):
-        return centre_window(image_shape, size)
+        return centre_window(image_shape, size or AUTO_BLUR)
     parts = choice.split(",")
     try:
         numbers = [int(part) for part in parts]

@@ -4,7 +4,7 @@
 which the worker removes with the process; without it, the system's temporary folder).
 
 It imports the engine and runs a tiny job once (compiling the numba kernels and planning FFTs), says
-`ready`, then reads one job per line on stdin and writes JSON events on stdout:
+`ready`, then reads one job per line on stdin and writes JSON events (`jobs.Event`) on stdout:
 
     {"event": "ready", "seconds": 2.1}
     {"event": "progress", "job": ID, "fraction": 0.42, "stage": "deblurring"}   a `Stage` name
@@ -36,7 +36,7 @@ from worker import __version__
 from worker.errors import Abandoned, NotCached, describe_error, is_internal
 from worker.files.kernels import picture_path, save_kernel_picture
 from worker.jobspec import JobSpec
-from worker.service.jobs import file_identity
+from worker.service.jobs import Event, file_identity
 from worker.stages import Stage
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress events (stage changes are always sent)
@@ -107,7 +107,7 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
         now = time.monotonic()
         if stage != last_stage or now - last_time >= PROGRESS_INTERVAL:
             last_stage, last_time = stage, now
-            send({"event": "progress", "job": job, "fraction": fraction, "stage": stage})
+            send({"event": Event.PROGRESS, "job": job, "fraction": fraction, "stage": stage})
 
     # where an estimated PSF is kept for the cache (nowhere when the runtime disk is full)
     kernel = Path(task["scratch"]) / "psf.npy" if task.get("scratch") else None
@@ -122,9 +122,9 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
         if spec.key:
             progress(1.0, Stage.CACHING)
             note = cache_result(task, spec, report, kernel)
-        send({"event": "done", "job": job, "report": report, "note": note})
+        send({"event": Event.DONE, "job": job, "report": report, "note": note})
     except MemoryError as error:
-        send({"event": "failed", "job": job, "error": describe_error(error), "detail": ""})
+        send({"event": Event.FAILED, "job": job, "error": describe_error(error), "detail": ""})
         raise  # the process may be in a poor state: let the worker start a fresh one
     except Exception as error:
         if isinstance(error, Abandoned) and file_identity(output) != before:
@@ -132,7 +132,7 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
             # job failed, so no result may appear afterwards.
             Path(output).unlink(missing_ok=True)
         detail = traceback.format_exc() if is_internal(error) else ""
-        send({"event": "failed", "job": job, "error": describe_error(error), "detail": detail})
+        send({"event": Event.FAILED, "job": job, "error": describe_error(error), "detail": detail})
 
 
 def read_tasks(tasks: "queue.Queue[dict[str, Any] | None]", abandoned: threading.Event) -> None:
@@ -157,9 +157,9 @@ def main() -> int:
 
         warm_up(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
     except Exception as error:
-        send({"event": "broken", "error": f"cannot start the engine: {describe_error(error)}"})
+        send({"event": Event.BROKEN, "error": f"cannot start the engine: {describe_error(error)}"})
         return 1
-    send({"event": "ready", "seconds": round(time.monotonic() - started, 3)})
+    send({"event": Event.READY, "seconds": round(time.monotonic() - started, 3)})
     tasks: queue.Queue[dict[str, Any] | None] = queue.Queue()
     abandoned = threading.Event()
     threading.Thread(target=read_tasks, args=(tasks, abandoned), daemon=True).start()

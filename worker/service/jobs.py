@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,16 @@ from worker.stages import Stage
 
 RECENT_JOBS = 500  # finished jobs remembered for `status` and `list`
 MAX_TEXT = 300  # characters of a job's error or note
+
+
+class Event(StrEnum):
+    """What an executor tells the server, one JSON line each (`worker.service.executor`)."""
+
+    READY = "ready"  # warmed up: it takes jobs
+    BROKEN = "broken"  # could not start; the process exits
+    PROGRESS = "progress"
+    DONE = "done"
+    FAILED = "failed"
 
 
 @dataclass

@@ -34,6 +34,7 @@ from worker.jobspec import (
     optional,
     type_name,
 )
+from worker.numbers import is_number, is_whole
 from worker.stages import PUBLIC_STAGES, Stage
 
 PROTOCOL_VERSION = 1
@@ -51,6 +52,8 @@ BUSY = "busy"  # a submit while the worker already holds its limit of waiting an
 STOPPING = "stopping"  # a request that would start work, sent to a worker that is stopping
 INTERNAL = "internal"
 
+FROM_CACHE = "from the cache"  # a done job's note when its result was a copy of a cached one
+
 _JOB_ID = re.compile(r"[0-9a-f]{1,64}")
 
 
@@ -64,7 +67,7 @@ _job_id = matching(_JOB_ID, "a job id (hexadecimal digits)")
 
 
 def _position(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_whole(value):
         raise ProtocolError(f"field '{name}' must be an integer, not {type_name(value)}")
     if not 0 <= value <= 1_000_000:
         raise ProtocolError(f"field '{name}' must be from 0 to 1000000, not {value}")
@@ -112,13 +115,13 @@ class Request:
 
 
 def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not is_whole(value) or value < 0:
         raise ProtocolError(f"field '{name}' must be a count, not {type_name(value)}")
     return value
 
 
 def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise ProtocolError(f"field '{name}' must be a number, not {type_name(value)}")
     return value
 

@@ -37,7 +37,7 @@ from worker.jobspec import JobSpec, check_tiff_name
 from worker.paths import runtime_dir, state_dir
 from worker.service import protocol
 from worker.service.background import Background
-from worker.service.jobs import Executor, Job, JobTable, file_identity
+from worker.service.jobs import Event, Executor, Job, JobTable, file_identity
 from worker.service.transport import (
     check_endpoint,
     ipc_path,
@@ -513,18 +513,18 @@ class Server:
     def _on_event(self, executor: Executor, event: dict[str, Any]) -> None:
         kind = event.get("event")
         job = executor.job
-        if kind == "ready":
+        if kind == Event.READY:
             executor.ready = True
             self.startup_failures = 0
             log.info("executor %d warm after %.2f s", executor.pid, event.get("seconds", 0))
-        elif kind == "broken":
+        elif kind == Event.BROKEN:
             executor.last_error = str(event.get("error"))
         elif job is None or event.get("job") != job.id:
             return
-        elif kind == "progress":
+        elif kind == Event.PROGRESS:
             for each in (job, *self.table.followers(job)):
                 each.progress(float(event.get("fraction", 0.0)), str(event.get("stage")))
-        elif kind == "done":
+        elif kind == Event.DONE:
             report = event.get("report")
             if isinstance(report, dict):  # the output is the job's own: not repeated
                 report = {name: value for name, value in report.items() if name != "output"}
@@ -532,7 +532,7 @@ class Server:
             self._finish(executor, job, Stage.DONE)
             if job.note:
                 log.warning("job %s: %s", job.id, job.note)
-        elif kind == "failed":
+        elif kind == Event.FAILED:
             if event.get("detail"):
                 log.error("job %s failed:\n%s", job.id, event["detail"])
             self._finish(executor, job, Stage.FAILED, str(event.get("error")))
@@ -693,7 +693,7 @@ class Server:
         file to another disk takes seconds); queued after all when the entry went meanwhile."""
         assert job.key is not None
         key = job.key
-        job.note = "from the cache"
+        job.note = protocol.FROM_CACHE
         self.table.add(job, queued=False)
         job.progress(0.0, Stage.WRITING)
 

@@ -10,7 +10,8 @@
 
 local logic = {}
 
--- The plug-in's slider ranges and defaults, in the user's terms.
+-- The plug-in's slider ranges and defaults, in the user's terms (within the command's own,
+-- which tests/lua/test_lua_logic.py checks).
 logic.BLUR = { min = 3, max = 51, default = 15 }
 logic.TOLERANCE = { min = 0.5, max = 20, default = 5 }
 logic.PRIORITY = { min = -1, max = 1, default = 0 }
@@ -18,6 +19,9 @@ logic.WINDOWS = { "auto", "centre" }
 logic.DEFAULT_SUFFIX = "_deconv"
 logic.PREVIEW_SIDE = 1600 -- longest side, in pixels, of an "output size: preview" result
 logic.TAG_ROOT = "dt-deconvolve"
+-- The plug-in's private folder in darktable's temporary one (darktable's process id, then
+-- mktemp's random characters), which `dt-deconvolve cache clean-exports` knows.
+logic.PRIVATE_FOLDER = "dt-deconvolve-%d-XXXXXXXX"
 
 -- Exit statuses of `dt-deconvolve` (worker/cli/exit_status.py) and the stages a job reports
 -- (worker/stages.py): copies that tests/lua/test_lua_logic.py checks against the Python ones.
