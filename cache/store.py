@@ -187,11 +187,6 @@ class ResultCache:
         entry = self.entry(key)
         return entry is not None and entry.file(RESULT) is not None
 
-    def kernel(self, key: str) -> Path | None:
-        """The cached PSF (`.npy`) for `key`, kept even after results are cleaned, or None."""
-        entry = self.entry(key)
-        return entry.file(PSF) if entry else None
-
     # ---- writing ---------------------------------------------------------------------------
 
     def staging_prefix(self, tag: str) -> str:

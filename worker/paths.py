@@ -37,6 +37,14 @@ def state_dir() -> Path:
     return _xdg("XDG_STATE_HOME", ".local/state")
 
 
+def made_state_dir() -> Path:
+    """`state_dir()`, made if it is not there: private (0700), since the logs in it name
+    pictures. Raises `OSError` when it cannot be made."""
+    folder = state_dir()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
 def runtime_dir() -> Path:
     """A private (mode 0700) folder for sockets and locks, created on demand.
 

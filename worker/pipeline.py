@@ -19,7 +19,7 @@ import tifffile
 
 from worker import paths
 from worker.deconv import DeblurSettings, deblur
-from worker.deconv.blind import NO_BLUR, estimate_blur
+from worker.deconv.blind import DISC, FREE_FORM, GAUSSIAN, NO_BLUR, estimate_blur
 from worker.deconv.level import brighten
 from worker.deconv.local import describe_subject, subject_kernel
 from worker.deconv.psf_tools import validate_psf
@@ -32,6 +32,7 @@ from worker.files.imageio import read_picture, write_picture
 from worker.files.kernels import check_names, picture_path, save_kernel, save_kernel_picture
 from worker.files.wisdom import fftw_wisdom
 from worker.jobspec import JobSpec
+from worker.numbers import is_finite_number
 from worker.regular import open_regular
 from worker.resize import shrink_area
 from worker.stages import Progress, Stage
@@ -115,18 +116,54 @@ def load_psf(path: str | os.PathLike[str], image_shape: tuple[int, ...]) -> np.n
         raise InputError(f"{path}: {error}") from error
 
 
+# What a job's report says of its deblur and its files; the rest describes its estimated kernel.
+DEBLUR_ENTRIES = frozenset(DeblurReport.left_as_is(1.0).as_dict()) | {"output", "psf_out"}
+
+
+@dataclasses.dataclass(frozen=True)
+class KnownKernel:
+    """A kernel estimated for this very picture and settings by an earlier job (the cache keeps
+    it under the job's key), and what that estimate found (`cached_estimate`)."""
+
+    path: str
+    estimate: dict[str, Any]
+
+
+def cached_estimate(report: object) -> dict[str, Any] | None:
+    """The estimate's entries of an earlier job's `report` (as `run_pipeline` returned it and
+    the cache keeps it), for a job that reuses its kernel: the same kind, confidence, reason and
+    kernel error (which decides the deblur's smoothing), its time 0 (this job spends none).
+    None when the report holds no estimate, or a damaged one: the kernel is then found again."""
+    if not isinstance(report, dict):
+        return None
+    estimate = {name: value for name, value in report.items() if name not in DEBLUR_ENTRIES}
+    error = estimate.get("kernel_error", 0.0)
+    if (
+        estimate.get("kernel") not in (FREE_FORM, GAUSSIAN, DISC, NO_BLUR)
+        or not is_finite_number(estimate.get("confidence"))
+        or not (is_finite_number(error) and error >= 0)
+    ):
+        return None
+    return {**estimate, "psf_seconds": 0.0}
+
+
 def run_pipeline(
-    spec: JobSpec, progress: Progress | None = None, psf_out: str | os.PathLike[str] | None = None
+    spec: JobSpec,
+    progress: Progress | None = None,
+    psf_out: str | os.PathLike[str] | None = None,
+    known: KnownKernel | None = None,
 ) -> dict[str, Any]:
     """Deblur the TIFF `spec.input` into `spec.output` as `spec` says; returns the report.
 
-    `psf_out`: where to save an estimated PSF (.npy, with a .png beside it). The report holds the
-    engine's (iterations, best_iteration, stop_reason, noise_sigma, noise_gain, noise_offset,
-    lambda, seconds, scale) and `output`; with an estimated kernel also the estimate's (`kernel`,
-    `confidence`, `reason`, ...: `estimate_kernel`). When no blur was found the picture is written
-    back unchanged (`stop_reason` `StopReason.NO_BLUR`). Raises `InputError` for bad input and
-    `OSError` for files that cannot be read or written; the output is written atomically, so a
-    failed job leaves nothing.
+    `psf_out`: where to save an estimated PSF (.npy, with a .png beside it). `known`: the kernel
+    an earlier job estimated for the same picture and settings, used with its estimate instead of
+    estimating it again (by a job that finds its blur, not `--varying`; ignored by others). The
+    report holds the engine's (iterations, best_iteration, stop_reason, noise_sigma, noise_gain,
+    noise_offset, lambda, seconds, scale) and `output`; with an estimated kernel also the
+    estimate's (`kernel`, `confidence`, `reason`, ...: `estimate_kernel`). When no blur was found
+    the picture is written back unchanged (`stop_reason` `StopReason.NO_BLUR`). Raises
+    `InputError` for bad input and `OSError` for files that cannot be read or written; the output
+    is written atomically, so a failed job leaves nothing.
     """
     spec.validate()
     kernel = psf_out if spec.estimating else None
@@ -153,13 +190,16 @@ def run_pipeline(
             )
         deblurred = report.as_dict()
     else:
-        if spec.psf is None:
+        if spec.psf is not None:
+            psf = load_psf(spec.psf, picture.pixels.shape)
+        elif known is not None:  # the same kernel, deblurred with as before
+            learnt = psf = load_psf(known.path, picture.pixels.shape)
+            estimated = dict(known.estimate)
+        else:
             psf, estimated = estimate_kernel(
                 picture.pixels, spec, settings.clip_level, stages.callback(Stage.ESTIMATING)
             )
             learnt = psf
-        else:
-            psf = load_psf(spec.psf, picture.pixels.shape)
         if estimated.get("kernel") == NO_BLUR:  # as it was, at a preview's size if one
             restored = shrink_area(picture.pixels, settings.scale)
             deblurred = DeblurReport.left_as_is(settings.scale).as_dict()

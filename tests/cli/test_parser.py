@@ -1,5 +1,7 @@
 """The command line's parsing: values that look like options."""
 
+import argparse
+
 import pytest
 
 from worker.cli import build_parser
@@ -8,7 +10,7 @@ PICTURE = ["deblur", "in.tif", "--psf", "k.npy", "-o", "out.tif"]
 
 
 @pytest.mark.parametrize(
-    ("written", "value"), [("-1e-3", -0.001), ("-.5", -0.5), ("-2E+0", -2.0), ("-1", -1.0)]
+    ("written", "value"), [("-1e-3", -0.001), ("-.5", -0.5), ("-5E-1", -0.5), ("-1", -1.0)]
 )
 def test_a_negative_number_is_a_value_in_any_form(written: str, value: float) -> None:
     """argparse alone reads "-1e-3" as an option and fails ("expected one argument")."""
@@ -44,3 +46,32 @@ def test_every_command_reads_a_window_alike(command: str, capsys: pytest.Capture
         with pytest.raises(SystemExit):
             window(bad)
         assert "the window must be auto, centre or X,Y,WIDTH,HEIGHT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--priority", "2", "priority must be in [-1, 1]"),
+        ("--tolerance", "0", "the tolerance must be above 0 %"),
+        ("--iterations", "0", "the iteration cap must be a whole number"),
+        ("--iterations", "1.5", "'1.5' is not a whole number"),
+        ("--scale", "1.5", "scale must be in (0, 1]"),
+        ("--lambda", "1e9", "lambda must be 0 or from"),
+        ("--priority", "nan", "priority must be in"),
+    ],
+)
+def test_a_setting_out_of_range_is_wrong_usage(
+    option: str, value: str, message: str, capsys: pytest.CaptureFixture
+) -> None:
+    """Exit status 2, as for a bad blur size (until engine 0.3.22 these failed as work, 1)."""
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args([*PICTURE, option, value])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_every_command_says_what_it_does_in_its_help() -> None:
+    """`COMMAND --help` opens with a sentence (seven commands had none until engine 0.3.22)."""
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    undescribed = [name for name, command in commands.choices.items() if not command.description]
+    assert undescribed == [] and "submit" in commands.choices

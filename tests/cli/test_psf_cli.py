@@ -28,10 +28,13 @@ def test_psf_writes_the_kernel_and_its_picture(run_cli, shaken_tiff: Path, tmp_p
     out = tmp_path / "out"
     out.mkdir()
     kernel, picture = out / "k.npy", out / "k.png"
-    done = run_cli("psf", shaken_tiff, "--blur", "13", "-o", kernel, "--png", picture, "--json")
+    done = run_cli("psf", shaken_tiff, "--blur", "13", "-o", "k.npy", "--png", "k.png", "--json",
+                   cwd=out)  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
     assert set(report) >= {"window", "iterations", "seconds"}
+    # (absolute, as `run` reports its files: they were reported as given until engine 0.3.22)
+    assert (report["psf"], report["png"]) == (str(kernel), str(picture))
     x, y, w, h = report["window"]
     assert x >= 0 and y >= 0 and x + w <= 360 and y + h <= 300
     psf = np.load(kernel)

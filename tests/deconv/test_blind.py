@@ -31,6 +31,7 @@ from worker.deconv.blind import (
     learn_pair,
     learning_windows,
     patch_of,
+    pixels,
     safe_or_disc,
     second_kernel,
     sharp_or_soft,
@@ -345,3 +346,11 @@ def test_a_defocus_both_windows_agree_on_replaces_the_safe_correction() -> None:
     assert kind == DISC and twin is not None, reason
     assert similarity(kernel, disc_kernel(5.0)) > 0.95
     assert reason.startswith("they disagree, but both show the same defocus: a disc of radius")
+
+
+@pytest.mark.parametrize(
+    ("count", "read"), [(5, "a 5 px"), (8, "an 8 px"), (11, "an 11 px"), (18, "an 18 px"),
+                        (21, "a 21 px"), (83, "an 83 px"), (101, "a 101 px")],
+)  # fmt: skip
+def test_a_length_in_a_reason_reads_with_its_article(count: int, read: str) -> None:
+    assert pixels(count) == read

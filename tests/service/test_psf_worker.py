@@ -4,9 +4,12 @@ import time
 
 import numpy as np
 import tifffile
-from service_support import running_worker, write_picture
+from service_support import running_worker, submit, wait, write_picture
 
 from cache.store import RESULT, ResultCache
+from tests.tiffs import darktable_like_tiff
+from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves
+from worker.pipeline import DEBLUR_ENTRIES
 
 
 def test_a_job_without_a_psf_estimates_reports_and_caches_it(tmp_path):
@@ -32,3 +35,50 @@ def test_a_job_without_a_psf_estimates_reports_and_caches_it(tmp_path):
         assert abs(float(psf.sum()) - 1) < 1e-5 and psf.min() >= 0
         assert entry.file("psf.png").read_bytes().startswith(b"\x89PNG")
         assert entry.file(RESULT).read_bytes() == output.read_bytes()
+
+
+def estimate_of(report: dict) -> dict:
+    """The entries of a job's report that describe its estimated kernel, its time aside."""
+    return {k: v for k, v in report.items() if k not in DEBLUR_ENTRIES and k != "psf_seconds"}
+
+
+def test_a_kernel_kept_in_the_cache_deblurs_again_as_its_estimate_did(tmp_path):
+    """After `cache clean --on-exit` (darktable quit, keeping the kernels) the same pictures and
+    keys take their kernels from the cache: the same results, pixel for pixel, the same estimate
+    reported (no time spent on it) and kept in the cache. Until engine 0.3.22 the kernel ran as a
+    kernel given by the user: the smoothing its error called for was lost, no BLUR line, the
+    record's estimate wiped, a picture left as it is deblurred, and a `--varying` job failed."""
+    rng = np.random.default_rng(5)
+    scene = dead_leaves((420, 560), rng)
+    shaken = blur_valid(scene, camera_shake_kernel(9, rng))
+    shaken = np.clip(shaken + rng.normal(0, 0.005, shaken.shape), 0, 1)
+    pictures = {"sharp": scene, "shaken": shaken}
+    jobs = {
+        "sharp": {"blur": 9, "key": "a1" * 16},
+        "shaken": {"blur": 11, "key": "b2" * 16},
+        "varying": {"blur": 11, "key": "c3" * 16, "settings": {"varying": True}},
+    }
+    for name, picture in pictures.items():
+        darktable_like_tiff(tmp_path / f"{name}.tif", picture)  # linear light, as estimated
+    reports: dict[str, list[dict]] = {name: [] for name in jobs}
+    with running_worker() as worker, worker.client() as client:
+        for round_ in (1, 2):
+            for name, fields in jobs.items():
+                source = tmp_path / f"{'shaken' if name == 'varying' else name}.tif"
+                output = tmp_path / f"{name}-{round_}.tif"
+                final = wait(client, submit(client, source, output, **fields)["job"], 180)
+                assert final["stage"] == "done", (name, round_, final["error"])
+                reports[name].append(final["report"])
+            ResultCache(worker.cache_dir).clean(on_exit=True)
+        cache = ResultCache(worker.cache_dir)
+        for name, (first, second) in reports.items():
+            assert np.array_equal(
+                tifffile.imread(tmp_path / f"{name}-1.tif"),
+                tifffile.imread(tmp_path / f"{name}-2.tif"),
+            ), name
+            assert estimate_of(second) == estimate_of(first), name
+            kept = cache.entry(jobs[name]["key"]).record["report"]
+            assert estimate_of(kept) == estimate_of(first), name
+        for name in ("sharp", "shaken"):
+            assert reports[name][1]["psf_seconds"] == 0.0, name
+    assert {first["kernel"] for first, _ in reports.values()} >= {"none", "free-form"}, reports

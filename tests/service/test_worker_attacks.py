@@ -90,7 +90,7 @@ def test_a_removed_scratch_folder_costs_no_job(worker, material, tmp_path) -> No
         )
         assert final["stage"] == "done", final["error"]
         assert client.ping() is not None
-    assert ResultCache(worker.cache_dir).kernel(key) is not None
+    assert ResultCache(worker.cache_dir).entry(key).file(PSF) is not None
 
 
 def test_a_full_runtime_disk_loses_no_queued_job(material, tmp_path) -> None:

@@ -16,6 +16,7 @@ from service_support import (
     Worker,
     private_env,
     process_lives,
+    run_dt,
     running_worker,
     short_folder,
     submit,
@@ -248,3 +249,20 @@ def test_a_worker_lives_while_its_own_process_runs(worker_for_questions) -> None
     assert worker_lives(reply)
     assert not worker_lives({**reply, "pid": 1})
     assert not worker_lives({key: value for key, value in reply.items() if key != "started"})
+
+
+def test_a_worker_started_on_demand_keeps_its_logs_private(material, tmp_path) -> None:
+    """The log names pictures: the state folder a worker started by `submit` makes is 0700,
+    whatever the umask (until engine 0.3.22 the client made it first, 0755 under umask 022)."""
+    with short_folder() as folder:
+        env = private_env(folder)
+        state = Path(env["XDG_STATE_HOME"], "dt-deconvolve")
+        try:
+            result = run_dt(
+                env, "submit", material["small"], "-o", tmp_path / "out.tif", "--wait",
+                preexec_fn=lambda: os.umask(0o022),
+            )  # fmt: skip
+        finally:
+            run_dt(env, "shutdown")
+        assert result.returncode == 0, result.stderr
+        assert (state.stat().st_mode & 0o777, (state / "worker.log").exists()) == (0o700, True)

@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for command in COMMANDS:
         command.register(subparsers)
+    for listed in subparsers._choices_actions:  # `COMMAND --help` says what it does, as the list
+        described = subparsers.choices[listed.dest]
+        if described.description is None and listed.help:
+            described.description = f"{listed.help[0].upper()}{listed.help[1:]}."
     return parser
 
 

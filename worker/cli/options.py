@@ -1,14 +1,35 @@
 """The engine's options, shared by every command that deblurs (`deblur`, `run`, `submit`, `key`).
 
 One function adds them to a parser, one turns the parsed arguments into `DeblurSettings`, so the
-options read the same everywhere. Ranges are checked by `DeblurSettings.validate`.
+options read the same everywhere. Ranges are checked by `DeblurSettings.validate`, as the options
+are read: a value out of range is wrong usage (exit status 2), like an option that is not one.
 """
 
 import argparse
+from collections.abc import Callable
 
 from worker.deconv.settings import DeblurSettings
+from worker.errors import InputError
 
 DEFAULTS = DeblurSettings()
+
+
+def setting(name: str, kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type for the setting `name`: the text read as `kind`, checked as
+    `DeblurSettings.validate` checks that setting."""
+
+    def check(text: str) -> int | float:
+        try:
+            value = kind(text)
+            DeblurSettings(**{name: value}).validate()  # type: ignore[arg-type]
+        except InputError as error:  # (a ValueError too: first)
+            raise argparse.ArgumentTypeError(str(error)) from None
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        return value
+
+    return check
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +38,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("how hard to sharpen")
     group.add_argument(
         "--tolerance",
-        type=float,
+        type=setting("tolerance", float),
         default=DEFAULTS.tolerance,
         metavar="PCT",
         help="how much noise may start to show before sharpening stops, in percent "
@@ -26,7 +47,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--priority",
-        type=float,
+        type=setting("priority", float),
         default=DEFAULTS.priority,
         metavar="P",
         help="from -1 (keep the picture clean: smooth noise away, sharpen gently) through 0 "
@@ -34,7 +55,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--scale",
-        type=float,
+        type=setting("scale", float),
         default=DEFAULTS.scale,
         metavar="S",
         help="quick preview: work on the picture shrunk to this fraction of its size, e.g. 0.25 "
@@ -50,14 +71,14 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         "--varying",
         action="store_true",
         help="the blur differs across the frame (a shaken camera that also turned): learn a "
-        "blur in each part of a grid and sharpen each part with its own (needs --blur; "
-        "slower)",
+        "blur in each part of a grid and sharpen each part with its own (`run` and `submit`, "
+        "with a blur size; slower)",
     )
     expert = parser.add_argument_group("expert settings (normally derived from the picture)")
     expert.add_argument(
         "--lambda",
         dest="lam",
-        type=float,
+        type=setting("lam", float),
         default=DEFAULTS.lam,
         metavar="L",
         help="strength of the smoothing that holds noise and ringing back (the total-variation "
@@ -65,7 +86,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     expert.add_argument(
         "--iterations",
-        type=int,
+        type=setting("max_iterations", int),
         default=DEFAULTS.max_iterations,
         metavar="N",
         help="the most sharpening passes to make (default "

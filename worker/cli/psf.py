@@ -94,7 +94,10 @@ def run(args: argparse.Namespace) -> int:
     save_kernel(args.output, psf)
     if args.png:
         save_kernel_picture(args.png, psf)
-    summary = {"psf": str(args.output), "png": str(args.png) if args.png else None}
+    summary = {
+        "psf": str(args.output.absolute()),
+        "png": str(args.png.absolute()) if args.png else None,
+    }
     summary.update(report.as_dict())
     with report_on("kernel", str(args.output)):
         if args.json:

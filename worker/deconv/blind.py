@@ -498,6 +498,12 @@ def auto_size(
     return fits or last or (*learning_windows(image, grey, sizes[-1], window, clip_level), None)
 
 
+def pixels(count: int) -> str:
+    """A length with its article, as it is read aloud: 'a 5 px', 'an 8 px', 'an 11 px'."""
+    article = "an" if str(count).startswith("8") or count in (11, 18) else "a"
+    return f"{article} {count} px"
+
+
 def predicted(
     grey: np.ndarray, windows: list[Window], size: int, free: np.ndarray
 ) -> tuple[np.ndarray, str, str]:
@@ -505,7 +511,7 @@ def predicted(
     pixels of the check window clearly better (`worker.deconv.holdout`; its error `CLEARLY`
     lower): then that correction.
     Returns (kernel, kind, reason)."""
-    found = f"a {kernel_extent(free)} px blur, found alike on two parts of the picture"
+    found = f"{pixels(kernel_extent(free))} blur, found alike on two parts of the picture"
     doubt = f"{found} predicts unseen pixels worse than a milder correction"
     sigmas = softness(grey, windows, size)  # (learnt once: the fallback may be asked twice)
     safe, kind, reason = fallback(grey, windows, size, doubt, sigmas)

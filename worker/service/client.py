@@ -18,7 +18,7 @@ import zmq
 
 from worker import __version__
 from worker.errors import InputError, RemoteError, WorkerUnavailable
-from worker.paths import runtime_dir, state_dir
+from worker.paths import made_state_dir, runtime_dir
 from worker.service import protocol
 from worker.service.transport import (
     check_endpoint,
@@ -181,10 +181,8 @@ def start_log() -> IO[bytes]:
     """Where a worker started here writes its own output: `worker-start.log` in the state
     folder, which tells why a start failed; an unnamed temporary file where that cannot be
     written (a read-only state folder must not keep the worker from starting)."""
-    path = state_dir() / "worker-start.log"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "w+b")
+        return open(made_state_dir() / "worker-start.log", "w+b")
     except OSError:
         return tempfile.TemporaryFile()
 

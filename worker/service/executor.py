@@ -27,7 +27,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from worker.files.kernels import picture_path, save_kernel_picture
 from worker.jobspec import JobSpec
 from worker.service.jobs import Event, file_identity
 from worker.stages import Stage
+
+if TYPE_CHECKING:
+    from worker.pipeline import KnownKernel
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress events (stage changes are always sent)
 
@@ -69,6 +72,15 @@ def kernel_files(spec: JobSpec, psf_out: Path | None) -> dict[str, Path]:
     with contextlib.suppress(OSError, ValueError):  # no picture is no reason to fail the job
         save_kernel_picture(picture, np.load(spec.psf, allow_pickle=False))
     return {PSF: Path(spec.psf), PSF_PNG: picture}
+
+
+def known_kernel(known: dict[str, Any] | None) -> "KnownKernel | None":
+    """The cached kernel the worker handed the job with (`Job.task`), with its estimate, or None
+    (none cached, or a record that holds no usable estimate: the job estimates it again)."""
+    from worker.pipeline import KnownKernel, cached_estimate
+
+    estimate = cached_estimate(known.get("report")) if known else None
+    return None if known is None or estimate is None else KnownKernel(known["path"], estimate)
 
 
 def cache_result(
@@ -117,7 +129,7 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
         progress(0.0, Stage.READING)
         spec = JobSpec.from_fields(task["spec"])
         psf_out = kernel if spec.key and spec.estimating else None
-        report = run_pipeline(spec, progress, psf_out)
+        report = run_pipeline(spec, progress, psf_out, known_kernel(task.get("known")))
         note = None
         if spec.key:
             progress(1.0, Stage.CACHING)

@@ -123,15 +123,23 @@ class Job:
             "follows": self.leader,
         }
 
-    def task(self, cache_dir: Path, scratch: Path | None, limits: dict[str, int]) -> dict[str, Any]:
+    def task(
+        self,
+        cache_dir: Path,
+        scratch: Path | None,
+        limits: dict[str, int],
+        known: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """The message that hands this job to an executor (`scratch`: its private folder, None
-        when the runtime disk has no room for one)."""
+        when the runtime disk has no room for one; `known`: the kernel its key has in the cache,
+        `{"path": its copy, "report": the report of the job that estimated it}`)."""
         return {
             "job": self.id,
             "spec": self.spec.as_fields(),
             "cache_dir": str(cache_dir),
             "cache_limits": limits,
             "scratch": None if scratch is None else str(scratch),
+            "known": known,
         }
 
 

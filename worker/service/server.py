@@ -11,7 +11,6 @@ down, and every request, however malformed, gets a reply.
 """
 
 import contextlib
-import dataclasses
 import fcntl
 import logging
 import logging.handlers
@@ -29,12 +28,12 @@ from typing import Any
 
 import zmq
 
-from cache.store import CacheLimits, ResultCache
+from cache.store import PSF, CacheLimits, ResultCache
 from worker import __version__
 from worker.atomic import copy_atomically, put_back, set_aside, temporaries
 from worker.errors import InputError, NotCached, ProtocolError, describe_error, describe_os_error
 from worker.jobspec import JobSpec, check_tiff_name
-from worker.paths import runtime_dir, state_dir
+from worker.paths import made_state_dir, runtime_dir, state_dir
 from worker.service import protocol
 from worker.service.background import Background
 from worker.service.jobs import Event, Executor, Job, JobTable, file_identity
@@ -97,7 +96,7 @@ def open_log(verbose: bool) -> None:
     path = state_dir() / "worker.log"
     handlers: list[logging.Handler] = [logging.StreamHandler()] if verbose else []
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the log names pictures
+        made_state_dir()
         handlers.append(  # a name that is not UTF-8 logs escaped
             logging.handlers.RotatingFileHandler(
                 path, maxBytes=1 << 20, backupCount=3, encoding="utf-8", errors="backslashreplace"
@@ -436,8 +435,7 @@ class Server:
             job = self.table.next_queued()
             assert job is not None
             scratch = self._scratch(job)
-            if job.key and job.spec.estimating and scratch is not None:
-                job.spec = self._with_cached_kernel(job.spec, job.key, scratch)
+            known = self._cached_kernel(job, scratch)
             job.started = time.time()
             job.output_before = file_identity(job.output)
             job.progress(0.0, Stage.READING)
@@ -446,7 +444,7 @@ class Server:
                 "min_free_bytes": self.config.cache_limits.min_free_bytes,
             }
             try:
-                executor.start(job, job.task(self.config.cache_dir, scratch, limits))
+                executor.start(job, job.task(self.config.cache_dir, scratch, limits, known))
             except OSError:  # the executor died just now; its closed pipe reports it
                 log.warning("executor %d could not take job %s", executor.pid, job.id)
                 continue
@@ -482,19 +480,24 @@ class Server:
             return None
         return folder
 
-    def _with_cached_kernel(self, spec: JobSpec, key: str, scratch: Path) -> JobSpec:
-        """`spec` using the kernel its key has in the cache, copied into the job's scratch folder
-        now (so evicting the entry later cannot fail the job); `spec` unchanged, the kernel to be
-        estimated, when the cache has none (any more)."""
-        kernel = self.cache.kernel(key)
-        if kernel is None:
-            return spec
+    def _cached_kernel(self, job: Job, scratch: Path | None) -> dict[str, Any] | None:
+        """The kernel the job's key has in the cache, for a job that would estimate it
+        (`pipeline.KnownKernel`): its copy in the job's scratch folder, made now (so evicting
+        the entry later cannot fail the job), and the report of the job that estimated it. None
+        when the job finds no such kernel (any more), or is `--varying` (a kernel per part):
+        the kernel is then estimated."""
+        if not (job.key and job.spec.estimating and scratch is not None):
+            return None
+        entry = self.cache.entry(job.key)
+        kernel = entry.file(PSF) if entry is not None else None
+        if entry is None or kernel is None or job.spec.settings.varying:
+            return None
         copy = scratch / CACHED_KERNEL
         try:
             copy_atomically(kernel, copy)
         except OSError:  # evicted a moment ago, or no room: estimate it again
-            return spec
-        return dataclasses.replace(spec, psf=str(copy))
+            return None
+        return {"path": str(copy), "report": entry.record.get("report")}
 
     def _read_executor(self, executor: Executor) -> None:
         events, closed = executor.read_events()
