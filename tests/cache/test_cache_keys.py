@@ -44,7 +44,7 @@ def test_only_keys_name_entries(key: str) -> None:
     if key and set(key) <= set("0123456789abcdef") and 16 <= len(key) <= 128:
         assert cache.folder(key) == cache.root / key
         return
-    for operation in (cache.entry, cache.remove, cache.kernel, cache.lookup, cache.folder):
+    for operation in (cache.entry, cache.remove, cache.lookup, cache.folder):
         with pytest.raises(InputError):
             operation(key)
 
