@@ -499,7 +499,9 @@ local function copy_metadata(original, result, settings)
       result[field] = original[field]
     end)
   end
-  dt.tags.attach(dt.tags.create(logic.settings_tag(settings)), result)
+  for _, name in ipairs(logic.result_tags(settings)) do
+    dt.tags.attach(dt.tags.create(name), result)
+  end
 end
 
 -- Bring a result into the library beside its original, with the original's look when it was

@@ -205,6 +205,12 @@ test("copyable_tags: darktable's own and this plug-in's tags stay behind", funct
     { "people|alice", "places|x|y", "darktablers" })
 end)
 
+test("a preview is tagged as one, a full-size result is not", function()
+  eq(logic.result_tags({ blur = 15, tolerance = 5, scale = 0.4 }),
+    { "dt-deconvolve|blur 15|tolerance 5", "dt-deconvolve|preview" })
+  eq(logic.result_tags({ blur = 15, tolerance = 5, scale = 1 }), { "dt-deconvolve|blur 15|tolerance 5" })
+end)
+
 test("settings_tag records blur size and tolerance", function()
   eq(logic.settings_tag({ blur = 15, tolerance = 5 }), "dt-deconvolve|blur 15|tolerance 5")
   eq(logic.settings_tag({ blur = 8, tolerance = 2.4999997 }), "dt-deconvolve|blur 9|tolerance 2.5")

@@ -414,6 +414,16 @@ function logic.settings_tag(settings)
   )
 end
 
+--- The tags recording how a result was made: its settings (`settings_tag`) and, on a preview
+--- (`scale` below 1: smaller than its original), `dt-deconvolve|preview`.
+function logic.result_tags(settings)
+  local tags = { logic.settings_tag(settings) }
+  if (settings.scale or 1) < 1 then
+    tags[#tags + 1] = logic.TAG_ROOT .. "|preview"
+  end
+  return tags
+end
+
 --- The reason to show for a failed command: its `error:` line without the program's name, else
 --- the last line it wrote, else `fallback`.
 function logic.error_reason(text, fallback)
