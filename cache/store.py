@@ -47,6 +47,7 @@ STAGING, TRASH = ".tmp-", ".trash-"
 STAGING_NAME = re.compile(re.escape(STAGING) + r"[0-9a-z]+-\d+-[0-9a-f]{8}")  # <tag>-<pid>-<rand>
 TRASH_NAME = re.compile(re.escape(TRASH) + CACHE_KEY.pattern + r"-[0-9a-f]{8}")  # <key>-<rand>
 FORMAT = 1  # of the entry layout and record
+MAX_REPORT_BYTES = 16 << 10  # a record's report as JSON (the worker's replies carry it whole)
 
 
 @dataclass(frozen=True)
@@ -356,8 +357,9 @@ class ResultCache:
 def valid_record(record: Any) -> bool:
     """Whether `record` is shaped as `ResultCache.store` writes it: an object whose `files` maps
     entry file names to sizes (whole numbers, not negative), `last_used` a finite number and
-    `report` (when present) an object. A record edited or damaged otherwise makes its entry a
-    miss (and `clean` removes it), never an error for every job that reads the cache."""
+    `report` (when present) an object of strict JSON (no NaN) within `MAX_REPORT_BYTES`. A record
+    edited or damaged otherwise makes its entry a miss (and `clean` removes it), never an error
+    for every job that reads the cache."""
     if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
         return False
     files = record["files"]
@@ -366,9 +368,13 @@ def valid_record(record: Any) -> bool:
     ):
         return False
     last_used = record.get("last_used", 0.0)
-    if not is_finite_number(last_used):
+    if not is_finite_number(last_used) or not isinstance(record.get("report", {}), dict):
         return False
-    return isinstance(record.get("report", {}), dict)
+    try:  # (a reply that carries it must be strict JSON, and short)
+        report = json.dumps(record.get("report", {}), allow_nan=False)
+    except ValueError:  # NaN or infinity in it
+        return False
+    return len(report) <= MAX_REPORT_BYTES
 
 
 def _delete(path: Path) -> None:

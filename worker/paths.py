@@ -38,10 +38,14 @@ def state_dir() -> Path:
 
 
 def made_state_dir() -> Path:
-    """`state_dir()`, made if it is not there: private (0700), since the logs in it name
-    pictures. Raises `OSError` when it cannot be made."""
+    """`state_dir()`, made if it is not there, and private (0700) if it is this user's: the
+    logs in it name pictures (one that an older release left open is closed; one the user
+    linked elsewhere is the folder it leads to). Raises `OSError` when it cannot be made."""
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = folder.stat()
+    if info.st_uid == os.getuid() and info.st_mode & 0o077:
+        folder.chmod(0o700)
     return folder
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -32,7 +33,7 @@ from worker.files.imageio import read_picture, write_picture
 from worker.files.kernels import check_names, picture_path, save_kernel, save_kernel_picture
 from worker.files.wisdom import fftw_wisdom
 from worker.jobspec import JobSpec
-from worker.numbers import is_finite_number
+from worker.numbers import is_finite_number, is_whole
 from worker.regular import open_regular
 from worker.resize import shrink_area
 from worker.stages import Progress, Stage
@@ -118,6 +119,34 @@ def load_psf(path: str | os.PathLike[str], image_shape: tuple[int, ...]) -> np.n
 
 # What a job's report says of its deblur and its files; the rest describes its estimated kernel.
 DEBLUR_ENTRIES = frozenset(DeblurReport.left_as_is(1.0).as_dict()) | {"output", "psf_out"}
+MAX_REASON = 1000  # characters of a kept estimate's reason (the engine's are a few hundred)
+MAX_KERNEL_ERROR = 1e4  # a kept estimate's kernel error (the engine's stay within a few hundred)
+
+
+def _whole_count(value: object) -> bool:
+    return is_whole(value) and value >= 0
+
+
+def _window(value: object) -> bool:
+    return isinstance(value, list) and len(value) == 4 and all(map(is_whole, value))
+
+
+# The entries a kept estimate may carry (`estimate_kernel`'s: `BlurReport`'s, a subject's
+# `PsfReport`'s), each with its check; the kind, confidence and reason are required.
+ESTIMATE_CHECKS: dict[str, Callable[[object], bool]] = {
+    "kernel": lambda kind: kind in (FREE_FORM, GAUSSIAN, DISC, NO_BLUR),
+    "confidence": lambda value: is_finite_number(value) and 0 <= value <= 1,
+    "reason": lambda text: isinstance(text, str) and len(text) <= MAX_REASON and text.isprintable(),
+    "kernel_error": lambda value: is_finite_number(value) and 0 <= value <= MAX_KERNEL_ERROR,
+    "smoothing": lambda value: is_finite_number(value) and value >= 1,
+    "blur": _whole_count,
+    "extent": _whole_count,
+    "levels": _whole_count,
+    "psf_iterations": _whole_count,
+    "window": _window,
+    "check_window": _window,
+}
+REQUIRED_ESTIMATE = ("kernel", "confidence", "reason")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,18 +162,27 @@ def cached_estimate(report: object) -> dict[str, Any] | None:
     """The estimate's entries of an earlier job's `report` (as `run_pipeline` returned it and
     the cache keeps it), for a job that reuses its kernel: the same kind, confidence, reason and
     kernel error (which decides the deblur's smoothing), its time 0 (this job spends none).
-    None when the report holds no estimate, or a damaged one: the kernel is then found again."""
-    if not isinstance(report, dict):
+    Only the entries of `ESTIMATE_CHECKS` are kept, each checked. None when the report holds no
+    estimate, or a damaged one (a required entry missing, any entry out of its range): the
+    kernel is then found again."""
+    if not isinstance(report, dict) or not all(name in report for name in REQUIRED_ESTIMATE):
         return None
-    estimate = {name: value for name, value in report.items() if name not in DEBLUR_ENTRIES}
-    error = estimate.get("kernel_error", 0.0)
-    if (
-        estimate.get("kernel") not in (FREE_FORM, GAUSSIAN, DISC, NO_BLUR)
-        or not is_finite_number(estimate.get("confidence"))
-        or not (is_finite_number(error) and error >= 0)
-    ):
+    estimate = {name: report[name] for name in ESTIMATE_CHECKS if name in report}
+    if not all(ESTIMATE_CHECKS[name](value) for name, value in estimate.items()):
         return None
     return {**estimate, "psf_seconds": 0.0}
+
+
+def known_psf(known: KnownKernel, image_shape: tuple[int, ...]) -> np.ndarray | None:
+    """The kept kernel of `known`, or None when it cannot serve (not a kernel for this picture,
+    or not what its estimate says: a delta for a picture left as it is, more for any other): the
+    kernel is then found again."""
+    try:
+        psf = load_psf(known.path, image_shape)
+    except InputError:
+        return None
+    left_as_is = known.estimate["kernel"] == NO_BLUR
+    return psf if left_as_is == (psf.shape == (1, 1)) else None
 
 
 def run_pipeline(
@@ -192,8 +230,8 @@ def run_pipeline(
     else:
         if spec.psf is not None:
             psf = load_psf(spec.psf, picture.pixels.shape)
-        elif known is not None:  # the same kernel, deblurred with as before
-            learnt = psf = load_psf(known.path, picture.pixels.shape)
+        elif known is not None and (kept := known_psf(known, picture.pixels.shape)) is not None:
+            learnt = psf = kept  # the same kernel, deblurred with as before
             estimated = dict(known.estimate)
         else:
             psf, estimated = estimate_kernel(

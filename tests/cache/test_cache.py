@@ -320,6 +320,8 @@ DAMAGED_RECORDS = [
     '{"files": {"psf.npy": 5}, "report": "str"}',
     '{"files": {"result.tif": 10}, "last_used": NaN}',
     '{"files": {"result.tif": 10}, "last_used": 1%s}' % ("0" * 400),  # no float holds it
+    '{"files": {"result.tif": 10}, "report": {"psf_iterations": NaN}}',  # no reply can carry...
+    '{"files": {"result.tif": 10}, "report": {"reason": "%s"}}' % ("x" * 100_000),  # ...these
     "[1, 2]",
     "garbage",
 ]

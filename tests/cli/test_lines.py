@@ -19,6 +19,10 @@ def test_the_blur_line_holds_the_confidence_the_kernel_and_the_reason_on_one_lin
     report = {"confidence": 0.834, "kernel": "varying", "reason": "the blur varies\nacross"}
     assert blur_line(report) == "BLUR 0.83 varying the blur varies across"
     assert blur_line({"confidence": 3, "kernel": "none", "reason": ""}) == "BLUR 1.00 none -"
+    # (a terminal's escape or a NUL, from a damaged cache record, reaches neither the plug-in
+    # nor a terminal: until engine 0.3.22 only line breaks and spaces were folded)
+    damaged = {"confidence": 0.9, "kernel": "free\x00form", "reason": "a\x00b\x1b[31mred"}
+    assert blur_line(damaged) == "BLUR 0.90 freeform a b [31mred"
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from scipy import ndimage
 from worker.deconv import DeblurSettings, deblur, rl_tv
 from worker.deconv.noise import estimate_noise_model, regularisation_weight, white_level
 from worker.deconv.rl_tv import richardson_lucy_tv
+from worker.deconv.settings import MAX_LAMBDA
 from worker.deconv.stopping import StoppingRule
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves, psnr
 from worker.errors import InputError
@@ -251,3 +252,19 @@ def test_the_fitted_read_noise_offset_beats_plain_richardson_lucy() -> None:
         for offset in (model.offset(white), 0.0)
     }
     assert scores[model.offset(white)] > scores[0.0] + 0.2
+
+
+@pytest.mark.parametrize("error", [np.nan, -1.0, np.inf])
+def test_a_kernel_error_that_is_no_share_of_the_noise_is_refused(shaken, error) -> None:
+    _, observed, psf = shaken
+    with pytest.raises(InputError, match="kernel's error"):
+        deblur(observed, psf, kernel_error=error)
+
+
+def test_a_huge_kernel_error_smooths_no_more_than_the_largest_lambda(shaken) -> None:
+    """A kernel error of 1e20 made lambda 3e34 and the picture's samples 1e25 (a damaged cache
+    record's, engine 0.3.22 before a helper's attack): lambda stops at `MAX_LAMBDA`."""
+    _, observed, psf = shaken
+    restored, report = deblur(observed, psf, DeblurSettings(max_iterations=3), kernel_error=1e20)
+    assert report.lam == MAX_LAMBDA
+    assert np.isfinite(restored).all() and restored.max() < 2 * observed.max()

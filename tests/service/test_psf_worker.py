@@ -82,3 +82,24 @@ def test_a_kernel_kept_in_the_cache_deblurs_again_as_its_estimate_did(tmp_path):
         for name in ("sharp", "shaken"):
             assert reports[name][1]["psf_seconds"] == 0.0, name
     assert {first["kernel"] for first, _ in reports.values()} >= {"none", "free-form"}, reports
+
+
+def test_a_kept_kernel_that_was_damaged_is_estimated_again(tmp_path):
+    """A kept kernel that no longer is one (NaN, the size its record says) is a miss, not a job
+    that fails for good naming a file in the worker's scratch folder (until a helper's attack on
+    engine 0.3.22)."""
+    rng = np.random.default_rng(5)
+    shaken = blur_valid(dead_leaves((420, 560), rng), camera_shake_kernel(9, rng))
+    darktable_like_tiff(tmp_path / "in.tif", shaken)
+    fields = {"blur": 11, "key": "d4" * 16}
+    with running_worker() as worker, worker.client() as client:
+        outputs = [tmp_path / "first.tif", tmp_path / "second.tif"]
+        for output in outputs:
+            final = wait(client, submit(client, tmp_path / "in.tif", output, **fields)["job"], 180)
+            assert final["stage"] == "done", final["error"]
+            cache = ResultCache(worker.cache_dir)
+            cache.clean(on_exit=True)
+            kept = cache.entry(fields["key"]).file("psf.npy")
+            np.save(kept, np.full_like(np.load(kept), np.nan))  # the same size: no miss by it
+    first, second = (tifffile.imread(output) for output in outputs)
+    assert np.array_equal(first, second) and final["report"]["psf_seconds"] > 0

@@ -251,12 +251,19 @@ def test_a_worker_lives_while_its_own_process_runs(worker_for_questions) -> None
     assert not worker_lives({key: value for key, value in reply.items() if key != "started"})
 
 
-def test_a_worker_started_on_demand_keeps_its_logs_private(material, tmp_path) -> None:
+@pytest.mark.parametrize("left", [None, 0o755], ids=["new", "left-open"])
+def test_a_worker_started_on_demand_keeps_its_logs_private(
+    material, tmp_path, left: int | None
+) -> None:
     """The log names pictures: the state folder a worker started by `submit` makes is 0700,
-    whatever the umask (until engine 0.3.22 the client made it first, 0755 under umask 022)."""
+    whatever the umask, and one an older release left open is closed (until engine 0.3.22 the
+    client made it first, 0755 under umask 022)."""
     with short_folder() as folder:
         env = private_env(folder)
         state = Path(env["XDG_STATE_HOME"], "dt-deconvolve")
+        if left is not None:
+            state.mkdir()
+            state.chmod(left)
         try:
             result = run_dt(
                 env, "submit", material["small"], "-o", tmp_path / "out.tif", "--wait",

@@ -22,12 +22,18 @@ def path_field(path: str | os.PathLike[str]) -> str:
     return "".join(chr(b) if b in _PLAIN else f"%{b:02X}" for b in os.fsencode(path))
 
 
+def _printable(value: object) -> str:
+    """`value` as text, each character that a terminal or a line reader would act on (a line
+    break, NUL, an escape) a space."""
+    return "".join(c if c.isprintable() else " " for c in str(value))
+
+
 def blur_line(report: Mapping[str, Any]) -> str | None:
     """``BLUR <confidence> <kernel> <reason>`` for a report that holds an estimated blur (the
     kernel used: none, free-form, gaussian, disc or varying; the reason on one line), else None."""
     confidence = report.get("confidence")
     if not is_finite_number(confidence):
         return None  # none estimated (or a damaged cache record's)
-    reason = " ".join(str(report.get("reason", "")).split()) or "-"
-    kind = "".join(str(report.get("kernel", "")).split()) or "-"
+    reason = " ".join(_printable(report.get("reason", "")).split()) or "-"
+    kind = "".join(_printable(report.get("kernel", "")).split()) or "-"
     return f"BLUR {min(max(float(confidence), 0.0), 1.0):.2f} {kind} {reason}"

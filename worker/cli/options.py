@@ -27,7 +27,7 @@ def setting(name: str, kind: type[int] | type[float]) -> Callable[[str], int | f
         except ValueError:
             what = "a whole number" if kind is int else "a number"
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        return value
+        return value + 0  # (-0.0 + 0 is 0.0: `-0` hashes into the same cache key as `0`)
 
     return check
 

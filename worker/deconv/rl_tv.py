@@ -85,7 +85,7 @@ from worker.deconv.noise import (
 from worker.deconv.noise_correlation import for_correlated_noise
 from worker.deconv.preview import check_preview, preview_inputs
 from worker.deconv.psf_tools import validate_psf
-from worker.deconv.settings import DeblurSettings
+from worker.deconv.settings import MAX_LAMBDA, DeblurSettings
 from worker.deconv.stopping import (
     StoppingRule,
     centred_correlations,
@@ -95,6 +95,7 @@ from worker.deconv.stopping import (
 from worker.deconv.texture import texture_weight
 from worker.deconv.tv import gradient_weights, split_gradient_at
 from worker.errors import InputError
+from worker.numbers import is_finite_number
 from worker.resize import enlarge_bilinear
 from worker.stages import Progress, Stage, StopReason
 
@@ -532,6 +533,7 @@ def _restore(
     lam = settings.lam
     if lam is None:
         lam = regularisation_weight(model, white, float(f.mean()), settings.priority, kernel_error)
+        lam = min(lam, MAX_LAMBDA)
     offset = model.offset(white)
     texture = texture_weight(f, mask, model, psf.shape)
     min_iterations, stagnation = WARM_MIN_ITERATIONS, WARM_STAGNATION  # from the coarse start
@@ -589,7 +591,8 @@ def deblur(
     """Deblur `image` (float32 (H, W, C), linear light) blurred by `psf`; returns (sharp, report).
 
     `kernel_error` is a learnt kernel's error as a share of the noise variance
-    (`worker.deconv.kernel_error`), which raises lambda; 0 (the default) takes `psf` as exact.
+    (`worker.deconv.kernel_error`), which raises lambda (never above the settings' `MAX_LAMBDA`,
+    beyond which the maths overflows); 0 (the default) takes `psf` as exact.
 
     The result has the image's shape, or the downsized shape of a preview (`settings.scale` < 1).
     Negative samples (out-of-gamut colours) count as 0 in the data term. Raises `InputError` for a
@@ -599,6 +602,8 @@ def deblur(
     image = _check_image(image)
     psf = validate_psf(psf, image.shape)
     settings.validate()
+    if not (is_finite_number(kernel_error) and kernel_error >= 0):
+        raise InputError(f"a kernel's error must be a number, at least 0, not {kernel_error!r}")
     if progress is not None:
         progress(0.0, Stage.DEBLURRING)
     image, psf = preview_inputs(image, psf, settings.scale)

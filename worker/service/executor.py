@@ -74,13 +74,16 @@ def kernel_files(spec: JobSpec, psf_out: Path | None) -> dict[str, Path]:
     return {PSF: Path(spec.psf), PSF_PNG: picture}
 
 
-def known_kernel(known: dict[str, Any] | None) -> "KnownKernel | None":
-    """The cached kernel the worker handed the job with (`Job.task`), with its estimate, or None
-    (none cached, or a record that holds no usable estimate: the job estimates it again)."""
+def known_kernel(known: dict[str, Any] | None, spec: JobSpec) -> "KnownKernel | None":
+    """The cached kernel the worker handed the job `spec` with (`Job.task`), with its estimate,
+    or None: none cached, one made with other parameters (a key chosen by hand), or a record
+    that holds no usable estimate; the job then estimates it again."""
     from worker.pipeline import KnownKernel, cached_estimate
 
-    estimate = cached_estimate(known.get("report")) if known else None
-    return None if known is None or estimate is None else KnownKernel(known["path"], estimate)
+    if known is None or known.get("made") != json.loads(json.dumps(spec.parameters())):
+        return None
+    estimate = cached_estimate(known.get("report"))
+    return None if estimate is None else KnownKernel(known["path"], estimate)
 
 
 def cache_result(
@@ -129,7 +132,7 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
         progress(0.0, Stage.READING)
         spec = JobSpec.from_fields(task["spec"])
         psf_out = kernel if spec.key and spec.estimating else None
-        report = run_pipeline(spec, progress, psf_out, known_kernel(task.get("known")))
+        report = run_pipeline(spec, progress, psf_out, known_kernel(task.get("known"), spec))
         note = None
         if spec.key:
             progress(1.0, Stage.CACHING)

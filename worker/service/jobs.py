@@ -132,7 +132,8 @@ class Job:
     ) -> dict[str, Any]:
         """The message that hands this job to an executor (`scratch`: its private folder, None
         when the runtime disk has no room for one; `known`: the kernel its key has in the cache,
-        `{"path": its copy, "report": the report of the job that estimated it}`)."""
+        `{"path": its copy, "report": the report of the job that estimated it, "made": that
+        job's parameters}`)."""
         return {
             "job": self.id,
             "spec": self.spec.as_fields(),

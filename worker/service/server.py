@@ -497,7 +497,8 @@ class Server:
             copy_atomically(kernel, copy)
         except OSError:  # evicted a moment ago, or no room: estimate it again
             return None
-        return {"path": str(copy), "report": entry.record.get("report")}
+        record = entry.record
+        return {"path": str(copy), "report": record.get("report"), "made": record.get("parameters")}
 
     def _read_executor(self, executor: Executor) -> None:
         events, closed = executor.read_events()

@@ -1,0 +1,102 @@
+"""A kernel kept in the cache, reused by a later job: only with an estimate that holds up, and
+only when the kernel file is the kernel that estimate describes (a helper's attack on engine
+0.3.22's reuse: damaged records gave wrong pictures, internal errors and poisoned keys)."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from worker.deconv.synthetic import camera_shake_kernel
+from worker.jobspec import JobSpec
+from worker.pipeline import KnownKernel, cached_estimate, known_psf
+from worker.service.executor import known_kernel
+
+ESTIMATE = {
+    "kernel": "free-form",
+    "confidence": 0.97,
+    "reason": "an 8 px blur, found alike on two parts of the picture",
+    "blur": 11,
+    "extent": 8,
+    "window": [16, 0, 256, 256],
+    "check_window": [300, 100, 256, 256],
+    "kernel_error": 2.2,
+    "smoothing": 2.4,
+    "psf_iterations": 40,
+    "psf_seconds": 3.1,
+}
+DEBLURRED = {"iterations": 12, "lambda": 0.002, "stop_reason": "stagnation", "output": "/o.tif"}
+
+
+def test_a_kept_estimate_keeps_its_own_entries_and_spends_no_time() -> None:
+    kept = cached_estimate({**ESTIMATE, **DEBLURRED, "note": "x", "grid": [3, 3]})
+    assert kept == {**ESTIMATE, "psf_seconds": 0.0}
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"kernel_error": 1e20},  # lambda 3e34: a picture of 1e25 (or a division by zero)
+        {"kernel_error": -1},
+        {"confidence": math.nan},
+        {"confidence": 1.5},
+        {"kernel": "varying"},
+        {"reason": "a\x00b\x1b[31mred"},
+        {"reason": "x" * 100_000},
+        {"reason": None},
+        {"window": [1, 2, 3]},
+        {"psf_iterations": math.inf},
+        {"smoothing": 0.5},
+    ],
+    ids=lambda damage: next(iter(damage)),
+)
+def test_a_damaged_estimate_is_found_again(damage: dict) -> None:
+    assert cached_estimate({**ESTIMATE, **damage}) is None
+
+
+def test_an_estimate_without_its_kind_confidence_or_reason_is_none() -> None:
+    for name in ("kernel", "confidence", "reason"):
+        assert cached_estimate({k: v for k, v in ESTIMATE.items() if k != name}) is None
+    assert cached_estimate([ESTIMATE]) is None
+
+
+def kept_kernel(path: Path, kernel: np.ndarray, kind: str) -> KnownKernel:
+    np.save(path, kernel)
+    return KnownKernel(str(path), {**ESTIMATE, "kernel": kind})
+
+
+def test_a_kept_kernel_serves_only_as_what_its_estimate_says(tmp_path: Path) -> None:
+    shake = camera_shake_kernel(9, np.random.default_rng(1))
+    delta = np.ones((1, 1), np.float32)
+    picture = (200, 300, 3)
+    assert known_psf(kept_kernel(tmp_path / "a.npy", shake, "free-form"), picture) is not None
+    assert known_psf(kept_kernel(tmp_path / "b.npy", delta, "none"), picture) is not None
+    assert known_psf(kept_kernel(tmp_path / "c.npy", shake, "none"), picture) is None
+    assert known_psf(kept_kernel(tmp_path / "d.npy", delta, "free-form"), picture) is None
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    [
+        np.full((9, 9), np.nan, np.float32),
+        np.zeros((9, 9), np.float32),
+        np.ones((8, 8), np.float32),
+        np.ones((1, 1, 9, 9), np.float32),  # a --varying job's grid
+    ],
+    ids=["nan", "zero", "even", "grid"],
+)
+def test_a_kept_kernel_that_is_no_kernel_is_found_again(tmp_path: Path, kernel) -> None:
+    """Until then the job failed for good, naming a file in the worker's scratch folder."""
+    assert known_psf(kept_kernel(tmp_path / "k.npy", kernel, "free-form"), (200, 300, 3)) is None
+
+
+def test_a_kernel_kept_for_other_parameters_is_not_reused(tmp_path: Path) -> None:
+    """A key chosen by hand may name an entry made with other settings (a preview's kernel)."""
+    spec = JobSpec(str(tmp_path / "in.tif"), str(tmp_path / "out.tif"), key="ab" * 16, blur=11)
+    made = spec.parameters()
+    known = {"path": str(tmp_path / "k.npy"), "report": ESTIMATE, "made": made}
+    assert known_kernel(known, spec) is not None
+    assert known_kernel({**known, "made": {**made, "blur": 13}}, spec) is None
+    assert known_kernel({**known, "made": None}, spec) is None
+    assert known_kernel(None, spec) is None
