@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from worker.deconv.parametric import kernel_extent
 from worker.deconv.synthetic import camera_shake_kernel
 from worker.jobspec import JobSpec
 from worker.pipeline import KnownKernel, cached_estimate, known_psf
@@ -61,9 +62,23 @@ def test_an_estimate_without_its_kind_confidence_or_reason_is_none() -> None:
     assert cached_estimate([ESTIMATE]) is None
 
 
-def kept_kernel(path: Path, kernel: np.ndarray, kind: str) -> KnownKernel:
+def test_a_blur_estimate_comes_whole_and_consistent() -> None:
+    """`estimate_blur`'s entries come together, and its smoothing is the one its kernel error
+    gives: a record whose kernel error went missing (or was edited alone) is found again."""
+    for name in ("blur", "extent", "kernel_error", "smoothing"):
+        assert cached_estimate({k: v for k, v in ESTIMATE.items() if k != name}) is None
+    assert cached_estimate({**ESTIMATE, "kernel_error": 0.0}) is None
+    subject = {k: ESTIMATE[k] for k in ("kernel", "confidence", "reason", "window")}
+    assert cached_estimate(subject) == {**subject, "psf_seconds": 0.0}  # (local mode's)
+
+
+def kept_kernel(path: Path, kernel: np.ndarray, kind: str, **said: int) -> KnownKernel:
+    """`kernel` kept at `path` with an estimate of `kind` that gives its side and extent (or
+    what `said` says)."""
     np.save(path, kernel)
-    return KnownKernel(str(path), {**ESTIMATE, "kernel": kind})
+    usable = kernel.ndim == 2 and np.isfinite(kernel).all() and kernel.max() > 0
+    shape = {"blur": kernel.shape[0], "extent": kernel_extent(kernel)} if usable else {}
+    return KnownKernel(str(path), {**ESTIMATE, "kernel": kind, **shape, **said})
 
 
 def test_a_kept_kernel_serves_only_as_what_its_estimate_says(tmp_path: Path) -> None:
@@ -74,6 +89,10 @@ def test_a_kept_kernel_serves_only_as_what_its_estimate_says(tmp_path: Path) -> 
     assert known_psf(kept_kernel(tmp_path / "b.npy", delta, "none"), picture) is not None
     assert known_psf(kept_kernel(tmp_path / "c.npy", shake, "none"), picture) is None
     assert known_psf(kept_kernel(tmp_path / "d.npy", delta, "free-form"), picture) is None
+    # ...of the side and extent it gives: a kernel padded, or replaced by a wide delta
+    assert known_psf(kept_kernel(tmp_path / "e.npy", shake, "free-form", blur=11), picture) is None
+    wide = np.pad(delta, 5)
+    assert known_psf(kept_kernel(tmp_path / "f.npy", wide, "free-form", extent=8), picture) is None
 
 
 @pytest.mark.parametrize(

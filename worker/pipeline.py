@@ -23,6 +23,8 @@ from worker.deconv import DeblurSettings, deblur
 from worker.deconv.blind import DISC, FREE_FORM, GAUSSIAN, NO_BLUR, estimate_blur
 from worker.deconv.level import brighten
 from worker.deconv.local import describe_subject, subject_kernel
+from worker.deconv.noise import kernel_smoothing
+from worker.deconv.parametric import kernel_extent
 from worker.deconv.psf_tools import validate_psf
 from worker.deconv.rl_tv import DeblurReport
 from worker.deconv.settings import AUTO, AUTO_BLUR, MAX_BLUR, blur_from_text
@@ -147,6 +149,7 @@ ESTIMATE_CHECKS: dict[str, Callable[[object], bool]] = {
     "check_window": _window,
 }
 REQUIRED_ESTIMATE = ("kernel", "confidence", "reason")
+BLUR_REPORT = ("blur", "extent", "kernel_error", "smoothing")  # `BlurReport`'s: all or none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,19 +173,29 @@ def cached_estimate(report: object) -> dict[str, Any] | None:
     estimate = {name: report[name] for name in ESTIMATE_CHECKS if name in report}
     if not all(ESTIMATE_CHECKS[name](value) for name, value in estimate.items()):
         return None
+    blur_report = [name in estimate for name in BLUR_REPORT]
+    if any(blur_report) and not (
+        all(blur_report)  # (and the smoothing the one its kernel error gives, to the hundredth)
+        and abs(estimate["smoothing"] - kernel_smoothing(estimate["kernel_error"])) <= 0.01
+    ):
+        return None
     return {**estimate, "psf_seconds": 0.0}
 
 
 def known_psf(known: KnownKernel, image_shape: tuple[int, ...]) -> np.ndarray | None:
     """The kept kernel of `known`, or None when it cannot serve (not a kernel for this picture,
-    or not what its estimate says: a delta for a picture left as it is, more for any other): the
-    kernel is then found again."""
+    or not what its estimate says: a delta for a picture left as it is, more for any other, of
+    the side and extent the estimate gives): the kernel is then found again."""
     try:
         psf = load_psf(known.path, image_shape)
     except InputError:
         return None
-    left_as_is = known.estimate["kernel"] == NO_BLUR
-    return psf if left_as_is == (psf.shape == (1, 1)) else None
+    estimate = known.estimate
+    said = (estimate.get("blur", psf.shape[0]), estimate.get("extent", kernel_extent(psf)))
+    left_as_is = estimate["kernel"] == NO_BLUR
+    if left_as_is != (psf.shape == (1, 1)) or said != (psf.shape[0], kernel_extent(psf)):
+        return None
+    return psf
 
 
 def run_pipeline(
