@@ -33,19 +33,24 @@ def test_lua(script: Path) -> None:
     assert "skipped" not in result.stdout, result.stdout
 
 
+def logic_prints(body: str) -> str:
+    """What the Lua statements `body` print, run with the plug-in's `logic` module loaded."""
+    script = (
+        'package.path = "lua/?.lua;" .. package.path local logic = require("lib/deconvolve/logic") '
+    )
+    result = subprocess.run(
+        [LUA, "-e", script + body], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )  # fmt: skip
+    return result.stdout
+
+
 @pytest.mark.skipif(LUA is None, reason="lua5.4 is not installed (./install.sh --test installs it)")
 def test_the_plugin_knows_the_commands_exit_statuses_and_stages() -> None:
     """The plug-in's copies of the exit statuses and stages are the command's own."""
-    script = (
-        'package.path = "lua/?.lua;" .. package.path '
-        'local logic = require("lib/deconvolve/logic") '
+    lines = logic_prints(
         'for name, code in pairs(logic.EXIT) do print("exit " .. name .. " " .. code) end '
         'for _, stage in ipairs(logic.STAGES) do print("stage " .. stage) end'
-    )
-    result = subprocess.run(
-        [LUA, "-e", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
-    )
-    lines = result.stdout.split("\n")
+    ).split("\n")
     exits = {line.split()[1]: int(line.split()[2]) for line in lines if line.startswith("exit ")}
     stages = [line.split()[1] for line in lines if line.startswith("stage ")]
     assert exits == {status.name: status.value for status in ExitStatus}
@@ -56,19 +61,14 @@ def test_the_plugin_knows_the_commands_exit_statuses_and_stages() -> None:
 def test_the_plugins_ranges_and_names_are_the_commands(tmp_path: Path) -> None:
     """What the plug-in offers the command accepts, and the names it makes or expects are the
     ones the command makes or looks for."""
-    script = (
-        'package.path = "lua/?.lua;" .. package.path '
-        'local logic = require("lib/deconvolve/logic") '
+    printed = logic_prints(
         "print(logic.BLUR.min, logic.BLUR.max, logic.BLUR.default) "
         "print(logic.PRIORITY.min, logic.PRIORITY.max, logic.TOLERANCE.min) "
         'print(table.concat(logic.WINDOWS, " ")) '
         'print(logic.LONGEST_EXTRA - #logic.kernel_path("a.tif") + #"a") '
         "print(string.format(logic.PRIVATE_FOLDER, 4242))"
     )
-    result = subprocess.run(
-        [LUA, "-e", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
-    )
-    blur, priority, windows, temporary_extra, folder = result.stdout.splitlines()
+    blur, priority, windows, temporary_extra, folder = printed.splitlines()
     low, high, default = (int(n) for n in blur.split())
     assert (low, all(map(is_blur_size, (low, high, default)))) == (MIN_BLUR, True)
     assert high <= MAX_BLUR
