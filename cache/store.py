@@ -83,6 +83,7 @@ class Entry:
 
     @property
     def size(self) -> int:
+        """The bytes its files take, as its record says."""
         return sum(self.record.get("files", {}).values())
 
 

@@ -47,6 +47,7 @@ def type_name(value: Any) -> str:
 
 
 def check_string(name: str, value: Any) -> str:
+    """`value` if it is a string; else `ProtocolError` naming the field `name`."""
     if not isinstance(value, str):
         raise ProtocolError(f"field '{name}' must be a string, not {type_name(value)}")
     return value
@@ -80,6 +81,8 @@ def matching(pattern: re.Pattern[str], what: str) -> Check:
 
 
 def check_odd_size(name: str, value: Any) -> int:
+    """`value` if it is a blur size a job may ask for (`is_blur_size`); else `ProtocolError`
+    naming the field `name`."""
     if not is_whole(value):
         raise ProtocolError(f"field '{name}' must be an integer, not {type_name(value)}")
     if not is_blur_size(value):

@@ -9,10 +9,14 @@ from worker.service.transport import default_curve_dir, default_endpoint
 
 
 def default_cache_dir() -> Path:
+    """The result cache's folder unless `--cache-dir` names another: `results/` in the cache
+    folder."""
     return cache_dir() / "results"
 
 
 def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
+    """Add `--endpoint` and `--curve-dir`: where the worker listens, and the keys to reach it
+    over tcp."""
     parser.add_argument(
         "--endpoint",
         metavar="E",
@@ -36,6 +40,7 @@ def folder_argument(text: str) -> Path:
 
 
 def add_cache_dir_option(parser: argparse.ArgumentParser) -> None:
+    """Add `--cache-dir`: the result cache's folder."""
     parser.add_argument(
         "--cache-dir",
         metavar="D",
@@ -45,12 +50,16 @@ def add_cache_dir_option(parser: argparse.ArgumentParser) -> None:
 
 
 def endpoint_of(args: argparse.Namespace) -> str:
+    """The worker's address the command was given, or the default one (`default_endpoint`)."""
     return args.endpoint or default_endpoint()
 
 
 def client_of(args: argparse.Namespace, timeout: float = 10.0) -> Client:
+    """A client of the worker the command names (`timeout` seconds a reply may take); the
+    caller closes it."""
     return Client(endpoint_of(args), timeout, args.curve_dir or default_curve_dir())
 
 
 def cache_dir_of(args: argparse.Namespace) -> Path:
+    """The result cache's folder the command names, or the default one, absolute."""
     return (args.cache_dir or default_cache_dir()).absolute()

@@ -122,6 +122,7 @@ class StoppingRule:
     least_whiteness: float = field(default=np.inf, init=False)
 
     def update(self, iteration: int, white: float, change: float) -> StopReason | None:
+        """Why to stop after `iteration` (its whiteness `white`, relative `change`), or None."""
         if self.first_whiteness is None:
             self.first_whiteness = white if self.reference is None else self.reference
         self.least_whiteness = min(self.least_whiteness, white)

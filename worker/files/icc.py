@@ -67,6 +67,7 @@ class ToneCurve:
 
     @property
     def is_identity(self) -> bool:
+        """Whether the curve leaves values as they are (a linear profile)."""
         return self.kind == 0 and self.params[0] == 1.0
 
     def linearise(self, encoded: np.ndarray) -> np.ndarray:

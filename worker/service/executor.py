@@ -49,6 +49,8 @@ Send = Callable[[dict[str, Any]], None]
 
 
 def make_sender(stream: io.TextIOBase) -> Send:
+    """A function that writes one event to `stream` as a JSON line, whole even from several
+    threads; a worker gone (a broken pipe) hears nothing."""
     lock = threading.Lock()
 
     def send(event: dict[str, Any]) -> None:
@@ -162,6 +164,7 @@ def read_tasks(tasks: "queue.Queue[dict[str, Any] | None]", abandoned: threading
 
 
 def main() -> int:
+    """Warm up, say `ready`, then run the jobs read on stdin until it closes; the exit status."""
     # Events go to the original stdout; anything else printed lands on stderr.
     events = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)

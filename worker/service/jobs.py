@@ -66,6 +66,7 @@ class Job:
 
     @property
     def final(self) -> bool:
+        """The job has ended: done, failed or cancelled."""
         return self.stage.final
 
     @property
@@ -93,6 +94,7 @@ class Job:
         self.detail = detail
 
     def end(self, stage: Stage, error: str | None = None) -> None:
+        """Record how the job ended (`error`: why it failed, kept to `MAX_TEXT` characters)."""
         self.stage = stage
         self.detail = stage
         self.error = short_text(error)
@@ -169,6 +171,7 @@ class JobTable:
         self.active_by_key: dict[str, str] = {}
 
     def get(self, job_id: str) -> Job:
+        """The job `job_id`; `ProtocolError` (`UNKNOWN_JOB`) when the worker knows none."""
         job = self.jobs.get(job_id)
         if job is None:
             raise ProtocolError(f"no job '{job_id}' on this worker", protocol.UNKNOWN_JOB)
@@ -184,6 +187,8 @@ class JobTable:
         return next((j for j in self.jobs.values() if not j.final and j.output == output), None)
 
     def add(self, job: Job, queued: bool = True) -> Job:
+        """Keep `job` (queued unless `queued` is false: a follower), forgetting the oldest
+        finished jobs beyond `RECENT_JOBS`; returns it."""
         self.jobs[job.id] = job
         if queued:
             self.enqueue(job)
@@ -197,6 +202,7 @@ class JobTable:
             self.active_by_key[job.key] = job.id
 
     def new(self, spec: JobSpec) -> Job:
+        """A job for `spec` with a fresh id, not yet added."""
         return Job(id=uuid.uuid4().hex[:12], spec=spec)
 
     def follow(self, leader: Job, spec: JobSpec) -> Job:
@@ -222,9 +228,11 @@ class JobTable:
         return sum(1 for job in self.jobs.values() if not job.final)
 
     def next_queued(self) -> Job | None:
+        """The job first in the queue, taken off it; None when none waits."""
         return self.jobs[self.queue.popleft()] if self.queue else None
 
     def position(self, job: Job) -> int | None:
+        """How many jobs wait before `job` in the queue; None when it is not queued."""
         return self.queue.index(job.id) if job.id in self.queue else None
 
     def end(self, job: Job, stage: Stage, error: str | None = None) -> None:
@@ -270,13 +278,16 @@ class Executor:
 
     @property
     def pid(self) -> int:
+        """The executor process's id."""
         return self.process.pid
 
     def fileno(self) -> int:
+        """The executor's events pipe (its stdout), for the server's poller."""
         assert self.process.stdout is not None
         return self.process.stdout.fileno()
 
     def error_fileno(self) -> int:
+        """The executor's stderr pipe, for the server's poller."""
         assert self.process.stderr is not None
         return self.process.stderr.fileno()
 
@@ -299,6 +310,7 @@ class Executor:
 
     @property
     def idle(self) -> bool:
+        """Warm, alive and without a job: it can take one."""
         return self.ready and self.job is None and self.process.poll() is None
 
     def read_events(self) -> tuple[list[dict[str, Any]], bool]:
@@ -347,6 +359,8 @@ class Executor:
         return self.reap()
 
     def reap(self) -> str:
+        """Wait for the process to end, close its pipes and remove its folder; returns how it
+        ended ("exit status N" or "signal NAME", for messages)."""
         code = self.process.wait()
         for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
             if pipe is not None:

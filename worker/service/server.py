@@ -160,6 +160,7 @@ class SocketFile:
         return self.identity is not None and self._identity() == self.identity
 
     def remove(self) -> None:
+        """Remove the socket file, if it is still the one this worker bound."""
         if self.is_ours():
             self.path.unlink(missing_ok=True)
 
@@ -640,6 +641,7 @@ class Server:
     # ---- operations ------------------------------------------------------------------------
 
     def ping(self, request: protocol.Request) -> dict[str, Any]:
+        """Who answers (version, process and its start, endpoint, cache) and how busy it is."""
         running = sum(1 for executor in self.executors if executor.job is not None)
         return {
             "version": __version__,
@@ -659,6 +661,8 @@ class Server:
         return {**job.as_dict(), "position": self.table.position(job), **extra}
 
     def submit(self, request: protocol.Request) -> dict[str, Any]:
+        """Take a job: answered from the cache, following a running job of its key, or
+        queued."""
         spec = JobSpec(**request.fields)
         spec.validate()
         self._confine(spec.input, spec.output, spec.psf)
@@ -726,6 +730,7 @@ class Server:
         self.background.run(copy, then)
 
     def status(self, request: protocol.Request) -> dict[str, Any]:
+        """Where one job stands."""
         return self._job_reply(self.table.get(request["job"]))
 
     def cancel(self, request: protocol.Request) -> dict[str, Any]:
@@ -795,6 +800,8 @@ class Server:
         return {"jobs": page, "next": following if following < len(jobs) else None}
 
     def cache_lookup(self, request: protocol.Request) -> dict[str, Any] | Deferred:
+        """Whether the cache holds a result for the key, copied to `output` when one is named
+        (off the loop: a large result to another disk takes seconds)."""
         key = request["key"]
         self._confine(request["output"])
         if not request["output"]:
@@ -810,12 +817,15 @@ class Server:
         return Deferred(copy)
 
     def cache_stats(self, request: protocol.Request) -> dict[str, Any]:
+        """What the cache holds and its limits (`ResultCache.stats`)."""
         return self.cache.stats()
 
     def cache_clean(self, request: protocol.Request) -> dict[str, Any]:
+        """Empty the cache, or on darktable's exit drop its large results (`ResultCache.clean`)."""
         return self.cache.clean(request["on_exit"], request["keep_results"])
 
     def shutdown(self, request: protocol.Request) -> dict[str, Any]:
+        """Stop: running jobs are cancelled, copies finished, clients told (`STOP_GRACE`)."""
         log.info("shutdown requested")
         self.stopping = True
         return {"stopping": True}

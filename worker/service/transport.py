@@ -34,10 +34,12 @@ _TCP = re.compile(r"tcp://(?P<host>\[[0-9A-Fa-f:.]+\]|[^\[\]:/]+):(?P<port>[0-9]
 
 
 def default_endpoint() -> str:
+    """The worker's usual address: an ipc socket in the user's private runtime folder."""
     return f"ipc://{runtime_dir() / SOCKET_NAME}"
 
 
 def default_curve_dir() -> Path:
+    """Where CURVE keys are kept unless `--curve-dir` names another folder."""
     return cache_dir() / "curve"
 
 
@@ -63,6 +65,8 @@ def use_ipv6(socket: zmq.Socket, endpoint: str) -> None:
 
 
 def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine's loopback: reached by local users
+    only."""
     if host == "localhost":
         return True
     try:
