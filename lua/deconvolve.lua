@@ -118,6 +118,28 @@ local function name_taken(path)
   return false
 end
 
+-- The file names the library holds in the folder of `image` (its film roll), whether or not
+-- their files are still there: a result must not take one (a result deleted outside darktable
+-- keeps its entry, and darktable would not import a new file under its name).
+local function library_names(image)
+  local names, film = {}, image.film
+  for index = 1, film and #film or 0 do
+    local known = film[index]
+    if known then
+      names[known.filename] = true
+    end
+  end
+  return names
+end
+
+-- Whether a result may not take this name beside `image`: `name_taken`, or the library's.
+local function taken_beside(image)
+  local known = library_names(image)
+  return function(path)
+    return name_taken(path) or known[path:match("[^/]*$")] == true
+  end
+end
+
 -- Whether a result can be made in this folder: not one mounted read-only (a card, a share) nor
 -- one without write permission. Asked before the export and the job, which took their time
 -- before the worker found it out.
@@ -600,7 +622,7 @@ local function deconvolve_image(batch, image, index, edit)
       sidecar = file_exists(image.sidecar) and regular_file(image.sidecar) and image.sidecar or nil,
       duplicate = image.duplicate_index,
     },
-    output = logic.output_path(image.path, image.filename, output_suffix(), name_taken),
+    output = logic.output_path(image.path, image.filename, output_suffix(), taken_beside(image)),
   }
   if not job.output then
     return nil, _("no name is free for the result beside the original (too long, or all taken)")

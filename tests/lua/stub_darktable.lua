@@ -18,7 +18,8 @@ local function widget_factory(log)
 end
 
 -- A stand-in for a dt_lua_image_t: the fields the plug-in reads and writes, and group_with.
--- Like darktable's, the library holds each file once: importing a known path returns its image.
+-- Like darktable's, the library holds each file once: importing a known path returns its image;
+-- each image's `film` lists the library's images of its folder (`#film`, `film[i]`).
 function stub.image(rec, path)
   local database = rec.dt and rec.dt.database or {}
   for _, known in ipairs(database) do
@@ -32,6 +33,10 @@ function stub.image(rec, path)
     id = rec.next_id, path = folder, filename = filename, sidecar = path .. ".xmp",
     duplicate_index = 0, width = 400, height = 300, rating = 1, tags = {},
   }
+  rec.films = rec.films or {}
+  rec.films[folder] = rec.films[folder] or {}
+  image.film = rec.films[folder]
+  image.film[#image.film + 1] = image
   image.group_leader = image
   function image.group_with(self, other)
     self.group_leader = other.group_leader

@@ -340,10 +340,28 @@ test("a second press while the first gathers its pictures: refused, nothing lost
   remove(dir)
 end)
 
-test("a result that is a picture the library holds already: refused, its file kept", function()
+test("a name the library holds, its file deleted outside darktable, is not taken", function()
+  -- (until engine 0.3.22 the result was written there, over the old entry's look, and refused)
   local dir = workspace()
   local rec = plugin(dir)
-  stub.image(rec, dir .. "/my pictures/a_deconv.tif") -- in the library, its file missing
+  local old = stub.image(rec, dir .. "/my pictures/a_deconv.tif") -- in the library, no file
+  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
+  rec.run_dispatched()
+  eq(rec.imported[1].filename, "a_deconv_1.tif")
+  eq(read(dir .. "/my pictures/a_deconv.tif"), nil, "nothing written under the old entry")
+  truthy(rec.imported[1] ~= old)
+  remove(dir)
+end)
+
+test("a result the library took meanwhile (another import): refused, its file kept", function()
+  local dir = workspace()
+  local rec = plugin(dir)
+  rec.on_read = function() -- while the job runs, the picture is imported by other means
+    if read(dir .. "/my pictures/a_deconv.tif") then
+      stub.image(rec, dir .. "/my pictures/a_deconv.tif")
+      rec.on_read = nil
+    end
+  end
   press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
   rec.run_dispatched()
   truthy(rec.toasts[1]:match("is a picture darktable knows already"), rec.toasts[1])
