@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +21,7 @@ from service_support import (
 )
 
 from cache.key import cache_key
+from cache.store import PSF_PNG, RESULT, CacheLimits, ResultCache
 from worker import __version__
 from worker.cli.status import describe
 from worker.deconv import DeblurSettings
@@ -142,3 +144,35 @@ def test_a_job_that_ended_shows_no_time_left():
         assert "left" not in describe(job), stage
     running = {"job": "ab12", "stage": "deblurring", "fraction": 0.35, "seconds_left": 9.0}
     assert describe(running) == "ab12 deblurring 35% (9 s left)"
+
+
+@pytest.mark.parametrize("what", ["lookup", "kernel"])
+def test_a_copy_from_the_cache_nobody_hears_of_is_not_left(user_env, tmp_path, what) -> None:
+    """darktable killed while `cache lookup -o` copied its result: the copy was left beside the
+    original, where no session would import it (a helper's attack across sessions, engine
+    0.3.22). A reader that left before "hit" now takes a new copy with it, not a file the copy
+    replaced."""
+    source, key = tmp_path / "r.tif", "ab" * 16
+    source.write_bytes(b"a result")
+    picture = tmp_path / "k.png"
+    picture.write_bytes(b"\x89PNG kernel")
+    cache = tmp_path / "cache"
+    ResultCache(cache, CacheLimits(min_free_bytes=0)).store(
+        key, {RESULT: source, PSF_PNG: picture}, {}
+    )
+    output = tmp_path / ("copy.tif" if what == "lookup" else "copy.png")
+    for existing in (False, True):
+        if existing:
+            output.write_bytes(b"the user's")
+        reader, writer = os.pipe()
+        os.close(reader)  # the reader is gone before anything is printed
+        command = ["cache", what, key, "-o", str(output), "--cache-dir", str(cache)]
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "worker", *command], env=user_env, stdout=writer,
+                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=60,
+            )  # fmt: skip
+        finally:
+            os.close(writer)
+        assert done.returncode == 141, done.stderr
+        assert output.exists() == existing

@@ -74,11 +74,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         add_cache_dir_option(action)
 
 
+def report_copy(found: Path | None, output: Path | None, new: bool) -> None:
+    """Print "hit PATH" (`found`, copied to `output` when one was named) or "miss". A reader that
+    left before it could be told (darktable killed while the copy ran) never learns of the copy:
+    a `new` one is removed (the cache still holds the result), so no file is left that nothing
+    will import; a file the copy replaced is the copy's (the old one went with the copy)."""
+    try:
+        print(f"hit {path_field(found)}" if found else "miss", flush=True)
+    except BrokenPipeError:
+        if found is not None and output is not None and new:
+            found.unlink(missing_ok=True)
+        raise
+
+
 def run_lookup(args: argparse.Namespace) -> int:
     if args.output is not None:
         check_tiff_name(args.output)
+    new = args.output is not None and not os.path.lexists(args.output)
     found = ResultCache(cache_dir_of(args)).lookup(args.key, args.output)
-    print(f"hit {path_field(found)}" if found else "miss")
+    report_copy(found, args.output, new)
     return ExitStatus.OK
 
 
@@ -89,8 +103,9 @@ def run_kernel(args: argparse.Namespace) -> int:
     blur = blur_line((entry.record.get("report") or {}) if entry else {})
     if blur:
         print(blur)
+    new = args.output is not None and not os.path.lexists(args.output)
     found = cache.lookup(args.key, args.output, PSF_PNG)
-    print(f"hit {path_field(found)}" if found else "miss")
+    report_copy(found, args.output, new)
     return ExitStatus.OK
 
 
