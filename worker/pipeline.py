@@ -190,12 +190,10 @@ def known_psf(known: KnownKernel, image_shape: tuple[int, ...]) -> np.ndarray | 
         psf = load_psf(known.path, image_shape)
     except InputError:
         return None
-    estimate = known.estimate
-    said = (estimate.get("blur", psf.shape[0]), estimate.get("extent", kernel_extent(psf)))
+    estimate, shape = known.estimate, (psf.shape[0], kernel_extent(psf))
+    said = (estimate.get("blur", shape[0]), estimate.get("extent", shape[1]))
     left_as_is = estimate["kernel"] == NO_BLUR
-    if left_as_is != (psf.shape == (1, 1)) or said != (psf.shape[0], kernel_extent(psf)):
-        return None
-    return psf
+    return psf if left_as_is == (psf.shape == (1, 1)) and said == shape else None
 
 
 def run_pipeline(

@@ -13,7 +13,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from cache.store import PSF_PNG, ResultCache
+from cache.store import PSF_PNG, RESULT, ResultCache
 from worker.cli.endpoint import add_cache_dir_option, cache_dir_of, folder_argument
 from worker.cli.exit_status import ExitStatus
 from worker.cli.lines import blur_line, path_field
@@ -74,11 +74,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         add_cache_dir_option(action)
 
 
-def report_copy(found: Path | None, output: Path | None, new: bool) -> None:
-    """Print "hit PATH" (`found`, copied to `output` when one was named) or "miss". A reader that
-    left before it could be told (darktable killed while the copy ran) never learns of the copy:
-    a `new` one is removed (the cache still holds the result), so no file is left that nothing
-    will import; a file the copy replaced is the copy's (the old one went with the copy)."""
+def look_up(cache: ResultCache, key: str, output: Path | None, name: str) -> None:
+    """Print "hit PATH" (the cached file `name` for `key`, copied to `output` when one is named)
+    or "miss". A reader that left before it could be told (darktable killed while the copy ran)
+    never learns of the copy: a new one is removed (the cache still holds the result), so no
+    file is left that nothing will import; a file the copy replaced is the copy's (the old one
+    went with the copy)."""
+    new = output is not None and not os.path.lexists(output)
+    found = cache.lookup(key, output, name)
     try:
         print(f"hit {path_field(found)}" if found else "miss", flush=True)
     except BrokenPipeError:
@@ -90,9 +93,7 @@ def report_copy(found: Path | None, output: Path | None, new: bool) -> None:
 def run_lookup(args: argparse.Namespace) -> int:
     if args.output is not None:
         check_tiff_name(args.output)
-    new = args.output is not None and not os.path.lexists(args.output)
-    found = ResultCache(cache_dir_of(args)).lookup(args.key, args.output)
-    report_copy(found, args.output, new)
+    look_up(ResultCache(cache_dir_of(args)), args.key, args.output, RESULT)
     return ExitStatus.OK
 
 
@@ -103,9 +104,7 @@ def run_kernel(args: argparse.Namespace) -> int:
     blur = blur_line((entry.record.get("report") or {}) if entry else {})
     if blur:
         print(blur)
-    new = args.output is not None and not os.path.lexists(args.output)
-    found = cache.lookup(args.key, args.output, PSF_PNG)
-    report_copy(found, args.output, new)
+    look_up(cache, args.key, args.output, PSF_PNG)
     return ExitStatus.OK
 
 
