@@ -57,6 +57,24 @@ def history_fingerprint(sidecar: str | os.PathLike[str]) -> dict[str, list[str]]
     elements holding an `rdf:Seq` of `rdf:li` items; XML canonicalisation makes the text
     independent of attribute order, namespace prefixes' placement and whitespace. A sidecar
     over `MAX_SIDECAR` bytes is refused before it is parsed.
+
+    Parameters
+    ----------
+    sidecar : str or PathLike
+        The darktable XMP sidecar.
+
+    Returns
+    -------
+    dict of str to list of str
+        For each of `HISTORY_PROPERTIES` and `HISTORY_BLOCKS` the sidecar holds, its values or
+        canonical blocks, one per `rdf:Description` holding it, in the file's order.
+
+    Raises
+    ------
+    InputError
+        Naming the sidecar: it cannot be read (or is not a regular file), is over
+        `MAX_SIDECAR` bytes, is not valid XML, or holds no darktable history (neither a
+        `history` block nor `history_end`).
     """
     try:
         with open_regular(sidecar) as handle:  # (a FIFO would make the parser wait for ever)
@@ -89,8 +107,27 @@ def history_fingerprint(sidecar: str | os.PathLike[str]) -> dict[str, list[str]]
 
 
 def image_identity(image: str | os.PathLike[str], duplicate: int = 0) -> dict[str, Any]:
-    """Which file this is, and which version of it: path (links and `..` resolved: the same file
-    however it is named), size, modification time, duplicate."""
+    """Which file this is, and which version of it.
+
+    Parameters
+    ----------
+    image : str or PathLike
+        The picture.
+    duplicate : int, optional
+        darktable's duplicate index of the version edited.
+
+    Returns
+    -------
+    dict
+        ``path`` (absolute, links and `..` resolved: the same file however it is named),
+        ``size`` (bytes), ``mtime_ns`` (the modification time, in nanoseconds) and ``dup``
+        (`duplicate`).
+
+    Raises
+    ------
+    InputError
+        When the file cannot be examined (missing, no permission).
+    """
     path = Path(image).resolve()
     try:
         info = path.stat()
@@ -102,7 +139,24 @@ def image_identity(image: str | os.PathLike[str], duplicate: int = 0) -> dict[st
 def picture_digest(image: str | os.PathLike[str]) -> str:
     """SHA-256 of what decides a TIFF's deblurred result: its decoded pixels (their shape and
     type) and the tags a result carries or reads them by (ICC profile, alpha kind, EXIF,
-    caption, ...), blind to how the file stores them (`STORAGE_TAGS`)."""
+    caption, ...), blind to how the file stores them (`STORAGE_TAGS`).
+
+    Parameters
+    ----------
+    image : str or PathLike
+        The TIFF file; the tags are its first page's.
+
+    Returns
+    -------
+    str
+        The digest, 64 lowercase hexadecimal digits.
+
+    Raises
+    ------
+    InputError
+        Naming `image`: it is missing, cannot be read, is not a regular file, is not a TIFF
+        file tifffile can read, or holds no pixels.
+    """
     import numpy as np  # only here: every other `key` and `cache` call starts without them
     import tifffile
 
@@ -143,7 +197,23 @@ def _canonical(value: Any) -> str:
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes (for a PSF given as a file)."""
+    """SHA-256 of a file's bytes (for a PSF given as a file).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file, read whole into memory.
+
+    Returns
+    -------
+    str
+        The digest, 64 lowercase hexadecimal digits.
+
+    Raises
+    ------
+    InputError
+        Naming `path`, when it cannot be opened or read or is not a regular file.
+    """
     try:
         with open_regular(path) as handle:
             return hashlib.sha256(handle.read()).hexdigest()
@@ -159,7 +229,35 @@ def cache_key(
     duplicate: int = 0,
     export: str = "",
 ) -> str:
-    """The hexadecimal cache key (SHA-256) of a job on `image` with `parameters` (JSON-ready)."""
+    """The hexadecimal cache key (SHA-256) of a job on `image` with `parameters`.
+
+    Parameters
+    ----------
+    image : str or PathLike
+        The picture: with `sidecar`, the original (its identity, `image_identity`, is hashed);
+        without, the exported TIFF file (its pixels and tags, `picture_digest`).
+    parameters : Mapping
+        The job's parameters (`JobSpec.parameters`), JSON-ready.
+    algorithm_version : str
+        The engine's version: a new one makes new keys.
+    sidecar : str or PathLike or None, optional
+        The darktable XMP sidecar, whose edit history is hashed (`history_fingerprint`).
+    duplicate : int, optional
+        darktable's duplicate index; only hashed with `sidecar`.
+    export : str, optional
+        The export settings that change pixels, an opaque text from the plug-in.
+
+    Returns
+    -------
+    str
+        The key, 64 lowercase hexadecimal digits (a valid `worker.paths.CACHE_KEY`).
+
+    Raises
+    ------
+    InputError
+        When the picture or the sidecar cannot be read or used (`image_identity`,
+        `history_fingerprint`, `picture_digest`).
+    """
     source: dict[str, Any]
     if sidecar is not None:
         source = {

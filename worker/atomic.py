@@ -49,18 +49,38 @@ def _prefix(final: Path) -> str:
 
 
 def temporaries(final: str | os.PathLike[str]) -> list[Path]:
-    """The temporary files that `atomic_file(final)` writers left behind (killed mid-write):
-    `tempfile.mkstemp`'s names, eight random characters between the prefix and the suffix (a
-    file of the user's, `.NAME.notes.part`, is not one)."""
+    """The temporary files that `atomic_file(final)` writers left behind (killed mid-write).
+
+    Parameters
+    ----------
+    final : str or PathLike
+        The file the writers were writing.
+
+    Returns
+    -------
+    list of Path
+        The names in `final`'s folder that are `tempfile.mkstemp`'s, ``.NAME.`` then eight
+        random characters then ``.part`` (a file of the user's, `.NAME.notes.part`, is not
+        one), in no set order. They include the temporaries of writers still at work; nothing
+        is opened or checked.
+    """
     final = Path(final)
     return list(final.parent.glob(glob.escape(_prefix(final)) + _RANDOM + SUFFIX))
 
 
 def remove_dead(final: str | os.PathLike[str]) -> None:
-    """Remove the temporary files that killed writers of `final` left (`temporaries`): regular
-    files that no writer holds locked and that are at least `SETTLED` old (a writer locks its own
-    as soon as it has made it). One that cannot be opened or locked (another user's, a file
-    system without locks) is left where it is."""
+    """Remove the temporary files that killed writers of `final` left (`temporaries`).
+
+    Only regular files that no writer holds locked and that are at least `SETTLED` seconds old
+    (by their modification time) go: a writer locks its own as soon as it has made it. One that
+    cannot be opened or locked (another user's, a file system without locks) is left where it
+    is; no `OSError` reaches the caller.
+
+    Parameters
+    ----------
+    final : str or PathLike
+        The file the writers were writing.
+    """
     for partial in temporaries(final):
         with contextlib.suppress(OSError):
             fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -79,7 +99,18 @@ def remove_dead(final: str | os.PathLike[str]) -> None:
 def descriptor_path(handle: BinaryIO) -> str:
     """A name for an open file that reaches that very file (Linux `/proc/self/fd/N`), for
     libraries that want a path: it cannot be redirected by renaming or replacing the file's
-    own name, and it is plain ASCII whatever bytes that name holds."""
+    own name, and it is plain ASCII whatever bytes that name holds.
+
+    Parameters
+    ----------
+    handle : BinaryIO
+        An open file; the name is valid only while it stays open, in this process.
+
+    Returns
+    -------
+    str
+        ``/proc/self/fd/N``, N being `handle`'s descriptor.
+    """
     return f"/proc/self/fd/{handle.fileno()}"
 
 
@@ -169,11 +200,27 @@ def _temporary(final: Path) -> tuple[int, Path]:
 
 
 def check_target(final: str | os.PathLike[str], *sources: str | os.PathLike[str]) -> None:
-    """Raise now, before the work that will write it, what `atomic_file(final)` would raise at
-    its start (`OSError` naming `final`): `final` is a folder or another file that is never
-    replaced, or its temporary file cannot be made (a missing or read-only folder, a name too
-    long once the temporary's prefix and suffix are added); or it is one of the files `sources`
-    (the inputs the work reads, a picture or a kernel, which it must not replace)."""
+    """Raise now, before the work that will write it, what `atomic_file(final)` would raise.
+
+    To find out whether the temporary file can be made, one is made and removed at once.
+
+    Parameters
+    ----------
+    final : str or PathLike
+        The file the work will write.
+    *sources : str or PathLike
+        The inputs the work reads (a picture, a kernel), which it must not replace.
+
+    Raises
+    ------
+    OSError
+        Naming `final`: it is one of `sources` (by name, link or hard link); it is a folder
+        (`IsADirectoryError`) or another file that is never replaced (a FIFO, a device...); it
+        is another user's file in another user's sticky folder such as /tmp, which only the
+        final rename would refuse (`PermissionError`, unless this process holds CAP_FOWNER); or
+        its temporary file cannot be made (a missing or read-only folder, a name too long once
+        the temporary's prefix and suffix are added).
+    """
     final = Path(final)
     if any(_same_file_as(final, source) for source in sources):
         raise OSError(errno.EEXIST, "this would replace the input; choose another name", str(final))
@@ -191,10 +238,31 @@ def atomic_file(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[B
 
     The file lives in `final`'s folder (so the rename is atomic) under a name that starts with a
     dot and ends in `.part`. On any exception it is removed (when the name still holds it) and
-    `final` is untouched. With `fsync`, the data reaches the disk before the rename, so a crash
-    at any instant leaves a whole file or none. Raises `OSError` when the temporary name was
-    made to point elsewhere while the block ran, or when `final` is a folder or another file
-    that is not a regular one (`check_target`).
+    `final` is untouched. Before it is made, the temporaries of killed writers of `final` are
+    removed (`remove_dead`). The new file gets the permissions of the regular file it replaces,
+    else those `open` gives a new file.
+
+    Parameters
+    ----------
+    final : str or PathLike
+        The file to write. A symbolic link there is replaced itself, not followed.
+    fsync : bool, optional
+        Make the data reach the disk before the rename (and the folder's entry after it), so
+        that a crash at any instant leaves a whole file or none.
+
+    Yields
+    ------
+    BinaryIO
+        The temporary file, opened ``w+b``; its name is for messages only, never reopened.
+
+    Raises
+    ------
+    OSError
+        Naming `final`: it is a folder or another file that is not a regular one
+        (`check_target`); the temporary file cannot be made or renamed; `final` was made to
+        point elsewhere just after the rename; a write fails (a full disk: an error that names
+        no file gets `final`'s name). Naming the temporary: its name was made to point
+        elsewhere while the block ran.
     """
     final = Path(final)
     _refuse_special(final)
@@ -237,10 +305,21 @@ def atomic_file(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[B
 
 
 def set_aside(final: str | os.PathLike[str]) -> Path | None:
-    """A second name for the regular file now at `final` (a hard link beside it, `.NAME.XXXXXXXX
-    .kept`), so that `put_back` can bring it back after `final` was replaced; None when there is
-    no such file or it cannot be linked. A process killed in between leaves the file under that
-    name, not lost."""
+    """A second name for the regular file now at `final`, so that `put_back` can bring it back
+    after `final` was replaced. A process killed in between leaves the file under that name, not
+    lost.
+
+    Parameters
+    ----------
+    final : str or PathLike
+        The file to keep.
+
+    Returns
+    -------
+    Path or None
+        The second name, a hard link beside it (`.NAME.XXXXXXXX.kept`); None when there is no
+        regular file at `final` (a link is not followed) or it cannot be linked.
+    """
     final = Path(final)
     try:
         if not stat.S_ISREG(os.lstat(final).st_mode):
@@ -256,7 +335,18 @@ def set_aside(final: str | os.PathLike[str]) -> Path | None:
 
 def put_back(kept: Path, final: str | os.PathLike[str]) -> None:
     """Undo `set_aside`: `final` is the file set aside again, whatever was written there since
-    (when nothing was, the second name just goes)."""
+    (when nothing was, the second name just goes).
+
+    Nothing is raised: when the rename or removal fails (`OSError`), both names are left as
+    they are.
+
+    Parameters
+    ----------
+    kept : Path
+        The second name `set_aside` returned.
+    final : str or PathLike
+        The file it was set aside from.
+    """
     with contextlib.suppress(OSError):
         if _same_file_as(kept, final):
             kept.unlink()
@@ -269,7 +359,21 @@ def copy_into(source: str | os.PathLike[str], target: BinaryIO) -> None:
 
     A real, independent copy: the two files never share an inode, so changing one later never
     changes the other. On file systems that can (Btrfs, XFS...) the copy is a reflink, instant
-    and sharing blocks copy-on-write; elsewhere the kernel copies (`copy_file_range`).
+    and sharing blocks copy-on-write; elsewhere the kernel copies (`copy_file_range`), or Python
+    does where the kernel cannot.
+
+    Parameters
+    ----------
+    source : str or PathLike
+        The file to copy; it must be a regular file (`open_regular`).
+    target : BinaryIO
+        An open file, readable and writable; what it held is replaced. After a reflink its
+        position is left where it was, after a copy it is at the end.
+
+    Raises
+    ------
+    OSError
+        When `source` cannot be opened or is not a regular file (naming it), or the copy fails.
     """
     with open_regular(source) as reader:  # (a FIFO at its name would make it wait for ever)
         target.flush()
@@ -294,6 +398,19 @@ def copy_into(source: str | os.PathLike[str], target: BinaryIO) -> None:
 
 
 def copy_atomically(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-    """Put a copy of `source` at `target` so that readers see the whole file or none."""
+    """Put a copy of `source` at `target` so that readers see the whole file or none.
+
+    Parameters
+    ----------
+    source : str or PathLike
+        The regular file to copy (`copy_into`).
+    target : str or PathLike
+        Where the copy goes, written through `atomic_file` (with `fsync`).
+
+    Raises
+    ------
+    OSError
+        As `atomic_file` and `copy_into` raise it.
+    """
     with atomic_file(target) as handle:
         copy_into(source, handle)

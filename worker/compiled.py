@@ -14,7 +14,20 @@ import numba
 
 
 def compiled(**options: Any) -> Callable[[Callable[..., Any]], Any]:
-    """`numba.njit(cache=True, **options)`, or without the cache where none can be kept."""
+    """`numba.njit(cache=True, **options)`, or without the cache where none can be kept.
+
+    Parameters
+    ----------
+    **options : Any
+        numba's options, passed to `numba.njit` as they are (``parallel=True``,
+        ``fastmath=True``, ``nogil=True``...).
+
+    Returns
+    -------
+    callable
+        A decorator: it compiles the function it is given with the cache, or without one where
+        numba cannot keep one (numba raises `RuntimeError` then), and returns numba's dispatcher.
+    """
 
     def decorate(function: Callable[..., Any]) -> Any:
         try:

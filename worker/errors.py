@@ -26,8 +26,13 @@ class InputError(ValueError):
 class ProtocolError(InputError):
     """A message that breaks the protocol (not JSON, a missing or malformed field...).
 
-    `code` is the error code the worker answers with (`worker.service.protocol`); None: the
-    protocol's `bad_message`.
+    Parameters
+    ----------
+    message : str
+        What is wrong, in one line.
+    code : str or None, optional
+        The error code the worker answers with (`worker.service.protocol`); None: the
+        protocol's `bad_message`. Kept as the attribute ``code``.
     """
 
     def __init__(self, message: str, code: str | None = None) -> None:
@@ -40,8 +45,18 @@ class WorkerUnavailable(InputError):
 
 
 class RemoteError(Exception):
-    """The worker answered a request with an error: `code` (one of the protocol's error codes)
-    and a one-line message. `internal`: the worker failed on its own bug, not on the input."""
+    """The worker answered a request with an error.
+
+    Parameters
+    ----------
+    code : str
+        One of the protocol's error codes, as the reply gave it. Kept as the attribute ``code``.
+    message : str
+        The reply's one-line message.
+    internal : bool, optional
+        The worker failed on its own bug, not on the input (the code `internal`). Kept as the
+        attribute ``internal``.
+    """
 
     def __init__(self, code: str, message: str, internal: bool = False) -> None:
         super().__init__(message)
@@ -58,7 +73,21 @@ class Abandoned(Exception):
 
 
 def describe_os_error(error: OSError) -> str:
-    """One line for a failed file operation, naming the file when the error knows it."""
+    """One line for a failed file operation, naming the file when the error knows it.
+
+    Parameters
+    ----------
+    error : OSError
+        The failure.
+
+    Returns
+    -------
+    str
+        A plain phrase for a full disk, a refused permission (with the error's own reason when
+        it is not the system's wording) or a missing file, else the error's text; followed by
+        ``: <file name>`` when `error.filename` is set. Control characters are left as they are
+        (`describe_error` makes the line safe).
+    """
     where = f": {error.filename}" if error.filename else ""
     if error.errno == errno.ENOSPC:
         return f"no space left on the device{where}"
@@ -71,15 +100,40 @@ def describe_os_error(error: OSError) -> str:
 
 
 def is_internal(error: BaseException) -> bool:
-    """A bug rather than bad input or a failing disk: the user cannot fix it."""
+    """A bug rather than bad input or a failing disk: the user cannot fix it.
+
+    Parameters
+    ----------
+    error : BaseException
+        The failure.
+
+    Returns
+    -------
+    bool
+        A `RemoteError`'s own `internal`; else False for an `InputError`, `OSError`,
+        `MemoryError` or `NotCached`, and True for anything else.
+    """
     if isinstance(error, RemoteError):
         return error.internal
     return not isinstance(error, InputError | OSError | MemoryError | NotCached)
 
 
 def describe_error(error: BaseException) -> str:
-    """The one line a user sees for any failure, in the command line and in the worker alike
-    (`one_line`: a file name may hold a line break)."""
+    """The one line a user sees for any failure, in the command line and in the worker alike.
+
+    Parameters
+    ----------
+    error : BaseException
+        The failure.
+
+    Returns
+    -------
+    str
+        The message of an `InputError`, `RemoteError` or `NotCached`; `describe_os_error`'s line
+        for an `OSError`; advice to try a smaller scale for a `MemoryError`; else ``internal
+        error: <type>: <message>``. Always one line: `one_line` escapes the control characters (a
+        file name may hold a line break).
+    """
     if isinstance(error, InputError | RemoteError | NotCached):
         return one_line(str(error))
     if isinstance(error, OSError):
@@ -94,5 +148,17 @@ _CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
 
 def one_line(message: str) -> str:
     """`message` with its control characters (line breaks, tabs, escapes) written as `\\xNN`,
-    so that it stays one line on a terminal and in a log, whatever the names it quotes hold."""
+    so that it stays one line on a terminal and in a log, whatever the names it quotes hold.
+
+    Parameters
+    ----------
+    message : str
+        Any text.
+
+    Returns
+    -------
+    str
+        `message`, each character below U+0020 and U+007F (DEL) replaced by its four-character
+        escape ``\\xNN`` (lower-case hexadecimal).
+    """
     return message.translate(_CONTROL)

@@ -10,12 +10,34 @@ from typing import TypeGuard
 
 
 def is_number(value: object) -> TypeGuard[int | float]:
-    """An integer or a float, not a boolean."""
+    """An integer or a float, not a boolean.
+
+    Parameters
+    ----------
+    value : object
+        Anything, as read from a message, a record or a setting.
+
+    Returns
+    -------
+    bool
+        True for an `int` or a `float` (infinities and NaN included) that is not a `bool`.
+    """
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def is_finite_number(value: object) -> TypeGuard[int | float]:
-    """A number (`is_number`) that a float holds, neither infinite nor NaN."""
+    """A number (`is_number`) that a float holds, neither infinite nor NaN.
+
+    Parameters
+    ----------
+    value : object
+        Anything, as read from a message, a record or a setting.
+
+    Returns
+    -------
+    bool
+        True for a number that is finite; False for an integer too large for a float.
+    """
     try:
         return is_number(value) and math.isfinite(value)
     except OverflowError:  # an integer too large for a float
@@ -23,5 +45,16 @@ def is_finite_number(value: object) -> TypeGuard[int | float]:
 
 
 def is_whole(value: object) -> TypeGuard[int]:
-    """An integer, not a boolean."""
+    """An integer, not a boolean.
+
+    Parameters
+    ----------
+    value : object
+        Anything, as read from a message, a record or a setting.
+
+    Returns
+    -------
+    bool
+        True for an `int` (of any size) that is not a `bool`; False for a float, even ``2.0``.
+    """
     return isinstance(value, int) and not isinstance(value, bool)

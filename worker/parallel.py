@@ -36,7 +36,13 @@ MIN_BAND_ROWS = 64  # a band keeps at least this many rows (and more than its re
 
 
 def cpu_count() -> int:
-    """The number of CPU cores this process may use."""
+    """The number of CPU cores this process may use.
+
+    Returns
+    -------
+    int
+        The size of this process's CPU affinity set (at least 1), not the machine's count.
+    """
     return len(os.sched_getaffinity(0))
 
 
@@ -59,7 +65,21 @@ def _hand_back_freed_memory() -> None:
 
 def in_threads(function: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
     """`[function(item) for item in items]`, on one thread per core (in this thread when there
-    is one item or one core); an exception raised by `function` propagates."""
+    is one item or one core).
+
+    Parameters
+    ----------
+    function : callable
+        ``function(item)``; it runs in several threads at once, so it must be safe to.
+    items : iterable
+        The items, read whole before the work starts.
+
+    Returns
+    -------
+    list
+        ``function(item)`` for each item, in the items' order. An exception raised by
+        `function` propagates.
+    """
     items = list(items)
     workers = min(cpu_count(), len(items))
     if workers < 2:
@@ -74,11 +94,25 @@ def in_bands(function: Callable[[slice], np.ndarray], height: int, reach: int) -
     """`function(slice(0, height))`, computed on bands of rows side by side (see the module's
     notes).
 
-    `function(rows)` filters rows `rows` of a picture `height` rows high and returns as many
-    rows of the result (the first axis); it must read no further than `reach` rows from each
-    row it writes (a filter of radius `reach`, in any border mode): the result is then the whole
-    picture's. A picture too short to split into bands of `MIN_BAND_ROWS` and `reach` is
-    filtered whole.
+    A picture too short to split into bands of `MIN_BAND_ROWS` and `reach` (or a process with
+    one core) is filtered whole, in one call.
+
+    Parameters
+    ----------
+    function : callable
+        ``function(rows)``: filters the rows `rows` (a slice) of the picture and returns as
+        many rows of the result, along the first axis. It must read no further than `reach`
+        rows from each row it writes (a filter of radius `reach`, in any border mode): the
+        result is then the whole picture's. It runs in several threads at once.
+    height : int
+        The picture's height, in rows.
+    reach : int
+        How far the filter reads, in rows (>= 0).
+
+    Returns
+    -------
+    ndarray
+        ``function(slice(0, height))``: the bands' kept rows, joined along the first axis.
     """
     bands = min(cpu_count(), height // max(MIN_BAND_ROWS, 2 * reach + 1))
     if bands < 2:

@@ -12,7 +12,18 @@ CACHE_KEY_TEXT = "16 to 128 lowercase hexadecimal digits"  # the same, in words
 
 def is_cache_key(text: str) -> bool:
     """Whether `text` is a cache key (`dt-deconvolve key` prints them), hence a safe folder name
-    inside the cache: no separator, no dot, nothing but lowercase hexadecimal digits."""
+    inside the cache: no separator, no dot, nothing but lowercase hexadecimal digits.
+
+    Parameters
+    ----------
+    text : str
+        The would-be key; a value of another type is not one.
+
+    Returns
+    -------
+    bool
+        True when `text` is 16 to 128 lowercase hexadecimal digits (`CACHE_KEY`).
+    """
     return isinstance(text, str) and CACHE_KEY.fullmatch(text) is not None
 
 
@@ -23,24 +34,55 @@ def _xdg(variable: str, fallback: str) -> Path:
 
 
 def cache_dir() -> Path:
-    """Regenerable data: FFTW wisdom, compiled kernels, the result cache."""
+    """Regenerable data: FFTW wisdom, compiled kernels, the result cache.
+
+    Returns
+    -------
+    Path
+        ``$XDG_CACHE_HOME/dt-deconvolve``, or ``~/.cache/dt-deconvolve`` when that variable is
+        unset, empty or relative. Not made.
+    """
     return _xdg("XDG_CACHE_HOME", ".cache")
 
 
 def wisdom_file() -> Path:
-    """Where FFTW's plans are kept between runs (`worker.files.wisdom`)."""
+    """Where FFTW's plans are kept between runs (`worker.files.wisdom`).
+
+    Returns
+    -------
+    Path
+        ``fftw-wisdom`` in `cache_dir`. Neither it nor its folder is made.
+    """
     return cache_dir() / "fftw-wisdom"
 
 
 def state_dir() -> Path:
-    """Logs and other state worth keeping across restarts."""
+    """Logs and other state worth keeping across restarts.
+
+    Returns
+    -------
+    Path
+        ``$XDG_STATE_HOME/dt-deconvolve``, or ``~/.local/state/dt-deconvolve`` when that
+        variable is unset, empty or relative. Not made (`made_state_dir` makes it).
+    """
     return _xdg("XDG_STATE_HOME", ".local/state")
 
 
 def made_state_dir() -> Path:
     """`state_dir()`, made if it is not there, and private (0700) if it is this user's: the
     logs in it name pictures (one that an older release left open is closed; one the user
-    linked elsewhere is the folder it leads to). Raises `OSError` when it cannot be made."""
+    linked elsewhere is the folder it leads to).
+
+    Returns
+    -------
+    Path
+        `state_dir()`, which now exists.
+
+    Raises
+    ------
+    OSError
+        When it cannot be made (or its mode cannot be changed).
+    """
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     info = folder.stat()
@@ -52,8 +94,18 @@ def made_state_dir() -> Path:
 def runtime_dir() -> Path:
     """A private (mode 0700) folder for sockets and locks, created on demand.
 
-    `$XDG_RUNTIME_DIR/dt-deconvolve` when the session has a runtime folder, else `run/` under the
-    cache folder. A relative `$XDG_RUNTIME_DIR` is ignored, as the XDG specification says.
+    A relative `$XDG_RUNTIME_DIR` is ignored, as the XDG specification says.
+
+    Returns
+    -------
+    Path
+        `$XDG_RUNTIME_DIR/dt-deconvolve` when the session has a runtime folder (an absolute
+        path to an existing folder), else `run/` under the cache folder (`cache_dir`).
+
+    Raises
+    ------
+    OSError
+        As `make_private` raises it.
     """
     value = os.environ.get("XDG_RUNTIME_DIR", "")
     usable = os.path.isabs(value) and os.path.isdir(value)
@@ -65,10 +117,24 @@ def runtime_dir() -> Path:
 def make_private(folder: Path) -> None:
     """Make `folder` (and its parents) if missing, and its mode 0700.
 
-    Raises `OSError` (naming the folder) for what is not the user's own folder: the mode is
-    changed through a handle opened without following a link, so a link that someone else
-    planted there (on a shared `$XDG_RUNTIME_DIR`) cannot turn this into a change of the folder
-    it names.
+    The mode is changed through a handle opened without following a link, so a link that
+    someone else planted there (on a shared `$XDG_RUNTIME_DIR`) cannot turn this into a change
+    of the folder it names.
+
+    Parameters
+    ----------
+    folder : Path
+        The folder. It is made with mode 0700 (less the umask); missing parents get the usual
+        mode. An existing one is changed to 0700 only when it grants anything to its group or
+        others.
+
+    Raises
+    ------
+    NotADirectoryError
+        Naming `folder`, for what is not the user's own folder: a file, a link (to a folder or
+        not), another user's folder.
+    OSError
+        When `folder` cannot be made, opened or have its mode changed.
     """
     not_ours = NotADirectoryError(errno.ENOTDIR, "not a folder of yours, remove it", str(folder))
     try:

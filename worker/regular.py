@@ -14,8 +14,24 @@ from typing import BinaryIO
 
 
 def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
-    """`path` opened for reading, in binary. Raises `OSError` (naming `path`) when it cannot be
-    opened or is not a regular file."""
+    """`path` opened for reading, in binary, when it names a regular file.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file to read, as a user or a client gave it.
+
+    Returns
+    -------
+    BinaryIO
+        The open file, blocking as usual; its ``raw.name`` is `path`, decoded.
+
+    Raises
+    ------
+    OSError
+        When `path` cannot be opened, or is not a regular file (a folder, a FIFO or a device:
+        ``EINVAL``); the error names `path`.
+    """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):

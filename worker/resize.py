@@ -42,9 +42,20 @@ def _area_weights(size: int, new_size: int) -> sparse.csr_matrix:
 
 
 def shrink_area(image: np.ndarray, scale: float) -> np.ndarray:
-    """`image` (H, W, C) shrunk by `scale` (0 < scale <= 1) by area averaging, float32.
+    """`image` shrunk by `scale` by area averaging (no aliasing, the mean kept).
 
-    The new size is round(H * scale) x round(W * scale), at least 1 x 1.
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The picture, channels last.
+    scale : float
+        The factor, 0 < scale <= 1.
+
+    Returns
+    -------
+    ndarray, shape (round(H * scale), round(W * scale), C)
+        The shrunk picture, float32, at least 1 x 1. When the size does not change, `image`
+        itself (not a copy, and of its own dtype).
     """
     height, width, channels = image.shape
     new_height, new_width = max(1, round(height * scale)), max(1, round(width * scale))
@@ -58,7 +69,20 @@ def shrink_area(image: np.ndarray, scale: float) -> np.ndarray:
 
 
 def block_means(plane: np.ndarray, factor: int) -> np.ndarray:
-    """Means of `plane` over factor x factor blocks (the ragged right and bottom edges dropped)."""
+    """Means of `plane` over factor x factor blocks (the ragged right and bottom edges dropped).
+
+    Parameters
+    ----------
+    plane : ndarray, shape (H, W)
+        The values to average (a boolean mask gives the fraction of True in each block).
+    factor : int
+        The blocks' side, in pixels (>= 1).
+
+    Returns
+    -------
+    ndarray, shape (H // factor, W // factor)
+        The means, float32 (a float32 copy of `plane` when `factor` is 1).
+    """
     if factor == 1:
         return plane.astype(np.float32)
     rows, cols = plane.shape[0] // factor, plane.shape[1] // factor
@@ -67,7 +91,24 @@ def block_means(plane: np.ndarray, factor: int) -> np.ndarray:
 
 
 def shrink_smooth(image: np.ndarray, scale: float) -> np.ndarray:
-    """Shrink `image` by `scale` (<= 1) with a light anti-alias blur and bilinear sampling."""
+    """Shrink `image` by `scale` with a light anti-alias blur and bilinear sampling.
+
+    The blur is Gaussian, of standard deviation ``0.5 * sqrt(1 / scale**2 - 1)`` input pixels;
+    beyond the edges the nearest pixel is held.
+
+    Parameters
+    ----------
+    image : ndarray
+        The picture, a plane (H, W): every axis is blurred and shrunk alike.
+    scale : float
+        The factor, 0 < scale <= 1.
+
+    Returns
+    -------
+    ndarray
+        Each side n becomes round(n * scale); of `image`'s dtype. `image` itself when `scale` is
+        1 (or more).
+    """
     if scale >= 1:
         return image
     sigma = 0.5 * np.sqrt(1 / scale**2 - 1)
@@ -77,8 +118,23 @@ def shrink_smooth(image: np.ndarray, scale: float) -> np.ndarray:
 
 @compiled(parallel=True, fastmath=True)
 def enlarge_bilinear(small: np.ndarray, height: int, width: int) -> np.ndarray:
-    """`small` (C, h, w) enlarged to (C, height, width) by bilinear interpolation, pixel centres
-    aligned (output pixel i sits at input coordinate (i + 1/2) h / height - 1/2), edges held."""
+    """`small` enlarged by bilinear interpolation, pixel centres aligned (output pixel i sits at
+    input coordinate (i + 1/2) h / height - 1/2), edges held.
+
+    Compiled (numba), the rows in parallel.
+
+    Parameters
+    ----------
+    small : ndarray, shape (C, h, w)
+        The picture, channels first.
+    height, width : int
+        The new size, in pixels.
+
+    Returns
+    -------
+    ndarray, shape (C, height, width)
+        The enlarged picture, float32.
+    """
     channels, h, w = small.shape
     out = np.empty((channels, height, width), dtype=np.float32)
     for row in numba.prange(channels * height):
@@ -99,10 +155,22 @@ def enlarge_bilinear(small: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def zoom_to(plane: np.ndarray, shape: tuple[int, ...], edges: str = "nearest") -> np.ndarray:
-    """`plane` resampled to `shape` (bilinear, pixel grids aligned), float.
+    """`plane` resampled to `shape` (bilinear, pixel grids aligned).
 
-    `edges`: how values beyond the border are taken: "nearest" (held) or "grid-constant"
-    (zero: a kernel's mass does not spread from outside).
+    Parameters
+    ----------
+    plane : ndarray
+        The values: a kernel (K, K) or an alpha channel (H, W), float.
+    shape : tuple of int
+        The new shape, one size per axis of `plane`.
+    edges : str, optional
+        How values beyond the border are taken: "nearest" (held) or "grid-constant" (zero: a
+        kernel's mass does not spread from outside); any `scipy.ndimage` mode is passed on.
+
+    Returns
+    -------
+    ndarray, shape `shape`
+        The resampled values, of `plane`'s dtype; a kernel is not renormalised here.
     """
     zoom = [new / old for new, old in zip(shape, plane.shape, strict=True)]
     resized = ndimage.zoom(plane, zoom, order=1, mode=edges, grid_mode=True)

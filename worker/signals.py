@@ -28,7 +28,15 @@ def held() -> Iterator[None]:
     for this thread only, and the kernel then hands a process's signal to any other thread that
     does not block it (a maths library's), whose Python handler still runs here, mid-step.
     Python runs signal handlers in the main thread only: a step in another thread is never cut,
-    and is not counted."""
+    and is not counted.
+
+    Yields
+    ------
+    None
+        Once, for the block; when the outermost held block ends (however it ends), the first
+        stopping signal that came meanwhile is raised again (`signal.raise_signal`) and the
+        others are dropped.
+    """
     global _holding
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -46,7 +54,19 @@ def held() -> Iterator[None]:
 
 def defer(signum: int) -> bool:
     """Whether a step is held (`held`): then `signum` is kept for its end, and the handler that
-    asks returns without stopping."""
+    asks returns without stopping.
+
+    Parameters
+    ----------
+    signum : int
+        The stopping signal the handler was called for.
+
+    Returns
+    -------
+    bool
+        True when a step is held (`signum` is then kept, to be raised when the step ends); False
+        when the handler is to stop now.
+    """
     if _holding:
         _deferred.append(signum)
     return bool(_holding)

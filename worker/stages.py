@@ -32,8 +32,19 @@ class Stage(StrEnum):
         return self in FINAL_STAGES
 
     def public(self, estimating: bool) -> "Stage":
-        """The job's stage while the pipeline is at this step (`estimating`: the job finds its
-        blur first)."""
+        """The job's stage while the pipeline is at this step.
+
+        Parameters
+        ----------
+        estimating : bool
+            Whether the job finds its blur first (it then starts by estimating).
+
+        Returns
+        -------
+        Stage
+            `READING` becomes `ESTIMATING` when `estimating`, else `DEBLURRING`; `CACHING`
+            becomes `WRITING`; any other stage is itself.
+        """
         if self is Stage.READING:
             return Stage.ESTIMATING if estimating else Stage.DEBLURRING
         if self is Stage.CACHING:

@@ -29,18 +29,48 @@ NEGATIVE_NUMBER = re.compile(rf"^-{NUMBER}(,-?{NUMBER})*$")
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are a single line, and which reads negative numbers
-    in exponent form, and lists of numbers that start with one, as values (`NEGATIVE_NUMBER`)."""
+    """An argument parser whose usage errors are a single line.
+
+    It also reads negative numbers in exponent form, and lists of numbers that start with one,
+    as values, not as options (`NEGATIVE_NUMBER`).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        Passed on to `argparse.ArgumentParser`.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = NEGATIVE_NUMBER  # the pattern argparse (3.11) reads
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        """Print ``PROG: error: MESSAGE (see --help)`` on stderr, one line, and exit.
+
+        Parameters
+        ----------
+        message : str
+            What argparse found wrong; its control characters are escaped (`one_line`).
+
+        Raises
+        ------
+        SystemExit
+            Always, with `ExitStatus.USAGE` (2).
+        """
         self.exit(ExitStatus.USAGE, f"{self.prog}: error: {one_line(message)} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of `dt-deconvolve`, with every command of `COMMANDS` registered.
+
+    A command registered without a description gets its help line, capitalised and ended with
+    a full stop, as the description that `COMMAND --help` shows.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        A `OneLineParser` whose parsed arguments hold `func`, the chosen command's runner.
+    """
     from worker.cli.commands import COMMANDS
 
     parser = OneLineParser(
@@ -66,6 +96,30 @@ def _debugging() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command that `argv` names: the entry point of `dt-deconvolve`.
+
+    Any error is one line on stderr, never a traceback; an internal error (a bug: `is_internal`)
+    says that ``DT_DECONVOLVE_DEBUG=1`` shows more, and with that set it is raised as it is.
+
+    Parameters
+    ----------
+    argv : sequence of str or None
+        The arguments after the program's name; None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The command's exit status (`ExitStatus`): `ExitStatus.FAILED` after an error,
+        `ExitStatus.INTERRUPTED` on Ctrl-C, 128 + the signal for a command that a stopping
+        signal ended inside compiled code (`stopped_by`), 128 + SIGPIPE when stdout's reader
+        closed the pipe (`reader_gone`).
+
+    Raises
+    ------
+    SystemExit
+        For ``--help`` and ``--version`` (status 0), a usage error (`ExitStatus.USAGE`), and a
+        stopping signal (`stop_on_signals`: 128 + the signal).
+    """
     stop_on_signals()
     try:  # parsing imports every command: a Ctrl-C may come that early
         args = build_parser().parse_args(argv)

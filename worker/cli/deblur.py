@@ -14,6 +14,13 @@ from worker.stages import StopReason
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `deblur` command.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The commands of the `dt-deconvolve` parser (`build_parser`).
+    """
     parser = subparsers.add_parser(
         "deblur",
         help="sharpen a TIFF picture with a known blur (PSF)",
@@ -33,7 +40,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def print_report(report: dict, as_json: bool) -> None:
-    """The job's report, on the picture written: one JSON line, or one sentence for people."""
+    """Print the job's report on the picture written: one JSON line, or lines for people.
+
+    For people: a line on the blur found, when it was estimated, then one on the picture
+    written (as it was, when no blur was found).
+
+    Parameters
+    ----------
+    report : dict
+        The report of `run_pipeline`: `output`, the engine's fields (`stop_reason`,
+        `iterations`...) and, when the blur was estimated, `confidence` and `reason`.
+    as_json : bool
+        Print `report` as one JSON line.
+
+    Raises
+    ------
+    OSError
+        Stdout cannot take the report; the error says that the picture was written
+        (`report_on`).
+    """
     with report_on("picture", report["output"]):
         if as_json:
             print(json.dumps(report))
@@ -53,6 +78,28 @@ def print_report(report: dict, as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`deblur INPUT --psf PSF -o OUTPUT`: sharpen a picture whose blur is known.
+
+    Prints the report (`print_report`).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: `input`, `psf`, `output` (names, made absolute here), `json`
+        and the engine's options (`add_engine_options`).
+
+    Returns
+    -------
+    int
+        `ExitStatus.OK`.
+
+    Raises
+    ------
+    InputError
+        Bad input: the picture, the kernel, the settings, the output's name (`run_pipeline`).
+    OSError
+        A file cannot be read or written; the output is written atomically.
+    """
     from worker.pipeline import run_pipeline
 
     spec = JobSpec(

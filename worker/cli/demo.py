@@ -15,6 +15,13 @@ SEED = 2024
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `demo` command.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The commands of the `dt-deconvolve` parser (`build_parser`).
+    """
     parser = subparsers.add_parser(
         "demo",
         help="try it on a test picture: shake it, find the blur, deblur it",
@@ -34,10 +41,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def shaken_scene(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sharp, blurred, psf): a scene and its camera-shaken, noisy version, linear light.
+    """A scene and its camera-shaken, noisy version, in linear light.
 
     The blur is a "valid" convolution of a larger scene, so the blurred picture's borders hold
     real blurred content, as in a photograph, not a wrapped-around or zero-padded edge.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Where the scene, the blur and the noise are drawn from.
+
+    Returns
+    -------
+    sharp : ndarray, shape (H, W, 3)
+        The scene, float32, (H, W) = `SHAPE`: a dead-leaves picture, values in [0.01, 0.95].
+    blurred : ndarray, shape (H, W, 3)
+        The scene blurred by `psf`, with Gaussian noise of standard deviation `NOISE` added,
+        clipped to [0, 1], float32.
+    psf : ndarray, shape (K, K)
+        The camera-shake blur, K = `KERNEL_SIZE`, float32, summing to one.
     """
     from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves
 
@@ -51,7 +73,20 @@ def shaken_scene(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def psnr_encoded(reference: np.ndarray, picture: np.ndarray) -> float:
-    """PSNR of the sRGB-encoded pictures (as they are seen), peak 1."""
+    """PSNR of the sRGB-encoded pictures (as they are seen), peak 1.
+
+    Parameters
+    ----------
+    reference : ndarray
+        The truth, in linear light.
+    picture : ndarray
+        The picture to rate, in linear light, of `reference`'s shape.
+
+    Returns
+    -------
+    float
+        ``10 log10(1 / mean squared error)`` of the encoded values, in dB.
+    """
     from worker.deconv.synthetic import psnr
     from worker.files.icc import SRGB
 
@@ -59,6 +94,27 @@ def psnr_encoded(reference: np.ndarray, picture: np.ndarray) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`demo [-o DIR]`: shake a test scene, estimate its blur and deblur it as a real photo's.
+
+    Writes into DIR (made if missing) the shaken picture (blurred.tif, 16-bit sRGB), the blur
+    applied (true_psf.npy, .png), the blur found (psf.npy, .png), the result (deblurred.tif)
+    and PNGs to look at (sharp, before, after); then prints the PSNR before and after.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: `output`, the folder.
+
+    Returns
+    -------
+    int
+        `ExitStatus.OK`.
+
+    Raises
+    ------
+    OSError
+        The folder or a file in it cannot be made or written.
+    """
     from worker.files.icc import SRGB, matrix_profile
     from worker.files.imageio import Picture, read_picture, write_picture, write_png
     from worker.files.kernels import save_kernel, save_kernel_picture

@@ -9,14 +9,25 @@ from worker.service.transport import default_curve_dir, default_endpoint
 
 
 def default_cache_dir() -> Path:
-    """The result cache's folder unless `--cache-dir` names another: `results/` in the cache
-    folder."""
+    """The result cache's folder unless `--cache-dir` names another.
+
+    Returns
+    -------
+    Path
+        `results/` in the cache folder (`worker.paths.cache_dir`).
+    """
     return cache_dir() / "results"
 
 
 def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
     """Add `--endpoint` and `--curve-dir`: where the worker listens, and the keys to reach it
-    over tcp."""
+    over tcp.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser.
+    """
     parser.add_argument(
         "--endpoint",
         metavar="E",
@@ -32,15 +43,36 @@ def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
 
 
 def folder_argument(text: str) -> Path:
-    """A folder named on the command line; an empty name (which would mean the current
-    folder, whatever it holds) is refused."""
+    """A folder named on the command line (an argparse type).
+
+    Parameters
+    ----------
+    text : str
+        The name as given.
+
+    Returns
+    -------
+    Path
+        `text` as a path, not checked further.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        `text` is empty (which would mean the current folder, whatever it holds).
+    """
     if not text:
         raise argparse.ArgumentTypeError("an empty name is not a folder")
     return Path(text)
 
 
 def add_cache_dir_option(parser: argparse.ArgumentParser) -> None:
-    """Add `--cache-dir`: the result cache's folder."""
+    """Add `--cache-dir`: the result cache's folder.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser.
+    """
     parser.add_argument(
         "--cache-dir",
         metavar="D",
@@ -50,16 +82,57 @@ def add_cache_dir_option(parser: argparse.ArgumentParser) -> None:
 
 
 def endpoint_of(args: argparse.Namespace) -> str:
-    """The worker's address the command was given, or the default one (`default_endpoint`)."""
+    """The worker's address the command was given, or the default one.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line, with the options of `add_endpoint_options`.
+
+    Returns
+    -------
+    str
+        `--endpoint`, unchecked, or when none (or an empty one) was given `default_endpoint`:
+        an ipc socket in the user's runtime folder.
+    """
     return args.endpoint or default_endpoint()
 
 
 def client_of(args: argparse.Namespace, timeout: float = 10.0) -> Client:
-    """A client of the worker the command names (`timeout` seconds a reply may take); the
-    caller closes it."""
+    """A client of the worker the command names; the caller closes it.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line, with the options of `add_endpoint_options` (`--curve-dir`
+        unset: `default_curve_dir`).
+    timeout : float
+        Seconds a reply may take.
+
+    Returns
+    -------
+    Client
+        A client of the address `endpoint_of` gives.
+
+    Raises
+    ------
+    InputError
+        The endpoint is malformed (`check_endpoint`).
+    """
     return Client(endpoint_of(args), timeout, args.curve_dir or default_curve_dir())
 
 
 def cache_dir_of(args: argparse.Namespace) -> Path:
-    """The result cache's folder the command names, or the default one, absolute."""
+    """The result cache's folder the command names, or the default one.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line, with the option of `add_cache_dir_option`.
+
+    Returns
+    -------
+    Path
+        `--cache-dir`, or `default_cache_dir`, made absolute (links not resolved).
+    """
     return (args.cache_dir or default_cache_dir()).absolute()

@@ -17,6 +17,16 @@ class ExitStatus(IntEnum):
 
 
 def of_signal(signum: int) -> int:
-    """The exit status of a command stopped by signal `signum`: 128 + its number, as shells
-    report it."""
+    """The exit status of a command stopped by a signal, as shells report it.
+
+    Parameters
+    ----------
+    signum : int
+        The signal's number.
+
+    Returns
+    -------
+    int
+        128 + `signum`.
+    """
     return 128 + signum

@@ -10,6 +10,13 @@ from worker.cli.submit import add_job_options, job_spec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `key` command.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The commands of the `dt-deconvolve` parser (`build_parser`).
+    """
     parser = subparsers.add_parser(
         "key", help="print the cache key of a picture, its edit history and the settings"
     )
@@ -31,6 +38,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`key INPUT [--xmp SIDECAR]`: print the cache key of the job the options describe.
+
+    The key hashes the picture (with `--xmp`, its path, size, time, duplicate index and edit
+    history; else its pixels and tags), the job's parameters (a kernel given with `--psf` by its
+    bytes' digest, not its name), the export settings and the engine's version (`cache_key`);
+    not where the result would go.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: `input`, `xmp`, `duplicate`, `export` and the job's options
+        (`add_job_options`).
+
+    Returns
+    -------
+    int
+        `ExitStatus.OK`.
+
+    Raises
+    ------
+    InputError
+        The options do not make a valid job (`job_spec`), or the picture, the sidecar or the
+        kernel cannot be read.
+    """
     parameters = job_spec(args, output="").parameters()  # where the result goes is no part of it
     if parameters["psf"]:
         parameters["psf"] = file_digest(parameters["psf"])

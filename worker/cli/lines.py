@@ -18,7 +18,18 @@ _PLAIN = frozenset(range(0x21, 0x7F)) - {ord("%")}
 
 
 def path_field(path: str | os.PathLike[str]) -> str:
-    """`path` as one field: printable ASCII, no space, `%XX` for every other byte."""
+    """`path` as one field: printable ASCII, no space, `%XX` for every other byte.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A file's name; its bytes are those of the file-system encoding (`os.fsencode`).
+
+    Returns
+    -------
+    str
+        Each byte from `!` to `~` but `%` as it is, every other one as `%XX`.
+    """
     return "".join(chr(b) if b in _PLAIN else f"%{b:02X}" for b in os.fsencode(path))
 
 
@@ -29,8 +40,21 @@ def _printable(value: object) -> str:
 
 
 def blur_line(report: Mapping[str, Any]) -> str | None:
-    """``BLUR <confidence> <kernel> <reason>`` for a report that holds an estimated blur (the
-    kernel used: none, free-form, gaussian, disc or varying; the reason on one line), else None."""
+    """The line ``BLUR <confidence> <kernel> <reason>`` for a report that holds an estimated blur.
+
+    Parameters
+    ----------
+    report : Mapping
+        A job's report (`run_pipeline`), or a cache record's, which may be damaged.
+
+    Returns
+    -------
+    str or None
+        The line: the confidence clipped to [0, 1], with two decimals; the kernel used (none,
+        free-form, gaussian, disc or varying) with no space; the reason on one line. Missing
+        fields read `-`, and characters a terminal would act on a space. None when `report`
+        holds no finite confidence (no blur was estimated).
+    """
     confidence = report.get("confidence")
     if not is_finite_number(confidence):
         return None  # none estimated (or a damaged cache record's)

@@ -15,8 +15,22 @@ DEFAULTS = DeblurSettings()
 
 
 def setting(name: str, kind: type[int] | type[float]) -> Callable[[str], int | float]:
-    """An argparse type for the setting `name`: the text read as `kind`, checked as
-    `DeblurSettings.validate` checks that setting."""
+    """An argparse type for the setting `name`.
+
+    Parameters
+    ----------
+    name : str
+        The field of `DeblurSettings` (`lam`, `max_iterations`...).
+    kind : type
+        `int` or `float`: what the text is read as.
+
+    Returns
+    -------
+    callable
+        ``check(text)``: `text` read as `kind` and checked as `DeblurSettings.validate` checks
+        that setting (-0.0 is returned as 0.0); a value that is not a number, or is out of
+        range, raises `argparse.ArgumentTypeError`.
+    """
 
     def check(text: str) -> int | float:
         try:
@@ -33,8 +47,13 @@ def setting(name: str, kind: type[int] | type[float]) -> Callable[[str], int | f
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """Add --tolerance, --priority, --scale, --local, --varying, --lambda and --iterations to
-    `parser`."""
+    """Add --tolerance, --priority, --scale, --local, --varying, --lambda and --iterations.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser; the numbers are checked as they are read (`setting`).
+    """
     group = parser.add_argument_group("how hard to sharpen")
     group.add_argument(
         "--tolerance",
@@ -95,7 +114,18 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> DeblurSettings:
-    """The `DeblurSettings` chosen by the options that `add_engine_options` added."""
+    """The engine's settings the command was given.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line, with the options that `add_engine_options` added.
+
+    Returns
+    -------
+    DeblurSettings
+        Those options' values; the other settings keep their defaults.
+    """
     return DeblurSettings(
         tolerance=args.tolerance,
         priority=args.priority,

@@ -9,6 +9,13 @@ from worker.errors import WorkerUnavailable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `ping` command.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The commands of the `dt-deconvolve` parser (`build_parser`).
+    """
     parser = subparsers.add_parser("ping", help="check that a worker answers (exit 1 if none)")
     add_endpoint_options(parser)
     parser.add_argument("--json", action="store_true", help="print the reply as one JSON object")
@@ -16,6 +23,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`ping`: print the worker's version, pid, endpoint, jobs and warm executors.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: the endpoint's options (`add_endpoint_options`) and `json`
+        (print the reply as one JSON object).
+
+    Returns
+    -------
+    int
+        `ExitStatus.OK`.
+
+    Raises
+    ------
+    WorkerUnavailable
+        No worker answers within 2 seconds (exit status 1).
+    InputError
+        The endpoint is malformed (`client_of`).
+    """
     with client_of(args) as client:
         reply = client.ping(timeout=2.0)
     if reply is None:

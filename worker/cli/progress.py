@@ -11,9 +11,16 @@ from worker.stages import Progress
 
 @contextlib.contextmanager
 def progress_bar() -> Iterator[Progress | None]:
-    """Yield a `(fraction, stage)` callback drawing a bar on a terminal, or None when stderr is
-    not a terminal (a pipe, a log file, the darktable plug-in, or closed), so that scripts get
-    clean output.
+    """A progress bar on stderr, for the length of the block, when stderr is a terminal.
+
+    When it is not (a pipe, a log file, the darktable plug-in, or closed), there is no bar, so
+    that scripts get clean output.
+
+    Yields
+    ------
+    Progress or None
+        ``update(fraction, stage)``, which draws the bar at `fraction` (0 to 1) of the work,
+        labelled `stage`; None when stderr is not a terminal.
     """
     if sys.stderr is None or not sys.stderr.isatty():
         yield None

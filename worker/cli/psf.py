@@ -13,7 +13,24 @@ from worker.jobspec import WINDOW_PATTERN
 
 
 def blur_size(text: str) -> int | str:
-    """The --blur argument, checked (`blur_from_text`): an odd size, or "auto"."""
+    """The --blur argument, checked (`blur_from_text`).
+
+    Parameters
+    ----------
+    text : str
+        The argument as given.
+
+    Returns
+    -------
+    int or str
+        An odd number of pixels from `MIN_BLUR` to `MAX_BLUR`, or `AUTO` for "auto" (case
+        and spaces around it aside).
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        Anything else.
+    """
     try:
         size = blur_from_text(text)
     except InputError as error:
@@ -22,8 +39,25 @@ def blur_size(text: str) -> int | str:
 
 
 def window_argument(text: str) -> str:
-    """The --window argument, as every command takes it (`psf`, `run`, `submit`, `key`): "auto",
-    "centre" or "X,Y,W,H" (`jobspec.WINDOW_PATTERN`), case and spaces around it aside."""
+    """The --window argument, as every command takes it (`psf`, `run`, `submit`, `key`).
+
+    Parameters
+    ----------
+    text : str
+        The argument as given: "auto", "centre" (or "center") or "X,Y,W,H" in pixels
+        (`jobspec.WINDOW_PATTERN`), case and spaces around it aside.
+
+    Returns
+    -------
+    str
+        `text` stripped, in lower case, "center" spelled "centre". A rectangle's numbers are
+        checked against the picture later (`window_from_text`, the engine).
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        `text` is none of these.
+    """
     window = text.strip().lower().replace("center", "centre")
     if not WINDOW_PATTERN.fullmatch(window):
         raise argparse.ArgumentTypeError(
@@ -33,6 +67,16 @@ def window_argument(text: str) -> str:
 
 
 def add_window_option(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """Add `--window`: where to learn the blur (`window_argument`).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser.
+    default : str or None
+        The value when `--window` is not given: "auto" (`psf`, `run`), or None (`submit`,
+        `key`: the job's own default, which is "auto" too).
+    """
     parser.add_argument(
         "--window",
         type=window_argument,
@@ -44,7 +88,13 @@ def add_window_option(parser: argparse.ArgumentParser, default: str | None) -> N
 
 
 def add_estimation_options(parser: argparse.ArgumentParser) -> None:
-    """--blur and --window, shared by `psf` and `run`."""
+    """Add --blur (required) and --window (default "auto"), shared by `psf` and `run`.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser.
+    """
     parser.add_argument(
         "--blur",
         type=blur_size,
@@ -59,6 +109,13 @@ def add_estimation_options(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `psf` command.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The commands of the `dt-deconvolve` parser (`build_parser`).
+    """
     parser = subparsers.add_parser(
         "psf",
         help="estimate the blur kernel (PSF) of a picture",
@@ -75,6 +132,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`psf INPUT --blur K -o PSF.npy`: estimate the blur of a picture and save its kernel.
+
+    The targets are checked before the work. Prints what was learnt: a sentence, or one JSON
+    object (the kernel's paths and the estimate's `BlurReport`).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: `input`, `blur`, `window`, `output`, `png` (Path or None) and
+        `json`.
+
+    Returns
+    -------
+    int
+        `ExitStatus.OK`.
+
+    Raises
+    ------
+    InputError
+        The kernel is not named NAME.npy, or its picture NAME.png (`check_names`); the picture
+        cannot be read, is too small, or the window does not fit it (`estimate_blur`).
+    OSError
+        A target would replace the input or cannot be written (`check_target`); stdout cannot
+        take the report (`report_on`: the kernel was written).
+    """
     from worker.deconv.blind import estimate_blur
     from worker.deconv.level import brighten
     from worker.deconv.window import window_from_text

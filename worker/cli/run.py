@@ -13,6 +13,13 @@ from worker.jobspec import JobSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `run` command.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The commands of the `dt-deconvolve` parser (`build_parser`).
+    """
     parser = subparsers.add_parser(
         "run",
         help="estimate the blur of a TIFF picture and sharpen it, in one go",
@@ -33,6 +40,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`run INPUT --blur K -o OUTPUT`: estimate the blur of a picture, then sharpen it.
+
+    Prints the report (`print_report`).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: `input`, `blur`, `window`, `output`, `psf_out` (where to save
+        the kernel, a .png beside it; None: not saved), `json` and the engine's options
+        (`add_engine_options`).
+
+    Returns
+    -------
+    int
+        `ExitStatus.OK`.
+
+    Raises
+    ------
+    InputError
+        Bad input: the picture, the settings, the names of the output and of the kernel
+        (`run_pipeline`).
+    OSError
+        A file cannot be read or written; the output is written atomically.
+    """
     from worker.pipeline import run_pipeline
 
     spec = JobSpec(

@@ -10,6 +10,13 @@ from worker.stages import FINAL_STAGES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `status` command.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The commands of the `dt-deconvolve` parser (`build_parser`).
+    """
     parser = subparsers.add_parser("status", help="show a job's progress, or list the jobs")
     parser.add_argument("job", metavar="JOB", nargs="?", help="a job id (default: every job)")
     add_endpoint_options(parser)
@@ -18,7 +25,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def describe(job: dict[str, Any]) -> str:
-    """One line for a job: id, stage, percent, time left, and why it failed."""
+    """One line for a job: id, stage, percent, time left, and why it failed.
+
+    Parameters
+    ----------
+    job : dict
+        A job as the worker's `status` and `list` replies give it: `job`, `stage`, `fraction`
+        (0 to 1) and, when known, `seconds_left` and `error`.
+
+    Returns
+    -------
+    str
+        ``ID STAGE PERCENT%``, then `` (N s left)`` while the job has not ended and
+        ``: ERROR`` when it has an error.
+    """
     line = f"{job['job']} {job['stage']} {100 * job['fraction']:.0f}%"
     if job.get("seconds_left") is not None and job["stage"] not in FINAL_STAGES:
         line += f" ({job['seconds_left']:.0f} s left)"
@@ -28,6 +48,27 @@ def describe(job: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`status [JOB]`: print one job's line (`describe`), or every job's.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: `job` (None: every job, read page by page), the endpoint's
+        options (`add_endpoint_options`) and `json` (print the reply as one JSON object; every
+        job's: ``{"jobs": [...]}``).
+
+    Returns
+    -------
+    int
+        `ExitStatus.OK`.
+
+    Raises
+    ------
+    InputError
+        The endpoint is malformed (`client_of`); `WorkerUnavailable` when no worker answers.
+    RemoteError
+        The worker refused: no such job.
+    """
     with client_of(args) as client:
         if args.job is not None:  # ("" is no job id: the worker says so, as `cancel ""` does)
             reply = client.request("status", job=args.job)

@@ -34,6 +34,15 @@ def stop_on_signals() -> None:
 
 
 def stopped_by() -> int | None:
-    """The signal stopping the command, if one is. (Raised in compiled code, the exit arrives
-    wrapped in another exception: the caller knows it by this.)"""
+    """The signal stopping the command, if one is.
+
+    Raised in compiled code, the exit arrives wrapped in another exception: the caller knows it
+    by this.
+
+    Returns
+    -------
+    int or None
+        The first stopping signal that came (not SIGINT, which raises `KeyboardInterrupt`);
+        None when none did.
+    """
     return _stopped_by[0] if _stopped_by else None

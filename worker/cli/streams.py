@@ -22,14 +22,27 @@ READER_GONE = of_signal(signal.SIGPIPE)  # the exit status of a command whose st
 
 
 def warn(message: str) -> None:
-    """Print `dt-deconvolve: MESSAGE` on stderr, if the command has one."""
+    """Print ``dt-deconvolve: MESSAGE`` on stderr, if the command has one.
+
+    Parameters
+    ----------
+    message : str
+        One line, printed as it is.
+    """
     if sys.stderr is not None:
         print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
 def reader_gone() -> int:
-    """Stdout's reader closed the pipe: point stdout at /dev/null, so that the interpreter's
-    last flush at exit does not complain again, and return `READER_GONE`."""
+    """Stdout's reader closed the pipe: point stdout at /dev/null.
+
+    That way the interpreter's last flush at exit does not complain again.
+
+    Returns
+    -------
+    int
+        `READER_GONE`: 128 + SIGPIPE, the command's exit status.
+    """
     with open(os.devnull, "wb") as null:
         os.dup2(null.fileno(), sys.stdout.fileno())
     return READER_GONE
@@ -37,10 +50,30 @@ def reader_gone() -> int:
 
 @contextlib.contextmanager
 def report_on(what: str, path: str) -> Iterator[None]:
-    """Print, inside, the report on `path` (a `what`: picture, kernel) written before it; a
-    stdout that cannot take it raises the `OSError` naming the report and the file that was
-    written (the error read "no space left on the device" alone, as if the file were lost). A
-    reader that left (`BrokenPipeError`) goes through to `reader_gone`."""
+    """Print, inside, the report on a file written before it.
+
+    A stdout that cannot take the report raises an `OSError` naming the report and the file
+    that was written (the error read "no space left on the device" alone, as if the file were
+    lost). A reader that left (`BrokenPipeError`) goes through to `reader_gone`.
+
+    Parameters
+    ----------
+    what : str
+        What the file is: "picture", "kernel".
+    path : str
+        The file written.
+
+    Yields
+    ------
+    None
+        Once, for the block that prints; stdout is flushed as it ends.
+
+    Raises
+    ------
+    OSError
+        Stdout (its flush, or a print inside) failed: the original errno and message, the
+        filename saying that the file itself was written. `BrokenPipeError` as it came.
+    """
     try:
         yield
         if sys.stdout is not None:  # (started with stdout closed: nothing was printed)

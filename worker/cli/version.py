@@ -13,6 +13,13 @@ LIBRARIES = ("numpy", "scipy", "pyfftw", "numba", "tifffile", "imagecodecs", "py
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `version` command.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The commands of the `dt-deconvolve` parser (`build_parser`).
+    """
     parser = subparsers.add_parser(
         "version", help="show the versions of dt-deconvolve and its libraries"
     )
@@ -21,6 +28,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`version`: print the versions of dt-deconvolve, Python and `LIBRARIES`.
+
+    A library that is not installed reads "missing".
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: `json` (print one JSON object, name to version).
+
+    Returns
+    -------
+    int
+        `ExitStatus.OK`.
+    """
     versions = {"dt-deconvolve": __version__, "python": sys.version.split()[0]}
     for name in LIBRARIES:
         try:

@@ -175,6 +175,13 @@ class BlurReport:
     smoothing: float = 1.0
 
     def as_dict(self) -> dict:
+        """The report as a dict of plain values, for JSON.
+
+        Returns
+        -------
+        dict
+            The fields by name, `window` and `check_window` as lists [x, y, width, height].
+        """
         report = asdict(self)
         report["window"] = list(self.window)
         report["check_window"] = list(self.check_window)
@@ -182,28 +189,85 @@ class BlurReport:
 
 
 def patch_of(grey: np.ndarray, window: Window) -> np.ndarray:
+    """The part of a picture under a window.
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W) or (H, W, C)
+        The picture: its luminance, or its colour planes.
+    window : Window
+        (x, y, width, height) in pixels.
+
+    Returns
+    -------
+    ndarray, shape (height, width) or (height, width, C)
+        A view of `grey`, not a copy.
+    """
     x, y, width, height = window
     return grey[y : y + height, x : x + width]
 
 
 def fits(kernel: np.ndarray, largest: int) -> bool:
-    """Whether a parametric `kernel` is a blur of `largest` px or less, measured as a size given
-    measures a blur: by its extent (`kernel_extent`, its taps above 5 % of the peak), not by
-    the array it is sampled on (a Gaussian's reaches 3 sigma, where its taps are 1 % of the
-    peak: by that, a blur of 5 px would hold no Gaussian over sigma 0.67 px, where its
-    extent holds sigma 1.2)."""
+    """Whether a parametric `kernel` is a blur of `largest` px or less.
+
+    It is measured as a size given measures a blur: by its extent (`kernel_extent`, its taps above
+    5 % of the peak), not by the array it is sampled on (a Gaussian's reaches 3 sigma, where its
+    taps are 1 % of the peak: by that, a blur of 5 px would hold no Gaussian over sigma 0.67 px,
+    where its extent holds sigma 1.2).
+
+    Parameters
+    ----------
+    kernel : ndarray, shape (k, k)
+        The kernel (`gaussian_kernel`, `disc_kernel`).
+    largest : int
+        The largest blur, in pixels.
+
+    Returns
+    -------
+    bool
+        ``kernel_extent(kernel) <= largest``.
+    """
     return kernel_extent(kernel) <= largest
 
 
 def reach(size: int, *kernels: np.ndarray) -> int:
-    """The margin a window needs to score `kernels` and any blur of `size` px: the widest
-    array among them."""
+    """The margin a window needs to score `kernels` and any blur of `size` px: the widest array.
+
+    Parameters
+    ----------
+    size : int
+        The largest blur, in pixels.
+    *kernels : ndarray
+        Square kernels to be scored.
+
+    Returns
+    -------
+    int
+        The largest of `size` and the kernels' sides, in pixels.
+    """
     return max(size, *(kernel.shape[0] for kernel in kernels))
 
 
 def best_gaussian(patch: np.ndarray, largest: int) -> tuple[np.ndarray, float]:
-    """The Gaussian with the lowest GCV on the grey window `patch`, no wider than `largest` px
-    (`fits`; the narrowest searched when none fits), and its sigma."""
+    """The Gaussian with the lowest GCV on the grey window `patch`, and its sigma.
+
+    The candidates are those of `SIGMAS` no wider than `largest` px (`fits`); the narrowest
+    searched when none fits.
+
+    Parameters
+    ----------
+    patch : ndarray, shape (h, w)
+        The grey window.
+    largest : int
+        The largest blur, in pixels.
+
+    Returns
+    -------
+    gaussian : ndarray, shape (k, k)
+        The kernel (`gaussian_kernel`), summing to one.
+    sigma : float
+        Its standard deviation, in pixels.
+    """
     candidates = [(sigma, gaussian_kernel(sigma)) for sigma in SIGMAS]
     candidates = [c for c in candidates if fits(c[1], largest)] or candidates[:1]
     fit = GcvWindow(patch, reach(largest, candidates[-1][1]))
@@ -212,14 +276,26 @@ def best_gaussian(patch: np.ndarray, largest: int) -> tuple[np.ndarray, float]:
 
 
 def best_disc(patch: np.ndarray, largest: int) -> float:
-    """The radius of the defocus disc that best explains the grey window `patch`, among `RADII`
-    no wider than `largest` px (`RADII[0]` when none fits).
+    """The radius of the defocus disc that best explains the grey window `patch`.
 
     The discs' GCV (`worker.deconv.gcv`) has a minimum at the true radius, but where noise hides
     the disc's spectral zeros a smaller radius can score lower still (a disc of 5 px under noise
     0.01: 2.75 px). So the `SHORTLIST` lowest local minima of the GCV curve are judged by the
     prediction of held-out pixels (`worker.deconv.holdout`), whose error is lowest at the true
-    radius there."""
+    radius there; in a window too narrow to hold pixels out, the lowest GCV minimum is taken.
+
+    Parameters
+    ----------
+    patch : ndarray, shape (h, w)
+        The grey window.
+    largest : int
+        The largest blur, in pixels: only the `RADII` whose disc `fits` it are searched.
+
+    Returns
+    -------
+    float
+        The radius, in pixels: one of `RADII`; `RADII[0]` when no disc fits.
+    """
     radii = [radius for radius in RADII if fits(disc_kernel(radius), largest)]
     if not radii:
         return float(RADII[0])
@@ -237,9 +313,27 @@ def best_disc(patch: np.ndarray, largest: int) -> float:
 
 
 def agreed_disc(grey: np.ndarray, windows: list[Window], size: int) -> tuple[float, float] | None:
-    """The radii of the defocus disc that both `windows` show (`best_disc` on each), or None when
-    they differ by more than `RADIUS_AGREEMENT` of the radius (and a step of `RADII`), or when the
-    first is the smallest radius searched: no defocus to speak of."""
+    """The radii of the defocus disc that both `windows` show (`best_disc` on each), or None.
+
+    They agree unless they differ by more than `RADIUS_AGREEMENT` of the first radius and more
+    than a step of `RADII`; a first radius of `RADII[0]`, the smallest searched, is no defocus to
+    speak of.
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+        The picture's luminance.
+    windows : list of Window
+        The first window and the second (x, y, width, height); any more are not looked at.
+    size : int
+        The largest blur, in pixels.
+
+    Returns
+    -------
+    tuple of float or None
+        (the first window's radius, the second's) in pixels; None when they disagree or the first
+        is `RADII[0]`.
+    """
     first, second = (best_disc(patch_of(grey, window), size) for window in windows[:2])
     step = float(RADII[1] - RADII[0])
     if first <= RADII[0] or abs(first - second) > max(step, RADIUS_AGREEMENT * first):
@@ -248,12 +342,22 @@ def agreed_disc(grey: np.ndarray, windows: list[Window], size: int) -> tuple[flo
 
 
 def similarity(first: np.ndarray, second: np.ndarray) -> float:
-    """The peak of the normalised cross-correlation of two kernels: 1 when they are the same up
-    to a shift, near 0 when they share nothing.
+    """The peak of the normalised cross-correlation of two kernels.
 
-    The correlation is taken by FFT on a grid as large as the full correlation, where the
-    circular one holds every lag once (scipy.signal, which would do the same, takes a third
-    of a second to import: a tenth of a small picture's whole run).
+    It is 1 when they are the same up to a shift, near 0 when they share nothing. The correlation
+    is taken by FFT on a grid as large as the full correlation, where the circular one holds every
+    lag once (scipy.signal, which would do the same, takes a third of a second to import: a tenth
+    of a small picture's whole run).
+
+    Parameters
+    ----------
+    first, second : ndarray
+        The two kernels, 2-D and non-negative; their sizes may differ.
+
+    Returns
+    -------
+    float
+        The largest correlation over all shifts, divided by the product of their L2 norms.
     """
     shape = tuple(a + b - 1 for a, b in zip(first.shape, second.shape, strict=True))
     correlation = fft.irfft2(fft.rfft2(first, shape) * np.conj(fft.rfft2(second, shape)), shape)
@@ -261,17 +365,44 @@ def similarity(first: np.ndarray, second: np.ndarray) -> float:
 
 
 def agreed_softness(sigmas: list[float]) -> bool:
-    """Whether the Gaussian softness that two windows show (`best_gaussian`'s sigmas, the first
-    window's first) is the same, within a step of `SIGMAS`, and a blur: an rms radius (sigma
-    sqrt 2) of `SHARP_SPREAD` or more."""
+    """Whether two windows show the same Gaussian softness, and a blur.
+
+    The same: within a step of `SIGMAS`. A blur: the first window's rms radius (sigma sqrt 2) is
+    `SHARP_SPREAD` or more.
+
+    Parameters
+    ----------
+    sigmas : list of float
+        The sigmas of the windows' Gaussians (`best_gaussian`, via `softness`), the first window's
+        first, in pixels.
+
+    Returns
+    -------
+    bool
+        True when both hold; False with fewer than two sigmas.
+    """
     if len(sigmas) < 2 or sigmas[0] * math.sqrt(2) < SHARP_SPREAD:
         return False
     return max(sigmas) <= SOFTNESS_AGREEMENT * min(sigmas)
 
 
 def softness(grey: np.ndarray, windows: list[Window], size: int) -> list[float]:
-    """The sigma of the Gaussian softness each of the (up to two) `windows` shows
-    (`best_gaussian`)."""
+    """The sigma of the Gaussian softness each of the (up to two) `windows` shows (`best_gaussian`).
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+        The picture's luminance.
+    windows : list of Window
+        The windows (x, y, width, height); only the first two are looked at.
+    size : int
+        The largest blur, in pixels.
+
+    Returns
+    -------
+    list of float
+        One sigma per window, in pixels, the first window's first.
+    """
     return [best_gaussian(patch_of(grey, window), size)[1] for window in windows[:2]]
 
 
@@ -282,11 +413,35 @@ def fallback(
     doubt: str,
     sigmas: list[float] | None = None,
 ) -> tuple[np.ndarray, str, str]:
-    """The safe correction when the free-form kernel is not confirmed (`doubt` says why): the
-    Gaussian softness that best explains the first window (GCV), if it explains the last window
-    (the second, when there is one) better than no blur; else nothing. It is no wider than
-    `MILD_SIGMA` unless the second window shows the same softness (`agreed_softness`).
-    `sigmas`: the windows' `softness`, if known. Returns (kernel, kind, reason)."""
+    """The safe correction when the free-form kernel is not confirmed (`doubt` says why).
+
+    The Gaussian softness that best explains the first window (GCV), if it explains the last window
+    (the second, when there is one) better than no blur (its GCV at least `MIN_GAIN` lower); else
+    nothing. It is no wider than `MILD_SIGMA` unless the second window shows the same softness
+    (`agreed_softness`).
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+        The picture's luminance.
+    windows : list of Window
+        The first window, and the second if there is one.
+    size : int
+        The largest blur, in pixels.
+    doubt : str
+        Why the free-form kernel is not used, in words; the reason starts with it.
+    sigmas : list of float or None, optional
+        The windows' `softness`, if known; None: measured here.
+
+    Returns
+    -------
+    kernel : ndarray
+        The Gaussian (`gaussian_kernel`), or a 1 x 1 delta (float64) for no blur.
+    kind : str
+        `GAUSSIAN` or `NO_BLUR`.
+    reason : str
+        What was done and why, in words.
+    """
     sigmas = softness(grey, windows, size) if sigmas is None else sigmas
     agreed = agreed_softness(sigmas)
     sigma = sigmas[0] if agreed else min(sigmas[0], MILD_SIGMA)
@@ -302,10 +457,30 @@ def fallback(
 def sharp_or_soft(
     grey: np.ndarray, windows: list[Window], size: int
 ) -> tuple[np.ndarray, str, str]:
-    """For an agreed kernel narrower than `SHARP_SPREAD`: no blur, unless both windows show the
-    same Gaussian softness (`agreed_softness`; a softness the free-form estimate, learning edges,
-    sees as no blur) and it explains the second window better than no blur (`fallback`).
-    Returns (kernel, kind, reason)."""
+    """For an agreed kernel narrower than `SHARP_SPREAD`: no blur, or a softness both windows show.
+
+    No blur, unless both windows show the same Gaussian softness (`agreed_softness`; a softness
+    the free-form estimate, learning edges, sees as no blur) and it explains the second window
+    better than no blur (`fallback`).
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+        The picture's luminance.
+    windows : list of Window
+        The first window and the second.
+    size : int
+        The largest blur, in pixels.
+
+    Returns
+    -------
+    kernel : ndarray
+        A 1 x 1 delta (float64), or the Gaussian.
+    kind : str
+        `NO_BLUR` or `GAUSSIAN`.
+    reason : str
+        What was done and why, in words.
+    """
     sharp = np.ones((1, 1)), NO_BLUR, "the picture is already sharp: it is left as it is"
     doubt = "the blur learnt is narrower than a pixel"
     sigmas = softness(grey, windows, size)
@@ -315,10 +490,34 @@ def sharp_or_soft(
 def safe_or_disc(
     grey: np.ndarray, windows: list[Window], size: int, doubt: str
 ) -> tuple[np.ndarray, str, str, np.ndarray | None]:
-    """The safe correction (`fallback`), or the defocus disc both windows agree on
-    (`agreed_disc`, the first window's) where it predicts held-out pixels of the second window
-    `MIN_GAIN` better (`worker.deconv.holdout`). Returns (kernel, kind, reason, the second
-    window's disc or None), the last for the disc's error (`uncertainty`)."""
+    """The safe correction (`fallback`), or the defocus disc both windows agree on.
+
+    The disc (`agreed_disc`, the first window's) is used where it predicts held-out pixels of the
+    second window `MIN_GAIN` better than the safe correction (`worker.deconv.holdout`); not where
+    the second window is too narrow to hold pixels out.
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+        The picture's luminance.
+    windows : list of Window
+        The first window and the second.
+    size : int
+        The largest blur, in pixels.
+    doubt : str
+        Why the free-form kernel is not used, in words; the reason starts with it.
+
+    Returns
+    -------
+    kernel : ndarray
+        The disc (`disc_kernel`), or `fallback`'s kernel.
+    kind : str
+        `DISC`, or `fallback`'s kind.
+    reason : str
+        What was done and why, in words.
+    twin : ndarray or None
+        The second window's disc, for the disc's error (`uncertainty`); None with the fallback.
+    """
     safe = fallback(grey, windows, size, doubt)
     radii = agreed_disc(grey, windows, size)
     if radii is None:
@@ -332,14 +531,43 @@ def safe_or_disc(
 
 
 def same_size(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two odd-sized kernels zero-padded to the larger one's size."""
+    """Two odd-sized kernels zero-padded to the larger one's size.
+
+    Parameters
+    ----------
+    first, second : ndarray
+        Square kernels, odd-sized.
+
+    Returns
+    -------
+    tuple of ndarray
+        (first, second), each padded with zeros equally on every side to the larger side.
+    """
     side = max(first.shape[0], second.shape[0])
     first, second = (np.pad(k, (side - k.shape[0]) // 2) for k in (first, second))
     return first, second
 
 
 def no_blur(why: str, windows: list[Window], started: float) -> tuple[np.ndarray, BlurReport]:
-    """The delta kernel and its report, when there is nothing to learn a blur from."""
+    """The delta kernel and its report, when there is nothing to learn a blur from.
+
+    Parameters
+    ----------
+    why : str
+        Why there is nothing to learn from, in words; the reason adds that the picture is left as
+        it is.
+    windows : list of Window
+        The windows to report, at least one: the first as `window`, the last as `check_window`.
+    started : float
+        When the estimate began (`time.perf_counter`), for its time.
+
+    Returns
+    -------
+    kernel : ndarray, shape (1, 1)
+        float32, 1: no blur.
+    report : BlurReport
+        `NO_BLUR`, with confidence 0.
+    """
     return np.ones((1, 1), np.float32), BlurReport(
         kernel=NO_BLUR,
         confidence=0.0,
@@ -361,15 +589,43 @@ def estimate_blur(
     clip_level: float | None = None,
     whole_frame: bool = True,
 ) -> tuple[np.ndarray, BlurReport]:
-    """The blur of a linear picture (H, W, C), checked on a second window, and a `BlurReport`.
+    """The blur of a linear picture, checked on a second window, and a `BlurReport`.
 
-    `size` is the largest blur in pixels (odd), None to find it (`auto_size`); `window` (x, y,
-    width, height) where to learn it, None to choose. `whole_frame`: the blur is to be removed
-    from the whole frame, so a kernel that parts of the picture are sharper than is not used
-    (`worker.deconv.whole_frame`; local mode, which deblurs only what the kernel explains, does
-    not ask). Returns the kernel (float32, odd-sized, summing to one, centred to the sub-pixel; a
-    1 x 1 delta when no blur was found). Raises `InputError` as `estimate_psf` does, and for a
-    picture too small to learn a blur from (`check_room`).
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture, C in {1, 3}.
+    size : int or None
+        The largest blur in pixels (odd), None to find it (`auto_size`).
+    window : Window or None, optional
+        (x, y, width, height) in pixels where to learn it, None to choose.
+    progress : Progress or None, optional
+        Called with (share done, `Stage.ESTIMATING`): as each size is tried (`auto_size`), or
+        after each pyramid level of the first window's estimate (a size given).
+    clip_level : float or None, optional
+        Where the sensor clipped (1.0 for integer files); None: detected once on the whole picture
+        (`detect_clip_level`), nothing clipped where there is no plateau.
+    whole_frame : bool, optional
+        The blur is to be removed from the whole frame, so a kernel that parts of the picture are
+        sharper than is not used (`worker.deconv.whole_frame`; local mode, which deblurs only what
+        the kernel explains, does not ask).
+
+    Returns
+    -------
+    kernel : ndarray
+        float32, odd-sized, summing to one, centred to the sub-pixel; a 1 x 1 delta when no blur
+        was found.
+    report : BlurReport
+        What was used, how sure it is and why.
+
+    Raises
+    ------
+    InputError
+        For a picture too small to learn a blur from (`check_room`); for a `window` outside the
+        picture, under `KERNELS_ACROSS` kernels wide, without edges (`learning_patch`) or mostly
+        clipped; and as `estimate_psf` raises it when a kernel is learnt: a bad size, NaN or
+        infinite values. A picture without a usable automatic window is no error: it is left as
+        it is.
     """
     started = time.perf_counter()
     grey = luminance(np.asarray(image))
@@ -433,9 +689,30 @@ def estimate_blur(
 def uncertainty(
     patch: np.ndarray, free: np.ndarray, second: np.ndarray, reason: str
 ) -> tuple[float, str]:
-    """The error of the agreed kernel `free`, learnt on the colour window `patch`, over the noise
-    variance (`kernel_error_ratio`, from its difference with `second`), and `reason` saying how
-    much it raises the deblur's smoothing."""
+    """The error of the kernel used, over the noise variance, and the reason saying what it does.
+
+    The error is `kernel_error_ratio`'s, from the kernel's difference with `second`, learnt on
+    another part of the picture.
+
+    Parameters
+    ----------
+    patch : ndarray, shape (h, w, C)
+        The linear colour window the kernel was learnt on (the first).
+    free : ndarray, shape (k, k)
+        The kernel used: the agreed free-form kernel, or the first window's disc.
+    second : ndarray, shape (k, k)
+        Its twin, learnt on the second window, zero-padded to the same size (`same_size`).
+    reason : str
+        What was done, in words.
+
+    Returns
+    -------
+    error : float
+        ``sigma_k^2 / sigma_n^2``, 0 or more (`kernel_error_ratio`).
+    reason : str
+        `reason`; where the error raises the deblur's smoothing `SAID_SMOOTHING` times or more, with
+        a clause saying by how much.
+    """
     error = kernel_error_ratio(patch, free, second)
     factor = kernel_smoothing(error)
     if factor < SAID_SMOOTHING:
@@ -446,10 +723,40 @@ def uncertainty(
 def learning_windows(
     image: np.ndarray, grey: np.ndarray, size: int, window: Window | None, clip_level: float
 ) -> tuple[int, list[Window], str]:
-    """The size to learn at and the windows to learn from: `window` (checked) and the best
-    automatic one beside it, or the best automatic one and the best `APART` from it (the size
-    then no larger than a third of their side); an empty list, and why, when no automatic window
-    is usable."""
+    """The size to learn at and the windows to learn from.
+
+    `window` (checked) and the best automatic one beside it, or the best automatic one and the best
+    `APART` from it (the size then no larger than a third of their side); an empty list, and why,
+    when no automatic window is usable.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture, for its clipped highlights.
+    grey : ndarray, shape (H, W)
+        Its luminance.
+    size : int
+        The largest blur wanted, in pixels.
+    window : Window or None
+        Your window (x, y, width, height), or None to choose both.
+    clip_level : float
+        Where the sensor clipped (`math.inf`: nowhere).
+
+    Returns
+    -------
+    size : int
+        The size to learn at: `size`, or less where the chosen windows hold no more.
+    windows : list of Window
+        The window to learn from, then the one to check on: two, one (no second usable), or none.
+    why_not : str
+        Why the first automatic window left out was unusable ("" when none was, or with `window`).
+
+    Raises
+    ------
+    InputError
+        When `window` is given and does not fit the picture and the blur, or holds no edges
+        (`learning_patch`).
+    """
     side = pair_side(grey.shape, size)
     if window is None:
         size = min(size, largest_blur(min(side, *grey.shape)))
@@ -469,15 +776,45 @@ def auto_size(
     clip_level: float,
     progress: Progress | None,
 ) -> tuple[int, list[Window], str, KernelPair | None]:
-    """The blur size for `--blur auto`, its `learning_windows` (the windows and why none is
-    usable) and the two windows' kernels learnt at it (`learn_pair`; None when no window is
-    usable): the smallest of `AUTO_SIZES` at which the first window's kernel, and its kernel at
-    the next size, are not cut off by their support (`border_mass` under `TRUNCATED`); the
-    largest size tried when none is.
-    On your own `window` only the sizes it holds three times are tried, on a small picture only
-    those its windows hold. The windows are those the kernels were learnt on, so they are not
-    chosen again. The second window's kernel is learnt at each size beside the first's (on the
-    other core), so that the size found needs no further estimate."""
+    """The blur size for `--blur auto`, its windows, and the two windows' kernels learnt at it.
+
+    The size is the smallest of `AUTO_SIZES` at which the first window's kernel, and its kernel at
+    the next size, are not cut off by their support (`border_mass` under `TRUNCATED`); else the
+    last size learnt at. On your own `window` only the sizes it holds three times are tried (3
+    when it holds none), on a small picture only those its windows hold. The windows are those the
+    kernels were learnt on, so they are not chosen again. The second window's kernel is learnt at
+    each size beside the first's (on the other core), so that the size found needs no further
+    estimate.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture.
+    grey : ndarray, shape (H, W)
+        Its luminance.
+    window : Window or None
+        Your window (x, y, width, height), or None to choose.
+    clip_level : float
+        Where the sensor clipped (`math.inf`: nowhere).
+    progress : Progress or None
+        Called with (share of the sizes done, `Stage.ESTIMATING`) as each size is tried.
+
+    Returns
+    -------
+    size : int
+        The blur size, in pixels.
+    windows : list of Window
+        The windows at that size (`learning_windows`): empty when none is usable.
+    why_not : str
+        `learning_windows`' reason: why the first automatic window left out was unusable, or "".
+    pair : KernelPair or None
+        The kernels learnt at that size (`learn_pair`); None when no window is usable.
+
+    Raises
+    ------
+    InputError
+        As `learning_windows` and `learn_pair` (`estimate_psf`) raise it.
+    """
     sizes = [s for s in AUTO_SIZES if window is None or s <= largest_blur(min(window[2:]))] or [3]
     fits = last = None  # the last size the kernel fitted in, the last tried: auto_size's answer
     for index, wanted in enumerate(sizes):
@@ -499,7 +836,18 @@ def auto_size(
 
 
 def pixels(count: int) -> str:
-    """A length with its article, as it is read aloud: 'a 5 px', 'an 8 px', 'an 11 px'."""
+    """A length with its article, as it is read aloud: 'a 5 px', 'an 8 px', 'an 11 px'.
+
+    Parameters
+    ----------
+    count : int
+        The length, in pixels.
+
+    Returns
+    -------
+    str
+        The article, the number and "px".
+    """
     article = "an" if str(count).startswith("8") or count in (11, 18) else "a"
     return f"{article} {count} px"
 
@@ -507,10 +855,32 @@ def pixels(count: int) -> str:
 def predicted(
     grey: np.ndarray, windows: list[Window], size: int, free: np.ndarray
 ) -> tuple[np.ndarray, str, str]:
-    """The agreed free-form kernel, unless the safe correction (`fallback`) predicts held-out
-    pixels of the check window clearly better (`worker.deconv.holdout`; its error `CLEARLY`
-    lower): then that correction.
-    Returns (kernel, kind, reason)."""
+    """The agreed free-form kernel, unless a safe correction predicts unseen pixels clearly better.
+
+    The safe correction is `fallback`'s; it wins where it predicts held-out pixels of the check
+    window clearly better (`worker.deconv.holdout`; its error `CLEARLY` lower), and where the check
+    window is too narrow to hold pixels out.
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+        The picture's luminance.
+    windows : list of Window
+        The first window and the second (the check window).
+    size : int
+        The largest blur, in pixels.
+    free : ndarray, shape (size, size)
+        The agreed free-form kernel, learnt on the first window.
+
+    Returns
+    -------
+    kernel : ndarray
+        `free`, or `fallback`'s kernel.
+    kind : str
+        `FREE_FORM`, or `fallback`'s kind.
+    reason : str
+        What was done and why, in words.
+    """
     found = f"{pixels(kernel_extent(free))} blur, found alike on two parts of the picture"
     doubt = f"{found} predicts unseen pixels worse than a milder correction"
     sigmas = softness(grey, windows, size)  # (learnt once: the fallback may be asked twice)
@@ -525,8 +895,23 @@ def predicted(
 
 
 def grown_size(size: int, window: Window | None) -> int:
-    """The support a blur cut off at `size` px is learnt again on: `FIT_MARGIN` px more on each
-    side; on your `window` no more than it holds three times (`size` when it holds no more)."""
+    """The support a blur cut off at `size` px is learnt again on.
+
+    `FIT_MARGIN` px more on each side; on your `window` no more than it holds three times (`size`
+    when it holds no more).
+
+    Parameters
+    ----------
+    size : int
+        The size the blur was learnt at, in pixels.
+    window : Window or None
+        Your window (x, y, width, height), or None (automatic windows).
+
+    Returns
+    -------
+    int
+        The new size, in pixels.
+    """
     room = size + 2 * FIT_MARGIN
     if window is None:
         return room
@@ -534,8 +919,19 @@ def grown_size(size: int, window: Window | None) -> int:
 
 
 def fitted_size(kernel: np.ndarray) -> int:
-    """The smallest of `AUTO_SIZES` that holds `kernel`'s extent (`kernel_extent`) with
-    `FIT_MARGIN` px to spare on each side; the largest of them when none does."""
+    """The smallest of `AUTO_SIZES` that holds `kernel`'s extent with `FIT_MARGIN` px to spare.
+
+    Parameters
+    ----------
+    kernel : ndarray
+        A learnt kernel; its extent is `kernel_extent`'s.
+
+    Returns
+    -------
+    int
+        The size, in pixels: ``kernel_extent + 2 FIT_MARGIN`` or more; the largest of
+        `AUTO_SIZES` when none holds it.
+    """
     needed = kernel_extent(kernel) + 2 * FIT_MARGIN
     return next((size for size in AUTO_SIZES if size >= needed), AUTO_SIZES[-1])
 
@@ -549,15 +945,43 @@ def fit_support(
     pair: KernelPair,
     clip_level: float,
 ) -> tuple[int, list[Window], KernelPair]:
-    """The size, windows and pair of kernels (`learn_pair`) to use for a size given, from the
-    `windows` and `pair` learnt at that `size` (on your `window` if any):
+    """The size, windows and pair of kernels (`learn_pair`) to use for a size given.
+
+    From the `windows` and `pair` learnt at that `size` (on your `window` if any):
 
     1. a first kernel cut off by its support (`border_mass` at `TRUNCATED` or more) is learnt
        again at `grown_size`, room for its tails;
     2. a first kernel that fits a support half as large or less (`fitted_size`) is learnt again
        as if that size had been given, and that is kept unless it is cut off there.
 
-    Each is learnt again only where the windows at the new size can be learnt from."""
+    Each is learnt again only where the windows at the new size can be learnt from.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture.
+    grey : ndarray, shape (H, W)
+        Its luminance.
+    size : int
+        The size given, in pixels, as `learning_windows` capped it.
+    window : Window or None
+        Your window (x, y, width, height), or None (automatic windows).
+    windows : list of Window
+        The windows learnt on at `size`.
+    pair : KernelPair
+        The kernels learnt at `size`.
+    clip_level : float
+        Where the sensor clipped (`math.inf`: nowhere).
+
+    Returns
+    -------
+    size : int
+        The size to use, in pixels.
+    windows : list of Window
+        The windows learnt on at that size.
+    pair : KernelPair
+        The kernels learnt at that size.
+    """
     room = grown_size(size, window)
     if border_mass(pair[0]) >= TRUNCATED and room > size:
         grown = learnt_again(image, grey, room, window, clip_level)
@@ -574,9 +998,28 @@ def fit_support(
 def learnt_again(
     image: np.ndarray, grey: np.ndarray, wanted: int, window: Window | None, clip_level: float
 ) -> tuple[int, list[Window], KernelPair] | None:
-    """The size, windows (`learning_windows`) and pair of kernels (`learn_pair`) of the blur
-    learnt as if `wanted` had been given; None where no window there can be learnt from (none
-    usable, or edges too soft at that size)."""
+    """The blur learnt as if `wanted` had been given: its size, windows and pair of kernels.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture.
+    grey : ndarray, shape (H, W)
+        Its luminance.
+    wanted : int
+        The size to learn at, in pixels.
+    window : Window or None
+        Your window (x, y, width, height), or None (automatic windows).
+    clip_level : float
+        Where the sensor clipped (`math.inf`: nowhere).
+
+    Returns
+    -------
+    tuple or None
+        (size, windows, pair): the size and windows of `learning_windows`, the kernels of
+        `learn_pair`; None where no window there can be learnt from (none usable, or any
+        `InputError`, such as edges too soft at that size).
+    """
     try:
         size, windows, _ = learning_windows(image, grey, wanted, window, clip_level)
         if not windows:
@@ -593,11 +1036,36 @@ def learn_pair(
     progress: Progress | None,
     clip_level: float | None,
 ) -> KernelPair:
-    """The first window's kernel and report (`estimate_psf`) and the second's (`second_kernel`),
-    learnt at once on two threads: the transforms and most NumPy loops let go of the GIL, so on
-    two cores the pair takes 1.0 s instead of 1.7 s (a 2 Mpx photo's 256 px windows;
-    docs/MEASUREMENTS.md), and the kernels are the same bit for bit. `progress` follows the
-    first."""
+    """The first window's kernel and report, and the second window's kernel, learnt at once.
+
+    The first comes from `estimate_psf`, the second from `second_kernel`, on two threads: the
+    transforms and most NumPy loops let go of the GIL, so on two cores the pair takes 1.0 s
+    instead of 1.7 s (a 2 Mpx photo's 256 px windows; docs/MEASUREMENTS.md), and the kernels are
+    the same bit for bit.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture.
+    size : int
+        The kernel size, in pixels.
+    windows : list of Window
+        The first window, and the second if there is one.
+    progress : Progress or None
+        Follows the first window's estimate.
+    clip_level : float or None
+        Where the sensor clipped (None: detected).
+
+    Returns
+    -------
+    KernelPair
+        (the first window's kernel, its `PsfReport`, the second window's kernel or None).
+
+    Raises
+    ------
+    InputError
+        As `estimate_psf` raises it for the first window.
+    """
     with ThreadPoolExecutor(max_workers=2) as pool:
         second = pool.submit(second_kernel, image, size, windows, None, clip_level)
         free, report = estimate_psf(image, size, windows[0], progress, clip_level)
@@ -611,7 +1079,27 @@ def second_kernel(
     progress: Progress | None,
     clip_level: float | None,
 ) -> np.ndarray | None:
-    """The free-form kernel of the second window, or None when there is none or it is flat."""
+    """The free-form kernel of the second window, or None when there is none or it is unusable.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture.
+    size : int
+        The kernel size, in pixels.
+    windows : list of Window
+        The first window, and the second if there is one.
+    progress : Progress or None
+        Passed on to `estimate_psf`.
+    clip_level : float or None
+        Where the sensor clipped (None: detected).
+
+    Returns
+    -------
+    ndarray or None
+        The kernel (`estimate_psf`); None with one window, or where `estimate_psf` raises
+        `InputError` there (flat, or mostly clipped).
+    """
     if len(windows) < 2:
         return None
     try:
@@ -628,9 +1116,33 @@ def usable_windows(
     clip_level: float,
     apart: float = 0.0,
 ) -> tuple[list[Window], str]:
-    """The first of `candidates` that a kernel can be learnt from (edges, and enough pixels
-    away from clipped highlights) and the next one whose centre is at least `apart` px from its
-    centre, and why the first one left out was (or "")."""
+    """The first of `candidates` that a kernel can be learnt from, and the next one `apart` from it.
+
+    A window is usable with edges (`check_edges`) and enough pixels away from clipped highlights
+    (`unclipped`); the second must also have its centre at least `apart` px from the first's.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture, for its clipped highlights.
+    grey : ndarray, shape (H, W)
+        Its luminance, for its edges.
+    size : int
+        The blur size, in pixels.
+    candidates : list of Window
+        The windows to try, best first.
+    clip_level : float
+        Where the sensor clipped (`math.inf`: nowhere).
+    apart : float, optional
+        The least distance between the two windows' centres, in pixels.
+
+    Returns
+    -------
+    usable : list of Window
+        Up to two windows, in the candidates' order.
+    why_not : str
+        Why the first window left out as unusable was (its `InputError`'s first clause), or "".
+    """
     usable: list[Window] = []
     why_not = ""
     for window in candidates:
@@ -649,12 +1161,34 @@ def usable_windows(
 
 
 def distance(first: Window, second: Window) -> float:
-    """The distance between the centres of two windows (x, y, width, height), px."""
+    """The distance between the centres of two windows, px.
+
+    Parameters
+    ----------
+    first, second : Window
+        The windows (x, y, width, height), in pixels.
+
+    Returns
+    -------
+    float
+        The distance, in pixels.
+    """
     (x1, y1, w1, h1), (x2, y2, w2, h2) = first, second
     return math.hypot(x1 + w1 / 2 - x2 - w2 / 2, y1 + h1 / 2 - y2 - h2 / 2)
 
 
 def overlap(first: Window, second: Window) -> bool:
-    """Whether two windows (x, y, width, height) share any pixel."""
+    """Whether two windows share any pixel.
+
+    Parameters
+    ----------
+    first, second : Window
+        The windows (x, y, width, height), in pixels.
+
+    Returns
+    -------
+    bool
+        True when they share a pixel.
+    """
     (x1, y1, w1, h1), (x2, y2, w2, h2) = first, second
     return x1 < x2 + w2 and x2 < x1 + w1 and y1 < y2 + h2 and y2 < y1 + h1

@@ -36,17 +36,41 @@ _PLATEAU_MINIMUM = 16
 
 
 def extended_shape(shape: tuple[int, ...], psf_shape: tuple[int, int]) -> tuple[int, int]:
-    """Shape of the extended grid for an observed (H, W, ...) image and a (kh, kw) kernel."""
+    """Shape of the extended grid for an observed (H, W, ...) image and a (kh, kw) kernel.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The observed image's shape, (H, W) or (H, W, C); only the first two are used.
+    psf_shape : tuple of int
+        The kernel's shape, (kh, kw).
+
+    Returns
+    -------
+    tuple of int
+        ``(H + kh - 1, W + kw - 1)``.
+    """
     return shape[0] + psf_shape[0] - 1, shape[1] + psf_shape[1] - 1
 
 
 class BlurOperator:
     """`A` (valid convolution with the PSF) and `A^T`, on 2-D float32 planes, in FFT tiles.
 
-    Use as a context manager: it owns a thread pool (one thread a core).
-    `tile` is the FFT tile size (see `convolve`); the result does not depend on it.
-    `forward(u, out)` maps an extended-grid plane to the observed window, `adjoint(r, out)` the
-    reverse. They satisfy <A u, r> = <u, A^T r> (tested).
+    Use as a context manager: it owns a thread pool (one thread a core), stopped by `close`.
+    `forward_tiles(u, consume)` maps an extended-grid plane to the observed window, tile by tile;
+    `adjoint(r, out)` (or `adjoint_tiles`) the reverse. They satisfy <A u, r> = <u, A^T r>
+    (tested).
+
+    Parameters
+    ----------
+    psf : ndarray, shape (kh, kw)
+        The blur kernel; converted to float32.
+    observed_shape : tuple of int
+        The observed window, (H, W). The extended grid (`extended_shape`) is
+        (H + kh - 1, W + kw - 1).
+    tile : int, optional
+        The base FFT tile size: tiles are once to twice it (`convolve.tile_shape`). The result
+        does not depend on it beyond rounding.
     """
 
     def __init__(
@@ -89,15 +113,73 @@ class BlurOperator:
         self._pool.shutdown(wait=True)
 
     def forward_tiles(self, u: np.ndarray, consume: TileConsumer) -> np.ndarray | None:
-        """`A u`, handed tile by tile to `consume` (see `ValidConvolution.each_tile`)."""
+        """`A u`, handed tile by tile to `consume` (see `ValidConvolution.each_tile`).
+
+        Parameters
+        ----------
+        u : ndarray, shape (H + kh - 1, W + kw - 1)
+            A float32 plane on the extended grid.
+        consume : callable
+            Called as ``consume(top, left, tile)`` with each C-contiguous output tile of the
+            (H, W) window, on the pool's threads, several at once; `tile` is scratch, valid only
+            during the call.
+
+        Returns
+        -------
+        ndarray or None
+            The sum of what `consume` returned, or None if it returned nothing.
+
+        Raises
+        ------
+        ValueError
+            If `u` does not have the extended grid's shape.
+        """
         return self._forward.each_tile(u, consume)
 
     def adjoint_tiles(self, r: np.ndarray, consume: TileConsumer) -> np.ndarray | None:
-        """`A^T r`, handed tile by tile to `consume` (see `ValidConvolution.each_tile`)."""
+        """`A^T r`, handed tile by tile to `consume` (see `ValidConvolution.each_tile`).
+
+        Parameters
+        ----------
+        r : ndarray, shape (H, W)
+            A float32 plane on the observed window.
+        consume : callable
+            Called as ``consume(top, left, tile)`` with each C-contiguous output tile of the
+            extended grid, on the pool's threads, several at once; `tile` is scratch, valid only
+            during the call.
+
+        Returns
+        -------
+        ndarray or None
+            The sum of what `consume` returned, or None if it returned nothing.
+
+        Raises
+        ------
+        ValueError
+            If `r` does not have the observed window's shape.
+        """
         return self._adjoint.each_tile(r, consume)
 
     def adjoint(self, r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """`A^T r`: correlate the observed-window plane `r` with the PSF onto the extended grid."""
+        """`A^T r`: correlate the observed-window plane `r` with the PSF onto the extended grid.
+
+        Parameters
+        ----------
+        r : ndarray, shape (H, W)
+            A float32 plane on the observed window.
+        out : ndarray, shape (H + kh - 1, W + kw - 1), optional
+            Where the result is written; None allocates a new float32 plane.
+
+        Returns
+        -------
+        ndarray, shape (H + kh - 1, W + kw - 1)
+            `out`, holding ``A^T r``.
+
+        Raises
+        ------
+        ValueError
+            If `r` or `out` does not have the expected shape.
+        """
         if out is None:
             out = np.empty(self.extended_shape, dtype=np.float32)
         return self._adjoint(r, out)
@@ -107,8 +189,19 @@ def detect_clip_level(image: np.ndarray) -> float | None:
     """The value at which the picture clipped, if a plateau of pixels sits at its maximum.
 
     A clipped highlight is a patch of pixels at exactly the largest value (in some channel).
-    Returns that value when at least a small share of the pixels (1e-4, and at least 16) reach it
-    within `AT_CLIP`, else None: an unclipped picture has a lone brightest pixel, not a plateau.
+    An unclipped picture has a lone brightest pixel, not a plateau.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The picture.
+
+    Returns
+    -------
+    float or None
+        The picture's largest value when at least a small share of the pixels (1e-4 of them, and
+        at least 16) have a channel within `AT_CLIP` of it (`clipped`); None otherwise, or when
+        the largest value is not positive.
     """
     peak = float(image.max())
     if peak <= 0:
@@ -119,16 +212,38 @@ def detect_clip_level(image: np.ndarray) -> float | None:
 
 
 def clipped(image: np.ndarray, clip_level: float) -> np.ndarray:
-    """Whether each pixel of `image` (H, W, C) has a channel at `clip_level` (within `AT_CLIP`
-    of it, or above), (H, W) bool."""
+    """Whether each pixel of `image` has a channel at `clip_level` (within `AT_CLIP` of it, or
+    above).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The picture.
+    clip_level : float
+        The value at which the picture clipped (`detect_clip_level`).
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+        True where some channel is at least ``clip_level * (1 - AT_CLIP)``.
+    """
     return np.any(image >= clip_level * (1 - AT_CLIP), axis=-1)
 
 
 def data_mask(image: np.ndarray, clip_level: float | None) -> np.ndarray:
-    """The weight `w` of the data term, (H, W) float32: 0 where any channel is clipped.
+    """The weight `w` of the data term: 0 where any channel is clipped.
 
-    A pixel is left out when any channel sits at `clip_level` (`clipped`); with no clip level
-    every pixel counts.
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The picture.
+    clip_level : float or None
+        The value at which the picture clipped (`detect_clip_level`); None: every pixel counts.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W)
+        0 where any channel sits at `clip_level` (`clipped`), 1 elsewhere.
     """
     if clip_level is None:
         return np.ones(image.shape[:2], dtype=np.float32)

@@ -53,13 +53,30 @@ def _per_sample(n: int) -> float:
 def tile_shape(
     padded: tuple[int, int], kernel: tuple[int, int], tile: int = TILE
 ) -> tuple[int, int]:
-    """The FFT tile (rows, columns) for a `padded` input and a `kernel`: of the options of each
-    axis (`_axis_options`), the pair whose tiles cost least, `tiles x samples x (per-sample cost
-    of the rows + of the columns)` (the smaller tile on a tie: it stays in the cache).
+    """The FFT tile (rows, columns) for a `padded` input and a `kernel`.
+
+    Of the options of each axis (`_axis_options`), the pair whose tiles cost least, `tiles x
+    samples x (per-sample cost of the rows + of the columns)` (the smaller tile on a tie: it stays
+    in the cache).
 
     Measured with FFTW_MEASURE plans on the 2-core test machine (docs/MEASUREMENTS.md, speed):
     2.5 ns per sample for 512 x 512, 2.8 for 1024 x 1024 and 768 x 768, 3.1 for 864 x 576 and
     648 x 1024; odd lengths (729 x 729: 8.7) are left out.
+
+    Parameters
+    ----------
+    padded : tuple of int
+        The (rows, columns) of the input, its zero margin included.
+    kernel : tuple of int
+        The kernel's (rows, columns).
+    tile : int, optional
+        The base tile side: an axis no longer than ``max(tile, 4 kernel)`` is one transform, a
+        longer one is cut into tiles of an even length from that base to twice it.
+
+    Returns
+    -------
+    tuple of int
+        The tile's (rows, columns), each a product of 2s and 3s.
     """
     options = itertools.product(
         _axis_options(padded[0], kernel[0], tile), _axis_options(padded[1], kernel[1], tile)
@@ -83,13 +100,36 @@ def _split(items: list, parts: int) -> list[list]:
 class ValidConvolution:
     """`out = valid(pad(src, margin), kernel)`: convolution with zero margin, in FFT tiles.
 
-    `src` has `source_shape`; it is read as if surrounded by `margin = (my, mx)` rows and columns
-    of zeros, so the result has shape `(h + 2 my - kh + 1, w + 2 mx - kw + 1)`. With no margin this
-    is the blur of an extended-grid image seen through the observed window; with a margin of the
-    kernel size minus one and the kernel flipped, its adjoint (a "full" correlation).
+    `src` is read as if surrounded by `margin` rows and columns of zeros. With no margin this is
+    the blur of an extended-grid image seen through the observed window; with a margin of the
+    kernel size minus one and the kernel flipped, its adjoint (a "full" correlation). The work is
+    split over `workers` threads of `pool`, each with its own FFT buffers and plans (FFTW and
+    numpy release the GIL).
 
-    The work is split over `workers` threads of `pool`, each with its own FFT buffers and plans
-    (FFTW and numpy release the GIL).
+    Parameters
+    ----------
+    kernel : ndarray, shape (kh, kw)
+        The kernel, in convolution convention.
+    source_shape : tuple of int
+        The (h, w) of the planes to convolve.
+    margin : tuple of int
+        The (my, mx) rows and columns of zeros read around the source on each side.
+    pool : ThreadPoolExecutor
+        The threads the tiles run on.
+    workers : int
+        How many parts the tiles are split into (no more than there are tiles), each with its
+        own FFT buffers and plans: the most threads busy at once.
+    tile : int, optional
+        The base tile side (`tile_shape`).
+
+    Attributes
+    ----------
+    shape : tuple of int
+        The output's shape, ``(h + 2 my - kh + 1, w + 2 mx - kw + 1)``.
+    fft_shape : tuple of int
+        The FFT tile's shape (`tile_shape`).
+    step : tuple of int
+        The outputs each tile yields, ``(rows - kh + 1, columns - kw + 1)`` of `fft_shape`.
     """
 
     def __init__(
@@ -132,14 +172,31 @@ class ValidConvolution:
         return out
 
     def each_tile(self, src: np.ndarray, consume: TileConsumer) -> np.ndarray | None:
-        """Convolve `src` and hand each output tile to `consume(top, left, tile)` instead of
-        storing it; returns the sum of what `consume` returned (None if it returned nothing).
+        """Convolve `src` and hand each output tile to `consume` instead of storing it.
 
-        `tile` is the result for rows top .. top + h and columns left .. left + w of the output,
-        C-contiguous (compiled consumers vectorise only over unit strides: a strided view of the
-        FFT buffer made the RL-TV update three times slower); it is scratch, valid only during
-        the call. `consume` runs on the pool's threads, several at once on different tiles, so
-        it must only write to its own tile's region.
+        `consume(top, left, tile)` gets the result for rows top .. top + h and columns left .. left
+        + w of the output, `tile` C-contiguous (compiled consumers vectorise only over unit strides:
+        a strided view of the FFT buffer made the RL-TV update three times slower); it is scratch,
+        valid only during the call. `consume` runs on the pool's threads, several at once on
+        different tiles, so it must only write to its own tile's region.
+
+        Parameters
+        ----------
+        src : ndarray, shape `source_shape`
+            The plane to convolve (copied into the float32 FFT buffers).
+        consume : callable
+            ``consume(top, left, tile)``, called once per output tile; it may return an array (or
+            number) to be summed, or None.
+
+        Returns
+        -------
+        ndarray or None
+            The sum of what `consume` returned; None if it returned None for every tile.
+
+        Raises
+        ------
+        ValueError
+            When `src` does not have `source_shape`.
         """
         if src.shape != self.source_shape:
             raise ValueError("the input plane does not match the convolution")

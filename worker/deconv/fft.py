@@ -19,14 +19,41 @@ PLANNER_EFFORT = "FFTW_MEASURE"
 
 
 def fast_length(n: int) -> int:
-    """The smallest integer >= `n` whose only prime factors are 2 and 3."""
+    """The smallest integer >= `n` whose only prime factors are 2 and 3.
+
+    Parameters
+    ----------
+    n : int
+        The least length wanted, at least 1.
+
+    Returns
+    -------
+    int
+        ``2^a 3^b >= n``, the smallest such.
+
+    Raises
+    ------
+    ValueError
+        When `n` is under 1.
+    """
     if n < 1:
         raise ValueError("a transform length must be positive")
     return fast_lengths(n, 2 * n)[0]  # [n, 2n] always holds a power of two
 
 
 def fast_lengths(low: int, high: int) -> list[int]:
-    """Every integer in [`low`, `high`] whose only prime factors are 2 and 3, ascending."""
+    """Every integer in [`low`, `high`] whose only prime factors are 2 and 3, ascending.
+
+    Parameters
+    ----------
+    low, high : int
+        The bounds, both included.
+
+    Returns
+    -------
+    list of int
+        The lengths ``2^a 3^b`` in the range, ascending; empty when there is none.
+    """
     found = []
     power_of_three = 1
     while power_of_three <= high:
@@ -42,9 +69,23 @@ def fast_lengths(low: int, high: int) -> list[int]:
 class RealFFT2:
     """A pair of FFTW plans (forward `rfft2`, backward `irfft2`) bound to their own buffers.
 
-    `real` is the (H, W) float32 input/output buffer and `spectrum` the (H, W // 2 + 1) complex64
-    one; `forward()` transforms `real` into `spectrum`, `backward()` the reverse, normalised so
-    that a round trip gives back the input. Each object owns its buffers: use one per thread.
+    `forward()` transforms `real` into `spectrum`, `backward()` the reverse, normalised so that a
+    round trip gives back the input. Each object owns its buffers: use one per thread. Planning
+    (FFTW_MEASURE) may overwrite the buffers: fill `real` after making the object.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The (H, W) of the real plane.
+    threads : int, optional
+        The threads FFTW uses for each transform.
+
+    Attributes
+    ----------
+    real : ndarray of float32, shape (H, W)
+        The real plane: the forward transform's input, the backward one's output.
+    spectrum : ndarray of complex64, shape (H, W // 2 + 1)
+        The half-spectrum: the forward transform's output, the backward one's input.
     """
 
     def __init__(self, shape: tuple[int, int], threads: int = 1) -> None:
@@ -63,18 +104,46 @@ class RealFFT2:
         )
 
     def forward(self) -> np.ndarray:
-        """`spectrum = rfft2(real)`; returns `spectrum`."""
+        """`spectrum = rfft2(real)`.
+
+        Returns
+        -------
+        ndarray of complex64, shape (H, W // 2 + 1)
+            `spectrum` itself, not a copy.
+        """
         self._forward()
         return self.spectrum
 
     def backward(self) -> np.ndarray:
-        """`real = irfft2(spectrum)` (destroys `spectrum`); returns `real`."""
+        """`real = irfft2(spectrum)`, normalised; destroys `spectrum`.
+
+        Returns
+        -------
+        ndarray of float32, shape (H, W)
+            `real` itself, not a copy.
+        """
         self._backward()
         return self.real
 
 
 def kernel_spectrum(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """`rfft2` of `kernel` placed at the origin of a zero array of `shape` (complex64)."""
+    """`rfft2` of `kernel` placed at the origin of a zero array of `shape`.
+
+    The kernel's first tap sits at (0, 0), not its centre: a circular convolution with it shifts
+    the result by ``(kh - 1, kw - 1)``, which `convolve.ValidConvolution` takes into account.
+
+    Parameters
+    ----------
+    kernel : ndarray, shape (kh, kw)
+        The kernel, no larger than `shape`.
+    shape : tuple of int
+        The (H, W) of the transform.
+
+    Returns
+    -------
+    ndarray of complex64, shape (H, W // 2 + 1)
+        The half-spectrum, in memory of its own.
+    """
     fft = RealFFT2(shape)
     fft.real[:] = 0
     fft.real[: kernel.shape[0], : kernel.shape[1]] = kernel

@@ -34,8 +34,27 @@ MAX_SIDE = 384  # larger windows are scored on their central part
 class GcvWindow:
     """One grey window's spectrum, ready to score kernels by GCV.
 
-    `patch` is a (h, w) luminance window; `margin` is the largest kernel to score (the window is
-    extended by it into a smooth periodic picture, so the FFT sees no seam).
+    The window is divided by its mean absolute value (`level`), so the scores do not depend on
+    its brightness, and extended into a smooth periodic picture, so the FFT sees no seam.
+
+    Parameters
+    ----------
+    patch : ndarray, shape (h, w)
+        The luminance window; one over `MAX_SIDE` on a side is cut to its central `MAX_SIDE`.
+    margin : int
+        The largest kernel side to score: the window is extended by at least this much
+        on each axis.
+
+    Attributes
+    ----------
+    patch_shape : tuple of int
+        The shape of the part of `patch` used.
+    level : float
+        The mean absolute value of that part (at least 1e-12).
+    shape : tuple of int
+        The extended grid, fast FFT sizes (`psf.fast_shape`).
+    spectrum : ndarray of complex128, shape (shape[0], shape[1] // 2 + 1)
+        The real FFT of the extended window, divided by `level`.
     """
 
     def __init__(self, patch: np.ndarray, margin: int) -> None:
@@ -55,11 +74,34 @@ class GcvWindow:
         self.gradient_power = gradient_spectrum_power(self.shape)
 
     def score(self, psf: np.ndarray) -> float:
-        """GCV of `psf` (odd-sized, summing to one) on this window, minimised over alpha."""
+        """GCV of `psf` on this window, minimised over alpha.
+
+        Parameters
+        ----------
+        psf : ndarray, shape (k, k)
+            The kernel: odd-sized, summing to one, no larger than the window's margin.
+
+        Returns
+        -------
+        float
+            The least GCV over `ALPHAS` (of the window divided by `level`): the lower, the better
+            `psf` explains the window's blur.
+        """
         return self.best(psf)[0]
 
     def best(self, psf: np.ndarray) -> tuple[float, float]:
-        """(GCV, alpha) of `psf` at the alpha of `ALPHAS` where its GCV is lowest."""
+        """The GCV of `psf` at the alpha of `ALPHAS` where it is lowest, and that alpha.
+
+        Parameters
+        ----------
+        psf : ndarray, shape (k, k)
+            The kernel: odd-sized, summing to one, no larger than the window's margin.
+
+        Returns
+        -------
+        tuple of float
+            (GCV, alpha).
+        """
         kernel_power = np.abs(centred_kernel_spectrum(psf, self.shape)) ** 2
         best, chosen = np.inf, float(ALPHAS[0])
         total = self.weights.sum()
@@ -73,14 +115,35 @@ class GcvWindow:
         return float(best), chosen
 
     def restoring_filter(self, psf: np.ndarray) -> np.ndarray:
-        """The Tikhonov filter of `psf` at its GCV alpha, ``conj(K) / (|K|^2 + alpha |D|^2)``, on
-        the extended grid `shape`: times `spectrum`, the window (divided by `level`) restored."""
+        """The Tikhonov filter of `psf` at its GCV alpha, ``conj(K) / (|K|^2 + alpha |D|^2)``.
+
+        Parameters
+        ----------
+        psf : ndarray, shape (k, k)
+            The kernel: odd-sized, summing to one, no larger than the window's margin.
+
+        Returns
+        -------
+        ndarray of complex128, shape (shape[0], shape[1] // 2 + 1)
+            The filter's half-spectrum on the extended grid `shape`: times `spectrum`, the window
+            (divided by `level`) restored.
+        """
         otf = centred_kernel_spectrum(psf, self.shape)
         alpha = self.best(psf)[1]
         return np.conj(otf) / (np.abs(otf) ** 2 + alpha * self.gradient_power)
 
     def noise_gain(self, response: np.ndarray) -> float:
-        """The variance white noise of unit variance has after the filter whose half-spectrum
-        (on the grid `shape`) is `response`: the mean of ``|response|^2`` over the full spectrum
-        (Parseval)."""
+        """The variance white noise of unit variance has after a filter (Parseval).
+
+        Parameters
+        ----------
+        response : ndarray, shape (shape[0], shape[1] // 2 + 1)
+            The filter's half-spectrum on the grid `shape`.
+
+        Returns
+        -------
+        float
+            The mean of ``|response|^2`` over the full spectrum (the half-spectrum's columns that
+            have a mirror image counted twice).
+        """
         return float((self.weights * np.abs(response) ** 2).sum() / self.weights.sum())

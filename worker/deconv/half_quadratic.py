@@ -135,13 +135,34 @@ def half_quadratic_start(
     sigma: float,
     offset: float,
 ) -> np.ndarray | None:
-    """The TV-L2 estimate (C, H + kh - 1, W + kw - 1) float32 on the extended grid of `f`
-    (C, H, W) blurred by `psf` (kh, kw, odd), with data mask `mask` (H, W), TV weight `lam`,
-    noise `sigma`, read-noise offset `offset` and texture weight `texture` (extended grid;
-    None: 1).
+    """A TV-L2 estimate on the extended grid of `f`: Richardson-Lucy-TV's first estimate.
 
-    Returns None when there is nothing to regularise with (`lam` or `sigma` is 0): the caller
-    then starts as before. The result may hold small negative values.
+    `STEPS` half-quadratic splitting steps (see the module's notes), from `f` mirrored onto the
+    circular grid.
+
+    Parameters
+    ----------
+    f : ndarray, shape (C, H, W)
+        The blurred picture, channels first, non-negative.
+    mask : ndarray, shape (H, W)
+        The data mask `M` on the frame: 0 on clipped pixels, 1 elsewhere.
+    psf : ndarray, shape (kh, kw)
+        The blur, odd-sized.
+    texture : ndarray, shape (H + kh - 1, W + kw - 1), or None
+        The texture weight `t` on the extended grid (`texture.texture_weight`); None: 1.
+    lam : float
+        The TV weight lambda.
+    sigma : float
+        The noise's standard deviation, in the picture's units.
+    offset : float
+        The shifted-Poisson read-noise offset `b` (`noise.NoiseModel.offset`).
+
+    Returns
+    -------
+    ndarray of float32, shape (C, H + kh - 1, W + kw - 1), or None
+        The estimate on the extended grid; it may hold small negative values. None when there is
+        nothing to regularise with (`lam` or `sigma` not above 0): the caller then starts from
+        the back-projection.
     """
     if lam <= 0 or sigma <= 0:
         return None

@@ -45,8 +45,16 @@ SEED = 9  # the split is drawn from a fixed seed, so a check gives the same answ
 class HeldOutWindow:
     """One grey window (h, w), split into training and held-out pixels, ready to score kernels.
 
-    `margin` is the largest kernel to score: the grid is larger by it, and held-out pixels closer
-    than it to the window's border are not scored (their blur reaches outside the window).
+    The window is divided by its mean absolute value and placed in the top-left corner of a
+    larger periodic grid; the split is drawn from the fixed `SEED`.
+
+    Parameters
+    ----------
+    patch : ndarray, shape (h, w)
+        The grey window.
+    margin : int
+        The largest kernel to score: the grid is larger by it, and held-out pixels closer than it
+        to the window's border are not scored (their blur reaches outside the window).
     """
 
     def __init__(self, patch: np.ndarray, margin: int) -> None:
@@ -69,9 +77,27 @@ class HeldOutWindow:
         return bool(self.held.any())
 
     def error(self, psf: np.ndarray) -> float:
-        """E(`psf`): the least mean squared error on the held-out pixels over `ALPHAS` (odd-sized
-        `psf` summing to one; a 1 x 1 one is no blur). Ask `scores` first: without held-out
-        pixels there is no error to measure (ValueError)."""
+        """E(`psf`): the least mean squared error on the held-out pixels over `ALPHAS`.
+
+        Ask `scores` first: without held-out pixels there is no error to measure.
+
+        Parameters
+        ----------
+        psf : ndarray, shape (k, k)
+            The kernel: odd-sized, summing to one, no larger than the margin; a 1 x 1 one is no
+            blur.
+
+        Returns
+        -------
+        float
+            The least, over `ALPHAS`, mean squared error of the re-blurred restoration on the scored
+            held-out pixels, in the units of the window divided by its mean absolute value.
+
+        Raises
+        ------
+        ValueError
+            When no held-out pixel is scored (`scores` is False).
+        """
         if not self.scores:
             raise ValueError("no held-out pixel to score a kernel on")
         otf = centred_kernel_spectrum(np.asarray(psf, dtype=np.float64), self.shape)

@@ -74,14 +74,47 @@ SHARED_ERROR = 1.0  # the part of a kernel's error both windows share, times eac
 
 
 def kernel_difference(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """``k1 - k2`` of two kernels of one odd size, both centred on their centroids first (to the
-    sub-pixel, `psf_tools.centre_subpixel`): what is left is their difference of shape."""
+    """``k1 - k2`` of two kernels, both centred on their centroids first.
+
+    Each is centred to the sub-pixel (`psf_tools.centre_subpixel`) and summed to one: what is
+    left is their difference of shape.
+
+    Parameters
+    ----------
+    first, second : ndarray, shape (k, k)
+        The two kernels, of one odd size; non-negative, with positive sums.
+
+    Returns
+    -------
+    ndarray of float64, shape (k, k)
+        The centred `first` less the centred `second`.
+    """
     return centre_subpixel(first).astype(np.float64) - centre_subpixel(second).astype(np.float64)
 
 
 def kernel_error_variance(patch: np.ndarray, first: np.ndarray, second: np.ndarray) -> float:
-    """``sigma_k^2`` (see the module's notes) of kernel `first` on the grey window `patch`
-    (h, w), from its difference with `second`, learnt elsewhere: in the patch's units."""
+    """``sigma_k^2`` of kernel `first` on a grey window, from its difference with `second`.
+
+    See the module's notes: the difference of the two kernels applied to the window restored with
+    `first` (`gcv.GcvWindow.restoring_filter`), its mean square away from the border, less the
+    noise the restoration carries through the difference, times ``(1 + SHARED_ERROR) / 2``.
+
+    Parameters
+    ----------
+    patch : ndarray, shape (h, w)
+        The grey (luminance) window `first` was learnt on, in linear light. A window larger than
+        `gcv.MAX_SIDE` is measured on its central part (`gcv.GcvWindow`).
+    first : ndarray, shape (k, k)
+        The kernel whose error is measured, odd-sized.
+    second : ndarray, shape (k, k)
+        Its twin, learnt on another part of the picture.
+
+    Returns
+    -------
+    float
+        ``sigma_k^2`` in the patch's units squared; 0.0 when the noise explains the whole
+        difference.
+    """
     size = first.shape[0]
     window = GcvWindow(patch, size)
     restoring = window.restoring_filter(first.astype(np.float64))
@@ -95,10 +128,24 @@ def kernel_error_variance(patch: np.ndarray, first: np.ndarray, second: np.ndarr
 
 
 def kernel_error_ratio(window: np.ndarray, first: np.ndarray, second: np.ndarray) -> float:
-    """``r = sigma_k^2 / sigma_n^2`` of kernel `first`, learnt on the linear colour `window`
-    (h, w, C), whose twin `second` was learnt on another part of the picture (see the module's
-    notes). 0.0 where the window has no measurable noise: there is no noise to count the error
-    as a share of, and the deblur's weight, set from the noise, is 0 as well."""
+    """``r = sigma_k^2 / sigma_n^2`` of kernel `first` (see the module's notes).
+
+    Parameters
+    ----------
+    window : ndarray, shape (h, w, C)
+        The linear colour window `first` was learnt on. The noise is measured on it; the error on
+        its luminance.
+    first : ndarray, shape (k, k)
+        The kernel whose error is measured, odd-sized.
+    second : ndarray, shape (k, k)
+        Its twin, learnt on another part of the picture.
+
+    Returns
+    -------
+    float
+        The ratio, at least 0. 0.0 where the window has no measurable noise: there is no noise to
+        count the error as a share of, and the deblur's weight, set from the noise, is 0 as well.
+    """
     noise = estimate_noise(window) ** 2
     if noise <= 0:
         return 0.0

@@ -21,9 +21,19 @@ WORKING_LEVEL = 2.0**-3  # ...is brightened to about this mean level (a mid-grey
 
 
 def working_gain(pixels: np.ndarray) -> float:
-    """The power of two to multiply the linear picture `pixels` by for the engine's work: 1
-    unless its mean level is positive and under `DARK_LEVEL`; then the one that brings the mean
-    to `WORKING_LEVEL` or just under."""
+    """The power of two to multiply the linear picture `pixels` by for the engine's work.
+
+    Parameters
+    ----------
+    pixels : ndarray
+        The linear picture.
+
+    Returns
+    -------
+    float
+        1.0 unless the mean level is positive and under `DARK_LEVEL`; then the power of two that
+        brings the mean to `WORKING_LEVEL` or under it by less than a factor of 2.
+    """
     level = float(np.mean(pixels, dtype=np.float64))
     if not 0 < level < DARK_LEVEL:
         return 1.0
@@ -31,8 +41,20 @@ def working_gain(pixels: np.ndarray) -> float:
 
 
 def brighten(pixels: np.ndarray, clip_level: float | None) -> tuple[float, float | None]:
-    """Multiply `pixels` in place by their `working_gain`; returns the gain (1 for an ordinary
-    picture, left untouched) and `clip_level` (None: unknown) brought to the same level."""
+    """Multiply `pixels` in place by their `working_gain`.
+
+    Parameters
+    ----------
+    pixels : ndarray
+        The linear picture, float; left untouched when the gain is 1 (an ordinary picture).
+    clip_level : float or None
+        The value at which the picture clipped; None: unknown.
+
+    Returns
+    -------
+    tuple of (float, float or None)
+        The gain, and `clip_level` brought to the same level (None stays None).
+    """
     gain = working_gain(pixels)
     if gain == 1:
         return gain, clip_level

@@ -66,10 +66,31 @@ def kernel_evidence(
     overlap: int = OVERLAP,
     model: NoiseModel | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Per patch (side `patch_side(size)`, on a grid of side / `overlap`), for each of `psfs`:
-    the log-likelihood margin per frequency of "blurred by this kernel" over the best
-    alternative (no blur, isotropic blurs: `PatchSpectra.likelihood`); and whether the patch
-    has detail. `model`: the picture's noise (None: fitted on `image`)."""
+    """Per patch, for each of `psfs`: the log-likelihood margin per frequency of "blurred by
+    this kernel" over the best alternative (no blur, isotropic blurs:
+    `PatchSpectra.likelihood`); and whether the patch has detail.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture.
+    psfs : list of ndarray
+        The kernels to weigh, each no larger than a patch.
+    size : int
+        The blur size, in pixels: the patches' side is `patch_side(size)`.
+    overlap : int, optional
+        The patches are side // `overlap` apart (1: side by side).
+    model : NoiseModel, optional
+        The picture's noise; None: fitted on `image` (`estimate_noise_model`).
+
+    Returns
+    -------
+    margins : list of ndarray, shape (rows, cols)
+        For each of `psfs`, in order, each patch's margin (positive: the kernel explains the
+        patch better than any alternative).
+    detail : ndarray of bool, shape (rows, cols)
+        Which patches hold detail (`PatchSpectra.detail`).
+    """
     side = patch_side(size)
     spectra = patch_spectra(image, side, side // overlap, model)
     other = spectra.likelihood(None)
@@ -83,12 +104,33 @@ def misfit(
     model: NoiseModel,
     clip_level: float | None = None,
 ) -> np.ndarray:
-    """Per patch (the grid of `kernel_evidence` with its default `OVERLAP`): the mean square of the
-    luminance of `image` less that of `deblurred` blurred again by `psf`, over the noise's
-    variance at the patch's level. About 1 where the kernel reproduces the picture (the
-    deblurring fits no more than the noise), well above it where it cannot (a sharp edge that no
-    blurred picture holds). Clipped pixels (`data_mask` of `clip_level`), which the deblurring
-    does not fit, are left out; a patch with none left has no misfit (0)."""
+    """Per patch: the mean square of the luminance of `image` less that of `deblurred` blurred
+    again by `psf`, over the noise's variance at the patch's level.
+
+    About 1 where the kernel reproduces the picture (the deblurring fits no more than the
+    noise), well above it where it cannot (a sharp edge that no blurred picture holds). The
+    patches are those of `kernel_evidence` with its default `OVERLAP` and the size
+    ``psf.shape[0]``, unweighted.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture.
+    deblurred : ndarray, shape (H, W, C)
+        `image` deblurred with `psf`.
+    psf : ndarray, shape (kh, kw)
+        The kernel.
+    model : NoiseModel
+        The picture's noise (`estimate_noise_model`).
+    clip_level : float or None, optional
+        The level at which `image` clipped; its clipped pixels (`data_mask`), which the
+        deblurring does not fit, are left out. None: no pixel is left out.
+
+    Returns
+    -------
+    ndarray, shape (rows, cols)
+        Each patch's misfit; 0 for a patch with no pixel left.
+    """
     grey = luminance(image).astype(np.float64)
     reblurred = blurred_again(luminance(deblurred).astype(np.float64), psf)
     side = patch_side(psf.shape[0])
@@ -109,10 +151,24 @@ def misfit(
 
 
 def blurred_again(sharp: np.ndarray, psf: np.ndarray) -> np.ndarray:
-    """`sharp` (h, w) blurred by `psf`, the same size, its borders mirrored: the valid part of a
-    circular convolution of the mirrored plane (rows and columns a kernel from the start are
-    free of wrap-around). By FFT here: scipy.signal would add a third of a second to every
-    command's start-up."""
+    """`sharp` blurred by `psf`, the same size, its borders mirrored.
+
+    The valid part of a circular convolution of the mirrored plane (rows and columns a kernel
+    from the start are free of wrap-around). By FFT here: scipy.signal would add a third of a
+    second to every command's start-up.
+
+    Parameters
+    ----------
+    sharp : ndarray, shape (h, w)
+        The plane to blur.
+    psf : ndarray, shape (kh, kw)
+        The kernel (convolution convention).
+
+    Returns
+    -------
+    ndarray of float64, shape (h, w)
+        The blurred plane.
+    """
     height, width = psf.shape
     padded = np.pad(sharp, [(n // 2, (n - 1) // 2) for n in psf.shape], mode="symmetric")
     spectrum = fft.rfft2(padded, workers=-1) * fft.rfft2(psf, s=padded.shape)
@@ -120,10 +176,29 @@ def blurred_again(sharp: np.ndarray, psf: np.ndarray) -> np.ndarray:
 
 
 def graph_cut(unary: np.ndarray, smoothness: float) -> np.ndarray:
-    """The labelling x (bool, the shape of `unary`) that maximises ``sum_i unary_i x_i -
-    smoothness * #{4-neighbours i, j : x_i != x_j}``: a minimum s-t cut (Greig, Porteous and
-    Seheult, J. R. Stat. Soc. B 51, 1989; Boykov and Jolly, ICCV 2001,
-    doi:10.1109/ICCV.2001.937505), costs in units of `CUT_UNIT`."""
+    """The labelling x that maximises ``sum_i unary_i x_i - smoothness * #{4-neighbours i, j :
+    x_i != x_j}``: a minimum s-t cut (Greig, Porteous and Seheult, J. R. Stat. Soc. B 51, 1989;
+    Boykov and Jolly, ICCV 2001, doi:10.1109/ICCV.2001.937505), costs in units of `CUT_UNIT`.
+
+    Parameters
+    ----------
+    unary : ndarray, shape (rows, cols)
+        What labelling each cell True gains (negative: loses).
+    smoothness : float
+        The cost of each pair of 4-neighbours labelled differently.
+
+    Returns
+    -------
+    ndarray of bool, shape (rows, cols)
+        The labelling x, with the costs rounded to whole multiples of `CUT_UNIT`.
+
+    References
+    ----------
+    .. [1] D. M. Greig, B. T. Porteous and A. H. Seheult, "Exact maximum a posteriori estimation
+       for binary images", Journal of the Royal Statistical Society B 51, 1989.
+    .. [2] Y. Boykov and M.-P. Jolly, "Interactive graph cuts for optimal boundary & region
+       segmentation of objects in N-D images", ICCV 2001. DOI:10.1109/ICCV.2001.937505
+    """
     count = unary.size
     source, sink = count, count + 1
     index = np.arange(count).reshape(unary.shape)
@@ -157,15 +232,32 @@ def graph_cut(unary: np.ndarray, smoothness: float) -> np.ndarray:
 def explained_cells(
     margin: np.ndarray, detail: np.ndarray, fit: np.ndarray | None = None, floor: float = MARGIN
 ) -> np.ndarray:
-    """Which patches (bool, the grid of `kernel_evidence`) the kernel explains.
+    """Which patches the kernel explains.
 
-    Each patch with detail weighs in by its margin less `floor` (a log-likelihood ratio per
-    frequency: the kernel's evidence over the best alternative); a flat patch by nothing; a patch
-    whose `fit` (`misfit`, when given) exceeds `MISFIT` by -1, a veto: the kernel cannot
-    reproduce it, so deblurring would ring there. A subject is one piece: neighbouring patches
-    are labelled alike unless the evidence pays `SMOOTHNESS` per border, so a large subject's
-    interior, whose patches each hardly beat the alternatives, is taken whole, and the region
-    stops where the evidence turns (`graph_cut`, a Markov random field's most likely labelling).
+    Each patch with detail weighs in by its margin less `floor`; a flat patch by `-FLAT` (it
+    gains nothing from deblurring but amplified noise); a patch whose `fit` exceeds `MISFIT` by
+    -1, a veto: the kernel cannot reproduce it, so deblurring would ring there. A subject is one
+    piece: neighbouring patches are labelled alike unless the evidence pays `SMOOTHNESS` per
+    border, so a large subject's interior, whose patches each hardly beat the alternatives, is
+    taken whole, and the region stops where the evidence turns (`graph_cut`, a Markov random
+    field's most likely labelling).
+
+    Parameters
+    ----------
+    margin : ndarray, shape (rows, cols)
+        Each patch's log-likelihood ratio per frequency: the kernel's evidence over the best
+        alternative (`kernel_evidence`).
+    detail : ndarray of bool, shape (rows, cols)
+        Which patches hold detail (`kernel_evidence`).
+    fit : ndarray, optional
+        Each patch's `misfit`; None: no veto.
+    floor : float, optional
+        The margin a patch with detail must exceed to count for the kernel.
+
+    Returns
+    -------
+    ndarray of bool, shape (rows, cols)
+        True for the patches explained; with `fit`, cut to the rows and columns both grids have.
     """
     unary = np.where(detail, margin - floor, -FLAT)
     if fit is not None:
@@ -178,8 +270,27 @@ def explained_cells(
 def explained_region(
     image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray, clip_level: float | None = None
 ) -> np.ndarray:
-    """The region (H, W, bool) of `image` ((H, W, C), linear) whose blur `psf` explains, given
-    the picture `deblurred` with it (clipped above `clip_level`, None: not clipped)."""
+    """The region of `image` whose blur `psf` explains, given the picture deblurred with it.
+
+    The patches `explained_cells` takes (with the `misfit` veto) stand each for the square of
+    half a patch's side about its centre; the region is then pulled in by the patches' reach.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture.
+    deblurred : ndarray, shape (H, W, C)
+        `image` deblurred with `psf`.
+    psf : ndarray, shape (kh, kw)
+        The kernel.
+    clip_level : float or None, optional
+        The level at which `image` clipped (see `misfit`); None: not clipped.
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+        True inside the region.
+    """
     model = estimate_noise_model(image)
     margins, detail = kernel_evidence(image, [psf], psf.shape[0], model=model)
     fit = misfit(image, deblurred, psf, model, clip_level)
@@ -201,8 +312,28 @@ def explained_region(
 def explained_weight(
     image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray, clip_level: float | None = None
 ) -> np.ndarray:
-    """The weight map (H, W), float32 in [0, 1]: 1 inside the region `psf` explains
-    (`explained_region`), falling to 0 over its outer kernel width, and exactly 0 outside it."""
+    """The weight map of local mode: 1 inside the region `psf` explains (`explained_region`),
+    falling smoothly near its border, and exactly 0 outside it.
+
+    The region is shrunk by a kernel width and blurred by a Gaussian of half a kernel width, then
+    cut to the region: the weight is about a half one kernel width inside the border, 0.03 on it.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture.
+    deblurred : ndarray, shape (H, W, C)
+        `image` deblurred with `psf`.
+    psf : ndarray, shape (kh, kw)
+        The kernel; its width is taken as ``kh``.
+    clip_level : float or None, optional
+        The level at which `image` clipped (see `misfit`); None: not clipped.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W)
+        The weight, in [0, 1].
+    """
     region = explained_region(image, deblurred, psf, clip_level)
     size = psf.shape[0]
     core = ndimage.minimum_filter(region.astype(np.float32), size=2 * size + 1, mode="nearest")
@@ -213,17 +344,42 @@ def explained_weight(
 def blend_locally(
     image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray, clip_level: float | None = None
 ) -> np.ndarray:
-    """``w d + (1 - w) f`` for the original `image` f and `deblurred` d ((H, W, C), same shape),
-    with `explained_weight` w of the kernel `psf` (`clip_level`: where `image` clipped, None:
-    nowhere); where w is 0 the original comes back as is."""
+    """``w d + (1 - w) f``, with the `explained_weight` w of the kernel `psf`.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The original linear picture, f.
+    deblurred : ndarray, shape (H, W, C)
+        `image` deblurred with `psf`, d.
+    psf : ndarray, shape (kh, kw)
+        The kernel.
+    clip_level : float or None, optional
+        The level at which `image` clipped (see `misfit`); None: nowhere.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W, C)
+        The blend; where w is 0, the original as is.
+    """
     weight = explained_weight(image, deblurred, psf, clip_level)[..., None]
     return np.where(weight > 0, weight * deblurred + (1 - weight) * image, image).astype(np.float32)
 
 
 def describe_subject(report: PsfReport) -> dict[str, Any]:
-    """The kind, confidence and reason (as in `blind.BlurReport`) of the subject's kernel learnt
-    on `report.window`: free-form, `UNCHECKED` (the subject holds one window, not two to
-    compare)."""
+    """The kind, confidence and reason (as in `blind.BlurReport`) of the subject's kernel.
+
+    Parameters
+    ----------
+    report : PsfReport
+        What `estimate_psf` did when it learnt the kernel (`subject_kernel`'s report).
+
+    Returns
+    -------
+    dict
+        ``kernel``: `FREE_FORM`; ``confidence``: `UNCHECKED` (the subject holds one window, not
+        two to compare); ``reason``: a sentence naming the window, `report.window`.
+    """
     x, y, width, height = report.window
     return {
         "kernel": FREE_FORM,
@@ -241,14 +397,34 @@ def subject_kernel(
     progress: Progress | None = None,
     clip_level: float | None = None,
 ) -> tuple[np.ndarray, PsfReport] | None:
-    """The kernel of the blurred subject of `image` ((H, W, C), linear) and its `PsfReport`.
+    """The kernel of the blurred subject of `image` and its `PsfReport`.
 
-    The kernel is estimated (`estimate_psf`) on up to `CANDIDATES` windows, each the most
-    detailed one (`choose_window`) once the ones before and their surroundings are left out.
-    The kernel that explains the largest region of the picture (`explained_cells` with the floor
-    `CHOICE`, on patches side by side) wins; on a tie, the most detailed window's. The subject's
-    kernel explains the subject; a sharp or defocused background's hardly beats no blur or an
-    isotropic blur anywhere. Windows too flat to learn from are skipped; None when all are.
+    The kernel is estimated (`estimate_psf`) on `CANDIDATES` windows, each the most detailed one
+    (`choose_window`) once the ones before and their surroundings are left out. The kernel that
+    explains the largest region of the picture (`explained_cells` with the floor `CHOICE`, on
+    patches side by side) wins; on a tie, the most detailed window's. The subject's kernel
+    explains the subject; a sharp or defocused background's hardly beats no blur or an isotropic
+    blur anywhere. Windows too flat to learn from are skipped.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture, C in {1, 3}.
+    size : int
+        The kernel's size, in pixels: odd, at least `settings.MIN_BLUR`.
+    progress : Progress, optional
+        Called with the share done and `Stage.ESTIMATING` before each window; what it raises
+        (cancellation) propagates. None: no report.
+    clip_level : float or None, optional
+        Where the sensor clipped, so that clipped highlights stay out of the kernel fit; None:
+        detected (`estimate_psf`).
+
+    Returns
+    -------
+    tuple of (ndarray, PsfReport), or None
+        The kernel (`estimate_psf`'s) and its report; None when no window gave one. Every
+        `ValueError` of `estimate_psf` (its `InputError`: too flat, but also a bad size or
+        image) counts as a window that gave none.
     """
     grey = luminance(image)
     left_out = grey.copy()

@@ -35,7 +35,7 @@ _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 _MAD_TO_SIGMA = 1 / 0.6744897501960817
 _SAMPLE_PIXELS = 4_000_000  # larger pictures are measured on evenly spaced bands of rows
 _BAND_ROWS = 64
-_FIT_SAMPLES = 1_000_000  # the noise model is fitted on at most about this many samples
+_FIT_SAMPLES = 1_000_000  # the noise model is fitted on one to two times this many samples
 
 
 def _sample_rows(
@@ -82,12 +82,25 @@ def _three_by_three(filtered: Callable[[np.ndarray], np.ndarray], plane: np.ndar
 
 
 def estimate_noise(image: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Standard deviation of the noise in `image` ((H, W) or (H, W, C)), in image units.
+    """Standard deviation of the noise in `image`, in image units.
 
-    The channels' estimates are averaged. `mask` ((H, W), nonzero = usable) leaves out pixels,
-    such as clipped highlights, where the noise was erased; a pixel counts only when its whole
-    3 x 3 neighbourhood is usable. Pictures over 4 Mpx are measured on bands of rows spread over
-    the frame. Returns 0.0 for an image too small to measure (under 3 x 3).
+    The channels' estimates are averaged. A pixel counts only when its whole 3 x 3 neighbourhood
+    is usable. Pictures over about 8 Mpx are measured on bands of rows spread over the frame,
+    about 4 Mpx in all.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, C)
+        The picture.
+    mask : ndarray, shape (H, W), optional
+        Nonzero where a pixel is usable: it leaves out pixels, such as clipped highlights, where
+        the noise was erased. None: every pixel is usable.
+
+    Returns
+    -------
+    float
+        The noise's standard deviation (Immerkaer's operator, median of its absolute response);
+        0.0 for an image too small to measure (under 3 x 3) or with no usable pixel.
     """
     if min(np.shape(image)[:2]) < 3:
         return 0.0
@@ -112,7 +125,17 @@ MAX_OFFSET = 1.0  # the shifted-Poisson offset is at most this many white levels
 @dataclass(frozen=True)
 class NoiseModel:
     """Poisson-Gaussian noise, `var f = gain * y + read_variance` (see the module's notes), and
-    the picture's typical noise level `sigma` (as `estimate_noise` measures it)."""
+    the picture's typical noise level `sigma` (as `estimate_noise` measures it).
+
+    Attributes
+    ----------
+    gain : float
+        The growth of the noise variance with the noise-free level `y`, at least 0.
+    read_variance : float
+        The signal-independent (read) noise variance, at least 0, in squared image units.
+    sigma : float
+        The picture's typical noise standard deviation, in image units.
+    """
 
     gain: float
     read_variance: float
@@ -121,15 +144,46 @@ class NoiseModel:
     def offset(self, white: float) -> float:
         """The shifted-Poisson offset `b = read_variance / gain`: `(f + b) / gain` is close to a
         Poisson variable of mean `(y + b) / gain` (Snyder, Hammoud and White, JOSA A 10, 1993).
+
         Capped at MAX_OFFSET white levels: noise that hardly grows with the signal (a large b)
-        is then treated as Gaussian, which a large offset approaches anyway."""
+        is then treated as Gaussian, which a large offset approaches anyway.
+
+        Parameters
+        ----------
+        white : float
+            The picture's white level (`white_level`), in image units.
+
+        Returns
+        -------
+        float
+            ``min(read_variance / gain, MAX_OFFSET * white)``, in image units;
+            ``MAX_OFFSET * white`` when the gain is 0.
+
+        References
+        ----------
+        .. [1] D. L. Snyder, A. M. Hammoud and R. L. White, "Image recovery from data acquired
+           with a charge-coupled-device camera", Journal of the Optical Society of America A
+           10, 1993.
+        """
         if self.gain <= 0:
             return MAX_OFFSET * white
         return min(self.read_variance / self.gain, MAX_OFFSET * white)
 
     def effective_gain(self, white: float) -> float:
         """The gain of the shifted-Poisson model with the capped offset that has the picture's
-        noise variance at its white level: `var f(white) / (white + offset)`."""
+        noise variance at its white level.
+
+        Parameters
+        ----------
+        white : float
+            The picture's white level (`white_level`), in image units.
+
+        Returns
+        -------
+        float
+            ``var f(white) / (white + offset(white))``, with
+            ``var f(white) = gain * white + read_variance``.
+        """
         return (self.gain * white + self.read_variance) / (white + self.offset(white))
 
 
@@ -147,7 +201,7 @@ def _fit_line(
 
 
 def estimate_noise_model(image: np.ndarray, mask: np.ndarray | None = None) -> NoiseModel:
-    """Fit the Poisson-Gaussian `NoiseModel` of `image` ((H, W) or (H, W, C)), in image units.
+    """Fit the Poisson-Gaussian `NoiseModel` of `image`, in image units.
 
     The usable pixels (as in `estimate_noise`) of all channels are sorted into NOISE_BINS bins
     of equal count by their local 3 x 3 mean; each bin gives its median level and its robust
@@ -155,6 +209,19 @@ def estimate_noise_model(image: np.ndarray, mask: np.ndarray | None = None) -> N
     fitted with weights count / variance^2 (the relative precision of each variance). With too
     few bins to fit, or bins too close in level to tell a slope (a flat or tiny picture), the
     noise is taken as Gaussian with the variance `estimate_noise` gives.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, C)
+        The picture.
+    mask : ndarray, shape (H, W), optional
+        Nonzero where a pixel is usable (as in `estimate_noise`); None: every pixel is usable.
+
+    Returns
+    -------
+    NoiseModel
+        The fitted gain and read variance (both at least 0), and the picture's noise level
+        `sigma` (`estimate_noise`'s).
     """
     picture, usable, responses = _noise_responses(image, mask)
     sigma = _median_sigma(usable, responses)
@@ -196,27 +263,45 @@ def regularisation_weight(
     """The TV weight `lambda` of Richardson-Lucy-TV for the noise `model` and a priority in
     [-1, 1], with a learnt kernel's error counted as noise (`kernel_error`).
 
-    `white` is the picture's white level (`white_level`), `mean` its mean level. In the
-    shifted-Poisson likelihood the data term is divided by the gain, so the MAP weight of a TV
-    (Laplacian gradient) prior in the Richardson-Lucy form is the gain divided by the prior's
-    scale, the typical size of the picture's gradients, which follows the light the picture
-    holds. The white level measures it on ordinary photographs, but not on a night scene, where
-    a few lamps set the white level (the 99.5th percentile) far above the dark street around
-    them: such a scene was smoothed 6 to 16 times too little and left worse than its shaken
-    input (benchmarks/bench_raw.py; README, raw files). So the scale is the white level, at most
-    WHITE_PER_MEAN times the mean level (the geometric mean of white / mean over the seven
-    photographs of the quality benchmark, where the rule was fitted: ordinary pictures keep
-    their weight). lambda is unchanged when a picture and its noise are scaled together, and
-    the priority moves it on a log scale, monotonically:
+    In the shifted-Poisson likelihood the data term is divided by the gain, so the MAP weight of
+    a TV (Laplacian gradient) prior in the Richardson-Lucy form is the gain divided by the
+    prior's scale, the typical size of the picture's gradients, which follows the light the
+    picture holds. The white level measures it on ordinary photographs, but not on a night
+    scene, where a few lamps set the white level (the 99.5th percentile) far above the dark
+    street around them: such a scene was smoothed 6 to 16 times too little and left worse than
+    its shaken input (benchmarks/bench_raw.py; README, raw files). So the scale is the white
+    level, at most WHITE_PER_MEAN times the mean level (the geometric mean of white / mean over
+    the seven photographs of the quality benchmark, where the rule was fitted: ordinary pictures
+    keep their weight). lambda is unchanged when a picture and its noise are scaled together,
+    and the priority moves it on a log scale, monotonically:
 
         lambda = LAMBDA_SCALE * (g / min(white, WHITE_PER_MEAN mean))^LAMBDA_POWER
-                 * PRIORITY_RANGE^(-priority),
+                 * PRIORITY_RANGE^(-priority) * kernel_smoothing(kernel_error),
 
     `g` the model's effective gain. -1 (denoise) regularises PRIORITY_RANGE times more than 0
     (balanced), +1 (deblur) PRIORITY_RANGE times less. The scale and the power were fitted on
     the quality benchmark (benchmarks/bench_deblur.py, noise of 1 % and 3 % of white at mid
     grey): the power below 1 is the smaller relative smoothing that heavy noise measured best
     with.
+
+    Parameters
+    ----------
+    model : NoiseModel
+        The picture's noise (`estimate_noise_model`).
+    white : float
+        The picture's white level (`white_level`), in image units.
+    mean : float
+        The picture's mean level, in image units.
+    priority : float, optional
+        From -1 (denoise) through 0 (balanced) to +1 (deblur).
+    kernel_error : float, optional
+        A learnt kernel's error variance over the noise's, ``r`` (`worker.deconv.kernel_error`);
+        0 for a kernel taken as exact.
+
+    Returns
+    -------
+    float
+        lambda; 0.0 when the scale or the effective gain is not positive.
     """
     scale = min(white, WHITE_PER_MEAN * mean)
     if scale <= 0:
@@ -229,14 +314,38 @@ def regularisation_weight(
 
 
 def kernel_smoothing(kernel_error: float) -> float:
-    """How many times a learnt kernel's error ``r`` (see `regularisation_weight`) raises lambda:
-    ``(1 + r)^LAMBDA_POWER``, 1 for a kernel taken as exact."""
+    """How many times a learnt kernel's error raises lambda (`regularisation_weight`).
+
+    Parameters
+    ----------
+    kernel_error : float
+        The kernel's error variance over the noise's, ``r`` (`worker.deconv.kernel_error`); a
+        negative value counts as 0.
+
+    Returns
+    -------
+    float
+        ``(1 + r)^LAMBDA_POWER``, 1 for a kernel taken as exact (``r = 0``).
+    """
     return float((1 + max(kernel_error, 0.0)) ** LAMBDA_POWER)
 
 
 def white_level(image: np.ndarray) -> float:
-    """The picture's white level: the 99.5th percentile of its values (on a subsample of at most
-    about a million values, which is plenty for a percentile)."""
+    """The picture's white level: the 99.5th percentile of its values.
+
+    Measured on every n-th value, one to two million of them (all of a smaller picture), which
+    is plenty for a percentile.
+
+    Parameters
+    ----------
+    image : ndarray
+        The picture, any shape (all channels' values count alike).
+
+    Returns
+    -------
+    float
+        The 99.5th percentile, in image units.
+    """
     values = np.asarray(image).reshape(-1)
     step = max(1, values.size // 1_000_000)
     return float(np.percentile(values[::step], 99.5))

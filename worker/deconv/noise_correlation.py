@@ -51,11 +51,26 @@ def _central_crop(array: np.ndarray) -> np.ndarray:
 
 
 def bayer_phase_ratio(image: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """The largest, over the channels, ratio of the strongest to the weakest of the four 2 x 2
-    lattice positions' median noise response |N * f| (see the module's notes): about 1 for white
-    noise, well above for demosaiced noise; inf when some positions carry no noise and others do,
-    1 when none does. Measured on the usable pixels (`mask` nonzero, the 3 x 3 neighbourhood
-    wholly usable) of a central crop."""
+    """How unequal the noise is over the four positions of the 2 x 2 lattice (module's notes).
+
+    The largest, over the channels, ratio of the strongest to the weakest of the four lattice
+    positions' median noise response |N * f|: about 1 for white noise, well above for demosaiced
+    noise. Measured on the usable pixels (`mask` nonzero, the 3 x 3 neighbourhood wholly usable)
+    of a central crop of at most 1024 x 1024 that starts on an even row and column.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, C)
+        The picture.
+    mask : ndarray, shape (H, W), optional
+        Nonzero where a pixel is usable (as in `noise.estimate_noise`); None: every pixel.
+
+    Returns
+    -------
+    float
+        The ratio, at least 1. inf when some positions carry no noise and others do; 1.0 when
+        none does, or when a position has no usable pixel.
+    """
     image = _central_crop(np.asarray(image, np.float32))
     if image.ndim == 2:
         image = image[..., None]
@@ -81,10 +96,23 @@ def bayer_phase_ratio(image: np.ndarray, mask: np.ndarray | None = None) -> floa
 
 
 def correlation_factor(image: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """How much `estimate_noise` underestimates the noise of `image` ((H, W) or (H, W, C)) because
-    demosaicing correlated it: `q = 2 sigma_half / sigma` (at least 1) when `bayer_phase_ratio`
-    exceeds PHASE_RATIO, else 1. `mask` as in `estimate_noise` (a 2 x 2 block counts when all its
-    pixels do)."""
+    """The factor by which `estimate_noise` underestimates demosaiced noise (module's notes).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, C)
+        The picture.
+    mask : ndarray, shape (H, W), optional
+        As in `estimate_noise`: nonzero where a pixel is usable; at half size a 2 x 2 block
+        counts when all its pixels do. None: every pixel.
+
+    Returns
+    -------
+    float
+        ``q = 2 sigma_half / sigma`` (at least 1) when `bayer_phase_ratio` exceeds
+        `PHASE_RATIO`; 1.0 otherwise, and for a picture under 6 px on a side or without
+        measurable noise.
+    """
     if min(np.shape(image)[:2]) < 6 or bayer_phase_ratio(image, mask) <= PHASE_RATIO:
         return 1.0
     sigma = estimate_noise(image, mask)
@@ -98,8 +126,23 @@ def correlation_factor(image: np.ndarray, mask: np.ndarray | None = None) -> flo
 def for_correlated_noise(
     model: NoiseModel, image: np.ndarray, mask: np.ndarray | None = None
 ) -> NoiseModel:
-    """`model` (fitted on `image`) scaled to the noise's level when demosaicing correlated it
-    (see `correlation_factor`): the variances by the factor squared, sigma by the factor."""
+    """`model` scaled to the noise's level when demosaicing correlated it.
+
+    Parameters
+    ----------
+    model : NoiseModel
+        The noise model fitted on `image` (`noise.estimate_noise_model`).
+    image : ndarray, shape (H, W) or (H, W, C)
+        The picture.
+    mask : ndarray, shape (H, W), optional
+        As in `correlation_factor`.
+
+    Returns
+    -------
+    NoiseModel
+        `model` itself when `correlation_factor` is 1; else a new model whose variances (`gain`,
+        `read_variance`) are multiplied by the factor squared and `sigma` by the factor.
+    """
     factor = correlation_factor(image, mask)
     if factor == 1.0:
         return model

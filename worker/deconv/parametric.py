@@ -12,15 +12,39 @@ EXTENT_TAP = 0.05  # taps above this fraction of the peak count towards a kernel
 
 
 def gaussian_kernel(sigma: float) -> np.ndarray:
-    """A normalised, isotropic Gaussian of deviation `sigma` px, sampled on +-3 sigma (odd side)."""
+    """A normalised, isotropic Gaussian of deviation `sigma` px, sampled on +-3 sigma (odd side).
+
+    Parameters
+    ----------
+    sigma : float
+        The deviation in pixels, above 0.
+
+    Returns
+    -------
+    ndarray of float64, shape (2 n + 1, 2 n + 1)
+        The kernel, summing to one, with ``n = max(ceil(3 sigma), 1)``.
+    """
     half = max(int(np.ceil(3 * sigma)), 1)
     taps = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
     return np.outer(taps, taps) / taps.sum() ** 2
 
 
 def disc_kernel(radius: float) -> np.ndarray:
-    """A normalised uniform disc of `radius` px; edge pixels weighted by how much the disc covers
-    them (``clip(radius + 1/2 - distance, 0, 1)``, the usual anti-aliased approximation)."""
+    """A normalised uniform disc of `radius` px, anti-aliased at its edge.
+
+    Edge pixels are weighted by how much the disc covers them (``clip(radius + 1/2 - distance,
+    0, 1)``, the usual anti-aliased approximation).
+
+    Parameters
+    ----------
+    radius : float
+        The disc's radius in pixels, at least 0 (0: a delta).
+
+    Returns
+    -------
+    ndarray of float64, shape (2 n + 1, 2 n + 1)
+        The kernel, summing to one, with ``n = ceil(radius)``.
+    """
     half = int(np.ceil(radius))
     axis = np.arange(-half, half + 1)
     distance = np.hypot(axis[:, None], axis[None, :])
@@ -29,15 +53,37 @@ def disc_kernel(radius: float) -> np.ndarray:
 
 
 def kernel_extent(psf: np.ndarray) -> int:
-    """The blur's extent in pixels: the longer side of the box holding the taps above 5 % of the
-    peak (1 for a delta)."""
+    """The blur's extent in pixels.
+
+    Parameters
+    ----------
+    psf : ndarray, shape (kh, kw)
+        The kernel, with a positive peak.
+
+    Returns
+    -------
+    int
+        The longer side of the box holding the taps above `EXTENT_TAP` (5 %) of the peak; 1 for
+        a delta.
+    """
     rows, cols = np.nonzero(psf > EXTENT_TAP * psf.max())
     return int(max(np.ptp(rows), np.ptp(cols)) + 1)
 
 
 def kernel_spread(psf: np.ndarray) -> float:
-    """The kernel's root-mean-square radius about its centroid, in pixels (0 for a delta;
-    sigma sqrt(2) for an isotropic Gaussian of deviation sigma)."""
+    """The kernel's root-mean-square radius about its centroid, in pixels.
+
+    Parameters
+    ----------
+    psf : ndarray, shape (kh, kw)
+        The kernel, non-negative with a positive sum (it need not sum to one).
+
+    Returns
+    -------
+    float
+        The radius: 0 for a delta, ``sigma sqrt(2)`` for an isotropic Gaussian of deviation
+        ``sigma``.
+    """
     psf = np.asarray(psf, dtype=np.float64) / np.sum(psf)
     rows, cols = np.indices(psf.shape)
     row, col = (rows * psf).sum(), (cols * psf).sum()
@@ -45,8 +91,20 @@ def kernel_spread(psf: np.ndarray) -> float:
 
 
 def border_mass(psf: np.ndarray) -> float:
-    """The share of the kernel's mass on its outermost ring of taps: a kernel cut off by its
-    support (a blur larger than the size it was learnt at) keeps mass there, one that fits
-    inside has next to none."""
+    """The share of the kernel's mass on its outermost ring of taps.
+
+    A kernel cut off by its support (a blur larger than the size it was learnt at) keeps mass
+    there, one that fits inside has next to none.
+
+    Parameters
+    ----------
+    psf : ndarray, shape (kh, kw)
+        The kernel, non-negative with a positive sum.
+
+    Returns
+    -------
+    float
+        The share, in [0, 1] (1 for a kernel under 3 taps on a side: all of it is border).
+    """
     psf = np.asarray(psf, dtype=np.float64)
     return float(1 - psf[1:-1, 1:-1].sum() / psf.sum())

@@ -37,13 +37,41 @@ def _frequencies(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def patch_side(size: int) -> int:
-    """The side of the analysis patches: a power of two, at least 64 and 4 kernels."""
+    """The side of the analysis patches: a power of two, at least 64 and 4 kernels.
+
+    Parameters
+    ----------
+    size : int
+        The kernel's size, in pixels.
+
+    Returns
+    -------
+    int
+        The least power of two that is at least ``max(MIN_PATCH, 4 * size)``.
+    """
     return int(2 ** np.ceil(np.log2(max(MIN_PATCH, 4 * size))))
 
 
 def frequency_bins(side: int) -> tuple[np.ndarray, int]:
-    """Each frequency of a side x side real FFT numbered by its (ring, orientation) bin, -1 for
-    those left out (below `LOW_CUT` of the band), and the number of bins."""
+    """Each frequency of a side x side real FFT numbered by its (ring, orientation) bin.
+
+    The rings are log-spaced from `LOW_CUT` cycles per patch up to Nyquist, `RINGS` of them,
+    each cut into `ORIENTATIONS` orientations; bins no frequency falls in are dropped and the
+    rest numbered 0 .. count - 1.
+
+    Parameters
+    ----------
+    side : int
+        The patches' side, in pixels.
+
+    Returns
+    -------
+    bins : ndarray of int, shape (side, side // 2 + 1)
+        Each frequency's bin, -1 for those left out: below `LOW_CUT` cycles per patch, or
+        beyond Nyquist (the grid's corners).
+    count : int
+        The number of bins.
+    """
     wy, wx = _frequencies((side, side))
     radius = np.hypot(wy, wx)
     low = LOW_CUT * 2 * np.pi / side
@@ -57,7 +85,22 @@ def frequency_bins(side: int) -> tuple[np.ndarray, int]:
 
 
 def bin_means(values: np.ndarray, bins: np.ndarray, count: int) -> np.ndarray:
-    """Means of `values` (..., side, side // 2 + 1) over each frequency bin: (..., count)."""
+    """Means of `values` over each frequency bin.
+
+    Parameters
+    ----------
+    values : ndarray, shape (..., side, side // 2 + 1)
+        Values on a side x side real FFT grid, such as power spectra.
+    bins : ndarray of int, shape (side, side // 2 + 1)
+        Each frequency's bin, -1 for those left out (`frequency_bins`).
+    count : int
+        The number of bins.
+
+    Returns
+    -------
+    ndarray of float64, shape (..., count)
+        The mean of `values` over each bin's frequencies.
+    """
     flat = values.reshape(-1, bins.size)
     index = bins.reshape(-1)
     sums = np.zeros((flat.shape[0], count))
@@ -73,9 +116,29 @@ def hypothesis_spectra(
     count: int,
     softness: tuple[float, ...] = SOFTNESS,
 ) -> np.ndarray:
-    """Expected power per bin (hypotheses, count) of a natural picture (power ``1 / |w|^p``, p
-    in `SLOPES`; Field 1987) blurred by the power transfer `blur` (side x side real FFT grid)
-    and by its own softness (isotropic Gaussians of `softness` px, 0: none)."""
+    """Expected power per bin of a natural picture (power ``1 / |w|^p``, p in `SLOPES`; Field
+    1987) blurred by a kernel and by its own softness.
+
+    Parameters
+    ----------
+    blur : ndarray, shape (side, side // 2 + 1)
+        The kernel's power transfer ``|K|^2`` on a side x side real FFT grid (ones: no blur).
+    side : int
+        The patches' side, in pixels.
+    bins : ndarray of int, shape (side, side // 2 + 1)
+        Each frequency's bin, -1 for those left out (`frequency_bins`).
+    count : int
+        The number of bins.
+    softness : tuple of float, optional
+        The picture's own softness: the standard deviations, in pixels, of isotropic Gaussian
+        blurs (0: none).
+
+    Returns
+    -------
+    ndarray of float64, shape (len(softness) * len(SLOPES), count)
+        One row a hypothesis, each softness with each slope (the slopes vary fastest), up to
+        a scale.
+    """
     wy, wx = _frequencies((side, side))
     radius2 = np.maximum(wy**2 + wx**2, 1e-12)
     powers = [
@@ -87,9 +150,28 @@ def hypothesis_spectra(
 
 
 def patch_power(grey: np.ndarray, side: int, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """Power spectra of Hann-windowed side x side patches of `grey` on a `step` grid, scaled so
-    that white noise of variance v has power v: (rows, cols, side, side // 2 + 1), and the
-    patches' mean levels (rows, cols)."""
+    """Power spectra of Hann-windowed side x side patches of `grey` on a `step` grid.
+
+    Each patch's mean is taken off before the window. A picture smaller than a patch is
+    extended by mirroring at its bottom and right edges.
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+        The luminance.
+    side : int
+        The patches' side, in pixels.
+    step : int
+        The distance between neighbouring patches' corners, in pixels.
+
+    Returns
+    -------
+    power : ndarray, shape (rows, cols, side, side // 2 + 1)
+        Each patch's power spectrum on a real FFT grid, scaled so that white noise of variance
+        v has power v.
+    means : ndarray, shape (rows, cols)
+        The patches' mean levels.
+    """
     short = [(0, max(side - n, 0)) for n in grey.shape]  # a picture under a patch: mirrored
     grey = np.pad(grey, short, mode="symmetric") if any(b for _, b in short) else grey
     patches = np.lib.stride_tricks.sliding_window_view(grey, (side, side))[::step, ::step]
@@ -103,8 +185,29 @@ def patch_power(grey: np.ndarray, side: int, step: int) -> tuple[np.ndarray, np.
 def best_likelihood(
     observed: np.ndarray, weights: np.ndarray, noise: np.ndarray, spectra: np.ndarray
 ) -> np.ndarray:
-    """Whittle's log-likelihood of each patch's binned power `observed` (rows, cols, count),
-    maximised over the hypotheses `spectra` (hypotheses, count) and the picture's contrast."""
+    """Whittle's log-likelihood of each patch's binned power, maximised over the hypotheses and
+    the picture's contrast.
+
+    A hypothesis's power is scaled by `SCALE_STEPS` factors from 1e-3 to 10 times the level at
+    which it holds the patch's total power, and the patch's noise power is added.
+
+    Parameters
+    ----------
+    observed : ndarray, shape (rows, cols, count)
+        Each patch's binned power (`bin_means`).
+    weights : ndarray, shape (count,)
+        The number of frequencies in each bin.
+    noise : ndarray, shape (rows, cols)
+        The noise's power at each patch's level.
+    spectra : ndarray, shape (hypotheses, count)
+        The hypotheses' binned power (`hypothesis_spectra`).
+
+    Returns
+    -------
+    ndarray, shape (rows, cols)
+        Each patch's best log-likelihood, summed over the frequencies (each bin weighted by
+        its number of frequencies).
+    """
     best = np.full(observed.shape[:2], -np.inf)
     # s^2 on a log grid about the level at which each hypothesis has the patch's total power
     total = (observed * weights).sum(-1)[..., None, None]
@@ -120,9 +223,20 @@ def best_likelihood(
 class PatchSpectra:
     """The binned power spectra of a picture's patches, and what each hypothesis makes of them.
 
-    observed: binned power (rows, cols, count); weights: frequencies per bin (count);
-    noise: the noise's power at each patch's level (rows, cols); side, bins, count: the
-    patches' side and `frequency_bins`.
+    Attributes
+    ----------
+    observed : ndarray, shape (rows, cols, count)
+        Each patch's binned power.
+    weights : ndarray, shape (count,)
+        The number of frequencies in each bin.
+    noise : ndarray, shape (rows, cols)
+        The noise's power at each patch's level.
+    side : int
+        The patches' side, in pixels.
+    bins : ndarray of int, shape (side, side // 2 + 1)
+        Each frequency's bin (`frequency_bins`).
+    count : int
+        The number of bins.
     """
 
     observed: np.ndarray
@@ -135,9 +249,21 @@ class PatchSpectra:
     def likelihood(
         self, psf: np.ndarray | None, softness: tuple[float, ...] = SOFTNESS
     ) -> np.ndarray:
-        """Each patch's log-likelihood per frequency (rows, cols) as a natural picture blurred
-        by `psf` (None: not blurred) and by a softness of its own among `softness` px
-        (`hypothesis_spectra`), the best contrast and hypothesis."""
+        """Each patch's log-likelihood per frequency as a natural picture blurred by `psf` and
+        by a softness of its own (`hypothesis_spectra`), at the best contrast and hypothesis.
+
+        Parameters
+        ----------
+        psf : ndarray, shape (kh, kw), or None
+            The kernel, no larger than a patch; None: not blurred.
+        softness : tuple of float, optional
+            The picture's own softnesses tried, in pixels (0: none).
+
+        Returns
+        -------
+        ndarray, shape (rows, cols)
+            `best_likelihood` divided by the number of frequencies used.
+        """
         if psf is None:
             blur = np.ones((self.side, self.side // 2 + 1))
         else:
@@ -147,7 +273,14 @@ class PatchSpectra:
         return best / self.weights.sum()
 
     def detail(self) -> np.ndarray:
-        """Which patches hold detail: power above `NOISE_FLOOR` times the noise's (rows, cols)."""
+        """Which patches hold detail: power above `NOISE_FLOOR` times the noise's.
+
+        Returns
+        -------
+        ndarray of bool, shape (rows, cols)
+            True where a patch's binned power, summed over its frequencies, exceeds
+            `NOISE_FLOOR` times the noise's.
+        """
         total = (self.observed * self.weights).sum(-1)
         return total > NOISE_FLOOR * self.noise * self.weights.sum()
 
@@ -155,8 +288,25 @@ class PatchSpectra:
 def patch_spectra(
     image: np.ndarray, side: int, step: int, model: NoiseModel | None = None
 ) -> PatchSpectra:
-    """The `PatchSpectra` of the luminance of `image` (H, W, C), side x side patches on a `step`
-    grid; `model`: the picture's noise (None: fitted on `image`)."""
+    """The `PatchSpectra` of the luminance of `image`, in side x side patches on a `step` grid.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture, C in {1, 3}.
+    side : int
+        The patches' side, in pixels (`patch_side`).
+    step : int
+        The distance between neighbouring patches' corners, in pixels.
+    model : NoiseModel, optional
+        The picture's noise; None: fitted on `image` (`estimate_noise_model`).
+
+    Returns
+    -------
+    PatchSpectra
+        The patches' binned power, with the luminance noise's power at each patch's level (kept
+        above `QUIET` times the patch's mean power per frequency).
+    """
     grey = luminance(image).astype(np.float64)
     bins, count = frequency_bins(side)
     power, levels = patch_power(grey, side, step)

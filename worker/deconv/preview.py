@@ -14,15 +14,46 @@ from worker.resize import shrink_area
 def preview_inputs(
     image: np.ndarray, psf: np.ndarray, scale: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The image and PSF for a preview at `scale`: both downsized (the PSF stays odd, >= 3x3)."""
+    """The image and PSF for a preview at `scale`: both downsized.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The picture.
+    psf : ndarray, shape (kh, kw)
+        Its blur.
+    scale : float
+        The preview's size as a share of the picture's, above 0.
+
+    Returns
+    -------
+    tuple of ndarray
+        `image` and `psf` themselves when `scale` is 1 or more; else the image shrunk by area
+        averaging to about ``(H scale, W scale)`` (`resize.shrink_area`) and the PSF resampled
+        with it (`psf_tools.resample_psf`: odd, at least 3 x 3).
+    """
     if scale >= 1:
         return image, psf
     return shrink_area(image, scale), resample_psf(psf, scale)
 
 
 def check_preview(image: np.ndarray, psf: np.ndarray, scale: float) -> None:
-    """Raise `InputError` unless the preview `image` (H, W, C) at `scale` holds the kernel `psf`
-    at that scale (both as `preview_inputs` gives them), at least 2 px each way."""
+    """Check that the preview `image` at `scale` holds the kernel `psf` at that scale.
+
+    Parameters
+    ----------
+    image : ndarray, shape (h, w, C)
+        The preview, as `preview_inputs` gives it.
+    psf : ndarray, shape (kh, kw)
+        The kernel at the preview's scale, as `preview_inputs` gives it.
+    scale : float
+        The preview's scale, for the message.
+
+    Raises
+    ------
+    InputError
+        When the preview is smaller than the kernel, or than 2 px, on either side.
+    """
     if any(n < max(k, 2) for n, k in zip(image.shape, psf.shape, strict=False)):
         raise InputError(
             f"scale {scale:g} leaves a {image.shape[0]}x{image.shape[1]} preview, too small for "

@@ -64,24 +64,59 @@ class PsfReport:
     seconds: float
 
     def as_dict(self) -> dict:
+        """The report as a dict of plain values, for JSON.
+
+        Returns
+        -------
+        dict
+            The fields by name, the window as a list [x, y, width, height].
+        """
         report = asdict(self)
         report["window"] = list(self.window)
         return report
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
-    """The luminance plane (H, W) of a linear (H, W, C) image, C in {1, 3}, as float32."""
+    """The luminance plane of a linear image, as float32.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture, C in {1, 3} (Rec. 709 / sRGB primaries); other shapes are not checked.
+
+    Returns
+    -------
+    ndarray, shape (H, W)
+        float32: a copy of the one channel, or ``0.2126 R + 0.7152 G + 0.0722 B``.
+    """
     image = np.asarray(image, dtype=np.float32)  # no copy when it is float32 already
     return image[..., 0].copy() if image.shape[2] == 1 else image @ LUMA
 
 
 def smooth_periodic_extension(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Extend `image` (h, w) to `shape` so that the result is continuous when tiled periodically.
+    """Extend `image` to `shape` so that the result is continuous when tiled periodically.
 
     Along each row the added columns run smoothly (a raised-cosine blend) from the last column back
     to the first, then the same down each column over the full width. Circular convolution of the
     extended image sees no jump at the seam, so the FFT-based steps do not ring, as in Liu and Jia
-    (ICIP 2008). The image itself occupies the top-left corner unchanged.
+    [1]_. The image itself occupies the top-left corner unchanged.
+
+    Parameters
+    ----------
+    image : ndarray, shape (h, w)
+        The grey window.
+    shape : tuple of int
+        The (rows, cols) of the result, at least (h, w).
+
+    Returns
+    -------
+    ndarray, shape `shape`
+        float64, `image` in its top-left h x w.
+
+    References
+    ----------
+    .. [1] R. Liu and J. Jia, "Reducing boundary artifacts in image deconvolution", IEEE
+           International Conference on Image Processing (ICIP), 2008.
     """
     height, width = image.shape
     rows, cols = shape
@@ -104,12 +139,36 @@ def smooth_periodic_extension(image: np.ndarray, shape: tuple[int, int]) -> np.n
 
 
 def fast_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """The smallest sizes at least `shape` whose FFTs are fast (made of 2s and 3s)."""
+    """The smallest sizes at least `shape` whose FFTs are fast (made of 2s and 3s).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The sizes needed; only the first two count.
+
+    Returns
+    -------
+    tuple of int
+        (rows, cols), each the smallest ``2^a 3^b`` at least the size asked (`fast_length`).
+    """
     return fast_length(int(shape[0])), fast_length(int(shape[1]))
 
 
 def centred_kernel_spectrum(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The real FFT of `psf` placed with its centre at the origin of a `shape` grid (psf2otf)."""
+    """The real FFT of `psf` placed with its centre at the origin of a `shape` grid (psf2otf).
+
+    Parameters
+    ----------
+    psf : ndarray, shape (k, l)
+        The kernel; its centre is the tap (k // 2, l // 2).
+    shape : tuple of int
+        The grid's (rows, cols), at least the kernel's.
+
+    Returns
+    -------
+    ndarray, shape (rows, cols // 2 + 1)
+        complex: the optical transfer function on the real-FFT grid (`scipy.fft.rfft2`).
+    """
     padded = np.zeros(shape)
     padded[: psf.shape[0], : psf.shape[1]] = psf
     padded = np.roll(padded, (-(psf.shape[0] // 2), -(psf.shape[1] // 2)), axis=(0, 1))
@@ -117,17 +176,54 @@ def centred_kernel_spectrum(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarr
 
 
 def forward_gradients(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Circular forward differences along x and y."""
+    """Circular forward differences along x and y.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W)
+        The picture.
+
+    Returns
+    -------
+    gx : ndarray, shape (H, W)
+        ``image[i, j + 1] - image[i, j]``, the last column's taken against the first.
+    gy : ndarray, shape (H, W)
+        ``image[i + 1, j] - image[i, j]``, the last row's taken against the first.
+    """
     return np.roll(image, -1, axis=1) - image, np.roll(image, -1, axis=0) - image
 
 
 def gradient_adjoint(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
-    """``D^T g`` for the circular forward differences ``D`` of `forward_gradients`."""
+    """``D^T g`` for the circular forward differences ``D`` of `forward_gradients`.
+
+    Parameters
+    ----------
+    gx : ndarray, shape (H, W)
+        The gradient along x.
+    gy : ndarray, shape (H, W)
+        The gradient along y.
+
+    Returns
+    -------
+    ndarray, shape (H, W)
+        ``D_x^T gx + D_y^T gy``: minus the (circular, backward) divergence of ``g``.
+    """
     return (np.roll(gx, 1, axis=1) - gx) + (np.roll(gy, 1, axis=0) - gy)
 
 
 def gradient_spectrum_power(shape: tuple[int, int]) -> np.ndarray:
-    """``|F(d_x)|^2 + |F(d_y)|^2`` on the real-FFT grid of `shape`."""
+    """``|F(d_x)|^2 + |F(d_y)|^2`` on the real-FFT grid of `shape`.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The grid's (rows, cols).
+
+    Returns
+    -------
+    ndarray, shape (rows, cols // 2 + 1)
+        float64, from 0 at the zero frequency to at most 8.
+    """
     wy = 2 * np.pi * np.fft.fftfreq(shape[0])[:, None]
     wx = 2 * np.pi * np.fft.rfftfreq(shape[1])[None, :]
     return (2 - 2 * np.cos(wx)) + (2 - 2 * np.cos(wy))
@@ -138,10 +234,36 @@ def l0_restore(
 ) -> np.ndarray:
     """``argmin_u ||psf * u - blurred||^2 + weight ||grad u||_0`` by half-quadratic splitting.
 
-    `blurred` is periodic (already extended). Xu, Zheng and Jia (CVPR 2013), Pan et al. (CVPR 2014):
-    with auxiliary gradients ``g`` and a penalty ``beta ||g - grad u||^2`` growing by `kappa`, the
-    ``g`` step is a hard threshold (keep ``grad u`` where ``|grad u|^2 >= weight / beta``) and the
-    ``u`` step is ``F(u) = (conj(K) F(f) + beta F(D^T g)) / (|K|^2 + beta |F(D)|^2)``.
+    Xu, Zheng and Jia [1]_, Pan et al. [2]_: with auxiliary gradients ``g`` and a penalty
+    ``beta ||g - grad u||^2`` growing by `kappa`, the ``g`` step is a hard threshold (keep
+    ``grad u`` where ``|grad u|^2 >= weight / beta``) and the ``u`` step is
+    ``F(u) = (conj(K) F(f) + beta F(D^T g)) / (|K|^2 + beta |F(D)|^2)``.
+
+    Parameters
+    ----------
+    blurred : ndarray, shape (H, W)
+        The blurred grey picture ``f``, periodic (already extended: `smooth_periodic_extension`).
+    psf : ndarray, shape (k, k)
+        The kernel ``K``, convolution convention, its centre at the middle tap.
+    weight : float
+        The L0 weight lambda.
+    beta_max : float, optional
+        ``beta`` starts at ``2 weight`` and grows while under this.
+    kappa : float, optional
+        The factor ``beta`` grows by each round.
+
+    Returns
+    -------
+    ndarray, shape (H, W)
+        The latent sharp picture ``u``; `blurred` itself when ``2 weight >= beta_max`` (no round).
+
+    References
+    ----------
+    .. [1] L. Xu, S. Zheng and J. Jia, "Unnatural L0 sparse representation for natural image
+           deblurring", IEEE Conference on Computer Vision and Pattern Recognition (CVPR), 2013.
+    .. [2] J. Pan, Z. Hu, Z. Su and M.-H. Yang, "Deblurring text images via L0-regularized
+           intensity and gradient prior", IEEE Conference on Computer Vision and Pattern
+           Recognition (CVPR), 2014. DOI:10.1109/CVPR.2014.371
     """
     shape = blurred.shape
     otf = centred_kernel_spectrum(psf, shape)
@@ -169,11 +291,30 @@ def estimate_kernel(
     """``argmin_k sum_d ||M (k * d latent - d blurred)||^2 + tikhonov ||k||^2``, k size x size.
 
     ``d`` runs over the forward differences along x and y, and the mask ``M`` keeps the observed
-    window (the top-left h x w of the periodic grid, `usable` (h, w) saying which of its pixels
-    count) only: the smooth extension around it is no data, so the fit follows the
-    valid-convolution model. Conjugate gradients on the normal
-    equations, each operator application a few FFTs. The result is not yet projected (it may hold
-    small negative taps).
+    window only (the top-left h x w of the periodic grid; `usable` says which of its pixels
+    count): the smooth extension around it is no data, so the fit follows the valid-convolution
+    model. Conjugate gradients on the normal equations (`conjugate_gradients`' default steps, from
+    a uniform kernel), each operator application a few FFTs.
+
+    Parameters
+    ----------
+    latent : ndarray, shape (H, W)
+        The latent sharp picture on the periodic grid (`l0_restore`).
+    blurred : ndarray, shape (H, W)
+        The blurred picture on the same grid, the observed window in its top-left corner.
+    size : int
+        The kernel's side K, odd.
+    tikhonov : float
+        The weight of ``||k||^2``.
+    usable : ndarray of bool, shape (h, w)
+        Which pixels of the observed window the fit counts. Its last row and column never count:
+        their forward differences reach into the extension.
+
+    Returns
+    -------
+    ndarray, shape (size, size)
+        The kernel, convolution convention, centred on the middle tap. It is not yet projected: it
+        may hold small negative taps and need not sum to one.
     """
     shape = latent.shape
     mask = np.zeros(shape)
@@ -205,7 +346,33 @@ def conjugate_gradients(
     iterations: int = 20,
     tolerance: float = 1e-5,
 ) -> np.ndarray:
-    """Solve ``operator(x) = rhs`` for a symmetric positive definite operator (Hestenes-Stiefel)."""
+    """Solve ``operator(x) = rhs`` for a symmetric positive definite operator (Hestenes-Stiefel).
+
+    The conjugate gradients of Hestenes and Stiefel [1]_.
+
+    Parameters
+    ----------
+    operator : callable
+        ``x -> A x``, from and to arrays of `rhs`' shape; ``A`` symmetric positive definite.
+    rhs : ndarray
+        The right-hand side.
+    start : ndarray
+        The first guess, `rhs`' shape; it is left unchanged.
+    iterations : int, optional
+        The most steps taken.
+    tolerance : float, optional
+        The steps stop once the residual's norm is this or less (absolute, not relative to `rhs`).
+
+    Returns
+    -------
+    ndarray
+        ``x`` after the last step: a new array of `start`'s shape and dtype.
+
+    References
+    ----------
+    .. [1] M. R. Hestenes and E. Stiefel, "Methods of conjugate gradients for solving linear
+           systems", Journal of Research of the National Bureau of Standards, 1952.
+    """
     x = start.copy()
     residual = rhs - operator(x)
     direction = residual.copy()
@@ -226,9 +393,29 @@ def conjugate_gradients(
 def clean_kernel(
     psf: np.ndarray, small_tap: float, small_component: float, floor: float = 0.0
 ) -> np.ndarray:
-    """Zero taps under `small_tap` x the maximum or under `floor`, and 8-connected parts holding
-    less mass than `small_component`; clip negatives, renormalise to sum one (a delta if nothing
-    is left)."""
+    """Zero the small taps and the light parts of a kernel, and renormalise it.
+
+    Negatives are clipped to 0; then taps under `small_tap` x the maximum or under `floor` are
+    zeroed, and 8-connected parts holding less mass than `small_component`; the rest is
+    renormalised to sum one (a delta if nothing is left).
+
+    Parameters
+    ----------
+    psf : ndarray, shape (K, K)
+        The kernel as fitted (`estimate_kernel`: it may hold negative taps).
+    small_tap : float
+        Taps under this share of the largest are zeroed.
+    small_component : float
+        Parts holding less than this share of the mass left are zeroed; only where there are two
+        parts or more, and not when every part is that light.
+    floor : float, optional
+        Taps under this are zeroed too (in tap units: a noise or error floor).
+
+    Returns
+    -------
+    ndarray, shape (K, K)
+        Non-negative, summing to one; a centred delta when no tap is left.
+    """
     psf = np.clip(psf, 0, None)
     if psf.max() <= 0:
         return delta_kernel(psf.shape[0])
@@ -251,6 +438,22 @@ def kernel_noise(latent: np.ndarray, usable: np.ndarray, sigma: float, tikhonov:
     White noise of deviation sigma has forward differences of variance ``2 sigma^2``; the least
     squares fit divides their effect by the latent gradients' energy E (plus the Tikhonov term),
     which gives about ``sqrt(2) sigma / sqrt(E + tikhonov)`` per tap.
+
+    Parameters
+    ----------
+    latent : ndarray, shape (H, W)
+        The latent sharp picture on the periodic grid (`l0_restore`).
+    usable : ndarray of bool, shape (h, w)
+        Which pixels of the observed window (the grid's top-left h x w) count towards E.
+    sigma : float
+        The noise's standard deviation (`estimate_noise`), in the picture's units.
+    tikhonov : float
+        The Tikhonov weight of the kernel fit (`estimate_kernel`).
+
+    Returns
+    -------
+    float
+        ``sqrt(2) sigma / sqrt(E + tikhonov)``, in tap units.
     """
     gx, gy = forward_gradients(latent)
     height, width = usable.shape
@@ -265,20 +468,53 @@ def fit_error(raw: np.ndarray) -> float:
     L0 sharp image cannot represent); by symmetry the positive taps carry as much. Measured on
     textured photographs (a cat's fur, a night scene), this, not the image noise, is what leaves
     a spray of specks around the kernel.
+
+    Parameters
+    ----------
+    raw : ndarray
+        The kernel as fitted, before it is cleaned (`estimate_kernel`).
+
+    Returns
+    -------
+    float
+        The root mean square, in tap units; 0.0 when no tap is negative.
     """
     negative = raw[raw < 0]
     return float(np.sqrt(np.mean(negative**2))) if negative.size else 0.0
 
 
 def delta_kernel(size: int) -> np.ndarray:
-    """A size x size kernel with all its mass at the centre."""
+    """A size x size kernel with all its mass at the centre.
+
+    Parameters
+    ----------
+    size : int
+        The kernel's side, odd.
+
+    Returns
+    -------
+    ndarray, shape (size, size)
+        float64: 1 at (size // 2, size // 2), 0 elsewhere.
+    """
     psf = np.zeros((size, size))
     psf[size // 2, size // 2] = 1.0
     return psf
 
 
 def pyramid_sizes(size: int) -> list[int]:
-    """Odd kernel sizes from coarse to fine: `size` shrunk by 1/sqrt(2) per level, down to ~5."""
+    """Odd kernel sizes from coarse to fine: `size` shrunk by 1/sqrt(2) per level, down to ~5.
+
+    Parameters
+    ----------
+    size : int
+        The finest kernel size, odd, in pixels.
+
+    Returns
+    -------
+    list of int
+        Odd sizes, coarse to fine: the first 5 to 9 px, the last `size`; only [`size`] for a size
+        of 7 or less.
+    """
     levels = max(int(np.floor(np.log(5 / size) / np.log(LEVEL_SCALE))), 0) + 1
     sizes = [int(np.ceil(size * LEVEL_SCALE**i)) | 1 for i in range(levels)]
     sizes[0] = size
@@ -290,7 +526,30 @@ def blind_kernel(
 ) -> tuple[np.ndarray, int]:
     """The K x K kernel (convolution convention) of the grey window `blurred`, and rounds run.
 
-    `usable` (same shape, bool) marks the pixels that the kernel fit may use."""
+    Coarse to fine over `pyramid_sizes`: on each level the window is shrunk and extended to a
+    smooth periodic grid, and `ROUNDS_PER_LEVEL` rounds (one more on the finest level) each
+    restore the sharp picture (`l0_restore`), fit the kernel (`estimate_kernel`) and clean it
+    (`clean_kernel`) down to a floor set by the noise (`kernel_noise`) and, on the last
+    `ERROR_LEVELS` levels, by the fit's error (`fit_error`).
+
+    Parameters
+    ----------
+    blurred : ndarray, shape (h, w)
+        The grey window (`estimate_psf` passes it scaled so that its 99.9th percentile is 1).
+    size : int
+        The kernel's side K, odd, in pixels.
+    usable : ndarray of bool, shape (h, w)
+        The pixels that the kernel fit may use.
+    progress : Progress or None, optional
+        Called with (share done, `Stage.ESTIMATING`) after each level.
+
+    Returns
+    -------
+    psf : ndarray, shape (K, K)
+        float64, non-negative, summing to one, centred on its centroid (to the whole pixel).
+    rounds : int
+        The rounds run, all levels together.
+    """
     sizes = pyramid_sizes(size)
     weight = LAMBDA_START
     psf = delta_kernel(sizes[0])
@@ -324,13 +583,40 @@ def blind_kernel(
 def unclipped(
     image: np.ndarray, window: Window, size: int, clip_level: float | None = None
 ) -> np.ndarray:
-    """Which pixels of `window` are at least half a kernel away from any clipped highlight.
+    """Which pixels of `window` are at least half a kernel away from any clipped highlight in it.
 
-    Clipped pixels break the linear blur model (Whyte, Sivic and Zisserman, "Deblurring shaken
-    and partially saturated images", IJCV 2014), and their blurred surroundings with them. The
-    clip level is the file's (`clip_level`, 1.0 for integer files) or, when unknown, detected on
-    the whole image (`detect_clip_level`), as `deblur` does. Raises `InputError` when fewer than a
-    quarter of the window's pixels are left.
+    Clipped pixels break the linear blur model (Whyte, Sivic and Zisserman [1]_), and their
+    blurred surroundings with them. Only the window is looked at: a highlight just outside it
+    takes none of its pixels out.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture, whole.
+    window : Window
+        (x, y, width, height) in pixels.
+    size : int
+        The blur size, in pixels: each clipped pixel takes the size x size square around it out.
+    clip_level : float or None, optional
+        The clip level: the file's (1.0 for integer files) or one detected already (`math.inf`:
+        nothing clipped). None: unknown, so detected on the whole image (`detect_clip_level`), as
+        `deblur` does; where there is no clipped plateau, every pixel counts.
+
+    Returns
+    -------
+    ndarray of bool, shape (height, width)
+        True where the kernel fit may use the pixel.
+
+    Raises
+    ------
+    InputError
+        When fewer than a quarter of the window's pixels are left.
+
+    References
+    ----------
+    .. [1] O. Whyte, J. Sivic and A. Zisserman, "Deblurring shaken and partially saturated
+           images", International Journal of Computer Vision, 2014.
+           DOI:10.1007/s11263-014-0727-3
     """
     x, y, width, height = window
     pixels = image[y : y + height, x : x + width]
@@ -352,14 +638,36 @@ def estimate_psf(
     progress: Progress | None = None,
     clip_level: float | None = None,
 ) -> tuple[np.ndarray, PsfReport]:
-    """Estimate the `size` x `size` PSF of a blurred linear image (H, W, C) from one window.
+    """Estimate the `size` x `size` PSF of a blurred linear image from one window.
 
-    `window` is (x, y, width, height) in pixels; None chooses one automatically
-    (`worker.deconv.window.choose_window`). `clip_level` is where the sensor clipped (1.0 for
-    integer files; None: detected), so that clipped highlights stay out of the kernel fit.
-    Returns the kernel (float32, convolution convention, non-negative, summing to one, centred
-    on its centroid) and a `PsfReport`.
-    Raises `InputError` for a bad size or window, or a window without edges to learn from.
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture, C in {1, 3}.
+    size : int
+        The kernel's side in pixels: odd, at least `MIN_BLUR`.
+    window : Window or None, optional
+        (x, y, width, height) in pixels; None chooses one automatically
+        (`worker.deconv.window.choose_window`).
+    progress : Progress or None, optional
+        Called with (share done, `Stage.ESTIMATING`) after each pyramid level.
+    clip_level : float or None, optional
+        Where the sensor clipped (1.0 for integer files; None: detected), so that clipped
+        highlights stay out of the kernel fit.
+
+    Returns
+    -------
+    psf : ndarray, shape (size, size)
+        float32, convolution convention, non-negative, summing to one, centred on its centroid.
+    report : PsfReport
+        The window used, the rounds and pyramid levels run, the seconds taken.
+
+    Raises
+    ------
+    InputError
+        For an image not (H, W, 1 or 3), a bad size, NaN or infinite values, a window outside the
+        image or under `KERNELS_ACROSS` kernels wide, a window without edges to learn from, or one
+        whose pixels are mostly near clipped highlights.
     """
     started = time.perf_counter()
     image = np.asarray(image)

@@ -12,6 +12,25 @@ def validate_psf(psf: np.ndarray, image_shape: tuple[int, ...] | None = None) ->
 
     A usable PSF is 2-D, odd-sized in both directions, finite, non-negative, not all zero, and no
     larger than the image it blurs.
+
+    Parameters
+    ----------
+    psf : ndarray
+        The kernel as given (any real dtype).
+    image_shape : tuple of int or None, optional
+        The shape of the image it blurs, (H, W, ...); None: the size is not checked.
+
+    Returns
+    -------
+    ndarray of float32, shape (kh, kw)
+        The kernel divided by its sum.
+
+    Raises
+    ------
+    InputError
+        When the PSF is not 2-D, holds no real numbers (complex, boolean or not numbers at all),
+        has an even side, holds NaN or infinite or negative values, is all zeros, or is larger
+        than `image_shape`.
     """
     psf = np.asarray(psf)
     if psf.ndim != 2:
@@ -48,6 +67,16 @@ def center_on_centroid(psf: np.ndarray) -> np.ndarray:
     Deconvolving with an off-centre kernel translates the result; centring keeps the restored
     picture registered with the input. Mass shifted past the border is dropped, then the kernel is
     renormalised.
+
+    Parameters
+    ----------
+    psf : ndarray, shape (kh, kw)
+        The kernel: non-negative, with a positive sum.
+
+    Returns
+    -------
+    ndarray of float32, shape (kh, kw)
+        The shifted kernel, summing to one.
     """
     psf = np.asarray(psf, dtype=np.float64)
     total = psf.sum()
@@ -62,6 +91,18 @@ def resize_psf(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """`psf` resized to `shape` (bilinear on the pixel grid), non-negative, summing to one, centred.
 
     A kernel that vanishes on the way (all its mass clipped) becomes a centred delta.
+
+    Parameters
+    ----------
+    psf : ndarray, shape (kh, kw)
+        The kernel.
+    shape : tuple of int
+        The new (rows, columns).
+
+    Returns
+    -------
+    ndarray of float32, shape `shape`
+        The resized kernel, centred on its centroid to the whole pixel (`center_on_centroid`).
     """
     psf = np.asarray(psf, dtype=np.float64)
     resized = np.clip(zoom_to(psf, shape, edges="grid-constant"), 0, None)
@@ -76,6 +117,19 @@ def resample_psf(psf: np.ndarray, scale: float) -> np.ndarray:
 
     The kernel's extent in pixels scales with the image; its mass stays one. Used for previews
     (image and PSF downsized together).
+
+    Parameters
+    ----------
+    psf : ndarray, shape (kh, kw)
+        The kernel.
+    scale : float
+        The factor the image is resized by (below 1: smaller).
+
+    Returns
+    -------
+    ndarray of float32
+        The kernel `resize_psf` gives at ``round(kh * scale)`` x ``round(kw * scale)``, an even
+        side made odd by adding one, each side at least 3.
     """
     height, width = np.shape(psf)
     return resize_psf(psf, (max(3, round(height * scale) | 1), max(3, round(width * scale) | 1)))
@@ -87,6 +141,16 @@ def centre_subpixel(psf: np.ndarray) -> np.ndarray:
     The whole-pixel part of the move is `center_on_centroid`'s; the remaining fraction (at most
     half a pixel each way) is a bilinear shift. Deconvolving with the result leaves the picture
     where it was, to a small fraction of a pixel.
+
+    Parameters
+    ----------
+    psf : ndarray, shape (kh, kw)
+        The kernel: non-negative, with a positive sum.
+
+    Returns
+    -------
+    ndarray of float32, shape (kh, kw)
+        The moved kernel, non-negative, summing to one.
     """
     psf = center_on_centroid(psf).astype(np.float64)
     rows, cols = np.indices(psf.shape)

@@ -130,14 +130,32 @@ class DeblurReport:
     scale: float
 
     def as_dict(self) -> dict:
-        """JSON-ready; `lam` is spelled `lambda`."""
+        """The report as a JSON-ready dict.
+
+        Returns
+        -------
+        dict
+            One entry a field, `lam` spelled ``lambda``; `stop_reason` is a `StopReason`, a
+            string.
+        """
         record = asdict(self)
         record["lambda"] = record.pop("lam")
         return record
 
     @classmethod
     def left_as_is(cls, scale: float) -> "DeblurReport":
-        """The report of a picture left as it is, no blur found (at a preview's `scale`)."""
+        """The report of a picture left as it is, no blur found.
+
+        Parameters
+        ----------
+        scale : float
+            The preview's scale, 0 < scale <= 1 (1: not a preview).
+
+        Returns
+        -------
+        DeblurReport
+            No iteration, `StopReason.NO_BLUR`, every number 0 but `scale`.
+        """
         return cls(0, 0, StopReason.NO_BLUR, 0.0, 0.0, 0.0, 0.0, 0.0, scale)
 
 
@@ -145,11 +163,17 @@ class DeblurReport:
 class Iterates:
     """What `richardson_lucy_tv` returns.
 
-    estimate: the restored picture on the observed window, (C, H, W) float32.
-    iterations: how many iterations ran.
-    best_iteration: the iteration `estimate` comes from (one before the last on a whiteness
-        stop: the last within the tolerance).
-    stop_reason: whiteness, stagnation or the cap (see `stopping`).
+    Attributes
+    ----------
+    estimate : ndarray of float32, shape (C, H, W)
+        The restored picture on the observed window.
+    iterations : int
+        How many iterations ran.
+    best_iteration : int
+        The iteration `estimate` comes from (one before the last on a whiteness stop: the last
+        within the tolerance).
+    stop_reason : StopReason
+        Whiteness, stagnation or the cap (see `stopping`).
     """
 
     estimate: np.ndarray
@@ -162,10 +186,16 @@ class Iterates:
 class Restoration:
     """What `_restore` returns: the run's `Iterates` and the parameters it chose.
 
-    run: the iterations and their result.
-    model: the picture's fitted noise model.
-    offset: the shifted-Poisson offset b used (`noise.NoiseModel.offset`).
-    lam: the TV weight lambda used.
+    Attributes
+    ----------
+    run : Iterates
+        The iterations and their result.
+    model : NoiseModel
+        The picture's fitted noise model.
+    offset : float
+        The shifted-Poisson offset b used (`noise.NoiseModel.offset`), in image units.
+    lam : float
+        The TV weight lambda used.
     """
 
     run: Iterates
@@ -442,12 +472,40 @@ def richardson_lucy_tv(
     start: np.ndarray | None = None,
     texture: np.ndarray | None = None,
 ) -> Iterates:
-    """Deconvolve `f` (C, H, W), non-negative, with `psf`; data weight `mask` (H, W); noise
-    `sigma`; shifted-Poisson `offset` (see `noise.NoiseModel.offset`).
+    """Deconvolve `f` with `psf`: Richardson-Lucy-TV on the extended grid (see the module).
 
-    `tile` is the FFT tile size; the result does not depend on it. `start` (C, h, w), if given,
-    is the first estimate on the observed window, at the frame's size or smaller (see
-    `_first_estimate`); `texture`, the texture weight `t` of the prior (see `texture`).
+    Parameters
+    ----------
+    f : ndarray of float32, shape (C, H, W)
+        The blurred picture, non-negative, one plane per channel.
+    mask : ndarray of float32, shape (H, W)
+        The data term's weight `w` (1: use the pixel, 0: ignore it; `boundaries.data_mask`).
+    psf : ndarray, shape (kh, kw)
+        The kernel, odd-sized, summing to one (`psf_tools.validate_psf`).
+    lam : float
+        The TV weight lambda.
+    sigma : float
+        The noise's standard deviation, in image units: TV's smoothing of ``|grad u|`` is at
+        least `TV_EPS_PER_NOISE` times it.
+    offset : float
+        The shifted-Poisson offset b, in image units (see `noise.NoiseModel.offset`).
+    rule : StoppingRule
+        When to stop (see `stopping`); its state changes as the run goes, and its `reference`
+        is set here when `start` is given.
+    progress : Progress, optional
+        Called after each iteration with the share of `rule.max_iterations` done and
+        `Stage.DEBLURRING`; what it raises (cancellation) propagates. None: no report.
+    tile : int, optional
+        The base FFT tile size (see `BlurOperator`); the result does not depend on it beyond
+        rounding.
+    start : ndarray of float32, shape (C, h, w), optional
+        The first estimate: on the extended grid, (C, H + kh - 1, W + kw - 1), used as it is
+        (and overwritten); else on the observed window, at the frame's size or smaller, enlarged
+        to the frame and extended to the rim by its nearest pixels (see `_first_estimate`).
+        None: the back-projection of `f`.
+    texture : ndarray of float32, shape (H + kh - 1, W + kw - 1), optional
+        The texture weight `t` of the prior, in (0, 1] (see `texture`); its memory is reused
+        (overwritten). None: 1.
 
     Returns
     -------
@@ -588,15 +646,41 @@ def deblur(
     progress: Progress | None = None,
     kernel_error: float = 0.0,
 ) -> tuple[np.ndarray, DeblurReport]:
-    """Deblur `image` (float32 (H, W, C), linear light) blurred by `psf`; returns (sharp, report).
+    """Deblur `image`, blurred by `psf`.
 
-    `kernel_error` is a learnt kernel's error as a share of the noise variance
-    (`worker.deconv.kernel_error`), which raises lambda (never above the settings' `MAX_LAMBDA`,
-    beyond which the maths overflows); 0 (the default) takes `psf` as exact.
+    Negative samples (out-of-gamut colours) count as 0 in the data term. In local mode
+    (`settings.local`) the result is blended with the input (`local.blend_locally`).
 
-    The result has the image's shape, or the downsized shape of a preview (`settings.scale` < 1).
-    Negative samples (out-of-gamut colours) count as 0 in the data term. Raises `InputError` for a
-    bad image, PSF or setting; exceptions raised by `progress` (cancellation) propagate.
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The picture in linear light, C in {1, 3}, real numbers (converted to float32).
+    psf : ndarray, shape (kh, kw)
+        The kernel (convolution convention): odd-sized, non-negative, no larger than the image;
+        it is divided by its sum (`psf_tools.validate_psf`).
+    settings : DeblurSettings, optional
+        What the user chose; at `scale` < 1 the image and the PSF are downsized together (a
+        preview).
+    progress : Progress, optional
+        Called with the share done and `Stage.DEBLURRING`; what it raises (cancellation)
+        propagates. None: no report.
+    kernel_error : float, optional
+        A learnt kernel's error as a share of the noise variance (`worker.deconv.kernel_error`),
+        at least 0, which raises lambda (never above the settings' `MAX_LAMBDA`, beyond which
+        the maths overflows); 0 takes `psf` as exact. A lambda set in `settings` is used as it
+        is.
+
+    Returns
+    -------
+    sharp : ndarray of float32, shape (H, W, C)
+        The deblurred picture; the downsized shape of a preview (`settings.scale` < 1).
+    report : DeblurReport
+        What the run did and the parameters it chose.
+
+    Raises
+    ------
+    InputError
+        For a bad image, PSF, setting or `kernel_error`, or a preview too small for the kernel.
     """
     start = time.perf_counter()
     image = _check_image(image)

@@ -89,15 +89,40 @@ AUTO_BLUR = 45  # the largest blur `--blur auto` looks for, in pixels
 
 
 def is_blur_size(value: object) -> bool:
-    """Whether `value` is a blur size a job may ask for: an odd whole number of pixels from
-    `MIN_BLUR` to `MAX_BLUR`."""
+    """Whether `value` is a blur size a job may ask for.
+
+    Parameters
+    ----------
+    value : object
+        Anything, as read from a job or typed.
+
+    Returns
+    -------
+    bool
+        True for an odd whole number (`int`, not `bool`) from `MIN_BLUR` to `MAX_BLUR`.
+    """
     return is_whole(value) and MIN_BLUR <= value <= MAX_BLUR and value % 2 == 1
 
 
 def blur_from_text(text: str) -> int | None:
-    """The blur size a user typed: an odd number of pixels from `MIN_BLUR` to `MAX_BLUR`, or
-    "auto" (None: find it, up to `AUTO_BLUR`). Raises `InputError` for
-    anything else."""
+    """The blur size a user typed.
+
+    Parameters
+    ----------
+    text : str
+        What the user typed: an odd number of pixels from `MIN_BLUR` to `MAX_BLUR`, or "auto"
+        (case and surrounding spaces do not matter).
+
+    Returns
+    -------
+    int or None
+        The size; None for "auto": find it, up to `AUTO_BLUR`.
+
+    Raises
+    ------
+    InputError
+        For anything else.
+    """
     word = str(text).strip().lower()
     if word == AUTO:
         return None

@@ -37,14 +37,35 @@ def residual_ratio(
     floor: float,
     ratio: np.ndarray,
 ) -> np.ndarray:
-    """Write `ratio = mask (f + offset) / max(blurred + offset, floor)`; return the residual's
-    correlations.
+    """Write the Richardson-Lucy ratio of one tile into `ratio`; return its residual's sums.
 
-    The residual is `r = mask * (f - blurred)`; the result holds, in float64, R(0), R(d) for each
-    of the four lags above, then sum(r) and sum(mask). One pass over the plane does both jobs
-    (the Richardson-Lucy ratio and the whiteness statistics). It runs on one tile of the frame,
-    without the GIL, so tiles run in parallel; the pairs that straddle two tiles or touch the
-    tile's first or last column (a fraction of a percent) are not counted.
+    The ratio is ``mask (f + offset) / max(blurred + offset, floor)`` and the residual
+    ``r = mask * (f - blurred)``. One pass over the plane does both jobs (the Richardson-Lucy ratio
+    and the whiteness statistics). It runs on one tile of the frame, without the GIL, so tiles run
+    in parallel; the pairs that straddle two tiles or touch the tile's first or last column (a
+    fraction of a percent) are not counted. The sums are taken in float32 along each row, then
+    added up in float64.
+
+    Parameters
+    ----------
+    f : ndarray, shape (h, w)
+        The observed tile, one channel.
+    blurred : ndarray, shape (h, w)
+        The current estimate blurred (``A u``) on the same tile.
+    mask : ndarray, shape (h, w)
+        The data weight (`boundaries.data_mask`): 0 on clipped pixels, 1 elsewhere.
+    offset : float
+        The shifted-Poisson offset added to `f` and `blurred` (`noise.NoiseModel.offset`).
+    floor : float
+        The least denominator: keeps the ratio finite where ``blurred + offset`` nears 0.
+    ratio : ndarray of float32, shape (h, w)
+        Where the ratio is written.
+
+    Returns
+    -------
+    ndarray of float64, shape (7,)
+        R(0), then R(d) for the four lags (0, 1), (1, -1), (1, 0), (1, 1), then sum(r) and
+        sum(mask); summed over the tiles, what `centred_correlations` takes.
     """
     height, width = f.shape
     shift, least = np.float32(offset), np.float32(floor)  # float32 arithmetic: twice the lanes
@@ -80,18 +101,41 @@ def residual_ratio(
 
 
 def centred_correlations(sums: np.ndarray) -> np.ndarray:
-    """[R(0), R(d)...] of the residual minus its mean, from `residual_ratio`'s sums.
+    """The residual's correlations with its mean removed, from `residual_ratio`'s sums.
 
     A residual with a nonzero mean correlates equally at every lag; removing the mean
     (R(d) - n mean^2, to first order) leaves the structure the whiteness test is about.
+
+    Parameters
+    ----------
+    sums : ndarray, shape (7,)
+        `residual_ratio`'s result, summed over the tiles of one channel.
+
+    Returns
+    -------
+    ndarray of float64, shape (5,)
+        R(0) and R(d) for the four lags, each less ``sum(r)^2 / sum(mask)`` (the count taken
+        as at least 1).
     """
     count = max(sums[6], 1.0)
     return sums[:5] - sums[5] ** 2 / count
 
 
 def whiteness(correlations: np.ndarray) -> float:
-    """The whiteness measure `W` from correlations [R(0), R(d) for the four lags of
-    `residual_ratio`] (summed over channels)."""
+    """The whiteness measure `W` of the residual (see the module's notes).
+
+    Parameters
+    ----------
+    correlations : ndarray, shape (5,)
+        R(0), then R(d) for the four lags of `residual_ratio`, summed over the channels
+        (`centred_correlations`).
+
+    Returns
+    -------
+    float
+        ``W = 2 sum_d (R(d) / R(0))^2`` (the factor 2 counts the four mirrored lags); 0.0 when
+        R(0) is not positive (no residual).
+    """
     if correlations[0] <= 0:
         return 0.0
     return float(2 * np.sum((correlations[1:] / correlations[0]) ** 2))
@@ -122,7 +166,26 @@ class StoppingRule:
     least_whiteness: float = field(default=np.inf, init=False)
 
     def update(self, iteration: int, white: float, change: float) -> StopReason | None:
-        """Why to stop after `iteration` (its whiteness `white`, relative `change`), or None."""
+        """Why to stop after `iteration`, or None to go on.
+
+        The first call sets the starting whiteness (`reference`, else `white`); every call updates
+        the least whiteness so far.
+
+        Parameters
+        ----------
+        iteration : int
+            The iteration just done, counted from 1.
+        white : float
+            The whiteness `W` of its residual (`whiteness`).
+        change : float
+            Its relative change ``||u_t+1 - u_t|| / ||u_t||``.
+
+        Returns
+        -------
+        StopReason or None
+            `StopReason.WHITENESS` (return the iterate before this one), `STAGNATION` or `CAP`; None
+            to go on.
+        """
         if self.first_whiteness is None:
             self.first_whiteness = white if self.reference is None else self.reference
         self.least_whiteness = min(self.least_whiteness, white)

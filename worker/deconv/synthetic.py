@@ -11,12 +11,30 @@ from worker.deconv.psf_tools import center_on_centroid
 
 
 def dead_leaves(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """A colour "dead leaves" scene, float32 (H, W, 3) in linear light, values in [0.01, 0.95].
+    """A colour "dead leaves" scene in linear light.
 
     Occluding discs with a power-law radius distribution (density ~ r^-3) have the scale
-    invariance and edge statistics of natural photographs (Lee, Mumford and Huang, "Occlusion
-    models for natural images", IJCV 2001), which makes them a standard target for measuring
-    sharpness. A soft illumination gradient, fine texture and a few thin lines complete the look.
+    invariance and edge statistics of natural photographs (Lee, Mumford and Huang [1]_), which
+    makes them a standard target for measuring sharpness. A soft illumination gradient, fine
+    texture and a few thin lines complete the look.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The scene's (height, width) in pixels.
+    rng : numpy.random.Generator
+        Where the discs, colours, lines and texture are drawn from: one seed, one scene.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W, 3)
+        The scene, values in [0.01, 0.95].
+
+    References
+    ----------
+    .. [1] A. B. Lee, D. Mumford and J. Huang, "Occlusion models for natural images: a
+       statistical study of a scale-invariant dead leaves model", International Journal of
+       Computer Vision 41, 35-59, 2001.
     """
     height, width = shape
     scene = np.full((height, width, 3), 0.18, dtype=np.float32)
@@ -52,12 +70,37 @@ def dead_leaves(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
 
 
 def camera_shake_kernel(size: int, rng: np.random.Generator, steps: int = 400) -> np.ndarray:
-    """A random camera-shake PSF, `size` x `size` (odd), float32, summing to one, centred.
+    """A random camera-shake PSF, centred on its centroid.
 
-    The camera's path is a random walk with inertia (as in Boracchi and Foi, "Modeling the
-    performance of image restoration from motion blur", TIP 2012): a velocity that keeps its
-    direction and takes random kicks. The path is scaled to span 40-90 % of the kernel, drawn
-    with bilinear weights (time spent at a place is light received there) and softened slightly.
+    The camera's path is a random walk with inertia (as in Boracchi and Foi [1]_): a velocity
+    that keeps its direction and takes random kicks. The path is scaled to span 40-90 % of the
+    kernel, drawn with bilinear weights (time spent at a place is light received there) and
+    softened slightly.
+
+    Parameters
+    ----------
+    size : int
+        The kernel's side in pixels: odd, at least 3.
+    rng : numpy.random.Generator
+        Where the path is drawn from: one seed, one kernel.
+    steps : int, optional
+        The number of points on the camera's path.
+
+    Returns
+    -------
+    ndarray of float32, shape (size, size)
+        The kernel, non-negative, summing to one, its centroid on the central pixel (to the
+        whole pixel, `psf_tools.center_on_centroid`).
+
+    Raises
+    ------
+    ValueError
+        When `size` is even or under 3.
+
+    References
+    ----------
+    .. [1] G. Boracchi and A. Foi, "Modeling the performance of image restoration from motion
+       blur", IEEE Transactions on Image Processing 21, 2012.
     """
     if size < 3 or size % 2 == 0:
         raise ValueError("the kernel size must be odd and at least 3")
@@ -86,9 +129,21 @@ def camera_shake_kernel(size: int, rng: np.random.Generator, steps: int = 400) -
 
 
 def shake(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
-    """`image` (H, W, C) blurred by `psf` (convolution), same size, float32.
+    """`image` blurred by `psf` (convolution), same size, float32.
 
     The borders are mirrored before blurring, so nothing wraps around and no dark frame creeps in.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The sharp picture.
+    psf : ndarray, shape (kh, kw)
+        The blur, in convolution convention; each border is mirrored by `kh` pixels.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W, C)
+        The blurred picture.
     """
     pad = psf.shape[0]
     planes = [
@@ -101,14 +156,41 @@ def shake(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
 def blur_valid(scene: np.ndarray, psf: np.ndarray) -> np.ndarray:
     """`psf * scene` per channel, kept where the kernel lies wholly inside the scene, float32.
 
-    The result is K - 1 pixels smaller than the scene: a camera frames a wider world, so the
-    borders of a blurred photo hold light from beyond them, not a wrapped-around or dark edge.
+    A camera frames a wider world, so the borders of a blurred photo hold light from beyond them,
+    not a wrapped-around or dark edge.
+
+    Parameters
+    ----------
+    scene : ndarray, shape (H, W, C)
+        The sharp scene, wider than the photo by the kernel.
+    psf : ndarray, shape (kh, kw)
+        The blur, in convolution convention.
+
+    Returns
+    -------
+    ndarray of float32, shape (H - kh + 1, W - kw + 1, C)
+        The blurred photo: the scene less `kh - 1` rows and `kw - 1` columns.
     """
     planes = [signal.oaconvolve(scene[..., c], psf, mode="valid") for c in range(scene.shape[2])]
     return np.stack(planes, axis=-1).astype(np.float32)
 
 
 def psnr(estimate: np.ndarray, truth: np.ndarray, peak: float = 1.0) -> float:
-    """Peak signal-to-noise ratio in dB: 10 log10(peak^2 / mean squared error)."""
+    """Peak signal-to-noise ratio in dB: 10 log10(peak^2 / mean squared error).
+
+    Parameters
+    ----------
+    estimate : ndarray
+        The picture measured (taken in float64).
+    truth : ndarray
+        The reference, of the same shape (or one that broadcasts to it).
+    peak : float, optional
+        The largest value a picture can take (white).
+
+    Returns
+    -------
+    float
+        The ratio in dB; inf when the two are equal (numpy then warns of a division by zero).
+    """
     error = np.mean((np.asarray(estimate, np.float64) - truth) ** 2)
     return float(10 * np.log10(peak**2 / error))

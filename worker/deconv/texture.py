@@ -35,13 +35,30 @@ def _gaussian_reach(sigma: float) -> int:
 def texture_weight(
     f: np.ndarray, mask: np.ndarray, model: NoiseModel, psf_shape: tuple[int, int]
 ) -> np.ndarray:
-    """The prior's weight (H + kh - 1, W + kw - 1) float32 for the blurred picture `f` (C, H, W)
-    with data mask `mask` (H, W) and noise `model`, on the extended grid of a `psf_shape` kernel.
+    """The TV prior's weight per pixel: full on smooth areas, lower on texture (module's notes).
 
     Around clipped highlights (mask 0), within a kernel and a measuring window of them, the
     weight stays 1: the glow of a blown light has strong edges but is no texture, and the full
     prior is what keeps it from ringing. Computed in bands of rows on all cores
     (`worker.parallel.in_bands`).
+
+    Parameters
+    ----------
+    f : ndarray, shape (C, H, W)
+        The blurred picture, channels first.
+    mask : ndarray, shape (H, W)
+        The data mask: 0 on clipped pixels, 1 elsewhere.
+    model : NoiseModel
+        The picture's noise.
+    psf_shape : tuple of int
+        The kernel's (kh, kw): the extended grid, and the neighbourhood of a clipped pixel where
+        the weight stays 1.
+
+    Returns
+    -------
+    ndarray, shape (H + kh - 1, W + kw - 1)
+        The weight, in (0, 1], float32 for a float32 `f`; the frame's map extended by its nearest
+        pixels.
     """
     highlights = psf_shape[0] + int(6 * WINDOW), psf_shape[1] + int(6 * WINDOW)
     reach = max(

@@ -25,13 +25,28 @@ from worker.compiled import compiled
 
 @compiled(parallel=True, fastmath=True)
 def gradient_weights(u: np.ndarray, eps: float, out: np.ndarray) -> np.ndarray:
-    """`out[i, j] = 1 / sqrt(sum_c |grad u_c[i, j]|^2 + eps^2)` for `u` shaped (C, H, W).
+    """The reciprocal of the vectorial gradient norm, per pixel.
 
-    The reciprocal of the vectorial gradient norm: the weight of the pixel's right and down
-    links in the TV gradient, stored once per iteration so the update multiplies instead of
-    dividing. Each row is summed channel by channel, the last column (no right neighbour) apart,
-    so that the inner loop has no branch and runs in SIMD lanes (twice as fast as a loop over
-    pixels with the channels inside, docs/MEASUREMENTS.md).
+    ``out[i, j] = 1 / sqrt(sum_c |grad u_c[i, j]|^2 + eps^2)``, with forward differences (zero
+    across the last row and column): the weight of the pixel's right and down links in the TV
+    gradient, stored once per iteration so the update multiplies instead of dividing. Each row is
+    summed channel by channel, the last column (no right neighbour) apart, so that the inner loop
+    has no branch and runs in SIMD lanes (twice as fast as a loop over pixels with the channels
+    inside, docs/MEASUREMENTS.md).
+
+    Parameters
+    ----------
+    u : ndarray, shape (C, H, W)
+        The picture, channels first.
+    eps : float
+        Smoothing of the norm near zero (in the picture's units).
+    out : ndarray, shape (H, W)
+        Where the weights are written.
+
+    Returns
+    -------
+    ndarray, shape (H, W)
+        `out`.
     """
     channels, height, width = u.shape
     for i in numba.prange(height):
@@ -59,8 +74,27 @@ def split_gradient_at(
     left and up: the neighbour's). `S` is the sum of the weights and `V` the weighted sum of the
     neighbours, so that `u S - V = sum_links w (u - u_neighbour) = -div(grad u / |grad u|)`. For
     a non-negative image both parts are non-negative, which is what the split-gradient
-    multiplicative update needs (Lanteri, Roche and Aime, "Penalized maximum likelihood image
-    restoration with positivity constraints: multiplicative algorithms", Inverse Problems 2002).
+    multiplicative update needs (Lanteri, Roche and Aime [1]_). A link that would leave the
+    picture is left out.
+
+    Parameters
+    ----------
+    plane : ndarray, shape (H, W)
+        One channel of the picture.
+    weights : ndarray, shape (H, W)
+        The picture's `gradient_weights`.
+    i, j : int
+        The pixel's row and column.
+
+    Returns
+    -------
+    tuple of float
+        (S, V).
+
+    References
+    ----------
+    .. [1] H. Lanteri, M. Roche and C. Aime, "Penalized maximum likelihood image restoration
+       with positivity constraints: multiplicative algorithms", Inverse Problems 18, 2002.
     """
     height, width = plane.shape
     total = neighbours = 0.0

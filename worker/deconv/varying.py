@@ -95,11 +95,31 @@ Estimate = tuple[np.ndarray, PsfReport]  # a kernel and how it was found
 
 @dataclass
 class VaryingReport:
-    """What `deblur_varying` found: the grid (rows, cols), the kernels used per tile (row by
-    row; a delta where the tile was left as it is), the windows they were learnt on (None where
-    left as it is), and whether the blur was found uniform (then the grid is 1 x 1 and its kernel
-    the one `run` would use, of any size: `deblur_uniform`); the kind of kernel used, the
-    confidence and the reason, as in `blind.BlurReport` (`describe`)."""
+    """What `deblur_varying` found.
+
+    Attributes
+    ----------
+    grid : tuple of int
+        The grid, (rows, cols).
+    kernels : list of ndarray
+        The kernel used per tile, row by row, at the picture's full size: a delta where the tile
+        was left as it is or was sharp already (`is_sharp`). When the blur was found uniform,
+        the one kernel `run` would use, of any size (`deblur_uniform`).
+    windows : list of Window or None
+        The windows (x, y, width, height, in the picture's pixels) the kernels were learnt on,
+        row by row; None where the tile was left as it is.
+    uniform : bool
+        Whether the blur was found uniform: then the grid is 1 x 1.
+    seconds : float
+        The whole run's time.
+    kernel : str
+        The kind of kernel used, as in `blind.BlurReport`: `VARYING`, `NO_BLUR` when every tile
+        was left as it is, `run`'s kind when uniform.
+    confidence : float
+        How sure it is, 0..1 (`neighbour_agreement`; `run`'s when uniform).
+    reason : str
+        What was done, in words (`describe`).
+    """
 
     grid: tuple[int, int]
     kernels: list[np.ndarray]
@@ -112,18 +132,58 @@ class VaryingReport:
 
 
 def grid_shape(shape: tuple[int, int], size: int) -> tuple[int, int]:
-    """Tiles per column and row: up to `GRID`, each tile at least `MIN_TILE_WINDOWS` windows."""
+    """Tiles per column and row: up to `GRID`, each tile at least `MIN_TILE_WINDOWS` windows.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The picture's (H, W).
+    size : int
+        The largest kernel to estimate, in pixels: a window is ``max(256, 8 size)`` px wide
+        (`window_side`).
+
+    Returns
+    -------
+    tuple of int
+        The grid, (rows, cols), each 1 .. `GRID`.
+    """
     side = MIN_TILE_WINDOWS * window_side((10**9, 10**9), size)
     return max(1, min(GRID, shape[0] // side)), max(1, min(GRID, shape[1] // side))
 
 
 def bounds(length: int, parts: int) -> np.ndarray:
-    """The `parts + 1` edges splitting `length` into nearly equal parts."""
+    """The edges splitting `length` into nearly equal parts.
+
+    Parameters
+    ----------
+    length : int
+        The length to split, in pixels.
+    parts : int
+        How many parts.
+
+    Returns
+    -------
+    ndarray of int, shape (parts + 1,)
+        The edges, from 0 to `length`.
+    """
     return np.linspace(0, length, parts + 1).round().astype(int)
 
 
 def tile_views(image: np.ndarray, grid: tuple[int, int]) -> list[tuple[int, int, np.ndarray]]:
-    """The tiles of `image` (row by row): each one's top and left edge and a view of it."""
+    """The tiles of `image`, row by row.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, ...)
+        The picture.
+    grid : tuple of int
+        The grid, (rows, cols); the edges are `bounds`'.
+
+    Returns
+    -------
+    list of tuple of (int, int, ndarray)
+        Each tile's top and left edge, and a view of it.
+    """
     rows, cols = bounds(image.shape[0], grid[0]), bounds(image.shape[1], grid[1])
     return [
         (int(rows[i]), int(cols[j]), image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]])
@@ -139,8 +199,28 @@ def estimate_grid(
     clip_level: float | None,
     progress: Progress | None = None,
 ) -> list[Estimate | None]:
-    """The kernel of each tile (row by row) with its report (the window in the picture's
-    coordinates); None where the tile has too little detail or the estimate failed."""
+    """The kernel of each tile (`tile_kernel`), the tiles on all cores at once.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture.
+    size : int
+        The kernel's size, in pixels (odd).
+    grid : tuple of int
+        The grid, (rows, cols).
+    clip_level : float or None
+        Where the sensor clipped; None: detected on each tile (`estimate_psf`).
+    progress : Progress, optional
+        Called after each tile with the share of the tiles done and `Stage.ESTIMATING`; what it
+        raises propagates. None: no report.
+
+    Returns
+    -------
+    list of (ndarray, PsfReport) or None
+        Row by row, each tile's kernel with its report (the window in the picture's
+        coordinates); None where the tile has too little detail or the estimate failed.
+    """
     views = tile_views(image, grid)
     found: list[Estimate | None] = []
     with ThreadPoolExecutor(cpu_count(), thread_name_prefix="tile-kernel") as pool:
@@ -159,7 +239,23 @@ def estimate_grid(
 
 def tile_kernel(tile: np.ndarray, size: int, clip_level: float | None) -> Estimate | None:
     """The kernel of one tile, learnt on its most detailed window (`choose_window`), or, if that
-    fails, on the next one away from it (up to `ATTEMPTS` windows); None if all fail."""
+    fails, on the next one away from it (up to `ATTEMPTS` windows).
+
+    Parameters
+    ----------
+    tile : ndarray, shape (h, w, C)
+        The tile of the linear picture.
+    size : int
+        The kernel's size, in pixels (odd).
+    clip_level : float or None
+        Where the sensor clipped; None: detected on the tile (`estimate_psf`).
+
+    Returns
+    -------
+    tuple of (ndarray, PsfReport), or None
+        `estimate_psf`'s kernel and report (the window in the tile's coordinates); None when
+        every attempt raised a `ValueError` (too flat, or the estimate broke down).
+    """
     grey = luminance(tile)
     for _ in range(ATTEMPTS):
         x, y, width, height = window = choose_window(grey, size)
@@ -179,16 +275,40 @@ def choose_kernels(
     size: int,
     model: NoiseModel | None = None,
 ) -> list[Estimate | None]:
-    """Each tile's kernel (row by row), chosen among the whole picture's (`overall`), the tile's
-    own estimate and its neighbours' as the one that explains the tile best: the highest mean
-    `kernel_evidence` margin over its patches, the whole picture's kernel getting `SWITCH`
-    ahead (another must do clearly better); None (leave the tile as it is) when even the best
-    stays under `LEAVE_MARGIN`. Tile estimates whose mass spreads (root mean square
-    about the centroid) over more than `MAX_SPREAD` kernel sizes are left out: a straight blur
-    as long as the kernel's diagonal spreads over 0.41, a blob filling the kernel (what an
-    out-of-focus tile or one without real edges can give) more; it would explain the tile's
-    softness but deblur it into ringing. `model`: the picture's noise (None: fitted here).
-    With no estimate at all (a flat or featureless picture) every tile is left as it is."""
+    """Each tile's kernel, chosen among the whole picture's (`overall`), the tile's own estimate
+    and its neighbours' as the one that explains the tile best (`best_kernel`).
+
+    The best has the highest mean `kernel_evidence` margin over the tile's patches, the whole
+    picture's kernel getting `SWITCH` ahead (another must do clearly better); None (leave the
+    tile as it is) when even the best stays under `LEAVE_MARGIN`. Tile estimates whose mass
+    spreads (root mean square about the centroid) over more than `MAX_SPREAD` kernel sizes are
+    left out: a straight blur as long as the kernel's diagonal spreads over 0.41, a blob filling
+    the kernel (what an out-of-focus tile or one without real edges can give) more; it would
+    explain the tile's softness but deblur it into ringing. A tile none of whose neighbours
+    (itself included) has an estimate left weighs every tile's. With no estimate at all (a flat
+    or featureless picture) every tile is left as it is. The tiles are scored on all cores.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture.
+    estimates : list of (ndarray, PsfReport) or None
+        Each tile's own estimate, row by row (`estimate_grid`).
+    overall : tuple of (ndarray, PsfReport), or None
+        The whole picture's kernel and report (`whole_kernel`); None: none.
+    grid : tuple of int
+        The grid, (rows, cols).
+    size : int
+        The kernel's size, in pixels.
+    model : NoiseModel, optional
+        The picture's noise; None: fitted here (`estimate_noise_model`).
+
+    Returns
+    -------
+    list of (ndarray, PsfReport) or None
+        Row by row, the estimate each tile takes (the very `overall` object where it takes the
+        whole picture's kernel); None where it is left as it is.
+    """
     known = {
         t: estimate
         for t, estimate in enumerate(estimates)
@@ -208,7 +328,20 @@ def choose_kernels(
 
 
 def neighbourhood(tile: int, grid: tuple[int, int]) -> list[int]:
-    """The tiles (row-by-row indices) of `tile` and its up to eight neighbours on `grid`."""
+    """The tiles of `tile` and its up to eight neighbours on `grid`.
+
+    Parameters
+    ----------
+    tile : int
+        The tile's row-by-row index.
+    grid : tuple of int
+        The grid, (rows, cols).
+
+    Returns
+    -------
+    list of int
+        The row-by-row indices, in that order, `tile` itself included.
+    """
     i, j = divmod(tile, grid[1])
     rows = range(max(i - 1, 0), min(i + 2, grid[0]))
     return [r * grid[1] + c for r in rows for c in range(max(j - 1, 0), min(j + 2, grid[1]))]
@@ -222,8 +355,26 @@ def best_kernel(
     model: NoiseModel,
 ) -> Estimate | None:
     """Among `overall` (first, `SWITCH` ahead) and `candidates`, the kernel with the highest
-    mean `kernel_evidence` margin over the tile's patches; None when it stays under
-    `LEAVE_MARGIN`."""
+    mean `kernel_evidence` margin over the tile's patches (side by side).
+
+    Parameters
+    ----------
+    tile : ndarray, shape (h, w, C)
+        The tile of the linear picture.
+    candidates : list of (ndarray, PsfReport)
+        The tiles' estimates to weigh.
+    overall : tuple of (ndarray, PsfReport), or None
+        The whole picture's kernel and report; it wins a tie. None: none.
+    size : int
+        The kernel's size, in pixels: the patches' side is `patch_side(size)`.
+    model : NoiseModel
+        The picture's noise.
+
+    Returns
+    -------
+    tuple of (ndarray, PsfReport), or None
+        The best estimate; None when its score stays under `LEAVE_MARGIN`.
+    """
     if overall is not None:
         candidates = [overall, *candidates]  # first: it wins a tie
     margins, _ = kernel_evidence(tile, [psf for psf, _ in candidates], size, 1, model)
@@ -235,8 +386,25 @@ def best_kernel(
 
 
 def blend_weights(length: int, edges: np.ndarray, ramp: int) -> np.ndarray:
-    """Partition-of-unity weights along one axis, (parts, length): part k is 1 between its edges,
-    ramping linearly to 0 over `ramp` px centred on each inner edge; they sum to 1."""
+    """Partition-of-unity weights along one axis.
+
+    Part k is 1 between its edges, ramping linearly to 0 over `ramp` px centred on each inner
+    edge; they sum to 1 where no part is shorter than `ramp`.
+
+    Parameters
+    ----------
+    length : int
+        The axis's length, in pixels.
+    edges : ndarray of int, shape (parts + 1,)
+        The parts' edges (`bounds`).
+    ramp : int
+        The width of each blend, in pixels (at least 1 is used).
+
+    Returns
+    -------
+    ndarray of float64, shape (parts, length)
+        Each part's weight at each pixel.
+    """
     x = np.arange(length) + 0.5
     parts = len(edges) - 1
     weights = np.zeros((parts, length))
@@ -255,8 +423,39 @@ def deblur_grid(
     settings: DeblurSettings,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, list[DeblurReport]]:
-    """`image` (H, W, C) deblurred tile by tile, each with its kernel (None: the tile as it
-    is), blended (see the module); and the report of each tile deblurred."""
+    """`image` deblurred tile by tile, each with its kernel, blended (see the module).
+
+    Each tile is widened by half a blend ramp, and by two kernels when it is deblurred (so that
+    its border effects stay outside what is kept); the ramp is `RAMP` px, at most half the
+    shortest tile.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture.
+    kernels : list of ndarray or None
+        Each tile's kernel, row by row, at the picture's scale; None: the tile as it is.
+    grid : tuple of int
+        The grid, (rows, cols).
+    settings : DeblurSettings
+        How to deblur each tile (`rl_tv.deblur`); its `scale` must be 1, so that each tile
+        comes back at its size.
+    progress : Progress, optional
+        Called with the share of the tiles done and the stage; what it raises propagates. None:
+        no report.
+
+    Returns
+    -------
+    result : ndarray of float32, shape (H, W, C)
+        The blended picture.
+    reports : list of DeblurReport
+        The report of each tile deblurred, row by row.
+
+    Raises
+    ------
+    InputError
+        As `rl_tv.deblur` does, for a tile.
+    """
     height, width, _ = image.shape
     rows, cols = bounds(height, grid[0]), bounds(width, grid[1])
     ramp = min(RAMP, int(np.diff(rows).min()) // 2, int(np.diff(cols).min()) // 2)
@@ -290,14 +489,45 @@ def deblur_varying(
     estimating: Progress | None = None,
     deblurring: Progress | None = None,
 ) -> tuple[np.ndarray, DeblurReport, VaryingReport]:
-    """Estimate the blur of `image` (float32 (H, W, C), linear) on a grid of tiles and remove it,
-    tile by tile, blended (see the module); `size` is the largest kernel to estimate (odd);
-    `window` is where to learn the whole picture's kernel (None: automatic).
+    """Estimate the blur of `image` on a grid of tiles and remove it, tile by tile, blended (see
+    the module).
 
-    Returns the result (the downsized shape for a preview, `settings.scale` < 1), a report like
-    `rl_tv.deblur`'s (its iterations the most of any tile's, its seconds the whole run's) and
-    the `VaryingReport`. A picture with nothing to learn a blur from comes back as it is; one too
-    small to learn from raises `InputError` (`check_room`), as `run` does.
+    A picture with nothing to learn a blur from comes back as it is. When every tile takes the
+    whole picture's kernel, the picture is treated in one piece (`deblur_uniform`).
+
+    Parameters
+    ----------
+    image : ndarray of float32, shape (H, W, C)
+        The linear picture.
+    size : int
+        The largest kernel to estimate, in pixels (odd).
+    settings : DeblurSettings, optional
+        What the user chose; at `scale` < 1, a preview: the picture and the kernels are
+        downsized together.
+    window : Window, optional
+        Where to learn the whole picture's kernel, (x, y, width, height) in pixels; None:
+        automatic.
+    estimating : Progress, optional
+        Called with the share of the estimation done and `Stage.ESTIMATING`. None: no report.
+    deblurring : Progress, optional
+        Called with the share of the deblurring done and the stage. None: no report.
+
+    Returns
+    -------
+    result : ndarray of float32, shape (H, W, C)
+        The deblurred picture; the downsized shape for a preview (`settings.scale` < 1).
+    report : DeblurReport
+        A report like `rl_tv.deblur`'s: the tile's with the most iterations, its seconds the
+        whole run's (`DeblurReport.left_as_is` when no tile was deblurred).
+    varying : VaryingReport
+        The grid, the kernels and windows used, and why.
+
+    Raises
+    ------
+    InputError
+        For a picture too small to learn from (`check_room`), as `run` does; a preview too small
+        for the kernels (`check_preview`); a given `window` that does not fit or holds no edges
+        (`learning_patch`); or as `blind.estimate_blur` and `rl_tv.deblur` do.
     """
     started = time.perf_counter()
     check_room(image.shape[:2])
@@ -362,9 +592,36 @@ def deblur_uniform(
     started: float,
 ) -> tuple[np.ndarray, DeblurReport, VaryingReport]:
     """`image` treated in one piece as `run` treats it, when every tile took the whole picture's
-    kernel: the blur found and checked by `blind.estimate_blur` (largest `size`, learnt on
-    `window`), the picture deblurred with it counting its error as noise, or left as it is
-    when none was found. Returns what `deblur_varying` returns, on a 1 x 1 grid."""
+    kernel.
+
+    The blur is found and checked by `blind.estimate_blur`, and the picture deblurred with it
+    counting its error as noise, or left as it is when none was found.
+
+    Parameters
+    ----------
+    image : ndarray of float32, shape (H, W, C)
+        The linear picture.
+    size : int
+        The largest kernel to estimate, in pixels (odd).
+    settings : DeblurSettings
+        What the user chose (see `deblur_varying`).
+    window : Window or None
+        Where to learn the kernel; None: automatic.
+    deblurring : Progress or None
+        Called with the share of the deblurring done and the stage; None: no report.
+    started : float
+        When the whole run began (`time.perf_counter`), for its seconds.
+
+    Returns
+    -------
+    tuple of (ndarray, DeblurReport, VaryingReport)
+        What `deblur_varying` returns, on a 1 x 1 grid, `uniform` set.
+
+    Raises
+    ------
+    InputError
+        As `blind.estimate_blur` and `rl_tv.deblur` do.
+    """
     psf, blur = estimate_blur(image, size, window, None, settings.clip_level)
     if blur.kernel == NO_BLUR:
         result, report = shrink_area(image, settings.scale), DeblurReport.left_as_is(settings.scale)
@@ -379,8 +636,18 @@ def deblur_uniform(
 
 
 def is_sharp(estimate: Estimate) -> bool:
-    """Whether a kernel is narrower than a pixel (rms radius under `blind.SHARP_SPREAD`): no
-    blur, as `run` judges a picture."""
+    """Whether a kernel is narrower than a pixel: no blur, as `run` judges a picture.
+
+    Parameters
+    ----------
+    estimate : tuple of (ndarray, PsfReport)
+        The kernel and its report.
+
+    Returns
+    -------
+    bool
+        Whether the kernel's rms radius (`kernel_spread`) is under `blind.SHARP_SPREAD` px.
+    """
     return kernel_spread(estimate[0]) < SHARP_SPREAD
 
 
@@ -390,8 +657,28 @@ def describe(
     overall: Estimate | None,
     grid: tuple[int, int],
 ) -> tuple[str, float, str]:
-    """The kind of kernel used, the confidence (`neighbour_agreement`) and the reason, in words,
-    for the tiles' `chosen` kernels (row by row; None: left as it is)."""
+    """The kind of kernel used, the confidence and the reason, in words, for the tiles' kernels.
+
+    Parameters
+    ----------
+    chosen : list of (ndarray, PsfReport) or None
+        The estimate each tile takes, row by row (`choose_kernels`); None: left as it is.
+    found : list of (ndarray, PsfReport) or None
+        Each tile's own estimate, row by row (`estimate_grid`).
+    overall : tuple of (ndarray, PsfReport), or None
+        The whole picture's kernel and report.
+    grid : tuple of int
+        The grid, (rows, cols).
+
+    Returns
+    -------
+    kind : str
+        `VARYING`; `NO_BLUR` when every tile is left as it is.
+    confidence : float
+        `neighbour_agreement`; 0.0 when every tile is left as it is.
+    reason : str
+        How many tiles were deblurred, sharp already or left as they are.
+    """
     used = sum(estimate is not None for estimate in chosen)
     if used == 0:
         return NO_BLUR, 0.0, NOTHING_EXPLAINED
@@ -421,10 +708,29 @@ def neighbour_agreement(
     overall: Estimate | None,
     grid: tuple[int, int],
 ) -> float:
-    """How alike each tile's kernel is to one learnt independently around it, 0..1: for each
-    tile with a kernel, the highest `blind.similarity` between it and the other estimates of
-    the tile and its neighbours (`found`, row by row) and of the whole picture (`overall`),
-    averaged over those tiles (`UNCHECKED` for a tile with no other estimate to compare)."""
+    """How alike each tile's kernel is to one learnt independently around it.
+
+    For each tile with a kernel, the highest `blind.similarity` between it and the other
+    estimates of the tile and its neighbours and of the whole picture (`UNCHECKED` for a tile
+    with no other estimate to compare), averaged over those tiles.
+
+    Parameters
+    ----------
+    chosen : list of (ndarray, PsfReport) or None
+        The estimate each tile takes, row by row; None: left as it is.
+    found : list of (ndarray, PsfReport) or None
+        Each tile's own estimate, row by row.
+    overall : tuple of (ndarray, PsfReport), or None
+        The whole picture's kernel and report.
+    grid : tuple of int
+        The grid, (rows, cols).
+
+    Returns
+    -------
+    float
+        The agreement, 0..1, to 3 decimals; NaN (with numpy's warning) when no tile has a
+        kernel.
+    """
     scores = []
     for t, estimate in enumerate(chosen):
         if estimate is None:
@@ -439,8 +745,26 @@ def neighbour_agreement(
 def whole_kernel(
     image: np.ndarray, size: int, window: Window | None, clip_level: float | None
 ) -> Estimate | None:
-    """The whole picture's kernel, learnt on `window` (None: automatic) as `run` does; None when
-    the estimate broke down (a NaN: the tiles' may not)."""
+    """The whole picture's kernel, learnt on one window (`estimate_psf`).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture.
+    size : int
+        The kernel's size, in pixels (odd).
+    window : Window or None
+        Where to learn it, (x, y, width, height) in pixels; None: automatic.
+    clip_level : float or None
+        Where the sensor clipped; None: detected.
+
+    Returns
+    -------
+    tuple of (ndarray, PsfReport), or None
+        The kernel and its report; None when `estimate_psf` raised a `ValueError`: the estimate
+        broke down (a NaN), or its `InputError` (a window too flat, a bad size). The tiles'
+        estimates may still succeed.
+    """
     try:
         return estimate_psf(image, size, window, None, clip_level)
     except ValueError:

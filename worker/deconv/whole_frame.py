@@ -40,12 +40,27 @@ MAX_PATCHES = 256  # patches read, spread evenly over the frame (a sample is eno
 
 
 def sharper_margin(image: np.ndarray, psf: np.ndarray, model: NoiseModel | None = None) -> float:
-    """The margin (log-likelihood per frequency) by which `SHARPER_SHARE` of the detailed
-    patches of `image` (H, W, C) find it sharp rather than blurred by `psf`: the quantile
-    ``1 - SHARPER_SHARE`` of "sharp" over "blurred by `psf`", over at most `MAX_PATCHES`
-    patches spread over the frame. -inf when no patch holds detail. `model`: the picture's noise
-    (None: fitted on `image` and raised to its level where demosaicing correlated it, as the
-    deblur counts it: `for_correlated_noise`)."""
+    """The margin by which a tenth of `image`'s detailed patches are sharper than `psf` allows.
+
+    The quantile ``1 - SHARPER_SHARE`` of the margin (log-likelihood per frequency) of "sharp"
+    over "blurred by `psf`", over the detailed patches among at most `MAX_PATCHES` spread over
+    the frame (`worker.deconv.patch_spectra`).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The picture, linear.
+    psf : ndarray, shape (kh, kw)
+        The kernel judged; its height sets the patches' side (`patch_spectra.patch_side`).
+    model : NoiseModel or None, optional
+        The picture's noise; None: fitted on `image` and raised to its level where demosaicing
+        correlated it, as the deblur counts it (`for_correlated_noise`).
+
+    Returns
+    -------
+    float
+        The margin in nats per frequency; -inf when no patch holds detail.
+    """
     side = patch_side(psf.shape[0])
     height, width = image.shape[:2]
     step = max(side // 2, math.ceil(math.sqrt(height * width / MAX_PATCHES)))
@@ -57,6 +72,21 @@ def sharper_margin(image: np.ndarray, psf: np.ndarray, model: NoiseModel | None 
 
 
 def sharper_parts(image: np.ndarray, psf: np.ndarray, model: NoiseModel | None = None) -> bool:
-    """Whether a tenth of the picture is clearly sharper than `psf` allows (`sharper_margin` at
-    `SHARPER_MARGIN` or more): then `psf` is not the blur of the whole frame."""
+    """Whether a tenth of the picture is clearly sharper than `psf` allows.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The picture, linear.
+    psf : ndarray, shape (kh, kw)
+        The kernel judged.
+    model : NoiseModel or None, optional
+        The picture's noise, as in `sharper_margin`.
+
+    Returns
+    -------
+    bool
+        True when `sharper_margin` is `SHARPER_MARGIN` or more: then `psf` is not the blur of the
+        whole frame.
+    """
     return sharper_margin(image, psf, model) >= SHARPER_MARGIN

@@ -26,14 +26,43 @@ KERNELS_ACROSS = 3  # a window is at least this many kernels wide
 
 
 def window_side(image_shape: tuple[int, int], size: int) -> int:
-    """The side of the automatic window: max(256, 8 K), no larger than the image."""
+    """The side of the automatic window: max(256, 8 K), no larger than the image.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        The picture's (height, width), in pixels.
+    size : int
+        The blur size K, in pixels.
+
+    Returns
+    -------
+    int
+        ``min(max(MIN_WINDOW, 8 size), height, width)``, in pixels.
+    """
     return int(min(max(MIN_WINDOW, 8 * size), *image_shape))
 
 
 def pair_side(image_shape: tuple[int, int], size: int) -> int:
-    """The side of two automatic windows that must fit side by side without overlapping: the
-    usual `window_side`, smaller on a picture too small for two of those (a little under half
-    its longer side, so that two fit on `choose_windows`' grid), never under 3 kernels."""
+    """The side of two automatic windows that must fit side by side without overlapping.
+
+    The usual `window_side`, smaller on a picture too small for two of those (a little under half
+    its longer side, so that two fit on `choose_windows`' grid), never under 3 kernels.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        The picture's (height, width), in pixels.
+    size : int
+        The blur size, in pixels.
+
+    Returns
+    -------
+    int
+        ``max(min(window_side, longer * 4 // 9, shorter), KERNELS_ACROSS * size)``, in pixels.
+        On a picture narrower than `KERNELS_ACROSS` kernels it exceeds the shorter side
+        (`choose_windows` clips it to the picture).
+    """
     longer, shorter = max(image_shape), min(image_shape)
     return int(
         max(min(window_side(image_shape, size), longer * 4 // 9, shorter), KERNELS_ACROSS * size)
@@ -41,8 +70,21 @@ def pair_side(image_shape: tuple[int, int], size: int) -> int:
 
 
 def check_room(image_shape: tuple[int, int]) -> None:
-    """Raise `InputError` when a picture (height, width) is too small to learn a blur from: its
-    shorter side holds no window `KERNELS_ACROSS` times the smallest blur (`MIN_BLUR`)."""
+    """Raise `InputError` when a picture is too small to learn a blur from.
+
+    It is too small when its shorter side holds no window `KERNELS_ACROSS` times the smallest blur
+    (`MIN_BLUR`).
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        The picture's (height, width), in pixels.
+
+    Raises
+    ------
+    InputError
+        When the shorter side is under ``KERNELS_ACROSS * MIN_BLUR`` px.
+    """
     smallest = KERNELS_ACROSS * MIN_BLUR
     if min(image_shape) < smallest:
         height, width = image_shape
@@ -53,12 +95,37 @@ def check_room(image_shape: tuple[int, int]) -> None:
 
 
 def largest_blur(side: int) -> int:
-    """The largest odd blur size a window `side` px wide holds `KERNELS_ACROSS` times."""
+    """The largest odd blur size a window `side` px wide holds `KERNELS_ACROSS` times.
+
+    Parameters
+    ----------
+    side : int
+        The window's side (the shorter one), in pixels.
+
+    Returns
+    -------
+    int
+        The largest odd ``K`` with ``KERNELS_ACROSS * K <= side``: 1 for a side of 3 to 8 px, -1
+        under 3 px.
+    """
     return (side // KERNELS_ACROSS - 1) | 1
 
 
 def centre_window(image_shape: tuple[int, int], size: int) -> Window:
-    """The automatic-size window in the middle of the image."""
+    """The automatic-size window in the middle of the image.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        The picture's (height, width), in pixels.
+    size : int
+        The blur size, in pixels, which sets the side (`window_side`).
+
+    Returns
+    -------
+    Window
+        (x, y, side, side) in pixels, the corner rounded down to the whole pixel.
+    """
     side = window_side(image_shape, size)
     height, width = image_shape
     return (width - side) // 2, (height - side) // 2, side, side
@@ -67,11 +134,23 @@ def centre_window(image_shape: tuple[int, int], size: int) -> Window:
 def check_edges(patch: np.ndarray, size: int) -> None:
     """Raise `InputError` when `patch` holds nothing but noise and smooth shading.
 
-    Detail is the band-pass ``G_1 * patch - G_s * patch`` with ``s = size / 2``: it ignores shading
-    broader than the blur and most of the noise, yet keeps edges however blurred. The patch has
-    edges when the 99th percentile of ``|detail|`` exceeds eight times what the noise alone gives
-    there (white noise of the measured sigma reaches about 2.6 times the filter's noise gain) and
-    a thousandth of the patch's mean level.
+    Detail is the band-pass ``G_1 * patch - G_s * patch`` with ``s = size / 2`` (at least 2): it
+    ignores shading broader than the blur and most of the noise, yet keeps edges however blurred.
+    The patch has edges when the 99th percentile of ``|detail|`` reaches eight times what the noise
+    alone gives there (white noise of the measured sigma reaches about 2.6 times the filter's noise
+    gain) and a thousandth of the patch's mean level.
+
+    Parameters
+    ----------
+    patch : ndarray, shape (h, w)
+        The grey window, in the picture's units.
+    size : int
+        The blur size, in pixels.
+
+    Raises
+    ------
+    InputError
+        When the window is flat: there are no edges to learn the blur from.
     """
     patch = patch.astype(np.float64)
     broad = max(size / 2, 2.0)
@@ -90,8 +169,25 @@ def check_edges(patch: np.ndarray, size: int) -> None:
 
 
 def check_window(window: Window, image_shape: tuple[int, int], size: int) -> None:
-    """Raise `InputError` unless `window` lies inside the image and is at least `KERNELS_ACROSS`
-    kernels wide on each side."""
+    """Raise `InputError` unless `window` lies inside the image and holds `KERNELS_ACROSS` kernels.
+
+    The window's width and height must both be at least ``KERNELS_ACROSS * size``.
+
+    Parameters
+    ----------
+    window : Window
+        (x, y, width, height) in pixels.
+    image_shape : tuple of int
+        The picture's (height, width), in pixels.
+    size : int
+        The blur size, in pixels.
+
+    Raises
+    ------
+    InputError
+        When the window is empty or reaches outside the image, or when its shorter side is under
+        ``KERNELS_ACROSS * size``.
+    """
     x, y, width, height = window
     rows, cols = image_shape
     if width <= 0 or height <= 0 or x < 0 or y < 0 or x + width > cols or y + height > rows:
@@ -113,8 +209,27 @@ def check_window(window: Window, image_shape: tuple[int, int], size: int) -> Non
 
 
 def learning_patch(grey: np.ndarray, window: Window, size: int) -> np.ndarray:
-    """The grey patch (float64) under `window` to learn a `size` px blur from; raises
-    `InputError` unless the window fits (`check_window`) and holds edges (`check_edges`)."""
+    """The grey patch under `window` to learn a `size` px blur from.
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+        The picture's luminance.
+    window : Window
+        (x, y, width, height) in pixels.
+    size : int
+        The blur size, in pixels.
+
+    Returns
+    -------
+    ndarray, shape (height, width)
+        A float64 copy of `grey` under the window.
+
+    Raises
+    ------
+    InputError
+        Unless the window fits (`check_window`) and holds edges (`check_edges`).
+    """
     check_window(window, grey.shape, size)
     x, y, width, height = window
     patch = grey[y : y + height, x : x + width].astype(np.float64)
@@ -123,8 +238,30 @@ def learning_patch(grey: np.ndarray, window: Window, size: int) -> np.ndarray:
 
 
 def window_from_text(text: str, image_shape: tuple[int, int], size: int | None) -> Window | None:
-    """The window a user asked for: "auto" (None: choose it), "centre" or "X,Y,W,H" in pixels,
-    for a `size` px blur (None: `--blur auto`, up to `AUTO_BLUR`)."""
+    """The window a user asked for: "auto", "centre" or "X,Y,W,H" in pixels.
+
+    Parameters
+    ----------
+    text : str
+        "auto", "centre" (or "center") or "X,Y,W,H": four whole numbers, in pixels. Letter case
+        and spaces around the words and numbers do not matter.
+    image_shape : tuple of int
+        The picture's (height, width), in pixels.
+    size : int or None
+        The blur size in pixels, which sets the side of the centre window; None: `--blur auto`,
+        up to `AUTO_BLUR`, and the centre window is sized for `AUTO_BLUR`.
+
+    Returns
+    -------
+    Window or None
+        (x, y, width, height) in pixels; None for "auto": choose it. "X,Y,W,H" is returned as
+        given, not checked against the picture (`check_window` does that).
+
+    Raises
+    ------
+    InputError
+        When `text` is none of these forms.
+    """
     choice = text.strip().lower()
     if choice == "auto":
         return None
@@ -143,7 +280,26 @@ def window_from_text(text: str, image_shape: tuple[int, int], size: int | None) 
 
 
 def box_sums(values: np.ndarray, side: int, step: int) -> np.ndarray:
-    """Sums of `values` over side x side boxes whose corners lie on a `step` grid."""
+    """Sums of `values` over side x side boxes whose corners lie on a `step` grid.
+
+    All the sums come from one summed-area table: four look-ups each, whatever `side`.
+
+    Parameters
+    ----------
+    values : ndarray, shape (H, W)
+        The values to sum.
+    side : int
+        The boxes' side, in pixels of `values`.
+    step : int
+        The spacing of the boxes' top-left corners, in pixels of `values`.
+
+    Returns
+    -------
+    ndarray, shape (M, N)
+        float64, one sum per box that fits inside `values`, ``M = ceil((H - side + 1) / step)``
+        and ``N`` likewise: entry ``[i, j]`` sums ``values[i * step : i * step + side,
+        j * step : j * step + side]``.
+    """
     table = np.zeros((values.shape[0] + 1, values.shape[1] + 1))
     table[1:, 1:] = values.cumsum(0).cumsum(1)
     ys = np.arange(0, values.shape[0] - side + 1, step)
@@ -153,25 +309,58 @@ def box_sums(values: np.ndarray, side: int, step: int) -> np.ndarray:
 
 
 def choose_window(grey: np.ndarray, size: int) -> Window:
-    """The square window, side `window_side`, with the most strong and varied edges (see
-    `choose_windows`)."""
+    """The square window, side `window_side`, with the most strong and varied edges.
+
+    The candidates are scored as `choose_windows` says.
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+        The picture's luminance.
+    size : int
+        The blur size, in pixels, which sets the side.
+
+    Returns
+    -------
+    Window
+        (x, y, side, side) in pixels.
+    """
     return choose_windows(grey, size, 1)[0]
 
 
 def choose_windows(
     grey: np.ndarray, size: int, count: int, side: int | None = None
 ) -> list[Window]:
-    """Up to `count` square windows, side `side` (default `window_side`), best first, none
-    overlapping another.
+    """Up to `count` square windows, best first, none overlapping another.
 
     Score = (strong-edge energy) x (orientation diversity) x (1 - 20 x saturated share), where a
     strong edge is a gradient above the image's 90th percentile magnitude, its energy is the
     magnitude capped at the 99th percentile (so that many good edges outweigh a few lamps), and
     diversity is ``exp(entropy)`` of the energy's distribution over 8 orientation bins divided by
-    8 (1 for evenly spread orientations, 1/8 for a single one). Large pictures are scored on a
-    copy shrunk to about 1000 px (block means), which keeps this to a fraction of a second. Each
-    next window is the best one that does not overlap those already chosen; when the best one
-    leaves no room for a second (a small picture), the next best leads instead.
+    8 (1 for evenly spread orientations, 1/8 for a single one); a pixel is saturated at
+    `NEAR_WHITE` of the picture's maximum or above. A picture whose shorter side is 2000 px or
+    more is scored on a copy shrunk by a whole factor (block means) to a shorter side of 1000 to
+    1499 px, which keeps this to a fraction of a second. Each next window is the best one that
+    does not overlap those already chosen; when the best one leaves no room for a second (a small
+    picture), the next best leads instead (up to `FIRST_TRIES` leads are tried).
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+        The picture's luminance.
+    size : int
+        The blur size, in pixels, which sets the default side.
+    count : int
+        How many windows at most.
+    side : int or None, optional
+        The windows' side in pixels; None (or 0): `window_side`. It is clipped to the picture's
+        shorter side.
+
+    Returns
+    -------
+    list of Window
+        (x, y, side, side) in pixels, best first: at least one, fewer than `count` where no other
+        candidate overlaps none of those chosen.
     """
     side = min(side or window_side(grey.shape, size), *grey.shape)
     factor = max(1, min(grey.shape) // ANALYSIS_SIZE)
@@ -193,8 +382,26 @@ def choose_windows(
 
 
 def greedy_windows(xs: np.ndarray, ys: np.ndarray, side: int, count: int, first: int) -> list[int]:
-    """Indices of up to `count` windows (corners `xs`, `ys`, best first) that do not overlap:
-    the `first`-best, then each next best that overlaps none chosen."""
+    """Indices of up to `count` windows that do not overlap.
+
+    The `first`-best leads, then each next best that overlaps none chosen.
+
+    Parameters
+    ----------
+    xs, ys : ndarray of int
+        The candidate windows' top-left corners, in pixels, best first.
+    side : int
+        The windows' side, in pixels.
+    count : int
+        How many windows at most.
+    first : int
+        The index of the window that leads.
+
+    Returns
+    -------
+    list of int
+        Indices into `xs` and `ys`: `first`, then the others in the candidates' order.
+    """
     chosen = [first]
     for index in range(len(xs)):
         if len(chosen) == count:
@@ -207,7 +414,28 @@ def greedy_windows(xs: np.ndarray, ys: np.ndarray, side: int, count: int, first:
 def window_scores(
     grey: np.ndarray, small: np.ndarray, factor: int, small_side: int, step: int
 ) -> np.ndarray:
-    """The score of every candidate window (corners on a `step` grid of the shrunk `small`)."""
+    """The score of every candidate window (corners on a `step` grid of the shrunk `small`).
+
+    The score is the one `choose_windows` describes.
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+        The picture's luminance at full size, for its saturated share.
+    small : ndarray, shape (H // factor, W // factor)
+        `grey` shrunk by `factor` (`block_means`), for its edges.
+    factor : int
+        How many times smaller `small` is than `grey`.
+    small_side : int
+        The windows' side, in pixels of `small`.
+    step : int
+        The spacing of the windows' corners, in pixels of `small`.
+
+    Returns
+    -------
+    ndarray, shape (M, N)
+        float64, one score per corner, laid out as `box_sums` lays out its boxes.
+    """
     smooth = ndimage.gaussian_filter(small, 1.0)
     gy, gx = np.gradient(smooth)
     magnitude = np.hypot(gx, gy)

@@ -33,9 +33,24 @@ _RATIONAL_DENOMINATOR = 10000
 
 
 def mosaic(linear: np.ndarray) -> np.ndarray:
-    """The RGGB Bayer mosaic of a linear RGB picture (H, W, 3): one colour per pixel, (H, W).
+    """The RGGB Bayer mosaic of a linear RGB picture: one colour per pixel.
 
     Red at even rows and columns, blue at odd rows and columns, green elsewhere.
+
+    Parameters
+    ----------
+    linear : ndarray, shape (H, W, 3)
+        The picture, linear RGB.
+
+    Returns
+    -------
+    ndarray, shape (H, W)
+        The mosaic, in the picture's dtype.
+
+    Raises
+    ------
+    ValueError
+        When `linear` is not an (H, W, 3) picture.
     """
     if linear.ndim != 3 or linear.shape[2] != 3:
         raise ValueError("mosaic needs an RGB picture (H, W, 3)")
@@ -55,10 +70,23 @@ def _rationals(values: np.ndarray) -> list[int]:
 
 
 def write_dng(path: str | os.PathLike[str], cfa: np.ndarray, model: str = "linear sRGB") -> None:
-    """Write a mosaic `cfa` (H, W: the fraction of the sensor's white level at each site, RGGB,
-    as `mosaic` makes it; clipped to [0, 1]) as a 12-bit DNG at `path`.
+    """Write a mosaic `cfa` as a 12-bit DNG at `path`.
 
-    Both sides must be even (whole 2 x 2 CFA tiles). `model` names the camera in the file.
+    Parameters
+    ----------
+    path : str or PathLike
+        The file to write (written in place, not atomically).
+    cfa : ndarray, shape (H, W)
+        The RGGB mosaic, as `mosaic` makes it: at each site the fraction of the sensor's range,
+        0 at `BLACK` and 1 at `WHITE`; clipped to [0, 1]. Both sides even (whole 2 x 2 CFA
+        tiles).
+    model : str, optional
+        The camera's name in the file (its Model and UniqueCameraModel tags).
+
+    Raises
+    ------
+    ValueError
+        When `cfa` is not 2-D with even sides.
     """
     if cfa.ndim != 2 or cfa.shape[0] % 2 or cfa.shape[1] % 2:
         raise ValueError("a CFA plane is 2-D with even sides")

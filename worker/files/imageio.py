@@ -110,11 +110,25 @@ class Picture:
 def read_picture(path: str | os.PathLike[str]) -> Picture:
     """Read the TIFF file at `path` into linear light.
 
-    Raises `InputError` (one line, naming the file) for anything that is not a readable, supported
-    picture: not a TIFF, truncated or damaged, no pixels or too small, several pages, an
-    unsupported colour layout or sample format, NaN or infinite values or values beyond
-    `MAX_LEVEL` in linear light, an unusable ICC profile.
-    A missing or unreadable path raises `OSError`.
+    Parameters
+    ----------
+    path : str or PathLike
+        The file to read.
+
+    Returns
+    -------
+    Picture
+        The pixels in linear light, with what is needed to write a result like the original.
+
+    Raises
+    ------
+    InputError
+        One line, naming the file, for anything that is not a readable, supported picture: not a
+        TIFF, truncated or damaged, no pixels or too small, several pages, an unsupported colour
+        layout or sample format, NaN or infinite values or values beyond `MAX_LEVEL` in linear
+        light, an unusable ICC profile, damaged EXIF metadata.
+    OSError
+        When the path is missing or cannot be read, or is not a regular file.
     """
     path = Path(path)
     with open_regular(path) as handle:  # once: every reader below uses this very file
@@ -156,11 +170,27 @@ def read_picture(path: str | os.PathLike[str]) -> Picture:
 
 
 def write_picture(path: str | os.PathLike[str], like: Picture, pixels: np.ndarray) -> None:
-    """Write linear `pixels` (H, W, C) to `path` as a TIFF file stored like the picture `like`.
+    """Write linear `pixels` to `path` as a TIFF file stored like the picture `like`.
 
-    Same sample format (integers clipped and rounded), tone curves, ICC profile, EXIF and alpha;
-    `pixels` may be smaller than `like` (a preview), the alpha is then resized to match. Atomic:
-    on any error nothing is left at `path` or beside it.
+    Same sample format (integers clipped and rounded), tone curves, ICC profile, EXIF and alpha.
+    Atomic: on any error nothing is left at `path` or beside it.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file to write; one already there is replaced.
+    like : Picture
+        The picture read (`read_picture`) whose storage the output copies.
+    pixels : ndarray, shape (H, W, C)
+        The linear pixels, with `like`'s channel count; they may be smaller than `like` (a
+        preview), the alpha is then resized to match.
+
+    Raises
+    ------
+    ValueError
+        When `pixels` is not (H, W, C) with `like`'s C.
+    OSError
+        When the file cannot be written.
     """
     pixels = np.asarray(pixels, dtype=np.float32)
     channels = like.pixels.shape[2]
@@ -195,9 +225,21 @@ def write_picture(path: str | os.PathLike[str], like: Picture, pixels: np.ndarra
 
 
 def write_png(path: str | os.PathLike[str], pixels: np.ndarray) -> None:
-    """Write linear `pixels` ((H, W) or (H, W, C), C = 1 or 3) as an 8-bit sRGB PNG, atomically.
+    """Write linear `pixels` as an 8-bit sRGB PNG, atomically.
 
     For looking at results (demo pictures, PSF previews), not for further editing.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file to write; one already there is replaced.
+    pixels : ndarray, shape (H, W) or (H, W, C)
+        The linear pixels, C = 1 or 3; values outside [0, 1] are clipped after encoding.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be written.
     """
     pixels = np.asarray(pixels, dtype=np.float32)
     if pixels.ndim == 3 and pixels.shape[2] == 1:
@@ -413,7 +455,21 @@ def _by_blocks(convert: Callable[[int, slice], None], height: int, channels: int
 
 
 def resize_alpha(alpha: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """`alpha` resized to `shape` (bilinear) in its own dtype; unchanged when the size matches."""
+    """`alpha` resized to `shape` (bilinear) in its own dtype.
+
+    Parameters
+    ----------
+    alpha : ndarray, shape (H, W)
+        The alpha samples, as the file holds them.
+    shape : tuple of int
+        The new (rows, columns).
+
+    Returns
+    -------
+    ndarray, shape `shape`
+        `alpha` itself when the size matches; else the resized samples, integers rounded and
+        clipped to their dtype's range.
+    """
     if alpha.shape == shape:
         return alpha
     resized = zoom_to(alpha.astype(np.float32), shape)

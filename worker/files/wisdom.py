@@ -35,7 +35,17 @@ def fftw_wisdom(path: Path | None) -> Iterator[None]:
     """Load FFTW wisdom from `path` on entry and save it back on exit if planning added to it.
 
     The file is written atomically; an unreadable or unwritable file only costs planning time.
-    `None` disables both.
+    The wisdom is saved even when the block raises.
+
+    Parameters
+    ----------
+    path : Path or None
+        The wisdom file; None: neither loaded nor saved.
+
+    Yields
+    ------
+    None
+        Control, for the block that plans transforms.
     """
     if path is None:
         yield

@@ -44,6 +44,21 @@ class Client:
 
     The client owns a ZeroMQ context until `close()` (or the end of a `with` block); each request
     uses a socket of its own, closed before `request` returns. Use one client per thread.
+
+    Parameters
+    ----------
+    endpoint : str
+        The worker's address, ``ipc:///PATH`` or ``tcp://HOST:PORT``; only its shape is
+        checked (`check_endpoint`), not whether a worker may listen there.
+    timeout : float, optional
+        Seconds a request waits for its reply unless it says otherwise.
+    curve_dir : Path or None, optional
+        The CURVE folder, for a tcp endpoint (`secure_client`); None: `default_curve_dir`.
+
+    Raises
+    ------
+    InputError
+        When `endpoint` is malformed.
     """
 
     def __init__(self, endpoint: str, timeout: float = 10.0, curve_dir: Path | None = None) -> None:
@@ -68,8 +83,34 @@ class Client:
     def request(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
         """Send one request and return the reply's fields.
 
-        Raises `WorkerUnavailable` when nobody answers in time, `RemoteError` when the
-        worker refuses the request, `InputError` when it refuses it for being of another version.
+        Parameters
+        ----------
+        op : str
+            The operation (`protocol.OPERATIONS`).
+        timeout : float or None, optional
+            Seconds to wait for the reply; None (or 0): the client's `timeout`.
+        **fields : Any
+            The request's fields, JSON-ready.
+
+        Returns
+        -------
+        dict
+            The reply (`protocol.decode_reply`): the whole object, ``v`` and ``ok`` included,
+            the fields a client reads of `op`'s reply checked.
+
+        Raises
+        ------
+        WorkerUnavailable
+            When nobody answers in time, or at once when an ipc endpoint's socket file is not
+            there.
+        RemoteError
+            When the worker refuses the request (its code says why).
+        InputError
+            When the worker refused it as malformed or unknown (`protocol.BAD_MESSAGE`,
+            `protocol.UNKNOWN_OPERATION`) and a ping shows it is of another version than this
+            client.
+        ProtocolError
+            When the request itself is malformed (checked before it is sent), or the reply is.
         """
         reply = self._exchange(protocol.encode_request(op, **fields), timeout)
         try:
@@ -109,7 +150,27 @@ class Client:
                 socket.close()
 
     def ping(self, timeout: float = 1.0) -> dict[str, Any] | None:
-        """The worker's ping reply, or None when none answers within `timeout`."""
+        """The worker's ping reply, or None when none answers within `timeout`.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait for the reply.
+
+        Returns
+        -------
+        dict or None
+            The reply (`Server.ping`): ``version``, ``pid``, ``started`` and the rest; None when
+            no worker answers.
+
+        Raises
+        ------
+        RemoteError
+            When the worker refuses the ping.
+        ProtocolError
+            When the reply is malformed, or lacks a field this client reads (a much older
+            worker).
+        """
         try:
             return self.request("ping", timeout=timeout)
         except WorkerUnavailable:
@@ -121,11 +182,37 @@ class Client:
         on_update: Callable[[dict[str, Any]], None] | None = None,
         worker: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Poll job `job_id` until it ends; `on_update` sees each status; returns the last.
+        """Poll job `job_id` until it ends, every `POLL_INTERVAL` seconds.
 
         A worker that does not answer in time is waited for as long as its process lives
-        (`worker_lives`, its ping reply `worker`): paused, or swapping, it runs the job on, whose
-        result would otherwise appear after this client gave up.
+        (`worker_lives`): paused, or swapping, it runs the job on, whose result would otherwise
+        appear after this client gave up.
+
+        Parameters
+        ----------
+        job_id : str
+            The job's id (`submit`'s reply).
+        on_update : callable or None, optional
+            Called with each status reply, the last (final) one included. None: not called.
+        worker : dict or None, optional
+            The ping reply of the worker that runs the job, to tell whether its process still
+            lives. None: a worker that does not answer in time counts as gone.
+
+        Returns
+        -------
+        dict
+            The last status reply (`protocol.REPLIES`' ``status``), whose stage is final:
+            done, failed or cancelled.
+
+        Raises
+        ------
+        WorkerUnavailable
+            When the worker stopped answering and its process is gone (or cannot be seen), or
+            it no longer knows the job (it stopped, or was restarted, before the job ended).
+        RemoteError
+            When it refuses the status request for another reason.
+        ProtocolError
+            When a reply is malformed.
         """
         while True:
             try:
@@ -151,23 +238,66 @@ class Client:
 
 
 def worker_lives(reply: dict[str, Any]) -> bool:
-    """Whether the worker that sent ping `reply` still runs on this machine: its pid names the
-    process that started when it says (not one of another machine or container, nor a later
-    process given its pid). A worker that does not say when it started (engine 0.3.20 or older)
-    counts as gone."""
+    """Whether the worker that sent ping `reply` still runs on this machine.
+
+    Parameters
+    ----------
+    reply : dict
+        A worker's ping reply: its ``pid`` and ``started`` (`process_start`).
+
+    Returns
+    -------
+    bool
+        True when its pid names a process here that started when it says (not one of another
+        machine or container, nor a later process given its pid). A worker that does not say
+        when it started (engine 0.3.20 or older, or one without ``/proc``) counts as gone.
+    """
     started = reply.get("started")
     return started is not None and process_start(reply["pid"]) == started
 
 
 def can_start_locally(endpoint: str) -> bool:
-    """Whether this machine may start the worker for `endpoint` (its own socket or loopback)."""
+    """Whether this machine may start the worker for `endpoint`.
+
+    Parameters
+    ----------
+    endpoint : str
+        The worker's address.
+
+    Returns
+    -------
+    bool
+        True for an ipc endpoint (a socket of this machine's) and a tcp one on a loopback
+        address (`is_loopback`).
+    """
     host = tcp_host(endpoint)
     return ipc_path(endpoint) is not None or (host is not None and is_loopback(host))
 
 
 @contextlib.contextmanager
 def start_lock(endpoint: str) -> Iterator[None]:
-    """An exclusive lock held while one client starts the worker for `endpoint`."""
+    """An exclusive lock held while one client starts the worker for `endpoint`.
+
+    The lock is a file, ``NAME.start.lock`` beside an ipc endpoint's socket file NAME (its
+    folder is made if missing), or ``tcp.start.lock`` in the runtime folder for every tcp
+    endpoint.
+
+    Parameters
+    ----------
+    endpoint : str
+        The worker's address.
+
+    Yields
+    ------
+    None
+        Once the lock is held (waiting as long as another client holds it); it is released
+        when the block ends.
+
+    Raises
+    ------
+    OSError
+        When the lock's folder or file cannot be made.
+    """
     socket_file = ipc_path(endpoint)
     folder = socket_file.parent if socket_file else runtime_dir()
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -178,9 +308,15 @@ def start_lock(endpoint: str) -> Iterator[None]:
 
 
 def start_log() -> IO[bytes]:
-    """Where a worker started here writes its own output: `worker-start.log` in the state
-    folder, which tells why a start failed; an unnamed temporary file where that cannot be
-    written (a read-only state folder must not keep the worker from starting)."""
+    """Where a worker started here writes its own output, which tells why a start failed.
+
+    Returns
+    -------
+    IO[bytes]
+        `worker-start.log` in the state folder, emptied and opened for reading and writing;
+        an unnamed temporary file where that cannot be written (a read-only state folder must
+        not keep the worker from starting). The caller closes it.
+    """
     try:
         return open(made_state_dir() / "worker-start.log", "w+b")
     except OSError:
@@ -189,14 +325,41 @@ def start_log() -> IO[bytes]:
 
 def worker_command(endpoint: str, cache_dir: Path | None) -> list[str]:
     """The command that starts a worker on demand; it stops by itself after an idle hour, so
-    that one left behind (darktable crashed) does not hold its memory for ever."""
+    that one left behind (darktable crashed) does not hold its memory for ever.
+
+    Parameters
+    ----------
+    endpoint : str
+        Where the worker listens.
+    cache_dir : Path or None
+        Its result cache, made absolute; None: the worker's default.
+
+    Returns
+    -------
+    list of str
+        ``python -m worker worker --endpoint ENDPOINT --idle-exit 3600 [--cache-dir DIR]``,
+        run by this Python (`sys.executable`).
+    """
     command = [sys.executable, "-m", "worker", "worker", "--endpoint", endpoint]
     command += ["--idle-exit", str(AUTO_STARTED_IDLE_EXIT)]
     return command + (["--cache-dir", str(cache_dir.absolute())] if cache_dir else [])
 
 
 def another_version(endpoint: str, version: str) -> str:
-    """Why a worker of `version` cannot serve this client (one line)."""
+    """Why a worker of `version` cannot serve this client.
+
+    Parameters
+    ----------
+    endpoint : str
+        The worker's address.
+    version : str
+        The worker's version, from its ping reply.
+
+    Returns
+    -------
+    str
+        One line for the user, saying how to replace the worker.
+    """
     return (
         f"the worker at {endpoint} runs dt-deconvolve {version}, this is {__version__}: let its "
         "jobs end, then stop it (dt-deconvolve shutdown); the next job starts a new one"
@@ -205,7 +368,26 @@ def another_version(endpoint: str, version: str) -> str:
 
 def stop_old_worker(client: Client, reply: dict[str, Any]) -> None:
     """Stop the worker that sent ping `reply`, of another version than this client (left
-    running by an upgrade), when it is idle and on this machine; else raise `InputError`."""
+    running by an upgrade), when it is idle and on this machine, and wait until it has gone.
+
+    Parameters
+    ----------
+    client : Client
+        A client of that worker.
+    reply : dict
+        Its ping reply: ``version``, ``running`` and ``queued`` tell whether it may be stopped.
+
+    Raises
+    ------
+    InputError
+        When it may not be stopped: it runs or queues jobs, or its endpoint is not this
+        machine's (`can_start_locally`).
+    WorkerUnavailable
+        When it does not answer the shutdown request, or has not gone within `STOP_TIMEOUT`
+        seconds (`wait_until_gone`).
+    RemoteError
+        When it refuses the shutdown request.
+    """
     if not can_start_locally(client.endpoint) or reply["running"] or reply["queued"]:
         raise InputError(another_version(client.endpoint, reply["version"]))
     client.request("shutdown")
@@ -215,7 +397,20 @@ def stop_old_worker(client: Client, reply: dict[str, Any]) -> None:
 def wait_until_gone(client: Client, going: dict[str, Any]) -> None:
     """Wait until the worker that sent ping reply `going` has gone: it no longer answers (or
     another answers) and its process has ended (it may still finish copies of results, or hold
-    its socket, without answering); at most `STOP_TIMEOUT` seconds."""
+    its socket, without answering).
+
+    Parameters
+    ----------
+    client : Client
+        A client of its endpoint.
+    going : dict
+        Its ping reply: ``pid`` and ``started`` (`worker_lives`).
+
+    Raises
+    ------
+    WorkerUnavailable
+        When it has not gone after `STOP_TIMEOUT` seconds.
+    """
     deadline = time.monotonic() + STOP_TIMEOUT
     while True:
         reply = client.ping(timeout=0.5)
@@ -232,16 +427,56 @@ def wait_until_gone(client: Client, going: dict[str, Any]) -> None:
 def next_worker(
     client: Client, going: dict[str, Any], cache_dir: Path | None = None
 ) -> dict[str, Any]:
-    """The ping reply of the worker that follows the one that sent ping reply `going` and is
-    stopping (it refused a job as `protocol.STOPPING`): started once that one has gone, unless
-    another client did."""
+    """The worker that follows a stopping one (which refused a job as `protocol.STOPPING`):
+    started once that one has gone, unless another client did.
+
+    Parameters
+    ----------
+    client : Client
+        A client of their endpoint.
+    going : dict
+        The stopping worker's ping reply.
+    cache_dir : Path or None, optional
+        The result cache for a worker started here (`worker_command`); None: its default.
+
+    Returns
+    -------
+    dict
+        The new worker's ping reply, of this client's version (`ensure_worker`).
+
+    Raises
+    ------
+    WorkerUnavailable
+        When the stopping worker has not gone within `STOP_TIMEOUT` seconds, or no new one
+        answers (`ensure_worker`).
+    InputError
+        When a worker of another version answers (`ensure_worker`).
+    """
     wait_until_gone(client, going)
     return ensure_worker(client, cache_dir)
 
 
 def current(client: Client, reply: dict[str, Any]) -> dict[str, Any]:
-    """Ping `reply`, of a worker of this version; else `InputError` (a worker of another
-    version that something restarts at once, faster than this client's)."""
+    """Ping `reply`, of a worker of this version.
+
+    Parameters
+    ----------
+    client : Client
+        A client of that worker (for its endpoint, in the message).
+    reply : dict
+        The worker's ping reply.
+
+    Returns
+    -------
+    dict
+        `reply` itself.
+
+    Raises
+    ------
+    InputError
+        When the worker is of another version (one that something restarts at once, faster
+        than this client's).
+    """
     if reply["version"] != __version__:
         raise InputError(another_version(client.endpoint, reply["version"]))
     return reply
@@ -251,10 +486,36 @@ def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, An
     """Return the ping reply of a worker of this version, starting a detached worker first if
     none answers; an idle one of another version is stopped first (`stop_old_worker`).
 
-    A lock makes clients that find no worker (or an old one) at the same moment start only one,
-    and stop only the old one. The worker it starts is meant to outlive this process: it runs in
-    a session of its own, and this function lets go of it once it answers (its parent's exit
-    hands it to init, which reaps it).
+    A lock (`start_lock`) makes clients that find no worker (or an old one) at the same moment
+    start only one, and stop only the old one. The worker it starts is meant to outlive this
+    process: it runs in a session of its own, in the folder ``/``, writing to `start_log`, and
+    this function lets go of it once it answers (its parent's exit hands it to init, which reaps
+    it).
+
+    Parameters
+    ----------
+    client : Client
+        A client of the worker's endpoint.
+    cache_dir : Path or None, optional
+        The result cache of a worker started here (`worker_command`); None: its default. A
+        worker that already answers keeps its own.
+
+    Returns
+    -------
+    dict
+        The worker's ping reply (`Client.ping`).
+
+    Raises
+    ------
+    WorkerUnavailable
+        When no worker answers at an endpoint this machine may not start one for
+        (`can_start_locally`); the worker started here ended (the last line of its output
+        says why) or did not answer within `START_TIMEOUT` seconds; or an old one did not go
+        (`stop_old_worker`).
+    InputError
+        When the worker that answers is of another version and cannot be stopped (busy, or not
+        on this machine), or one of another version answers again once it was stopped (or in
+        place of the one started here).
     """
     reply = client.ping()
     if reply is not None and reply["version"] == __version__:

@@ -50,7 +50,19 @@ Send = Callable[[dict[str, Any]], None]
 
 def make_sender(stream: io.TextIOBase) -> Send:
     """A function that writes one event to `stream` as a JSON line, whole even from several
-    threads; a worker gone (a broken pipe) hears nothing."""
+    threads; a worker gone (a broken pipe) hears nothing.
+
+    Parameters
+    ----------
+    stream : io.TextIOBase
+        Where events go: the executor's original stdout, read by the worker.
+
+    Returns
+    -------
+    Send
+        ``send(event)``: writes `event` (a JSON-ready dict) and a line end, then flushes. A
+        `BrokenPipeError` is dropped; other errors (a value JSON cannot hold) propagate.
+    """
     lock = threading.Lock()
 
     def send(event: dict[str, Any]) -> None:
@@ -63,7 +75,25 @@ def make_sender(stream: io.TextIOBase) -> Send:
 
 def kernel_files(spec: JobSpec, psf_out: Path | None) -> dict[str, Path]:
     """The kernel of a job and its picture, to cache: the estimated ones, or the PSF it was
-    given (with a picture drawn now beside `psf_out`); none without a scratch folder."""
+    given (with a picture drawn now beside `psf_out`); none without a scratch folder.
+
+    Parameters
+    ----------
+    spec : JobSpec
+        The job.
+    psf_out : Path or None
+        Where the job saved the kernel it estimated (``psf.npy`` in its scratch folder), if it
+        did; None: the job had no scratch folder.
+
+    Returns
+    -------
+    dict of str to Path
+        Entry file names (`PSF`, `PSF_PNG`) to the files to store; a picture may be missing
+        (the caller keeps the files that exist). Empty without `psf_out`, or when the job
+        neither estimated a kernel nor was given one. A given kernel's picture is drawn at
+        ``psf_out`` with the suffix ``.png``; a failure to read or draw it (`OSError`,
+        `ValueError`) is ignored.
+    """
     if psf_out is None:
         return {}
     if psf_out.exists():
@@ -77,9 +107,23 @@ def kernel_files(spec: JobSpec, psf_out: Path | None) -> dict[str, Path]:
 
 
 def known_kernel(known: dict[str, Any] | None, spec: JobSpec) -> "KnownKernel | None":
-    """The cached kernel the worker handed the job `spec` with (`Job.task`), with its estimate,
-    or None: none cached, one made with other parameters (a key chosen by hand), or a record
-    that holds no usable estimate; the job then estimates it again."""
+    """The cached kernel the worker handed the job `spec` with (`Job.task`), with its estimate.
+
+    Parameters
+    ----------
+    known : dict or None
+        The task's ``known``: ``{"path": the kernel's copy, "report": the report of the job
+        that estimated it, "made": that job's parameters}``, or None.
+    spec : JobSpec
+        The job.
+
+    Returns
+    -------
+    KnownKernel or None
+        The kernel and its estimate (`pipeline.cached_estimate`). None when none was cached,
+        it was made with other parameters than `spec`'s (a key chosen by hand; compared as
+        JSON), or its report holds no usable estimate: the job then estimates it again.
+    """
     from worker.pipeline import KnownKernel, cached_estimate
 
     if known is None or known.get("made") != json.loads(json.dumps(spec.parameters())):
@@ -91,7 +135,32 @@ def known_kernel(known: dict[str, Any] | None, spec: JobSpec) -> "KnownKernel | 
 def cache_result(
     task: dict[str, Any], spec: JobSpec, report: dict[str, Any], psf_out: Path | None
 ) -> str | None:
-    """Store the job's output and kernel under its key; returns why not, or None."""
+    """Store the job's output and kernel under its key.
+
+    Parameters
+    ----------
+    task : dict
+        The job's task (`Job.task`): its ``job`` id (the entry's writer tag), ``cache_dir`` and
+        ``cache_limits``.
+    spec : JobSpec
+        The job, which has a key.
+    report : dict
+        The job's report, kept in the entry's record.
+    psf_out : Path or None
+        Where an estimated kernel would be (`kernel_files`).
+
+    Returns
+    -------
+    str or None
+        Why the cache refused the entry (`NotCached`: over the cap, too little free disk);
+        None once it is stored (or an entry already there is kept).
+
+    Raises
+    ------
+    OSError
+        When a file cannot be examined or the cache's folder cannot be made; `InputError`
+        when something other than a folder is at ``cache_dir``.
+    """
     assert spec.key is not None
     limits = CacheLimits(**task["cache_limits"])
     files = {RESULT: Path(spec.output), **kernel_files(spec, psf_out)}
@@ -111,7 +180,26 @@ def cache_result(
 
 
 def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> None:
-    """Run one job, reporting progress; every failure becomes one `failed` event."""
+    """Run one job, reporting progress: it ends with one `done` or one `failed` event.
+
+    An `Exception` (`Abandoned` included) is reported and goes no further. A job abandoned
+    just after its output was written removes that output: its client was told it failed.
+
+    Parameters
+    ----------
+    task : dict
+        The job's task (`Job.task`).
+    send : Send
+        Writes one event to the worker (`make_sender`).
+    abandoned : threading.Event
+        Set when the worker has gone (`read_tasks`): the job stops at its next progress
+        report (`Abandoned`).
+
+    Raises
+    ------
+    MemoryError
+        After its `failed` event: the process may be in a poor state, and should end.
+    """
     from worker.pipeline import run_pipeline
 
     job = task["job"]
@@ -153,7 +241,15 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
 
 
 def read_tasks(tasks: "queue.Queue[dict[str, Any] | None]", abandoned: threading.Event) -> None:
-    """Read job lines from stdin until it closes (the worker is gone)."""
+    """Read job lines from stdin until it closes (the worker is gone).
+
+    Parameters
+    ----------
+    tasks : queue.Queue
+        Where each task read goes (a line that is not JSON is skipped), then None at the end.
+    abandoned : threading.Event
+        Set when stdin closes, before the None is queued.
+    """
     for line in sys.stdin:
         try:
             tasks.put(json.loads(line))
@@ -164,7 +260,18 @@ def read_tasks(tasks: "queue.Queue[dict[str, Any] | None]", abandoned: threading
 
 
 def main() -> int:
-    """Warm up, say `ready`, then run the jobs read on stdin until it closes; the exit status."""
+    """Warm up, say `ready`, then run the jobs read on stdin until it closes.
+
+    The warm-up's files go to the folder named by the first command-line argument, if any
+    (`pipeline.warm_up`). Events go to the original stdout; anything else printed to stdout
+    lands on stderr.
+
+    Returns
+    -------
+    int
+        The exit status: 0 once stdin has closed; 1 when the engine cannot start (after a
+        `broken` event) or a job ran out of memory.
+    """
     # Events go to the original stdout; anything else printed lands on stderr.
     events = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
