@@ -68,9 +68,20 @@ class Entry:
     last_used: float = 0.0
 
     def file(self, name: str) -> Path | None:
-        """The path of one of the entry's files, or None when the entry has no such file (or
-        something other than a regular file has its name, or one of another size than its
-        record says: a file cut short or replaced by hand is no hit)."""
+        """The path of one of the entry's files, when it is there whole.
+
+        Parameters
+        ----------
+        name : str
+            The file's name in the entry (`RESULT`, `PSF`, `PSF_PNG`).
+
+        Returns
+        -------
+        Path or None
+            Its path; None when the record lists no such file, or something other than a
+            regular file has its name (a link is not followed), or one of another size than its
+            record says: a file cut short or replaced by hand is no hit.
+        """
         if name not in self.record.get("files", {}):
             return None
         path = self.path / name
@@ -110,7 +121,22 @@ def _process_alive(pid: int) -> bool:
 
 
 class ResultCache:
-    """The cache in folder `root` (created on demand), within `limits`."""
+    """The cache in folder `root`, within `limits`.
+
+    Parameters
+    ----------
+    root : str or PathLike
+        The cache's folder, made now (with its parents) if missing.
+    limits : CacheLimits, optional
+        The size cap and the free-disk floor.
+
+    Raises
+    ------
+    InputError
+        When something other than a folder is at `root`.
+    OSError
+        When `root` cannot be made.
+    """
 
     def __init__(self, root: str | os.PathLike[str], limits: CacheLimits = CacheLimits()) -> None:
         self.root = Path(root)
@@ -122,16 +148,65 @@ class ResultCache:
     # ---- reading ---------------------------------------------------------------------------
 
     def folder(self, key: str) -> Path:
-        """The folder of the entry for `key`; raises `InputError` for anything that is not a
-        cache key (a path such as `../x` or `/etc` never reaches the disk). Every reader and
-        writer of entries goes through here, the command line's `cache lookup` included."""
+        """The folder of the entry for `key`. Every reader and writer of entries goes through
+        here, the command line's `cache lookup` included.
+
+        Parameters
+        ----------
+        key : str
+            The cache key.
+
+        Returns
+        -------
+        Path
+            ``root / key``; the disk is not looked at.
+
+        Raises
+        ------
+        InputError
+            For anything that is not a cache key (`is_cache_key`): a path such as `../x` or
+            `/etc` never reaches the disk.
+        """
         if not is_cache_key(key):
             raise InputError(f"'{key[:80]}' is not a cache key ({CACHE_KEY_TEXT})")
         return self.root / key
 
+    def check_outside(self, path: str | os.PathLike[str]) -> None:
+        """Refuse a file to be written inside the cache's folder.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            Where a result or a copy is to go (links followed).
+
+        Raises
+        ------
+        InputError
+            When `path` is inside the cache: a file there would damage it.
+        """
+        if Path(path).resolve().is_relative_to(self.root.resolve()):
+            raise InputError(f"{path} is inside the cache: a file there would damage it")
+
     def entry(self, key: str) -> Entry | None:
-        """The whole entry stored under `key`, or None (also when its record is damaged:
-        `valid_record`)."""
+        """The whole entry stored under `key`.
+
+        Parameters
+        ----------
+        key : str
+            The cache key.
+
+        Returns
+        -------
+        Entry or None
+            The entry, its `last_used` its record's modification time; None when there is none,
+            its folder is a link, or its record is not a regular file, cannot be read, is not
+            JSON or is damaged (`valid_record`). Its files are not checked (`Entry.file`).
+
+        Raises
+        ------
+        InputError
+            When `key` is not a cache key (`folder`).
+        """
         path = self.folder(key)
         try:
             if path.is_symlink():  # an entry is a folder of the cache's own
@@ -144,13 +219,26 @@ class ResultCache:
         return Entry(key, path, record, used) if valid_record(record) else None
 
     def keys(self) -> list[str]:
-        """The keys of every folder in the cache named as an entry, whole or damaged."""
+        """The keys of every folder in the cache named as an entry, whole or damaged.
+
+        Returns
+        -------
+        list of str
+            The names in the cache's folder that are cache keys (whatever is at them: a file or
+            a link too), in no set order; empty when the folder is gone.
+        """
         with contextlib.suppress(FileNotFoundError):
             return [child.name for child in self.root.iterdir() if is_cache_key(child.name)]
         return []
 
     def entries(self) -> list[Entry]:
-        """Every whole entry, least recently used first."""
+        """Every whole entry, least recently used first.
+
+        Returns
+        -------
+        list of Entry
+            The entries whose record is valid (`entry`), by `last_used`.
+        """
         found = [entry for key in self.keys() if (entry := self.entry(key)) is not None]
         return sorted(found, key=lambda entry: entry.last_used)
 
@@ -158,17 +246,48 @@ class ResultCache:
         """Record that `entry` was just used (for least-recently-used eviction): its record's
         time moves, not its content. (Writing the record read before back, as until engine
         0.3.10, could put it into the entry that `drop_result` had just put in its place, which
-        then listed a result it does not hold.)"""
+        then listed a result it does not hold.)
+
+        Parameters
+        ----------
+        entry : Entry
+            The entry used. A failure (the entry gone, a read-only cache) is ignored.
+        """
         with contextlib.suppress(OSError):
             os.utime(entry.path / RECORD, follow_symlinks=False)
 
     def lookup(self, key: str, output: Path | None = None, name: str = RESULT) -> Path | None:
         """The cached file `name` (the result, or the kernel and its picture) for `key`, copied
-        atomically to `output` when given; None when the cache holds none."""
+        atomically to `output` when given. A hit counts as a use (`touch`).
+
+        Parameters
+        ----------
+        key : str
+            The cache key.
+        output : Path or None, optional
+            Where to copy the file (`copy_atomically`), outside the cache; None: no copy.
+        name : str, optional
+            Which file: `RESULT`, `PSF` or `PSF_PNG`.
+
+        Returns
+        -------
+        Path or None
+            `output` when given, else the file's path in the cache; None when the cache holds
+            no such file (or the entry was evicted while it was copied).
+
+        Raises
+        ------
+        ValueError
+            When `name` is not an entry file.
+        InputError
+            When `key` is not a cache key, or `output` is inside the cache.
+        OSError
+            When the copy cannot be written (a missing folder, a full disk...).
+        """
         if name not in ENTRY_FILES:
             raise ValueError(f"not an entry file: {name}")
-        if output is not None and Path(output).resolve().is_relative_to(self.root.resolve()):
-            raise InputError(f"{output} is inside the cache: a copy there would damage it")
+        if output is not None:
+            self.check_outside(output)
         entry = self.entry(key)
         result = entry.file(name) if entry else None
         if entry is None or result is None:
@@ -185,34 +304,96 @@ class ResultCache:
         return result
 
     def has_result(self, key: str) -> bool:
-        """Whether the cache holds a full result for `key` (no copy made)."""
+        """Whether the cache holds a full result for `key` (no copy made).
+
+        Parameters
+        ----------
+        key : str
+            The cache key.
+
+        Returns
+        -------
+        bool
+            True when the entry is whole and its `RESULT` is there whole (`Entry.file`). Not
+            counted as a use.
+
+        Raises
+        ------
+        InputError
+            When `key` is not a cache key.
+        """
         entry = self.entry(key)
         return entry is not None and entry.file(RESULT) is not None
 
     # ---- writing ---------------------------------------------------------------------------
 
     def staging_prefix(self, tag: str) -> str:
-        """The name prefix of temporary folders made for `tag` (a job id), to clean after it."""
+        """The name prefix of temporary folders made for `tag` (a job id), to clean after it.
+
+        Parameters
+        ----------
+        tag : str
+            The writer's tag, as given to `store`.
+
+        Returns
+        -------
+        str
+            ``.tmp-<tag>-``; the pid and a random part follow it.
+        """
         return f"{STAGING}{tag}-"
 
     def store(
         self, key: str, files: Mapping[str, Path], record: Mapping[str, Any], tag: str = "x"
     ) -> Entry:
-        """Store `files` (entry name -> source path) and `record` under `key`, atomically.
+        """Store `files` and `record` under `key`, atomically.
 
-        Raises `NotCached` when the entry would not fit (cap, free disk) or the disk fills up while
-        writing; nothing is left behind then. An entry already stored under `key` is kept.
+        Least recently used entries are evicted first to keep within the cap. An entry already
+        stored under `key` is kept, unless it is damaged, or holds no result and a result is
+        stored: then it gives way.
+
+        Parameters
+        ----------
+        key : str
+            The cache key.
+        files : Mapping of str to Path
+            Entry file name (`ENTRY_FILES`) -> source path; each is copied (`copy_into`).
+        record : Mapping
+            What to keep with the entry (JSON-ready: the job, parameters, report...); its
+            creation time, `FORMAT`, the key and the files' sizes are added.
+        tag : str, optional
+            The writer's tag (a job id), which names its temporary folder (`staging_prefix`);
+            lowercase letters and digits only, or `remove_stale` never removes a folder that
+            its writer left.
+
+        Returns
+        -------
+        Entry
+            The entry now under `key`: the one stored, or the one kept.
+
+        Raises
+        ------
+        NotCached
+            When the entry would not fit (cap, free disk), room cannot be made, or writing or
+            renaming it fails (the disk fills up); nothing is left behind then.
+        ValueError
+            When `files` names a file that is not an entry file.
+        InputError
+            When `key` is not a cache key.
+        OSError
+            When a source file cannot be examined (`stat`) or the cache's folder cannot be made
+            again.
         """
         unknown = set(files) - set(ENTRY_FILES)
         if unknown:
             raise ValueError(f"not an entry file: {sorted(unknown)}")
+        target = self.folder(key)  # (a key that is none: refused before anything is written)
         self._make_room(sum(source.stat().st_size for source in files.values()))
         staging, full = self._stage(key, files, record, tag)
         try:
             existing = self.entry(key)
             if existing is None or (RESULT in files and existing.file(RESULT) is None):
                 self.remove(key)  # a damaged or kernel-only entry gives way to a whole one
-            os.rename(staging, self.folder(key))
+            os.rename(staging, target)
         except OSError as error:  # stored meanwhile by someone else: theirs is as good
             shutil.rmtree(staging, ignore_errors=True)
             existing = self.entry(key)
@@ -220,7 +401,7 @@ class ResultCache:
                 raise NotCached(f"not cached: {error.strerror or error} in {self.root}") from error
             return existing
         _fsync_path(self.root)
-        return Entry(key, self.folder(key), full, time.time())
+        return Entry(key, target, full, time.time())
 
     def _stage(
         self, key: str, files: Mapping[str, Path], record: Mapping[str, Any], tag: str
@@ -276,7 +457,25 @@ class ResultCache:
     # ---- removing --------------------------------------------------------------------------
 
     def remove(self, key: str) -> bool:
-        """Remove the entry for `key` (atomically: it vanishes whole); False if there was none."""
+        """Remove the entry for `key` (atomically: it vanishes whole).
+
+        Parameters
+        ----------
+        key : str
+            The cache key.
+
+        Returns
+        -------
+        bool
+            True when something was there (and is now gone); False if there was none.
+
+        Raises
+        ------
+        InputError
+            When `key` is not a cache key.
+        OSError
+            When it cannot be moved away (a read-only cache).
+        """
         folder = self.folder(key)
         trash = self.root / f"{TRASH}{key}-{uuid.uuid4().hex[:8]}"
         try:
@@ -287,7 +486,22 @@ class ResultCache:
         return True
 
     def drop_result(self, entry: Entry) -> None:
-        """Replace `entry` by one holding only its kernel files and record (no result)."""
+        """Replace `entry` by one holding only its kernel files and record (no result).
+
+        When it has no kernel file, or the copy cannot be made (no room, the entry removed
+        meanwhile), the entry is removed instead. Readers miss it for a moment, between the
+        removal and the new entry's rename.
+
+        Parameters
+        ----------
+        entry : Entry
+            A whole entry (`entry`).
+
+        Raises
+        ------
+        OSError
+            When the entry cannot be removed (`remove`).
+        """
         files = {name: entry.path / name for name in KERNEL_FILES if entry.file(name)}
         record = {k: v for k, v in entry.record.items() if k != "files"}
         if not files:
@@ -305,7 +519,28 @@ class ResultCache:
 
     def clean(self, on_exit: bool = False, keep_results: bool = False) -> dict[str, int]:
         """Empty the cache; with `on_exit`, remove only full-resolution results (kernels stay)
-        and, with `keep_results` too, nothing. Returns counts of what went."""
+        and, with `keep_results` too, nothing. Temporary folders left by writers that are gone
+        are removed in every case (`remove_stale`).
+
+        Parameters
+        ----------
+        on_exit : bool, optional
+            Clean as darktable exits: drop the results (`drop_result`), keep the kernels.
+            False: every entry goes, damaged ones and anything at a key's name included.
+        keep_results : bool, optional
+            With `on_exit`: keep the results too. Ignored without `on_exit`.
+
+        Returns
+        -------
+        dict of str to int
+            ``entries_removed``, ``results_removed`` and ``bytes_freed`` (as the records give
+            the files' sizes).
+
+        Raises
+        ------
+        OSError
+            When an entry cannot be removed (a read-only cache).
+        """
         removed = results = freed = 0
         if not on_exit:
             for key in self.keys():  # damaged entries too
@@ -323,7 +558,18 @@ class ResultCache:
         return {"entries_removed": removed, "results_removed": results, "bytes_freed": freed}
 
     def remove_stale(self) -> int:
-        """Remove temporary folders left by writers that are gone (killed mid-write)."""
+        """Remove temporary folders left by writers that are gone (killed mid-write).
+
+        Every folder being removed (`.trash-...`) goes, and every one being written
+        (`.tmp-<tag>-<pid>-...`) whose process no longer runs; only names this module makes
+        are touched, and what cannot be deleted is left.
+
+        Returns
+        -------
+        int
+            How many were found and deleted (as far as possible: one whose deletion failed is
+            counted too).
+        """
         count = 0
         with contextlib.suppress(FileNotFoundError):
             for child in self.root.iterdir():
@@ -336,12 +582,31 @@ class ResultCache:
 
     def free_bytes(self) -> int:
         """The free space on the cache's disk; its folder is made again if it was removed (a
-        user emptying it by hand under a running worker, whose `cache_stats` then failed)."""
+        user emptying it by hand under a running worker, whose `cache_stats` then failed).
+
+        Returns
+        -------
+        int
+            Bytes free for this user (`shutil.disk_usage`).
+
+        Raises
+        ------
+        OSError
+            When the folder cannot be made again.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         return shutil.disk_usage(self.root).free
 
     def stats(self) -> dict[str, Any]:
-        """What the cache holds: entries, results, kernels, bytes; its limits and free disk."""
+        """What the cache holds: entries, results, kernels, bytes; its limits and free disk.
+
+        Returns
+        -------
+        dict
+            ``root`` (str); ``entries`` (whole entries), ``results`` and ``kernels`` (those
+            whose result, or kernel, is there whole); ``bytes`` (as the records say);
+            ``max_bytes`` and ``min_free_bytes`` (the limits); ``free_bytes``.
+        """
         entries = self.entries()
         return {
             "root": str(self.root),
@@ -356,11 +621,22 @@ class ResultCache:
 
 
 def valid_record(record: Any) -> bool:
-    """Whether `record` is shaped as `ResultCache.store` writes it: an object whose `files` maps
-    entry file names to sizes (whole numbers, not negative), `last_used` a finite number and
-    `report` (when present) an object of strict JSON (no NaN) within `MAX_REPORT_BYTES`. A record
-    edited or damaged otherwise makes its entry a miss (and `clean` removes it), never an error
-    for every job that reads the cache."""
+    """Whether `record` is shaped as `ResultCache.store` writes it. A record edited or damaged
+    otherwise makes its entry a miss (and `clean` removes it), never an error for every job
+    that reads the cache.
+
+    Parameters
+    ----------
+    record : Any
+        A record as read from JSON.
+
+    Returns
+    -------
+    bool
+        True for a dict whose `files` maps entry file names to sizes (whole numbers, not
+        negative), whose `last_used` (when present) is a finite number and whose `report` (when
+        present) is an object of strict JSON (no NaN) within `MAX_REPORT_BYTES`.
+    """
     if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
         return False
     files = record["files"]

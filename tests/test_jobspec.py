@@ -22,6 +22,18 @@ def test_a_job_round_trips_through_its_fields() -> None:
     assert set(spec.parameters()) == {"psf", "blur", "window", "settings"}
 
 
+def test_one_job_said_two_ways_has_one_key() -> None:
+    """The parameters hashed into the cache key (`parameters`) do not depend on how a job's
+    window was said: until engine 0.3.23 `--window auto`, the default of `run`, and no window,
+    that of `submit` and `key`, gave the same result two keys."""
+    default = JobSpec("/i", "/o", blur=9)
+    assert JobSpec("/i", "/o", blur=9, window="auto").parameters() == default.parameters()
+    assert JobSpec("/i", "/o", blur=9, window="center").window == "centre"
+    given = JobSpec("/i", "/o", psf="/k.npy", window="1,2,30,40")
+    assert given.parameters() == JobSpec("/i", "/o", psf="/k.npy").parameters()
+    assert JobSpec("/i", "/o", blur=9, window="1,2,30,40").window == "1,2,30,40"
+
+
 @pytest.mark.parametrize(
     ("fields", "words"),
     [

@@ -34,7 +34,19 @@ Check = Callable[[str, Any], Any]
 
 
 def type_name(value: Any) -> str:
-    """How a JSON value's type reads in a message ("an integer", "null", ...)."""
+    """How a JSON value's type reads in a message ("an integer", "null", ...).
+
+    Parameters
+    ----------
+    value : Any
+        A value read from JSON.
+
+    Returns
+    -------
+    str
+        "a boolean", "an integer", "a number" (a float), "a string", "a list", "an object" or
+        "null"; for any other type, the type's own name.
+    """
     return {
         bool: "a boolean",
         int: "an integer",
@@ -47,7 +59,25 @@ def type_name(value: Any) -> str:
 
 
 def check_string(name: str, value: Any) -> str:
-    """`value` if it is a string; else `ProtocolError` naming the field `name`."""
+    """`value` if it is a string.
+
+    Parameters
+    ----------
+    name : str
+        The field's name, for the error.
+    value : Any
+        The field's value, as received.
+
+    Returns
+    -------
+    str
+        `value` itself.
+
+    Raises
+    ------
+    ProtocolError
+        When `value` is not a string.
+    """
     if not isinstance(value, str):
         raise ProtocolError(f"field '{name}' must be a string, not {type_name(value)}")
     return value
@@ -55,7 +85,28 @@ def check_string(name: str, value: Any) -> str:
 
 def check_path(name: str, value: Any) -> str:
     """An absolute path without NUL bytes, at most `MAX_PATH` bytes in the file system's
-    encoding (so a reply holding two paths, however escaped, fits in one message)."""
+    encoding (so a reply holding two paths, however escaped, fits in one message).
+
+    Only the text is checked; the file system is not looked at.
+
+    Parameters
+    ----------
+    name : str
+        The field's name, for the error.
+    value : Any
+        The field's value, as received.
+
+    Returns
+    -------
+    str
+        `value` itself.
+
+    Raises
+    ------
+    ProtocolError
+        When `value` is not a string, does not start with ``/``, holds a NUL, is longer than
+        `MAX_PATH` bytes or cannot be encoded (a lone surrogate).
+    """
     value = check_string(name, value)
     if not value.startswith("/"):
         raise ProtocolError(f"field '{name}' must be an absolute path, not '{value[:80]}'")
@@ -69,7 +120,21 @@ def check_path(name: str, value: Any) -> str:
 
 
 def matching(pattern: re.Pattern[str], what: str) -> Check:
-    """A check that a string field matches `pattern` in full (`what` names it in the error)."""
+    """A check that a string field matches `pattern` in full.
+
+    Parameters
+    ----------
+    pattern : re.Pattern
+        What the whole string must match.
+    what : str
+        What a match is, in words, for the error ("a window: auto, centre or X,Y,W,H").
+
+    Returns
+    -------
+    Check
+        ``check(name, value)``: `value` itself when it is a string that `pattern` matches in
+        full; else it raises `ProtocolError` naming the field `name`.
+    """
 
     def check(name: str, value: Any) -> str:
         value = check_string(name, value)
@@ -81,8 +146,25 @@ def matching(pattern: re.Pattern[str], what: str) -> Check:
 
 
 def check_odd_size(name: str, value: Any) -> int:
-    """`value` if it is a blur size a job may ask for (`is_blur_size`); else `ProtocolError`
-    naming the field `name`."""
+    """`value` if it is a blur size a job may ask for (`is_blur_size`).
+
+    Parameters
+    ----------
+    name : str
+        The field's name, for the error.
+    value : Any
+        The field's value, as received.
+
+    Returns
+    -------
+    int
+        `value` itself: an odd whole number of pixels from `MIN_BLUR` to `MAX_BLUR`.
+
+    Raises
+    ------
+    ProtocolError
+        When `value` is not an integer (a boolean or a float is not one) or not such a size.
+    """
     if not is_whole(value):
         raise ProtocolError(f"field '{name}' must be an integer, not {type_name(value)}")
     if not is_blur_size(value):
@@ -94,14 +176,52 @@ def check_odd_size(name: str, value: Any) -> int:
 
 def check_blur(name: str, value: Any) -> int | str:
     """A blur size to estimate: an odd size (`check_odd_size`), or "auto" (the engine finds the
-    blur's extent itself)."""
+    blur's extent itself).
+
+    Parameters
+    ----------
+    name : str
+        The field's name, for the error.
+    value : Any
+        The field's value, as received.
+
+    Returns
+    -------
+    int or str
+        `value` itself: a blur size, or `AUTO`.
+
+    Raises
+    ------
+    ProtocolError
+        When `value` is neither.
+    """
     return AUTO if value == AUTO else check_odd_size(name, value)
 
 
 def check_settings(name: str, value: Any) -> DeblurSettings:
     """Engine settings: an object whose entries are `DeblurSettings` fields, each a finite
-    number, a boolean or null (null, or no object: the defaults); the ranges are then checked by
-    `DeblurSettings.validate`."""
+    number, a boolean or null; the ranges are then checked by `DeblurSettings.validate`.
+
+    Parameters
+    ----------
+    name : str
+        The field's name, for the error.
+    value : Any
+        The field's value, as received: a dict, or None. A setting that is null or absent
+        takes its default; None takes them all.
+
+    Returns
+    -------
+    DeblurSettings
+        The settings, checked.
+
+    Raises
+    ------
+    ProtocolError
+        When `value` is neither a dict nor None, names an unknown setting, holds a value that
+        is not a finite number, a boolean or null, or holds one out of range (the message of
+        `DeblurSettings.validate`'s `InputError`, after the field's name).
+    """
     if value is None:
         return DeblurSettings()
     if not isinstance(value, dict):
@@ -127,7 +247,18 @@ def check_settings(name: str, value: Any) -> DeblurSettings:
 
 
 def optional(check: Check) -> Check:
-    """`check`, letting null (None) through."""
+    """`check`, letting null (None) through.
+
+    Parameters
+    ----------
+    check : Check
+        The check of a value that is present.
+
+    Returns
+    -------
+    Check
+        ``check_optional(name, value)``: None when `value` is None, else ``check(name, value)``.
+    """
 
     def check_optional(name: str, value: Any) -> Any:
         return None if value is None else check(name, value)
@@ -152,7 +283,18 @@ def _check_readable(path: Path, what: str) -> None:
 
 
 def check_tiff_name(output: str | os.PathLike[str]) -> None:
-    """`InputError` unless a result is to be written under a TIFF file's name."""
+    """`InputError` unless a result is to be written under a TIFF file's name.
+
+    Parameters
+    ----------
+    output : str or PathLike
+        Where the result is to go; only its suffix is looked at.
+
+    Raises
+    ------
+    InputError
+        When the suffix is not ``.tif`` or ``.tiff`` (in upper or lower case).
+    """
     if Path(output).suffix.lower() not in TIFF_SUFFIXES:
         raise InputError(f"the output must be a .tif or .tiff file, not {output}")
 
@@ -161,13 +303,23 @@ def check_tiff_name(output: str | os.PathLike[str]) -> None:
 class JobSpec:
     """One picture to deblur, and how.
 
-    input: the picture (an absolute path to a TIFF file).
-    output: where the result goes (absolute path; written atomically).
-    key: the cache key to store the result under (`dt-deconvolve key`); None: not cached.
-    psf: a known blur kernel (.npy, absolute path); None: estimate it from the picture.
-    blur: the largest blur to estimate (odd, pixels), or "auto"; needed when `psf` is None.
-    window: where to estimate it: "auto", "centre" or "X,Y,W,H"; None: "auto".
-    settings: the engine's settings.
+    Parameters
+    ----------
+    input : str
+        The picture (an absolute path to a TIFF file).
+    output : str
+        Where the result goes (absolute path; written atomically).
+    key : str or None, optional
+        The cache key to store the result under (`dt-deconvolve key`); None: not cached.
+    psf : str or None, optional
+        A known blur kernel (.npy, absolute path); None: estimate it from the picture.
+    blur : int or str or None, optional
+        The largest blur to estimate (odd, pixels), or "auto"; needed when `psf` is None.
+    window : str or None, optional
+        Where to estimate it: "centre" or "X,Y,W,H"; None: "auto" (kept as None, as is
+        "center" as "centre", and the window of a job given its kernel, which learns nothing).
+    settings : DeblurSettings, optional
+        The engine's settings (by default, the defaults).
     """
 
     input: str
@@ -178,6 +330,13 @@ class JobSpec:
     window: str | None = None
     settings: DeblurSettings = field(default_factory=DeblurSettings)
 
+    def __post_init__(self) -> None:
+        # One job, one cache key: the default window said or not ("auto"), either spelling of
+        # the centre, and no window where no blur is learnt (a kernel given) hash alike.
+        window = None if self.psf is not None else self.window
+        window = {"auto": None, "center": "centre"}.get(window or "", window)
+        object.__setattr__(self, "window", window)
+
     @property
     def estimating(self) -> bool:
         """The job finds its blur kernel itself (no kernel given)."""
@@ -185,7 +344,14 @@ class JobSpec:
 
     def parameters(self) -> dict[str, Any]:
         """What decides the result besides the picture: hashed into the cache key, kept in the
-        cache's record."""
+        cache's record.
+
+        Returns
+        -------
+        dict
+            ``psf``, ``blur``, ``window`` and ``settings`` (the settings as a dict of their
+            fields); the input, output and key are no part of it.
+        """
         return {
             "psf": self.psf,
             "blur": self.blur,
@@ -194,13 +360,39 @@ class JobSpec:
         }
 
     def as_fields(self) -> dict[str, Any]:
-        """The job as JSON-ready fields (the `submit` request's), the inverse of `from_fields`."""
+        """The job as JSON-ready fields (the `submit` request's), the inverse of `from_fields`.
+
+        Returns
+        -------
+        dict
+            ``input``, ``output``, ``key`` and the `parameters`, every field present (None where
+            unset).
+        """
         return {"input": self.input, "output": self.output, "key": self.key, **self.parameters()}
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> "JobSpec":
-        """The job described by untrusted `fields`; raises `ProtocolError` for a missing,
-        unknown or malformed field and `InputError` for a setting out of range."""
+        """The job described by untrusted fields.
+
+        Parameters
+        ----------
+        fields : Mapping
+            The job's fields, as received (`as_fields`' form): ``input`` and ``output`` are
+            required, the others may be missing or null.
+
+        Returns
+        -------
+        JobSpec
+            The job, checked (`validate`).
+
+        Raises
+        ------
+        ProtocolError
+            For a missing, unknown or malformed field, a setting out of range, or neither a
+            kernel nor a blur size.
+        InputError
+            For settings that do not go together (`validate`).
+        """
         unknown = sorted(set(fields) - set(FIELD_CHECKS))
         if unknown:
             raise ProtocolError(f"a job has no field '{str(unknown[0])[:40]}'")
@@ -213,12 +405,25 @@ class JobSpec:
         return spec
 
     def check_files(self, *written: str | os.PathLike[str]) -> None:
-        """Refuse the job at once, before any work (`InputError`; `OSError` naming the file):
-        an output not named as a TIFF file; its input or kernel file missing or not a regular
-        file (a FIFO would make the reader wait for ever); its output, or another file it
-        writes (`written`: a kernel saved beside the result, its picture), the input itself, or
-        not writable as `atomic.check_target` finds (a folder or a device in the way, a missing
-        or read-only folder, a name too long)."""
+        """Refuse the job at once, before any work, when its files would make it fail.
+
+        Parameters
+        ----------
+        *written : str or PathLike
+            The other files the job writes besides its output (a kernel saved beside the
+            result, its picture).
+
+        Raises
+        ------
+        InputError
+            When the output is not named as a TIFF file, or the input or the kernel file is
+            missing, cannot be examined or is not a regular file (a FIFO would make the reader
+            wait for ever).
+        OSError
+            Naming the file: the output or one of `written` is the input or the kernel file
+            itself, or is not writable as `atomic.check_target` finds (a folder or a device in
+            the way, a missing or read-only folder, a name too long).
+        """
         check_tiff_name(self.output)
         source = Path(self.input)
         _check_readable(source, "the input")

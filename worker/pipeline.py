@@ -52,7 +52,17 @@ STAGE_WEIGHTS = {
 
 
 class StageProgress:
-    """Turns each stage's own progress (0..1) into the job's overall fraction."""
+    """Turns each stage's own progress (0..1) into the job's overall fraction.
+
+    Parameters
+    ----------
+    stages : list of Stage
+        The stages the job goes through, in order, each a key of `STAGE_WEIGHTS`; each takes a
+        share of 0..1 in proportion to its weight.
+    progress : Progress or None
+        The listener, called with the overall fraction and the stage; None: nothing is
+        reported.
+    """
 
     def __init__(self, stages: list[Stage], progress: Progress | None) -> None:
         total = sum(STAGE_WEIGHTS[stage] for stage in stages)
@@ -65,24 +75,55 @@ class StageProgress:
             start += width
 
     def report(self, stage: Stage, fraction: float = 0.0) -> None:
-        """Tell the listener that `stage` is `fraction` done."""
+        """Tell the listener that `stage` is `fraction` done.
+
+        Parameters
+        ----------
+        stage : Stage
+            One of the stages given at construction (another raises `KeyError`).
+        fraction : float, optional
+            How much of the stage is done, 0..1 (clipped to that range).
+        """
         if self._progress is not None:
             start, width = self._span[stage]
             self._progress(min(1.0, start + width * min(max(fraction, 0.0), 1.0)), stage)
 
     def callback(self, stage: Stage) -> Progress:
-        """A callback for the engine, which reports its own fraction and stage name."""
+        """A callback for the engine, which reports its own fraction and stage name.
+
+        Parameters
+        ----------
+        stage : Stage
+            The stage the engine's work belongs to.
+
+        Returns
+        -------
+        Progress
+            ``callback(fraction, name)``: reports `fraction` of `stage` (`report`); the
+            engine's stage name is ignored.
+        """
         return lambda fraction, _name: self.report(stage, fraction)
 
 
 def declared_size(handle: BinaryIO) -> int | None:
-    """How many values the .npy header at the start of `handle` declares (None: no version 1 or
-    2 header, numpy decides); `handle` is back at its start."""
+    """How many values the .npy header at the start of `handle` declares.
+
+    Parameters
+    ----------
+    handle : BinaryIO
+        An open file, at its start; it is back at its start on return.
+
+    Returns
+    -------
+    int or None
+        The product of the declared shape; None when there is no header of a format numpy
+        writes, 1.0, 2.0 or 3.0 (numpy decides).
+    """
     try:
         version = np.lib.format.read_magic(handle)
         if version == (1, 0):
             shape, _, _ = np.lib.format.read_array_header_1_0(handle)
-        elif version == (2, 0):
+        elif version in ((2, 0), (3, 0)):  # 3.0 is 2.0 in UTF-8: its shape reads alike
             shape, _, _ = np.lib.format.read_array_header_2_0(handle)
         else:
             return None
@@ -94,7 +135,28 @@ def declared_size(handle: BinaryIO) -> int | None:
 
 
 def load_psf(path: str | os.PathLike[str], image_shape: tuple[int, ...]) -> np.ndarray:
-    """The PSF stored in the .npy file at `path`, checked against the image (`InputError`)."""
+    """The PSF stored in the .npy file at `path`, checked against the image.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The .npy file, one array; pickled objects are never loaded.
+    image_shape : tuple of int
+        The shape of the picture it blurs, (H, W, ...): the kernel may be no larger.
+
+    Returns
+    -------
+    ndarray, shape (Kh, Kw)
+        The kernel (`validate_psf`): float32, odd sides, non-negative, summing to one.
+
+    Raises
+    ------
+    InputError
+        Naming `path`: more values than a `MAX_BLUR` x `MAX_BLUR` kernel (refused before numpy
+        allocates them), not a .npy file, an .npz archive, or a kernel `validate_psf` refuses.
+    OSError
+        When `path` cannot be opened or is not a regular file (`open_regular`).
+    """
     try:
         with open_regular(path) as handle:
             size = declared_size(handle)
@@ -162,12 +224,24 @@ class KnownKernel:
 
 
 def cached_estimate(report: object) -> dict[str, Any] | None:
-    """The estimate's entries of an earlier job's `report` (as `run_pipeline` returned it and
-    the cache keeps it), for a job that reuses its kernel: the same kind, confidence, reason and
-    kernel error (which decides the deblur's smoothing), its time 0 (this job spends none).
-    Only the entries of `ESTIMATE_CHECKS` are kept, each checked. None when the report holds no
-    estimate, or a damaged one (a required entry missing, any entry out of its range): the
-    kernel is then found again."""
+    """The estimate's entries of an earlier job's report, for a job that reuses its kernel: the
+    same kind, confidence, reason and kernel error (which decides the deblur's smoothing), its
+    time 0 (this job spends none).
+
+    Parameters
+    ----------
+    report : object
+        The earlier job's report, as `run_pipeline` returned it and the cache keeps it
+        (untrusted: anything read from a record).
+
+    Returns
+    -------
+    dict or None
+        Only the entries of `ESTIMATE_CHECKS`, each checked, and ``psf_seconds`` 0. None when
+        the report holds no estimate, or a damaged one (a required entry missing, any entry out
+        of its range, only some of `BLUR_REPORT`'s entries, or a smoothing that its kernel
+        error does not give): the kernel is then found again.
+    """
     if not isinstance(report, dict) or not all(name in report for name in REQUIRED_ESTIMATE):
         return None
     estimate = {name: report[name] for name in ESTIMATE_CHECKS if name in report}
@@ -183,9 +257,28 @@ def cached_estimate(report: object) -> dict[str, Any] | None:
 
 
 def known_psf(known: KnownKernel, image_shape: tuple[int, ...]) -> np.ndarray | None:
-    """The kept kernel of `known`, or None when it cannot serve (not a kernel for this picture,
-    or not what its estimate says: a delta for a picture left as it is, more for any other, of
-    the side and extent the estimate gives): the kernel is then found again."""
+    """The kept kernel of `known`, when it can serve.
+
+    Parameters
+    ----------
+    known : KnownKernel
+        The kernel file an earlier job estimated, and its estimate.
+    image_shape : tuple of int
+        The shape of the picture to deblur, (H, W, C).
+
+    Returns
+    -------
+    ndarray or None
+        The kernel (`load_psf`); None when it cannot serve (`load_psf` refuses it for this
+        picture, or it is not what its estimate says: a 1 x 1 delta for a picture left as it
+        is, larger for any other, of the side and extent the estimate gives, where it gives
+        them): the kernel is then found again.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be opened (`load_psf`): only `InputError` means "found again".
+    """
     try:
         psf = load_psf(known.path, image_shape)
     except InputError:
@@ -204,15 +297,42 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Deblur the TIFF `spec.input` into `spec.output` as `spec` says; returns the report.
 
-    `psf_out`: where to save an estimated PSF (.npy, with a .png beside it). `known`: the kernel
-    an earlier job estimated for the same picture and settings, used with its estimate instead of
-    estimating it again (by a job that finds its blur, not `--varying`; ignored by others). The
-    report holds the engine's (iterations, best_iteration, stop_reason, noise_sigma, noise_gain,
-    noise_offset, lambda, seconds, scale) and `output`; with an estimated kernel also the
-    estimate's (`kernel`, `confidence`, `reason`, ...: `estimate_kernel`). When no blur was found
-    the picture is written back unchanged (`stop_reason` `StopReason.NO_BLUR`). Raises
-    `InputError` for bad input and `OSError` for files that cannot be read or written; the output
-    is written atomically, so a failed job leaves nothing.
+    When no blur was found the picture is written back as it was, at a preview's size if one
+    (`stop_reason` `StopReason.NO_BLUR`). Each file is written atomically, so a failed job
+    leaves no partial file; the kernel is saved only after the output, so a job that fails
+    saving it leaves the new output written.
+
+    Parameters
+    ----------
+    spec : JobSpec
+        The job; checked first (`JobSpec.validate`, `JobSpec.check_files`).
+    progress : Progress or None, optional
+        Called with the job's overall fraction and its stage (`StageProgress`); what it raises
+        (cancellation) propagates. None: no report.
+    psf_out : str or PathLike or None, optional
+        Where to save an estimated PSF (.npy, with a .png beside it; a `--varying` job's grid
+        of kernels as one array, its picture a montage); ignored by a job given its kernel.
+        None: not saved.
+    known : KnownKernel or None, optional
+        The kernel an earlier job estimated for the same picture and settings, used with its
+        estimate instead of estimating it again (by a job that finds its blur, not
+        `--varying`; ignored by others), unless `known_psf` finds it cannot serve.
+
+    Returns
+    -------
+    dict
+        The engine's entries (iterations, best_iteration, stop_reason, noise_sigma, noise_gain,
+        noise_offset, lambda, seconds, scale) and `output`; for a job that finds its blur also
+        `psf_out` (the saved kernel's path, or None) and the estimate's entries (`kernel`,
+        `confidence`, `reason`, ...: `estimate_kernel`, `deblur_varying_picture`, or the
+        reused `known` estimate).
+
+    Raises
+    ------
+    InputError
+        For bad input: the job, the picture, the kernel, the window.
+    OSError
+        For files that cannot be read or written.
     """
     spec.validate()
     kernel = psf_out if spec.estimating else None
@@ -270,8 +390,21 @@ def run_pipeline(
 
 
 def save_kernels(path: str | os.PathLike[str], kernels: np.ndarray) -> None:
-    """Save a kernel (K, K), or a grid of them (rows, cols, K, K), to `path` (.npy), with its
-    picture beside it (`picture_path`; a grid as a montage, one pixel between kernels)."""
+    """Save a kernel, or a grid of them, to `path` (.npy), with its picture beside it.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The .npy file, written atomically (float32); the picture goes to `picture_path(path)`.
+    kernels : ndarray, shape (K, K) or (rows, cols, K, K)
+        One kernel, or a grid of them; the grid's picture is a montage, each kernel framed by
+        one pixel of zeros (two between neighbours).
+
+    Raises
+    ------
+    OSError
+        When a file cannot be written.
+    """
     save_kernel(path, kernels)
     if kernels.ndim == 4:
         montage = np.pad(kernels, ((0, 0), (0, 0), (1, 1), (1, 1))).transpose(0, 2, 1, 3)
@@ -282,10 +415,35 @@ def save_kernels(path: str | os.PathLike[str], kernels: np.ndarray) -> None:
 def estimate_kernel(
     pixels: np.ndarray, spec: JobSpec, clip_level: float | None, progress: Progress
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Estimate the PSF as `spec` says (blur size or "auto", window); returns it with the
-    report's estimation entries (`estimate_blur`'s report, or in local mode with an automatic
-    window `subject_kernel`'s and `describe_subject`'s; its time and rounds as `psf_seconds`
-    and `psf_iterations`)."""
+    """Estimate the PSF as `spec` says (blur size or "auto", window).
+
+    In local mode with an automatic window the blurred subject's kernel is learnt
+    (`subject_kernel`); without a subject to learn from, or otherwise, `estimate_blur`'s.
+
+    Parameters
+    ----------
+    pixels : ndarray, shape (H, W, C)
+        The picture, float32, linear light.
+    spec : JobSpec
+        The job: its `blur`, `window` and `settings.local` are read.
+    clip_level : float or None
+        Where the sensor clipped (None: detected from the picture where needed).
+    progress : Progress
+        The estimation's progress; what it raises (cancellation) propagates.
+
+    Returns
+    -------
+    psf : ndarray
+        The kernel: float32, odd-sized, summing to one (a 1 x 1 delta when no blur was found).
+    entries : dict
+        The report's estimation entries: `estimate_blur`'s report, or `subject_kernel`'s and
+        `describe_subject`'s; its time and rounds as `psf_seconds` and `psf_iterations`.
+
+    Raises
+    ------
+    InputError
+        For a window that cannot be read or used, or a picture too small to learn a blur from.
+    """
     size = blur_from_text(str(spec.blur or AUTO))
     window = window_from_text(spec.window or "auto", pixels.shape[:2], size)
     subject = None
@@ -308,9 +466,37 @@ def estimate_kernel(
 def deblur_varying_picture(
     pixels: np.ndarray, spec: JobSpec, settings: DeblurSettings, stages: StageProgress
 ) -> tuple[np.ndarray, DeblurReport, np.ndarray, dict[str, Any]]:
-    """`deblur_varying` as `spec` says. Returns the result, the engine's report, the kernels as
-    one array (rows, cols, K, K: 1 x 1 with `run`'s kernel when the blur is uniform) and the
-    report's PSF entries."""
+    """`deblur_varying` as `spec` says.
+
+    Parameters
+    ----------
+    pixels : ndarray, shape (H, W, C)
+        The picture, float32, linear light.
+    spec : JobSpec
+        The job: its `blur` (an odd size; `JobSpec.validate` refuses `--varying` without one)
+        and `window` are read.
+    settings : DeblurSettings
+        The engine's settings (the clip level filled in from the picture).
+    stages : StageProgress
+        Where the estimation and the deblurring report their progress.
+
+    Returns
+    -------
+    restored : ndarray
+        The result, (H, W, C) or a preview's smaller size.
+    report : DeblurReport
+        The engine's report.
+    kernels : ndarray, shape (rows, cols, K, K)
+        The kernels, one per tile (1 x 1 with `run`'s kernel when the blur is uniform).
+    entries : dict
+        The report's PSF entries: ``grid``, ``uniform``, ``windows`` (lists, None where a tile
+        was left as it is), ``kernel``, ``confidence`` and ``reason``.
+
+    Raises
+    ------
+    InputError
+        For a window that cannot be read, or a picture too small to learn a blur from.
+    """
     size = spec.blur
     assert isinstance(size, int)  # JobSpec.validate: --varying comes with a blur size
     window = window_from_text(spec.window or "auto", pixels.shape[:2], size)
@@ -332,8 +518,17 @@ def deblur_varying_picture(
 
 
 def warm_up(folder: Path | None = None) -> None:
-    """Run a tiny job through the whole pipeline: imports, numba compilation, FFT planning; its
-    files go into a temporary folder inside `folder` (None: the system's temporary folder)."""
+    """Run a tiny job through the whole pipeline: imports, numba compilation, FFT planning.
+
+    A job with a known kernel runs, then the same job finding its blur, for the blind step's
+    own compiled kernels (an `InputError` from that one is ignored).
+
+    Parameters
+    ----------
+    folder : Path or None, optional
+        Where the temporary folder for the job's files is made (and removed after); None: the
+        system's temporary folder.
+    """
     # Imported here: the test scene's maker needs scipy.signal, a third of a second that a
     # one-off command (`deblur`, `run`) would otherwise pay for nothing.
     from worker.deconv.synthetic import camera_shake_kernel, dead_leaves

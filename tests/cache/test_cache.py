@@ -42,6 +42,17 @@ def make_files(folder: Path, result_bytes: int = 1000) -> dict[str, Path]:
     return files
 
 
+def test_a_key_that_is_none_stores_nothing(tmp_path: Path) -> None:
+    """`store` under a path instead of a key is refused before anything is written (until
+    engine 0.3.23 its staging folder stayed in the cache, and room was made for it)."""
+    cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=0))
+    kept = cache.store("a" * 16, make_files(tmp_path / "one"), {})
+    cache.limits = CacheLimits(max_bytes=1500, min_free_bytes=0)  # room for one entry only
+    with pytest.raises(InputError, match="is not a cache key"):
+        cache.store("../x", make_files(tmp_path / "src"), {})
+    assert sorted(path.name for path in cache.root.iterdir()) == [kept.key]
+
+
 def test_store_then_lookup_copies_the_result(tmp_path: Path) -> None:
     cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=0))
     files = make_files(tmp_path / "src")

@@ -540,16 +540,24 @@ def test_a_line_break_in_a_name_does_not_break_the_line(
     assert "a\\x0ab.tif" in done.stdout
 
 
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_a_kernel_file_declaring_a_huge_array_is_refused_before_it_is_read(
-    run_cli: RunCli, picture: Path, tmp_path: Path, out: Path
+    run_cli: RunCli, picture: Path, tmp_path: Path, out: Path, version: int
 ) -> None:
     """A .npy header may claim any shape: the claim is checked before numpy allocates it (it
-    was "not enough memory for this image; try a preview")."""
+    was "not enough memory for this image; try a preview"; until engine 0.3.23 in a file of
+    format 3.0, whose header is 2.0's in UTF-8, it was not checked)."""
     path = tmp_path / "huge.npy"
     with path.open("wb") as handle:
         header = {"descr": "<f8", "fortran_order": False, "shape": (100_000, 100_000)}
-        np.lib.format.write_array_header_1_0(handle, header)
+        write_header = np.lib.format.write_array_header_2_0
+        if version == 1:
+            write_header = np.lib.format.write_array_header_1_0
+        write_header(handle, header)
         handle.write(b"\0" * 64)
+    data = bytearray(path.read_bytes())
+    data[6] = version  # the format's major version, after the magic string
+    path.write_bytes(bytes(data))
     result = run_cli("deblur", picture, "--psf", path, "-o", out / "o.tif")
     assert_one_line_failure(result, "holds 10000000000 values, more than any kernel (1001 x 1001)")
     assert files_in(out) == []

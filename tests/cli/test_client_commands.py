@@ -23,6 +23,7 @@ from service_support import (
 from cache.key import cache_key
 from cache.store import PSF_PNG, RESULT, CacheLimits, ResultCache
 from worker import __version__
+from worker.cli.cache import remove_leftover_exports
 from worker.cli.status import describe
 from worker.deconv import DeblurSettings
 
@@ -134,6 +135,31 @@ def test_submit_starts_a_worker_when_none_answers(tmp_path):
         while process_lives(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not process_lives(pid)
+
+
+def test_another_users_leftovers_are_theirs(tmp_path):
+    """In a shared temporary folder (/tmp, sticky) another user's old exports and private
+    folders are left alone: removing them failed there (PermissionError) and `cache clean
+    --on-exit` stopped with an error after cleaning the cache (until engine 0.3.23)."""
+    if os.geteuid() != 0:
+        pytest.skip("giving files to another user needs root")
+    ended = subprocess.Popen(["true"])  # (a process that has ended: its pid is free)
+    ended.wait()
+    theirs = [
+        tmp_path / "dt-deconvolve-export-7-1.tif",
+        tmp_path / f"dt-deconvolve-{ended.pid}-AbCd1234",
+    ]
+    mine = [
+        tmp_path / "dt-deconvolve-export-8-1.tif",
+        tmp_path / f"dt-deconvolve-{ended.pid}-EfGh5678",
+    ]
+    for export, folder in (theirs, mine):
+        export.write_bytes(b"an export")
+        folder.mkdir()
+    for path in theirs:
+        os.chown(path, 65534, 65534)  # nobody's
+    assert remove_leftover_exports(tmp_path) == 2
+    assert all(path.exists() for path in theirs) and not any(path.exists() for path in mine)
 
 
 def test_a_job_that_ended_shows_no_time_left():

@@ -5,6 +5,7 @@ import argparse
 import pytest
 
 from worker.cli import build_parser
+from worker.cli.worker import MAX_SIZE, positive, size, size_text
 
 PICTURE = ["deblur", "in.tif", "--psf", "k.npy", "-o", "out.tif"]
 
@@ -75,3 +76,21 @@ def test_every_command_says_what_it_does_in_its_help() -> None:
     [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     undescribed = [name for name, command in commands.choices.items() if not command.description]
     assert undescribed == [] and "submit" in commands.choices
+
+
+def test_sizes_and_counts_read_as_written() -> None:
+    """`--cache-size`, `--min-free` and `--jobs`: a 400-digit size was an internal error
+    (OverflowError) until engine 0.3.23, `4iB` read as 4 bytes and a superscript digit got
+    through as a count."""
+    assert [size(text) for text in ("4G", " 500 mib ", "1.5K", "0", "7B", "3KB")] == [
+        4 << 30, 500 << 20, 1536, 0, 7, 3072,
+    ]  # fmt: skip
+    for bad in ("9" * 400, "2000000T", "4iB", "-1G", "4 GG", "1e3"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"size|more than"):
+            size(bad)
+    assert [size_text(count) for count in (0, 7, 4 << 30, 1536)] == ["0", "7", "4G", "1536"]
+    assert size(size_text(MAX_SIZE)) == MAX_SIZE
+    assert positive("3") == 3
+    for bad in ("0", "²", "+3", " 3"):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive whole number"):
+            positive(bad)

@@ -93,6 +93,8 @@ def test_curv_with_no_entries_is_linear_and_one_entry_is_a_gamma() -> None:
         (_with_curve(b"sf32" + bytes(8)), "not curv or para"),
         (_with_curve(b"para" + struct.pack(">IHH", 0, 7, 0) + bytes(4)), "unknown parametric"),
         (_with_curve(b"curv" + struct.pack(">II", 0, 50)), "cut off"),
+        (_with_curve(b"curv" + bytes(4)), "damaged \\(curve cut off"),  # (0.3.22: "not curv")
+        (_with_curve(b"para" + bytes(2)), "damaged \\(curve cut off"),
         (icc.matrix_profile(grayscale=True), "not RGB"),
     ],
 )

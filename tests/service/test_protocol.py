@@ -33,6 +33,9 @@ def test_a_valid_submit_round_trips_with_defaults() -> None:
     assert request["input"] == "/a/in.tif"
     assert request["settings"] == DeblurSettings()
     assert request["key"] is None
+    assert request["watcher"] is None
+    followed = encode_request("submit", input="/i", output="/o", watcher={"pid": 7, "started": 9})
+    assert decode_request(followed)["watcher"] == (7, 9)
 
 
 @pytest.mark.parametrize(
@@ -71,6 +74,17 @@ def test_a_valid_submit_round_trips_with_defaults() -> None:
             "unknown engine setting 'sharpness'",
         ),
         (raw(op="submit", input="/i", output="/o", settings={"tolerance": -1}), BAD_MESSAGE, "0 %"),
+        (raw(op="submit", input="/i", output="/o", watcher=5), BAD_MESSAGE, "'watcher' must be"),
+        (
+            raw(op="submit", input="/i", output="/o", watcher={"pid": 5}),
+            BAD_MESSAGE,
+            "'watcher' must hold pid and started",
+        ),
+        (
+            raw(op="submit", input="/i", output="/o", watcher={"pid": -1, "started": 2}),
+            BAD_MESSAGE,
+            "'watcher.pid' must be a count",
+        ),
         (raw(op="cache_clean", on_exit="yes"), BAD_MESSAGE, "boolean"),
         (b" " * (MAX_MESSAGE_BYTES + 1), BAD_MESSAGE, "limit"),
     ],
@@ -96,6 +110,8 @@ def test_replies_round_trip_and_errors_raise() -> None:
     assert caught.value.code == "unknown_job"
     with pytest.raises(ProtocolError, match="'ok'"):
         decode_reply(raw(result=1))
+    with pytest.raises(ProtocolError, match="failed reply has no error code"):  # (0.3.22: "'ok'")
+        decode_reply(raw(ok=False, error=5))
 
 
 PING = {"version": "1", "pid": 7, "endpoint": "ipc:///w.sock", "running": 0, "queued": 0,

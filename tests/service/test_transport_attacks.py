@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import zmq
 from service_support import (
     Worker,
     private_env,
@@ -19,9 +20,10 @@ from service_support import (
     write_psf,
 )
 
-from worker.errors import RemoteError
+from worker.errors import InputError, RemoteError
 from worker.service import protocol
 from worker.service.client import Client
+from worker.service.transport import generate_keys, secure_client
 
 NOBODY = 65534
 CONNECT = """
@@ -196,3 +198,20 @@ def test_the_command_line_checks_the_endpoint_too() -> None:
             assert result.returncode == 1
             assert words in result.stderr and len(result.stderr.splitlines()) == 1
         assert not any(Path(name).exists() for name in ("/w.sock", "/w.sock.lock", "/.start.lock"))
+
+
+@pytest.mark.parametrize("damage", [b"not a certificate\n", None])
+def test_a_damaged_server_key_is_said_in_one_line(tmp_path: Path, damage: bytes | None) -> None:
+    """A client's copy of the worker's public key that is damaged or unreadable (a folder in
+    its place) is an `InputError` naming it, as a damaged key pair of its own is (until engine
+    0.3.23 pyzmq's ValueError, or an OSError, came through as an internal error)."""
+    generate_keys(tmp_path)
+    server_key = tmp_path / "server.key"
+    server_key.unlink()
+    if damage is None:
+        server_key.mkdir()
+    else:
+        server_key.write_bytes(damage)
+    refused = pytest.raises(InputError, match=r"cannot read the CURVE key .*server\.key")
+    with zmq.Context() as context, context.socket(zmq.REQ) as socket, refused:
+        secure_client(socket, "tcp://127.0.0.1:5555", tmp_path)

@@ -24,6 +24,7 @@ from service_support import (
 
 from cache.store import RESULT, ResultCache
 from worker.errors import ProtocolError, RemoteError
+from worker.service import protocol
 from worker.service.client import Client
 
 
@@ -100,6 +101,27 @@ def test_bad_input_files_fail_the_job_not_the_worker(worker, material, tmp_path)
         assert leftovers(tmp_path) == []
         good = submit(client, material["small"], tmp_path / "good.tif", psf=str(material["psf"]))
         assert wait(client, good["job"])["stage"] == "done"
+
+
+def test_outputs_that_cannot_be_written_are_the_jobs_fault(worker, material, tmp_path):
+    """A job writing into the worker's cache, or into a folder that is not there, is refused
+    as bad input (until engine 0.3.23 the first, its key cached, stayed at "writing" for good,
+    and the second was answered as a cache error)."""
+    key = "c3" * 16
+    psf = str(material["psf"])
+    inside = worker.cache_dir / "stolen.tif"
+    with worker.client() as client:
+        first = submit(client, material["small"], tmp_path / "first.tif", psf=psf, key=key)
+        assert wait(client, first["job"])["stage"] == "done"
+        for output, words in (
+            (inside, "is inside the cache"),
+            (tmp_path / "no-such-folder" / "o.tif", "no-such-folder"),
+        ):
+            with pytest.raises(RemoteError, match=words) as refused:
+                submit(client, material["small"], output, psf=psf, key=key)
+            assert refused.value.code == protocol.BAD_INPUT
+        assert client.request("ping")["running"] == 0
+    assert not inside.exists()
 
 
 def test_a_second_job_runs_in_the_executor_that_is_already_warm(worker, material, tmp_path):
@@ -302,21 +324,62 @@ def test_twenty_clients_submitting_at_once(worker, material, tmp_path):
         assert Path(final["output"]).exists()
 
 
-def test_a_client_that_disappears_mid_job_does_not_stop_it(worker, material, tmp_path):
-    out = tmp_path / "out.tif"
-    command = [sys.executable, "-m", "worker", "submit", material["small"], "-o", out]
-    command += ["--psf", material["psf"], "--wait", "--endpoint", worker.endpoint]
-    client = subprocess.Popen(
+def follow(worker, source: Path, output: Path, psf: Path, *extra: str) -> subprocess.Popen:
+    """`dt-deconvolve submit SOURCE -o OUTPUT --psf PSF EXTRA... --wait` as a real process."""
+    command = [sys.executable, "-m", "worker", "submit", source, "-o", output, "--psf", psf]
+    command += [*extra, "--wait", "--endpoint", worker.endpoint]
+    return subprocess.Popen(
         list(map(str, command)), env=worker.env, stdout=subprocess.PIPE, text=True
     )
+
+
+def test_a_client_killed_outright_mid_job_has_its_job_cancelled(worker, material, tmp_path):
+    """A client that cannot react (SIGKILL: darktable's whole process group killed) leaves no
+    result behind: the worker sees its process gone and cancels the job (until engine 0.3.22
+    the job ran on and its result landed beside the picture, imported by no one)."""
+    large = write_picture(tmp_path / "large.tif", (1600, 2400), seed=4)
+    out = tmp_path / "out.tif"
+    client = follow(worker, large, out, material["psf"])
     first = client.stdout.readline().split()
     client.kill()
     client.wait()
     client.stdout.close()
     assert first[0] == "JOB"
     with worker.client() as talk:
-        assert wait(talk, first[1])["stage"] == "done"
+        assert wait(talk, first[1])["stage"] == "cancelled"
+    assert not out.exists()
+
+
+def test_a_paused_client_keeps_its_job(worker, material, tmp_path):
+    """A client stopped for a while (SIGSTOP, a suspended laptop's darktable) still runs: its
+    job is done, and the client reports it when it goes on."""
+    out = tmp_path / "out.tif"
+    client = follow(worker, material["small"], out, material["psf"])
+    first = client.stdout.readline().split()
+    client.send_signal(signal.SIGSTOP)
+    try:
+        with worker.client() as talk:
+            assert wait(talk, first[1])["stage"] == "done"
+            time.sleep(1.5)  # the worker's look at its clients (every second) has come
+    finally:
+        client.send_signal(signal.SIGCONT)
+    lines = client.communicate(timeout=60)[0].splitlines()
+    assert client.returncode == 0 and lines[-1] == f"DONE {out}"
     assert out.exists()
+
+
+def test_a_job_whose_client_does_not_follow_it_runs_on(worker, material, tmp_path):
+    """`submit` without --wait hands the job over and ends; a watcher that runs nowhere this
+    worker can see (another machine's or pid namespace's process) is not watched."""
+    plain, watched = tmp_path / "plain.tif", tmp_path / "watched.tif"
+    handed = worker.cli("submit", material["small"], "-o", plain, "--psf", material["psf"])
+    assert handed.returncode == 0, handed.stderr
+    elsewhere = {"pid": 2**22 + 1, "started": 1}  # above Linux's largest pid
+    with worker.client() as talk:
+        job = submit(talk, material["small"], watched, psf=str(material["psf"]), watcher=elsewhere)
+        assert wait(talk, job["job"])["stage"] == "done"
+        assert wait(talk, handed.stdout.strip())["stage"] == "done"
+    assert plain.exists() and watched.exists()
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP, "pipe"])

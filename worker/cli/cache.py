@@ -29,6 +29,13 @@ EXPORT_PATTERN = "dt-deconvolve-export-*"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `cache` command, with its actions `lookup`, `kernel`, `stats` and `clean`.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The commands of the `dt-deconvolve` parser (`build_parser`).
+    """
     parser = subparsers.add_parser("cache", help="look up, count or clean cached results")
     actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
 
@@ -75,11 +82,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def look_up(cache: ResultCache, key: str, output: Path | None, name: str) -> None:
-    """Print "hit PATH" (the cached file `name` for `key`, copied to `output` when one is named)
-    or "miss". A reader that left before it could be told (darktable killed while the copy ran)
-    never learns of the copy: a new one is removed (the cache still holds the result), so no
-    file is left that nothing will import; a file the copy replaced is the copy's (the old one
-    went with the copy)."""
+    """Print "hit PATH" or "miss" for the cached file `name` of `key`.
+
+    PATH is one escaped field (`path_field`). A reader that left before it could be told
+    (darktable killed while the copy ran) never learns of the copy: a new one is removed (the
+    cache still holds the result), so no file is left that nothing will import; a file the copy
+    replaced is the copy's (the old one went with the copy).
+
+    Parameters
+    ----------
+    cache : ResultCache
+        The cache to look in.
+    key : str
+        A cache key, as `dt-deconvolve key` prints it.
+    output : Path or None
+        Where to copy the file on a hit, atomically; PATH is then `output`. None: no copy, PATH
+        is the file in the cache.
+    name : str
+        The entry's file: `RESULT` (the deblurred picture) or `PSF_PNG` (the kernel's picture).
+
+    Raises
+    ------
+    InputError
+        `key` is not a cache key, or `output` lies inside the cache.
+    OSError
+        The copy failed (a missing folder, a full disk); `BrokenPipeError` when stdout's reader
+        left.
+    """
     new = output is not None and not os.path.lexists(output)
     found = cache.lookup(key, output, name)
     try:
@@ -91,6 +120,24 @@ def look_up(cache: ResultCache, key: str, output: Path | None, name: str) -> Non
 
 
 def run_lookup(args: argparse.Namespace) -> int:
+    """`cache lookup KEY [-o OUTPUT]`: print "hit PATH" or "miss" for the result (`look_up`).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: `key`, `output` (Path or None) and `cache_dir`.
+
+    Returns
+    -------
+    int
+        `ExitStatus.OK`, on a hit as on a miss.
+
+    Raises
+    ------
+    InputError
+        `output` is not named as a TIFF file (.tif, .tiff), or as `look_up` and `ResultCache`
+        raise it (the cache folder is not a folder).
+    """
     if args.output is not None:
         check_tiff_name(args.output)
     look_up(ResultCache(cache_dir_of(args)), args.key, args.output, RESULT)
@@ -98,6 +145,27 @@ def run_lookup(args: argparse.Namespace) -> int:
 
 
 def run_kernel(args: argparse.Namespace) -> int:
+    """`cache kernel KEY [-o OUTPUT]`: print the blur found for `KEY`, then "hit PATH" or "miss".
+
+    The blur's line (`blur_line`) comes only when the entry's report holds an estimated blur;
+    PATH is the kernel's picture (PNG), as `look_up` prints it.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: `key`, `output` (Path or None) and `cache_dir`.
+
+    Returns
+    -------
+    int
+        `ExitStatus.OK`, on a hit as on a miss.
+
+    Raises
+    ------
+    InputError
+        `output` is not named NAME.png (`check_names`), or as `look_up` and `ResultCache` raise
+        it.
+    """
     check_names(None, args.output)  # (a PNG under a kernel's .npy name replaced it)
     cache = ResultCache(cache_dir_of(args))
     entry = cache.entry(args.key)
@@ -109,23 +177,47 @@ def run_kernel(args: argparse.Namespace) -> int:
 
 
 def remove_leftover_exports(folder: Path) -> int:
-    """Remove from `folder` what the plug-ins of darktables that are gone left there: their
-    private folders (`PRIVATE_FOLDER`: a running darktable's stays) and old exports. Only this
-    user's own folders and regular files are touched, never what a link leads to. Returns how
-    many went."""
+    """Remove from `folder` what the plug-ins of darktables that are gone left there.
+
+    That is their private folders (`PRIVATE_FOLDER`: a running darktable's stays) and the
+    exports of old plug-ins (`EXPORT_PATTERN`, regular files), when this user owns them: in a
+    shared folder such as /tmp another user's are theirs to clean (and, the folder sticky, not
+    this user's to remove). A link is never followed, nor removed.
+
+    Parameters
+    ----------
+    folder : Path
+        darktable's temporary folder.
+
+    Returns
+    -------
+    int
+        How many folders and files went (a folder counts once its removal was tried: errors
+        inside it are ignored; an export that could not be removed does not count).
+
+    Raises
+    ------
+    OSError
+        `folder` cannot be listed.
+    """
     removed = 0
     for child in folder.iterdir():
         try:
             status = child.lstat()
         except OSError:
             continue
+        if status.st_uid != os.geteuid():
+            continue
         named = PRIVATE_FOLDER.fullmatch(child.name)
-        if named and stat.S_ISDIR(status.st_mode) and status.st_uid == os.geteuid():
+        if named and stat.S_ISDIR(status.st_mode):
             if not _running(int(named.group(1))):
                 shutil.rmtree(child, ignore_errors=True)
                 removed += 1
         elif child.match(EXPORT_PATTERN) and stat.S_ISREG(status.st_mode):
-            child.unlink(missing_ok=True)
+            try:
+                child.unlink()
+            except OSError:
+                continue
             removed += 1
     return removed
 
@@ -142,6 +234,25 @@ def _running(pid: int) -> bool:
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    """`cache stats`: print the cache's entries, sizes, cap and free disk (`ResultCache.stats`).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: `cache_dir`, and `json`: print one JSON object (the fields
+        of `ResultCache.stats`, sizes in bytes) rather than a sentence (sizes in MB of 2**20
+        bytes).
+
+    Returns
+    -------
+    int
+        `ExitStatus.OK`.
+
+    Raises
+    ------
+    InputError
+        The cache folder is not a folder.
+    """
     stats = ResultCache(cache_dir_of(args)).stats()
     if args.json:
         print(json.dumps(stats))
@@ -156,6 +267,33 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_clean(args: argparse.Namespace) -> int:
+    """`cache clean`: empty the cache, or on darktable's exit remove only what it need not keep.
+
+    With `--on-exit` only the full-resolution results go (none with `--keep-results`; the
+    kernels stay), and with `--exports-dir` also what plug-ins of darktables that are gone left
+    in that folder (`remove_leftover_exports`; a folder that does not exist is skipped). Prints
+    what went: one sentence, or one JSON object (`ResultCache.clean`'s counts and
+    `exports_removed`).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: `on_exit`, `keep_results`, `exports_dir` (Path or None),
+        `json` and `cache_dir`.
+
+    Returns
+    -------
+    int
+        `ExitStatus.OK`.
+
+    Raises
+    ------
+    InputError
+        `--keep-results` or `--exports-dir` without `--on-exit` (before anything is removed),
+        or the cache folder is not a folder.
+    OSError
+        As `remove_leftover_exports` raises it, after the cache was cleaned.
+    """
     if not args.on_exit and (args.keep_results or args.exports_dir):
         raise InputError(  # without --on-exit, clean empties the whole cache: refused, not ignored
             "--keep-results and --exports-dir go with --on-exit (without it, clean empties the "

@@ -10,12 +10,14 @@ Without `--wait` it prints the job id. With `--wait` it prints, one line each (f
 and exits 0 when done, 1 when the job failed (the reason on stderr), 3 when it was cancelled.
 A client stopped while it follows its job (Ctrl-C, a kill, its terminal or its stdout's reader
 gone) cancels the job first, even one stopped as it hands the job over: no result appears
-after the command has ended without `DONE`. So does one that cannot print the job's id. A job
-that a stopping worker refuses goes to the worker started after it.
+after the command has ended without `DONE`. So does one that cannot print the job's id. One
+killed outright (SIGKILL) cannot: the worker, told who follows the job, cancels it when this
+process has gone. A job that a stopping worker refuses goes to the worker started after it.
 """
 
 import argparse
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +37,20 @@ from worker.errors import InputError, RemoteError
 from worker.jobspec import JobSpec
 from worker.service import protocol
 from worker.service.client import ensure_worker, next_worker
+from worker.service.transport import process_start
 from worker.signals import held
 from worker.stages import Stage
 
 
 def add_job_options(parser: argparse.ArgumentParser) -> None:
-    """The options that say how to deblur (shared with `key`, which hashes them)."""
+    """Add the options that say how to deblur (shared with `key`, which hashes them).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser: it gets the engine's options (`add_engine_options`), `--blur`
+        (default `AUTO`), `--window` (default None) and `--psf`.
+    """
     add_engine_options(parser)
     parser.add_argument(
         "--blur",
@@ -54,7 +64,29 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
 
 
 def job_spec(args: argparse.Namespace, output: str) -> JobSpec:
-    """The job that the options of `add_job_options` (and `--key`, if any) describe."""
+    """The job that the options of `add_job_options` (and `--key`, if any) describe.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: `input`, the options of `add_job_options`, and `key` where
+        the command has it. The input and the kernel are made absolute (links not resolved);
+        with `--psf`, `--blur` is ignored.
+    output : str
+        The job's output, as the spec holds it: an absolute path (`submit`), or "" (`key`,
+        whose key does not depend on it).
+
+    Returns
+    -------
+    JobSpec
+        The job, checked (`JobSpec.validate`); its files are not looked at.
+
+    Raises
+    ------
+    InputError
+        When the options do not make a job that can run (`JobSpec.validate`: settings out of
+        range or that do not go together).
+    """
     spec = JobSpec(
         input=str(args.input.absolute()),
         output=output,
@@ -69,6 +101,13 @@ def job_spec(args: argparse.Namespace, output: str) -> JobSpec:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `submit` command.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The commands of the `dt-deconvolve` parser (`build_parser`).
+    """
     parser = subparsers.add_parser("submit", help="queue a job on the worker")
     parser.add_argument("input", type=Path, metavar="INPUT", help="the picture to deblur (TIFF)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="where to write it")
@@ -83,12 +122,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def say(line: str) -> None:
+    """Print one line for the plug-in on stdout, at once (flushed).
+
+    Parameters
+    ----------
+    line : str
+        The line, without its end.
+
+    Raises
+    ------
+    BrokenPipeError
+        When stdout's reader has gone.
+    """
     print(line, flush=True)
 
 
 def check_cache(worker: dict[str, Any], asked: Path | None) -> None:
     """Refuse a `--cache-dir` other than the cache of the worker that answered (it owns its
-    cache: the job's result would go to the worker's, not to the folder asked for)."""
+    cache: the job's result would go to the worker's, not to the folder asked for).
+
+    Parameters
+    ----------
+    worker : dict
+        The worker's ping reply: its ``cache_dir`` and ``endpoint``. A reply without a
+        ``cache_dir`` (a worker of engine 0.3.19 or older) is not checked.
+    asked : Path or None
+        The `--cache-dir` given; None: any cache will do. Compared with the worker's once both
+        are resolved (links followed).
+
+    Raises
+    ------
+    InputError
+        When the worker keeps its results in another folder.
+    """
     kept = worker.get("cache_dir")  # (a worker of engine 0.3.19 or older does not say)
     if asked is None or not isinstance(kept, str) or Path(kept).resolve() == asked.resolve():
         return
@@ -98,7 +164,46 @@ def check_cache(worker: dict[str, Any], asked: Path | None) -> None:
     )
 
 
+def watcher() -> dict[str, int] | None:
+    """This process as a job's watcher (`protocol.WATCHER_FIELDS`): the worker cancels the job
+    once this process has gone.
+
+    Returns
+    -------
+    dict of str to int or None
+        ``{"pid": its pid, "started": its start}`` (`process_start`); None where it cannot
+        tell when it started (no ``/proc``).
+    """
+    started = process_start("self")
+    return None if started is None else {"pid": os.getpid(), "started": started}
+
+
 def run(args: argparse.Namespace) -> int:
+    """`submit INPUT -o OUTPUT`: hand the job to a worker of this version (started if none
+    answers), then print its id, or with `--wait` follow it to its end (the lines above).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: `input`, `output` (made absolute), the options of
+        `add_job_options`, `key`, `wait`, and the endpoint's and the cache's options.
+
+    Returns
+    -------
+    int
+        `ExitStatus.OK` once the job is handed over (without `--wait`) or done;
+        `ExitStatus.CANCELLED` when it was cancelled (a line on stderr says so).
+
+    Raises
+    ------
+    InputError
+        When the options make no job (`job_spec`), the endpoint is malformed, the worker keeps
+        its results elsewhere than `--cache-dir` (`check_cache`), no worker of this version
+        can be had (`ensure_worker`, `WorkerUnavailable`), the worker went away while the job
+        ran, or the job failed (its reason).
+    RemoteError
+        When the worker refuses the job (a missing input, a busy worker...).
+    """
     spec = job_spec(args, str(args.output.absolute()))
     with client_of(args) as client:
         worker = ensure_worker(client, cache_dir_of(args))
@@ -113,12 +218,15 @@ def run(args: argparse.Namespace) -> int:
                 shown.append(line)
                 say(f"PROGRESS {line[0]} {line[1]}")
 
+        fields = spec.as_fields()
+        if args.wait:  # the worker cancels the job if this process ends before it does
+            fields["watcher"] = watcher()
         job: str | None = None
         try:
             while job is None:
                 try:
                     with held():  # a stop comes once the job's id is known, to cancel it
-                        job = client.request("submit", **spec.as_fields())["job"]
+                        job = client.request("submit", **fields)["job"]
                 except RemoteError as error:
                     if error.code != protocol.STOPPING:
                         raise

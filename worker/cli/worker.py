@@ -3,6 +3,7 @@
 import argparse
 import math
 import re
+from decimal import Decimal
 
 from cache.store import CacheLimits
 from worker.cli.endpoint import (
@@ -17,18 +18,57 @@ from worker.service.server import MAX_QUEUED, Server, WorkerConfig, open_log
 from worker.service.transport import default_curve_dir, generate_keys
 
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:i?B)?|B)?\s*", re.IGNORECASE)
+MAX_SIZE = 2**60  # bytes (1024 T): a larger size is a slip of the keyboard
 
 
 def size(text: str) -> int:
-    """A size in bytes from text such as `4G`, `500M` or `1048576`."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    """A size in bytes from text such as `4G`, `500M` or `1048576` (an argparse type).
+
+    Parameters
+    ----------
+    text : str
+        A number, decimals allowed, then optionally K, M, G or T (powers of 1024, any case,
+        followed or not by ``B`` or ``iB``) or ``B``; spaces around aside. At most
+        `MAX_SIZE`.
+
+    Returns
+    -------
+    int
+        The bytes, rounded down.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        `text` is not such a size.
+    """
+    match = _SIZE.fullmatch(text)
     if not match:
         raise argparse.ArgumentTypeError(f"'{text}' is not a size (examples: 4G, 500M, 0)")
-    return int(float(match[1]) * _UNITS[match[2].upper()])
+    count = int(Decimal(match[1]) * _UNITS[(match[2] or "").upper()])
+    if count > MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"'{text}' is more than {size_text(MAX_SIZE)}")
+    return count
 
 
 def seconds(text: str) -> float:
-    """A positive, finite number of seconds."""
+    """A positive, finite number of seconds (an argparse type).
+
+    Parameters
+    ----------
+    text : str
+        The number as given.
+
+    Returns
+    -------
+    float
+        The seconds.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        `text` is not a number, or is 0, negative, infinite or NaN.
+    """
     try:
         value = float(text)
     except ValueError:
@@ -39,18 +79,54 @@ def seconds(text: str) -> float:
 
 
 def size_text(count: int) -> str:
-    """A size in bytes as `size` reads it, in the largest unit that divides it (`4G`)."""
-    unit = max((u for u, bytes_ in _UNITS.items() if count % bytes_ == 0), key=_UNITS.__getitem__)
+    """A size in bytes as `size` reads it, in the largest unit that divides it (`4G`).
+
+    Parameters
+    ----------
+    count : int
+        The bytes, not negative.
+
+    Returns
+    -------
+    str
+        The number of that unit, then the unit's letter (none for bytes).
+    """
+    dividing = [unit for unit, bytes_ in _UNITS.items() if count and count % bytes_ == 0]
+    unit = max(dividing, key=_UNITS.__getitem__, default="")
     return f"{count // _UNITS[unit]}{unit}"
 
 
 def positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    """A whole number from 1 up (an argparse type).
+
+    Parameters
+    ----------
+    text : str
+        The number as given: digits only.
+
+    Returns
+    -------
+    int
+        The number.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        `text` is not digits alone (a sign, a space, a point), or is 0.
+    """
+    if not re.fullmatch("[0-9]+", text) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"'{text}' is not a positive whole number")
     return int(text)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `worker` command.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The commands of the `dt-deconvolve` parser (`build_parser`).
+    """
     parser = subparsers.add_parser(
         "worker", help="run the worker that takes jobs over ZeroMQ and caches results"
     )
@@ -112,6 +188,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`worker`: serve jobs until told to stop; or, with --generate-keys, make CURVE keys.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: the endpoint's and the cache's options, `jobs`,
+        `cache_size`, `min_free`, `generate_keys`, `idle_exit`, `max_queue`, `allow_dir` and
+        `verbose` (log to stderr too).
+
+    Returns
+    -------
+    int
+        `ExitStatus.OK` once the keys are made; else `Server.run`'s status, 0, once the worker
+        has stopped.
+
+    Raises
+    ------
+    InputError
+        The worker cannot listen at the endpoint (malformed, or taken).
+    """
     curve_dir = args.curve_dir or default_curve_dir()
     if args.generate_keys:
         for path in generate_keys(curve_dir):

@@ -62,7 +62,18 @@ class ToneCurve:
 
     @staticmethod
     def gamma(value: float) -> ToneCurve:
-        """The pure power law Y = X^value (value 1 is linear light)."""
+        """The pure power law Y = X^value.
+
+        Parameters
+        ----------
+        value : float
+            The exponent (1: linear light).
+
+        Returns
+        -------
+        ToneCurve
+            The parametric curve of family 0.
+        """
         return ToneCurve(0, (float(value),))
 
     @property
@@ -71,11 +82,34 @@ class ToneCurve:
         return self.kind == 0 and self.params[0] == 1.0
 
     def linearise(self, encoded: np.ndarray) -> np.ndarray:
-        """Linear light from encoded values (the curve itself), float32."""
+        """Linear light from encoded values (the curve itself).
+
+        Parameters
+        ----------
+        encoded : ndarray
+            Encoded values, 1 for white; beyond [0, 1] the curve is extended (see the module's
+            notes).
+
+        Returns
+        -------
+        ndarray of float32
+            The linear values, in `encoded`'s shape.
+        """
         return self._odd(self._forward, encoded)
 
     def encode(self, linear: np.ndarray) -> np.ndarray:
-        """Encoded values from linear light: the exact inverse of `linearise`, float32."""
+        """Encoded values from linear light: the exact inverse of `linearise`.
+
+        Parameters
+        ----------
+        linear : ndarray
+            Linear values, 1 for white (beyond [0, 1] as in `linearise`).
+
+        Returns
+        -------
+        ndarray of float32
+            The encoded values, in `linear`'s shape.
+        """
         return self._odd(self._inverse, linear)
 
     def _odd(self, function: Callable[[np.ndarray], np.ndarray], values: np.ndarray) -> np.ndarray:
@@ -134,10 +168,26 @@ LINEAR = ToneCurve.gamma(1.0)
 
 
 def tone_curves(profile: bytes, channels: int) -> tuple[ToneCurve, ...]:
-    """The tone curves of an ICC `profile` for an image with `channels` colour channels (1 or 3).
+    """The tone curves of an ICC `profile` for an image with `channels` colour channels.
 
-    Raises `InputError` when the profile is damaged, is not for RGB or grayscale images, or has no
-    tone curves (a lookup-table profile).
+    Parameters
+    ----------
+    profile : bytes
+        The ICC profile, as embedded in the file.
+    channels : int
+        The image's colour channels: 3 (RGB) or 1 (grayscale).
+
+    Returns
+    -------
+    tuple of ToneCurve
+        One curve per channel: rTRC, gTRC, bTRC, or kTRC.
+
+    Raises
+    ------
+    InputError
+        When the profile is damaged, is not for the image's colour space (RGB or grayscale),
+        has no tone curves (a lookup-table profile), or holds a curve of an unknown type or one
+        that cannot be inverted; or when `channels` is neither 1 nor 3.
     """
     colour_space = _header(profile)
     tags = _tag_table(profile)
@@ -184,7 +234,9 @@ def _tag_table(profile: bytes) -> dict[bytes, tuple[int, int]]:
 def _curve(profile: bytes, offset: int, size: int) -> ToneCurve:
     data = profile[offset : offset + size]
     kind = data[:4]
-    if kind == b"curv" and size >= 12:
+    if kind in (b"curv", b"para") and size < 12:
+        raise InputError("the embedded ICC profile is damaged (curve cut off)")
+    if kind == b"curv":
         (count,) = struct.unpack_from(">I", data, 8)
         if size < 12 + 2 * count:
             raise InputError("the embedded ICC profile is damaged (curve cut off)")
@@ -194,7 +246,7 @@ def _curve(profile: bytes, offset: int, size: int) -> ToneCurve:
             return _invertible(ToneCurve.gamma(struct.unpack_from(">H", data, 12)[0] / 256.0))
         table = np.frombuffer(data, dtype=">u2", count=count, offset=12) / 65535.0
         return _table_curve(table)
-    if kind == b"para" and size >= 12:
+    if kind == b"para":
         (family,) = struct.unpack_from(">H", data, 8)
         if family not in _PARA_PARAMETERS:
             raise InputError(f"the ICC profile uses an unknown parametric curve (type {family})")
@@ -263,10 +315,24 @@ BRADFORD_D65_TO_D50 = (
 def matrix_profile(
     curve: ToneCurve = SRGB, description: str = "sRGB (dt-deconvolve)", grayscale: bool = False
 ) -> bytes:
-    """A version 4.3 display profile with the sRGB primaries (or grayscale) and tone `curve`.
+    """A version 4.3 display profile with the sRGB primaries (or grayscale) and a tone curve.
 
     With the default curve this is an sRGB profile. Tags written: desc, cprt, wtpt, chad, and
     either rXYZ/gXYZ/bXYZ and rTRC/gTRC/bTRC, or kTRC.
+
+    Parameters
+    ----------
+    curve : ToneCurve, optional
+        The tone curve of every channel.
+    description : str, optional
+        The profile's name (its desc tag).
+    grayscale : bool, optional
+        Whether to write a grayscale profile (kTRC) instead of an RGB one.
+
+    Returns
+    -------
+    bytes
+        The profile.
     """
     curve_tag = _curve_tag(curve)
     tags: list[tuple[bytes, bytes]] = [

@@ -33,11 +33,27 @@ class Background:
         self.pending = 0
 
     def fileno(self) -> int:
-        """Readable when some work has ended (poll it with the loop's sockets)."""
+        """The pipe end that wakes the loop.
+
+        Returns
+        -------
+        int
+            The read end of the pipe: readable when some work has ended (poll it with the
+            loop's sockets, then call `collect`). -1 after `close`.
+        """
         return self._wake_read
 
     def run(self, work: Callable[[], Any], then: Then) -> None:
-        """Run `work()` in a thread; `then(future)` runs in the loop by `collect` afterwards."""
+        """Run `work()` in a thread; `then(future)` runs in the loop by `collect` afterwards.
+
+        Parameters
+        ----------
+        work : callable
+            Called with no arguments in one of the `THREADS` threads.
+        then : callable
+            Called with `work`'s `Future`, which is done, in the thread that calls `collect`;
+            it runs whether `work` returned or raised (``future.result()`` raises it again).
+        """
         self.pending += 1
 
         def finished(future: Future[Any]) -> None:
@@ -48,17 +64,33 @@ class Background:
         self._pool.submit(work).add_done_callback(finished)
 
     def collect(self) -> None:
-        """Run the `then` of every piece of work that has ended."""
+        """Run the `then` of every piece of work that has ended, in the order they ended.
+
+        `pending` counts the pieces whose `then` has not run yet. A `then` that raises does not
+        keep the others from running (the pipe is emptied: they would wait for the next piece
+        to end); the first such exception propagates once all have run.
+
+        Raises
+        ------
+        Exception
+            The first exception a `then` raised (a bug: the loop logs it).
+        """
         with contextlib.suppress(BlockingIOError):
             while os.read(self._wake_read, 4096):
                 pass
+        failures: list[Exception] = []
         while True:
             try:
                 future, then = self._finished.get_nowait()
             except queue.Empty:
-                return
+                break
             self.pending -= 1
-            then(future)
+            try:
+                then(future)
+            except Exception as error:
+                failures.append(error)
+        if failures:
+            raise failures[0]
 
     def __enter__(self) -> "Background":
         return self

@@ -63,6 +63,9 @@ class Job:
     followers: list[str] = field(default_factory=list)
     withdrawn: bool = False  # the leader's own client cancelled; the run goes on for followers
     kept: Path | None = None  # a withdrawn leader's output as it was (`atomic.set_aside`)
+    # The process that follows the job (`submit --wait`: the plug-in's command), as its pid and
+    # start (`transport.process_start`); when it has gone, so has the job's only reader.
+    watcher: tuple[int, int] | None = None
 
     @property
     def final(self) -> bool:
@@ -71,21 +74,42 @@ class Job:
 
     @property
     def key(self) -> str | None:
+        """The job's cache key (`JobSpec.key`); None: its result is not cached."""
         return self.spec.key
 
     @property
     def output(self) -> str:
+        """The absolute path of the job's result (`JobSpec.output`)."""
         return self.spec.output
 
     def seconds_left(self) -> float | None:
-        """Estimated time left: the time spent so far scaled by the fraction still to do."""
+        """Estimated time left: the time spent so far scaled by the fraction still to do.
+
+        Returns
+        -------
+        float or None
+            Seconds, rounded to 0.1 s; 0.0 for a done job. None before the job has started
+            running, once it has failed or been cancelled, and while less than 2 % is done
+            (too early to tell).
+        """
         if self.started is None or self.final or self.fraction < 0.02:
             return 0.0 if self.stage == Stage.DONE else None
         spent = time.time() - self.started
         return round(spent * (1 - self.fraction) / self.fraction, 1)
 
     def progress(self, fraction: float, detail: str) -> None:
-        """Record the pipeline's progress (`detail`: the pipeline's step, a `Stage` name)."""
+        """Record the pipeline's progress.
+
+        Parameters
+        ----------
+        fraction : float
+            How much of the job is done, from 0 to 1; kept within that range, and never lower
+            than the fraction already recorded.
+        detail : str
+            The pipeline's step, a `Stage` name: it becomes `detail`, and the job's stage
+            becomes that step's public stage (`Stage.public`), unless it is `QUEUED` or a final
+            stage. Another name changes only `detail`.
+        """
         self.fraction = min(max(float(fraction), self.fraction), 1.0)
         with contextlib.suppress(ValueError):  # an unknown name changes only the detail
             step = Stage(detail)
@@ -94,7 +118,15 @@ class Job:
         self.detail = detail
 
     def end(self, stage: Stage, error: str | None = None) -> None:
-        """Record how the job ended (`error`: why it failed, kept to `MAX_TEXT` characters)."""
+        """Record how the job ended, and when; a done job's fraction becomes 1.
+
+        Parameters
+        ----------
+        stage : Stage
+            `DONE`, `FAILED` or `CANCELLED`; also its `detail`.
+        error : str or None, optional
+            Why it failed, kept to `MAX_TEXT` characters (`short_text`); None: no error.
+        """
         self.stage = stage
         self.detail = stage
         self.error = short_text(error)
@@ -103,9 +135,21 @@ class Job:
             self.fraction = 1.0
 
     def as_dict(self) -> dict[str, Any]:
-        """The job as the protocol's `status` reply shows it (a withdrawn leader: cancelled, as its
-        client asked). Its size is bounded: two paths (`MAX_PATH_BYTES` each), two short texts
-        and a report without paths of the client's, well under `MAX_MESSAGE_BYTES`."""
+        """The job as the protocol's `status` reply shows it.
+
+        Returns
+        -------
+        dict
+            ``job``, ``stage`` and ``detail``, ``fraction`` (rounded to 4 decimals),
+            ``seconds_left``, ``input``, ``output``, ``key``, the times ``submitted``,
+            ``started`` and ``finished`` (seconds since the epoch; None until they happen, and
+            ``started`` stays None for a job that no executor ran: a follower, a copy from the
+            cache), ``error``, ``note`` (cut to `MAX_TEXT` characters), ``report`` and
+            ``follows`` (the leader's id, for a follower; else None). A withdrawn leader shows
+            as cancelled, as its client asked, though it still runs. Its size is bounded: two
+            paths (`worker.jobspec.MAX_PATH` bytes each), two short texts and a report without
+            paths of the client's, well under `protocol.MAX_MESSAGE_BYTES`.
+        """
         stage = Stage.CANCELLED if self.withdrawn else self.stage
         return {
             "job": self.id,
@@ -132,10 +176,27 @@ class Job:
         limits: dict[str, int],
         known: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The message that hands this job to an executor (`scratch`: its private folder, None
-        when the runtime disk has no room for one; `known`: the kernel its key has in the cache,
-        `{"path": its copy, "report": the report of the job that estimated it, "made": that
-        job's parameters}`)."""
+        """The message that hands this job to an executor (`Executor.start`).
+
+        Parameters
+        ----------
+        cache_dir : Path
+            The worker's result cache, where the executor stores the job's result.
+        scratch : Path or None
+            The job's private folder, where an estimated kernel is kept for the cache; None
+            when the runtime disk has no room for one.
+        limits : dict of str to int
+            The cache's ``max_bytes`` and ``min_free_bytes`` (`CacheLimits`' fields).
+        known : dict or None, optional
+            The kernel its key has in the cache: ``{"path": its copy, "report": the report of
+            the job that estimated it, "made": that job's parameters}``. None: none.
+
+        Returns
+        -------
+        dict
+            JSON-ready: ``job`` (the id), ``spec`` (`JobSpec.as_fields`), ``cache_dir``,
+            ``cache_limits``, ``scratch`` (str or None) and ``known``.
+        """
         return {
             "job": self.id,
             "spec": self.spec.as_fields(),
@@ -147,14 +208,38 @@ class Job:
 
 
 def short_text(text: str | None) -> str | None:
-    """A message kept to `MAX_TEXT` characters (a reply must stay under the message limit)."""
+    """A message kept to `MAX_TEXT` characters (a reply must stay under the message limit).
+
+    Parameters
+    ----------
+    text : str or None
+        The message.
+
+    Returns
+    -------
+    str or None
+        `text` itself when it is None or short enough; else its start, ending in ``...``,
+        `MAX_TEXT` characters in all.
+    """
     if text is None or len(text) <= MAX_TEXT:
         return text
     return text[: MAX_TEXT - 3] + "..."
 
 
 def file_identity(path: str) -> tuple[int, int] | None:
-    """Inode and modification time of a file (None if absent): a new or replaced file differs."""
+    """Inode and modification time of a file: a new or replaced file differs.
+
+    Parameters
+    ----------
+    path : str
+        The file; a link is followed.
+
+    Returns
+    -------
+    tuple of int or None
+        ``(st_ino, st_mtime_ns)``; None when it cannot be examined (absent, or a folder on the
+        way that cannot be searched).
+    """
     try:
         info = os.stat(path)
     except OSError:
@@ -171,24 +256,80 @@ class JobTable:
         self.active_by_key: dict[str, str] = {}
 
     def get(self, job_id: str) -> Job:
-        """The job `job_id`; `ProtocolError` (`UNKNOWN_JOB`) when the worker knows none."""
+        """The job `job_id`.
+
+        Parameters
+        ----------
+        job_id : str
+            The job's id.
+
+        Returns
+        -------
+        Job
+            The job: not yet ended, or ended and not yet forgotten (`add` keeps the
+            `RECENT_JOBS` last submitted of the finished jobs).
+
+        Raises
+        ------
+        ProtocolError
+            Code `UNKNOWN_JOB`: the worker knows no such job (never had it, or has forgotten
+            it).
+        """
         job = self.jobs.get(job_id)
         if job is None:
             raise ProtocolError(f"no job '{job_id}' on this worker", protocol.UNKNOWN_JOB)
         return job
 
     def active_with_key(self, key: str | None) -> Job | None:
-        """The queued or running job with this cache key, if any."""
+        """The job that runs, or waits to run, the computation of this cache key.
+
+        Parameters
+        ----------
+        key : str or None
+            The cache key; None: no job.
+
+        Returns
+        -------
+        Job or None
+            The job whose result later submits of `key` share (`enqueue`): queued or running
+            (a withdrawn one too) until it ends or its result is handed out (`release_key`);
+            None when there is none. Followers are never returned.
+        """
         job_id = self.active_by_key.get(key) if key else None
         return self.jobs[job_id] if job_id else None
 
     def active_with_output(self, output: str) -> Job | None:
-        """The queued or running job (a follower too) that writes `output`, if any."""
+        """The job, not yet ended, that writes `output`, if any.
+
+        Parameters
+        ----------
+        output : str
+            An absolute output path, compared as written (links are not resolved).
+
+        Returns
+        -------
+        Job or None
+            The first such job (queued, running, copying a result, or a follower); None when
+            there is none.
+        """
         return next((j for j in self.jobs.values() if not j.final and j.output == output), None)
 
     def add(self, job: Job, queued: bool = True) -> Job:
-        """Keep `job` (queued unless `queued` is false: a follower), forgetting the oldest
-        finished jobs beyond `RECENT_JOBS`; returns it."""
+        """Keep `job`, forgetting the oldest finished jobs beyond `RECENT_JOBS`.
+
+        Parameters
+        ----------
+        job : Job
+            The job, with a fresh id (`new`).
+        queued : bool, optional
+            Put it at the end of the queue (`enqueue`). False: it is only kept (a follower, or
+            a job answered from the cache).
+
+        Returns
+        -------
+        Job
+            `job` itself.
+        """
         self.jobs[job.id] = job
         if queued:
             self.enqueue(job)
@@ -196,17 +337,49 @@ class JobTable:
         return job
 
     def enqueue(self, job: Job) -> None:
-        """Put `job` at the end of the queue; later submits of its key follow it."""
+        """Put `job` at the end of the queue; later submits of its key follow it.
+
+        Parameters
+        ----------
+        job : Job
+            A job already kept (`add`). Its key, if any, now names it (`active_with_key`).
+        """
         self.queue.append(job.id)
         if job.key:
             self.active_by_key[job.key] = job.id
 
     def new(self, spec: JobSpec) -> Job:
-        """A job for `spec` with a fresh id, not yet added."""
+        """A job for `spec` with a fresh id, not yet added.
+
+        Parameters
+        ----------
+        spec : JobSpec
+            What the job does.
+
+        Returns
+        -------
+        Job
+            A queued job, not yet in the table (`add`), whose id is 12 random hexadecimal
+            digits.
+        """
         return Job(id=uuid.uuid4().hex[:12], spec=spec)
 
     def follow(self, leader: Job, spec: JobSpec) -> Job:
-        """A job of its own for a later submit of `leader`'s key, sharing its computation."""
+        """A job of its own for a later submit of `leader`'s key, sharing its computation.
+
+        Parameters
+        ----------
+        leader : Job
+            The job that runs the key's computation (`active_with_key`); the new job is added
+            to its followers.
+        spec : JobSpec
+            The later submit's job: same key, maybe another output.
+
+        Returns
+        -------
+        Job
+            The follower, kept but not queued, at the leader's stage, detail and fraction.
+        """
         job = self.new(spec)
         job.leader = leader.id
         job.stage, job.detail, job.fraction = leader.stage, leader.detail, leader.fraction
@@ -214,29 +387,80 @@ class JobTable:
         return self.add(job, queued=False)
 
     def followers(self, leader: Job) -> list[Job]:
-        """The followers of `leader` that still wait for its result."""
+        """The followers of `leader` that still wait for its result.
+
+        Parameters
+        ----------
+        leader : Job
+            A job that others may follow.
+
+        Returns
+        -------
+        list of Job
+            Its followers that have not ended and are still kept, in the order they came.
+        """
         found = (self.jobs.get(job_id) for job_id in leader.followers)
         return [job for job in found if job is not None and not job.final]
 
     def release_key(self, job: Job) -> None:
-        """Later submits of `job`'s key no longer follow it (its result is being handed out)."""
+        """Later submits of `job`'s key no longer follow it (its result is being handed out).
+
+        Parameters
+        ----------
+        job : Job
+            A job; nothing changes unless it is the one its key names.
+        """
         if job.key and self.active_by_key.get(job.key) == job.id:
             del self.active_by_key[job.key]
 
     def active(self) -> int:
-        """How many jobs wait or run (followers included)."""
+        """How many jobs have not ended.
+
+        Returns
+        -------
+        int
+            The jobs that wait, run or copy a result (followers and withdrawn leaders
+            included).
+        """
         return sum(1 for job in self.jobs.values() if not job.final)
 
     def next_queued(self) -> Job | None:
-        """The job first in the queue, taken off it; None when none waits."""
+        """The job first in the queue, taken off it; None when none waits.
+
+        Returns
+        -------
+        Job or None
+            The job, still kept, and still named by its key (`release_key` is not called).
+        """
         return self.jobs[self.queue.popleft()] if self.queue else None
 
     def position(self, job: Job) -> int | None:
-        """How many jobs wait before `job` in the queue; None when it is not queued."""
+        """How many jobs wait before `job` in the queue.
+
+        Parameters
+        ----------
+        job : Job
+            Any job.
+
+        Returns
+        -------
+        int or None
+            0 for the first one; None when it is not queued (running, ended, a follower).
+        """
         return self.queue.index(job.id) if job.id in self.queue else None
 
     def end(self, job: Job, stage: Stage, error: str | None = None) -> None:
-        """Mark `job` finished (done, failed or cancelled) and take it off the queue."""
+        """Mark `job` finished and take it off the queue; its key no longer names it.
+
+        Parameters
+        ----------
+        job : Job
+            The job; its followers are left as they are.
+        stage : Stage
+            `DONE`, `FAILED` or `CANCELLED` (`Job.end`).
+        error : str or None, optional
+            Why it failed; None: no error.
+        """
         job.end(stage, error)
         with contextlib.suppress(ValueError):
             self.queue.remove(job.id)
@@ -251,10 +475,22 @@ class JobTable:
 class Executor:
     """A warm child process that runs one job at a time, driven by JSON lines on its pipes.
 
-    The object owns the process, its two pipes and its private `folder` (for its warm-up's
-    files, None: the system's temporary folder) until `close()` (or the end of a `with` block),
-    which kills the process if it still runs, reaps it and removes the folder. Not thread-safe:
-    the server's loop alone drives it.
+    The process (`python -m worker.service.executor`) starts now and warms up meanwhile; it
+    says `Event.READY` when it takes jobs. The object owns the process, its
+    pipes and its private `folder` until `close()` (or the end of a `with` block), which kills
+    the process if it still runs, reaps it and removes the folder (`reap`). Not thread-safe: the
+    server's loop alone drives it.
+
+    Parameters
+    ----------
+    folder : Path or None, optional
+        A private folder for the warm-up's files, removed with the process; None: the system's
+        temporary folder.
+
+    Raises
+    ------
+    OSError
+        When the process cannot be started.
     """
 
     def __init__(self, folder: Path | None = None) -> None:
@@ -282,18 +518,48 @@ class Executor:
         return self.process.pid
 
     def fileno(self) -> int:
-        """The executor's events pipe (its stdout), for the server's poller."""
+        """The executor's events pipe (its stdout), for the server's poller.
+
+        Returns
+        -------
+        int
+            The pipe's file descriptor, non-blocking.
+
+        Raises
+        ------
+        ValueError
+            Once the pipe is closed (`reap`).
+        """
         assert self.process.stdout is not None
         return self.process.stdout.fileno()
 
     def error_fileno(self) -> int:
-        """The executor's stderr pipe, for the server's poller."""
+        """The executor's stderr pipe, for the server's poller.
+
+        Returns
+        -------
+        int
+            The pipe's file descriptor, non-blocking.
+
+        Raises
+        ------
+        ValueError
+            Once the pipe is closed (`reap`).
+        """
         assert self.process.stderr is not None
         return self.process.stderr.fileno()
 
     def read_errors(self) -> list[str]:
-        """The lines the executor has written on its stderr so far, each at most `MAX_TEXT`
-        characters (a line without end that grows past 64 KiB is cut there)."""
+        """The lines the executor has written on its stderr since the last call.
+
+        Returns
+        -------
+        list of str
+            Each whole line, without its end, decoded as UTF-8 (other bytes escaped) and kept
+            to `MAX_TEXT` characters (`short_text`). A line not yet ended waits for the next
+            call, unless it has grown past 64 KiB: it is then returned as it is. Empty once the
+            pipe is closed.
+        """
         while True:
             try:
                 chunk = os.read(self.error_fileno(), 65536)
@@ -314,7 +580,17 @@ class Executor:
         return self.ready and self.job is None and self.process.poll() is None
 
     def read_events(self) -> tuple[list[dict[str, Any]], bool]:
-        """The events the executor has written so far, and whether its pipe has closed."""
+        """The events the executor has written since the last call, and whether its pipe has
+        closed.
+
+        Returns
+        -------
+        events : list of dict
+            Each whole line that holds a JSON object (`Event`), in order; other lines are
+            skipped, and a line not yet ended waits for the next call.
+        closed : bool
+            Whether the pipe has closed: the process has ended (reap it: `reap`).
+        """
         closed = False
         while True:
             try:
@@ -335,7 +611,20 @@ class Executor:
         return events, closed
 
     def start(self, job: Job, task: dict[str, Any]) -> None:
-        """Hand `job` over; the executor answers with progress events."""
+        """Hand `job` over; the executor answers with progress events.
+
+        Parameters
+        ----------
+        job : Job
+            The job; it becomes `self.job` even when the write fails.
+        task : dict
+            Its message (`Job.task`), written as one JSON line on the executor's stdin.
+
+        Raises
+        ------
+        OSError
+            When the process has ended (a broken pipe): its closed events pipe reports it.
+        """
         assert self.process.stdin is not None
         self.job = job
         self.process.stdin.write(json.dumps(task).encode() + b"\n")
@@ -348,19 +637,32 @@ class Executor:
         self.close()
 
     def close(self) -> None:
-        """Stop the process if it still runs, reap it and close its pipes (idempotent)."""
-        if self.process.returncode is None:
-            self.kill()
+        """Stop the process if it still runs, reap it, close its pipes and remove its folder
+        (`kill`; idempotent: a process already reaped is not signalled again)."""
+        self.kill()
 
     def kill(self) -> str:
-        """Stop the process at once; returns how it ended (for messages)."""
+        """Stop the process at once (SIGKILL), then `reap` it.
+
+        Returns
+        -------
+        str
+            How it ended, as `reap` says it: ``signal SIGKILL``, or the exit status or signal
+            it had ended with already.
+        """
         with contextlib.suppress(ProcessLookupError):
             self.process.send_signal(signal.SIGKILL)
         return self.reap()
 
     def reap(self) -> str:
-        """Wait for the process to end, close its pipes and remove its folder; returns how it
-        ended ("exit status N" or "signal NAME", for messages)."""
+        """Wait for the process to end, close its pipes and remove its folder.
+
+        Returns
+        -------
+        str
+            How it ended, for messages: ``exit status N``, or ``signal NAME`` when a signal
+            ended it.
+        """
         code = self.process.wait()
         for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
             if pipe is not None:

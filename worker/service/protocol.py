@@ -82,11 +82,25 @@ class Operation:
     optional: Mapping[str, Check] = field(default_factory=dict)
 
 
+def _watcher(name: str, value: Any) -> tuple[int, int]:
+    """The process that follows a job to its end (`submit --wait`): `{"pid": P, "started": S}`,
+    its pid and its start as `transport.process_start` reads it on the machine they share."""
+    value = _object(name, value)
+    if set(value) != set(WATCHER_FIELDS):
+        raise ProtocolError(f"field '{name}' must hold {' and '.join(WATCHER_FIELDS)}, only")
+    pid, started = (_count(f"{name}.{part}", value[part]) for part in WATCHER_FIELDS)
+    return pid, started
+
+
+WATCHER_FIELDS = ("pid", "started")
 OPERATIONS: Mapping[str, Operation] = {
     "ping": Operation(),
-    "submit": Operation(  # the fields of a JobSpec
+    "submit": Operation(  # the fields of a JobSpec, and who follows the job
         required={name: FIELD_CHECKS[name] for name in REQUIRED_FIELDS},
-        optional={n: c for n, c in FIELD_CHECKS.items() if n not in REQUIRED_FIELDS},
+        optional={
+            **{n: c for n, c in FIELD_CHECKS.items() if n not in REQUIRED_FIELDS},
+            "watcher": optional(_watcher),
+        },
     ),
     "status": Operation(required={"job": _job_id}),
     "cancel": Operation(required={"job": _job_id}),
@@ -207,7 +221,29 @@ def _load(data: bytes, what: str) -> dict[str, Any]:
 
 
 def decode_request(data: bytes) -> Request:
-    """Parse and check a request; raises `ProtocolError` (one line) for anything malformed."""
+    """Parse and check a request, so that the server can answer any bytes a client sends.
+
+    Parameters
+    ----------
+    data : bytes
+        The request's frame, as received.
+
+    Returns
+    -------
+    Request
+        Its operation and every field of it (`OPERATIONS`), each checked; an optional field the
+        request leaves out is filled with its default (`False` for ``on_exit`` and
+        ``keep_results``, else None).
+
+    Raises
+    ------
+    ProtocolError
+        One line, for anything malformed: longer than `MAX_MESSAGE_BYTES`, not UTF-8 JSON (NaN
+        and Infinity are not), not an object, an ``op`` that is not a string, a field missing,
+        unknown or failing its check (code None: `BAD_MESSAGE`); no ``v``, or one other than
+        the integer `PROTOCOL_VERSION` (`UNSUPPORTED_VERSION`); an ``op`` that names no
+        operation (`UNKNOWN_OPERATION`).
+    """
     message = _load(data, "request")
     op = message.get("op")
     if not isinstance(op, str):
@@ -232,14 +268,52 @@ def decode_request(data: bytes) -> Request:
 
 
 def encode_request(op: str, **fields: Any) -> bytes:
-    """The bytes of a request; checked like the server will check it, so errors show early."""
+    """The bytes of a request; checked like the server will check it, so errors show early.
+
+    Parameters
+    ----------
+    op : str
+        The operation (a key of `OPERATIONS`).
+    **fields : Any
+        The request's fields, JSON-ready.
+
+    Returns
+    -------
+    bytes
+        One UTF-8 JSON object, compact, with ``v`` and ``op``.
+
+    Raises
+    ------
+    ProtocolError
+        When the request would be refused as malformed (`decode_request`), or is longer than
+        `MAX_MESSAGE_BYTES`.
+    ValueError
+        For a NaN or infinite number in `fields`; `TypeError` for a value JSON cannot hold.
+    """
     data = _dump({"v": PROTOCOL_VERSION, "op": op, **fields})
     decode_request(data)
     return data
 
 
 def encoded_size(value: Any) -> int:
-    """The bytes `value` takes in a message."""
+    """The bytes `value` takes in a message.
+
+    Parameters
+    ----------
+    value : Any
+        A JSON-ready value.
+
+    Returns
+    -------
+    int
+        The length of its compact JSON text (ASCII: every other character escaped), as
+        `encode_reply` writes it.
+
+    Raises
+    ------
+    ValueError
+        For a NaN or infinite number; `TypeError` for a value JSON cannot hold.
+    """
     return len(json.dumps(value, allow_nan=False, separators=(",", ":")))
 
 
@@ -251,29 +325,88 @@ def _dump(message: Mapping[str, Any]) -> bytes:
 
 
 def encode_reply(**fields: Any) -> bytes:
-    """A successful reply."""
+    """A successful reply.
+
+    Parameters
+    ----------
+    **fields : Any
+        The reply's fields, JSON-ready.
+
+    Returns
+    -------
+    bytes
+        One UTF-8 JSON object, compact, with ``v`` and ``"ok": true``.
+
+    Raises
+    ------
+    ProtocolError
+        When it is longer than `MAX_MESSAGE_BYTES`.
+    ValueError
+        For a NaN or infinite number in `fields`; `TypeError` for a value JSON cannot hold.
+    """
     return _dump({"v": PROTOCOL_VERSION, "ok": True, **fields})
 
 
 def encode_error(code: str | None, message: str) -> bytes:
-    """A failed reply: an error code (None: `bad_message`) and one line for the user."""
+    """A failed reply: an error code and one line for the user.
+
+    Parameters
+    ----------
+    code : str or None
+        One of this module's error codes; None (or empty): `BAD_MESSAGE`.
+    message : str
+        What went wrong. Its runs of white space (line ends included) become one space, and
+        it is cut to 1000 characters, so the reply always fits in a message.
+
+    Returns
+    -------
+    bytes
+        One UTF-8 JSON object: ``v``, ``"ok": false``, ``error`` (the code) and ``message``.
+    """
     code = code or BAD_MESSAGE
     line = " ".join(message.split())[:1000]
     return _dump({"v": PROTOCOL_VERSION, "ok": False, "error": code, "message": line})
 
 
 def decode_reply(data: bytes, op: str | None = None) -> dict[str, Any]:
-    """The fields of a successful reply to operation `op` (checked: `REPLIES`); raises
-    `RemoteError` for a failed one and `ProtocolError` for a malformed one."""
+    """The fields of a successful reply to operation `op`.
+
+    Parameters
+    ----------
+    data : bytes
+        The reply's frame, as received.
+    op : str or None, optional
+        The operation the reply answers: the fields a client reads of it are checked
+        (`REPLIES`). None, or an operation without an entry there: none is.
+
+    Returns
+    -------
+    dict
+        The whole reply object, ``v`` and ``ok`` included; it may hold more fields than
+        `REPLIES` names (a newer worker's).
+
+    Raises
+    ------
+    RemoteError
+        For a failed reply (``"ok": false`` with a string ``error``): its code and message;
+        ``internal`` when the code is `INTERNAL`.
+    ProtocolError
+        For a malformed reply: longer than `MAX_MESSAGE_BYTES`, not UTF-8 JSON, not an object,
+        of another protocol version (`UNSUPPORTED_VERSION`), without a boolean ``ok`` (or a
+        failed one without a string ``error``), or without a field that `op`'s reply needs,
+        or with one that fails its check.
+    """
     reply = _load(data, "reply")
     ok = reply.get("ok")
     if ok is True:
         _check_reply(reply, REPLIES.get(op or "", Operation()))
         return reply
-    if ok is False and isinstance(reply.get("error"), str):
-        code = reply["error"]
-        raise RemoteError(code, str(reply.get("message", "")), internal=code == INTERNAL)
-    raise ProtocolError("the reply has no boolean 'ok' field")
+    if ok is not False:
+        raise ProtocolError("the reply has no boolean 'ok' field")
+    code = reply.get("error")
+    if not isinstance(code, str):
+        raise ProtocolError("the worker's failed reply has no error code")
+    raise RemoteError(code, str(reply.get("message", "")), internal=code == INTERNAL)
 
 
 def _check_reply(reply: dict[str, Any], shape: Operation) -> None:

@@ -58,6 +58,7 @@ CACHED_KERNEL = "cached-psf.npy"  # a job's own copy of its key's cached kernel,
 STOP_GRACE = 1.0  # seconds a stopping worker still tells clients how their jobs ended
 ANSWERED_WHILE_STOPPING = frozenset({"ping", "status", "list", "cancel", "shutdown"})
 SOCKET_CHECK = 2.0  # seconds between checks that the ipc socket file is still the worker's
+WATCH_CHECK = 1.0  # seconds between checks that the clients following jobs still run
 SCRATCH_ROOM = 16 << 20  # free bytes a scratch folder needs: the largest kernel and its picture
 
 log = logging.getLogger("dt-deconvolve.worker")
@@ -92,7 +93,16 @@ Handler = Callable[[protocol.Request], dict[str, Any] | Deferred]
 def open_log(verbose: bool) -> None:
     """Log to a rotating file in the state folder (and to stderr with `verbose`). A log file
     that cannot be opened (a read-only state folder, a folder or a broken link in its place)
-    does not keep the worker from starting: it logs to stderr, saying why."""
+    does not keep the worker from starting: it logs to stderr, saying why.
+
+    The file is ``worker.log`` in `state_dir`, up to 1 MiB, with three older ones beside it
+    (``worker.log.1`` ...); a name that is not UTF-8 is written escaped.
+
+    Parameters
+    ----------
+    verbose : bool
+        Log to stderr too, and log every request and event (level DEBUG, else INFO).
+    """
     path = state_dir() / "worker.log"
     handlers: list[logging.Handler] = [logging.StreamHandler()] if verbose else []
     try:
@@ -117,7 +127,30 @@ def open_log(verbose: bool) -> None:
 @contextlib.contextmanager
 def endpoint_lock(endpoint: str) -> Iterator[None]:
     """Hold a lock beside an ipc socket for the worker's life, so that two workers never share
-    (and steal) one socket. tcp endpoints need none: the second bind fails."""
+    (and steal) one socket. tcp endpoints need none: the second bind fails.
+
+    The lock is the file ``NAME.lock`` beside the socket file NAME, private (umask 077), which
+    holds the pid of the worker that holds it. The socket's folder is made if missing and
+    checked first (`private_folder`).
+
+    Parameters
+    ----------
+    endpoint : str
+        The worker's endpoint; nothing is done for a tcp one.
+
+    Yields
+    ------
+    None
+        Once the lock is held; it is released when the block ends (the file stays).
+
+    Raises
+    ------
+    InputError
+        When another worker holds the lock (its pid is in the message), or the socket's folder
+        is refused (`private_folder`: not a private folder of this user's).
+    OSError
+        When the lock file cannot be opened.
+    """
     path = ipc_path(endpoint)
     if path is None:
         yield
@@ -142,7 +175,14 @@ class SocketFile:
     """The ipc socket file a worker bound, known by its device and inode: removed when the
     worker stops only while it is still its own. A logout may remove the socket's folder, lock and
     all; a worker started then binds a new socket at the same path, which the first one's exit
-    must not take away."""
+    must not take away.
+
+    Parameters
+    ----------
+    path : Path
+        The socket file, just bound: its identity is read now (a link is not followed). One
+        that cannot be examined is never this worker's.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -156,7 +196,13 @@ class SocketFile:
         return info.st_dev, info.st_ino
 
     def is_ours(self) -> bool:
-        """Whether the path still holds the socket this worker bound (clients reach it)."""
+        """Whether the path still holds the socket this worker bound (clients reach it).
+
+        Returns
+        -------
+        bool
+            True while the file at the path has the device and inode it had when bound.
+        """
         return self.identity is not None and self._identity() == self.identity
 
     def remove(self) -> None:
@@ -176,7 +222,25 @@ def _remove_partial_output(job: Job) -> None:
 
 
 class Server:
-    """The worker's server loop and its request handlers."""
+    """The worker's server loop and its request handlers.
+
+    Each handler takes a checked request (`protocol.decode_request`) and returns the reply's
+    fields, or raises; `answer` turns either into the reply's bytes.
+
+    Parameters
+    ----------
+    config : WorkerConfig
+        How the worker runs. Its cache folder is made now (`ResultCache`), and so is the
+        `Background` for copies of results (a pipe now, up to two threads when needed), which
+        `run` closes as it stops serving.
+
+    Raises
+    ------
+    InputError
+        When something other than a folder is at the cache's place.
+    OSError
+        When the cache folder or the runtime folder cannot be made.
+    """
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
@@ -193,6 +257,7 @@ class Server:
         self.socket: zmq.Socket | None = None
         self.socket_file: SocketFile | None = None  # an ipc endpoint's, once bound
         self.next_socket_check = 0.0
+        self.next_watch_check = 0.0
         self.remote = False  # clients come from other machines (CURVE): confined to allowed_dirs
         self.handlers: dict[str, Handler] = {
             "ping": self.ping,
@@ -209,8 +274,26 @@ class Server:
     # ---- running ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Serve until `shutdown`, SIGINT or one of `STOPPING_SIGNALS`; returns the exit
-        status."""
+        """Serve until `shutdown`, SIGINT or one of `STOPPING_SIGNALS`.
+
+        It also stops after `WorkerConfig.idle_exit` seconds without requests or jobs, and
+        when its ipc socket file was removed or replaced. On the way out, the executors are
+        killed, the jobs that run or wait are cancelled, clients are still answered while
+        copies of results are under way and for `STOP_GRACE` seconds after jobs that ended just
+        now, and the scratch folders and the socket file (while still its own) are removed.
+
+        Returns
+        -------
+        int
+            The exit status: 0.
+
+        Raises
+        ------
+        InputError
+            When the worker cannot listen at the endpoint: malformed, taken by another worker,
+            beyond the loopback interface without CURVE keys (`secure_server`), or refused by
+            ZeroMQ (a tcp port in use).
+        """
         config = self.config
         check_endpoint(config.endpoint, curve=True)  # the CURVE check comes with the keys
         with contextlib.ExitStack() as stack:
@@ -282,6 +365,7 @@ class Server:
     def _turn(self, socket: zmq.Socket) -> None:
         """One turn of the loop: start jobs, wait for a request or an event, handle it."""
         self._keep_executors()
+        self._cancel_unfollowed()
         self._dispatch()
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
@@ -385,7 +469,23 @@ class Server:
         self.background.run(deferred.work, then)
 
     def answer(self, payload: bytes) -> bytes | Deferred:
-        """The reply to one request, or the work that will make it; never raises."""
+        """The reply to one request, or the work that will make it; never raises.
+
+        Parameters
+        ----------
+        payload : bytes
+            The request's frame, as received: any bytes.
+
+        Returns
+        -------
+        bytes or Deferred
+            The reply (`protocol.encode_reply`), or a failed one (`protocol.encode_error`)
+            whose code says why: the request's own (`ProtocolError`: malformed, unknown job,
+            busy, `protocol.STOPPING` for one that would start work on a stopping worker...),
+            `protocol.BAD_INPUT` for another `InputError`, `protocol.CACHE_ERROR` for
+            `NotCached` and any `OSError`, `protocol.INTERNAL` for anything else (a bug, logged
+            with its traceback). A `Deferred` for a reply that needs slow file work.
+        """
 
         def handle() -> dict[str, Any] | Deferred:
             request = protocol.decode_request(payload)
@@ -641,7 +741,21 @@ class Server:
     # ---- operations ------------------------------------------------------------------------
 
     def ping(self, request: protocol.Request) -> dict[str, Any]:
-        """Who answers (version, process and its start, endpoint, cache) and how busy it is."""
+        """Who answers (version, process and its start, endpoint, cache) and how busy it is.
+
+        Parameters
+        ----------
+        request : protocol.Request
+            The ``ping`` request (no fields).
+
+        Returns
+        -------
+        dict
+            ``version``, ``protocol``, ``pid``, ``started`` (`process_start`; None without
+            ``/proc``), ``endpoint``, ``cache_dir``, ``uptime`` (seconds), ``queued`` (jobs in
+            the queue), ``running`` (executors running a job, plus copies of results under
+            way), ``warm_executors`` and ``job_slots`` (`WorkerConfig.jobs`).
+        """
         running = sum(1 for executor in self.executors if executor.job is not None)
         return {
             "version": __version__,
@@ -661,12 +775,46 @@ class Server:
         return {**job.as_dict(), "position": self.table.position(job), **extra}
 
     def submit(self, request: protocol.Request) -> dict[str, Any]:
-        """Take a job: answered from the cache, following a running job of its key, or
-        queued."""
-        spec = JobSpec(**request.fields)
+        """Take a job: answered from the cache, following the job of its key that waits or
+        runs, or queued.
+
+        Parameters
+        ----------
+        request : protocol.Request
+            The ``submit`` request: a `JobSpec`'s fields, and ``watcher`` (the process that
+            follows the job, or None), which the job keeps when this worker sees that process
+            run (`_watchable`).
+
+        Returns
+        -------
+        dict
+            The job (`Job.as_dict`), its ``position`` in the queue (None unless queued) and
+            ``duplicate``: True when it follows a job of the same key.
+
+        Raises
+        ------
+        ProtocolError
+            Code `protocol.BUSY`: `WorkerConfig.max_queued` jobs wait or run already, or
+            another job writes the same output (unless both have the same key). Neither a blur
+            to find nor a kernel given: `protocol.BAD_MESSAGE`.
+        InputError
+            When the job cannot run as described (`JobSpec.validate`), names a path outside
+            the allowed folders (remote clients), or its input or kernel is not a readable
+            file, or its output is not a TIFF name (`JobSpec.check_files`).
+        OSError
+            When its output cannot be written (`JobSpec.check_files`): answered as
+            `protocol.CACHE_ERROR`.
+        """
+        fields = dict(request.fields)
+        watcher = self._watchable(fields.pop("watcher"))
+        spec = JobSpec(**fields)
         spec.validate()
         self._confine(spec.input, spec.output, spec.psf)
-        spec.check_files()
+        try:
+            spec.check_files()
+        except OSError as error:  # an output that cannot be written: the job's, not the cache's
+            raise InputError(describe_os_error(error)) from None
+        self.cache.check_outside(spec.output)
         if self.table.active() >= self.config.max_queued:
             raise ProtocolError(
                 f"the worker is busy: {self.config.max_queued} jobs wait or run already; "
@@ -686,9 +834,11 @@ class Server:
         existing = self.table.active_with_key(spec.key)
         if existing is not None:
             follower = self.table.follow(existing, spec)
+            follower.watcher = watcher
             log.info("job %s follows job %s (same key)", follower.id, existing.id)
             return self._job_reply(follower, duplicate=True)
         job = self.table.new(spec)
+        job.watcher = watcher
         if job.key and self.cache.has_result(job.key):
             self._copy_from_cache(job)
         else:
@@ -713,9 +863,11 @@ class Server:
         def then(future: "Future[tuple[Path | None, dict[str, Any] | None]]") -> None:
             try:
                 found, report = future.result()
-            except (OSError, NotCached) as error:
+            except Exception as error:  # the job ends whatever went wrong (a bug: logged too)
                 if not job.final:
                     self._end(job, Stage.FAILED, describe_error(error))
+                if not isinstance(error, OSError | NotCached | InputError):
+                    raise
                 return
             if job.final:  # cancelled while it was copied
                 if found is not None:
@@ -730,20 +882,60 @@ class Server:
         self.background.run(copy, then)
 
     def status(self, request: protocol.Request) -> dict[str, Any]:
-        """Where one job stands."""
+        """Where one job stands.
+
+        Parameters
+        ----------
+        request : protocol.Request
+            The ``status`` request: ``job``, its id.
+
+        Returns
+        -------
+        dict
+            The job (`Job.as_dict`) and its ``position`` in the queue (None unless queued).
+
+        Raises
+        ------
+        ProtocolError
+            Code `protocol.UNKNOWN_JOB`: no such job (`JobTable.get`).
+        """
         return self._job_reply(self.table.get(request["job"]))
 
     def cancel(self, request: protocol.Request) -> dict[str, Any]:
-        """Cancel one client's job. Same-key jobs share a computation: it stops only when no
-        job wants its result any more."""
+        """Cancel one client's job (`_cancel`).
+
+        Parameters
+        ----------
+        request : protocol.Request
+            The ``cancel`` request: ``job``, its id.
+
+        Returns
+        -------
+        dict
+            The job after the cancel (`Job.as_dict`): cancelled (a withdrawn leader shows so
+            while it waits or runs on for its followers), and its ``position`` in the queue.
+
+        Raises
+        ------
+        ProtocolError
+            Code `protocol.UNKNOWN_JOB`: no such job; `protocol.NOT_FINISHED`: it has already
+            ended (or was withdrawn).
+        """
         job = self.table.get(request["job"])
+        if not self._cancel(job):
+            raise ProtocolError(
+                f"job {job.id} has already ended ({job.as_dict()['stage']})", protocol.NOT_FINISHED
+            )
+        return self._job_reply(job)
+
+    def _cancel(self, job: Job) -> bool:
+        """Cancel `job`; False when it had ended already. Same-key jobs share a computation: it
+        stops only when no job wants its result any more."""
         executor = next((e for e in self.executors if e.job is job), None)
         if executor is not None:
             self._read_executor(executor)  # it may have finished a moment ago
         if job.final or job.withdrawn:
-            raise ProtocolError(
-                f"job {job.id} has already ended ({job.as_dict()['stage']})", protocol.NOT_FINISHED
-            )
+            return False
         leader = self.table.jobs.get(job.leader) if job.leader else None
         if leader is not None:  # a follower: only this client's share goes
             self._end(job, Stage.CANCELLED)
@@ -755,7 +947,33 @@ class Server:
             log.info("job %s withdrawn; it runs on for the jobs that follow it", job.id)
         else:
             self._stop(job)
-        return self._job_reply(job)
+        return True
+
+    def _cancel_unfollowed(self) -> None:
+        """Cancel the jobs whose watcher (`submit --wait`) has gone, looked at every
+        `WATCH_CHECK` seconds. A client stopped by a signal it can catch cancels its job itself;
+        one killed outright (SIGKILL, as when darktable's whole process group is killed) cannot,
+        and its job's result would land beside the picture with nobody to import it. A paused
+        client, or one waiting for a paused worker, still runs: its job goes on."""
+        now = time.monotonic()
+        if now < self.next_watch_check:
+            return
+        self.next_watch_check = now + WATCH_CHECK
+        for job in list(self.table.jobs.values()):
+            if job.watcher is None or job.final or job.withdrawn:
+                continue
+            pid, started = job.watcher
+            if process_start(pid) != started and self._cancel(job):
+                log.info(
+                    "job %s cancelled: the process that followed it (pid %d) ended", job.id, pid
+                )
+
+    def _watchable(self, watcher: tuple[int, int] | None) -> tuple[int, int] | None:
+        """`watcher` when this worker sees that process run (a client on this machine, in this
+        worker's pid namespace); else None, and the job runs to its end."""
+        if watcher is None or self.remote or process_start(watcher[0]) != watcher[1]:
+            return None
+        return watcher
 
     def _stop(self, job: Job) -> None:
         """Stop a job's computation now (its executor is killed) and cancel it."""
@@ -782,8 +1000,20 @@ class Server:
                 )
 
     def list_jobs(self, request: protocol.Request) -> dict[str, Any]:
-        """One page of jobs, newest first from `start`: at most `LIST_LIMIT`, and no more than
-        fit in one message; `next` is where the following page starts (None: no more)."""
+        """One page of jobs, newest first, as many as fit in one message.
+
+        Parameters
+        ----------
+        request : protocol.Request
+            The ``list`` request: ``start``, how many of the newest jobs to skip (None: 0).
+
+        Returns
+        -------
+        dict
+            ``jobs``: at most `LIST_LIMIT` jobs, each with ``job``, ``stage``, ``fraction``,
+            ``seconds_left``, ``input``, ``output`` and ``error`` (`Job.as_dict`), at least one
+            when any is left; ``next``: where the following page starts (None: no more).
+        """
         keep = ("job", "stage", "fraction", "seconds_left", "input", "output", "error")
         jobs = list(reversed(self.table.jobs.values()))
         start = request["start"] or 0
@@ -801,7 +1031,26 @@ class Server:
 
     def cache_lookup(self, request: protocol.Request) -> dict[str, Any] | Deferred:
         """Whether the cache holds a result for the key, copied to `output` when one is named
-        (off the loop: a large result to another disk takes seconds)."""
+        (off the loop: a large result to another disk takes seconds).
+
+        Parameters
+        ----------
+        request : protocol.Request
+            The ``cache_lookup`` request: ``key`` and ``output`` (an absolute path, or None).
+
+        Returns
+        -------
+        dict or Deferred
+            ``hit`` (bool) and ``path``: the result's path in the cache (without `output`), or
+            `output` (None on a miss). With `output`, the `Deferred` that makes that reply once
+            the copy is made (`ResultCache.lookup`); a copy that fails is answered as an error.
+
+        Raises
+        ------
+        InputError
+            When `output` is outside the allowed folders (remote clients), or is not a TIFF
+            name.
+        """
         key = request["key"]
         self._confine(request["output"])
         if not request["output"]:
@@ -817,15 +1066,58 @@ class Server:
         return Deferred(copy)
 
     def cache_stats(self, request: protocol.Request) -> dict[str, Any]:
-        """What the cache holds and its limits (`ResultCache.stats`)."""
+        """What the cache holds and its limits (`ResultCache.stats`).
+
+        Parameters
+        ----------
+        request : protocol.Request
+            The ``cache_stats`` request (no fields).
+
+        Returns
+        -------
+        dict
+            ``root``, ``entries``, ``results``, ``kernels``, ``bytes``, ``max_bytes``,
+            ``min_free_bytes`` and ``free_bytes``.
+        """
         return self.cache.stats()
 
     def cache_clean(self, request: protocol.Request) -> dict[str, Any]:
-        """Empty the cache, or on darktable's exit drop its large results (`ResultCache.clean`)."""
+        """Empty the cache, or on darktable's exit drop its large results (`ResultCache.clean`).
+
+        Parameters
+        ----------
+        request : protocol.Request
+            The ``cache_clean`` request: ``on_exit`` and ``keep_results`` (booleans, False
+            unless given).
+
+        Returns
+        -------
+        dict
+            ``entries_removed``, ``results_removed`` and ``bytes_freed``.
+
+        Raises
+        ------
+        OSError
+            When an entry cannot be removed: answered as `protocol.CACHE_ERROR`.
+        """
         return self.cache.clean(request["on_exit"], request["keep_results"])
 
     def shutdown(self, request: protocol.Request) -> dict[str, Any]:
-        """Stop: running jobs are cancelled, copies finished, clients told (`STOP_GRACE`)."""
+        """Stop: running jobs are cancelled, copies finished, clients told (`STOP_GRACE`).
+
+        The loop ends after this turn (`run`); until then, and while it stops, requests that
+        would start work are refused (`protocol.STOPPING`).
+
+        Parameters
+        ----------
+        request : protocol.Request
+            The ``shutdown`` request (no fields).
+
+        Returns
+        -------
+        dict
+            ``{"stopping": True}``.
+        """
         log.info("shutdown requested")
         self.stopping = True
         return {"stopping": True}

@@ -34,39 +34,101 @@ _TCP = re.compile(r"tcp://(?P<host>\[[0-9A-Fa-f:.]+\]|[^\[\]:/]+):(?P<port>[0-9]
 
 
 def default_endpoint() -> str:
-    """The worker's usual address: an ipc socket in the user's private runtime folder."""
+    """The worker's usual address: an ipc socket in the user's private runtime folder.
+
+    Returns
+    -------
+    str
+        ``ipc://<runtime folder>/worker.sock`` (`SOCKET_NAME`); the runtime folder is made now
+        if missing (`worker.paths.runtime_dir`).
+
+    Raises
+    ------
+    OSError
+        When the runtime folder cannot be made private.
+    """
     return f"ipc://{runtime_dir() / SOCKET_NAME}"
 
 
 def default_curve_dir() -> Path:
-    """Where CURVE keys are kept unless `--curve-dir` names another folder."""
+    """Where CURVE keys are kept unless `--curve-dir` names another folder.
+
+    Returns
+    -------
+    Path
+        ``curve/`` in the cache folder (`worker.paths.cache_dir`); not made.
+    """
     return cache_dir() / "curve"
 
 
 def ipc_path(endpoint: str) -> Path | None:
-    """The socket file of an `ipc://PATH` endpoint (a path, not empty), else None."""
+    """The socket file of an `ipc://PATH` endpoint.
+
+    Parameters
+    ----------
+    endpoint : str
+        A ZeroMQ endpoint, not checked.
+
+    Returns
+    -------
+    Path or None
+        PATH, as written (maybe relative); None when `endpoint` does not start with
+        ``ipc://`` or PATH is empty.
+    """
     path = endpoint.removeprefix("ipc://")
     return Path(path) if endpoint.startswith("ipc://") and path else None
 
 
 def tcp_host(endpoint: str) -> str | None:
-    """The host part of a well-formed `tcp://HOST:PORT` endpoint (an IPv6 address without its
-    brackets), else None."""
+    """The host part of a well-formed `tcp://HOST:PORT` endpoint.
+
+    Parameters
+    ----------
+    endpoint : str
+        A ZeroMQ endpoint, not checked.
+
+    Returns
+    -------
+    str or None
+        HOST: a name, an address, or an IPv6 address without its brackets (``[::1]`` gives
+        ``::1``). None unless the whole of `endpoint` is ``tcp://HOST:PORT`` with a port from
+        1 to 65535.
+    """
     match = _TCP.fullmatch(endpoint)
     return match["host"].strip("[]") if match and 1 <= int(match["port"]) <= 65535 else None
 
 
 def use_ipv6(socket: zmq.Socket, endpoint: str) -> None:
     """Let `socket` reach an IPv6 address (`tcp://[::1]:5555`); ZeroMQ speaks IPv4 only unless
-    told."""
+    told.
+
+    Parameters
+    ----------
+    socket : zmq.Socket
+        The socket, before it binds or connects; its ``ipv6`` option is set when the host of
+        `endpoint` holds a colon, and left as it is otherwise.
+    endpoint : str
+        Where it will bind or connect.
+    """
     host = tcp_host(endpoint)
     if host is not None and ":" in host:
         socket.ipv6 = True
 
 
 def is_loopback(host: str) -> bool:
-    """Whether `host` (a name or an address) is this machine's loopback: reached by local users
-    only."""
+    """Whether `host` is this machine's loopback: reached by local users only.
+
+    Parameters
+    ----------
+    host : str
+        A name, an address or ``*`` (`tcp_host`'s answer).
+
+    Returns
+    -------
+    bool
+        True for ``localhost`` and for a loopback address (127.0.0.0/8, ``::1``); False for
+        any other name (none is looked up), an interface or ``*``.
+    """
     if host == "localhost":
         return True
     try:
@@ -76,11 +138,25 @@ def is_loopback(host: str) -> bool:
 
 
 def process_start(pid: int | str) -> int | None:
-    """When process `pid` ("self": this one, whatever its pid namespace) started, in clock ticks
-    since the machine's boot; None when no such process runs (a zombie waiting to be reaped does
-    not). With its pid it names one process for good, as a pid alone does not: pids are reused,
-    and a worker reached through a container's port reports a pid of its own namespace, another
-    process's here."""
+    """When a process started, read from ``/proc/PID/stat``.
+
+    With its pid it names one process for good, as a pid alone does not: pids are reused, and a
+    worker reached through a container's port reports a pid of its own namespace, another
+    process's here.
+
+    Parameters
+    ----------
+    pid : int or str
+        The process's id in this process's pid namespace, or ``"self"``: this process,
+        whatever its pid namespace.
+
+    Returns
+    -------
+    int or None
+        Its start, in clock ticks since the machine's boot (the stat file's 22nd field). None
+        when no such process runs (a zombie waiting to be reaped does not) or ``/proc`` cannot
+        be read.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -90,7 +166,23 @@ def process_start(pid: int | str) -> int | None:
 
 
 def check_endpoint(endpoint: str, curve: bool = False) -> None:
-    """Raise `InputError` unless the worker may listen on `endpoint`."""
+    """Raise `InputError` unless the worker may listen on `endpoint`.
+
+    Parameters
+    ----------
+    endpoint : str
+        The endpoint to check. Nothing is bound, and no folder is looked at.
+    curve : bool, optional
+        Whether CURVE is on for it (the worker has its keys): a tcp endpoint may then listen
+        beyond the loopback interface. The client passes True, to check the shape alone.
+
+    Raises
+    ------
+    InputError
+        When `endpoint` is neither ``ipc:///PATH`` nor a well-formed ``tcp://HOST:PORT``
+        (`tcp_host`); its PATH is relative, ends in ``/`` or is longer than `IPC_PATH_LIMIT`
+        bytes; or, without `curve`, its HOST is not a loopback address (`is_loopback`).
+    """
     path = ipc_path(endpoint)
     host = tcp_host(endpoint)
     if path is None and host is None:
@@ -113,7 +205,19 @@ def check_endpoint(endpoint: str, curve: bool = False) -> None:
 
 def private_folder(folder: Path) -> None:
     """Make `folder` (the ipc socket's) if missing, mode 0700 whatever the umask; refuse one that
-    another user owns or may write in (they could replace the socket with their own)."""
+    another user owns or may write in (they could replace the socket with their own).
+
+    Parameters
+    ----------
+    folder : Path
+        The folder, made with its parents. One that exists keeps its mode.
+
+    Raises
+    ------
+    InputError
+        When it cannot be made, is not a folder (a link to one is not either), is another
+        user's, or its group or others may write in it.
+    """
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         info = folder.lstat()
@@ -130,7 +234,15 @@ def private_folder(folder: Path) -> None:
 
 @contextlib.contextmanager
 def private_files() -> Iterator[None]:
-    """Files (the socket) made in this block are the user's alone (umask 077)."""
+    """Files (the socket) made in this block are the user's alone (umask 077).
+
+    The umask is the process's, so files that other threads make meanwhile get it too.
+
+    Yields
+    ------
+    None
+        Once, for the block; the previous umask comes back when it ends, however it ends.
+    """
     previous = os.umask(0o077)
     try:
         yield
@@ -138,27 +250,67 @@ def private_files() -> Iterator[None]:
         os.umask(previous)
 
 
+def _load_certificate(path: Path) -> tuple[bytes, bytes | None]:
+    """The public key in `path`, and its secret one if it holds it; `InputError` when the
+    file cannot be read or holds no public key."""
+    try:
+        return zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read the CURVE key {path}: {error}") from None
+
+
 def _load_pair(folder: Path, name: str) -> tuple[bytes, bytes] | None:
     secret = folder / f"{name}.key_secret"
     if not secret.exists():
         return None
-    try:
-        public, private = zmq.auth.load_certificate(secret)
-    except (OSError, ValueError) as error:
-        raise InputError(f"cannot read the CURVE key {secret}: {error}") from None
+    public, private = _load_certificate(secret)
     if private is None:
         raise InputError(f"{secret} holds no secret key")
     return public, private
 
 
 def server_curve(folder: Path) -> tuple[bytes, bytes] | None:
-    """The worker's CURVE key pair when `folder` has one (CURVE is then on), else None."""
+    """The worker's CURVE key pair when `folder` has one (CURVE is then on), else None.
+
+    Parameters
+    ----------
+    folder : Path
+        The CURVE folder (`default_curve_dir`, or `--curve-dir`).
+
+    Returns
+    -------
+    tuple of bytes or None
+        ``(public, secret)``, Z85-encoded, read from ``server.key_secret``; None when that file
+        is not there.
+
+    Raises
+    ------
+    InputError
+        When ``server.key_secret`` cannot be read or holds no secret key.
+    """
     return _load_pair(folder, "server")
 
 
 def generate_keys(folder: Path) -> list[Path]:
-    """Make a server and a client key pair in `folder` and authorise the client; returns the
-    files made. Existing keys are kept."""
+    """Make a server and a client key pair in `folder` and authorise the client. Existing keys
+    are kept.
+
+    Parameters
+    ----------
+    folder : Path
+        The CURVE folder; made (with its parents) if missing, and its mode set to 0700.
+
+    Returns
+    -------
+    list of Path
+        The files made: ``NAME.key`` and ``NAME.key_secret`` of each pair that was missing (no
+        ``NAME.key_secret``), and ``authorized/client.key`` when it was missing.
+
+    Raises
+    ------
+    OSError
+        When the folder or a file cannot be made or written.
+    """
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     folder.chmod(0o700)
     made = []
@@ -177,8 +329,32 @@ def generate_keys(folder: Path) -> list[Path]:
 def secure_server(
     context: zmq.Context, socket: zmq.Socket, endpoint: str, folder: Path
 ) -> ThreadAuthenticator | None:
-    """Turn CURVE on for a tcp endpoint when `folder` holds the worker's keys; returns the
-    running authenticator (stop it when done) or None."""
+    """Turn CURVE on for a tcp endpoint when `folder` holds the worker's keys, and check the
+    endpoint (`check_endpoint`) with CURVE on or off accordingly.
+
+    Parameters
+    ----------
+    context : zmq.Context
+        The context of `socket`, in which the authenticator runs.
+    socket : zmq.Socket
+        The worker's socket, before it binds; made a CURVE server.
+    endpoint : str
+        Where it will listen. An ipc endpoint never gets CURVE.
+    folder : Path
+        The CURVE folder: ``server.key_secret`` turns CURVE on, and the public keys in
+        ``authorized/`` are the clients let in.
+
+    Returns
+    -------
+    ThreadAuthenticator or None
+        The running authenticator (stop it when done); None when CURVE is off.
+
+    Raises
+    ------
+    InputError
+        When the endpoint may not be listened on (`check_endpoint`: a tcp endpoint beyond the
+        loopback interface needs the keys), or the worker's key cannot be read.
+    """
     keys = server_curve(folder) if tcp_host(endpoint) is not None else None
     check_endpoint(endpoint, curve=keys is not None)
     if keys is None:
@@ -193,7 +369,24 @@ def secure_server(
 
 def secure_client(socket: zmq.Socket, endpoint: str, folder: Path) -> None:
     """Use CURVE on a tcp connection when `folder` holds a client key pair and the worker's
-    public key (and IPv6 for an IPv6 address)."""
+    public key (and IPv6 for an IPv6 address).
+
+    Parameters
+    ----------
+    socket : zmq.Socket
+        The client's socket, before it connects.
+    endpoint : str
+        Where it will connect. Nothing is done for an ipc endpoint.
+    folder : Path
+        The CURVE folder: ``client.key_secret`` (this client's pair) and ``server.key`` (the
+        worker's public key). Without either, the connection goes without CURVE.
+
+    Raises
+    ------
+    InputError
+        When ``client.key_secret`` cannot be read or holds no secret key, or ``server.key``
+        cannot be read or holds no public key.
+    """
     if tcp_host(endpoint) is None:
         return
     use_ipv6(socket, endpoint)
@@ -201,6 +394,6 @@ def secure_client(socket: zmq.Socket, endpoint: str, folder: Path) -> None:
     server_key = folder / "server.key"
     if pair is None or not server_key.exists():
         return
-    server_public, _ = zmq.auth.load_certificate(server_key)
+    server_public, _ = _load_certificate(server_key)
     socket.curve_publickey, socket.curve_secretkey = pair
     socket.curve_serverkey = server_public
