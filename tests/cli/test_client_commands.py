@@ -38,9 +38,10 @@ def test_key_is_stable_and_follows_the_settings(user_env, tmp_path):
     first = run_dt(user_env, *base)
     assert first.returncode == 0, first.stderr
     key = first.stdout.strip()
-    parameters = {"psf": None, "blur": 9, "window": "auto", "settings": asdict(DeblurSettings())}
+    parameters = {"psf": None, "blur": 9, "window": None, "settings": asdict(DeblurSettings())}
     assert key == cache_key(picture, parameters, __version__, sidecar=sidecar)  # same anywhere
     assert run_dt(user_env, *base, "--tolerance", "7").stdout.strip() != key
+    assert run_dt(user_env, *base[:-2]).stdout.strip() == key  # (auto: the default, said or not)
     pixels = run_dt(user_env, "key", picture, "--blur", "9")  # no sidecar: the pixels' hash
     assert pixels.returncode == 0 and pixels.stdout.strip() != key
     missing = run_dt(user_env, "key", picture, "--xmp", tmp_path / "none.xmp", "--blur", "9")
