@@ -177,14 +177,21 @@ class ResultCache:
         Parameters
         ----------
         path : str or PathLike
-            Where a result or a copy is to go (links followed).
+            Where a result or a copy is to go: its folder's links are followed, not a link at
+            its own name (a writer replaces that link, not what it leads to).
 
         Raises
         ------
         InputError
-            When `path` is inside the cache: a file there would damage it.
+            When `path` is inside the cache (a file there would damage it), or its folder's
+            links cannot be followed (a loop).
         """
-        if Path(path).resolve().is_relative_to(self.root.resolve()):
+        target = Path(path)
+        try:
+            folder = target.parent.resolve()
+        except (OSError, RuntimeError):  # (RuntimeError: a loop of links, in Python 3.11)
+            raise InputError(f"cannot follow the links to {path}") from None
+        if (folder / target.name).is_relative_to(self.root.resolve()):
             raise InputError(f"{path} is inside the cache: a file there would damage it")
 
     def entry(self, key: str) -> Entry | None:

@@ -32,6 +32,11 @@ def test_one_job_said_two_ways_has_one_key() -> None:
     given = JobSpec("/i", "/o", psf="/k.npy", window="1,2,30,40")
     assert given.parameters() == JobSpec("/i", "/o", psf="/k.npy").parameters()
     assert JobSpec("/i", "/o", blur=9, window="1,2,30,40").window == "1,2,30,40"
+    for said in ("01,2,030,40", "1,2,30,0040"):  # (until 0.3.23: a key each)
+        assert JobSpec("/i", "/o", blur=9, window=said).window == "1,2,30,40"
+    assert JobSpec("/i", "/o", blur=9, window="-0,-0,30,40").window == "0,0,30,40"
+    with pytest.raises(ProtocolError, match="a window"):  # digits of other scripts are no number
+        JobSpec.from_fields({"input": "/i", "output": "/o", "blur": 9, "window": "\u0664,1,2,3"})
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,10 @@ from worker.paths import CACHE_KEY, CACHE_KEY_TEXT
 
 MAX_PATH = 4096  # bytes: Linux's PATH_MAX
 TIFF_SUFFIXES = (".tif", ".tiff")  # the results are TIFF files, named as such
-WINDOW_PATTERN = re.compile(r"auto|centre|center|(-?\d{1,6},){3}-?\d{1,6}")  # (outside: said later)
+RECTANGLE = re.compile(
+    r"(-?[0-9]{1,6},){3}-?[0-9]{1,6}"
+)  # X,Y,W,H (outside the picture: said later)
+WINDOW_PATTERN = re.compile(rf"auto|centre|center|{RECTANGLE.pattern}")
 
 Check = Callable[[str, Any], Any]
 
@@ -299,6 +302,30 @@ def check_tiff_name(output: str | os.PathLike[str]) -> None:
         raise InputError(f"the output must be a .tif or .tiff file, not {output}")
 
 
+def canonical_window(window: str | None) -> str | None:
+    """One spelling for each window, so that one job has one cache key.
+
+    Parameters
+    ----------
+    window : str or None
+        A window as `WINDOW_PATTERN` reads it, or None.
+
+    Returns
+    -------
+    str or None
+        None for the default ("auto", said or not), "centre" for either spelling, a rectangle's
+        numbers without leading zeros or a sign on 0 ("010,-0,64,64" is "10,0,64,64"); anything
+        else as it is (refused by its check).
+    """
+    if window in (None, "auto"):
+        return None
+    if window in ("centre", "center"):
+        return "centre"
+    if RECTANGLE.fullmatch(window):
+        return ",".join(str(int(number)) for number in window.split(","))
+    return window
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """One picture to deblur, and how.
@@ -331,10 +358,8 @@ class JobSpec:
     settings: DeblurSettings = field(default_factory=DeblurSettings)
 
     def __post_init__(self) -> None:
-        # One job, one cache key: the default window said or not ("auto"), either spelling of
-        # the centre, and no window where no blur is learnt (a kernel given) hash alike.
-        window = None if self.psf is not None else self.window
-        window = {"auto": None, "center": "centre"}.get(window or "", window)
+        # One job, one cache key (`canonical_window`); no window where no blur is learnt.
+        window = None if self.psf is not None else canonical_window(self.window)
         object.__setattr__(self, "window", window)
 
     @property

@@ -105,8 +105,8 @@ class StageProgress:
         return lambda fraction, _name: self.report(stage, fraction)
 
 
-def declared_size(handle: BinaryIO) -> int | None:
-    """How many values the .npy header at the start of `handle` declares.
+def declared_array(handle: BinaryIO) -> tuple[int, np.dtype] | None:
+    """What the .npy header at the start of `handle` declares, read before numpy allocates it.
 
     Parameters
     ----------
@@ -115,23 +115,51 @@ def declared_size(handle: BinaryIO) -> int | None:
 
     Returns
     -------
-    int or None
-        The product of the declared shape; None when there is no header of a format numpy
-        writes, 1.0, 2.0 or 3.0 (numpy decides).
+    tuple of (int, numpy.dtype) or None
+        How many values the array holds (its shape's product, times that of a sub-array
+        type's shape), and their type; None when there is no header of a format numpy writes,
+        1.0, 2.0 or 3.0 (numpy decides).
     """
     try:
         version = np.lib.format.read_magic(handle)
         if version == (1, 0):
-            shape, _, _ = np.lib.format.read_array_header_1_0(handle)
+            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
         elif version in ((2, 0), (3, 0)):  # 3.0 is 2.0 in UTF-8: its shape reads alike
-            shape, _, _ = np.lib.format.read_array_header_2_0(handle)
+            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
         else:
             return None
     except (ValueError, EOFError, SyntaxError):
         return None
     finally:
         handle.seek(0)
-    return math.prod(shape)
+    return math.prod(shape) * math.prod(dtype.shape), dtype
+
+
+def check_declared(path: str | os.PathLike[str], declared: tuple[int, np.dtype] | None) -> None:
+    """Refuse a kernel file by its header (`declared_array`): too many values, or no numbers.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file, for the message.
+    declared : tuple of (int, numpy.dtype) or None
+        What its header declares; None: nothing to check (numpy decides).
+
+    Raises
+    ------
+    InputError
+        More values than a `MAX_BLUR` x `MAX_BLUR` kernel, or values that are not numbers (a
+        record or a sub-array type).
+    """
+    if declared is None:
+        return
+    size, dtype = declared
+    if size > MAX_BLUR**2:
+        raise InputError(
+            f"{path} holds {size} values, more than any kernel ({MAX_BLUR} x {MAX_BLUR})"
+        )
+    if dtype.kind not in "biuf":
+        raise InputError(f"{path} holds values of type {dtype.str}, not numbers: it is no kernel")
 
 
 def load_psf(path: str | os.PathLike[str], image_shape: tuple[int, ...]) -> np.ndarray:
@@ -159,12 +187,10 @@ def load_psf(path: str | os.PathLike[str], image_shape: tuple[int, ...]) -> np.n
     """
     try:
         with open_regular(path) as handle:
-            size = declared_size(handle)
-            if size is not None and size > MAX_BLUR**2:  # refused before numpy allocates it
-                raise InputError(
-                    f"{path} holds {size} values, more than any kernel ({MAX_BLUR} x {MAX_BLUR})"
-                )
+            check_declared(path, declared_array(handle))  # before numpy allocates it
             psf = np.load(handle, allow_pickle=False)
+    except InputError:
+        raise
     except (ValueError, EOFError) as error:
         if "pickle" in str(error):  # numpy's advice to load it anyway is not for users
             raise InputError(

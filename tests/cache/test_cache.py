@@ -525,6 +525,17 @@ def test_a_copy_into_the_cache_itself_is_refused(tmp_path: Path) -> None:
         with pytest.raises(InputError, match="is inside the cache"):
             cache.lookup("e" * 16, inside)
     assert cache.lookup("e" * 16) == entry.file(RESULT)
+    (tmp_path / "into").symlink_to(entry.path)  # a folder's link is followed
+    with pytest.raises(InputError, match="is inside the cache"):
+        cache.lookup("e" * 16, tmp_path / "into" / "x.tif")
+    # a link at the name itself is replaced, what it leads to untouched (until engine 0.3.23
+    # it was refused), and a loop of links is said in words (it was an internal error)
+    (tmp_path / "named.tif").symlink_to(entry.path / RESULT)
+    assert cache.lookup("e" * 16, tmp_path / "named.tif") == tmp_path / "named.tif"
+    assert not (tmp_path / "named.tif").is_symlink() and entry.file(RESULT) is not None
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(InputError, match="cannot follow the links"):
+        cache.lookup("e" * 16, tmp_path / "loop" / "x.tif")
 
 
 def test_a_cache_folder_that_is_a_file_is_refused_in_words(tmp_path: Path) -> None:

@@ -561,3 +561,25 @@ def test_a_kernel_file_declaring_a_huge_array_is_refused_before_it_is_read(
     result = run_cli("deblur", picture, "--psf", path, "-o", out / "o.tif")
     assert_one_line_failure(result, "holds 10000000000 values, more than any kernel (1001 x 1001)")
     assert files_in(out) == []
+
+
+@pytest.mark.parametrize(
+    ("dtype", "words"),
+    [
+        (("<f8", (1000, 1000)), "holds 100000000 values, more than any kernel"),
+        ([("a", "<f8")], "holds values of type |V8, not numbers: it is no kernel"),
+    ],
+)
+def test_a_kernel_file_declaring_odd_values_is_refused_by_its_header(
+    run_cli: RunCli, picture: Path, tmp_path: Path, out: Path, dtype: object, words: str
+) -> None:
+    """Values of a sub-array type count whole (until engine 0.3.23 only the shape counted: 100
+    such values allocated 800 MB), and records are no kernel; said in one line of the project's
+    own (not "is not a NumPy .npy array file (... holds ...)")."""
+    path = tmp_path / "odd.npy"
+    with path.open("wb") as handle:
+        header = {"descr": dtype, "fortran_order": False, "shape": (100,)}  # (as written)
+        np.lib.format.write_array_header_1_0(handle, header)
+    result = run_cli("deblur", picture, "--psf", path, "-o", out / "o.tif")
+    assert_one_line_failure(result, f"{path} {words}")
+    assert "not a NumPy" not in result.stderr and files_in(out) == []

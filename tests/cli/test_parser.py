@@ -5,7 +5,8 @@ import argparse
 import pytest
 
 from worker.cli import build_parser
-from worker.cli.worker import MAX_SIZE, positive, size, size_text
+from worker.cli.worker import MAX_SIZE, job_slots, positive, size, size_text
+from worker.service.server import MAX_JOBS
 
 PICTURE = ["deblur", "in.tif", "--psf", "k.npy", "-o", "out.tif"]
 
@@ -91,6 +92,11 @@ def test_sizes_and_counts_read_as_written() -> None:
     assert [size_text(count) for count in (0, 7, 4 << 30, 1536)] == ["0", "7", "4G", "1536"]
     assert size(size_text(MAX_SIZE)) == MAX_SIZE
     assert positive("3") == 3
+    assert job_slots(str(MAX_JOBS)) == MAX_JOBS
+    with pytest.raises(argparse.ArgumentTypeError, match=f"more than {MAX_JOBS}"):
+        job_slots("99999999999999999999")  # (until 0.3.23 the worker tried to start them all)
+    with pytest.raises(argparse.ArgumentTypeError, match="size"):
+        size("\u0664G")  # a digit of another script
     for bad in ("0", "²", "+3", " 3"):
         with pytest.raises(argparse.ArgumentTypeError, match="positive whole number"):
             positive(bad)

@@ -23,7 +23,7 @@ from service_support import (
 from worker.errors import InputError, RemoteError
 from worker.service import protocol
 from worker.service.client import Client
-from worker.service.transport import generate_keys, secure_client
+from worker.service.transport import generate_keys, secure_client, secure_server
 
 NOBODY = 65534
 CONNECT = """
@@ -200,18 +200,38 @@ def test_the_command_line_checks_the_endpoint_too() -> None:
         assert not any(Path(name).exists() for name in ("/w.sock", "/w.sock.lock", "/.start.lock"))
 
 
-@pytest.mark.parametrize("damage", [b"not a certificate\n", None])
-def test_a_damaged_server_key_is_said_in_one_line(tmp_path: Path, damage: bytes | None) -> None:
+def put_in_place(path: Path, damage: str) -> None:
+    """Replace the key file `path` by something damaged: text, a folder or a named pipe."""
+    path.unlink()
+    if damage == "folder":
+        path.mkdir()
+    elif damage == "pipe":
+        os.mkfifo(path)
+    else:
+        path.write_text("not a certificate\n")
+
+
+@pytest.mark.parametrize("damage", ["text", "folder", "pipe"])
+def test_a_damaged_server_key_is_said_in_one_line(tmp_path: Path, damage: str) -> None:
     """A client's copy of the worker's public key that is damaged or unreadable (a folder in
     its place) is an `InputError` naming it, as a damaged key pair of its own is (until engine
-    0.3.23 pyzmq's ValueError, or an OSError, came through as an internal error)."""
+    0.3.23 pyzmq's ValueError, or an OSError, came through as an internal error; a named pipe
+    kept the client waiting for ever)."""
     generate_keys(tmp_path)
-    server_key = tmp_path / "server.key"
-    server_key.unlink()
-    if damage is None:
-        server_key.mkdir()
-    else:
-        server_key.write_bytes(damage)
+    put_in_place(tmp_path / "server.key", damage)
     refused = pytest.raises(InputError, match=r"cannot read the CURVE key .*server\.key")
     with zmq.Context() as context, context.socket(zmq.REQ) as socket, refused:
         secure_client(socket, "tcp://127.0.0.1:5555", tmp_path)
+
+
+def test_a_client_key_that_is_a_pipe_keeps_the_worker_from_starting_in_words(
+    tmp_path: Path,
+) -> None:
+    """A named pipe among the worker's `authorized/` keys stops its start with one line naming
+    it (it kept the worker from starting, silently, for ever). (pyzmq itself logs and skips a
+    damaged key there: that client is not let in.)"""
+    generate_keys(tmp_path)
+    put_in_place(tmp_path / "authorized" / "client.key", "pipe")
+    refused = pytest.raises(InputError, match=r"cannot read the CURVE key.* .*authorized")
+    with zmq.Context() as context, context.socket(zmq.ROUTER) as socket, refused:
+        secure_server(context, socket, "tcp://127.0.0.1:5555", tmp_path)

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -122,6 +123,24 @@ def test_outputs_that_cannot_be_written_are_the_jobs_fault(worker, material, tmp
             assert refused.value.code == protocol.BAD_INPUT
         assert client.request("ping")["running"] == 0
     assert not inside.exists()
+
+
+@pytest.mark.parametrize("put", ["folder", "pipe"])
+def test_a_job_ends_whatever_was_put_at_its_output(worker, material, tmp_path, put):
+    """A folder or a named pipe put at a running job's output stays what it is when the job is
+    cancelled, and the job ends: until engine 0.3.23 removing the folder raised, and the job
+    stayed "deblurring" for good (its command never returned); the pipe was removed."""
+    large = write_picture(tmp_path / "large.tif", (1200, 1600), seed=5)
+    out = tmp_path / "out.tif"
+    with worker.client() as client:
+        job = submit(client, large, out, psf=str(material["psf"]))["job"]
+        assert wait_for_detail(client, job, ("deblurring",))["stage"] == "deblurring"
+        out.mkdir() if put == "folder" else os.mkfifo(out)
+        client.request("cancel", job=job)
+        assert wait(client, job, limit=30)["stage"] == "cancelled"
+        later = submit(client, material["small"], tmp_path / "later.tif", psf=str(material["psf"]))
+        assert wait(client, later["job"])["stage"] == "done"  # and the worker serves on
+    assert out.is_dir() if put == "folder" else stat.S_ISFIFO(out.lstat().st_mode)
 
 
 def test_a_second_job_runs_in_the_executor_that_is_already_warm(worker, material, tmp_path):

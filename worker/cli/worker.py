@@ -14,12 +14,12 @@ from worker.cli.endpoint import (
     folder_argument,
 )
 from worker.cli.exit_status import ExitStatus
-from worker.service.server import MAX_QUEUED, Server, WorkerConfig, open_log
+from worker.service.server import MAX_JOBS, MAX_QUEUED, Server, WorkerConfig, open_log
 from worker.service.transport import default_curve_dir, generate_keys
 
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:i?B)?|B)?\s*", re.IGNORECASE)
-MAX_SIZE = 2**60  # bytes (1024 T): a larger size is a slip of the keyboard
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([KMGT])(?:i?B)?|B)?\s*", re.IGNORECASE)
+MAX_SIZE = 2**60  # bytes (an exbibyte, 1048576T): a larger size is a slip of the keyboard
 
 
 def size(text: str) -> int:
@@ -119,6 +119,33 @@ def positive(text: str) -> int:
     return int(text)
 
 
+def job_slots(text: str) -> int:
+    """How many jobs may run at once: a whole number from 1 to `MAX_JOBS` (an argparse type).
+
+    Parameters
+    ----------
+    text : str
+        The number as given (`positive`).
+
+    Returns
+    -------
+    int
+        The number.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        `text` is not a positive whole number, or is more than `MAX_JOBS`.
+    """
+    count = positive(text)
+    if count > MAX_JOBS:
+        raise argparse.ArgumentTypeError(
+            f"{count} jobs at once is more than {MAX_JOBS}: each runs in an engine process of "
+            "its own, holding its picture"
+        )
+    return count
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `worker` command.
 
@@ -134,7 +161,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_cache_dir_option(parser)
     parser.add_argument(
         "--jobs",
-        type=positive,
+        type=job_slots,
         default=WorkerConfig.jobs,
         metavar="N",
         help=f"jobs run at once (default {WorkerConfig.jobs})",

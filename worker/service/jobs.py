@@ -66,6 +66,9 @@ class Job:
     # The process that follows the job (`submit --wait`: the plug-in's command), as its pid and
     # start (`transport.process_start`); when it has gone, so has the job's only reader.
     watcher: tuple[int, int] | None = None
+    # A copy of the result to `output` is under way off the loop: the output stays the job's,
+    # even once the job has ended (cancelled), until the copy is done and undone.
+    copying: bool = False
 
     @property
     def final(self) -> bool:
@@ -299,7 +302,8 @@ class JobTable:
         return self.jobs[job_id] if job_id else None
 
     def active_with_output(self, output: str) -> Job | None:
-        """The job, not yet ended, that writes `output`, if any.
+        """The job that writes `output`, if any: one not yet ended, or one whose copy to it is
+        still under way (`Job.copying`: ended while its result was copied there).
 
         Parameters
         ----------
@@ -312,7 +316,8 @@ class JobTable:
             The first such job (queued, running, copying a result, or a follower); None when
             there is none.
         """
-        return next((j for j in self.jobs.values() if not j.final and j.output == output), None)
+        busy = (job for job in self.jobs.values() if not job.final or job.copying)
+        return next((job for job in busy if job.output == output), None)
 
     def add(self, job: Job, queued: bool = True) -> Job:
         """Keep `job`, forgetting the oldest finished jobs beyond `RECENT_JOBS`.

@@ -17,6 +17,7 @@ import logging.handlers
 import os
 import shutil
 import signal
+import stat
 import time
 import traceback
 import uuid
@@ -42,6 +43,7 @@ from worker.service.transport import (
     ipc_path,
     private_files,
     private_folder,
+    process_ended,
     process_start,
     secure_server,
     use_ipv6,
@@ -54,11 +56,12 @@ MAX_TRANSPORT_BYTES = 1 << 20  # larger messages are dropped by ZeroMQ before th
 STARTUP_FAILURES_BEFORE_GIVING_UP = 3
 LIST_LIMIT = 50  # the most jobs in one page of a `list` reply (newest first)
 MAX_QUEUED = 1000  # jobs that may wait or run at once; more submits are refused as `busy`
+MAX_JOBS = 64  # jobs that may run at once (`--jobs`), each in an engine process of its own
 CACHED_KERNEL = "cached-psf.npy"  # a job's own copy of its key's cached kernel, in its scratch
 STOP_GRACE = 1.0  # seconds a stopping worker still tells clients how their jobs ended
 ANSWERED_WHILE_STOPPING = frozenset({"ping", "status", "list", "cancel", "shutdown"})
 SOCKET_CHECK = 2.0  # seconds between checks that the ipc socket file is still the worker's
-WATCH_CHECK = 1.0  # seconds between checks that the clients following jobs still run
+WATCH_CHECK = 0.25  # seconds between checks that the clients following jobs still run
 SCRATCH_ROOM = 16 << 20  # free bytes a scratch folder needs: the largest kernel and its picture
 
 log = logging.getLogger("dt-deconvolve.worker")
@@ -213,12 +216,19 @@ class SocketFile:
 
 def _remove_partial_output(job: Job) -> None:
     """Remove what a stopped job may have left: temporary output files, and the output itself
-    when the job created or replaced it (it may have got that far just before the stop)."""
+    when the job created or replaced it (it may have got that far just before the stop) and it
+    is a file as the writer leaves one (not a folder, a pipe or a link put there meanwhile).
+    Never raises: a failure is logged, and the job ends all the same."""
     output = Path(job.output)
-    for partial in temporaries(output):
-        partial.unlink(missing_ok=True)
-    if job.started is not None and file_identity(job.output) != job.output_before:
-        output.unlink(missing_ok=True)
+    try:
+        for partial in temporaries(output):
+            partial.unlink(missing_ok=True)
+        if job.started is None or file_identity(job.output) == job.output_before:
+            return
+        if stat.S_ISREG(output.lstat().st_mode):  # what a writer renames into place, no more
+            output.unlink()
+    except OSError as error:  # the job ends all the same
+        log.warning("job %s: could not remove %s: %s", job.id, output, describe_os_error(error))
 
 
 class Server:
@@ -634,7 +644,10 @@ class Server:
             if isinstance(report, dict):  # the output is the job's own: not repeated
                 report = {name: value for name, value in report.items() if name != "output"}
             job.report, job.note = report, event.get("note")
-            self._finish(executor, job, Stage.DONE)
+            alone = not job.withdrawn and not self.table.followers(job)
+            self._finish(
+                executor, job, Stage.CANCELLED if alone and self._unfollowed(job) else Stage.DONE
+            )
             if job.note:
                 log.warning("job %s: %s", job.id, job.note)
         elif kind == Event.FAILED:
@@ -676,11 +689,15 @@ class Server:
             self._end(job, Stage.DONE)
         source = Path(job.output)
         targets = list(dict.fromkeys(f.output for f in followers if f.output != job.output))
+        for follower in followers:
+            follower.copying = True
 
         def copy_all() -> dict[str, str | None]:
             return {target: _copy_or_reason(source, Path(target)) for target in targets}
 
         def then(future: "Future[dict[str, str | None]]") -> None:
+            for follower in followers:
+                follower.copying = False
             reasons = future.result()
             shared = any(f.output == job.output for f in self.table.followers(job))
             for follower in followers:
@@ -697,9 +714,13 @@ class Server:
         self.background.run(copy_all, then)
 
     def _follower_done(self, leader: Job, follower: Job, reason: str | None) -> None:
-        if follower.final:  # cancelled while its copy was made: the copy goes too
-            if reason is None and follower.output != leader.output:
-                Path(follower.output).unlink(missing_ok=True)
+        unwanted = follower.final or self._unfollowed(follower)
+        if unwanted and reason is None and follower.output != leader.output:
+            Path(follower.output).unlink(missing_ok=True)  # (kept for the copy: see `copying`)
+        if follower.final:  # cancelled while its copy was made
+            return
+        if unwanted:  # its command has gone
+            self._end(follower, Stage.CANCELLED)
             return
         if reason is not None:
             self._end(follower, Stage.FAILED, f"could not write {follower.output}: {reason}")
@@ -854,13 +875,17 @@ class Server:
         job.note = protocol.FROM_CACHE
         self.table.add(job, queued=False)
         job.progress(0.0, Stage.WRITING)
+        job.copying = True
 
         def copy() -> tuple[Path | None, dict[str, Any] | None]:
+            if job.final:  # cancelled before its turn came
+                return None, None
             entry = self.cache.entry(key)
             report = entry.record.get("report") if entry is not None else None
             return self.cache.lookup(key, Path(job.output)), report
 
         def then(future: "Future[tuple[Path | None, dict[str, Any] | None]]") -> None:
+            job.copying = False
             try:
                 found, report = future.result()
             except Exception as error:  # the job ends whatever went wrong (a bug: logged too)
@@ -869,15 +894,17 @@ class Server:
                 if not isinstance(error, OSError | NotCached | InputError):
                     raise
                 return
-            if job.final:  # cancelled while it was copied
-                if found is not None:
-                    Path(job.output).unlink(missing_ok=True)
-            elif found is None:  # evicted meanwhile: compute it after all
+            gone = self._unfollowed(job)
+            if found is not None and (job.final or gone):  # nobody wants it
+                Path(job.output).unlink(missing_ok=True)  # (the output was kept for the copy)
+            if job.final:
+                return
+            if found is None:  # evicted meanwhile: compute it after all
                 job.note = None
                 self.table.enqueue(job)
             else:
                 job.report = report if isinstance(report, dict) else None
-                self._end(job, Stage.DONE)
+                self._end(job, Stage.CANCELLED if gone else Stage.DONE)
 
         self.background.run(copy, then)
 
@@ -962,11 +989,14 @@ class Server:
         for job in list(self.table.jobs.values()):
             if job.watcher is None or job.final or job.withdrawn:
                 continue
-            pid, started = job.watcher
-            if process_start(pid) != started and self._cancel(job):
-                log.info(
-                    "job %s cancelled: the process that followed it (pid %d) ended", job.id, pid
-                )
+            if self._unfollowed(job) and self._cancel(job):
+                log.info("job %s cancelled: the process that followed it ended", job.id)
+
+    @staticmethod
+    def _unfollowed(job: Job) -> bool:
+        """Whether the process that followed `job` has ended (`process_ended`; False for a job
+        nobody follows, and where ``/proc`` cannot be read at the moment)."""
+        return job.watcher is not None and process_ended(*job.watcher)
 
     def _watchable(self, watcher: tuple[int, int] | None) -> tuple[int, int] | None:
         """`watcher` when this worker sees that process run (a client on this machine, in this
@@ -981,8 +1011,8 @@ class Server:
         if executor is not None:
             executor.kill()
             self.executors.remove(executor)
-            self._keep_executors()  # a fresh one warms up in the background
         self._finish(executor, job, Stage.CANCELLED)
+        self._keep_executors()  # a fresh one warms up in the background
 
     def _confine(self, *paths: str | None) -> None:
         """For remote clients, refuse any path outside the allowed folders, before anything

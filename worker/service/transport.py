@@ -161,8 +161,41 @@ def process_start(pid: int | str) -> int | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
+    return _start_in(stat)
+
+
+def _start_in(stat: str) -> int | None:
+    """The start in a ``/proc/PID/stat`` file's text; None for a zombie."""
     fields = stat.rsplit(")", 1)[1].split()  # after the name, which may hold anything
     return None if fields[0] == "Z" else int(fields[19])
+
+
+def process_ended(pid: int, started: int) -> bool:
+    """Whether a process has ended for sure.
+
+    Unlike `process_start`, a ``/proc`` that cannot be read at this moment (no file descriptor
+    left, no memory) says nothing: the process counts as running.
+
+    Parameters
+    ----------
+    pid : int
+        The process's id in this process's pid namespace.
+    started : int
+        Its start (`process_start`), which tells it from a later process given its pid.
+
+    Returns
+    -------
+    bool
+        True when no process has that pid, when the process is a zombie, or when it is another
+        process (another start).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    except OSError:
+        return False
+    return _start_in(stat) != started
 
 
 def check_endpoint(endpoint: str, curve: bool = False) -> None:
@@ -253,10 +286,22 @@ def private_files() -> Iterator[None]:
 def _load_certificate(path: Path) -> tuple[bytes, bytes | None]:
     """The public key in `path`, and its secret one if it holds it; `InputError` when the
     file cannot be read or holds no public key."""
+    _check_regular(path)
     try:
         return zmq.auth.load_certificate(path)
     except (OSError, ValueError) as error:
         raise InputError(f"cannot read the CURVE key {path}: {error}") from None
+
+
+def _check_regular(path: Path) -> None:
+    """`InputError` unless the key file `path` is a regular file (a named pipe in its place
+    would keep its reader waiting for ever)."""
+    try:
+        regular = stat.S_ISREG(path.stat().st_mode)
+    except OSError as error:
+        raise InputError(f"cannot read the CURVE key {path}: {error.strerror}") from None
+    if not regular:
+        raise InputError(f"cannot read the CURVE key {path}: it is not a file")
 
 
 def _load_pair(folder: Path, name: str) -> tuple[bytes, bytes] | None:
@@ -353,15 +398,20 @@ def secure_server(
     ------
     InputError
         When the endpoint may not be listened on (`check_endpoint`: a tcp endpoint beyond the
-        loopback interface needs the keys), or the worker's key cannot be read.
+        loopback interface needs the keys), or the worker's key cannot be read (not a file,
+        damaged), or a client's in ``authorized/`` is not a file (pyzmq logs and skips a
+        damaged one).
     """
     keys = server_curve(folder) if tcp_host(endpoint) is not None else None
     check_endpoint(endpoint, curve=keys is not None)
     if keys is None:
         return None
+    authorized = folder / "authorized"
+    for key in authorized.glob("*.key"):  # (as pyzmq finds them)
+        _check_regular(key)
     authenticator = ThreadAuthenticator(context)
     authenticator.start()
-    authenticator.configure_curve(domain="*", location=str(folder / "authorized"))
+    authenticator.configure_curve(domain="*", location=str(authorized))  # (damaged: logged)
     socket.curve_publickey, socket.curve_secretkey = keys
     socket.curve_server = True
     return authenticator
