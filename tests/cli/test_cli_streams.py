@@ -14,6 +14,7 @@ import pytest
 
 from tests.permissions import IS_ROOT, obey_permissions
 from tests.tiffs import random_samples, write_tiff
+from worker.cli.streams import reader_left
 
 NOBODY = 65534
 
@@ -145,3 +146,27 @@ def test_compiled_kernels_work_where_no_folder_can_keep_them(
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.split() == ["refused", "42"]  # plain numba fails, ours does not
+
+
+def test_a_reader_that_left_is_found_without_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`submit --wait` looks at its stdout's pipe as it polls: until engine 0.3.23 a command
+    whose darktable was killed while the result was written printed nothing until the job was
+    done, so it never cancelled it, and the result stayed beside the picture."""
+    read_end, write_end = os.pipe()
+    null = Path(os.devnull)
+    with (
+        os.fdopen(write_end, "w") as piped,
+        (tmp_path / "report.txt").open("w") as kept,
+        null.open("w") as nowhere,
+    ):
+        for stdout in (kept, nowhere):
+            monkeypatch.setattr(sys, "stdout", stdout)
+            assert not reader_left()
+        monkeypatch.setattr(sys, "stdout", piped)
+        assert not reader_left()  # read or not, its reader is there
+        os.close(read_end)
+        assert reader_left()
+        monkeypatch.setattr(sys, "stdout", None)  # (started with stdout closed)
+        assert not reader_left()

@@ -300,6 +300,8 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
     assert "shutdown" in run_calls
     assert run_cli("ping", timeout=30).returncode != 0
     check_raw_round_trip(report, pictures)
+    # darktable keeps a file of each style made: the temporary ones' go (one a run stayed)
+    assert not list((darktable_dir / "config" / "styles").glob("dt-deconvolve-*")), "style files"
 
 
 @pytest.mark.darktable

@@ -11,6 +11,7 @@ written (`report_on`).
 
 import contextlib
 import os
+import select
 import signal
 import sys
 from collections.abc import Iterator
@@ -31,6 +32,30 @@ def warn(message: str) -> None:
     """
     if sys.stderr is not None:
         print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def reader_left() -> bool:
+    """Whether stdout is a pipe whose reader has closed it, found without writing to it.
+
+    A command that prints only now and then (`submit --wait` while a result is written) would
+    learn it only at its next line: darktable killed, its command ran on until the job was
+    done, and the result stayed beside the picture. Linux reports an error on a pipe's writing
+    end once no reader is left (a file, a terminal or /dev/null never does).
+
+    Returns
+    -------
+    bool
+        True when stdout is such a pipe; False for any other stdout, or none.
+    """
+    if sys.stdout is None:
+        return False
+    try:
+        descriptor = sys.stdout.fileno()
+    except (OSError, ValueError):  # (a stdout replaced by an object without a file)
+        return False
+    poller = select.poll()
+    poller.register(descriptor, 0)  # errors are reported whatever is asked for
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 def reader_gone() -> int:

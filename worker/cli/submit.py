@@ -17,6 +17,7 @@ process has gone. A job that a stopping worker refuses goes to the worker starte
 
 import argparse
 import contextlib
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from worker.cli.exit_status import ExitStatus
 from worker.cli.lines import blur_line, path_field
 from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.psf import add_window_option, blur_size
-from worker.cli.streams import warn
+from worker.cli.streams import reader_left, warn
 from worker.deconv.settings import AUTO
 from worker.errors import InputError, RemoteError
 from worker.jobspec import JobSpec
@@ -211,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
         shown: list[tuple[str, str]] = []
 
         def show(status: dict[str, Any]) -> None:
+            if reader_left():  # (the job is cancelled on the way out, as for a failed print)
+                raise BrokenPipeError(errno.EPIPE, "the reader of the command's output left")
             if Stage(status["stage"]).final:
                 return
             line = (f"{status['fraction']:.3f}", status["stage"])

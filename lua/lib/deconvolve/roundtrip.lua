@@ -57,6 +57,9 @@ local function history_text(dt, image, folder, name)
   end
   style:export(folder, true)
   style:delete()
+  -- darktable 4.2 keeps a file of every style it creates in its configuration's styles folder,
+  -- and deleting the style leaves that file: one a run piled up there until engine 0.3.23.
+  os.remove(dt.configuration.config_dir .. "/styles/" .. name .. ".dtstyle")
   local path = folder .. "/" .. name .. ".dtstyle"
   local text = files.read(path)
   os.remove(path)
