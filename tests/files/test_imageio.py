@@ -251,3 +251,32 @@ def test_a_tone_curve_that_cannot_be_inverted_is_refused_when_read(tmp_path: Pat
                icc.matrix_profile(curve))  # fmt: skip
     with pytest.raises(InputError, match=r"odd curve\.tif: .*cannot be inverted"):
         read_picture(path)
+
+
+RAW_EXPORT_EXIF = {  # what darktable's export of a raw carries, besides the camera's
+    "Exif.Image.DNGVersion": "1 4 0 0",
+    "Exif.Image.BlackLevel": "256",
+    "Exif.Image.WhiteLevel": "4095",
+    "Exif.Image.AsShotNeutral": "1/2 1/1 2/3",
+    "Exif.Image.LensInfo": "24/1 70/1 28/10 28/10",
+    "Exif.Image.DocumentName": "/tmp/dt-deconvolve-1-AbCd1234/export-1-1.tif",
+    "Exif.Image.Copyright": "",
+}
+
+
+def test_a_raws_export_gives_the_result_its_camera_not_its_raw_data(tmp_path: Path) -> None:
+    """DNG's tags of the raw data (levels, white balance as shot, version), the name of the
+    temporary export and empty tags stay behind; the camera and lens go with the result. Until
+    engine 0.3.23 they were copied, the empty ones with no value (darktable: "Null count for
+    BlackLevel") and the export's temporary path as the result's document name."""
+    samples = random_samples((8, 8, 3), np.uint16, np.random.default_rng(6))
+    write_tiff(tmp_path / "in.tif", samples, exif={**CAMERA_EXIF, **RAW_EXPORT_EXIF})
+    picture = read_picture(tmp_path / "in.tif")
+    write_picture(tmp_path / "out.tif", picture, picture.pixels)
+    written = _exif_read_back(tmp_path / "out.tif")
+    assert written["Exif.Image.Make"] == "Canon" and "Exif.Image.LensInfo" in written
+    for name in ("DNGVersion", "BlackLevel", "WhiteLevel", "AsShotNeutral", "DocumentName"):
+        assert f"Exif.Image.{name}" not in written, name
+    with tifffile.TiffFile(tmp_path / "out.tif") as tiff:
+        empty = [tag.name for tag in tiff.pages[0].tags.values() if tag.count == 0]
+    assert empty == []

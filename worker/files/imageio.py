@@ -73,8 +73,20 @@ _NOT_COPIED = frozenset((
     "JPEGInterchangeFormatLength", "YCbCrCoefficients", "YCbCrSubSampling", "YCbCrPositioning",
     "ReferenceBlackWhite", "XMLPacket", "InterColorProfile", "ExifTag", "GPSTag",
     "PixelXDimension", "PixelYDimension", "InteroperabilityTag", "MakerNote", "Software",
+    "DocumentName",  # darktable's: the name of the export, a temporary file, not the result's
 ))
 # fmt: on
+# DNG's tags (Adobe's numbers, `tifffile.TIFF.TAGS`) describe the raw data (black and white
+# levels, the white balance as shot, colour matrices, opcodes), not a developed picture: a
+# darktable export of a raw carries some, and a result holding them would misinform a reader.
+# These few name the camera and lens, and are kept.
+_DNG_TAGS = (range(50706, 51200), range(52525, 52600))
+_DNG_KEPT = ("UniqueCameraModel", "LocalizedCameraModel", "CameraSerialNumber", "LensInfo")
+_RAW_TAGS = frozenset(
+    name
+    for code, name in tifffile.TIFF.TAGS.items()
+    if any(code in numbers for numbers in _DNG_TAGS) and name not in _DNG_KEPT
+)
 _COLOUR_NAMES = {
     tifffile.PHOTOMETRIC.SEPARATED: "CMYK",
     tifffile.PHOTOMETRIC.PALETTE: "indexed (palette)",
@@ -356,9 +368,19 @@ def _read_exif(path: Path, handle: BinaryIO) -> dict[str, str]:
     kept = {}
     for key, value in exif.items():
         _, group, name = key.split(".", 2)
-        if group in _EXIF_GROUPS and name not in _NOT_COPIED and not _describes_layout(name, value):
+        if group in _EXIF_GROUPS and _carried(name, value):
             kept[key] = value
     return kept
+
+
+def _carried(name: str, value: str) -> bool:
+    """Whether the tag `name`, holding `value` (pyexiv2 text), goes to the output: not the file's
+    structure (`_NOT_COPIED`, `_describes_layout`), not the raw data's (`_RAW_TAGS`), and not
+    empty (exiv2 would write it with no value, which TIFF does not allow: darktable said "Null
+    count" for the raw tags a DNG's export carried empty)."""
+    if not value or name in _NOT_COPIED or name in _RAW_TAGS:
+        return False
+    return not _describes_layout(name, value)
 
 
 def _describes_layout(name: str, value: str) -> bool:
