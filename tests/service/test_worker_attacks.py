@@ -345,9 +345,12 @@ def test_status_and_list_fit_however_long_the_paths(worker, material, tmp_path) 
 def test_the_queue_has_a_limit_and_says_busy(material, tmp_path) -> None:
     """F11: a worker holding its limit of jobs refuses more with `busy` (one line for the
     command line), and takes jobs again once they have ended."""
+    # A blocker that outlasts a command's start (a second or two): with the usual one the queue
+    # had a free place again, now and then, by the time the command asked (a CI run).
+    large = write_picture(tmp_path / "large.tif", (1200, 1600), seed=7)
     with running_worker("--max-queue", "3") as handle, handle.client() as client:
         handle.wait_warm()
-        jobs = [blocker(client, material, tmp_path)]
+        jobs = [submit(client, large, tmp_path / "blocker.tif", blur=15)]
         jobs += [submit(client, material["small"], tmp_path / f"{n}.tif", blur=5) for n in range(2)]
         with pytest.raises(RemoteError) as refused:
             submit(client, material["small"], tmp_path / "x.tif", blur=5)
