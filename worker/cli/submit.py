@@ -176,7 +176,9 @@ def watcher() -> dict[str, int] | None:
         tell when it started (no ``/proc``).
     """
     started = process_start("self")
-    return None if started is None else {"pid": os.getpid(), "started": started}
+    if started is None:
+        return None
+    return dict(zip(protocol.WATCHER_FIELDS, (os.getpid(), started), strict=True))
 
 
 def run(args: argparse.Namespace) -> int:
