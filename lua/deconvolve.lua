@@ -321,6 +321,8 @@ end
 
 local function saved_settings()
   return {
+    blur_mode = dt.preferences.read(MODULE, "blur_mode", "string") == "slider" and "slider"
+      or "auto",
     blur = logic.odd_blur(read_number("blur_size", "integer", logic.BLUR.default)),
     tolerance = logic.clamp(read_number("tolerance", "float", logic.TOLERANCE.default),
       logic.TOLERANCE, 2),
@@ -333,6 +335,7 @@ local function saved_settings()
 end
 
 local function save_settings(settings)
+  dt.preferences.write(MODULE, "blur_mode", "string", settings.blur_mode)
   dt.preferences.write(MODULE, "blur_size", "integer", settings.blur)
   dt.preferences.write(MODULE, "tolerance", "float", settings.tolerance)
   dt.preferences.write(MODULE, "priority", "float", settings.priority)
@@ -346,6 +349,7 @@ local function current_settings()
   local w = state.widgets
   local settings = saved_settings()
   if w.blur then
+    settings.blur_mode = logic.BLUR_MODES[w.blur_mode.selected] or "auto"
     settings.blur = logic.odd_blur(w.blur.value)
     settings.tolerance = logic.clamp(w.tolerance.value, logic.TOLERANCE, 2)
     settings.priority = logic.clamp(w.priority.value, logic.PRIORITY, 2)
@@ -851,8 +855,11 @@ end
 local function build_panel()
   local saved = saved_settings()
   local w = state.widgets
-  w.blur = slider(_("blur size"),
-    _("size in pixels of the largest blur to remove (odd): a little more than the longest streak or the widest halo"),
+  w.blur_mode = choice(_("blur size"),
+    _("automatic: the engine finds the blur's size itself (a few seconds more); or the largest blur set on the slider below, which a varying run always uses"),
+    { _("automatic"), _("the slider's") }, saved.blur_mode == "slider" and 2 or 1)
+  w.blur = slider(_("largest blur"),
+    _("size in pixels of the largest blur to remove (odd), when the blur size is the slider's or the blur varies: a little more than the longest streak or the widest halo"),
     logic.BLUR, 2, 0, saved.blur)
   w.tolerance = slider(_("tolerance"),
     _("how much noise may start to show before sharpening stops, in percent: lower is cleaner and softer, higher crisper and grainier"),
@@ -877,6 +884,7 @@ local function build_panel()
   })
   return dt.new_widget("box")({
     orientation = "vertical",
+    w.blur_mode,
     w.blur,
     w.tolerance,
     w.priority,

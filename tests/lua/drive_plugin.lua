@@ -19,7 +19,8 @@ for field in read(arg[1]):gmatch("([^%z]*)%z") do
 end
 -- The finished-picture export: the stub has no styles for the scene-referred round trip.
 local rec = stub.new({ tmp_dir = fields[1],
-  conf = { ["deconvolve/command"] = fields[2], ["deconvolve/blur_size"] = 5,
+  conf = { ["deconvolve/command"] = fields[2], ["deconvolve/blur_mode"] = "slider",
+    ["deconvolve/blur_size"] = 5,
     ["deconvolve/finished_export"] = true } })
 rec.dt.new_format = function()
   return {

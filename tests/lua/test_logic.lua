@@ -43,6 +43,14 @@ end)
 
 local settings = { blur = 15, tolerance = 5, priority = 0.3, window = "centre", scale = 1 }
 
+test("blur_arg: the engine finds the size, or the slider's odd size, which varying always takes", function()
+  eq(logic.blur_arg({ blur_mode = "auto", blur = 21 }), "auto")
+  eq(logic.blur_arg({ blur_mode = "slider", blur = 20 }), "21")
+  eq(logic.blur_arg({ blur_mode = "auto", blur = 21, varying = true }), "21", "varying needs a size")
+  eq(logic.settings_tag({ blur_mode = "auto", blur = 15, tolerance = 5 }),
+    "dt-deconvolve|blur auto|tolerance 5")
+end)
+
 test("engine_args: the settings that change pixels, in the CLI's terms", function()
   eq(logic.engine_args(settings),
     { "--blur", "15", "--window", "centre", "--tolerance", "5", "--priority", "0.3" })

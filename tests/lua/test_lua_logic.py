@@ -11,7 +11,14 @@ from tests.permissions import obey_permissions
 from worker.atomic import atomic_file
 from worker.cli.cache import PRIVATE_FOLDER
 from worker.cli.exit_status import ExitStatus
-from worker.deconv.settings import MAX_BLUR, MAX_PRIORITY, MIN_BLUR, MIN_PRIORITY, is_blur_size
+from worker.deconv.settings import (
+    AUTO,
+    MAX_BLUR,
+    MAX_PRIORITY,
+    MIN_BLUR,
+    MIN_PRIORITY,
+    is_blur_size,
+)
 from worker.jobspec import WINDOW_PATTERN
 from worker.stages import PUBLIC_STAGES
 
@@ -66,12 +73,14 @@ def test_the_plugins_ranges_and_names_are_the_commands(tmp_path: Path) -> None:
         "print(logic.PRIORITY.min, logic.PRIORITY.max, logic.TOLERANCE.min) "
         'print(table.concat(logic.WINDOWS, " ")) '
         'print(logic.LONGEST_EXTRA - #logic.kernel_path("a.tif") + #"a") '
-        "print(string.format(logic.PRIVATE_FOLDER, 4242))"
+        "print(string.format(logic.PRIVATE_FOLDER, 4242)) "
+        'print(logic.blur_arg({ blur_mode = logic.BLUR_MODES[1], blur = 15 }))'
     )
-    blur, priority, windows, temporary_extra, folder = printed.splitlines()
+    blur, priority, windows, temporary_extra, folder, automatic = printed.splitlines()
     low, high, default = (int(n) for n in blur.split())
     assert (low, all(map(is_blur_size, (low, high, default)))) == (MIN_BLUR, True)
     assert high <= MAX_BLUR
+    assert automatic == AUTO  # the panel's default blur size: the engine finds it
     least, most, tolerance = (float(n) for n in priority.split())
     assert (least, most) == (MIN_PRIORITY, MAX_PRIORITY) and tolerance > 0
     assert all(WINDOW_PATTERN.fullmatch(window) for window in windows.split())

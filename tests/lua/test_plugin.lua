@@ -41,7 +41,7 @@ test("with a GUI: nothing GTK-bound while loading, everything once dispatched", 
   for _, widget in ipairs(lib.widget) do
     labels[#labels + 1] = widget.label
   end
-  eq(labels, { "blur size", "tolerance", "priority", "sample window", "blur across the frame", "output size", "deconvolve" })
+  eq(labels, { "blur size", "largest blur", "tolerance", "priority", "sample window", "blur across the frame", "output size", "deconvolve" })
   eq(rec.events["deconvolve/shortcut"].extra, "deconvolve selected images")
   eq(rec.events["deconvolve_cancel/shortcut"].extra, "cancel deconvolution")
   truthy(rec.events["deconvolve/exit"], "an exit handler")
@@ -124,11 +124,13 @@ test("slider values persist as lua/deconvolve/blur_size, tolerance, priority", f
   stub.load_plugin()
   rec.run_dispatched()
   local w = rec.libs.deconvolve.widget
-  eq(w[1].value, 21, "blur size restored")
-  eq(w[2].value, 2.5, "tolerance restored")
-  eq(w[3].value, 0, "priority defaults to balanced")
-  w[1].value, w[2].value, w[3].value = 12, 7.4999997, 0.6000001
+  eq(w[1].selected, 1, "the blur size is found by the engine unless set otherwise")
+  eq(w[2].value, 21, "largest blur restored")
+  eq(w[3].value, 2.5, "tolerance restored")
+  eq(w[4].value, 0, "priority defaults to balanced")
+  w[1].selected, w[2].value, w[3].value, w[4].value = 2, 12, 7.4999997, 0.6000001
   rec.events["deconvolve/shortcut"].fn("shortcut", "deconvolve selected images")
+  eq(rec.conf["deconvolve/blur_mode"], "slider", "the slider's size chosen")
   eq(rec.conf["deconvolve/blur_size"], 13, "blur saved odd")
   eq(rec.conf["deconvolve/tolerance"], 7.5, "float noise rounded")
   eq(rec.conf["deconvolve/priority"], 0.6)

@@ -133,7 +133,7 @@ test("a run: exported once, deblurred, imported beside the original, grouped, ta
   for _, tag in ipairs(result.tags) do
     names[#names + 1] = tag.name
   end
-  eq(names, { "people|alice", "dt-deconvolve|blur 9|tolerance 5" })
+  eq(names, { "people|alice", "dt-deconvolve|blur auto|tolerance 5" }, "the blur size found")
   eq({ result.rating, result.red, result.title }, { 4, true, "market" })
   eq(#rec.exports, 1)
   eq(rec.exports[1].bpp, 32, "a 32-bit float export")
@@ -152,6 +152,7 @@ test("a run: exported once, deblurred, imported beside the original, grouped, ta
   -- a shared /tmp at a predictable name would have been written through), gone after the run.
   -- Named after darktable's process id, so that a crash's folder is removed at the next exit.
   truthy(read(dir .. "/calls.log"):match("\nsubmit [^\n]*/tmp/dt%-deconvolve%-[1-9]%d*%-%w+/export%-"))
+  truthy(read(dir .. "/calls.log"):match("\nsubmit [^\n]* %-%-blur auto "), "the engine finds the size")
   eq(read(dir .. "/export-folder-mode"), "700\n")
   eq(leftovers(dir), "")
 

@@ -13,6 +13,8 @@ local logic = {}
 -- The plug-in's slider ranges and defaults, in the user's terms (within the command's own,
 -- which tests/lua/test_lua_logic.py checks).
 logic.BLUR = { min = 3, max = 51, default = 15 }
+-- The panel's "blur size": found by the engine (`--blur auto`, the default), or the slider's.
+logic.BLUR_MODES = { "auto", "slider" }
 logic.TOLERANCE = { min = 0.5, max = 20, default = 5 }
 logic.PRIORITY = { min = -1, max = 1, default = 0 }
 logic.WINDOWS = { "auto", "centre" }
@@ -57,6 +59,15 @@ function logic.odd_blur(value)
   return math.max(logic.BLUR.min, math.min(logic.BLUR.max, size))
 end
 
+--- `--blur` as the engine wants it: "auto" (the engine finds the size) or the slider's odd size,
+--- which a varying run always takes (the engine learns each part's blur at a size given).
+function logic.blur_arg(settings)
+  if settings.blur_mode == "auto" and not settings.varying then
+    return "auto"
+  end
+  return tostring(logic.odd_blur(settings.blur))
+end
+
 --- `value` limited to [range.min, range.max] and rounded to `digits` decimals.
 function logic.clamp(value, range, digits)
   return logic.round(math.max(range.min, math.min(range.max, value)), digits)
@@ -89,14 +100,15 @@ local function extend(args, extra)
 end
 
 --[[ The settings of one run, as the panel shows them:
-       blur (odd px), tolerance (percent), priority (-1 denoise ... +1 deblur),
+       blur_mode ("auto" | "slider", BLUR_MODES), blur (the slider's odd px),
+       tolerance (percent), priority (-1 denoise ... +1 deblur),
        window ("auto" | "centre"), scale (1 = full size, below 1 = preview),
        varying (true: the blur differs across the frame, one kernel per part). ]]
 
 --- The engine and PSF options shared by `key` and `submit`: the settings that change pixels.
 function logic.engine_args(settings)
   local args = {
-    "--blur", tostring(logic.odd_blur(settings.blur)),
+    "--blur", logic.blur_arg(settings),
     "--window", settings.window or "auto",
     "--tolerance", logic.format_number(settings.tolerance),
     "--priority", logic.format_number(settings.priority),
@@ -404,12 +416,13 @@ function logic.copyable_tags(names)
   return kept
 end
 
---- The tag recording how a result was made: `dt-deconvolve|blur 15|tolerance 5`.
+--- The tag recording how a result was made: `dt-deconvolve|blur auto|tolerance 5`, or with the
+--- slider's size, `dt-deconvolve|blur 15|tolerance 5`.
 function logic.settings_tag(settings)
   return string.format(
-    "%s|blur %d|tolerance %s",
+    "%s|blur %s|tolerance %s",
     logic.TAG_ROOT,
-    logic.odd_blur(settings.blur),
+    logic.blur_arg(settings),
     logic.format_number(settings.tolerance)
   )
 end
