@@ -63,7 +63,7 @@ def test_the_two_windows_learnt_at_once_give_the_kernels_learnt_one_after_the_ot
     alone, alone_report = estimate_psf(observed, size, windows[0], None, np.inf)
     assert np.array_equal(first, alone) and report.window == alone_report.window
     assert second is not None
-    assert np.array_equal(second, second_kernel(observed, size, windows, None, np.inf))
+    assert np.array_equal(second, second_kernel(observed, size, windows, np.inf))
     assert not np.array_equal(first, second)  # each from its own window
 
 

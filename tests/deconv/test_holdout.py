@@ -60,9 +60,9 @@ def test_a_window_too_narrow_to_hold_pixels_out_scores_nothing() -> None:
     """Held-out pixels lie a margin from the border: a 12 px window holds none for a 7 px
     margin, and says so rather than scoring a kernel by the mean of nothing (NaN)."""
     grey = blurred_grey(line(3, vertical=False))
-    assert HeldOutWindow(grey[:64, :64], 7).scores
+    assert HeldOutWindow(grey[:64, :64], 7).can_score
     narrow = HeldOutWindow(grey[:12, :12], 7)
-    assert not narrow.scores
+    assert not narrow.can_score
     with pytest.raises(ValueError, match="no held-out pixel"):
         narrow.error(np.ones((1, 1)))
 

@@ -219,7 +219,8 @@ def darktable_session(
         DT_E2E_REPORT=str(report_path),
     )
     options = ["--conf", f"lua/deconvolve/command={wrapper}"]
-    options += ["--conf", "lua/deconvolve/blur_mode=slider", "--conf", f"lua/deconvolve/blur_size={BLUR}"]
+    options += ["--conf", "lua/deconvolve/blur_mode=slider"]  # the slider's size, not auto
+    options += ["--conf", f"lua/deconvolve/blur_size={BLUR}"]
     for _attempt in range(ATTEMPTS):
         report_path.unlink(missing_ok=True)
         for lock in (darktable_dir / "config").glob("*.lock"):  # left by a killed darktable

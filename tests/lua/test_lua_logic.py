@@ -74,7 +74,7 @@ def test_the_plugins_ranges_and_names_are_the_commands(tmp_path: Path) -> None:
         'print(table.concat(logic.WINDOWS, " ")) '
         'print(logic.LONGEST_EXTRA - #logic.kernel_path("a.tif") + #"a") '
         "print(string.format(logic.PRIVATE_FOLDER, 4242)) "
-        'print(logic.blur_arg({ blur_mode = logic.BLUR_MODES[1], blur = 15 }))'
+        "print(logic.blur_arg({ blur_mode = logic.BLUR_MODES[1], blur = 15 }))"
     )
     blur, priority, windows, temporary_extra, folder, automatic = printed.splitlines()
     low, high, default = (int(n) for n in blur.split())

@@ -306,7 +306,7 @@ def best_disc(patch: np.ndarray, largest: int) -> float:
     minima = [i for i in range(len(radii)) if padded[i + 1] <= min(padded[i], padded[i + 2])]
     shortlist = sorted(minima, key=lambda i: scores[i])[:SHORTLIST]
     check = HeldOutWindow(patch, reach(largest, discs[-1]))
-    if not check.scores:  # a window too narrow to hold pixels out: the lowest GCV minimum
+    if not check.can_score:  # a window too narrow to hold pixels out: the lowest GCV minimum
         return float(radii[shortlist[0]])
     errors = [check.error(discs[i]) for i in shortlist]
     return float(radii[shortlist[int(np.argmin(errors))]])
@@ -524,7 +524,7 @@ def safe_or_disc(
         return (*safe, None)
     disc, twin = (disc_kernel(radius) for radius in radii)
     check = HeldOutWindow(patch_of(grey, windows[-1]), reach(size, disc, safe[0]))
-    if not check.scores or check.error(disc) > (1 - MIN_GAIN) * check.error(safe[0]):
+    if not check.can_score or check.error(disc) > (1 - MIN_GAIN) * check.error(safe[0]):
         return (*safe, None)
     reason = f"{doubt}, but both show the same defocus: a disc of radius {radii[0]:g} px"
     return disc, DISC, reason, twin
@@ -687,7 +687,7 @@ def estimate_blur(
 
 
 def uncertainty(
-    patch: np.ndarray, free: np.ndarray, second: np.ndarray, reason: str
+    patch: np.ndarray, used: np.ndarray, second: np.ndarray, reason: str
 ) -> tuple[float, str]:
     """The error of the kernel used, over the noise variance, and the reason saying what it does.
 
@@ -698,7 +698,7 @@ def uncertainty(
     ----------
     patch : ndarray, shape (h, w, C)
         The linear colour window the kernel was learnt on (the first).
-    free : ndarray, shape (k, k)
+    used : ndarray, shape (k, k)
         The kernel used: the agreed free-form kernel, or the first window's disc.
     second : ndarray, shape (k, k)
         Its twin, learnt on the second window, zero-padded to the same size (`same_size`).
@@ -713,7 +713,7 @@ def uncertainty(
         `reason`; where the error raises the deblur's smoothing `SAID_SMOOTHING` times or more, with
         a clause saying by how much.
     """
-    error = kernel_error_ratio(patch, free, second)
+    error = kernel_error_ratio(patch, used, second)
     factor = kernel_smoothing(error)
     if factor < SAID_SMOOTHING:
         return error, reason
@@ -816,7 +816,7 @@ def auto_size(
         As `learning_windows` and `learn_pair` (`estimate_psf`) raise it.
     """
     sizes = [s for s in AUTO_SIZES if window is None or s <= largest_blur(min(window[2:]))] or [3]
-    fits = last = None  # the last size the kernel fitted in, the last tried: auto_size's answer
+    fitted = last = None  # the last size the kernel fitted in, the last tried: the answer
     for index, wanted in enumerate(sizes):
         size, windows, why_not = learning_windows(image, grey, wanted, window, clip_level)
         if progress is not None:
@@ -825,14 +825,14 @@ def auto_size(
             continue
         last = size, windows, why_not, learn_pair(image, size, windows, None, clip_level)
         if border_mass(last[3][0]) >= TRUNCATED:
-            fits = None
-        elif fits is not None:
-            return fits
+            fitted = None
+        elif fitted is not None:
+            return fitted
         else:
-            fits = last
+            fitted = last
         if size < wanted:  # capped by the picture: no larger size to try
             break
-    return fits or last or (*learning_windows(image, grey, sizes[-1], window, clip_level), None)
+    return fitted or last or (*learning_windows(image, grey, sizes[-1], window, clip_level), None)
 
 
 def pixels(count: int) -> str:
@@ -886,7 +886,7 @@ def predicted(
     sigmas = softness(grey, windows, size)  # (learnt once: the fallback may be asked twice)
     safe, kind, reason = fallback(grey, windows, size, doubt, sigmas)
     check = HeldOutWindow(patch_of(grey, windows[-1]), reach(size, safe))
-    if not check.scores:  # a window too narrow to test it on: not confirmed
+    if not check.can_score:  # a window too narrow to test it on: not confirmed
         untested = f"{found} cannot be tested on unseen pixels: the picture is too narrow"
         return fallback(grey, windows, size, untested, sigmas)
     if (1 + CLEARLY) * check.error(safe) < check.error(free):
@@ -1067,7 +1067,7 @@ def learn_pair(
         As `estimate_psf` raises it for the first window.
     """
     with ThreadPoolExecutor(max_workers=2) as pool:
-        second = pool.submit(second_kernel, image, size, windows, None, clip_level)
+        second = pool.submit(second_kernel, image, size, windows, clip_level)
         free, report = estimate_psf(image, size, windows[0], progress, clip_level)
         return free, report, second.result()
 
@@ -1076,10 +1076,11 @@ def second_kernel(
     image: np.ndarray,
     size: int,
     windows: list[Window],
-    progress: Progress | None,
     clip_level: float | None,
 ) -> np.ndarray | None:
     """The free-form kernel of the second window, or None when there is none or it is unusable.
+
+    It reports no progress: it runs beside the first window's kernel, which does.
 
     Parameters
     ----------
@@ -1089,8 +1090,6 @@ def second_kernel(
         The kernel size, in pixels.
     windows : list of Window
         The first window, and the second if there is one.
-    progress : Progress or None
-        Passed on to `estimate_psf`.
     clip_level : float or None
         Where the sensor clipped (None: detected).
 
@@ -1103,7 +1102,7 @@ def second_kernel(
     if len(windows) < 2:
         return None
     try:
-        return estimate_psf(image, size, windows[1], progress, clip_level)[0]
+        return estimate_psf(image, size, windows[1], None, clip_level)[0]
     except InputError:  # flat, or mostly clipped: nothing to check against
         return None
 

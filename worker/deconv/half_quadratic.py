@@ -18,12 +18,12 @@ tied to its original by a quadratic penalty whose weight (`rho`, `beta`) grows e
     w <- grad u max(1 - t / (beta |grad u|), 0)                     (per pixel: shrinkage)
     u <- F^-1[ (rho conj(K) F(z) + beta F(D^T w)) / (rho |K|^2 + beta |D|^2) ]
 
-The `z` split is that of Almeida and Figueiredo, "Deconvolving images with unknown boundaries
-using the alternating direction method of multipliers" (IEEE TIP 22, 2013,
-doi:10.1109/TIP.2013.2258354): the blur is circular on a grid a kernel wider than the extended
-grid on every side, and only the observed pixels carry data, so the frame's borders neither
-ring nor wrap around (a mirrored frame instead cost 2 dB on a 2 Mpx photo under a 31 px
-shake). Each step costs four real FFTs per channel, about one Richardson-Lucy iteration.
+The `z` split is that of Almeida and Figueiredo, "Deconvolving images with unknown boundaries using
+the alternating direction method of multipliers" (IEEE TIP 22, 2013, doi:10.1109/TIP.2013.2258354):
+the blur is circular on a grid a kernel wider than the frame on every side (half a kernel beyond the
+extended grid), and only the observed pixels carry data, so the frame's borders neither ring nor
+wrap around (a mirrored frame instead cost 2 dB on a 2 Mpx photo under a 31 px shake). Each step
+costs four real FFTs per channel, about one Richardson-Lucy iteration.
 
 The data weight follows the shifted-Poisson likelihood of `rl_tv` to second order: its Hessian
 is `A^T diag(1 / (y + b)) A`, so with the TV weight `lambda`, `mu = 1 / (lambda (m + b))`, `m`
@@ -117,7 +117,7 @@ def _solve_spectrum(data: np.ndarray, prior: np.ndarray, otf: np.ndarray, otf_po
 
 
 def _grid(frame: tuple[int, int], psf_shape: tuple[int, int]) -> tuple[tuple[int, int], int, int]:
-    """The circular grid (fast FFT sizes, a kernel wider than the extended grid on every side)
+    """The circular grid (fast FFT sizes, a kernel wider than the frame on every side)
     and the corner (top, left) of the frame on it."""
     shape = tuple(
         fft.next_fast_len(n + 2 * (k - 1), real=True) for n, k in zip(frame, psf_shape, strict=True)

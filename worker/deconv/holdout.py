@@ -71,7 +71,7 @@ class HeldOutWindow:
         ]
 
     @property
-    def scores(self) -> bool:
+    def can_score(self) -> bool:
         """Whether any held-out pixel lies a margin from the border: a window narrower than two
         margins (a strip of a picture a few pixels wide) holds none, and scores nothing."""
         return bool(self.held.any())
@@ -79,7 +79,7 @@ class HeldOutWindow:
     def error(self, psf: np.ndarray) -> float:
         """E(`psf`): the least mean squared error on the held-out pixels over `ALPHAS`.
 
-        Ask `scores` first: without held-out pixels there is no error to measure.
+        Ask `can_score` first: without held-out pixels there is no error to measure.
 
         Parameters
         ----------
@@ -96,9 +96,9 @@ class HeldOutWindow:
         Raises
         ------
         ValueError
-            When no held-out pixel is scored (`scores` is False).
+            When no held-out pixel is scored (`can_score` is False).
         """
-        if not self.scores:
+        if not self.can_score:
             raise ValueError("no held-out pixel to score a kernel on")
         otf = centred_kernel_spectrum(np.asarray(psf, dtype=np.float64), self.shape)
 

@@ -46,10 +46,10 @@ It is a rough measure. The shared part is not seen, only assumed: where it is la
 window's own, ``r`` is too small; a second kernel worse than the first, or a restored window with
 more edge contrast than the truth, makes it too large. Against the truth on the blind
 benchmark's photographs (24 pictures, the kernel learnt at the true size, ``||(k1 - k_true) *
-x_true||^2 / sigma_n^2``), ``r`` counted without a shared part (engine 0.3.3 to 0.3.15, half of
-today's) was within a factor of 3 of it in 8 cases, 4.8 to 155 times lower in 10 (0 in 3, where
+x_true||^2 / sigma_n^2``), ``r`` counted without a shared part (half the value used here) was
+within a factor of 3 of it in 8 cases, 4.8 to 155 times lower in 10 (0 in 3, where
 the two kernels were the same), 3.4 to 31 times higher in 6: more often too small than too
-large, as a shared part would make it. Counted as large as each window's own (engine 0.3.16),
+large, as a shared part would make it. Counting the shared part as large as each window's own,
 the blind benchmark's runs that keep a learnt kernel gain on average on every size guess of its
 camera shake (+0.21 to +0.33 dB over the runs concerned), most at ISO 100-800, and lose a little
 at ISO 3200 and where the two kernels differ while both are right (docs/MEASUREMENTS.md). So it
@@ -127,14 +127,14 @@ def kernel_error_variance(patch: np.ndarray, first: np.ndarray, second: np.ndarr
     return float(max(total - noise, 0.0) * window.level**2 * (1 + SHARED_ERROR) / 2)
 
 
-def kernel_error_ratio(window: np.ndarray, first: np.ndarray, second: np.ndarray) -> float:
+def kernel_error_ratio(patch: np.ndarray, first: np.ndarray, second: np.ndarray) -> float:
     """``r = sigma_k^2 / sigma_n^2`` of kernel `first` (see the module's notes).
 
     Parameters
     ----------
-    window : ndarray, shape (h, w, C)
-        The linear colour window `first` was learnt on. The noise is measured on it; the error on
-        its luminance.
+    patch : ndarray, shape (h, w, C)
+        The pixels of the linear colour window `first` was learnt on. The noise is measured on
+        them; the error on their luminance.
     first : ndarray, shape (k, k)
         The kernel whose error is measured, odd-sized.
     second : ndarray, shape (k, k)
@@ -146,7 +146,7 @@ def kernel_error_ratio(window: np.ndarray, first: np.ndarray, second: np.ndarray
         The ratio, at least 0. 0.0 where the window has no measurable noise: there is no noise to
         count the error as a share of, and the deblur's weight, set from the noise, is 0 as well.
     """
-    noise = estimate_noise(window) ** 2
+    noise = estimate_noise(patch) ** 2
     if noise <= 0:
         return 0.0
-    return kernel_error_variance(luminance(window), first, second) / noise
+    return kernel_error_variance(luminance(patch), first, second) / noise

@@ -19,12 +19,12 @@ the alternatives by only a little, patch by patch, so the region is decided as a
 `SMOOTHNESS`, and the most likely labelling of that Markov random field (a graph cut) takes a large
 subject's interior whole while stopping where the evidence turns. A second test protects sharp
 static detail beside the subject (`misfit`): the deblurred picture, blurred again by the kernel,
-must reproduce each patch to within the noise; where it misses by more than `MISFIT` times the
-noise, no picture blurred by the kernel holds what the patch shows (a sharp hair, an edge), the
-deblurring would ring there, and the patch is out whatever its spectrum says. The region is pulled
-in by the patches' reach, since a patch half on the subject may count. Patches left out (sharp,
-defocused, ambiguous or flat) come back as they were: when the picture cannot tell, it is left
-alone.
+must reproduce each patch to within the noise; where its mean square miss exceeds `MISFIT` times the
+noise's variance, no picture blurred by the kernel holds what the patch shows (a sharp hair, an
+edge), the deblurring would ring there, and the patch is out whatever its spectrum says. The region
+is pulled in by the patches' reach, since a patch half on the subject may count. Patches left out
+(sharp, defocused, ambiguous or flat) come back as they were: when the picture cannot tell, it is
+left alone.
 
 **Where to learn the kernel** (`subject_kernel`, used in local mode when the window is automatic):
 kernels are estimated on a few detailed windows in different places, and the one that explains
@@ -51,8 +51,8 @@ from worker.stages import Progress, Stage
 
 MARGIN = 0.0  # log-likelihood per frequency by which the kernel must beat every alternative...
 SMOOTHNESS = 0.02  # ...summed over a region, less this per border between two patches
-MISFIT = 1.2  # a patch the kernel misses by more than this many times the noise is not explained
-CHOICE = 0.02  # the subject's kernel is the one that clearly wins (by this) over most patches
+MISFIT = 1.2  # a patch missed by more than this many times the noise's variance is not explained
+CHOICE = 0.02  # choosing the subject's kernel, a patch counts for a kernel it favours by more
 FLAT = SMOOTHNESS / 4  # a flat patch gains nothing from deblurring but amplified noise
 CUT_UNIT = 1e-5  # the graph cut's costs are whole multiples of this
 CANDIDATES = 6  # windows tried for the subject's kernel
@@ -230,12 +230,15 @@ def graph_cut(unary: np.ndarray, smoothness: float) -> np.ndarray:
 
 
 def explained_cells(
-    margin: np.ndarray, detail: np.ndarray, fit: np.ndarray | None = None, floor: float = MARGIN
+    margin: np.ndarray,
+    detail: np.ndarray,
+    misfits: np.ndarray | None = None,
+    floor: float = MARGIN,
 ) -> np.ndarray:
     """Which patches the kernel explains.
 
     Each patch with detail weighs in by its margin less `floor`; a flat patch by `-FLAT` (it
-    gains nothing from deblurring but amplified noise); a patch whose `fit` exceeds `MISFIT` by
+    gains nothing from deblurring but amplified noise); a patch whose misfit exceeds `MISFIT` by
     -1, a veto: the kernel cannot reproduce it, so deblurring would ring there. A subject is one
     piece: neighbouring patches are labelled alike unless the evidence pays `SMOOTHNESS` per
     border, so a large subject's interior, whose patches each hardly beat the alternatives, is
@@ -249,7 +252,7 @@ def explained_cells(
         alternative (`kernel_evidence`).
     detail : ndarray of bool, shape (rows, cols)
         Which patches hold detail (`kernel_evidence`).
-    fit : ndarray, optional
+    misfits : ndarray, optional
         Each patch's `misfit`; None: no veto.
     floor : float, optional
         The margin a patch with detail must exceed to count for the kernel.
@@ -257,13 +260,14 @@ def explained_cells(
     Returns
     -------
     ndarray of bool, shape (rows, cols)
-        True for the patches explained; with `fit`, cut to the rows and columns both grids have.
+        True for the patches explained; with `misfits`, cut to the rows and columns both grids
+        have.
     """
     unary = np.where(detail, margin - floor, -FLAT)
-    if fit is not None:
-        rows, cols = min(unary.shape[0], fit.shape[0]), min(unary.shape[1], fit.shape[1])
-        unary, fit = unary[:rows, :cols], fit[:rows, :cols]
-        unary = np.where(fit > MISFIT, -1.0, unary)
+    if misfits is not None:
+        rows, cols = min(unary.shape[0], misfits.shape[0]), min(unary.shape[1], misfits.shape[1])
+        unary, misfits = unary[:rows, :cols], misfits[:rows, :cols]
+        unary = np.where(misfits > MISFIT, -1.0, unary)
     return graph_cut(unary, SMOOTHNESS)
 
 

@@ -31,7 +31,9 @@ from scipy import ndimage
 
 from worker.parallel import in_bands, in_threads
 
-_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+# Immerkaer's operator (a Laplacian difference that cancels smooth content), divided by 6 so
+# that its gain on white noise is 1: its response to noise of deviation sigma has deviation sigma.
+IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32) / 6
 _MAD_TO_SIGMA = 1 / 0.6744897501960817
 _SAMPLE_PIXELS = 4_000_000  # larger pictures are measured on evenly spaced bands of rows
 _BAND_ROWS = 64
@@ -71,7 +73,7 @@ def _noise_responses(
     usable = np.ones(image.shape[:2], dtype=bool) if mask is None else np.asarray(mask) != 0
     erode = partial(ndimage.binary_erosion, structure=np.ones((3, 3), bool), border_value=0)
     usable = _three_by_three(erode, usable)
-    respond = partial(ndimage.correlate, weights=_IMMERKAER / 6, mode="reflect")
+    respond = partial(ndimage.correlate, weights=IMMERKAER, mode="reflect")
     responses = [_three_by_three(respond, plane) for plane in np.moveaxis(image, 2, 0)]
     return image, usable, responses
 

@@ -28,12 +28,11 @@ size and q reaches 3 too.
 import numpy as np
 from scipy import ndimage
 
-from worker.deconv.noise import NoiseModel, estimate_noise
+from worker.deconv.noise import IMMERKAER, NoiseModel, estimate_noise
 from worker.parallel import in_threads
 
 PHASE_RATIO = 1.15  # bayer_phase_ratio above this: demosaiced noise
 _SAMPLE_SIDE = 1024  # the phase ratio is measured on a central crop at most this large
-_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32) / 6
 
 
 def _half(image: np.ndarray) -> np.ndarray:
@@ -83,7 +82,7 @@ def bayer_phase_ratio(image: np.ndarray, mask: np.ndarray | None = None) -> floa
         return 1.0
 
     def ratio(plane: np.ndarray) -> float:
-        response = np.abs(ndimage.correlate(plane, _IMMERKAER, mode="reflect"))
+        response = np.abs(ndimage.correlate(plane, IMMERKAER, mode="reflect"))
         medians = [
             float(np.median(response[row::2, col::2][usable[row::2, col::2]]))
             for row, col in phases

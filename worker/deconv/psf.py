@@ -12,7 +12,8 @@ Pan, Hu, Su and Yang, "Deblurring text images via L0-regularized intensity and g
   what makes the kernel step well posed (the sharp image is "unnatural" on purpose);
 * the kernel on gradients, ``k = argmin sum_d ||M (k * d u - d f)||^2 + gamma ||k||^2`` over a
   K x K support, by conjugate gradients on the normal equations (FFT operators); then small taps
-  are zeroed, components holding little mass are dropped and ``k`` is projected onto the simplex.
+  are zeroed, components holding little mass are dropped and ``k`` is made non-negative and
+  summing to one (negative taps clipped, then divided by its sum; `clean_kernel`).
 
 ``lambda`` shrinks by 1.1 per round (coarse levels need a stronger prior). Boundaries: the window
 is extended to a smooth periodic image (the edge-to-edge interpolation idea of Liu and Jia,
@@ -45,11 +46,13 @@ LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # Rec. 709 / sRGB p
 LEVEL_SCALE = np.sqrt(0.5)
 ROUNDS_PER_LEVEL = 5
 LAMBDA_START, LAMBDA_FLOOR, LAMBDA_DECAY = 4e-3, 1e-4, 1.1
+L0_PENALTY_MAX, L0_PENALTY_GROWTH = 1e5, 2.0  # the L0 step's beta: from 2 lambda, doubling to this
 KERNEL_TIKHONOV = 20.0
 SMALL_TAP = 0.02  # taps under this fraction of the maximum are zeroed after each kernel step
 SMALL_COMPONENT = 0.1  # connected parts of the kernel holding less mass than this are dropped
 FINAL_TAP = 0.05  # the cleaning threshold of the returned kernel
 NOISE_TAPS = 3.0  # taps under this many times their noise deviation are zeroed
+MIN_UNCLIPPED = 0.25  # a window keeps at least this share of its pixels away from clipped ones
 ERROR_LEVELS = 3  # on the finest levels, taps under ERROR_TAPS x the fit's error are zeroed
 ERROR_TAPS, LAST_ERROR_TAPS = 2.0, 3.0  # (the last round of all, a stricter LAST_ERROR_TAPS)
 
@@ -229,13 +232,12 @@ def gradient_spectrum_power(shape: tuple[int, int]) -> np.ndarray:
     return (2 - 2 * np.cos(wx)) + (2 - 2 * np.cos(wy))
 
 
-def l0_restore(
-    blurred: np.ndarray, psf: np.ndarray, weight: float, beta_max: float = 1e5, kappa: float = 2.0
-) -> np.ndarray:
+def l0_restore(blurred: np.ndarray, psf: np.ndarray, weight: float) -> np.ndarray:
     """``argmin_u ||psf * u - blurred||^2 + weight ||grad u||_0`` by half-quadratic splitting.
 
     Xu, Zheng and Jia [1]_, Pan et al. [2]_: with auxiliary gradients ``g`` and a penalty
-    ``beta ||g - grad u||^2`` growing by `kappa`, the ``g`` step is a hard threshold (keep
+    ``beta ||g - grad u||^2`` growing by `L0_PENALTY_GROWTH` from ``2 weight`` while under
+    `L0_PENALTY_MAX`, the ``g`` step is a hard threshold (keep
     ``grad u`` where ``|grad u|^2 >= weight / beta``) and the ``u`` step is
     ``F(u) = (conj(K) F(f) + beta F(D^T g)) / (|K|^2 + beta |F(D)|^2)``.
 
@@ -247,15 +249,12 @@ def l0_restore(
         The kernel ``K``, convolution convention, its centre at the middle tap.
     weight : float
         The L0 weight lambda.
-    beta_max : float, optional
-        ``beta`` starts at ``2 weight`` and grows while under this.
-    kappa : float, optional
-        The factor ``beta`` grows by each round.
 
     Returns
     -------
     ndarray, shape (H, W)
-        The latent sharp picture ``u``; `blurred` itself when ``2 weight >= beta_max`` (no round).
+        The latent sharp picture ``u``; `blurred` itself when ``2 weight >= L0_PENALTY_MAX`` (no
+        round).
 
     References
     ----------
@@ -272,7 +271,7 @@ def l0_restore(
     grad_power = gradient_spectrum_power(shape)
     latent = blurred
     beta = 2 * weight
-    while beta < beta_max:
+    while beta < L0_PENALTY_MAX:
         gx, gy = forward_gradients(latent)
         weak = gx * gx + gy * gy < weight / beta
         gx[weak] = 0
@@ -281,7 +280,7 @@ def l0_restore(
             otf_power + beta * grad_power
         )
         latent = fft.irfft2(spectrum, s=shape)
-        beta *= kappa
+        beta *= L0_PENALTY_GROWTH
     return latent
 
 
@@ -624,7 +623,7 @@ def unclipped(
         clip_level = detect_clip_level(image)
     usable = data_mask(pixels, clip_level) > 0
     usable = ndimage.binary_erosion(usable, np.ones((size, size), bool), border_value=1)
-    if usable.mean() < 0.25:
+    if usable.mean() < MIN_UNCLIPPED:
         raise InputError(
             "the window is mostly blown-out highlights; choose one with unclipped detail"
         )

@@ -45,11 +45,14 @@ Applied Optics 36 (1997), the vector extrapolation of MATLAB's deconvlucy:
 Large pictures (over `COARSE_START_PIXELS`) start from a coarse solution: the picture and PSF
 halved, deblurred for a few iterations (from an even coarser start if still large), enlarged
 bilinearly. The coarse run fixes the large structures at a quarter of the cost per iteration,
-so the full-size run needs fewer iterations. Smaller pictures (and the coarsest level) start
-from a few half-quadratic splitting steps of TV-L2 deconvolution (`half_quadratic`), a
+so the full-size run needs fewer iterations. Smaller pictures (and the coarsest level) without
+clipped pixels start from a few half-quadratic splitting steps of TV-L2 deconvolution
+(`half_quadratic`), a
 regularised inverse whose every step is one Fourier-domain solve: sharp already, it leaves
 Richardson-Lucy-TV fewer iterations (17 -> 12 on a 2 Mpx photo with a 31 px shake,
 docs/MEASUREMENTS.md) and lands on a better estimate of finely textured photos under mild blur.
+Pictures with clipped pixels, or with nothing to regularise with (`lam` or `sigma` 0), start from
+the back-projection A^T(w f) / A^T w (`_first_estimate`).
 
 The run stops on residual whiteness, stagnation or the cap (see `stopping`); from a given
 start, whiteness is measured against that of the blurred picture itself (`_blurred_whiteness`):
@@ -106,10 +109,10 @@ WELL_OBSERVED = 0.5  # stagnation is measured where A^T w is above this (the fra
 TV_EPS = 0.03  # smoothing of |grad u| in TV, as a fraction of the picture's mean level...
 TV_EPS_PER_NOISE = 0.5  # ...and at least this many noise sigmas
 POSITIVE_FLOOR = 1e-5  # the estimate is kept above this fraction of the mean level
-COARSE_START_PIXELS = 3_000_000  # larger pictures start from a half-size run (`_coarse_start`)
-COARSE_SCALE = 0.5
-COARSE_ITERATIONS = 10  # a start needs no more: the finer run goes on from it
+COARSE_START_PIXELS = 3_000_000  # larger pictures start from a half-size run (`_coarse_start`)...
 MIN_COARSE_PSF = 5  # ...if the PSF is at least twice this wide
+COARSE_SCALE = 0.5  # the coarse run's scale
+COARSE_ITERATIONS = 10  # a start needs no more: the finer run goes on from it
 WARM_MIN_ITERATIONS = 10  # from a coarse start, stopping rules may fire after this many...
 WARM_STAGNATION = 2e-4  # ...and stagnation a change under this (stricter than the rule's own)
 SPLIT_MIN_ITERATIONS = 6  # ...from a half-quadratic start (`half_quadratic`), after this many
@@ -574,8 +577,8 @@ def _restore(
 ) -> Restoration:
     """Measure the noise, derive lambda (with the kernel's error counted as noise,
     `noise.regularisation_weight`) and run `richardson_lucy_tv` on `image` (H, W, C), from
-    a coarse start if it is large (see `_coarse_start`), else from a few half-quadratic TV-L2
-    steps (`half_quadratic`).
+    a coarse start if it is large (see `_coarse_start`), else, without clipped pixels, from a
+    few half-quadratic TV-L2 steps (`half_quadratic`), else from the back-projection.
 
     Returns
     -------
@@ -595,8 +598,9 @@ def _restore(
     offset = model.offset(white)
     texture = texture_weight(f, mask, model, psf.shape)
     min_iterations, stagnation = WARM_MIN_ITERATIONS, WARM_STAGNATION  # from the coarse start
-    # Around clipped highlights a half-quadratic start left more ringing in the result (half as
-    # much again in tests/deconv: test_saturated_highlights_do_not_ring): they start as before.
+    # Around clipped highlights a half-quadratic start leaves more ringing (half as much again in
+    # tests/deconv: test_saturated_highlights_do_not_ring): such pictures start from the
+    # back-projection (`_first_estimate`).
     if start is None and mask.all():
         start = half_quadratic_start(
             f, mask, psf, texture, lam=lam, sigma=model.sigma, offset=offset

@@ -10,11 +10,13 @@ is the energy of the residual's normalised autocorrelation at the nonzero lags o
 
 summed over the channels' correlations, on the observed, unsaturated pixels only, with the
 residual's mean removed. The run stops when `W` has risen above its minimum so far by more than the
-user's tolerance, in percent of the structure the blur left at the start (`W` of the first iterate
-minus the minimum); the last estimate still within the tolerance is returned. With TV weighted as in
-`noise.regularisation_weight`, `W` typically reaches its minimum early (after 5-10 iterations), then
-creeps up by a few percent while the picture still sharpens; a tolerance relative to the starting
-structure lets those runs go on to their plateau and stops the ones that start amplifying noise.
+user's tolerance, in percent of the structure the blur left at the start (the reference minus the
+minimum: the `W` of the blurred picture itself when the run starts from a half-quadratic or coarse
+estimate, else the `W` of the first iterate); the last estimate still within the tolerance is
+returned. With TV weighted as in `noise.regularisation_weight`, `W` typically reaches its minimum
+early (after 5-10 iterations), then creeps up by a few percent while the picture still sharpens; a
+tolerance relative to the starting structure lets those runs go on to their plateau and stops the
+ones that start amplifying noise.
 """
 
 from dataclasses import dataclass, field
@@ -148,8 +150,8 @@ class StoppingRule:
     - "whiteness": `W` rose above its minimum by more than `tolerance` percent of (`reference` -
       minimum); the iterate before this one is the one to return. `reference` is the `W` of the
       blurred picture taken as its own estimate (what the blur left); without it, the first
-      iterate's `W`. A good start (see `start`) is already nearly white: measured from its own
-      `W`, the allowed rise would be nil;
+      iterate's `W`. A good start (see `rl_tv.richardson_lucy_tv`'s `start`) is already nearly
+      white: measured from its own `W`, the allowed rise would be nil;
     - "stagnation": the relative change `||u_t+1 - u_t|| / ||u_t||` fell under `stagnation`;
     - "cap": `max_iterations` reached.
     `update` returns the reason, or None to go on. The first `min_iterations` never stop on

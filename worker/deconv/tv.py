@@ -1,4 +1,4 @@
-"""Vectorial (colour-coupled) total variation: energy, gradient norm and divergence.
+"""Vectorial (colour-coupled) total variation: the gradient-norm weights and the split gradient.
 
     TV(u) = sum_p sqrt( sum_c |grad u_c(p)|^2 + eps^2 )
 
@@ -10,8 +10,9 @@ backward differences, so `div = -grad^T` exactly and
 
     d TV / d u_c = -div( grad u_c / |grad u|_eps ),
 
-which the tests check against finite differences of the energy. The divergence is computed from
-its split form (`split_gradient_at`), the one the deconvolution uses. The kernels are fused
+which tests/deconv/test_deconv_operators.py checks against finite differences of the energy
+(`tv_energy` and `tv_divergence` in tests/deconv/reference.py). The deconvolution uses the
+divergence only in its split form (`split_gradient_at`). The kernels are fused
 numba loops over rows, parallel on all cores, compiled once and cached on disk.
 """
 

@@ -23,6 +23,11 @@ ANALYSIS_SIZE = 1000  # larger pictures are shrunk to about this for choosing th
 NEAR_WHITE = 0.98  # "saturated" for the window score: luminance at this share of the peak
 FIRST_TRIES = 64  # when the best window leaves no room for a second, the next best lead
 KERNELS_ACROSS = 3  # a window is at least this many kernels wide
+EDGE_OVER_NOISE = 8.0  # a window's strongest detail must stand this many noise sigmas out...
+EDGE_OVER_LEVEL = 1e-3  # ...and this share of its mean level, or it is flat
+STRONG_EDGE_PERCENTILE = 90  # the window score counts the gradients above this percentile...
+EDGE_CAP_PERCENTILE = 99  # ...each capped at this one (a few glints do not make a window)
+SATURATION_PENALTY = 20  # the score falls by this many times the window's saturated share
 
 
 def window_side(image_shape: tuple[int, int], size: int) -> int:
@@ -160,7 +165,11 @@ def check_edges(patch: np.ndarray, size: int) -> None:
     response = ndimage.gaussian_filter(impulse, 1.0) - ndimage.gaussian_filter(impulse, broad)
     noise_gain = float(np.sqrt((response**2).sum()))
     strength = float(np.percentile(np.abs(detail), 99))
-    floor = max(8 * noise_gain * estimate_noise(patch), 1e-3 * abs(float(patch.mean())), 1e-9)
+    floor = max(
+        EDGE_OVER_NOISE * noise_gain * estimate_noise(patch),
+        EDGE_OVER_LEVEL * abs(float(patch.mean())),
+        1e-9,
+    )
     if strength < floor:
         raise InputError(
             "the window is flat: there are no edges to learn the blur from; "
@@ -439,8 +448,9 @@ def window_scores(
     smooth = ndimage.gaussian_filter(small, 1.0)
     gy, gx = np.gradient(smooth)
     magnitude = np.hypot(gx, gy)
-    strong = magnitude > np.percentile(magnitude, 90)
-    energy = np.where(strong, np.minimum(magnitude, np.percentile(magnitude, 99)), 0.0)
+    strong = magnitude > np.percentile(magnitude, STRONG_EDGE_PERCENTILE)
+    capped = np.minimum(magnitude, np.percentile(magnitude, EDGE_CAP_PERCENTILE))
+    energy = np.where(strong, capped, 0.0)
     orientation = np.mod(np.arctan2(gy, gx), np.pi)
     bins = np.minimum((orientation / np.pi * ORIENTATION_BINS).astype(int), ORIENTATION_BINS - 1)
     per_bin = np.stack(
@@ -452,4 +462,5 @@ def window_scores(
     diversity = np.exp(entropy) / ORIENTATION_BINS
     saturated = block_means(grey >= NEAR_WHITE * grey.max(), factor)
     saturated_share = box_sums(saturated, small_side, step) / small_side**2
-    return (total * diversity * np.clip(1 - 20 * saturated_share, 0, None)).astype(np.float64)
+    kept = np.clip(1 - SATURATION_PENALTY * saturated_share, 0, None)
+    return (total * diversity * kept).astype(np.float64)
