@@ -5,7 +5,7 @@
 #                             `dt-deconvolve` on your PATH (~/.local/bin)
 #   ./install.sh --test       set up ./.venv for development (editable, with the test tools) and,
 #                             as root, the Debian packages the tests need (darktable, xvfb,
-#                             lua5.4, shellcheck)
+#                             xauth, lua5.4, shellcheck)
 #   ./install.sh --uninstall  remove everything a plain install put on this machine
 #   ./install.sh --service    install and start only the worker's systemd user service
 #   ./install.sh --print-unit print the systemd user unit the service uses
@@ -110,7 +110,7 @@ stop_previous_worker() {
     case $(worker_state) in
         idle) timeout 20 "$venv/bin/dt-deconvolve" shutdown >/dev/null 2>&1 \
                 && say "stopped the worker of the previous version: the next picture starts the new one" ;;
-        busy) say "note: a worker of the previous version is busy; it stops after an idle hour (or now: $command_link shutdown)" ;;
+        busy) say "note: a worker of the previous version is busy: once its jobs end, stop it ($command_link shutdown); the next picture starts the new one" ;;
     esac
 }
 

@@ -110,13 +110,26 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process `pid` runs, another user's too (asked with signal 0, which is not sent).
+
+    Parameters
+    ----------
+    pid : int
+        The process id; one no process can have (too large) counts as running, so that what it
+        names is kept.
+
+    Returns
+    -------
+    bool
+        False only when no such process exists.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except (PermissionError, OverflowError):  # another user's; no pid at all
+        pass
     return True
 
 
@@ -251,9 +264,9 @@ class ResultCache:
 
     def touch(self, entry: Entry) -> None:
         """Record that `entry` was just used (for least-recently-used eviction): its record's
-        time moves, not its content. (Writing the record read before back, as until engine
-        0.3.10, could put it into the entry that `drop_result` had just put in its place, which
-        then listed a result it does not hold.)
+        time moves, not its content. The record is never rewritten, so an entry that
+        `drop_result` replaced meanwhile is not undone (it would list a result it does not
+        hold).
 
         Parameters
         ----------
@@ -674,4 +687,4 @@ def _delete(path: Path) -> None:
 def _writer_alive(name: str) -> bool:
     """Whether the process that made staging folder `name` (.tmp-<tag>-<pid>-<rand>) runs."""
     parts = name[len(STAGING) :].split("-")
-    return len(parts) >= 3 and parts[-2].isdigit() and _process_alive(int(parts[-2]))
+    return len(parts) >= 3 and parts[-2].isdigit() and process_alive(int(parts[-2]))

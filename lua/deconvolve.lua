@@ -631,7 +631,7 @@ local function deconvolve_image(batch, image, index, edit)
   if not job.output then
     return nil, _("no name is free for the result beside the original (too long, or all taken)")
   end
-  if not passes(image.path, "-d") then -- (it said "read-only" until engine 0.3.20)
+  if not passes(image.path, "-d") then
     return nil, _("its folder is missing (moved or deleted?)")
   end
   if not writable_folder(image.path) then

@@ -1,9 +1,11 @@
 """One description of a job: which picture, where to, and how (`JobSpec`).
 
 Every layer that handles a job uses this one type: the command line builds it from its options,
-the client sends it (`as_fields`), the server checks it as it arrives (`from_fields`), the
-executor and the pipeline run it, and the cache key and record hash its `parameters`. A new job
-option is a new field here (with its check), and nowhere else.
+the client sends it (`as_fields`), the protocol checks it as it arrives (`FIELD_CHECKS` and
+`REQUIRED_FIELDS`, in `protocol.decode_request`), the server validates it (`validate`), the
+executor rebuilds it from its task (`from_fields`) and, with the pipeline, runs it, and the cache
+key and record hash its `parameters`. A new job option is a new field here (with its check), and
+nowhere else.
 
 `from_fields` takes untrusted JSON: each field is checked for presence, type and shape, and raises
 `ProtocolError` naming the field; the engine settings' ranges are `DeblurSettings.validate`'s

@@ -69,9 +69,8 @@ def state_dir() -> Path:
 
 
 def made_state_dir() -> Path:
-    """`state_dir()`, made if it is not there, and private (0700) if it is this user's: the
-    logs in it name pictures (one that an older release left open is closed; one the user
-    linked elsewhere is the folder it leads to).
+    """`state_dir()`, made if it is not there, and private (0700) when it is this user's and
+    open to others: the logs in it name pictures (a link to a folder elsewhere is followed).
 
     Returns
     -------

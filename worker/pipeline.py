@@ -207,8 +207,6 @@ def load_psf(path: str | os.PathLike[str], image_shape: tuple[int, ...]) -> np.n
         raise InputError(f"{path}: {error}") from error
 
 
-# What a job's report says of its deblur and its files; the rest describes its estimated kernel.
-DEBLUR_ENTRIES = frozenset(DeblurReport.left_as_is(1.0).as_dict()) | {"output", "psf_out"}
 MAX_REASON = 1000  # characters of a kept estimate's reason (the engine's are a few hundred)
 MAX_KERNEL_ERROR = 1e4  # a kept estimate's kernel error (the engine's stay within a few hundred)
 

@@ -68,8 +68,13 @@ def test_a_job_writes_its_result_and_the_cache_answers_it_again(worker, material
         assert entry.file("psf.png").read_bytes().startswith(b"\x89PNG")
         again = submit(client, material["small"], tmp_path / "again.tif", blur=7, key=key)
         assert again["note"] == "from the cache"  # copied off the worker's loop
-        assert wait(client, again["job"])["stage"] == "done"
+        copied = wait(client, again["job"])
+        assert copied["stage"] == "done"
         assert (tmp_path / "again.tif").read_bytes() == out.read_bytes()
+        # Each job's report is its own: no other caller's output path (the cached record keeps
+        # the first job's), as a computed job's report leaves its own output out.
+        assert copied["report"]["iterations"] == final["report"]["iterations"]
+        assert "output" not in final["report"] and "output" not in copied["report"]
     result = worker.cli("cache", "lookup", key, "--cache-dir", worker.cache_dir)
     assert result.stdout.strip() == f"hit {entry.file(RESULT)}"
 

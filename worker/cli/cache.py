@@ -13,12 +13,11 @@ import shutil
 import stat
 from pathlib import Path
 
-from cache.store import PSF_PNG, RESULT, ResultCache
+from cache.store import PSF_PNG, RESULT, ResultCache, process_alive
 from worker.cli.endpoint import add_cache_dir_option, cache_dir_of, folder_argument
 from worker.cli.exit_status import ExitStatus
 from worker.cli.lines import blur_line, path_field
 from worker.errors import InputError
-from worker.files.kernels import check_names
 from worker.jobspec import check_tiff_name
 
 # What the plug-in of a darktable that did not end (killed, crashed) leaves in darktable's
@@ -63,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     clean.add_argument(
         "--on-exit",
         action="store_true",
-        help="remove full-resolution results and temporary exports; keep the small kernels",
+        help="remove full-resolution results (and, with --exports-dir, what a darktable that "
+        "did not end left there); keep the small kernels",
     )
     clean.add_argument(
         "--keep-results", action="store_true", help="with --on-exit: keep the results too"
@@ -166,6 +166,8 @@ def run_kernel(args: argparse.Namespace) -> int:
         `output` is not named NAME.png (`check_names`), or as `look_up` and `ResultCache` raise
         it.
     """
+    from worker.files.kernels import check_names  # (with the picture files: numba, tifffile)
+
     check_names(None, args.output)  # (a PNG under a kernel's .npy name replaced it)
     cache = ResultCache(cache_dir_of(args))
     entry = cache.entry(args.key)
@@ -210,7 +212,7 @@ def remove_leftover_exports(folder: Path) -> int:
             continue
         named = PRIVATE_FOLDER.fullmatch(child.name)
         if named and stat.S_ISDIR(status.st_mode):
-            if not _running(int(named.group(1))):
+            if not process_alive(int(named.group(1))):
                 shutil.rmtree(child, ignore_errors=True)
                 removed += 1
         elif child.match(EXPORT_PATTERN) and stat.S_ISREG(status.st_mode):
@@ -220,17 +222,6 @@ def remove_leftover_exports(folder: Path) -> int:
                 continue
             removed += 1
     return removed
-
-
-def _running(pid: int) -> bool:
-    """Whether a process `pid` runs (another user's too)."""
-    try:
-        os.kill(pid, 0)  # (PermissionError: another user's; OverflowError: no pid, kept too)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        pass
-    return True
 
 
 def run_stats(args: argparse.Namespace) -> int:

@@ -1,12 +1,16 @@
 """`dt-deconvolve demo`: blur a photo-like test scene, deblur it, show before and after."""
 
+from __future__ import annotations
+
 import argparse
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from worker.cli.exit_status import ExitStatus
 from worker.cli.progress import progress_bar
+
+if TYPE_CHECKING:  # NumPy is imported where the demo runs, not by every command
+    import numpy as np
 
 SHAPE = (768, 1024)
 KERNEL_SIZE = 21
@@ -61,6 +65,8 @@ def shaken_scene(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.n
     psf : ndarray, shape (K, K)
         The camera-shake blur, K = `KERNEL_SIZE`, float32, summing to one.
     """
+    import numpy as np
+
     from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves
 
     psf = camera_shake_kernel(KERNEL_SIZE, rng)
@@ -115,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     OSError
         The folder or a file in it cannot be made or written.
     """
+    import numpy as np
+
     from worker.files.icc import SRGB, matrix_profile
     from worker.files.imageio import Picture, read_picture, write_picture, write_png
     from worker.files.kernels import save_kernel, save_kernel_picture

@@ -98,16 +98,14 @@ def endpoint_of(args: argparse.Namespace) -> str:
     return args.endpoint or default_endpoint()
 
 
-def client_of(args: argparse.Namespace, timeout: float = 10.0) -> Client:
-    """A client of the worker the command names; the caller closes it.
+def client_of(args: argparse.Namespace) -> Client:
+    """A client of the worker the command names, with `Client`'s time-out; the caller closes it.
 
     Parameters
     ----------
     args : argparse.Namespace
         The parsed command line, with the options of `add_endpoint_options` (`--curve-dir`
         unset: `default_curve_dir`).
-    timeout : float
-        Seconds a reply may take.
 
     Returns
     -------
@@ -119,7 +117,7 @@ def client_of(args: argparse.Namespace, timeout: float = 10.0) -> Client:
     InputError
         The endpoint is malformed (`check_endpoint`).
     """
-    return Client(endpoint_of(args), timeout, args.curve_dir or default_curve_dir())
+    return Client(endpoint_of(args), curve_dir=args.curve_dir or default_curve_dir())
 
 
 def cache_dir_of(args: argparse.Namespace) -> Path:

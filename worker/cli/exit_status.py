@@ -3,6 +3,7 @@
 The plug-in's copy (`lua/lib/deconvolve/logic.lua`) is checked against this table by a test.
 """
 
+import signal
 from enum import IntEnum
 
 
@@ -13,7 +14,8 @@ class ExitStatus(IntEnum):
     FAILED = 1  # the work failed: bad input, unreadable file, full disk... (one line on stderr)
     USAGE = 2  # wrong usage (a bad option)
     CANCELLED = 3  # the job was cancelled
-    INTERRUPTED = 130  # Ctrl-C: `of_signal(SIGINT)`
+    INTERRUPTED = 128 + signal.SIGINT  # 130, Ctrl-C: `of_signal(SIGINT)`
+    READER_GONE = 128 + signal.SIGPIPE  # 141, the reader of stdout left (`| head`)
 
 
 def of_signal(signum: int) -> int:

@@ -12,14 +12,12 @@ written (`report_on`).
 import contextlib
 import os
 import select
-import signal
 import sys
 from collections.abc import Iterator
 
-from worker.cli.exit_status import of_signal
+from worker.cli.exit_status import ExitStatus
 
 PROG = "dt-deconvolve"
-READER_GONE = of_signal(signal.SIGPIPE)  # the exit status of a command whose stdout reader left
 
 
 def warn(message: str) -> None:
@@ -66,11 +64,11 @@ def reader_gone() -> int:
     Returns
     -------
     int
-        `READER_GONE`: 128 + SIGPIPE, the command's exit status.
+        `ExitStatus.READER_GONE`: 128 + SIGPIPE, the command's exit status.
     """
     with open(os.devnull, "wb") as null:
         os.dup2(null.fileno(), sys.stdout.fileno())
-    return READER_GONE
+    return ExitStatus.READER_GONE
 
 
 @contextlib.contextmanager

@@ -4,7 +4,8 @@ Without `--wait` it prints the job id. With `--wait` it prints, one line each (f
 
     JOB <id>
     PROGRESS <fraction 0..1> <stage>        stage: queued | estimating | deblurring | writing
-    BLUR <confidence 0..1> <kernel> <reason>  when the blur was estimated (not from the cache)
+    BLUR <confidence 0..1> <kernel> <reason>  when the blur was estimated (by this job, or by
+                                            the one whose cached result it copies)
     DONE <output path>                      the path as one escaped field (`worker.cli.lines`)
 
 and exits 0 when done, 1 when the job failed (the reason on stderr), 3 when it was cancelled.
@@ -145,8 +146,9 @@ def check_cache(worker: dict[str, Any], asked: Path | None) -> None:
     Parameters
     ----------
     worker : dict
-        The worker's ping reply: its ``cache_dir`` and ``endpoint``. A reply without a
-        ``cache_dir`` (a worker of engine 0.3.19 or older) is not checked.
+        The worker's ping reply: its ``cache_dir`` and ``endpoint``. (The protocol keeps
+        ``cache_dir`` optional, so that an older worker's ping still decodes and its version can
+        be read; a reply without one is not checked.)
     asked : Path or None
         The `--cache-dir` given; None: any cache will do. Compared with the worker's once both
         are resolved (links followed).
@@ -156,7 +158,7 @@ def check_cache(worker: dict[str, Any], asked: Path | None) -> None:
     InputError
         When the worker keeps its results in another folder.
     """
-    kept = worker.get("cache_dir")  # (a worker of engine 0.3.19 or older does not say)
+    kept = worker.get("cache_dir")
     if asked is None or not isinstance(kept, str) or Path(kept).resolve() == asked.resolve():
         return
     raise InputError(

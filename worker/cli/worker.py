@@ -186,7 +186,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--generate-keys",
         action="store_true",
         help="make CURVE keys in the CURVE folder (for tcp endpoints other machines reach), "
-        "print them and exit",
+        "say which files it made and exit",
     )
     parser.add_argument(
         "--idle-exit",

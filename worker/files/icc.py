@@ -27,8 +27,9 @@ profiles) have no TRC tags: they raise `InputError`, because a multi-dimensional
 cannot be undone channel by channel. darktable's export profiles (sRGB, Adobe RGB, Rec. 709,
 Rec. 2020, ProPhoto, linear variants) are all matrix/TRC profiles.
 
-`matrix_profile` builds a small valid version 4 matrix/TRC profile, used for sRGB output when a
-picture has no profile of its own and by the tests.
+`matrix_profile` builds a small valid version 4 matrix/TRC profile, used by `dt-deconvolve demo`
+(its 16-bit sRGB test picture), the benchmarks and the tests; a picture without a profile is
+written back without one.
 """
 
 from __future__ import annotations

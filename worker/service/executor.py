@@ -73,15 +73,15 @@ def make_sender(stream: io.TextIOBase) -> Send:
     return send
 
 
-def kernel_files(spec: JobSpec, psf_out: Path | None) -> dict[str, Path]:
+def kernel_files(spec: JobSpec, scratch_kernel: Path | None) -> dict[str, Path]:
     """The kernel of a job and its picture, to cache: the estimated ones, or the PSF it was
-    given (with a picture drawn now beside `psf_out`); none without a scratch folder.
+    given (with a picture drawn now beside `scratch_kernel`); none without a scratch folder.
 
     Parameters
     ----------
     spec : JobSpec
         The job.
-    psf_out : Path or None
+    scratch_kernel : Path or None
         Where the job saved the kernel it estimated (``psf.npy`` in its scratch folder), if it
         did; None: the job had no scratch folder.
 
@@ -89,18 +89,18 @@ def kernel_files(spec: JobSpec, psf_out: Path | None) -> dict[str, Path]:
     -------
     dict of str to Path
         Entry file names (`PSF`, `PSF_PNG`) to the files to store; a picture may be missing
-        (the caller keeps the files that exist). Empty without `psf_out`, or when the job
+        (the caller keeps the files that exist). Empty without `scratch_kernel`, or when the job
         neither estimated a kernel nor was given one. A given kernel's picture is drawn at
-        ``psf_out`` with the suffix ``.png``; a failure to read or draw it (`OSError`,
+        ``scratch_kernel`` with the suffix ``.png``; a failure to read or draw it (`OSError`,
         `ValueError`) is ignored.
     """
-    if psf_out is None:
+    if scratch_kernel is None:
         return {}
-    if psf_out.exists():
-        return {PSF: psf_out, PSF_PNG: picture_path(psf_out)}
+    if scratch_kernel.exists():
+        return {PSF: scratch_kernel, PSF_PNG: picture_path(scratch_kernel)}
     if not spec.psf:
         return {}
-    picture = picture_path(psf_out)
+    picture = picture_path(scratch_kernel)
     with contextlib.suppress(OSError, ValueError):  # no picture is no reason to fail the job
         save_kernel_picture(picture, np.load(spec.psf, allow_pickle=False))
     return {PSF: Path(spec.psf), PSF_PNG: picture}
@@ -133,7 +133,7 @@ def known_kernel(known: dict[str, Any] | None, spec: JobSpec) -> "KnownKernel | 
 
 
 def cache_result(
-    task: dict[str, Any], spec: JobSpec, report: dict[str, Any], psf_out: Path | None
+    task: dict[str, Any], spec: JobSpec, report: dict[str, Any], scratch_kernel: Path | None
 ) -> str | None:
     """Store the job's output and kernel under its key.
 
@@ -146,7 +146,7 @@ def cache_result(
         The job, which has a key.
     report : dict
         The job's report, kept in the entry's record.
-    psf_out : Path or None
+    scratch_kernel : Path or None
         Where an estimated kernel would be (`kernel_files`).
 
     Returns
@@ -163,7 +163,7 @@ def cache_result(
     """
     assert spec.key is not None
     limits = CacheLimits(**task["cache_limits"])
-    files = {RESULT: Path(spec.output), **kernel_files(spec, psf_out)}
+    files = {RESULT: Path(spec.output), **kernel_files(spec, scratch_kernel)}
     files = {name: path for name, path in files.items() if path.exists()}
     record = {
         "job": task["job"],
@@ -221,8 +221,8 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
     try:
         progress(0.0, Stage.READING)
         spec = JobSpec.from_fields(task["spec"])
-        psf_out = kernel if spec.key and spec.estimating else None
-        report = run_pipeline(spec, progress, psf_out, known_kernel(task.get("known"), spec))
+        scratch_kernel = kernel if spec.key and spec.estimating else None
+        report = run_pipeline(spec, progress, scratch_kernel, known_kernel(task.get("known"), spec))
         note = None
         if spec.key:
             progress(1.0, Stage.CACHING)

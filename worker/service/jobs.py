@@ -418,7 +418,7 @@ class JobTable:
         if job.key and self.active_by_key.get(job.key) == job.id:
             del self.active_by_key[job.key]
 
-    def active(self) -> int:
+    def active_count(self) -> int:
         """How many jobs have not ended.
 
         Returns

@@ -13,7 +13,8 @@ and every reply says whether it worked,
 `decode_request` checks every field (presence, type, range) and raises `ProtocolError` with a
 one-line message naming the field, so the server can answer any bytes a client sends. A job's
 fields and their checks are `JobSpec`'s (`worker.jobspec`); the stages a job reports are
-`worker.stages.Stage`. This module is shared by the client and the server and by nothing else.
+`worker.stages.Stage`. The client and the server use it, and so do the job table (`jobs`:
+`UNKNOWN_JOB`) and `dt-deconvolve submit` (`STOPPING`, `FROM_CACHE`, `WATCHER_FIELDS`).
 """
 
 import json

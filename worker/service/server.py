@@ -7,7 +7,8 @@ dropped. Clients use a REQ socket per request (a fresh one after a time-out).
 
 The loop never runs a job itself and never blocks on one: jobs run in executor processes
 (`worker.service.jobs`), so a crash, a MemoryError or a cancel of a job cannot take the server
-down, and every request, however malformed, gets a reply.
+down, and every request up to `MAX_TRANSPORT_BYTES`, however malformed, gets a reply
+(ZeroMQ drops a larger one and disconnects its sender).
 """
 
 import contextlib
@@ -212,6 +213,25 @@ class SocketFile:
         """Remove the socket file, if it is still the one this worker bound."""
         if self.is_ours():
             self.path.unlink(missing_ok=True)
+
+
+def own_report(report: object) -> dict[str, Any] | None:
+    """A run's report as a job gives it: without the `output` it was written to, which is the
+    job's own field (and, for a result copied from the cache, another caller's path).
+
+    Parameters
+    ----------
+    report : object
+        The report an executor or a cache record holds; anything but a dict is none.
+
+    Returns
+    -------
+    dict or None
+        The report less `output`; None when there is none.
+    """
+    if not isinstance(report, dict):
+        return None
+    return {name: value for name, value in report.items() if name != "output"}
 
 
 def _remove_partial_output(job: Job) -> None:
@@ -640,10 +660,7 @@ class Server:
             for each in (job, *self.table.followers(job)):
                 each.progress(float(event.get("fraction", 0.0)), str(event.get("stage")))
         elif kind == Event.DONE:
-            report = event.get("report")
-            if isinstance(report, dict):  # the output is the job's own: not repeated
-                report = {name: value for name, value in report.items() if name != "output"}
-            job.report, job.note = report, event.get("note")
+            job.report, job.note = own_report(event.get("report")), event.get("note")
             alone = not job.withdrawn and not self.table.followers(job)
             self._finish(
                 executor, job, Stage.CANCELLED if alone and self._unfollowed(job) else Stage.DONE
@@ -821,10 +838,8 @@ class Server:
         InputError
             When the job cannot run as described (`JobSpec.validate`), names a path outside
             the allowed folders (remote clients), or its input or kernel is not a readable
-            file, or its output is not a TIFF name (`JobSpec.check_files`).
-        OSError
-            When its output cannot be written (`JobSpec.check_files`): answered as
-            `protocol.CACHE_ERROR`.
+            file, or its output is not a TIFF name or cannot be written (`JobSpec.check_files`,
+            whose `OSError` becomes this), or lies inside the cache (`check_outside`).
         """
         fields = dict(request.fields)
         watcher = self._watchable(fields.pop("watcher"))
@@ -836,7 +851,7 @@ class Server:
         except OSError as error:  # an output that cannot be written: the job's, not the cache's
             raise InputError(describe_os_error(error)) from None
         self.cache.check_outside(spec.output)
-        if self.table.active() >= self.config.max_queued:
+        if self.table.active_count() >= self.config.max_queued:
             raise ProtocolError(
                 f"the worker is busy: {self.config.max_queued} jobs wait or run already; "
                 "try again when some have finished",
@@ -903,7 +918,7 @@ class Server:
                 job.note = None
                 self.table.enqueue(job)
             else:
-                job.report = report if isinstance(report, dict) else None
+                job.report = own_report(report)  # (the record's names the computing job's output)
                 self._end(job, Stage.CANCELLED if gone else Stage.DONE)
 
         self.background.run(copy, then)

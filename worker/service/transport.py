@@ -207,7 +207,8 @@ def check_endpoint(endpoint: str, curve: bool = False) -> None:
         The endpoint to check. Nothing is bound, and no folder is looked at.
     curve : bool, optional
         Whether CURVE is on for it (the worker has its keys): a tcp endpoint may then listen
-        beyond the loopback interface. The client passes True, to check the shape alone.
+        beyond the loopback interface. The client, and the worker before it has read its keys,
+        pass True, to check the shape alone.
 
     Raises
     ------

@@ -22,12 +22,13 @@ logic.DEFAULT_SUFFIX = "_deconv"
 logic.PREVIEW_SIDE = 1600 -- longest side, in pixels, of an "output size: preview" result
 logic.TAG_ROOT = "dt-deconvolve"
 -- The plug-in's private folder in darktable's temporary one (darktable's process id, then
--- mktemp's random characters), which `dt-deconvolve cache clean-exports` knows.
+-- mktemp's random characters), which `dt-deconvolve cache clean --on-exit --exports-dir` removes
+-- once that darktable has gone (PRIVATE_FOLDER in worker/cli/cache.py).
 logic.PRIVATE_FOLDER = "dt-deconvolve-%d-XXXXXXXX"
 
 -- Exit statuses of `dt-deconvolve` (worker/cli/exit_status.py) and the stages a job reports
 -- (worker/stages.py): copies that tests/lua/test_lua_logic.py checks against the Python ones.
-logic.EXIT = { OK = 0, FAILED = 1, USAGE = 2, CANCELLED = 3, INTERRUPTED = 130 }
+logic.EXIT = { OK = 0, FAILED = 1, USAGE = 2, CANCELLED = 3, INTERRUPTED = 130, READER_GONE = 141 }
 logic.STAGES = { "queued", "estimating", "deblurring", "writing", "done", "failed", "cancelled" }
 
 --- Round `value` to `digits` decimals (sliders hand back float noise: 2.25 reads 2.2499997).

@@ -58,7 +58,7 @@ local function history_text(dt, image, folder, name)
   style:export(folder, true)
   style:delete()
   -- darktable 4.2 keeps a file of every style it creates in its configuration's styles folder,
-  -- and deleting the style leaves that file: one a run piled up there until engine 0.3.23.
+  -- and deleting the style leaves that file: so it is removed here.
   os.remove(dt.configuration.config_dir .. "/styles/" .. name .. ".dtstyle")
   local path = folder .. "/" .. name .. ".dtstyle"
   local text = files.read(path)
@@ -96,7 +96,8 @@ end
 --[[ Split `image`'s edit into two temporary styles: { scene = style, look = style (nil when the
      look is empty) }, or {} when the image has no edit history yet (nothing to split: it is
      deblurred as darktable renders it). `name` is unique (a file name stem, no path
-     separator); `folder` is darktable's temporary folder. Returns nil and a reason on failure;
+     separator); `folder` is the run's private folder (`private_folder` in deconvolve.lua), where
+     the style files are written and removed. Returns nil and a reason on failure;
      `roundtrip.release` removes what was made. ]]
 function roundtrip.split_edit(dt, image, folder, name)
   local edit, reason = read_edit(dt, image, folder, name)
