@@ -100,6 +100,13 @@ def run_job(client: Client, t0: float, **fields: object) -> Times:
         time.sleep(POLL)
 
 
+def wait_until_it_answers(client: Client) -> None:
+    """Ping until the worker answers (its ipc socket appears once it listens; a client asking
+    before that is told at once that no worker is there)."""
+    while client.ping(timeout=0.2) is None:
+        pass
+
+
 def seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -121,13 +128,13 @@ def main() -> None:
         common = {"input": str(picture), **how}
         for label in ("first start (empty caches)", "cold (worker just started)"):
             with worker_process(folder) as (endpoint, started), Client(endpoint) as client:
-                while client.ping(timeout=0.2) is None:
-                    pass
+                wait_until_it_answers(client)
                 answers = time.perf_counter() - started
                 rows.append((f"{label}: worker answers", None, None, answers))
                 times = run_job(client, started, output=str(folder / "c.tif"), **common)
                 rows.append((f"{label}: first job", *times))
         with worker_process(folder) as (endpoint, _), Client(endpoint) as client:
+            wait_until_it_answers(client)
             for n in range(args.repeats + 1):
                 t0 = time.perf_counter()
                 times = run_job(client, t0, output=str(folder / f"w{n}.tif"), **common)
