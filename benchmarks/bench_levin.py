@@ -96,6 +96,8 @@ def main() -> int:
     args = parser.parse_args()
     if not (args.data / "levin09.npz").exists():
         parser.error(f"no Levin data in {args.data} (levin09.npz); say where with --data")
+    if args.montage and not args.montage.parent.is_dir():  # said now, not after the run
+        parser.error(f"no folder {args.montage.parent} for the montage")
     names = args.images.split(",") if args.images else NAMES
     with ProcessPoolExecutor(args.jobs) as pool:
         ours = list(pool.map(run_ours, [args.data] * len(names), names))
