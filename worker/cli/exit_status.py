@@ -7,17 +7,6 @@ import signal
 from enum import IntEnum
 
 
-class ExitStatus(IntEnum):
-    """How a `dt-deconvolve` command ended."""
-
-    OK = 0  # done
-    FAILED = 1  # the work failed: bad input, unreadable file, full disk... (one line on stderr)
-    USAGE = 2  # wrong usage (a bad option)
-    CANCELLED = 3  # the job was cancelled
-    INTERRUPTED = 128 + signal.SIGINT  # 130, Ctrl-C: `of_signal(SIGINT)`
-    READER_GONE = 128 + signal.SIGPIPE  # 141, the reader of stdout left (`| head`)
-
-
 def of_signal(signum: int) -> int:
     """The exit status of a command stopped by a signal, as shells report it.
 
@@ -32,3 +21,14 @@ def of_signal(signum: int) -> int:
         128 + `signum`.
     """
     return 128 + signum
+
+
+class ExitStatus(IntEnum):
+    """How a `dt-deconvolve` command ended."""
+
+    OK = 0  # done
+    FAILED = 1  # the work failed: bad input, unreadable file, full disk... (one line on stderr)
+    USAGE = 2  # wrong usage (a bad option)
+    CANCELLED = 3  # the job was cancelled
+    INTERRUPTED = of_signal(signal.SIGINT)  # 130: Ctrl-C
+    READER_GONE = of_signal(signal.SIGPIPE)  # 141: the reader of stdout left (`| head`)
