@@ -11,9 +11,17 @@ from worker import parallel
 
 def test_in_threads_keeps_the_order_and_uses_several_threads(monkeypatch):
     monkeypatch.setattr(parallel, "cpu_count", lambda: 3)
-    names = parallel.in_threads(lambda item: (item, threading.current_thread().name), range(9))
+    # Items 0 and 1 each wait for the other: on one thread the barrier breaks (after 30 s).
+    both_running = threading.Barrier(2, timeout=30)
+
+    def named(item: int) -> tuple[int, str]:
+        if item < 2:
+            both_running.wait()
+        return item, threading.current_thread().name
+
+    names = parallel.in_threads(named, range(9))
     assert [item for item, _ in names] == list(range(9))
-    assert len({name for _, name in names}) > 1
+    assert names[0][1] != names[1][1]
 
 
 def test_in_threads_runs_a_single_item_here():
