@@ -25,6 +25,19 @@ ROOT = Path(__file__).resolve().parent.parent
 FINAL = ("done", "failed", "cancelled")
 
 
+@contextlib.contextmanager
+def paused(*pids: int) -> Iterator[None]:
+    """Processes stopped (SIGSTOP) in the block, let go (SIGCONT) after it, whatever happens."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
 def private_env(folder: Path) -> dict[str, str]:
     """An environment with its own cache, state and runtime folders under `folder`."""
     env = dict(os.environ)

@@ -52,7 +52,7 @@ DRIVER = ROOT / "tests" / "lua" / "darktable_e2e.lua"
 # plug-in: its own luarc's GTK call deadlocks against the Lua thread). A start is given up, and
 # tried again, when the driver has not run within LOAD_LIMIT or found the plug-in within
 # START_LIMIT seconds.
-LOAD_LIMIT, START_LIMIT, ATTEMPTS = 30, 60, 3
+LOAD_LIMIT, START_LIMIT, ATTEMPTS = 60, 120, 3
 RUN_LIMIT = 300  # seconds for the whole session
 BLUR = 9  # the test scene's blur, and the plug-in's blur size (through --conf)
 
@@ -153,7 +153,7 @@ def read_report(path: Path) -> dict[str, list[str]]:
 
 def worker_gone(run_cli, limit: float = 30.0) -> bool:
     """Whether the worker stops answering within `limit` seconds (after a shutdown it still
-    answers for a grace second, `server.STOP_GRACE`)."""
+    answers for a few seconds, `server.STOP_GRACE`)."""
     deadline = time.monotonic() + limit
     while run_cli("ping", timeout=limit).returncode == 0:
         if time.monotonic() > deadline:

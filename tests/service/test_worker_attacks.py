@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from service_support import (
     Worker,
+    paused,
     private_env,
     running_worker,
     short_folder,
@@ -191,11 +192,13 @@ def test_a_queued_job_whose_cached_kernel_is_evicted_estimates_it(
     cache = ResultCache(worker.cache_dir)
     key = "e5" * 16
     cache.store(key, {PSF: material["psf"]}, {"job": "earlier"})
+    worker.wait_warm()
     with worker.client() as client:
-        first = blocker(client, material, tmp_path)
-        queued = submit(client, material["small"], tmp_path / "o.tif", blur=7, key=key)
-        assert queued["position"] == 0, "the job should wait behind the blocker"
-        cache.remove(key)
+        with paused(*worker.executor_pids()):  # the first job runs, not ending
+            first = blocker(client, material, tmp_path)
+            queued = submit(client, material["small"], tmp_path / "o.tif", blur=7, key=key)
+            assert queued["position"] == 0, "the job should wait behind the blocker"
+            cache.remove(key)
         final = wait(client, queued["job"])
         assert final["stage"] == "done", final["error"]
         wait(client, first["job"])
@@ -239,8 +242,9 @@ def test_copying_a_large_cached_result_leaves_the_worker_answering(worker, tmp_p
     assert final["stage"] == "done" and final["note"] == "from the cache"
     assert size == big.stat().st_size
     assert job["stage"] == "writing", "the reply waited for the copy"
+    # A copy made on the worker's loop would hold a ping sent as it began for all its length.
     if copy_seconds > 0.4:  # long enough to tell on a busy machine
-        assert max(latencies) < copy_seconds / 2, (max(latencies), copy_seconds)
+        assert max(latencies) < 0.8 * copy_seconds, (max(latencies), copy_seconds)
 
 
 def test_a_same_key_client_whose_output_cannot_be_written_is_told(
@@ -250,8 +254,9 @@ def test_a_same_key_client_whose_output_cannot_be_written_is_told(
     copied gets exit status 1 and no DONE line, not exit 0 for a file never written."""
     gone = tmp_path / "gone"
     gone.mkdir()
-    with worker.client() as client:
-        first = blocker(client, material, tmp_path)
+    worker.wait_warm()
+    # The leader runs, not ending, until the second client follows it and its folder is gone.
+    with worker.client() as client, paused(*worker.executor_pids()):
         leader = submit(
             client, material["small"], tmp_path / "one.tif", psf=str(material["psf"]), key="a7" * 16
         )
@@ -280,9 +285,9 @@ def test_a_same_key_client_whose_output_cannot_be_written_is_told(
         assert second.stdout is not None
         assert second.stdout.readline().startswith("JOB ")
         shutil.rmtree(gone)
+    with worker.client() as client:
         out, err = second.communicate(timeout=120)
         assert wait(client, leader["job"])["stage"] == "done"
-        wait(client, first["job"])
     assert second.returncode == 1, (out, err)
     assert "DONE" not in out
     assert "could not write" in err and len(err.strip().splitlines()) == 1

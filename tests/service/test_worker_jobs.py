@@ -15,6 +15,7 @@ import pytest
 import tifffile
 from service_support import (
     FINAL,
+    paused,
     process_lives,
     running_worker,
     submit,
@@ -158,7 +159,7 @@ def test_a_second_job_runs_in_the_executor_that_is_already_warm(worker, material
         assert wait(client, first["job"])["stage"] == "done"
         warm = worker.executor_pids()
         assert warm and client.request("ping")["warm_executors"] == len(warm)
-        second = submit(client, material["small"], tmp_path / "2.tif", **fields)
+        second = submit(client, material["medium"], tmp_path / "2.tif", **fields)
         status = wait_for_detail(client, second["job"], ("deblurring",))
         assert status["detail"] == "deblurring"
         assert worker.executor_pids() == warm
@@ -212,6 +213,7 @@ def test_results_get_the_users_file_mode_as_on_the_command_line(worker, material
 
 
 def test_the_same_key_submitted_twice_is_one_job_with_both_outputs(worker, material, tmp_path):
+    worker.wait_warm()  # the blocker runs at once, not queued before the two
     with worker.client() as client:
         blocker = submit(client, material["medium"], tmp_path / "b.tif", psf=str(material["psf"]))
         fields = {"psf": str(material["psf"]), "key": "b2" * 16}
@@ -251,7 +253,8 @@ def test_a_cancelled_job_whose_run_goes_on_for_another_keeps_the_file_it_would_r
 
 def cancel_at(client: Client, job: str, details: tuple[str, ...]) -> dict[str, Any] | None:
     """Cancel `job` the moment it reports one of `details`; its status then (None if it ended
-    first). Checks that the cancel took under a second."""
+    first). Checks that the cancel was answered within seconds (a job killed while it writes
+    ends once its `fsync` returns, which a slow disk can stretch)."""
     status = wait_for_detail(client, job, details)
     if status["stage"] in FINAL:
         return None
@@ -261,7 +264,7 @@ def cancel_at(client: Client, job: str, details: tuple[str, ...]) -> dict[str, A
     except Exception as error:  # ended between the status and the cancel
         assert "already ended" in str(error)
         return None
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 5.0  # 0.02-0.2 s measured
     assert reply["stage"] == "cancelled"
     return status
 
@@ -312,7 +315,7 @@ def test_a_cancel_in_any_stage_stops_the_job_and_leaves_nothing(
 
 def test_a_crashed_job_fails_alone_and_the_worker_carries_on(worker, material, tmp_path):
     with worker.client() as client:
-        job = submit(client, material["small"], tmp_path / "x.tif", psf=str(material["psf"]))
+        job = submit(client, material["medium"], tmp_path / "x.tif", psf=str(material["psf"]))
         wait_for_detail(client, job["job"], ("deblurring",))
         for pid in worker.executor_pids():
             os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
@@ -334,10 +337,12 @@ def test_twenty_clients_submitting_at_once(worker, material, tmp_path):
             replies[n] = submit(client, material["small"], out, psf=str(material["psf"]), key=key)
 
     threads = [threading.Thread(target=client_thread, args=(n,)) for n in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    worker.wait_warm()
+    with paused(*worker.executor_pids()):  # no run ends before the last client has submitted
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
     assert len(replies) == 20
     assert len({reply["job"] for reply in replies.values()}) == 20  # a job for each client
     assert len({reply["follows"] or reply["job"] for reply in replies.values()}) == 5  # 5 runs

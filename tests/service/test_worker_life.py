@@ -1,10 +1,8 @@
 """The worker's life with real processes on real sockets: starting, stopping, losing its socket,
 an upgrade beside an older worker, a paused worker (a helper's attack on the worker's life)."""
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +12,7 @@ from pathlib import Path
 import pytest
 from service_support import (
     Worker,
+    paused,
     private_env,
     process_lives,
     run_dt,
@@ -72,19 +71,6 @@ def follow(worker: Worker, source: Path, output: Path, psf: Path) -> subprocess.
     )
     assert client.stdout is not None and client.stdout.readline().startswith("JOB ")
     return client
-
-
-@contextlib.contextmanager
-def paused(*pids: int) -> Iterator[None]:
-    """Processes stopped (SIGSTOP) in the block, let go (SIGCONT) after it, whatever happens."""
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
 
 
 @pytest.mark.slow

@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        `ExitStatus.OK`, also when no worker answers (within a second) to be stopped.
+        `ExitStatus.OK`, also when no worker answers (within the client's time-out) to be
+        stopped.
 
     Raises
     ------
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         answered does not reply to the request to stop.
     """
     with client_of(args) as client:
-        if client.ping() is None:
+        if client.ping(timeout=client.timeout) is None:  # a busy machine's worker may be slow
             print(f"no worker at {client.endpoint}")
             return ExitStatus.OK
         client.request("shutdown")
