@@ -7,6 +7,8 @@ candidate window by the gradient energy of its strong edges, weighted by how eve
 spreads over orientations, and penalised by its share of saturated pixels.
 """
 
+import math
+
 import numpy as np
 from scipy import ndimage
 
@@ -134,6 +136,59 @@ def centre_window(image_shape: tuple[int, int], size: int) -> Window:
     side = window_side(image_shape, size)
     height, width = image_shape
     return (width - side) // 2, (height - side) // 2, side, side
+
+
+def patch_of(grey: np.ndarray, window: Window) -> np.ndarray:
+    """The part of a picture under a window.
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W) or (H, W, C)
+        The picture: its luminance, or its colour planes.
+    window : Window
+        (x, y, width, height) in pixels.
+
+    Returns
+    -------
+    ndarray, shape (height, width) or (height, width, C)
+        A view of `grey`, not a copy.
+    """
+    x, y, width, height = window
+    return grey[y : y + height, x : x + width]
+
+
+def distance(first: Window, second: Window) -> float:
+    """The distance between the centres of two windows, px.
+
+    Parameters
+    ----------
+    first, second : Window
+        The windows (x, y, width, height), in pixels.
+
+    Returns
+    -------
+    float
+        The distance, in pixels.
+    """
+    (x1, y1, w1, h1), (x2, y2, w2, h2) = first, second
+    return math.hypot(x1 + w1 / 2 - x2 - w2 / 2, y1 + h1 / 2 - y2 - h2 / 2)
+
+
+def overlap(first: Window, second: Window) -> bool:
+    """Whether two windows share any pixel.
+
+    Parameters
+    ----------
+    first, second : Window
+        The windows (x, y, width, height), in pixels.
+
+    Returns
+    -------
+    bool
+        True when they share a pixel.
+    """
+    (x1, y1, w1, h1), (x2, y2, w2, h2) = first, second
+    return x1 < x2 + w2 and x2 < x1 + w1 and y1 < y2 + h2 and y2 < y1 + h1
 
 
 def check_edges(patch: np.ndarray, size: int) -> None:
