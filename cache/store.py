@@ -35,7 +35,7 @@ from typing import Any
 
 from worker.atomic import copy_atomically, copy_into
 from worker.errors import InputError, NotCached
-from worker.numbers import is_finite_number, is_whole
+from worker.numbers import is_whole
 from worker.paths import CACHE_KEY, CACHE_KEY_TEXT, is_cache_key
 from worker.regular import open_regular
 
@@ -654,8 +654,9 @@ def valid_record(record: Any) -> bool:
     -------
     bool
         True for a dict whose `files` maps entry file names to sizes (whole numbers, not
-        negative), whose `last_used` (when present) is a finite number and whose `report` (when
-        present) is an object of strict JSON (no NaN) within `MAX_REPORT_BYTES`.
+        negative) and whose `report` (when present) is an object of strict JSON (no NaN) within
+        `MAX_REPORT_BYTES`. (A `last_used` that older releases wrote is not read: an entry's
+        use is its record's modification time.)
     """
     if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
         return False
@@ -664,8 +665,7 @@ def valid_record(record: Any) -> bool:
         name in ENTRY_FILES and is_whole(size) and size >= 0 for name, size in files.items()
     ):
         return False
-    last_used = record.get("last_used", 0.0)
-    if not is_finite_number(last_used) or not isinstance(record.get("report", {}), dict):
+    if not isinstance(record.get("report", {}), dict):
         return False
     try:  # (a reply that carries it must be strict JSON, and short)
         report = json.dumps(record.get("report", {}), allow_nan=False)
