@@ -12,7 +12,6 @@ down, and every request up to `MAX_TRANSPORT_BYTES`, however malformed, gets a r
 """
 
 import contextlib
-import fcntl
 import logging
 import logging.handlers
 import os
@@ -22,7 +21,7 @@ import stat
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +37,12 @@ from worker.jobspec import JobSpec, check_tiff_name
 from worker.paths import made_state_dir, runtime_dir, state_dir
 from worker.service import protocol
 from worker.service.background import Background
+from worker.service.ipc_socket import SocketFile, endpoint_lock
 from worker.service.jobs import Event, Executor, Job, JobTable, file_identity
 from worker.service.transport import (
     check_endpoint,
     ipc_path,
     private_files,
-    private_folder,
     process_ended,
     process_start,
     secure_server,
@@ -126,93 +125,6 @@ def open_log(verbose: bool) -> None:
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     if problem is not None:
         log.warning("logging here, not to %s: %s", path, problem)
-
-
-@contextlib.contextmanager
-def endpoint_lock(endpoint: str) -> Iterator[None]:
-    """Hold a lock beside an ipc socket for the worker's life, so that two workers never share
-    (and steal) one socket. tcp endpoints need none: the second bind fails.
-
-    The lock is the file ``NAME.lock`` beside the socket file NAME, private (umask 077), which
-    holds the pid of the worker that holds it. The socket's folder is made if missing and
-    checked first (`private_folder`).
-
-    Parameters
-    ----------
-    endpoint : str
-        The worker's endpoint; nothing is done for a tcp one.
-
-    Yields
-    ------
-    None
-        Once the lock is held; it is released when the block ends (the file stays).
-
-    Raises
-    ------
-    InputError
-        When another worker holds the lock (its pid is in the message), or the socket's folder
-        is refused (`private_folder`: not a private folder of this user's).
-    OSError
-        When the lock file cannot be opened.
-    """
-    path = ipc_path(endpoint)
-    if path is None:
-        yield
-        return
-    private_folder(path.parent)
-    with private_files():  # the lock file only: results and cache files get the user's umask
-        lock = open(path.with_name(path.name + ".lock"), "a+")  # noqa: SIM115 (held below)
-    with lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            owner = lock.read().strip() or "?"
-            raise InputError(f"a worker (pid {owner}) already serves {endpoint}") from None
-        lock.truncate(0)
-        lock.write(str(os.getpid()))
-        lock.flush()
-        yield
-
-
-class SocketFile:
-    """The ipc socket file a worker bound, known by its device and inode: removed when the
-    worker stops only while it is still its own. A logout may remove the socket's folder, lock and
-    all; a worker started then binds a new socket at the same path, which the first one's exit
-    must not take away.
-
-    Parameters
-    ----------
-    path : Path
-        The socket file, just bound: its identity is read now (a link is not followed). One
-        that cannot be examined is never this worker's.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.identity = self._identity()
-
-    def _identity(self) -> tuple[int, int] | None:
-        try:
-            info = self.path.lstat()
-        except OSError:
-            return None
-        return info.st_dev, info.st_ino
-
-    def is_ours(self) -> bool:
-        """Whether the path still holds the socket this worker bound (clients reach it).
-
-        Returns
-        -------
-        bool
-            True while the file at the path has the device and inode it had when bound.
-        """
-        return self.identity is not None and self._identity() == self.identity
-
-    def remove(self) -> None:
-        """Remove the socket file, if it is still the one this worker bound."""
-        if self.is_ours():
-            self.path.unlink(missing_ok=True)
 
 
 def own_report(report: object) -> dict[str, Any] | None:
