@@ -297,7 +297,13 @@ uninstall_user() {
         say "left $command_link: it is not the link this installer makes"
     fi
     if [ -d "$venv" ] && is_our_venv "$venv"; then
-        [ -x "$venv/bin/dt-deconvolve" ] && { timeout 20 "$venv/bin/dt-deconvolve" shutdown >/dev/null 2>&1 || true; }
+        if [ -x "$venv/bin/dt-deconvolve" ]; then
+            timeout 20 "$venv/bin/dt-deconvolve" shutdown >/dev/null 2>&1 || true
+            # it answers for a few seconds more (the clients of its jobs learn how they ended)
+            # shellcheck disable=SC2016 # ($1 is the inner shell's)
+            timeout 20 sh -c 'while "$1" ping >/dev/null 2>&1; do sleep 0.5; done' sh \
+                "$venv/bin/dt-deconvolve" || true
+        fi
         rm -rf "$venv"
         rmdir "$home_dir" 2>/dev/null || true
         say "removed $venv"

@@ -338,8 +338,7 @@ DAMAGED_RECORDS = [
 @pytest.mark.parametrize("damaged", DAMAGED_RECORDS)
 def test_a_damaged_record_is_a_miss_that_clean_removes(tmp_path: Path, damaged: str) -> None:
     """One edited or damaged record must not break the cache for every job (until engine 0.3.9
-    a record's `last_used` of "yesterday" made every store, `stats` and `clean` fail; that field
-    is no longer read)."""
+    a record's `last_used` of "yesterday" made every store, `stats` and `clean` fail)."""
     cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=0))
     bad = cache.root / ("0" * 32)
     bad.mkdir(parents=True)
@@ -350,6 +349,27 @@ def test_a_damaged_record_is_a_miss_that_clean_removes(tmp_path: Path, damaged: 
     assert cache.stats()["entries"] == 1
     assert cache.clean() == {"entries_removed": 2, "results_removed": 0, "bytes_freed": 1009}
     assert not bad.exists()
+
+
+OLD_LAST_USED = ['"yesterday"', "NaN", "1" + "0" * 400, "1.0"]  # a field no longer read
+
+
+@pytest.mark.parametrize("last_used", OLD_LAST_USED)
+def test_a_record_with_an_old_last_used_field_is_a_hit(tmp_path: Path, last_used: str) -> None:
+    """Older releases wrote `last_used` in the record, and read it (one of "yesterday" made
+    every store, `stats` and `clean` fail until engine 0.3.9): whatever it holds, the entry is
+    used, and its use is its record's time."""
+    cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=0))
+    old = cache.root / ("0" * 32)
+    old.mkdir(parents=True)
+    (old / RESULT).write_bytes(b"x")
+    (old / "record.json").write_text('{"files": {"result.tif": 1}, "last_used": ' + last_used + "}")
+    entry = cache.entry("0" * 32)
+    assert entry is not None and entry.last_used == (old / "record.json").stat().st_mtime
+    assert cache.lookup("0" * 32) is not None
+    cache.store("a" * 16, make_files(tmp_path / "src"), {})
+    assert cache.stats()["entries"] == 2
+    assert cache.clean()["entries_removed"] == 2
 
 
 @contextlib.contextmanager

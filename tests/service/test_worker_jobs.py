@@ -251,10 +251,11 @@ def test_a_cancelled_job_whose_run_goes_on_for_another_keeps_the_file_it_would_r
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1.tif", "2.tif"]
 
 
-def cancel_at(client: Client, job: str, details: tuple[str, ...]) -> dict[str, Any] | None:
+def cancel_at(
+    client: Client, job: str, details: tuple[str, ...], limit: float = 1.0
+) -> dict[str, Any] | None:
     """Cancel `job` the moment it reports one of `details`; its status then (None if it ended
-    first). Checks that the cancel was answered within seconds (a job killed while it writes
-    ends once its `fsync` returns, which a slow disk can stretch)."""
+    first). Checks that the cancel was answered within `limit` seconds."""
     status = wait_for_detail(client, job, details)
     if status["stage"] in FINAL:
         return None
@@ -264,7 +265,7 @@ def cancel_at(client: Client, job: str, details: tuple[str, ...]) -> dict[str, A
     except Exception as error:  # ended between the status and the cancel
         assert "already ended" in str(error)
         return None
-    assert time.perf_counter() - started < 5.0  # 0.02-0.2 s measured
+    assert time.perf_counter() - started < limit  # 0.02-0.2 s measured
     assert reply["stage"] == "cancelled"
     return status
 
@@ -297,7 +298,9 @@ def test_a_cancel_in_any_stage_stops_the_job_and_leaves_nothing(
                 )
             out = tmp_path / f"out{attempt}.tif"
             job = submit(client, material["medium"], out, **fields)
-            seen = cancel_at(client, job["job"], details)
+            # (a job killed while it writes ends once its `fsync` returns: a slow disk's time)
+            limit = 5.0 if "writing" in details else 1.0
+            seen = cancel_at(client, job["job"], details, limit)
             if blocker:
                 assert wait(client, blocker["job"])["stage"] == "done"
             if seen is not None:

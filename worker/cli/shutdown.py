@@ -5,6 +5,10 @@ import argparse
 from worker.cli.endpoint import add_endpoint_options, client_of
 from worker.cli.exit_status import ExitStatus
 
+# seconds a worker may take to answer before it is taken for none: a worker on a busy machine
+# may be slow, and a socket file left by a killed one (or a tcp port without one) costs this
+ANSWER_TIMEOUT = 3.0
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `shutdown` command.
@@ -30,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        `ExitStatus.OK`, also when no worker answers (within the client's time-out) to be
-        stopped.
+        `ExitStatus.OK`, also when no worker answers (within `ANSWER_TIMEOUT`) to be stopped.
 
     Raises
     ------
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         answered does not reply to the request to stop.
     """
     with client_of(args) as client:
-        if client.ping(timeout=client.timeout) is None:  # a busy machine's worker may be slow
+        if client.ping(timeout=ANSWER_TIMEOUT) is None:
             print(f"no worker at {client.endpoint}")
             return ExitStatus.OK
         client.request("shutdown")

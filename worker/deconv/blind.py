@@ -1,6 +1,6 @@
 """The blur of a photograph, cross-checked on a second part of it, with a confidence.
 
-`estimate_psf` learns a free-form kernel from one window. On real photographs it can be wrong
+`psf.estimate_psf` learns a free-form kernel from one window. On real photographs it can be wrong
 (texture, noise, a window that is out of focus), and a wrong kernel makes the picture worse: echo
 edges, grain, a shift. Camera shake blurs every in-focus part of a picture alike, so a kernel that
 is right is found again elsewhere. Here:
@@ -8,8 +8,8 @@ is right is found again elsewhere. Here:
 1. two windows apart are chosen and a free-form kernel is learnt on each, at the size the blur
    needs (`worker.deconv.blur_size`: the best window that a kernel can be learnt from and the
    best one far enough from it; the size found with `--blur auto`, or fitted to the blur within
-   the size given). Two windows side by side are no independent check: a
-   photo's best two are often neighbours on its most detailed part, and a hand-held shot's
+   the size given, which is an upper bound). Two windows side by side are no independent check:
+   a photo's best two are often neighbours on its most detailed part, and a hand-held shot's
    rotation blurs that corner alike and the centre otherwise (on the rotation benchmark, two
    neighbouring windows agreed on a corner's kernel, which made five tiles of nine worse);
 2. their agreement, the peak of their normalised cross-correlation (1: the same kernel up to a
@@ -56,8 +56,6 @@ the safe correction of 3 is used. Every kernel returned is centred on its centro
 sub-pixel (`centre_subpixel`), so the deblurred picture does not move. A picture without a usable
 window (flat sky, pure noise, blown-out highlights) teaches nothing: it is left as it is, with
 confidence 0.
-
-`worker.deconv.blur_size` says how the size is found, and why a size given is an upper bound.
 """
 
 import math
@@ -569,10 +567,10 @@ def estimate_blur(
     ------
     InputError
         For a picture too small to learn a blur from (`check_room`); for a `window` outside the
-        picture, under `KERNELS_ACROSS` kernels wide, without edges (`learning_patch`) or mostly
-        clipped; and as `estimate_psf` raises it when a kernel is learnt: a bad size, NaN or
-        infinite values. A picture without a usable automatic window is no error: it is left as
-        it is.
+        picture, under `window.KERNELS_ACROSS` kernels wide, without edges
+        (`window.learning_patch`) or mostly clipped; and as `psf.estimate_psf` raises it when a
+        kernel is learnt: a bad size, NaN or infinite values. A picture without a usable
+        automatic window is no error: it is left as it is.
     """
     started = time.perf_counter()
     grey = luminance(np.asarray(image))
