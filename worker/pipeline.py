@@ -1,9 +1,9 @@
 """One deblurring job from file to file: read, (estimate the PSF,) deblur, write.
 
-`run_pipeline` is what the command line (`deblur`, `run`) and the worker's jobs call, with a
-`JobSpec`. Progress is reported as one fraction 0..1 over all stages, each stage taking a share in
-proportion to its usual cost, with the stage's name (`Stage.READING`, `ESTIMATING`, `DEBLURRING`,
-`WRITING`).
+`run_pipeline` is what the command line (`deblur`, `run`, `demo`) and the worker's jobs call,
+with a `JobSpec`. Progress is reported as one fraction 0..1 over all stages, each stage taking a
+share in proportion to its usual cost, with the stage's name (`Stage.READING`, `ESTIMATING`,
+`DEBLURRING`, `WRITING`).
 """
 
 import contextlib

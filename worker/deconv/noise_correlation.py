@@ -4,7 +4,7 @@ A raw converter's demosaicing fills two of each pixel's three colours by interpo
 neighbouring photosites, so the noise of a picture made from a raw file is correlated between
 neighbours: low-pass. The 3 x 3 operator of `noise.estimate_noise` (Immerkaer 1996) mostly passes
 the highest frequencies, which interpolation removes: on darktable 4.2's exports of DNG files it
-reads 0.45-0.47 of the noise's true standard deviation (benchmarks/bench_raw.py), and a
+reads 0.45-0.54 of the noise's true standard deviation (benchmarks/bench_raw.py), and a
 regularisation fitted to that lets the noise through.
 
 Detection: a Bayer mosaic repeats every 2 x 2 pixels, and so does what demosaicing does to the
