@@ -29,11 +29,12 @@ tool reported (`worker.deconv.kernel_error`), and time.
 ``--held-out`` runs, instead, fourteen photographs nothing was tuned on, with draws of their own
 (kernels, noise, seeds): the real photographs among Debian's `lomiri-wallpapers-16.04` and
 `lomiri-wallpapers-20.04` (in /usr/share/backgrounds; the renders and graphics left out) and the
-two of `mate-backgrounds` the main set does not use. Each is shrunk by the smallest whole factor
-from 2 that brings it to 1.3 Mpx or less (2 for the main set's wallpapers, up to 4).
+two of `mate-backgrounds` the main set does not use (`apt-get install lomiri-wallpapers`). Each
+is shrunk by the smallest whole factor from 2 that brings it to 1.3 Mpx or less (2 for the main
+set's wallpapers, up to 4).
 
-The full run takes about 30 minutes on two cores; ``--quick`` (five pictures, guesses 1x and 2x)
-a few.
+The full run takes 15-35 minutes on two cores (the held-out one about 40); ``--quick`` (five
+pictures, guesses 1x and 2x) a few.
 """
 
 import argparse
@@ -169,8 +170,12 @@ def load_photo(name: str) -> np.ndarray:
         while pixels.shape[0] * pixels.shape[1] / factor**2 > MAX_PIXELS:
             factor += 1
         pixels = transform.downscale_local_mean(pixels, (factor, factor, 1))
-    else:
+    elif hasattr(data, name):
         pixels = getattr(data, name)()[..., :3] / 255.0
+    else:
+        raise SystemExit(
+            f"{name}.jpg is missing: apt-get install mate-backgrounds lomiri-wallpapers"
+        )
     return SRGB.linearise(np.clip(pixels, 0, 1)).astype(np.float32)
 
 

@@ -19,8 +19,9 @@ is right is found again elsewhere. Here:
    `SHARP_SPREAD`: the picture is sharp already and left as it is); below, a safe correction: the
    Gaussian softness that best explains the first window by generalised cross-validation
    (`worker.deconv.gcv`), no stronger than `MILD_SIGMA`, and only if it also explains the second
-   window better than no blur and is a blur at all (its rms radius `SHARP_SPREAD` or more, as
-   for an agreed kernel); otherwise the picture is left as it is.
+   window better than no blur (`mild_correction`); otherwise, or when that softness is narrower
+   than a pixel (its rms radius under `SHARP_SPREAD`, as for an agreed kernel: `applied`), the
+   picture is left as it is.
    A Gaussian is one number too, found on each window alone (`best_gaussian`): where the
    second window shows the same softness (`agreed_softness`, within a step of `SIGMAS`), the
    softness is confirmed and removed whole, not only up to `MILD_SIGMA`; and an agreed
@@ -353,22 +354,20 @@ def softness(grey: np.ndarray, windows: list[Window], size: int) -> list[float]:
     return [best_gaussian(patch_of(grey, window), size)[1] for window in windows[:2]]
 
 
-def fallback(
+def mild_correction(
     grey: np.ndarray,
     windows: list[Window],
     size: int,
     doubt: str,
     sigmas: list[float] | None = None,
 ) -> tuple[np.ndarray, str, str]:
-    """The safe correction when the free-form kernel is not confirmed (`doubt` says why).
+    """The milder correction a learnt kernel is measured against (`doubt` says why it is asked).
 
     The Gaussian softness that best explains the first window (GCV), if it explains the last window
     (the second, when there is one) better than no blur (its GCV at least `MIN_GAIN` lower); else
     nothing. It is no wider than `MILD_SIGMA` unless the second window shows the same softness
-    (`agreed_softness`). A softness narrower than a pixel (an rms radius, sigma sqrt 2, under
-    `SHARP_SPREAD`) is no blur, as for an agreed kernel: removing it sharpens what the lens drew
-    (on fourteen photographs of the blind benchmark's held-out set, unblurred, sigma 0.66 px
-    removed from four of them lost 5.1-14.7 dB; on blurred ones it gained nothing).
+    (`agreed_softness`). What is applied is `fallback`'s, which takes a softness narrower than a
+    pixel for none.
 
     Parameters
     ----------
@@ -395,8 +394,6 @@ def fallback(
     sigmas = softness(grey, windows, size) if sigmas is None else sigmas
     agreed = agreed_softness(sigmas)
     sigma = sigmas[0] if agreed else min(sigmas[0], MILD_SIGMA)
-    if sigma * math.sqrt(2) < SHARP_SPREAD:
-        return np.ones((1, 1)), NO_BLUR, f"{doubt}: the softness it shows is under a pixel: {LEFT}"
     gaussian = gaussian_kernel(sigma)
     check = GcvWindow(patch_of(grey, windows[-1]), reach(size, gaussian))
     if check.score(gaussian) > (1 - MIN_GAIN) * check.score(np.ones((1, 1))):
@@ -404,6 +401,51 @@ def fallback(
     if agreed:
         return gaussian, GAUSSIAN, f"{doubt}, but both show a softness of sigma {sigma:.1f} px"
     return gaussian, GAUSSIAN, f"{doubt}: only a mild softness (sigma {sigma:.1f} px) is removed"
+
+
+def applied(correction: tuple[np.ndarray, str, str], doubt: str) -> tuple[np.ndarray, str, str]:
+    """`mild_correction`'s result as it is applied: a softness narrower than a pixel is none.
+
+    An rms radius under `SHARP_SPREAD` is no blur, as for an agreed kernel (`sharp_or_soft`): a
+    sharp photograph's own edges show a Gaussian of sigma 0.5-0.66 px, and removing it sharpens
+    what the lens drew (on the blind benchmark's held-out photographs, unblurred, it cost four of
+    fourteen 5-15 dB at ISO 100-800, with dark outlines along every edge; on the blurred ones it
+    gained nothing). The yardstick of the held-out checks stays the softness itself, so the
+    decision between a learnt kernel and the milder correction does not change.
+
+    Parameters
+    ----------
+    correction : tuple of (ndarray, str, str)
+        `mild_correction`'s kernel, kind and reason.
+    doubt : str
+        Why the free-form kernel is not used, in words; the reason starts with it.
+
+    Returns
+    -------
+    kernel : ndarray
+        The correction's kernel, or a 1 x 1 delta (float64) for no blur.
+    kind : str
+        `GAUSSIAN` or `NO_BLUR`.
+    reason : str
+        What was done and why, in words.
+    """
+    kernel, kind, _ = correction
+    if kind == GAUSSIAN and kernel_spread(kernel) < SHARP_SPREAD:
+        return np.ones((1, 1)), NO_BLUR, f"{doubt}: the softness it shows is under a pixel: {LEFT}"
+    return correction
+
+
+def fallback(
+    grey: np.ndarray,
+    windows: list[Window],
+    size: int,
+    doubt: str,
+    sigmas: list[float] | None = None,
+) -> tuple[np.ndarray, str, str]:
+    """The safe correction when the free-form kernel is not confirmed: `mild_correction`,
+    `applied` (no blur for a softness narrower than a pixel). Parameters and returns as
+    `mild_correction`'s."""
+    return applied(mild_correction(grey, windows, size, doubt, sigmas), doubt)
 
 
 def sharp_or_soft(
@@ -445,8 +487,8 @@ def safe_or_disc(
     """The safe correction (`fallback`), or the defocus disc both windows agree on.
 
     The disc (`agreed_disc`, the first window's) is used where it predicts held-out pixels of the
-    second window `MIN_GAIN` better than the safe correction (`worker.deconv.holdout`); not where
-    the second window is too narrow to hold pixels out.
+    second window `MIN_GAIN` better than the milder correction (`mild_correction`;
+    `worker.deconv.holdout`); not where the second window is too narrow to hold pixels out.
 
     Parameters
     ----------
@@ -470,13 +512,14 @@ def safe_or_disc(
     twin : ndarray or None
         The second window's disc, for the disc's error (`uncertainty`); None with the fallback.
     """
-    safe = fallback(grey, windows, size, doubt)
+    mild = mild_correction(grey, windows, size, doubt)
+    safe = applied(mild, doubt)
     radii = agreed_disc(grey, windows, size)
     if radii is None:
         return (*safe, None)
     disc, twin = (disc_kernel(radius) for radius in radii)
-    check = HeldOutWindow(patch_of(grey, windows[-1]), reach(size, disc, safe[0]))
-    if not check.can_score or check.error(disc) > (1 - MIN_GAIN) * check.error(safe[0]):
+    check = HeldOutWindow(patch_of(grey, windows[-1]), reach(size, disc, mild[0]))
+    if not check.can_score or check.error(disc) > (1 - MIN_GAIN) * check.error(mild[0]):
         return (*safe, None)
     reason = f"{doubt}, but both show the same defocus: a disc of radius {radii[0]:g} px"
     return disc, DISC, reason, twin
@@ -694,9 +737,10 @@ def predicted(
 ) -> tuple[np.ndarray, str, str]:
     """The agreed free-form kernel, unless a safe correction predicts unseen pixels clearly better.
 
-    The safe correction is `fallback`'s; it wins where it predicts held-out pixels of the check
-    window clearly better (`worker.deconv.holdout`; its error `CLEARLY` lower), and where the check
-    window is too narrow to hold pixels out.
+    The milder correction (`mild_correction`) is the yardstick: where it predicts held-out pixels
+    of the check window clearly better (`worker.deconv.holdout`; its error `CLEARLY` lower), or
+    where the check window is too narrow to hold pixels out, the safe correction (`fallback`:
+    the milder one, `applied`) is used instead.
 
     Parameters
     ----------
@@ -721,11 +765,11 @@ def predicted(
     found = f"{pixels(kernel_extent(free))} blur, found alike on two parts of the picture"
     doubt = f"{found} predicts unseen pixels worse than a milder correction"
     sigmas = softness(grey, windows, size)  # (learnt once: the fallback may be asked twice)
-    safe, kind, reason = fallback(grey, windows, size, doubt, sigmas)
-    check = HeldOutWindow(patch_of(grey, windows[-1]), reach(size, safe))
+    mild = mild_correction(grey, windows, size, doubt, sigmas)
+    check = HeldOutWindow(patch_of(grey, windows[-1]), reach(size, mild[0]))
     if not check.can_score:  # a window too narrow to test it on: not confirmed
         untested = f"{found} cannot be tested on unseen pixels: the picture is too narrow"
         return fallback(grey, windows, size, untested, sigmas)
-    if (1 + CLEARLY) * check.error(safe) < check.error(free):
-        return safe, kind, reason
+    if (1 + CLEARLY) * check.error(mild[0]) < check.error(free):
+        return applied(mild, doubt)
     return free, FREE_FORM, found
