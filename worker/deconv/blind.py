@@ -442,9 +442,29 @@ def fallback(
     doubt: str,
     sigmas: list[float] | None = None,
 ) -> tuple[np.ndarray, str, str]:
-    """The safe correction when the free-form kernel is not confirmed: `mild_correction`,
-    `applied` (no blur for a softness narrower than a pixel). Parameters and returns as
-    `mild_correction`'s."""
+    """The safe correction when the free-form kernel is not confirmed (`doubt` says why).
+
+    `mild_correction`, `applied`: no blur for a softness narrower than a pixel.
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+        The picture's luminance.
+    windows : list of Window
+        The first window, and the second if there is one.
+    size : int
+        The largest blur, in pixels.
+    doubt : str
+        Why the free-form kernel is not used, in words; the reason starts with it.
+    sigmas : list of float or None, optional
+        The windows' `softness`, if known; None: measured here.
+
+    Returns
+    -------
+    tuple of (ndarray, str, str)
+        The kernel (a Gaussian, or a 1 x 1 delta for no blur), its kind (`GAUSSIAN` or
+        `NO_BLUR`) and the reason, as `applied` gives them.
+    """
     return applied(mild_correction(grey, windows, size, doubt, sigmas), doubt)
 
 
