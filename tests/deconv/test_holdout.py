@@ -49,7 +49,7 @@ def test_an_agreed_kernel_that_predicts_worse_gives_way(right: bool) -> None:
     free = truth if right else camera_shake_kernel(15, np.random.default_rng(3))
     free = np.pad(free, (15 - free.shape[0]) // 2)
     windows = [(0, 0, 256, 256), (256, 0, 256, 256)]
-    kernel, kind, reason = predicted(grey, windows, 15, free)
+    kernel, kind, reason, _ = predicted(grey, windows, 15, free)
     if right:
         assert kind == FREE_FORM and kernel is free, reason
     else:
@@ -75,5 +75,5 @@ def test_an_agreed_kernel_that_cannot_be_tested_gives_way() -> None:
     windows = [(0, 0, 12, 12), (0, 300, 12, 12)]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _, kind, reason = predicted(grey, windows, 3, np.full((3, 3), 1 / 9))
+        _, kind, reason, _ = predicted(grey, windows, 3, np.full((3, 3), 1 / 9))
     assert kind != FREE_FORM and "cannot be tested on unseen pixels" in reason, reason
