@@ -224,6 +224,24 @@ def test_an_agreed_kernel_that_predicts_worse_gives_way_to_a_defocus_both_window
     assert "worse than a milder correction, but both show the same defocus" in reason
 
 
+def test_an_agreed_kernel_gives_way_to_a_defocus_both_windows_show_that_predicts_better() -> None:
+    """An agreed free-form kernel that draws a defocus roughly (here a 7 px square where the blur
+    is a disc of radius 5 px) gives way to the disc both windows show where the disc predicts
+    held-out pixels better (`free_or_disc`; until engine 0.3.25 the agreed kernel was kept). The
+    right kernel is kept where the disc predicts no better, and a kernel wider than the disc (a
+    9 px square) is kept: a narrower disc is a milder correction, which held-out pixels favour."""
+    _, observed = blurred_scene(disc_kernel(5.0), noise=0.01)
+    grey = luminance(observed)
+    size, windows, _ = learning_windows(observed, grey, 15, None, np.inf)
+    kernel, kind, reason, twin = predicted(grey, windows, size, np.full((7, 7), 1 / 49))
+    assert kind == DISC and twin is not None, reason
+    assert similarity(kernel, disc_kernel(5.0)) > 0.95
+    assert "but a defocus both show predicts unseen pixels better: a disc of radius" in reason
+    for kept in (disc_kernel(5.0), np.full((9, 9), 1 / 81)):
+        _, kind, reason, _ = predicted(grey, windows, size, kept)
+        assert kind == FREE_FORM, reason
+
+
 @pytest.mark.parametrize(
     ("count", "read"), [(5, "a 5 px"), (8, "an 8 px"), (11, "an 11 px"), (18, "an 18 px"),
                         (21, "a 21 px"), (83, "an 83 px"), (101, "a 101 px")],
