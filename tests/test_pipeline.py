@@ -69,7 +69,7 @@ def test_a_blur_estimate_comes_whole_and_consistent() -> None:
         assert cached_estimate({k: v for k, v in ESTIMATE.items() if k != name}) is None
     assert cached_estimate({**ESTIMATE, "kernel_error": 0.0}) is None
     subject = {k: ESTIMATE[k] for k in ("kernel", "confidence", "reason", "window")}
-    assert cached_estimate(subject) == {**subject, "psf_seconds": 0.0}  # (local mode's)
+    assert cached_estimate(subject) == {**subject, "psf_seconds": 0.0}  # (`--varying`'s)
 
 
 def kept_kernel(path: Path, kernel: np.ndarray, kind: str, **said: int) -> KnownKernel:

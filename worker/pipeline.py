@@ -474,7 +474,8 @@ def estimate_kernel(
     if window is None and spec.settings.local:  # learn the blur from the blurred subject
         subject = subject_kernel(pixels, size or AUTO_BLUR, progress, clip_level)
     if subject is not None:
-        psf, found = subject[0], {**subject[1].as_dict(), **describe_subject(subject[1])}
+        psf, learnt, twin = subject
+        found = {**learnt.as_dict(), **describe_subject(pixels, psf, learnt, twin)}
     else:  # (no subject to learn from: as `run`, which says why and leaves a flat picture)
         local = spec.settings.local  # (then parts sharper than the kernel are kept as they are)
         psf, blur = estimate_blur(pixels, size, window, progress, clip_level, whole_frame=not local)

@@ -11,12 +11,15 @@ from worker.deconv.local import (
     SMOOTHNESS,
     blend_locally,
     blurred_again,
+    describe_subject,
     explained_cells,
     explained_weight,
     misfit,
     subject_kernel,
+    subject_twin,
 )
-from worker.deconv.noise import estimate_noise_model
+from worker.deconv.noise import estimate_noise_model, kernel_smoothing
+from worker.deconv.psf import PsfReport
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, psnr, shake
 from worker.resize import shrink_area
 
@@ -92,10 +95,42 @@ def test_the_subjects_kernel_comes_from_the_shaken_part() -> None:
     _, scene, _ = half_shaken_scene(seed=6, side=768)
     found = subject_kernel(scene, SIZE + 4)
     assert found is not None
-    estimate, report = found
+    estimate, report, twin = found
     x, _, width, _ = report.window
     assert x + width <= scene.shape[1] // 2 + width // 4  # mostly on the shaken half
     assert np.count_nonzero(estimate > 0.05 * estimate.max()) > 5  # a shake, not a point
+    assert twin is None or twin.shape == estimate.shape
+
+
+def test_a_twin_is_learnt_where_the_subjects_kernel_explains_the_picture() -> None:
+    def learnt(x: int, y: int) -> PsfReport:
+        return PsfReport(window=(x, y, 64, 64), iterations=1, levels=1, seconds=0.0)
+
+    line, blob = np.zeros((2, 9, 9))
+    line[4, 1:8], blob[3:6, 3:6] = 1 / 7, 1 / 9
+    region = np.zeros((4, 6), bool)
+    region[:2, :3] = True  # the subject: the top left 96 x 64 px (patches of 32 px)
+    found = [(line, learnt(0, 0)), (line.copy(), learnt(128, 64)), (blob, learnt(56, 0))]
+    # The copy is the line itself but learnt where the line explains nothing: another blur
+    # that looks alike. The blob's window is 5/8 in the region.
+    assert subject_twin(found, 0, region, 32) is blob
+    assert subject_twin(found[:2], 0, region, 32) is None
+
+
+def test_the_subjects_kernel_is_smoothed_by_how_much_its_twin_differs() -> None:
+    _, scene, psf = half_shaken_scene()
+    window = PsfReport(window=(16, 16, 224, 224), iterations=1, levels=1, seconds=0.0)  # shaken
+    same = describe_subject(scene, psf, window, psf)
+    assert same["kernel_error"] == 0 and same["smoothing"] == 1.0
+    assert "smoothing" not in same["reason"]
+    point = np.zeros_like(psf)
+    point[SIZE // 2, SIZE // 2] = 1
+    other = describe_subject(scene, psf, window, point)  # a twin that saw no blur at all
+    assert other["smoothing"] == round(kernel_smoothing(other["kernel_error"]), 2) > 1.5
+    assert f"raises the smoothing x{other['smoothing']:.1f}" in other["reason"]
+    unchecked = describe_subject(scene, psf, window, None)  # nothing to compare with
+    assert unchecked["smoothing"] == 1.0 and "no other part of the picture" in unchecked["reason"]
+    assert {"blur", "extent"} <= same.keys() and same["blur"] == SIZE
 
 
 def test_a_flat_picture_has_no_subject_to_learn_from() -> None:

@@ -29,9 +29,11 @@ left alone.
 **Where to learn the kernel** (`subject_kernel`, used in local mode when the window is automatic):
 kernels are estimated on a few detailed windows in different places, and the one that explains
 the largest region (as above, each patch's evidence counted above `CHOICE` rather than 0, and
-without the misfit test, since nothing is deblurred yet) is the subject's. When no window has
-edges to learn from there is none, and the picture is judged as `run` judges it (a flat or
-featureless picture is left as it is, `worker.pipeline`).
+without the misfit test, since nothing is deblurred yet) is the subject's. Its error is measured
+as `run` measures a kernel's, against a twin: the kernel of another window in that region, a
+second view of the same blur (`subject_twin`, `describe_subject`), and counted as noise by the
+deblur. When no window has edges to learn from there is none, and the picture is judged as `run`
+judges it (a flat or featureless picture is left as it is, `worker.pipeline`).
 """
 
 import contextlib
@@ -41,12 +43,13 @@ import numpy as np
 from scipy import fft, ndimage, sparse
 from scipy.sparse import csgraph
 
-from worker.deconv.blind import FREE_FORM, UNCHECKED
+from worker.deconv.blind import FREE_FORM, UNCHECKED, same_size, similarity, uncertainty
 from worker.deconv.boundaries import data_mask
-from worker.deconv.noise import NoiseModel, estimate_noise_model
+from worker.deconv.noise import NoiseModel, estimate_noise_model, kernel_smoothing
+from worker.deconv.parametric import kernel_extent
 from worker.deconv.patch_spectra import LUMA_NOISE, patch_side, patch_spectra
 from worker.deconv.psf import PsfReport, estimate_psf, luminance
-from worker.deconv.window import choose_window
+from worker.deconv.window import choose_window, patch_of
 from worker.stages import Progress, Stage
 
 MARGIN = 0.0  # log-likelihood per frequency by which the kernel must beat every alternative...
@@ -56,6 +59,7 @@ CHOICE = 0.02  # choosing the subject's kernel, a patch counts for a kernel it f
 FLAT = SMOOTHNESS / 4  # a flat patch gains nothing from deblurring but amplified noise
 CUT_UNIT = 1e-5  # the graph cut's costs are whole multiples of this
 CANDIDATES = 6  # windows tried for the subject's kernel
+TWIN_SHARE = 0.5  # a window this much in the subject's region sees the subject's blur
 OVERLAP = 2  # patches overlap: a patch's step is its side over this
 
 
@@ -370,28 +374,54 @@ def blend_locally(
     return np.where(weight > 0, weight * deblurred + (1 - weight) * image, image).astype(np.float32)
 
 
-def describe_subject(report: PsfReport) -> dict[str, Any]:
-    """The kind, confidence and reason (as in `blind.BlurReport`) of the subject's kernel.
+def describe_subject(
+    image: np.ndarray, psf: np.ndarray, report: PsfReport, twin: np.ndarray | None
+) -> dict[str, Any]:
+    """The kind, confidence, reason and kernel error (as in `blind.BlurReport`) of the subject's
+    kernel.
+
+    The kernel's error is measured against its twin as `run` measures it against the kernel of
+    its second window (`blind.uncertainty`), and raises the deblur's smoothing alike.
 
     Parameters
     ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture.
+    psf : ndarray, shape (k, k)
+        The subject's kernel (`subject_kernel`'s).
     report : PsfReport
-        What `estimate_psf` did when it learnt the kernel (`subject_kernel`'s report).
+        What `estimate_psf` did when it learnt the kernel.
+    twin : ndarray or None
+        The kernel learnt on another view of the subject's blur (`subject_twin`); None: the
+        kernel's error is not known, and not counted.
 
     Returns
     -------
     dict
-        ``kernel``: `FREE_FORM`; ``confidence``: `UNCHECKED` (the subject holds one window, not
-        two to compare); ``reason``: a sentence naming the window, `report.window`.
+        ``kernel``: `FREE_FORM`; ``confidence``: `UNCHECKED` (a subject's windows may not be
+        two views of it, as `run`'s are of a shaken frame); ``reason``: a sentence naming the
+        window, `report.window`; ``blur`` and ``extent``: the kernel's side and extent;
+        ``kernel_error`` and ``smoothing``: its error over the noise variance and the smoothing
+        that gives (`noise.kernel_smoothing`).
     """
     x, y, width, height = report.window
+    reason = (
+        f"the blur of the subject, learnt on the {width} x {height} px window at ({x}, {y}), "
+        "is removed only where it explains the blur; the rest is left as it is"
+    )
+    error = 0.0
+    if twin is None:
+        reason = f"{reason}; no other part of the picture shows this blur to check it against"
+    else:
+        error, reason = uncertainty(patch_of(image, report.window), *same_size(psf, twin), reason)
     return {
         "kernel": FREE_FORM,
         "confidence": UNCHECKED,
-        "reason": (
-            f"the blur of the subject, learnt on the {width} x {height} px window at ({x}, {y}), "
-            "is removed only where it explains the blur; the rest is left as it is"
-        ),
+        "reason": reason,
+        "blur": int(psf.shape[0]),
+        "extent": kernel_extent(psf),
+        "kernel_error": round(error, 3),
+        "smoothing": round(kernel_smoothing(error), 2),
     }
 
 
@@ -400,8 +430,8 @@ def subject_kernel(
     size: int,
     progress: Progress | None = None,
     clip_level: float | None = None,
-) -> tuple[np.ndarray, PsfReport] | None:
-    """The kernel of the blurred subject of `image` and its `PsfReport`.
+) -> tuple[np.ndarray, PsfReport, np.ndarray | None] | None:
+    """The kernel of the blurred subject of `image`, its `PsfReport` and its twin.
 
     The kernel is estimated (`estimate_psf`) on `CANDIDATES` windows, each the most detailed one
     (`choose_window`) once the ones before and their surroundings are left out. The kernel that
@@ -425,8 +455,9 @@ def subject_kernel(
 
     Returns
     -------
-    tuple of (ndarray, PsfReport), or None
-        The kernel (`estimate_psf`'s) and its report; None when no window gave one. Every
+    tuple of (ndarray, PsfReport, ndarray or None), or None
+        The kernel (`estimate_psf`'s), its report and its twin (`subject_twin`; None: no other
+        window saw the subject's blur); None when no window gave one. Every
         `ValueError` of `estimate_psf` (its `InputError`: too flat, but also a bad size or
         image) counts as a window that gave none.
     """
@@ -447,5 +478,45 @@ def subject_kernel(
     if not found:
         return None
     margins, detail = kernel_evidence(image, [psf for psf, _ in found], size, overlap=1)
-    scores = [int(explained_cells(margin, detail, floor=CHOICE).sum()) for margin in margins]
-    return found[int(np.argmax(scores))]
+    regions = [explained_cells(margin, detail, floor=CHOICE) for margin in margins]
+    chosen = int(np.argmax([region.sum() for region in regions]))
+    psf, report = found[chosen]
+    return psf, report, subject_twin(found, chosen, regions[chosen], patch_side(size))
+
+
+def subject_twin(
+    found: list[tuple[np.ndarray, PsfReport]], chosen: int, region: np.ndarray, side: int
+) -> np.ndarray | None:
+    """The kernel learnt on another view of the subject's blur, to measure the subject's
+    kernel's error against (`describe_subject`).
+
+    A twin must see the same blur: its window lies mostly (`TWIN_SHARE`) in the region the
+    subject's kernel explains. A kernel learnt elsewhere differs from it by another blur, not by
+    their errors, which is what the difference of two kernels measures (`kernel_error`). Of those
+    windows, the kernel most alike to the subject's.
+
+    Parameters
+    ----------
+    found : list of (ndarray, PsfReport)
+        The candidate kernels and their reports (`subject_kernel`'s).
+    chosen : int
+        The index of the subject's kernel in `found`.
+    region : ndarray of bool, shape (rows, cols)
+        The patches, side by side, that the subject's kernel explains (`explained_cells`).
+    side : int
+        The patches' side, in pixels.
+
+    Returns
+    -------
+    ndarray or None
+        The twin; None where no other window lies in the region.
+    """
+    cover = np.kron(region, np.ones((side, side), np.float32))
+    psf = found[chosen][0]
+    views = []
+    for index, (kernel, report) in enumerate(found):
+        x, y, width, height = report.window
+        inside = cover[y : y + height, x : x + width].sum() / (width * height)
+        if index != chosen and inside >= TWIN_SHARE:
+            views.append(kernel)
+    return max(views, key=lambda kernel: similarity(psf, kernel), default=None)
