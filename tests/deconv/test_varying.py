@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from worker.deconv import DeblurSettings, deblur
 from worker.deconv.blind import GAUSSIAN, NO_BLUR, UNCHECKED, estimate_blur, similarity
+from worker.deconv.kernel_error import kernel_error_ratio
 from worker.deconv.noise import estimate_noise_model
 from worker.deconv.parametric import kernel_spread
 from worker.deconv.psf import PsfReport, estimate_psf
@@ -26,7 +27,9 @@ from worker.deconv.varying import (
     is_sharp,
     neighbour_agreement,
     neighbourhood,
+    tile_errors,
     tile_kernel,
+    tile_twin,
     tile_views,
 )
 from worker.errors import InputError
@@ -234,6 +237,29 @@ def test_the_confidence_is_how_alike_each_tiles_kernel_is_to_one_learnt_beside_i
     assert neighbour_agreement([a, None, None], [a, None, None], None, (1, 3)) == UNCHECKED
     # The whole picture's kernel counts as one learnt beside every tile.
     assert neighbour_agreement([b, None, None], [b, None, None], a, (1, 3)) < 0.9
+
+
+def test_each_tiles_kernel_error_is_measured_against_its_twin() -> None:
+    _, blurred = shaken_and_rolled_scene()
+    rng = np.random.default_rng(4)
+    first, second = camera_shake_kernel(9, rng), camera_shake_kernel(9, rng)
+    point = np.zeros((9, 9), np.float32)
+    point[4, 4] = 1
+    report = PsfReport((200, 200, 256, 256), 0, 1, 0.0)
+    a, a_again, b, dot = (first, report), (first.copy(), report), (second, report), (point, report)
+    # 1 x 4 tiles: a twin learnt the same kernel; another learnt a different one; a tile left
+    # as it is; a sharp tile.
+    chosen, found = [a, b, None, dot], [a_again, a, None, dot]
+    twins = [
+        None if e is None else tile_twin(t, e, found, None, (1, 4)) for t, e in enumerate(chosen)
+    ]
+    assert twins[0] is a_again[0] and np.array_equal(twins[1], first) and twins[3] is None
+    errors = tile_errors(blurred, chosen, twins)
+    assert errors[0] == 0.0  # its twin is the very same kernel
+    window = blurred[200:456, 200:456]
+    assert errors[1] == kernel_error_ratio(window, second, first) > 0.5
+    assert errors[2] == errors[3] == 0.0  # not deblurred at all, or only smoothed
+    assert tile_errors(blurred, [a, None], [None, None]) == [0.0, 0.0]  # no twin
 
 
 def test_a_window_you_gave_is_refused_before_any_tile_is_learnt() -> None:

@@ -46,7 +46,10 @@ worse than the input where `run` gained 3.4 dB).
 The report says, as `run`'s does, what was done (`reason`), with which kind of kernel (`kernel`:
 `VARYING`; `run`'s kind when uniform; `NO_BLUR` when every tile is left as it is) and how sure it
 is (`confidence`, `neighbour_agreement`): blur that varies across the frame varies smoothly, so
-the kernel a tile takes should be alike to one learnt independently around it.
+the kernel a tile takes should be alike to one learnt independently around it. The most alike of
+those is its twin, and their difference measures the kernel's error as `run` measures a kernel's
+against its second window's (`worker.deconv.kernel_error`); each tile's deblur counts that error
+as noise (`tile_errors`).
 """
 
 import time
@@ -60,8 +63,10 @@ from worker.deconv.blind import (
     SHARP_SPREAD,
     UNCHECKED,
     estimate_blur,
+    same_size,
     similarity,
 )
+from worker.deconv.kernel_error import kernel_error_ratio
 from worker.deconv.local import kernel_evidence
 from worker.deconv.noise import NoiseModel, estimate_noise_model
 from worker.deconv.parametric import kernel_spread
@@ -70,7 +75,14 @@ from worker.deconv.psf import PsfReport, estimate_psf, luminance
 from worker.deconv.psf_tools import resample_psf
 from worker.deconv.rl_tv import DeblurReport, deblur
 from worker.deconv.settings import DeblurSettings
-from worker.deconv.window import Window, check_room, choose_window, learning_patch, window_side
+from worker.deconv.window import (
+    Window,
+    check_room,
+    choose_window,
+    learning_patch,
+    patch_of,
+    window_side,
+)
 from worker.errors import InputError
 from worker.parallel import cpu_count
 from worker.resize import shrink_area
@@ -422,6 +434,7 @@ def deblur_grid(
     grid: tuple[int, int],
     settings: DeblurSettings,
     progress: Progress | None = None,
+    errors: list[float] | None = None,
 ) -> tuple[np.ndarray, list[DeblurReport]]:
     """`image` deblurred tile by tile, each with its kernel, blended (see the module).
 
@@ -443,6 +456,9 @@ def deblur_grid(
     progress : Progress, optional
         Called with the share of the tiles done and the stage; what it raises propagates. None:
         no report.
+    errors : list of float, optional
+        Each tile's kernel's error over the noise variance, counted as noise in its deblur
+        (`tile_errors`); None: 0 for every tile.
 
     Returns
     -------
@@ -474,7 +490,8 @@ def deblur_grid(
 
         sharp = image[top:bottom, left:right]
         if kernel is not None:
-            sharp, report = deblur(sharp, kernel, settings, tile_progress)
+            error = 0.0 if errors is None else errors[t]
+            sharp, report = deblur(sharp, kernel, settings, tile_progress, error)
             reports.append(report)
         weight = np.outer(row_weights[i, top:bottom], col_weights[j, left:right])
         out[top:bottom, left:right] += (weight[..., None] * sharp).astype(np.float32)
@@ -568,8 +585,13 @@ def deblur_varying(
     ]
     scaled = [None if k is None else resample_psf(k, settings.scale) for k in kernels]
     if any(k is not None for k in scaled):
+        twins = [
+            None if estimate is None else tile_twin(t, estimate, found, overall, grid)
+            for t, estimate in enumerate(chosen)
+        ]
+        errors = tile_errors(image, chosen, twins)
         result, reports = deblur_grid(
-            picture, scaled, grid, replace(settings, scale=1.0), deblurring
+            picture, scaled, grid, replace(settings, scale=1.0), deblurring, errors
         )
     else:  # every tile as it is: the picture as it was, bit for bit (a blend would round it)
         result, reports = picture.copy(), []
@@ -735,11 +757,75 @@ def neighbour_agreement(
     for t, estimate in enumerate(chosen):
         if estimate is None:
             continue
-        near = [found[g] for g in neighbourhood(t, grid)]
-        others = [o[0] for o in (overall, *near) if o is not None and o is not estimate]
-        alike = [similarity(estimate[0], other) for other in others]
-        scores.append(max(alike, default=UNCHECKED))
+        twin = tile_twin(t, estimate, found, overall, grid)
+        scores.append(UNCHECKED if twin is None else similarity(estimate[0], twin))
     return round(float(np.clip(np.mean(scores), 0, 1)), 3)
+
+
+def tile_twin(
+    tile: int,
+    estimate: Estimate,
+    found: list[Estimate | None],
+    overall: Estimate | None,
+    grid: tuple[int, int],
+) -> np.ndarray | None:
+    """The kernel learnt independently around a tile most alike to the one it takes.
+
+    Parameters
+    ----------
+    tile : int
+        The tile's row-by-row index.
+    estimate : tuple of (ndarray, PsfReport)
+        The estimate the tile takes.
+    found : list of (ndarray, PsfReport) or None
+        Each tile's own estimate, row by row.
+    overall : tuple of (ndarray, PsfReport), or None
+        The whole picture's kernel and report.
+    grid : tuple of int
+        The grid, (rows, cols).
+
+    Returns
+    -------
+    ndarray or None
+        Of the other estimates of the tile and its neighbours and of the whole picture, the
+        kernel most alike to `estimate`'s (`blind.similarity`); None when there is none.
+    """
+    near = [found[g] for g in neighbourhood(tile, grid)]
+    others = [o[0] for o in (overall, *near) if o is not None and o is not estimate]
+    return max(others, key=lambda other: similarity(estimate[0], other), default=None)
+
+
+def tile_errors(
+    image: np.ndarray, chosen: list[Estimate | None], twins: list[np.ndarray | None]
+) -> list[float]:
+    """Each tile's kernel's error over the noise variance, measured against its twin.
+
+    As `run` measures a kernel's error against the kernel of its second window (`blind`,
+    `kernel_error.kernel_error_ratio`), on the window the kernel was learnt on; the twin is the
+    most alike of the kernels learnt around the tile (`tile_twin`): a turning camera's blur
+    changes little from a tile to the next, so their difference is mostly their errors.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture.
+    chosen : list of (ndarray, PsfReport) or None
+        The estimate each tile takes, row by row (`choose_kernels`); None: left as it is.
+    twins : list of ndarray or None
+        Each tile's twin, row by row (`tile_twin`); None: no error is measured.
+
+    Returns
+    -------
+    list of float
+        Row by row, 0 or more; 0 for a tile left as it is, one sharp already (`is_sharp`: it is
+        only smoothed) or one whose kernel has no twin.
+    """
+    return [
+        0.0
+        if estimate is None or twin is None or is_sharp(estimate)
+        else kernel_error_ratio(patch_of(image, estimate[1].window), *same_size(estimate[0], twin))
+        for estimate, twin in zip(chosen, twins, strict=True)
+    ]
 
 
 def whole_kernel(
