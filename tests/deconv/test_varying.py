@@ -223,11 +223,15 @@ def test_a_flat_picture_comes_back_as_it_is() -> None:
     assert (varying.kernel, varying.confidence, varying.reason) == (NO_BLUR, 0, NOTHING_EXPLAINED)
 
 
+def learnt_at(x: int, y: int = 0, side: int = 64) -> PsfReport:
+    """The report of a kernel learnt on the side x side window at (x, y)."""
+    return PsfReport((x, y, side, side), 0, 1, 0.0)
+
+
 def test_the_confidence_is_how_alike_each_tiles_kernel_is_to_one_learnt_beside_it() -> None:
     rng = np.random.default_rng(4)
     first, second = camera_shake_kernel(9, rng), camera_shake_kernel(9, rng)
-    report = PsfReport((0, 0, 64, 64), 0, 1, 0.0)
-    a, a_again, b = (first, report), (first.copy(), report), (second, report)
+    a, a_again, b = (first, learnt_at(0)), (first.copy(), learnt_at(100)), (second, learnt_at(200))
     # 1 x 2 tiles: each takes its own estimate, and the other tile learnt the same kernel.
     assert neighbour_agreement([a, a_again], [a, a_again], None, (1, 2)) == 1.0
     # One tile's kernel is the other's, which learnt another: as alike as the two kernels.
@@ -237,6 +241,9 @@ def test_the_confidence_is_how_alike_each_tiles_kernel_is_to_one_learnt_beside_i
     assert neighbour_agreement([a, None, None], [a, None, None], None, (1, 3)) == UNCHECKED
     # The whole picture's kernel counts as one learnt beside every tile.
     assert neighbour_agreement([b, None, None], [b, None, None], a, (1, 3)) < 0.9
+    # The same pixels learnt twice (the whole picture's window in a tile) are no second view.
+    a_twice = (first.copy(), learnt_at(32, 32))
+    assert neighbour_agreement([a, None], [None, a_twice], None, (1, 2)) == UNCHECKED
 
 
 def test_each_tiles_kernel_error_is_measured_against_its_twin() -> None:
@@ -245,8 +252,8 @@ def test_each_tiles_kernel_error_is_measured_against_its_twin() -> None:
     first, second = camera_shake_kernel(9, rng), camera_shake_kernel(9, rng)
     point = np.zeros((9, 9), np.float32)
     point[4, 4] = 1
-    report = PsfReport((200, 200, 256, 256), 0, 1, 0.0)
-    a, a_again, b, dot = (first, report), (first.copy(), report), (second, report), (point, report)
+    a, a_again = (first, learnt_at(0, 0, 128)), (first.copy(), learnt_at(500, 0, 128))
+    b, dot = (second, learnt_at(200, 200, 256)), (point, learnt_at(0, 600, 128))
     # 1 x 4 tiles: a twin learnt the same kernel; another learnt a different one; a tile left
     # as it is; a sharp tile.
     chosen, found = [a, b, None, dot], [a_again, a, None, dot]

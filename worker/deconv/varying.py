@@ -80,6 +80,7 @@ from worker.deconv.window import (
     check_room,
     choose_window,
     learning_patch,
+    overlap,
     patch_of,
     window_side,
 )
@@ -787,11 +788,14 @@ def tile_twin(
     Returns
     -------
     ndarray or None
-        Of the other estimates of the tile and its neighbours and of the whole picture, the
-        kernel most alike to `estimate`'s (`blind.similarity`); None when there is none.
+        Of the other estimates of the tile and its neighbours and of the whole picture learnt
+        on windows that do not overlap `estimate`'s (the same pixels learnt twice are no second
+        view: the whole picture's window may lie in a tile's), the kernel most alike to
+        `estimate`'s (`blind.similarity`); None when there is none.
     """
     near = [found[g] for g in neighbourhood(tile, grid)]
-    others = [o[0] for o in (overall, *near) if o is not None and o is not estimate]
+    window = estimate[1].window
+    others = [o[0] for o in (overall, *near) if o is not None and not overlap(o[1].window, window)]
     return max(others, key=lambda other: similarity(estimate[0], other), default=None)
 
 
