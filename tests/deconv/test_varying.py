@@ -29,7 +29,7 @@ from worker.deconv.varying import (
     neighbourhood,
     tile_errors,
     tile_kernel,
-    tile_twin,
+    tile_twins,
     tile_views,
 )
 from worker.errors import InputError
@@ -228,22 +228,27 @@ def learnt_at(x: int, y: int = 0, side: int = 64) -> PsfReport:
     return PsfReport((x, y, side, side), 0, 1, 0.0)
 
 
+def agreement(chosen: list, found: list, overall: tuple | None, grid: tuple[int, int]) -> float:
+    """`neighbour_agreement` of the tiles' twins (`tile_twins`)."""
+    return neighbour_agreement(chosen, tile_twins(chosen, found, overall, grid))
+
+
 def test_the_confidence_is_how_alike_each_tiles_kernel_is_to_one_learnt_beside_it() -> None:
     rng = np.random.default_rng(4)
     first, second = camera_shake_kernel(9, rng), camera_shake_kernel(9, rng)
     a, a_again, b = (first, learnt_at(0)), (first.copy(), learnt_at(100)), (second, learnt_at(200))
     # 1 x 2 tiles: each takes its own estimate, and the other tile learnt the same kernel.
-    assert neighbour_agreement([a, a_again], [a, a_again], None, (1, 2)) == 1.0
+    assert agreement([a, a_again], [a, a_again], None, (1, 2)) == 1.0
     # One tile's kernel is the other's, which learnt another: as alike as the two kernels.
-    assert neighbour_agreement([b, None], [a, b], None, (1, 2)) == round(similarity(a[0], b[0]), 3)
+    assert agreement([b, None], [a, b], None, (1, 2)) == round(similarity(a[0], b[0]), 3)
     assert similarity(a[0], b[0]) < 0.9
     # Far apart on a 1 x 3 grid, nothing else to compare with: unchecked.
-    assert neighbour_agreement([a, None, None], [a, None, None], None, (1, 3)) == UNCHECKED
+    assert agreement([a, None, None], [a, None, None], None, (1, 3)) == UNCHECKED
     # The whole picture's kernel counts as one learnt beside every tile.
-    assert neighbour_agreement([b, None, None], [b, None, None], a, (1, 3)) < 0.9
+    assert agreement([b, None, None], [b, None, None], a, (1, 3)) < 0.9
     # The same pixels learnt twice (the whole picture's window in a tile) are no second view.
     a_twice = (first.copy(), learnt_at(32, 32))
-    assert neighbour_agreement([a, None], [None, a_twice], None, (1, 2)) == UNCHECKED
+    assert agreement([a, None], [None, a_twice], None, (1, 2)) == UNCHECKED
 
 
 def test_each_tiles_kernel_error_is_measured_against_its_twin() -> None:
@@ -257,9 +262,7 @@ def test_each_tiles_kernel_error_is_measured_against_its_twin() -> None:
     # 1 x 4 tiles: a twin learnt the same kernel; another learnt a different one; a tile left
     # as it is; a sharp tile.
     chosen, found = [a, b, None, dot], [a_again, a, None, dot]
-    twins = [
-        None if e is None else tile_twin(t, e, found, None, (1, 4)) for t, e in enumerate(chosen)
-    ]
+    twins = tile_twins(chosen, found, None, (1, 4))
     assert twins[0] is a_again[0] and np.array_equal(twins[1], first) and twins[3] is None
     errors = tile_errors(blurred, chosen, twins)
     assert errors[0] == 0.0  # its twin is the very same kernel

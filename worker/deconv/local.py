@@ -511,12 +511,13 @@ def subject_twin(
     ndarray or None
         The twin; None where no other window lies in the region.
     """
-    cover = np.kron(region, np.ones((side, side), np.float32))
     psf = found[chosen][0]
     views = []
     for index, (kernel, report) in enumerate(found):
         x, y, width, height = report.window
-        inside = cover[y : y + height, x : x + width].sum() / (width * height)
+        rows, cols = np.arange(y, y + height) // side, np.arange(x, x + width) // side
+        rows, cols = rows[rows < region.shape[0]], cols[cols < region.shape[1]]  # (past: out)
+        inside = region[np.ix_(rows, cols)].sum() / (width * height)
         if index != chosen and inside >= TWIN_SHARE:
             views.append(kernel)
     return max(views, key=lambda kernel: similarity(psf, kernel), default=None)

@@ -577,7 +577,8 @@ def deblur_varying(
         chosen = choose_kernels(image, found, overall, grid, size, noise.result())
     if overall is not None and all(estimate is overall for estimate in chosen):
         return deblur_uniform(image, size, settings, window, deblurring, started)
-    said = describe(chosen, found, overall, grid)
+    twins = tile_twins(chosen, found, overall, grid)
+    said = describe(chosen, twins)
     # A kernel narrower than a pixel means no blur, as `run` judges a picture: deblurring a
     # sharp tile with it would over-sharpen it, so the tile is smoothed as with no blur.
     kernels = [
@@ -586,10 +587,6 @@ def deblur_varying(
     ]
     scaled = [None if k is None else resample_psf(k, settings.scale) for k in kernels]
     if any(k is not None for k in scaled):
-        twins = [
-            None if estimate is None else tile_twin(t, estimate, found, overall, grid)
-            for t, estimate in enumerate(chosen)
-        ]
         errors = tile_errors(image, chosen, twins)
         result, reports = deblur_grid(
             picture, scaled, grid, replace(settings, scale=1.0), deblurring, errors
@@ -675,10 +672,7 @@ def is_sharp(estimate: Estimate) -> bool:
 
 
 def describe(
-    chosen: list[Estimate | None],
-    found: list[Estimate | None],
-    overall: Estimate | None,
-    grid: tuple[int, int],
+    chosen: list[Estimate | None], twins: list[np.ndarray | None]
 ) -> tuple[str, float, str]:
     """The kind of kernel used, the confidence and the reason, in words, for the tiles' kernels.
 
@@ -686,12 +680,8 @@ def describe(
     ----------
     chosen : list of (ndarray, PsfReport) or None
         The estimate each tile takes, row by row (`choose_kernels`); None: left as it is.
-    found : list of (ndarray, PsfReport) or None
-        Each tile's own estimate, row by row (`estimate_grid`).
-    overall : tuple of (ndarray, PsfReport), or None
-        The whole picture's kernel and report.
-    grid : tuple of int
-        The grid, (rows, cols).
+    twins : list of ndarray or None
+        Each tile's twin, row by row (`tile_twins`).
 
     Returns
     -------
@@ -705,7 +695,7 @@ def describe(
     used = sum(estimate is not None for estimate in chosen)
     if used == 0:
         return NO_BLUR, 0.0, NOTHING_EXPLAINED
-    confidence = neighbour_agreement(chosen, found, overall, grid)
+    confidence = neighbour_agreement(chosen, twins)
     sharp = sum(estimate is not None and is_sharp(estimate) for estimate in chosen)
     left = len(chosen) - used
     clauses = [
@@ -725,28 +715,18 @@ def _count(number: int, one: str, many: str) -> str:
     return "" if number == 0 else f"1 {one}" if number == 1 else f"{number} {many}"
 
 
-def neighbour_agreement(
-    chosen: list[Estimate | None],
-    found: list[Estimate | None],
-    overall: Estimate | None,
-    grid: tuple[int, int],
-) -> float:
+def neighbour_agreement(chosen: list[Estimate | None], twins: list[np.ndarray | None]) -> float:
     """How alike each tile's kernel is to one learnt independently around it.
 
-    For each tile with a kernel, the highest `blind.similarity` between it and the other
-    estimates of the tile and its neighbours and of the whole picture (`UNCHECKED` for a tile
-    with no other estimate to compare), averaged over those tiles.
+    For each tile with a kernel, its `blind.similarity` to its twin (`UNCHECKED` for a tile
+    with no twin), averaged over those tiles.
 
     Parameters
     ----------
     chosen : list of (ndarray, PsfReport) or None
         The estimate each tile takes, row by row; None: left as it is.
-    found : list of (ndarray, PsfReport) or None
-        Each tile's own estimate, row by row.
-    overall : tuple of (ndarray, PsfReport), or None
-        The whole picture's kernel and report.
-    grid : tuple of int
-        The grid, (rows, cols).
+    twins : list of ndarray or None
+        Each tile's twin, row by row (`tile_twins`).
 
     Returns
     -------
@@ -754,30 +734,26 @@ def neighbour_agreement(
         The agreement, 0..1, to 3 decimals; NaN (with numpy's warning) when no tile has a
         kernel.
     """
-    scores = []
-    for t, estimate in enumerate(chosen):
-        if estimate is None:
-            continue
-        twin = tile_twin(t, estimate, found, overall, grid)
-        scores.append(UNCHECKED if twin is None else similarity(estimate[0], twin))
+    scores = [
+        UNCHECKED if twin is None else similarity(estimate[0], twin)
+        for estimate, twin in zip(chosen, twins, strict=True)
+        if estimate is not None
+    ]
     return round(float(np.clip(np.mean(scores), 0, 1)), 3)
 
 
-def tile_twin(
-    tile: int,
-    estimate: Estimate,
+def tile_twins(
+    chosen: list[Estimate | None],
     found: list[Estimate | None],
     overall: Estimate | None,
     grid: tuple[int, int],
-) -> np.ndarray | None:
-    """The kernel learnt independently around a tile most alike to the one it takes.
+) -> list[np.ndarray | None]:
+    """Each tile's twin: the kernel learnt independently around it most alike to the one it takes.
 
     Parameters
     ----------
-    tile : int
-        The tile's row-by-row index.
-    estimate : tuple of (ndarray, PsfReport)
-        The estimate the tile takes.
+    chosen : list of (ndarray, PsfReport) or None
+        The estimate each tile takes, row by row (`choose_kernels`); None: left as it is.
     found : list of (ndarray, PsfReport) or None
         Each tile's own estimate, row by row.
     overall : tuple of (ndarray, PsfReport), or None
@@ -787,16 +763,24 @@ def tile_twin(
 
     Returns
     -------
-    ndarray or None
-        Of the other estimates of the tile and its neighbours and of the whole picture learnt
-        on windows that do not overlap `estimate`'s (the same pixels learnt twice are no second
-        view: the whole picture's window may lie in a tile's), the kernel most alike to
-        `estimate`'s (`blind.similarity`); None when there is none.
+    list of ndarray or None
+        Row by row: of the estimates of the tile and its neighbours and of the whole picture
+        learnt on windows that do not overlap the tile's estimate's (the same pixels learnt
+        twice are no second view: the whole picture's window may lie in a tile's), the kernel
+        most alike to it (`blind.similarity`); None for a tile left as it is, or with none.
     """
-    near = [found[g] for g in neighbourhood(tile, grid)]
-    window = estimate[1].window
-    others = [o[0] for o in (overall, *near) if o is not None and not overlap(o[1].window, window)]
-    return max(others, key=lambda other: similarity(estimate[0], other), default=None)
+    twins: list[np.ndarray | None] = []
+    for t, estimate in enumerate(chosen):
+        if estimate is None:
+            twins.append(None)
+            continue
+        kernel, window = estimate[0], estimate[1].window
+        near = [found[g] for g in neighbourhood(t, grid)]
+        others = [
+            o[0] for o in (overall, *near) if o is not None and not overlap(o[1].window, window)
+        ]
+        twins.append(max(others, key=lambda other: similarity(kernel, other), default=None))
+    return twins
 
 
 def tile_errors(
@@ -806,7 +790,7 @@ def tile_errors(
 
     As `run` measures a kernel's error against the kernel of its second window (`blind`,
     `kernel_error.kernel_error_ratio`), on the window the kernel was learnt on; the twin is the
-    most alike of the kernels learnt around the tile (`tile_twin`): a turning camera's blur
+    most alike of the kernels learnt around the tile (`tile_twins`): a turning camera's blur
     changes little from a tile to the next, so their difference is mostly their errors.
 
     Parameters
@@ -816,7 +800,7 @@ def tile_errors(
     chosen : list of (ndarray, PsfReport) or None
         The estimate each tile takes, row by row (`choose_kernels`); None: left as it is.
     twins : list of ndarray or None
-        Each tile's twin, row by row (`tile_twin`); None: no error is measured.
+        Each tile's twin, row by row (`tile_twins`); None: no error is measured.
 
     Returns
     -------
