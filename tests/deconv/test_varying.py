@@ -251,7 +251,7 @@ def test_the_confidence_is_how_alike_each_tiles_kernel_is_to_one_learnt_beside_i
     assert agreement([a, None], [None, a_twice], None, (1, 2)) == UNCHECKED
 
 
-def test_each_tiles_kernel_error_is_measured_against_its_twin() -> None:
+def test_each_tiles_kernel_error_is_measured_against_its_twin_on_both_windows() -> None:
     _, blurred = shaken_and_rolled_scene()
     rng = np.random.default_rng(4)
     first, second = camera_shake_kernel(9, rng), camera_shake_kernel(9, rng)
@@ -264,12 +264,17 @@ def test_each_tiles_kernel_error_is_measured_against_its_twin() -> None:
     chosen, found = [a, b, None, dot], [a_again, a, None, dot]
     twins = tile_twins(chosen, found, None, (1, 4))
     assert twins[0] is a_again[0] and np.array_equal(twins[1], first) and twins[3] is None
-    errors = tile_errors(blurred, chosen, twins)
+    errors = tile_errors(blurred, chosen, twins, found)
     assert errors[0] == 0.0  # its twin is the very same kernel
-    window = blurred[200:456, 200:456]
-    assert errors[1] == kernel_error_ratio(window, second, first) > 0.5
+    # Measured where the kernel was learnt and where the tile learnt its own: the larger counts.
+    learnt_there = kernel_error_ratio(blurred[200:456, 200:456], second, first)
+    tile_there = kernel_error_ratio(blurred[0:128, 0:128], second, first)
+    assert errors[1] == max(learnt_there, tile_there) > 0.5
+    assert learnt_there != tile_there  # (the content matters: the two windows differ)
     assert errors[2] == errors[3] == 0.0  # not deblurred at all, or only smoothed
-    assert tile_errors(blurred, [a, None], [None, None]) == [0.0, 0.0]  # no twin
+    # A tile that learnt nothing of its own: the kernel's window alone.
+    assert tile_errors(blurred, [b], [first], [None]) == [learnt_there]
+    assert tile_errors(blurred, [a, None], [None, None], [a, None]) == [0.0, 0.0]  # no twin
 
 
 def test_a_window_you_gave_is_refused_before_any_tile_is_learnt() -> None:
