@@ -825,9 +825,9 @@ def tile_errors(
         if estimate is None or twin is None or is_sharp(estimate):
             errors.append(0.0)
             continue
-        kernel, twin = same_size(estimate[0], twin)
-        windows = {e[1].window for e in (estimate, own) if e is not None}
-        errors.append(max(kernel_error_ratio(patch_of(image, w), kernel, twin) for w in windows))
+        kernel, other = same_size(estimate[0], twin)
+        windows = {e[1].window for e in (estimate, own) if e is not None}  # one, if the same
+        errors.append(max(kernel_error_ratio(patch_of(image, w), kernel, other) for w in windows))
     return errors
 
 
