@@ -44,3 +44,29 @@ def test_a_signal_held_arrives_as_the_held_step_ends(signum: int) -> None:
     assert done.stdout == "the step ended\n", done.stderr
     assert done.returncode == 128 + signum
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("signum", [*STOPPING_SIGNALS, signal.SIGINT])
+def test_a_destructor_that_fails_after_a_stop_prints_no_traceback(signum: int) -> None:
+    """A stop that cuts a library's bookkeeping in two may leave an object whose destructor
+    fails as the process ends: CI saw numba's compiler (llvmlite) print "Exception ignored ...
+    Traceback" after a Ctrl-\\ sent during the first compilation. The command ends with its exit
+    status and no traceback."""
+    script = textwrap.dedent(f"""
+        import os, sys
+        from worker.cli.stops import stop_on_signals
+        class HalfReleased:
+            def __del__(self):
+                raise AttributeError("half released")
+        stop_on_signals()
+        kept = HalfReleased()
+        try:
+            os.kill(os.getpid(), {int(signum)})
+        except KeyboardInterrupt:
+            sys.exit(130)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == (130 if signum == signal.SIGINT else 128 + signum)
+    assert done.stderr == ""

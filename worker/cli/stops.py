@@ -6,9 +6,15 @@ it was writing is removed (`worker.atomic`) and a job it waits for is cancelled
 (`worker.cli.submit`). A step that must not be cut in two, such as a request whose reply names
 the job to cancel, runs `worker.signals.held()`: a signal that comes meanwhile is delivered as the
 step ends.
+
+A stop may cut a library's bookkeeping in two (numba's compiler, in llvmlite, was seen to leave an
+object half released, whose destructor then failed as the process ended): once a command is
+stopping, such a destructor's error is not printed (`_quiet_after_stop`), so the stop still ends
+with one line at most, never a traceback.
 """
 
 import signal
+import sys
 
 from worker.cli.exit_status import of_signal
 from worker.signals import STOPPING_SIGNALS, defer
@@ -16,9 +22,14 @@ from worker.signals import STOPPING_SIGNALS, defer
 _stopped_by: list[int] = []  # the signal that is stopping the command, once one is
 
 
+def _quiet_after_stop(_unraisable: object) -> None:
+    """`sys.unraisablehook` once the command is stopping: a destructor's error is not shown."""
+
+
 def _stop(signum: int, _frame: object) -> None:
     if defer(signum):  # in a step that must not be cut in two: at its end
         return
+    sys.unraisablehook = _quiet_after_stop
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     _stopped_by.append(signum)
