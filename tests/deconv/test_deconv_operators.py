@@ -14,10 +14,13 @@ from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
 from worker.deconv.convolve import tile_shape
 from worker.deconv.fft import fast_length, fast_lengths, kernel_spectrum
 from worker.deconv.noise import (
+    IMMERKAER,
     NoiseModel,
     estimate_noise,
     estimate_noise_model,
+    noise_response,
     regularisation_weight,
+    wholly_usable,
 )
 from worker.deconv.rl_tv import UNOBSERVED, WELL_OBSERVED, _rl_tv_step
 from worker.deconv.stopping import StoppingRule
@@ -200,6 +203,21 @@ def test_noise_estimate_is_within_20_percent(sigma: float) -> None:
     scene = ndimage.gaussian_filter(dead_leaves((400, 500), rng), (1.0, 1.0, 0))
     noisy = scene + rng.normal(0, sigma, scene.shape).astype(np.float32)
     assert estimate_noise(noisy) == pytest.approx(sigma, rel=0.2)
+
+
+@pytest.mark.parametrize("shape", [(1, 7), (2, 2), (3, 3), (57, 83), (400, 301, 3)])
+def test_noise_response_and_usable_pixels_are_scipys_bit_for_bit(shape: tuple[int, ...]) -> None:
+    """The compiled 3 x 3 operators give what scipy's `correlate` (mirrored border) and binary
+    erosion (nothing usable beyond the border) give, bit for bit, on planes alone and on the
+    channels of a colour picture (strided views)."""
+    rng = np.random.default_rng(11)
+    picture = rng.random(shape, dtype=np.float32)
+    usable = rng.random(shape[:2]) > 0.1
+    expected_usable = ndimage.binary_erosion(usable, np.ones((3, 3), bool), border_value=0)
+    assert np.array_equal(wholly_usable(usable), expected_usable)
+    for plane in np.moveaxis(picture, 2, 0) if picture.ndim == 3 else [picture]:
+        expected = ndimage.correlate(plane, IMMERKAER, mode="reflect")
+        assert np.array_equal(noise_response(plane), expected)
 
 
 def test_noise_estimate_ignores_masked_pixels_and_tiny_images() -> None:

@@ -22,6 +22,7 @@ alone: deblurred with the true kernel they came out grainier and darker than the
 photo's pixels).
 """
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
@@ -227,7 +228,9 @@ def clipped(image: np.ndarray, clip_level: float) -> np.ndarray:
     ndarray of bool, shape (H, W)
         True where some channel is at least ``clip_level * (1 - AT_CLIP)``.
     """
-    return np.any(image >= clip_level * (1 - AT_CLIP), axis=-1)
+    level = clip_level * (1 - AT_CLIP)
+    # Channel by channel: NumPy's `any` along a last axis of three is five times slower.
+    return functools.reduce(np.logical_or, [image[..., c] >= level for c in range(image.shape[-1])])
 
 
 def data_mask(image: np.ndarray, clip_level: float | None) -> np.ndarray:

@@ -26,9 +26,8 @@ size and q reaches 3 too.
 """
 
 import numpy as np
-from scipy import ndimage
 
-from worker.deconv.noise import IMMERKAER, NoiseModel, estimate_noise
+from worker.deconv.noise import NoiseModel, estimate_noise, noise_response, wholly_usable
 from worker.parallel import in_threads
 
 PHASE_RATIO = 1.15  # bayer_phase_ratio above this: demosaiced noise
@@ -73,16 +72,14 @@ def bayer_phase_ratio(image: np.ndarray, mask: np.ndarray | None = None) -> floa
     image = _central_crop(np.asarray(image, np.float32))
     if image.ndim == 2:
         image = image[..., None]
-    usable = np.ones(image.shape[:2], bool)
-    if mask is not None:
-        usable = _central_crop(np.asarray(mask)) != 0
-    usable = ndimage.binary_erosion(usable, np.ones((3, 3), bool), border_value=0)
+    whole = np.ones(image.shape[:2], bool) if mask is None else _central_crop(np.asarray(mask))
+    usable = wholly_usable(whole)
     phases = [(row, col) for row in (0, 1) for col in (0, 1)]
     if not all(usable[row::2, col::2].any() for row, col in phases):
         return 1.0
 
-    def ratio(plane: np.ndarray) -> float:
-        response = np.abs(ndimage.correlate(plane, IMMERKAER, mode="reflect"))
+    def ratio(response: np.ndarray) -> float:
+        np.abs(response, out=response)
         medians = [
             float(np.median(response[row::2, col::2][usable[row::2, col::2]]))
             for row, col in phases
@@ -91,7 +88,8 @@ def bayer_phase_ratio(image: np.ndarray, mask: np.ndarray | None = None) -> floa
             return 1.0
         return max(medians) / min(medians) if min(medians) > 0 else np.inf
 
-    return float(max(1.0, *in_threads(ratio, np.moveaxis(image, 2, 0))))
+    responses = [noise_response(plane) for plane in np.moveaxis(image, 2, 0)]  # (on all cores)
+    return float(max(1.0, *in_threads(ratio, responses)))
 
 
 def correlation_factor(image: np.ndarray, mask: np.ndarray | None = None) -> float:
