@@ -24,6 +24,7 @@ from worker.deconv.blind import (
     pixels,
     predicted,
     safe_or_disc,
+    same_way,
     sharp_or_soft,
     similarity,
     softness,
@@ -34,7 +35,7 @@ from worker.deconv.psf import luminance
 from worker.deconv.psf_tools import centre_subpixel
 from worker.deconv.synthetic import camera_shake_kernel
 from worker.deconv.varying import deblur_varying
-from worker.deconv.window import patch_of
+from worker.deconv.window import orientation, patch_of
 from worker.errors import InputError
 
 
@@ -248,3 +249,33 @@ def test_an_agreed_kernel_gives_way_to_a_defocus_both_windows_show_that_predicts
 )  # fmt: skip
 def test_a_length_in_a_reason_reads_with_its_article(count: int, read: str) -> None:
     assert pixels(count) == read
+
+
+def _stripes(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Bars of random widths (2-8 px) and greys across the columns: every edge vertical."""
+    bar = np.repeat(np.arange(shape[1]), rng.integers(2, 9, shape[1]))[: shape[1]]
+    return np.tile(rng.random(shape[1])[bar], (shape[0], 1))
+
+
+def test_a_patchs_orientation_is_the_direction_of_its_gradients() -> None:
+    rng = np.random.default_rng(21)
+    bars = _stripes((128, 128), rng)
+    assert orientation(bars)[0] > 0.99 and abs(orientation(bars)[1]) < 1  # across the columns
+    coherence, angle = orientation(bars.T)
+    assert coherence > 0.99 and abs(abs(angle) - 90) < 1
+    assert orientation(rng.random((128, 128)))[0] < 0.1  # noise: every direction
+    assert orientation(np.full((32, 32), 0.5)) == (0.0, 0.0)
+
+
+def test_two_windows_whose_edges_run_the_same_way_cannot_check_a_kernel() -> None:
+    """Grass blades, leaf veins: a blur along the edges is invisible on both windows, so their
+    agreement is no evidence; edges that run two ways, or every way, can check it."""
+    rng = np.random.default_rng(22)
+    windows = [(0, 0, 128, 128), (256, 128, 128, 128)]
+    bars = _stripes((256, 384), rng)
+    assert same_way(bars, windows)
+    crossed = bars.copy()
+    crossed[128:, 256:] = _stripes((128, 128), rng).T  # the second window's bars lie across
+    assert not same_way(crossed, windows)
+    leaves = luminance(blurred_scene(np.ones((1, 1)))[0])
+    assert not same_way(leaves, windows)

@@ -92,6 +92,7 @@ from worker.deconv.window import (
     Window,
     check_room,
     choose_windows,
+    orientation,
     pair_side,
     patch_of,
 )
@@ -108,6 +109,8 @@ SAID_SMOOTHING = 1.05  # the reason mentions a kernel's uncertainty that raises 
 SIGMAS = np.geomspace(0.5, 8.0, 21)  # the Gaussian softness searched, px
 SOFTNESS_AGREEMENT = 1.001 * SIGMAS[1] / SIGMAS[0]  # two windows' softness agree within a step
 RADII = np.arange(1.0, AUTO_BLUR / 2, 0.25)  # the defocus discs searched, px (1: no defocus)
+ONE_WAY = 0.6  # a window whose edges' coherence is this or more runs one way (l1 = 4 l2)...
+SAME_WAY = 22.5  # ...and two such windows whose directions differ by less than this, the same
 RADIUS_AGREEMENT = 0.1  # two windows' discs agree within this share of the radius (or a step)
 SHORTLIST = 3  # the discs' GCV minima judged by held-out pixels (`best_disc`)
 NO_BLUR, FREE_FORM, GAUSSIAN, DISC = "none", "free-form", "gaussian", "disc"
@@ -563,6 +566,36 @@ def safe_or_disc(
     return disc, DISC, reason, twin
 
 
+def same_way(grey: np.ndarray, windows: list[Window]) -> bool:
+    """Whether both windows' edges run one way, the same (`orientation`): then they cannot check
+    a kernel.
+
+    A blur along the edges leaves them as they are, so two windows of grass blades, leaf veins
+    or a streaked road see no blur along them, and both learn the content's own softness across
+    them as the same streak: their agreement is no evidence. On the blind benchmark's sharp
+    photographs two such windows agreed (0.75 and 0.88) on kernels that made the pictures 13 and
+    21 dB worse (a 10 px streak along GreenMeadow's out-of-focus blades), and on Dune's grass
+    under a 17 px shake on a wrong kernel (-0.72 dB) (docs/MEASUREMENTS.md).
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+        The picture's luminance.
+    windows : list of Window
+        The first window and the second.
+
+    Returns
+    -------
+    bool
+        True when both windows' coherence is at least `ONE_WAY` (the dominant direction holds
+        four times the gradients' energy of the other) and their directions are within
+        `SAME_WAY` degrees (one of eight orientation bins).
+    """
+    (first, a), (second, b) = (orientation(patch_of(grey, window)) for window in windows)
+    apart = abs(a - b) % 180
+    return min(first, second) >= ONE_WAY and min(apart, 180 - apart) < SAME_WAY
+
+
 def same_size(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two odd-sized kernels zero-padded to the larger one's size.
 
@@ -685,6 +718,12 @@ def estimate_blur(
         agreement = similarity(free, second)
         if agreement >= AGREEMENT and kernel_spread(free) < SHARP_SPREAD:
             kernel, chosen, reason = sharp_or_soft(grey, windows, size)
+        elif agreement >= AGREEMENT and same_way(grey, windows):
+            doubt = (
+                f"the blur learnt on two parts of the picture agrees (agreement {agreement:.2f}), "
+                "but both parts' edges run the same way, which hides a blur along them"
+            )
+            kernel, chosen, reason, twin = safe_or_disc(grey, windows, size, doubt)
         elif agreement >= AGREEMENT:
             kernel, chosen, reason, twin = predicted(grey, windows, size, free)
         else:

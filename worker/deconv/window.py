@@ -157,6 +157,35 @@ def patch_of(grey: np.ndarray, window: Window) -> np.ndarray:
     return grey[y : y + height, x : x + width]
 
 
+def orientation(patch: np.ndarray) -> tuple[float, float]:
+    """How much a grey patch's edges run in one direction, and which: its structure tensor.
+
+    With ``J = sum (g_x, g_y)^T (g_x, g_y)`` over the patch (gradients of the patch smoothed by a
+    Gaussian of 1 px, so that noise does not set the direction), the coherence is
+    ``(l1 - l2) / (l1 + l2)``, ``l1 >= l2`` J's eigenvalues: 0 when the gradients point every
+    way, 1 when all are parallel (Bigun and Granlund, ICCV 1987; Jaehne, *Digital Image
+    Processing*, 2005).
+
+    Parameters
+    ----------
+    patch : ndarray, shape (h, w)
+        The grey patch.
+
+    Returns
+    -------
+    coherence : float
+        In [0, 1]; 0 for a flat patch.
+    angle : float
+        The dominant gradient direction, in degrees in (-90, 90] (0: the gradients run along
+        the rows, across vertical edges).
+    """
+    gy, gx = np.gradient(ndimage.gaussian_filter(np.asarray(patch, np.float64), 1.0))
+    xx, yy, xy = float((gx * gx).sum()), float((gy * gy).sum()), float((gx * gy).sum())
+    trace, spread = xx + yy, math.hypot(xx - yy, 2 * xy)
+    coherence = spread / trace if trace > 0 else 0.0
+    return coherence, 0.5 * math.degrees(math.atan2(2 * xy, xx - yy))
+
+
 def distance(first: Window, second: Window) -> float:
     """The distance between the centres of two windows, px.
 
