@@ -89,6 +89,7 @@ from worker.deconv.psf_tools import centre_subpixel
 from worker.deconv.settings import AUTO_BLUR
 from worker.deconv.whole_frame import sharper_parts
 from worker.deconv.window import (
+    ORIENTATION_BINS,
     Window,
     check_room,
     choose_windows,
@@ -110,7 +111,7 @@ SIGMAS = np.geomspace(0.5, 8.0, 21)  # the Gaussian softness searched, px
 SOFTNESS_AGREEMENT = 1.001 * SIGMAS[1] / SIGMAS[0]  # two windows' softness agree within a step
 RADII = np.arange(1.0, AUTO_BLUR / 2, 0.25)  # the defocus discs searched, px (1: no defocus)
 ONE_WAY = 0.6  # a window whose edges' coherence is this or more runs one way (l1 = 4 l2)...
-SAME_WAY = 22.5  # ...and two such windows whose directions differ by less than this, the same
+SAME_WAY = 180 / ORIENTATION_BINS  # ...and two whose directions differ by less (deg), the same
 RADIUS_AGREEMENT = 0.1  # two windows' discs agree within this share of the radius (or a step)
 SHORTLIST = 3  # the discs' GCV minima judged by held-out pixels (`best_disc`)
 NO_BLUR, FREE_FORM, GAUSSIAN, DISC = "none", "free-form", "gaussian", "disc"

@@ -88,7 +88,7 @@ def bayer_phase_ratio(image: np.ndarray, mask: np.ndarray | None = None) -> floa
             return 1.0
         return max(medians) / min(medians) if min(medians) > 0 else np.inf
 
-    responses = [noise_response(plane) for plane in np.moveaxis(image, 2, 0)]  # (on all cores)
+    responses = [noise_response(plane) for plane in np.moveaxis(image, 2, 0)]
     return float(max(1.0, *in_threads(ratio, responses)))
 
 
