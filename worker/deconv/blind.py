@@ -19,9 +19,9 @@ is right is found again elsewhere. Here:
    `SHARP_SPREAD`: the picture is sharp already and left as it is); below, a safe correction: the
    Gaussian softness that best explains the first window by generalised cross-validation
    (`worker.deconv.gcv`), no stronger than `MILD_SIGMA`, and only if it also explains the second
-   window better than no blur (`mild_correction`); otherwise, or when that softness is narrower
-   than a pixel (its rms radius under `SHARP_SPREAD`, as for an agreed kernel: `applied`), the
-   picture is left as it is.
+   window better than no blur (`mild_correction`); otherwise, or when that softness is under
+   sigma 1 px (its rms radius under `MIN_SOFTNESS`: the softness of a sharp or a shaken
+   photograph's own edges; `applied`), the picture is left as it is.
    A Gaussian is one number too, found on each window alone (`best_gaussian`): where the
    second window shows the same softness (`agreed_softness`, within a step of `SIGMAS`), the
    softness is confirmed and removed whole, not only up to `MILD_SIGMA`; and an agreed
@@ -102,6 +102,7 @@ from worker.stages import Progress
 AGREEMENT = 0.6  # the two windows' kernels must be at least this alike to be trusted
 MILD_SIGMA = 1.5  # the strongest Gaussian the fallback removes, px
 SHARP_SPREAD = 1.0  # an agreed kernel narrower than this (rms radius, px) means no blur
+MIN_SOFTNESS = 1.4  # the safe correction removes no Gaussian narrower (rms radius, px; sigma 1)
 LEFT = "the picture is left as it is"
 UNCHECKED = 0.5  # the confidence of a kernel not cross-checked on a second window (run falls back)
 CLEARLY = 0.1  # an agreed kernel gives way when the safe correction predicts this much better
@@ -321,10 +322,10 @@ def similarity(first: np.ndarray, second: np.ndarray) -> float:
 
 
 def agreed_softness(sigmas: list[float]) -> bool:
-    """Whether two windows show the same Gaussian softness, and a blur.
+    """Whether two windows show the same Gaussian softness, and one to remove.
 
-    The same: within a step of `SIGMAS`. A blur: the first window's rms radius (sigma sqrt 2) is
-    `SHARP_SPREAD` or more.
+    The same: within a step of `SIGMAS`. One to remove: the first window's rms radius (sigma
+    sqrt 2) is `MIN_SOFTNESS` or more (`applied`).
 
     Parameters
     ----------
@@ -337,7 +338,7 @@ def agreed_softness(sigmas: list[float]) -> bool:
     bool
         True when both hold; False with fewer than two sigmas.
     """
-    if len(sigmas) < 2 or sigmas[0] * math.sqrt(2) < SHARP_SPREAD:
+    if len(sigmas) < 2 or sigmas[0] * math.sqrt(2) < MIN_SOFTNESS:
         return False
     return max(sigmas) <= SOFTNESS_AGREEMENT * min(sigmas)
 
@@ -412,14 +413,18 @@ def mild_correction(
 
 
 def applied(correction: tuple[np.ndarray, str, str], doubt: str) -> tuple[np.ndarray, str, str]:
-    """`mild_correction`'s result as it is applied: a softness narrower than a pixel is none.
+    """`mild_correction`'s result as it is applied: a softness under `MIN_SOFTNESS` is none.
 
-    An rms radius under `SHARP_SPREAD` is no blur, as for an agreed kernel (`sharp_or_soft`): a
-    sharp photograph's own edges show a Gaussian of sigma 0.5-0.66 px, and removing it sharpens
-    what the lens drew (on the blind benchmark's held-out photographs, unblurred, it cost four of
-    fourteen 5-15 dB at ISO 100-800, with dark outlines along every edge; on the blurred ones it
-    gained nothing). The yardstick of the held-out checks stays the softness itself, so the
-    decision between a learnt kernel and the milder correction does not change.
+    A Gaussian whose rms radius is under `MIN_SOFTNESS` (sigma 1 px) is no blur. A sharp
+    photograph's own edges show a Gaussian of sigma 0.5-0.66 px: removing it sharpens what the
+    lens drew (on the blind benchmark's held-out photographs, unblurred, it cost four of fourteen
+    5-15 dB at ISO 100-800, with dark outlines along every edge; on the blurred ones it gained
+    nothing). A shaken photograph whose kernel failed its checks shows one of 0.76-0.87 px on both
+    windows, the softness of its edges across the shake, not its blur: removed, it made three of
+    them worse than the input (by 0.15 to 0.55 dB, engine 0.3.29; docs/MEASUREMENTS.md), while
+    the Gaussian blurs of the benchmark (sigma 1-2.5 px) show 1 px or more. The yardstick of the
+    held-out checks stays the softness itself, so the decision between a learnt kernel and the
+    milder correction does not change.
 
     Parameters
     ----------
@@ -438,7 +443,7 @@ def applied(correction: tuple[np.ndarray, str, str], doubt: str) -> tuple[np.nda
         What was done and why, in words.
     """
     kernel, kind, _ = correction
-    if kind == GAUSSIAN and kernel_spread(kernel) < SHARP_SPREAD:
+    if kind == GAUSSIAN and kernel_spread(kernel) < MIN_SOFTNESS:
         return np.ones((1, 1)), NO_BLUR, f"{doubt}: the softness it shows is under a pixel: {LEFT}"
     return correction
 
