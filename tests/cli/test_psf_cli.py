@@ -182,7 +182,10 @@ def test_run_counts_its_kernels_error_and_deblur_with_it_does_not(
     assert done.returncode == 0, done.stderr
     given = json.loads(done.stdout.splitlines()[-1])
     assert "kernel_error" not in given  # a kernel the user gives is taken as exact
-    ratio = estimated["lambda"] / given["lambda"]
+    # Each lambda is the rule's times the factor fitted to its picture (`weight_choice`)
+    ratio = (estimated["lambda"] / estimated["lambda_factor"]) / (
+        given["lambda"] / given["lambda_factor"]
+    )
     assert ratio == pytest.approx(kernel_smoothing(estimated["kernel_error"]), rel=1e-6)
 
 

@@ -217,9 +217,9 @@ def test_a_coarse_start_judges_stagnation_more_strictly(shaken, monkeypatch) -> 
             rules.append(self)
 
     monkeypatch.setattr(rl_tv, "StoppingRule", Recorded)
-    deblur(observed, psf)  # from the half-quadratic start
+    deblur(observed, psf, weight_scale=1.0)  # from the half-quadratic start (no weight trials)
     monkeypatch.setattr(rl_tv, "COARSE_START_PIXELS", observed.shape[0] * observed.shape[1])
-    deblur(observed, psf)  # a half-size run (its own rule), then the full-size one
+    deblur(observed, psf, weight_scale=1.0)  # a half-size run (its own rule), then the full-size
     split, coarse, full = rules
     assert coarse.max_iterations == rl_tv.COARSE_ITERATIONS
     assert split.stagnation == coarse.stagnation == StoppingRule.stagnation

@@ -97,10 +97,10 @@ def test_pictures_with_clipped_highlights_start_from_the_back_projection(monkeyp
     monkeypatch.setattr(rl_tv, "half_quadratic_start", lambda *args, **kwargs: calls.append(1))
     psf = _gaussian(1.2)
     _, observed = _case("gravel", psf)
-    deblur(observed, psf, DeblurSettings(clip_level=1e6))
+    deblur(observed, psf, DeblurSettings(clip_level=1e6), weight_scale=1.0)
     assert calls == [1]
     observed[40:60, 40:60] = 1.0  # a clipped plateau
-    deblur(observed, psf, DeblurSettings(clip_level=1.0))
+    deblur(observed, psf, DeblurSettings(clip_level=1.0), weight_scale=1.0)
     assert calls == [1]
 
 

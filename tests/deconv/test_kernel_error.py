@@ -97,9 +97,10 @@ def test_lambda_rises_with_the_kernel_error_as_with_more_noise() -> None:
 def test_a_given_kernel_keeps_its_lambda() -> None:
     _, blurred = scene(TRUE, 0.003)
     settings = DeblurSettings(max_iterations=3)
-    _, given = deblur(blurred, TRUE, settings)
-    _, exact = deblur(blurred, TRUE, settings, kernel_error=0.0)
-    _, doubted = deblur(blurred, TRUE, settings, kernel_error=3.0)
+    # The rule's lambda (no factor fitted to the picture, `weight_choice`)
+    _, given = deblur(blurred, TRUE, settings, weight_scale=1.0)
+    _, exact = deblur(blurred, TRUE, settings, kernel_error=0.0, weight_scale=1.0)
+    _, doubted = deblur(blurred, TRUE, settings, kernel_error=3.0, weight_scale=1.0)
     assert given.lam == exact.lam
     assert doubted.lam == pytest.approx(given.lam * 4**LAMBDA_POWER, rel=1e-6)
 

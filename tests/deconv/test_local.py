@@ -84,7 +84,7 @@ def test_clipped_pixels_do_not_count_as_a_misfit() -> None:
     level = float(np.quantile(scene[:, : scene.shape[1] // 2], 0.6))
     clipped = np.minimum(scene, level)  # the shaken half's highlights clipped
     settings = DeblurSettings(max_iterations=30, clip_level=level)
-    deblurred, _ = deblur(clipped, psf, settings)
+    deblurred, _ = deblur(clipped, psf, settings, weight_scale=1.0)  # local mode's lambda
     model = estimate_noise_model(scene)
     shaken = np.s_[1:-1, 1 : misfit(clipped, deblurred, psf, model).shape[1] // 2 - 1]
     assert np.median(misfit(clipped, deblurred, psf, model, level)[shaken]) < MISFIT

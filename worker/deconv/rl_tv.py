@@ -25,7 +25,9 @@ fewer iterations than the multiplicative step on `u`. `lambda' = lambda min(A^T 
 rim of the extended grid and around clipped highlights, where few observations constrain `u`,
 the prior is weakened with the data so that it cannot override them; `t` in (0, 1] is the
 texture weight of `texture` (lower where the blurred picture's fine detail stands out of its
-noise), so that grass, fur and wood grain are not flattened into cartoon-like patches.
+noise), so that grass, fur and wood grain are not flattened into cartoon-like patches. `lambda`
+is the rule's (`noise.regularisation_weight`, from the noise) times a factor fitted to the
+picture by hold-out prediction on a crop (`weight_choice`: smooth content takes more).
 
 The offset `b` is the shifted-Poisson treatment of read noise (Snyder, Hammoud and White, "Image
 recovery from data acquired with a charge-coupled-device camera", JOSA A 1993): with the picture's
@@ -97,6 +99,14 @@ from worker.deconv.stopping import (
 )
 from worker.deconv.texture import texture_weight
 from worker.deconv.tv import gradient_weights, split_gradient_at
+from worker.deconv.weight_choice import (
+    ITERATIONS,
+    SCALES,
+    grey_centre,
+    held_out_pixels,
+    prediction_error,
+    training_data,
+)
 from worker.errors import InputError
 from worker.numbers import is_finite_number
 from worker.resize import enlarge_bilinear
@@ -131,6 +141,7 @@ class DeblurReport:
     lam: float
     seconds: float
     scale: float
+    lambda_factor: float  # the factor fitted to the picture on the rule's lambda (`weight_choice`)
 
     def as_dict(self) -> dict:
         """The report as a JSON-ready dict.
@@ -159,7 +170,7 @@ class DeblurReport:
         DeblurReport
             No iteration, `StopReason.NO_BLUR`, every number 0 but `scale`.
         """
-        return cls(0, 0, StopReason.NO_BLUR, 0.0, 0.0, 0.0, 0.0, 0.0, scale)
+        return cls(0, 0, StopReason.NO_BLUR, 0.0, 0.0, 0.0, 0.0, 0.0, scale, 0.0)
 
 
 @dataclass
@@ -574,18 +585,22 @@ def _restore(
     clip_level: float | None,
     progress: Progress | None = None,
     kernel_error: float = 0.0,
+    weight_scale: float = 1.0,
+    held: np.ndarray | None = None,
 ) -> Restoration:
     """Measure the noise, derive lambda (with the kernel's error counted as noise,
-    `noise.regularisation_weight`) and run `richardson_lucy_tv` on `image` (H, W, C), from
-    a coarse start if it is large (see `_coarse_start`), else, without clipped pixels, from a
-    few half-quadratic TV-L2 steps (`half_quadratic`), else from the back-projection.
+    `noise.regularisation_weight`, times `weight_scale`) and run `richardson_lucy_tv` on `image`
+    (H, W, C), from a coarse start if it is large (see `_coarse_start`), else, without clipped
+    pixels, from a few half-quadratic TV-L2 steps (`half_quadratic`), else from the
+    back-projection. The pixels `held` (H, W), if given, are left out of the data
+    (`weight_choice.training_data`).
 
     Returns
     -------
     Restoration
         The run (its estimate is (C, H, W)) and the noise model, offset and lambda it used.
     """
-    start = _coarse_start(image, psf, settings, clip_level, kernel_error)
+    start = _coarse_start(image, psf, settings, clip_level, kernel_error, weight_scale)
     mask = data_mask(image, clip_level)
     model = for_correlated_noise(estimate_noise_model(image, mask), image, mask)
     f = np.ascontiguousarray(image.transpose(2, 0, 1))  # (C, H, W): one plane per channel
@@ -594,14 +609,17 @@ def _restore(
     lam = settings.lam
     if lam is None:
         lam = regularisation_weight(model, white, float(f.mean()), settings.priority, kernel_error)
-        lam = min(lam, MAX_LAMBDA)
+        lam = min(lam * weight_scale, MAX_LAMBDA)
     offset = model.offset(white)
     texture = texture_weight(f, mask, model, psf.shape)
+    unclipped = bool(mask.all())
+    if held is not None:
+        f, mask = training_data(f, mask, held)
     min_iterations, stagnation = WARM_MIN_ITERATIONS, WARM_STAGNATION  # from the coarse start
     # Around clipped highlights a half-quadratic start leaves more ringing (half as much again in
     # tests/deconv: test_saturated_highlights_do_not_ring): such pictures start from the
     # back-projection (`_first_estimate`).
-    if start is None and mask.all():
+    if start is None and unclipped:
         start = half_quadratic_start(
             f, mask, psf, texture, lam=lam, sigma=model.sigma, offset=offset
         )
@@ -622,6 +640,7 @@ def _coarse_start(
     settings: DeblurSettings,
     clip_level: float | None,
     kernel_error: float,
+    weight_scale: float,
 ) -> np.ndarray | None:
     """A first estimate (C, H / 2, W / 2) for a large picture: the picture deblurred at half size.
 
@@ -638,9 +657,40 @@ def _coarse_start(
         return None
     small, small_psf = preview_inputs(image, psf, COARSE_SCALE)
     cap = min(settings.max_iterations, COARSE_ITERATIONS)
-    return _restore(
-        small, small_psf, replace(settings, max_iterations=cap), clip_level, None, kernel_error
-    ).run.estimate
+    coarse = replace(settings, max_iterations=cap)
+    restoration = _restore(small, small_psf, coarse, clip_level, None, kernel_error, weight_scale)
+    return restoration.run.estimate
+
+
+def _weight_scale(
+    image: np.ndarray,
+    psf: np.ndarray,
+    settings: DeblurSettings,
+    clip_level: float | None,
+    kernel_error: float,
+) -> float:
+    """The factor on the rule's lambda that best predicts held-out pixels (`weight_choice`).
+
+    Returns
+    -------
+    float
+        One of `weight_choice.SCALES`: each is tried on the picture's grey centre crop, its
+        held-out pixels out of the data, for at most `weight_choice.ITERATIONS` iterations.
+    """
+    crop = grey_centre(image)
+    held = held_out_pixels(crop.shape[:2])
+    trial = replace(settings, max_iterations=min(settings.max_iterations, ITERATIONS))
+    observed = np.maximum(crop.transpose(2, 0, 1), 0)
+    errors = [
+        prediction_error(
+            _restore(crop, psf, trial, clip_level, None, kernel_error, scale, held).run.estimate,
+            observed,
+            psf,
+            held,
+        )
+        for scale in SCALES
+    ]
+    return SCALES[int(np.argmin(errors))]
 
 
 def deblur(
@@ -649,6 +699,7 @@ def deblur(
     settings: DeblurSettings = DeblurSettings(),
     progress: Progress | None = None,
     kernel_error: float = 0.0,
+    weight_scale: float | None = None,
 ) -> tuple[np.ndarray, DeblurReport]:
     """Deblur `image`, blurred by `psf`.
 
@@ -673,6 +724,10 @@ def deblur(
         at least 0, which raises lambda (never above the settings' `MAX_LAMBDA`, beyond which
         the maths overflows); 0 takes `psf` as exact. A lambda set in `settings` is used as it
         is.
+    weight_scale : float, optional
+        The factor on the rule's lambda; None: the one of `weight_choice.SCALES` that best
+        predicts held-out pixels of the picture (`_weight_scale`), or 1 in local mode. Unused
+        when `settings` sets lambda.
 
     Returns
     -------
@@ -684,7 +739,8 @@ def deblur(
     Raises
     ------
     InputError
-        For a bad image, PSF, setting or `kernel_error`, or a preview too small for the kernel.
+        For a bad image, PSF, setting, `kernel_error` or `weight_scale`, or a preview too small
+        for the kernel.
     """
     start = time.perf_counter()
     image = _check_image(image)
@@ -692,6 +748,8 @@ def deblur(
     settings.validate()
     if not (is_finite_number(kernel_error) and kernel_error >= 0):
         raise InputError(f"a kernel's error must be a number, at least 0, not {kernel_error!r}")
+    if weight_scale is not None and not (is_finite_number(weight_scale) and weight_scale > 0):
+        raise InputError(f"a weight's factor must be a number above 0, not {weight_scale!r}")
     if progress is not None:
         progress(0.0, Stage.DEBLURRING)
     image, psf = preview_inputs(image, psf, settings.scale)
@@ -699,7 +757,13 @@ def deblur(
     clip_level = settings.clip_level
     if clip_level is None:
         clip_level = detect_clip_level(image)
-    restoration = _restore(image, psf, settings, clip_level, progress, kernel_error)
+    if weight_scale is None:
+        weight_scale = 1.0
+        # Local mode's test of where the kernel explains the picture (`local.misfit`) is
+        # calibrated on the rule's lambda: a smoother result fits the data less closely.
+        if settings.lam is None and not settings.local:
+            weight_scale = _weight_scale(image, psf, settings, clip_level, kernel_error)
+    restoration = _restore(image, psf, settings, clip_level, progress, kernel_error, weight_scale)
     run, model = restoration.run, restoration.model
     result = np.ascontiguousarray(run.estimate.transpose(1, 2, 0))
     if progress is not None:
@@ -716,5 +780,6 @@ def deblur(
         lam=restoration.lam,
         seconds=time.perf_counter() - start,
         scale=settings.scale,
+        lambda_factor=weight_scale if settings.lam is None else 1.0,
     )
     return result, report

@@ -453,7 +453,8 @@ def deblur_grid(
         The grid, (rows, cols).
     settings : DeblurSettings
         How to deblur each tile (`rl_tv.deblur`); its `scale` must be 1, so that each tile
-        comes back at its size.
+        comes back at its size. The tiles keep the rule's lambda: its factor fitted to the
+        picture (`weight_choice`) would cost a trial crop for each tile.
     progress : Progress, optional
         Called with the share of the tiles done and the stage; what it raises propagates. None:
         no report.
@@ -492,7 +493,7 @@ def deblur_grid(
         sharp = image[top:bottom, left:right]
         if kernel is not None:
             error = 0.0 if errors is None else errors[t]
-            sharp, report = deblur(sharp, kernel, settings, tile_progress, error)
+            sharp, report = deblur(sharp, kernel, settings, tile_progress, error, 1.0)
             reports.append(report)
         weight = np.outer(row_weights[i, top:bottom], col_weights[j, left:right])
         out[top:bottom, left:right] += (weight[..., None] * sharp).astype(np.float32)

@@ -1,0 +1,105 @@
+"""The TV weight fitted to the picture by hold-out prediction (`worker.deconv.weight_choice`)."""
+
+import numpy as np
+import pytest
+from scipy import ndimage, signal
+
+from worker.deconv import DeblurSettings, deblur
+from worker.deconv.rl_tv import _weight_scale
+from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves, psnr
+from worker.deconv.weight_choice import (
+    HELD_OUT,
+    SCALES,
+    grey_centre,
+    held_out_pixels,
+    prediction_error,
+    training_data,
+)
+from worker.errors import InputError
+
+
+def test_the_split_is_the_same_every_time_and_holds_out_its_share() -> None:
+    held = held_out_pixels((300, 400))
+    assert np.array_equal(held, held_out_pixels((300, 400)))
+    assert abs(held.mean() - HELD_OUT) < 0.01
+
+
+def test_the_grey_crop_is_the_centre_and_a_small_picture_whole() -> None:
+    image = np.zeros((1000, 800, 3), dtype=np.float32)
+    image[500, 400] = (3, 6, 9)  # the centre pixel
+    crop = grey_centre(image, 100)
+    assert crop.shape == (100, 100, 1) and crop[50, 50, 0] == 6
+    assert grey_centre(image[:60], 100).shape == (60, 100, 1)
+
+
+def test_held_out_pixels_leave_the_data_and_the_start_cannot_see_them() -> None:
+    rng = np.random.default_rng(0)
+    f = np.full((3, 64, 64), 0.5, dtype=np.float32)
+    held = held_out_pixels((64, 64))
+    f[:, held] = rng.uniform(5, 9, held.sum())  # values no training pixel has
+    filled, mask = training_data(f, np.ones((64, 64), np.float32), held)
+    assert np.all(mask[held] == 0) and np.all(mask[~held] == 1)
+    assert np.allclose(filled, 0.5)  # each held-out pixel is its training neighbours' mean
+
+
+def test_the_prediction_error_is_nil_for_the_picture_that_made_the_data() -> None:
+    rng = np.random.default_rng(1)
+    psf = camera_shake_kernel(9, rng)
+    sharp = ndimage.gaussian_filter(rng.random((2, 80, 90)), (0, 2, 2)).astype(np.float32)
+    blurred = np.stack([signal.fftconvolve(np.pad(p, 4, mode="edge"), psf, "valid") for p in sharp])
+    held = held_out_pixels((80, 90))
+    assert prediction_error(sharp, blurred, psf, held) < 1e-12
+    assert prediction_error(sharp * 1.1, blurred, psf, held) > 1e-4
+
+
+def _scene(noise: float, smooth: float, grain: float) -> tuple[np.ndarray, ...]:
+    """A dead-leaves scene softened by a Gaussian of sigma `smooth` px, with fine `grain` on
+    it, shaken by a 9 px kernel, with noise at `noise` of the white level: (truth, blurred,
+    kernel)."""
+    rng = np.random.default_rng(4)
+    psf = camera_shake_kernel(9, rng)
+    scene = ndimage.gaussian_filter(dead_leaves((264, 264), rng), (smooth, smooth, 0))
+    scene = scene + grain * rng.standard_normal(scene.shape[:2])[..., None].astype(np.float32)
+    scene = np.clip(scene, 0.01, None)
+    blurred = blur_valid(scene, psf)
+    blurred = blurred + rng.normal(0, noise, blurred.shape).astype(np.float32)
+    return scene[4:-4, 4:-4], blurred, psf
+
+
+def test_a_smooth_picture_takes_more_smoothing_and_gains_by_it() -> None:
+    """Soft content under noise predicts its hidden pixels best with more smoothing than the
+    rule's, and the picture deblurred with it is closer to the truth."""
+    truth, blurred, psf = _scene(0.005, 6, 0)
+    scale = _weight_scale(blurred, psf, DeblurSettings(), None, 0.0)
+    assert scale > 1
+    chosen, report = deblur(blurred, psf)
+    rule, rule_report = deblur(blurred, psf, weight_scale=1.0)
+    assert report.lambda_factor == scale and rule_report.lambda_factor == 1
+    assert report.lam == pytest.approx(rule_report.lam * scale, rel=1e-6)
+    assert psnr(chosen, truth) > psnr(rule, truth)
+
+
+def test_fine_grain_keeps_the_rules_weight() -> None:
+    _, blurred, psf = _scene(0.002, 0, 0.1)
+    assert _weight_scale(blurred, psf, DeblurSettings(), None, 0.0) == SCALES[0] == 1
+
+
+def test_an_expert_lambda_is_used_as_it_is() -> None:
+    _, blurred, psf = _scene(0.02, 0, 0)
+    _, report = deblur(blurred, psf, DeblurSettings(lam=0.01))
+    assert report.lam == 0.01 and report.lambda_factor == 1
+
+
+@pytest.mark.parametrize("factor", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_bad_factor_is_refused_in_one_line(factor: float) -> None:
+    _, blurred, psf = _scene(0.02, 0, 0)
+    with pytest.raises(InputError, match="a weight's factor must be a number above 0"):
+        deblur(blurred, psf, weight_scale=factor)
+
+
+def test_local_mode_keeps_the_rules_weight() -> None:
+    """Local mode's misfit test is calibrated on the rule's lambda."""
+    _, blurred, psf = _scene(0.005, 6, 0)
+    _, local = deblur(blurred, psf, DeblurSettings(max_iterations=3, local=True))
+    _, rule = deblur(blurred, psf, DeblurSettings(max_iterations=3), weight_scale=1.0)
+    assert local.lam == rule.lam
