@@ -578,6 +578,93 @@ def richardson_lucy_tv(
     return Iterates(np.ascontiguousarray(x[window]), iteration, iteration_returned, reason)
 
 
+@dataclass
+class _DataTerm:
+    """What a run restores from, whatever its lambda: the picture and what is measured on it.
+
+    Attributes
+    ----------
+    f : ndarray of float32, shape (C, H, W)
+        The picture, one plane per channel, negative samples as 0.
+    mask : ndarray of float32, shape (H, W)
+        The data term's weight (`boundaries.data_mask`).
+    model : NoiseModel
+        The picture's fitted noise model (correlated noise counted).
+    offset : float
+        The shifted-Poisson offset b (`noise.NoiseModel.offset`), in image units.
+    rule_lambda : float
+        The rule's lambda (`noise.regularisation_weight`, the kernel's error counted as noise).
+    texture : ndarray of float32
+        The prior's texture weight on the extended grid (`texture.texture_weight`).
+    unclipped : bool
+        Whether every pixel is in the data (no clipped highlight).
+    """
+
+    f: np.ndarray
+    mask: np.ndarray
+    model: NoiseModel
+    offset: float
+    rule_lambda: float
+    texture: np.ndarray
+    unclipped: bool
+
+
+def _data_term(
+    image: np.ndarray,
+    psf: np.ndarray,
+    settings: DeblurSettings,
+    clip_level: float | None,
+    kernel_error: float,
+) -> _DataTerm:
+    """Measure the noise and the texture of `image` (H, W, C) and derive the rule's lambda."""
+    mask = data_mask(image, clip_level)
+    model = for_correlated_noise(estimate_noise_model(image, mask), image, mask)
+    f = np.ascontiguousarray(image.transpose(2, 0, 1))  # (C, H, W): one plane per channel
+    np.maximum(f, 0, out=f)
+    white = white_level(f)
+    rule_lambda = regularisation_weight(
+        model, white, float(f.mean()), settings.priority, kernel_error
+    )
+    texture = texture_weight(f, mask, model, psf.shape)
+    return _DataTerm(f, mask, model, model.offset(white), rule_lambda, texture, bool(mask.all()))
+
+
+def _run(
+    data: _DataTerm,
+    psf: np.ndarray,
+    settings: DeblurSettings,
+    lam: float,
+    start: np.ndarray | None,
+    progress: Progress | None,
+) -> Restoration:
+    """Run `richardson_lucy_tv` on `data` with `lam`, from `start` (a coarse start) if given,
+    else, without clipped pixels, from a few half-quadratic TV-L2 steps (`half_quadratic`),
+    else from the back-projection. The run reuses the memory of `data.texture`."""
+    min_iterations, stagnation = WARM_MIN_ITERATIONS, WARM_STAGNATION  # from the coarse start
+    # Around clipped highlights a half-quadratic start leaves more ringing (half as much again in
+    # tests/deconv: test_saturated_highlights_do_not_ring): such pictures start from the
+    # back-projection (`_first_estimate`).
+    if start is None and data.unclipped:
+        start = half_quadratic_start(
+            data.f, data.mask, psf, data.texture, lam=lam, sigma=data.model.sigma,
+            offset=data.offset,
+        )  # fmt: skip
+        min_iterations, stagnation = SPLIT_MIN_ITERATIONS, StoppingRule.stagnation
+    if start is None:  # from the back-projection
+        min_iterations, stagnation = StoppingRule.min_iterations, StoppingRule.stagnation
+    rule = StoppingRule(settings.tolerance, settings.max_iterations, stagnation, min_iterations)
+    run = richardson_lucy_tv(
+        data.f, data.mask, psf, lam, data.model.sigma, data.offset, rule, progress,
+        start=start, texture=data.texture,
+    )  # fmt: skip
+    return Restoration(run, data.model, data.offset, lam)
+
+
+def _scaled(rule_lambda: float, weight_scale: float) -> float:
+    """The rule's lambda times the picture's factor, at most `MAX_LAMBDA`."""
+    return min(rule_lambda * weight_scale, MAX_LAMBDA)
+
+
 def _restore(
     image: np.ndarray,
     psf: np.ndarray,
@@ -586,14 +673,10 @@ def _restore(
     progress: Progress | None = None,
     kernel_error: float = 0.0,
     weight_scale: float = 1.0,
-    held: np.ndarray | None = None,
 ) -> Restoration:
     """Measure the noise, derive lambda (with the kernel's error counted as noise,
     `noise.regularisation_weight`, times `weight_scale`) and run `richardson_lucy_tv` on `image`
-    (H, W, C), from a coarse start if it is large (see `_coarse_start`), else, without clipped
-    pixels, from a few half-quadratic TV-L2 steps (`half_quadratic`), else from the
-    back-projection. The pixels `held` (H, W), if given, are left out of the data
-    (`weight_choice.training_data`).
+    (H, W, C), from a coarse start if it is large (see `_coarse_start`), else as `_run` starts.
 
     Returns
     -------
@@ -601,37 +684,11 @@ def _restore(
         The run (its estimate is (C, H, W)) and the noise model, offset and lambda it used.
     """
     start = _coarse_start(image, psf, settings, clip_level, kernel_error, weight_scale)
-    mask = data_mask(image, clip_level)
-    model = for_correlated_noise(estimate_noise_model(image, mask), image, mask)
-    f = np.ascontiguousarray(image.transpose(2, 0, 1))  # (C, H, W): one plane per channel
-    np.maximum(f, 0, out=f)
-    white = white_level(f)
+    data = _data_term(image, psf, settings, clip_level, kernel_error)
     lam = settings.lam
     if lam is None:
-        lam = regularisation_weight(model, white, float(f.mean()), settings.priority, kernel_error)
-        lam = min(lam * weight_scale, MAX_LAMBDA)
-    offset = model.offset(white)
-    texture = texture_weight(f, mask, model, psf.shape)
-    unclipped = bool(mask.all())
-    if held is not None:
-        f, mask = training_data(f, mask, held)
-    min_iterations, stagnation = WARM_MIN_ITERATIONS, WARM_STAGNATION  # from the coarse start
-    # Around clipped highlights a half-quadratic start leaves more ringing (half as much again in
-    # tests/deconv: test_saturated_highlights_do_not_ring): such pictures start from the
-    # back-projection (`_first_estimate`).
-    if start is None and unclipped:
-        start = half_quadratic_start(
-            f, mask, psf, texture, lam=lam, sigma=model.sigma, offset=offset
-        )
-        min_iterations, stagnation = SPLIT_MIN_ITERATIONS, StoppingRule.stagnation
-    if start is None:  # from the back-projection
-        min_iterations, stagnation = StoppingRule.min_iterations, StoppingRule.stagnation
-    rule = StoppingRule(settings.tolerance, settings.max_iterations, stagnation, min_iterations)
-    # The run may reuse the texture weight's memory.
-    run = richardson_lucy_tv(
-        f, mask, psf, lam, model.sigma, offset, rule, progress, start=start, texture=texture
-    )
-    return Restoration(run, model, offset, lam)
+        lam = _scaled(data.rule_lambda, weight_scale)
+    return _run(data, psf, settings, lam, start, progress)
 
 
 def _coarse_start(
@@ -677,19 +734,17 @@ def _weight_scale(
         One of `weight_choice.SCALES`: each is tried on the picture's grey centre crop, its
         held-out pixels out of the data, for at most `weight_choice.ITERATIONS` iterations.
     """
-    crop = grey_centre(image)
+    crop = grey_centre(image)  # under `COARSE_START_PIXELS`: no coarse start
     held = held_out_pixels(crop.shape[:2])
     trial = replace(settings, max_iterations=min(settings.max_iterations, ITERATIONS))
-    observed = np.maximum(crop.transpose(2, 0, 1), 0)
-    errors = [
-        prediction_error(
-            _restore(crop, psf, trial, clip_level, None, kernel_error, scale, held).run.estimate,
-            observed,
-            psf,
-            held,
-        )
-        for scale in SCALES
-    ]
+    data = _data_term(crop, psf, settings, clip_level, kernel_error)
+    f, mask = training_data(data.f, data.mask, held)
+    errors = []
+    for scale in SCALES:
+        # Each trial gets its own texture weight: a run reuses its memory.
+        training = replace(data, f=f, mask=mask, texture=data.texture.copy())
+        run = _run(training, psf, trial, _scaled(data.rule_lambda, scale), None, None).run
+        errors.append(prediction_error(run.estimate, data.f, psf, held))
     return SCALES[int(np.argmin(errors))]
 
 
