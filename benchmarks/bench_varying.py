@@ -213,15 +213,15 @@ def tile_psnr(picture: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def oracle(blurred: np.ndarray, kernels: list[np.ndarray]) -> np.ndarray:
-    """Each tile deblurred with its own true kernel (the tile and a margin of two kernels), at
-    the noise's weight, as `run --varying` deblurs its tiles (`varying.deblur_grid`): the oracle
-    differs from it in the kernels only."""
+    """Each tile deblurred with its own true kernel (the tile and a margin of two kernels), its
+    weight fitted to it, as `run --varying` deblurs its tiles (`varying.deblur_grid`): the
+    oracle differs from it in the kernels only."""
     out = np.empty_like(blurred)
     for (rows, cols), kernel in zip(tiles(blurred.shape), kernels, strict=True):
         pad = 2 * kernel.shape[0]
         top, left = max(rows.start - pad, 0), max(cols.start - pad, 0)
         crop = blurred[top : rows.stop + pad, left : cols.stop + pad]
-        sharp, _ = deblur(crop, kernel, weight_scale=1.0)
+        sharp, _ = deblur(crop, kernel)
         out[rows, cols] = sharp[
             rows.start - top : rows.stop - top, cols.start - left : cols.stop - left
         ]

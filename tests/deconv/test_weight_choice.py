@@ -7,6 +7,7 @@ from scipy import ndimage, signal
 from worker.deconv import DeblurSettings, deblur
 from worker.deconv.rl_tv import _weight_scale
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves, psnr
+from worker.deconv.varying import deblur_grid
 from worker.deconv.weight_choice import (
     HELD_OUT,
     SCALES,
@@ -104,3 +105,14 @@ def test_local_mode_keeps_the_rules_weight() -> None:
     _, local = deblur(blurred, psf, DeblurSettings(max_iterations=3, local=True))
     _, rule = deblur(blurred, psf, DeblurSettings(max_iterations=3), weight_scale=1.0)
     assert local.lam == rule.lam
+
+
+def test_each_tile_of_a_varying_blur_fits_its_own_weight() -> None:
+    """`--varying` deblurs each tile as `deblur` does a picture: a smooth tile beside a grainy
+    one takes more smoothing, the grainy one the rule's."""
+    _, smooth, psf = _scene(0.005, 6, 0)
+    _, grainy, same_psf = _scene(0.002, 0, 0.1)
+    assert np.array_equal(psf, same_psf)
+    picture = np.concatenate([smooth, grainy], axis=1)
+    _, reports = deblur_grid(picture, [psf, psf], (1, 2), DeblurSettings())
+    assert reports[0].lambda_factor > 1 and reports[1].lambda_factor == 1

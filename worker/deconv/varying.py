@@ -28,13 +28,14 @@ by a partition of unity, every patch at FFT speed. Here:
    leaves such a picture. The tiles are scored on all cores at once, as in step 1.
 3. **Deblur** (`deblur_grid`): each tile, widened by half a blend ramp and a margin of two kernels
    (so that its own border effects stay outside what is kept), is deblurred with its kernel by
-   `rl_tv.deblur`; the results are blended with separable partition-of-unity weights, 1 inside a
-   tile and ramping linearly over `RAMP` pixels across each inner border, so the kernel in use
-   changes smoothly from tile to tile and the weights sum to one everywhere. (Hirsch et al.
-   blend the blurred patches inside one joint deconvolution; blending the deconvolved tiles
-   keeps the engine as it is, at the cost of a margin per tile.) A tile left as it is
-   contributes the input itself to the blend. A kernel narrower than a pixel means no blur, as
-   `run` judges a picture (`is_sharp`): its tile is smoothed as with no blur, not sharpened.
+   `rl_tv.deblur`, its TV weight fitted to the tile (`weight_choice`); the results are blended
+   with separable partition-of-unity weights, 1 inside a tile and ramping linearly over `RAMP`
+   pixels across each inner border, so the kernel in use changes smoothly from tile to tile and
+   the weights sum to one everywhere. (Hirsch et al. blend the blurred patches inside one joint
+   deconvolution; blending the deconvolved tiles keeps the engine as it is, at the cost of a
+   margin per tile.) A tile left as it is contributes the input itself to the blend. A kernel
+   narrower than a pixel means no blur, as `run` judges a picture (`is_sharp`): its tile is
+   smoothed as with no blur, not sharpened.
 
 When every tile takes the whole picture's kernel, the blur is uniform, and the picture is treated
 in one piece exactly as `run` treats it (`deblur_uniform`): the blur is found by
@@ -453,8 +454,8 @@ def deblur_grid(
         The grid, (rows, cols).
     settings : DeblurSettings
         How to deblur each tile (`rl_tv.deblur`); its `scale` must be 1, so that each tile
-        comes back at its size. The tiles keep the rule's lambda: its factor fitted to the
-        picture (`weight_choice`) would cost a trial crop for each tile.
+        comes back at its size. Each tile's TV weight is fitted to it (`weight_choice`), as
+        `deblur` fits a picture's.
     progress : Progress, optional
         Called with the share of the tiles done and the stage; what it raises propagates. None:
         no report.
@@ -493,7 +494,7 @@ def deblur_grid(
         sharp = image[top:bottom, left:right]
         if kernel is not None:
             error = 0.0 if errors is None else errors[t]
-            sharp, report = deblur(sharp, kernel, settings, tile_progress, error, 1.0)
+            sharp, report = deblur(sharp, kernel, settings, tile_progress, error)
             reports.append(report)
         weight = np.outer(row_weights[i, top:bottom], col_weights[j, left:right])
         out[top:bottom, left:right] += (weight[..., None] * sharp).astype(np.float32)
