@@ -138,6 +138,18 @@ def test_a_flat_picture_has_no_subject_to_learn_from() -> None:
     assert subject_kernel(flat, SIZE) is None
 
 
+def test_streaks_that_run_one_way_teach_no_subject_kernel() -> None:
+    # A streaked road: every edge runs along the rows, so a blur along them leaves them as they
+    # are, and every window would learn the streaks' own softness across them as a kernel.
+    rng = np.random.default_rng(4)
+    edges = np.sort(rng.choice(np.arange(1, 400), 40, replace=False))
+    profile = np.split(np.zeros(400, np.float32), edges)
+    rows = np.concatenate([part + rng.uniform(0.1, 0.9) for part in profile])
+    streaks = np.repeat(rows[:, None, None], 400, axis=1).repeat(3, axis=2)
+    streaks += rng.normal(0, 0.003, streaks.shape).astype(np.float32)
+    assert subject_kernel(streaks, SIZE) is None
+
+
 @pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_a_noiseless_flat_picture_comes_back_as_it_was() -> None:
     # No noise and no detail: Whittle's terms were 0 / 0 and log 0 (warnings, NaN margins).

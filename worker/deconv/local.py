@@ -29,7 +29,12 @@ left alone.
 **Where to learn the kernel** (`subject_kernel`, used in local mode when the window is automatic):
 kernels are estimated on a few detailed windows in different places, and the one that explains
 the largest region (as above, each patch's evidence counted above `CHOICE` rather than 0, and
-without the misfit test, since nothing is deblurred yet) is the subject's. Its error is measured
+without the misfit test, since nothing is deblurred yet) is the subject's. A window whose edges
+run one way (`blind.ONE_WAY`: a streaked road, grass blades, wood grain) learns nothing: a blur
+along its edges leaves them as they are, so it learns the content's own softness across them as a
+streak, which then explains every patch of that texture, static or not (`run`'s reason for its
+`same_way` rule; on a held-out scene such a kernel, learnt on a static road, took 3.6 dB off the
+static region). Its error is measured
 as `run` measures a kernel's, against a twin: the kernel of another window in that region, a
 second view of the same blur (`subject_twin`, `describe_subject`), and counted as noise by the
 deblur. When no window has edges to learn from there is none, and the picture is judged as `run`
@@ -43,13 +48,20 @@ import numpy as np
 from scipy import fft, ndimage, sparse
 from scipy.sparse import csgraph
 
-from worker.deconv.blind import FREE_FORM, UNCHECKED, same_size, similarity, uncertainty
+from worker.deconv.blind import (
+    FREE_FORM,
+    ONE_WAY,
+    UNCHECKED,
+    same_size,
+    similarity,
+    uncertainty,
+)
 from worker.deconv.boundaries import data_mask
 from worker.deconv.noise import NoiseModel, estimate_noise_model, kernel_smoothing
 from worker.deconv.parametric import kernel_extent
 from worker.deconv.patch_spectra import LUMA_NOISE, patch_side, patch_spectra
 from worker.deconv.psf import PsfReport, estimate_psf, luminance
-from worker.deconv.window import choose_window, patch_of
+from worker.deconv.window import choose_window, orientation, patch_of
 from worker.stages import Progress, Stage
 
 MARGIN = 0.0  # log-likelihood per frequency by which the kernel must beat every alternative...
@@ -434,7 +446,9 @@ def subject_kernel(
     """The kernel of the blurred subject of `image`, its `PsfReport` and its twin.
 
     The kernel is estimated (`estimate_psf`) on `CANDIDATES` windows, each the most detailed one
-    (`choose_window`) once the ones before and their surroundings are left out. The kernel that
+    (`choose_window`) once the ones before and their surroundings are left out, but for windows
+    whose edges run one way (coherence `blind.ONE_WAY` or more: `window.orientation`), which
+    learn the content's own streak, not the subject's blur. The kernel that
     explains the largest region of the picture (`explained_cells` with the floor `CHOICE`, on
     patches side by side) wins; on a tie, the most detailed window's. The subject's kernel
     explains the subject; a sharp or defocused background's hardly beats no blur or an isotropic
@@ -472,6 +486,8 @@ def subject_kernel(
         # Leave out the window and half a window around it: the next one is elsewhere.
         top, left = max(y - height // 2, 0), max(x - width // 2, 0)
         left_out[top : y + height + height // 2, left : x + width + width // 2] = flat
+        if orientation(patch_of(grey, window))[0] >= ONE_WAY:  # streaks: their own "blur"
+            continue
         # Too flat (`InputError`), or the estimate broke down (a NaN): the others may not.
         with contextlib.suppress(ValueError):
             found.append(estimate_psf(image, size, window, None, clip_level))
