@@ -44,3 +44,15 @@ def test_the_levin_benchmark_scores_a_kernel(tmp_path: Path) -> None:
     ours = [line for line in table.splitlines() if line.startswith("| dt-deconvolve")]
     assert len(ours) == 1 and ours[0].split(" | ")[1] == "100 %", table  # at a ratio <= 2
     assert montage.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_varying_benchmark_refuses_a_scene_that_is_not_a_pair() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_varying.py"), "--scenes", "Wood"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "'Wood' is not BACKGROUND:DONOR" in done.stderr and "Traceback" not in done.stderr
