@@ -37,6 +37,7 @@ import tifffile
 from worker.atomic import atomic_file, descriptor_path
 from worker.errors import InputError
 from worker.files.icc import LINEAR, SRGB, ToneCurve, tone_curves
+from worker.files.quantise import quantise
 from worker.parallel import cpu_count, in_threads
 from worker.regular import open_regular
 from worker.resize import zoom_to
@@ -254,11 +255,13 @@ def write_png(path: str | os.PathLike[str], pixels: np.ndarray) -> None:
         When the file cannot be written.
     """
     pixels = np.asarray(pixels, dtype=np.float32)
-    if pixels.ndim == 3 and pixels.shape[2] == 1:
-        pixels = pixels[..., 0]
-    encoded = np.rint(np.clip(SRGB.encode(pixels), 0.0, 1.0) * 255).astype(np.uint8)
+    planes = pixels.reshape(*pixels.shape[:2], -1)  # (H, W, C), C = 1 for a grey picture
+    encoded = np.empty(planes.shape, dtype=np.uint8)
+    for channel in range(planes.shape[-1]):
+        quantise(SRGB, planes[..., channel], encoded[..., channel])
+    grey = planes.shape[-1] == 1
     with atomic_file(path) as temporary:
-        temporary.write(imagecodecs.png_encode(encoded))
+        temporary.write(imagecodecs.png_encode(encoded[..., 0] if grey else encoded))
 
 
 # --- Reading ---------------------------------------------------------------------------------
@@ -442,8 +445,10 @@ def _encode(pixels: np.ndarray, like: Picture) -> np.ndarray:
         limit = float(np.finfo(dtype).max)
         encoded = _convert_rows(pixels, like.curves, ToneCurve.encode, np.float32)
         return np.clip(encoded, -limit, limit, out=encoded).astype(dtype, copy=False)
-    top = np.iinfo(dtype).max
-    return _convert_rows(pixels, like.curves, ToneCurve.encode, dtype, scale=top)
+    samples = np.empty(pixels.shape, dtype=dtype)
+    for channel, curve in enumerate(like.curves):
+        quantise(curve, pixels[:, :, channel], samples[:, :, channel])
+    return samples
 
 
 def _convert_rows(
@@ -451,19 +456,12 @@ def _convert_rows(
     curves: tuple[ToneCurve, ...],
     method: Callable[[ToneCurve, np.ndarray], np.ndarray],
     dtype: type | np.dtype,
-    scale: float | None = None,
 ) -> np.ndarray:
-    """Apply `method` (linearise or encode) of each channel's curve, a block of rows at a time.
-
-    With `scale`, the results are clipped to [0, 1], scaled and rounded to integers of `dtype`.
-    """
+    """Apply `method` (linearise or encode) of each channel's curve, a block of rows at a time."""
     result = np.empty(values.shape, dtype=dtype)
 
     def convert(channel: int, rows: slice) -> None:
-        converted = method(curves[channel], values[rows, :, channel])
-        if scale is not None:
-            converted = np.rint(np.clip(converted, 0.0, 1.0) * scale)
-        result[rows, :, channel] = converted
+        result[rows, :, channel] = method(curves[channel], values[rows, :, channel])
 
     _by_blocks(convert, len(values), len(curves))
     return result
