@@ -17,6 +17,7 @@ from worker.deconv.blind import (
     SHARP_SPREAD,
     UNCHECKED,
     agreed_disc,
+    agreed_radii,
     agreed_softness,
     best_gaussian,
     estimate_blur,
@@ -135,6 +136,18 @@ def test_two_windows_agree_on_a_softness_within_a_step(sigmas, agreed) -> None:
     # One step of the sigmas searched apart at most, and wide enough to be a blur (an rms
     # radius of a pixel: sigma 0.71); one window alone confirms nothing.
     assert agreed_softness(sigmas) == agreed
+
+
+@pytest.mark.parametrize(
+    ("radii", "agreed"),
+    [((4.75, 5.25), True), ((5.25, 4.75), True), ((2.0, 2.25), True), ((4.0, 5.0), False),
+     ((1.0, 1.25), False)],
+)  # fmt: skip
+def test_two_windows_agree_on_a_disc_whichever_comes_first(radii, agreed) -> None:
+    # A tenth of the larger radius apart at most, or a step of the radii searched; the smallest
+    # radius searched is no defocus. Engine 0.3.33 measured the tenth on the first window's
+    # radius: Storm's defocus of 5 px, read as 4.75 and 5.25 px, was no disc there.
+    assert agreed_radii(*radii) == agreed
 
 
 def test_a_softness_both_windows_show_is_removed_whole() -> None:

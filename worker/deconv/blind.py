@@ -113,7 +113,7 @@ SOFTNESS_AGREEMENT = 1.001 * SIGMAS[1] / SIGMAS[0]  # two windows' softness agre
 RADII = np.arange(1.0, AUTO_BLUR / 2, 0.25)  # the defocus discs searched, px (1: no defocus)
 ONE_WAY = 0.6  # a window whose edges' coherence is this or more runs one way (l1 = 4 l2)...
 SAME_WAY = 180 / ORIENTATION_BINS  # ...and two whose directions differ by less (deg), the same
-RADIUS_AGREEMENT = 0.1  # two windows' discs agree within this share of the radius (or a step)
+RADIUS_AGREEMENT = 0.1  # two windows' discs agree within this share of the larger (or a step)
 SHORTLIST = 3  # the discs' GCV minima judged by held-out pixels (`best_disc`)
 NO_BLUR, FREE_FORM, GAUSSIAN, DISC = "none", "free-form", "gaussian", "disc"
 SHARPER_PARTS = (
@@ -272,10 +272,6 @@ def best_disc(patch: np.ndarray, largest: int) -> float:
 def agreed_disc(grey: np.ndarray, windows: list[Window], size: int) -> tuple[float, float] | None:
     """The radii of the defocus disc that both `windows` show (`best_disc` on each), or None.
 
-    They agree unless they differ by more than `RADIUS_AGREEMENT` of the first radius and more
-    than a step of `RADII`; a first radius of `RADII[0]`, the smallest searched, is no defocus to
-    speak of.
-
     Parameters
     ----------
     grey : ndarray, shape (H, W)
@@ -288,14 +284,35 @@ def agreed_disc(grey: np.ndarray, windows: list[Window], size: int) -> tuple[flo
     Returns
     -------
     tuple of float or None
-        (the first window's radius, the second's) in pixels; None when they disagree or the first
-        is `RADII[0]`.
+        (the first window's radius, the second's) in pixels; None unless they agree
+        (`agreed_radii`).
     """
     first, second = (best_disc(patch_of(grey, window), size) for window in windows[:2])
+    return (first, second) if agreed_radii(first, second) else None
+
+
+def agreed_radii(first: float, second: float) -> bool:
+    """Whether two windows' defocus discs agree, and are a defocus.
+
+    They agree unless they differ by more than `RADIUS_AGREEMENT` of the larger radius and more
+    than a step of `RADII`: a measure that is the same whichever window comes first (until engine
+    0.3.34 it was a share of the first window's radius, so that 5.25 and 4.75 px agreed, 4.75 and
+    5.25 did not). A first radius of `RADII[0]`, the smallest searched, is no defocus to speak of.
+
+    Parameters
+    ----------
+    first, second : float
+        The windows' radii (`best_disc`), the first window's first, in pixels.
+
+    Returns
+    -------
+    bool
+        True when both hold.
+    """
     step = float(RADII[1] - RADII[0])
-    if first <= RADII[0] or abs(first - second) > max(step, RADIUS_AGREEMENT * first):
-        return None
-    return first, second
+    if first <= RADII[0]:
+        return False
+    return abs(first - second) <= max(step, RADIUS_AGREEMENT * max(first, second))
 
 
 def similarity(first: np.ndarray, second: np.ndarray) -> float:
