@@ -5,8 +5,8 @@ An integer sample of `top` levels (255 or 65535) encodes a linear value `x` as
     q(x) = rint(clip(E(x), 0, 1) top),
 
 `E` the channel's tone curve's encoding (`icc.ToneCurve.encode`, a power law in float64 for sRGB),
-which costs about a second a channel at 24 Mpx. On the curves of real profiles (sRGB, gamma, tables)
-`q` never decreases as `x` grows, so it is fixed by its `top` thresholds
+which cost 1.2 s for the three channels of a 24 Mpx picture. On the curves of real profiles
+(sRGB, gamma, tables) `q` never decreases as `x` grows, so it is fixed by its `top` thresholds
 
     T_n = min { x : q(x) >= n },    n = 1 .. top,     q(x) = max { n : T_n <= x },
 
