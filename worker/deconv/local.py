@@ -34,11 +34,11 @@ run one way (`blind.ONE_WAY`: a streaked road, grass blades, wood grain) learns 
 along its edges leaves them as they are, so it learns the content's own softness across them as a
 streak, which then explains every patch of that texture, static or not (`run`'s reason for its
 `same_way` rule; on a held-out scene such a kernel, learnt on a static road, took 3.6 dB off the
-static region). Its error is measured
-as `run` measures a kernel's, against a twin: the kernel of another window in that region, a
-second view of the same blur (`subject_twin`, `describe_subject`), and counted as noise by the
-deblur. When no window has edges to learn from there is none, and the picture is judged as `run`
-judges it (a flat or featureless picture is left as it is, `worker.pipeline`).
+static region). Its error is measured as `run` measures a kernel's, against a twin: the kernel
+of another window in that region, a second view of the same blur (`subject_twin`,
+`describe_subject`), and counted as noise by the deblur. When no window has edges to learn from
+there is none, and the picture is judged as `run` judges it (a flat or featureless picture is
+left as it is, `worker.pipeline`).
 """
 
 import contextlib
@@ -448,11 +448,11 @@ def subject_kernel(
     The kernel is estimated (`estimate_psf`) on `CANDIDATES` windows, each the most detailed one
     (`choose_window`) once the ones before and their surroundings are left out, but for windows
     whose edges run one way (coherence `blind.ONE_WAY` or more: `window.orientation`), which
-    learn the content's own streak, not the subject's blur. The kernel that
-    explains the largest region of the picture (`explained_cells` with the floor `CHOICE`, on
-    patches side by side) wins; on a tie, the most detailed window's. The subject's kernel
-    explains the subject; a sharp or defocused background's hardly beats no blur or an isotropic
-    blur anywhere. Windows too flat to learn from are skipped.
+    learn the content's own streak, not the subject's blur. The kernel that explains the largest
+    region of the picture (`explained_cells` with the floor `CHOICE`, on patches side by side)
+    wins; on a tie, the most detailed window's. The subject's kernel explains the subject; a sharp
+    or defocused background's hardly beats no blur or an isotropic blur anywhere. Windows too flat
+    to learn from are skipped.
 
     Parameters
     ----------

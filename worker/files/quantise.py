@@ -113,7 +113,7 @@ def _first_reaching(curve: ToneCurve, top: int) -> np.ndarray:
 def _bits(numbers: np.ndarray) -> np.ndarray:
     """The bits of non-negative numbers as float32, as int64 (0 for those not above 0)."""
     numbers = np.asarray(numbers, np.float32)
-    return np.where(numbers > 0, numbers, 0).astype(np.float32).view(np.uint32).astype(np.int64)
+    return np.where(numbers > 0, numbers, np.float32(0)).view(np.uint32).astype(np.int64)
 
 
 def _numbers(bits: np.ndarray) -> np.ndarray:
