@@ -15,18 +15,20 @@ is right is found again elsewhere. Here:
 2. their agreement, the peak of their normalised cross-correlation (1: the same kernel up to a
    shift; the kernel similarity of Hu and Yang, "Good regions to deblur", ECCV 2012,
    doi:10.1007/978-3-642-33715-4_5), is the confidence;
-3. at `AGREEMENT` or above the first window's kernel is used (unless its rms radius is under
-   `SHARP_SPREAD`: the picture is sharp already and left as it is); below, a safe correction: the
-   Gaussian softness that best explains the first window by generalised cross-validation
-   (`worker.deconv.gcv`), no stronger than `MILD_SIGMA`, and only if it also explains the second
-   window better than no blur (`mild_correction`); otherwise, or when that softness is under
-   sigma 1 px (its rms radius under `MIN_SOFTNESS`: the softness of a sharp or a shaken
-   photograph's own edges; `applied`), the picture is left as it is.
+3. at `AGREEMENT` or above the first window's kernel is used, unless it means no blur
+   (`sharp_learnt`: its rms radius under `SHARP_SPREAD`, or `SHARP_FLOOR` of every frequency let
+   through, a sharp copy of the picture on a soft pedestal, which is how the estimate draws a
+   sharp photograph's own soft detail): the picture is sharp already and left as it is. Below,
+   a safe correction: the Gaussian softness that best explains the first window by generalised
+   cross-validation (`worker.deconv.gcv`), no stronger than `MILD_SIGMA`, and only if it also
+   explains the second window better than no blur (`mild_correction`); otherwise, or when that
+   softness is under sigma 1 px (its rms radius under `MIN_SOFTNESS`: the softness of a sharp
+   or a shaken photograph's own edges; `applied`), the picture is left as it is.
    A Gaussian is one number too, found on each window alone (`best_gaussian`): where the
    second window shows the same softness (`agreed_softness`, within a step of `SIGMAS`), the
    softness is confirmed and removed whole, not only up to `MILD_SIGMA`; and an agreed
-   free-form kernel narrower than `SHARP_SPREAD` gives way to it (`sharp_or_soft`): learning
-   edges, the free-form estimate sees a softness of 1.2 px under ISO 3200-like noise as no blur
+   free-form kernel that means no blur gives way to it (`sharp_or_soft`): learning edges, the
+   free-form estimate sees a softness of 1.2 px under ISO 3200-like noise as no blur
    (on the blind benchmark that picture went from +0.00 to +4.38 dB, the true kernel +4.50),
    where two sharp photographs' windows show no softness, or not the same;
    but a free-form kernel is hundreds of taps, learnt from edges: a defocus seen through noise
@@ -80,6 +82,7 @@ from worker.deconv.noise import kernel_smoothing
 from worker.deconv.parametric import (
     border_mass,
     disc_kernel,
+    frequency_floor,
     gaussian_kernel,
     kernel_extent,
     kernel_spread,
@@ -101,7 +104,8 @@ from worker.stages import Progress
 
 AGREEMENT = 0.6  # the two windows' kernels must be at least this alike to be trusted
 MILD_SIGMA = 1.5  # the strongest Gaussian the fallback removes, px
-SHARP_SPREAD = 1.0  # an agreed kernel narrower than this (rms radius, px) means no blur
+SHARP_SPREAD = 1.0  # an agreed kernel narrower than this (rms radius, px) means no blur...
+SHARP_FLOOR = 0.1  # ...and so does one that lets this share of every frequency through
 MIN_SOFTNESS = 1.4  # the safe correction removes no Gaussian narrower (rms radius, px; sigma 1)
 LEFT = "the picture is left as it is"
 UNCHECKED = 0.5  # the confidence of a kernel not cross-checked on a second window (run falls back)
@@ -498,10 +502,45 @@ def fallback(
     return applied(mild_correction(grey, windows, size, doubt, sigmas), doubt)
 
 
+def sharp_learnt(kernel: np.ndarray) -> str | None:
+    """Why an agreed free-form kernel means no blur, in words, or None when it is a blur.
+
+    It is no blur when it is narrower than `SHARP_SPREAD` (rms radius), or when it lets
+    `SHARP_FLOOR` or more of every frequency through (`frequency_floor`): a sharp copy of the
+    picture on a soft pedestal, which is how the estimate draws a sharp photograph's own soft
+    detail. Blurs wipe some detail out: a Gaussian of sigma 1 px (the least softness removed,
+    `MIN_SOFTNESS`) keeps under a hundredth of the finest, a defocus disc and a motion have
+    zeros, the eight camera shakes Levin et al. recorded (CVPR 2009, the Levin benchmark) keep
+    at most 0.3 % of some frequency, and the blind benchmark's 26 simulated ones at most 6 % (a
+    shake that rests a while: Garden's, a fifth of its light on one tap). On six of its
+    unblurred photographs, the kernels learnt (seven runs, at 15 px or `auto`) let 12-22 %
+    through and made them 4.7-17.0 dB worse (docs/MEASUREMENTS.md).
+
+    Parameters
+    ----------
+    kernel : ndarray
+        The free-form kernel, non-negative with a positive sum.
+
+    Returns
+    -------
+    str or None
+        The reason's start, or None.
+    """
+    if kernel_spread(kernel) < SHARP_SPREAD:
+        return "the blur learnt is narrower than a pixel"
+    passed = frequency_floor(kernel)
+    if passed >= SHARP_FLOOR:
+        return (
+            f"the blur learnt lets {passed:.0%} of every detail through, as a sharp picture "
+            "with a soft halo would"
+        )
+    return None
+
+
 def sharp_or_soft(
-    grey: np.ndarray, windows: list[Window], size: int
+    grey: np.ndarray, windows: list[Window], size: int, doubt: str
 ) -> tuple[np.ndarray, str, str]:
-    """For an agreed kernel narrower than `SHARP_SPREAD`: no blur, or a softness both windows show.
+    """For an agreed kernel that means no blur (`sharp_learnt`): none, or a softness both show.
 
     No blur, unless both windows show the same Gaussian softness (`agreed_softness`; a softness
     the free-form estimate, learning edges, sees as no blur) and it explains the second window
@@ -515,6 +554,8 @@ def sharp_or_soft(
         The first window and the second.
     size : int
         The largest blur, in pixels.
+    doubt : str
+        Why the kernel means no blur, in words (`sharp_learnt`); the reason starts with it.
 
     Returns
     -------
@@ -525,8 +566,7 @@ def sharp_or_soft(
     reason : str
         What was done and why, in words.
     """
-    sharp = np.ones((1, 1)), NO_BLUR, "the picture is already sharp: it is left as it is"
-    doubt = "the blur learnt is narrower than a pixel"
+    sharp = np.ones((1, 1)), NO_BLUR, f"{doubt}: the picture is already sharp and is left as it is"
     sigmas = softness(grey, windows, size)
     return fallback(grey, windows, size, doubt, sigmas) if agreed_softness(sigmas) else sharp
 
@@ -739,8 +779,9 @@ def estimate_blur(
         kernel, chosen, reason = fallback(grey, windows, size, doubt)  # (no second disc either)
     else:
         agreement = similarity(free, second)
-        if agreement >= AGREEMENT and kernel_spread(free) < SHARP_SPREAD:
-            kernel, chosen, reason = sharp_or_soft(grey, windows, size)
+        sharp = sharp_learnt(free) if agreement >= AGREEMENT else None
+        if sharp is not None:
+            kernel, chosen, reason = sharp_or_soft(grey, windows, size, sharp)
         elif agreement >= AGREEMENT and same_way(grey, windows):
             doubt = (
                 f"the blur learnt on two parts of the picture agrees (agreement {agreement:.2f}), "

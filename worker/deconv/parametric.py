@@ -108,3 +108,28 @@ def border_mass(psf: np.ndarray) -> float:
     """
     psf = np.asarray(psf, dtype=np.float64)
     return float(1 - psf[1:-1, 1:-1].sum() / psf.sum())
+
+
+def frequency_floor(psf: np.ndarray) -> float:
+    """The least share of any frequency that the kernel lets through: ``min |F(psf)|``.
+
+    A blur wipes some detail out: a motion of 2 px or more and a defocus disc of a pixel or more
+    have zeros in their transfer function, and a Gaussian of sigma 1 px keeps 0.7 % of the
+    finest detail along the rows (the corner 0.005 %). A kernel that lets a good share of every
+    frequency through is a sharp copy of the picture on a pedestal. The transfer function is
+    sampled at least four times finer than the kernel's taps, on a grid of at least 64 x 64.
+
+    Parameters
+    ----------
+    psf : ndarray, shape (kh, kw)
+        The kernel in either convention (the magnitude does not tell them apart), its taps
+        non-negative and not all 0.
+
+    Returns
+    -------
+    float
+        ``min |K(omega)| / K(0)`` over the sampled frequencies, in [0, 1]: 1 for a delta.
+    """
+    psf = np.asarray(psf, dtype=np.float64)
+    side = max(64, 4 * max(psf.shape))
+    return float(np.abs(np.fft.rfft2(psf / psf.sum(), s=(side, side))).min())

@@ -660,6 +660,11 @@ def deblur_uniform(
 def is_sharp(estimate: Estimate) -> bool:
     """Whether a kernel is narrower than a pixel: no blur, as `run` judges a picture.
 
+    `run` also takes a kernel that lets a tenth of every frequency through for no blur
+    (`blind.sharp_learnt`); a tile's kernel is not, as it is not checked on a second window: on
+    a synthetic rotation that rule took a short blur's tile, learnt as a peak on a pedestal, for
+    sharp (docs/MEASUREMENTS.md).
+
     Parameters
     ----------
     estimate : tuple of (ndarray, PsfReport)
