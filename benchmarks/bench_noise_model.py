@@ -10,7 +10,7 @@ and 90 % of white, with the share of the picture's pixels under 1 % of white (it
 
     python benchmarks/bench_noise_model.py [--held-out] [--out DIR]
 
-About a minute. Prints a markdown table: one row per photograph and level, and the ratios'
+About half a minute. Prints a markdown table: one row per photograph and level, and the ratios'
 ranges at the end.
 """
 
@@ -27,6 +27,7 @@ from benchmarks.bench_blind_photos import (  # noqa: E402
     HELD_OUT,
     ISO,
     PHOTOS,
+    degrade,
     load_photo,
     write_srgb16,
 )
@@ -38,10 +39,9 @@ SHADOW = 0.01  # a pixel under this share of white is in shadow
 
 
 def noisy_file(sharp: np.ndarray, iso: int, path: Path, rng: np.random.Generator) -> np.ndarray:
-    """`sharp` with the noise of ISO level `iso`, written to `path`; what the file holds, linear."""
-    _, shot, read = ISO[iso]
-    gain = shot**2 / 0.18
-    noisy = rng.poisson(np.clip(sharp, 0, None) / gain) * gain + rng.normal(0, read, sharp.shape)
+    """`sharp` with the noise of ISO level `iso` (the blind benchmark's `degrade`, by no blur),
+    written to `path`; what the file holds, linear."""
+    noisy = degrade(sharp, np.ones((1, 1), np.float32), iso, rng)
     return write_srgb16(path, noisy).astype(np.float32)
 
 
