@@ -70,3 +70,31 @@ def test_a_destructor_that_fails_after_a_stop_prints_no_traceback(signum: int) -
     )
     assert done.returncode == (130 if signum == signal.SIGINT else 128 + signum)
     assert done.stderr == ""
+
+
+@pytest.mark.parametrize("signum", [*STOPPING_SIGNALS, signal.SIGINT])
+def test_a_stop_that_lands_in_a_destructor_still_stops_the_command(signum: int) -> None:
+    """Python runs a signal's handler at its next check, which may fall inside a destructor
+    (a pyzmq socket's `__del__` as a request ends): the handler's exception there is "ignored",
+    and the stop was lost. CI once saw `submit --wait` sent SIGTERM go on, print `DONE` and
+    exit 0. The stop is delivered again outside the destructor."""
+    script = textwrap.dedent(f"""
+        import signal, sys, time
+        from worker.cli.stops import stop_on_signals
+        class Dropped:
+            def __del__(self):
+                signal.raise_signal({int(signum)})  # its handler runs here, in the destructor
+        stop_on_signals()
+        try:
+            Dropped()
+            time.sleep(5)
+            print("went on", flush=True)
+        except KeyboardInterrupt:
+            sys.exit(130)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout == ""
+    assert done.returncode == (130 if signum == signal.SIGINT else 128 + signum)
+    assert done.stderr == ""

@@ -9,31 +9,54 @@ step ends.
 
 A stop may cut a library's bookkeeping in two (numba's compiler, in llvmlite, was seen to leave an
 object half released, whose destructor then failed as the process ended): once a command is
-stopping, such a destructor's error is not printed (`_quiet_after_stop`), so the stop still ends
+stopping, such a destructor's error is not printed (`_after_stop`), so the stop still ends
 with one line at most, never a traceback.
+
+Python runs a handler at its next check, which may fall inside a destructor (a pyzmq socket's
+`__del__` as a request ends), where an exception is "ignored": the stop itself would be lost
+(CI saw `submit --wait` sent SIGTERM go on and end with `DONE`). `_after_stop` knows the stop's own
+exception and sends the signal again, from another thread a moment later, so that it lands
+outside the destructor.
 """
 
 import signal
 import sys
+import threading
 
 from worker.cli.exit_status import of_signal
 from worker.signals import STOPPING_SIGNALS, defer
 
 _stopped_by: list[int] = []  # the signal that is stopping the command, once one is
+_raised: list[tuple[BaseException, int]] = []  # each stop's exception, and its signal
+
+AGAIN_AFTER = 0.01
+"""Seconds after which a stop lost in a destructor is sent again: once the destructor (and
+this hook: a signal sent at once interrupted the thread's own start) has ended."""
 
 
-def _quiet_after_stop(_unraisable: object) -> None:
-    """`sys.unraisablehook` once the command is stopping: a destructor's error is not shown."""
+def _after_stop(unraisable: "sys.UnraisableHookArgs") -> None:
+    """`sys.unraisablehook` once the command is stopping: a destructor's error is not shown,
+    and a stop's own exception, raised inside a destructor, is sent again (the module's note)."""
+    for exception, signum in _raised:
+        if unraisable.exc_value is exception:
+            main = threading.main_thread().ident
+            assert main is not None  # (the main thread has started: it runs this)
+            again = threading.Timer(AGAIN_AFTER, signal.pthread_kill, (main, signum))
+            again.daemon = True
+            again.start()
 
 
 def _stop(signum: int, _frame: object) -> None:
     if defer(signum):  # in a step that must not be cut in two: at its end
         return
-    sys.unraisablehook = _quiet_after_stop
+    sys.unraisablehook = _after_stop
     if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    _stopped_by.append(signum)
-    raise SystemExit(of_signal(signum))
+        exception: BaseException = KeyboardInterrupt()
+    else:
+        _stopped_by.append(signum)
+        exception = SystemExit(of_signal(signum))
+    _raised.append((exception, signum))
+    raise exception
 
 
 def stop_on_signals() -> None:
