@@ -34,7 +34,7 @@ AGAIN_AFTER = 0.01
 this hook: a signal sent at once interrupted the thread's own start) has ended."""
 
 
-def _after_stop(unraisable: "sys.UnraisableHookArgs") -> None:
+def _after_stop(unraisable: "sys.UnraisableHookArgs") -> None:  # (a name for mypy only)
     """`sys.unraisablehook` once the command is stopping: a destructor's error is not shown,
     and a stop's own exception, raised inside a destructor, is sent again (the module's note)."""
     for exception, signum in _raised:
