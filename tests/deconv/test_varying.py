@@ -1,13 +1,14 @@
 """Spatially varying deblurring: a camera that turned while the shutter was open."""
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from worker.deconv import DeblurSettings, deblur
-from worker.deconv.blind import NO_BLUR, UNCHECKED, estimate_blur, similarity
+from worker.deconv.blind import GAUSSIAN, NO_BLUR, UNCHECKED, estimate_blur, similarity
 from worker.deconv.kernel_error import kernel_error_ratio
 from worker.deconv.noise import estimate_noise_model
 from worker.deconv.parametric import kernel_spread
@@ -27,6 +28,7 @@ from worker.deconv.varying import (
     is_sharp,
     neighbour_agreement,
     neighbourhood,
+    refused_as_varying,
     tile_errors,
     tile_kernel,
     tile_twins,
@@ -131,6 +133,25 @@ def test_a_uniform_blur_that_run_would_not_trust_gets_runs_decision() -> None:
     assert varying.uniform and varying.kernel == blur.kernel == NO_BLUR, varying.reason
     assert varying.reason == f"the blur is the same across the frame: {blur.reason}"
     assert np.array_equal(result, blurred)
+
+
+def test_only_runs_disagreeing_windows_give_way_to_the_tiles() -> None:
+    """`run` leaving a picture as it is because its two windows' kernels disagree is what a
+    blur varying across the frame does to it, and gives way to the tiles' verdict (a rotation of
+    the blind benchmark's LadyBird: 0 -> 61 % of the per-tile oracle); its verdict that the
+    blur learnt means none (the star field above), its fallback, and a kernel it could not
+    check on a second window do not."""
+    rng = np.random.default_rng(0)
+    sky = np.full((270, 270, 3), 0.01, np.float32)
+    stars = rng.integers(0, 270, (250, 2))
+    sky[stars[:, 0], stars[:, 1]] += 0.5
+    _, sharp = estimate_blur(ndimage.gaussian_filter(sky, (0.8, 0.8, 0)), 13)
+    assert sharp.kernel == NO_BLUR and sharp.check_window != sharp.window
+    assert not refused_as_varying(sharp)  # agreed: the picture is sharp
+    disagreeing = replace(sharp, confidence=0.52)
+    assert refused_as_varying(disagreeing)
+    assert not refused_as_varying(replace(disagreeing, kernel=GAUSSIAN))
+    assert not refused_as_varying(replace(disagreeing, check_window=sharp.window))
 
 
 def test_a_tile_that_no_kernel_explains_is_left_as_it_is() -> None:

@@ -40,9 +40,14 @@ by a partition of unity, every patch at FFT speed. Here:
 When every tile takes the whole picture's kernel, the blur is uniform, and the picture is treated
 in one piece exactly as `run` treats it (`deblur_uniform`): the blur is found by
 `blind.estimate_blur`, which checks the kernel on a second window and against the parts of the
-frame sharper than it, and falls back to a safe correction or leaves the picture as it is when
-the kernel fails (the best window's kernel alone, unchecked, made a slightly soft star field
-worse than the input where `run` gained 3.4 dB).
+frame sharper than it, and falls back to a safe correction when the kernel fails (the best
+window's kernel alone, unchecked, made a slightly soft star field worse than the input where
+`run` gained 3.4 dB). But where those checks leave the picture as it is, the tiles' verdict
+stands and each is deblurred with the kernel that explains it (`RUN_REFUSED`): two windows'
+kernels that differ, and parts sharper than the kernel, are what a blur varying across the frame
+shows by nature, while every tile's spectra found this kernel a better account of them than no
+blur (a rotation of the blind benchmark's LadyBird, left as it is that way, gained 3.9-7.8 dB a
+region deblurred tile by tile; docs/MEASUREMENTS.md).
 
 The report says, as `run`'s does, what was done (`reason`), with which kind of kernel (`kernel`:
 `VARYING`; `run`'s kind when uniform; `NO_BLUR` when every tile is left as it is) and how sure it
@@ -60,9 +65,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from worker.deconv.blind import (
+    AGREEMENT,
     NO_BLUR,
     SHARP_SPREAD,
     UNCHECKED,
+    BlurReport,
     estimate_blur,
     same_size,
     similarity,
@@ -101,6 +108,11 @@ VARYING = "varying"  # the kernel kind of a picture deblurred tile by tile with 
 NOTHING_EXPLAINED = (
     "no part of the picture shows a blur that a kernel learnt from it explains: "
     "the picture is left as it is"
+)
+# Why the tiles' verdict overrides `run`'s checks (two windows alike, no part sharper: what a
+# varying blur fails by nature), in words.
+RUN_REFUSED = (
+    "every part is explained best by the whole picture's kernel, which a uniform run would not use"
 )
 
 
@@ -577,10 +589,16 @@ def deblur_varying(
         )
         overall = whole.result()
         chosen = choose_kernels(image, found, overall, grid, size, noise.result())
+    refused = ""  # `run`'s reason, when it leaves a picture every tile finds blurred as it is
     if overall is not None and all(estimate is overall for estimate in chosen):
-        return deblur_uniform(image, size, settings, window, deblurring, started)
+        psf, blur = estimate_blur(image, size, window, None, settings.clip_level)
+        if not refused_as_varying(blur):
+            return deblur_uniform(image, psf, blur, settings, deblurring, started)
+        refused = blur.reason
     twins = tile_twins(chosen, found, overall, grid)
     said = describe(chosen, twins)
+    if refused:
+        said = (said[0], said[1], f"{said[2]}; {RUN_REFUSED}: {refused}")
     # A kernel narrower than a pixel means no blur, as `run` judges a picture: deblurring a
     # sharp tile with it would over-sharpen it, so the tile is smoothed as with no blur.
     kernels = [
@@ -607,28 +625,26 @@ def deblur_varying(
 
 def deblur_uniform(
     image: np.ndarray,
-    size: int,
+    psf: np.ndarray,
+    blur: BlurReport,
     settings: DeblurSettings,
-    window: Window | None,
     deblurring: Progress | None,
     started: float,
 ) -> tuple[np.ndarray, DeblurReport, VaryingReport]:
     """`image` treated in one piece as `run` treats it, when every tile took the whole picture's
-    kernel.
-
-    The blur is found and checked by `blind.estimate_blur`, and the picture deblurred with it
-    counting its error as noise, or left as it is when none was found.
+    kernel (unless `refused_as_varying`): deblurred with `blind.estimate_blur`'s kernel,
+    counting its error as noise, or left as it is when that found none.
 
     Parameters
     ----------
     image : ndarray of float32, shape (H, W, C)
         The linear picture.
-    size : int
-        The largest kernel to estimate, in pixels (odd).
+    psf : ndarray
+        `blind.estimate_blur`'s kernel.
+    blur : BlurReport
+        Its report.
     settings : DeblurSettings
         What the user chose (see `deblur_varying`).
-    window : Window or None
-        Where to learn the kernel; None: automatic.
     deblurring : Progress or None
         Called with the share of the deblurring done and the stage; None: no report.
     started : float
@@ -642,9 +658,8 @@ def deblur_uniform(
     Raises
     ------
     InputError
-        As `blind.estimate_blur` and `rl_tv.deblur` do.
+        As `rl_tv.deblur` does.
     """
-    psf, blur = estimate_blur(image, size, window, None, settings.clip_level)
     if blur.kernel == NO_BLUR:
         result, report = shrink_area(image, settings.scale), DeblurReport.left_as_is(settings.scale)
     else:
@@ -655,6 +670,30 @@ def deblur_uniform(
         (1, 1), [psf], [blur.window], True, seconds, blur.kernel, blur.confidence, reason
     )
     return result, replace(report, seconds=seconds), said
+
+
+def refused_as_varying(blur: BlurReport) -> bool:
+    """Whether `run` left the picture as it is because its two windows' kernels disagree.
+
+    A blur that varies across the frame fails that check by nature (the two windows see two
+    blurs), so where every tile took the whole picture's kernel, the tiles' verdict stands
+    (`RUN_REFUSED`). Not where `run` found a kernel, checked one sharp or showed a softness under
+    a pixel (a slightly soft star field, deblurred with the tiles' kernel, lost 0.12 dB), or
+    could not check it on a second window.
+
+    Parameters
+    ----------
+    blur : BlurReport
+        `blind.estimate_blur`'s report on the whole picture.
+
+    Returns
+    -------
+    bool
+        True when its kind is `NO_BLUR` and its confidence (the windows' agreement) under
+        `blind.AGREEMENT`, with a second window to check on.
+    """
+    checked = blur.check_window != blur.window
+    return blur.kernel == NO_BLUR and checked and blur.confidence < AGREEMENT
 
 
 def is_sharp(estimate: Estimate) -> bool:
