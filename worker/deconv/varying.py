@@ -109,10 +109,11 @@ NOTHING_EXPLAINED = (
     "no part of the picture shows a blur that a kernel learnt from it explains: "
     "the picture is left as it is"
 )
-# Why the tiles' verdict overrides `run`'s checks (two windows alike, no part sharper: what a
-# varying blur fails by nature), in words.
+# What the reason adds where the tiles' verdict overrides `run`'s (`refused_as_varying`), with
+# the agreement of `run`'s two windows' kernels.
 RUN_REFUSED = (
-    "every part is explained best by the whole picture's kernel, which a uniform run would not use"
+    "every part is explained best by the whole picture's kernel, although the kernels learnt on "
+    "two parts of the picture disagree (agreement {:.2f}), as a blur that varies makes them"
 )
 
 
@@ -589,16 +590,15 @@ def deblur_varying(
         )
         overall = whole.result()
         chosen = choose_kernels(image, found, overall, grid, size, noise.result())
-    refused = ""  # `run`'s reason, when it leaves a picture every tile finds blurred as it is
+    refused = None  # `run`'s report, where its verdict gives way to the tiles'
     if overall is not None and all(estimate is overall for estimate in chosen):
-        psf, blur = estimate_blur(image, size, window, None, settings.clip_level)
-        if not refused_as_varying(blur):
-            return deblur_uniform(image, psf, blur, settings, deblurring, started)
-        refused = blur.reason
+        psf, refused = estimate_blur(image, size, window, None, settings.clip_level)
+        if not refused_as_varying(refused):
+            return deblur_uniform(image, psf, refused, settings, deblurring, started)
     twins = tile_twins(chosen, found, overall, grid)
     said = describe(chosen, twins)
-    if refused:
-        said = (said[0], said[1], f"{said[2]}; {RUN_REFUSED}: {refused}")
+    if refused is not None:
+        said = (said[0], said[1], f"{said[2]}; {RUN_REFUSED.format(refused.confidence)}")
     # A kernel narrower than a pixel means no blur, as `run` judges a picture: deblurring a
     # sharp tile with it would over-sharpen it, so the tile is smoothed as with no blur.
     kernels = [
