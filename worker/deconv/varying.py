@@ -112,8 +112,8 @@ NOTHING_EXPLAINED = (
 # What the reason adds where the tiles' verdict overrides `run`'s (`refused_as_varying`), with
 # the agreement of `run`'s two windows' kernels.
 RUN_REFUSED = (
-    "every part is explained best by the whole picture's kernel, although the kernels learnt on "
-    "two parts of the picture disagree (agreement {:.2f}), as a blur that varies makes them"
+    "for every part that is the whole picture's kernel, kept although the kernels learnt on two "
+    "parts of the picture disagree (agreement {:.2f}), as a blur that varies makes them"
 )
 
 
