@@ -26,7 +26,6 @@ import threading
 from worker.cli.exit_status import of_signal
 from worker.signals import STOPPING_SIGNALS, defer
 
-_stopped_by: list[int] = []  # the signal that is stopping the command, once one is
 _raised: list[tuple[BaseException, int]] = []  # each stop's exception, and its signal
 
 AGAIN_AFTER = 0.01
@@ -53,7 +52,6 @@ def _stop(signum: int, _frame: object) -> None:
     if signum == signal.SIGINT:
         exception: BaseException = KeyboardInterrupt()
     else:
-        _stopped_by.append(signum)
         exception = SystemExit(of_signal(signum))
     _raised.append((exception, signum))
     raise exception
@@ -79,4 +77,4 @@ def stopped_by() -> int | None:
         The first stopping signal that came (not SIGINT, which raises `KeyboardInterrupt`);
         None when none did.
     """
-    return _stopped_by[0] if _stopped_by else None
+    return next((signum for _, signum in _raised if signum != signal.SIGINT), None)
