@@ -21,8 +21,15 @@ subject's interior whole while stopping where the evidence turns. A second test 
 static detail beside the subject (`misfit`): the deblurred picture, blurred again by the kernel,
 must reproduce each patch to within the noise; where its mean square miss exceeds `MISFIT` times the
 noise's variance, no picture blurred by the kernel holds what the patch shows (a sharp hair, an
-edge), the deblurring would ring there, and the patch is out whatever its spectrum says. The region
-is pulled in by the patches' reach, since a patch half on the subject may count. Patches left out
+edge), the deblurring would ring there, and the patch is out whatever its spectrum says. A patch
+half on the subject may count, so the region is pulled in by the patches' reach, except where the
+same test, read a kernel wide around each pixel (`pixel_misfit`), finds the deblurred picture
+reproducing it within the noise (`REPRODUCED`, a stricter bar than the patches' veto: a pixel
+joins without a patch of its own to vouch for it): inside the squares the patches taken stand
+for, such pixels stay, as far as they join the pulled-in region (`explained_region`). A subject's
+border is where the picture stops being a blur of anything (the subject's light smeared over a
+static background), so it fails that test there and the region stops at it instead of a patch's
+reach short of it. Patches left out
 (sharp, defocused, ambiguous or flat) come back as they were: when the picture cannot tell, it is
 left alone.
 
@@ -67,6 +74,7 @@ from worker.stages import Progress, Stage
 MARGIN = 0.0  # log-likelihood per frequency by which the kernel must beat every alternative...
 SMOOTHNESS = 0.02  # ...summed over a region, less this per border between two patches
 MISFIT = 1.2  # a patch missed by more than this many times the noise's variance is not explained
+REPRODUCED = 1.0  # a pixel near the region's border joins it when missed by no more than the noise
 CHOICE = 0.02  # choosing the subject's kernel, a patch counts for a kernel it favours by more
 FLAT = SMOOTHNESS / 4  # a flat patch gains nothing from deblurring but amplified noise
 CUT_UNIT = 1e-5  # the graph cut's costs are whole multiples of this
@@ -147,14 +155,11 @@ def misfit(
     ndarray, shape (rows, cols)
         Each patch's misfit; 0 for a patch with no pixel left.
     """
-    grey = luminance(image).astype(np.float64)
-    reblurred = blurred_again(luminance(deblurred).astype(np.float64), psf)
     side = patch_side(psf.shape[0])
     step = side // OVERLAP
-    short = [(0, max(side - n, 0)) for n in grey.shape]  # as `patch_power` pads
-    kept = data_mask(image, clip_level)
+    short = [(0, max(side - n, 0)) for n in image.shape[:2]]  # as `patch_power` pads
     residual, grey, kept = (
-        np.pad(a, short, mode="symmetric") for a in (kept * (grey - reblurred) ** 2, grey, kept)
+        np.pad(a, short, mode="symmetric") for a in _residual(image, deblurred, psf, clip_level)
     )
     rows, cols = residual.shape[0] // step, residual.shape[1] // step
 
@@ -162,8 +167,53 @@ def misfit(
         blocks = values[: rows * step, : cols * step].reshape(rows, step, cols, step).mean((1, 3))
         return (blocks[:-1, :-1] + blocks[1:, :-1] + blocks[:-1, 1:] + blocks[1:, 1:]) / 4
 
-    noise = LUMA_NOISE * (model.gain * np.maximum(patches(grey), 0) + model.read_variance)
-    return patches(residual) / np.maximum(noise * patches(kept), 1e-12)
+    return _over_noise(patches(residual), patches(grey), patches(kept), model)
+
+
+def pixel_misfit(
+    image: np.ndarray,
+    deblurred: np.ndarray,
+    psf: np.ndarray,
+    model: NoiseModel,
+    clip_level: float | None = None,
+) -> np.ndarray:
+    """`misfit` read around each pixel: over the kernel-sized square centred on it.
+
+    Parameters
+    ----------
+    image, deblurred, psf, model, clip_level
+        As for `misfit`.
+
+    Returns
+    -------
+    ndarray, shape (H, W)
+        Each pixel's misfit, the picture's borders mirrored; infinite where no pixel of the
+        square is left (nothing there shows the picture reproduced).
+    """
+    residual, grey, kept = (
+        ndimage.uniform_filter(a, psf.shape[0], mode="reflect")
+        for a in _residual(image, deblurred, psf, clip_level)
+    )
+    return np.where(kept > 0, _over_noise(residual, grey, kept, model), np.inf)
+
+
+def _residual(
+    image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray, clip_level: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the squared miss of the luminance, counted where kept; the luminance; where kept)."""
+    grey = luminance(image).astype(np.float64)
+    reblurred = blurred_again(luminance(deblurred).astype(np.float64), psf)
+    kept = data_mask(image, clip_level)
+    return kept * (grey - reblurred) ** 2, grey, kept
+
+
+def _over_noise(
+    residual: np.ndarray, grey: np.ndarray, kept: np.ndarray, model: NoiseModel
+) -> np.ndarray:
+    """A mean squared miss over the luminance noise's variance at the mean level `grey`, where a
+    share `kept` of the pixels counts (0 where none does)."""
+    noise = LUMA_NOISE * (model.gain * np.maximum(grey, 0) + model.read_variance)
+    return residual / np.maximum(noise * kept, 1e-12)
 
 
 def blurred_again(sharp: np.ndarray, psf: np.ndarray) -> np.ndarray:
@@ -293,7 +343,9 @@ def explained_region(
     """The region of `image` whose blur `psf` explains, given the picture deblurred with it.
 
     The patches `explained_cells` takes (with the `misfit` veto) stand each for the square of
-    half a patch's side about its centre; the region is then pulled in by the patches' reach.
+    half a patch's side about its centre. The region is those squares pulled in by the patches'
+    reach, and the pixels of the squares that `pixel_misfit` finds reproduced (within the
+    noise, `REPRODUCED`) joined to it.
 
     Parameters
     ----------
@@ -319,14 +371,21 @@ def explained_region(
     # square about its centre.
     step = patch_side(psf.shape[0]) // 2
     height, width = image.shape[:2]
-    full = np.zeros((height, width), np.float32)
+    squares = np.zeros((height, width), np.float32)
     spread = np.kron(cells, np.ones((step, step), np.float32))
     top = step // 2
     rows = max(min(spread.shape[0], height - top), 0)  # (none in a picture under half a patch)
     cols = max(min(spread.shape[1], width - top), 0)
-    full[top : top + rows, top : top + cols] = spread[:rows, :cols]
-    # A patch half on the subject may count: pull the border in by the patch's reach.
-    return ndimage.minimum_filter(full, size=2 * step + 1, mode="nearest") > 0.5
+    squares[top : top + rows, top : top + cols] = spread[:rows, :cols]
+    # A patch half on the subject may count: pull the border in by the patch's reach...
+    core = ndimage.minimum_filter(squares, size=2 * step + 1, mode="nearest") > 0.5
+    if not core.any():
+        return core
+    # ...but keep the squares' pixels that the deblurred picture reproduces, joined to it.
+    fits = pixel_misfit(image, deblurred, psf, model, clip_level) <= REPRODUCED
+    reproduced = (squares > 0.5) & fits
+    pieces, _ = ndimage.label(core | reproduced)
+    return np.isin(pieces, np.unique(pieces[core]))
 
 
 def explained_weight(
