@@ -155,19 +155,7 @@ def misfit(
     ndarray, shape (rows, cols)
         Each patch's misfit; 0 for a patch with no pixel left.
     """
-    side = patch_side(psf.shape[0])
-    step = side // OVERLAP
-    short = [(0, max(side - n, 0)) for n in image.shape[:2]]  # as `patch_power` pads
-    residual, grey, kept = (
-        np.pad(a, short, mode="symmetric") for a in _residual(image, deblurred, psf, clip_level)
-    )
-    rows, cols = residual.shape[0] // step, residual.shape[1] // step
-
-    def patches(values: np.ndarray) -> np.ndarray:
-        blocks = values[: rows * step, : cols * step].reshape(rows, step, cols, step).mean((1, 3))
-        return (blocks[:-1, :-1] + blocks[1:, :-1] + blocks[:-1, 1:] + blocks[1:, 1:]) / 4
-
-    return _over_noise(patches(residual), patches(grey), patches(kept), model)
+    return _patch_misfit(_residual(image, deblurred, psf, clip_level), psf.shape[0], model)
 
 
 def pixel_misfit(
@@ -190,21 +178,41 @@ def pixel_misfit(
         Each pixel's misfit, the picture's borders mirrored; infinite where no pixel of the
         square is left (nothing there shows the picture reproduced).
     """
-    residual, grey, kept = (
-        ndimage.uniform_filter(a, psf.shape[0], mode="reflect")
-        for a in _residual(image, deblurred, psf, clip_level)
-    )
-    return np.where(kept > 0, _over_noise(residual, grey, kept, model), np.inf)
+    return _pixel_misfit(_residual(image, deblurred, psf, clip_level), psf.shape[0], model)
+
+
+Residual = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _residual(
     image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray, clip_level: float | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> Residual:
     """(the squared miss of the luminance, counted where kept; the luminance; where kept)."""
     grey = luminance(image).astype(np.float64)
     reblurred = blurred_again(luminance(deblurred).astype(np.float64), psf)
     kept = data_mask(image, clip_level)
     return kept * (grey - reblurred) ** 2, grey, kept
+
+
+def _patch_misfit(miss: Residual, size: int, model: NoiseModel) -> np.ndarray:
+    """`misfit` from the picture's `_residual` and the kernel's `size`."""
+    side = patch_side(size)
+    step = side // OVERLAP
+    short = [(0, max(side - n, 0)) for n in miss[0].shape]  # as `patch_power` pads
+    residual, grey, kept = (np.pad(a, short, mode="symmetric") for a in miss)
+    rows, cols = residual.shape[0] // step, residual.shape[1] // step
+
+    def patches(values: np.ndarray) -> np.ndarray:
+        blocks = values[: rows * step, : cols * step].reshape(rows, step, cols, step).mean((1, 3))
+        return (blocks[:-1, :-1] + blocks[1:, :-1] + blocks[:-1, 1:] + blocks[1:, 1:]) / 4
+
+    return _over_noise(patches(residual), patches(grey), patches(kept), model)
+
+
+def _pixel_misfit(miss: Residual, size: int, model: NoiseModel) -> np.ndarray:
+    """`pixel_misfit` from the picture's `_residual` and the kernel's `size`."""
+    residual, grey, kept = (ndimage.uniform_filter(a, size, mode="reflect") for a in miss)
+    return np.where(kept > 0, _over_noise(residual, grey, kept, model), np.inf)
 
 
 def _over_noise(
@@ -365,8 +373,9 @@ def explained_region(
     """
     model = estimate_noise_model(image)
     margins, detail = kernel_evidence(image, [psf], psf.shape[0], model=model)
-    fit = misfit(image, deblurred, psf, model, clip_level)
-    cells = explained_cells(margins[0], detail, fit).astype(np.float32)
+    miss = _residual(image, deblurred, psf, clip_level)  # (read per patch, then per pixel)
+    cells = explained_cells(margins[0], detail, _patch_misfit(miss, psf.shape[0], model))
+    cells = cells.astype(np.float32)
     # Patch (i, j) is centred at ((i + 1) step, (j + 1) step): it stands for the step-wide
     # square about its centre.
     step = patch_side(psf.shape[0]) // 2
@@ -382,8 +391,7 @@ def explained_region(
     if not core.any():
         return core
     # ...but keep the squares' pixels that the deblurred picture reproduces, joined to it.
-    fits = pixel_misfit(image, deblurred, psf, model, clip_level) <= REPRODUCED
-    reproduced = (squares > 0.5) & fits
+    reproduced = (squares > 0.5) & (_pixel_misfit(miss, psf.shape[0], model) <= REPRODUCED)
     pieces, _ = ndimage.label(core | reproduced)
     return np.isin(pieces, np.unique(pieces[core]))
 
