@@ -48,6 +48,37 @@ def _prefix(final: Path) -> str:
     return f".{final.name}."
 
 
+def placed(final: str | os.PathLike[str]) -> Path:
+    """`final` where opening its name leads: its folder's real path, then its name.
+
+    The folder's links and ``..`` are followed in order, as the kernel follows them.
+    `tempfile.mkstemp` and `os.path.abspath` read ``..`` as text instead: ``out/link/../r.tif``
+    would be written beside the link, not where the name leads, and ``out/missing/../r.tif``
+    would pass every check and fail only at the final rename, after the work.
+
+    Parameters
+    ----------
+    final : str or PathLike
+        A file to write; its last part is kept as it is (a link there is not followed).
+
+    Returns
+    -------
+    Path
+        The real path of `final`'s folder joined with `final`'s name.
+
+    Raises
+    ------
+    OSError
+        Naming `final`: its folder is missing, is not a folder or cannot be searched.
+    """
+    final = Path(final)
+    try:
+        folder = os.path.realpath(final.parent, strict=True)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(final)) from None
+    return Path(folder) / final.name
+
+
 def temporaries(final: str | os.PathLike[str]) -> list[Path]:
     """The temporary files that `atomic_file(final)` writers left behind (killed mid-write).
 
@@ -62,9 +93,12 @@ def temporaries(final: str | os.PathLike[str]) -> list[Path]:
         The names in `final`'s folder that are `tempfile.mkstemp`'s, ``.NAME.`` then eight
         random characters then ``.part`` (a file of the user's, `.NAME.notes.part`, is not
         one), in no set order. They include the temporaries of writers still at work; nothing
-        is opened or checked.
+        is opened or checked; none when `final`'s folder cannot be found (`placed`).
     """
-    final = Path(final)
+    try:
+        final = placed(final)
+    except OSError:
+        return []
     return list(final.parent.glob(glob.escape(_prefix(final)) + _RANDOM + SUFFIX))
 
 
@@ -221,7 +255,7 @@ def check_target(final: str | os.PathLike[str], *sources: str | os.PathLike[str]
         its temporary file cannot be made (a missing or read-only folder, a name too long once
         the temporary's prefix and suffix are added).
     """
-    final = Path(final)
+    final = placed(final)
     if any(_same_file_as(final, source) for source in sources):
         raise OSError(errno.EEXIST, "this would replace the input; choose another name", str(final))
     _refuse_special(final)
@@ -236,11 +270,11 @@ def atomic_file(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[B
     """Yield a new, empty file opened for reading and writing; when the block succeeds, it
     replaces `final` (renamed onto it).
 
-    The file lives in `final`'s folder (so the rename is atomic) under a name that starts with a
-    dot and ends in `.part`. On any exception it is removed (when the name still holds it) and
-    `final` is untouched. Before it is made, the temporaries of killed writers of `final` are
-    removed (`remove_dead`). The new file gets the permissions of the regular file it replaces,
-    else those `open` gives a new file.
+    The file lives in `final`'s folder (`placed`: where the name leads; so the rename is
+    atomic) under a name that starts with a dot and ends in `.part`. On any exception it is
+    removed (when the name still holds it) and `final` is untouched. Before it is made, the
+    temporaries of killed writers of `final` are removed (`remove_dead`). The new file gets the
+    permissions of the regular file it replaces, else those `open` gives a new file.
 
     Parameters
     ----------
@@ -264,7 +298,7 @@ def atomic_file(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[B
         no file gets `final`'s name). Naming the temporary: its name was made to point
         elsewhere while the block ran.
     """
-    final = Path(final)
+    final = placed(final)
     _refuse_special(final)
     remove_dead(final)
     fd, tmp = _temporary(final)
@@ -320,8 +354,8 @@ def set_aside(final: str | os.PathLike[str]) -> Path | None:
         The second name, a hard link beside it (`.NAME.XXXXXXXX.kept`); None when there is no
         regular file at `final` (a link is not followed) or it cannot be linked.
     """
-    final = Path(final)
     try:
+        final = placed(final)
         if not stat.S_ISREG(os.lstat(final).st_mode):
             return None
         fd, name = tempfile.mkstemp(prefix=_prefix(final), suffix=KEPT, dir=final.parent)
@@ -348,6 +382,7 @@ def put_back(kept: Path, final: str | os.PathLike[str]) -> None:
         The file it was set aside from.
     """
     with contextlib.suppress(OSError):
+        final = placed(final)
         if _same_file_as(kept, final):
             kept.unlink()
         else:

@@ -84,18 +84,22 @@ def describe_os_error(error: OSError) -> str:
     -------
     str
         A plain phrase for a full disk, a refused permission (with the error's own reason when
-        it is not the system's wording) or a missing file, else the error's text; followed by
+        it is not the system's wording), a missing file or a file where a folder should be, else
+        the error's text; followed by
         ``: <file name>`` when `error.filename` is set. Control characters are left as they are
         (`describe_error` makes the line safe).
     """
     where = f": {error.filename}" if error.filename else ""
+    system = os.strerror(error.errno) if error.errno else None
+    own = error.strerror not in (None, system)  # a reason of ours
     if error.errno == errno.ENOSPC:
         return f"no space left on the device{where}"
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        own = error.strerror not in (None, os.strerror(error.errno))  # a reason of ours
         return f"permission denied{f' ({error.strerror})' if own else ''}{where}"
     if error.errno == errno.ENOENT:
         return f"no such file or folder{where}"
+    if error.errno in (errno.ENOTDIR, errno.EEXIST) and not own:  # (EEXIST: `mkdir` on a file)
+        return f"a file is in the way where a folder should be{where}"
     return f"{error.strerror or error}{where}"
 
 
@@ -144,6 +148,9 @@ def describe_error(error: BaseException) -> str:
 
 
 _CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
+# A byte of a name that is not UTF-8, as `os.fsdecode` carries it (U+DC80 + the byte): written
+# as the byte, not as a code point a terminal cannot show (and stdout and stderr showed apart).
+_CONTROL.update({0xDC00 + byte: f"\\x{byte:02x}" for byte in range(0x80, 0x100)})
 
 
 def one_line(message: str) -> str:
@@ -159,6 +166,7 @@ def one_line(message: str) -> str:
     -------
     str
         `message`, each character below U+0020 and U+007F (DEL) replaced by its four-character
-        escape ``\\xNN`` (lower-case hexadecimal).
+        escape ``\\xNN`` (lower-case hexadecimal), and so each byte of a name that is not UTF-8
+        (U+DC80 to U+DCFF, `os.fsdecode`'s stand-ins).
     """
     return message.translate(_CONTROL)

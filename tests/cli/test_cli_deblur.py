@@ -157,10 +157,23 @@ def _truncated_tiff() -> bytes:
     return data[: len(data) // 2]
 
 
+def _damaged_header_tiff() -> bytes:
+    """An uncompressed picture's header patched to declare 100000 x 100000 pixels: refused as
+    "not enough memory; try a smaller scale" until engine 0.3.39."""
+    with tempfile.TemporaryDirectory() as folder:
+        good = Path(folder) / "good.tif"
+        write_tiff(good, random_samples((8, 8, 3), np.uint16, np.random.default_rng(1)))
+        with tifffile.TiffFile(good, mode="r+b") as tiff:
+            for tag in ("ImageWidth", "ImageLength", "RowsPerStrip"):
+                tiff.pages.first.tags[tag].overwrite(100_000)
+        return good.read_bytes()
+
+
 # Bad input files: their content (bytes or samples) and a word their error message must contain.
 BAD_TIFFS = {
     "not a TIFF": (b"these are my holiday notes\n" * 10, "not a TIFF"),
     "truncated": (_truncated_tiff(), "truncated or damaged"),
+    "damaged header": (_damaged_header_tiff(), "pixels need 60000000000 bytes, it holds 384"),
     "empty": (b"", "not a TIFF"),
     "zero-sized": (np.zeros((0, 0), np.uint8), "0x0 pixels"),
     "1x1": (np.zeros((1, 1, 3), np.uint16), "1x1 pixels"),
@@ -333,7 +346,7 @@ def test_output_folder_that_is_a_file_fails_in_one_line(
     run_cli: RunCli, picture: Path, psf: Path
 ) -> None:
     result = run_cli("deblur", picture, "--psf", psf, "-o", picture / "o.tif")
-    assert_one_line_failure(result, "Not a directory")
+    assert_one_line_failure(result, "a file is in the way where a folder should be")
     assert files_in(picture.parent) == ["photo.tif", "psf.npy"]
 
 
@@ -502,6 +515,47 @@ def test_a_terminated_command_leaves_no_file_behind(
     assert files_in(out) == []
 
 
+@pytest.mark.slow
+def test_a_stopped_demo_leaves_none_of_its_files(user_env, tmp_path: Path) -> None:
+    """The demo writes nine files; stopped after the first (the shaken picture), it left that
+    one and its kernel files in a folder it had made (until engine 0.3.39): a set that looks
+    like a result. Now they are moved into place only once all are written."""
+    folder = tmp_path / "demo"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker", "demo", "-o", folder],
+        env=user_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".dt-deconvolve-demo.*/true_psf.png")):
+        assert process.poll() is None and time.monotonic() < deadline, "no picture was written"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, errors
+    assert "Traceback" not in errors
+    assert files_in(tmp_path) == ["xdg"]  # neither the folder nor the hidden one
+
+
+def test_dotdot_after_a_link_leads_where_the_file_system_goes(
+    run_cli: RunCli, picture: Path, psf: Path, tmp_path: Path, out: Path
+) -> None:
+    """`out/link/../o.tif` is the file the kernel opens: `..` of the folder the link leads to.
+    Until engine 0.3.39 `deblur` read the `..` as text and wrote `out/o.tif`, and a missing
+    folder before `..` passed every check (the worker then failed after the work)."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "inner").mkdir(parents=True)
+    (out / "link").symlink_to(elsewhere / "inner")
+    result = run_cli("deblur", picture, "--psf", psf, "-o", out / "link" / ".." / "o.tif")
+    assert result.returncode == 0, result.stderr
+    assert files_in(elsewhere) == ["inner", "o.tif"]
+    assert files_in(out) == ["link"]
+    for command in (("deblur", "--psf", psf), ("run", "--blur", "5")):
+        missing = out / "missing" / ".." / "p.tif"
+        result = run_cli(command[0], picture, *command[1:], "-o", missing)
+        assert_one_line_failure(result, f"no such file or folder: {missing}")
+    assert files_in(out) == ["link"]
+
+
 def test_a_failed_run_keeps_the_kernel_files_it_would_replace(
     run_cli: RunCli, tmp_path: Path, out: Path
 ) -> None:
@@ -530,14 +584,15 @@ def test_a_failed_run_keeps_the_kernel_files_it_would_replace(
 def test_a_line_break_in_a_name_does_not_break_the_line(
     run_cli: RunCli, picture: Path, psf: Path, tmp_path: Path, out: Path
 ) -> None:
-    missing = tmp_path / "a\nDONE b" / "photo\t.tif"
+    missing = tmp_path / "a\nDONE b" / os.fsdecode(b"photo\t\xff.tif")
     result = run_cli("deblur", missing, "--psf", psf, "-o", out / "o.tif")
-    assert_one_line_failure(result, "a\\x0aDONE b/photo\\x09.tif")
-    written = out / "a\nb.tif"
+    # (a byte that is not UTF-8 read "\udcff" on stderr and was the byte itself on stdout)
+    assert_one_line_failure(result, "a\\x0aDONE b/photo\\x09\\xff.tif")
+    written = out / os.fsdecode(b"a\n\xffb.tif")
     done = run_cli("deblur", picture, "--psf", psf, "-o", written)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [done.stdout.strip()]  # the report too: one line
-    assert "a\\x0ab.tif" in done.stdout
+    assert "a\\x0a\\xffb.tif" in done.stdout
 
 
 @pytest.mark.parametrize("version", [1, 2, 3])

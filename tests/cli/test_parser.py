@@ -5,6 +5,7 @@ import argparse
 import pytest
 
 from worker.cli import build_parser
+from worker.cli.options import whole_number
 from worker.cli.worker import MAX_SIZE, job_slots, positive, size, size_text
 from worker.service.server import MAX_JOBS
 
@@ -100,3 +101,7 @@ def test_sizes_and_counts_read_as_written() -> None:
     for bad in ("0", "²", "+3", " 3"):
         with pytest.raises(argparse.ArgumentTypeError, match="positive whole number"):
             positive(bad)
+    assert [whole_number(text) for text in ("0", "7")] == [0, 7]
+    for bad in ("-1", "²", "1.0", ""):  # (`key --duplicate -1` was taken until engine 0.3.39)
+        with pytest.raises(argparse.ArgumentTypeError, match="whole number, 0 or more"):
+            whole_number(bad)

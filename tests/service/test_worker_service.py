@@ -55,6 +55,7 @@ def raw_request(
         (b"[" * 100_000, "bad_message", "limit"),
         (b'{"v": 1, "op": "status", "job": "0123456789ab"}', "unknown_job", "no job"),
         (b'{"v": 1, "op": "cancel", "job": "ffff"}', "unknown_job", "no job"),
+        (b'{"v": 1, "op": "ping", "op": "shutdown"}', "bad_message", "'op' is given twice"),
     ],
 )
 def test_malformed_requests_get_a_clear_error_reply(
@@ -86,6 +87,7 @@ def test_submit_refuses_missing_input_and_bad_output_at_once(worker, tmp_path: P
         cases = [
             (tmp_path / "missing.tif", tmp_path / "o.tif", "no such file"),
             (picture, tmp_path / "nowhere" / "o.tif", r"no such file or folder: .*nowhere/o\.tif"),
+            (picture, tmp_path / "nowhere" / ".." / "o.tif", r"folder: .*nowhere/\.\./o\.tif"),
             (picture, picture, "would replace the input"),
             (tmp_path, tmp_path / "o.tif", "is not a file"),
             (picture, tmp_path / "folder.tif", "a folder is in the way"),

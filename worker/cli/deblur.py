@@ -2,7 +2,7 @@
 
 import argparse
 import json
-import os
+from pathlib import Path
 
 from worker.cli.exit_status import ExitStatus
 from worker.cli.options import add_engine_options, settings_from_args
@@ -103,9 +103,9 @@ def run(args: argparse.Namespace) -> int:
     from worker.pipeline import run_pipeline
 
     spec = JobSpec(
-        input=os.path.abspath(args.input),
-        output=os.path.abspath(args.output),
-        psf=os.path.abspath(args.psf),
+        input=str(Path(args.input).absolute()),  # `..` kept: the file system follows it
+        output=str(Path(args.output).absolute()),
+        psf=str(Path(args.psf).absolute()),
         settings=settings_from_args(args),
     )
     with progress_bar() as progress:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from worker.cli.exit_status import ExitStatus
 from worker.cli.progress import progress_bar
+from worker.signals import held
 
 if TYPE_CHECKING:  # NumPy is imported where the demo runs, not by every command
     import numpy as np
@@ -31,8 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="try it on a test picture: shake it, find the blur, deblur it",
         description="Make a photo-like test scene, shake it with a random camera-shake blur, add "
         "sensor noise and save it as a 16-bit TIFF; then do what you would do with a real "
-        "photo: estimate the blur from the picture alone and deblur it. Writes before.png, "
-        "after.png, psf.png (the blur found) and true_psf.png (the blur applied).",
+        "photo: estimate the blur from the picture alone and deblur it. Writes blurred.tif, "
+        "deblurred.tif, the blur found (psf.npy, psf.png) and applied (true_psf.npy, .png), and "
+        "before.png, after.png and sharp.png (the truth) to look at, all at the end.",
     )
     parser.add_argument(
         "-o",
@@ -99,12 +107,49 @@ def psnr_encoded(reference: np.ndarray, picture: np.ndarray) -> float:
     return psnr(SRGB.encode(picture), SRGB.encode(reference))
 
 
+@contextlib.contextmanager
+def whole_set(folder: Path) -> Iterator[Path]:
+    """A new hidden folder to write the demo's files into, moved into `folder` only once the
+    block has written them all: a demo interrupted or failing leaves none of them (half a set
+    would look like a result), nor a folder it made.
+
+    Parameters
+    ----------
+    folder : Path
+        Where the files are to go, absolute; made (with its parents) at the end if missing.
+
+    Yields
+    ------
+    Path
+        The hidden folder, in the nearest folder above `folder` that exists (so the files are
+        moved, not copied); it is removed when the block ends, however it ends.
+
+    Raises
+    ------
+    OSError
+        Naming `folder`: it, or a folder above it, is a file.
+    """
+    above = next(path for path in (folder, *folder.parents) if path.exists())
+    if not above.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
+    work = Path(tempfile.mkdtemp(prefix=".dt-deconvolve-demo.", dir=above))
+    try:
+        yield work
+        with held():  # (a stopping signal waits until every file is in place)
+            folder.mkdir(parents=True, exist_ok=True)
+            for file in work.iterdir():
+                os.replace(file, folder / file.name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """`demo [-o DIR]`: shake a test scene, estimate its blur and deblur it as a real photo's.
 
-    Writes into DIR (made if missing) the shaken picture (blurred.tif, 16-bit sRGB), the blur
-    applied (true_psf.npy, .png), the blur found (psf.npy, .png), the result (deblurred.tif)
-    and PNGs to look at (sharp, before, after); then prints the PSNR before and after.
+    Writes into DIR (made if missing; all the files or none, `whole_set`) the shaken picture
+    (blurred.tif, 16-bit sRGB), the blur applied (true_psf.npy, .png), the blur found (psf.npy,
+    .png), the result (deblurred.tif) and PNGs to look at (sharp, before, after); then prints
+    the PSNR before and after.
 
     Parameters
     ----------
@@ -130,31 +175,34 @@ def run(args: argparse.Namespace) -> int:
     from worker.pipeline import run_pipeline
 
     folder = Path(args.output).absolute()
-    folder.mkdir(parents=True, exist_ok=True)
     sharp, blurred, psf = shaken_scene(np.random.default_rng(SEED))
-    paths = {name: folder / name for name in ("blurred.tif", "psf.npy", "deblurred.tif")}
-    # A 16-bit sRGB TIFF with its ICC profile, as a photo editor would export it.
-    camera_file = Picture(
-        pixels=blurred,
-        clip_level=1.0,
-        sample_format=np.dtype(np.uint16),
-        curves=(SRGB,) * 3,
-        icc_profile=matrix_profile(),
-    )
-    write_picture(paths["blurred.tif"], camera_file, blurred)
-    save_kernel(folder / "true_psf.npy", psf)
-    save_kernel_picture(folder / "true_psf.png", psf)
-    # The blind run: the blur's extent (with a margin) is all the engine is told.
-    spec = JobSpec(
-        str(paths["blurred.tif"]), str(paths["deblurred.tif"]), blur=KERNEL_SIZE + 4, window="auto"
-    )
-    with progress_bar() as progress:
-        report = run_pipeline(spec, progress, paths["psf.npy"])
-    blurred = read_picture(paths["blurred.tif"]).pixels  # as stored: 16-bit rounded
-    deblurred = read_picture(paths["deblurred.tif"]).pixels
-    write_png(folder / "sharp.png", sharp)
-    write_png(folder / "before.png", blurred)
-    write_png(folder / "after.png", deblurred)
+    with whole_set(folder) as work:
+        paths = {name: work / name for name in ("blurred.tif", "psf.npy", "deblurred.tif")}
+        # A 16-bit sRGB TIFF with its ICC profile, as a photo editor would export it.
+        camera_file = Picture(
+            pixels=blurred,
+            clip_level=1.0,
+            sample_format=np.dtype(np.uint16),
+            curves=(SRGB,) * 3,
+            icc_profile=matrix_profile(),
+        )
+        write_picture(paths["blurred.tif"], camera_file, blurred)
+        save_kernel(work / "true_psf.npy", psf)
+        save_kernel_picture(work / "true_psf.png", psf)
+        # The blind run: the blur's extent (with a margin) is all the engine is told.
+        spec = JobSpec(
+            str(paths["blurred.tif"]),
+            str(paths["deblurred.tif"]),
+            blur=KERNEL_SIZE + 4,
+            window="auto",
+        )
+        with progress_bar() as progress:
+            report = run_pipeline(spec, progress, paths["psf.npy"])
+        blurred = read_picture(paths["blurred.tif"]).pixels  # as stored: 16-bit rounded
+        deblurred = read_picture(paths["deblurred.tif"]).pixels
+        write_png(work / "sharp.png", sharp)
+        write_png(work / "before.png", blurred)
+        write_png(work / "after.png", deblurred)
     print(f"wrote into {folder}:")
     print("  blurred.tif             the shaken, noisy test picture (16-bit sRGB)")
     print("  psf.npy, psf.png        the blur estimated from it (true_psf.* is the one applied)")

@@ -6,6 +6,7 @@ from pathlib import Path
 from cache.key import cache_key, file_digest
 from worker import __version__
 from worker.cli.exit_status import ExitStatus
+from worker.cli.options import whole_number
 from worker.cli.submit import add_job_options, job_spec
 
 
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--xmp", type=Path, metavar="SIDECAR", help="its darktable sidecar")
     parser.add_argument(
-        "--duplicate", type=int, default=0, metavar="N", help="darktable's duplicate index"
+        "--duplicate", type=whole_number, default=0, metavar="N", help="darktable's duplicate index"
     )
     parser.add_argument(
         "--export", default="", metavar="TEXT", help="the export settings that change pixels"

@@ -6,12 +6,62 @@ are read: a value out of range is wrong usage (exit status 2), like an option th
 """
 
 import argparse
+import re
 from collections.abc import Callable
 
 from worker.deconv.settings import DeblurSettings
 from worker.errors import InputError
 
 DEFAULTS = DeblurSettings()
+
+
+def _digits(text: str, least: int, what: str) -> int:
+    """`text`, digits alone, as a whole number of at least `least`; else `what` it is not."""
+    if not re.fullmatch("[0-9]+", text) or int(text) < least:
+        raise argparse.ArgumentTypeError(f"'{text}' is not {what}")
+    return int(text)
+
+
+def whole_number(text: str) -> int:
+    """A whole number from 0 up, in digits alone (an argparse type: an index, a count).
+
+    Parameters
+    ----------
+    text : str
+        The number as given.
+
+    Returns
+    -------
+    int
+        The number.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        `text` is not digits alone (a sign, a space, a point).
+    """
+    return _digits(text, 0, "a whole number, 0 or more")
+
+
+def positive(text: str) -> int:
+    """A whole number from 1 up, in digits alone (an argparse type).
+
+    Parameters
+    ----------
+    text : str
+        The number as given.
+
+    Returns
+    -------
+    int
+        The number.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        `text` is not digits alone (a sign, a space, a point), or is 0.
+    """
+    return _digits(text, 1, "a positive whole number")
 
 
 def setting(name: str, kind: type[int] | type[float]) -> Callable[[str], int | float]:

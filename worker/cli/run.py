@@ -1,7 +1,6 @@
 """`dt-deconvolve run`: estimate the blur of a picture, then sharpen it with that blur."""
 
 import argparse
-import os
 from pathlib import Path
 
 from worker.cli.deblur import print_report
@@ -68,13 +67,13 @@ def run(args: argparse.Namespace) -> int:
 
     spec = JobSpec(
         input=str(args.input.absolute()),
-        output=os.path.abspath(args.output),
+        output=str(Path(args.output).absolute()),  # `..` kept: the file system follows it
         blur=args.blur,
         window=args.window,
         settings=settings_from_args(args),
     )
     with progress_bar() as progress:
-        kernel = None if args.psf_out is None else os.path.abspath(args.psf_out)
+        kernel = None if args.psf_out is None else str(Path(args.psf_out).absolute())
         report = run_pipeline(spec, progress, kernel)
     print_report(report, args.json)
     return ExitStatus.OK

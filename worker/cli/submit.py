@@ -116,7 +116,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_job_options(parser)
     parser.add_argument("--key", help="cache the result under this key (from `key`)")
     parser.add_argument(
-        "--wait", action="store_true", help="follow the job: JOB, PROGRESS and DONE lines"
+        "--wait", action="store_true", help="follow the job: JOB, PROGRESS, BLUR and DONE lines"
     )
     add_endpoint_options(parser)
     add_cache_dir_option(parser)

@@ -14,6 +14,7 @@ from worker.cli.endpoint import (
     folder_argument,
 )
 from worker.cli.exit_status import ExitStatus
+from worker.cli.options import positive
 from worker.service.server import MAX_JOBS, MAX_QUEUED, Server, WorkerConfig, open_log
 from worker.service.transport import default_curve_dir, generate_keys
 
@@ -94,29 +95,6 @@ def size_text(count: int) -> str:
     dividing = [unit for unit, bytes_ in _UNITS.items() if count and count % bytes_ == 0]
     unit = max(dividing, key=_UNITS.__getitem__, default="")
     return f"{count // _UNITS[unit]}{unit}"
-
-
-def positive(text: str) -> int:
-    """A whole number from 1 up (an argparse type).
-
-    Parameters
-    ----------
-    text : str
-        The number as given: digits only.
-
-    Returns
-    -------
-    int
-        The number.
-
-    Raises
-    ------
-    argparse.ArgumentTypeError
-        `text` is not digits alone (a sign, a space, a point), or is 0.
-    """
-    if not re.fullmatch("[0-9]+", text) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a positive whole number")
-    return int(text)
 
 
 def job_slots(text: str) -> int:

@@ -23,6 +23,7 @@ were no faster), compressed on all cores.
 import itertools
 import json
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -336,6 +337,23 @@ def _check_layout(path: Path, tiff: tifffile.TiffFile, page: tifffile.TiffPage) 
         )
     if len(page.shape) > 3 or (samples == 1 and len(page.shape) != 2):
         raise InputError(f"{path} has an unsupported layout {page.shape} ({page.axes})")
+    _check_uncompressed_size(path, page)
+
+
+def _check_uncompressed_size(path: Path, page: tifffile.TiffPage) -> None:
+    """Refuse an uncompressed picture whose strips or tiles hold fewer bytes than its size
+    needs: a damaged header (100000 x 100000 pixels declared in a file of 656 bytes) would
+    otherwise be refused only when the memory for its pixels cannot be had, as "not enough
+    memory", which no smaller scale mends. Compressed data cannot be sized before decoding."""
+    if page.compression != tifffile.COMPRESSION.NONE:
+        return
+    needed = math.prod(page.shape) * page.bitspersample // 8
+    held = sum(page.databytecounts)
+    if held < needed:
+        raise InputError(
+            f"{path} is damaged: its {page.imagewidth}x{page.imagelength} pixels need "
+            f"{needed} bytes, it holds {held}"
+        )
 
 
 def _integers_to_linear(samples: np.ndarray, curves: tuple[ToneCurve, ...]) -> np.ndarray:

@@ -130,8 +130,10 @@ class Request:
 
 
 def _count(name: str, value: Any) -> int:
-    if not is_whole(value) or value < 0:
+    if not is_whole(value):
         raise ProtocolError(f"field '{name}' must be a count, not {type_name(value)}")
+    if value < 0:
+        raise ProtocolError(f"field '{name}' must be a count, 0 or more, not {value}")
     return value
 
 
@@ -198,15 +200,29 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose every name is said once: where JSON lets the last of two win, a request
+    that reads as a "ping" could be a "shutdown" (`{"op": "ping", "op": "shutdown"}`)."""
+    names = [name for name, _ in pairs]
+    if len(set(names)) < len(names):
+        twice = next(name for name in names if names.count(name) > 1)
+        raise ProtocolError(f"the name '{twice[:40]}' is given twice in one object")
+    return dict(pairs)
+
+
 def _load(data: bytes, what: str) -> dict[str, Any]:
     if len(data) > MAX_MESSAGE_BYTES:
         raise ProtocolError(
             f"the {what} is {len(data)} bytes long, more than the limit of {MAX_MESSAGE_BYTES}"
         )
     try:
-        message = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        message = json.loads(
+            data.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys
+        )
     except UnicodeDecodeError:
         raise ProtocolError(f"the {what} is not UTF-8 text") from None
+    except ProtocolError:  # (`_unique_keys`: JSON, but not a message)
+        raise
     except (ValueError, RecursionError) as error:
         raise ProtocolError(f"the {what} is not JSON ({str(error)[:80]})") from None
     if not isinstance(message, dict):
