@@ -203,10 +203,11 @@ def _reject_constant(name: str) -> float:
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """An object whose every name is said once: where JSON lets the last of two win, a request
     that reads as a "ping" could be a "shutdown" (`{"op": "ping", "op": "shutdown"}`)."""
-    names = [name for name, _ in pairs]
-    if len(set(names)) < len(names):
-        twice = next(name for name in names if names.count(name) > 1)
-        raise ProtocolError(f"the name '{twice[:40]}' is given twice in one object")
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            raise ProtocolError(f"the name '{name[:40]}' is given twice in one object")
+        seen.add(name)
     return dict(pairs)
 
 
