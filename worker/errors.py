@@ -23,6 +23,12 @@ class InputError(ValueError):
     """
 
 
+class UsageError(InputError):
+    """Options that do not go together (`--local` with `--varying`...): wrong usage, which the
+    command line ends with `ExitStatus.USAGE` as it does an unknown option; the worker answers
+    it as any bad input."""
+
+
 class ProtocolError(InputError):
     """A message that breaks the protocol (not JSON, a missing or malformed field...).
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from worker.atomic import check_target
 from worker.deconv.settings import AUTO, MAX_BLUR, MIN_BLUR, DeblurSettings, is_blur_size
-from worker.errors import InputError, ProtocolError
+from worker.errors import InputError, ProtocolError, UsageError
 from worker.numbers import is_whole
 from worker.paths import CACHE_KEY, CACHE_KEY_TEXT
 
@@ -460,19 +460,20 @@ class JobSpec:
             check_target(target, source, *([self.psf] if self.psf else []))
 
     def validate(self) -> None:
-        """Raise `InputError` when the job cannot be run as described."""
+        """Raise `InputError` when the job cannot be run as described (`UsageError` for options
+        that do not go together)."""
         if self.psf is None and self.blur is None:
             raise ProtocolError(
                 "say how to find the blur: a kernel file (--psf PSF.npy) or the size of the blur "
                 "to estimate (--blur K, or --blur auto)"
             )
         if self.settings.varying and (self.psf is not None or self.blur == AUTO):
-            raise InputError(
+            raise UsageError(
                 "--varying estimates a blur for each part of the picture: give it with a blur "
                 "size to `run` or `submit` (--blur K), neither with a kernel file nor with auto"
             )
         if self.settings.varying and self.settings.local:
-            raise InputError(
+            raise UsageError(
                 "--local and --varying do not go together: local mode sharpens the part of the "
                 "picture that one blur explains, --varying each part with its own blur"
             )

@@ -38,7 +38,7 @@ from worker.jobspec import JobSpec
 from worker.numbers import is_finite_number, is_whole
 from worker.regular import open_regular
 from worker.resize import shrink_area
-from worker.stages import Progress, Stage
+from worker.stages import Progress, Stage, StopReason
 
 WARM_UP_SIZE = 48
 
@@ -235,6 +235,8 @@ ESTIMATE_CHECKS: dict[str, Callable[[object], bool]] = {
     "check_window": _window,
 }
 REQUIRED_ESTIMATE = ("kernel", "confidence", "reason")
+# What local mode's reason adds when its kernel explains no part of the picture (`deblur`).
+EXPLAINS_NOTHING = "but it explains no part of this picture, which is left as it is"
 BLUR_REPORT = ("blur", "extent", "kernel_error", "smoothing")  # `BlurReport`'s: all or none
 
 
@@ -404,6 +406,9 @@ def run_pipeline(
                     estimated.get("kernel_error", 0.0),
                 )  # fmt: skip
             deblurred = report.as_dict()
+            said = estimated.get("reason", "")  # (a kept estimate's may say it already)
+            if report.stop_reason == StopReason.NO_BLUR and said and EXPLAINS_NOTHING not in said:
+                estimated["reason"] = f"{said}; {EXPLAINS_NOTHING}"  # local mode's empty region
     stages.report(Stage.WRITING)
     write_picture(spec.output, picture, restored / gain if gain != 1 else restored)
     if psf_out is not None and learnt is not None:  # (not before: a failed job keeps the old)

@@ -11,6 +11,7 @@ import tifffile
 from tests.tiffs import write_tiff
 from worker.deconv.noise import kernel_smoothing
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, shake
+from worker.pipeline import EXPLAINS_NOTHING
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +128,21 @@ def test_run_local_says_where_the_subjects_blur_was_learnt(run_cli, shaken_tiff:
     said = done.stdout.splitlines()[0]
     assert said.startswith("blur: the blur of the subject, learnt on the "), said
     assert said.endswith("(confidence 0.50)"), said
+
+
+def test_run_local_says_when_its_kernel_explains_nothing(run_cli, tmp_path: Path) -> None:
+    """An unblurred picture: the subject's kernel is learnt, explains no part of it, and the
+    picture comes back as it was. Until engine 0.3.39 the report gave the deblur's iterations
+    and the reason said the blur was removed where it explains it."""
+    picture, output = tmp_path / "sharp.tif", tmp_path / "out.tif"
+    scene = dead_leaves((64, 64), np.random.default_rng(3))
+    write_tiff(picture, np.rint(np.clip(scene, 0, 1) ** (1 / 2.2) * 65535).astype(np.uint16))
+    done = run_cli("run", picture, "--blur", "5", "--local", "-o", output, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert (report["iterations"], report["stop_reason"]) == (0, "no_blur")
+    assert report["reason"].endswith("; " + EXPLAINS_NOTHING)
+    assert np.array_equal(tifffile.imread(output), tifffile.imread(picture))
 
 
 def test_run_estimates_saves_and_deblurs(run_cli, shaken_tiff: Path, tmp_path: Path):

@@ -35,16 +35,25 @@ def test_run_varying_estimates_a_grid_and_deblurs(run_cli, tmp_path: Path) -> No
     assert tifffile.imread(output).shape == (540, 560, 3)
 
 
-def test_deblur_refuses_varying_with_a_kernel_file(run_cli, tmp_path: Path) -> None:
+def test_options_that_do_not_go_together_are_wrong_usage(run_cli, tmp_path: Path) -> None:
+    """`--varying` with a kernel file or `--blur auto`, `--local` with `--varying`: one line and
+    exit status 2, as an unknown option (it was 1, a failed run, until engine 0.3.39), from
+    `deblur`, `run` and `submit` alike (whose client checks before any worker is asked)."""
     write_tiff(tmp_path / "in.tif", np.full((64, 64, 3), 30000, np.uint16))
     np.save(tmp_path / "k.npy", np.ones((3, 3), np.float32) / 9)
-    done = run_cli(
-        "deblur", tmp_path / "in.tif", "--psf", tmp_path / "k.npy", "--varying",
-        "-o", tmp_path / "out.tif",
-    )  # fmt: skip
-    assert done.returncode == 1
-    assert "--varying" in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "out.tif").exists()
+    picture, output = tmp_path / "in.tif", tmp_path / "out.tif"
+    attempts = [
+        ("deblur", picture, "--psf", tmp_path / "k.npy", "--varying"),
+        ("run", picture, "--blur", "auto", "--varying"),
+        ("run", picture, "--blur", "9", "--varying", "--local"),
+        ("submit", picture, "--blur", "9", "--varying", "--local"),
+    ]
+    for attempt in attempts:
+        done = run_cli(*attempt, "-o", output)
+        assert done.returncode == 2, (attempt, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "--varying" in lines[0] and "(see --help)" in lines[0]
+    assert not output.exists()
 
 
 def test_a_preview_too_small_for_the_blur_says_so(run_cli, tmp_path: Path):

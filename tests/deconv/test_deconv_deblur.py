@@ -6,6 +6,7 @@ from scipy import ndimage
 
 from worker.deconv import DeblurSettings, deblur, rl_tv
 from worker.deconv.noise import estimate_noise_model, regularisation_weight, white_level
+from worker.deconv.preview import check_preview
 from worker.deconv.rl_tv import richardson_lucy_tv
 from worker.deconv.settings import MAX_LAMBDA
 from worker.deconv.stopping import StoppingRule
@@ -268,3 +269,13 @@ def test_a_huge_kernel_error_smooths_no_more_than_the_largest_lambda(shaken) -> 
     restored, report = deblur(observed, psf, DeblurSettings(max_iterations=3), kernel_error=1e20)
     assert report.lam == MAX_LAMBDA
     assert np.isfinite(restored).all() and restored.max() < 2 * observed.max()
+
+
+def test_a_picture_smaller_than_its_blur_is_named_as_the_picture() -> None:
+    """At scale 1 there is no preview: "scale 1 leaves a 300x300 preview" (`run --varying
+    --blur 1001` on a 300 px picture, until engine 0.3.39) named one."""
+    image, psf = np.zeros((300, 300, 3), np.float32), np.ones((1001, 1001), np.float32)
+    with pytest.raises(InputError, match=r"^the picture, 300x300 px, is smaller than the blur"):
+        check_preview(image, psf, 1.0)
+    with pytest.raises(InputError, match=r"^scale 0.5 leaves a 300x300 preview, too small"):
+        check_preview(image, psf, 0.5)

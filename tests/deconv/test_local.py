@@ -23,6 +23,7 @@ from worker.deconv.local import (
 )
 from worker.deconv.noise import estimate_noise_model, kernel_smoothing
 from worker.deconv.psf import PsfReport
+from worker.deconv.rl_tv import DeblurReport
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, psnr, shake
 from worker.resize import shrink_area
 
@@ -170,8 +171,10 @@ def test_streaks_that_run_one_way_teach_no_subject_kernel() -> None:
 def test_a_noiseless_flat_picture_comes_back_as_it_was() -> None:
     # No noise and no detail: Whittle's terms were 0 / 0 and log 0 (warnings, NaN margins).
     flat = np.full((200, 300, 3), 0.4, np.float32)
-    out, _ = deblur(flat, np.ones((5, 5), np.float32) / 25, DeblurSettings(local=True))
+    out, report = deblur(flat, np.ones((5, 5), np.float32) / 25, DeblurSettings(local=True))
     assert np.array_equal(out, flat)
+    # ... and says so: it reported the run's iterations until engine 0.3.39
+    assert report == DeblurReport.left_as_is(1.0)
 
 
 def test_a_picture_smaller_than_a_patch_is_left_as_it_is() -> None:

@@ -19,7 +19,7 @@ from worker import __version__
 from worker.cli.exit_status import ExitStatus, of_signal
 from worker.cli.stops import stop_on_signals, stopped_by
 from worker.cli.streams import PROG, reader_gone, warn
-from worker.errors import describe_error, is_internal, one_line
+from worker.errors import UsageError, describe_error, is_internal, one_line
 
 # A value that starts with "-" is a negative number, not an option, when it reads as one, in
 # exponent form too: argparse's own pattern leaves out "-1e-3", which `--priority -1e-3` needs;
@@ -109,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        The command's exit status (`ExitStatus`): `ExitStatus.FAILED` after an error,
+        The command's exit status (`ExitStatus`): `ExitStatus.FAILED` after an error
+        (`ExitStatus.USAGE` after a `UsageError`: options that do not go together),
         `ExitStatus.INTERRUPTED` on Ctrl-C, 128 + the signal for a command that a stopping
         signal ended inside compiled code (`stopped_by`), 128 + SIGPIPE when stdout's reader
         closed the pipe (`reader_gone`).
@@ -128,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitStatus.INTERRUPTED
     except BrokenPipeError:  # `dt-deconvolve ... | head`: the reader has what it wanted
         return reader_gone()
+    except UsageError as error:  # options that do not go together: as a usage error
+        warn(f"error: {describe_error(error)} (see --help)")
+        return ExitStatus.USAGE
     except Exception as error:
         signum = stopped_by()
         if signum is not None:  # the exit, wrapped on its way out of compiled code

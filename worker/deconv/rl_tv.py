@@ -759,7 +759,9 @@ def deblur(
     """Deblur `image`, blurred by `psf`.
 
     Negative samples (out-of-gamut colours) count as 0 in the data term. In local mode
-    (`settings.local`) the result is blended with the input (`local.blend_locally`).
+    (`settings.local`) the result is blended with the input (`local.blend_locally`); where the
+    kernel explains no part of the picture, that is the input as it is, reported as such
+    (`DeblurReport.left_as_is`: it said the run's iterations, for a picture it left alone).
 
     Parameters
     ----------
@@ -825,6 +827,8 @@ def deblur(
         progress(1.0, Stage.DEBLURRING)
     if settings.local:
         result = blend_locally(image, result, psf, clip_level)
+        if np.array_equal(result, image):  # the kernel explains no part of it
+            return result, DeblurReport.left_as_is(settings.scale)
     report = DeblurReport(
         iterations=run.iterations,
         best_iteration=run.best_iteration,
