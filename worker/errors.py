@@ -91,9 +91,8 @@ def describe_os_error(error: OSError) -> str:
     str
         A plain phrase for a full disk, a refused permission (with the error's own reason when
         it is not the system's wording), a missing file or a file where a folder should be, else
-        the error's text; followed by
-        ``: <file name>`` when `error.filename` is set. Control characters are left as they are
-        (`describe_error` makes the line safe).
+        the error's text; followed by ``: <file name>`` when `error.filename` is set. Control
+        characters are left as they are (`describe_error` makes the line safe).
     """
     where = f": {error.filename}" if error.filename else ""
     system = os.strerror(error.errno) if error.errno else None
