@@ -430,7 +430,7 @@ def explained_weight(
 
 def blend_locally(
     image: np.ndarray, deblurred: np.ndarray, psf: np.ndarray, clip_level: float | None = None
-) -> np.ndarray:
+) -> np.ndarray | None:
     """``w d + (1 - w) f``, with the `explained_weight` w of the kernel `psf`.
 
     Parameters
@@ -446,10 +446,13 @@ def blend_locally(
 
     Returns
     -------
-    ndarray of float32, shape (H, W, C)
-        The blend; where w is 0, the original as is.
+    ndarray of float32, shape (H, W, C), or None
+        The blend; where w is 0, the original as is. None where w is 0 everywhere: the kernel
+        explains no part of the picture.
     """
     weight = explained_weight(image, deblurred, psf, clip_level)[..., None]
+    if not weight.any():
+        return None
     return np.where(weight > 0, weight * deblurred + (1 - weight) * image, image).astype(np.float32)
 
 

@@ -826,9 +826,10 @@ def deblur(
     if progress is not None:
         progress(1.0, Stage.DEBLURRING)
     if settings.local:
-        result = blend_locally(image, result, psf, clip_level)
-        if np.array_equal(result, image):  # the kernel explains no part of it
-            return result, DeblurReport.left_as_is(settings.scale)
+        blended = blend_locally(image, result, psf, clip_level)
+        if blended is None:  # the kernel explains no part of it
+            return image, DeblurReport.left_as_is(settings.scale)
+        result = blended
     report = DeblurReport(
         iterations=run.iterations,
         best_iteration=run.best_iteration,
