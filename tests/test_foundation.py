@@ -62,6 +62,25 @@ def test_resample_psf_keeps_odd_size_and_unit_mass() -> None:
         assert small.min() >= 0
 
 
+def test_resample_psf_moves_each_tap_by_the_scale() -> None:
+    """The light keeps its centroid and its spread shrinks with the picture: a tap at d from
+    the centre lands at d * scale, shared with its neighbours by at most a quarter pixel's
+    variance (the tent's t (1 - t))."""
+    psf = camera_shake_kernel(31, np.random.default_rng(5))
+    for scale in (0.5, 0.25, 0.1):
+        small = resample_psf(psf, scale).astype(np.float64)
+        for kernel in (psf, small):
+            kernel /= kernel.sum()
+        rows, cols = np.indices(psf.shape) - 15
+        small_rows, small_cols = np.indices(small.shape) - small.shape[0] // 2
+        for big, little in ((rows, small_rows), (cols, small_cols)):
+            mean = (big * psf).sum()
+            assert (little * small).sum() == pytest.approx(mean * scale, abs=1e-5)
+            variance = ((big - mean) ** 2 * psf).sum() * scale**2
+            spread = ((little - mean * scale) ** 2 * small).sum()
+            assert variance <= spread + 1e-6 <= variance + 0.25 + 1e-6
+
+
 def test_camera_shake_kernel_is_a_valid_centred_psf() -> None:
     rng = np.random.default_rng(3)
     for size in (9, 15, 31):

@@ -12,7 +12,7 @@ from worker.deconv.settings import MAX_LAMBDA
 from worker.deconv.stopping import StoppingRule
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves, psnr
 from worker.errors import InputError
-from worker.resize import enlarge_bilinear
+from worker.resize import enlarge_bilinear, shrink_area
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +109,21 @@ def test_preview_downsizes_image_and_psf(shaken) -> None:
     preview, report = deblur(observed, psf, DeblurSettings(scale=0.5))
     assert preview.shape == (100, 120, 3) and report.scale == 0.5
     assert report.as_dict()["scale"] == 0.5
+
+
+def test_a_preview_sharpens_what_the_full_run_sharpens() -> None:
+    """A preview deblurs the shrunk picture with the kernel shrunk as the picture is: a long
+    shake at a quarter size (a 31 px path, 7.5 px there) comes back sharper than the shrunk
+    input, by 7.5 dB here. Until engine 0.3.40 the kernel was resized to a rounded odd size by
+    bilinear sampling, stretched by 16 % and short of the light between its samples: +1.4 dB
+    here, and a real photograph's preview came back worse than its input."""
+    rng = np.random.default_rng(5)
+    scene = dead_leaves((430, 510), rng)
+    psf = camera_shake_kernel(31, rng)
+    observed = blur_valid(scene, psf) + rng.normal(0, 0.005, (400, 480, 3)).astype(np.float32)
+    truth = shrink_area(scene[15:-15, 15:-15], 0.25)
+    preview, _ = deblur(observed, psf, DeblurSettings(scale=0.25))
+    assert psnr(preview, truth) > psnr(shrink_area(observed, 0.25), truth) + 4
 
 
 def test_report_is_json_ready(shaken) -> None:

@@ -38,6 +38,9 @@ def test_a_job_without_a_psf_estimates_reports_and_caches_it(tmp_path):
         assert abs(float(psf.sum()) - 1) < 1e-5 and psf.min() >= 0
         assert entry.file("psf.png").read_bytes().startswith(b"\x89PNG")
         assert entry.file(RESULT).read_bytes() == output.read_bytes()
+        # No name of the job's scratch copy of the kernel, gone after it (until engine 0.3.40
+        # both the reply and the entry's record said `psf_out`: that copy's path)
+        assert "psf_out" not in report and "psf_out" not in entry.record["report"]
 
 
 def estimate_of(report: dict) -> dict:

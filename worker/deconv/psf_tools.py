@@ -113,26 +113,49 @@ def resize_psf(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def resample_psf(psf: np.ndarray, scale: float) -> np.ndarray:
-    """Resize `psf` by `scale` (as when the image is resized by `scale`), odd and at least 3x3.
+    """`psf` for the picture shrunk by `scale` (`resize.shrink_area`): every tap's light moved
+    to its place at the new scale and shared between the pixels around it.
 
-    The kernel's extent in pixels scales with the image; its mass stays one. Used for previews
-    (image and PSF downsized together).
+    A tap at offset ``d = j - c`` from the kernel's centre ``c`` blurs the shrunk picture by
+    ``d * scale`` of its pixels. Its mass goes to the pixels around that point by linear (tent)
+    weights, the adjoint of linear interpolation:
+
+        ``k'[J] = sum_j k[j] tri(J - (j - c) scale)``, ``tri(t) = max(0, 1 - |t|)``
+
+    (per axis). It is exact for a picture constant over each block that the shrinking averages:
+    such a picture moved by a fraction t of a block mixes each block with its neighbour by t.
+    Every tap's light is kept (resampling a thin trajectory at the new pixels' centres drops the
+    light that falls between them), the centroid stays where it was, and the extent is scaled by
+    `scale` exactly, not stretched to fill a rounded size.
 
     Parameters
     ----------
     psf : ndarray, shape (kh, kw)
-        The kernel.
+        The kernel: non-negative, with a positive sum.
     scale : float
-        The factor the image is resized by (below 1: smaller).
+        The factor the picture is shrunk by, 0 < scale <= 1 (a preview's, or the coarse start's).
 
     Returns
     -------
-    ndarray of float32
-        The kernel `resize_psf` gives at ``round(kh * scale)`` x ``round(kw * scale)``, an even
-        side made odd by adding one, each side at least 3.
+    ndarray of float32, shape (2 ry + 1, 2 rx + 1)
+        The kernel, summing to one, with ``r = max(1, ceil((k - 1) / 2 * scale))`` per side:
+        odd, at least 3 x 3, `psf`'s own shape at scale 1.
     """
-    height, width = np.shape(psf)
-    return resize_psf(psf, (max(3, round(height * scale) | 1), max(3, round(width * scale) | 1)))
+    psf = np.asarray(psf, dtype=np.float64)
+    centre = (np.array(psf.shape) - 1) / 2
+    radius = np.maximum(1, np.ceil(centre * scale - 1e-9)).astype(int)
+    taps = np.nonzero(psf > 0)
+    mass = psf[taps]
+    # Where each tap lands, in the new kernel's pixels, and its share of the two around it.
+    at = [(taps[axis] - centre[axis]) * scale + radius[axis] for axis in (0, 1)]
+    below = [np.floor(position).astype(int) for position in at]
+    beyond = [position - first for position, first in zip(at, below, strict=True)]
+    out = np.zeros(tuple(2 * radius + 2))  # a row and column to spare for a zero weight
+    for step_y, weight_y in ((0, 1 - beyond[0]), (1, beyond[0])):
+        for step_x, weight_x in ((0, 1 - beyond[1]), (1, beyond[1])):
+            np.add.at(out, (below[0] + step_y, below[1] + step_x), mass * weight_y * weight_x)
+    out = out[:-1, :-1]
+    return (out / out.sum()).astype(np.float32)
 
 
 def centre_subpixel(psf: np.ndarray) -> np.ndarray:

@@ -124,7 +124,7 @@ MIN_COARSE_PSF = 5  # ...if the PSF is at least twice this wide
 COARSE_SCALE = 0.5  # the coarse run's scale
 COARSE_ITERATIONS = 10  # a start needs no more: the finer run goes on from it
 WARM_MIN_ITERATIONS = 10  # from a coarse start, stopping rules may fire after this many...
-WARM_STAGNATION = 2e-4  # ...and stagnation a change under this (stricter than the rule's own)
+WARM_STAGNATION = 1.5e-4  # ...and stagnation a change under this (stricter than the rule's own)
 SPLIT_MIN_ITERATIONS = 6  # ...from a half-quadratic start (`half_quadratic`), after this many
 
 

@@ -223,6 +223,8 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
         spec = JobSpec.from_fields(task["spec"])
         scratch_kernel = kernel if spec.key and spec.estimating else None
         report = run_pipeline(spec, progress, scratch_kernel, known_kernel(task.get("known"), spec))
+        # (its `psf_out` names the scratch copy, gone after the job: the kernel is the cache's)
+        report.pop("psf_out", None)
         note = None
         if spec.key:
             progress(1.0, Stage.CACHING)
