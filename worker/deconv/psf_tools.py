@@ -143,7 +143,7 @@ def resample_psf(psf: np.ndarray, scale: float) -> np.ndarray:
     """
     psf = np.asarray(psf, dtype=np.float64)
     centre = (np.array(psf.shape) - 1) / 2
-    radius = np.maximum(1, np.ceil(centre * scale - 1e-9)).astype(int)
+    radius = np.maximum(1, np.ceil(centre * scale - 1e-9)).astype(int)  # (10 x 0.1 is 1, not 2)
     taps = np.nonzero(psf > 0)
     mass = psf[taps]
     # Where each tap lands, in the new kernel's pixels, and its share of the two around it.
