@@ -142,20 +142,17 @@ def resample_psf(psf: np.ndarray, scale: float) -> np.ndarray:
         odd, at least 3 x 3, `psf`'s own shape at scale 1.
     """
     psf = np.asarray(psf, dtype=np.float64)
-    centre = (np.array(psf.shape) - 1) / 2
-    radius = np.maximum(1, np.ceil(centre * scale - 1e-9)).astype(int)  # (10 x 0.1 is 1, not 2)
-    taps = np.nonzero(psf > 0)
-    mass = psf[taps]
-    # Where each tap lands, in the new kernel's pixels, and its share of the two around it.
-    at = [(taps[axis] - centre[axis]) * scale + radius[axis] for axis in (0, 1)]
-    below = [np.floor(position).astype(int) for position in at]
-    beyond = [position - first for position, first in zip(at, below, strict=True)]
-    out = np.zeros(tuple(2 * radius + 2))  # a row and column to spare for a zero weight
-    for step_y, weight_y in ((0, 1 - beyond[0]), (1, beyond[0])):
-        for step_x, weight_x in ((0, 1 - beyond[1]), (1, beyond[1])):
-            np.add.at(out, (below[0] + step_y, below[1] + step_x), mass * weight_y * weight_x)
-    out = out[:-1, :-1]
+    rows, cols = (_tent_weights(n, scale) for n in psf.shape)
+    out = rows @ psf @ cols.T
     return (out / out.sum()).astype(np.float32)
+
+
+def _tent_weights(size: int, scale: float) -> np.ndarray:
+    """(2 r + 1, size): how `resample_psf` shares each of `size` taps along one axis."""
+    centre = (size - 1) / 2
+    radius = max(1, int(np.ceil(centre * scale - 1e-9)))  # (10 x 0.1 is 1, not 2)
+    landed = (np.arange(size) - centre) * scale + radius  # where each tap lands
+    return np.maximum(0.0, 1 - np.abs(np.arange(2 * radius + 1)[:, None] - landed))
 
 
 def centre_subpixel(psf: np.ndarray) -> np.ndarray:
