@@ -139,9 +139,13 @@ class ResultCache:
     Parameters
     ----------
     root : str or PathLike
-        The cache's folder, made now (with its parents) if missing.
+        The cache's folder, made now (with its parents) if missing and `make` is true.
     limits : CacheLimits, optional
         The size cap and the free-disk floor.
+    make : bool, optional
+        Make the folder now, and again when it was removed (the worker, which stores). False
+        for a reader that must not leave a folder behind (the cache commands: a `--cache-dir`
+        with a typo made an empty cache there); its missing cache reads as empty.
 
     Raises
     ------
@@ -151,12 +155,19 @@ class ResultCache:
         When `root` cannot be made.
     """
 
-    def __init__(self, root: str | os.PathLike[str], limits: CacheLimits = CacheLimits()) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        limits: CacheLimits = CacheLimits(),
+        make: bool = True,
+    ) -> None:
         self.root = Path(root)
         self.limits = limits
+        self.make = make
         if self.root.exists() and not self.root.is_dir():  # mkdir would say only "File exists"
             raise InputError(f"the cache folder {self.root} is not a folder")
-        self.root.mkdir(parents=True, exist_ok=True)
+        if make:
+            self.root.mkdir(parents=True, exist_ok=True)
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -602,7 +613,8 @@ class ResultCache:
 
     def free_bytes(self) -> int:
         """The free space on the cache's disk; its folder is made again if it was removed (a
-        user emptying it by hand under a running worker, whose `cache_stats` then failed).
+        user emptying it by hand under a running worker, whose `cache_stats` then failed), or,
+        by a cache that does not `make` it, measured at its nearest folder that exists.
 
         Returns
         -------
@@ -614,8 +626,10 @@ class ResultCache:
         OSError
             When the folder cannot be made again.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
-        return shutil.disk_usage(self.root).free
+        if self.make:
+            self.root.mkdir(parents=True, exist_ok=True)
+        there = next(folder for folder in (self.root, *self.root.parents) if folder.is_dir())
+        return shutil.disk_usage(there).free
 
     def stats(self) -> dict[str, Any]:
         """What the cache holds: entries, results, kernels, bytes; its limits and free disk.
@@ -623,20 +637,23 @@ class ResultCache:
         Returns
         -------
         dict
-            ``root`` (str); ``entries`` (whole entries), ``results`` and ``kernels`` (those
-            whose result, or kernel, is there whole); ``bytes`` (as the records say);
-            ``max_bytes`` and ``min_free_bytes`` (the limits); ``free_bytes``.
+            ``root`` (str); ``exists`` (whether its folder is there); ``entries`` (whole
+            entries), ``results`` and ``kernels`` (those whose result, or kernel, is there
+            whole); ``bytes`` (as the records say); ``max_bytes`` and ``min_free_bytes`` (the
+            limits); ``free_bytes``.
         """
         entries = self.entries()
+        free = self.free_bytes()
         return {
             "root": str(self.root),
+            "exists": self.root.is_dir(),
             "entries": len(entries),
             "results": sum(1 for entry in entries if entry.file(RESULT)),
             "kernels": sum(1 for entry in entries if entry.file(PSF)),
             "bytes": sum(entry.size for entry in entries),
             "max_bytes": self.limits.max_bytes,
             "min_free_bytes": self.limits.min_free_bytes,
-            "free_bytes": self.free_bytes(),
+            "free_bytes": free,
         }
 
 

@@ -562,3 +562,20 @@ def test_a_cache_folder_that_is_a_file_is_refused_in_words(tmp_path: Path) -> No
     for path in (tmp_path / "file", Path("/dev/null")):
         with pytest.raises(InputError, match="is not a folder"):
             ResultCache(path)
+
+
+def test_cache_commands_make_no_folder_where_there_is_no_cache(user_env, tmp_path: Path) -> None:
+    """Every cache command reads a missing `--cache-dir` as an empty cache and leaves no folder
+    there (until engine 0.3.41 each made it: a typo in the name made an empty cache)."""
+    typo = tmp_path / "typo" / "cache"
+    key = "a" * 16
+    stats = run_dt(user_env, "cache", "stats", "--cache-dir", typo)
+    assert stats.returncode == 0 and stats.stdout.startswith("no cache yet (nothing cached) at")
+    as_json = run_dt(user_env, "cache", "stats", "--json", "--cache-dir", typo)
+    assert '"exists": false' in as_json.stdout and '"entries": 0' in as_json.stdout
+    for action in (["lookup", key], ["kernel", key], ["clean"], ["clean", "--on-exit"]):
+        done = run_dt(user_env, "cache", *action, "--cache-dir", typo)
+        assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "typo").exists()
+    cache = ResultCache(typo, CacheLimits(min_free_bytes=0))  # the worker's cache makes it
+    assert cache.root.is_dir() and cache.stats()["exists"]

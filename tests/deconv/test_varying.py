@@ -247,6 +247,16 @@ def test_a_flat_picture_comes_back_as_it_is() -> None:
     assert np.array_equal(out, flat)
     assert report.stop_reason == "no_blur" and varying.windows == [None] * len(varying.windows)
     assert (varying.kernel, varying.confidence, varying.reason) == (NO_BLUR, 0, NOTHING_EXPLAINED)
+    # its kernels are the 1 px delta of "no blur", as `run` saves it (until engine 0.3.41 13 px)
+    assert all(kernel.shape == (1, 1) for kernel in varying.kernels)
+
+
+def test_a_blur_size_larger_than_the_picture_is_an_upper_bound() -> None:
+    # As `run` takes it: learnt at the largest size the windows hold (until engine 0.3.41
+    # refused: "the picture, 300x300 px, is smaller than the blur (1001x1001 px)").
+    flat = np.full((300, 300, 3), 0.4, np.float32)
+    out, report, _ = deblur_varying(flat, 1001)
+    assert np.array_equal(out, flat) and report.stop_reason == "no_blur"
 
 
 def learnt_at(x: int, y: int = 0, side: int = 64) -> PsfReport:

@@ -2,7 +2,8 @@
 disk.
 
 These commands need no running worker: the cache's entries are written whole or not at all, so
-reading them beside a working worker is safe.
+reading them beside a working worker is safe. Nor do they make the cache's folder: a missing one
+is an empty cache (a `--cache-dir` with a typo made an empty one until engine 0.3.41).
 """
 
 import argparse
@@ -140,7 +141,7 @@ def run_lookup(args: argparse.Namespace) -> int:
     """
     if args.output is not None:
         check_tiff_name(args.output)
-    look_up(ResultCache(cache_dir_of(args)), args.key, args.output, RESULT)
+    look_up(ResultCache(cache_dir_of(args), make=False), args.key, args.output, RESULT)
     return ExitStatus.OK
 
 
@@ -169,7 +170,7 @@ def run_kernel(args: argparse.Namespace) -> int:
     from worker.files.kernels import check_names  # (with the picture files: numba, tifffile)
 
     check_names(None, args.output)  # (a PNG under a kernel's .npy name replaced it)
-    cache = ResultCache(cache_dir_of(args))
+    cache = ResultCache(cache_dir_of(args), make=False)
     entry = cache.entry(args.key)
     blur = blur_line((entry.record.get("report") or {}) if entry else {})
     if blur:
@@ -244,16 +245,18 @@ def run_stats(args: argparse.Namespace) -> int:
     InputError
         The cache folder is not a folder.
     """
-    stats = ResultCache(cache_dir_of(args)).stats()
+    stats = ResultCache(cache_dir_of(args), make=False).stats()
     if args.json:
         print(json.dumps(stats))
     else:
         mb = 2**20
-        print(
+        held = (
             f"{stats['entries']} entries ({stats['results']} results, {stats['kernels']} "
-            f"kernels), {stats['bytes'] / mb:.1f} MB of {stats['max_bytes'] / mb:.0f} MB "
-            f"in {stats['root']}; {stats['free_bytes'] / mb:.0f} MB free on its disk"
+            f"kernels), {stats['bytes'] / mb:.1f} MB of {stats['max_bytes'] / mb:.0f} MB in"
+            if stats["exists"]
+            else "no cache yet (nothing cached) at"
         )
+        print(f"{held} {stats['root']}; {stats['free_bytes'] / mb:.0f} MB free on its disk")
     return ExitStatus.OK
 
 
@@ -290,7 +293,7 @@ def run_clean(args: argparse.Namespace) -> int:
             "--keep-results and --exports-dir go with --on-exit (without it, clean empties the "
             "whole cache)"
         )
-    report = ResultCache(cache_dir_of(args)).clean(args.on_exit, args.keep_results)
+    report = ResultCache(cache_dir_of(args), make=False).clean(args.on_exit, args.keep_results)
     exports = 0
     if args.on_exit and args.exports_dir and args.exports_dir.is_dir():
         exports = remove_leftover_exports(args.exports_dir)

@@ -45,6 +45,7 @@ from worker.deconv.psf import PsfReport, estimate_psf, unclipped
 from worker.deconv.settings import AUTO_BLUR
 from worker.deconv.window import (
     Window,
+    automatic_size,
     check_edges,
     choose_windows,
     distance,
@@ -105,7 +106,7 @@ def learning_windows(
     """
     side = pair_side(grey.shape, size)
     if window is None:
-        size = min(size, largest_blur(min(side, *grey.shape)))
+        size = automatic_size(grey.shape, size)
         candidates = choose_windows(grey, size, CANDIDATES, side)
         apart = APART * min(grey.shape)
         windows, why_not = usable_windows(image, grey, size, candidates, clip_level, apart)

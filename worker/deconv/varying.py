@@ -85,6 +85,7 @@ from worker.deconv.rl_tv import DeblurReport, deblur
 from worker.deconv.settings import DeblurSettings
 from worker.deconv.window import (
     Window,
+    automatic_size,
     check_room,
     choose_window,
     learning_patch,
@@ -533,7 +534,8 @@ def deblur_varying(
     image : ndarray of float32, shape (H, W, C)
         The linear picture.
     size : int
-        The largest kernel to estimate, in pixels (odd).
+        The largest kernel to estimate, in pixels (odd); with no `window`, on a picture too
+        small for it, the largest its windows hold (`automatic_size`), as `run` learns.
     settings : DeblurSettings, optional
         What the user chose; at `scale` < 1, a preview: the picture and the kernels are
         downsized together.
@@ -564,6 +566,8 @@ def deblur_varying(
     """
     started = time.perf_counter()
     check_room(image.shape[:2])
+    if window is None:
+        size = automatic_size(image.shape[:2], size)
     grid = grid_shape(image.shape[:2], size)
     count = grid[0] * grid[1] + 1  # estimates: the whole picture's, then each tile's
 
@@ -619,7 +623,10 @@ def deblur_varying(
     )
     report = replace(longest, seconds=seconds, scale=settings.scale)
     windows = [None if estimate is None else estimate[1].window for estimate in chosen]
-    used = [delta if k is None else k for k in kernels]
+    # A tile left as it is shows a delta as wide as its neighbours' kernels; when every tile is
+    # left, the grid holds the 1 px delta of "no blur", as `run` saves it.
+    blank = delta if any(k is not None for k in kernels) else np.ones((1, 1), np.float32)
+    used = [blank if k is None else k for k in kernels]
     return result, report, VaryingReport(grid, used, windows, False, seconds, *said)
 
 

@@ -118,6 +118,25 @@ def largest_blur(side: int) -> int:
     return (side // KERNELS_ACROSS - 1) | 1
 
 
+def automatic_size(image_shape: tuple[int, int], size: int) -> int:
+    """The blur size automatic windows learn at: `size`, or the largest they hold on a picture
+    too small for it (a size given is an upper bound).
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        The picture's (height, width), in pixels.
+    size : int
+        The largest blur wanted, in pixels.
+
+    Returns
+    -------
+    int
+        ``min(size, largest_blur(min(pair_side, height, width)))``.
+    """
+    return min(size, largest_blur(min(pair_side(image_shape, size), *image_shape)))
+
+
 def centre_window(image_shape: tuple[int, int], size: int) -> Window:
     """The automatic-size window in the middle of the image.
 
