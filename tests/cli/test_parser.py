@@ -20,6 +20,17 @@ def test_a_negative_number_is_a_value_in_any_form(written: str, value: float) ->
     assert build_parser().parse_args([*PICTURE, "--priority", written]).priority == value
 
 
+@pytest.mark.parametrize("written", ["-inf", "-Infinity", "-nan"])
+def test_a_number_that_is_not_finite_is_refused_as_a_value(
+    written: str, capsys: pytest.CaptureFixture
+) -> None:
+    """argparse alone read "-inf" as an option: "--priority: expected one argument"."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*PICTURE, "--priority", written])
+    error = capsys.readouterr().err
+    assert "argument --priority:" in error and "expected one argument" not in error
+
+
 def test_a_value_that_is_not_a_number_is_still_an_option(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args([*PICTURE, "--priority", "-e3"])

@@ -22,9 +22,10 @@ from worker.cli.streams import PROG, reader_gone, warn
 from worker.errors import UsageError, describe_error, is_internal, one_line
 
 # A value that starts with "-" is a negative number, not an option, when it reads as one, in
-# exponent form too: argparse's own pattern leaves out "-1e-3", which `--priority -1e-3` needs;
-# and so is a list of numbers that starts with one (`--window -5,0,50,50`: refused as a window).
-NUMBER = r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
+# exponent form too: argparse's own pattern leaves out "-1e-3", which `--priority -1e-3` needs,
+# and "-inf" (refused as out of range, not as a missing value); and so is a list of numbers that
+# starts with one (`--window -5,0,50,50`: refused as a window).
+NUMBER = r"((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|(?i:inf(inity)?|nan))"
 NEGATIVE_NUMBER = re.compile(rf"^-{NUMBER}(,-?{NUMBER})*$")
 
 
