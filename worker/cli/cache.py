@@ -82,6 +82,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         add_cache_dir_option(action)
 
 
+def cache_of(args: argparse.Namespace) -> ResultCache:
+    """The cache `--cache-dir` names, as these commands read it: never made (a missing folder is
+    an empty cache).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: `cache_dir`.
+
+    Returns
+    -------
+    ResultCache
+        The cache, with ``make=False``.
+
+    Raises
+    ------
+    InputError
+        Something other than a folder is at the cache's name.
+    """
+    return ResultCache(cache_dir_of(args), make=False)
+
+
 def look_up(cache: ResultCache, key: str, output: Path | None, name: str) -> None:
     """Print "hit PATH" or "miss" for the cached file `name` of `key`.
 
@@ -141,7 +163,7 @@ def run_lookup(args: argparse.Namespace) -> int:
     """
     if args.output is not None:
         check_tiff_name(args.output)
-    look_up(ResultCache(cache_dir_of(args), make=False), args.key, args.output, RESULT)
+    look_up(cache_of(args), args.key, args.output, RESULT)
     return ExitStatus.OK
 
 
@@ -170,7 +192,7 @@ def run_kernel(args: argparse.Namespace) -> int:
     from worker.files.kernels import check_names  # (with the picture files: numba, tifffile)
 
     check_names(None, args.output)  # (a PNG under a kernel's .npy name replaced it)
-    cache = ResultCache(cache_dir_of(args), make=False)
+    cache = cache_of(args)
     entry = cache.entry(args.key)
     blur = blur_line((entry.record.get("report") or {}) if entry else {})
     if blur:
@@ -245,7 +267,7 @@ def run_stats(args: argparse.Namespace) -> int:
     InputError
         The cache folder is not a folder.
     """
-    stats = ResultCache(cache_dir_of(args), make=False).stats()
+    stats = cache_of(args).stats()
     if args.json:
         print(json.dumps(stats))
     else:
@@ -293,7 +315,7 @@ def run_clean(args: argparse.Namespace) -> int:
             "--keep-results and --exports-dir go with --on-exit (without it, clean empties the "
             "whole cache)"
         )
-    report = ResultCache(cache_dir_of(args), make=False).clean(args.on_exit, args.keep_results)
+    report = cache_of(args).clean(args.on_exit, args.keep_results)
     exports = 0
     if args.on_exit and args.exports_dir and args.exports_dir.is_dir():
         exports = remove_leftover_exports(args.exports_dir)
