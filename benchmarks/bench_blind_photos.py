@@ -52,12 +52,12 @@ from scipy import ndimage
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_deblur import wallpaper_path  # noqa: E402
 from worker.deconv.blind import similarity  # noqa: E402
 from worker.deconv.parametric import gaussian_kernel, kernel_extent  # noqa: E402
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, psnr  # noqa: E402
 from worker.files.icc import SRGB  # noqa: E402
 
-WALLPAPERS = (Path("/usr/share/backgrounds/mate/nature"), Path("/usr/share/backgrounds"))
 PHOTOS = [
     "Dune",
     "LadyBird",
@@ -163,19 +163,14 @@ def load_photo(name: str) -> np.ndarray:
     """The photo `name` in linear light, float32 (H, W, 3)."""
     from skimage import data, io, transform
 
-    files = [folder / f"{name}.jpg" for folder in WALLPAPERS if (folder / f"{name}.jpg").exists()]
-    if files:
-        pixels = io.imread(files[0])[..., :3] / 255.0
+    if hasattr(data, name):
+        pixels = getattr(data, name)()[..., :3] / 255.0
+    else:
+        pixels = io.imread(wallpaper_path(name))[..., :3] / 255.0
         factor = 2
         while pixels.shape[0] * pixels.shape[1] / factor**2 > MAX_PIXELS:
             factor += 1
         pixels = transform.downscale_local_mean(pixels, (factor, factor, 1))
-    elif hasattr(data, name):
-        pixels = getattr(data, name)()[..., :3] / 255.0
-    else:
-        raise SystemExit(
-            f"{name}.jpg is missing: apt-get install mate-backgrounds lomiri-wallpapers"
-        )
     return SRGB.linearise(np.clip(pixels, 0, 1)).astype(np.float32)
 
 

@@ -40,7 +40,8 @@ from worker.deconv import DeblurSettings, deblur  # noqa: E402
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, psnr  # noqa: E402
 from worker.files.icc import SRGB  # noqa: E402
 
-WALLPAPERS = Path("/usr/share/backgrounds/mate/nature")  # Debian package mate-backgrounds
+# Debian packages mate-backgrounds (nature) and lomiri-wallpapers (the folder above it)
+WALLPAPERS = (Path("/usr/share/backgrounds/mate/nature"), Path("/usr/share/backgrounds"))
 TEXTURED = ["Blinds", "Dune", "GreenMeadow", "Wood"]  # leaf veins, grass, grass, wood grain
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "camera"]
 QUICK_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket"]
@@ -62,14 +63,19 @@ def photo(name: str, max_side: int = 768) -> np.ndarray:
     return SRGB.linearise(np.clip(pixels, 0, 1))
 
 
+def wallpaper_path(name: str) -> Path:
+    """The JPEG of a photo of Debian's mate-backgrounds or lomiri-wallpapers packages."""
+    for folder in WALLPAPERS:
+        if (folder / f"{name}.jpg").is_file():
+            return folder / f"{name}.jpg"
+    raise SystemExit(f"{name}.jpg is missing: apt-get install mate-backgrounds lomiri-wallpapers")
+
+
 def wallpaper(name: str) -> np.ndarray:
-    """A photo of Debian's mate-backgrounds package as sRGB float32 (H, W, 3) in [0, 1]."""
+    """A photo of `wallpaper_path` as sRGB float32 (H, W, 3) in [0, 1]."""
     from PIL import Image
 
-    path = WALLPAPERS / f"{name}.jpg"
-    if not path.is_file():
-        raise SystemExit(f"{path} is missing: apt-get install mate-backgrounds")
-    with Image.open(path) as picture:
+    with Image.open(wallpaper_path(name)) as picture:
         return np.asarray(picture.convert("RGB"), dtype=np.float32) / 255
 
 

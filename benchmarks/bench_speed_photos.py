@@ -4,11 +4,14 @@ The pictures are real photographs from Debian's `mate-backgrounds` package
 (/usr/share/backgrounds/mate/nature, 1280 to 2560 px wide JPEGs; `apt-get install
 mate-backgrounds`): a 1920 x 1080 crop of the sharpest (leaf veins) for 2 Mpx, and mosaics of
 crops of several photos (grass, wood, leaves, flowers, sky) for 16 Mpx (3 x 3, 4896 x 3264) and
-24 Mpx (4 x 3 cells, 6000 x 4000). A photo smaller than its mosaic cell is enlarged (Lanczos) to
-fill it, by at most 1.31x (24 Mpx), and the run prints the largest enlargement. Each picture is
-converted to linear light, shaken by a random camera-shake kernel (valid convolution: the frame
-sees light from beyond its edges), given Poisson-Gaussian noise (std 0.01 at mid grey) and
-written as a 16-bit sRGB TIFF, as darktable would export it.
+24 Mpx (4 x 3 cells, 6000 x 4000); and, for `24-photo`, one photograph whole (6000 x 4000: a
+nuthatch on tree bark before a soft background, 6028 x 3391 px in Debian's `lomiri-wallpapers`),
+one scene as a photographer's picture is, where `run`'s two windows on a mosaic fall on different
+photographs. A photo smaller than its frame or mosaic cell is enlarged (Lanczos) to fill it, by at
+most 1.31x (24 Mpx; 1.19x for `24-photo`), and the run prints the largest enlargement. Each
+picture is converted to linear light, shaken by a random camera-shake kernel (valid convolution:
+the frame sees light from beyond its edges), given Poisson-Gaussian noise (std 0.01 at mid grey)
+and written as a 16-bit sRGB TIFF, as darktable would export it.
 
 Each case measures, every command in a fresh process: `dt-deconvolve deblur` with the true kernel
 and `dt-deconvolve run` (blind, `--blur` the kernel's size), end to end (read, estimate, deblur,
@@ -24,7 +27,7 @@ plug-in uses it): the second job's time, from submitting until done, is what a p
 for after the first picture of a session (imports, compiled code and FFT plans already loaded).
 
     flock /tmp/dtd-heavy.lock python benchmarks/bench_speed_photos.py --cases 2:15 2:31 2:45
-    flock /tmp/dtd-heavy.lock python benchmarks/bench_speed_photos.py --cases 24:31
+    flock /tmp/dtd-heavy.lock python benchmarks/bench_speed_photos.py --cases 24:31 24-photo:31
 
 Prints a markdown table; `--keep DIR` leaves the pictures and results there.
 """
@@ -68,10 +71,12 @@ PHOTOS = (
     "Garden", "Aqua", "YellowFlower", "FreshFlower",
 )  # fmt: skip
 MOSAICS = {
-    2: Mosaic((1080, 1920), (1, 1), PHOTOS[:1]),
-    16: Mosaic((3264, 4896), (3, 3), PHOTOS[:9]),
-    24: Mosaic((4000, 6000), (3, 4), PHOTOS),
+    "2": Mosaic((1080, 1920), (1, 1), PHOTOS[:1]),
+    "16": Mosaic((3264, 4896), (3, 3), PHOTOS[:9]),
+    "24": Mosaic((4000, 6000), (3, 4), PHOTOS),
+    "24-photo": Mosaic((4000, 6000), (1, 1), ("Kleiber_by_Lukas_Baubkus",)),
 }
+SKIMAGE_PIXELS = 2.1e6  # scikit-image runs on frames up to this size (larger: --skimage-large)
 MAX_ENLARGEMENT = 2.0
 NOISE = 0.01
 SEED = 12
@@ -129,11 +134,11 @@ def read_linear(path: Path) -> np.ndarray:
     return SRGB.linearise(tifffile.imread(path).astype(np.float32) / 65535)
 
 
-def make_case(folder: Path, megapixels: int, size: int) -> float:
+def make_case(folder: Path, frame: str, size: int) -> float:
     """Write `observed.tif`, `psf.npy` and `truth.npy` into `folder`; returns the enlargement."""
     rng = np.random.default_rng(SEED + size)
     psf = camera_shake_kernel(size, rng)
-    sharp, zoom = scene(MOSAICS[megapixels], size // 2)
+    sharp, zoom = scene(MOSAICS[frame], size // 2)
     h = size // 2
     np.save(folder / "truth.npy", sharp[h:-h, h:-h])
     observed = add_noise(blur_valid(sharp, psf), NOISE, rng)
@@ -244,7 +249,7 @@ CHILDREN: dict[str, Callable[..., dict]] = {
 }
 
 
-def measure(folder: Path, megapixels: int, args: argparse.Namespace) -> dict:
+def measure(folder: Path, frame: str, args: argparse.Namespace) -> dict:
     """Every measurement of one case, each in its own process."""
     name = str(folder)
     results = {
@@ -254,7 +259,8 @@ def measure(folder: Path, megapixels: int, args: argparse.Namespace) -> dict:
         "iteration": in_child("iteration", name, str(args.iteration_cap)),
         "floor": in_child("floor", name),
     }
-    if args.skimage_iterations and (megapixels <= 2 or args.skimage_large):
+    height, width = MOSAICS[frame].shape
+    if args.skimage_iterations and (height * width <= SKIMAGE_PIXELS or args.skimage_large):
         results["skimage"] = in_child("skimage", name, str(args.skimage_iterations))
     return results
 
@@ -289,14 +295,22 @@ def print_case(label: str, results: dict, args: argparse.Namespace) -> None:
         )
 
 
+def parse_case(case: str) -> tuple[str, int]:
+    """`FRAME:KERNEL` as (a key of `MOSAICS`, an odd kernel size)."""
+    frame, _, size = case.partition(":")
+    if frame not in MOSAICS or not size.isdigit() or int(size) % 2 == 0:
+        raise SystemExit(f"a case is FRAME:KERNEL, FRAME one of {', '.join(MOSAICS)}, not {case!r}")
+    return frame, int(size)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--cases",
         nargs="+",
         default=["2:15", "2:31", "2:45", "16:45", "24:31"],
-        metavar="MPX:KERNEL",
-        help=f"megapixels ({', '.join(map(str, MOSAICS))}) and shake kernel size (odd)",
+        metavar="FRAME:KERNEL",
+        help=f"the frame ({', '.join(MOSAICS)}: megapixels) and shake kernel size (odd)",
     )
     parser.add_argument("--skimage-iterations", type=int, default=30, help="0: leave it out")
     parser.add_argument(
@@ -313,22 +327,23 @@ def main() -> None:
         print(json.dumps(CHILDREN[kind](*rest)))
         return
     args = parse_args()
-    cases = [tuple(int(part) for part in case.split(":")) for case in args.cases]
+    cases = [parse_case(case) for case in args.cases]
     print(f"Machine: {os.cpu_count()} CPU cores, load {os.getloadavg()[0]:.2f} at the start.\n")
     print(
         "| picture | what | seconds | engine s | peak GB | iterations (stop) | PSNR dB | "
         "x faster than RL (engine's) |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for megapixels, size in cases:
+    for frame, size in cases:
         with tempfile.TemporaryDirectory() as scratch:
-            folder = args.keep / f"{megapixels}mpx-{size}" if args.keep else Path(scratch)
+            folder = args.keep / f"{frame}-{size}" if args.keep else Path(scratch)
             folder.mkdir(parents=True, exist_ok=True)
-            zoom = make_case(folder, megapixels, size)
-            height, width = MOSAICS[megapixels].shape
+            zoom = make_case(folder, frame, size)
+            height, width = MOSAICS[frame].shape
             blurred = psnr(read_linear(folder / "observed.tif"), np.load(folder / "truth.npy"))
-            label = f"{width}x{height}, {size} px shake (input {blurred:.2f} dB, zoom {zoom:.2f})"
-            print_case(label, measure(folder, megapixels, args), args)
+            label = f"{frame}: {width}x{height}, {size} px shake (input {blurred:.2f} dB, "
+            label += f"zoom {zoom:.2f})"
+            print_case(label, measure(folder, frame, args), args)
             sys.stdout.flush()
     print(f"\nLoad {os.getloadavg()[0]:.2f} at the end.")
 

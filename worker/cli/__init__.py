@@ -12,12 +12,13 @@ Errors reach the user as one line on stderr, never as a traceback; the exit stat
 import argparse
 import os
 import re
+import signal
 from collections.abc import Sequence
 from typing import Any
 
 from worker import __version__
 from worker.cli.exit_status import ExitStatus, of_signal
-from worker.cli.stops import stop_on_signals, stopped_by
+from worker.cli.stops import say_stopped, stop_on_signals, stopped_by
 from worker.cli.streams import PROG, reader_gone, warn
 from worker.errors import UsageError, describe_error, is_internal, one_line
 
@@ -100,7 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command that `argv` names: the entry point of `dt-deconvolve`.
 
     Any error is one line on stderr, never a traceback; an internal error (a bug: `is_internal`)
-    says that ``DT_DECONVOLVE_DEBUG=1`` shows more, and with that set it is raised as it is.
+    says that ``DT_DECONVOLVE_DEBUG=1`` shows more, and with that set it is raised as it is. A
+    command that a signal stops (Ctrl-C among them) ends with one line saying so
+    (`worker.cli.stops.STOPPED`).
 
     Parameters
     ----------
@@ -127,7 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except KeyboardInterrupt:
+        say_stopped(signal.SIGINT)
         return ExitStatus.INTERRUPTED
+    except SystemExit:
+        signum = stopped_by()
+        if signum is not None:  # a stopping signal's exit (`stop_on_signals`)
+            say_stopped(signum)
+        raise
     except BrokenPipeError:  # `dt-deconvolve ... | head`: the reader has what it wanted
         return reader_gone()
     except UsageError as error:  # options that do not go together: as a usage error
@@ -136,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         signum = stopped_by()
         if signum is not None:  # the exit, wrapped on its way out of compiled code
+            say_stopped(signum)
             return of_signal(signum)
         message = describe_error(error)
         if is_internal(error):  # a bug: still one line, with a way to see the details

@@ -19,11 +19,13 @@ exception and sends the signal again, from another thread a moment later, so tha
 outside the destructor.
 """
 
+import contextlib
 import signal
 import sys
 import threading
 
 from worker.cli.exit_status import of_signal
+from worker.cli.streams import warn
 from worker.signals import STOPPING_SIGNALS, defer
 
 _raised: list[tuple[BaseException, int]] = []  # each stop's exception, and its signal
@@ -63,6 +65,22 @@ def stop_on_signals() -> None:
     worker installs handlers of its own)."""
     for signum in (*STOPPING_SIGNALS, signal.SIGINT):
         signal.signal(signum, _stop)
+
+
+STOPPED = {
+    signal.SIGINT: "interrupted (Ctrl-C)",
+    signal.SIGTERM: "stopped (SIGTERM)",
+    signal.SIGHUP: "stopped: its terminal closed (SIGHUP)",
+    signal.SIGQUIT: "stopped (Ctrl-\\, SIGQUIT)",
+}
+"""The line a command that a signal stopped ends with, by signal."""
+
+
+def say_stopped(signum: int) -> None:
+    """End a stopped command with its one line (`STOPPED`), where stderr can still take it: a
+    closed terminal (SIGHUP) or a reader gone takes none, and that is no further error."""
+    with contextlib.suppress(OSError):
+        warn(STOPPED[signal.Signals(signum)])
 
 
 def stopped_by() -> int | None:
