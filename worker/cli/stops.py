@@ -78,7 +78,13 @@ STOPPED = {
 
 def say_stopped(signum: int) -> None:
     """End a stopped command with its one line (`STOPPED`), where stderr can still take it: a
-    closed terminal (SIGHUP) or a reader gone takes none, and that is no further error."""
+    closed terminal (SIGHUP) or a reader gone takes none, and that is no further error.
+
+    Parameters
+    ----------
+    signum : int
+        The signal that stopped it: SIGINT or one of `STOPPING_SIGNALS`.
+    """
     with contextlib.suppress(OSError):
         warn(STOPPED[signal.Signals(signum)])
 
