@@ -308,7 +308,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--cases",
         nargs="+",
-        default=["2:15", "2:31", "2:45", "16:45", "24:31"],
+        default=["2:15", "2:31", "2:45", "16:45", "24:31", "24-photo:31"],
         metavar="FRAME:KERNEL",
         help=f"the frame ({', '.join(MOSAICS)}: megapixels) and shake kernel size (odd)",
     )
