@@ -56,13 +56,12 @@ from pathlib import Path
 import numba
 import numpy as np
 import tifffile
-from PIL import Image
 from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_deblur import add_noise  # noqa: E402
+from benchmarks.bench_deblur import add_noise, wallpaper  # noqa: E402
 from worker.deconv import DeblurSettings, deblur  # noqa: E402
 from worker.deconv.psf import luminance  # noqa: E402
 from worker.deconv.synthetic import camera_shake_kernel, psnr, shake  # noqa: E402
@@ -71,7 +70,6 @@ from worker.files.imageio import read_picture, write_png  # noqa: E402
 from worker.jobspec import JobSpec  # noqa: E402
 from worker.pipeline import run_pipeline  # noqa: E402
 
-WALLPAPERS = Path("/usr/share/backgrounds/mate/nature")
 ROTATION_PHOTOS = ["Wood", "LadyBird", "YellowFlower", "Garden"]
 SUBJECT_SCENES = [("Wood", "YellowFlower"), ("LadyBird", "Garden"), ("TwoWings", "Wood")]
 NOISE = [0.005, 0.01]  # shot and read noise deviations, cycled over the cases
@@ -84,9 +82,8 @@ CHANGED = 0.01  # a static pixel counts as changed when its luminance moved by m
 
 
 def load_photo(name: str) -> np.ndarray:
-    """A mate-backgrounds photo as linear float32 (H, W, 3), at its own size."""
-    pixels = np.asarray(Image.open(WALLPAPERS / f"{name}.jpg").convert("RGB"), np.float32) / 255
-    return SRGB.linearise(pixels).astype(np.float32)
+    """A mate-backgrounds photo (`wallpaper`) as linear float32 (H, W, 3), at its own size."""
+    return SRGB.linearise(wallpaper(name)).astype(np.float32)
 
 
 def write_input(path: Path, linear: np.ndarray) -> np.ndarray:
