@@ -130,21 +130,28 @@ class Client:
     def _exchange(self, data: bytes, timeout: float | None) -> bytes:
         """Send a request's bytes and return the reply's. An ipc socket that is not there has
         no worker behind it: that is said at once, not after the time-out."""
+        nobody = f"no worker answers at {self.endpoint}"
         socket_file = ipc_path(self.endpoint)
         if socket_file is not None and not socket_file.exists():
-            raise WorkerUnavailable(f"no worker answers at {self.endpoint}")
+            raise WorkerUnavailable(nobody)
         # Made and closed whole: a stop that came inside pyzmq's bookkeeping of the socket left
         # one open that `close` (`Context.destroy`) did not know of, and the exit waited for it.
         with held():
             socket = self.context.socket(zmq.REQ)
             socket.linger = 0
+        wait = int(1000 * (timeout or self.timeout))
         try:
             secure_client(socket, self.endpoint, self.curve_dir)
+            # A send waits for a connection; one the worker refuses (CURVE keys it does not
+            # take) may leave none, and without a limit the send waited for ever (CI saw it).
+            socket.sndtimeo = wait
             socket.connect(self.endpoint)
             socket.send(data)
-            if not socket.poll(int(1000 * (timeout or self.timeout)), zmq.POLLIN):
-                raise WorkerUnavailable(f"no worker answers at {self.endpoint}")
+            if not socket.poll(wait, zmq.POLLIN):
+                raise WorkerUnavailable(nobody)
             return socket.recv()
+        except zmq.Again:  # the send's limit
+            raise WorkerUnavailable(nobody) from None
         finally:
             with held():
                 socket.close()
