@@ -4,11 +4,13 @@ The pictures are real photographs from Debian's `mate-backgrounds` package
 (/usr/share/backgrounds/mate/nature, 1280 to 2560 px wide JPEGs; `apt-get install
 mate-backgrounds`): a 1920 x 1080 crop of the sharpest (leaf veins) for 2 Mpx, and mosaics of
 crops of several photos (grass, wood, leaves, flowers, sky) for 16 Mpx (3 x 3, 4896 x 3264) and
-24 Mpx (4 x 3 cells, 6000 x 4000); and, for `24-photo`, one photograph whole (6000 x 4000: a
-nuthatch on tree bark before a soft background, 6028 x 3391 px in Debian's `lomiri-wallpapers`),
-one scene as a photographer's picture is, where `run`'s two windows on a mosaic fall on different
-photographs. A photo smaller than its frame or mosaic cell is enlarged (Lanczos) to fill it, by at
-most 1.31x (24 Mpx; 1.19x for `24-photo`), and the run prints the largest enlargement. Each
+24 Mpx (4 x 3 cells, 6000 x 4000); and, for `16-photo` and `24-photo`, one photograph each,
+whole but for a centre crop to the frame's shape (4896 x 3264: dandelions in a meadow against the
+low sun, 5312 x 2988 px, and 6000 x 4000: a nuthatch on tree bark before a soft background, 6028
+x 3391 px, both in Debian's `lomiri-wallpapers`), one scene as a photographer's picture is, where
+`run`'s two windows on a mosaic fall on different photographs. A photo smaller than its frame or
+mosaic cell is enlarged (Lanczos) to fill it, by at most 1.31x (24 Mpx; 1.11x for `16-photo`,
+1.19x for `24-photo`), and the run prints the largest enlargement. Each
 picture is converted to linear light, shaken by a random camera-shake kernel (valid convolution:
 the frame sees light from beyond its edges), given Poisson-Gaussian noise (std 0.01 at mid grey)
 and written as a 16-bit sRGB TIFF, as darktable would export it.
@@ -16,18 +18,22 @@ and written as a 16-bit sRGB TIFF, as darktable would export it.
 Each case measures, every command in a fresh process: `dt-deconvolve deblur` with the true kernel
 and `dt-deconvolve run` (blind, `--blur` the kernel's size), end to end (read, estimate, deblur,
 write) with their peak memory, iterations, stop reason and PSNR (linear light, whole frame,
-against the sharp photo); one iteration of the engine (median over a short capped run in
-process); the FFT floor (two rfft2/irfft2 pairs per channel at the frame's padded fast size, all
-cores); and scikit-image's Richardson-Lucy with 30 iterations per channel (2 Mpx always; larger
-pictures with --skimage-large; its time is the restoration alone, after reading the picture,
-which the table's "engine s" column gives for the commands beside their end-to-end seconds, and
-"x faster" both ways); and the same `deblur` job submitted twice to a freshly started
-worker through the real client and ZeroMQ socket (`dt-deconvolve worker`, as the darktable
-plug-in uses it): the second job's time, from submitting until done, is what a photographer waits
-for after the first picture of a session (imports, compiled code and FFT plans already loaded).
+against the sharp photo); one iteration of the engine (median over a short capped run) against
+the FFT floor (two rfft2/irfft2 pairs per channel at the frame's padded fast size, all cores),
+the two in turns, three times, each in a fresh process, and the median of their ratios; and the
+same `deblur` job submitted to a freshly started worker through the real client and ZeroMQ
+socket (`dt-deconvolve worker`, as the darktable plug-in uses it), once and then three times
+more, each time followed by scikit-image's Richardson-Lucy with 30 iterations per channel in the
+client's process (2 Mpx always; larger pictures with --skimage-large; its time is the
+restoration alone, after reading the picture, which the table's "engine s" column gives for the
+commands beside their end-to-end seconds, and "x faster" both ways): the later jobs' time, from
+submitting until done, is what a photographer waits for after the first picture of a session
+(imports, compiled code and FFT plans already loaded), and since the two take turns, the median
+of their ratios is the comparison.
 
     flock /tmp/dtd-heavy.lock python benchmarks/bench_speed_photos.py --cases 2:15 2:31 2:45
     flock /tmp/dtd-heavy.lock python benchmarks/bench_speed_photos.py --cases 24:31 24-photo:31
+    flock /tmp/dtd-heavy.lock python benchmarks/bench_speed_photos.py --cases 16:45 16-photo:45
 
 Prints a markdown table; `--keep DIR` leaves the pictures and results there.
 """
@@ -50,7 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_deblur import add_noise, fft_floor, time_engine, wallpaper  # noqa: E402
-from benchmarks.bench_worker import run_job, worker_process  # noqa: E402
+from benchmarks.bench_worker import run_job, wait_until_it_answers, worker_process  # noqa: E402
 from worker.deconv import DeblurSettings  # noqa: E402
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, psnr  # noqa: E402
 from worker.files.icc import SRGB  # noqa: E402
@@ -74,12 +80,15 @@ MOSAICS = {
     "2": Mosaic((1080, 1920), (1, 1), PHOTOS[:1]),
     "16": Mosaic((3264, 4896), (3, 3), PHOTOS[:9]),
     "24": Mosaic((4000, 6000), (3, 4), PHOTOS),
+    "16-photo": Mosaic((3264, 4896), (1, 1), ("seeding_by_Clements_Engelhardt",)),
     "24-photo": Mosaic((4000, 6000), (1, 1), ("Kleiber_by_Lukas_Baubkus",)),
 }
 SKIMAGE_PIXELS = 2.1e6  # scikit-image runs on frames up to this size (larger: --skimage-large)
 MAX_ENLARGEMENT = 2.0
 NOISE = 0.01
 SEED = 12
+WARM_ROUNDS = 3  # turns of a warm worker's job and scikit-image's run
+FLOOR_ROUNDS = 3  # turns of a capped run and the FFT floor, for one iteration's time against it
 
 
 def cell(name: str, height: int, width: int) -> tuple[np.ndarray, float]:
@@ -185,25 +194,44 @@ def child_cli(folder: str, mode: str) -> dict:
     return result
 
 
-def child_warm(folder: str) -> dict:
-    """The same `deblur` job (true kernel) submitted twice to a freshly started worker through
-    the real client and socket: seconds from submitting until done for each (the first includes
-    the worker's start and warm-up: it is timed from starting the worker), and the second's
-    PSNR."""
+def child_warm(folder: str, skimage_count: str) -> dict:
+    """The same `deblur` job (true kernel) submitted to a freshly started worker through the real
+    client and socket: seconds from submitting until done, the first time (timed from starting
+    the worker: it includes the start and warm-up) and then `WARM_ROUNDS` times, each followed
+    by scikit-image's Richardson-Lucy with `skimage_count` iterations (0: none) in this process,
+    so that the two take turns on the machine; the medians, that of their ratios, and PSNRs."""
     case = Path(folder)
+    count = int(skimage_count)
     fields = {"input": str(case / "observed.tif"), "psf": str(case / "psf.npy")}
+    observed = np.clip(read_linear(case / "observed.tif"), 0, None)
+    psf = np.load(case / "psf.npy")
+    jobs, peers = [], []
     with (
         tempfile.TemporaryDirectory(prefix="dtd-warm-", dir="/tmp") as private,
         worker_process(Path(private), own_caches=False) as (endpoint, started),
         Client(endpoint) as client,
     ):
-        while client.ping(timeout=0.2) is None:
-            pass
+        wait_until_it_answers(client)
         first = run_job(client, started, output=str(case / "warm1.tif"), **fields)[-1]
-        t0 = time.perf_counter()
-        second = run_job(client, t0, output=str(case / "warm2.tif"), **fields)[-1]
+        for turn in range(WARM_ROUNDS):
+            t0 = time.perf_counter()
+            jobs.append(run_job(client, t0, output=str(case / f"warm2-{turn}.tif"), **fields)[-1])
+            if count:
+                seconds, restored = richardson_lucy(observed, psf, count)
+                peers.append(seconds)
     truth = np.load(case / "truth.npy", mmap_mode="r")
-    return {"first": first, "seconds": second, "psnr": psnr(read_linear(case / "warm2.tif"), truth)}
+    result: dict[str, object] = {
+        "first": first,
+        "seconds": float(np.median(jobs)),
+        "psnr": psnr(read_linear(case / f"warm2-{WARM_ROUNDS - 1}.tif"), truth),
+    }
+    if count:
+        result["skimage"] = {
+            "seconds": float(np.median(peers)),
+            "ratio": float(np.median(np.array(peers) / jobs)),
+            "psnr": psnr(restored, truth),
+        }
+    return result
 
 
 def child_iteration(folder: str, iterations: str) -> dict:
@@ -214,25 +242,6 @@ def child_iteration(folder: str, iterations: str) -> dict:
     return time_engine(observed, np.load(case / "psf.npy"), settings)
 
 
-def child_skimage(folder: str, count: str) -> dict:
-    """scikit-image's Richardson-Lucy, `count` iterations per channel, and its PSNR."""
-    from skimage import restoration
-
-    case = Path(folder)
-    observed = np.clip(read_linear(case / "observed.tif"), 0, None)
-    psf = np.load(case / "psf.npy")
-    start = time.perf_counter()
-    restored = np.stack(
-        [restoration.richardson_lucy(observed[..., c], psf, num_iter=int(count)) for c in range(3)],
-        axis=-1,
-    )
-    seconds = time.perf_counter() - start
-    return {
-        "seconds": seconds,
-        "psnr": psnr(restored, np.load(case / "truth.npy", mmap_mode="r")),
-    }
-
-
 def child_floor(folder: str) -> dict:
     """`fft_floor` for the case's frame and kernel."""
     case = Path(folder)
@@ -240,11 +249,41 @@ def child_floor(folder: str) -> dict:
     return fft_floor(truth.shape[:2], np.load(case / "psf.npy").shape[0])
 
 
+def iteration_and_floor(folder: str, iterations: int) -> dict:
+    """One iteration's time against the FFT floor's, each measured `FLOOR_ROUNDS` times in turns,
+    each time in a fresh process (so that neither's threads disturb the other's): the medians of
+    both and of their ratios, turn by turn (a change of the machine's load moves both alike)."""
+    turns = [
+        (
+            in_child("iteration", folder, str(iterations))["per_iteration"],
+            in_child("floor", folder)["seconds"],
+        )
+        for _ in range(FLOOR_ROUNDS)
+    ]
+    per, floors = np.array(turns).T
+    return {
+        "per_iteration": float(np.median(per)),
+        "floor": float(np.median(floors)),
+        "ratio": float(np.median(per / floors)),
+    }
+
+
+def richardson_lucy(observed: np.ndarray, psf: np.ndarray, count: int) -> tuple[float, np.ndarray]:
+    """scikit-image's Richardson-Lucy, `count` iterations per channel: (seconds, result)."""
+    from skimage import restoration
+
+    start = time.perf_counter()
+    restored = np.stack(
+        [restoration.richardson_lucy(observed[..., c], psf, num_iter=count) for c in range(3)],
+        axis=-1,
+    )
+    return time.perf_counter() - start, restored
+
+
 CHILDREN: dict[str, Callable[..., dict]] = {
     "cli": child_cli,
     "warm": child_warm,
     "iteration": child_iteration,
-    "skimage": child_skimage,
     "floor": child_floor,
 }
 
@@ -255,20 +294,18 @@ def measure(folder: Path, frame: str, args: argparse.Namespace) -> dict:
     results = {
         "deblur": in_child("cli", name, "deblur"),
         "run": in_child("cli", name, "run"),
-        "warm": in_child("warm", name),
-        "iteration": in_child("iteration", name, str(args.iteration_cap)),
-        "floor": in_child("floor", name),
     }
     height, width = MOSAICS[frame].shape
-    if args.skimage_iterations and (height * width <= SKIMAGE_PIXELS or args.skimage_large):
-        results["skimage"] = in_child("skimage", name, str(args.skimage_iterations))
+    peer = height * width <= SKIMAGE_PIXELS or args.skimage_large
+    results["warm"] = in_child("warm", name, str(args.skimage_iterations if peer else 0))
+    results["iteration"] = iteration_and_floor(name, args.iteration_cap)
     return results
 
 
 def print_case(label: str, results: dict, args: argparse.Namespace) -> None:
     """Rows of the markdown table for one case."""
-    floor, per = results["floor"]["seconds"], results["iteration"]["per_iteration"]
-    sk = results.get("skimage")
+    timing = results["iteration"]
+    sk = results["warm"].get("skimage")
     for mode in ("deblur", "run"):
         r = results[mode]
         versus = f"{sk['seconds'] / r['seconds']:.1f}x" if sk else "-"
@@ -281,13 +318,14 @@ def print_case(label: str, results: dict, args: argparse.Namespace) -> None:
             f"{r['iterations']} ({r['stop_reason']}) | {r['psnr']:.2f} | {versus} |"
         )
     warm = results["warm"]
-    versus = f"{sk['seconds'] / warm['seconds']:.1f}x" if sk else "-"
+    versus = f"{sk['ratio']:.1f}x" if sk else "-"
     print(
         f"| {label} | `deblur` job, warm worker (first job {warm['first']:.1f} s from the "
-        f"worker's start) | {warm['seconds']:.1f} | | | | {warm['psnr']:.2f} | {versus} |"
+        f"worker's start; then the median of {WARM_ROUNDS}) | {warm['seconds']:.1f} | | | | "
+        f"{warm['psnr']:.2f} | {versus} |"
     )
-    print(f"| {label} | one iteration / FFT floor | {per:.2f} / {floor:.2f} | | | "
-          f"{per / floor:.2f}x the floor | | |")  # fmt: skip
+    print(f"| {label} | one iteration / FFT floor | {timing['per_iteration']:.3f} / "
+          f"{timing['floor']:.3f} | | | {timing['ratio']:.2f}x the floor | | |")  # fmt: skip
     if sk:
         print(
             f"| {label} | scikit-image RL-{args.skimage_iterations} | {sk['seconds']:.1f} | "
@@ -308,7 +346,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--cases",
         nargs="+",
-        default=["2:15", "2:31", "2:45", "16:45", "24:31", "24-photo:31"],
+        default=["2:15", "2:31", "2:45", "16:45", "16-photo:45", "24:31", "24-photo:31"],
         metavar="FRAME:KERNEL",
         help=f"the frame ({', '.join(MOSAICS)}: megapixels) and shake kernel size (odd)",
     )
