@@ -203,7 +203,7 @@ def child_warm(folder: str, skimage_count: str) -> dict:
     case = Path(folder)
     count = int(skimage_count)
     fields = {"input": str(case / "observed.tif"), "psf": str(case / "psf.npy")}
-    observed = np.clip(read_linear(case / "observed.tif"), 0, None)
+    observed = np.clip(read_linear(case / "observed.tif"), 0, None) if count else None
     psf = np.load(case / "psf.npy")
     jobs, peers = [], []
     with (
@@ -216,7 +216,7 @@ def child_warm(folder: str, skimage_count: str) -> dict:
         for turn in range(WARM_ROUNDS):
             t0 = time.perf_counter()
             jobs.append(run_job(client, t0, output=str(case / f"warm2-{turn}.tif"), **fields)[-1])
-            if count:
+            if observed is not None:
                 seconds, restored = richardson_lucy(observed, psf, count)
                 peers.append(seconds)
     truth = np.load(case / "truth.npy", mmap_mode="r")
