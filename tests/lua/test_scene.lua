@@ -1,31 +1,10 @@
 -- Splitting an edit at its tone mapper (lua/lib/deconvolve/scene.lua), with plain lua5.4.
 local check = require "harness"
 local scene = require "lib/deconvolve/scene"
+local styles = require "styles"
 local test, eq = check.test, check.eq
-
--- darktable 4.2's pipe order (v3.0), shortened: what matters is where each module sits.
-local ORDER = "rawprepare,0,temperature,0,demosaic,0,exposure,0,colorin,0,channelmixerrgb,0,"
-  .. "colorbalancergb,0,basecurve,0,filmic,0,sigmoid,0,filmicrgb,0,tonecurve,0,bilat,0,"
-  .. "vignette,0,colorout,0,dither,0,exposure,1,gamma,0"
-
-local function plugin(num, operation, enabled, priority)
-  return string.format(
-    "<plugin><num>%d</num><module>1</module><operation>%s</operation><op_params>abcd</op_params>"
-      .. "<enabled>%d</enabled><blendop_params>gz00</blendop_params><blendop_version>11</blendop_version>"
-      .. "<multi_priority>%d</multi_priority><multi_name></multi_name></plugin>",
-    num, operation, enabled and 1 or 0, priority or 0)
-end
-
--- A style file as darktable writes it (items in descending history order).
-local function style_file(plugins)
-  local body = {}
-  for index = #plugins, 1, -1 do
-    body[#body + 1] = plugins[index]
-  end
-  return '<?xml version="1.0" encoding="UTF-8"?>\n<darktable_style version="1.0"><info>'
-    .. "<name>dt-deconvolve-1</name><description></description><iop_list>" .. ORDER
-    .. "</iop_list></info><style>" .. table.concat(body) .. "</style></darktable_style>"
-end
+local ORDER, DEFAULT_RAW = styles.ORDER, styles.DEFAULT_RAW
+local plugin, style_file = styles.plugin, styles.style_file
 
 local function operations(plugins)
   local names = {}
@@ -35,11 +14,6 @@ local function operations(plugins)
   return names
 end
 
-local DEFAULT_RAW = {
-  plugin(0, "rawprepare", true), plugin(1, "demosaic", true), plugin(2, "colorin", true),
-  plugin(3, "colorout", true), plugin(4, "gamma", true), plugin(5, "temperature", true),
-  plugin(6, "filmicrgb", true), plugin(7, "exposure", true),
-}
 
 test("parse: items sorted by history number, with the pipe order", function()
   local style = assert(scene.parse(style_file(DEFAULT_RAW)))

@@ -1,0 +1,75 @@
+--[[ Reading a picture's edit for the scene-referred round trip (lua/lib/deconvolve/roundtrip.lua),
+     with plain lua5.4 and a stand-in for darktable's styles. When a render writes a raw's default
+     history is the stand-in's to say: a real darktable writes it late only by chance (two renders
+     of a raw just imported at once), so the wait and the refusal are tested here; the round trip
+     itself runs in a real darktable (test_darktable.py). ]]
+local check = require "harness"
+local roundtrip = require "lib/deconvolve/roundtrip"
+local styles = require "styles"
+local test, eq, truthy = check.test, check.eq, check.truthy
+
+-- What darktable writes for a style made of a picture without history: no <style> element.
+local NO_HISTORY = '<?xml version="1.0" encoding="UTF-8"?>\n<darktable_style version="1.0">'
+  .. "<info><name>dt-deconvolve-1</name><description></description></info></darktable_style>"
+
+--[[ A darktable and a picture (`is_raw`) whose history is none until `delay` ms after its first
+     render, then the style file `history` (nil: none ever); the folder its style files go
+     through; and a function that says how many ms the plug-in slept. ]]
+local function stand_in(is_raw, history, delay)
+  local folder = os.tmpname()
+  os.remove(folder)
+  assert(os.execute("mkdir " .. folder))
+  local slept, rendered = 0, nil
+  local dt = { configuration = { config_dir = folder }, control = {}, styles = {} }
+  function dt.control.sleep(ms)
+    slept = slept + ms
+  end
+  local image = { is_raw = is_raw }
+  function image.generate_cache()
+    rendered = rendered or slept
+  end
+  function dt.styles.create(_, name)
+    local text = (rendered and history and slept - rendered >= delay) and history or NO_HISTORY
+    return {
+      export = function(_, where)
+        local file = assert(io.open(where .. "/" .. name .. ".dtstyle", "w"))
+        file:write(text)
+        file:close()
+      end,
+      delete = function() end,
+    }
+  end
+  function dt.styles.import(path)
+    dt.styles[#dt.styles + 1] = { name = path:match("([^/]+)%.dtstyle$") }
+  end
+  return dt, image, folder, function()
+    return slept
+  end
+end
+
+test("a raw whose default history comes after its render: waited for, then split", function()
+  local dt, image, folder, slept = stand_in(true, styles.style_file(styles.DEFAULT_RAW), 1000)
+  local made = assert(roundtrip.split_edit(dt, image, folder, "edit-1"))
+  truthy(made.scene and made.look, "a scene and a look style")
+  eq(made.look.name, "edit-1-look")
+  eq(slept(), 1000, "ms waited")
+  os.execute("rm -r " .. folder)
+end)
+
+test("a raw still without a history after its render: refused, never taken as finished", function()
+  local dt, image, folder, slept = stand_in(true, nil, 0)
+  local made, reason = roundtrip.split_edit(dt, image, folder, "edit-2")
+  eq(made, nil)
+  truthy(reason:find("open it in the darkroom", 1, true), "the reason says what to do: " .. reason)
+  eq(slept(), 5000, "ms waited")
+  os.execute("rm -r " .. folder)
+end)
+
+test("a picture never edited that is not a raw: as darktable renders it, at once", function()
+  local dt, image, folder, slept = stand_in(false, nil, 0)
+  eq(roundtrip.split_edit(dt, image, folder, "edit-3"), {})
+  eq(slept(), 0, "ms waited")
+  os.execute("rm -r " .. folder)
+end)
+
+check.run()
