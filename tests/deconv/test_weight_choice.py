@@ -11,6 +11,8 @@ from worker.deconv.varying import deblur_grid
 from worker.deconv.weight_choice import (
     HELD_OUT,
     SCALES,
+    TIE,
+    best_scale,
     grey_centre,
     held_out_pixels,
     prediction_error,
@@ -84,6 +86,14 @@ def test_a_smooth_picture_takes_more_smoothing_and_gains_by_it() -> None:
 def test_fine_grain_keeps_the_rules_weight() -> None:
     _, blurred, psf = _scene(0.002, 0, 0.1)
     assert _weight_scale(blurred, psf, DeblurSettings(), None, 0.0) == SCALES[0] == 1
+
+
+def test_a_tie_goes_to_the_rules_weight_and_a_clear_win_to_its_scale() -> None:
+    # An unblurred photograph's trials, to seven digits: the float's last digits chose before.
+    assert best_scale([1.606776932e-4, 1.606776787e-4, 1.606776787e-4]) == SCALES[0] == 1
+    assert best_scale([1.0, 1.0 - TIE / 2, 1.0]) == 1
+    assert best_scale([1.0, 1.0 - 2 * TIE, 1.0 - 2 * TIE]) == SCALES[1]
+    assert best_scale([1.0, 0.9, 0.8]) == SCALES[2]
 
 
 def test_an_expert_lambda_is_used_as_it_is() -> None:

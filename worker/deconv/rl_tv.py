@@ -102,6 +102,7 @@ from worker.deconv.tv import gradient_weights, split_gradient_at
 from worker.deconv.weight_choice import (
     ITERATIONS,
     SCALES,
+    best_scale,
     grey_centre,
     held_out_pixels,
     prediction_error,
@@ -745,7 +746,7 @@ def _weight_scale(
         training = replace(data, f=f, mask=mask, texture=data.texture.copy())
         run = _run(training, psf, trial, _scaled(data.rule_lambda, scale), None, None).run
         errors.append(prediction_error(run.estimate, data.f, psf, held))
-    return SCALES[int(np.argmin(errors))]
+    return best_scale(errors)
 
 
 def deblur(
