@@ -86,13 +86,16 @@ local HISTORY_WAIT, HISTORY_POLL = 5000, 250
 local function default_history(dt, image, folder, name)
   image:generate_cache(true, 0, 0)
   local text, reason = history_text(dt, image, folder, name)
+  local function raw_without_history()
+    return text and never_edited(text) and image.is_raw
+  end
   local waited = 0
-  while text and never_edited(text) and image.is_raw and waited < HISTORY_WAIT do
+  while raw_without_history() and waited < HISTORY_WAIT do
     dt.control.sleep(HISTORY_POLL)
     waited = waited + HISTORY_POLL
     text, reason = history_text(dt, image, folder, name)
   end
-  if text and never_edited(text) and image.is_raw then
+  if raw_without_history() then
     return nil, "darktable has not given this raw its default edit: "
       .. "open it in the darkroom once, then run again"
   end
