@@ -117,26 +117,28 @@ def shrink_smooth(image: np.ndarray, scale: float) -> np.ndarray:
 
 
 @compiled(parallel=True, fastmath=True)
-def enlarge_bilinear(small: np.ndarray, height: int, width: int) -> np.ndarray:
-    """`small` enlarged by bilinear interpolation, pixel centres aligned (output pixel i sits at
-    input coordinate (i + 1/2) h / height - 1/2), edges held.
+def enlarge_bilinear(small: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """`small` enlarged by bilinear interpolation into `out`, pixel centres aligned (output pixel
+    i sits at input coordinate (i + 1/2) h / height - 1/2), edges held.
 
-    Compiled (numba), the rows in parallel.
+    Compiled (numba), the rows in parallel. `out` may be a view (the window of a larger grid:
+    the coarse start is enlarged straight into the extended grid, no plane of the frame's size
+    allocated for it).
 
     Parameters
     ----------
     small : ndarray, shape (C, h, w)
         The picture, channels first.
-    height, width : int
-        The new size, in pixels.
+    out : ndarray of float32, shape (C, height, width)
+        Where the enlarged picture is written: its shape is the new size.
 
     Returns
     -------
     ndarray, shape (C, height, width)
-        The enlarged picture, float32.
+        `out`.
     """
     channels, h, w = small.shape
-    out = np.empty((channels, height, width), dtype=np.float32)
+    height, width = out.shape[1], out.shape[2]
     for row in numba.prange(channels * height):
         c, i = row // height, row % height
         y = min(max((i + 0.5) * h / height - 0.5, 0.0), h - 1.0)

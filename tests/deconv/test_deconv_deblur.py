@@ -204,7 +204,12 @@ def test_tiled_iterations_equal_whole_frame_ones(shaken) -> None:
 def test_enlarge_is_bilinear_on_pixel_centres() -> None:
     small = np.random.default_rng(12).random((2, 7, 9), dtype=np.float32)
     expected = ndimage.zoom(small, (1, 15 / 7, 19 / 9), order=1, mode="nearest", grid_mode=True)
-    np.testing.assert_allclose(enlarge_bilinear(small, 15, 19), expected, atol=1e-6)
+    enlarged = enlarge_bilinear(small, np.empty((2, 15, 19), np.float32))
+    np.testing.assert_allclose(enlarged, expected, atol=1e-6)
+    grid = np.full((2, 21, 25), np.nan, np.float32)  # into the window of a larger grid
+    enlarge_bilinear(small, grid[:, 3:18, 3:22])
+    np.testing.assert_array_equal(grid[:, 3:18, 3:22], enlarged)
+    assert np.isnan(grid[:, :3]).all() and np.isnan(grid[:, :, 22:]).all()  # the rest untouched
 
 
 def test_coarse_start_gives_the_same_quality_sooner(shaken, monkeypatch) -> None:

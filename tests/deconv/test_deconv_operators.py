@@ -10,7 +10,7 @@ import pytest
 from reference import blur_forward, tv_divergence, tv_energy
 from scipy import ndimage, signal
 
-from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
+from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level, hold_edges
 from worker.deconv.convolve import tile_shape
 from worker.deconv.fft import fast_length, fast_lengths, kernel_spectrum
 from worker.deconv.noise import (
@@ -91,6 +91,14 @@ def test_blur_operator_is_the_valid_convolution_and_its_adjoint(shape: tuple[int
     # Dot-product test: <A u, r> = <u, A^T r>.
     lhs, rhs = np.vdot(au.astype(np.float64), r), np.vdot(u.astype(np.float64), atr)
     assert lhs == pytest.approx(rhs, rel=1e-5)
+
+
+def test_the_rim_holds_the_windows_nearest_pixels_as_edge_padding_does() -> None:
+    window = np.random.default_rng(13).random((2, 5, 7), dtype=np.float32)
+    grid = np.full((2, 11, 15), np.nan, np.float32)
+    grid[:, 2:7, 4:11] = window
+    hold_edges(grid, 2, 4, 5, 7)
+    np.testing.assert_array_equal(grid, np.pad(window, ((0, 0), (2, 4), (4, 4)), mode="edge"))
 
 
 def test_tiles_reach_their_consumer_contiguous() -> None:

@@ -54,6 +54,35 @@ def extended_shape(shape: tuple[int, ...], psf_shape: tuple[int, int]) -> tuple[
     return shape[0] + psf_shape[0] - 1, shape[1] + psf_shape[1] - 1
 
 
+def hold_edges(x: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """Fill the rim of the extended grid with the observed window's nearest pixels, in place.
+
+    The window is ``x[..., top : top + height, left : left + width]``; every pixel outside it
+    takes the value of the window's pixel nearest to it, as `np.pad`'s "edge" mode would (corners
+    the window's corners), without a second plane of the grid's size.
+
+    Parameters
+    ----------
+    x : ndarray, shape (..., Hx, Wx)
+        The planes on the extended grid, the window filled in already.
+    top, left : int
+        The window's first row and column on the grid.
+    height, width : int
+        The window's size, at least 1 x 1.
+
+    Returns
+    -------
+    ndarray
+        `x` itself.
+    """
+    rows = slice(top, top + height)
+    x[..., rows, :left] = x[..., rows, left : left + 1]
+    x[..., rows, left + width :] = x[..., rows, left + width - 1 : left + width]
+    x[..., :top, :] = x[..., top : top + 1, :]
+    x[..., top + height :, :] = x[..., top + height - 1 : top + height, :]
+    return x
+
+
 class BlurOperator:
     """`A` (valid convolution with the PSF) and `A^T`, on 2-D float32 planes, in FFT tiles.
 

@@ -77,7 +77,7 @@ import numba
 import numpy as np
 
 from worker.compiled import compiled
-from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level
+from worker.deconv.boundaries import BlurOperator, data_mask, detect_clip_level, hold_edges
 from worker.deconv.convolve import TILE
 from worker.deconv.half_quadratic import half_quadratic_start
 from worker.deconv.local import blend_locally
@@ -181,7 +181,8 @@ class Iterates:
     Attributes
     ----------
     estimate : ndarray of float32, shape (C, H, W)
-        The restored picture on the observed window.
+        The restored picture on the observed window: a view of the extended grid's planes, not
+        a copy (its caller copies it once, into the layout it needs).
     iterations : int
         How many iterations ran.
     best_iteration : int
@@ -427,17 +428,22 @@ def _first_estimate(
     enlarged bilinearly to the frame (see `resize.enlarge_bilinear`) and extended to the rim by
     its nearest pixels.
     """
-    cy = (blur.extended_shape[0] - blur.observed_shape[0]) // 2
-    cx = (blur.extended_shape[1] - blur.observed_shape[1]) // 2
-    margins = ((0, 0), (cy, cy), (cx, cx))
+    channels, height, width = f.shape
+    cy = (blur.extended_shape[0] - height) // 2
+    cx = (blur.extended_shape[1] - width) // 2
     if start is not None and start.shape[1:] == blur.extended_shape:
         x = start
-    elif start is not None:
-        x = np.pad(enlarge_bilinear(start, *f.shape[1:]), margins, mode="edge")
-    else:
-        x = np.pad(f, margins, mode="edge")
+    else:  # the frame's picture written into the grid's window, then held out to the rim
+        x = np.empty((channels, *blur.extended_shape), np.float32)
+        window = x[:, cy : cy + height, cx : cx + width]
+        if start is not None:
+            enlarge_bilinear(start, window)
+        else:
+            window[:] = f
+        hold_edges(x, cy, cx, height, width)
+    if start is None:
         well_observed = normalisation > WELL_OBSERVED
-        for c in range(f.shape[0]):
+        for c in range(channels):
             backprojected = blur.adjoint(mask * f[c])
             np.divide(backprojected, normalisation, out=x[c], where=well_observed)
     np.maximum(x, floor, out=x)
@@ -463,10 +469,7 @@ def _blurred_whiteness(
     correlations = np.zeros(5)
     for c in range(channels):
         scratch[cy : cy + height, cx : cx + width] = f[c]
-        scratch[:cy] = scratch[cy]  # the rim: the nearest observed pixels
-        scratch[cy + height :] = scratch[cy + height - 1]
-        scratch[:, :cx] = scratch[:, cx : cx + 1]
-        scratch[:, cx + width :] = scratch[:, cx + width - 1 : cx + width]
+        hold_edges(scratch, cy, cx, height, width)  # the rim: the nearest observed pixels
         to_ratio = partial(_ratio_tile, f[c], mask, offset, floor, ratio)
         blurred = blur.forward_tiles(scratch, to_ratio)
         assert blurred is not None  # each tile returns its sums
@@ -544,7 +547,10 @@ def richardson_lucy_tv(
         ratio = np.empty((height, width), dtype=np.float32)
         if start is not None:  # a good start is nearly white already (see `stopping`)
             rule.reference = _blurred_whiteness(f, mask, blur, offset, floor, weights, ratio)
-        previous, y, step = x.copy(), np.empty_like(x), np.zeros_like(x)
+        # `previous` only meets the first extrapolation, at alpha 0 (y = x), and is then the
+        # first update's output. np.zeros, unlike a copy or zeros_like, leaves the pages to the
+        # system to zero as they are first written (a plane of 290 MB at 24 Mpx).
+        previous, y, step = np.zeros(x.shape, x.dtype), np.empty_like(x), np.zeros(x.shape, x.dtype)
         alpha, iteration, reason = 0.0, 0, None
         while reason is None:
             iteration += 1
@@ -576,7 +582,7 @@ def richardson_lucy_tv(
         iteration_returned = iteration
     del previous
     assert reason is not None
-    return Iterates(np.ascontiguousarray(x[window]), iteration, iteration_returned, reason)
+    return Iterates(x[window], iteration, iteration_returned, reason)
 
 
 @dataclass
