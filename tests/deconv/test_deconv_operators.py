@@ -97,7 +97,7 @@ def test_the_rim_holds_the_windows_nearest_pixels_as_edge_padding_does() -> None
     window = np.random.default_rng(13).random((2, 5, 7), dtype=np.float32)
     grid = np.full((2, 11, 15), np.nan, np.float32)
     grid[:, 2:7, 4:11] = window
-    hold_edges(grid, 2, 4, 5, 7)
+    hold_edges(grid, (slice(2, 7), slice(4, 11)))
     np.testing.assert_array_equal(grid, np.pad(window, ((0, 0), (2, 4), (4, 4)), mode="edge"))
 
 

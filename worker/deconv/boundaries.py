@@ -54,32 +54,32 @@ def extended_shape(shape: tuple[int, ...], psf_shape: tuple[int, int]) -> tuple[
     return shape[0] + psf_shape[0] - 1, shape[1] + psf_shape[1] - 1
 
 
-def hold_edges(x: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+def hold_edges(x: np.ndarray, window: tuple[slice, slice]) -> np.ndarray:
     """Fill the rim of the extended grid with the observed window's nearest pixels, in place.
 
-    The window is ``x[..., top : top + height, left : left + width]``; every pixel outside it
-    takes the value of the window's pixel nearest to it, as `np.pad`'s "edge" mode would (corners
-    the window's corners), without a second plane of the grid's size.
+    Every pixel outside ``x[..., rows, columns]`` takes the value of the window's pixel nearest
+    to it, as `np.pad`'s "edge" mode would (corners the window's corners), without a second plane
+    of the grid's size.
 
     Parameters
     ----------
     x : ndarray, shape (..., Hx, Wx)
         The planes on the extended grid, the window filled in already.
-    top, left : int
-        The window's first row and column on the grid.
-    height, width : int
-        The window's size, at least 1 x 1.
+    window : tuple of slice
+        The window's (rows, columns) on the grid, with explicit starts and stops
+        (`BlurOperator.window`), at least 1 x 1.
 
     Returns
     -------
     ndarray
         `x` itself.
     """
-    rows = slice(top, top + height)
+    rows, (left, right) = window[0], (window[1].start, window[1].stop)
+    top, bottom = rows.start, rows.stop
     x[..., rows, :left] = x[..., rows, left : left + 1]
-    x[..., rows, left + width :] = x[..., rows, left + width - 1 : left + width]
+    x[..., rows, right:] = x[..., rows, right - 1 : right]
     x[..., :top, :] = x[..., top : top + 1, :]
-    x[..., top + height :, :] = x[..., top + height - 1 : top + height, :]
+    x[..., bottom:, :] = x[..., bottom - 1 : bottom, :]
     return x
 
 
@@ -101,6 +101,12 @@ class BlurOperator:
     tile : int, optional
         The base FFT tile size: tiles are once to twice it (`convolve.tile_shape`). The result
         does not depend on it beyond rounding.
+
+    Attributes
+    ----------
+    window : tuple of slice
+        Where the observed window lies on the extended grid, (rows, columns): half a kernel in
+        from each side.
     """
 
     def __init__(
@@ -113,6 +119,10 @@ class BlurOperator:
         kh, kw = psf.shape
         self.observed_shape = (observed_shape[0], observed_shape[1])
         self.extended_shape = extended_shape(self.observed_shape, psf.shape)
+        self.window = (
+            slice(kh // 2, kh // 2 + self.observed_shape[0]),
+            slice(kw // 2, kw // 2 + self.observed_shape[1]),
+        )
         self.workers = cpu_count()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="deconv")
         self._forward = ValidConvolution(

@@ -428,22 +428,19 @@ def _first_estimate(
     enlarged bilinearly to the frame (see `resize.enlarge_bilinear`) and extended to the rim by
     its nearest pixels.
     """
-    channels, height, width = f.shape
-    cy = (blur.extended_shape[0] - height) // 2
-    cx = (blur.extended_shape[1] - width) // 2
     if start is not None and start.shape[1:] == blur.extended_shape:
         x = start
     else:  # the frame's picture written into the grid's window, then held out to the rim
-        x = np.empty((channels, *blur.extended_shape), np.float32)
-        window = x[:, cy : cy + height, cx : cx + width]
+        x = np.empty((f.shape[0], *blur.extended_shape), np.float32)
+        window = x[(slice(None), *blur.window)]
         if start is not None:
             enlarge_bilinear(start, window)
         else:
             window[:] = f
-        hold_edges(x, cy, cx, height, width)
+        hold_edges(x, blur.window)
     if start is None:
         well_observed = normalisation > WELL_OBSERVED
-        for c in range(channels):
+        for c in range(f.shape[0]):
             backprojected = blur.adjoint(mask * f[c])
             np.divide(backprojected, normalisation, out=x[c], where=well_observed)
     np.maximum(x, floor, out=x)
@@ -463,13 +460,10 @@ def _blurred_whiteness(
     (extended to the rim by its nearest pixels): the structure the blur left, the stopping rule's
     reference. `scratch` (extended grid) and `ratio` (observed window) are planes it may
     overwrite."""
-    channels, height, width = f.shape
-    cy = (blur.extended_shape[0] - height) // 2
-    cx = (blur.extended_shape[1] - width) // 2
     correlations = np.zeros(5)
-    for c in range(channels):
-        scratch[cy : cy + height, cx : cx + width] = f[c]
-        hold_edges(scratch, cy, cx, height, width)  # the rim: the nearest observed pixels
+    for c in range(f.shape[0]):
+        scratch[blur.window] = f[c]
+        hold_edges(scratch, blur.window)  # the rim: the nearest observed pixels
         to_ratio = partial(_ratio_tile, f[c], mask, offset, floor, ratio)
         blurred = blur.forward_tiles(scratch, to_ratio)
         assert blurred is not None  # each tile returns its sums
@@ -534,9 +528,8 @@ def richardson_lucy_tv(
     channels, height, width = f.shape
     level = max(float(f.mean()), 1e-12)
     floor, eps = POSITIVE_FLOOR * level, max(TV_EPS_PER_NOISE * sigma, TV_EPS * level)
-    cy, cx = psf.shape[0] // 2, psf.shape[1] // 2
-    window = (slice(None), slice(cy, cy + height), slice(cx, cx + width))
     with BlurOperator(psf, (height, width), tile=tile) as blur:
+        window = (slice(None), *blur.window)  # the observed window, every channel
         normalisation = blur.adjoint(mask)
         # The prior's weight lambda' / lambda, in the texture weight's memory if there is one.
         prior = np.ones(blur.extended_shape, np.float32) if texture is None else texture
