@@ -59,13 +59,13 @@ the back-projection A^T(w f) / A^T w (`_first_estimate`).
 The run stops on residual whiteness, stagnation or the cap (see `stopping`); from a given
 start, whiteness is measured against that of the blurred picture itself (`_blurred_whiteness`):
 a coarse start is nearly white already, and measured against its own whiteness the run would
-stop before it has sharpened. From a coarse start stagnation is also judged more strictly
-(`WARM_STAGNATION`): the enlarged start lacks the finest scales, which Richardson-Lucy brings
-back slowly, so its iterates change little while the result still sharpens (at the rule's own
-threshold a 16 Mpx photo stopped 0.48 dB under what 60 iterations reach, README). All arrays are
-float32. The convolutions run in FFT tiles on all cores (see `convolve`) and the per-pixel work
-is fused into them: each tile of `A y` becomes the ratio (and the whiteness sums) at once, each
-tile of `A^T ratio` the update, so neither is ever stored whole.
+stop before it has sharpened. Stagnation is judged alike from every start: from the coarse start
+the full-size run gains little once its iterates change by less than that (0.05-0.07 dB more on
+to the 60-iteration cap on the speed benchmark's mosaics, at most 0.05 dB on its photographs;
+docs/MEASUREMENTS.md). All arrays are float32. The convolutions run in FFT tiles on all cores
+(see `convolve`) and the per-pixel work is fused into them: each tile of `A y` becomes the ratio
+(and the whiteness sums) at once, each tile of `A^T ratio` the update, so neither is ever stored
+whole.
 """
 
 import math
@@ -125,7 +125,6 @@ MIN_COARSE_PSF = 5  # ...if the PSF is at least twice this wide
 COARSE_SCALE = 0.5  # the coarse run's scale
 COARSE_ITERATIONS = 30  # the coarse run's cap (an iteration there costs a quarter)
 WARM_MIN_ITERATIONS = 10  # from a coarse start, stopping rules may fire after this many...
-WARM_STAGNATION = 1.5e-4  # ...and stagnation a change under this (stricter than the rule's own)
 SPLIT_MIN_ITERATIONS = 6  # ...from a half-quadratic start (`half_quadratic`), after this many
 
 
@@ -640,7 +639,7 @@ def _run(
     """Run `richardson_lucy_tv` on `data` with `lam`, from `start` (a coarse start) if given,
     else, without clipped pixels, from a few half-quadratic TV-L2 steps (`half_quadratic`),
     else from the back-projection. The run reuses the memory of `data.texture`."""
-    min_iterations, stagnation = WARM_MIN_ITERATIONS, WARM_STAGNATION  # from the coarse start
+    min_iterations = WARM_MIN_ITERATIONS  # from the coarse start
     # Around clipped highlights a half-quadratic start leaves more ringing (half as much again in
     # tests/deconv: test_saturated_highlights_do_not_ring): such pictures start from the
     # back-projection (`_first_estimate`).
@@ -649,10 +648,10 @@ def _run(
             data.f, data.mask, psf, data.texture, lam=lam, sigma=data.model.sigma,
             offset=data.offset,
         )  # fmt: skip
-        min_iterations, stagnation = SPLIT_MIN_ITERATIONS, StoppingRule.stagnation
+        min_iterations = SPLIT_MIN_ITERATIONS
     if start is None:  # from the back-projection
-        min_iterations, stagnation = StoppingRule.min_iterations, StoppingRule.stagnation
-    rule = StoppingRule(settings.tolerance, settings.max_iterations, stagnation, min_iterations)
+        min_iterations = StoppingRule.min_iterations
+    rule = StoppingRule(settings.tolerance, settings.max_iterations, min_iterations=min_iterations)
     run = richardson_lucy_tv(
         data.f, data.mask, psf, lam, data.model.sigma, data.offset, rule, progress,
         start=start, texture=data.texture,
