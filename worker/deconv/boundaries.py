@@ -54,6 +54,24 @@ def extended_shape(shape: tuple[int, ...], psf_shape: tuple[int, int]) -> tuple[
     return shape[0] + psf_shape[0] - 1, shape[1] + psf_shape[1] - 1
 
 
+def grid_window(shape: tuple[int, ...], psf_shape: tuple[int, int]) -> tuple[slice, slice]:
+    """Where an observed (H, W, ...) image lies on its extended grid: half a kernel in from each
+    side.
+
+    Parameters
+    ----------
+    shape, psf_shape : tuple of int
+        The observed image's shape and the kernel's, as `extended_shape` takes them.
+
+    Returns
+    -------
+    tuple of slice
+        The window's (rows, columns) on the grid of `extended_shape`.
+    """
+    top, left = psf_shape[0] // 2, psf_shape[1] // 2
+    return slice(top, top + shape[0]), slice(left, left + shape[1])
+
+
 def hold_edges(x: np.ndarray, window: tuple[slice, slice]) -> np.ndarray:
     """Fill the rim of the extended grid with the observed window's nearest pixels, in place.
 
@@ -119,10 +137,7 @@ class BlurOperator:
         kh, kw = psf.shape
         self.observed_shape = (observed_shape[0], observed_shape[1])
         self.extended_shape = extended_shape(self.observed_shape, psf.shape)
-        self.window = (
-            slice(kh // 2, kh // 2 + self.observed_shape[0]),
-            slice(kw // 2, kw // 2 + self.observed_shape[1]),
-        )
+        self.window = grid_window(self.observed_shape, psf.shape)
         self.workers = cpu_count()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="deconv")
         self._forward = ValidConvolution(

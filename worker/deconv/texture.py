@@ -20,6 +20,7 @@ on the extended grid (the frame's map extended by its nearest pixels).
 import numpy as np
 from scipy import ndimage
 
+from worker.deconv.boundaries import extended_shape, grid_window, hold_edges
 from worker.deconv.noise import NoiseModel
 from worker.parallel import in_bands
 
@@ -69,8 +70,10 @@ def texture_weight(
     weight = in_bands(
         lambda rows: _weight(f[:, rows], mask[rows], model, highlights), f.shape[1], reach
     )
-    cy, cx = psf_shape[0] // 2, psf_shape[1] // 2
-    return np.pad(weight, ((cy, cy), (cx, cx)), mode="edge")
+    extended = np.empty(extended_shape(weight.shape, psf_shape), weight.dtype)
+    window = grid_window(weight.shape, psf_shape)
+    extended[window] = weight
+    return hold_edges(extended, window)
 
 
 def _weight(
