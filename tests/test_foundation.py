@@ -262,3 +262,27 @@ def test_copy_atomically_copies_large_files_whole(tmp_path: Path) -> None:
     copy_atomically(source, target)
     assert target.read_bytes() == data
     assert os.stat(target).st_ino != os.stat(source).st_ino
+
+
+@pytest.mark.parametrize("numpy_first", [True, False])
+@pytest.mark.parametrize(("chosen", "advised"), [(None, "False"), ("1", "True")])
+def test_the_package_turns_numpys_huge_page_advice_off_unless_the_user_chose(
+    numpy_first: bool, chosen: str | None, advised: str
+) -> None:
+    imports = "import numpy, worker" if numpy_first else "import worker, numpy"
+    script = textwrap.dedent(f"""\
+        {imports}
+        import os, subprocess, sys
+        from numpy._core import multiarray
+        child = "import os; print(os.environ['NUMPY_MADVISE_HUGEPAGE'])"
+        inherited = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+        print(multiarray._set_madvise_hugepage(True), inherited.stdout.strip())
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if chosen is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = chosen
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    # NumPy's switch as the package left it, and what a process it starts is told.
+    assert done.stdout.split() == [advised, chosen or "0"]

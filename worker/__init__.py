@@ -1,3 +1,39 @@
-"""dt-deconvolve: blind deconvolution for photographs (engine, command line, worker service)."""
+"""dt-deconvolve: blind deconvolution for photographs (engine, command line, worker service).
 
-__version__ = "0.3.46"
+Importing the package turns off NumPy's huge-page advice, in this process and in the processes
+it starts (`refuse_huge_page_advice`).
+"""
+
+import os
+import sys
+
+__version__ = "0.3.47"
+
+HUGE_PAGE_ADVICE = "NUMPY_MADVISE_HUGEPAGE"  # NumPy's switch, read when NumPy is imported
+
+
+def refuse_huge_page_advice() -> None:
+    """Ask NumPy not to advise the kernel to back its arrays with huge pages, unless the user
+    chose otherwise (`HUGE_PAGE_ADVICE` set already).
+
+    NumPy advises huge pages (``madvise(MADV_HUGEPAGE)``) for every array of 4 MB or more. Where
+    the kernel's transparent huge pages are set to ``defrag=madvise`` (Debian's and Ubuntu's
+    default), the first touch of such an array may then wait while the kernel compacts memory to
+    find a free 2 MB page: on the 2-core test machine, with its memory fragmented, that was 23-37
+    s of system time in a 24 Mpx `deblur`, which took 51-53 s instead of 35-37 s without the
+    advice (docs/MEASUREMENTS.md, *Speed*). Without it, pages come 4 KB at a time, at a steady
+    cost. The variable is set for NumPy imported from now on (here or in a child process, such
+    as the worker's executor); a NumPy imported already is switched off through the function its
+    own import calls with the variable's value.
+    """
+    if HUGE_PAGE_ADVICE in os.environ:
+        return
+    os.environ[HUGE_PAGE_ADVICE] = "0"
+    for name in ("numpy._core.multiarray", "numpy.core.multiarray"):  # NumPy 2, NumPy 1
+        switch = getattr(sys.modules.get(name), "_set_madvise_hugepage", None)
+        if switch is not None:
+            switch(False)
+            return
+
+
+refuse_huge_page_advice()
