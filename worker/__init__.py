@@ -17,14 +17,14 @@ def refuse_huge_page_advice() -> None:
     chose otherwise (`HUGE_PAGE_ADVICE` set already).
 
     NumPy advises huge pages (``madvise(MADV_HUGEPAGE)``) for every array of 4 MB or more. Where
-    the kernel's transparent huge pages are set to ``defrag=madvise`` (Debian's and Ubuntu's
-    default), the first touch of such an array may then wait while the kernel compacts memory to
-    find a free 2 MB page: on the 2-core test machine, with its memory fragmented, that was 23-37
-    s of system time in a 24 Mpx `deblur`, which took 51-53 s instead of 35-37 s without the
-    advice (docs/MEASUREMENTS.md, *Speed*). Without it, pages come 4 KB at a time, at a steady
-    cost. The variable is set for NumPy imported from now on (here or in a child process, such
-    as the worker's executor); a NumPy imported already is switched off through the function its
-    own import calls with the variable's value.
+    the kernel's transparent huge pages are set to ``defrag=madvise`` (its default since Linux
+    4.6), the first touch of such an array may then wait while the kernel compacts memory to find
+    a free 2 MB page: on the 2-core test machine, its memory fragmented, that was 17-37 s of
+    system time in a 24 Mpx `deblur`, which took 40-53 s instead of 35-46 s without the advice
+    (docs/MEASUREMENTS.md, *Speed and memory on real photographs*). Without it, pages come 4 KB
+    at a time, at a steady cost. The variable is set for NumPy imported from now on (here or in a
+    child process, such as the worker's executor); a NumPy imported already is switched off
+    through the function its own import calls with the variable's value.
     """
     if HUGE_PAGE_ADVICE in os.environ:
         return
