@@ -38,6 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from worker import numpy_huge_page_switch  # noqa: E402
 from worker.deconv import DeblurSettings, deblur  # noqa: E402
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, psnr  # noqa: E402
 from worker.files.icc import SRGB  # noqa: E402
@@ -279,9 +280,8 @@ def numpy_as_anyone_runs_it() -> Iterator[None]:
     """NumPy's own huge-page advice for the duration: on, on Linux, as NumPy runs for anyone. The
     package turns it off for itself (`worker.refuse_huge_page_advice`) and so in every benchmark
     that imports it; the peers are timed as NumPy runs them by default."""
-    from numpy._core import multiarray
-
-    switch = multiarray._set_madvise_hugepage  # type: ignore[attr-defined]  # (not in its stubs)
+    switch = numpy_huge_page_switch()
+    assert switch is not None  # (NumPy is imported here)
     before = switch(True)
     try:
         yield

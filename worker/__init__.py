@@ -6,6 +6,7 @@ it starts (`refuse_huge_page_advice`).
 
 import os
 import sys
+from collections.abc import Callable
 
 __version__ = "0.3.47"
 
@@ -29,11 +30,26 @@ def refuse_huge_page_advice() -> None:
     if HUGE_PAGE_ADVICE in os.environ:
         return
     os.environ[HUGE_PAGE_ADVICE] = "0"
+    switch = numpy_huge_page_switch()
+    if switch is not None:
+        switch(False)
+
+
+def numpy_huge_page_switch() -> Callable[[bool], bool] | None:
+    """NumPy's own switch of its huge-page advice, the function its import calls with
+    `HUGE_PAGE_ADVICE`'s value.
+
+    Returns
+    -------
+    callable or None
+        ``switch(on)``, which sets the advice and returns the setting it replaces; None where
+        NumPy is not imported yet.
+    """
     for name in ("numpy._core.multiarray", "numpy.core.multiarray"):  # NumPy 2, NumPy 1
         switch = getattr(sys.modules.get(name), "_set_madvise_hugepage", None)
         if switch is not None:
-            switch(False)
-            return
+            return switch
+    return None
 
 
 refuse_huge_page_advice()
