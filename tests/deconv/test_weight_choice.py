@@ -1,11 +1,12 @@
 """The TV weight fitted to the picture by hold-out prediction (`worker.deconv.weight_choice`)."""
 
+import numba
 import numpy as np
 import pytest
 from scipy import ndimage, signal
 
-from worker.deconv import DeblurSettings, deblur
-from worker.deconv.rl_tv import _weight_scale
+from worker.deconv import DeblurSettings, deblur, rl_tv
+from worker.deconv.rl_tv import _data_term, _weight_scale
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves, psnr
 from worker.deconv.varying import deblur_grid
 from worker.deconv.weight_choice import (
@@ -74,7 +75,7 @@ def test_a_smooth_picture_takes_more_smoothing_and_gains_by_it() -> None:
     """Soft content under noise predicts its hidden pixels best with more smoothing than the
     rule's, and the picture deblurred with it is closer to the truth."""
     truth, blurred, psf = _scene(0.005, 6, 0)
-    scale = _weight_scale(blurred, psf, DeblurSettings(), None, 0.0)
+    scale, _ = _weight_scale(blurred, psf, DeblurSettings(), None, 0.0)
     assert scale > 1
     chosen, report = deblur(blurred, psf)
     rule, rule_report = deblur(blurred, psf, weight_scale=1.0)
@@ -85,7 +86,27 @@ def test_a_smooth_picture_takes_more_smoothing_and_gains_by_it() -> None:
 
 def test_fine_grain_keeps_the_rules_weight() -> None:
     _, blurred, psf = _scene(0.002, 0, 0.1)
-    assert _weight_scale(blurred, psf, DeblurSettings(), None, 0.0) == SCALES[0] == 1
+    assert _weight_scale(blurred, psf, DeblurSettings(), None, 0.0)[0] == SCALES[0] == 1
+
+
+def test_the_trials_side_by_side_keep_the_callers_threads_and_measure_the_picture(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The trials run in threads of their own, their compiled loops on one core each: the
+    caller's numba thread count is as it was. A picture under `COARSE_START_PIXELS` gets its
+    data term measured beside them, the same as measured alone; a larger one's is left to its
+    run (measured after its coarse start)."""
+    _, blurred, psf = _scene(0.005, 6, 0)
+    threads = numba.get_num_threads()
+    _, beside = _weight_scale(blurred, psf, DeblurSettings(), None, 0.0)
+    assert numba.get_num_threads() == threads
+    alone = _data_term(blurred, psf, DeblurSettings(), None, 0.0)
+    assert beside is not None
+    for plane in ("f", "mask", "texture"):
+        assert np.array_equal(getattr(beside, plane), getattr(alone, plane))
+    assert (beside.model, beside.rule_lambda) == (alone.model, alone.rule_lambda)
+    monkeypatch.setattr(rl_tv, "COARSE_START_PIXELS", blurred.shape[0] * blurred.shape[1])
+    assert _weight_scale(blurred, psf, DeblurSettings(), None, 0.0)[1] is None
 
 
 def test_a_tie_goes_to_the_rules_weight_and_a_clear_win_to_its_scale() -> None:

@@ -70,6 +70,7 @@ whole.
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 
@@ -672,10 +673,12 @@ def _restore(
     progress: Progress | None = None,
     kernel_error: float = 0.0,
     weight_scale: float = 1.0,
+    data: _DataTerm | None = None,
 ) -> Restoration:
     """Measure the noise, derive lambda (with the kernel's error counted as noise,
     `noise.regularisation_weight`, times `weight_scale`) and run `richardson_lucy_tv` on `image`
     (H, W, C), from a coarse start if it is large (see `_coarse_start`), else as `_run` starts.
+    `data`, where given, is `image`'s data term, already measured (`_weight_scale`).
 
     Returns
     -------
@@ -683,7 +686,8 @@ def _restore(
         The run (its estimate is (C, H, W)) and the noise model, offset and lambda it used.
     """
     start = _coarse_start(image, psf, settings, clip_level, kernel_error, weight_scale)
-    data = _data_term(image, psf, settings, clip_level, kernel_error)
+    if data is None:
+        data = _data_term(image, psf, settings, clip_level, kernel_error)
     lam = settings.lam
     if lam is None:
         lam = _scaled(data.rule_lambda, weight_scale)
@@ -724,27 +728,45 @@ def _weight_scale(
     settings: DeblurSettings,
     clip_level: float | None,
     kernel_error: float,
-) -> float:
+) -> tuple[float, _DataTerm | None]:
     """The factor on the rule's lambda that best predicts held-out pixels (`weight_choice`).
+
+    The trials run side by side, one thread each, their compiled loops on one core (numba's
+    thread count is the calling thread's own): a crop's convolution is one FFT tile, which one
+    trial alone would run on one core. Beside them, a picture under `COARSE_START_PIXELS` gets
+    its own data term measured, which its run needs next and which would not keep both cores
+    busy either; a larger picture's is measured after its coarse run, so that the two are not
+    held at once. On the 2-core test machine a 2 Mpx picture's `deblur` took 2.56-2.61 s
+    where with the trials one after the other it took 2.86-2.97 s (docs/MEASUREMENTS.md, speed).
 
     Returns
     -------
-    float
+    scale : float
         One of `weight_choice.SCALES`: each is tried on the picture's grey centre crop, its
         held-out pixels out of the data, for at most `weight_choice.ITERATIONS` iterations.
+    data : _DataTerm or None
+        `image`'s data term (`_data_term`); None for a picture of `COARSE_START_PIXELS` or more.
     """
     crop = grey_centre(image)  # under `COARSE_START_PIXELS`: no coarse start
     held = held_out_pixels(crop.shape[:2])
     trial = replace(settings, max_iterations=min(settings.max_iterations, ITERATIONS))
     data = _data_term(crop, psf, settings, clip_level, kernel_error)
     f, mask = training_data(data.f, data.mask, held)
-    errors = []
-    for scale in SCALES:
+
+    def error_at(scale: float) -> float:
+        numba.set_num_threads(1)
         # Each trial gets its own texture weight: a run reuses its memory.
         training = replace(data, f=f, mask=mask, texture=data.texture.copy())
         run = _run(training, psf, trial, _scaled(data.rule_lambda, scale), None, None).run
-        errors.append(prediction_error(run.estimate, data.f, psf, held))
-    return best_scale(errors)
+        return prediction_error(run.estimate, data.f, psf, held)
+
+    height, width, _ = image.shape
+    with ThreadPoolExecutor(len(SCALES) + 1, thread_name_prefix="weight-trial") as pool:
+        picture = None
+        if height * width < COARSE_START_PIXELS:
+            picture = pool.submit(_data_term, image, psf, settings, clip_level, kernel_error)
+        scale = best_scale(list(pool.map(error_at, SCALES)))
+        return scale, None if picture is None else picture.result()
 
 
 def deblur(
@@ -813,13 +835,16 @@ def deblur(
     clip_level = settings.clip_level
     if clip_level is None:
         clip_level = detect_clip_level(image)
+    data = None  # the picture's data term, where measured beside the weight's trials
     if weight_scale is None:
         weight_scale = 1.0
         # Local mode's test of where the kernel explains the picture (`local.misfit`) is
         # calibrated on the rule's lambda: a smoother result fits the data less closely.
         if settings.lam is None and not settings.local:
-            weight_scale = _weight_scale(image, psf, settings, clip_level, kernel_error)
-    restoration = _restore(image, psf, settings, clip_level, progress, kernel_error, weight_scale)
+            weight_scale, data = _weight_scale(image, psf, settings, clip_level, kernel_error)
+    restoration = _restore(
+        image, psf, settings, clip_level, progress, kernel_error, weight_scale, data
+    )
     run, model = restoration.run, restoration.model
     result = np.ascontiguousarray(run.estimate.transpose(1, 2, 0))
     if progress is not None:
