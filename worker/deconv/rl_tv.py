@@ -111,6 +111,7 @@ from worker.deconv.weight_choice import (
 )
 from worker.errors import InputError
 from worker.numbers import is_finite_number
+from worker.parallel import zeroed
 from worker.resize import enlarge_bilinear
 from worker.stages import Progress, Stage, StopReason
 
@@ -540,14 +541,14 @@ def richardson_lucy_tv(
         ratio = np.empty((height, width), dtype=np.float32)
         if start is not None:  # a good start is nearly white already (see `stopping`)
             rule.reference = _blurred_whiteness(f, mask, blur, offset, floor, weights, ratio)
-        # `previous` only meets the first extrapolation, at alpha 0 (y = x), and is then the
-        # first update's output. np.zeros, unlike a copy or zeros_like, leaves the pages to the
-        # system to zero as they are first written (a plane of 290 MB at 24 Mpx).
-        previous, y, step = np.zeros(x.shape, x.dtype), np.empty_like(x), np.zeros(x.shape, x.dtype)
+        # `previous` is first written by the first update: the first extrapolation, at alpha 0
+        # (y = x), reads x in its place. The update reads `step` (g_k-1, 0 at first) before it
+        # writes it: zeros written at once (`zeroed`; a plane of 290 MB at 24 Mpx).
+        previous, y, step = np.empty_like(x), np.empty_like(x), zeroed(x.shape, x.dtype)
         alpha, iteration, reason = 0.0, 0, None
         while reason is None:
             iteration += 1
-            _extrapolate(x, previous, alpha, floor, y)
+            _extrapolate(x, x if iteration == 1 else previous, alpha, floor, y)
             gradient_weights(y, eps, weights)
             correlations, sums = np.zeros(5), np.zeros(4)
             for c in range(channels):

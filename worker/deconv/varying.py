@@ -94,7 +94,7 @@ from worker.deconv.window import (
     window_side,
 )
 from worker.errors import InputError
-from worker.parallel import cpu_count
+from worker.parallel import cpu_count, zeroed
 from worker.resize import shrink_area
 from worker.stages import Progress, Stage
 
@@ -493,7 +493,7 @@ def deblur_grid(
     rows, cols = bounds(height, grid[0]), bounds(width, grid[1])
     ramp = min(RAMP, int(np.diff(rows).min()) // 2, int(np.diff(cols).min()) // 2)
     row_weights, col_weights = blend_weights(height, rows, ramp), blend_weights(width, cols, ramp)
-    out = np.zeros(image.shape, dtype=np.float32)
+    out = zeroed(image.shape)  # the tiles' weighted results are added into it
     reports = []
     for t, kernel in enumerate(kernels):
         i, j = divmod(t, grid[1])
