@@ -20,9 +20,9 @@ system's one shared page of zeros, and the first write to it then takes a second
 copies the page and flushes the stale mapping from the TLB of every core running a thread of the
 process (an inter-processor interrupt each, dear in a virtual machine). `zeroed` writes its zeros
 at once: one fault a page, no flush. Measured on a 24 Mpx `deblur` (in process, two cores, in
-turns, the output the same bit for bit): 36.6-39.5 s with RL-TV's step plane from `np.zeros`
-(system time 11.5-17.8 s; under `perf`, 16 % of the samples zeroing pages and 7 % in the flushes,
-all from the first writes to such pages), 32.9-35.4 s from `zeroed` (system time 4.2-6.9 s).
+turns, the output the same bit for bit): 36.6-39.5 s with two of RL-TV's planes from `np.zeros`
+(system time 11.5-17.8 s; under `perf`, 12 % of the samples zeroing such pages and 7 % in the
+flushes), 32.9-35.4 s with neither read before it is written (system time 4.2-6.9 s).
 
 A filter over a neighbourhood is split into bands of rows (`in_bands`): each band is filtered
 with `reach` more rows on either side, which its own edges may spoil, and only its inner rows
