@@ -82,9 +82,10 @@ def worker_process(folder: Path, own_caches: bool = True) -> Iterator[tuple[str,
 Times = tuple[float | None, float | None, float]
 
 
-def run_job(client: Client, t0: float, **fields: object) -> Times:
+def run_job(client: Client, t0: float, poll: float = POLL, **fields: object) -> Times:
     """Submit a job; seconds from `t0` until it starts computing (its first estimating or
-    deblurring progress), until its first deblurring progress, and until it ends."""
+    deblurring progress), until its first deblurring progress, and until it ends, its status
+    asked every `poll` seconds (each request costs the worker and this process some CPU)."""
     job = client.request("submit", None, **fields)["job"]
     marks: dict[str, float] = {}
     while True:
@@ -97,7 +98,7 @@ def run_job(client: Client, t0: float, **fields: object) -> Times:
             if status["stage"] != "done":
                 raise SystemExit(f"job {status['stage']}: {status['error']}")
             return marks.get("computing"), marks.get("deblurring"), time.perf_counter() - t0
-        time.sleep(POLL)
+        time.sleep(poll)
 
 
 def wait_until_it_answers(client: Client) -> None:
