@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 
-__version__ = "0.3.49"
+__version__ = "0.3.50"
 
 HUGE_PAGE_ADVICE = "NUMPY_MADVISE_HUGEPAGE"  # NumPy's switch, read when NumPy is imported
 

@@ -27,7 +27,7 @@ from worker.deconv.stopping import StoppingRule
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
 from worker.deconv.tv import gradient_weights, split_gradient_at
 from worker.files.wisdom import fftw_wisdom
-from worker.resize import shrink_area
+from worker.resize import _area_weights, shrink_area
 
 
 def test_fast_length_has_only_factors_two_and_three() -> None:
@@ -320,6 +320,30 @@ def test_downsize_averages_areas() -> None:
     assert small[0, 0, 0] == pytest.approx(image[:2, :2].mean())
     odd = shrink_area(image, 0.4)  # 6 -> 2: cells of 3 pixels
     assert odd.shape == (2, 2, 1) and odd.mean() == pytest.approx(image.mean(), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("shape", "scale", "dtype"),
+    [
+        ((37, 53, 3), 0.5, np.float32),
+        ((40, 61, 1), 0.37, np.float32),
+        ((9, 14, 3), 0.6, np.float64),
+    ],
+)
+def test_downsize_gives_the_sparse_products_figures_bit_for_bit(
+    shape: tuple[int, int, int], scale: float, dtype: type
+) -> None:
+    """The compiled shrink sums as scipy's product of the weights' sparse matrices did (the
+    engine's results did not move when it replaced them), in the picture's precision."""
+    image = np.random.default_rng(3).random(shape).astype(dtype)
+    height, width, channels = shape
+    rows = _area_weights(height, round(height * scale))
+    cols = _area_weights(width, round(width * scale))
+    planes = [(cols @ (rows @ image[..., c]).T).T for c in range(channels)]
+    expected = np.stack(planes, axis=2).astype(np.float32)
+    assert np.array_equal(shrink_area(image, scale), expected)
+    mirrored = image[:, ::-1]  # a view: not contiguous
+    assert np.array_equal(shrink_area(mirrored, scale), shrink_area(mirrored.copy(), scale))
 
 
 def test_noise_of_a_large_picture_is_measured_on_bands_of_rows() -> None:

@@ -21,17 +21,13 @@ import numpy as np
 from scipy import ndimage
 
 from worker.deconv.boundaries import extended_shape, grid_window, hold_edges
+from worker.deconv.gaussian_blur import gaussian_blur, reach
 from worker.deconv.noise import NoiseModel
 from worker.parallel import in_bands
 
 HIGH_PASS = 1.5  # s: the Gaussian (pixels) whose residue is the fine detail
 WINDOW = 4.0  # w: the Gaussian (pixels) over which its energy is measured
 TEXTURE_SCALE = 16.0  # texture-to-noise ratio at which the prior's weight is halved
-
-
-def _gaussian_reach(sigma: float) -> int:
-    """How many pixels `ndimage.gaussian_filter` reads on either side (its default truncation)."""
-    return int(4.0 * sigma + 0.5)
 
 
 def texture_weight(
@@ -63,12 +59,12 @@ def texture_weight(
         pixels.
     """
     highlights = psf_shape[0] + int(6 * WINDOW), psf_shape[1] + int(6 * WINDOW)
-    reach = max(
-        _gaussian_reach(WINDOW) + _gaussian_reach(HIGH_PASS),  # the energy of the fine detail
+    context = max(
+        reach(WINDOW) + reach(HIGH_PASS),  # the energy of the fine detail
         0 if mask.all() else highlights[0] // 2,
     )
     weight = in_bands(
-        lambda rows: _weight(f[:, rows], mask[rows], model, highlights), f.shape[1], reach
+        lambda rows: _weight(f[:, rows], mask[rows], model, highlights), f.shape[1], context
     )
     extended = np.empty(extended_shape(weight.shape, psf_shape), weight.dtype)
     window = grid_window(weight.shape, psf_shape)
@@ -83,10 +79,10 @@ def _weight(
     the neighbourhood of a clipped pixel where the weight stays 1."""
     channels = f.shape[0]
     g = f.mean(axis=0)
-    level = ndimage.gaussian_filter(g, WINDOW, mode="reflect")
-    g -= ndimage.gaussian_filter(g, HIGH_PASS, mode="reflect")  # the fine detail
+    level = gaussian_blur(g, WINDOW)
+    g -= gaussian_blur(g, HIGH_PASS)  # the fine detail
     g *= g
-    energy = ndimage.gaussian_filter(g, WINDOW, mode="reflect")
+    energy = gaussian_blur(g, WINDOW)
     del g
     # What the noise alone would leave, E_n, from the local level (in `level`'s memory).
     share = (1 - 1 / (2 * np.pi * HIGH_PASS**2)) / channels
