@@ -1,7 +1,8 @@
 """dt-deconvolve: blind deconvolution for photographs (engine, command line, worker service).
 
 Importing the package turns off NumPy's huge-page advice, in this process and in the processes
-it starts (`refuse_huge_page_advice`).
+it starts (`refuse_huge_page_advice`), and asks OpenBLAS's threads not to spin between calls
+(`stop_blas_spinning`).
 """
 
 import os
@@ -11,6 +12,8 @@ from collections.abc import Callable
 __version__ = "0.3.50"
 
 HUGE_PAGE_ADVICE = "NUMPY_MADVISE_HUGEPAGE"  # NumPy's switch, read when NumPy is imported
+BLAS_SPIN = "OPENBLAS_THREAD_TIMEOUT"  # OpenBLAS's, read when it is loaded (with NumPy)
+BLAS_SPIN_CYCLES = "4"  # its least: its threads spin 2^4 cycles between calls, not 2^28
 
 
 def refuse_huge_page_advice() -> None:
@@ -52,4 +55,22 @@ def numpy_huge_page_switch() -> Callable[[bool], bool] | None:
     return None
 
 
+def stop_blas_spinning() -> None:
+    """Ask OpenBLAS's threads to sleep as soon as a call's work is done, unless the user chose
+    otherwise (`BLAS_SPIN` set already).
+
+    NumPy's OpenBLAS runs a long dot product on every core, and its threads then wait for the
+    next call spinning, 2^28 cycles by default (a tenth of a second). The blind estimate's
+    conjugate gradients call it every few milliseconds (`np.vdot`), so a thread spun all along:
+    11 % of a 24 Mpx `run`'s CPU samples (`perf`), and with the two windows' checks side by side
+    (`worker.deconv.blind`), the spinning took the cores from them: a 2 Mpx `run` took 8.9-9.5
+    s, against 6.6-7.1 s with this setting (docs/MEASUREMENTS.md, *Speed and memory on real
+    photographs*). The threads still share each call's work, so every result is the same, bit
+    for bit. The variable is set for the OpenBLAS loaded from now on, here or in a child process;
+    one loaded already (NumPy imported before this package) keeps its own.
+    """
+    os.environ.setdefault(BLAS_SPIN, BLAS_SPIN_CYCLES)
+
+
 refuse_huge_page_advice()
+stop_blas_spinning()

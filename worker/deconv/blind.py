@@ -100,6 +100,7 @@ from worker.deconv.window import (
     pair_side,
     patch_of,
 )
+from worker.parallel import in_threads
 from worker.stages import Progress
 
 AGREEMENT = 0.6  # the two windows' kernels must be at least this alike to be trusted
@@ -291,7 +292,7 @@ def agreed_disc(grey: np.ndarray, windows: list[Window], size: int) -> tuple[flo
         (the first window's radius, the second's) in pixels; None unless they agree
         (`agreed_radii`).
     """
-    first, second = (best_disc(patch_of(grey, window), size) for window in windows[:2])
+    first, second = in_threads(lambda window: best_disc(patch_of(grey, window), size), windows[:2])
     return (first, second) if agreed_radii(first, second) else None
 
 
@@ -381,7 +382,7 @@ def softness(grey: np.ndarray, windows: list[Window], size: int) -> list[float]:
     list of float
         One sigma per window, in pixels, the first window's first.
     """
-    return [best_gaussian(patch_of(grey, window), size)[1] for window in windows[:2]]
+    return in_threads(lambda window: best_gaussian(patch_of(grey, window), size)[1], windows[:2])
 
 
 def mild_correction(
@@ -623,7 +624,10 @@ def safe_or_disc(
         return (*safe, None)
     disc, twin = (disc_kernel(radius) for radius in radii)
     check = HeldOutWindow(patch_of(grey, windows[-1]), reach(size, disc, mild[0]))
-    if not check.can_score or (1 + CLEARLY) * check.error(mild[0]) < check.error(disc):
+    if not check.can_score:
+        return (*safe, None)
+    mild_error, disc_error = in_threads(check.error, [mild[0], disc])
+    if (1 + CLEARLY) * mild_error < disc_error:
         return (*safe, None)
     reason = f"{doubt}, but both show the same defocus: a disc of radius {radii[0]:g} px"
     return disc, DISC, reason, twin
@@ -914,7 +918,8 @@ def predicted(
     if not check.can_score:  # a window too narrow to test it on: not confirmed
         untested = f"{found} cannot be tested on unseen pixels: the picture is too narrow"
         return (*fallback(grey, windows, size, untested, sigmas), None)
-    if (1 + CLEARLY) * check.error(mild[0]) < check.error(free):
+    mild_error, free_error = in_threads(check.error, [mild[0], free])
+    if (1 + CLEARLY) * mild_error < free_error:
         return safe_or_disc(grey, windows, size, doubt, sigmas)
     return free_or_disc(grey, windows, size, free, found)
 
@@ -963,7 +968,10 @@ def free_or_disc(
         return free, FREE_FORM, found, None
     disc, twin = (disc_kernel(radius) for radius in radii)
     check = HeldOutWindow(patch_of(grey, windows[-1]), reach(size, disc, free))
-    if not check.can_score or check.error(disc) >= check.error(free):
+    if not check.can_score:
+        return free, FREE_FORM, found, None
+    disc_error, free_error = in_threads(check.error, [disc, free])
+    if disc_error >= free_error:
         return free, FREE_FORM, found, None
     better = "a defocus both show predicts unseen pixels better"
     return disc, DISC, f"{found}, but {better}: a disc of radius {radii[0]:g} px", twin
