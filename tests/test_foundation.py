@@ -264,6 +264,37 @@ def test_copy_atomically_copies_large_files_whole(tmp_path: Path) -> None:
     assert os.stat(target).st_ino != os.stat(source).st_ino
 
 
+@pytest.mark.parametrize("chosen", [None, "28"])
+def test_the_package_stops_openblas_spinning_between_calls_unless_the_user_chose(
+    chosen: str | None,
+) -> None:
+    """OpenBLAS's threads spin after each call (a tenth of a second of a core by default); with
+    the package imported first they sleep at once: no CPU is spent while the process sleeps."""
+    script = textwrap.dedent("""\
+        import worker, numpy
+        import os, subprocess, sys, time
+        vector = numpy.ones(4_000_000)  # long enough for OpenBLAS to share it among its threads
+        for _ in range(5):
+            numpy.dot(vector, vector)
+        start = time.process_time()
+        time.sleep(0.3)
+        spent = time.process_time() - start
+        child = "import os; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+        inherited = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+        print(spent, inherited.stdout.strip())
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if chosen is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = chosen
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    spent, told = done.stdout.split()
+    assert told == (chosen or "4")  # what a process it starts is told
+    if chosen is None:
+        assert float(spent) < 0.03  # (spinning, two threads took 0.1 s here)
+
+
 @pytest.mark.parametrize("numpy_first", [True, False])
 @pytest.mark.parametrize(("chosen", "advised"), [(None, "False"), ("1", "True")])
 def test_the_package_turns_numpys_huge_page_advice_off_unless_the_user_chose(
