@@ -10,7 +10,6 @@ from worker.deconv.holdout import HeldOutWindow
 from worker.deconv.parametric import disc_kernel, gaussian_kernel
 from worker.deconv.psf import luminance
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves
-from worker.parallel import in_threads
 
 
 def blurred_grey(psf: np.ndarray, shape=(256, 512), noise=0.002, seed=5) -> np.ndarray:
@@ -81,8 +80,8 @@ def test_an_agreed_kernel_that_cannot_be_tested_gives_way() -> None:
 
 
 def test_errors_taken_side_by_side_are_those_taken_one_after_the_other() -> None:
-    """The blind step scores its pairs of kernels on threads (`worker.parallel.in_threads`):
-    the window is only read, and each score is the same to the last bit."""
+    """The blind step scores its pairs of kernels on threads (`HeldOutWindow.errors`): the
+    window is only read, and each score is the same to the last bit."""
     check = HeldOutWindow(blurred_grey(disc_kernel(4.0)), 15)
     kernels = [disc_kernel(radius) for radius in (2.0, 4.0, 6.0)] + [gaussian_kernel(1.5)]
-    assert in_threads(check.error, kernels) == [check.error(kernel) for kernel in kernels]
+    assert check.errors(kernels) == [check.error(kernel) for kernel in kernels]

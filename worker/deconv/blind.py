@@ -626,7 +626,7 @@ def safe_or_disc(
     check = HeldOutWindow(patch_of(grey, windows[-1]), reach(size, disc, mild[0]))
     if not check.can_score:
         return (*safe, None)
-    mild_error, disc_error = in_threads(check.error, [mild[0], disc])
+    mild_error, disc_error = check.errors([mild[0], disc])
     if (1 + CLEARLY) * mild_error < disc_error:
         return (*safe, None)
     reason = f"{doubt}, but both show the same defocus: a disc of radius {radii[0]:g} px"
@@ -918,7 +918,7 @@ def predicted(
     if not check.can_score:  # a window too narrow to test it on: not confirmed
         untested = f"{found} cannot be tested on unseen pixels: the picture is too narrow"
         return (*fallback(grey, windows, size, untested, sigmas), None)
-    mild_error, free_error = in_threads(check.error, [mild[0], free])
+    mild_error, free_error = check.errors([mild[0], free])
     if (1 + CLEARLY) * mild_error < free_error:
         return safe_or_disc(grey, windows, size, doubt, sigmas)
     return free_or_disc(grey, windows, size, free, found)
@@ -970,7 +970,7 @@ def free_or_disc(
     check = HeldOutWindow(patch_of(grey, windows[-1]), reach(size, disc, free))
     if not check.can_score:
         return free, FREE_FORM, found, None
-    disc_error, free_error = in_threads(check.error, [disc, free])
+    disc_error, free_error = check.errors([disc, free])
     if disc_error >= free_error:
         return free, FREE_FORM, found, None
     better = "a defocus both show predicts unseen pixels better"

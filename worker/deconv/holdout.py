@@ -36,6 +36,7 @@ from worker.deconv.psf import (
     forward_gradients,
     gradient_adjoint,
 )
+from worker.parallel import in_threads
 
 ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1)  # the gradient penalties tried, for a window of mean 1
 ITERATIONS = 40  # conjugate-gradient steps of each restoration
@@ -75,6 +76,24 @@ class HeldOutWindow:
         """Whether any held-out pixel lies a margin from the border: a window narrower than two
         margins (a strip of a picture a few pixels wide) holds none, and scores nothing."""
         return bool(self.held.any())
+
+    def errors(self, psfs: list[np.ndarray]) -> list[float]:
+        """`error` of each of `psfs`, side by side (`worker.parallel.in_threads`).
+
+        The window is only read, so each error is the one `error` gives alone, to the last bit;
+        the blind step decides between two kernels this way, both on the two cores.
+
+        Parameters
+        ----------
+        psfs : list of ndarray
+            The kernels, as `error` takes them.
+
+        Returns
+        -------
+        list of float
+            Their errors, in their order.
+        """
+        return in_threads(self.error, psfs)
 
     def error(self, psf: np.ndarray) -> float:
         """E(`psf`): the least mean squared error on the held-out pixels over `ALPHAS`.
