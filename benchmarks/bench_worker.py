@@ -85,11 +85,13 @@ Times = tuple[float | None, float | None, float]
 def run_job(client: Client, t0: float, poll: float = POLL, **fields: object) -> Times:
     """Submit a job; seconds from `t0` until it starts computing (its first estimating or
     deblurring progress), until its first deblurring progress, and until it ends, its status
-    asked every `poll` seconds (each request costs the worker and this process some CPU)."""
+    asked every `poll` seconds (each request costs the worker and this process some CPU), each
+    reply held by the worker until the job ends or `poll` passes, as `Client.wait` asks."""
     job = client.request("submit", None, **fields)["job"]
     marks: dict[str, float] = {}
     while True:
-        status = client.request("status", job=job)
+        asked = time.perf_counter()
+        status = client.request("status", job=job, wait=poll)
         if status["detail"] in ("estimating", "deblurring"):
             marks.setdefault("computing", time.perf_counter() - t0)
         if status["detail"] == "deblurring":
@@ -98,7 +100,7 @@ def run_job(client: Client, t0: float, poll: float = POLL, **fields: object) -> 
             if status["stage"] != "done":
                 raise SystemExit(f"job {status['stage']}: {status['error']}")
             return marks.get("computing"), marks.get("deblurring"), time.perf_counter() - t0
-        time.sleep(poll)
+        time.sleep(max(0.0, asked + poll - time.perf_counter()))
 
 
 def wait_until_it_answers(client: Client) -> None:

@@ -12,6 +12,7 @@ from worker.errors import ProtocolError, RemoteError
 from worker.service.protocol import (
     BAD_MESSAGE,
     MAX_MESSAGE_BYTES,
+    MAX_STATUS_WAIT,
     OPERATIONS,
     UNKNOWN_OPERATION,
     UNSUPPORTED_VERSION,
@@ -38,6 +39,13 @@ def test_a_valid_submit_round_trips_with_defaults() -> None:
     assert decode_request(followed)["watcher"] == (7, 9)
 
 
+def test_a_status_may_wait_for_its_job_to_end_up_to_the_limit() -> None:
+    assert decode_request(encode_request("status", job="ab"))["wait"] is None
+    assert decode_request(encode_request("status", job="ab", wait=0))["wait"] == 0.0
+    held = encode_request("status", job="ab", wait=MAX_STATUS_WAIT)
+    assert decode_request(held)["wait"] == MAX_STATUS_WAIT
+
+
 @pytest.mark.parametrize(
     ("data", "code", "words"),
     [
@@ -53,6 +61,10 @@ def test_a_valid_submit_round_trips_with_defaults() -> None:
         (raw(op="status"), BAD_MESSAGE, "needs the field 'job'"),
         (raw(op="status", job=12), BAD_MESSAGE, "'job' must be a string"),
         (raw(op="status", job="../etc"), BAD_MESSAGE, "job id"),
+        (raw(op="status", job="ab", wait="1"), BAD_MESSAGE, "'wait' must be a number of seconds"),
+        (raw(op="status", job="ab", wait=True), BAD_MESSAGE, "'wait' must be a number of seconds"),
+        (raw(op="status", job="ab", wait=-0.1), BAD_MESSAGE, "from 0 to 5 s, not -0.1"),
+        (raw(op="status", job="ab", wait=5.5), BAD_MESSAGE, "from 0 to 5 s, not 5.5"),
         (raw(op="submit", input="in.tif", output="/o.tif"), BAD_MESSAGE, "absolute path"),
         (raw(op="submit", input="/i", output="/o", blur=4), BAD_MESSAGE, "odd size"),
         (raw(op="submit", input="/i", output="/o", blur=True), BAD_MESSAGE, "integer"),

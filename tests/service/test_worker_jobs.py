@@ -167,6 +167,22 @@ def test_a_second_job_runs_in_the_executor_that_is_already_warm(worker, material
         assert worker.executor_pids() == warm
 
 
+def test_a_status_that_waits_is_answered_as_its_job_ends(worker, material, tmp_path):
+    """A client following a job learns of its end as it happens (`Client.wait`): the worker holds
+    a `status` that waits until its job ends, or until the wait runs out."""
+    worker.wait_warm()
+    with worker.client() as client:
+        with paused(*worker.executor_pids()):  # the job cannot end while its executor is stopped
+            job = submit(client, material["small"], tmp_path / "o.tif", psf=str(material["psf"]))
+            asked = time.monotonic()
+            status = client.request("status", job=job["job"], wait=0.3)
+            assert status["stage"] not in FINAL and time.monotonic() - asked >= 0.3
+        status = client.request("status", job=job["job"], wait=protocol.MAX_STATUS_WAIT)
+        learnt = time.time()
+        assert status["stage"] == "done", status["error"]
+        assert learnt - status["finished"] < 1.0  # answered at the end, not when the wait ran out
+
+
 def test_a_second_job_for_an_output_being_written_is_refused(worker, material, tmp_path):
     """Two jobs writing one file would write, or on a failure remove, each other's result:
     while one is queued or running, another for its output is refused (busy); after it, fine."""

@@ -189,7 +189,8 @@ class Client:
         on_update: Callable[[dict[str, Any]], None] | None = None,
         worker: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Poll job `job_id` until it ends, every `POLL_INTERVAL` seconds.
+        """Follow job `job_id` until it ends: its status every `POLL_INTERVAL` seconds, and at
+        once when it ends (the worker holds each reply until then, for one interval at most).
 
         A worker that does not answer in time is waited for as long as its process lives
         (`worker_lives`): paused, or swapping, it runs the job on, whose result would otherwise
@@ -222,8 +223,10 @@ class Client:
             When a reply is malformed.
         """
         while True:
+            asked = time.monotonic()
             try:
-                status = self.request("status", job=job_id)
+                # Held by the worker until the job ends, or for one interval (`Server.status`).
+                status = self.request("status", job=job_id, wait=POLL_INTERVAL)
             except WorkerUnavailable:
                 if worker is not None and worker_lives(worker):
                     time.sleep(POLL_INTERVAL)
@@ -241,7 +244,7 @@ class Client:
                 on_update(status)
             if Stage(status["stage"]).final:
                 return status
-            time.sleep(POLL_INTERVAL)
+            time.sleep(max(0.0, asked + POLL_INTERVAL - time.monotonic()))  # (answered early)
 
 
 def worker_lives(reply: dict[str, Any]) -> bool:

@@ -56,6 +56,7 @@ INTERNAL = "internal"
 FROM_CACHE = "from the cache"  # a done job's note when its result was a copy of a cached one
 
 _JOB_ID = re.compile(r"[0-9a-f]{1,64}")
+MAX_STATUS_WAIT = 5.0  # seconds a `status` may wait for its job to end (well under a request's)
 
 
 def _boolean(name: str, value: Any) -> bool:
@@ -65,6 +66,15 @@ def _boolean(name: str, value: Any) -> bool:
 
 
 _job_id = matching(_JOB_ID, "a job id (hexadecimal digits)")
+
+
+def _wait(name: str, value: Any) -> float:
+    """Seconds a `status` reply may be held for its job to end, 0 to `MAX_STATUS_WAIT`."""
+    if not is_number(value):
+        raise ProtocolError(f"field '{name}' must be a number of seconds, not {type_name(value)}")
+    if not 0 <= value <= MAX_STATUS_WAIT:
+        raise ProtocolError(f"field '{name}' must be from 0 to {MAX_STATUS_WAIT:g} s, not {value}")
+    return float(value)
 
 
 def _position(name: str, value: Any) -> int:
@@ -103,7 +113,7 @@ OPERATIONS: Mapping[str, Operation] = {
             "watcher": optional(_watcher),
         },
     ),
-    "status": Operation(required={"job": _job_id}),
+    "status": Operation(required={"job": _job_id}, optional={"wait": optional(_wait)}),
     "cancel": Operation(required={"job": _job_id}),
     "list": Operation(optional={"start": optional(_position)}),
     "cache_lookup": Operation(

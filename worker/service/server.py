@@ -3,7 +3,9 @@
 Socket: a ROUTER. Each client request carries the client's identity, so one loop can answer many
 clients in any order while it also watches the executors' pipes (a REP socket would force strict
 receive-reply turns and one client at a time). A client that vanishes costs nothing: its reply is
-dropped. Clients use a REQ socket per request (a fresh one after a time-out).
+dropped. Clients use a REQ socket per request (a fresh one after a time-out). So a reply may also
+wait: a `status` that asks to is held until its job ends (`Held`), and a client following a job
+learns of its end as it happens.
 
 The loop never runs a job itself and never blocks on one: jobs run in executor processes
 (`worker.service.jobs`), so a crash, a MemoryError or a cancel of a job cannot take the server
@@ -14,6 +16,7 @@ down, and every request up to `MAX_TRANSPORT_BYTES`, however malformed, gets a r
 import contextlib
 import logging
 import logging.handlers
+import math
 import os
 import shutil
 import signal
@@ -62,6 +65,7 @@ STOP_GRACE = 3.0  # seconds a stopping worker still tells clients how their jobs
 ANSWERED_WHILE_STOPPING = frozenset({"ping", "status", "list", "cancel", "shutdown"})
 SOCKET_CHECK = 2.0  # seconds between checks that the ipc socket file is still the worker's
 WATCH_CHECK = 0.25  # seconds between checks that the clients following jobs still run
+MAX_HELD = 1000  # `status` replies that may be held for their jobs' ends at once; more answer now
 SCRATCH_ROOM = 16 << 20  # free bytes a scratch folder needs: the largest kernel and its picture
 
 log = logging.getLogger("dt-deconvolve.worker")
@@ -90,7 +94,16 @@ class Deferred:
     work: Callable[[], dict[str, Any]]
 
 
-Handler = Callable[[protocol.Request], dict[str, Any] | Deferred]
+@dataclass(frozen=True)
+class Held:
+    """A `status` reply held until `job` ends or `deadline` (`time.monotonic`) passes, so that a
+    client waiting for the job learns of its end at once instead of at its next request."""
+
+    job: Job
+    deadline: float
+
+
+Handler = Callable[[protocol.Request], dict[str, Any] | Deferred | Held]
 
 
 def open_log(verbose: bool) -> None:
@@ -200,6 +213,7 @@ class Server:
         self.socket_file: SocketFile | None = None  # an ipc endpoint's, once bound
         self.next_socket_check = 0.0
         self.next_watch_check = 0.0
+        self.held: list[tuple[bytes, Held]] = []  # each with the identity of the client it answers
         self.remote = False  # clients come from other machines (CURVE): confined to allowed_dirs
         self.handlers: dict[str, Handler] = {
             "ping": self.ping,
@@ -276,6 +290,7 @@ class Server:
             )
             self._loop(socket)
             self._stop_all()
+            self._answer_held()  # (every job has ended)
             self._answer_the_last_questions(socket)
         log.info("worker stopped")
         return 0
@@ -315,7 +330,7 @@ class Server:
         for executor in self.executors:
             poller.register(executor.fileno(), zmq.POLLIN)
             poller.register(executor.error_fileno(), zmq.POLLIN)
-        ready = dict(poller.poll(POLL_MS))
+        ready = dict(poller.poll(self._poll_ms()))
         if socket in ready:
             self._serve_requests(socket)
             self.last_activity = time.monotonic()
@@ -326,6 +341,7 @@ class Server:
                 self._log_errors(executor)
             if executor.fileno() in ready:
                 self._read_executor(executor)
+        self._answer_held()
         busy = self.background.pending or any(executor.job for executor in self.executors)
         if self.table.queue or busy:
             self.last_activity = time.monotonic()
@@ -367,12 +383,13 @@ class Server:
         poller.register(self.background.fileno(), zmq.POLLIN)
         deadline = time.monotonic() + STOP_GRACE
         while self.background.pending or time.monotonic() < deadline:
-            ready = dict(poller.poll(POLL_MS))
+            ready = dict(poller.poll(self._poll_ms()))
             if socket in ready:
                 self._serve_requests(socket)
             if self.background.fileno() in ready:
                 self.background.collect()
                 deadline = time.monotonic() + STOP_GRACE  # for the jobs that just ended
+            self._answer_held()
 
     def _idle_too_long(self) -> bool:
         idle = self.config.idle_exit
@@ -393,6 +410,8 @@ class Server:
                 )
             if isinstance(reply, Deferred):
                 self._answer_later(identity, reply)
+            elif isinstance(reply, Held):
+                self.held.append((identity, reply))
             else:
                 self._send(identity, reply)
             self._dispatch()  # a job just submitted starts at once
@@ -410,7 +429,25 @@ class Server:
 
         self.background.run(deferred.work, then)
 
-    def answer(self, payload: bytes) -> bytes | Deferred:
+    def _answer_held(self) -> None:
+        """Answer each held `status` whose job has ended or whose wait has run out."""
+        now, still = time.monotonic(), []
+        for identity, held in self.held:
+            if held.job.final or now >= held.deadline:
+                self._send(identity, protocol.encode_reply(**self._job_reply(held.job)))
+            else:
+                still.append((identity, held))
+        self.held = still
+
+    def _poll_ms(self) -> int:
+        """How long the loop may wait for a request or an event: `POLL_MS`, or less when a held
+        reply's wait runs out sooner."""
+        if not self.held:
+            return POLL_MS
+        soonest = min(held.deadline for _, held in self.held) - time.monotonic()
+        return min(POLL_MS, max(0, math.ceil(soonest * 1000)))
+
+    def answer(self, payload: bytes) -> bytes | Deferred | Held:
         """The reply to one request, or the work that will make it; never raises.
 
         Parameters
@@ -420,16 +457,17 @@ class Server:
 
         Returns
         -------
-        bytes or Deferred
+        bytes or Deferred or Held
             The reply (`protocol.encode_reply`), or a failed one (`protocol.encode_error`)
             whose code says why: the request's own (`ProtocolError`: malformed, unknown job,
             busy, `protocol.STOPPING` for one that would start work on a stopping worker...),
             `protocol.BAD_INPUT` for another `InputError`, `protocol.CACHE_ERROR` for
             `NotCached` and any `OSError`, `protocol.INTERNAL` for anything else (a bug, logged
-            with its traceback). A `Deferred` for a reply that needs slow file work.
+            with its traceback). A `Deferred` for a reply that needs slow file work, a `Held`
+            one for a `status` that waits for its job's end.
         """
 
-        def handle() -> dict[str, Any] | Deferred:
+        def handle() -> dict[str, Any] | Deferred | Held:
             request = protocol.decode_request(payload)
             log.debug("request %s %s", request.op, dict(request.fields))
             if self.stopping and request.op not in ANSWERED_WHILE_STOPPING:
@@ -441,11 +479,15 @@ class Server:
 
         return self._reply(handle)
 
-    def _reply(self, handle: Callable[[], dict[str, Any] | Deferred]) -> bytes | Deferred:
+    def _reply(
+        self, handle: Callable[[], dict[str, Any] | Deferred | Held]
+    ) -> bytes | Deferred | Held:
         """The reply for what `handle()` returns or raises (every error one line)."""
         try:
             fields = handle()
-            return fields if isinstance(fields, Deferred) else protocol.encode_reply(**fields)
+            if isinstance(fields, Deferred | Held):
+                return fields
+            return protocol.encode_reply(**fields)
         except ProtocolError as error:
             log.debug("refused: %s", error)
             return protocol.encode_error(error.code, str(error))
@@ -835,25 +877,36 @@ class Server:
 
         self.background.run(copy, then)
 
-    def status(self, request: protocol.Request) -> dict[str, Any]:
-        """Where one job stands.
+    def status(self, request: protocol.Request) -> dict[str, Any] | Held:
+        """Where one job stands: now, or once it ends if it ends within the request's wait.
+
+        A client following a job asks with a wait (`Client.wait`): the reply is held until the
+        job ends or the wait runs out (`_answer_held`), so the client learns of the end as it
+        happens, where asking again and again would learn it up to an interval late.
 
         Parameters
         ----------
         request : protocol.Request
-            The ``status`` request: ``job``, its id.
+            The ``status`` request: ``job``, its id, and ``wait``, the seconds the reply may be
+            held (up to `protocol.MAX_STATUS_WAIT`; None or 0: answered now).
 
         Returns
         -------
-        dict
-            The job (`Job.as_dict`) and its ``position`` in the queue (None unless queued).
+        dict or Held
+            The job (`Job.as_dict`) and its ``position`` in the queue (None unless queued); a
+            `Held` reply for a job that has not ended, when the request waits and fewer than
+            `MAX_HELD` replies are held already.
 
         Raises
         ------
         ProtocolError
             Code `protocol.UNKNOWN_JOB`: no such job (`JobTable.get`).
         """
-        return self._job_reply(self.table.get(request["job"]))
+        job = self.table.get(request["job"])
+        wait = request["wait"]
+        if wait and not job.final and len(self.held) < MAX_HELD:
+            return Held(job, time.monotonic() + wait)
+        return self._job_reply(job)
 
     def cancel(self, request: protocol.Request) -> dict[str, Any]:
         """Cancel one client's job (`_cancel`).
