@@ -10,8 +10,12 @@ from worker.deconv.psf import (
     estimate_kernel,
     estimate_psf,
     fast_shape,
+    forward_gradients,
+    gradient_adjoint,
+    gradient_normal,
     luminance,
     smooth_periodic_extension,
+    strong_gradient_adjoint,
     unclipped,
 )
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, shake
@@ -160,3 +164,33 @@ def test_a_known_clip_level_keeps_small_highlights_out_of_the_kernel_fit() -> No
     assert unclipped(image, window, 9).all()
     usable = unclipped(image, window, 9, clip_level=1.0)
     assert not usable[100, 100] and not usable[96, 104] and usable[90, 90]
+
+
+SHAPES = [(37, 41), (1, 6), (5, 1), (1, 1), (2, 3)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_gradient_normal_is_the_adjoint_of_the_differences_to_the_last_bit(
+    shape: tuple[int, int], dtype: type
+) -> None:
+    """One compiled pass gives ``D^T D u`` as NumPy's differences of differences do, bit for
+    bit: the held-out fits of a kernel (`holdout`) stay what they were."""
+    u = np.random.default_rng(4).standard_normal(shape).astype(dtype)
+    expected = gradient_adjoint(*forward_gradients(u))
+    found = gradient_normal(u)
+    assert found.dtype == expected.dtype and np.array_equal(found, expected)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.5, 2.0, 1e9])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_l0_step_keeps_the_strong_gradients_to_the_last_bit(
+    shape: tuple[int, int], threshold: float
+) -> None:
+    """`strong_gradient_adjoint` zeroes each gradient whose squared norm is under the threshold
+    and takes ``D^T`` of the rest, as the masked NumPy arrays do, bit for bit."""
+    u = np.random.default_rng(5).standard_normal(shape)
+    gx, gy = forward_gradients(u)
+    weak = gx * gx + gy * gy < threshold
+    gx[weak], gy[weak] = 0, 0
+    assert np.array_equal(strong_gradient_adjoint(u, threshold), gradient_adjoint(gx, gy))

@@ -33,8 +33,7 @@ from worker.deconv.psf import (
     centred_kernel_spectrum,
     conjugate_gradients,
     fast_shape,
-    forward_gradients,
-    gradient_adjoint,
+    gradient_normal,
 )
 from worker.parallel import in_threads
 
@@ -128,8 +127,7 @@ class HeldOutWindow:
             return fft.irfft2(np.conj(otf) * fft.rfft2(image), s=self.shape)
 
         def normal(image: np.ndarray, alpha: float) -> np.ndarray:
-            penalty = gradient_adjoint(*forward_gradients(image))
-            return blur_adjoint(self.train * blur(image)) + alpha * penalty
+            return blur_adjoint(self.train * blur(image)) + alpha * gradient_normal(image)
 
         rhs = blur_adjoint(self.train * self.observed)
         sharp, best = self.observed, np.inf
