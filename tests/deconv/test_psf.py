@@ -194,3 +194,19 @@ def test_the_l0_step_keeps_the_strong_gradients_to_the_last_bit(
     weak = gx * gx + gy * gy < threshold
     gx[weak], gy[weak] = 0, 0
     assert np.array_equal(strong_gradient_adjoint(u, threshold), gradient_adjoint(gx, gy))
+
+
+@pytest.mark.parametrize(
+    ("size", "shape"),
+    [((7, 7), (64, 80)), ((31, 31), (31, 31)), ((3, 5), (4, 9)), ((1, 1), (5, 6))],
+)
+def test_a_kernels_spectrum_has_its_centre_tap_at_the_origin(
+    size: tuple[int, int], shape: tuple[int, int]
+) -> None:
+    """The kernel wrapped around the grid's origin, its centre tap at (0, 0) (MATLAB's psf2otf),
+    bit for bit as the grid padded and rolled by half a kernel."""
+    psf = np.random.default_rng(6).random(size)
+    padded = np.zeros(shape)
+    padded[: size[0], : size[1]] = psf
+    rolled = np.roll(padded, (-(size[0] // 2), -(size[1] // 2)), axis=(0, 1))
+    assert np.array_equal(centred_kernel_spectrum(psf, shape), fft.rfft2(rolled))

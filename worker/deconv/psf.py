@@ -174,8 +174,8 @@ def centred_kernel_spectrum(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarr
         complex: the optical transfer function on the real-FFT grid (`scipy.fft.rfft2`).
     """
     padded = np.zeros(shape)
-    padded[: psf.shape[0], : psf.shape[1]] = psf
-    padded = np.roll(padded, (-(psf.shape[0] // 2), -(psf.shape[1] // 2)), axis=(0, 1))
+    rows, cols = ((np.arange(k) - k // 2) % n for k, n in zip(psf.shape, shape, strict=True))
+    padded[np.ix_(rows, cols)] = psf  # the centre tap at (0, 0), the rest wrapped around
     return fft.rfft2(padded)
 
 
