@@ -84,23 +84,23 @@ Times = tuple[float | None, float | None, float]
 
 def run_job(client: Client, t0: float, poll: float = POLL, **fields: object) -> Times:
     """Submit a job; seconds from `t0` until it starts computing (its first estimating or
-    deblurring progress), until its first deblurring progress, and until it ends, its status
-    asked every `poll` seconds (each request costs the worker and this process some CPU), each
-    reply held by the worker until the job ends or `poll` passes, as `Client.wait` asks."""
+    deblurring progress), until its first deblurring progress, and until it ends, followed as
+    the client follows it (`Client.wait`) with a status every `poll` seconds (each request costs
+    the worker and this process some CPU) and at once when it ends."""
     job = client.request("submit", None, **fields)["job"]
     marks: dict[str, float] = {}
-    while True:
-        asked = time.perf_counter()
-        status = client.request("status", job=job, wait=poll)
+
+    def mark(status: dict[str, object]) -> None:
         if status["detail"] in ("estimating", "deblurring"):
             marks.setdefault("computing", time.perf_counter() - t0)
         if status["detail"] == "deblurring":
             marks.setdefault("deblurring", time.perf_counter() - t0)
-        if status["stage"] in ("done", "failed", "cancelled"):
-            if status["stage"] != "done":
-                raise SystemExit(f"job {status['stage']}: {status['error']}")
-            return marks.get("computing"), marks.get("deblurring"), time.perf_counter() - t0
-        time.sleep(max(0.0, asked + poll - time.perf_counter()))
+
+    final = client.wait(job, mark, interval=poll)
+    ended = time.perf_counter() - t0
+    if final["stage"] != "done":
+        raise SystemExit(f"job {final['stage']}: {final['error']}")
+    return marks.get("computing"), marks.get("deblurring"), ended
 
 
 def wait_until_it_answers(client: Client) -> None:

@@ -188,9 +188,10 @@ class Client:
         job_id: str,
         on_update: Callable[[dict[str, Any]], None] | None = None,
         worker: dict[str, Any] | None = None,
+        interval: float = POLL_INTERVAL,
     ) -> dict[str, Any]:
-        """Follow job `job_id` until it ends: its status every `POLL_INTERVAL` seconds, and at
-        once when it ends (the worker holds each reply until then, for one interval at most).
+        """Follow job `job_id` until it ends: its status every `interval` seconds, and at once
+        when it ends (the worker holds each reply until then, for one interval at most).
 
         A worker that does not answer in time is waited for as long as its process lives
         (`worker_lives`): paused, or swapping, it runs the job on, whose result would otherwise
@@ -205,6 +206,9 @@ class Client:
         worker : dict or None, optional
             The ping reply of the worker that runs the job, to tell whether its process still
             lives. None: a worker that does not answer in time counts as gone.
+        interval : float, optional
+            Seconds between status replies while the job runs, at most
+            `protocol.MAX_STATUS_WAIT` (each costs the worker and this process some CPU).
 
         Returns
         -------
@@ -226,10 +230,10 @@ class Client:
             asked = time.monotonic()
             try:
                 # Held by the worker until the job ends, or for one interval (`Server.status`).
-                status = self.request("status", job=job_id, wait=POLL_INTERVAL)
+                status = self.request("status", job=job_id, wait=interval)
             except WorkerUnavailable:
                 if worker is not None and worker_lives(worker):
-                    time.sleep(POLL_INTERVAL)
+                    time.sleep(interval)
                     continue
                 raise WorkerUnavailable(
                     f"the worker at {self.endpoint} stopped answering while job {job_id} ran"
@@ -244,7 +248,7 @@ class Client:
                 on_update(status)
             if Stage(status["stage"]).final:
                 return status
-            time.sleep(max(0.0, asked + POLL_INTERVAL - time.monotonic()))  # (answered early)
+            time.sleep(max(0.0, asked + interval - time.monotonic()))  # (answered early)
 
 
 def worker_lives(reply: dict[str, Any]) -> bool:
