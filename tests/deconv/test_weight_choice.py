@@ -1,5 +1,7 @@
 """The TV weight fitted to the picture by hold-out prediction (`worker.deconv.weight_choice`)."""
 
+import warnings
+
 import numba
 import numpy as np
 import pytest
@@ -115,6 +117,21 @@ def test_a_tie_goes_to_the_rules_weight_and_a_clear_win_to_its_scale() -> None:
     assert best_scale([1.0, 1.0 - TIE / 2, 1.0]) == 1
     assert best_scale([1.0, 1.0 - 2 * TIE, 1.0 - 2 * TIE]) == SCALES[1]
     assert best_scale([1.0, 0.9, 0.8]) == SCALES[2]
+
+
+def test_a_picture_too_small_to_hold_a_pixel_out_keeps_the_rules_weight() -> None:
+    # A 2 x 2 picture's crop holds no pixel out (the share drawn is a tenth): nothing to predict.
+    assert not held_out_pixels((2, 2)).any()
+    assert np.isnan(prediction_error(np.ones((1, 2, 2)), np.ones((1, 2, 2)), np.ones((1, 1)),
+                                     held_out_pixels((2, 2))))  # fmt: skip
+    assert best_scale([float("nan")] * len(SCALES)) == SCALES[0]
+    assert best_scale([float("nan"), 1.0, 0.5]) == SCALES[2]
+    picture = np.random.default_rng(3).uniform(0.2, 0.8, (2, 2, 3)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "mean of empty slice" on the way
+        restored, report = deblur(picture, np.ones((1, 1)))
+    assert restored.shape == picture.shape and np.isfinite(restored).all()
+    assert report.lambda_factor == SCALES[0]
 
 
 def test_an_expert_lambda_is_used_as_it_is() -> None:
