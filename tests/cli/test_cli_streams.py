@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 
 from tests.permissions import IS_ROOT, obey_permissions
 from tests.tiffs import random_samples, write_tiff
@@ -170,3 +171,26 @@ def test_a_reader_that_left_is_found_without_writing(
         assert reader_left()
         monkeypatch.setattr(sys, "stdout", None)  # (started with stdout closed)
         assert not reader_left()
+
+
+def test_exiv2s_warnings_stay_out_of_the_report(user_env: dict[str, str], tmp_path: Path) -> None:
+    """A picture whose EXIF holds an entry of an unknown type (0) is read, and stdout holds the
+    JSON report alone: exiv2 printed "[warn] Directory Image, entry 0x010f has unknown Exif
+    (TIFF) type 0" on stdout, before the report."""
+    picture, psf = tmp_path / "in.tif", tmp_path / "psf.npy"
+    write_tiff(picture, random_samples((64, 64, 3), np.uint16, np.random.default_rng(1)),
+               exif={"Exif.Image.Make": "Canon"})  # fmt: skip
+    with tifffile.TiffFile(picture) as tiff:
+        entry = tiff.pages[0].tags["Make"].offset  # the IFD entry: tag, type, count, value
+    damaged = bytearray(picture.read_bytes())
+    damaged[entry + 2 : entry + 4] = b"\0\0"
+    picture.write_bytes(damaged)
+    np.save(psf, np.full((3, 3), 1 / 9))
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "deblur", picture, "--psf", psf, "-o", tmp_path / "o.tif",
+         "--json"],
+        env=user_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 1
+    assert json.loads(done.stdout)["output"] == str(tmp_path / "o.tif")

@@ -46,6 +46,10 @@ from worker.resize import zoom_to
 # tifffile reports oddities of files through logging; without a handler, Python would print
 # them on stderr. The application (the worker's log) decides where they go.
 logging.getLogger("tifffile").addHandler(logging.NullHandler())
+# exiv2's warnings about odd metadata (an unknown tag type, a bad charset) go to stdout from its
+# C++ side, where they would mix with `--json` and the report. Its errors still become
+# RuntimeError (pyexiv2 checks its error log after each call), which the readers turn into one line.
+pyexiv2.set_log_level(3)  # pyexiv2's levels: 2 warn, 3 error
 
 SAMPLE_FORMATS = (
     np.dtype(np.uint8),
