@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from worker import paths
-from worker.atomic import SETTLED, atomic_file, copy_atomically, temporaries
+from worker.atomic import (
+    NAME_MAX,
+    SETTLED,
+    atomic_file,
+    copy_atomically,
+    set_aside,
+    temporaries,
+)
 from worker.deconv.psf_tools import center_on_centroid, resample_psf, validate_psf
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
 from worker.errors import InputError
@@ -197,6 +204,26 @@ def test_temporaries_finds_what_a_killed_writer_left_even_with_glob_characters(
         assert temporaries(target) == [Path(tmp.name)]
         assert temporaries(other) == [Path(other_tmp.name)]
     assert temporaries(target) == []
+
+
+@pytest.mark.parametrize(
+    "name", [b"c" * 251 + b".tif", "é".encode() * 125 + b".tif", b"\xff" * 255]
+)
+def test_the_longest_names_a_folder_takes_are_written(tmp_path: Path, name: bytes) -> None:
+    """A result named with 255 bytes, the most a name may hold, is written, and so is its kept
+    copy (`set_aside`): the temporaries' names, 15 bytes longer, were refused as "File name too
+    long" from 241 bytes on. A name cut inside a character (two-byte é) still works."""
+    target = Path(os.fsdecode(bytes(tmp_path) + b"/" + name))
+    assert len(os.fsencode(target.name)) == len(name) <= NAME_MAX
+    for _ in range(2):
+        with atomic_file(target) as handle:
+            assert len(os.fsencode(Path(handle.name).name)) <= NAME_MAX
+            assert temporaries(target) == [Path(handle.name)]
+            handle.write(b"whole")
+        kept = set_aside(target)
+        assert kept is not None and len(os.fsencode(kept.name)) <= NAME_MAX
+        kept.unlink()
+    assert target.read_bytes() == b"whole" and temporaries(target) == []
 
 
 def test_the_next_writer_removes_what_a_killed_writer_left(tmp_path: Path) -> None:

@@ -41,11 +41,17 @@ _CAP_FOWNER = 3  # Linux capability: act as the owner of any file
 SUFFIX = ".part"
 _RANDOM = "[a-z0-9_]" * 8  # (a glob): the characters `tempfile.mkstemp` puts in its names
 KEPT = ".kept"  # a file set aside (`set_aside`) ends so
+NAME_MAX = 255  # bytes in a file's name (Linux's file systems)
+_NAME_ROOM = NAME_MAX - len("..") - 8 - max(len(SUFFIX), len(KEPT))  # of NAME, in a temporary's
 SETTLED = 60.0  # s: a temporary younger than this may be a writer's that has not locked it yet
 
 
 def _prefix(final: Path) -> str:
-    return f".{final.name}."
+    """``.NAME.``, the start of `final`'s temporaries: NAME cut to `_NAME_ROOM` bytes, so that
+    with the random part and the suffix the temporary's name is as long as the longest name a
+    folder takes (`NAME_MAX`), not longer: a name of 241-255 bytes was refused as "too long"."""
+    name = os.fsencode(final.name)[:_NAME_ROOM]
+    return f".{os.fsdecode(name)}."
 
 
 def placed(final: str | os.PathLike[str]) -> Path:
