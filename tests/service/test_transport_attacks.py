@@ -171,7 +171,7 @@ def test_tcp_endpoints_need_a_port_and_ipv6_loopback_works() -> None:
                          "ipc://"):  # fmt: skip
             process = start(env, "--endpoint", endpoint)
             _, err = process.communicate(timeout=60)
-            assert process.returncode == 1
+            assert process.returncode == 2  # a malformed option: wrong usage
             assert "unsupported endpoint" in err and len(err.strip().splitlines()) == 1, err
         endpoint = f"tcp://[::1]:{free_port(sockets.AF_INET6, '::1')}"
         process = start(env, "--endpoint", endpoint, "--curve-dir", folder / "no-keys")
@@ -195,9 +195,35 @@ def test_the_command_line_checks_the_endpoint_too() -> None:
         ):
             worker = Worker(folder, private_env(folder), endpoint, folder / "cache")
             result = worker.cli("submit", folder / "in.tif", "-o", folder / "o.tif", timeout=60)
-            assert result.returncode == 1
+            assert result.returncode == 2  # a malformed option: wrong usage
             assert words in result.stderr and len(result.stderr.splitlines()) == 1
         assert not any(Path(name).exists() for name in ("/w.sock", "/w.sock.lock", "/.start.lock"))
+
+
+def test_an_address_that_is_not_utf8_is_refused_in_one_line() -> None:
+    """ZeroMQ's addresses are text: a socket in a folder whose name is not UTF-8 (given, or the
+    runtime folder under such a cache folder) was an internal UnicodeEncodeError."""
+    with short_folder() as folder:
+        env = private_env(folder)
+        bad = os.fsdecode(bytes(folder) + b"/caf\xe9")
+        given = Worker(folder, env, f"ipc://{bad}/w.sock", folder / "cache")
+        for command in ("ping", "status"):
+            result = given.cli(command, timeout=60)
+            assert result.returncode == 2, result.stderr
+            assert "is not UTF-8" in result.stderr and len(result.stderr.splitlines()) == 1
+        env = {**env, "XDG_CACHE_HOME": bad}
+        env.pop("XDG_RUNTIME_DIR", None)
+        for command in (("ping",), ("status",), ("worker", "--idle-exit", "1")):
+            result = subprocess.run(
+                [sys.executable, "-m", "worker", *command],
+                env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert result.returncode == 1, result.stderr
+            assert result.stderr.splitlines() == [
+                f"dt-deconvolve: error: the address ipc://{bad}/dt-deconvolve/run/worker.sock is "
+                "not UTF-8, as ZeroMQ's must be: give another (--endpoint), or a runtime folder "
+                "whose name is (XDG_RUNTIME_DIR, else XDG_CACHE_HOME)".replace("\udce9", "\\xe9")
+            ]
 
 
 def put_in_place(path: Path, damage: str) -> None:

@@ -3,9 +3,10 @@
 import argparse
 from pathlib import Path
 
+from worker.errors import InputError
 from worker.paths import cache_dir
 from worker.service.client import Client
-from worker.service.transport import default_curve_dir, default_endpoint
+from worker.service.transport import check_endpoint, default_curve_dir, default_endpoint
 
 
 def default_cache_dir() -> Path:
@@ -31,6 +32,7 @@ def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--endpoint",
         metavar="E",
+        type=endpoint_argument,
         help="the worker's address: ipc:///ABSOLUTE/PATH or tcp://HOST:PORT "
         "(default: a private socket in your runtime folder)",
     )
@@ -40,6 +42,37 @@ def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="folder of CURVE keys for tcp endpoints (default: curve/ in the cache folder)",
     )
+
+
+def endpoint_argument(text: str) -> str:
+    """An address named on the command line (an argparse type), checked for its shape.
+
+    Parameters
+    ----------
+    text : str
+        The address as given.
+
+    Returns
+    -------
+    str
+        `text`, unchanged.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        `text` is empty, or not an address a worker could listen on (`check_endpoint`, CURVE
+        assumed: whether a tcp address beyond the loopback may be listened on depends on the
+        worker's keys, which the worker checks when it starts).
+    """
+    if not text:
+        raise argparse.ArgumentTypeError(
+            "an empty address: give ipc:///PATH or tcp://HOST:PORT, or leave the option out"
+        )
+    try:
+        check_endpoint(text, curve=True)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def folder_argument(text: str) -> Path:
@@ -92,8 +125,8 @@ def endpoint_of(args: argparse.Namespace) -> str:
     Returns
     -------
     str
-        `--endpoint`, unchecked, or when none (or an empty one) was given `default_endpoint`:
-        an ipc socket in the user's runtime folder.
+        `--endpoint` (its shape checked: `endpoint_argument`), or when none was given
+        `default_endpoint`: an ipc socket in the user's runtime folder.
     """
     return args.endpoint or default_endpoint()
 

@@ -213,10 +213,18 @@ def check_endpoint(endpoint: str, curve: bool = False) -> None:
     Raises
     ------
     InputError
-        When `endpoint` is neither ``ipc:///PATH`` nor a well-formed ``tcp://HOST:PORT``
+        When `endpoint` is not UTF-8 (ZeroMQ's addresses are text: a folder's name that is not
+        can hold no socket); is neither ``ipc:///PATH`` nor a well-formed ``tcp://HOST:PORT``
         (`tcp_host`); its PATH is relative, ends in ``/`` or is longer than `IPC_PATH_LIMIT`
         bytes; or, without `curve`, its HOST is not a loopback address (`is_loopback`).
     """
+    try:
+        endpoint.encode()
+    except UnicodeEncodeError:
+        raise InputError(
+            f"the address {endpoint[:200]} is not UTF-8, as ZeroMQ's must be: give another "
+            "(--endpoint), or a runtime folder whose name is (XDG_RUNTIME_DIR, else XDG_CACHE_HOME)"
+        ) from None
     path = ipc_path(endpoint)
     host = tcp_host(endpoint)
     if path is None and host is None:
