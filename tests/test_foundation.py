@@ -21,7 +21,7 @@ from worker.atomic import (
 )
 from worker.deconv.psf_tools import center_on_centroid, resample_psf, validate_psf
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
-from worker.errors import InputError
+from worker.errors import InputError, one_line
 
 
 @pytest.mark.parametrize(
@@ -344,3 +344,14 @@ def test_the_package_turns_numpys_huge_page_advice_off_unless_the_user_chose(
     )
     # NumPy's switch as the package left it, and what a process it starts is told.
     assert done.stdout.split() == [advised, chosen or "0"]
+
+
+def test_one_line_escapes_what_a_terminal_acts_on_and_keeps_every_script() -> None:
+    """Control characters, C1 controls (U+009B is a terminal's CSI), line separators and format
+    characters are escaped: a name holding U+202E was printed as it was, and a terminal showed
+    ``photo<U+202E>fit.exe`` as "photoexe.tif"."""
+    assert one_line("a\nb\tc\x1b[31m\x7f") == "a\\x0ab\\x09c\\x1b[31m\\x7f"
+    assert one_line("photo\u202efit.exe") == "photo\\u202efit.exe"
+    assert one_line("x\x9b2Jy\u2028z\U000e0041") == "x\\x9b2Jy\\u2028z\\U000e0041"
+    assert one_line(os.fsdecode(b"caf\xe9 \xff")) == "caf\\xe9 \\xff"  # the bytes themselves
+    assert one_line("Café, 東京, Ελλάδα, 🙂") == "Café, 東京, Ελλάδα, 🙂"

@@ -152,15 +152,27 @@ def describe_error(error: BaseException) -> str:
     return one_line(f"internal error: {type(error).__name__}: {error}")
 
 
-_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
-# A byte of a name that is not UTF-8, as `os.fsdecode` carries it (U+DC80 + the byte): written
-# as the byte, not as a code point a terminal cannot show (and stdout and stderr showed apart).
-_CONTROL.update({0xDC00 + byte: f"\\x{byte:02x}" for byte in range(0x80, 0x100)})
+def _escaped(character: str) -> str:
+    """`character` as `one_line` writes it."""
+    code = ord(character)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte of a name that is not UTF-8, as `os.fsdecode` holds it
+        return f"\\x{code - 0xDC00:02x}"  # (as the byte: no terminal shows that code point)
+    if character.isprintable():
+        return character
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def one_line(message: str) -> str:
-    """`message` with its control characters (line breaks, tabs, escapes) written as `\\xNN`,
-    so that it stays one line on a terminal and in a log, whatever the names it quotes hold.
+    """`message` with every character that a terminal or a reader acts on written as an escape,
+    so that it stays one line, shown as it is, whatever the names it quotes hold.
+
+    Those are the characters Python does not call printable: the control characters (line
+    breaks, tabs, escapes, and the C1 controls such as U+009B, a terminal's CSI), the line and
+    paragraph separators, and the format characters, among them the bidirectional overrides
+    (U+202E would show the rest of a name backwards: ``photo<U+202E>fit.exe`` reads
+    ``photoexe.tif``).
 
     Parameters
     ----------
@@ -170,8 +182,9 @@ def one_line(message: str) -> str:
     Returns
     -------
     str
-        `message`, each character below U+0020 and U+007F (DEL) replaced by its four-character
-        escape ``\\xNN`` (lower-case hexadecimal), and so each byte of a name that is not UTF-8
-        (U+DC80 to U+DCFF, `os.fsdecode`'s stand-ins).
+        `message`, each such character under U+0100 written ``\\xNN`` (lower-case
+        hexadecimal), each other one ``\\uNNNN`` (``\\UNNNNNNNN`` beyond U+FFFF), and each byte
+        of a name that is not UTF-8 (U+DC80 to U+DCFF, `os.fsdecode`'s stand-ins) ``\\xNN``, the
+        byte. Letters, marks and symbols of every script are kept.
     """
-    return message.translate(_CONTROL)
+    return message if message.isprintable() else "".join(map(_escaped, message))
