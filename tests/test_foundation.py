@@ -40,6 +40,14 @@ def test_validate_psf_rejects_bad_kernels(psf: np.ndarray, message: str) -> None
         validate_psf(psf, image_shape=(7, 7, 3))
 
 
+def test_sizes_in_messages_read_width_x_height() -> None:
+    # As the messages about files have them (a 300-row, 4-column picture "is 4x300 pixels").
+    with pytest.raises(InputError, match=r"the PSF \(5x3\) is larger than the image \(4x300\)"):
+        validate_psf(np.ones((3, 5)), image_shape=(300, 4, 3))
+    with pytest.raises(InputError, match=r"odd sizes so that it has a centre, not 5x4"):
+        validate_psf(np.ones((4, 5)))
+
+
 def test_validate_psf_normalises() -> None:
     psf = validate_psf(np.ones((3, 5)) * 7)
     assert psf.dtype == np.float32

@@ -58,7 +58,8 @@ def test_options_that_do_not_go_together_are_wrong_usage(run_cli, tmp_path: Path
 
 def test_a_preview_too_small_for_the_blur_says_so(run_cli, tmp_path: Path):
     """`--varying --scale` leaving a preview a pixel wide: the message `run` gives without
-    `--varying` (it was "the image is too small (60x1 pixels)", naming no scale)."""
+    `--varying` (it was "the image is too small (60x1 pixels)", naming no scale). Sizes are
+    written width x height, as the messages about files write them."""
     blocks = np.random.default_rng(2).uniform(0.05, 0.9, (75, 2, 3))
     write_tiff(
         tmp_path / "strip.tif",
@@ -69,7 +70,7 @@ def test_a_preview_too_small_for_the_blur_says_so(run_cli, tmp_path: Path):
         "-o", tmp_path / "out.tif",
     )  # fmt: skip
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
-    assert "scale 0.1 leaves a 60x1 preview, too small for the blur" in done.stderr
+    assert "scale 0.1 leaves a 1x60 preview, too small for the blur" in done.stderr
     assert not (tmp_path / "out.tif").exists()
 
 

@@ -56,12 +56,12 @@ def check_preview(image: np.ndarray, psf: np.ndarray, scale: float) -> None:
         than 2 px, on either side.
     """
     if any(n < max(k, 2) for n, k in zip(image.shape, psf.shape, strict=False)):
-        blur = f"the blur ({psf.shape[0]}x{psf.shape[1]} px"
+        blur = f"the blur ({psf.shape[1]}x{psf.shape[0]} px"
         if scale >= 1:  # (no preview: "scale 1 leaves a preview" named none)
             raise InputError(
-                f"the picture, {image.shape[0]}x{image.shape[1]} px, is smaller than {blur})"
+                f"the picture, {image.shape[1]}x{image.shape[0]} px, is smaller than {blur})"
             )
         raise InputError(
-            f"scale {scale:g} leaves a {image.shape[0]}x{image.shape[1]} preview, too small for "
+            f"scale {scale:g} leaves a {image.shape[1]}x{image.shape[0]} preview, too small for "
             f"{blur} at that scale)"
         )

@@ -40,7 +40,7 @@ def validate_psf(psf: np.ndarray, image_shape: tuple[int, ...] | None = None) ->
     height, width = psf.shape
     if height % 2 == 0 or width % 2 == 0:
         raise InputError(
-            f"the PSF must have odd sizes so that it has a centre, not {height}x{width}"
+            f"the PSF must have odd sizes so that it has a centre, not {width}x{height}"
         )
     psf = psf.astype(np.float64)
     if not np.all(np.isfinite(psf)):
@@ -55,8 +55,8 @@ def validate_psf(psf: np.ndarray, image_shape: tuple[int, ...] | None = None) ->
     total = psf.sum()
     if image_shape is not None and (height > image_shape[0] or width > image_shape[1]):
         raise InputError(
-            f"the PSF ({height}x{width}) is larger than the image "
-            f"({image_shape[0]}x{image_shape[1]})"
+            f"the PSF ({width}x{height}) is larger than the image "
+            f"({image_shape[1]}x{image_shape[0]})"
         )
     return (psf / total).astype(np.float32)
 

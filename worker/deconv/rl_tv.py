@@ -228,7 +228,7 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     if not np.issubdtype(image.dtype, np.number) or np.issubdtype(image.dtype, np.complexfloating):
         raise InputError(f"the image must hold real numbers, not {image.dtype}")
     if image.shape[0] < 2 or image.shape[1] < 2:
-        raise InputError(f"the image is too small ({image.shape[0]}x{image.shape[1]} pixels)")
+        raise InputError(f"the image is too small ({image.shape[1]}x{image.shape[0]} pixels)")
     image = image.astype(np.float32, copy=False)
     if not np.isfinite(image).all():
         raise InputError("the image holds NaN or infinite pixels")
