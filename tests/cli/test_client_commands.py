@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 from service_support import (
     private_env,
@@ -22,6 +23,7 @@ from service_support import (
 
 from cache.key import cache_key
 from cache.store import PSF_PNG, RESULT, CacheLimits, ResultCache
+from tests.tiffs import write_tiff
 from worker import __version__
 from worker.cli.cache import remove_leftover_exports
 from worker.cli.status import describe
@@ -203,3 +205,23 @@ def test_a_copy_from_the_cache_nobody_hears_of_is_not_left(user_env, tmp_path, w
             os.close(writer)
         assert done.returncode == 141, done.stderr
         assert output.exists() == existing
+
+
+def test_a_kernel_and_a_blur_to_estimate_do_not_go_together(run_cli, tmp_path: Path) -> None:
+    """`submit --psf K.npy --blur 5` and `key` alike: exit 2 in one line, before any worker is
+    asked (the kernel silently won); either alone is a job, and no blur given is `auto`."""
+    write_tiff(tmp_path / "in.tif", np.full((64, 64, 3), 30000, np.uint16))
+    np.save(tmp_path / "k.npy", np.ones((3, 3), np.float32) / 9)
+    picture, kernel = tmp_path / "in.tif", tmp_path / "k.npy"
+    for command in (("submit", picture, "-o", tmp_path / "out.tif"), ("key", picture)):
+        done = run_cli(*command, "--psf", kernel, "--blur", "5")
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines() == [
+            "dt-deconvolve: error: --psf and --blur do not go together: the kernel file says what "
+            "the blur is, --blur asks for it to be estimated (see --help)"
+        ]
+    assert not (tmp_path / "out.tif").exists()
+    keys = [
+        run_cli("key", picture, *how).stdout for how in ([], ["--blur", "auto"], ["--psf", kernel])
+    ]
+    assert keys[0] == keys[1] != keys[2] and all(len(key.strip()) == 64 for key in keys)

@@ -35,7 +35,7 @@ from worker.cli.options import add_engine_options, settings_from_args
 from worker.cli.psf import add_window_option, blur_size
 from worker.cli.streams import reader_left, warn
 from worker.deconv.settings import AUTO
-from worker.errors import InputError, RemoteError
+from worker.errors import InputError, RemoteError, UsageError
 from worker.jobspec import JobSpec
 from worker.service import protocol
 from worker.service.client import ensure_worker, next_worker
@@ -51,15 +51,15 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     ----------
     parser : argparse.ArgumentParser
         The command's parser: it gets the engine's options (`add_engine_options`), `--blur`
-        (default `AUTO`), `--window` (default None) and `--psf`.
+        (default None: `AUTO` unless `--psf` is given, `job_spec`), `--window` (default None)
+        and `--psf`.
     """
     add_engine_options(parser)
     parser.add_argument(
         "--blur",
         type=blur_size,
-        default=AUTO,
         metavar="K|auto",
-        help="estimate the blur first, at most K x K (odd), or 'auto' (the default without --psf)",
+        help="estimate the blur first, at most K x K (odd), or 'auto', the default; not with --psf",
     )
     add_window_option(parser, None)
     parser.add_argument("--psf", type=Path, metavar="PSF", help="use this kernel (.npy) instead")
@@ -73,7 +73,7 @@ def job_spec(args: argparse.Namespace, output: str) -> JobSpec:
     args : argparse.Namespace
         The parsed command line: `input`, the options of `add_job_options`, and `key` where
         the command has it. The input and the kernel are made absolute (links not resolved);
-        with `--psf`, `--blur` is ignored.
+        without `--psf` or `--blur`, the blur is estimated at `AUTO`.
     output : str
         The job's output, as the spec holds it: an absolute path (`submit`), or "" (`key`,
         whose key does not depend on it).
@@ -87,14 +87,19 @@ def job_spec(args: argparse.Namespace, output: str) -> JobSpec:
     ------
     InputError
         When the options do not make a job that can run (`JobSpec.validate`: settings out of
-        range or that do not go together).
+        range or that do not go together; `UsageError` for `--psf` with `--blur`).
     """
+    if args.psf and args.blur is not None:
+        raise UsageError(
+            "--psf and --blur do not go together: the kernel file says what the blur is, --blur "
+            "asks for it to be estimated"
+        )
     spec = JobSpec(
         input=str(args.input.absolute()),
         output=output,
         key=getattr(args, "key", None),
         psf=str(args.psf.absolute()) if args.psf else None,
-        blur=None if args.psf else args.blur,
+        blur=None if args.psf else AUTO if args.blur is None else args.blur,
         window=args.window,
         settings=settings_from_args(args),
     )
