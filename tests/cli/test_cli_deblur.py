@@ -170,6 +170,31 @@ def _damaged_header_tiff() -> bytes:
         return good.read_bytes()
 
 
+def test_a_compressed_picture_that_claims_more_than_memory_says_so(
+    run_cli: RunCli, psf: Path, tmp_path: Path, out: Path
+) -> None:
+    """A zlib picture whose header claims 100000 x 100000 pixels (60 GB), which no check before
+    decoding can refute: one line naming its size and a damaged header, not "not enough memory;
+    try a preview", which a preview, reading the whole picture first, cannot mend."""
+    path = tmp_path / "claims.tif"
+    write_tiff(path, random_samples((8, 8, 3), np.uint16, np.random.default_rng(1)),
+               compression="zlib")  # fmt: skip
+    with tifffile.TiffFile(path, mode="r+b") as tiff:
+        for tag in ("ImageWidth", "ImageLength", "RowsPerStrip"):
+            tiff.pages.first.tags[tag].overwrite(100_000)
+
+    def at_most_16_gb() -> None:  # (whatever the machine's overcommit policy)
+        resource.setrlimit(resource.RLIMIT_AS, (16 << 30, resource.RLIM_INFINITY))
+
+    result = run_cli("deblur", path, "--psf", psf, "-o", out / "o.tif", preexec_fn=at_most_16_gb)
+    assert_one_line_failure(
+        result,
+        "is 100000x100000 pixels: there is not enough memory to read it (or its header is "
+        "damaged and claims more than the file holds)",
+    )
+    assert files_in(out) == []
+
+
 # Bad input files: their content (bytes or samples) and a word their error message must contain.
 BAD_TIFFS = {
     "not a TIFF": (b"these are my holiday notes\n" * 10, "not a TIFF"),

@@ -286,7 +286,7 @@ def _read_samples(
         with tifffile.TiffFile(handle, name=path.name) as tiff:
             page = tiff.pages.first
             _check_layout(path, tiff, page)
-            samples = page.asarray()
+            samples = _decoded(path, page)
             extrasamples = tuple(page.extrasamples)
             profile = page.tags.valueof("InterColorProfile")
             planar = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
@@ -309,6 +309,20 @@ def _read_samples(
         # Unspecified (0) when the tag is missing or holds a value TIFF does not define.
         alpha_kind = int(extrasamples[0]) if extrasamples and extrasamples[0] in (0, 1, 2) else 0
     return samples, alpha, alpha_kind, bytes(profile) if profile else None
+
+
+def _decoded(path: Path, page: tifffile.TiffPage) -> np.ndarray:
+    """The samples of `page`; an `InputError` where their memory cannot be had. A smaller scale
+    (what "not enough memory" advises) is no help there, since a preview reads the whole picture
+    first; and a damaged compressed file may claim a size it does not hold (a header of 60000 x
+    60000 pixels in 321 bytes), which only decoding can tell (`_check_uncompressed_size`)."""
+    try:
+        return page.asarray()
+    except MemoryError:
+        raise InputError(
+            f"{path} is {page.imagewidth}x{page.imagelength} pixels: there is not enough memory "
+            "to read it (or its header is damaged and claims more than the file holds)"
+        ) from None
 
 
 def _check_layout(path: Path, tiff: tifffile.TiffFile, page: tifffile.TiffPage) -> None:
