@@ -258,4 +258,35 @@ test("error_reason: the CLI's one-line error without its prefix", function()
   eq(logic.error_reason(nil, "fallback"), "fallback")
 end)
 
+test("quote: a word with = is quoted, so a program named so is no assignment", function()
+  eq(logic.quote("X=1"), "'X=1'")
+  eq(shell_words(logic.quote("a=b")), { "a=b" })
+  eq(logic.command_line("X=1", { "key" }), "'X=1' key")
+end)
+
+test("unescape: a path holding NUL is no path", function()
+  eq(logic.unescape("/p/a%00b.tif"), nil)
+  eq(logic.parse_line("DONE /p/a%00b.tif"), nil)
+  eq(logic.parse_lookup("hit /p/a%00.tif"), nil)
+end)
+
+test("lines: a megabyte of spaces is read in linear time, a line over MAX_LINE is none", function()
+  -- "%s+$" retried from every space: 200000 of them took about 30 s (a megabyte, an hour).
+  local spaces = string.rep(" ", 200000) .. "x"
+  local started = os.clock()
+  eq(logic.parse_line("PROGRESS 0.5 " .. spaces:sub(-60000)), { kind = "progress", fraction = 0.5 })
+  eq(logic.printable("a" .. spaces), "a" .. spaces:sub(1, -2) .. "x")
+  eq(logic.error_reason("dt-deconvolve: error: bad" .. spaces .. "\n"), "bad" .. spaces)
+  eq(logic.parse_lookup("hit /p" .. string.rep("\r", 200000) .. "x"), nil)
+  assert(os.clock() - started < 5, "trimming is not linear: " .. (os.clock() - started) .. " s")
+  eq(logic.parse_line("DONE /" .. string.rep("a", logic.MAX_LINE)), nil)
+  eq(logic.parse_line("DONE /" .. string.rep("a", logic.MAX_LINE - 6)).kind, "done")
+end)
+
+test("printable: the C1 controls and the marks that turn text around become spaces", function()
+  eq(logic.printable("photo\xE2\x80\xAEfit.exe"), "photo fit.exe")
+  eq(logic.printable("a\xC2\x9B2Jb\xE2\x80\xA8c\xE2\x81\xA6d\xD8\x9Ce"), "a 2Jb c d e")
+  eq(logic.printable("Café 東京"), "Café 東京")
+end)
+
 check.run()

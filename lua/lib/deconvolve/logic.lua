@@ -21,6 +21,9 @@ logic.WINDOWS = { "auto", "centre" }
 logic.DEFAULT_SUFFIX = "_deconv"
 logic.PREVIEW_SIDE = 1600 -- longest side, in pixels, of an "output size: preview" result
 logic.TAG_ROOT = "dt-deconvolve"
+-- The longest line of the command's that is read (bytes): its longest, `DONE` and a path of 4096
+-- bytes each escaped as %XX, is 12 KiB; a longer one is no answer of its.
+logic.MAX_LINE = 65536
 -- The plug-in's private folder in darktable's temporary one (darktable's process id, then
 -- mktemp's random characters), which `dt-deconvolve cache clean --on-exit --exports-dir` removes
 -- once that darktable has gone (PRIVATE_FOLDER in worker/cli/cache.py).
@@ -75,9 +78,10 @@ function logic.clamp(value, range, digits)
 end
 
 --- Quote one word for a POSIX shell: any path, with spaces, quotes or `$`, arrives verbatim.
+--- A word with `=` is quoted too: as the first word, `X=1` would be an assignment, not a program.
 function logic.quote(word)
   word = tostring(word)
-  if word:match("^[%w@%%+=:,./_-]+$") then
+  if word:match("^[%w@%%+:,./_-]+$") then
     return word
   end
   return "'" .. word:gsub("'", "'\\''") .. "'"
@@ -90,6 +94,17 @@ function logic.command_line(program, args)
     words[#words + 1] = logic.quote(arg)
   end
   return table.concat(words, " ")
+end
+
+--- `text` without the characters of the class `class` (a Lua pattern item, default `%s`) at its
+--- end, found one byte at a time from the end: a pattern such as "%s+$" retries from every byte
+--- of a long run of spaces, and a command's megabyte line took minutes of darktable's Lua thread.
+local function trim_end(text, class)
+  local last, item = #text, "^" .. (class or "%s")
+  while last > 0 and text:find(item, last) do
+    last = last - 1
+  end
+  return text:sub(1, last)
 end
 
 --- Append the values of `extra` to the list `args`; returns `args`.
@@ -202,14 +217,21 @@ function logic.unescape(field)
   if field:gsub("%%%x%x", ""):find("%", 1, true) then
     return nil
   end
-  return (field:gsub("%%(%x%x)", function(hex)
+  local path = field:gsub("%%(%x%x)", function(hex)
     return string.char(tonumber(hex, 16))
-  end))
+  end)
+  if path:find("\0", 1, true) then -- (no file's name holds NUL)
+    return nil
+  end
+  return path
 end
 
 --- The answer of `cache lookup`: "hit", path or "miss"; nil for anything else.
 function logic.parse_lookup(output)
-  local text = (output or ""):gsub("%s+$", "")
+  local text = trim_end(output or "")
+  if #text > logic.MAX_LINE then
+    return nil
+  end
   if text == "miss" then
     return "miss"
   end
@@ -283,7 +305,10 @@ end
 --- One line of `submit --wait`: {kind = "job", id} | {kind = "progress", fraction, stage} |
 --- {kind = "done", path} (the path unescaped); nil for a line that is none of these.
 function logic.parse_line(line)
-  line = (line or ""):gsub("[\r\n]+$", "")
+  line = trim_end(line or "", "[\r\n]")
+  if #line > logic.MAX_LINE then
+    return nil
+  end
   local id = line:match("^JOB (%S+)%s*$")
   if id then
     return { kind = "job", id = id }
@@ -383,10 +408,14 @@ function logic.replace_plain(text, old, new)
 end
 
 --- A line from a command, fit for a message: terminal colour codes dropped, other control
---- characters (carriage returns, escapes) as spaces, no space at either end.
+--- characters (carriage returns, escapes; the C1 controls U+0080-U+009F), the line separators and
+--- the marks that turn text around (U+202E shows `photo<U+202E>fit.exe` as `photoexe.tif`) as
+--- spaces, no space at either end.
 function logic.printable(text)
-  text = text:gsub("\27%[[%d;?]*[%a@]", ""):gsub("%c", " ")
-  return (text:gsub("^%s+", ""):gsub("%s+$", ""))
+  text = text:gsub("\27%[[%d;?]*[%a@]", ""):gsub("%c", " "):gsub("\xC2[\x80-\x9F]", " ")
+  text = text:gsub("\xE2\x80[\x8E\x8F\xA8-\xAE]", " "):gsub("\xE2\x81[\xA6-\xA9]", " ")
+  text = text:gsub("\xD8\x9C", " ") -- U+061C, the Arabic letter mark
+  return trim_end((text:gsub("^%s+", "")))
 end
 
 --- `text` with each byte that is not part of valid UTF-8 written as "?": GTK drops a whole
@@ -443,12 +472,12 @@ end
 function logic.error_reason(text, fallback)
   local last
   for line in (text or ""):gmatch("[^\n]+") do
-    local reason = line:match("error: (.-)%s*$")
-    if reason and reason ~= "" then
+    local reason = trim_end(line:match("error: (.*)") or "")
+    if reason ~= "" then
       return logic.printable(reason)
     end
     if line:match("%S") then
-      last = line:gsub("^%s+", ""):gsub("%s+$", "")
+      last = line
     end
   end
   return last and logic.printable(last) or fallback
