@@ -298,9 +298,10 @@ def check_tiff_name(output: str | os.PathLike[str]) -> None:
     Raises
     ------
     InputError
-        When the suffix is not ``.tif`` or ``.tiff`` (in upper or lower case).
+        When the suffix is not ``.tif`` or ``.tiff`` (in upper or lower case), or the name ends
+        in ``/`` (a folder's name: `Path` drops the slash).
     """
-    if Path(output).suffix.lower() not in TIFF_SUFFIXES:
+    if os.fspath(output).endswith("/") or Path(output).suffix.lower() not in TIFF_SUFFIXES:
         raise InputError(f"the output must be a .tif or .tiff file, not {output}")
 
 

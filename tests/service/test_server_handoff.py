@@ -17,7 +17,7 @@ import pytest
 from service_support import write_picture, write_psf
 
 from cache.store import RESULT, CacheLimits
-from worker.errors import ProtocolError
+from worker.errors import InputError, ProtocolError
 from worker.service import protocol
 from worker.service.server import Server, WorkerConfig
 from worker.service.transport import process_ended, process_start
@@ -134,3 +134,21 @@ def test_a_process_counts_as_ended_only_when_proc_says_so() -> None:
         alive.kill()
         alive.wait()
     assert process_ended(alive.pid, started)
+
+
+def test_an_output_spelled_otherwise_is_still_the_output_being_written(server, tmp_path):
+    """`/p//x.tif`, `/p/./x.tif` and `/link-to-p/x.tif` name the file `/p/x.tif` names: while a
+    job writes it, each is refused as busy (until engine 0.3.52 they were compared as written,
+    and two jobs wrote one file, the second's result under the first's name); `/p/x.tif/` is a
+    folder's name, not a TIFF file's."""
+    out = tmp_path / "out.tif"
+    first = ask(server, "submit", **job_fields(tmp_path, out))
+    (tmp_path / "link").symlink_to(tmp_path)
+    for spelling in (f"{tmp_path}//out.tif", f"{tmp_path}/./out.tif", f"{tmp_path}/link/out.tif"):
+        with pytest.raises(ProtocolError, match=f"job {first['job']} is writing"):
+            ask(server, "submit", **job_fields(tmp_path, Path(spelling)) | {"output": spelling})
+    with pytest.raises(InputError, match=r"must be a \.tif or \.tiff file"):
+        ask(server, "submit", **job_fields(tmp_path, out) | {"output": f"{out}/"})
+    assert (
+        ask(server, "submit", **job_fields(tmp_path, tmp_path / "other.tif"))["stage"] == "queued"
+    )

@@ -22,6 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from worker.atomic import placed
 from worker.errors import ProtocolError
 from worker.jobspec import JobSpec
 from worker.service import protocol
@@ -39,6 +40,26 @@ class Event(StrEnum):
     PROGRESS = "progress"
     DONE = "done"
     FAILED = "failed"
+
+
+def written_at(output: str) -> str:
+    """Where writing `output` leads: its folder's real path and its name (`atomic.placed`); as
+    written when its folder cannot be found.
+
+    Parameters
+    ----------
+    output : str
+        An absolute output path.
+
+    Returns
+    -------
+    str
+        The path that one name of the file has whatever the spelling of `output`.
+    """
+    try:
+        return str(placed(output))
+    except OSError:
+        return output
 
 
 @dataclass
@@ -69,6 +90,8 @@ class Job:
     # A copy of the result to `output` is under way off the loop: the output stays the job's,
     # even once the job has ended (cancelled), until the copy is done and undone.
     copying: bool = False
+    # Where `output` leads, as it led when the job was made (`written_at`).
+    target: str = ""
 
     @property
     def final(self) -> bool:
@@ -308,7 +331,8 @@ class JobTable:
         Parameters
         ----------
         output : str
-            An absolute output path, compared as written (links are not resolved).
+            An absolute output path, compared by where it leads (`written_at`): `/p//x.tif`,
+            `/p/./x.tif` and a link to `/p` name the file `/p/x.tif` names.
 
         Returns
         -------
@@ -316,8 +340,9 @@ class JobTable:
             The first such job (queued, running, copying a result, or a follower); None when
             there is none.
         """
+        target = written_at(output)
         busy = (job for job in self.jobs.values() if not job.final or job.copying)
-        return next((job for job in busy if job.output == output), None)
+        return next((job for job in busy if job.target == target), None)
 
     def add(self, job: Job, queued: bool = True) -> Job:
         """Keep `job`, forgetting the oldest finished jobs beyond `RECENT_JOBS`.
@@ -367,7 +392,7 @@ class JobTable:
             A queued job, not yet in the table (`add`), whose id is 12 random hexadecimal
             digits.
         """
-        return Job(id=uuid.uuid4().hex[:12], spec=spec)
+        return Job(id=uuid.uuid4().hex[:12], spec=spec, target=written_at(spec.output))
 
     def follow(self, leader: Job, spec: JobSpec) -> Job:
         """A job of its own for a later submit of `leader`'s key, sharing its computation.
