@@ -17,7 +17,9 @@ from service_support import (
     running_worker,
     short_folder,
     tiny_disk,
+    wait,
     write_picture,
+    write_psf,
 )
 
 from worker.errors import RemoteError
@@ -233,3 +235,23 @@ def test_an_idle_worker_stops_when_asked_to() -> None:
         assert worker.process.wait(30) == 0
         log = Path(worker.env["XDG_STATE_HOME"]) / "dt-deconvolve" / "worker.log"
         assert "stopping after 3 s without work" in log.read_text()
+
+
+def test_a_line_break_in_a_path_cannot_forge_a_line_of_the_log(worker, tmp_path: Path) -> None:
+    """A job's input logged as queued, its name holding a line break and a fake traceback,
+    stays on its line: until engine 0.3.52 the log then showed an "ERROR ... Traceback" line
+    that no error had written."""
+    forged = "\n2026-01-01 00:00:00,000 ERROR internal error\nTraceback (most recent call last):\n"
+    folder = tmp_path / f"in{forged}"
+    folder.mkdir()
+    picture = write_picture(folder / "in.tif")
+    psf = write_psf(tmp_path / "psf.npy")
+    with worker.client() as client:
+        job = client.request("submit", input=str(picture), output=str(tmp_path / "o.tif"),
+                             psf=str(psf))  # fmt: skip
+        assert wait(client, job["job"])["stage"] == "done"
+    log = (Path(worker.env["XDG_STATE_HOME"]) / "dt-deconvolve" / "worker.log").read_text()
+    assert "Traceback" in log  # written, escaped, on the job's own line
+    for line in log.splitlines():
+        assert not line.startswith(("Traceback", "2026-01-01")), line
+    assert "in\\x0a2026-01-01 00:00:00,000 ERROR internal error\\x0aTraceback" in log

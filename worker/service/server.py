@@ -35,7 +35,14 @@ import zmq
 from cache.store import PSF, CacheLimits, ResultCache
 from worker import __version__
 from worker.atomic import copy_atomically, put_back, set_aside, temporaries
-from worker.errors import InputError, NotCached, ProtocolError, describe_error, describe_os_error
+from worker.errors import (
+    InputError,
+    NotCached,
+    ProtocolError,
+    describe_error,
+    describe_os_error,
+    one_line,
+)
 from worker.jobspec import JobSpec, check_tiff_name
 from worker.paths import made_state_dir, runtime_dir, state_dir
 from worker.service import protocol
@@ -106,6 +113,16 @@ class Held:
 Handler = Callable[[protocol.Request], dict[str, Any] | Deferred | Held]
 
 
+class OneLineFormatter(logging.Formatter):
+    """Each record's own text on one line (`errors.one_line`), so that a client's path holding a
+    line break cannot forge a line of the log (a fake "ERROR ... Traceback" after a job's
+    input); a traceback the record carries keeps its lines, after it."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
+
+
 def open_log(verbose: bool) -> None:
     """Log to a rotating file in the state folder (and to stderr with `verbose`). A log file
     that cannot be opened (a read-only state folder, a folder or a broken link in its place)
@@ -133,7 +150,7 @@ def open_log(verbose: bool) -> None:
         problem = describe_os_error(error)
         handlers[:] = [logging.StreamHandler()]
     for handler in handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     if problem is not None:
