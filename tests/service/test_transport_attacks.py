@@ -12,6 +12,7 @@ import pytest
 import zmq
 from service_support import (
     Worker,
+    paused,
     private_env,
     short_folder,
     submit,
@@ -160,6 +161,48 @@ def test_remote_clients_are_confined_to_the_allowed_folders(tmp_path: Path) -> N
         finally:
             stop(process)
         assert rc.read_text() == "alias ls='ls --color'\n"
+
+
+def test_a_folder_swapped_for_a_link_out_while_a_job_waits_fails_the_job() -> None:
+    """A remote client's job, submitted inside --allow-dir, whose folder becomes a link out of
+    it before the job starts: the executor checks its paths again as it starts, and the job
+    fails (until engine 0.3.52 only the submit checked them, and the job read and wrote outside)."""
+    with short_folder() as folder:
+        env = private_env(folder)
+        keys = folder / "keys"
+        subprocess.run(
+            [sys.executable, "-m", "worker", "worker", "--generate-keys", "--curve-dir", keys],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        pictures, outside = folder / "pictures", folder / "outside"
+        (pictures / "sub").mkdir(parents=True)
+        outside.mkdir()
+        for place in (pictures / "sub", outside):
+            write_picture(place / "in.tif", (48, 64))
+        psf = write_psf(pictures / "psf.npy")
+        endpoint = f"tcp://127.0.0.1:{free_port()}"
+        process = start(
+            env, "--endpoint", endpoint, "--curve-dir", keys, "--allow-dir", pictures,
+            "--cache-dir", folder / "cache", "--min-free", "0",
+        )  # fmt: skip
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+        try:
+            with Client(endpoint, curve_dir=keys) as client:
+                answering(client, process)
+                warm = submit(
+                    client, pictures / "sub" / "in.tif", pictures / "warm.tif", psf=str(psf)
+                )
+                assert wait(client, warm["job"])["stage"] == "done"  # an executor waits, idle
+                with paused(*map(int, children.read_text().split())):
+                    job = submit(client, pictures / "sub" / "in.tif", pictures / "sub" / "out.tif",
+                                 psf=str(psf))  # fmt: skip
+                    (pictures / "sub").rename(pictures / "was-sub")
+                    (pictures / "sub").symlink_to(outside)
+                ended = wait(client, job["job"])
+                assert ended["stage"] == "failed" and "is outside the folders" in ended["error"]
+        finally:
+            stop(process)
+        assert sorted(p.name for p in outside.iterdir()) == ["in.tif"]
 
 
 def test_tcp_endpoints_need_a_port_and_ipv6_loopback_works() -> None:

@@ -36,6 +36,7 @@ from worker import __version__
 from worker.errors import Abandoned, NotCached, describe_error, is_internal
 from worker.files.kernels import picture_path, save_kernel_picture
 from worker.jobspec import JobSpec
+from worker.service.confine import check_inside
 from worker.service.jobs import Event, file_identity
 from worker.stages import Stage
 
@@ -221,6 +222,9 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
     try:
         progress(0.0, Stage.READING)
         spec = JobSpec.from_fields(task["spec"])
+        # A remote client's paths again, as the job starts: a folder on them may have become a
+        # link out of the allowed folders while the job waited.
+        check_inside((spec.input, spec.output, spec.psf), task.get("allowed"))
         scratch_kernel = kernel if spec.key and spec.estimating else None
         report = run_pipeline(spec, progress, scratch_kernel, known_kernel(task.get("known"), spec))
         # (its `psf_out` names the scratch copy, gone after the job: the kernel is the cache's)

@@ -201,6 +201,7 @@ class Job:
         scratch: Path | None,
         limits: dict[str, int],
         known: dict[str, Any] | None = None,
+        allowed: list[str] | None = None,
     ) -> dict[str, Any]:
         """The message that hands this job to an executor (`Executor.start`).
 
@@ -216,12 +217,15 @@ class Job:
         known : dict or None, optional
             The kernel its key has in the cache: ``{"path": its copy, "report": the report of
             the job that estimated it, "made": that job's parameters}``. None: none.
+        allowed : list of str or None, optional
+            The folders a remote client's job is confined to (`confine.check_inside`, checked
+            again as the job starts); None: a local client's job.
 
         Returns
         -------
         dict
             JSON-ready: ``job`` (the id), ``spec`` (`JobSpec.as_fields`), ``cache_dir``,
-            ``cache_limits``, ``scratch`` (str or None) and ``known``.
+            ``cache_limits``, ``scratch`` (str or None), ``known`` and ``allowed``.
         """
         return {
             "job": self.id,
@@ -230,6 +234,7 @@ class Job:
             "cache_limits": limits,
             "scratch": None if scratch is None else str(scratch),
             "known": known,
+            "allowed": allowed,
         }
 
 

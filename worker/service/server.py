@@ -47,6 +47,7 @@ from worker.jobspec import JobSpec, check_tiff_name
 from worker.paths import made_state_dir, runtime_dir, state_dir
 from worker.service import protocol
 from worker.service.background import Background
+from worker.service.confine import check_inside
 from worker.service.ipc_socket import SocketFile, endpoint_lock
 from worker.service.jobs import Event, Executor, Job, JobTable, file_identity
 from worker.service.transport import (
@@ -119,6 +120,18 @@ class OneLineFormatter(logging.Formatter):
     input); a traceback the record carries keeps its lines, after it."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
+        """The record's line, its text (`record.message`, set by `format`) made one line.
+
+        Parameters
+        ----------
+        record : logging.LogRecord
+            The record being formatted.
+
+        Returns
+        -------
+        str
+            The line as the format string lays it out.
+        """
         record.message = one_line(record.message)
         return super().formatMessage(record)
 
@@ -546,7 +559,8 @@ class Server:
                 "min_free_bytes": self.config.cache_limits.min_free_bytes,
             }
             try:
-                executor.start(job, job.task(self.config.cache_dir, scratch, limits, known))
+                task = job.task(self.config.cache_dir, scratch, limits, known, self._allowed())
+                executor.start(job, task)
             except OSError:  # the executor died just now; its closed pipe reports it
                 log.warning("executor %d could not take job %s", executor.pid, job.id)
                 continue
@@ -639,8 +653,9 @@ class Server:
             if job.note:
                 log.warning("job %s: %s", job.id, job.note)
         elif kind == Event.FAILED:
-            if event.get("detail"):
-                log.error("job %s failed:\n%s", job.id, event["detail"])
+            if event.get("detail"):  # a traceback: a record a line (`OneLineFormatter`)
+                for line in str(event["detail"]).splitlines():
+                    log.error("job %s failed: %s", job.id, line)
             self._finish(executor, job, Stage.FAILED, str(event.get("error")))
 
     def _finish(self, executor: Executor | None, job: Job, stage: Stage, error: str = "") -> None:
@@ -680,8 +695,10 @@ class Server:
         for follower in followers:
             follower.copying = True
 
+        allowed = self._allowed()
+
         def copy_all() -> dict[str, str | None]:
-            return {target: _copy_or_reason(source, Path(target)) for target in targets}
+            return {target: _copy_or_reason(source, Path(target), allowed) for target in targets}
 
         def then(future: "Future[dict[str, str | None]]") -> None:
             for follower in followers:
@@ -1011,20 +1028,14 @@ class Server:
         self._finish(executor, job, Stage.CANCELLED)
         self._keep_executors()  # a fresh one warms up in the background
 
+    def _allowed(self) -> list[str] | None:
+        """The folders remote clients are confined to; None when clients are local."""
+        return [str(folder) for folder in self.config.allowed_dirs] if self.remote else None
+
     def _confine(self, *paths: str | None) -> None:
         """For remote clients, refuse any path outside the allowed folders, before anything
-        looks at it: the same answer whether it exists or not, so nothing can be probed; links
-        count where they lead."""
-        if not self.remote:
-            return
-        allowed = [os.path.realpath(folder) for folder in self.config.allowed_dirs]
-        for path in filter(None, paths):
-            real = os.path.realpath(path)
-            if not any(real == top or real.startswith(top.rstrip("/") + "/") for top in allowed):
-                raise InputError(
-                    f"{path[:200]} is outside the folders this worker serves to other machines "
-                    f"({', '.join(allowed) or 'none: start it with --allow-dir'})"
-                )
+        looks at it (`confine.check_inside`)."""
+        check_inside(paths, self._allowed())
 
     def list_jobs(self, request: protocol.Request) -> dict[str, Any]:
         """One page of jobs, newest first, as many as fit in one message.
@@ -1150,10 +1161,14 @@ class Server:
         return {"stopping": True}
 
 
-def _copy_or_reason(source: Path, target: Path) -> str | None:
-    """Copy `source` to `target` atomically; None when done, else why not (one line)."""
+def _copy_or_reason(source: Path, target: Path, allowed: list[str] | None) -> str | None:
+    """Copy `source` to `target` atomically; None when done, else why not (one line). A remote
+    client's `target` must still lie inside the `allowed` folders (`confine.check_inside`)."""
     try:
+        check_inside([str(target)], allowed)
         copy_atomically(source, target)
+    except InputError as error:
+        return describe_error(error)
     except OSError as error:
         return describe_os_error(error)
     return None
