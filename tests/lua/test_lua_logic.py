@@ -72,11 +72,11 @@ def test_the_plugins_ranges_and_names_are_the_commands(tmp_path: Path) -> None:
         "print(logic.BLUR.min, logic.BLUR.max, logic.BLUR.default) "
         "print(logic.PRIORITY.min, logic.PRIORITY.max, logic.TOLERANCE.min) "
         'print(table.concat(logic.WINDOWS, " ")) '
-        'print(logic.LONGEST_EXTRA - #logic.kernel_path("a.tif") + #"a") '
+        'print(logic.MAX_NAME - logic.LONGEST_EXTRA, logic.kernel_path("a.tif")) '
         "print(string.format(logic.PRIVATE_FOLDER, 4242)) "
         "print(logic.blur_arg({ blur_mode = logic.BLUR_MODES[1], blur = 15 }))"
     )
-    blur, priority, windows, temporary_extra, folder, automatic = printed.splitlines()
+    blur, priority, windows, longest, folder, automatic = printed.splitlines()
     low, high, default = (int(n) for n in blur.split())
     assert (low, all(map(is_blur_size, (low, high, default)))) == (MIN_BLUR, True)
     assert high <= MAX_BLUR
@@ -84,8 +84,12 @@ def test_the_plugins_ranges_and_names_are_the_commands(tmp_path: Path) -> None:
     least, most, tolerance = (float(n) for n in priority.split())
     assert (least, most) == (MIN_PRIORITY, MAX_PRIORITY) and tolerance > 0
     assert all(WINDOW_PATTERN.fullmatch(window) for window in windows.split())
-    final = tmp_path / "a"
-    with atomic_file(final):  # the temporary name the command writes a file through
-        (temporary,) = [path.name for path in tmp_path.iterdir()]
-    assert int(temporary_extra) == len(temporary) - len(final.name)
+    stem, kernel_picture = longest.split()
+    endings = (kernel_picture.removeprefix("a"), ".tif", ".tif.xmp")  # its names' endings
+    for ending in endings:  # the names of the longest stem it makes: the command writes them
+        final = tmp_path / ("a" * int(stem) + ending)
+        with atomic_file(final) as handle:
+            handle.write(b"written")
+        assert final.read_bytes() == b"written"
+    assert max(int(stem) + len(ending) for ending in endings) == 255
     assert PRIVATE_FOLDER.fullmatch(folder.replace("XXXXXXXX", "Ab3dE6g8"))

@@ -369,9 +369,10 @@ end
 
 logic.MAX_NAME = 255 -- bytes in a file name (Linux)
 logic.MAX_TRIES = 1000 -- `_1` ... `_999`
--- What the longest name made from a result's stem adds to it: its kernel picture's, written
--- through a temporary `.NAME.XXXXXXXX.part` (worker/atomic.py).
-logic.LONGEST_EXTRA = #".kernel.png" + #"..XXXXXXXX.part"
+-- What the longest name made from a result's stem adds to it: its kernel picture's (the
+-- sidecar's `.tif.xmp` is shorter). The command writes each through a temporary whose name it
+-- cuts to fit (worker/atomic.py), so that adds nothing.
+logic.LONGEST_EXTRA = #".kernel.png"
 
 --- Where a result goes: `<folder>/<stem><suffix>.tif` next to the original, never where
 --- `taken(path)` says something is: then `<stem><suffix>_1.tif`, `_2`, ... Nil when no name
