@@ -190,3 +190,14 @@ def test_any_json_request_is_accepted_or_refused_cleanly(op: str, fields: dict) 
 def test_any_bytes_are_accepted_or_refused_cleanly(data: bytes) -> None:
     with contextlib.suppress(ProtocolError):
         decode_request(data)
+
+
+def test_an_error_echoing_a_lone_surrogate_stays_strict_json() -> None:
+    """A job id holding U+D800, echoed in the error, was JSON's `\\ud800`, which names no
+    character (strict readers refuse it); it is written as text now. The stand-ins for a name's
+    bytes that are not UTF-8 (U+DC80-U+DCFF) are kept for the client to show as `\\xNN`."""
+    data = encode_error("unknown_job", "no job \ud800 in /p/caf\udce9.tif")
+    assert b"\\\\ud800" in data and b"\\udce9" in data
+    with pytest.raises(RemoteError) as caught:
+        decode_reply(data)
+    assert str(caught.value) == "no job \\ud800 in /p/caf\udce9.tif"

@@ -345,6 +345,9 @@ def encoded_size(value: Any) -> int:
     return len(json.dumps(value, allow_nan=False, separators=(",", ":")))
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # (U+DC80-U+DCFF: a name's bytes)
+
+
 def _dump(message: Mapping[str, Any]) -> bytes:
     data = json.dumps(message, allow_nan=False, separators=(",", ":")).encode("utf-8")
     if len(data) > MAX_MESSAGE_BYTES:
@@ -383,8 +386,11 @@ def encode_error(code: str | None, message: str) -> bytes:
     code : str or None
         One of this module's error codes; None (or empty): `BAD_MESSAGE`.
     message : str
-        What went wrong. Its runs of white space (line ends included) become one space, and
-        it is cut to 1000 characters, so the reply always fits in a message.
+        What went wrong. Its runs of white space (line ends included) become one space, it is
+        cut to 1000 characters, so the reply always fits in a message, and a lone surrogate
+        that stands for no byte of a name (a client's job id of U+D800, echoed) is written
+        ``\\ud800``: JSON's ``\\ud800`` would name no character, which strict readers refuse.
+        The stand-ins for a name's bytes that are not UTF-8 (U+DC80 to U+DCFF) are kept.
 
     Returns
     -------
@@ -392,7 +398,8 @@ def encode_error(code: str | None, message: str) -> bytes:
         One UTF-8 JSON object: ``v``, ``"ok": false``, ``error`` (the code) and ``message``.
     """
     code = code or BAD_MESSAGE
-    line = " ".join(message.split())[:1000]
+    line = _LONE_SURROGATE.sub(lambda found: f"\\u{ord(found[0]):04x}", " ".join(message.split()))
+    line = line[:1000]
     return _dump({"v": PROTOCOL_VERSION, "ok": False, "error": code, "message": line})
 
 
