@@ -235,8 +235,15 @@ ESTIMATE_CHECKS: dict[str, Callable[[object], bool]] = {
     "check_window": _window,
 }
 REQUIRED_ESTIMATE = ("kernel", "confidence", "reason")
-# What local mode's reason adds when its kernel explains no part of the picture (`deblur`).
-EXPLAINS_NOTHING = "but it explains no part of this picture, which is left as it is"
+# What an estimate's reason adds when the deblur hands the picture back (`deblur`): local mode's
+# kernel explains no part of it, or the result would not keep its light (`rl_tv.keeps_light`).
+LEFT_BY_DEBLUR = {
+    StopReason.NO_BLUR: "but it explains no part of this picture, which is left as it is",
+    StopReason.UNEXPLAINED: (
+        "but deblurred with it this picture would not keep its light, as a deblur must: it is "
+        "left as it is"
+    ),
+}
 BLUR_REPORT = ("blur", "extent", "kernel_error", "smoothing")  # `BlurReport`'s: all or none
 
 
@@ -407,8 +414,9 @@ def run_pipeline(
                 )  # fmt: skip
             deblurred = report.as_dict()
             said = estimated.get("reason", "")  # (a kept estimate's may say it already)
-            if report.stop_reason == StopReason.NO_BLUR and said and EXPLAINS_NOTHING not in said:
-                estimated["reason"] = f"{said}; {EXPLAINS_NOTHING}"  # local mode's empty region
+            added = LEFT_BY_DEBLUR.get(report.stop_reason)
+            if added and said and added not in said:
+                estimated["reason"] = f"{said}; {added}"
     stages.report(Stage.WRITING)
     write_picture(spec.output, picture, restored / gain if gain != 1 else restored)
     if psf_out is not None and learnt is not None:  # (not before: a failed job keeps the old)

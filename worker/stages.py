@@ -59,6 +59,9 @@ class StopReason(StrEnum):
     STAGNATION = "stagnation"  # the estimate stopped changing
     CAP = "cap"  # the iteration cap
     NO_BLUR = "no_blur"  # no blur found: the picture is handed back as it was
+    # The result would not keep the picture's light (`rl_tv.LIGHT_KEPT`): the kernel does not
+    # explain the picture, which is handed back as it was.
+    UNEXPLAINED = "unexplained"
 
 
 FINAL_STAGES = frozenset({Stage.DONE, Stage.FAILED, Stage.CANCELLED})

@@ -11,7 +11,8 @@ import tifffile
 from tests.tiffs import write_tiff
 from worker.deconv.noise import kernel_smoothing
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, shake
-from worker.pipeline import EXPLAINS_NOTHING
+from worker.pipeline import LEFT_BY_DEBLUR
+from worker.stages import StopReason
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +142,7 @@ def test_run_local_says_when_its_kernel_explains_nothing(run_cli, tmp_path: Path
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
     assert (report["iterations"], report["stop_reason"]) == (0, "no_blur")
-    assert report["reason"].endswith("; " + EXPLAINS_NOTHING)
+    assert report["reason"].endswith("; " + LEFT_BY_DEBLUR[StopReason.NO_BLUR])
     assert np.array_equal(tifffile.imread(output), tifffile.imread(picture))
 
 

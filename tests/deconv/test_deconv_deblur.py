@@ -6,13 +6,15 @@ from scipy import ndimage
 
 from worker.deconv import DeblurSettings, deblur, rl_tv
 from worker.deconv.noise import estimate_noise_model, regularisation_weight, white_level
+from worker.deconv.parametric import disc_kernel
 from worker.deconv.preview import check_preview
-from worker.deconv.rl_tv import richardson_lucy_tv
+from worker.deconv.rl_tv import LIGHT_KEPT, keeps_light, richardson_lucy_tv
 from worker.deconv.settings import MAX_LAMBDA
 from worker.deconv.stopping import StoppingRule
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves, psnr
 from worker.errors import InputError
 from worker.resize import enlarge_bilinear, shrink_area
+from worker.stages import StopReason
 
 
 @pytest.fixture(scope="module")
@@ -304,3 +306,22 @@ def test_a_picture_smaller_than_its_blur_is_named_as_the_picture() -> None:
         check_preview(image, psf, 1.0)
     with pytest.raises(InputError, match=r"^scale 0.5 leaves a 300x300 preview, too small"):
         check_preview(image, psf, 0.5)
+
+
+def test_a_result_that_would_not_keep_the_light_is_no_deblur() -> None:
+    """A blur keeps the light, so a deblur of it keeps the picture's mean. Noise-free content no
+    disc can have made (a 1 px checkerboard, its white at the clip level, which leaves it out of
+    the data) came back 99.7 % darker; it is handed back as it was, saying why. A picture the
+    kernel did blur keeps its light, and is deblurred."""
+    rows, cols = np.mgrid[:96, :96]
+    board = np.repeat(((rows + cols) % 2).astype(np.float32)[..., None], 3, axis=2)
+    disc = disc_kernel(3)
+    restored, report = deblur(board, disc, DeblurSettings(clip_level=1.0))
+    assert report.stop_reason == StopReason.UNEXPLAINED and report.iterations == 0
+    assert np.array_equal(restored, board)
+    scene = dead_leaves((128, 128), np.random.default_rng(5))
+    blurred = blur_valid(scene, disc)
+    restored, report = deblur(blurred, disc)
+    assert report.stop_reason not in (StopReason.UNEXPLAINED, StopReason.NO_BLUR)
+    assert keeps_light(blurred, restored)
+    assert not keeps_light(blurred, restored * (1 - 2 * LIGHT_KEPT))

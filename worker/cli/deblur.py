@@ -69,6 +69,12 @@ def print_report(report: dict, as_json: bool) -> None:
         if report["stop_reason"] == StopReason.NO_BLUR:
             print(f"wrote {output}: the picture as it was")
             return
+        if report["stop_reason"] == StopReason.UNEXPLAINED:
+            print(
+                f"wrote {output}: the picture as it was: deblurred with this kernel it would not "
+                "keep its light, as a deblur must, so the kernel does not explain it"
+            )
+            return
         print(
             f"wrote {output}: {report['iterations']} iterations "
             f"(best {report['best_iteration']}, stopped by {report['stop_reason']}), "
