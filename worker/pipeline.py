@@ -28,7 +28,7 @@ from worker.deconv.parametric import kernel_extent
 from worker.deconv.psf_tools import validate_psf
 from worker.deconv.rl_tv import DeblurReport
 from worker.deconv.settings import AUTO, AUTO_BLUR, MAX_BLUR, blur_from_text
-from worker.deconv.varying import deblur_varying
+from worker.deconv.varying import VARYING, deblur_varying
 from worker.deconv.window import window_from_text
 from worker.errors import InputError
 from worker.files.imageio import read_picture, write_picture
@@ -413,10 +413,11 @@ def run_pipeline(
                     estimated.get("kernel_error", 0.0),
                 )  # fmt: skip
             deblurred = report.as_dict()
-            said = estimated.get("reason", "")  # (a kept estimate's may say it already)
-            added = LEFT_BY_DEBLUR.get(report.stop_reason)
-            if added and said and added not in said:
-                estimated["reason"] = f"{said}; {added}"
+    # A kernel the deblur handed back says so (not a grid's, whose reason counts its parts).
+    said = estimated.get("reason", "")  # (a kept estimate's may say it already)
+    added = LEFT_BY_DEBLUR.get(deblurred["stop_reason"])
+    if added and said and added not in said and estimated.get("kernel") not in (NO_BLUR, VARYING):
+        estimated["reason"] = f"{said}; {added}"
     stages.report(Stage.WRITING)
     write_picture(spec.output, picture, restored / gain if gain != 1 else restored)
     if psf_out is not None and learnt is not None:  # (not before: a failed job keeps the old)

@@ -8,6 +8,8 @@ import tifffile
 
 from tests.tiffs import write_tiff
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, shake
+from worker.pipeline import LEFT_BY_DEBLUR
+from worker.stages import StopReason
 
 
 def test_run_varying_estimates_a_grid_and_deblurs(run_cli, tmp_path: Path) -> None:
@@ -98,3 +100,31 @@ def test_a_picture_of_one_part_is_treated_as_run_treats_it(run_cli, tmp_path: Pa
     assert varying["reason"] == f"the blur is the same across the frame: {run['reason']}"
     results = [tifffile.imread(tmp_path / f"{name}.tif") for name in reports]
     assert np.array_equal(*results)
+
+
+def test_a_uniform_kernel_that_cannot_have_made_the_picture_is_said_as_run_says_it(
+    run_cli, tmp_path: Path
+) -> None:
+    """Sharp, noise-free 3 px stripes: `run` learns a disc that cannot have made them (deblurred
+    with it they would not keep their light) and hands the picture back, saying why. `--varying`
+    finds the blur uniform and does as `run` does; until engine 0.3.53 its reason said only
+    that a disc was found, as if the picture had been deblurred with it."""
+    stripes = np.tile((np.arange(256) // 3) % 2, (256, 1)).astype(np.float64) * 0.8 + 0.1
+    picture = np.repeat(stripes[..., None], 3, axis=2)
+    write_tiff(tmp_path / "stripes.tif", np.rint(picture ** (1 / 2.2) * 65535).astype(np.uint16))
+    reports = {}
+    for name, options in (("varying", ["--varying"]), ("run", [])):
+        done = run_cli(
+            "run", tmp_path / "stripes.tif", "--blur", "15", *options, "--json",
+            "-o", tmp_path / f"{name}.tif",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        reports[name] = json.loads(done.stdout.splitlines()[-1])
+        assert reports[name]["stop_reason"] == "unexplained", reports[name]
+        assert reports[name]["reason"].endswith("; " + LEFT_BY_DEBLUR[StopReason.UNEXPLAINED])
+        result = tifffile.imread(tmp_path / f"{name}.tif")
+        assert np.array_equal(result, tifffile.imread(tmp_path / "stripes.tif"))
+    assert reports["varying"]["uniform"]
+    assert reports["varying"]["reason"] == (
+        f"the blur is the same across the frame: {reports['run']['reason']}"
+    )

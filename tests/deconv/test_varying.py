@@ -11,7 +11,7 @@ from worker.deconv import DeblurSettings, deblur
 from worker.deconv.blind import GAUSSIAN, NO_BLUR, UNCHECKED, estimate_blur, similarity
 from worker.deconv.kernel_error import kernel_error_ratio
 from worker.deconv.noise import estimate_noise_model
-from worker.deconv.parametric import kernel_spread
+from worker.deconv.parametric import disc_kernel, kernel_spread
 from worker.deconv.psf import PsfReport, estimate_psf
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, psnr, shake
 from worker.deconv.varying import (
@@ -24,6 +24,7 @@ from worker.deconv.varying import (
     choose_kernels,
     deblur_grid,
     deblur_varying,
+    describe,
     estimate_grid,
     is_sharp,
     neighbour_agreement,
@@ -36,6 +37,7 @@ from worker.deconv.varying import (
 )
 from worker.errors import InputError
 from worker.jobspec import JobSpec
+from worker.stages import StopReason
 
 SIDE, MARGIN = 780, 40
 
@@ -169,9 +171,32 @@ def test_a_tile_that_no_kernel_explains_is_left_as_it_is() -> None:
     assert chosen[0] is None and all(estimate is overall for estimate in chosen[1:])
     kernels = [None if estimate is None else estimate[0] for estimate in chosen]
     result, reports = deblur_grid(blurred, kernels, (3, 3), DeblurSettings(max_iterations=5))
-    assert len(reports) == 8
+    assert reports[0] is None and all(report is not None for report in reports[1:])
     assert np.array_equal(result[:130, :130], blurred[:130, :130])
     assert np.abs(result[400:, 400:] - blurred[400:, 400:]).mean() > 0.01
+
+
+def test_a_tile_its_kernel_cannot_have_made_is_left_and_said_so() -> None:
+    # A 1 x 2 grid: a scene blurred by a disc, and beside it a noise-free 1 px checkerboard
+    # whose white is the clip level, which no disc can have made (deblurred with one it would
+    # lose its light). That tile is handed back as it was, and the reason counts it among the
+    # parts left, not the parts deblurred (until engine 0.3.53 it said "2 of 2 deblurred").
+    rng = np.random.default_rng(4)
+    disc = disc_kernel(3)
+    picture = shake(dead_leaves((128, 1024), rng), disc)
+    rows, cols = np.mgrid[:128, :384]
+    picture[:, 640:] = ((rows + cols) % 2)[..., None]  # (beyond the left tile's reach)
+    settings = DeblurSettings(clip_level=1.0, max_iterations=5)
+    result, reports = deblur_grid(picture, [disc, disc], (1, 2), settings)
+    assert reports[0] is not None and reports[0].stop_reason != StopReason.UNEXPLAINED
+    assert reports[1] is not None and reports[1].stop_reason == StopReason.UNEXPLAINED
+    assert np.allclose(result[:, 640:], picture[:, 640:], atol=1e-6)
+    estimate = disc, PsfReport((0, 0, 64, 64), 0, 1, 0.0)
+    kind, _, reason = describe([estimate, estimate], [disc, disc], reports)
+    assert kind == VARYING
+    assert reason.startswith("the blur varies across the frame: 1 of 2 parts deblurred"), reason
+    left = "; 1 left as it is: deblurred with its kernel it would not keep its light"
+    assert reason.endswith(left), reason
 
 
 def test_a_sharp_part_is_never_deblurred_with_a_kernel_narrower_than_a_pixel() -> None:

@@ -164,4 +164,6 @@ def test_each_tile_of_a_varying_blur_fits_its_own_weight() -> None:
     assert np.array_equal(psf, same_psf)
     picture = np.concatenate([smooth, grainy], axis=1)
     _, reports = deblur_grid(picture, [psf, psf], (1, 2), DeblurSettings())
-    assert reports[0].lambda_factor > 1 and reports[1].lambda_factor == 1
+    smooth_tile, grainy_tile = reports
+    assert smooth_tile is not None and grainy_tile is not None
+    assert smooth_tile.lambda_factor > 1 and grainy_tile.lambda_factor == 1

@@ -135,8 +135,8 @@ SPLIT_MIN_ITERATIONS = 6  # ...from a half-quadratic start (`half_quadratic`), a
 # this share is no deblur of the picture: noise-free content the kernel cannot have made (a 1 px
 # checkerboard of white at the clip level under a disc: 99.7 % of the light lost; sharp stripes
 # under a disc `run` found: over 5 %, and 42 % once written, its overshoot cut at white) is
-# handed back as it was (`StopReason.UNEXPLAINED`). A part of `--varying` so handed back still
-# counts among the parts deblurred in its reason.
+# handed back as it was (`StopReason.UNEXPLAINED`); a part of `--varying` so handed back is
+# counted among the parts left as they are (`varying.describe`).
 LIGHT_KEPT = 0.05
 
 

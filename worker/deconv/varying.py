@@ -59,6 +59,7 @@ tile's own, the larger counting; each tile's deblur counts that error as noise (
 """
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -96,7 +97,7 @@ from worker.deconv.window import (
 from worker.errors import InputError
 from worker.parallel import cpu_count, zeroed
 from worker.resize import shrink_area
-from worker.stages import Progress, Stage
+from worker.stages import Progress, Stage, StopReason
 
 GRID = 3  # tiles per side, at most
 MIN_TILE_WINDOWS = 1  # a tile is at least this many estimation windows wide
@@ -451,7 +452,7 @@ def deblur_grid(
     settings: DeblurSettings,
     progress: Progress | None = None,
     errors: list[float] | None = None,
-) -> tuple[np.ndarray, list[DeblurReport]]:
+) -> tuple[np.ndarray, list[DeblurReport | None]]:
     """`image` deblurred tile by tile, each with its kernel, blended (see the module).
 
     Each tile is widened by half a blend ramp, and by two kernels when it is deblurred (so that
@@ -481,8 +482,8 @@ def deblur_grid(
     -------
     result : ndarray of float32, shape (H, W, C)
         The blended picture.
-    reports : list of DeblurReport
-        The report of each tile deblurred, row by row.
+    reports : list of DeblurReport or None
+        Each tile's report, row by row; None for a tile left as it is (no kernel).
 
     Raises
     ------
@@ -494,7 +495,7 @@ def deblur_grid(
     ramp = min(RAMP, int(np.diff(rows).min()) // 2, int(np.diff(cols).min()) // 2)
     row_weights, col_weights = blend_weights(height, rows, ramp), blend_weights(width, cols, ramp)
     out = zeroed(image.shape)  # the tiles' weighted results are added into it
-    reports = []
+    reports: list[DeblurReport | None] = []
     for t, kernel in enumerate(kernels):
         i, j = divmod(t, grid[1])
         reach = ramp // 2 + (0 if kernel is None else 2 * kernel.shape[0])
@@ -505,11 +506,11 @@ def deblur_grid(
             if progress is not None:
                 progress((done + fraction) / len(kernels), stage)
 
-        sharp = image[top:bottom, left:right]
+        sharp, report = image[top:bottom, left:right], None
         if kernel is not None:
             error = 0.0 if errors is None else errors[t]
             sharp, report = deblur(sharp, kernel, settings, tile_progress, error)
-            reports.append(report)
+        reports.append(report)
         weight = np.outer(row_weights[i, top:bottom], col_weights[j, left:right])
         out[top:bottom, left:right] += (weight[..., None] * sharp).astype(np.float32)
     return out, reports
@@ -600,9 +601,6 @@ def deblur_varying(
         if not refused_as_varying(refused):
             return deblur_uniform(image, psf, refused, settings, deblurring, started)
     twins = tile_twins(chosen, found, overall, grid)
-    said = describe(chosen, twins)
-    if refused is not None:
-        said = (said[0], said[1], f"{said[2]}; {RUN_REFUSED.format(refused.confidence)}")
     # A kernel narrower than a pixel means no blur, as `run` judges a picture: deblurring a
     # sharp tile with it would over-sharpen it, so the tile is smoothed as with no blur.
     kernels = [
@@ -617,9 +615,14 @@ def deblur_varying(
         )
     else:  # every tile as it is: the picture as it was, bit for bit (a blend would round it)
         result, reports = picture.copy(), []
+    said = describe(chosen, twins, reports)
+    if refused is not None:
+        said = (said[0], said[1], f"{said[2]}; {RUN_REFUSED.format(refused.confidence)}")
     seconds = time.perf_counter() - started
     longest = max(
-        reports, key=lambda r: r.iterations, default=DeblurReport.left_as_is(settings.scale)
+        (r for r in reports if r is not None),
+        key=lambda r: r.iterations,
+        default=DeblurReport.left_as_is(settings.scale),
     )
     report = replace(longest, seconds=seconds, scale=settings.scale)
     windows = [None if estimate is None else estimate[1].window for estimate in chosen]
@@ -726,7 +729,9 @@ def is_sharp(estimate: Estimate) -> bool:
 
 
 def describe(
-    chosen: list[Estimate | None], twins: list[np.ndarray | None]
+    chosen: list[Estimate | None],
+    twins: list[np.ndarray | None],
+    reports: Sequence[DeblurReport | None],
 ) -> tuple[str, float, str]:
     """The kind of kernel used, the confidence and the reason, in words, for the tiles' kernels.
 
@@ -736,6 +741,10 @@ def describe(
         The estimate each tile takes, row by row (`choose_kernels`); None: left as it is.
     twins : list of ndarray or None
         Each tile's twin, row by row (`tile_twins`).
+    reports : sequence of DeblurReport or None
+        Each tile's deblur, row by row (`deblur_grid`; empty when no tile was deblurred). A
+        tile whose deblur handed it back as it was (`StopReason.UNEXPLAINED`: with its kernel it
+        would not keep its light, so that kernel cannot have made it) counts as left as it is.
 
     Returns
     -------
@@ -752,13 +761,20 @@ def describe(
     confidence = neighbour_agreement(chosen, twins)
     sharp = sum(estimate is not None and is_sharp(estimate) for estimate in chosen)
     left = len(chosen) - used
+    back = sum(
+        estimate is not None and not is_sharp(estimate) and report is not None
+        and report.stop_reason == StopReason.UNEXPLAINED
+        for estimate, report in zip(chosen, reports, strict=True)
+    )  # fmt: skip
     clauses = [
-        f"the blur varies across the frame: {used - sharp} of {len(chosen)} parts deblurred, "
-        "each with the kernel that explains it best",
+        f"the blur varies across the frame: {used - sharp - back} of {len(chosen)} parts "
+        "deblurred, each with the kernel that explains it best",
         _count(sharp, "sharp already: only its noise is smoothed",
                "sharp already: only their noise is smoothed"),
         _count(left, "left as it is: no kernel explains it",
                "left as they are: no kernel explains them"),
+        _count(back, "left as it is: deblurred with its kernel it would not keep its light",
+               "left as they are: deblurred with their kernels they would not keep their light"),
     ]  # fmt: skip
     reason = "; ".join(clause for clause in clauses if clause)
     return VARYING, confidence, reason
