@@ -116,3 +116,16 @@ def test_sizes_and_counts_read_as_written() -> None:
     for bad in ("-1", "²", "1.0", ""):  # (`key --duplicate -1` was taken until engine 0.3.39)
         with pytest.raises(argparse.ArgumentTypeError, match="whole number, 0 or more"):
             whole_number(bad)
+
+
+@pytest.mark.parametrize("command", ["deblur", "run", "submit", "key"])
+def test_only_the_commands_that_take_varying_list_it(
+    command: str, capsys: pytest.CaptureFixture
+) -> None:
+    """`deblur`, whose blur is given, never takes --varying: its help does not list it (it did
+    until engine 0.3.53), and the option is still read, to be refused in one line that says
+    where it belongs (`test_options_that_do_not_go_together_are_wrong_usage`)."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    assert ("--varying" in capsys.readouterr().out) == (command != "deblur")
+    assert build_parser().parse_args([*PICTURE, "--varying"]).varying

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "-o", "--output", required=True, metavar="OUTPUT", help="where to write the result (TIFF)"
     )
-    add_engine_options(parser)
+    add_engine_options(parser, varying=False)
     parser.add_argument("--json", action="store_true", help="print the report as one JSON line")
     parser.set_defaults(func=run)
 

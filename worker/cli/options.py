@@ -96,13 +96,17 @@ def setting(name: str, kind: type[int] | type[float]) -> Callable[[str], int | f
     return check
 
 
-def add_engine_options(parser: argparse.ArgumentParser) -> None:
+def add_engine_options(parser: argparse.ArgumentParser, varying: bool = True) -> None:
     """Add --tolerance, --priority, --scale, --local, --varying, --lambda and --iterations.
 
     Parameters
     ----------
     parser : argparse.ArgumentParser
         The command's parser; the numbers are checked as they are read (`setting`).
+    varying : bool, optional
+        Whether the command's help lists --varying. A command that never takes it (`deblur`,
+        whose blur is given) still reads it, to refuse it in one line that says where it
+        belongs, instead of argparse's "unrecognized arguments".
     """
     group = parser.add_argument_group("how hard to sharpen")
     group.add_argument(
@@ -140,8 +144,10 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         "--varying",
         action="store_true",
         help="the blur differs across the frame (a shaken camera that also turned): learn a "
-        "blur in each part of a grid and sharpen each part with its own (`run` and `submit`, "
-        "with a blur size; slower)",
+        "blur in each part of a grid and sharpen each part with its own (with a blur size; "
+        "slower)"
+        if varying
+        else argparse.SUPPRESS,
     )
     expert = parser.add_argument_group("expert settings (normally derived from the picture)")
     expert.add_argument(
