@@ -28,6 +28,12 @@ local function _(msgid)
   return dt.gettext.dgettext(MODULE, msgid)
 end
 
+-- A line in darktable's log (`-d lua`; `printer` dt.print_log, or dt.print_error for a failure):
+-- one line whatever the names it quotes hold, so that no name can forge another.
+local function log(text, printer)
+  (printer or dt.print_log)("deconvolve: " .. logic.one_line(text))
+end
+
 local script_data = {}
 
 script_data.metadata = {
@@ -240,7 +246,7 @@ local function run_command(args, on_line)
   state.used = true
   local errors = temp_path("stderr", ".txt")
   local line_text = logic.command_line(command_path(), args)
-  dt.print_log("deconvolve: " .. line_text)
+  log(line_text)
   local pipe = io.popen(line_text .. " 2>" .. logic.quote(errors), "r")
   if not pipe then
     return logic.EXIT.FAILED, _("cannot run dt-deconvolve")
@@ -441,10 +447,10 @@ local function cache_lookup(key, output)
   return nil
 end
 
--- A message on darktable's screen; a name in it may hold bytes that are not UTF-8, which GTK
--- would drop the whole message for.
+-- A message on darktable's screen: one line, whatever the names it quotes hold (a line break,
+-- an escape, bytes that are not UTF-8, for which GTK would drop the whole message).
 local function toast(text)
-  dt.print(logic.valid_utf8(text))
+  dt.print(logic.one_line(text))
 end
 
 -- Tell the user how sure the engine is of the blur it found and what it did about it (a message
@@ -467,7 +473,7 @@ local function show_blur(batch, result, key, path)
     line = line .. string.format(_(" (kernel: %s)"), kernel)
   end
   toast(line)
-  dt.print_log("deconvolve: " .. path .. ": " .. line)
+  log(path .. ": " .. line)
   dt.tags.attach(dt.tags.create(logic.blur_tag(blur)), result)
 end
 
@@ -734,7 +740,7 @@ local function deconvolve_images(batch)
       counts[outcome] = counts[outcome] + 1
     else
       counts.failed = counts.failed + 1
-      dt.print_error("deconvolve: " .. image.filename .. ": " .. tostring(reason))
+      log(image.filename .. ": " .. tostring(reason), dt.print_error)
       toast(string.format(_("deconvolve failed for %s: %s"), image.filename, reason))
     end
   end

@@ -419,18 +419,50 @@ function logic.printable(text)
   return trim_end((text:gsub("^%s+", "")))
 end
 
---- `text` with each byte that is not part of valid UTF-8 written as "?": GTK drops a whole
---- message that holds one ("Invalid UTF-8"), and a picture's name need not be UTF-8.
-function logic.valid_utf8(text)
+-- The code points a message writes as escapes (`logic.one_line`): the C0 and C1 controls, the
+-- no-break and other spaces, the soft hyphen, and the format characters and separators that turn
+-- or break a line (U+202E shows `photo<U+202E>fit.exe` as `photoexe.tif`).
+local ESCAPED = {
+  { 0x00, 0x1F }, { 0x7F, 0xA0 }, { 0xAD, 0xAD }, { 0x061C, 0x061C }, { 0x180E, 0x180E },
+  { 0x2000, 0x200F }, { 0x2028, 0x202F }, { 0x205F, 0x206F }, { 0x3000, 0x3000 },
+  { 0xFEFF, 0xFEFF }, { 0xFFF9, 0xFFFB },
+}
+
+local function escaped(code)
+  for _, range in ipairs(ESCAPED) do
+    if code >= range[1] and code <= range[2] then
+      return true
+    end
+  end
+  return false
+end
+
+--- `text` as one line that shows every name as it is, as the command writes its messages
+--- (worker/errors.py, `one_line`): each character that a terminal or GTK acts on (line breaks,
+--- escapes, the controls, the marks that turn text around) written `\xNN` under U+0100,
+--- `\uNNNN` or `\UNNNNNNNN` above, and each byte that is not part of valid UTF-8 `\xNN` (GTK
+--- drops a whole message that holds one, and a picture's name need not be UTF-8).
+function logic.one_line(text)
+  if not text:find("[^\32-\126]") then
+    return text
+  end
   local parts, position = {}, 1
   while position <= #text do
-    local valid, bad = utf8.len(text, position)
-    if valid then
-      parts[#parts + 1] = text:sub(position)
-      break
+    local ok, code = pcall(utf8.codepoint, text, position)
+    if not ok then -- a byte outside UTF-8
+      parts[#parts + 1] = string.format("\\x%02x", text:byte(position))
+      position = position + 1
+    else
+      local length = code < 0x80 and 1 or code < 0x800 and 2 or code < 0x10000 and 3 or 4
+      if not escaped(code) then
+        parts[#parts + 1] = text:sub(position, position + length - 1)
+      elseif code < 0x100 then
+        parts[#parts + 1] = string.format("\\x%02x", code)
+      else
+        parts[#parts + 1] = string.format(code < 0x10000 and "\\u%04x" or "\\U%08x", code)
+      end
+      position = position + length
     end
-    parts[#parts + 1] = text:sub(position, bad - 1) .. "?"
-    position = bad + 1
   end
   return table.concat(parts)
 end
