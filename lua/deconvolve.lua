@@ -612,6 +612,14 @@ local function remove_output(path)
   end
 end
 
+-- Whether a picture's sidecar holds the edit the library holds: darktable rewrites it at each
+-- change unless its preference *write sidecar file for each image* is "never", and then a
+-- sidecar on disk may hold an older edit (one copied in with the pictures, or written before
+-- the setting changed): the key is then made from the exported pixels.
+local function sidecars_follow_edits()
+  return dt.preferences.read("darktable", "write_sidecar_files", "string") ~= "never"
+end
+
 --[[ Deconvolve one image. The key names the original's edits (its sidecar), the settings and
      the export: a cached result is taken without exporting. `edit` (from roundtrip.split_edit)
      when it goes through scene light. Returns "done" | "cached" | "cancelled", or nil and the
@@ -629,7 +637,8 @@ local function deconvolve_image(batch, image, index, edit)
     settings = settings,
     original = image.path .. "/" .. image.filename,
     identity = {
-      sidecar = file_exists(image.sidecar) and regular_file(image.sidecar) and image.sidecar or nil,
+      sidecar = sidecars_follow_edits() and file_exists(image.sidecar) and regular_file(image.sidecar)
+        and image.sidecar or nil,
       duplicate = image.duplicate_index,
     },
     output = logic.output_path(image.path, image.filename, output_suffix(), taken_beside(image)),

@@ -370,4 +370,27 @@ test("a result the library took meanwhile (another import): refused, its file ke
   remove(dir)
 end)
 
+test("darktable set to write no sidecars: the key comes from the export, not an old sidecar", function()
+  -- With darktable's *write sidecar file for each image* at "never", a sidecar on disk need not
+  -- hold the library's edit (one copied in with the pictures, or written before the setting
+  -- changed). Until engine 0.3.53 the key was made from it and the cache served the result of
+  -- that older edit, without an export; the exported pixels now name the edit.
+  local dir = workspace()
+  local rec = stub.new({ tmp_dir = dir .. "/tmp",
+    conf = { ["deconvolve/command"] = dir .. "/dt-deconvolve", ["deconvolve/blur_size"] = 9,
+      ["deconvolve/finished_export"] = true, ["darktable/write_sidecar_files"] = "never" } })
+  rec.data = stub.load_plugin()
+  rec.run_dispatched()
+  local original = stub.image(rec, dir .. "/my pictures/a.tif")
+  for round = 1, 2 do
+    press(rec, { original })
+    rec.run_dispatched()
+    eq(#rec.exports, round, "exported every time: the edit is read from its pixels")
+  end
+  local calls = read(dir .. "/calls.log")
+  truthy(not calls:match("%-%-xmp"), "no key made from the sidecar")
+  truthy(calls:match("\nkey [^\n]*/tmp/dt%-deconvolve%-[^\n]*/export%-"), "the export's key")
+  remove(dir)
+end)
+
 check.run()
