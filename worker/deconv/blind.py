@@ -141,6 +141,11 @@ class BlurReport:
         the others; smoothing: how many times it raises the deblur's lambda (`kernel_smoothing`).
     iterations: the rounds of the first window's estimate (`PsfReport`); seconds: the whole
         estimate's time, every window and size included.
+    sharp: the two windows agreed that the picture is sharp: on a kernel that means no blur
+        (`sharp_learnt`), or, their edges running one way, neither shows a softness to remove
+        (`safe_or_disc`); not where the agreed kernel was refused for predicting unseen pixels
+        badly or for parts of the frame sharper than it, which a blur varying across the frame
+        also does.
     """
 
     kernel: str
@@ -154,6 +159,7 @@ class BlurReport:
     seconds: float
     kernel_error: float = 0.0
     smoothing: float = 1.0
+    sharp: bool = False
 
     def as_dict(self) -> dict:
         """The report as a dict of plain values, for JSON.
@@ -777,21 +783,24 @@ def estimate_blur(
         size, windows, pair = fit_support(image, grey, size, window, windows, pair, clip_level)
     free, report, second = pair
     twin = None  # the disc as the second window sees it, where a disc is used
+    sharp = False  # the windows agree that the picture is sharp (`BlurReport.sharp`)
     if second is None:
         agreement = UNCHECKED
         doubt = "the blur could not be checked on a second part of the picture"
         kernel, chosen, reason = fallback(grey, windows, size, doubt)  # (no second disc either)
     else:
         agreement = similarity(free, second)
-        sharp = sharp_learnt(free) if agreement >= AGREEMENT else None
-        if sharp is not None:
-            kernel, chosen, reason = sharp_or_soft(grey, windows, size, sharp)
+        meaning_none = sharp_learnt(free) if agreement >= AGREEMENT else None
+        if meaning_none is not None:
+            kernel, chosen, reason = sharp_or_soft(grey, windows, size, meaning_none)
+            sharp = chosen == NO_BLUR
         elif agreement >= AGREEMENT and same_way(grey, windows):
             doubt = (
                 f"the blur learnt on two parts of the picture agrees (agreement {agreement:.2f}), "
                 "but both parts' edges run the same way, which hides a blur along them"
             )
             kernel, chosen, reason, twin = safe_or_disc(grey, windows, size, doubt)
+            sharp = chosen == NO_BLUR
         elif agreement >= AGREEMENT:
             kernel, chosen, reason, twin = predicted(grey, windows, size, free)
         else:
@@ -823,6 +832,7 @@ def estimate_blur(
         seconds=time.perf_counter() - started,
         kernel_error=round(error, 3),
         smoothing=round(kernel_smoothing(error), 2),
+        sharp=sharp,
     )
 
 
