@@ -21,6 +21,7 @@ local roundtrip = require "lib/deconvolve/roundtrip"
 
 local MODULE = "deconvolve"
 local MIN_API_MAJOR = 9 -- darktable 4.2
+local DARKTABLE_PATH_MAX = 511 -- the longest folder path darktable 4.2 keeps for a picture
 
 dt.gettext.bindtextdomain(MODULE, dt.configuration.config_dir .. "/lua/locale/")
 
@@ -459,9 +460,12 @@ end
 local function show_blur(batch, result, key, path)
   local blur, found
   local kernel = logic.kernel_path(path)
+  -- (the name was free when the result's was chosen; a file made there since is not replaced)
+  local free = not (file_exists(kernel) or is_link(kernel))
   if key then
     local where
-    blur, found, where = logic.parse_kernel(command_output(logic.kernel_args(key, kernel)))
+    blur, found, where = logic.parse_kernel(command_output(logic.kernel_args(key,
+      free and kernel or temp_path("kernel", ".png"))))
     found = found == "hit" and where == kernel and found or nil -- only the picture asked for
   end
   blur = blur or batch.blur
@@ -471,6 +475,10 @@ local function show_blur(batch, result, key, path)
   local line = string.format(_("blur confidence %.2f: %s"), blur.confidence, blur.reason)
   if found == "hit" then
     line = line .. string.format(_(" (kernel: %s)"), kernel)
+  elseif not free then
+    line = line .. string.format(_(" (no kernel picture: %s was made meanwhile)"), kernel)
+  else
+    line = line .. _(" (no kernel picture: the cache could not keep the kernel)")
   end
   toast(line)
   log(path .. ": " .. line)
@@ -647,6 +655,9 @@ local function deconvolve_image(batch, image, index, edit)
     return nil, _("no name is free for the result beside the original (too long, or all taken)")
   end
   if not passes(image.path, "-d") then
+    if #image.path >= DARKTABLE_PATH_MAX then -- (darktable 4.2 cuts a folder's path there)
+      return nil, _("its folder's path is longer than darktable keeps (511 bytes)")
+    end
     return nil, _("its folder is missing (moved or deleted?)")
   end
   if not writable_folder(image.path) then

@@ -17,6 +17,9 @@ case $1 in
   cache)
     if [ "$2" = lookup ]; then
       if [ -f "$here/cache/$3" ]; then cp "$here/cache/$3" "$5"; echo "hit $(field "$5")"; else echo miss; fi
+    fi
+    if [ "$2" = kernel ] && [ -f "$here/kernels" ]; then # (only where a test asks for it)
+      if [ -f "$here/cache/$3" ]; then echo "BLUR 0.90 free-form a 9 px blur"; printf png >"$5"; echo "hit $(field "$5")"; else echo miss; fi
     fi ;;
   submit)
     if [ -f "$here/fail" ] || [ -f "$here/fail-$(basename "$4")" ]; then
@@ -227,6 +230,19 @@ test("a folder moved or deleted: said so, not read-only", function()
   expect_nothing_left(rec, dir, "deconvolve failed for a.tif: its folder is missing (moved or deleted?)")
 end)
 
+test("a folder whose path darktable cut short: said so, not that it is missing", function()
+  -- darktable 4.2 keeps 511 bytes of a picture's folder; a longer one reads as a folder that
+  -- does not exist, which the message said until engine 0.3.53.
+  local dir = workspace()
+  local rec = plugin(dir)
+  local cut = (dir .. "/my pictures/" .. string.rep("deep/", 120)):sub(1, 511)
+  press(rec, { stub.image(rec, cut .. "/a.tif") })
+  rec.run_dispatched()
+  eq(#rec.exports, 0, "exports")
+  expect_nothing_left(rec, dir,
+    "deconvolve failed for a.tif: its folder's path is longer than darktable keeps (511 bytes)")
+end)
+
 test("cancelled during the job: the worker is told, nothing imported", function()
   local dir = workspace()
   local rec = plugin(dir)
@@ -390,6 +406,32 @@ test("darktable set to write no sidecars: the key comes from the export, not an 
   local calls = read(dir .. "/calls.log")
   truthy(not calls:match("%-%-xmp"), "no key made from the sidecar")
   truthy(calls:match("\nkey [^\n]*/tmp/dt%-deconvolve%-[^\n]*/export%-"), "the export's key")
+  remove(dir)
+end)
+
+test("a file made at the kernel picture's name during the job is not replaced", function()
+  -- The names are chosen free before the export; until engine 0.3.53 `cache kernel` then wrote
+  -- the kernel's picture over whatever had been made at its name since.
+  local dir = workspace()
+  shell("touch '" .. dir .. "/kernels'")
+  local rec = plugin(dir)
+  local kernel = dir .. "/my pictures/a_deconv.kernel.png"
+  rec.on_read = function() -- while the first command runs, a file appears at the name
+    shell("echo mine > '" .. kernel .. "'")
+    rec.on_read = nil
+  end
+  local original = stub.image(rec, dir .. "/my pictures/a.tif")
+  press(rec, { original })
+  rec.run_dispatched()
+  eq(read(kernel), "mine\n", "the file made meanwhile is kept")
+  truthy(rec.toasts[1]:match("no kernel picture: .*a_deconv%.kernel%.png was made meanwhile"),
+    rec.toasts[1])
+  -- Again, with nothing in the way: the kernel's picture beside the result, said so.
+  press(rec, { original })
+  rec.run_dispatched()
+  eq(read(dir .. "/my pictures/a_deconv_1.kernel.png"), "png")
+  truthy(rec.toasts[3]:match("%(kernel: .*a_deconv_1%.kernel%.png%)$"), rec.toasts[3])
+  eq(leftovers(dir), "", "the other kernel picture went with the run's folder")
   remove(dir)
 end)
 
