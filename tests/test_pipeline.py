@@ -26,6 +26,7 @@ ESTIMATE = {
     "smoothing": 2.4,
     "psf_iterations": 40,
     "psf_seconds": 3.1,
+    "sharp": False,
 }
 DEBLURRED = {"iterations": 12, "lambda": 0.002, "stop_reason": "stagnation", "output": "/o.tif"}
 
@@ -49,6 +50,7 @@ def test_a_kept_estimate_keeps_its_own_entries_and_spends_no_time() -> None:
         {"window": [1, 2, 3]},
         {"psf_iterations": math.inf},
         {"smoothing": 0.5},
+        {"sharp": "no"},
     ],
     ids=lambda damage: next(iter(damage)),
 )

@@ -233,6 +233,7 @@ ESTIMATE_CHECKS: dict[str, Callable[[object], bool]] = {
     "psf_iterations": _whole_count,
     "window": _window,
     "check_window": _window,
+    "sharp": lambda value: isinstance(value, bool),
 }
 REQUIRED_ESTIMATE = ("kernel", "confidence", "reason")
 # What an estimate's reason adds when the deblur hands the picture back (`deblur`): local mode's
