@@ -70,10 +70,13 @@ end
 
 -- The plug-in loaded with its GUI installed, pointed at the fake command. It deblurs the
 -- finished picture: the scene-referred round trip needs darktable's styles (test_darktable.py).
-local function plugin(dir)
-  local rec = stub.new({ tmp_dir = dir .. "/tmp",
-    conf = { ["deconvolve/command"] = dir .. "/dt-deconvolve", ["deconvolve/blur_size"] = 9,
-      ["deconvolve/finished_export"] = true } })
+local function plugin(dir, preferences)
+  local conf = { ["deconvolve/command"] = dir .. "/dt-deconvolve", ["deconvolve/blur_size"] = 9,
+    ["deconvolve/finished_export"] = true }
+  for name, value in pairs(preferences or {}) do
+    conf[name] = value
+  end
+  local rec = stub.new({ tmp_dir = dir .. "/tmp", conf = conf })
   rec.data = stub.load_plugin()
   rec.run_dispatched()
   return rec
@@ -392,11 +395,7 @@ test("darktable set to write no sidecars: the key comes from the export, not an 
   -- changed). Until engine 0.3.53 the key was made from it and the cache served the result of
   -- that older edit, without an export; the exported pixels now name the edit.
   local dir = workspace()
-  local rec = stub.new({ tmp_dir = dir .. "/tmp",
-    conf = { ["deconvolve/command"] = dir .. "/dt-deconvolve", ["deconvolve/blur_size"] = 9,
-      ["deconvolve/finished_export"] = true, ["darktable/write_sidecar_files"] = "never" } })
-  rec.data = stub.load_plugin()
-  rec.run_dispatched()
+  local rec = plugin(dir, { ["darktable/write_sidecar_files"] = "never" })
   local original = stub.image(rec, dir .. "/my pictures/a.tif")
   for round = 1, 2 do
     press(rec, { original })
