@@ -9,6 +9,9 @@ Harmeling ("Efficient filter flow for space-variant multiframe blind deconvoluti
 doi:10.1109/CVPR.2010.5540158) builds on: overlapping patches, each with its own kernel, blended
 by a partition of unity, every patch at FFT speed. Here:
 
+0. **`run`'s verdict** (`blind.estimate_blur`, checked on a second window): where its two
+   windows agree that the picture is sharp (`BlurReport.sharp`), the picture is left as it is,
+   as `run` leaves it; texture-learnt tile kernels made sharp photographs worse otherwise.
 1. **Estimate** (`estimate_grid`): as `run` does, a kernel for the whole picture on its automatic
    (or given) window; then the frame is cut into a grid of tiles (`GRID` x `GRID`, fewer when
    tiles would be too small to learn from) and `estimate_psf` learns a kernel in each, on the
@@ -23,9 +26,11 @@ by a partition of unity, every patch at FFT speed. Here:
    blurs) over its patches. A wrong estimate explains its tile worse than a neighbour's right
    one; a tile without detail inherits whatever explains it best nearby. When no kernel explains
    the tile even nearly as well as no blur or an isotropic blur (every margin under
-   `LEAVE_MARGIN`), the tile is left as it is: a kernel that does not fit makes it worse. With
-   no estimate anywhere (a flat or featureless picture) every tile is left as it is, as `run`
-   leaves such a picture. The tiles are scored on all cores at once, as in step 1.
+   `LEAVE_MARGIN`), or when a tenth of the tile is sharper than the kernel it takes (the test
+   `run` makes on the whole frame, `whole_frame.sharper_parts`), the tile is left as it is: a
+   kernel that does not fit makes it worse. With no estimate anywhere (a flat or featureless
+   picture) every tile is left as it is, as `run` leaves such a picture. The tiles are scored on
+   all cores at once, as in step 1.
 3. **Deblur** (`deblur_grid`): each tile, widened by half a blend ramp and a margin of two kernels
    (so that its own border effects stay outside what is kept), is deblurred with its kernel by
    `rl_tv.deblur`, its TV weight fitted to the tile (`weight_choice`); the results are blended
@@ -113,9 +118,9 @@ NOTHING_EXPLAINED = (
     "no part of the picture shows a blur that a kernel learnt from it explains: "
     "the picture is left as it is"
 )
+SAME_BLUR = "the blur is the same across the frame"  # (the reason's start: `deblur_uniform`)
 # What the reason adds where the tiles' verdict overrides `run`'s (`refused_as_varying`), with
 # the agreement of `run`'s two windows' kernels.
-SAME_BLUR = "the blur is the same across the frame"  # (the reason's start: `deblur_uniform`)
 RUN_REFUSED = (
     "for every part that is the whole picture's kernel, kept although the kernels learnt on two "
     "parts of the picture disagree (agreement {:.2f}), as a blur that varies makes them"
@@ -614,12 +619,13 @@ def deblur_varying(
     if window is not None:
         learning_patch(luminance(image), window, size)
     psf, blur = estimate_blur(image, size, window, run_progress, settings.clip_level)  # `run`'s
-    # Where `run`'s two windows agree that the picture is sharp, the tiles do not overrule them:
-    # on the blind benchmark's unblurred photographs (two sets, 26) the tiles learnt kernels
-    # from the texture that explained their spectra better than no blur did, and made 21 of 26
-    # worse, by 1.3 to 26.8 dB, where `run` leaves all but one as they are. Windows that
-    # disagree, as a blur varying across the frame makes them, or agree on a kernel refused for
-    # another reason (`BlurReport.sharp`), leave the verdict to the tiles (docs/MEASUREMENTS.md).
+    # Where `run`'s two windows agree that the picture is sharp (`BlurReport.sharp`), the tiles
+    # do not overrule them: on the blind benchmark's unblurred photographs (two sets, 26) the
+    # tiles learnt kernels from the texture that explained their spectra better than no blur
+    # did, and made 21 of 26 worse, by 1.3 to 26.8 dB, where `run` leaves all but one as they
+    # are. Windows that disagree, as a blur varying across the frame makes them, or that agree
+    # on a kernel refused for another reason, leave the verdict to the tiles
+    # (docs/MEASUREMENTS.md).
     if blur.sharp:
         return deblur_uniform(image, psf, blur, settings, deblurring, started)
     with ThreadPoolExecutor(2, thread_name_prefix="whole-picture") as pool:  # beside the tiles
