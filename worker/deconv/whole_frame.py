@@ -22,7 +22,8 @@ Measured on the blind benchmark (docs/MEASUREMENTS.md): the kernels `run` used o
 alike all over, right or wrong, reach 0.06 at most, their true kernels 0.09; the kernels learnt
 on the sharp photographs -0.24 to +0.60, 7 of their 19 runs 0.1 or more (a photograph whose
 content is as soft as its blob everywhere, as a soft scan is, shows nothing sharper and is not
-caught). Local mode, which deblurs only the part a kernel explains, does not ask.
+caught). Local mode, which deblurs only the part a kernel explains, does not ask; `--varying`
+asks it of each tile's kernel on its tile (`varying.best_kernel`).
 """
 
 import math
