@@ -897,7 +897,7 @@ local function build_panel()
     _("where the blur is measured: the most detailed part of the picture, or its centre"),
     { _("automatic"), _("centre") }, saved.window == "centre" and 2 or 1)
   w.blur_across = choice(_("blur across the frame"),
-    _("the same everywhere, or varying (a camera that turned: longer blur in the corners); varying learns a blur for each part of the picture and takes longer"),
+    _("the same everywhere, or varying (a camera that turned: longer blur in the corners); varying learns a blur for each part of the picture, takes longer, and can harm a picture that is sharp"),
     { _("the same"), _("varying") }, saved.varying and 2 or 1)
   w.output_size = choice(_("output size"),
     string.format(_("full size, or a quick preview at most %d pixels on its longest side"),
