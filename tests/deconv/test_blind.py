@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-from scenes import blurred_scene
-from skimage import data
+from scenes import blurred_scene, sharp_photograph
 from skimage.registration import phase_cross_correlation
 
 from worker.deconv import DeblurSettings, deblur
@@ -48,7 +47,6 @@ from worker.deconv.synthetic import camera_shake_kernel
 from worker.deconv.varying import deblur_varying
 from worker.deconv.window import orientation, patch_of
 from worker.errors import InputError
-from worker.files.icc import SRGB
 
 
 def test_a_flat_picture_is_left_as_it_is() -> None:
@@ -118,11 +116,7 @@ def test_a_sharp_photograph_is_not_taken_for_a_blur_on_a_soft_pedestal() -> None
     windows agreed (0.98) on a 5 px peak on a pedestal that lets a fifth of every frequency
     through, which made the blind benchmark's copy of it 14.6 dB worse (engine 0.3.34). It is no
     blur: the picture is left as it is."""
-    sharp = SRGB.linearise(data.astronaut() / 255.0).astype(np.float32)
-    rng = np.random.default_rng(0)
-    gain = 0.006**2 / 0.18  # shot noise 0.006 at mid grey, read noise 0.0015
-    noisy = rng.poisson(sharp / gain) * gain + rng.normal(0, 0.0015, sharp.shape)
-    psf, report = estimate_blur(np.clip(noisy, 0, 1).astype(np.float32), None)
+    psf, report = estimate_blur(sharp_photograph("astronaut"), None)
     assert report.kernel == NO_BLUR and psf.shape == (1, 1), report.reason
     assert "of every detail through" in report.reason and "already sharp" in report.reason
 

@@ -5,8 +5,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from scenes import sharp_photograph
 from scipy import ndimage
-from skimage import data
 
 from worker.deconv import DeblurSettings, deblur
 from worker.deconv.blind import (
@@ -47,7 +47,6 @@ from worker.deconv.varying import (
     tile_views,
 )
 from worker.errors import InputError
-from worker.files.icc import SRGB
 from worker.jobspec import JobSpec
 from worker.stages import StopReason
 
@@ -237,11 +236,7 @@ def test_a_sharp_photograph_whose_windows_agree_is_left_as_run_leaves_it() -> No
     # a kernel that lets a fifth of every detail through, a sharp picture (`blind.sharp_learnt`).
     # Until engine 0.3.53 `--varying` let its tiles overrule that, and their kernels, learnt
     # from the texture, made the blind benchmark's copy of it 10.5 dB worse.
-    sharp = SRGB.linearise(data.coffee() / 255.0).astype(np.float32)
-    rng = np.random.default_rng(0)
-    gain = 0.006**2 / 0.18  # shot noise 0.006 at mid grey, read noise 0.0015
-    noisy = rng.poisson(sharp / gain) * gain + rng.normal(0, 0.0015, sharp.shape)
-    noisy = np.clip(noisy, 0, 1).astype(np.float32)
+    noisy = sharp_photograph("coffee")
     result, report, varying = deblur_varying(noisy, 15)
     _, blur = estimate_blur(noisy, 15)
     assert blur.kernel == NO_BLUR and blur.confidence >= AGREEMENT, blur.reason
