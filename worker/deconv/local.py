@@ -526,7 +526,7 @@ def subject_kernel(
     to learn from are skipped. A winner that means no blur (`blind.sharp_learnt`: narrower than a
     pixel, or a sharp copy on a soft pedestal) shows no blurred subject: on the blind benchmark's
     unblurred photographs such kernels, learnt from texture, made local mode deblur what they
-    explained, 9 of 26 pictures coming back worse (docs/MEASUREMENTS.md).
+    explained (4 of the 26 came back up to 5.8 dB worse; docs/MEASUREMENTS.md).
 
     Parameters
     ----------
@@ -546,9 +546,8 @@ def subject_kernel(
     tuple of (ndarray, PsfReport, ndarray or None), or None
         The kernel (`estimate_psf`'s), its report and its twin (`subject_twin`; None: no other
         window saw the subject's blur); None when no window gave one, or the winner means no
-        blur. Every
-        `ValueError` of `estimate_psf` (its `InputError`: too flat, but also a bad size or
-        image) counts as a window that gave none.
+        blur. Every `ValueError` of `estimate_psf` (its `InputError`: too flat, but also a bad
+        size or image) counts as a window that gave none.
     """
     grey = luminance(image)
     left_out = grey.copy()
