@@ -656,7 +656,8 @@ local function deconvolve_image(batch, image, index, edit)
   end
   if not passes(image.path, "-d") then
     if #image.path >= DARKTABLE_PATH_MAX then -- (darktable 4.2 cuts a folder's path there)
-      return nil, _("its folder's path is longer than darktable keeps (511 bytes)")
+      return nil, string.format(_("its folder's path is longer than darktable keeps (%d bytes)"),
+        DARKTABLE_PATH_MAX)
     end
     return nil, _("its folder is missing (moved or deleted?)")
   end
