@@ -287,7 +287,9 @@ class ResultCache:
         with contextlib.suppress(OSError):
             os.utime(entry.path / RECORD, follow_symlinks=False)
 
-    def lookup(self, key: str, output: Path | None = None, name: str = RESULT) -> Path | None:
+    def lookup(
+        self, key: str, output: Path | None = None, name: str = RESULT, replace: bool = True
+    ) -> Path | None:
         """The cached file `name` (the result, or the kernel and its picture) for `key`, copied
         atomically to `output` when given. A hit counts as a use (`touch`).
 
@@ -299,6 +301,9 @@ class ResultCache:
             Where to copy the file (`copy_atomically`), outside the cache; None: no copy.
         name : str, optional
             Which file: `RESULT`, `PSF` or `PSF_PNG`.
+        replace : bool, optional
+            Whether the copy replaces a file at `output`; when not, a file there is kept and
+            `NameTaken` raised.
 
         Returns
         -------
@@ -313,7 +318,8 @@ class ResultCache:
         InputError
             When `key` is not a cache key, or `output` is inside the cache.
         OSError
-            When the copy cannot be written (a missing folder, a full disk...).
+            When the copy cannot be written (a missing folder, a full disk, a file at `output`
+            that is not to be replaced...).
         """
         if name not in ENTRY_FILES:
             raise ValueError(f"not an entry file: {name}")
@@ -325,7 +331,7 @@ class ResultCache:
             return None
         if output is not None:
             try:
-                copy_atomically(result, output)
+                copy_atomically(result, output, replace)
             except FileNotFoundError:
                 if result.exists():  # the output's folder is missing: the caller's error
                     raise

@@ -54,6 +54,7 @@ local state = {
   -- "running" | "absent"
   started_worker = false, -- a submit of ours started the worker: stop it on exit
   tmp = nil, -- this run's own temporary folder (`private_folder`), while it exists
+  taken = {}, -- outputs a command found taken by another program's file (exit TAKEN), by path
 }
 
 -- Exports are full-size 32-bit float TIFFs: nothing is clipped or rounded before deblurring.
@@ -265,6 +266,9 @@ local function run_command(args, on_line)
   local code = logic.exit_code(pipe:close())
   local error_text = read_text(errors)
   os.remove(errors)
+  if code == logic.EXIT.TAKEN then -- (`--no-clobber`: the file there is not the command's)
+    state.taken[logic.output_of(args) or ""] = true
+  end
   return code, error_text
 end
 
@@ -613,9 +617,12 @@ local function export_and_deblur(batch, image, job)
 end
 
 -- After a failure, the result the worker may have written (the name was free when the job
--- began, so what is there now is its; a link or a folder is never touched).
+-- began, so what is there now is its, unless a command said another program made a file there
+-- meanwhile; a link or a folder is never touched).
 local function remove_output(path)
-  if written_file(path) then
+  if state.taken[path] then
+    state.taken[path] = nil
+  elseif written_file(path) then
     os.remove(path)
   end
 end

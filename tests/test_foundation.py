@@ -289,6 +289,39 @@ def test_atomic_file_refuses_to_rename_a_swapped_name(tmp_path: Path) -> None:
     assert not target.exists()
 
 
+def test_a_writer_that_never_replaces_keeps_what_is_made_at_its_name_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """`replace=False` (the plug-in's `--no-clobber`): a file made at the name while the block
+    runs is kept, not replaced by the rename, and the new file goes; nothing is left beside."""
+    target = tmp_path / "free.tif"
+    with pytest.raises(FileExistsError, match="kept"), atomic_file(target, replace=False) as handle:
+        handle.write(b"ours")
+        target.write_bytes(b"another program's")
+    assert target.read_bytes() == b"another program's"
+    assert sorted(tmp_path.iterdir()) == [target]
+
+
+@pytest.mark.parametrize("there", ["file", "link to nothing"])
+def test_a_writer_that_never_replaces_refuses_a_taken_name_before_it_starts(
+    tmp_path: Path, there: str
+) -> None:
+    target = tmp_path / "taken.tif"
+    if there == "file":
+        target.write_bytes(b"theirs")
+    else:
+        target.symlink_to(tmp_path / "nowhere")
+    entered = False
+    with pytest.raises(FileExistsError), atomic_file(target, replace=False):
+        entered = True
+    assert not entered and os.path.lexists(target)
+    assert sorted(tmp_path.iterdir()) == [target]
+    copy = tmp_path / "copy.tif"
+    copy_atomically(Path(__file__), copy, replace=False)  # a free name is written as ever
+    assert copy.read_bytes() == Path(__file__).read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.tif", "taken.tif"]
+
+
 def test_copy_atomically_copies_large_files_whole(tmp_path: Path) -> None:
     source, target = tmp_path / "big", tmp_path / "copy"
     data = np.random.default_rng(1).bytes(3 << 20)

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from worker.errors import NameTaken
 from worker.regular import open_regular
 
 
@@ -169,6 +170,51 @@ def _replaced(path: Path) -> OSError:
     )
 
 
+def refuse_taken(final: str | os.PathLike[str]) -> None:
+    """`NameTaken` naming `final` when anything is at its name (a link counts, even one
+    that leads nowhere): what a writer that never replaces (``replace=False``) refuses.
+
+    Parameters
+    ----------
+    final : str or PathLike
+        The name to be written.
+
+    Raises
+    ------
+    NameTaken
+        When the name is taken.
+    """
+    if os.path.lexists(final):
+        raise NameTaken(Path(final))
+
+
+def _publish(tmp: Path, final: Path, replace: bool) -> None:
+    """Give the temporary file `tmp` the name `final`, in one step readers cannot see half done.
+
+    With `replace`, whatever is at `final` is replaced (`os.replace`). Without it, the file is
+    linked at `final`, which fails when the name is taken, even by a file made an instant
+    before (`link(2)` makes the name or fails: there is no moment between a check and the
+    rename), and its temporary name then goes. On a file system without hard links (FAT,
+    some network shares) the name is checked, then renamed to: a file made between the two
+    is replaced.
+    """
+    if replace:
+        os.replace(tmp, final)
+        return
+    try:
+        os.link(tmp, final, follow_symlinks=False)
+    except FileExistsError:
+        raise NameTaken(final) from None
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
+            raise
+        refuse_taken(final)
+        os.replace(tmp, final)
+        return
+    with contextlib.suppress(OSError):  # (left, it goes with the next writer's `remove_dead`)
+        tmp.unlink()
+
+
 def _refuse_special(final: Path) -> None:
     """`OSError` naming `final` when it exists and is not a regular file (or a link, which is
     replaced itself): a folder, a FIFO, a device such as `/dev/null` is never replaced."""
@@ -239,8 +285,11 @@ def _temporary(final: Path) -> tuple[int, Path]:
     return fd, Path(name)
 
 
-def check_target(final: str | os.PathLike[str], *sources: str | os.PathLike[str]) -> None:
-    """Raise now, before the work that will write it, what `atomic_file(final)` would raise.
+def check_target(
+    final: str | os.PathLike[str], *sources: str | os.PathLike[str], replace: bool = True
+) -> None:
+    """Raise now, before the work that will write it, what `atomic_file(final, replace=...)`
+    would raise.
 
     To find out whether the temporary file can be made, one is made and removed at once.
 
@@ -250,11 +299,15 @@ def check_target(final: str | os.PathLike[str], *sources: str | os.PathLike[str]
         The file the work will write.
     *sources : str or PathLike
         The inputs the work reads (a picture, a kernel), which it must not replace.
+    replace : bool, optional
+        Whether the work may replace a file at `final` (`atomic_file`); when not, anything at
+        the name is refused (`refuse_taken`).
 
     Raises
     ------
     OSError
-        Naming `final`: it is one of `sources` (by name, link or hard link); it is a folder
+        Naming `final`: it is taken where nothing may be replaced (`NameTaken`); it is
+        one of `sources` (by name, link or hard link); it is a folder
         (`IsADirectoryError`) or another file that is never replaced (a FIFO, a device...); it
         is another user's file in another user's sticky folder such as /tmp, which only the
         final rename would refuse (`PermissionError`, unless this process holds CAP_FOWNER); or
@@ -264,6 +317,8 @@ def check_target(final: str | os.PathLike[str], *sources: str | os.PathLike[str]
     final = placed(final)
     if any(_same_file_as(final, source) for source in sources):
         raise OSError(errno.EEXIST, "this would replace the input; choose another name", str(final))
+    if not replace:
+        refuse_taken(final)
     _refuse_special(final)
     _refuse_others_in_sticky(final)
     fd, name = _temporary(final)
@@ -272,7 +327,9 @@ def check_target(final: str | os.PathLike[str], *sources: str | os.PathLike[str]
 
 
 @contextlib.contextmanager
-def atomic_file(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[BinaryIO]:
+def atomic_file(
+    final: str | os.PathLike[str], fsync: bool = True, replace: bool = True
+) -> Iterator[BinaryIO]:
     """Yield a new, empty file opened for reading and writing; when the block succeeds, it
     replaces `final` (renamed onto it).
 
@@ -289,6 +346,10 @@ def atomic_file(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[B
     fsync : bool, optional
         Make the data reach the disk before the rename (and the folder's entry after it), so
         that a crash at any instant leaves a whole file or none.
+    replace : bool, optional
+        Replace what is at `final` (the default, as ``cp`` does), or never: a file there
+        before the block, or made there while it ran, is kept and `NameTaken` raised
+        (`_publish`).
 
     Yields
     ------
@@ -298,13 +359,15 @@ def atomic_file(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[B
     Raises
     ------
     OSError
-        Naming `final`: it is a folder or another file that is not a regular one
-        (`check_target`); the temporary file cannot be made or renamed; `final` was made to
-        point elsewhere just after the rename; a write fails (a full disk: an error that names
-        no file gets `final`'s name). Naming the temporary: its name was made to point
-        elsewhere while the block ran.
+        Naming `final`: it is taken and `replace` is False (`NameTaken`); it is a folder
+        or another file that is not a regular one (`check_target`); the temporary file cannot
+        be made or renamed; `final` was made to point elsewhere just after the rename; a write
+        fails (a full disk: an error that names no file gets `final`'s name). Naming the
+        temporary: its name was made to point elsewhere while the block ran.
     """
     final = placed(final)
+    if not replace:
+        refuse_taken(final)
     _refuse_special(final)
     remove_dead(final)
     fd, tmp = _temporary(final)
@@ -322,7 +385,9 @@ def atomic_file(final: str | os.PathLike[str], fsync: bool = True) -> Iterator[B
             if not _same_file(tmp, handle):
                 raise _replaced(tmp)
             try:
-                os.replace(tmp, final)
+                _publish(tmp, final, replace)
+            except NameTaken:
+                raise
             except OSError as error:  # named as the user knows it, not by the temporary's name
                 raise OSError(error.errno, error.strerror, str(final)) from None
             if not _same_file(final, handle):
@@ -438,7 +503,9 @@ def copy_into(source: str | os.PathLike[str], target: BinaryIO) -> None:
         target.seek(0, os.SEEK_END)
 
 
-def copy_atomically(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+def copy_atomically(
+    source: str | os.PathLike[str], target: str | os.PathLike[str], replace: bool = True
+) -> None:
     """Put a copy of `source` at `target` so that readers see the whole file or none.
 
     Parameters
@@ -447,11 +514,13 @@ def copy_atomically(source: str | os.PathLike[str], target: str | os.PathLike[st
         The regular file to copy (`copy_into`).
     target : str or PathLike
         Where the copy goes, written through `atomic_file` (with `fsync`).
+    replace : bool, optional
+        Whether a file at `target` is replaced (`atomic_file`).
 
     Raises
     ------
     OSError
         As `atomic_file` and `copy_into` raise it.
     """
-    with atomic_file(target) as handle:
+    with atomic_file(target, replace=replace) as handle:
         copy_into(source, handle)

@@ -9,6 +9,7 @@ Who raises what:
   worker's own bugs (code `internal`) count as internal.
 - `NotCached`: the cache refused to store an entry (over the cap, too little free disk).
 - `Abandoned`: an executor's worker went away; the running job stops and cleans up.
+- `NameTaken`: a file is at an output's name that is not to be replaced (`--no-clobber`).
 """
 
 import errno
@@ -76,6 +77,21 @@ class NotCached(Exception):
 
 class Abandoned(Exception):
     """The worker went away: the executor stops the job, cleaning up as any exception does."""
+
+
+class NameTaken(FileExistsError):
+    """A file is at the name of an output that is not to replace one (`--no-clobber`, a job's
+    ``replace: false``), there before the work or made while it ran: it is kept as it is and
+    nothing is written there. The command line ends with `ExitStatus.TAKEN`.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The output's name, kept as the error's ``filename``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(errno.EEXIST, "a file is at this name already, kept as it is", str(path))
 
 
 def describe_os_error(error: OSError) -> str:

@@ -88,6 +88,31 @@ def check_string(name: str, value: Any) -> str:
     return value
 
 
+def check_flag(name: str, value: Any) -> bool:
+    """`value` if it is a boolean.
+
+    Parameters
+    ----------
+    name : str
+        The field's name, for the error.
+    value : Any
+        The field's value, as received.
+
+    Returns
+    -------
+    bool
+        `value` itself.
+
+    Raises
+    ------
+    ProtocolError
+        When `value` is not a boolean (1 and "true" are not).
+    """
+    if not isinstance(value, bool):
+        raise ProtocolError(f"field '{name}' must be a boolean, not {type_name(value)}")
+    return value
+
+
 def check_path(name: str, value: Any) -> str:
     """An absolute path without NUL bytes, at most `MAX_PATH` bytes in the file system's
     encoding (so a reply holding two paths, however escaped, fits in one message).
@@ -350,6 +375,10 @@ class JobSpec:
         "center" as "centre", and the window of a job given its kernel, which learns nothing).
     settings : DeblurSettings, optional
         The engine's settings (by default, the defaults).
+    replace : bool, optional
+        Whether the result replaces a file at `output` (the default, as ``cp`` does); when not,
+        a job whose output's name is taken, before it starts or while it runs, fails and
+        leaves that file as it is: for a client that chose a free name (the plug-in).
     """
 
     input: str
@@ -359,6 +388,7 @@ class JobSpec:
     blur: int | str | None = None
     window: str | None = None
     settings: DeblurSettings = field(default_factory=DeblurSettings)
+    replace: bool = True
 
     def __post_init__(self) -> None:
         # One job, one cache key (`canonical_window`); no window where no blur is learnt.
@@ -378,7 +408,7 @@ class JobSpec:
         -------
         dict
             ``psf``, ``blur``, ``window`` and ``settings`` (the settings as a dict of their
-            fields); the input, output and key are no part of it.
+            fields); the input, output, `replace` and key are no part of it.
         """
         return {
             "psf": self.psf,
@@ -393,10 +423,16 @@ class JobSpec:
         Returns
         -------
         dict
-            ``input``, ``output``, ``key`` and the `parameters`, every field present (None where
-            unset).
+            ``input``, ``output``, ``replace``, ``key`` and the `parameters`, every field
+            present (None where unset).
         """
-        return {"input": self.input, "output": self.output, "key": self.key, **self.parameters()}
+        return {
+            "input": self.input,
+            "output": self.output,
+            "replace": self.replace,
+            "key": self.key,
+            **self.parameters(),
+        }
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> "JobSpec":
@@ -406,7 +442,7 @@ class JobSpec:
         ----------
         fields : Mapping
             The job's fields, as received (`as_fields`' form): ``input`` and ``output`` are
-            required, the others may be missing or null.
+            required, the others may be missing or null (``replace``: missing only).
 
         Returns
         -------
@@ -448,7 +484,8 @@ class JobSpec:
             missing, cannot be examined or is not a regular file (a FIFO would make the reader
             wait for ever).
         OSError
-            Naming the file: the output or one of `written` is the input or the kernel file
+            Naming the file: the output's name is taken and the job does not `replace`
+            (`NameTaken`); the output or one of `written` is the input or the kernel file
             itself, or is not writable as `atomic.check_target` finds (a folder or a device in
             the way, a missing or read-only folder, a name too long).
         """
@@ -457,8 +494,10 @@ class JobSpec:
         _check_readable(source, "the input")
         if self.psf:
             _check_readable(Path(self.psf), "the PSF")
-        for target in (self.output, *written):
-            check_target(target, source, *([self.psf] if self.psf else []))
+        sources: list[str | os.PathLike[str]] = [source, *([self.psf] if self.psf else [])]
+        check_target(self.output, *sources, replace=self.replace)
+        for target in written:
+            check_target(target, *sources)
 
     def validate(self) -> None:
         """Raise `InputError` when the job cannot be run as described (`UsageError` for options
@@ -485,6 +524,7 @@ REQUIRED_FIELDS = ("input", "output")
 FIELD_CHECKS: Mapping[str, Check] = {
     "input": check_path,
     "output": check_path,
+    "replace": check_flag,
     "key": optional(check_key),
     "psf": optional(check_path),
     "blur": optional(check_blur),

@@ -420,7 +420,9 @@ def run_pipeline(
     if added and said and added not in said and estimated.get("kernel") not in (NO_BLUR, VARYING):
         estimated["reason"] = f"{said}; {added}"
     stages.report(Stage.WRITING)
-    write_picture(spec.output, picture, restored / gain if gain != 1 else restored)
+    write_picture(
+        spec.output, picture, restored / gain if gain != 1 else restored, replace=spec.replace
+    )
     if psf_out is not None and learnt is not None:  # (not before: a failed job keeps the old)
         save_kernels(psf_out, learnt)
     stages.report(Stage.WRITING, 1.0)

@@ -26,6 +26,7 @@ from cache.store import PSF_PNG, RESULT, CacheLimits, ResultCache
 from tests.tiffs import write_tiff
 from worker import __version__
 from worker.cli.cache import remove_leftover_exports
+from worker.cli.exit_status import ExitStatus
 from worker.cli.status import describe
 from worker.deconv import DeblurSettings
 
@@ -205,6 +206,32 @@ def test_a_copy_from_the_cache_nobody_hears_of_is_not_left(user_env, tmp_path, w
             os.close(writer)
         assert done.returncode == 141, done.stderr
         assert output.exists() == existing
+
+
+@pytest.mark.parametrize("what", ["lookup", "kernel"])
+def test_a_copy_from_the_cache_that_never_replaces_keeps_the_file_there(
+    user_env, tmp_path, what
+) -> None:
+    """`cache lookup/kernel -o OUTPUT --no-clobber` (the plug-in's, which chose a free name):
+    a file at OUTPUT is kept, in one line, with its own exit status (the plug-in then leaves
+    the file alone); without the option it is replaced, as `cp` does."""
+    source, key = tmp_path / "r.tif", "ab" * 16
+    source.write_bytes(b"a result")
+    picture = tmp_path / "k.png"
+    picture.write_bytes(b"\x89PNG kernel")
+    cache = tmp_path / "cache"
+    ResultCache(cache, CacheLimits(min_free_bytes=0)).store(
+        key, {RESULT: source, PSF_PNG: picture}, {}
+    )
+    output = tmp_path / ("copy.tif" if what == "lookup" else "copy.png")
+    output.write_bytes(b"the user's")
+    command = ("cache", what, key, "-o", output, "--cache-dir", cache)
+    kept = run_dt(user_env, *command, "--no-clobber")
+    assert kept.returncode == ExitStatus.TAKEN and kept.stderr.count("\n") == 1, kept.stderr
+    assert "already, kept" in kept.stderr and output.read_bytes() == b"the user's"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert run_dt(user_env, *command).returncode == 0
+    assert output.read_bytes() == (source if what == "lookup" else picture).read_bytes()
 
 
 def test_a_kernel_and_a_blur_to_estimate_do_not_go_together(run_cli, tmp_path: Path) -> None:

@@ -76,9 +76,13 @@ end)
 
 test("submit, lookup and clean arguments follow the contract", function()
   eq(logic.submit_args("/tmp/e.tif", "/p/a_deconv.tif", "ab12", settings),
-    { "submit", "/tmp/e.tif", "-o", "/p/a_deconv.tif", "--key", "ab12", "--blur", "15",
-      "--window", "centre", "--tolerance", "5", "--priority", "0.3", "--wait" })
-  eq(logic.lookup_args("ab12", "/p/a b.tif"), { "cache", "lookup", "ab12", "-o", "/p/a b.tif" })
+    { "submit", "/tmp/e.tif", "-o", "/p/a_deconv.tif", "--no-clobber", "--key", "ab12", "--blur",
+      "15", "--window", "centre", "--tolerance", "5", "--priority", "0.3", "--wait" })
+  eq(logic.lookup_args("ab12", "/p/a b.tif"),
+    { "cache", "lookup", "ab12", "-o", "/p/a b.tif", "--no-clobber" })
+  eq(logic.kernel_args("ab12", "/p/a.png"), { "cache", "kernel", "ab12", "-o", "/p/a.png", "--no-clobber" })
+  eq(logic.output_of(logic.lookup_args("ab12", "/p/-o")), "/p/-o")
+  eq(logic.output_of({ "key", "/p/a.tif" }), nil)
   eq(logic.clean_args(false, "/tmp/dt"), { "cache", "clean", "--on-exit", "--exports-dir=/tmp/dt" })
   eq(logic.clean_args(true, "-x"), -- a folder named like an option is still the folder
     { "cache", "clean", "--on-exit", "--exports-dir=-x", "--keep-results" })

@@ -11,6 +11,11 @@ local FAKE = [=[#!/bin/sh
 here=$(dirname "$0")
 echo "$*" >>"$here/calls.log"
 field() { printf %s "$1" | sed 's/%/%25/g; s/ /%20/g'; }
+case " $* " in # --no-clobber: a file at OUTPUT is kept and the command fails, as the real one
+  *" -o "*" --no-clobber "*)
+    output=$(printf '%s\n' "$@" | sed -n '/^-o$/{n;p;q}')
+    if [ -e "$output" ]; then echo "dt-deconvolve: error: a file is at this name already, kept as it is: $output" >&2; exit 4; fi ;;
+esac
 case $1 in
   ping) exit 1 ;;
   key) echo "$*" | cksum | cut -d' ' -f1 ;;
@@ -29,7 +34,10 @@ case $1 in
     stat -c %a "$(dirname "$2")" >"$here/export-folder-mode"
     echo "JOB 42"; echo "PROGRESS 0.5 deblurring"
     if [ -f "$here/link" ]; then ln -s "$(dirname "$4")/a.tif" "$4"; echo "DONE $(field "$4")"; exit 0; fi
-    mkdir -p "$here/cache"; cp "$2" "$here/cache/$6"; cp "$2" "$4"
+    mkdir -p "$here/cache"; cp "$2" "$here/cache/$7"; cp "$2" "$4"
+    if [ -f "$here/race" ]; then # another program makes a file at the name during the job
+      rm "$4"; echo theirs >"$4"; echo "dt-deconvolve: error: a file is at this name already, kept as it is: $4" >&2; exit 4
+    fi
     if [ -f "$here/late" ]; then printf '\033[31mdt-deconvolve: error: \033[0mdisk \r\n' >&2; exit 1; fi
     if [ -f "$here/forge" ]; then echo "DONE $(cat "$here/forge")"; else echo "DONE $(field "$4")"; fi ;;
 esac
@@ -318,6 +326,15 @@ test("a job that fails after writing its result: the result is removed, the reas
   local rec, dir = run_one("late")
   eq(rec.toasts, { "deconvolve failed for a.tif: disk" }, "no escapes, no carriage return")
   eq(read(dir .. "/my pictures/a_deconv.tif"), nil, "the result is removed")
+  remove(dir)
+end)
+
+test("a file made at the result's name during the job is kept (exit 4), not removed", function()
+  local rec, dir = run_one("race")
+  eq(#rec.toasts, 1)
+  truthy(rec.toasts[1]:find("a file is at this name already, kept as it is", 1, true), rec.toasts[1])
+  eq(read(dir .. "/my pictures/a_deconv.tif"), "theirs\n", "the other program's file is kept")
+  eq(#rec.imported, 0, "nothing imported")
   remove(dir)
 end)
 

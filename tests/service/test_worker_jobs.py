@@ -25,6 +25,7 @@ from service_support import (
 )
 
 from cache.store import RESULT, ResultCache
+from worker.cli.exit_status import ExitStatus
 from worker.errors import ProtocolError, RemoteError
 from worker.service import protocol
 from worker.service.client import Client
@@ -196,6 +197,51 @@ def test_a_second_job_for_an_output_being_written_is_refused(worker, material, t
         again = submit(client, material["small"], out, psf=str(material["psf"]))
         assert wait(client, again["job"])["stage"] == "done"
         assert tifffile.imread(out).shape == (64, 80, 3)
+
+
+def test_a_job_that_never_replaces_keeps_a_file_made_at_its_output(worker, material, tmp_path):
+    """A client that chose a free name (the plug-in's `submit --no-clobber`) sends
+    ``replace: false``: a file another program makes at the output while the job runs, or
+    while its copy is made from the cache or from the job it follows, is kept and the job
+    fails saying so; a name taken before is refused at once. Until engine 0.3.54 the worker's
+    rename replaced it."""
+    psf = str(material["psf"])
+    outputs = {name: tmp_path / f"{name}.tif" for name in ("run", "follower", "cached")}
+    theirs = b"another program's"
+    worker.wait_warm()
+    with worker.client() as client:
+        with paused(*worker.executor_pids()):  # the jobs cannot end before the files are made
+            run = submit(client, material["small"], outputs["run"], psf=psf, replace=False)
+            keyed = {"psf": psf, "key": "d4" * 16}
+            leader = submit(client, material["medium"], tmp_path / "leader.tif", **keyed)
+            follower = submit(
+                client, material["medium"], outputs["follower"], replace=False, **keyed
+            )
+            assert follower["follows"] == leader["job"]
+            for name in ("run", "follower"):
+                outputs[name].write_bytes(theirs)
+        for job in (run, follower):
+            status = wait(client, job["job"])
+            assert status["stage"] == "failed" and "already" in status["error"], status
+            assert status["taken"] is True  # (told from other failures: `submit` exits 4)
+        assert wait(client, leader["job"])["stage"] == "done"
+        with pytest.raises(RemoteError, match="already") as refused:  # taken before: at once
+            submit(client, material["small"], outputs["run"], psf=psf, replace=False)
+        assert refused.value.code == protocol.TAKEN
+        outputs["cached"].write_bytes(theirs)
+        with pytest.raises(RemoteError, match="already"):
+            submit(client, material["medium"], outputs["cached"], replace=False, **keyed)
+        outputs["cached"].unlink()
+        hit = submit(client, material["medium"], outputs["cached"], replace=False, **keyed)
+        assert wait(client, hit["job"])["stage"] == "done"  # a free name is written as ever
+    refused = worker.cli("submit", material["small"], "-o", outputs["run"], "--psf", psf,
+                         "--no-clobber", "--wait")  # fmt: skip
+    assert refused.returncode == ExitStatus.TAKEN, refused.stderr
+    assert refused.stderr.count("\n") == 1 and "already, kept" in refused.stderr
+    for name in ("run", "follower"):
+        assert outputs[name].read_bytes() == theirs
+    assert tifffile.imread(outputs["cached"]).shape == (192, 256, 3)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_a_job_joining_its_keys_cannot_take_another_jobs_output(worker, material, tmp_path):

@@ -20,7 +20,7 @@ from worker import __version__
 from worker.cli.exit_status import ExitStatus, of_signal
 from worker.cli.stops import say_stopped, stop_on_signals, stopped_by
 from worker.cli.streams import PROG, reader_gone, warn
-from worker.errors import UsageError, describe_error, is_internal, one_line
+from worker.errors import NameTaken, UsageError, describe_error, is_internal, one_line
 
 # A value that starts with "-" is a negative number, not an option, when it reads as one, in
 # exponent form too: argparse's own pattern leaves out "-1e-3", which `--priority -1e-3` needs,
@@ -114,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         The command's exit status (`ExitStatus`): `ExitStatus.FAILED` after an error
-        (`ExitStatus.USAGE` after a `UsageError`: options that do not go together),
+        (`ExitStatus.USAGE` after a `UsageError`: options that do not go together;
+        `ExitStatus.TAKEN` after a `NameTaken`: an output's name taken under ``--no-clobber``),
         `ExitStatus.INTERRUPTED` on Ctrl-C, 128 + the signal for a command that a stopping
         signal ended inside compiled code (`stopped_by`), 128 + SIGPIPE when stdout's reader
         closed the pipe (`reader_gone`).
@@ -142,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:  # options that do not go together: as a usage error
         warn(f"error: {describe_error(error)} (see --help)")
         return ExitStatus.USAGE
+    except NameTaken as error:  # (--no-clobber) the caller knows the file there is not ours
+        warn(f"error: {describe_error(error)}")
+        return ExitStatus.TAKEN
     except Exception as error:
         signum = stopped_by()
         if signum is not None:  # the exit, wrapped on its way out of compiled code

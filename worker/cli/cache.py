@@ -18,6 +18,7 @@ from cache.store import PSF_PNG, RESULT, ResultCache, process_alive
 from worker.cli.endpoint import add_cache_dir_option, cache_dir_of, folder_argument
 from worker.cli.exit_status import ExitStatus
 from worker.cli.lines import blur_line, path_field
+from worker.cli.options import add_output_options
 from worker.errors import InputError
 from worker.jobspec import check_tiff_name
 
@@ -43,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "lookup", help="print 'hit PATH' (escaped: %%XX) or 'miss' for a key"
     )
     lookup.add_argument("key", metavar="KEY", help="a key printed by `dt-deconvolve key`")
-    lookup.add_argument("-o", "--output", type=Path, help="copy a hit here (atomically)")
+    add_output_options(lookup, "copy a hit here (atomically)", required=False)
     lookup.set_defaults(func=run_lookup)
 
     kernel = actions.add_parser(
@@ -52,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "estimated), then 'hit PATH' of the kernel's picture (PNG) or 'miss'",
     )
     kernel.add_argument("key", metavar="KEY", help="a key printed by `dt-deconvolve key`")
-    kernel.add_argument("-o", "--output", type=Path, help="copy the picture here (atomically)")
+    add_output_options(kernel, "copy the picture here (atomically)", required=False)
     kernel.set_defaults(func=run_kernel)
 
     stats = actions.add_parser("stats", help="entries, sizes and limits")
@@ -104,7 +105,9 @@ def cache_of(args: argparse.Namespace) -> ResultCache:
     return ResultCache(cache_dir_of(args), make=False)
 
 
-def look_up(cache: ResultCache, key: str, output: Path | None, name: str) -> None:
+def look_up(
+    cache: ResultCache, key: str, output: Path | None, name: str, replace: bool = True
+) -> None:
     """Print "hit PATH" or "miss" for the cached file `name` of `key`.
 
     PATH is one escaped field (`path_field`). A reader that left before it could be told
@@ -123,17 +126,19 @@ def look_up(cache: ResultCache, key: str, output: Path | None, name: str) -> Non
         is the file in the cache.
     name : str
         The entry's file: `RESULT` (the deblurred picture) or `PSF_PNG` (the kernel's picture).
+    replace : bool, optional
+        Whether the copy replaces a file at `output` (`ResultCache.lookup`).
 
     Raises
     ------
     InputError
         `key` is not a cache key, or `output` lies inside the cache.
     OSError
-        The copy failed (a missing folder, a full disk); `BrokenPipeError` when stdout's reader
-        left.
+        The copy failed (a missing folder, a full disk, a file at `output` not to be
+        replaced); `BrokenPipeError` when stdout's reader left.
     """
     new = output is not None and not os.path.lexists(output)
-    found = cache.lookup(key, output, name)
+    found = cache.lookup(key, output, name, replace)
     try:
         print(f"hit {path_field(found)}" if found else "miss", flush=True)
     except BrokenPipeError:
@@ -163,7 +168,7 @@ def run_lookup(args: argparse.Namespace) -> int:
     """
     if args.output is not None:
         check_tiff_name(args.output)
-    look_up(cache_of(args), args.key, args.output, RESULT)
+    look_up(cache_of(args), args.key, args.output, RESULT, not args.no_clobber)
     return ExitStatus.OK
 
 
@@ -197,7 +202,7 @@ def run_kernel(args: argparse.Namespace) -> int:
     blur = blur_line((entry.record.get("report") or {}) if entry else {})
     if blur:
         print(blur)
-    look_up(cache, args.key, args.output, PSF_PNG)
+    look_up(cache, args.key, args.output, PSF_PNG, not args.no_clobber)
     return ExitStatus.OK
 
 

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from worker.cli.exit_status import ExitStatus
-from worker.cli.options import add_engine_options, settings_from_args
+from worker.cli.options import add_engine_options, add_output_options, settings_from_args
 from worker.cli.progress import progress_bar
 from worker.cli.streams import report_on
 from worker.errors import one_line
@@ -31,9 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("input", metavar="INPUT", help="the blurred picture (TIFF)")
     parser.add_argument("--psf", required=True, metavar="PSF.npy", help="the blur, a .npy file")
-    parser.add_argument(
-        "-o", "--output", required=True, metavar="OUTPUT", help="where to write the result (TIFF)"
-    )
+    add_output_options(parser, "where to write the result (TIFF)")
     add_engine_options(parser, varying=False)
     parser.add_argument("--json", action="store_true", help="print the report as one JSON line")
     parser.set_defaults(func=run)
@@ -113,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         output=str(Path(args.output).absolute()),
         psf=str(Path(args.psf).absolute()),
         settings=settings_from_args(args),
+        replace=not args.no_clobber,
     )
     with progress_bar() as progress:
         report = run_pipeline(spec, progress)

@@ -30,5 +30,6 @@ class ExitStatus(IntEnum):
     FAILED = 1  # the work failed: bad input, unreadable file, full disk... (one line on stderr)
     USAGE = 2  # wrong usage (a bad option)
     CANCELLED = 3  # the job was cancelled
+    TAKEN = 4  # --no-clobber: a file is at the output's name, kept; nothing written there
     INTERRUPTED = of_signal(signal.SIGINT)  # 130: Ctrl-C
     READER_GONE = of_signal(signal.SIGPIPE)  # 141: the reader of stdout left (`| head`)

@@ -1,13 +1,17 @@
-"""The engine's options, shared by every command that deblurs (`deblur`, `run`, `submit`, `key`).
+"""The engine's options, shared by every command that deblurs (`deblur`, `run`, `submit`, `key`),
+and the output's, shared by every command that writes a picture (and `cache lookup`, `cache
+kernel`).
 
-One function adds them to a parser, one turns the parsed arguments into `DeblurSettings`, so the
-options read the same everywhere. Ranges are checked by `DeblurSettings.validate`, as the options
-are read: a value out of range is wrong usage (exit status 2), like an option that is not one.
+One function adds the engine's to a parser, one turns the parsed arguments into
+`DeblurSettings`, so the options read the same everywhere. Ranges are checked by
+`DeblurSettings.validate`, as the options are read: a value out of range is wrong usage (exit
+status 2), like an option that is not one.
 """
 
 import argparse
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 from worker.deconv.settings import DeblurSettings
 from worker.errors import InputError
@@ -94,6 +98,27 @@ def setting(name: str, kind: type[int] | type[float]) -> Callable[[str], int | f
         return value + 0  # (-0.0 + 0 is 0.0: `-0` hashes into the same cache key as `0`)
 
     return check
+
+
+def add_output_options(parser: argparse.ArgumentParser, what: str, required: bool = True) -> None:
+    """Add ``-o/--output`` (a `Path`) and ``--no-clobber`` (`args.no_clobber`).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser.
+    what : str
+        The help of ``-o``: what is written there.
+    required : bool, optional
+        Whether ``-o`` must be given.
+    """
+    parser.add_argument("-o", "--output", type=Path, required=required, metavar="OUTPUT", help=what)
+    parser.add_argument(
+        "--no-clobber",
+        action="store_true",
+        help="never replace a file at OUTPUT: fail and keep it when the name is taken, even "
+        "while the work runs (for a program that chose a free name)",
+    )
 
 
 def add_engine_options(parser: argparse.ArgumentParser, varying: bool = True) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from worker.cli.deblur import print_report
 from worker.cli.exit_status import ExitStatus
-from worker.cli.options import add_engine_options, settings_from_args
+from worker.cli.options import add_engine_options, add_output_options, settings_from_args
 from worker.cli.progress import progress_bar
 from worker.cli.psf import add_estimation_options
 from worker.jobspec import JobSpec
@@ -27,9 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("input", type=Path, metavar="INPUT", help="the blurred picture (TIFF)")
     add_estimation_options(parser)
-    parser.add_argument(
-        "-o", "--output", required=True, metavar="OUTPUT", help="where to write the result (TIFF)"
-    )
+    add_output_options(parser, "where to write the result (TIFF)")
     parser.add_argument(
         "--psf-out", metavar="PSF.npy", help="also save the estimated PSF (and a .png beside it)"
     )
@@ -71,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         blur=args.blur,
         window=args.window,
         settings=settings_from_args(args),
+        replace=not args.no_clobber,
     )
     with progress_bar() as progress:
         kernel = None if args.psf_out is None else str(Path(args.psf_out).absolute())

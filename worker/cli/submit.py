@@ -31,11 +31,11 @@ from worker.cli.endpoint import (
 )
 from worker.cli.exit_status import ExitStatus
 from worker.cli.lines import blur_line, path_field
-from worker.cli.options import add_engine_options, settings_from_args
+from worker.cli.options import add_engine_options, add_output_options, settings_from_args
 from worker.cli.psf import add_window_option, blur_size
 from worker.cli.streams import reader_left, warn
 from worker.deconv.settings import AUTO
-from worker.errors import InputError, RemoteError, UsageError
+from worker.errors import InputError, NameTaken, RemoteError, UsageError
 from worker.jobspec import JobSpec
 from worker.service import protocol
 from worker.service.client import ensure_worker, next_worker
@@ -102,6 +102,7 @@ def job_spec(args: argparse.Namespace, output: str) -> JobSpec:
         blur=None if args.psf else AUTO if args.blur is None else args.blur,
         window=args.window,
         settings=settings_from_args(args),
+        replace=not getattr(args, "no_clobber", False),
     )
     spec.validate()
     return spec
@@ -117,7 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """
     parser = subparsers.add_parser("submit", help="queue a job on the worker")
     parser.add_argument("input", type=Path, metavar="INPUT", help="the picture to deblur (TIFF)")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="where to write it")
+    add_output_options(parser, "where to write it")
     add_job_options(parser)
     parser.add_argument("--key", help="cache the result under this key (from `key`)")
     parser.add_argument(
@@ -213,6 +214,9 @@ def run(args: argparse.Namespace) -> int:
         ran, or the job failed (its reason).
     RemoteError
         When the worker refuses the job (a missing input, a busy worker...).
+    NameTaken
+        With ``--no-clobber``, when a file is at OUTPUT, there before the job or made while
+        it ran: the job is refused, or fails, and the file is kept.
     """
     spec = job_spec(args, str(args.output.absolute()))
     with client_of(args) as client:
@@ -240,6 +244,8 @@ def run(args: argparse.Namespace) -> int:
                     with held():  # a stop comes once the job's id is known, to cancel it
                         job = client.request("submit", **fields)["job"]
                 except RemoteError as error:
+                    if error.code == protocol.TAKEN:
+                        raise NameTaken(spec.output) from None
                     if error.code != protocol.STOPPING:
                         raise
                     worker = next_worker(client, worker, cache_dir_of(args))
@@ -263,4 +269,6 @@ def run(args: argparse.Namespace) -> int:
     if final["stage"] == Stage.CANCELLED:
         warn(f"job {final['job']} was cancelled")
         return ExitStatus.CANCELLED
+    if final.get("taken"):
+        raise NameTaken(spec.output)
     raise InputError(final["error"] or "the job failed")

@@ -187,7 +187,9 @@ def read_picture(path: str | os.PathLike[str]) -> Picture:
     )
 
 
-def write_picture(path: str | os.PathLike[str], like: Picture, pixels: np.ndarray) -> None:
+def write_picture(
+    path: str | os.PathLike[str], like: Picture, pixels: np.ndarray, replace: bool = True
+) -> None:
     """Write linear `pixels` to `path` as a TIFF file stored like the picture `like`.
 
     Same sample format (integers clipped and rounded), tone curves, ICC profile, EXIF and alpha.
@@ -202,6 +204,9 @@ def write_picture(path: str | os.PathLike[str], like: Picture, pixels: np.ndarra
     pixels : ndarray, shape (H, W, C)
         The linear pixels, with `like`'s channel count; they may be smaller than `like` (a
         preview), the alpha is then resized to match.
+    replace : bool, optional
+        Whether a file at `path` is replaced (`atomic_file`); when not, it is kept and
+        `NameTaken` raised.
 
     Raises
     ------
@@ -221,7 +226,7 @@ def write_picture(path: str | os.PathLike[str], like: Picture, pixels: np.ndarra
         samples = np.concatenate([samples, alpha[..., None]], axis=2)
         extrasamples = [like.alpha_kind]
     resolution, unit = _resolution(like.exif)
-    with atomic_file(path) as temporary:
+    with atomic_file(path, replace=replace) as temporary:
         tifffile.imwrite(
             temporary,
             samples if samples.shape[2] > 1 else samples[..., 0],

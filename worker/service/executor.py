@@ -33,7 +33,7 @@ import numpy as np
 
 from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, ResultCache
 from worker import __version__
-from worker.errors import Abandoned, NotCached, describe_error, is_internal
+from worker.errors import Abandoned, NameTaken, NotCached, describe_error, is_internal
 from worker.files.kernels import picture_path, save_kernel_picture
 from worker.jobspec import JobSpec
 from worker.service.confine import check_inside
@@ -183,8 +183,11 @@ def cache_result(
 def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> None:
     """Run one job, reporting progress: it ends with one `done` or one `failed` event.
 
-    An `Exception` (`Abandoned` included) is reported and goes no further. A job abandoned
-    just after its output was written removes that output: its client was told it failed.
+    An `Exception` (`Abandoned` included) is reported and goes no further; the `failed` event
+    says whether the output's name was taken (``taken``: a `NameTaken`, under ``replace:
+    false``). A job abandoned just after its output was written removes that output: its
+    client was told it failed. A job that does not replace removes only an output it wrote
+    itself: a file made at the name before that may be another program's.
 
     Parameters
     ----------
@@ -219,6 +222,9 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
     kernel = Path(task["scratch"]) / "psf.npy" if task.get("scratch") else None
     output = str(task["spec"].get("output", ""))
     before = file_identity(output)  # what was there: a failed job leaves it so
+    # whether a new file at the output is this job's: one that replaces, yes; one that does
+    # not, once its pipeline has written it (before that it may be another program's)
+    ours = task["spec"].get("replace", True) is not False
     try:
         progress(0.0, Stage.READING)
         spec = JobSpec.from_fields(task["spec"])
@@ -227,6 +233,7 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
         check_inside((spec.input, spec.output, spec.psf), task.get("allowed"))
         scratch_kernel = kernel if spec.key and spec.estimating else None
         report = run_pipeline(spec, progress, scratch_kernel, known_kernel(task.get("known"), spec))
+        ours = True
         # (its `psf_out` names the scratch copy, gone after the job: the kernel is the cache's)
         report.pop("psf_out", None)
         note = None
@@ -238,12 +245,21 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
         send({"event": Event.FAILED, "job": job, "error": describe_error(error), "detail": ""})
         raise  # the process may be in a poor state: let the worker start a fresh one
     except Exception as error:
-        if isinstance(error, Abandoned) and file_identity(output) != before:
+        if isinstance(error, Abandoned) and ours and file_identity(output) != before:
             # The worker went away just after the result was written: its client was told the
             # job failed, so no result may appear afterwards.
             Path(output).unlink(missing_ok=True)
         detail = traceback.format_exc() if is_internal(error) else ""
-        send({"event": Event.FAILED, "job": job, "error": describe_error(error), "detail": detail})
+        error_text, taken = describe_error(error), isinstance(error, NameTaken)
+        send(
+            {
+                "event": Event.FAILED,
+                "job": job,
+                "error": error_text,
+                "detail": detail,
+                "taken": taken,
+            }
+        )
 
 
 def read_tasks(tasks: "queue.Queue[dict[str, Any] | None]", abandoned: threading.Event) -> None:

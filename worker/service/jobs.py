@@ -75,6 +75,7 @@ class Job:
     started: float | None = None
     finished: float | None = None
     error: str | None = None
+    taken: bool = False  # it failed on its output's name, taken where it must not replace
     note: str | None = None  # e.g. why the result was not cached
     report: dict[str, Any] | None = None
     output_before: tuple[int, int] | None = None  # the output file's identity when started
@@ -170,8 +171,10 @@ class Job:
             ``seconds_left``, ``input``, ``output``, ``key``, the times ``submitted``,
             ``started`` and ``finished`` (seconds since the epoch; None until they happen, and
             ``started`` stays None for a job that no executor ran: a follower, a copy from the
-            cache), ``error``, ``note`` (cut to `MAX_TEXT` characters), ``report`` and
-            ``follows`` (the leader's id, for a follower; else None). A withdrawn leader shows
+            cache), ``error``, ``taken`` (it failed because a file is at the name of an output it
+            must not replace: `worker.errors.NameTaken`), ``note`` (cut to `MAX_TEXT`
+            characters), ``report`` and ``follows`` (the leader's id, for a follower; else
+            None). A withdrawn leader shows
             as cancelled, as its client asked, though it still runs. Its size is bounded: two
             paths (`worker.jobspec.MAX_PATH` bytes each), two short texts and a report without
             paths of the client's, well under `protocol.MAX_MESSAGE_BYTES`.
@@ -190,6 +193,7 @@ class Job:
             "started": self.started,
             "finished": self.finished,
             "error": self.error,
+            "taken": self.taken,
             "note": short_text(self.note),
             "report": self.report,
             "follows": self.leader,

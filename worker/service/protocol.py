@@ -28,6 +28,7 @@ from worker.jobspec import (
     FIELD_CHECKS,
     REQUIRED_FIELDS,
     Check,
+    check_flag,
     check_key,
     check_path,
     check_string,
@@ -51,18 +52,13 @@ NOT_FINISHED = "not_finished"  # cancel of a job that already ended
 CACHE_ERROR = "cache_error"
 BUSY = "busy"  # a submit while the worker already holds its limit of waiting and running jobs
 STOPPING = "stopping"  # a request that would start work, sent to a worker that is stopping
+TAKEN = "taken"  # a job that must not replace a file names an output where one is already
 INTERNAL = "internal"
 
 FROM_CACHE = "from the cache"  # a done job's note when its result was a copy of a cached one
 
 _JOB_ID = re.compile(r"[0-9a-f]{1,64}")
 MAX_STATUS_WAIT = 5.0  # seconds a `status` may wait for its job to end (well under a request's)
-
-
-def _boolean(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ProtocolError(f"field '{name}' must be a boolean, not {type_name(value)}")
-    return value
 
 
 _job_id = matching(_JOB_ID, "a job id (hexadecimal digits)")
@@ -118,11 +114,11 @@ OPERATIONS: Mapping[str, Operation] = {
     "list": Operation(optional={"start": optional(_position)}),
     "cache_lookup": Operation(
         required={"key": check_key},
-        optional={"output": optional(check_path)},
+        optional={"output": optional(check_path), "replace": check_flag},
     ),
     "cache_stats": Operation(),
     "cache_clean": Operation(
-        optional={"on_exit": _boolean, "keep_results": _boolean},
+        optional={"on_exit": check_flag, "keep_results": check_flag},
     ),
     "shutdown": Operation(),
 }
@@ -180,6 +176,7 @@ _JOB = Operation(  # a job as a reply shows it (`worker.service.jobs.Job.as_dict
     optional={
         "seconds_left": optional(_number),
         "error": optional(check_string),
+        "taken": optional(check_flag),
         "note": optional(check_string),
         "report": optional(_object),
         "output": optional(check_string),
@@ -203,7 +200,8 @@ REPLIES: Mapping[str, Operation] = {  # what a client reads of each operation's 
 }
 UPDATE_BOTH = "update dt-deconvolve on both sides"
 
-_DEFAULTS: Mapping[str, Any] = {"on_exit": False, "keep_results": False}  # else None
+# else None; a job written over what is at its output unless its client says not to (`JobSpec`)
+_DEFAULTS: Mapping[str, Any] = {"on_exit": False, "keep_results": False, "replace": True}
 
 
 def _reject_constant(name: str) -> float:
@@ -261,7 +259,7 @@ def decode_request(data: bytes) -> Request:
     Request
         Its operation and every field of it (`OPERATIONS`), each checked; an optional field the
         request leaves out is filled with its default (`False` for ``on_exit`` and
-        ``keep_results``, else None).
+        ``keep_results``, `True` for ``replace``, else None).
 
     Raises
     ------

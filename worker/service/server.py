@@ -37,6 +37,7 @@ from worker import __version__
 from worker.atomic import copy_atomically, put_back, set_aside, temporaries
 from worker.errors import (
     InputError,
+    NameTaken,
     NotCached,
     ProtocolError,
     describe_error,
@@ -193,11 +194,15 @@ def _remove_partial_output(job: Job) -> None:
     """Remove what a stopped job may have left: temporary output files, and the output itself
     when the job created or replaced it (it may have got that far just before the stop) and it
     is a file as the writer leaves one (not a folder, a pipe or a link put there meanwhile).
-    Never raises: a failure is logged, and the job ends all the same."""
+    A job that never replaces removes it only once caching (its executor reports that after
+    writing the output): before, a new file there may be another program's, made while the job
+    ran. Never raises: a failure is logged, and the job ends all the same."""
     output = Path(job.output)
     try:
         for partial in temporaries(output):
             partial.unlink(missing_ok=True)
+        if not job.spec.replace and job.detail != Stage.CACHING:
+            return
         if job.started is None or file_identity(job.output) == job.output_before:
             return
         if stat.S_ISREG(output.lstat().st_mode):  # what a writer renames into place, no more
@@ -656,6 +661,7 @@ class Server:
             if event.get("detail"):  # a traceback: a record a line (`OneLineFormatter`)
                 for line in str(event["detail"]).splitlines():
                     log.error("job %s failed: %s", job.id, line)
+            job.taken = event.get("taken") is True
             self._finish(executor, job, Stage.FAILED, str(event.get("error")))
 
     def _finish(self, executor: Executor | None, job: Job, stage: Stage, error: str = "") -> None:
@@ -691,22 +697,29 @@ class Server:
         if not job.withdrawn:
             self._end(job, Stage.DONE)
         source = Path(job.output)
-        targets = list(dict.fromkeys(f.output for f in followers if f.output != job.output))
+        others = [f for f in followers if f.output != job.output]
+        # each output once, replaced only when no follower writing it forbids that
+        targets = {
+            f.output: all(o.spec.replace for o in others if o.output == f.output) for f in others
+        }
         for follower in followers:
             follower.copying = True
 
         allowed = self._allowed()
 
-        def copy_all() -> dict[str, str | None]:
-            return {target: _copy_or_reason(source, Path(target), allowed) for target in targets}
+        def copy_all() -> dict[str, OSError | InputError | None]:
+            return {
+                target: _copy_or_failure(source, Path(target), replace, allowed)
+                for target, replace in targets.items()
+            }
 
-        def then(future: "Future[dict[str, str | None]]") -> None:
+        def then(future: "Future[dict[str, OSError | InputError | None]]") -> None:
             for follower in followers:
                 follower.copying = False
-            reasons = future.result()
+            failures = future.result()
             shared = any(f.output == job.output for f in self.table.followers(job))
             for follower in followers:
-                self._follower_done(job, follower, reasons.get(follower.output))
+                self._follower_done(job, follower, failures.get(follower.output))
             if job.withdrawn:  # its output as it was before: the file it replaced, or none
                 if shared and job.kept is not None:
                     job.kept.unlink(missing_ok=True)
@@ -718,16 +731,20 @@ class Server:
 
         self.background.run(copy_all, then)
 
-    def _follower_done(self, leader: Job, follower: Job, reason: str | None) -> None:
+    def _follower_done(
+        self, leader: Job, follower: Job, failure: OSError | InputError | None
+    ) -> None:
         unwanted = follower.final or self._unfollowed(follower)
-        if unwanted and reason is None and follower.output != leader.output:
+        if unwanted and failure is None and follower.output != leader.output:
             Path(follower.output).unlink(missing_ok=True)  # (kept for the copy: see `copying`)
         if follower.final:  # cancelled while its copy was made
             return
         if unwanted:  # its command has gone
             self._end(follower, Stage.CANCELLED)
             return
-        if reason is not None:
+        if failure is not None:
+            follower.taken = isinstance(failure, NameTaken)
+            reason = describe_error(failure)
             self._end(follower, Stage.FAILED, f"could not write {follower.output}: {reason}")
             return
         follower.report, follower.note = leader.report, leader.note
@@ -822,7 +839,8 @@ class Server:
         ProtocolError
             Code `protocol.BUSY`: `WorkerConfig.max_queued` jobs wait or run already, or
             another job writes the same output (unless both have the same key). Neither a blur
-            to find nor a kernel given: `protocol.BAD_MESSAGE`.
+            to find nor a kernel given: `protocol.BAD_MESSAGE`. A file at the output of a job
+            that must not replace it (``replace: false``): `protocol.TAKEN`.
         InputError
             When the job cannot run as described (`JobSpec.validate`), names a path outside
             the allowed folders (remote clients), or its input or kernel is not a readable
@@ -836,6 +854,8 @@ class Server:
         self._confine(spec.input, spec.output, spec.psf)
         try:
             spec.check_files()
+        except NameTaken as error:  # (a client that chose a free name tells it from a failure)
+            raise ProtocolError(describe_error(error), protocol.TAKEN) from None
         except OSError as error:  # an output that cannot be written: the job's, not the cache's
             raise InputError(describe_os_error(error)) from None
         self.cache.check_outside(spec.output)
@@ -885,7 +905,7 @@ class Server:
                 return None, None
             entry = self.cache.entry(key)
             report = entry.record.get("report") if entry is not None else None
-            return self.cache.lookup(key, Path(job.output)), report
+            return self.cache.lookup(key, Path(job.output), replace=job.spec.replace), report
 
         def then(future: "Future[tuple[Path | None, dict[str, Any] | None]]") -> None:
             job.copying = False
@@ -893,6 +913,7 @@ class Server:
                 found, report = future.result()
             except Exception as error:  # the job ends whatever went wrong (a bug: logged too)
                 if not job.final:
+                    job.taken = isinstance(error, NameTaken)
                     self._end(job, Stage.FAILED, describe_error(error))
                 if not isinstance(error, OSError | NotCached | InputError):
                     raise
@@ -1074,7 +1095,8 @@ class Server:
         Parameters
         ----------
         request : protocol.Request
-            The ``cache_lookup`` request: ``key`` and ``output`` (an absolute path, or None).
+            The ``cache_lookup`` request: ``key``, ``output`` (an absolute path, or None) and
+            ``replace`` (whether the copy replaces a file at `output`).
 
         Returns
         -------
@@ -1098,7 +1120,7 @@ class Server:
         output = Path(request["output"])
 
         def copy() -> dict[str, Any]:  # a large result to another disk: seconds
-            found = self.cache.lookup(key, output)
+            found = self.cache.lookup(key, output, replace=request["replace"])
             return {"hit": found is not None, "path": str(found) if found else None}
 
         return Deferred(copy)
@@ -1161,14 +1183,15 @@ class Server:
         return {"stopping": True}
 
 
-def _copy_or_reason(source: Path, target: Path, allowed: list[str] | None) -> str | None:
-    """Copy `source` to `target` atomically; None when done, else why not (one line). A remote
-    client's `target` must still lie inside the `allowed` folders (`confine.check_inside`)."""
+def _copy_or_failure(
+    source: Path, target: Path, replace: bool, allowed: list[str] | None
+) -> OSError | InputError | None:
+    """Copy `source` to `target` atomically (over a file there only if `replace`); None when
+    done, else what failed. A remote client's `target` must still lie inside the `allowed`
+    folders (`confine.check_inside`)."""
     try:
         check_inside([str(target)], allowed)
-        copy_atomically(source, target)
-    except InputError as error:
-        return describe_error(error)
-    except OSError as error:
-        return describe_os_error(error)
+        copy_atomically(source, target, replace)
+    except (InputError, OSError) as error:
+        return error
     return None

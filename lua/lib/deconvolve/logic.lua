@@ -31,7 +31,8 @@ logic.PRIVATE_FOLDER = "dt-deconvolve-%d-XXXXXXXX"
 
 -- Exit statuses of `dt-deconvolve` (worker/cli/exit_status.py) and the stages a job reports
 -- (worker/stages.py): copies that tests/lua/test_lua_logic.py checks against the Python ones.
-logic.EXIT = { OK = 0, FAILED = 1, USAGE = 2, CANCELLED = 3, INTERRUPTED = 130, READER_GONE = 141 }
+logic.EXIT = { OK = 0, FAILED = 1, USAGE = 2, CANCELLED = 3, TAKEN = 4, INTERRUPTED = 130,
+  READER_GONE = 141 }
 logic.STAGES = { "queued", "estimating", "deblurring", "writing", "done", "failed", "cancelled" }
 
 --- Round `value` to `digits` decimals (sliders hand back float noise: 2.25 reads 2.2499997).
@@ -171,14 +172,25 @@ function logic.key_args(source, image, settings, export_signature)
   return extend(args, logic.engine_args(settings))
 end
 
---- `dt-deconvolve cache lookup KEY -o OUTPUT`.
-function logic.lookup_args(key, output)
-  return { "cache", "lookup", key, "-o", output }
+--- The OUTPUT of a command's arguments (the word after "-o"), or nil.
+function logic.output_of(args)
+  for index = 1, #args - 1 do
+    if args[index] == "-o" then
+      return args[index + 1]
+    end
+  end
+  return nil
 end
 
---- `dt-deconvolve submit EXPORT -o OUTPUT --key KEY [engine options] --wait`.
+--- `dt-deconvolve cache lookup KEY -o OUTPUT --no-clobber`. Every output of the plug-in is a
+--- name it chose free; `--no-clobber` keeps a file another program makes there meanwhile.
+function logic.lookup_args(key, output)
+  return { "cache", "lookup", key, "-o", output, "--no-clobber" }
+end
+
+--- `dt-deconvolve submit EXPORT -o OUTPUT --no-clobber --key KEY [engine options] --wait`.
 function logic.submit_args(export, output, key, settings)
-  local args = { "submit", export, "-o", output, "--key", key }
+  local args = { "submit", export, "-o", output, "--no-clobber", "--key", key }
   extend(args, logic.engine_args(settings))
   args[#args + 1] = "--wait"
   return args
@@ -269,9 +281,10 @@ function logic.parse_blur_line(line)
   return nil
 end
 
---- `dt-deconvolve cache kernel KEY -o OUTPUT`: the blur found for a key, and its picture.
+--- `dt-deconvolve cache kernel KEY -o OUTPUT --no-clobber`: the blur found for a key, and its
+--- picture.
 function logic.kernel_args(key, output)
-  return { "cache", "kernel", key, "-o", output }
+  return { "cache", "kernel", key, "-o", output, "--no-clobber" }
 end
 
 --- The answer of `cache kernel`: the blur (a parse_blur_line table, or nil when the kernel was
