@@ -98,7 +98,19 @@ class Entry:
         return sum(self.record.get("files", {}).values())
 
 
-def _megabytes(size: int) -> str:
+def megabytes(size: int) -> str:
+    """`size` bytes as MB (of 2**20 bytes), one decimal: ``"12.5 MB"``.
+
+    Parameters
+    ----------
+    size : int
+        A size in bytes.
+
+    Returns
+    -------
+    str
+        The size in words.
+    """
     return f"{size / 2**20:.1f} MB"
 
 
@@ -468,8 +480,8 @@ class ResultCache:
         check the free-disk floor; raises `NotCached` saying what is short."""
         if size > self.limits.max_bytes:
             raise NotCached(
-                f"not cached: the entry ({_megabytes(size)}) is larger than the cache's cap "
-                f"({_megabytes(self.limits.max_bytes)})"
+                f"not cached: the entry ({megabytes(size)}) is larger than the cache's cap "
+                f"({megabytes(self.limits.max_bytes)})"
             )
         entries = self.entries()
         total = sum(entry.size for entry in entries)
@@ -486,8 +498,8 @@ class ResultCache:
         free = self.free_bytes()
         if free - size < self.limits.min_free_bytes:
             raise NotCached(
-                f"not cached: {_megabytes(free)} free on the cache's disk ({self.root}), the entry "
-                f"needs {_megabytes(size)} and {_megabytes(self.limits.min_free_bytes)} must stay "
+                f"not cached: {megabytes(free)} free on the cache's disk ({self.root}), the entry "
+                f"needs {megabytes(size)} and {megabytes(self.limits.min_free_bytes)} must stay "
                 "free"
             )
 

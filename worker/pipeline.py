@@ -356,10 +356,10 @@ def run_pipeline(
     -------
     dict
         The engine's entries (iterations, best_iteration, stop_reason, noise_sigma, noise_gain,
-        noise_offset, lambda, seconds, scale) and `output`; for a job that finds its blur also
-        `psf_out` (the saved kernel's path, or None) and the estimate's entries (`kernel`,
-        `confidence`, `reason`, ...: `estimate_kernel`, `deblur_varying_picture`, or the
-        reused `known` estimate).
+        noise_offset, lambda, lambda_factor, seconds, scale) and `output`; for a job that finds
+        its blur also `psf_out` (the saved kernel's path, or None) and the estimate's entries
+        (`kernel`, `confidence`, `reason`, ...: `estimate_kernel`, `deblur_varying_picture`,
+        or the reused `known` estimate).
 
     Raises
     ------

@@ -60,10 +60,13 @@ def test_cache_lookup_misses_cleanly(user_env, tmp_path):
 
 def test_cache_clean_refuses_the_on_exit_options_without_on_exit(user_env, tmp_path):
     """`--keep-results` and `--exports-dir` go with `--on-exit`: until engine 0.3.19 `clean
-    --keep-results` ignored them and emptied the whole cache."""
+    --keep-results` ignored them and emptied the whole cache. Options that do not go together
+    are wrong usage (status 2) here as everywhere (status 1 until engine 0.3.54)."""
     for option in (["--keep-results"], ["--exports-dir", tmp_path]):
         result = run_dt(user_env, "cache", "clean", *option)
-        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert result.returncode == ExitStatus.USAGE and result.stderr.count("\n") == 1, (
+            result.stderr
+        )
         assert "go with --on-exit" in result.stderr
 
 

@@ -14,12 +14,12 @@ import shutil
 import stat
 from pathlib import Path
 
-from cache.store import PSF_PNG, RESULT, ResultCache, process_alive
+from cache.store import PSF_PNG, RESULT, ResultCache, megabytes, process_alive
 from worker.cli.endpoint import add_cache_dir_option, cache_dir_of, folder_argument
 from worker.cli.exit_status import ExitStatus
 from worker.cli.lines import blur_line, path_field
 from worker.cli.options import add_output_options
-from worker.errors import InputError
+from worker.errors import UsageError
 from worker.jobspec import check_tiff_name
 
 # What the plug-in of a darktable that did not end (killed, crashed) leaves in darktable's
@@ -276,14 +276,13 @@ def run_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats))
     else:
-        mb = 2**20
         held = (
             f"{stats['entries']} entries ({stats['results']} results, {stats['kernels']} "
-            f"kernels), {stats['bytes'] / mb:.1f} MB of {stats['max_bytes'] / mb:.0f} MB in"
+            f"kernels), {megabytes(stats['bytes'])} of {megabytes(stats['max_bytes'])} in"
             if stats["exists"]
             else "no cache yet (nothing cached) at"
         )
-        print(f"{held} {stats['root']}; {stats['free_bytes'] / mb:.0f} MB free on its disk")
+        print(f"{held} {stats['root']}; {megabytes(stats['free_bytes'])} free on its disk")
     return ExitStatus.OK
 
 
@@ -309,14 +308,15 @@ def run_clean(args: argparse.Namespace) -> int:
 
     Raises
     ------
+    UsageError
+        `--keep-results` or `--exports-dir` without `--on-exit` (before anything is removed).
     InputError
-        `--keep-results` or `--exports-dir` without `--on-exit` (before anything is removed),
-        or the cache folder is not a folder.
+        The cache folder is not a folder.
     OSError
         As `remove_leftover_exports` raises it, after the cache was cleaned.
     """
     if not args.on_exit and (args.keep_results or args.exports_dir):
-        raise InputError(  # without --on-exit, clean empties the whole cache: refused, not ignored
+        raise UsageError(  # without --on-exit, clean empties the whole cache: refused, not ignored
             "--keep-results and --exports-dir go with --on-exit (without it, clean empties the "
             "whole cache)"
         )
@@ -330,6 +330,6 @@ def run_clean(args: argparse.Namespace) -> int:
     else:
         print(
             f"removed {report['entries_removed']} entries, {report['results_removed']} results, "
-            f"{exports} exports ({report['bytes_freed'] / 2**20:.1f} MB)"
+            f"{exports} exports ({megabytes(report['bytes_freed'])})"
         )
     return ExitStatus.OK

@@ -6,7 +6,12 @@ from pathlib import Path
 from worker.errors import InputError
 from worker.paths import cache_dir
 from worker.service.client import Client
-from worker.service.transport import check_endpoint, default_curve_dir, default_endpoint
+from worker.service.transport import check_endpoint, default_endpoint
+
+# seconds a worker may take to answer before it is taken for none (`ping`, `shutdown`, the
+# cancel on a command's way out): a worker on a busy machine may be slow, and a socket file
+# left by a killed one (or a tcp port without one) costs this
+ANSWER_TIMEOUT = 3.0
 
 
 def default_cache_dir() -> Path:
@@ -150,7 +155,7 @@ def client_of(args: argparse.Namespace) -> Client:
     InputError
         The endpoint is malformed (`check_endpoint`).
     """
-    return Client(endpoint_of(args), curve_dir=args.curve_dir or default_curve_dir())
+    return Client(endpoint_of(args), curve_dir=args.curve_dir)
 
 
 def cache_dir_of(args: argparse.Namespace) -> Path:

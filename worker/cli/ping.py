@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from worker.cli.endpoint import add_endpoint_options, client_of
+from worker.cli.endpoint import ANSWER_TIMEOUT, add_endpoint_options, client_of
 from worker.cli.exit_status import ExitStatus
 from worker.errors import WorkerUnavailable
 
@@ -39,12 +39,12 @@ def run(args: argparse.Namespace) -> int:
     Raises
     ------
     WorkerUnavailable
-        No worker answers within 2 seconds (exit status 1).
+        No worker answers within `ANSWER_TIMEOUT` (3 seconds; exit status 1).
     InputError
         The endpoint is malformed (`client_of`).
     """
     with client_of(args) as client:
-        reply = client.ping(timeout=2.0)
+        reply = client.ping(timeout=ANSWER_TIMEOUT)
     if reply is None:
         raise WorkerUnavailable(f"no worker answers at {client.endpoint}")
     if args.json:

@@ -2,12 +2,8 @@
 
 import argparse
 
-from worker.cli.endpoint import add_endpoint_options, client_of
+from worker.cli.endpoint import ANSWER_TIMEOUT, add_endpoint_options, client_of
 from worker.cli.exit_status import ExitStatus
-
-# seconds a worker may take to answer before it is taken for none: a worker on a busy machine
-# may be slow, and a socket file left by a killed one (or a tcp port without one) costs this
-ANSWER_TIMEOUT = 3.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -16,8 +16,9 @@ import sys
 from collections.abc import Iterator
 
 from worker.cli.exit_status import ExitStatus
+from worker.paths import APP
 
-PROG = "dt-deconvolve"
+PROG = APP
 
 
 def warn(message: str) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.cli.endpoint import (
+    ANSWER_TIMEOUT,
     add_cache_dir_option,
     add_endpoint_options,
     cache_dir_of,
@@ -256,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
         except BaseException:  # Ctrl-C, a kill, a closed terminal or pipe: the job goes too
             if job is not None:
                 with contextlib.suppress(Exception):  # (a worker gone cannot be asked)
-                    client.request("cancel", job=job, timeout=2.0)
+                    client.request("cancel", job=job, timeout=ANSWER_TIMEOUT)
             raise
     if final["stage"] == Stage.DONE:
         if final.get("note") and final["note"] != protocol.FROM_CACHE:

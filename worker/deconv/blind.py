@@ -137,8 +137,9 @@ class BlurReport:
         where there is no second part to learn from); `reason` says what was done, in words.
     blur: the kernel's side in pixels; extent: the extent of its significant taps.
     window, check_window: where it was learnt, and where it was checked (x, y, width, height).
-    kernel_error: the free-form kernel's error variance over the noise's (`kernel_error`), 0 for
-        the others; smoothing: how many times it raises the deblur's lambda (`kernel_smoothing`).
+    kernel_error: a kept kernel's (free-form or disc) error variance over the noise's
+        (`uncertainty`), 0 for the others; smoothing: how many times it raises the deblur's
+        lambda (`kernel_smoothing`).
     iterations: the rounds of the first window's estimate (`PsfReport`); seconds: the whole
         estimate's time, every window and size included.
     sharp: the two windows agreed that the picture is sharp: on a kernel that means no blur

@@ -32,7 +32,7 @@ from typing import Any
 
 import zmq
 
-from cache.store import PSF, CacheLimits, ResultCache
+from cache.store import PSF, CacheLimits, ResultCache, process_alive
 from worker import __version__
 from worker.atomic import copy_atomically, put_back, set_aside, temporaries
 from worker.errors import (
@@ -339,7 +339,7 @@ class Server:
         removed = self.cache.remove_stale()
         for folder in runtime_dir().glob("scratch-*"):
             pid = folder.name.removeprefix("scratch-")
-            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            if pid.isdigit() and not process_alive(int(pid)):
                 shutil.rmtree(folder, ignore_errors=True)
                 removed += 1
         if removed:
@@ -1136,7 +1136,7 @@ class Server:
         Returns
         -------
         dict
-            ``root``, ``entries``, ``results``, ``kernels``, ``bytes``, ``max_bytes``,
+            ``root``, ``exists``, ``entries``, ``results``, ``kernels``, ``bytes``, ``max_bytes``,
             ``min_free_bytes`` and ``free_bytes``.
         """
         return self.cache.stats()
