@@ -63,54 +63,32 @@ def type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def check_string(name: str, value: Any) -> str:
-    """`value` if it is a string.
+def of_type(kind: type) -> Check:
+    """A check that a field's value is of JSON type `kind`.
 
     Parameters
     ----------
-    name : str
-        The field's name, for the error.
-    value : Any
-        The field's value, as received.
+    kind : type
+        `str` or `bool`.
 
     Returns
     -------
-    str
-        `value` itself.
-
-    Raises
-    ------
-    ProtocolError
-        When `value` is not a string.
+    Check
+        ``check(name, value)``: `value` itself; `ProtocolError` ("field 'NAME' must be a
+        string, not null") when it is of another type.
     """
-    if not isinstance(value, str):
-        raise ProtocolError(f"field '{name}' must be a string, not {type_name(value)}")
-    return value
+    what = type_name(kind())
+
+    def check(name: str, value: Any) -> Any:
+        if not isinstance(value, kind):
+            raise ProtocolError(f"field '{name}' must be {what}, not {type_name(value)}")
+        return value
+
+    return check
 
 
-def check_flag(name: str, value: Any) -> bool:
-    """`value` if it is a boolean.
-
-    Parameters
-    ----------
-    name : str
-        The field's name, for the error.
-    value : Any
-        The field's value, as received.
-
-    Returns
-    -------
-    bool
-        `value` itself.
-
-    Raises
-    ------
-    ProtocolError
-        When `value` is not a boolean (1 and "true" are not).
-    """
-    if not isinstance(value, bool):
-        raise ProtocolError(f"field '{name}' must be a boolean, not {type_name(value)}")
-    return value
+check_string = of_type(str)
+check_flag = of_type(bool)  # (1 and "true" are no booleans)
 
 
 def check_path(name: str, value: Any) -> str:

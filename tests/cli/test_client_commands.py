@@ -179,20 +179,27 @@ def test_a_job_that_ended_shows_no_time_left():
     assert describe(running) == "ab12 deblurring 35% (9 s left)"
 
 
+def cached_entry(folder: Path) -> tuple[str, Path, Path, Path]:
+    """A cache in `folder` holding one entry: its key, the cache, the result's and the kernel
+    picture's sources."""
+    source, key = folder / "r.tif", "ab" * 16
+    source.write_bytes(b"a result")
+    picture = folder / "k.png"
+    picture.write_bytes(b"\x89PNG kernel")
+    cache = folder / "cache"
+    ResultCache(cache, CacheLimits(min_free_bytes=0)).store(
+        key, {RESULT: source, PSF_PNG: picture}, {}
+    )
+    return key, cache, source, picture
+
+
 @pytest.mark.parametrize("what", ["lookup", "kernel"])
 def test_a_copy_from_the_cache_nobody_hears_of_is_not_left(user_env, tmp_path, what) -> None:
     """darktable killed while `cache lookup -o` copied its result: the copy was left beside the
     original, where no session would import it (a helper's attack across sessions, engine
     0.3.22). A reader that left before "hit" now takes a new copy with it, not a file the copy
     replaced."""
-    source, key = tmp_path / "r.tif", "ab" * 16
-    source.write_bytes(b"a result")
-    picture = tmp_path / "k.png"
-    picture.write_bytes(b"\x89PNG kernel")
-    cache = tmp_path / "cache"
-    ResultCache(cache, CacheLimits(min_free_bytes=0)).store(
-        key, {RESULT: source, PSF_PNG: picture}, {}
-    )
+    key, cache, _, _ = cached_entry(tmp_path)
     output = tmp_path / ("copy.tif" if what == "lookup" else "copy.png")
     for existing in (False, True):
         if existing:
@@ -218,14 +225,7 @@ def test_a_copy_from_the_cache_that_never_replaces_keeps_the_file_there(
     """`cache lookup/kernel -o OUTPUT --no-clobber` (the plug-in's, which chose a free name):
     a file at OUTPUT is kept, in one line, with its own exit status (the plug-in then leaves
     the file alone); without the option it is replaced, as `cp` does."""
-    source, key = tmp_path / "r.tif", "ab" * 16
-    source.write_bytes(b"a result")
-    picture = tmp_path / "k.png"
-    picture.write_bytes(b"\x89PNG kernel")
-    cache = tmp_path / "cache"
-    ResultCache(cache, CacheLimits(min_free_bytes=0)).store(
-        key, {RESULT: source, PSF_PNG: picture}, {}
-    )
+    key, cache, source, picture = cached_entry(tmp_path)
     output = tmp_path / ("copy.tif" if what == "lookup" else "copy.png")
     output.write_bytes(b"the user's")
     command = ("cache", what, key, "-o", output, "--cache-dir", cache)
