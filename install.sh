@@ -5,7 +5,8 @@
 #                             `dt-deconvolve` on your PATH (~/.local/bin)
 #   ./install.sh --test       set up ./.venv for development (editable, with the test tools) and,
 #                             as root, the Debian packages the tests need (darktable, xvfb,
-#                             xauth, lua5.4, shellcheck)
+#                             xauth, lua5.4, shellcheck, and dosfstools and fusefat for
+#                             a FAT disk)
 #   ./install.sh --uninstall  remove everything a plain install put on this machine
 #   ./install.sh --service    install and start only the worker's systemd user service
 #   ./install.sh --print-unit print the systemd user unit the service uses
@@ -134,7 +135,7 @@ install_user() {
 }
 
 install_test() {
-    apt_install darktable xvfb xauth lua5.4 shellcheck
+    apt_install darktable xvfb xauth lua5.4 shellcheck dosfstools fusefat
     make_venv "$here/.venv"
     say "installing the engine (editable) and the test tools into $here/.venv"
     "$here/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "${here}[test]" \

@@ -54,7 +54,6 @@ local state = {
   -- "running" | "absent"
   started_worker = false, -- a submit of ours started the worker: stop it on exit
   tmp = nil, -- this run's own temporary folder (`private_folder`), while it exists
-  taken = {}, -- outputs a command found taken by another program's file (exit TAKEN), by path
 }
 
 -- Exports are full-size 32-bit float TIFFs: nothing is clipped or rounded before deblurring.
@@ -266,9 +265,6 @@ local function run_command(args, on_line)
   local code = logic.exit_code(pipe:close())
   local error_text = read_text(errors)
   os.remove(errors)
-  if code == logic.EXIT.TAKEN then -- (`--no-clobber`: the file there is not the command's)
-    state.taken[logic.output_of(args) or ""] = true
-  end
   return code, error_text
 end
 
@@ -616,13 +612,10 @@ local function export_and_deblur(batch, image, job)
   return nil, reason
 end
 
--- After a failure, the result the worker may have written (the name was free when the job
--- began, so what is there now is its, unless a command said another program made a file there
--- meanwhile; a link or a folder is never touched).
-local function remove_output(path)
-  if state.taken[path] then
-    state.taken[path] = nil
-  elseif written_file(path) then
+-- A result the commands handed over (`DONE`, `hit`) that cannot go into the library (a link
+-- or a folder at its name is never touched).
+local function remove_result(path)
+  if written_file(path) then
     os.remove(path)
   end
 end
@@ -693,15 +686,14 @@ local function deconvolve_image(batch, image, index, edit)
     end
     return "cancelled"
   end
-  if not result then
-    remove_output(job.output)
-    return nil, reason
+  if not result then -- what a failed job wrote, its worker removed (`--no-clobber`): a file at
+    return nil, reason -- the name now is another program's, made meanwhile (exit 4 or not)
   end
   local imported, known
   imported, reason, known = import_result(batch, image, result, job, edit)
   if not imported then
     if not known then -- (a file the library holds is never removed)
-      remove_output(job.output)
+      remove_result(result)
     end
     return nil, reason
   end

@@ -186,6 +186,31 @@ def tiny_disk(folder: Path, options: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+@contextlib.contextmanager
+def fat_disk(folder: Path) -> Iterator[Path]:
+    """A 16 MB FAT file system (a memory card's) mounted at `folder` through FUSE (`fusefat`,
+    from `dosfstools` and `fusefat`); the test is skipped where that cannot be had."""
+    image = folder.parent / f"{folder.name}.img"
+    folder.mkdir()
+    with open(image, "wb") as handle:
+        handle.truncate(16 * 2**20)
+    for command in (
+        ["mkfs.fat", "-F", "16", str(image)],
+        ["fusefat", "-o", "rw+", str(image), str(folder)],
+    ):
+        try:
+            done = subprocess.run(command, capture_output=True, timeout=30)
+        except FileNotFoundError:
+            pytest.skip(f"no {command[0]} here (Debian: dosfstools, fusefat)")
+        if done.returncode != 0:
+            pytest.skip(f"cannot make a FAT disk here: {done.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["fusermount", "-u", str(folder)], capture_output=True, check=False)
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
+
+
 def submit(client: Client, source: Path, output: Path, **fields: Any) -> dict[str, Any]:
     """Submit a job (the request's other fields as keyword arguments); the worker's reply."""
     return client.request("submit", input=str(source), output=str(output), **fields)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from service_support import fat_disk
 
 from worker import paths
 from worker.atomic import (
@@ -320,6 +321,23 @@ def test_a_writer_that_never_replaces_refuses_a_taken_name_before_it_starts(
     copy_atomically(Path(__file__), copy, replace=False)  # a free name is written as ever
     assert copy.read_bytes() == Path(__file__).read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.tif", "taken.tif"]
+
+
+def test_files_are_written_on_a_memory_cards_fat_disk(tmp_path: Path) -> None:
+    """FAT keeps no permissions and no hard links: the temporary's chmod failed there (a helper's
+    attack, engine 0.3.54: nothing could be written, a `.part` file left at each try), and a
+    writer that never replaces falls back to a check, then the rename."""
+    with fat_disk(tmp_path / "card") as card:
+        target = card / "out.tif"
+        for replace in (True, True, False):  # written, replaced, then kept
+            try:
+                with atomic_file(target, replace=replace) as handle:
+                    handle.write(b"written %d" % replace)
+            except FileExistsError:
+                assert not replace
+        assert target.read_bytes() == b"written 1"
+        copy_atomically(target, card / "copy.tif", replace=False)
+        assert sorted(p.name for p in card.iterdir()) == ["copy.tif", "out.tif"]
 
 
 def test_copy_atomically_copies_large_files_whole(tmp_path: Path) -> None:

@@ -7,12 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from service_support import write_picture, write_psf
 
 from worker.deconv.parametric import kernel_extent
+from worker.deconv.settings import DeblurSettings
 from worker.deconv.synthetic import camera_shake_kernel
+from worker.errors import Abandoned
 from worker.jobspec import JobSpec
-from worker.pipeline import KnownKernel, cached_estimate, known_psf
+from worker.pipeline import KnownKernel, cached_estimate, known_psf, run_pipeline
 from worker.service.executor import known_kernel
+from worker.stages import Stage
 
 ESTIMATE = {
     "kernel": "free-form",
@@ -121,3 +125,30 @@ def test_a_kernel_kept_for_other_parameters_is_not_reused(tmp_path: Path) -> Non
     assert known_kernel({**known, "made": {**made, "blur": 13}}, spec) is None
     assert known_kernel({**known, "made": None}, spec) is None
     assert known_kernel(None, spec) is None
+
+
+@pytest.mark.parametrize("replace", [True, False])
+def test_a_job_that_never_replaces_takes_its_output_with_it_when_it_fails(
+    tmp_path: Path, replace: bool
+) -> None:
+    """A job stopped after writing its output (its worker gone, at the last progress report):
+    one that must not replace removes what it wrote, since its client (the plug-in) now leaves
+    any file at that name to whoever made it; one that replaces leaves it, as ever."""
+    source, psf = tmp_path / "in.tif", tmp_path / "k.npy"
+    write_picture(source, (64, 80))
+    write_psf(psf, 5)
+    spec = JobSpec(str(source), str(tmp_path / "out.tif"), psf=str(psf), replace=replace,
+                   settings=DeblurSettings(max_iterations=2))  # fmt: skip
+
+    writing: list[float] = []
+
+    def progress(fraction: float, stage: str) -> None:
+        if stage == Stage.WRITING:
+            writing.append(fraction)
+            if len(writing) == 2:  # the report after the output was written
+                raise Abandoned("the worker went away")
+
+    with pytest.raises(Abandoned):
+        run_pipeline(spec, progress)
+    assert (tmp_path / "out.tif").exists() == replace
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "k.npy"] + ["out.tif"] * replace

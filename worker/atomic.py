@@ -274,14 +274,30 @@ def _mode_for(final: Path) -> int:
     return _FILE_MODE
 
 
+def _set_mode(fd: int, mode: int) -> None:
+    """`os.fchmod`, except on a file system that keeps no such permissions, where the file
+    keeps those it has: FAT refuses most changes (EPERM: writing a result to a memory card
+    failed), some FUSE file systems have no such call (ENOSYS)."""
+    try:
+        os.fchmod(fd, mode)
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+
+
 def _temporary(final: Path) -> tuple[int, Path]:
     """A new temporary file beside `final` (descriptor, name); an `OSError` names `final`, the
-    name the user knows, not the temporary one."""
+    name the user knows, not the temporary one, and leaves no temporary behind."""
     try:
         fd, name = tempfile.mkstemp(prefix=_prefix(final), suffix=SUFFIX, dir=final.parent)
     except OSError as error:
         raise OSError(error.errno, error.strerror, str(final)) from None
-    os.fchmod(fd, 0o600)  # writable while it is written, whatever the umask (0222 gave 0400)
+    try:
+        _set_mode(fd, 0o600)  # writable while it is written, whatever the umask (0222: 0400)
+    except OSError as error:
+        os.close(fd)
+        Path(name).unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror, str(final)) from None
     return fd, Path(name)
 
 
@@ -379,7 +395,7 @@ def atomic_file(
             mode = _mode_for(final)  # given at the end: a library reopening the file (exiv2,
             yield handle  # through `descriptor_path`) must still be able to write it
             handle.flush()
-            os.fchmod(fd, mode)
+            _set_mode(fd, mode)
             if fsync:
                 os.fsync(fd)
             if not _same_file(tmp, handle):

@@ -462,10 +462,10 @@ class JobSpec:
             missing, cannot be examined or is not a regular file (a FIFO would make the reader
             wait for ever).
         OSError
-            Naming the file: the output's name is taken and the job does not `replace`
-            (`NameTaken`); the output or one of `written` is the input or the kernel file
-            itself, or is not writable as `atomic.check_target` finds (a folder or a device in
-            the way, a missing or read-only folder, a name too long).
+            Naming the file: the name of the output or of one of `written` is taken and the
+            job does not `replace` (`NameTaken`); the output or one of `written` is the input
+            or the kernel file itself, or is not writable as `atomic.check_target` finds (a
+            folder or a device in the way, a missing or read-only folder, a name too long).
         """
         check_tiff_name(self.output)
         source = Path(self.input)
@@ -473,9 +473,8 @@ class JobSpec:
         if self.psf:
             _check_readable(Path(self.psf), "the PSF")
         sources: list[str | os.PathLike[str]] = [source, *([self.psf] if self.psf else [])]
-        check_target(self.output, *sources, replace=self.replace)
-        for target in written:
-            check_target(target, *sources)
+        for target in (self.output, *written):
+            check_target(target, *sources, replace=self.replace)
 
     def validate(self) -> None:
         """Raise `InputError` when the job cannot be run as described (`UsageError` for options

@@ -423,14 +423,23 @@ def run_pipeline(
     write_picture(
         spec.output, picture, restored / gain if gain != 1 else restored, replace=spec.replace
     )
-    if psf_out is not None and learnt is not None:  # (not before: a failed job keeps the old)
-        save_kernels(psf_out, learnt)
-    stages.report(Stage.WRITING, 1.0)
+    written = os.lstat(spec.output)
+    try:
+        if psf_out is not None and learnt is not None:  # (not before: a failed job keeps the old)
+            save_kernels(psf_out, learnt, spec.replace)
+        stages.report(Stage.WRITING, 1.0)
+    except BaseException:
+        # An output that replaces nothing is the job's only if the job ends well: the client
+        # of a failed job (the plug-in) leaves a file at that name alone, as another program's.
+        with contextlib.suppress(OSError):  # (gone, or replaced by someone meanwhile: left)
+            if not spec.replace and os.path.samestat(written, os.lstat(spec.output)):
+                os.unlink(spec.output)
+        raise
     psf_entry = {"psf_out": None if kernel is None else str(kernel)} if spec.estimating else {}
     return {**deblurred, "output": spec.output, **psf_entry, **estimated}
 
 
-def save_kernels(path: str | os.PathLike[str], kernels: np.ndarray) -> None:
+def save_kernels(path: str | os.PathLike[str], kernels: np.ndarray, replace: bool = True) -> None:
     """Save a kernel, or a grid of them, to `path` (.npy), with its picture beside it.
 
     Parameters
@@ -440,17 +449,19 @@ def save_kernels(path: str | os.PathLike[str], kernels: np.ndarray) -> None:
     kernels : ndarray, shape (K, K) or (rows, cols, K, K)
         One kernel, or a grid of them; the grid's picture is a montage, each kernel framed by
         one pixel of zeros (two between neighbours).
+    replace : bool, optional
+        Whether files at their names are replaced (else `NameTaken`).
 
     Raises
     ------
     OSError
         When a file cannot be written.
     """
-    save_kernel(path, kernels)
+    save_kernel(path, kernels, replace)
     if kernels.ndim == 4:
         montage = np.pad(kernels, ((0, 0), (0, 0), (1, 1), (1, 1))).transpose(0, 2, 1, 3)
         kernels = montage.reshape(montage.shape[0] * montage.shape[1], -1)
-    save_kernel_picture(picture_path(path), kernels)
+    save_kernel_picture(picture_path(path), kernels, replace)
 
 
 def estimate_kernel(

@@ -451,6 +451,20 @@ def test_a_kernel_named_as_a_folder_is_refused_before_the_work(run_cli: RunCli, 
     assert files_in(picture.parent) == ["photo.tif"]
 
 
+def test_no_clobber_keeps_every_file_the_command_would_write(run_cli: RunCli, picture: Path):
+    """`run --no-clobber`: the kernel and its picture are kept as the result is, before any
+    work, with status 4 (a helper's attack, engine 0.3.54: they were replaced)."""
+    output, kernel = picture.with_name("o.tif"), picture.with_name("k.npy")
+    for taken in (kernel, kernel.with_suffix(".png"), output):
+        taken.write_bytes(b"theirs")
+        result = run_cli("run", picture, "--blur", "5", "-o", output, "--psf-out", kernel,
+                         "--no-clobber")  # fmt: skip
+        assert result.returncode == 4 and result.stderr.count("\n") == 1, result.stderr
+        assert "already, kept" in result.stderr and taken.read_bytes() == b"theirs"
+        taken.unlink()
+    assert files_in(picture.parent) == ["photo.tif"]
+
+
 def test_no_command_replaces_the_kernel_it_reads(run_cli: RunCli, picture: Path, psf: Path):
     """A kernel given a TIFF's name (it is read by its content) is an input too: `-o` naming it
     is refused before any work; until engine 0.3.19 the result replaced it."""

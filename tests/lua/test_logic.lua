@@ -81,8 +81,6 @@ test("submit, lookup and clean arguments follow the contract", function()
   eq(logic.lookup_args("ab12", "/p/a b.tif"),
     { "cache", "lookup", "ab12", "-o", "/p/a b.tif", "--no-clobber" })
   eq(logic.kernel_args("ab12", "/p/a.png"), { "cache", "kernel", "ab12", "-o", "/p/a.png", "--no-clobber" })
-  eq(logic.output_of(logic.lookup_args("ab12", "/p/-o")), "/p/-o")
-  eq(logic.output_of({ "key", "/p/a.tif" }), nil)
   eq(logic.clean_args(false, "/tmp/dt"), { "cache", "clean", "--on-exit", "--exports-dir=/tmp/dt" })
   eq(logic.clean_args(true, "-x"), -- a folder named like an option is still the folder
     { "cache", "clean", "--on-exit", "--exports-dir=-x", "--keep-results" })

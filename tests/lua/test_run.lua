@@ -322,10 +322,14 @@ test("names beside an old result's sidecar or a user's kernel picture are not ta
   remove(dir)
 end)
 
-test("a job that fails after writing its result: the result is removed, the reason shown", function()
+test("a failed job: the reason shown, a file at the result's name left to its owner", function()
+  -- The worker removes what a failed `--no-clobber` job wrote; a file there after the failure
+  -- was made by another program meanwhile (a helper's attack, engine 0.3.54: the plug-in
+  -- removed it after any failure but exit 4, a killed executor's exit 1 among them).
   local rec, dir = run_one("late")
   eq(rec.toasts, { "deconvolve failed for a.tif: disk" }, "no escapes, no carriage return")
-  eq(read(dir .. "/my pictures/a_deconv.tif"), nil, "the result is removed")
+  truthy(read(dir .. "/my pictures/a_deconv.tif"), "the file at the name is left")
+  eq(#rec.imported, 0, "nothing imported")
   remove(dir)
 end)
 

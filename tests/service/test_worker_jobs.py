@@ -244,6 +244,32 @@ def test_a_job_that_never_replaces_keeps_a_file_made_at_its_output(worker, mater
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_a_leader_whose_name_was_taken_hands_its_computation_on(worker, material, tmp_path):
+    """A leader that fails only because its output's name was taken (a helper's attack, engine
+    0.3.54): a follower writing that name fails so too (`taken`), a follower with a name of its
+    own gets the computation and its result; and a job that may replace cannot join one that
+    must not on the same output (the file there would be replaced, or the wrong job told)."""
+    shared, own = tmp_path / "shared.tif", tmp_path / "own.tif"
+    keyed = {"psf": str(material["psf"]), "key": "e5" * 16, "replace": False}
+    worker.wait_warm()
+    with worker.client() as client:
+        with paused(*worker.executor_pids()):
+            leader = submit(client, material["medium"], shared, **keyed)
+            same = submit(client, material["medium"], shared, **keyed)
+            other = submit(client, material["medium"], own, **keyed)
+            assert same["follows"] == other["follows"] == leader["job"]
+            with pytest.raises(RemoteError, match="is writing") as refused:
+                submit(client, material["medium"], shared, **{**keyed, "replace": True})
+            assert refused.value.code == protocol.BUSY
+            shared.write_bytes(b"another program's")
+        ends = {name: wait(client, job["job"]) for name, job in
+                (("leader", leader), ("same", same), ("other", other))}  # fmt: skip
+    assert [ends[n]["stage"] for n in ("leader", "same", "other")] == ["failed"] * 2 + ["done"]
+    assert ends["leader"]["taken"] and ends["same"]["taken"] and not ends["other"]["taken"]
+    assert shared.read_bytes() == b"another program's"
+    assert tifffile.imread(own).shape == (192, 256, 3)
+
+
 def test_a_job_joining_its_keys_cannot_take_another_jobs_output(worker, material, tmp_path):
     """A job with a key already queued joins that computation, but not an output another job
     is writing: until engine 0.3.19 the join came first, and the follower's copy replaced the

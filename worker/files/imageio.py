@@ -247,7 +247,7 @@ def write_picture(
             _write_exif(temporary, like.exif, path)
 
 
-def write_png(path: str | os.PathLike[str], pixels: np.ndarray) -> None:
+def write_png(path: str | os.PathLike[str], pixels: np.ndarray, replace: bool = True) -> None:
     """Write linear `pixels` as an 8-bit sRGB PNG, atomically.
 
     For looking at results (demo pictures, PSF previews), not for further editing.
@@ -255,9 +255,11 @@ def write_png(path: str | os.PathLike[str], pixels: np.ndarray) -> None:
     Parameters
     ----------
     path : str or PathLike
-        The file to write; one already there is replaced.
+        The file to write; one already there is replaced, unless `replace` is False.
     pixels : ndarray, shape (H, W) or (H, W, C)
         The linear pixels, C = 1 or 3; values outside [0, 1] are clipped after encoding.
+    replace : bool, optional
+        Whether a file at `path` is replaced (`atomic_file`; else `NameTaken`).
 
     Raises
     ------
@@ -270,7 +272,7 @@ def write_png(path: str | os.PathLike[str], pixels: np.ndarray) -> None:
     for channel in range(planes.shape[-1]):
         quantise(SRGB, planes[..., channel], encoded[..., channel])
     grey = planes.shape[-1] == 1
-    with atomic_file(path) as temporary:
+    with atomic_file(path, replace=replace) as temporary:
         temporary.write(imagecodecs.png_encode(encoded[..., 0] if grey else encoded))
 
 

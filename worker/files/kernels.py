@@ -45,26 +45,30 @@ def check_names(
             )
 
 
-def save_kernel(path: str | os.PathLike[str], psf: np.ndarray) -> None:
+def save_kernel(path: str | os.PathLike[str], psf: np.ndarray, replace: bool = True) -> None:
     """Write `psf` as a NumPy `.npy` file, atomically.
 
     Parameters
     ----------
     path : str or PathLike
-        The file to write; one already there is replaced.
+        The file to write; one already there is replaced, unless `replace` is False.
     psf : ndarray
         The kernel, saved as float32.
+    replace : bool, optional
+        Whether a file at `path` is replaced (`atomic_file`; else `NameTaken`).
 
     Raises
     ------
     OSError
         When the file cannot be written.
     """
-    with atomic_file(path) as handle:
+    with atomic_file(path, replace=replace) as handle:
         np.save(handle, np.asarray(psf, dtype=np.float32))
 
 
-def save_kernel_picture(path: str | os.PathLike[str], psf: np.ndarray) -> None:
+def save_kernel_picture(
+    path: str | os.PathLike[str], psf: np.ndarray, replace: bool = True
+) -> None:
     """Write a PNG of `psf`: white where the kernel is strongest, each tap a square block.
 
     The kernel is divided by its peak and written through `write_png` (sRGB, 8-bit); each tap
@@ -73,9 +77,11 @@ def save_kernel_picture(path: str | os.PathLike[str], psf: np.ndarray) -> None:
     Parameters
     ----------
     path : str or PathLike
-        The file to write, atomically; one already there is replaced.
+        The file to write, atomically; one already there is replaced, unless `replace` is False.
     psf : ndarray, shape (kh, kw)
         The kernel.
+    replace : bool, optional
+        Whether a file at `path` is replaced (`write_png`; else `NameTaken`).
 
     Raises
     ------
@@ -85,7 +91,7 @@ def save_kernel_picture(path: str | os.PathLike[str], psf: np.ndarray) -> None:
     psf = np.asarray(psf, dtype=np.float32)
     block = max(1, PICTURE_SIDE // max(psf.shape))
     scaled = psf / max(float(psf.max()), 1e-30)
-    write_png(path, np.kron(scaled, np.ones((block, block), dtype=np.float32)))
+    write_png(path, np.kron(scaled, np.ones((block, block), dtype=np.float32)), replace)
 
 
 def picture_path(kernel_path: str | os.PathLike[str]) -> Path:

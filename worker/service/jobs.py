@@ -441,6 +441,29 @@ class JobTable:
         found = (self.jobs.get(job_id) for job_id in leader.followers)
         return [job for job in found if job is not None and not job.final]
 
+    def hand_over(self, leader: Job) -> None:
+        """Give `leader`'s computation, which ended without a result they can copy (its own
+        output's name was taken), to its first follower: queued first, the others follow it.
+
+        Parameters
+        ----------
+        leader : Job
+            A job that ended, or is ending; its followers still waiting are taken from it.
+        """
+        waiting = self.followers(leader)
+        leader.followers = []
+        if not waiting:
+            return
+        first, others = waiting[0], waiting[1:]
+        first.leader, first.followers = None, [job.id for job in others]
+        for job in waiting:
+            job.stage = job.detail = Stage.QUEUED
+            job.fraction = 0.0
+            job.leader = first.id if job is not first else None
+        self.queue.appendleft(first.id)  # (it waited already: its turn is next)
+        if first.key:
+            self.active_by_key[first.key] = first.id
+
     def release_key(self, job: Job) -> None:
         """Later submits of `job`'s key no longer follow it (its result is being handed out).
 

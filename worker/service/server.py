@@ -678,12 +678,17 @@ class Server:
         followers = self.table.followers(job)
         if stage == Stage.DONE and (followers or job.withdrawn):
             self._hand_out(job, followers)
-        else:
-            for follower in followers:
+            return
+        for follower in followers:
+            # Only the leader's output's name failed when it was taken: a follower writing that
+            # name fails so too, the others get the computation (`hand_over`).
+            if not job.taken or follower.output == job.output:
+                follower.taken = job.taken
                 self.table.end(follower, stage, error or None)
-            if job.kept is not None:
-                put_back(job.kept, job.output)
-            self._end(job, Stage.CANCELLED if job.withdrawn else stage, error)
+        self.table.hand_over(job)  # (none left unless it was taken)
+        if job.kept is not None:
+            put_back(job.kept, job.output)
+        self._end(job, Stage.CANCELLED if job.withdrawn else stage, error)
 
     def _end(self, job: Job, stage: Stage, error: str = "") -> None:
         self.table.end(job, stage, error or None)
@@ -869,7 +874,11 @@ class Server:
         # Two jobs for one output would write, or remove, each other's result: unless they are
         # one computation (the same key), whose copies are the same file. Checked before a job
         # joins its key's: a follower writes its output too.
-        if writing is not None and (spec.key is None or writing.key != spec.key):
+        # Nor may a job that must not replace share an output with one that may: the name's
+        # file would be replaced, or the second told its name was taken by the first.
+        if writing is not None and (
+            spec.key is None or writing.key != spec.key or writing.spec.replace != spec.replace
+        ):
             raise ProtocolError(
                 f"job {writing.id} is writing {spec.output} already: wait for it to finish, "
                 "or choose another output",

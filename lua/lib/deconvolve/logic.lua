@@ -172,16 +172,6 @@ function logic.key_args(source, image, settings, export_signature)
   return extend(args, logic.engine_args(settings))
 end
 
---- The OUTPUT of a command's arguments (the word after "-o"), or nil.
-function logic.output_of(args)
-  for index = 1, #args - 1 do
-    if args[index] == "-o" then
-      return args[index + 1]
-    end
-  end
-  return nil
-end
-
 --- `dt-deconvolve cache lookup KEY -o OUTPUT --no-clobber`. Every output of the plug-in is a
 --- name it chose free; `--no-clobber` keeps a file another program makes there meanwhile.
 function logic.lookup_args(key, output)
