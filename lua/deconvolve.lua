@@ -593,7 +593,15 @@ local function export_and_deblur(batch, image, job)
   if not job.identity.sidecar then
     key, reason = cache_key(export, job.identity, job.settings)
   elseif not key or read_text(job.identity.sidecar) ~= job.sidecar_text then
-    key, reason = cache_key(job.original, job.identity, job.settings)
+    local again
+    again, reason = cache_key(job.original, job.identity, job.settings)
+    if job.edit and key and again ~= key then
+      -- exported as the split found the edit: the edit made since is not in this result, and
+      -- its key would have served the old pixels for the new edit (a helper's attack, 0.3.54)
+      os.remove(export)
+      return nil, _("its edit changed while it was exported: run it again")
+    end
+    key = again
   end
   local result, outcome
   if key and key ~= job.key then
@@ -708,7 +716,9 @@ local function process_image(batch, image, index)
     -- unique across sessions (the private folder's random name): a crashed session's
     -- leftovers never share a name with a new style
     local name = temp_path("edit-" .. image.id, ""):match("[^/]+/[^/]+$"):gsub("/", "-")
-    local ok, made, reason = pcall(roundtrip.split_edit, dt, image, private_folder(), name)
+    local sidecar = sidecars_follow_edits() and regular_file(image.sidecar) and read_text(image.sidecar)
+    local ok, made, reason = pcall(roundtrip.split_edit, dt, image, private_folder(), name,
+      sidecar or nil)
     if not ok or not made then
       return nil, string.format(_("cannot split the edit at its tone mapper: %s"),
         tostring(ok and reason or made))

@@ -73,6 +73,31 @@ test("split: a style without a pipe order cannot be split", function()
   eq(select(2, scene.split(assert(scene.parse(text)))), "the style lists no pipe order")
 end)
 
+test("split: entries undone in the darkroom (history_end) stay out, as darktable renders", function()
+  -- darktable's style of a history holds its undone entries too: an exposure undone came back
+  -- (a helper's attack, engine 0.3.54)
+  local edit = { plugin(0, "exposure", true), plugin(1, "sigmoid", true), plugin(2, "exposure", true),
+    plugin(3, "bilat", true) }
+  local style = assert(scene.parse(style_file(edit)))
+  eq(scene.history_end('<rdf:Description darktable:history_end="2" darktable:xmp_version="5">'), 2)
+  eq(scene.history_end("<x/>"), nil)
+  local parts = assert(scene.split(style, 2))
+  eq(operations(parts.scene), { "exposure", "sigmoid-off" })
+  eq(operations(parts.look), { "sigmoid" })
+  for _, whole in ipairs({ nil, 0, 9 }) do -- (0: a sidecar written before the first render)
+    eq(#assert(scene.split(style, whole)).scene, 4)
+  end
+end)
+
+test("split: the input profile stays on where the old pipe order puts it after base curve", function()
+  local legacy = style_file({ plugin(0, "demosaic", true), plugin(1, "basecurve", true),
+    plugin(2, "colorin", true), plugin(3, "colorout", true) })
+    :gsub("<iop_list>.-</iop_list>", "<iop_list>demosaic,0,basecurve,0,colorin,0,tonecurve,0,colorout,0</iop_list>")
+  local parts = assert(scene.split(assert(scene.parse(legacy))))
+  eq(operations(parts.scene), { "demosaic", "basecurve-off", "colorin", "colorout" })
+  eq(operations(parts.look), { "basecurve" })
+end)
+
 test("style_text: a new name (escaped), the same order, the given items", function()
   local style = assert(scene.parse(style_file(DEFAULT_RAW)))
   local parts = assert(scene.split(style))

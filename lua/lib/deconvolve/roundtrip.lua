@@ -126,9 +126,10 @@ end
      look is empty) }, or {} when the image has no edit history yet (nothing to split: it is
      deblurred as darktable renders it). `name` is unique (a file name stem, no path
      separator); `folder` is the run's private folder (`private_folder` in deconvolve.lua), where
-     the style files are written and removed. Returns nil and a reason on failure;
-     `roundtrip.release` removes what was made. ]]
-function roundtrip.split_edit(dt, image, folder, name)
+     the style files are written and removed; `sidecar_text` is the picture's sidecar when it
+     follows the library's edits (nil else), whose `history_end` says which entries are undone.
+     Returns nil and a reason on failure; `roundtrip.release` removes what was made. ]]
+function roundtrip.split_edit(dt, image, folder, name, sidecar_text)
   local edit, reason = read_edit(dt, image, folder, name)
   if not edit then
     return nil, reason
@@ -137,7 +138,7 @@ function roundtrip.split_edit(dt, image, folder, name)
     return {}
   end
   local parts
-  parts, reason = scene.split(edit)
+  parts, reason = scene.split(edit, scene.history_end(sidecar_text))
   if not parts then
     return nil, reason
   end

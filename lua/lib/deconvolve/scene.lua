@@ -26,8 +26,12 @@ scene.TONE_MAPPERS = {
   tonemap = true,
 }
 
--- Modules of every pipe that never move into the look: the imported picture has its own.
+-- Modules of every pipe that never move into the look: the imported picture has its own. The
+-- input profile stays on in the scene style: in the old pipe order of a display-referred edit
+-- (base curve) it comes after the tone mapper, and switched off there it left the export in
+-- the camera's colours (a helper's attack, engine 0.3.54).
 scene.PIPE_MODULES = {
+  colorin = true,
   colorout = true,
   gamma = true,
   finalscale = true,
@@ -127,11 +131,29 @@ local function with_params(text, params)
   return (text:gsub("<op_params>.-</op_params>", "<op_params>" .. params .. "</op_params>"))
 end
 
---[[ Split a parsed style into the plugin texts of two styles: `scene` (the whole history, with
-     the look's modules switched off and the output profile linear Rec. 2020) and `look` (the
-     look's history entries, in their order). nil and a reason when the style lists no pipe
-     order to split by. ]]
-function scene.split(style)
+--[[ Where a sidecar's history ends (`darktable:history_end`): the entries numbered from there
+     on were undone in the darkroom (its history's "compress" or a click lower in the list), and
+     darktable renders without them; nil when the text says nothing of it. ]]
+function scene.history_end(sidecar_text)
+  return tonumber((sidecar_text or ""):match('darktable:history_end="(%d+)"'))
+end
+
+--[[ Split a parsed style into the plugin texts of two styles: `scene` (the history, with the
+     look's modules switched off and the output profile linear Rec. 2020) and `look` (the look's
+     history entries, in their order). A style holds every entry of the history, the undone
+     ones too: given `history_end` (`scene.history_end`), those from there on are left out, as
+     darktable renders the picture (they came back: a helper's attack, engine 0.3.54). nil and
+     a reason when the style lists no pipe order to split by. ]]
+function scene.split(style, history_end)
+  if history_end and history_end > 0 then -- (0: a sidecar written before the first render)
+    local done = {}
+    for _, item in ipairs(style.items) do
+      if item.num < history_end then
+        done[#done + 1] = item
+      end
+    end
+    style = { head = style.head, order = style.order, items = done }
+  end
   local boundary = scene.boundary(style)
   if not boundary then
     return nil, "the style lists no pipe order"
