@@ -593,15 +593,7 @@ local function export_and_deblur(batch, image, job)
   if not job.identity.sidecar then
     key, reason = cache_key(export, job.identity, job.settings)
   elseif not key or read_text(job.identity.sidecar) ~= job.sidecar_text then
-    local again
-    again, reason = cache_key(job.original, job.identity, job.settings)
-    if job.edit and key and again ~= key then
-      -- exported as the split found the edit: the edit made since is not in this result, and
-      -- its key would have served the old pixels for the new edit (a helper's attack, 0.3.54)
-      os.remove(export)
-      return nil, _("its edit changed while it was exported: run it again")
-    end
-    key = again
+    key, reason = cache_key(job.original, job.identity, job.settings)
   end
   local result, outcome
   if key and key ~= job.key then
@@ -674,6 +666,15 @@ local function deconvolve_image(batch, image, index, edit)
   end
   local result, outcome, reason
   batch.blur = nil
+  if job.identity.sidecar and edit and edit.sidecar_text then
+    -- In scene light the export holds the edit the split read, whatever the photographer does
+    -- meanwhile: the key is made from that edit's copy (an edit made as the run began was keyed
+    -- with the old pixels: a helper's attack, engine 0.3.54).
+    local copy = temp_path("sidecar-" .. image.id, ".xmp")
+    if files.write(copy, edit.sidecar_text) then
+      job.identity.sidecar, edit.sidecar_copy = copy, copy
+    end
+  end
   if job.identity.sidecar then
     -- a sidecar the key cannot read yet is no failure: the export writes it, the key follows
     job.sidecar_text = read_text(job.identity.sidecar)
@@ -716,9 +717,12 @@ local function process_image(batch, image, index)
     -- unique across sessions (the private folder's random name): a crashed session's
     -- leftovers never share a name with a new style
     local name = temp_path("edit-" .. image.id, ""):match("[^/]+/[^/]+$"):gsub("/", "-")
-    local sidecar = sidecars_follow_edits() and regular_file(image.sidecar) and read_text(image.sidecar)
+    local function read_sidecar()
+      return sidecars_follow_edits() and regular_file(image.sidecar) and read_text(image.sidecar)
+        or nil
+    end
     local ok, made, reason = pcall(roundtrip.split_edit, dt, image, private_folder(), name,
-      sidecar or nil)
+      read_sidecar)
     if not ok or not made then
       return nil, string.format(_("cannot split the edit at its tone mapper: %s"),
         tostring(ok and reason or made))
@@ -728,6 +732,9 @@ local function process_image(batch, image, index)
   local ok, outcome, reason = pcall(deconvolve_image, batch, image, index, edit)
   if edit then
     roundtrip.release(dt, edit)
+    if edit.sidecar_copy then
+      os.remove(edit.sidecar_copy)
+    end
   end
   if not ok then
     error(outcome, 0)

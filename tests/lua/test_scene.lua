@@ -89,6 +89,28 @@ test("split: entries undone in the darkroom (history_end) stay out, as darktable
   end
 end)
 
+test("split: an instance edited twice is one, with the sidecar's own priority", function()
+  -- darktable's style gives each entry of an operation a priority of its own: exposure edited
+  -- twice came back as two exposures, added up (a helper's attack, engine 0.3.54)
+  local edit = { plugin(7, "filmicrgb", true, 1), plugin(8, "exposure", true, 1), plugin(9, "bilat", true),
+    plugin(10, "exposure", true, 0), plugin(11, "filmicrgb", true, 0) }
+  local style = assert(scene.parse(style_file(edit)))
+  local sidecar = "<darktable:history><rdf:Seq>"
+  for _, num in ipairs({ 7, 8, 9, 10, 11 }) do
+    sidecar = sidecar .. string.format('<rdf:li darktable:num="%d" darktable:multi_priority="0"/>', num)
+  end
+  local priorities = scene.priorities(sidecar .. "</rdf:Seq></darktable:history>")
+  eq(priorities[8], 0)
+  eq(scene.priorities("<x/>"), nil)
+  local parts = assert(scene.split(style, nil, priorities))
+  eq(operations(parts.scene), { "bilat-off", "exposure", "filmicrgb-off" })
+  eq(operations(parts.look), { "bilat", "filmicrgb" })
+  for _, text in ipairs(parts.scene) do
+    eq(text:match("<multi_priority>(%d+)<"), "0")
+  end
+  eq(#assert(scene.split(style)).scene, 5, "without a sidecar, the style as it is")
+end)
+
 test("split: the input profile stays on where the old pipe order puts it after base curve", function()
   local legacy = style_file({ plugin(0, "demosaic", true), plugin(1, "basecurve", true),
     plugin(2, "colorin", true), plugin(3, "colorout", true) })

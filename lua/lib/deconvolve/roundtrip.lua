@@ -126,10 +126,12 @@ end
      look is empty) }, or {} when the image has no edit history yet (nothing to split: it is
      deblurred as darktable renders it). `name` is unique (a file name stem, no path
      separator); `folder` is the run's private folder (`private_folder` in deconvolve.lua), where
-     the style files are written and removed; `sidecar_text` is the picture's sidecar when it
-     follows the library's edits (nil else), whose `history_end` says which entries are undone.
-     Returns nil and a reason on failure; `roundtrip.release` removes what was made. ]]
-function roundtrip.split_edit(dt, image, folder, name, sidecar_text)
+     the style files are written and removed; `read_sidecar()` (optional) gives the picture's
+     sidecar when it follows the library's edits (nil else), read once the edit is (a first render may write
+     it): its `history_end` and instances cut the style to what darktable renders, and it is
+     kept as `sidecar_text`, the edit the export will hold. Returns nil and a reason on failure;
+     `roundtrip.release` removes what was made. ]]
+function roundtrip.split_edit(dt, image, folder, name, read_sidecar)
   local edit, reason = read_edit(dt, image, folder, name)
   if not edit then
     return nil, reason
@@ -137,8 +139,9 @@ function roundtrip.split_edit(dt, image, folder, name, sidecar_text)
   if #edit.items == 0 then
     return {}
   end
+  local sidecar_text = read_sidecar and read_sidecar() or nil
   local parts
-  parts, reason = scene.split(edit, scene.history_end(sidecar_text))
+  parts, reason = scene.split(edit, scene.history_end(sidecar_text), scene.priorities(sidecar_text))
   if not parts then
     return nil, reason
   end
@@ -151,6 +154,7 @@ function roundtrip.split_edit(dt, image, folder, name, sidecar_text)
     roundtrip.release(dt, made)
     return nil, "darktable did not import the split style"
   end
+  made.sidecar_text = sidecar_text
   return made
 end
 

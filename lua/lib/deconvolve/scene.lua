@@ -138,22 +138,61 @@ function scene.history_end(sidecar_text)
   return tonumber((sidecar_text or ""):match('darktable:history_end="(%d+)"'))
 end
 
+--[[ The module instance of each history entry as a sidecar holds it: history number -> its
+     multi_priority; nil when the text holds no history. A style of the history does not keep
+     them: darktable gives each entry of an operation a priority of its own, so one instance
+     edited twice came back as two (two exposures added up, two filmics in a row). ]]
+function scene.priorities(sidecar_text)
+  local history = (sidecar_text or ""):match("<darktable:history>(.-)</darktable:history>")
+  local found
+  for entry in (history or ""):gmatch("<rdf:li(.-)/>") do
+    local num = tonumber(entry:match('darktable:num="(%d+)"'))
+    local priority = tonumber(entry:match('darktable:multi_priority="(%d+)"'))
+    if num and priority then
+      found = found or {}
+      found[num] = priority
+    end
+  end
+  return found
+end
+
+-- The entries darktable renders: those before `history_end` (`scene.history_end`; 0 is a
+-- sidecar written before the first render), and of each instance (`priorities`) its last,
+-- given the instance's own priority.
+local function rendered(items, history_end, priorities)
+  local done = {}
+  for _, item in ipairs(items) do
+    if not history_end or history_end == 0 or item.num < history_end then
+      local priority = priorities and priorities[item.num]
+      if priority then
+        item = { num = item.num, operation = item.operation, priority = priority,
+          enabled = item.enabled, text = (item.text:gsub("<multi_priority>%-?%d+</multi_priority>",
+            "<multi_priority>" .. priority .. "</multi_priority>", 1)) }
+      end
+      done[#done + 1] = item
+    end
+  end
+  local last, kept = {}, {}
+  for index, item in ipairs(done) do
+    last[instance_key(item.operation, item.priority)] = index
+  end
+  for index, item in ipairs(done) do
+    if not (priorities and priorities[item.num]) or last[instance_key(item.operation, item.priority)] == index then
+      kept[#kept + 1] = item
+    end
+  end
+  return kept
+end
+
 --[[ Split a parsed style into the plugin texts of two styles: `scene` (the history, with the
      look's modules switched off and the output profile linear Rec. 2020) and `look` (the look's
-     history entries, in their order). A style holds every entry of the history, the undone
-     ones too: given `history_end` (`scene.history_end`), those from there on are left out, as
-     darktable renders the picture (they came back: a helper's attack, engine 0.3.54). nil and
-     a reason when the style lists no pipe order to split by. ]]
-function scene.split(style, history_end)
-  if history_end and history_end > 0 then -- (0: a sidecar written before the first render)
-    local done = {}
-    for _, item in ipairs(style.items) do
-      if item.num < history_end then
-        done[#done + 1] = item
-      end
-    end
-    style = { head = style.head, order = style.order, items = done }
-  end
+     history entries, in their order). A style of the history holds the undone entries too, and
+     one instance per entry: given the sidecar's `history_end` and `priorities`, the history is
+     first cut to what darktable renders (`rendered`; a helper's attack, engine 0.3.54: an undone
+     +2 EV came back, an exposure edited twice was applied twice). nil and a reason when the
+     style lists no pipe order to split by. ]]
+function scene.split(style, history_end, priorities)
+  style = { head = style.head, order = style.order, items = rendered(style.items, history_end, priorities) }
   local boundary = scene.boundary(style)
   if not boundary then
     return nil, "the style lists no pipe order"
