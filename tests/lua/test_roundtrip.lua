@@ -65,6 +65,21 @@ test("a raw still without a history after its render: refused, never taken as fi
   os.execute("rm -r " .. folder)
 end)
 
+test("without a sidecar, a module with two entries is refused: it would be applied twice", function()
+  local twice = { styles.plugin(0, "exposure", true, 1), styles.plugin(1, "filmicrgb", true),
+    styles.plugin(2, "exposure", true, 0) }
+  local dt, image, folder = stand_in(false, styles.style_file(twice), 0)
+  image.generate_cache()
+  local made, reason = roundtrip.split_edit(dt, image, folder, "edit-4")
+  eq(made, nil)
+  truthy(reason:find("exposure has more than one history entry", 1, true), reason)
+  local sidecar = '<darktable:history><rdf:li darktable:num="0" darktable:multi_priority="0"/>'
+    .. '<rdf:li darktable:num="2" darktable:multi_priority="0"/></darktable:history>'
+  truthy(roundtrip.split_edit(dt, image, folder, "edit-5", function() return sidecar end).scene,
+    "with the sidecar, split")
+  os.execute("rm -r " .. folder)
+end)
+
 test("a picture never edited that is not a raw: as darktable renders it, at once", function()
   local dt, image, folder, slept = stand_in(false, nil, 0)
   eq(roundtrip.split_edit(dt, image, folder, "edit-3"), {})

@@ -140,6 +140,12 @@ function roundtrip.split_edit(dt, image, folder, name, read_sidecar)
     return {}
   end
   local sidecar_text = read_sidecar and read_sidecar() or nil
+  local repeated = not sidecar_text and scene.repeated(edit)
+  if repeated then -- (applied as it is, an exposure edited twice was two, added up)
+    return nil, repeated .. " has more than one history entry, which darktable's styles cannot "
+      .. "carry without the picture's sidecar: compress its history stack (darkroom, history), "
+      .. "or let darktable write sidecars (preferences, storage)"
+  end
   local parts
   parts, reason = scene.split(edit, scene.history_end(sidecar_text), scene.priorities(sidecar_text))
   if not parts then

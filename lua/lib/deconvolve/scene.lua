@@ -156,6 +156,19 @@ function scene.priorities(sidecar_text)
   return found
 end
 
+--[[ An operation with more than one entry in the style, or nil: without the sidecar's
+     instances (`scene.priorities`) one instance edited twice cannot be told from two. ]]
+function scene.repeated(style)
+  local seen = {}
+  for _, item in ipairs(style.items) do
+    if seen[item.operation] then
+      return item.operation
+    end
+    seen[item.operation] = true
+  end
+  return nil
+end
+
 -- The entries darktable renders: those before `history_end` (`scene.history_end`; 0 is a
 -- sidecar written before the first render), and of each instance (`priorities`) its last,
 -- given the instance's own priority.
