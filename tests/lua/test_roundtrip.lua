@@ -80,6 +80,28 @@ test("without a sidecar, a module with two entries is refused: it would be appli
   os.execute("rm -r " .. folder)
 end)
 
+test("an edit that changes while its style is made is refused: the style may hold either", function()
+  local dt, image, folder = stand_in(false, styles.style_file(styles.DEFAULT_RAW), 0)
+  image.generate_cache()
+  local reads = 0
+  local function changing()
+    reads = reads + 1
+    return '<darktable:history><rdf:li darktable:num="0"/></darktable:history>'
+      .. string.format('darktable:history_end="%d"', reads)
+  end
+  local made, reason = roundtrip.split_edit(dt, image, folder, "edit-6", changing)
+  eq(made, nil)
+  eq(reason, "its edit changed as the run began: run it again")
+  local first = "<darktable:history><rdf:Seq/></darktable:history>" -- (not rendered yet: no edit)
+  local texts = { first, '<darktable:history><rdf:li darktable:num="0"/></darktable:history>' }
+  reads = 0
+  truthy(roundtrip.split_edit(dt, image, folder, "edit-7", function()
+    reads = reads + 1
+    return texts[reads]
+  end).scene, "a first render writing the history is no change")
+  os.execute("rm -r " .. folder)
+end)
+
 test("a picture never edited that is not a raw: as darktable renders it, at once", function()
   local dt, image, folder, slept = stand_in(false, nil, 0)
   eq(roundtrip.split_edit(dt, image, folder, "edit-3"), {})

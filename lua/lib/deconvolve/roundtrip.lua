@@ -129,9 +129,11 @@ end
      the style files are written and removed; `read_sidecar()` (optional) gives the picture's
      sidecar when it follows the library's edits (nil else), read once the edit is (a first render may write
      it): its `history_end` and instances cut the style to what darktable renders, and it is
-     kept as `sidecar_text`, the edit the export will hold. Returns nil and a reason on failure;
+     kept as `sidecar_text`, the edit the export will hold; an edit that changed while the style
+     was made (the sidecar read before and after) is refused. Returns nil and a reason on failure;
      `roundtrip.release` removes what was made. ]]
 function roundtrip.split_edit(dt, image, folder, name, read_sidecar)
+  local before = scene.edit_of(read_sidecar and read_sidecar())
   local edit, reason = read_edit(dt, image, folder, name)
   if not edit then
     return nil, reason
@@ -140,6 +142,9 @@ function roundtrip.split_edit(dt, image, folder, name, read_sidecar)
     return {}
   end
   local sidecar_text = read_sidecar and read_sidecar() or nil
+  if before and before ~= scene.edit_of(sidecar_text) then -- (the style may hold either edit)
+    return nil, "its edit changed as the run began: run it again"
+  end
   local repeated = not sidecar_text and scene.repeated(edit)
   if repeated then -- (applied as it is, an exposure edited twice was two, added up)
     return nil, repeated .. " has more than one history entry, which darktable's styles cannot "

@@ -138,6 +138,16 @@ function scene.history_end(sidecar_text)
   return tonumber((sidecar_text or ""):match('darktable:history_end="(%d+)"'))
 end
 
+--[[ A sidecar's edit: its history entries and where the history ends, as one text; nil when it
+     holds no history entry (a picture not yet rendered). ]]
+function scene.edit_of(sidecar_text)
+  local history = (sidecar_text or ""):match("<darktable:history>(.-)</darktable:history>")
+  if not history or not history:find("<rdf:li", 1, true) then
+    return nil
+  end
+  return history .. "|" .. tostring(scene.history_end(sidecar_text))
+end
+
 --[[ The module instance of each history entry as a sidecar holds it: history number -> its
      multi_priority; nil when the text holds no history. A style of the history does not keep
      them: darktable gives each entry of an operation a priority of its own, so one instance
