@@ -127,11 +127,11 @@ end
      deblurred as darktable renders it). `name` is unique (a file name stem, no path
      separator); `folder` is the run's private folder (`private_folder` in deconvolve.lua), where
      the style files are written and removed; `read_sidecar()` (optional) gives the picture's
-     sidecar when it follows the library's edits (nil else), read once the edit is (a first render may write
-     it): its `history_end` and instances cut the style to what darktable renders, and it is
-     kept as `sidecar_text`, the edit the export will hold; an edit that changed while the style
-     was made (the sidecar read before and after) is refused. Returns nil and a reason on failure;
-     `roundtrip.release` removes what was made. ]]
+     sidecar when it follows the library's edits (nil else), read once the edit is (a first
+     render may write it): its `history_end` and instances cut the style to what darktable
+     renders, and it is kept as `sidecar_text`, the edit the export will hold; an edit that
+     changed while the style was made (the sidecar read before and after) is refused. Returns
+     nil and a reason on failure; `roundtrip.release` removes what was made. ]]
 function roundtrip.split_edit(dt, image, folder, name, read_sidecar)
   local before = scene.edit_of(read_sidecar and read_sidecar())
   local edit, reason = read_edit(dt, image, folder, name)

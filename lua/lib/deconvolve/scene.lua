@@ -138,10 +138,15 @@ function scene.history_end(sidecar_text)
   return tonumber((sidecar_text or ""):match('darktable:history_end="(%d+)"'))
 end
 
+-- The history block of a sidecar's text (its entries), or nil.
+local function history_of(sidecar_text)
+  return (sidecar_text or ""):match("<darktable:history>(.-)</darktable:history>")
+end
+
 --[[ A sidecar's edit: its history entries and where the history ends, as one text; nil when it
      holds no history entry (a picture not yet rendered). ]]
 function scene.edit_of(sidecar_text)
-  local history = (sidecar_text or ""):match("<darktable:history>(.-)</darktable:history>")
+  local history = history_of(sidecar_text)
   if not history or not history:find("<rdf:li", 1, true) then
     return nil
   end
@@ -153,9 +158,8 @@ end
      them: darktable gives each entry of an operation a priority of its own, so one instance
      edited twice came back as two (two exposures added up, two filmics in a row). ]]
 function scene.priorities(sidecar_text)
-  local history = (sidecar_text or ""):match("<darktable:history>(.-)</darktable:history>")
   local found
-  for entry in (history or ""):gmatch("<rdf:li(.-)/>") do
+  for entry in (history_of(sidecar_text) or ""):gmatch("<rdf:li(.-)/>") do
     local num = tonumber(entry:match('darktable:num="(%d+)"'))
     local priority = tonumber(entry:match('darktable:multi_priority="(%d+)"'))
     if num and priority then
