@@ -423,7 +423,7 @@ def run_pipeline(
     write_picture(
         spec.output, picture, restored / gain if gain != 1 else restored, replace=spec.replace
     )
-    written = os.lstat(spec.output)
+    written = None if spec.replace else os.lstat(spec.output)  # (the job's own, until it ends)
     try:
         if psf_out is not None and learnt is not None:  # (not before: a failed job keeps the old)
             save_kernels(psf_out, learnt, spec.replace)
@@ -432,7 +432,7 @@ def run_pipeline(
         # An output that replaces nothing is the job's only if the job ends well: the client
         # of a failed job (the plug-in) leaves a file at that name alone, as another program's.
         with contextlib.suppress(OSError):  # (gone, or replaced by someone meanwhile: left)
-            if not spec.replace and os.path.samestat(written, os.lstat(spec.output)):
+            if written is not None and os.path.samestat(written, os.lstat(spec.output)):
                 os.unlink(spec.output)
         raise
     psf_entry = {"psf_out": None if kernel is None else str(kernel)} if spec.estimating else {}

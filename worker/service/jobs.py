@@ -455,11 +455,11 @@ class JobTable:
         if not waiting:
             return
         first, others = waiting[0], waiting[1:]
-        first.leader, first.followers = None, [job.id for job in others]
+        first.followers = [job.id for job in others]
         for job in waiting:
             job.stage = job.detail = Stage.QUEUED
             job.fraction = 0.0
-            job.leader = first.id if job is not first else None
+            job.leader = None if job is first else first.id
         self.queue.appendleft(first.id)  # (it waited already: its turn is next)
         if first.key:
             self.active_by_key[first.key] = first.id
