@@ -35,6 +35,7 @@ def test_a_valid_submit_round_trips_with_defaults() -> None:
     assert request["settings"] == DeblurSettings()
     assert request["key"] is None
     assert request["watcher"] is None
+    assert request["replace"] is True  # (an older client's job replaces, as it always did)
     followed = encode_request("submit", input="/i", output="/o", watcher={"pid": 7, "started": 9})
     assert decode_request(followed)["watcher"] == (7, 9)
 
@@ -98,6 +99,15 @@ def test_a_status_may_wait_for_its_job_to_end_up_to_the_limit() -> None:
             "'watcher.pid' must be a count",
         ),
         (raw(op="cache_clean", on_exit="yes"), BAD_MESSAGE, "boolean"),
+        # (`replace: false` keeps a file at the output: only a JSON boolean says so)
+        (raw(op="submit", input="/i", output="/o", blur=9, replace=None), BAD_MESSAGE, "null"),
+        (
+            raw(op="submit", input="/i", output="/o", blur=9, replace="false"),
+            BAD_MESSAGE,
+            "boolean",
+        ),
+        (raw(op="submit", input="/i", output="/o", blur=9, replace=0), BAD_MESSAGE, "an integer"),
+        (raw(op="cache_lookup", key="ab" * 16, replace=1), BAD_MESSAGE, "boolean"),
         (b" " * (MAX_MESSAGE_BYTES + 1), BAD_MESSAGE, "limit"),
     ],
 )
