@@ -8,12 +8,11 @@ share in proportion to its usual cost, with the stage's name (`Stage.READING`, `
 
 import contextlib
 import dataclasses
-import math
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -32,11 +31,10 @@ from worker.deconv.varying import VARYING, deblur_varying
 from worker.deconv.window import window_from_text
 from worker.errors import InputError
 from worker.files.imageio import read_picture, write_picture
-from worker.files.kernels import check_names, picture_path, save_kernel, save_kernel_picture
+from worker.files.kernels import check_names, picture_path, read_kernel, save_kernels
 from worker.files.wisdom import fftw_wisdom
 from worker.jobspec import JobSpec
 from worker.numbers import is_finite_number, is_whole
-from worker.regular import open_regular
 from worker.resize import shrink_area
 from worker.stages import Progress, Stage, StopReason
 
@@ -105,70 +103,13 @@ class StageProgress:
         return lambda fraction, _name: self.report(stage, fraction)
 
 
-def declared_array(handle: BinaryIO) -> tuple[int, np.dtype] | None:
-    """What the .npy header at the start of `handle` declares, read before numpy allocates it.
-
-    Parameters
-    ----------
-    handle : BinaryIO
-        An open file, at its start; it is back at its start on return.
-
-    Returns
-    -------
-    tuple of (int, numpy.dtype) or None
-        How many values the array holds (its shape's product, times that of a sub-array
-        type's shape), and their type; None when there is no header of a format numpy writes,
-        1.0, 2.0 or 3.0 (numpy decides).
-    """
-    try:
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-        elif version in ((2, 0), (3, 0)):  # 3.0 is 2.0 in UTF-8: its shape reads alike
-            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-        else:
-            return None
-    except (ValueError, EOFError, SyntaxError):
-        return None
-    finally:
-        handle.seek(0)
-    return math.prod(shape) * math.prod(dtype.shape), dtype
-
-
-def check_declared(path: str | os.PathLike[str], declared: tuple[int, np.dtype] | None) -> None:
-    """Refuse a kernel file by its header (`declared_array`): too many values, or no numbers.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        The file, for the message.
-    declared : tuple of (int, numpy.dtype) or None
-        What its header declares; None: nothing to check (numpy decides).
-
-    Raises
-    ------
-    InputError
-        More values than a `MAX_BLUR` x `MAX_BLUR` kernel, or values that are not numbers (a
-        record or a sub-array type).
-    """
-    if declared is None:
-        return
-    size, dtype = declared
-    if size > MAX_BLUR**2:
-        raise InputError(
-            f"{path} holds {size} values, more than any kernel ({MAX_BLUR} x {MAX_BLUR})"
-        )
-    if dtype.kind not in "biuf":
-        raise InputError(f"{path} holds values of type {dtype.str}, not numbers: it is no kernel")
-
-
 def load_psf(path: str | os.PathLike[str], image_shape: tuple[int, ...]) -> np.ndarray:
     """The PSF stored in the .npy file at `path`, checked against the image.
 
     Parameters
     ----------
     path : str or PathLike
-        The .npy file, one array; pickled objects are never loaded.
+        The .npy file, one array (`read_kernel`); pickled objects are never loaded.
     image_shape : tuple of int
         The shape of the picture it blurs, (H, W, ...): the kernel may be no larger.
 
@@ -185,22 +126,7 @@ def load_psf(path: str | os.PathLike[str], image_shape: tuple[int, ...]) -> np.n
     OSError
         When `path` cannot be opened or is not a regular file (`open_regular`).
     """
-    try:
-        with open_regular(path) as handle:
-            check_declared(path, declared_array(handle))  # before numpy allocates it
-            psf = np.load(handle, allow_pickle=False)
-    except InputError:
-        raise
-    except (ValueError, EOFError) as error:
-        if "pickle" in str(error):  # numpy's advice to load it anyway is not for users
-            raise InputError(
-                f"{path} is not a NumPy .npy array file (no array header; pickled Python "
-                "objects are never loaded)"
-            ) from None
-        raise InputError(f"{path} is not a NumPy .npy array file ({error})") from error
-    if not isinstance(psf, np.ndarray):  # an .npz archive
-        psf.close()
-        raise InputError(f"{path} is an .npz archive; the PSF must be one array in a .npy file")
+    psf = read_kernel(path, MAX_BLUR)
     try:
         return validate_psf(psf, image_shape)
     except InputError as error:
@@ -344,9 +270,9 @@ def run_pipeline(
         Called with the job's overall fraction and its stage (`StageProgress`); what it raises
         (cancellation) propagates. None: no report.
     psf_out : str or PathLike or None, optional
-        Where to save an estimated PSF (.npy, with a .png beside it; a `--varying` job's grid
-        of kernels as one array, its picture a montage); ignored by a job given its kernel.
-        None: not saved.
+        Where to save the PSF the job used (.npy, with a .png beside it): the estimate (a
+        `--varying` job's grid of kernels as one array, its picture a montage), or the checked
+        copy of the kernel it was given (`load_psf`). None: not saved.
     known : KnownKernel or None, optional
         The kernel an earlier job estimated for the same picture and settings, used with its
         estimate instead of estimating it again (by a job that finds its blur, not
@@ -369,11 +295,10 @@ def run_pipeline(
         For files that cannot be read or written.
     """
     spec.validate()
-    kernel = psf_out if spec.estimating else None
-    spec.check_files(*([] if kernel is None else [kernel]))
-    if kernel is not None:  # known now to name a file (`.` or `/` has no picture name beside it)
-        check_names(kernel, None)
-        spec.check_files(picture_path(kernel))
+    spec.check_files(*([] if psf_out is None else [psf_out]))
+    if psf_out is not None:  # known now to name a file (`.` or `/` has no picture name beside it)
+        check_names(psf_out, None)
+        spec.check_files(picture_path(psf_out))
     steps = [Stage.READING, Stage.ESTIMATING, Stage.DEBLURRING, Stage.WRITING]
     stages = StageProgress([s for s in steps if spec.estimating or s != Stage.ESTIMATING], progress)
     stages.report(Stage.READING)
@@ -385,7 +310,7 @@ def run_pipeline(
     gain, clip_level = brighten(picture.pixels, settings.clip_level)
     settings = dataclasses.replace(settings, clip_level=clip_level)
     estimated: dict[str, Any] = {}
-    learnt = None  # the kernel (or grid of kernels) estimated: saved once the result is written
+    learnt = None  # the kernel (or grid of kernels) used: saved once the result is written
     if settings.varying:
         with fftw_wisdom(paths.wisdom_file()):
             restored, report, learnt, estimated = deblur_varying_picture(
@@ -394,7 +319,7 @@ def run_pipeline(
         deblurred = report.as_dict()
     else:
         if spec.psf is not None:
-            psf = load_psf(spec.psf, picture.pixels.shape)
+            learnt = psf = load_psf(spec.psf, picture.pixels.shape)  # (the file read once)
         elif known is not None and (kept := known_psf(known, picture.pixels.shape)) is not None:
             learnt = psf = kept  # the same kernel, deblurred with as before
             estimated = dict(known.estimate)
@@ -435,33 +360,8 @@ def run_pipeline(
             if written is not None and os.path.samestat(written, os.lstat(spec.output)):
                 os.unlink(spec.output)
         raise
-    psf_entry = {"psf_out": None if kernel is None else str(kernel)} if spec.estimating else {}
+    psf_entry = {"psf_out": None if psf_out is None else str(psf_out)} if spec.estimating else {}
     return {**deblurred, "output": spec.output, **psf_entry, **estimated}
-
-
-def save_kernels(path: str | os.PathLike[str], kernels: np.ndarray, replace: bool = True) -> None:
-    """Save a kernel, or a grid of them, to `path` (.npy), with its picture beside it.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        The .npy file, written atomically (float32); the picture goes to `picture_path(path)`.
-    kernels : ndarray, shape (K, K) or (rows, cols, K, K)
-        One kernel, or a grid of them; the grid's picture is a montage, each kernel framed by
-        one pixel of zeros (two between neighbours).
-    replace : bool, optional
-        Whether files at their names are replaced (else `NameTaken`).
-
-    Raises
-    ------
-    OSError
-        When a file cannot be written.
-    """
-    save_kernel(path, kernels, replace)
-    if kernels.ndim == 4:
-        montage = np.pad(kernels, ((0, 0), (0, 0), (1, 1), (1, 1))).transpose(0, 2, 1, 3)
-        kernels = montage.reshape(montage.shape[0] * montage.shape[1], -1)
-    save_kernel_picture(picture_path(path), kernels, replace)
 
 
 def estimate_kernel(

@@ -6,12 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 from service_support import (
     private_env,
     process_lives,
@@ -29,6 +31,7 @@ from worker.cli.cache import remove_leftover_exports
 from worker.cli.exit_status import ExitStatus
 from worker.cli.status import describe
 from worker.deconv import DeblurSettings
+from worker.service import protocol
 
 SIDECAR = Path(__file__).parent.parent / "data" / "darktable_sidecar.xmp"
 
@@ -255,3 +258,30 @@ def test_a_kernel_and_a_blur_to_estimate_do_not_go_together(run_cli, tmp_path: P
         run_cli("key", picture, *how).stdout for how in ([], ["--blur", "auto"], ["--psf", kernel])
     ]
     assert keys[0] == keys[1] != keys[2] and all(len(key.strip()) == 64 for key in keys)
+
+
+def test_status_stops_on_a_list_that_goes_back(user_env, tmp_path):
+    """`status` pages through the worker's `list` while each page says where the next starts:
+    an impostor (or a broken worker) whose next page is never after the last made it ask for
+    ever. Now it stops with one line. The impostor is a real ZeroMQ socket."""
+    endpoint = f"ipc://{tmp_path / 'impostor.sock'}"
+    with zmq.Context() as context, context.socket(zmq.REP) as socket:
+        socket.bind(endpoint)
+
+        stop = threading.Event()
+
+        def answer() -> None:
+            while not stop.is_set():
+                if socket.poll(100):
+                    socket.recv()
+                    socket.send(protocol.encode_reply(jobs=[], next=0))
+
+        impostor = threading.Thread(target=answer)
+        impostor.start()
+        try:
+            listed = run_dt(user_env, "status", "--endpoint", endpoint, timeout=60)
+        finally:
+            stop.set()
+            impostor.join()
+    assert listed.returncode == ExitStatus.FAILED, listed.stderr
+    assert listed.stderr == "dt-deconvolve: error: the worker's list of jobs went back to 0\n"

@@ -50,3 +50,14 @@ def test_a_noiseless_picture_is_scored_without_overflow() -> None:
         spectra = patch_spectra(np.repeat(picture[..., None], 3, -1), 64, 32)
         scores = spectra.likelihood(line), spectra.likelihood(None)
     assert all(np.isfinite(score).all() for score in scores)
+
+
+def test_a_grey_pictures_luminance_holds_all_its_noise() -> None:
+    """A one-channel picture's luminance is that channel, noise and all; that of three channels
+    with independent noise holds 0.2126^2 + 0.7152^2 + 0.0722^2 (0.54) of a channel's. Until
+    engine 0.3.55 a grey picture's was taken at 0.54 too."""
+    grey = dead_leaves((192, 192), np.random.default_rng(8))[..., :1]
+    model = NoiseModel(1e-3, 1e-5, 1e-2)
+    one = patch_spectra(grey, 64, 32, model).noise
+    three = patch_spectra(np.repeat(grey, 3, -1), 64, 32, model).noise
+    np.testing.assert_allclose(one / three, 1 / (0.2126**2 + 0.7152**2 + 0.0722**2), rtol=1e-3)

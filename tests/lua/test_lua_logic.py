@@ -3,12 +3,13 @@
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.permissions import obey_permissions
-from worker.atomic import atomic_file
+from worker.atomic import NAME_MAX, atomic_file
 from worker.cli.cache import PRIVATE_FOLDER
 from worker.cli.exit_status import ExitStatus
 from worker.deconv.settings import (
@@ -17,6 +18,7 @@ from worker.deconv.settings import (
     MAX_PRIORITY,
     MIN_BLUR,
     MIN_PRIORITY,
+    DeblurSettings,
     is_blur_size,
 )
 from worker.jobspec import WINDOW_PATTERN
@@ -71,18 +73,22 @@ def test_the_plugins_ranges_and_names_are_the_commands(tmp_path: Path) -> None:
     printed = logic_prints(
         "print(logic.BLUR.min, logic.BLUR.max, logic.BLUR.default) "
         "print(logic.PRIORITY.min, logic.PRIORITY.max, logic.TOLERANCE.min) "
+        "print(logic.TOLERANCE.default, logic.PRIORITY.default) "
         'print(table.concat(logic.WINDOWS, " ")) '
         'print(logic.MAX_NAME - logic.LONGEST_EXTRA, logic.kernel_path("a.tif")) '
         "print(string.format(logic.PRIVATE_FOLDER, 4242)) "
         "print(logic.blur_arg({ blur_mode = logic.BLUR_MODES[1], blur = 15 }))"
     )
-    blur, priority, windows, longest, folder, automatic = printed.splitlines()
+    blur, priority, defaults, windows, longest, folder, automatic = printed.splitlines()
     low, high, default = (int(n) for n in blur.split())
     assert (low, all(map(is_blur_size, (low, high, default)))) == (MIN_BLUR, True)
     assert high <= MAX_BLUR
     assert automatic == AUTO  # the panel's default blur size: the engine finds it
     least, most, tolerance = (float(n) for n in priority.split())
     assert (least, most) == (MIN_PRIORITY, MAX_PRIORITY) and tolerance > 0
+    # the sliders start where the command does (the plug-in always passes them)
+    engine = DeblurSettings()
+    assert tuple(float(n) for n in defaults.split()) == (engine.tolerance, engine.priority)
     assert all(WINDOW_PATTERN.fullmatch(window) for window in windows.split())
     stem, kernel_picture = longest.split()
     endings = (kernel_picture.removeprefix("a"), ".tif", ".tif.xmp")  # its names' endings
@@ -91,5 +97,26 @@ def test_the_plugins_ranges_and_names_are_the_commands(tmp_path: Path) -> None:
         with atomic_file(final) as handle:
             handle.write(b"written")
         assert final.read_bytes() == b"written"
-    assert max(int(stem) + len(ending) for ending in endings) == 255
+    assert max(int(stem) + len(ending) for ending in endings) == NAME_MAX
     assert PRIVATE_FOLDER.fullmatch(folder.replace("XXXXXXXX", "Ab3dE6g8"))
+
+
+@pytest.mark.skipif(LUA is None, reason="lua5.4 is not installed (./install.sh --test installs it)")
+def test_the_plugin_reads_the_reason_of_a_real_failed_command(tmp_path: Path) -> None:
+    """What the plug-in shows of a failed command is the command's own message, read from what
+    it wrote on stderr, without the program's name."""
+    missing = tmp_path / "missing.tif"
+    failed = subprocess.run(
+        [sys.executable, "-m", "worker", "deblur", str(missing), "--psf", str(tmp_path / "k.npy"),
+         "-o", str(tmp_path / "out.tif")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert failed.returncode == ExitStatus.FAILED
+    shown = logic_prints(f"print(logic.error_reason({lua_string(failed.stderr)}, 'none'))")
+    assert shown == f"no such file or folder: {missing}\n"
+
+
+def lua_string(text: str) -> str:
+    """`text` as a Lua long-bracket string literal (no escapes are read inside one)."""
+    level = "=" * (max((len(run) for run in text.split("]")), default=0) + 1)
+    return f"[{level}[{text}]{level}]"

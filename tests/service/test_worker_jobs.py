@@ -55,6 +55,19 @@ def leftovers(*folders: Path) -> list[Path]:
     return found
 
 
+def test_a_job_given_a_kernel_caches_the_checked_kernel_it_used(worker, material, tmp_path):
+    # The kernel file is read once, checked (float32, summing to one), and that copy cached: the
+    # user's file is not read again after the job (where it may have changed, or be a FIFO).
+    given = tmp_path / "given.npy"
+    np.save(given, 3 * np.load(material["psf"]).astype(np.float64))
+    with worker.client() as client:
+        job = submit(client, material["small"], tmp_path / "o.tif", psf=str(given), key="e9" * 16)
+        assert wait(client, job["job"])["stage"] == "done"
+    cached = np.load(ResultCache(worker.cache_dir).entry("e9" * 16).file("psf.npy"))
+    assert cached.dtype == np.float32
+    np.testing.assert_allclose(cached, np.load(given) / 3, rtol=1e-6)
+
+
 def test_a_job_writes_its_result_and_the_cache_answers_it_again(worker, material, tmp_path):
     key = "a1" * 16
     with worker.client() as client:

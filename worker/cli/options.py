@@ -149,7 +149,8 @@ def add_engine_options(parser: argparse.ArgumentParser, varying: bool = True) ->
         default=DEFAULTS.priority,
         metavar="P",
         help="from -1 (keep the picture clean: smooth noise away, sharpen gently) through 0 "
-        "(balanced, the default) to +1 (recover all the detail you can, accept more grain)",
+        f"(balanced; default {DEFAULTS.priority:g}) to +1 (recover all the detail you can, "
+        "accept more grain)",
     )
     group.add_argument(
         "--scale",
@@ -157,7 +158,7 @@ def add_engine_options(parser: argparse.ArgumentParser, varying: bool = True) ->
         default=DEFAULTS.scale,
         metavar="S",
         help="quick preview: work on the picture shrunk to this fraction of its size, e.g. 0.25 "
-        "(default 1: full size); the output is that small too",
+        f"(default {DEFAULTS.scale:g}: full size); the output is that small too",
     )
     group.add_argument(
         "--local",

@@ -6,6 +6,7 @@ from typing import Any
 
 from worker.cli.endpoint import add_endpoint_options, client_of
 from worker.cli.exit_status import ExitStatus
+from worker.errors import ProtocolError
 from worker.stages import FINAL_STAGES
 
 
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         The endpoint is malformed (`client_of`); `WorkerUnavailable` when no worker answers.
     RemoteError
         The worker refused: no such job.
+    ProtocolError
+        A reply is malformed, or the list's next page is not after the last.
     """
     with client_of(args) as client:
         if args.job is not None:  # ("" is no job id: the worker says so, as `cancel ""` does)
@@ -78,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
             while start is not None:
                 page = client.request("list", start=start)
                 jobs += page["jobs"]
+                if page["next"] is not None and page["next"] <= start:  # (it would never end)
+                    raise ProtocolError(f"the worker's list of jobs went back to {page['next']}")
                 start = page["next"]
             reply = {"jobs": jobs}
     if args.json:

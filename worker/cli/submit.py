@@ -8,7 +8,9 @@ Without `--wait` it prints the job id. With `--wait` it prints, one line each (f
                                             the one whose cached result it copies)
     DONE <output path>                      the path as one escaped field (`worker.cli.lines`)
 
-and exits 0 when done, 1 when the job failed (the reason on stderr), 3 when it was cancelled.
+and ends with its `ExitStatus`: `OK` when done, `FAILED` when the job failed (the reason on
+stderr), `CANCELLED` when it was cancelled, `TAKEN` when `--no-clobber` found a file at the
+output's name, `USAGE` for options that do not go together.
 A client stopped while it follows its job (Ctrl-C, a kill, its terminal or its stdout's reader
 gone) cancels the job first, even one stopped as it hands the job over: no result appears
 after the command has ended without `DONE`. So does one that cannot print the job's id. One

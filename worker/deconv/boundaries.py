@@ -215,29 +215,25 @@ class BlurOperator:
         """
         return self._adjoint.each_tile(r, consume)
 
-    def adjoint(self, r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def adjoint(self, r: np.ndarray) -> np.ndarray:
         """`A^T r`: correlate the observed-window plane `r` with the PSF onto the extended grid.
 
         Parameters
         ----------
         r : ndarray, shape (H, W)
             A float32 plane on the observed window.
-        out : ndarray, shape (H + kh - 1, W + kw - 1), optional
-            Where the result is written; None allocates a new float32 plane.
 
         Returns
         -------
         ndarray, shape (H + kh - 1, W + kw - 1)
-            `out`, holding ``A^T r``.
+            A new float32 plane holding ``A^T r``.
 
         Raises
         ------
         ValueError
-            If `r` or `out` does not have the expected shape.
+            If `r` does not have the observed window's shape.
         """
-        if out is None:
-            out = np.empty(self.extended_shape, dtype=np.float32)
-        return self._adjoint(r, out)
+        return self._adjoint(r, np.empty(self.extended_shape, dtype=np.float32))
 
 
 def detect_clip_level(image: np.ndarray) -> float | None:

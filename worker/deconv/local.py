@@ -67,8 +67,8 @@ from worker.deconv.blind import (
 from worker.deconv.boundaries import data_mask
 from worker.deconv.noise import NoiseModel, estimate_noise_model, kernel_smoothing
 from worker.deconv.parametric import kernel_extent
-from worker.deconv.patch_spectra import LUMA_NOISE, patch_side, patch_spectra
-from worker.deconv.psf import PsfReport, estimate_psf, luminance
+from worker.deconv.patch_spectra import patch_side, patch_spectra
+from worker.deconv.psf import PsfReport, estimate_psf, luminance, luminance_noise
 from worker.deconv.window import choose_window, orientation, patch_of
 from worker.stages import Progress, Stage
 
@@ -156,7 +156,8 @@ def misfit(
     ndarray, shape (rows, cols)
         Each patch's misfit; 0 for a patch with no pixel left.
     """
-    return _patch_misfit(_residual(image, deblurred, psf, clip_level), psf.shape[0], model)
+    miss = _residual(image, deblurred, psf, clip_level)
+    return _patch_misfit(miss, psf.shape[0], model, luminance_noise(image.shape[2]))
 
 
 def pixel_misfit(
@@ -179,7 +180,8 @@ def pixel_misfit(
         Each pixel's misfit, the picture's borders mirrored; infinite where no pixel of the
         square is left (nothing there shows the picture reproduced).
     """
-    return _pixel_misfit(_residual(image, deblurred, psf, clip_level), psf.shape[0], model)
+    miss = _residual(image, deblurred, psf, clip_level)
+    return _pixel_misfit(miss, psf.shape[0], model, luminance_noise(image.shape[2]))
 
 
 Residual = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -195,8 +197,8 @@ def _residual(
     return kept * (grey - reblurred) ** 2, grey, kept
 
 
-def _patch_misfit(miss: Residual, size: int, model: NoiseModel) -> np.ndarray:
-    """`misfit` from the picture's `_residual` and the kernel's `size`."""
+def _patch_misfit(miss: Residual, size: int, model: NoiseModel, luma: float) -> np.ndarray:
+    """`misfit` from the picture's `_residual`, the kernel's `size` and `luminance_noise`."""
     side = patch_side(size)
     step = side // OVERLAP
     short = [(0, max(side - n, 0)) for n in miss[0].shape]  # as `patch_power` pads
@@ -207,21 +209,21 @@ def _patch_misfit(miss: Residual, size: int, model: NoiseModel) -> np.ndarray:
         blocks = values[: rows * step, : cols * step].reshape(rows, step, cols, step).mean((1, 3))
         return (blocks[:-1, :-1] + blocks[1:, :-1] + blocks[:-1, 1:] + blocks[1:, 1:]) / 4
 
-    return _over_noise(patches(residual), patches(grey), patches(kept), model)
+    return _over_noise(patches(residual), patches(grey), patches(kept), model, luma)
 
 
-def _pixel_misfit(miss: Residual, size: int, model: NoiseModel) -> np.ndarray:
-    """`pixel_misfit` from the picture's `_residual` and the kernel's `size`."""
+def _pixel_misfit(miss: Residual, size: int, model: NoiseModel, luma: float) -> np.ndarray:
+    """`pixel_misfit` from the picture's `_residual`, the kernel's `size` and `luminance_noise`."""
     residual, grey, kept = (ndimage.uniform_filter(a, size, mode="reflect") for a in miss)
-    return np.where(kept > 0, _over_noise(residual, grey, kept, model), np.inf)
+    return np.where(kept > 0, _over_noise(residual, grey, kept, model, luma), np.inf)
 
 
 def _over_noise(
-    residual: np.ndarray, grey: np.ndarray, kept: np.ndarray, model: NoiseModel
+    residual: np.ndarray, grey: np.ndarray, kept: np.ndarray, model: NoiseModel, luma: float
 ) -> np.ndarray:
     """A mean squared miss over the luminance noise's variance at the mean level `grey`, where a
-    share `kept` of the pixels counts (0 where none does)."""
-    noise = LUMA_NOISE * (model.gain * np.maximum(grey, 0) + model.read_variance)
+    share `kept` of the pixels counts (0 where none does); `luma` is `luminance_noise`."""
+    noise = luma * (model.gain * np.maximum(grey, 0) + model.read_variance)
     return residual / np.maximum(noise * kept, 1e-12)
 
 
@@ -375,7 +377,8 @@ def explained_region(
     model = estimate_noise_model(image)
     margins, detail = kernel_evidence(image, [psf], psf.shape[0], model=model)
     miss = _residual(image, deblurred, psf, clip_level)  # (read per patch, then per pixel)
-    cells = explained_cells(margins[0], detail, _patch_misfit(miss, psf.shape[0], model))
+    luma = luminance_noise(image.shape[2])
+    cells = explained_cells(margins[0], detail, _patch_misfit(miss, psf.shape[0], model, luma))
     cells = cells.astype(np.float32)
     # Patch (i, j) is centred at ((i + 1) step, (j + 1) step): it stands for the step-wide
     # square about its centre.
@@ -392,7 +395,7 @@ def explained_region(
     if not core.any():
         return core
     # ...but keep the squares' pixels that the deblurred picture reproduces, joined to it.
-    reproduced = (squares > 0.5) & (_pixel_misfit(miss, psf.shape[0], model) <= REPRODUCED)
+    reproduced = (squares > 0.5) & (_pixel_misfit(miss, psf.shape[0], model, luma) <= REPRODUCED)
     pieces, _ = ndimage.label(core | reproduced)
     return np.isin(pieces, np.unique(pieces[core]))
 

@@ -1,7 +1,7 @@
 """The noise of a picture, and the regularisation weight derived from it.
 
 Noise level: Immerkaer, "Fast noise variance estimation", Computer Vision and Image Understanding
-64 (1996). The 3 x 3 operator
+64 (1996), doi:10.1006/cviu.1996.0060. The 3 x 3 operator
 
     N = [[1, -2, 1], [-2, 4, -2], [1, -2, 1]]
 

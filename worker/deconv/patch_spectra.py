@@ -16,7 +16,7 @@ import numpy as np
 from scipy import fft
 
 from worker.deconv.noise import NoiseModel, estimate_noise_model
-from worker.deconv.psf import luminance
+from worker.deconv.psf import luminance, luminance_noise
 
 MIN_PATCH = 64
 LOW_CUT = 2.0  # frequencies under this many cycles per patch are left out (shading, leakage)
@@ -25,7 +25,6 @@ SOFTNESS = (0.0, 0.7, 1.5, 2.5, 4.0, 6.0, 9.0, 13.0)  # px: isotropic softness, 
 SLOPES = (1.5, 2.0, 2.5)  # natural pictures' power falls as 1 / |w|^p
 SCALE_STEPS = 48
 NOISE_FLOOR = 3.0  # a patch with less power than this many times the noise's counts as flat
-LUMA_NOISE = 0.2126**2 + 0.7152**2 + 0.0722**2  # luminance noise variance per channel variance
 QUIET = 1e-12  # the least noise power a patch is taken to hold, over its mean power a frequency
 
 
@@ -314,7 +313,9 @@ def patch_spectra(
     del power
     weights = np.bincount(bins[bins >= 0], minlength=count).astype(float)
     model = model or estimate_noise_model(image)
-    noise = LUMA_NOISE * (model.gain * np.maximum(levels, 0) + model.read_variance)
+    noise = luminance_noise(image.shape[2]) * (
+        model.gain * np.maximum(levels, 0) + model.read_variance
+    )
     # A noiseless patch (a synthetic picture, a blown-out one) would make Whittle's terms 0 / 0
     # and log 0 where a hypothesis has no power (a kernel's spectral zeros), or overflow beside
     # them: the noise's power is kept above `QUIET` times the patch's mean power per frequency

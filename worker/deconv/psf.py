@@ -43,7 +43,8 @@ from worker.errors import InputError
 from worker.resize import shrink_smooth
 from worker.stages import Progress, Stage
 
-LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # Rec. 709 / sRGB primaries
+LUMA_WEIGHTS = (0.2126, 0.7152, 0.0722)  # Rec. 709 / sRGB primaries
+LUMA = np.array(LUMA_WEIGHTS, dtype=np.float32)
 LEVEL_SCALE = np.sqrt(0.5)
 ROUNDS_PER_LEVEL = 5
 LAMBDA_START, LAMBDA_FLOOR, LAMBDA_DECAY = 4e-3, 1e-4, 1.1
@@ -95,6 +96,26 @@ def luminance(image: np.ndarray) -> np.ndarray:
     """
     image = np.asarray(image, dtype=np.float32)  # no copy when it is float32 already
     return image[..., 0].copy() if image.shape[2] == 1 else image @ LUMA
+
+
+def luminance_noise(channels: int) -> float:
+    """The variance of `luminance`'s noise per unit of each channel's noise variance.
+
+    With independent noise of variance ``v`` in each channel, ``0.2126 R + 0.7152 G + 0.0722 B``
+    has variance ``(0.2126^2 + 0.7152^2 + 0.0722^2) v``, about ``0.54 v``; a one-channel
+    picture's luminance is the channel itself, of variance ``v``.
+
+    Parameters
+    ----------
+    channels : int
+        The picture's channels, 1 or 3 (as `luminance` takes them).
+
+    Returns
+    -------
+    float
+        1 for one channel, the sum of the squares of `LUMA_WEIGHTS` for three.
+    """
+    return 1.0 if channels == 1 else sum(weight**2 for weight in LUMA_WEIGHTS)
 
 
 def smooth_periodic_extension(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -441,7 +462,8 @@ def conjugate_gradients(
     References
     ----------
     .. [1] M. R. Hestenes and E. Stiefel, "Methods of conjugate gradients for solving linear
-           systems", Journal of Research of the National Bureau of Standards, 1952.
+           systems", Journal of Research of the National Bureau of Standards 49, 1952,
+           doi:10.6028/jres.049.044.
     """
     x = start.copy()
     residual = rhs - operator(x)

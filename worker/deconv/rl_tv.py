@@ -1,8 +1,9 @@
 """Non-blind deconvolution: Richardson-Lucy with vectorial total variation, accelerated.
 
 Dey et al., "Richardson-Lucy algorithm with total variation regularization for 3D confocal
-microscope deconvolution", Microscopy Research and Technique 69 (2006), on the extended grid of
-Bertero and Boccacci (see `boundaries`), with a data-term mask `w`. Its fixed point is
+microscope deconvolution", Microscopy Research and Technique 69 (2006), doi:10.1002/jemt.20294,
+on the extended grid of Bertero and Boccacci (see `boundaries`), with a data-term mask `w`. Its
+fixed point is
 
     A^T( w (f + b) / (A u + b) ) - A^T w = lambda d TV / d u,
 
@@ -11,7 +12,7 @@ put `-lambda div(grad u / |grad u|)` in the denominator, which changes sign and 
 lambda that noisy photos need. Here the TV gradient is split into
 non-negative parts, d TV / d u = u S - V (see `tv.split_gradient_at`), and each goes where it
 keeps the update positive (the split-gradient method of Lanteri, Roche and Aime, Inverse
-Problems 18, 2002):
+Problems 18, 2002, doi:10.1088/0266-5611/18/5/313):
 
     v <- v * ( A^T( w (f + b) / A v ) + lambda' (V + b S) ) / ( A^T w + lambda' S v ),
     u = max(v - b, floor),
@@ -39,7 +40,7 @@ speckles. Extended-grid pixels that no usable observation reaches (A^T w ~ 0, e.
 clipped highlight) keep their first estimate.
 
 Acceleration: Biggs and Andrews, "Acceleration of iterative image restoration algorithms",
-Applied Optics 36 (1997), the vector extrapolation of MATLAB's deconvlucy:
+Applied Optics 36 (1997), doi:10.1364/AO.36.001766, the vector extrapolation of MATLAB's deconvlucy:
 
     y_k = max( x_k + alpha_k (x_k - x_k-1), floor ),   x_k+1 = RL-TV step from y_k,
     g_k = x_k+1 - y_k,   alpha_k+1 = clip( <g_k, g_k-1> / <g_k-1, g_k-1>, 0, 1 ).

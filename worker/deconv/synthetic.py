@@ -9,6 +9,8 @@ from scipy import ndimage, signal
 
 from worker.deconv.psf_tools import center_on_centroid
 
+SHAKE_STEPS = 400  # points on a synthetic camera-shake path
+
 
 def dead_leaves(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """A colour "dead leaves" scene in linear light.
@@ -69,13 +71,13 @@ def dead_leaves(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     return np.clip(scene, 0.01, 0.95).astype(np.float32)
 
 
-def camera_shake_kernel(size: int, rng: np.random.Generator, steps: int = 400) -> np.ndarray:
+def camera_shake_kernel(size: int, rng: np.random.Generator) -> np.ndarray:
     """A random camera-shake PSF, centred on its centroid.
 
     The camera's path is a random walk with inertia (as in Boracchi and Foi [1]_): a velocity
-    that keeps its direction and takes random kicks. The path is scaled to span 40-90 % of the
-    kernel, drawn with bilinear weights (time spent at a place is light received there) and
-    softened slightly.
+    that keeps its direction and takes random kicks, over `SHAKE_STEPS` points. The path is
+    scaled to span 40-90 % of the kernel, drawn with bilinear weights (time spent at a place is
+    light received there) and softened slightly.
 
     Parameters
     ----------
@@ -83,8 +85,6 @@ def camera_shake_kernel(size: int, rng: np.random.Generator, steps: int = 400) -
         The kernel's side in pixels: odd, at least 3.
     rng : numpy.random.Generator
         Where the path is drawn from: one seed, one kernel.
-    steps : int, optional
-        The number of points on the camera's path.
 
     Returns
     -------
@@ -100,13 +100,13 @@ def camera_shake_kernel(size: int, rng: np.random.Generator, steps: int = 400) -
     References
     ----------
     .. [1] G. Boracchi and A. Foi, "Modeling the performance of image restoration from motion
-       blur", IEEE Transactions on Image Processing 21, 2012.
+       blur", IEEE Transactions on Image Processing 21, 2012, doi:10.1109/TIP.2012.2192126.
     """
     if size < 3 or size % 2 == 0:
         raise ValueError("the kernel size must be odd and at least 3")
     velocity = rng.standard_normal(2)
-    path = np.zeros((steps, 2))
-    for t in range(1, steps):
+    path = np.zeros((SHAKE_STEPS, 2))
+    for t in range(1, SHAKE_STEPS):
         velocity = 0.96 * velocity + 0.35 * rng.standard_normal(2)
         path[t] = path[t - 1] + velocity
     path -= path.mean(axis=0)
@@ -175,8 +175,8 @@ def blur_valid(scene: np.ndarray, psf: np.ndarray) -> np.ndarray:
     return np.stack(planes, axis=-1).astype(np.float32)
 
 
-def psnr(estimate: np.ndarray, truth: np.ndarray, peak: float = 1.0) -> float:
-    """Peak signal-to-noise ratio in dB: 10 log10(peak^2 / mean squared error).
+def psnr(estimate: np.ndarray, truth: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB: 10 log10(1 / mean squared error), white at 1.
 
     Parameters
     ----------
@@ -184,8 +184,6 @@ def psnr(estimate: np.ndarray, truth: np.ndarray, peak: float = 1.0) -> float:
         The picture measured (taken in float64).
     truth : ndarray
         The reference, of the same shape (or one that broadcasts to it).
-    peak : float, optional
-        The largest value a picture can take (white).
 
     Returns
     -------
@@ -193,4 +191,4 @@ def psnr(estimate: np.ndarray, truth: np.ndarray, peak: float = 1.0) -> float:
         The ratio in dB; inf when the two are equal (numpy then warns of a division by zero).
     """
     error = np.mean((np.asarray(estimate, np.float64) - truth) ** 2)
-    return float(10 * np.log10(peak**2 / error))
+    return float(10 * np.log10(1 / error))

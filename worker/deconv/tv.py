@@ -95,7 +95,8 @@ def split_gradient_at(
     References
     ----------
     .. [1] H. Lanteri, M. Roche and C. Aime, "Penalized maximum likelihood image restoration
-       with positivity constraints: multiplicative algorithms", Inverse Problems 18, 2002.
+       with positivity constraints: multiplicative algorithms", Inverse Problems 18, 2002,
+       doi:10.1088/0266-5611/18/5/313.
     """
     height, width = plane.shape
     total = neighbours = 0.0

@@ -29,12 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, ResultCache
 from worker import __version__
 from worker.errors import Abandoned, NameTaken, NotCached, describe_error, is_internal
-from worker.files.kernels import picture_path, save_kernel_picture
+from worker.files.kernels import picture_path
 from worker.jobspec import JobSpec
 from worker.service.confine import check_inside
 from worker.service.jobs import Event, file_identity
@@ -74,37 +72,25 @@ def make_sender(stream: io.TextIOBase) -> Send:
     return send
 
 
-def kernel_files(spec: JobSpec, scratch_kernel: Path | None) -> dict[str, Path]:
-    """The kernel of a job and its picture, to cache: the estimated ones, or the PSF it was
-    given (with a picture drawn now beside `scratch_kernel`); none without a scratch folder.
+def kernel_files(scratch_kernel: Path | None) -> dict[str, Path]:
+    """The kernel a job used and its picture, to cache: the copy the job saved in its scratch
+    folder (an estimate, or the checked copy of a kernel it was given).
 
     Parameters
     ----------
-    spec : JobSpec
-        The job.
     scratch_kernel : Path or None
-        Where the job saved the kernel it estimated (``psf.npy`` in its scratch folder), if it
-        did; None: the job had no scratch folder.
+        Where the job saved its kernel (``psf.npy`` in its scratch folder); None: the job had
+        no scratch folder.
 
     Returns
     -------
     dict of str to Path
         Entry file names (`PSF`, `PSF_PNG`) to the files to store; a picture may be missing
-        (the caller keeps the files that exist). Empty without `scratch_kernel`, or when the job
-        neither estimated a kernel nor was given one. A given kernel's picture is drawn at
-        ``scratch_kernel`` with the suffix ``.png``; a failure to read or draw it (`OSError`,
-        `ValueError`) is ignored.
+        (the caller keeps the files that exist). Empty when the job saved no kernel.
     """
-    if scratch_kernel is None:
+    if scratch_kernel is None or not scratch_kernel.exists():
         return {}
-    if scratch_kernel.exists():
-        return {PSF: scratch_kernel, PSF_PNG: picture_path(scratch_kernel)}
-    if not spec.psf:
-        return {}
-    picture = picture_path(scratch_kernel)
-    with contextlib.suppress(OSError, ValueError):  # no picture is no reason to fail the job
-        save_kernel_picture(picture, np.load(spec.psf, allow_pickle=False))
-    return {PSF: Path(spec.psf), PSF_PNG: picture}
+    return {PSF: scratch_kernel, PSF_PNG: picture_path(scratch_kernel)}
 
 
 def known_kernel(known: dict[str, Any] | None, spec: JobSpec) -> "KnownKernel | None":
@@ -148,7 +134,7 @@ def cache_result(
     report : dict
         The job's report, kept in the entry's record.
     scratch_kernel : Path or None
-        Where an estimated kernel would be (`kernel_files`).
+        Where the job saved its kernel (`kernel_files`).
 
     Returns
     -------
@@ -164,7 +150,7 @@ def cache_result(
     """
     assert spec.key is not None
     limits = CacheLimits(**task["cache_limits"])
-    files = {RESULT: Path(spec.output), **kernel_files(spec, scratch_kernel)}
+    files = {RESULT: Path(spec.output), **kernel_files(scratch_kernel)}
     files = {name: path for name, path in files.items() if path.exists()}
     record = {
         "job": task["job"],
@@ -218,20 +204,20 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
             last_stage, last_time = stage, now
             send({"event": Event.PROGRESS, "job": job, "fraction": fraction, "stage": stage})
 
-    # where an estimated PSF is kept for the cache (nowhere when the runtime disk is full)
-    kernel = Path(task["scratch"]) / "psf.npy" if task.get("scratch") else None
+    # where the job's PSF is kept for the cache (nowhere when the runtime disk is full)
+    kernel = Path(task["scratch"]) / PSF if task.get("scratch") else None
     output = str(task["spec"].get("output", ""))
     before = file_identity(output)  # what was there: a failed job leaves it so
     # whether a new file at the output is this job's: one that replaces, yes; one that does
     # not, once its pipeline has written it (before that it may be another program's)
-    ours = task["spec"].get("replace", True) is not False
+    ours = task["spec"].get("replace", JobSpec.replace) is not False
     try:
         progress(0.0, Stage.READING)
         spec = JobSpec.from_fields(task["spec"])
         # A remote client's paths again, as the job starts: a folder on them may have become a
         # link out of the allowed folders while the job waited.
         check_inside((spec.input, spec.output, spec.psf), task.get("allowed"))
-        scratch_kernel = kernel if spec.key and spec.estimating else None
+        scratch_kernel = kernel if spec.key else None
         report = run_pipeline(spec, progress, scratch_kernel, known_kernel(task.get("known"), spec))
         ours = True
         # (its `psf_out` names the scratch copy, gone after the job: the kernel is the cache's)

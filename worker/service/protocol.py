@@ -28,6 +28,7 @@ from worker.jobspec import (
     FIELD_CHECKS,
     REQUIRED_FIELDS,
     Check,
+    JobSpec,
     check_flag,
     check_key,
     check_path,
@@ -198,10 +199,11 @@ REPLIES: Mapping[str, Operation] = {  # what a client reads of each operation's 
     "cancel": _JOB,
     "list": Operation(required={"jobs": _jobs}, optional={"next": optional(_position)}),
 }
+MAX_ERROR_TEXT = 1000  # characters of a refusal's message (a reply must fit in a message)
 UPDATE_BOTH = "update dt-deconvolve on both sides"
 
 # else None; a job written over what is at its output unless its client says not to (`JobSpec`)
-_DEFAULTS: Mapping[str, Any] = {"on_exit": False, "keep_results": False, "replace": True}
+_DEFAULTS: Mapping[str, Any] = {"on_exit": False, "keep_results": False, "replace": JobSpec.replace}
 
 
 def _reject_constant(name: str) -> float:
@@ -385,9 +387,10 @@ def encode_error(code: str | None, message: str) -> bytes:
         One of this module's error codes; None (or empty): `BAD_MESSAGE`.
     message : str
         What went wrong. Its runs of white space (line ends included) become one space, it is
-        cut to 1000 characters, so the reply always fits in a message, and a lone surrogate
-        that stands for no byte of a name (a client's job id of U+D800, echoed) is written
-        ``\\ud800``: JSON's ``\\ud800`` would name no character, which strict readers refuse.
+        cut to `MAX_ERROR_TEXT` characters, so the reply always fits in a message, and a lone
+        surrogate that stands for no byte of a name (a client's job id of U+D800, echoed) is
+        written ``\\ud800``: JSON's ``\\ud800`` would name no character, which strict readers
+        refuse.
         The stand-ins for a name's bytes that are not UTF-8 (U+DC80 to U+DCFF) are kept.
 
     Returns
@@ -397,7 +400,7 @@ def encode_error(code: str | None, message: str) -> bytes:
     """
     code = code or BAD_MESSAGE
     line = _LONE_SURROGATE.sub(lambda found: f"\\u{ord(found[0]):04x}", " ".join(message.split()))
-    line = line[:1000]
+    line = line[:MAX_ERROR_TEXT]
     return _dump({"v": PROTOCOL_VERSION, "ok": False, "error": code, "message": line})
 
 
