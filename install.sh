@@ -21,23 +21,34 @@
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"  # `sh install.sh`: bash runs it
 set -euo pipefail
 
+say() { printf 'install.sh: %s\n' "$*"; }
+die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
+
+xdg() {
+    # xdg VALUE FALLBACK: an XDG base folder, VALUE unless it is unset, empty or relative (which
+    # the XDG specification says to ignore, as the engine does).
+    case $1 in
+        /*) printf '%s' "$1" ;;
+        *) printf '%s' "$2" ;;
+    esac
+}
+
 here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
-home_dir=${DT_DECONVOLVE_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/dt-deconvolve}
+[[ ${HOME:-} == /* ]] || die "HOME must name your home folder (an absolute path), not '${HOME:-}'"
+home_dir=${DT_DECONVOLVE_HOME:-$(xdg "${XDG_DATA_HOME:-}" "$HOME/.local/share")/dt-deconvolve}
 venv=$home_dir/venv
 bin_dir=${DT_DECONVOLVE_BIN:-$HOME/.local/bin}
+while [[ $bin_dir == */ && $bin_dir != / ]]; do bin_dir=${bin_dir%/}; done
 command_link=$bin_dir/dt-deconvolve
 python=${PYTHON:-python3}
 unit_name=dt-deconvolve-worker.service
-unit_dir=${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user
-dt_config=${XDG_CONFIG_HOME:-$HOME/.config}/darktable
+unit_dir=$(xdg "${XDG_CONFIG_HOME:-}" "$HOME/.config")/systemd/user
+dt_config=$(xdg "${XDG_CONFIG_HOME:-}" "$HOME/.config")/darktable
 plugin_require='require "contrib/deconvolve"'
 # The lines of a luarc that load a script, as a user may type them: require "x", require("x"),
 # with single quotes, spaces, a semicolon or a carriage return.
 lua_require() { printf '^[[:space:]]*require[[:space:]]*[(]?[[:space:]]*["'"'"']%s["'"'"'][[:space:]]*[)]?[[:space:]]*;?[[:space:]]*$' "$1"; }
 venv_marker=.dt-deconvolve  # in a virtual environment this installer made
-
-say() { printf 'install.sh: %s\n' "$*"; }
-die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
 
 is_root() { [ "$(id -u)" -eq 0 ]; }
 
@@ -81,6 +92,18 @@ make_venv() {
         || die "pip could not update itself in $dir (is PyPI reachable?)"
 }
 
+check_folders() {
+    # The folders the installer writes to must be absolute, and names a program can run from.
+    local name value
+    for name in DT_DECONVOLVE_HOME DT_DECONVOLVE_BIN; do
+        value=${!name:-/}
+        [[ $value == /* ]] || die "$name must be an absolute path, not '$value'"
+    done
+    for value in "$venv" "$bin_dir"; do
+        [[ $value != *[[:cntrl:]]* ]] || die "cannot install into a folder whose name holds a line break or another control character"
+    done
+}
+
 is_our_venv() {
     # Whether DIR is a virtual environment this installer made (or one holding the command).
     [ -e "$1/$venv_marker" ] || [ -e "$1/bin/dt-deconvolve" ]
@@ -115,15 +138,35 @@ stop_previous_worker() {
     esac
 }
 
+source_copy() {
+    # A copy of the package's sources in a new temporary folder, which the caller removes: pip
+    # builds there, so no build folder left in this one (an older release's files) gets in, and
+    # a folder the user may not write can be installed from.
+    local copy
+    copy=$(mktemp -d) || die "cannot make a temporary folder"
+    if ! tar -C "$here" --exclude=__pycache__ -cf - pyproject.toml README.md LICENSE worker cache \
+            | tar -C "$copy" -xf -; then
+        rm -rf "$copy"
+        die "cannot copy the sources from $here"
+    fi
+    printf '%s' "$copy"
+}
+
 install_user() {
     check_command_link
-    if [ -e "$venv" ] && ! is_our_venv "$venv" && "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
-        die "$venv is a virtual environment of yours: set DT_DECONVOLVE_HOME to another folder"
+    [ ! -e "$bin_dir" ] || [ -d "$bin_dir" ] || die "$bin_dir is there and is not a folder"
+    if [ -e "$venv" ] && ! is_our_venv "$venv" && [ -n "$(ls -A "$venv" 2>/dev/null || echo x)" ]; then
+        die "$venv is already there and this installer did not make it: set DT_DECONVOLVE_HOME to another folder"
     fi
     make_venv "$venv"
     say "installing the engine into $venv"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check "$here" \
-        || die "pip could not install the engine into $venv (see above)"
+    local sources
+    sources=$(source_copy) || exit 1
+    if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check "$sources"; then
+        rm -rf "$sources"
+        die "pip could not install the engine into $venv (see above)"
+    fi
+    rm -rf "$sources"
     mkdir -p "$bin_dir" 2>/dev/null || die "cannot create $bin_dir"
     ln -sfn "$venv/bin/dt-deconvolve" "$command_link" 2>/dev/null || die "cannot write $command_link"
     say "installed $command_link"
@@ -156,7 +199,7 @@ unit_text() {
 Description=dt-deconvolve worker: deblurring jobs for darktable
 
 [Service]
-Type=simple
+Type=exec
 ExecStart=$(systemd_word "$command_link") worker
 Restart=on-failure
 RestartSec=2
@@ -182,19 +225,18 @@ install_service() {
     # A systemd user service keeps the worker warm from login on; without systemd's user
     # instance, the client starts a worker the first time darktable asks for one.
     if ! has_user_systemd; then
-        say "systemd's user instance is not available here, so no service was installed:"
-        say "the worker starts by itself the first time darktable asks for it"
+        say "no service installed (systemd's user instance is not available here): the worker starts by itself the first time darktable asks for it"
         return 0
     fi
     if ! unit_can_name; then
-        say "no service was installed: a systemd unit cannot name $command_link (quotes, backslashes,"
-        say "control characters or bytes that are not UTF-8 in it); the worker starts by itself the"
-        say "first time darktable asks for it"
+        say "no service installed (a systemd unit cannot name $command_link: quotes, backslashes, control characters or bytes that are not UTF-8): the worker starts by itself the first time darktable asks for it"
         return 0
     fi
+    [ -x "$command_link" ] || die "$command_link is not installed: run ./install.sh first"
     mkdir -p "$unit_dir" 2>/dev/null || die "cannot create $unit_dir"
     { unit_text >"$unit_dir/$unit_name"; } 2>/dev/null || die "cannot write $unit_dir/$unit_name"
-    systemctl --user daemon-reload
+    systemctl --user daemon-reload >/dev/null 2>&1 \
+        || die "systemctl could not reload the user units (systemctl --user daemon-reload)"
     systemctl --user enable --now "$unit_name" >/dev/null 2>&1 \
         || die "systemctl could not start $unit_name (see: systemctl --user status $unit_name)"
     say "installed and started the user service $unit_dir/$unit_name"
@@ -205,9 +247,9 @@ uninstall_service() {
     if has_user_systemd; then
         systemctl --user disable --now "$unit_name" >/dev/null 2>&1 || true
     fi
-    rm -f "$unit_dir/$unit_name"
+    rm -f "$unit_dir/$unit_name" 2>/dev/null || die "cannot remove $unit_dir/$unit_name"
     if has_user_systemd; then
-        systemctl --user daemon-reload
+        systemctl --user daemon-reload >/dev/null 2>&1 || true
     fi
     say "removed the user service $unit_dir/$unit_name"
 }
@@ -281,7 +323,7 @@ uninstall_plugin() {
     for module in "$here"/lua/lib/deconvolve/*.lua; do
         rm -f "$dt_config/lua/lib/deconvolve/${module##*/}"
     done
-    rmdir "$dt_config/lua/lib/deconvolve" 2>/dev/null || true
+    rmdir "$dt_config/lua/lib/deconvolve" "$dt_config/lua/lib" "$dt_config/lua/contrib" 2>/dev/null || true
     drop_lines "$dt_config/luarc" "$(lua_require contrib/deconvolve)"
     drop_lines "$dt_config/darktablerc" "^lua/script_manager/contrib/deconvolve="
     [ -n "$removed" ] && say "removed the darktable plug-in from $dt_config/lua"
@@ -291,8 +333,9 @@ uninstall_plugin() {
 uninstall_user() {
     # The command's link and the virtual environment, if this installer made them; the worker
     # that runs from it stops first.
-    if [ -L "$command_link" ] && [ "$(readlink "$command_link")" = "$venv/bin/dt-deconvolve" ]; then
-        rm -f "$command_link"
+    if [ -L "$command_link" ] \
+        && [ "$(readlink -m "$command_link")" = "$(readlink -m "$venv/bin/dt-deconvolve")" ]; then
+        rm -f "$command_link" 2>/dev/null || die "cannot remove $command_link"
         say "removed $command_link"
     elif [ -e "$command_link" ] || [ -L "$command_link" ]; then
         say "left $command_link: it is not the link this installer makes"
@@ -305,7 +348,12 @@ uninstall_user() {
             timeout 20 sh -c 'while "$1" ping >/dev/null 2>&1; do sleep 0.5; done' sh \
                 "$venv/bin/dt-deconvolve" || true
         fi
-        rm -rf "$venv"
+        # The marker goes last, so that a removal cut short is finished by the next one.
+        { : >>"$venv/$venv_marker"; } 2>/dev/null || true
+        find "$venv" -mindepth 1 -maxdepth 1 ! -name "$venv_marker" -exec rm -rf {} + 2>/dev/null \
+            || die "cannot remove all of $venv (fix its permissions, then run --uninstall again)"
+        rm -f "$venv/$venv_marker"
+        rmdir "$venv" 2>/dev/null || die "cannot remove $venv"
         rmdir "$home_dir" 2>/dev/null || true
         say "removed $venv"
     elif [ -e "$venv" ]; then
@@ -317,6 +365,13 @@ uninstall() {
     uninstall_service
     uninstall_user
     uninstall_plugin
+    local kept folder
+    kept=()
+    for folder in "$(xdg "${XDG_CACHE_HOME:-}" "$HOME/.cache")/dt-deconvolve" \
+        "$(xdg "${XDG_STATE_HOME:-}" "$HOME/.local/state")/dt-deconvolve"; do
+        [ -e "$folder" ] && kept+=("$folder")
+    done
+    [ ${#kept[@]} -eq 0 ] || say "left your results cache and logs (${kept[*]}): remove them if you no longer want them"
 }
 
 config_folder() {
@@ -324,7 +379,12 @@ config_folder() {
     if [ -z "$1" ] || [ "${1#-}" != "$1" ]; then
         die "--darktable-config needs a folder"
     fi
-    dt_config=$1
+    # shellcheck disable=SC2088 # (a ~ the shell left as it is, after `=`)
+    case $1 in
+        "~/"*) dt_config=$HOME/${1#"~/"} ;;
+        /*) dt_config=$1 ;;
+        *) dt_config=$PWD/$1 ;;
+    esac
 }
 
 action=""
@@ -338,6 +398,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+case "$action" in
+    ""|--service) check_folders ;;
+esac
 case "$action" in
     "") install_user; install_service; install_plugin ;;
     --test) install_test ;;

@@ -37,6 +37,7 @@ from worker.atomic import copy_atomically, copy_into
 from worker.errors import InputError, NotCached
 from worker.numbers import is_whole
 from worker.paths import CACHE_KEY, CACHE_KEY_TEXT, is_cache_key
+from worker.processes import process_alive
 from worker.regular import open_regular
 
 RECORD, RESULT, PSF, PSF_PNG = "record.json", "result.tif", "psf.npy", "psf.png"
@@ -120,29 +121,6 @@ def _fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process `pid` runs, another user's too (asked with signal 0, which is not sent).
-
-    Parameters
-    ----------
-    pid : int
-        The process id; one no process can have (too large) counts as running, so that what it
-        names is kept.
-
-    Returns
-    -------
-    bool
-        False only when no such process exists.
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):  # another user's; no pid at all
-        pass
-    return True
 
 
 class ResultCache:

@@ -18,8 +18,8 @@ import pytest
 import tifffile
 
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
+from worker.processes import process_start
 from worker.service.client import Client
-from worker.service.transport import process_start
 
 ROOT = Path(__file__).resolve().parent.parent
 FINAL = ("done", "failed", "cancelled")

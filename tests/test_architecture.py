@@ -24,6 +24,7 @@ LEAVES = (
     "worker.signals",
     "worker.parallel",
     "worker.numbers",
+    "worker.processes",
 )
 
 # layer: the project modules it may import (prefixes), besides its own layer

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.permissions import obey_permissions
 from tests.service_support import private_env, process_lives, short_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,6 +188,100 @@ def test_a_file_of_the_user_at_the_command_s_place_stops_the_install_first(tmp_p
         assert not (tmp_path / "app").exists()  # refused before any work
         assert not config(tmp_path).exists()
     assert (tmp_path / "file" / "dt-deconvolve").read_text() == "mine"
+
+
+def test_a_folder_of_the_user_at_the_environment_s_place_is_never_taken(tmp_path: Path) -> None:
+    """A folder the installer did not make at DT_DECONVOLVE_HOME/venv (a project's `venv`, or a
+    virtual environment whose Python is gone) is refused before any work: it was taken over,
+    and `--uninstall` then removed it with the user's files."""
+    notes = tmp_path / "app" / "venv" / "notes.txt"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("mine")
+    result = install(tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"install.sh: error: {notes.parent} is already there and this installer did not make "
+        "it: set DT_DECONVOLVE_HOME to another folder\n"
+    )
+    assert install(tmp_path, "--uninstall").returncode == 0
+    assert notes.read_text() == "mine"
+
+
+@pytest.mark.parametrize("name", ["DT_DECONVOLVE_HOME", "DT_DECONVOLVE_BIN"])
+def test_a_relative_folder_is_refused_and_a_relative_xdg_folder_ignored(
+    tmp_path: Path, name: str
+) -> None:
+    """The installer's folders are absolute, or the command's link pointed nowhere from another
+    folder; a relative XDG_CONFIG_HOME is ignored, as the XDG specification and the engine
+    say, and a `~/` that the shell left after `--darktable-config=` is the home folder."""
+    relative = subprocess.run(
+        ["bash", str(ROOT / "install.sh")], env=environment(tmp_path, **{name: "rel"}),
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert relative.returncode == 1
+    assert relative.stderr == f"install.sh: error: {name} must be an absolute path, not 'rel'\n"
+    assert not (tmp_path / "rel").exists()
+    for option in (["--plugin"], ["--plugin", "--darktable-config=~/.config/darktable"]):
+        plugin = subprocess.run(
+            ["bash", str(ROOT / "install.sh"), *option],
+            env=environment(tmp_path, XDG_CONFIG_HOME="cfg"), cwd=tmp_path,
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert plugin.returncode == 0, plugin.stderr
+        assert (config(tmp_path) / "lua" / "contrib" / "deconvolve.lua").is_file()
+        assert not (tmp_path / "cfg").exists() and not (tmp_path / "~").exists()
+
+
+def test_a_line_break_in_the_environment_s_folder_is_refused(tmp_path: Path) -> None:
+    """A program cannot run from a folder whose name holds a line break (its scripts' first
+    line is cut there): refused before any work, where it was installed broken."""
+    env = environment(tmp_path, DT_DECONVOLVE_HOME=str(tmp_path / "app\nx"))
+    result = install(tmp_path, env=env)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "install.sh: error: cannot install into a folder whose name holds a line break or "
+        "another control character\n"
+    )
+    assert not (tmp_path / "app\nx").exists()
+
+
+def test_uninstall_through_another_path_to_the_home_removes_its_link(tmp_path: Path) -> None:
+    """Installed through a link to the home folder (or the other way round), the command's link
+    is still the installer's: it was left, pointing at the environment just removed."""
+    installed_venv(tmp_path)
+    alias = tmp_path.parent / f"{tmp_path.name}-alias"
+    alias.symlink_to(tmp_path)
+    result = install(tmp_path, "--uninstall", env=environment(alias))
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "bin" / "dt-deconvolve").is_symlink()
+    assert not (tmp_path / "app" / "venv").exists()
+
+
+def test_an_uninstall_cut_short_says_so_and_the_next_one_finishes(tmp_path: Path) -> None:
+    """A file that cannot be removed stops `--uninstall` with one line; once it can be, the next
+    run removes the rest (the marker goes last). Until engine 0.3.55 rm's own lines came out
+    and the half-removed environment no longer counted as the installer's."""
+    venv = installed_venv(tmp_path)
+    stuck = venv / "lib" / "stuck"
+    stuck.mkdir(parents=True)
+    (stuck / "file").touch()
+    stuck.chmod(0o555)
+    try:
+        cut = subprocess.run(
+            ["bash", str(ROOT / "install.sh"), "--uninstall"], env=environment(tmp_path),
+            capture_output=True, text=True, timeout=120, preexec_fn=obey_permissions,
+        )  # fmt: skip
+    finally:
+        stuck.chmod(0o755)
+    assert cut.returncode == 1
+    assert cut.stderr == (
+        f"install.sh: error: cannot remove all of {venv} (fix its permissions, then run "
+        "--uninstall again)\n"
+    )
+    finished = install(tmp_path, "--uninstall")
+    assert finished.returncode == 0, finished.stderr
+    assert f"removed {venv}" in finished.stdout
+    assert not venv.exists()
 
 
 def test_a_missing_python_is_named(tmp_path: Path) -> None:

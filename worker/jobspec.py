@@ -480,9 +480,9 @@ class JobSpec:
         """Raise `InputError` when the job cannot be run as described (`UsageError` for options
         that do not go together)."""
         if self.psf is None and self.blur is None:
-            raise ProtocolError(
-                "say how to find the blur: a kernel file (--psf PSF.npy) or the size of the blur "
-                "to estimate (--blur K, or --blur auto)"
+            raise ProtocolError(  # (the command line always says one: a client that did not)
+                "say how to find the blur: a kernel file ('psf') or the size of the blur to "
+                "estimate ('blur': K, or auto)"
             )
         if self.settings.varying and (self.psf is not None or self.blur == AUTO):
             raise UsageError(

@@ -1,4 +1,4 @@
-"""Where dt-deconvolve keeps its per-user files (XDG base directories)."""
+"""Where dt-deconvolve keeps its per-user files (XDG base directories), each named here once."""
 
 import errno
 import os
@@ -56,6 +56,28 @@ def wisdom_file() -> Path:
     return cache_dir() / "fftw-wisdom"
 
 
+def results_dir() -> Path:
+    """The result cache's folder unless `--cache-dir` names another.
+
+    Returns
+    -------
+    Path
+        ``results/`` in `cache_dir`; not made.
+    """
+    return cache_dir() / "results"
+
+
+def curve_dir() -> Path:
+    """Where CURVE keys are kept unless `--curve-dir` names another folder.
+
+    Returns
+    -------
+    Path
+        ``curve/`` in `cache_dir`; not made.
+    """
+    return cache_dir() / "curve"
+
+
 def state_dir() -> Path:
     """Logs and other state worth keeping across restarts.
 
@@ -88,6 +110,28 @@ def made_state_dir() -> Path:
     if info.st_uid == os.getuid() and info.st_mode & 0o077:
         folder.chmod(0o700)
     return folder
+
+
+def worker_log_file() -> Path:
+    """The worker's log (`worker.service.log`).
+
+    Returns
+    -------
+    Path
+        ``worker.log`` in `state_dir` (its older copies beside it, ``worker.log.1`` ...).
+    """
+    return state_dir() / "worker.log"
+
+
+def start_log_file() -> Path:
+    """Where a worker started by a client writes its own output, which tells why a start failed.
+
+    Returns
+    -------
+    Path
+        ``worker-start.log`` in `state_dir`.
+    """
+    return state_dir() / "worker-start.log"
 
 
 def runtime_dir() -> Path:

@@ -10,7 +10,7 @@ from service_support import write_picture
 
 from worker.jobspec import JobSpec
 from worker.service.executor import run_job
-from worker.service.jobs import Executor
+from worker.service.executor_process import Executor
 from worker.stages import Stage
 
 

@@ -18,9 +18,9 @@ from service_support import write_picture, write_psf
 
 from cache.store import RESULT, CacheLimits
 from worker.errors import InputError, ProtocolError
+from worker.processes import process_ended, process_start
 from worker.service import protocol
 from worker.service.server import Server, WorkerConfig
-from worker.service.transport import process_ended, process_start
 
 KEY = "5a" * 16
 
@@ -99,7 +99,7 @@ def test_a_copy_whose_command_has_gone_is_not_left(server, tmp_path):
 
 ENDED_WITHOUT_FILES = """
 import os, resource, sys
-from worker.service.transport import process_ended, process_start
+from worker.processes import process_ended, process_start
 pid, started = int(sys.argv[1]), int(sys.argv[2])
 used = len(os.listdir("/proc/self/fd")) - 1  # (less the listing's own)
 resource.setrlimit(resource.RLIMIT_NOFILE, (used, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))

@@ -14,13 +14,14 @@ import shutil
 import stat
 from pathlib import Path
 
-from cache.store import PSF_PNG, RESULT, ResultCache, megabytes, process_alive
+from cache.store import PSF_PNG, RESULT, ResultCache, megabytes
 from worker.cli.endpoint import add_cache_dir_option, cache_dir_of, folder_argument
 from worker.cli.exit_status import ExitStatus
 from worker.cli.lines import blur_line, path_field
 from worker.cli.options import add_output_options
 from worker.errors import UsageError
 from worker.jobspec import check_tiff_name
+from worker.processes import process_alive
 
 # What the plug-in of a darktable that did not end (killed, crashed) leaves in darktable's
 # temporary folder: its private folder, named with that darktable's process id and mktemp's

@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from worker.errors import InputError
-from worker.paths import cache_dir
+from worker.paths import results_dir
 from worker.service.client import Client
 from worker.service.transport import check_endpoint, default_endpoint
 
@@ -12,17 +12,6 @@ from worker.service.transport import check_endpoint, default_endpoint
 # cancel on a command's way out): a worker on a busy machine may be slow, and a socket file
 # left by a killed one (or a tcp port without one) costs this
 ANSWER_TIMEOUT = 3.0
-
-
-def default_cache_dir() -> Path:
-    """The result cache's folder unless `--cache-dir` names another.
-
-    Returns
-    -------
-    Path
-        `results/` in the cache folder (`worker.paths.cache_dir`).
-    """
-    return cache_dir() / "results"
 
 
 def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
@@ -143,7 +132,7 @@ def client_of(args: argparse.Namespace) -> Client:
     ----------
     args : argparse.Namespace
         The parsed command line, with the options of `add_endpoint_options` (`--curve-dir`
-        unset: `default_curve_dir`).
+        unset: `paths.curve_dir`).
 
     Returns
     -------
@@ -169,6 +158,6 @@ def cache_dir_of(args: argparse.Namespace) -> Path:
     Returns
     -------
     Path
-        `--cache-dir`, or `default_cache_dir`, made absolute (links not resolved).
+        `--cache-dir`, or `paths.results_dir`, made absolute (links not resolved).
     """
-    return (args.cache_dir or default_cache_dir()).absolute()
+    return (args.cache_dir or results_dir()).absolute()

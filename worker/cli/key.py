@@ -6,8 +6,7 @@ from pathlib import Path
 from cache.key import cache_key, file_digest
 from worker import __version__
 from worker.cli.exit_status import ExitStatus
-from worker.cli.options import whole_number
-from worker.cli.submit import add_job_options, job_spec
+from worker.cli.options import add_job_options, job_spec, whole_number
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

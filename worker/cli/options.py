@@ -1,9 +1,10 @@
-"""The engine's options, shared by every command that deblurs (`deblur`, `run`, `submit`, `key`),
-and the output's, shared by every command that writes a picture (and `cache lookup`, `cache
-kernel`).
+"""The options that several commands share, defined once: the engine's (every command that
+deblurs: `deblur`, `run`, `submit`, `key`), the output's (every command that writes a picture,
+and `cache lookup`, `cache kernel`), the blur's estimate (`--blur`, `--window`: `psf`, `run`,
+`submit`, `key`), and the job they describe together (`submit`, `key`).
 
-One function adds the engine's to a parser, one turns the parsed arguments into
-`DeblurSettings`, so the options read the same everywhere. Ranges are checked by
+One function adds each group to a parser, one turns the parsed arguments into `DeblurSettings`
+(or a `JobSpec`), so the options read the same everywhere. Ranges are checked by
 `DeblurSettings.validate`, as the options are read: a value out of range is wrong usage (exit
 status 2), like an option that is not one.
 """
@@ -13,8 +14,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from worker.deconv.settings import DeblurSettings
-from worker.errors import InputError
+from worker.deconv.settings import AUTO, AUTO_BLUR, DeblurSettings, blur_from_text
+from worker.errors import InputError, UsageError
+from worker.jobspec import WINDOW_PATTERN, JobSpec
 
 DEFAULTS = DeblurSettings()
 
@@ -217,3 +219,163 @@ def settings_from_args(args: argparse.Namespace) -> DeblurSettings:
         local=args.local,
         varying=args.varying,
     )
+
+
+def blur_size(text: str) -> int | str:
+    """The --blur argument, checked (`blur_from_text`).
+
+    Parameters
+    ----------
+    text : str
+        The argument as given.
+
+    Returns
+    -------
+    int or str
+        An odd number of pixels from `MIN_BLUR` to `MAX_BLUR`, or `AUTO` for "auto" (case
+        and spaces around it aside).
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        Anything else.
+    """
+    try:
+        size = blur_from_text(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+    return AUTO if size is None else size
+
+
+def window_argument(text: str) -> str:
+    """The --window argument, as every command takes it (`psf`, `run`, `submit`, `key`).
+
+    Parameters
+    ----------
+    text : str
+        The argument as given: "auto", "centre" (or "center") or "X,Y,W,H" in pixels
+        (`jobspec.WINDOW_PATTERN`), case and spaces around it aside.
+
+    Returns
+    -------
+    str
+        `text` stripped, in lower case, "center" spelled "centre". A rectangle's numbers are
+        checked against the picture later (`window_from_text`, the engine).
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        `text` is none of these.
+    """
+    window = text.strip().lower().replace("center", "centre")
+    if not WINDOW_PATTERN.fullmatch(window):
+        raise argparse.ArgumentTypeError(
+            f"the window must be auto, centre or X,Y,WIDTH,HEIGHT in pixels, not {text!r}"
+        )
+    return window
+
+
+def add_window_option(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """Add `--window`: where to learn the blur (`window_argument`).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser.
+    default : str or None
+        The value when `--window` is not given: "auto" (`psf`, `run`), or None (`submit`,
+        `key`: the job's own default, which is "auto" too).
+    """
+    parser.add_argument(
+        "--window",
+        type=window_argument,
+        default=default,
+        metavar="X,Y,W,H|auto|centre",
+        help="where to learn the blur: a rectangle in pixels, 'centre', or 'auto' (default: "
+        "the part with the strongest, most varied edges)",
+    )
+
+
+def add_estimation_options(parser: argparse.ArgumentParser) -> None:
+    """Add --blur (required) and --window (default "auto"), shared by `psf` and `run`.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser.
+    """
+    parser.add_argument(
+        "--blur",
+        type=blur_size,
+        required=True,
+        metavar="K|auto",
+        help="the blur's size in pixels (odd: its longest streak or widest halo; a kernel cut "
+        "off there is learnt again 2 px larger on each side), or 'auto' (the tool finds the "
+        f"blur's extent itself, up to {AUTO_BLUR} px); the kernel is checked on a second part "
+        "of the picture, and a milder one, or none, is used when it does not hold",
+    )
+    add_window_option(parser, "auto")
+
+
+def add_job_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options that say how to deblur (shared with `key`, which hashes them).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser: it gets the engine's options (`add_engine_options`), `--blur`
+        (default None: `AUTO` unless `--psf` is given, `job_spec`), `--window` (default None)
+        and `--psf`.
+    """
+    add_engine_options(parser)
+    parser.add_argument(
+        "--blur",
+        type=blur_size,
+        metavar="K|auto",
+        help="estimate the blur first, at most K x K (odd), or 'auto', the default; not with --psf",
+    )
+    add_window_option(parser, None)
+    parser.add_argument("--psf", type=Path, metavar="PSF", help="use this kernel (.npy) instead")
+
+
+def job_spec(args: argparse.Namespace, output: str) -> JobSpec:
+    """The job that the options of `add_job_options` (and `--key`, if any) describe.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: `input`, the options of `add_job_options`, and `key` where
+        the command has it. The input and the kernel are made absolute (links not resolved);
+        without `--psf` or `--blur`, the blur is estimated at `AUTO`.
+    output : str
+        The job's output, as the spec holds it: an absolute path (`submit`), or "" (`key`,
+        whose key does not depend on it).
+
+    Returns
+    -------
+    JobSpec
+        The job, checked (`JobSpec.validate`); its files are not looked at.
+
+    Raises
+    ------
+    InputError
+        When the options do not make a job that can run (`JobSpec.validate`: settings out of
+        range or that do not go together; `UsageError` for `--psf` with `--blur`).
+    """
+    if args.psf and args.blur is not None:
+        raise UsageError(
+            "--psf and --blur do not go together: the kernel file says what the blur is, --blur "
+            "asks for it to be estimated"
+        )
+    spec = JobSpec(
+        input=str(args.input.absolute()),
+        output=output,
+        key=getattr(args, "key", None),
+        psf=str(args.psf.absolute()) if args.psf else None,
+        blur=None if args.psf else AUTO if args.blur is None else args.blur,
+        window=args.window,
+        settings=settings_from_args(args),
+        replace=not getattr(args, "no_clobber", False),
+    )
+    spec.validate()
+    return spec

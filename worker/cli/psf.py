@@ -6,106 +6,10 @@ from pathlib import Path
 
 from worker.atomic import check_target
 from worker.cli.exit_status import ExitStatus
+from worker.cli.options import add_estimation_options
 from worker.cli.streams import report_on
-from worker.deconv.settings import AUTO, AUTO_BLUR, blur_from_text
-from worker.errors import InputError, one_line
-from worker.jobspec import WINDOW_PATTERN
-
-
-def blur_size(text: str) -> int | str:
-    """The --blur argument, checked (`blur_from_text`).
-
-    Parameters
-    ----------
-    text : str
-        The argument as given.
-
-    Returns
-    -------
-    int or str
-        An odd number of pixels from `MIN_BLUR` to `MAX_BLUR`, or `AUTO` for "auto" (case
-        and spaces around it aside).
-
-    Raises
-    ------
-    argparse.ArgumentTypeError
-        Anything else.
-    """
-    try:
-        size = blur_from_text(text)
-    except InputError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
-    return AUTO if size is None else size
-
-
-def window_argument(text: str) -> str:
-    """The --window argument, as every command takes it (`psf`, `run`, `submit`, `key`).
-
-    Parameters
-    ----------
-    text : str
-        The argument as given: "auto", "centre" (or "center") or "X,Y,W,H" in pixels
-        (`jobspec.WINDOW_PATTERN`), case and spaces around it aside.
-
-    Returns
-    -------
-    str
-        `text` stripped, in lower case, "center" spelled "centre". A rectangle's numbers are
-        checked against the picture later (`window_from_text`, the engine).
-
-    Raises
-    ------
-    argparse.ArgumentTypeError
-        `text` is none of these.
-    """
-    window = text.strip().lower().replace("center", "centre")
-    if not WINDOW_PATTERN.fullmatch(window):
-        raise argparse.ArgumentTypeError(
-            f"the window must be auto, centre or X,Y,WIDTH,HEIGHT in pixels, not {text!r}"
-        )
-    return window
-
-
-def add_window_option(parser: argparse.ArgumentParser, default: str | None) -> None:
-    """Add `--window`: where to learn the blur (`window_argument`).
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        The command's parser.
-    default : str or None
-        The value when `--window` is not given: "auto" (`psf`, `run`), or None (`submit`,
-        `key`: the job's own default, which is "auto" too).
-    """
-    parser.add_argument(
-        "--window",
-        type=window_argument,
-        default=default,
-        metavar="X,Y,W,H|auto|centre",
-        help="where to learn the blur: a rectangle in pixels, 'centre', or 'auto' (default: "
-        "the part with the strongest, most varied edges)",
-    )
-
-
-def add_estimation_options(parser: argparse.ArgumentParser) -> None:
-    """Add --blur (required) and --window (default "auto"), shared by `psf` and `run`.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        The command's parser.
-    """
-    parser.add_argument(
-        "--blur",
-        type=blur_size,
-        required=True,
-        metavar="K|auto",
-        help="the blur's size in pixels (odd: its longest streak or widest halo; a kernel cut "
-        "off there is learnt again 2 px larger on each side), or 'auto' (the tool finds the "
-        f"blur's extent itself, up to {AUTO_BLUR} px); the kernel is checked on a second part "
-        "of the picture, and a milder one, or none, is used when it does not hold",
-    )
-    add_window_option(parser, "auto")
+from worker.deconv.settings import AUTO
+from worker.errors import one_line
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -3,11 +3,15 @@
 import argparse
 from pathlib import Path
 
-from worker.cli.deblur import print_report
 from worker.cli.exit_status import ExitStatus
-from worker.cli.options import add_engine_options, add_output_options, settings_from_args
+from worker.cli.options import (
+    add_engine_options,
+    add_estimation_options,
+    add_output_options,
+    settings_from_args,
+)
 from worker.cli.progress import progress_bar
-from worker.cli.psf import add_estimation_options
+from worker.cli.report import print_report
 from worker.jobspec import JobSpec
 
 

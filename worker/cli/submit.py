@@ -34,81 +34,14 @@ from worker.cli.endpoint import (
 )
 from worker.cli.exit_status import ExitStatus
 from worker.cli.lines import blur_line, path_field
-from worker.cli.options import add_engine_options, add_output_options, settings_from_args
-from worker.cli.psf import add_window_option, blur_size
+from worker.cli.options import add_job_options, add_output_options, job_spec
 from worker.cli.streams import reader_left, warn
-from worker.deconv.settings import AUTO
-from worker.errors import InputError, NameTaken, RemoteError, UsageError
-from worker.jobspec import JobSpec
+from worker.errors import InputError, NameTaken, RemoteError
+from worker.processes import process_start
 from worker.service import protocol
 from worker.service.client import ensure_worker, next_worker
-from worker.service.transport import process_start
 from worker.signals import held
 from worker.stages import Stage
-
-
-def add_job_options(parser: argparse.ArgumentParser) -> None:
-    """Add the options that say how to deblur (shared with `key`, which hashes them).
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        The command's parser: it gets the engine's options (`add_engine_options`), `--blur`
-        (default None: `AUTO` unless `--psf` is given, `job_spec`), `--window` (default None)
-        and `--psf`.
-    """
-    add_engine_options(parser)
-    parser.add_argument(
-        "--blur",
-        type=blur_size,
-        metavar="K|auto",
-        help="estimate the blur first, at most K x K (odd), or 'auto', the default; not with --psf",
-    )
-    add_window_option(parser, None)
-    parser.add_argument("--psf", type=Path, metavar="PSF", help="use this kernel (.npy) instead")
-
-
-def job_spec(args: argparse.Namespace, output: str) -> JobSpec:
-    """The job that the options of `add_job_options` (and `--key`, if any) describe.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed command line: `input`, the options of `add_job_options`, and `key` where
-        the command has it. The input and the kernel are made absolute (links not resolved);
-        without `--psf` or `--blur`, the blur is estimated at `AUTO`.
-    output : str
-        The job's output, as the spec holds it: an absolute path (`submit`), or "" (`key`,
-        whose key does not depend on it).
-
-    Returns
-    -------
-    JobSpec
-        The job, checked (`JobSpec.validate`); its files are not looked at.
-
-    Raises
-    ------
-    InputError
-        When the options do not make a job that can run (`JobSpec.validate`: settings out of
-        range or that do not go together; `UsageError` for `--psf` with `--blur`).
-    """
-    if args.psf and args.blur is not None:
-        raise UsageError(
-            "--psf and --blur do not go together: the kernel file says what the blur is, --blur "
-            "asks for it to be estimated"
-        )
-    spec = JobSpec(
-        input=str(args.input.absolute()),
-        output=output,
-        key=getattr(args, "key", None),
-        psf=str(args.psf.absolute()) if args.psf else None,
-        blur=None if args.psf else AUTO if args.blur is None else args.blur,
-        window=args.window,
-        settings=settings_from_args(args),
-        replace=not getattr(args, "no_clobber", False),
-    )
-    spec.validate()
-    return spec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -6,6 +6,7 @@ import re
 from decimal import Decimal
 
 from cache.store import CacheLimits
+from worker import paths
 from worker.cli.endpoint import (
     add_cache_dir_option,
     add_endpoint_options,
@@ -15,8 +16,9 @@ from worker.cli.endpoint import (
 )
 from worker.cli.exit_status import ExitStatus
 from worker.cli.options import positive
-from worker.service.server import MAX_JOBS, MAX_QUEUED, Server, WorkerConfig, open_log
-from worker.service.transport import default_curve_dir, generate_keys
+from worker.service.log import open_log
+from worker.service.server import MAX_JOBS, MAX_QUEUED, Server, WorkerConfig
+from worker.service.transport import generate_keys
 
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([KMGT])(?:i?B)?|B)?\s*", re.IGNORECASE)
@@ -213,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     InputError
         The worker cannot listen at the endpoint (malformed, or taken).
     """
-    curve_dir = args.curve_dir or default_curve_dir()
+    curve_dir = args.curve_dir or paths.curve_dir()
     if args.generate_keys:
         for path in generate_keys(curve_dir):
             print(f"made {path}")

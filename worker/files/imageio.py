@@ -40,6 +40,7 @@ from worker.errors import InputError
 from worker.files.icc import LINEAR, SRGB, ToneCurve, tone_curves
 from worker.files.quantise import quantise
 from worker.parallel import cpu_count, in_threads
+from worker.paths import APP
 from worker.regular import open_regular
 from worker.resize import zoom_to
 
@@ -239,7 +240,7 @@ def write_picture(
             rowsperstrip=ROWS_PER_STRIP,
             maxworkers=cpu_count(),
             metadata=None,
-            software="dt-deconvolve",
+            software=APP,
             resolution=resolution,
             resolutionunit=unit,
         )

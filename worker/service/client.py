@@ -18,14 +18,14 @@ import zmq
 
 from worker import __version__
 from worker.errors import InputError, RemoteError, WorkerUnavailable
-from worker.paths import made_state_dir, runtime_dir
+from worker.paths import curve_dir as default_curve_dir
+from worker.paths import made_state_dir, runtime_dir, start_log_file
+from worker.processes import process_start
 from worker.service import protocol
 from worker.service.transport import (
     check_endpoint,
-    default_curve_dir,
     ipc_path,
     is_loopback,
-    process_start,
     secure_client,
     tcp_host,
 )
@@ -53,7 +53,7 @@ class Client:
     timeout : float, optional
         Seconds a request waits for its reply unless it says otherwise.
     curve_dir : Path or None, optional
-        The CURVE folder, for a tcp endpoint (`secure_client`); None: `default_curve_dir`.
+        The CURVE folder, for a tcp endpoint (`secure_client`); None: `paths.curve_dir`.
 
     Raises
     ------
@@ -332,7 +332,8 @@ def start_log() -> IO[bytes]:
         not keep the worker from starting). The caller closes it.
     """
     try:
-        return open(made_state_dir() / "worker-start.log", "w+b")
+        made_state_dir()
+        return open(start_log_file(), "w+b")
     except OSError:
         return tempfile.TemporaryFile()
 

@@ -35,7 +35,8 @@ from worker.errors import Abandoned, NameTaken, NotCached, describe_error, is_in
 from worker.files.kernels import picture_path
 from worker.jobspec import JobSpec
 from worker.service.confine import check_inside
-from worker.service.jobs import Event, file_identity
+from worker.service.executor_process import Event
+from worker.service.jobs import file_identity
 from worker.stages import Stage
 
 if TYPE_CHECKING:

@@ -92,7 +92,7 @@ class Operation:
 
 def _watcher(name: str, value: Any) -> tuple[int, int]:
     """The process that follows a job to its end (`submit --wait`): `{"pid": P, "started": S}`,
-    its pid and its start as `transport.process_start` reads it on the machine they share."""
+    its pid and its start as `processes.process_start` reads it on the machine they share."""
     value = _object(name, value)
     if set(value) != set(WATCHER_FIELDS):
         raise ProtocolError(f"field '{name}' must hold {' and '.join(WATCHER_FIELDS)}, only")

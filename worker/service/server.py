@@ -14,8 +14,6 @@ down, and every request up to `MAX_TRANSPORT_BYTES`, however malformed, gets a r
 """
 
 import contextlib
-import logging
-import logging.handlers
 import math
 import os
 import shutil
@@ -32,7 +30,7 @@ from typing import Any
 
 import zmq
 
-from cache.store import PSF, CacheLimits, ResultCache, process_alive
+from cache.store import PSF, CacheLimits, ResultCache
 from worker import __version__
 from worker.atomic import copy_atomically, put_back, set_aside, temporaries
 from worker.errors import (
@@ -42,21 +40,21 @@ from worker.errors import (
     ProtocolError,
     describe_error,
     describe_os_error,
-    one_line,
 )
 from worker.jobspec import JobSpec, check_tiff_name
-from worker.paths import made_state_dir, runtime_dir, state_dir
+from worker.paths import runtime_dir
+from worker.processes import process_alive, process_ended, process_start
 from worker.service import protocol
 from worker.service.background import Background
 from worker.service.confine import check_inside
+from worker.service.executor_process import Event, Executor
 from worker.service.ipc_socket import SocketFile, endpoint_lock
-from worker.service.jobs import Event, Executor, Job, JobTable, file_identity
+from worker.service.jobs import Job, JobTable, file_identity
+from worker.service.log import log
 from worker.service.transport import (
     check_endpoint,
     ipc_path,
     private_files,
-    process_ended,
-    process_start,
     secure_server,
     use_ipv6,
 )
@@ -76,8 +74,6 @@ SOCKET_CHECK = 2.0  # seconds between checks that the ipc socket file is still t
 WATCH_CHECK = 0.25  # seconds between checks that the clients following jobs still run
 MAX_HELD = 1000  # `status` replies that may be held for their jobs' ends at once; more answer now
 SCRATCH_ROOM = 16 << 20  # free bytes a scratch folder needs: the largest kernel and its picture
-
-log = logging.getLogger("dt-deconvolve.worker")
 
 
 @dataclass(frozen=True)
@@ -113,62 +109,6 @@ class Held:
 
 
 Handler = Callable[[protocol.Request], dict[str, Any] | Deferred | Held]
-
-
-class OneLineFormatter(logging.Formatter):
-    """Each record's own text on one line (`errors.one_line`), so that a client's path holding a
-    line break cannot forge a line of the log (a fake "ERROR ... Traceback" after a job's
-    input); a traceback the record carries keeps its lines, after it."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        """The record's line, its text (`record.message`, set by `format`) made one line.
-
-        Parameters
-        ----------
-        record : logging.LogRecord
-            The record being formatted.
-
-        Returns
-        -------
-        str
-            The line as the format string lays it out.
-        """
-        record.message = one_line(record.message)
-        return super().formatMessage(record)
-
-
-def open_log(verbose: bool) -> None:
-    """Log to a rotating file in the state folder (and to stderr with `verbose`). A log file
-    that cannot be opened (a read-only state folder, a folder or a broken link in its place)
-    does not keep the worker from starting: it logs to stderr, saying why.
-
-    The file is ``worker.log`` in `state_dir`, up to 1 MiB, with three older ones beside it
-    (``worker.log.1`` ...); a name that is not UTF-8 is written escaped.
-
-    Parameters
-    ----------
-    verbose : bool
-        Log to stderr too, and log every request and event (level DEBUG, else INFO).
-    """
-    path = state_dir() / "worker.log"
-    handlers: list[logging.Handler] = [logging.StreamHandler()] if verbose else []
-    try:
-        made_state_dir()
-        handlers.append(  # a name that is not UTF-8 logs escaped
-            logging.handlers.RotatingFileHandler(
-                path, maxBytes=1 << 20, backupCount=3, encoding="utf-8", errors="backslashreplace"
-            )
-        )
-        problem = None
-    except OSError as error:
-        problem = describe_os_error(error)
-        handlers[:] = [logging.StreamHandler()]
-    for handler in handlers:
-        handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if problem is not None:
-        log.warning("logging here, not to %s: %s", path, problem)
 
 
 def own_report(report: object) -> dict[str, Any] | None:
@@ -658,7 +598,7 @@ class Server:
             if job.note:
                 log.warning("job %s: %s", job.id, job.note)
         elif kind == Event.FAILED:
-            if event.get("detail"):  # a traceback: a record a line (`OneLineFormatter`)
+            if event.get("detail"):  # a traceback: a record a line (`log.OneLineFormatter`)
                 for line in str(event["detail"]).splitlines():
                     log.error("job %s failed: %s", job.id, line)
             job.taken = event.get("taken") is True

@@ -26,7 +26,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from worker.errors import InputError
-from worker.paths import cache_dir, runtime_dir
+from worker.paths import runtime_dir
 
 SOCKET_NAME = "worker.sock"
 IPC_PATH_LIMIT = 107  # bytes in a Unix socket address
@@ -48,17 +48,6 @@ def default_endpoint() -> str:
         When the runtime folder cannot be made private.
     """
     return f"ipc://{runtime_dir() / SOCKET_NAME}"
-
-
-def default_curve_dir() -> Path:
-    """Where CURVE keys are kept unless `--curve-dir` names another folder.
-
-    Returns
-    -------
-    Path
-        ``curve/`` in the cache folder (`worker.paths.cache_dir`); not made.
-    """
-    return cache_dir() / "curve"
 
 
 def ipc_path(endpoint: str) -> Path | None:
@@ -135,67 +124,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:  # a name, an interface or "*"
         return False
-
-
-def process_start(pid: int | str) -> int | None:
-    """When a process started, read from ``/proc/PID/stat``.
-
-    With its pid it names one process for good, as a pid alone does not: pids are reused, and a
-    worker reached through a container's port reports a pid of its own namespace, another
-    process's here.
-
-    Parameters
-    ----------
-    pid : int or str
-        The process's id in this process's pid namespace, or ``"self"``: this process,
-        whatever its pid namespace.
-
-    Returns
-    -------
-    int or None
-        Its start, in clock ticks since the machine's boot (the stat file's 22nd field). None
-        when no such process runs (a zombie waiting to be reaped does not) or ``/proc`` cannot
-        be read.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return _start_in(stat)
-
-
-def _start_in(stat: str) -> int | None:
-    """The start in a ``/proc/PID/stat`` file's text; None for a zombie."""
-    fields = stat.rsplit(")", 1)[1].split()  # after the name, which may hold anything
-    return None if fields[0] == "Z" else int(fields[19])
-
-
-def process_ended(pid: int, started: int) -> bool:
-    """Whether a process has ended for sure.
-
-    Unlike `process_start`, a ``/proc`` that cannot be read at this moment (no file descriptor
-    left, no memory) says nothing: the process counts as running.
-
-    Parameters
-    ----------
-    pid : int
-        The process's id in this process's pid namespace.
-    started : int
-        Its start (`process_start`), which tells it from a later process given its pid.
-
-    Returns
-    -------
-    bool
-        True when no process has that pid, when the process is a zombie, or when it is another
-        process (another start).
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    except OSError:
-        return False
-    return _start_in(stat) != started
 
 
 def check_endpoint(endpoint: str, curve: bool = False) -> None:
@@ -329,7 +257,7 @@ def server_curve(folder: Path) -> tuple[bytes, bytes] | None:
     Parameters
     ----------
     folder : Path
-        The CURVE folder (`default_curve_dir`, or `--curve-dir`).
+        The CURVE folder (`paths.curve_dir`, or `--curve-dir`).
 
     Returns
     -------
