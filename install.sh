@@ -371,7 +371,7 @@ uninstall() {
         "$(xdg "${XDG_STATE_HOME:-}" "$HOME/.local/state")/dt-deconvolve"; do
         [ -e "$folder" ] && kept+=("$folder")
     done
-    [ ${#kept[@]} -eq 0 ] || say "left your results cache and logs (${kept[*]}): remove them if you no longer want them"
+    [ ${#kept[@]} -eq 0 ] || say "left the cache and logs of dt-deconvolve (${kept[*]}): remove them if you no longer want them"
 }
 
 config_folder() {

@@ -11,7 +11,7 @@ Kernels here are in the benchmark's orientation: ``y = correlate(x, f)``.
 import numpy as np
 from scipy import fft
 
-from worker.deconv.psf import (
+from worker.deconv.periodic import (
     centred_kernel_spectrum,
     fast_shape,
     forward_gradients,

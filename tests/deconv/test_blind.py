@@ -34,6 +34,7 @@ from worker.deconv.blind import (
     softness,
 )
 from worker.deconv.blur_size import learning_windows
+from worker.deconv.luminance import luminance
 from worker.deconv.parametric import (
     disc_kernel,
     frequency_floor,
@@ -41,7 +42,6 @@ from worker.deconv.parametric import (
     kernel_extent,
     kernel_spread,
 )
-from worker.deconv.psf import luminance
 from worker.deconv.psf_tools import centre_subpixel
 from worker.deconv.synthetic import camera_shake_kernel
 from worker.deconv.varying import deblur_varying

@@ -19,8 +19,9 @@ from worker.deconv.blur_size import (
     learning_windows,
     second_kernel,
 )
+from worker.deconv.luminance import luminance
 from worker.deconv.parametric import border_mass, disc_kernel, gaussian_kernel, kernel_extent
-from worker.deconv.psf import estimate_psf, luminance
+from worker.deconv.psf import estimate_psf
 from worker.deconv.psf_tools import centre_subpixel
 from worker.deconv.settings import AUTO_BLUR
 from worker.deconv.synthetic import camera_shake_kernel

@@ -7,8 +7,8 @@ import pytest
 
 from worker.deconv.blind import FREE_FORM, predicted
 from worker.deconv.holdout import HeldOutWindow
+from worker.deconv.luminance import luminance
 from worker.deconv.parametric import disc_kernel, gaussian_kernel
-from worker.deconv.psf import luminance
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from worker.deconv import DeblurSettings, deblur
 from worker.deconv.kernel_error import kernel_error_ratio
+from worker.deconv.luminance import luminance
 from worker.deconv.noise import (
     LAMBDA_POWER,
     NoiseModel,
@@ -12,7 +13,6 @@ from worker.deconv.noise import (
     kernel_smoothing,
     regularisation_weight,
 )
-from worker.deconv.psf import luminance
 from worker.deconv.psf_tools import centre_subpixel
 from worker.deconv.synthetic import blur_valid, camera_shake_kernel, dead_leaves, psnr
 

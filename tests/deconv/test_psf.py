@@ -5,16 +5,18 @@ import pytest
 from scipy import fft
 
 from benchmarks.error_ratio import error_ratio
-from worker.deconv.psf import (
+from worker.deconv.luminance import luminance
+from worker.deconv.periodic import (
     centred_kernel_spectrum,
-    estimate_kernel,
-    estimate_psf,
     fast_shape,
     forward_gradients,
     gradient_adjoint,
-    gradient_normal,
-    luminance,
     smooth_periodic_extension,
+)
+from worker.deconv.psf import (
+    estimate_kernel,
+    estimate_psf,
+    gradient_normal,
     strong_gradient_adjoint,
     unclipped,
 )

@@ -78,6 +78,7 @@ from worker.deconv.boundaries import detect_clip_level
 from worker.deconv.gcv import GcvWindow
 from worker.deconv.holdout import HeldOutWindow
 from worker.deconv.kernel_error import kernel_error_ratio
+from worker.deconv.luminance import luminance
 from worker.deconv.noise import kernel_smoothing
 from worker.deconv.parametric import (
     border_mass,
@@ -87,7 +88,6 @@ from worker.deconv.parametric import (
     kernel_extent,
     kernel_spread,
 )
-from worker.deconv.psf import luminance
 from worker.deconv.psf_tools import centre_subpixel
 from worker.deconv.settings import AUTO_BLUR
 from worker.deconv.whole_frame import sharper_parts

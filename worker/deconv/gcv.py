@@ -20,7 +20,7 @@ estimated on: a cross-check. Each score costs one FFT of the kernel and a few ve
 import numpy as np
 from scipy import fft
 
-from worker.deconv.psf import (
+from worker.deconv.periodic import (
     centred_kernel_spectrum,
     fast_shape,
     gradient_spectrum_power,
@@ -52,7 +52,7 @@ class GcvWindow:
     level : float
         The mean absolute value of that part (at least 1e-12).
     shape : tuple of int
-        The extended grid, fast FFT sizes (`psf.fast_shape`).
+        The extended grid, fast FFT sizes (`periodic.fast_shape`).
     spectrum : ndarray of complex128, shape (shape[0], shape[1] // 2 + 1)
         The real FFT of the extended window, divided by `level`.
     """

@@ -41,7 +41,7 @@ import numpy as np
 from scipy import fft
 
 from worker.compiled import compiled
-from worker.deconv.psf import centred_kernel_spectrum, gradient_spectrum_power
+from worker.deconv.periodic import centred_kernel_spectrum, gradient_spectrum_power
 from worker.parallel import cpu_count
 
 STEPS = 5  # half-quadratic steps...

@@ -29,12 +29,9 @@ from functools import partial
 import numpy as np
 from scipy import fft
 
-from worker.deconv.psf import (
-    centred_kernel_spectrum,
-    conjugate_gradients,
-    fast_shape,
-    gradient_normal,
-)
+from worker.deconv.conjugate_gradients import conjugate_gradients
+from worker.deconv.periodic import centred_kernel_spectrum, fast_shape
+from worker.deconv.psf import gradient_normal
 from worker.parallel import in_threads
 
 ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1)  # the gradient penalties tried, for a window of mean 1

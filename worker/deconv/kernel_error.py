@@ -66,8 +66,9 @@ import numpy as np
 from scipy import fft
 
 from worker.deconv.gcv import GcvWindow
+from worker.deconv.luminance import luminance
 from worker.deconv.noise import estimate_noise
-from worker.deconv.psf import centred_kernel_spectrum, luminance
+from worker.deconv.periodic import centred_kernel_spectrum
 from worker.deconv.psf_tools import centre_subpixel
 
 SHARED_ERROR = 1.0  # the part of a kernel's error both windows share, times each one's own

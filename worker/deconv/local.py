@@ -65,10 +65,11 @@ from worker.deconv.blind import (
     uncertainty,
 )
 from worker.deconv.boundaries import data_mask
+from worker.deconv.luminance import luminance, luminance_noise
 from worker.deconv.noise import NoiseModel, estimate_noise_model, kernel_smoothing
 from worker.deconv.parametric import kernel_extent
 from worker.deconv.patch_spectra import patch_side, patch_spectra
-from worker.deconv.psf import PsfReport, estimate_psf, luminance, luminance_noise
+from worker.deconv.psf import PsfReport, estimate_psf
 from worker.deconv.window import choose_window, orientation, patch_of
 from worker.stages import Progress, Stage
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft
 
+from worker.deconv.luminance import luminance, luminance_noise
 from worker.deconv.noise import NoiseModel, estimate_noise_model
-from worker.deconv.psf import luminance, luminance_noise
 
 MIN_PATCH = 64
 LOW_CUT = 2.0  # frequencies under this many cycles per patch are left out (shading, leakage)

@@ -26,7 +26,6 @@ error (`fit_error`) copes with texture and noise. The README's results section g
 """
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -34,8 +33,16 @@ from scipy import fft, ndimage
 
 from worker.compiled import compiled
 from worker.deconv.boundaries import data_mask, detect_clip_level
-from worker.deconv.fft import fast_length
+from worker.deconv.conjugate_gradients import conjugate_gradients
+from worker.deconv.luminance import luminance
 from worker.deconv.noise import estimate_noise
+from worker.deconv.periodic import (
+    centred_kernel_spectrum,
+    fast_shape,
+    forward_gradients,
+    gradient_spectrum_power,
+    smooth_periodic_extension,
+)
 from worker.deconv.psf_tools import center_on_centroid, resize_psf
 from worker.deconv.settings import MIN_BLUR
 from worker.deconv.window import Window, choose_window, learning_patch
@@ -43,8 +50,6 @@ from worker.errors import InputError
 from worker.resize import shrink_smooth
 from worker.stages import Progress, Stage
 
-LUMA_WEIGHTS = (0.2126, 0.7152, 0.0722)  # Rec. 709 / sRGB primaries
-LUMA = np.array(LUMA_WEIGHTS, dtype=np.float32)
 LEVEL_SCALE = np.sqrt(0.5)
 ROUNDS_PER_LEVEL = 5
 LAMBDA_START, LAMBDA_FLOOR, LAMBDA_DECAY = 4e-3, 1e-4, 1.1
@@ -79,161 +84,6 @@ class PsfReport:
         report = asdict(self)
         report["window"] = list(self.window)
         return report
-
-
-def luminance(image: np.ndarray) -> np.ndarray:
-    """The luminance plane of a linear image, as float32.
-
-    Parameters
-    ----------
-    image : ndarray, shape (H, W, C)
-        The linear picture, C in {1, 3} (Rec. 709 / sRGB primaries); other shapes are not checked.
-
-    Returns
-    -------
-    ndarray, shape (H, W)
-        float32: a copy of the one channel, or ``0.2126 R + 0.7152 G + 0.0722 B``.
-    """
-    image = np.asarray(image, dtype=np.float32)  # no copy when it is float32 already
-    return image[..., 0].copy() if image.shape[2] == 1 else image @ LUMA
-
-
-def luminance_noise(channels: int) -> float:
-    """The variance of `luminance`'s noise per unit of each channel's noise variance.
-
-    With independent noise of variance ``v`` in each channel, ``0.2126 R + 0.7152 G + 0.0722 B``
-    has variance ``(0.2126^2 + 0.7152^2 + 0.0722^2) v``, about ``0.54 v``; a one-channel
-    picture's luminance is the channel itself, of variance ``v``.
-
-    Parameters
-    ----------
-    channels : int
-        The picture's channels, 1 or 3 (as `luminance` takes them).
-
-    Returns
-    -------
-    float
-        1 for one channel, the sum of the squares of `LUMA_WEIGHTS` for three.
-    """
-    return 1.0 if channels == 1 else sum(weight**2 for weight in LUMA_WEIGHTS)
-
-
-def smooth_periodic_extension(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Extend `image` to `shape` so that the result is continuous when tiled periodically.
-
-    Along each row the added columns run smoothly (a raised-cosine blend) from the last column back
-    to the first, then the same down each column over the full width. Circular convolution of the
-    extended image sees no jump at the seam, so the FFT-based steps do not ring, as in Liu and Jia
-    [1]_. The image itself occupies the top-left corner unchanged.
-
-    Parameters
-    ----------
-    image : ndarray, shape (h, w)
-        The grey window.
-    shape : tuple of int
-        The (rows, cols) of the result, at least (h, w).
-
-    Returns
-    -------
-    ndarray, shape `shape`
-        float64, `image` in its top-left h x w.
-
-    References
-    ----------
-    .. [1] R. Liu and J. Jia, "Reducing boundary artifacts in image deconvolution", IEEE
-           International Conference on Image Processing (ICIP), 2008.
-    """
-    height, width = image.shape
-    rows, cols = shape
-    out = np.empty(shape, dtype=np.float64)
-    out[:height, :width] = image
-    for length, axis in ((cols - width, 1), (rows - height, 0)):
-        if length == 0:
-            continue
-        known = out[:height, :width] if axis == 1 else out[:height, :]
-        t = (np.arange(1, length + 1) / (length + 1)).reshape((1, -1) if axis == 1 else (-1, 1))
-        blend = 0.5 - 0.5 * np.cos(np.pi * t)
-        first = known[:, :1] if axis == 1 else known[:1, :]
-        last = known[:, -1:] if axis == 1 else known[-1:, :]
-        fill = (1 - blend) * last + blend * first
-        if axis == 1:
-            out[:height, width:] = fill
-        else:
-            out[height:, :] = fill
-    return out
-
-
-def fast_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """The smallest sizes at least `shape` whose FFTs are fast (made of 2s and 3s).
-
-    Parameters
-    ----------
-    shape : tuple of int
-        The sizes needed; only the first two count.
-
-    Returns
-    -------
-    tuple of int
-        (rows, cols), each the smallest ``2^a 3^b`` at least the size asked (`fast_length`).
-    """
-    return fast_length(int(shape[0])), fast_length(int(shape[1]))
-
-
-def centred_kernel_spectrum(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The real FFT of `psf` placed with its centre at the origin of a `shape` grid (psf2otf).
-
-    Parameters
-    ----------
-    psf : ndarray, shape (k, l)
-        The kernel; its centre is the tap (k // 2, l // 2).
-    shape : tuple of int
-        The grid's (rows, cols), at least the kernel's.
-
-    Returns
-    -------
-    ndarray, shape (rows, cols // 2 + 1)
-        complex: the optical transfer function on the real-FFT grid (`scipy.fft.rfft2`).
-    """
-    padded = np.zeros(shape)
-    rows, cols = ((np.arange(k) - k // 2) % n for k, n in zip(psf.shape, shape, strict=True))
-    padded[np.ix_(rows, cols)] = psf  # the centre tap at (0, 0), the rest wrapped around
-    return fft.rfft2(padded)
-
-
-def forward_gradients(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Circular forward differences along x and y.
-
-    Parameters
-    ----------
-    image : ndarray, shape (H, W)
-        The picture.
-
-    Returns
-    -------
-    gx : ndarray, shape (H, W)
-        ``image[i, j + 1] - image[i, j]``, the last column's taken against the first.
-    gy : ndarray, shape (H, W)
-        ``image[i + 1, j] - image[i, j]``, the last row's taken against the first.
-    """
-    return np.roll(image, -1, axis=1) - image, np.roll(image, -1, axis=0) - image
-
-
-def gradient_adjoint(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
-    """``D^T g`` for the circular forward differences ``D`` of `forward_gradients`.
-
-    Parameters
-    ----------
-    gx : ndarray, shape (H, W)
-        The gradient along x.
-    gy : ndarray, shape (H, W)
-        The gradient along y.
-
-    Returns
-    -------
-    ndarray, shape (H, W)
-        ``D_x^T gx + D_y^T gy``: minus the (circular, backward) divergence of ``g``.
-    """
-    return (np.roll(gx, 1, axis=1) - gx) + (np.roll(gy, 1, axis=0) - gy)
 
 
 @compiled(nogil=True)
@@ -309,24 +159,6 @@ def strong_gradient_adjoint(image: np.ndarray, threshold: float) -> np.ndarray:
             left = j - 1 if j > 0 else width - 1
             out[i, j] = (gx[i, left] - gx[i, j]) + (gy[above, j] - gy[i, j])
     return out
-
-
-def gradient_spectrum_power(shape: tuple[int, int]) -> np.ndarray:
-    """``|F(d_x)|^2 + |F(d_y)|^2`` on the real-FFT grid of `shape`.
-
-    Parameters
-    ----------
-    shape : tuple of int
-        The grid's (rows, cols).
-
-    Returns
-    -------
-    ndarray, shape (rows, cols // 2 + 1)
-        float64, from 0 at the zero frequency to at most 8.
-    """
-    wy = 2 * np.pi * np.fft.fftfreq(shape[0])[:, None]
-    wx = 2 * np.pi * np.fft.rfftfreq(shape[1])[None, :]
-    return (2 - 2 * np.cos(wx)) + (2 - 2 * np.cos(wy))
 
 
 def l0_restore(blurred: np.ndarray, psf: np.ndarray, weight: float) -> np.ndarray:
@@ -428,58 +260,6 @@ def estimate_kernel(
         return adjoint([mask * fft.irfft2(g * otf, s=shape) for g in latent_spectra]) + tikhonov * k
 
     return conjugate_gradients(normal_operator, adjoint(data), np.full((size, size), 1.0 / size**2))
-
-
-def conjugate_gradients(
-    operator: Callable[[np.ndarray], np.ndarray],
-    rhs: np.ndarray,
-    start: np.ndarray,
-    iterations: int = 20,
-    tolerance: float = 1e-5,
-) -> np.ndarray:
-    """Solve ``operator(x) = rhs`` for a symmetric positive definite operator (Hestenes-Stiefel).
-
-    The conjugate gradients of Hestenes and Stiefel [1]_.
-
-    Parameters
-    ----------
-    operator : callable
-        ``x -> A x``, from and to arrays of `rhs`' shape; ``A`` symmetric positive definite.
-    rhs : ndarray
-        The right-hand side.
-    start : ndarray
-        The first guess, `rhs`' shape; it is left unchanged.
-    iterations : int, optional
-        The most steps taken.
-    tolerance : float, optional
-        The steps stop once the residual's norm is this or less (absolute, not relative to `rhs`).
-
-    Returns
-    -------
-    ndarray
-        ``x`` after the last step: a new array of `start`'s shape and dtype.
-
-    References
-    ----------
-    .. [1] M. R. Hestenes and E. Stiefel, "Methods of conjugate gradients for solving linear
-           systems", Journal of Research of the National Bureau of Standards 49, 1952,
-           doi:10.6028/jres.049.044.
-    """
-    x = start.copy()
-    residual = rhs - operator(x)
-    direction = residual.copy()
-    norm = float(np.vdot(residual, residual))
-    for _ in range(iterations):
-        if norm <= tolerance**2:
-            break
-        image = operator(direction)
-        step = norm / float(np.vdot(direction, image))
-        x += step * direction
-        residual -= step * image
-        new_norm = float(np.vdot(residual, residual))
-        direction = residual + (new_norm / norm) * direction
-        norm = new_norm
-    return x
 
 
 def clean_kernel(

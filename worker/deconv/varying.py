@@ -82,11 +82,12 @@ from worker.deconv.blind import (
 )
 from worker.deconv.kernel_error import kernel_error_ratio
 from worker.deconv.local import kernel_evidence
+from worker.deconv.luminance import luminance
 from worker.deconv.noise import NoiseModel, estimate_noise_model
 from worker.deconv.noise_correlation import for_correlated_noise
 from worker.deconv.parametric import kernel_spread
 from worker.deconv.preview import check_preview
-from worker.deconv.psf import PsfReport, estimate_psf, luminance
+from worker.deconv.psf import PsfReport, estimate_psf
 from worker.deconv.psf_tools import centre_subpixel, resample_psf
 from worker.deconv.rl_tv import DeblurReport, deblur
 from worker.deconv.settings import DeblurSettings
