@@ -7,7 +7,7 @@
   A "deconvolve" panel in lighttable (and the shortcut "deconvolve selected images") hands each
   selected picture to dt-deconvolve: the worker estimates the blur of the picture and removes it,
   and the sharp version comes back next to the original as <name>_deconv.tif, grouped with it and
-  carrying its tags, rating, colour labels, title and description. A second run with the same
+  carrying its tags, rating, colour labels and text metadata (`TEXT_METADATA`). A second run with the same
   edits and settings takes the result from dt-deconvolve's cache without exporting again.
 
   Needs: darktable 4.2 or newer (Lua API 9.0.0) and the `dt-deconvolve` command (install.sh of
@@ -18,6 +18,7 @@ local dt = require "darktable"
 local files = require "lib/deconvolve/files"
 local logic = require "lib/deconvolve/logic"
 local roundtrip = require "lib/deconvolve/roundtrip"
+local scene = require "lib/deconvolve/scene"
 
 local MODULE = "deconvolve"
 local MIN_API_MAJOR = 9 -- darktable 4.2
@@ -58,6 +59,8 @@ local state = {
 
 -- Exports are full-size 32-bit float TIFFs: nothing is clipped or rounded before deblurring.
 local EXPORT = { bpp = 32 }
+-- A picture's share of its progress bar: the export's, then the job's (the import, the rest).
+local EXPORT_SHARE, JOB_SHARE = 0.1, 0.85
 local COLOUR_LABELS = { "red", "yellow", "green", "blue", "purple" }
 local TEXT_METADATA = { "title", "description", "creator", "publisher", "rights" }
 
@@ -158,6 +161,16 @@ local function read_text(path)
   return files.read(path) or ""
 end
 
+-- What a shell command prints, read as `format` ("l": its first line, "n": a number), or nil.
+local function command_says(command, format)
+  local pipe = io.popen(command)
+  local said = pipe and pipe:read(format)
+  if pipe then
+    pipe:close()
+  end
+  return said
+end
+
 --[[ A folder of our own (mode 0700, unpredictable name: `mktemp -d`) in darktable's temporary
      folder, made when first needed and removed when the run ends (`remove_private_folder`):
      in a shared /tmp another user could put a link at a predictable name, and darktable's
@@ -166,20 +179,12 @@ local function private_folder()
   if not state.tmp then
     -- named with darktable's process id, so that `cache clean --exports-dir` at the next exit
     -- removes one that a darktable killed mid-run left behind, and only such a one
-    local pipe = io.popen("echo $PPID") -- (the shell's parent: darktable)
-    local pid = pipe and pipe:read("n")
-    if pipe then
-      pipe:close()
-    end
+    local pid = command_says("echo $PPID", "n") -- (the shell's parent: darktable)
     local pattern = string.format("%s/" .. logic.PRIVATE_FOLDER, dt.configuration.tmp_dir,
       math.tointeger(pid) or 0)
-    local pipe = io.popen("mktemp -d " .. logic.quote(pattern) .. " 2>/dev/null")
-    local made = pipe and pipe:read("l")
-    if pipe then
-      pipe:close()
-    end
+    local made = command_says("mktemp -d " .. logic.quote(pattern) .. " 2>/dev/null", "l")
     if not made or made == "" then
-      error(string.format(_("cannot make a temporary folder in %s"), dt.configuration.tmp_dir))
+      error(string.format(_("cannot make a temporary folder in %s"), dt.configuration.tmp_dir), 0)
     end
     state.tmp = made
   end
@@ -202,17 +207,13 @@ end
 
 -- Where `command -v` finds the program `name` on the PATH, or nil (a shell builtin is none).
 local function on_path(name)
-  local pipe = io.popen("command -v " .. logic.quote(name) .. " 2>/dev/null")
-  local found = pipe and pipe:read("l")
-  if pipe then
-    pipe:close()
-  end
+  local found = command_says("command -v " .. logic.quote(name) .. " 2>/dev/null", "l")
   return found and found:sub(1, 1) == "/" and found or nil
 end
 
 -- Where install.sh puts the command.
 local function installed_command()
-  return (os.getenv("HOME") or "") .. "/.local/bin/dt-deconvolve"
+  return (os.getenv("HOME") or "") .. "/" .. logic.INSTALLED_COMMAND
 end
 
 local function is_executable(path)
@@ -422,9 +423,20 @@ local function export_image(image, path)
   return (file_size(path) or 0) > 0
 end
 
+-- darktable's export settings of the output profile, which its exports follow (the output
+-- profile module reads them as it exports: they override the picture's own), as one text.
+local function export_profile()
+  local function setting(name, kind)
+    return tostring(dt.preferences.read("darktable", "plugins/lighttable/export/" .. name, kind))
+  end
+  return table.concat({ setting("icctype", "integer"), setting("iccprofile", "string"),
+    setting("iccintent", "integer") }, ":")
+end
+
 local function cache_key(source, image, settings)
+  local export = { bpp = EXPORT.bpp, profile = export_profile() }
   local output, reason = command_output(logic.key_args(source, image, settings,
-    logic.export_signature(EXPORT, settings.scene)))
+    logic.export_signature(export, settings.scene)))
   if not output then
     return nil, reason
   end
@@ -502,7 +514,8 @@ local function deblur_export(batch, export, output, key, settings, index)
         run_command({ "cancel", message.id })
       end
     elseif message.kind == "progress" then
-      set_progress(batch, logic.batch_fraction(index, #batch.images, 0.1 + 0.85 * message.fraction))
+      set_progress(batch, logic.batch_fraction(index, #batch.images,
+        EXPORT_SHARE + JOB_SHARE * message.fraction))
     elseif message.kind == "blur" then
       batch.blur = message
     elseif message.kind == "done" then
@@ -555,27 +568,38 @@ local function import_result(batch, original, path, job, edit)
   if not written_file(path) then
     return nil, string.format(_("the result %s is not a regular file: it is not imported"), path)
   end
-  local known = #dt.database
+  -- (by its name in the original's film roll: a count of the library's pictures is changed by
+  -- darktable's own background jobs too)
+  local known = library_names(original)[path:match("[^/]*$")] == true
   local ok, result = pcall(dt.database.import, path)
   if not ok or not result then
     return nil, string.format(_("darktable could not import %s"), path)
   end
-  if result.id == original.id or #dt.database == known then -- a picture already in the library
+  if result.id == original.id or known then -- a picture already in the library
     return nil, string.format(_("the result %s is a picture darktable knows already"), path), true
   end
-  result:group_with(original) -- joins the original's group; its leader stays the leader
-  if edit then
-    roundtrip.apply_look(result, edit)
+  local finished, problem = pcall(function()
+    result:group_with(original) -- joins the original's group; its leader stays the leader
+    if edit then
+      roundtrip.apply_look(result, edit)
+    end
+    show_blur(batch, result, job.key, path)
+    copy_metadata(original, result, job.settings)
+  end)
+  if not finished then -- (a half-made result, without its look or its tags, is none)
+    pcall(dt.database.delete, result)
+    return nil, string.format(_("the result %s could not be finished: %s"), path, tostring(problem))
   end
-  show_blur(batch, result, job.key, path)
-  copy_metadata(original, result, job.settings)
   return result
 end
 
 -- Export the image, then take the result from the cache or the worker. The key is taken
 -- again after the export when it may have changed: without a sidecar it is the hash of the
--- exported pixels, and an export can write the edit history into the sidecar. Returns the
--- result's path and "cached" | "done", or nil and the reason (nil, nil: cancelled).
+-- exported pixels, and an export writes a picture's first edit into its sidecar. A sidecar
+-- that held an edit and changed meanwhile was edited during the export, which holds one of
+-- the two edits: the key is then the exported pixels' hash, never the new edit's (a result
+-- cached under it would be served for the new edit). Returns the result's path and "cached" |
+-- "done", or nil and the reason (nil, nil: cancelled).
 local function export_and_deblur(batch, image, job)
   local export = temp_path("export-" .. image.id, ".tif")
   local exported
@@ -588,12 +612,16 @@ local function export_and_deblur(batch, image, job)
     os.remove(export)
     return nil, _("darktable could not export the image")
   end
-  set_progress(batch, logic.batch_fraction(job.index, #batch.images, 0.1))
+  set_progress(batch, logic.batch_fraction(job.index, #batch.images, EXPORT_SHARE))
   local key, reason = job.key, nil
   if not job.identity.sidecar then
     key, reason = cache_key(export, job.identity, job.settings)
   elseif not key or read_text(job.identity.sidecar) ~= job.sidecar_text then
-    key, reason = cache_key(job.original, job.identity, job.settings)
+    if scene.edit_of(job.sidecar_text) then -- (edited during the export)
+      key, reason = cache_key(export, { duplicate = job.identity.duplicate }, job.settings)
+    else -- (the export wrote the picture's first edit)
+      key, reason = cache_key(job.original, job.identity, job.settings)
+    end
   end
   local result, outcome
   if key and key ~= job.key then
@@ -601,7 +629,6 @@ local function export_and_deblur(batch, image, job)
   end
   if key and not result and not batch.cancelled then
     result, reason = deblur_export(batch, export, job.output, key, job.settings, job.index)
-    reason = reason and logic.replace_plain(reason, export, job.original) -- the user's picture
     outcome = "done"
   end
   job.key = key -- the key the result is cached under
@@ -609,7 +636,7 @@ local function export_and_deblur(batch, image, job)
   if result then
     return result, outcome
   end
-  return nil, reason
+  return nil, reason and logic.replace_plain(reason, export, job.original) -- the user's picture
 end
 
 -- A result the commands handed over (`DONE`, `hit`) that cannot go into the library (a link
@@ -691,7 +718,7 @@ local function deconvolve_image(batch, image, index, edit)
   end
   if batch.cancelled then -- a result that arrived as the user cancelled stays out of the library
     if result then
-      os.remove(result)
+      remove_result(result)
     end
     return "cancelled"
   end
@@ -721,11 +748,14 @@ local function process_image(batch, image, index)
       return sidecars_follow_edits() and regular_file(image.sidecar) and read_text(image.sidecar)
         or nil
     end
-    local ok, made, reason = pcall(roundtrip.split_edit, dt, image, private_folder(), name,
+    local ok, made, reason, detail = pcall(roundtrip.split_edit, dt, image, private_folder(), name,
       read_sidecar)
-    if not ok or not made then
-      return nil, string.format(_("cannot split the edit at its tone mapper: %s"),
-        tostring(ok and reason or made))
+    if not ok or not made then -- (a reason of split_edit's is a message id, `detail` its %s)
+      local why = ok and _(tostring(reason)) or tostring(made)
+      if ok and detail then
+        why = string.format(why, detail)
+      end
+      return nil, string.format(_("cannot split the edit at its tone mapper: %s"), why)
     end
     edit = made.scene and made or nil -- (no history yet: the picture as darktable renders it)
   end
@@ -742,12 +772,13 @@ local function process_image(batch, image, index)
   return outcome, reason
 end
 
+-- What became of a run's pictures; a cancelled run says what it did before (its results stay).
 local function summary(counts, count)
-  if counts.cancelled > 0 then
-    return _("deconvolution cancelled")
-  end
   local line = string.format(_("deconvolved %d of %d images (%d from the cache)"),
     counts.done + counts.cached, count, counts.cached)
+  if counts.cancelled > 0 then
+    line = string.format(_("deconvolution cancelled: %s"), line)
+  end
   if counts.failed > 0 then
     line = line .. string.format(_("; %d failed: darktable's log says why"), counts.failed)
   end
@@ -755,7 +786,7 @@ local function summary(counts, count)
 end
 
 -- The work of one run, in its own darktable job.
-local function deconvolve_images(batch)
+local function run_batch(batch)
   local images = batch.images
   batch.job = dt.gui.create_job(_("deconvolve"), true, function()
     cancel_batch(batch)
@@ -790,6 +821,20 @@ local function deconvolve_images(batch)
   end
 end
 
+-- A run, released whatever happens: an error (a bug, an API surprise) said in words, never a
+-- run left claimed ("a deconvolution is already running" until darktable quits).
+local function deconvolve_images(batch)
+  local ok, problem = pcall(run_batch, batch)
+  if not ok then
+    close_job(batch)
+    remove_private_folder()
+    state.batch = nil
+    finish_worker_check()
+    log(tostring(problem), dt.print_error)
+    toast(string.format(_("deconvolve failed: %s"), tostring(problem)))
+  end
+end
+
 -- The button and the shortcut: check, then start a run in the background.
 local function start()
   if state.batch then
@@ -809,16 +854,20 @@ local function start()
       command))
     return
   end
-  for _, image in ipairs(dt.gui.selection()) do
-    batch.images[#batch.images + 1] = image
-  end
-  if #batch.images == 0 then
+  local ok, problem = pcall(function()
+    for _, image in ipairs(dt.gui.selection()) do
+      batch.images[#batch.images + 1] = image
+    end
+    if #batch.images > 0 then
+      batch.settings = current_settings()
+      dt.control.dispatch(deconvolve_images, batch)
+    end
+  end)
+  if not ok or #batch.images == 0 then
     state.batch = nil
-    toast(_("select the images to deconvolve first"))
-    return
+    toast(ok and _("select the images to deconvolve first")
+      or string.format(_("deconvolve failed: %s"), tostring(problem)))
   end
-  batch.settings = current_settings()
-  dt.control.dispatch(deconvolve_images, batch)
 end
 
 local function cancel_current()
@@ -855,7 +904,8 @@ end
 local function register_preferences()
   dt.preferences.register(MODULE, "command", "file",
     _("deconvolve: dt-deconvolve command"),
-    _("where the dt-deconvolve command is; empty: the one on your PATH, else ~/.local/bin/dt-deconvolve, where install.sh puts it"),
+    string.format(_("where the dt-deconvolve command is; empty: the one on your PATH, else ~/%s, where install.sh puts it"),
+      logic.INSTALLED_COMMAND),
     "")
   dt.preferences.register(MODULE, "keep_results", "bool",
     _("deconvolve: keep results between sessions"),
@@ -959,15 +1009,17 @@ local function destroy_events()
 end
 
 local function install_gui()
-  if state.gui_installed then
+  if state.gui_installed or state.gui_installing then -- (GUI calls let go of the Lua lock)
     return
   end
-  state.gui_installed = true
+  state.gui_installing = true
   pcall(roundtrip.remove_leftovers, dt) -- of a session that did not end
   register_preferences()
   dt.register_lib(MODULE, _("deconvolve"), true, false,
     { [dt.gui.views.lighttable] = { "DT_UI_CONTAINER_PANEL_RIGHT_CENTER", 100 } },
     build_panel(), nil, nil)
+  state.gui_installed = true -- (only now: `destroy` and `restart` reach for the panel)
+  state.gui_installing = false
   register_events()
 end
 
@@ -976,12 +1028,13 @@ end
 local function schedule_gui()
   if dt.gui.current_view().id == "lighttable" then
     dt.control.dispatch(install_gui)
-  else
+  elseif not state.waiting_for_lighttable then
     dt.register_event(MODULE, "view-changed", function(_, _, new_view)
       if new_view.id == "lighttable" then
         install_gui()
       end
     end)
+    state.waiting_for_lighttable = true
   end
 end
 
@@ -991,6 +1044,10 @@ end
 local function destroy()
   clean_up()
   destroy_events()
+  if state.waiting_for_lighttable then -- (switched off before lighttable was shown: it stays off)
+    dt.destroy_event(MODULE, "view-changed")
+    state.waiting_for_lighttable = false
+  end
   if state.gui_installed then
     dt.gui.libs[MODULE].visible = false
   end

@@ -102,9 +102,20 @@ function stub.new(options)
       sleep = function() end,
     },
     database = {
+      delete = function(image)
+        for index, known in ipairs(rec.dt.database) do
+          if known == image then
+            table.remove(rec.dt.database, index)
+          end
+        end
+        rec.deleted = (rec.deleted or 0) + 1
+      end,
       import = function(path)
         local file = assert(io.open(path), "importing a missing file ends darktable 4.2")
         file:close()
+        if rec.on_import then -- (what darktable's other jobs do meanwhile: a test's removal)
+          rec.on_import(path)
+        end
         local image = stub.image(rec, path)
         rec.imported[#rec.imported + 1] = image
         return image
@@ -126,6 +137,9 @@ function stub.new(options)
       return {
         write_image = function(self, image, path)
           rec.exports[#rec.exports + 1] = { bpp = self.bpp, path = path }
+          if rec.on_export then -- (what happens while darktable exports: a test's edit)
+            rec.on_export(image, path)
+          end
           local file = assert(io.open(path, "w"))
           file:write("pixels of " .. image.filename)
           file:close()

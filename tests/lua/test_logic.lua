@@ -1,7 +1,7 @@
 -- The plug-in's pure logic (lua/lib/deconvolve/logic.lua), with plain lua5.4.
 local check = require "harness"
 local logic = require "lib/deconvolve/logic"
-local test, eq = check.test, check.eq
+local test, eq, truthy = check.test, check.eq, check.truthy
 
 -- What /bin/sh makes of a command line: one argument per line.
 local function shell_words(line)
@@ -63,10 +63,12 @@ test("engine_args: the settings that change pixels, in the CLI's terms", functio
 end)
 
 test("key_args: sidecar, duplicate index, export settings and engine options", function()
-  local export = logic.export_signature({ bpp = 32 })
-  eq(export, "tiff bpp=32 max=0x0 upscale=no")
-  eq(logic.export_signature({ bpp = 32 }, true), "tiff bpp=32 max=0x0 upscale=no light=scene",
-    "a scene-referred export is another export: another key")
+  local export = logic.export_signature({ bpp = 32, profile = "-1::-1" })
+  eq(export, "tiff bpp=32 profile=-1::-1")
+  eq(logic.export_signature({ bpp = 32, profile = "-1::-1" }, true),
+    "tiff bpp=32 profile=-1::-1 light=scene", "a scene-referred export is another export: another key")
+  truthy(logic.export_signature({ bpp = 32, profile = "3::0" }) ~= export,
+    "another export profile (darktable's export settings) is another key")
   eq(logic.key_args("/p/IMG 1.CR2", { sidecar = "/p/IMG 1.CR2.xmp", duplicate = 2 }, settings, export),
     { "key", "/p/IMG 1.CR2", "--xmp", "/p/IMG 1.CR2.xmp", "--duplicate", "2", "--export", export,
       "--blur", "15", "--window", "centre", "--tolerance", "5", "--priority", "0.3" })
@@ -89,8 +91,8 @@ end)
 
 test("parse_line: JOB, PROGRESS, DONE and anything else", function()
   eq(logic.parse_line("JOB 7f3a"), { kind = "job", id = "7f3a" })
-  eq(logic.parse_line("PROGRESS 0.25 deblurring"), { kind = "progress", fraction = 0.25, stage = "deblurring" })
-  eq(logic.parse_line("PROGRESS 1 writing\r\n"), { kind = "progress", fraction = 1, stage = "writing" })
+  eq(logic.parse_line("PROGRESS 0.25 deblurring"), { kind = "progress", fraction = 0.25 })
+  eq(logic.parse_line("PROGRESS 1 writing\r\n"), { kind = "progress", fraction = 1 })
   eq(logic.parse_line("PROGRESS 1.7 queued").fraction, 1, "fraction clamped")
   eq(logic.parse_line("PROGRESS 0.5"), { kind = "progress", fraction = 0.5 })
   eq(logic.parse_line("PROGRESS 0.5 hacking"), { kind = "progress", fraction = 0.5 })

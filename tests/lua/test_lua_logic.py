@@ -1,6 +1,7 @@
 """The darktable plug-in's Lua tests (tests/lua/test_*.lua), run by plain lua5.4."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from tests.permissions import obey_permissions
 from worker.atomic import NAME_MAX, atomic_file
 from worker.cli.cache import PRIVATE_FOLDER
 from worker.cli.exit_status import ExitStatus
+from worker.cli.lines import blur_line
+from worker.deconv.blind import DISC, FREE_FORM, GAUSSIAN, NO_BLUR
 from worker.deconv.settings import (
     AUTO,
     MAX_BLUR,
@@ -21,8 +24,8 @@ from worker.deconv.settings import (
     DeblurSettings,
     is_blur_size,
 )
+from worker.deconv.varying import VARYING
 from worker.jobspec import WINDOW_PATTERN
-from worker.stages import PUBLIC_STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 LUA_TESTS = sorted((ROOT / "tests" / "lua").glob("test_*.lua"))
@@ -54,16 +57,13 @@ def logic_prints(body: str) -> str:
 
 
 @pytest.mark.skipif(LUA is None, reason="lua5.4 is not installed (./install.sh --test installs it)")
-def test_the_plugin_knows_the_commands_exit_statuses_and_stages() -> None:
-    """The plug-in's copies of the exit statuses and stages are the command's own."""
+def test_the_plugin_knows_the_commands_exit_statuses() -> None:
+    """The plug-in's copy of the exit statuses is the command's own."""
     lines = logic_prints(
-        'for name, code in pairs(logic.EXIT) do print("exit " .. name .. " " .. code) end '
-        'for _, stage in ipairs(logic.STAGES) do print("stage " .. stage) end'
+        'for name, code in pairs(logic.EXIT) do print("exit " .. name .. " " .. code) end'
     ).split("\n")
     exits = {line.split()[1]: int(line.split()[2]) for line in lines if line.startswith("exit ")}
-    stages = [line.split()[1] for line in lines if line.startswith("stage ")]
     assert exits == {status.name: status.value for status in ExitStatus}
-    assert stages == [str(stage) for stage in PUBLIC_STAGES]
 
 
 @pytest.mark.skipif(LUA is None, reason="lua5.4 is not installed (./install.sh --test installs it)")
@@ -120,3 +120,40 @@ def lua_string(text: str) -> str:
     """`text` as a Lua long-bracket string literal (no escapes are read inside one)."""
     level = "=" * (max((len(run) for run in text.split("]")), default=0) + 1)
     return f"[{level}[{text}]{level}]"
+
+
+def test_every_reason_the_plugin_shows_is_marked_for_translation() -> None:
+    """A reason a plug-in function returns reaches the screen: it is written `_("...")` (or
+    `N_("...")` where the plug-in translates it as it shows it), never a bare literal, which
+    gettext's catalogue would not hold (engine 0.3.55: nine of them in the round trip)."""
+    bare = re.compile(r'return nil,\s*(string\.format\()?"')
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sorted((ROOT / "lua").rglob("*.lua"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if bare.search(line)
+    ]
+    assert found == []
+
+
+@pytest.mark.skipif(LUA is None, reason="lua5.4 is not installed (./install.sh --test installs it)")
+def test_the_plugin_reads_every_kind_of_kernel_the_command_reports() -> None:
+    """The plug-in reads the command's BLUR line for each kind of kernel the engine uses: a
+    kind it could not read would lose the message and the tag that tell a photographer how
+    sure the estimate is."""
+    kinds = (NO_BLUR, FREE_FORM, GAUSSIAN, DISC, VARYING)
+    lines = [blur_line({"confidence": 0.5, "kernel": kind, "reason": "why"}) for kind in kinds]
+    parsed = logic_prints(
+        "for _, line in ipairs({"
+        + ", ".join(lua_string(line or "") for line in lines)
+        + "}) do local b = logic.parse_blur_line(line) print(b and b.kernel) end"
+    )
+    assert parsed.split() == list(kinds)
+
+
+@pytest.mark.skipif(LUA is None, reason="lua5.4 is not installed (./install.sh --test installs it)")
+def test_the_plugin_looks_for_the_command_where_the_installer_puts_it() -> None:
+    installer = (ROOT / "install.sh").read_text()
+    folder = re.search(r"bin_dir=\$\{DT_DECONVOLVE_BIN:-\$HOME/([^}]*)\}", installer)
+    assert folder is not None
+    assert logic_prints("print(logic.INSTALLED_COMMAND)") == f"{folder[1]}/dt-deconvolve\n"

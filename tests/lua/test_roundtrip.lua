@@ -70,9 +70,9 @@ test("without a sidecar, a module with two entries is refused: it would be appli
     styles.plugin(2, "exposure", true, 0) }
   local dt, image, folder = stand_in(false, styles.style_file(twice), 0)
   image.generate_cache()
-  local made, reason = roundtrip.split_edit(dt, image, folder, "edit-4")
+  local made, reason, detail = roundtrip.split_edit(dt, image, folder, "edit-4")
   eq(made, nil)
-  truthy(reason:find("exposure has more than one history entry", 1, true), reason)
+  truthy(reason:format(detail):find("exposure has more than one history entry", 1, true), reason)
   local sidecar = '<darktable:history><rdf:li darktable:num="0" darktable:multi_priority="0"/>'
     .. '<rdf:li darktable:num="2" darktable:multi_priority="0"/></darktable:history>'
   truthy(roundtrip.split_edit(dt, image, folder, "edit-5", function() return sidecar end).scene,
@@ -106,6 +106,27 @@ test("a picture never edited that is not a raw: as darktable renders it, at once
   local dt, image, folder, slept = stand_in(false, nil, 0)
   eq(roundtrip.split_edit(dt, image, folder, "edit-3"), {})
   eq(slept(), 0, "ms waited")
+  os.execute("rm -r " .. folder)
+end)
+
+test("a look style darktable fails to import: the scene style made already is released", function()
+  -- (an error there lost the scene style: it stayed in darktable until the next session)
+  local dt, image, folder = stand_in(true, styles.style_file(styles.DEFAULT_RAW), 0)
+  local deleted = {}
+  local import = dt.styles.import
+  function dt.styles.import(path)
+    if path:match("%-look%.dtstyle$") then
+      error("no look today", 0)
+    end
+    import(path)
+    dt.styles[#dt.styles].delete = function(style)
+      deleted[#deleted + 1] = style.name
+    end
+  end
+  dt.tags = { find = function() end }
+  local made, reason = roundtrip.split_edit(dt, image, folder, "edit-7")
+  eq({ made, reason }, { nil, "no look today" })
+  eq(deleted, { "edit-7-scene" }, "the scene style released")
   os.execute("rm -r " .. folder)
 end)
 

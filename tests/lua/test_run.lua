@@ -18,7 +18,9 @@ case " $* " in # --no-clobber: a file at OUTPUT is kept and the command fails, a
 esac
 case $1 in
   ping) exit 1 ;;
-  key) echo "$*" | cksum | cut -d' ' -f1 ;;
+  key)
+    if [ -f "$here/keyfail" ]; then echo "dt-deconvolve: error: $2 is not a TIFF file" >&2; exit 1; fi
+    echo "$*" | cksum | cut -d' ' -f1 ;;
   cache)
     if [ "$2" = lookup ]; then
       if [ -f "$here/cache/$3" ]; then cp "$here/cache/$3" "$5"; echo "hit $(field "$5")"; else echo miss; fi
@@ -262,7 +264,7 @@ test("cancelled during the job: the worker is told, nothing imported", function(
   rec.run_dispatched()
   truthy(read(dir .. "/calls.log"):match("\ncancel 42\n"), "cancel sent to the worker")
   eq(read(dir .. "/my pictures/a_deconv.tif"), nil, "a late result is removed")
-  expect_nothing_left(rec, dir, "deconvolution cancelled")
+  expect_nothing_left(rec, dir, "deconvolution cancelled: deconvolved 0 of 1 images (0 from the cache)")
 end)
 
 test("cancelled before it began: no export, no command", function()
@@ -272,7 +274,7 @@ test("cancelled before it began: no export, no command", function()
   rec.events["deconvolve_cancel/shortcut"].fn("shortcut", "cancel deconvolution")
   rec.run_dispatched()
   eq(#rec.exports, 0)
-  expect_nothing_left(rec, dir, "deconvolution cancelled")
+  expect_nothing_left(rec, dir, "deconvolution cancelled: deconvolved 0 of 1 images (0 from the cache)")
 end)
 
 test("a FIFO where the result would go: skipped, never opened (the plug-in does not hang)", function()
@@ -410,6 +412,27 @@ test("a result the library took meanwhile (another import): refused, its file ke
   remove(dir)
 end)
 
+test("a picture removed from the library as the result is imported: still the result", function()
+  -- Until engine 0.3.55 a result counted as a picture the library knew when the library's
+  -- count did not grow: one removed by another job meanwhile made it so (left ungrouped).
+  local dir = workspace()
+  local rec = plugin(dir)
+  local original = stub.image(rec, dir .. "/my pictures/a.tif")
+  local other = stub.image(rec, dir .. "/my pictures/b.tif")
+  rec.on_import = function()
+    for index, image in ipairs(rec.dt.database) do
+      if image == other then
+        table.remove(rec.dt.database, index)
+      end
+    end
+  end
+  press(rec, { original })
+  rec.run_dispatched()
+  eq(rec.toasts, { "deconvolved 1 of 1 images (0 from the cache)" })
+  truthy(rec.imported[1].group_leader == original, "grouped under the original")
+  remove(dir)
+end)
+
 test("darktable set to write no sidecars: the key comes from the export, not an old sidecar", function()
   -- With darktable's *write sidecar file for each image* at "never", a sidecar on disk need not
   -- hold the library's edit (one copied in with the pictures, or written before the setting
@@ -426,6 +449,95 @@ test("darktable set to write no sidecars: the key comes from the export, not an 
   local calls = read(dir .. "/calls.log")
   truthy(not calls:match("%-%-xmp"), "no key made from the sidecar")
   truthy(calls:match("\nkey [^\n]*/tmp/dt%-deconvolve%-[^\n]*/export%-"), "the export's key")
+  remove(dir)
+end)
+
+test("an edit made during the export: the key is the export's, never the new edit's", function()
+  -- The export holds one of the two edits: keyed by the new sidecar, a result of the old edit
+  -- would be served to the next run of the new one (a helper's audit, engine 0.3.55).
+  local dir = workspace()
+  local sidecar = dir .. "/my pictures/a.tif.xmp"
+  local function edit(ev)
+    return '<darktable:history><rdf:Seq><rdf:li darktable:num="0" darktable:operation="exposure"'
+      .. ' darktable:params="' .. ev .. '"/></rdf:Seq></darktable:history>'
+  end
+  files.write(sidecar, edit("old"))
+  local rec = plugin(dir)
+  rec.on_export = function()
+    files.write(sidecar, edit("new"))
+  end
+  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
+  rec.run_dispatched()
+  eq(rec.toasts, { "deconvolved 1 of 1 images (0 from the cache)" })
+  local keys = {}
+  for line in read(dir .. "/calls.log"):gmatch("[^\n]+") do
+    if line:match("^key ") then
+      keys[#keys + 1] = line
+    end
+  end
+  eq(#keys, 2, "keyed before the export, then again")
+  truthy(keys[1]:match("%-%-xmp"), "first from the sidecar")
+  truthy(keys[2]:match("^key [^ ]*/export%-") and not keys[2]:match("%-%-xmp"), keys[2])
+  remove(dir)
+end)
+
+test("a key that fails on the export names the user's picture, not the export", function()
+  -- (without sidecars the key is the export's pixels: its failure named the temporary file)
+  local dir = workspace()
+  shell("touch '" .. dir .. "/keyfail'")
+  local rec = plugin(dir, { ["darktable/write_sidecar_files"] = "never" })
+  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
+  rec.run_dispatched()
+  eq(rec.toasts[1], "deconvolve failed for a.tif: " .. dir .. "/my pictures/a.tif is not a TIFF file")
+  remove(dir)
+end)
+
+test("no temporary folder: said in words, without the plug-in's file and line", function()
+  local dir = workspace()
+  local rec = plugin(dir)
+  shell("rm -rf '" .. dir .. "/tmp'")
+  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
+  rec.run_dispatched()
+  eq(rec.toasts[1], "deconvolve failed for a.tif: cannot make a temporary folder in " .. dir .. "/tmp")
+  remove(dir)
+end)
+
+test("an error that ends a run releases it: the next press runs", function()
+  -- (a run that failed before its loop stayed claimed: "a deconvolution is already running"
+  -- until darktable quit)
+  local dir = workspace()
+  local rec = plugin(dir)
+  local create_job = rec.dt.gui.create_job
+  rec.dt.gui.create_job = function()
+    error("no job today", 0)
+  end
+  local original = stub.image(rec, dir .. "/my pictures/a.tif")
+  press(rec, { original })
+  rec.run_dispatched()
+  eq(rec.toasts, { "deconvolve failed: no job today" })
+  rec.dt.gui.create_job = create_job
+  press(rec, { original })
+  rec.run_dispatched()
+  eq(rec.toasts[2], "deconvolved 1 of 1 images (0 from the cache)")
+  eq(leftovers(dir), "")
+  remove(dir)
+end)
+
+test("a result that cannot be finished leaves the library and its folder", function()
+  -- (an error after the import left it grouped but without its tags, its file beside the
+  -- original, and a raw Lua error on the screen)
+  local dir = workspace()
+  local rec = plugin(dir)
+  local original = stub.image(rec, dir .. "/my pictures/a.tif")
+  rec.dt.tags.attach = function()
+    error("no tags today", 0)
+  end
+  press(rec, { original })
+  rec.run_dispatched()
+  eq(rec.toasts, { "deconvolve failed for a.tif: the result " .. dir
+    .. "/my pictures/a_deconv.tif could not be finished: no tags today" })
+  eq(rec.deleted, 1, "taken out of the library")
+  eq(read(dir .. "/my pictures/a_deconv.tif"), nil, "its file removed")
   remove(dir)
 end)
 

@@ -28,12 +28,13 @@ logic.MAX_LINE = 65536
 -- mktemp's random characters), which `dt-deconvolve cache clean --on-exit --exports-dir` removes
 -- once that darktable has gone (PRIVATE_FOLDER in worker/cli/cache.py).
 logic.PRIVATE_FOLDER = "dt-deconvolve-%d-XXXXXXXX"
+-- Where install.sh puts the command, in the home folder (tests/lua/test_lua_logic.py checks it).
+logic.INSTALLED_COMMAND = ".local/bin/dt-deconvolve"
 
--- Exit statuses of `dt-deconvolve` (worker/cli/exit_status.py) and the stages a job reports
--- (worker/stages.py): copies that tests/lua/test_lua_logic.py checks against the Python ones.
+-- Exit statuses of `dt-deconvolve` (worker/cli/exit_status.py): a copy that
+-- tests/lua/test_lua_logic.py checks against the Python one.
 logic.EXIT = { OK = 0, FAILED = 1, USAGE = 2, CANCELLED = 3, TAKEN = 4, INTERRUPTED = 130,
   READER_GONE = 141 }
-logic.STAGES = { "queued", "estimating", "deblurring", "writing", "done", "failed", "cancelled" }
 
 --- Round `value` to `digits` decimals (sliders hand back float noise: 2.25 reads 2.2499997).
 function logic.round(value, digits)
@@ -148,17 +149,13 @@ function logic.preview_scale(width, height)
   return math.max(0.05, math.floor(100 * logic.PREVIEW_SIDE / longest) / 100)
 end
 
---- A text naming the export settings that change the exported pixels (part of the cache key);
---- `scene`: exported before the tone mapper, in scene light.
+--- A text naming the export settings that change the exported pixels (part of the cache key):
+--- `export` = { bpp = bits per sample, profile = darktable's export profile settings as text
+--- (they override the picture's output profile) }; `scene`: exported before the tone mapper, in
+--- scene light.
 function logic.export_signature(export, scene)
-  return string.format(
-    "tiff bpp=%d max=%dx%d upscale=%s%s",
-    export.bpp or 32,
-    export.max_width or 0,
-    export.max_height or 0,
-    export.upscale and "yes" or "no",
-    scene and " light=scene" or ""
-  )
+  return string.format("tiff bpp=%d profile=%s%s", export.bpp, export.profile,
+    scene and " light=scene" or "")
 end
 
 --- `dt-deconvolve key ...`: `source` is the picture (the original, or the export when the image
@@ -244,16 +241,6 @@ function logic.parse_lookup(output)
   return nil
 end
 
---- Whether `name` is one of the stages a job reports (`logic.STAGES`).
-function logic.is_stage(name)
-  for _, stage in ipairs(logic.STAGES) do
-    if stage == name then
-      return true
-    end
-  end
-  return false
-end
-
 --- `BLUR <confidence> <kernel> <reason>` from `submit --wait` or `cache kernel`: how sure the
 --- engine is of the blur it found, and which kernel it used (none, free-form, gaussian, disc,
 --- or varying: one per part of the picture).
@@ -305,7 +292,7 @@ function logic.blur_tag(blur)
   return string.format("%s|kernel %s|confidence %.1f", logic.TAG_ROOT, blur.kernel, blur.confidence)
 end
 
---- One line of `submit --wait`: {kind = "job", id} | {kind = "progress", fraction, stage} |
+--- One line of `submit --wait`: {kind = "job", id} | {kind = "progress", fraction} |
 --- {kind = "done", path} (the path unescaped); nil for a line that is none of these.
 function logic.parse_line(line)
   line = trim_end(line or "", "[\r\n]")
@@ -316,14 +303,9 @@ function logic.parse_line(line)
   if id then
     return { kind = "job", id = id }
   end
-  local fraction, stage = line:match("^PROGRESS (%S+) ?(.*)$")
-  fraction = tonumber(fraction)
-  if fraction then
-    return {
-      kind = "progress",
-      fraction = math.max(0, math.min(1, fraction)),
-      stage = logic.is_stage(stage) and stage or nil,
-    }
+  local fraction = tonumber(line:match("^PROGRESS (%S+)"))
+  if fraction then -- (the stage after it is not shown: darktable's job has a bar, no text)
+    return { kind = "progress", fraction = math.max(0, math.min(1, fraction)) }
   end
   local blur = logic.parse_blur_line(line)
   if blur then

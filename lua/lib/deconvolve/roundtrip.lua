@@ -16,7 +16,13 @@
 ]]
 
 local files = require "lib/deconvolve/files"
+local logic = require "lib/deconvolve/logic"
 local scene = require "lib/deconvolve/scene"
+
+-- A message the plug-in translates as it shows it (gettext's "noop": marked for the catalogue).
+local function N_(msgid)
+  return msgid
+end
 
 local roundtrip = {}
 
@@ -24,9 +30,11 @@ local roundtrip = {}
 local DESCRIPTION = "dt-deconvolve"
 -- The tag darktable gives a picture it applies a style to.
 local STYLE_TAG = "darktable|style|"
--- Tags of temporary styles: `dt-deconvolve-PID-XXXXXXXX-edit-ID-N-...` (the run's private
--- folder's name), and the names engine 0.3.19's plug-in gave them (`edit-ID-N-scene`, `-look`).
-local TEMPORARY_TAGS = { "^darktable|style|dt%-deconvolve%-", "^darktable|style|edit%-%d+%-%d+%-%a+$" }
+-- Tags of temporary styles: `dt-deconvolve-PID-XXXXXXXX-edit-ID-N-...` (named after the run's
+-- private folder, `logic.PRIVATE_FOLDER`), and the names engine 0.3.19's plug-in gave them
+-- (`edit-ID-N-scene`, `-look`).
+local PRIVATE_PREFIX = (logic.PRIVATE_FOLDER:match("^[^%%]*"):gsub("%p", "%%%0"))
+local TEMPORARY_TAGS = { "^" .. STYLE_TAG .. PRIVATE_PREFIX, "^darktable|style|edit%-%d+%-%d+%-%a+$" }
 
 -- The style called `name`, or nil.
 local function find_style(dt, name)
@@ -53,18 +61,21 @@ end
 local function history_text(dt, image, folder, name)
   local style = dt.styles.create(image, name, DESCRIPTION)
   if not style then
-    return nil, "darktable made no style of the image's history"
+    return nil, N_("darktable made no style of the image's history")
   end
-  style:export(folder, true)
-  style:delete()
+  local exported, problem = pcall(style.export, style, folder, true)
+  style:delete() -- (whatever the export did)
   -- darktable 4.2 keeps a file of every style it creates in its configuration's styles folder,
   -- and deleting the style leaves that file: so it is removed here.
   os.remove(dt.configuration.config_dir .. "/styles/" .. name .. ".dtstyle")
   local path = folder .. "/" .. name .. ".dtstyle"
   local text = files.read(path)
   os.remove(path)
+  if not exported then
+    return nil, tostring(problem)
+  end
   if not text then
-    return nil, "darktable wrote no style file"
+    return nil, N_("darktable wrote no style file")
   end
   return text
 end
@@ -96,8 +107,8 @@ local function default_history(dt, image, folder, name)
     text, reason = history_text(dt, image, folder, name)
   end
   if raw_without_history() then
-    return nil, "darktable has not given this raw its default edit: "
-      .. "open it in the darkroom once, then run again"
+    return nil,
+      N_("darktable has not given this raw its default edit: open it in the darkroom once, then run again")
   end
   return text, reason
 end
@@ -131,7 +142,8 @@ end
      render may write it): its `history_end` and instances cut the style to what darktable
      renders, and it is kept as `sidecar_text`, the edit the export will hold; an edit that
      changed while the style was made (the sidecar read before and after) is refused. Returns
-     nil and a reason on failure; `roundtrip.release` removes what was made. ]]
+     nil and a reason on failure (a message id, its `%s` the third value where it has one);
+     `roundtrip.release` removes what was made. ]]
 function roundtrip.split_edit(dt, image, folder, name, read_sidecar)
   local before = scene.edit_of(read_sidecar and read_sidecar())
   local edit, reason = read_edit(dt, image, folder, name)
@@ -143,13 +155,13 @@ function roundtrip.split_edit(dt, image, folder, name, read_sidecar)
   end
   local sidecar_text = read_sidecar and read_sidecar() or nil
   if before and before ~= scene.edit_of(sidecar_text) then -- (the style may hold either edit)
-    return nil, "its edit changed as the run began: run it again"
+    return nil, N_("its edit changed as the run began: run it again")
   end
   local repeated = not sidecar_text and scene.repeated(edit)
   if repeated then -- (applied as it is, an exposure edited twice was two, added up)
-    return nil, repeated .. " has more than one history entry, which darktable's styles cannot "
-      .. "carry without the picture's sidecar: compress its history stack (darkroom, history), "
-      .. "or let darktable write sidecars (preferences, storage)"
+    return nil,
+      N_("%s has more than one history entry, which darktable's styles cannot carry without the picture's sidecar: compress its history stack (darkroom, history), or let darktable write sidecars (preferences, storage)"),
+      repeated
   end
   local parts
   parts, reason = scene.split(edit, scene.history_end(sidecar_text), scene.priorities(sidecar_text))
@@ -157,13 +169,15 @@ function roundtrip.split_edit(dt, image, folder, name, read_sidecar)
     return nil, reason
   end
   local made = {}
-  made.scene = import_style(dt, folder, name .. "-scene", scene.style_text(edit, name .. "-scene", parts.scene))
-  if #parts.look > 0 then
-    made.look = import_style(dt, folder, name .. "-look", scene.style_text(edit, name .. "-look", parts.look))
-  end
-  if not made.scene or (#parts.look > 0 and not made.look) then
+  local imported, problem = pcall(function() -- (what was made is released whatever happens)
+    made.scene = import_style(dt, folder, name .. "-scene", scene.style_text(edit, name .. "-scene", parts.scene))
+    if #parts.look > 0 then
+      made.look = import_style(dt, folder, name .. "-look", scene.style_text(edit, name .. "-look", parts.look))
+    end
+  end)
+  if not imported or not made.scene or (#parts.look > 0 and not made.look) then
     roundtrip.release(dt, made)
-    return nil, "darktable did not import the split style"
+    return nil, imported and N_("darktable did not import the split style") or tostring(problem)
   end
   made.sidecar_text = sidecar_text
   return made

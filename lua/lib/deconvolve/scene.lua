@@ -17,6 +17,11 @@
 
 local scene = {}
 
+-- A message the plug-in translates as it shows it (gettext's "noop": marked for the catalogue).
+local function N_(msgid)
+  return msgid
+end
+
 -- Tone mappers: the modules that take scene-referred light to the display's range.
 scene.TONE_MAPPERS = {
   basecurve = true,
@@ -55,7 +60,7 @@ function scene.parse(text)
   local head = text:match("^(.-)<style>")
   local body = text:match("<style>(.*)</style>")
   if not head or not body then
-    return nil, "not a darktable style"
+    return nil, N_("not a darktable style")
   end
   local order, position = {}, 0
   for operation, priority in (text:match("<iop_list>(.-)</iop_list>") or ""):gmatch("([^,]+),(%-?%d+)") do
@@ -72,7 +77,7 @@ function scene.parse(text)
       text = plugin,
     }
     if not item.num or not item.operation then
-      return nil, "a style item without number or module"
+      return nil, N_("a style item without number or module")
     end
     items[#items + 1] = item
   end
@@ -222,7 +227,7 @@ function scene.split(style, history_end, priorities)
   style = { head = style.head, order = style.order, items = rendered(style.items, history_end, priorities) }
   local boundary = scene.boundary(style)
   if not boundary then
-    return nil, "the style lists no pipe order"
+    return nil, N_("the style lists no pipe order")
   end
   local before, look = {}, {}
   for _, item in ipairs(style.items) do
