@@ -434,7 +434,7 @@ local function export_profile()
 end
 
 local function cache_key(source, image, settings)
-  local export = { bpp = EXPORT.bpp, profile = export_profile() }
+  local export = { bpp = EXPORT.bpp, max_side = logic.result_side(settings), profile = export_profile() }
   local output, reason = command_output(logic.key_args(source, image, settings,
     logic.export_signature(export, settings.scene)))
   if not output then
@@ -613,6 +613,9 @@ local function export_and_deblur(batch, image, job)
     return nil, _("darktable could not export the image")
   end
   set_progress(batch, logic.batch_fraction(job.index, #batch.images, EXPORT_SHARE))
+  if job.settings.preview then -- (its size as exported, crop and all: the library's is uncropped)
+    job.settings.scale = logic.preview_scale(files.tiff_size(export))
+  end
   local key, reason = job.key, nil
   if not job.identity.sidecar then
     key, reason = cache_key(export, job.identity, job.settings)
@@ -664,7 +667,6 @@ local function deconvolve_image(batch, image, index, edit)
   for name, value in pairs(batch.settings) do
     settings[name] = value
   end
-  settings.scale = settings.preview and logic.preview_scale(image.width, image.height) or 1
   settings.scene = edit ~= nil
   local job = {
     index = index,

@@ -137,12 +137,12 @@ function stub.new(options)
       return {
         write_image = function(self, image, path)
           rec.exports[#rec.exports + 1] = { bpp = self.bpp, path = path }
-          if rec.on_export then -- (what happens while darktable exports: a test's edit)
-            rec.on_export(image, path)
-          end
           local file = assert(io.open(path, "w"))
           file:write("pixels of " .. image.filename)
           file:close()
+          if rec.on_export then -- (what happens while darktable exports: a test's edit)
+            rec.on_export(image, path)
+          end
           return false -- API 9.0.0: false means success
         end,
       }

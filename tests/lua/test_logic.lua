@@ -41,7 +41,7 @@ test("command_line: program and every argument quoted", function()
   eq(line, "'/opt/my tools/dt-deconvolve' key '/p/a b.tif' --blur 15")
 end)
 
-local settings = { blur = 15, tolerance = 5, priority = 0.3, window = "centre", scale = 1 }
+local settings = { blur = 15, tolerance = 5, priority = 0.3, window = "centre" }
 
 test("blur_arg: the engine finds the size, or the slider's odd size, which varying always takes", function()
   eq(logic.blur_arg({ blur_mode = "auto", blur = 21 }), "auto")
@@ -54,21 +54,26 @@ end)
 test("engine_args: the settings that change pixels, in the CLI's terms", function()
   eq(logic.engine_args(settings),
     { "--blur", "15", "--window", "centre", "--tolerance", "5", "--priority", "0.3" })
-  local preview = { blur = 14, tolerance = 2.25, priority = -1, window = "auto", scale = 0.5 }
+  local preview = { blur = 14, tolerance = 2.25, priority = -1, window = "auto", preview = true }
   eq(logic.engine_args(preview), { "--blur", "15", "--window", "auto", "--tolerance", "2.25",
-    "--priority", "-1", "--scale", "0.5" })
+    "--priority", "-1" }, "a preview's key names it by its export")
+  preview.scale = 0.5
+  local submit = logic.submit_args("/t/e.tif", "/p/a.tif", "ab", preview)
+  eq({ submit[#submit - 2], submit[#submit - 1] }, { "--scale", "0.5" }, "the job shrinks it")
   local varying = { blur = 21, tolerance = 5, priority = 0, window = "auto", varying = true }
   eq(logic.engine_args(varying), { "--blur", "21", "--window", "auto", "--tolerance", "5",
     "--priority", "0", "--varying" })
 end)
 
 test("key_args: sidecar, duplicate index, export settings and engine options", function()
-  local export = logic.export_signature({ bpp = 32, profile = "-1::-1" })
-  eq(export, "tiff bpp=32 profile=-1::-1")
-  eq(logic.export_signature({ bpp = 32, profile = "-1::-1" }, true),
-    "tiff bpp=32 profile=-1::-1 light=scene", "a scene-referred export is another export: another key")
-  truthy(logic.export_signature({ bpp = 32, profile = "3::0" }) ~= export,
+  local export = logic.export_signature({ bpp = 32, max_side = 0, profile = "-1::-1" })
+  eq(export, "tiff bpp=32 max=0 profile=-1::-1")
+  eq(logic.export_signature({ bpp = 32, max_side = 0, profile = "-1::-1" }, true),
+    "tiff bpp=32 max=0 profile=-1::-1 light=scene", "a scene-referred export is another export: another key")
+  truthy(logic.export_signature({ bpp = 32, max_side = 0, profile = "3::0" }) ~= export,
     "another export profile (darktable's export settings) is another key")
+  truthy(logic.export_signature({ bpp = 32, max_side = 1600, profile = "-1::-1" }) ~= export,
+    "a preview's export is another key")
   eq(logic.key_args("/p/IMG 1.CR2", { sidecar = "/p/IMG 1.CR2.xmp", duplicate = 2 }, settings, export),
     { "key", "/p/IMG 1.CR2", "--xmp", "/p/IMG 1.CR2.xmp", "--duplicate", "2", "--export", export,
       "--blur", "15", "--window", "centre", "--tolerance", "5", "--priority", "0.3" })
@@ -227,9 +232,9 @@ test("copyable_tags: darktable's own and this plug-in's tags stay behind", funct
 end)
 
 test("a preview is tagged as one, a full-size result is not", function()
-  eq(logic.result_tags({ blur = 15, tolerance = 5, scale = 0.4 }),
+  eq(logic.result_tags({ blur = 15, tolerance = 5, preview = true }),
     { "dt-deconvolve|blur 15|tolerance 5", "dt-deconvolve|preview" })
-  eq(logic.result_tags({ blur = 15, tolerance = 5, scale = 1 }), { "dt-deconvolve|blur 15|tolerance 5" })
+  eq(logic.result_tags({ blur = 15, tolerance = 5 }), { "dt-deconvolve|blur 15|tolerance 5" })
 end)
 
 test("settings_tag records blur size and tolerance", function()
@@ -249,7 +254,9 @@ test("numbers: float noise rounded away, blur odd and within 3-51", function()
   eq(logic.round(2.2499997, 2), 2.25)
 end)
 
-test("preview_scale: long side down to 1600 px, small pictures untouched", function()
+test("a preview: at most 1600 px a side, small pictures untouched", function()
+  eq(logic.result_side({ preview = true }), 1600)
+  eq(logic.result_side({}), 0, "a full-size result: the picture's own size")
   eq(logic.preview_scale(400, 300), 1)
   eq(logic.preview_scale(6000, 4000), 0.26)
   eq(logic.preview_scale(nil, nil), 1)

@@ -180,6 +180,41 @@ test("a run: exported once, deblurred, imported beside the original, grouped, ta
   remove(dir)
 end)
 
+-- The head of a TIFF `width` x `height` as darktable writes it (classic, little-endian; the
+-- height a SHORT, the width a LONG) and its first IFD, at the end as libtiff puts it.
+local function tiff_head(width, height)
+  return string.pack("<c2I2I4", "II", 42, 16) .. "pixels.."
+    .. string.pack("<I2", 2) .. string.pack("<I2I2I4I4", 256, 4, 1, width)
+    .. string.pack("<I2I2I4I2I2", 257, 3, 1, height, 0) .. string.pack("<I4", 0)
+end
+
+test("a preview: 1600 px on the long side of the picture as exported, crop and all", function()
+  -- (its scale was the library's uncropped size's: a cropped picture's preview came out far
+  -- smaller than 1600 px)
+  eq({ files.tiff_size("/nonexistent") }, {})
+  local dir = workspace()
+  local rec = plugin(dir, { ["deconvolve/output_size"] = "preview" })
+  rec.on_export = function(_, path)
+    files.write(path, tiff_head(4000, 2000)) -- (a 6000 x 4000 picture, cropped)
+  end
+  local original = stub.image(rec, dir .. "/my pictures/a.tif")
+  original.width, original.height = 6000, 4000
+  eq({ files.tiff_size(dir .. "/my pictures/a.tif") }, {}, "no TIFF")
+  press(rec, { original })
+  rec.run_dispatched()
+  eq(rec.toasts, { "deconvolved 1 of 1 images (0 from the cache)" })
+  local calls = read(dir .. "/calls.log")
+  truthy(calls:match("\nsubmit [^\n]* %-%-scale 0%.4 "), calls)
+  truthy(calls:match("\nkey [^\n]* max=1600 ") and not calls:match("\nkey [^\n]*%-%-scale"),
+    "the key names a preview by its export")
+  local tags = {}
+  for _, tag in ipairs(rec.imported[1].tags) do
+    tags[#tags + 1] = tag.name
+  end
+  eq(tags[#tags], "dt-deconvolve|preview")
+  remove(dir)
+end)
+
 test("several images: one job, each result beside its own original", function()
   local dir = workspace()
   local rec = plugin(dir)

@@ -120,10 +120,12 @@ end
 --[[ The settings of one run, as the panel shows them:
        blur_mode ("auto" | "slider", BLUR_MODES), blur (the slider's odd px),
        tolerance (percent), priority (-1 denoise ... +1 deblur),
-       window ("auto" | "centre"), scale (1 = full size, below 1 = preview),
+       window ("auto" | "centre"), preview (true: at most PREVIEW_SIDE px a side) and its
+       scale (known once the picture is exported: `preview_scale`),
        varying (true: the blur differs across the frame, one kernel per part). ]]
 
---- The engine and PSF options shared by `key` and `submit`: the settings that change pixels.
+--- The engine and PSF options shared by `key` and `submit`: the settings that change pixels (a
+--- preview's scale aside: the key names a preview by its export, `export_signature`).
 function logic.engine_args(settings)
   local args = {
     "--blur", logic.blur_arg(settings),
@@ -131,31 +133,36 @@ function logic.engine_args(settings)
     "--tolerance", logic.format_number(settings.tolerance),
     "--priority", logic.format_number(settings.priority),
   }
-  if settings.scale and settings.scale < 1 then
-    extend(args, { "--scale", logic.format_number(settings.scale) })
-  end
   if settings.varying then
     args[#args + 1] = "--varying"
   end
   return args
 end
 
---- The scale of a preview: the longest side shrinks to PREVIEW_SIDE pixels (never enlarged).
+
+--- A text naming the export settings that change the pixels of the result (part of the cache
+--- key): `export` = { bpp = bits per sample, max_side = the result's longest side in px (a
+--- preview's; 0: the picture's own size), profile = darktable's export profile settings as
+--- text (they override the picture's output profile) }; `scene`: exported before the tone
+--- mapper, in scene light.
+function logic.export_signature(export, scene)
+  return string.format("tiff bpp=%d max=%d profile=%s%s", export.bpp, export.max_side,
+    export.profile, scene and " light=scene" or "")
+end
+
+--- The longest side a run's results may have: PREVIEW_SIDE for a preview, 0 (none) otherwise.
+function logic.result_side(settings)
+  return settings.preview and logic.PREVIEW_SIDE or 0
+end
+
+--- The scale of a preview of an export `width` x `height` (crop and all): its longest side
+--- shrinks to PREVIEW_SIDE pixels (never enlarged; 1 for an unknown size).
 function logic.preview_scale(width, height)
   local longest = math.max(width or 0, height or 0)
   if longest <= logic.PREVIEW_SIDE then
     return 1
   end
   return math.max(0.05, math.floor(100 * logic.PREVIEW_SIDE / longest) / 100)
-end
-
---- A text naming the export settings that change the exported pixels (part of the cache key):
---- `export` = { bpp = bits per sample, profile = darktable's export profile settings as text
---- (they override the picture's output profile) }; `scene`: exported before the tone mapper, in
---- scene light.
-function logic.export_signature(export, scene)
-  return string.format("tiff bpp=%d profile=%s%s", export.bpp, export.profile,
-    scene and " light=scene" or "")
 end
 
 --- `dt-deconvolve key ...`: `source` is the picture (the original, or the export when the image
@@ -179,6 +186,9 @@ end
 function logic.submit_args(export, output, key, settings)
   local args = { "submit", export, "-o", output, "--no-clobber", "--key", key }
   extend(args, logic.engine_args(settings))
+  if settings.scale and settings.scale < 1 then
+    extend(args, { "--scale", logic.format_number(settings.scale) })
+  end
   args[#args + 1] = "--wait"
   return args
 end
@@ -476,10 +486,10 @@ function logic.settings_tag(settings)
 end
 
 --- The tags recording how a result was made: its settings (`settings_tag`) and, on a preview
---- (`scale` below 1: smaller than its original), `dt-deconvolve|preview`.
+--- (at most PREVIEW_SIDE px a side), `dt-deconvolve|preview`.
 function logic.result_tags(settings)
   local tags = { logic.settings_tag(settings) }
-  if (settings.scale or 1) < 1 then
+  if settings.preview then
     tags[#tags + 1] = logic.TAG_ROOT .. "|preview"
   end
   return tags
