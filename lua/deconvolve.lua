@@ -447,11 +447,12 @@ local function cache_key(source, image, settings)
   return key
 end
 
--- The cached result for `key`, copied to `output`: its path, or nil on a miss.
+-- The cached result for `key`, copied to `output`: its path, or nil on a miss (a lookup that
+-- fails is one: the job computes the result).
 local function cache_lookup(key, output)
-  local answer, reason = command_output(logic.lookup_args(key, output))
+  local answer = command_output(logic.lookup_args(key, output))
   if not answer then
-    return nil, reason
+    return nil
   end
   local kind, path = logic.parse_lookup(answer)
   if kind == "hit" and path == output and file_exists(path) then
@@ -658,40 +659,55 @@ local function sidecars_follow_edits()
   return dt.preferences.read("darktable", "write_sidecar_files", "string") ~= "never"
 end
 
---[[ Deconvolve one image. The key names the original's edits (its sidecar), the settings and
-     the export: a cached result is taken without exporting. `edit` (from roundtrip.split_edit)
-     when it goes through scene light. Returns "done" | "cached" | "cancelled", or nil and the
-     reason. ]]
-local function deconvolve_image(batch, image, index, edit)
+-- One picture's job: its settings (the run's, its own copy), its original, what names its
+-- edit (sidecar, duplicate) and the free name of its result (nil when none is).
+local function new_job(batch, image, index, edit)
   local settings = {}
   for name, value in pairs(batch.settings) do
     settings[name] = value
   end
   settings.scene = edit ~= nil
-  local job = {
+  return {
     index = index,
     edit = edit,
     settings = settings,
     original = image.path .. "/" .. image.filename,
     identity = {
-      sidecar = sidecars_follow_edits() and file_exists(image.sidecar) and regular_file(image.sidecar)
-        and image.sidecar or nil,
+      sidecar = sidecars_follow_edits() and regular_file(image.sidecar) and image.sidecar or nil,
       duplicate = image.duplicate_index,
     },
     output = logic.output_path(image.path, image.filename, output_suffix(), taken_beside(image)),
   }
+end
+
+-- Why no result can be written beside `image` (its folder missing or read-only), or nil.
+local function folder_refusal(image)
+  if not passes(image.path, "-d") then
+    if #image.path >= DARKTABLE_PATH_MAX then -- (darktable 4.2 cuts a folder's path there)
+      return string.format(_("its folder's path is longer than darktable keeps (%d bytes)"),
+        DARKTABLE_PATH_MAX)
+    end
+    return _("its folder is missing (moved or deleted?)")
+  end
+  if not writable_folder(image.path) then
+    return _("its folder is read-only: the result cannot be written beside it")
+  end
+  return nil
+end
+
+--[[ Deconvolve one image. The key names the original's edits (its sidecar), the settings and
+     the export: a cached result is taken without exporting. `edit` (from roundtrip.split_edit)
+     when it goes through scene light. Returns "done" | "cached" | "cancelled", or nil and the
+     reason. ]]
+local function deconvolve_image(batch, image, index, edit)
+  local job = new_job(batch, image, index, edit)
+  local settings = job.settings
   if not job.output then
     return nil, _("no name is free for the result beside the original (too long, or all taken)")
   end
-  if not passes(image.path, "-d") then
-    if #image.path >= DARKTABLE_PATH_MAX then -- (darktable 4.2 cuts a folder's path there)
-      return nil, string.format(_("its folder's path is longer than darktable keeps (%d bytes)"),
-        DARKTABLE_PATH_MAX)
-    end
-    return nil, _("its folder is missing (moved or deleted?)")
-  end
-  if not writable_folder(image.path) then
-    return nil, _("its folder is read-only: the result cannot be written beside it")
+  local refusal = folder_refusal(image)
+  if refusal then
+    return nil, refusal
   end
   local result, outcome, reason
   batch.blur = nil
