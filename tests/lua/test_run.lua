@@ -109,13 +109,14 @@ end
 
 -- One picture of "my pictures" (a.tif unless named) deconvolved, the fake command switched by
 -- the file `switch` in the workspace `dir` (a new one unless given): "fail", "late", "link",
--- "elsewhere". Returns the recorder, the workspace and the picture.
-local function run_one(switch, filename, dir)
+-- "elsewhere", "keyfail"; `preferences` as `plugin` takes them. Returns the recorder, the
+-- workspace and the picture.
+local function run_one(switch, filename, dir, preferences)
   dir = dir or workspace()
   if switch then
     shell("touch '" .. dir .. "/" .. switch .. "'")
   end
-  local rec = plugin(dir)
+  local rec = plugin(dir, preferences)
   local image = stub.image(rec, dir .. "/my pictures/" .. (filename or "a.tif"))
   press(rec, { image })
   rec.run_dispatched()
@@ -518,11 +519,7 @@ end)
 
 test("a key that fails on the export names the user's picture, not the export", function()
   -- (without sidecars the key is the export's pixels: its failure named the temporary file)
-  local dir = workspace()
-  shell("touch '" .. dir .. "/keyfail'")
-  local rec = plugin(dir, { ["darktable/write_sidecar_files"] = "never" })
-  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
-  rec.run_dispatched()
+  local rec, dir = run_one("keyfail", nil, nil, { ["darktable/write_sidecar_files"] = "never" })
   eq(rec.toasts[1], "deconvolve failed for a.tif: " .. dir .. "/my pictures/a.tif is not a TIFF file")
   remove(dir)
 end)
