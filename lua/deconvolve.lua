@@ -588,7 +588,9 @@ local function import_result(batch, original, path, job, edit)
     copy_metadata(original, result, job.settings)
   end)
   if not finished then -- (a half-made result, without its look or its tags, is none)
-    pcall(dt.database.delete, result)
+    if pcall(dt.database.delete, result) then
+      os.remove(path .. ".xmp") -- the sidecar darktable wrote as it imported it (a free name)
+    end
     return nil, string.format(_("the result %s could not be finished: %s"), path, tostring(problem))
   end
   return result

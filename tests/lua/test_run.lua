@@ -570,6 +570,7 @@ test("a result that cannot be finished leaves the library and its folder", funct
     .. "/my pictures/a_deconv.tif could not be finished: no tags today" })
   eq(rec.deleted, 1, "taken out of the library")
   eq(read(dir .. "/my pictures/a_deconv.tif"), nil, "its file removed")
+  eq(leftovers(dir), "")
   remove(dir)
 end)
 
