@@ -327,46 +327,74 @@ local function read_number(name, kind, default)
   return value
 end
 
-local function saved_settings()
-  return {
-    blur_mode = dt.preferences.read(MODULE, "blur_mode", "string") == "slider" and "slider"
-      or "auto",
-    blur = logic.odd_blur(read_number("blur_size", "integer", logic.BLUR.default)),
-    tolerance = logic.clamp(read_number("tolerance", "float", logic.TOLERANCE.default),
-      logic.TOLERANCE, 2),
-    priority = logic.clamp(read_number("priority", "float", logic.PRIORITY.default),
-      logic.PRIORITY, 2),
-    window = dt.preferences.read(MODULE, "window", "string") == "centre" and "centre" or "auto",
-    preview = dt.preferences.read(MODULE, "output_size", "string") == "preview",
-    varying = dt.preferences.read(MODULE, "blur_across", "string") == "varies",
-  }
+-- The panel's drop-down lists: each one's widget and preference name, the values it stores (its
+-- entries in order: the first is the default) and how a run's settings hold its choice.
+local CHOICES = {
+  blur_mode = { values = logic.BLUR_MODES, set = function(settings, value)
+    settings.blur_mode = value
+  end },
+  window = { values = logic.WINDOWS, set = function(settings, value)
+    settings.window = value
+  end },
+  output_size = { values = { "full", "preview" }, set = function(settings, value)
+    settings.preview = value == "preview"
+  end },
+  blur_across = { values = { "same", "varies" }, set = function(settings, value)
+    settings.varying = value == "varies"
+  end },
+}
+
+-- The entry of the list `name` that was saved (its number; 1, the default, when none was).
+local function saved_choice(name)
+  local stored = dt.preferences.read(MODULE, name, "string")
+  for index, value in ipairs(CHOICES[name].values) do
+    if value == stored then
+      return index
+    end
+  end
+  return 1
 end
 
-local function save_settings(settings)
-  dt.preferences.write(MODULE, "blur_mode", "string", settings.blur_mode)
-  dt.preferences.write(MODULE, "blur_size", "integer", settings.blur)
-  dt.preferences.write(MODULE, "tolerance", "float", settings.tolerance)
-  dt.preferences.write(MODULE, "priority", "float", settings.priority)
-  dt.preferences.write(MODULE, "window", "string", settings.window)
-  dt.preferences.write(MODULE, "output_size", "string", settings.preview and "preview" or "full")
-  dt.preferences.write(MODULE, "blur_across", "string", settings.varying and "varies" or "same")
+-- The settings of the entries `chosen` (list name -> entry number) and the sliders' values.
+local function settings_of(chosen, blur, tolerance, priority)
+  local settings = {
+    blur = logic.odd_blur(blur),
+    tolerance = logic.clamp(tolerance, logic.TOLERANCE, 2),
+    priority = logic.clamp(priority, logic.PRIORITY, 2),
+  }
+  for name, list in pairs(CHOICES) do
+    list.set(settings, list.values[chosen[name]] or list.values[1])
+  end
+  return settings
+end
+
+local function saved_settings()
+  local chosen = {}
+  for name in pairs(CHOICES) do
+    chosen[name] = saved_choice(name)
+  end
+  return settings_of(chosen, read_number("blur_size", "integer", logic.BLUR.default),
+    read_number("tolerance", "float", logic.TOLERANCE.default),
+    read_number("priority", "float", logic.PRIORITY.default)), chosen
 end
 
 -- The settings shown in the panel (or the saved ones before the panel exists); saved for later.
 local function current_settings()
   local w = state.widgets
-  local settings = saved_settings()
+  local settings, chosen = saved_settings()
   if w.blur then
-    settings.blur_mode = logic.BLUR_MODES[w.blur_mode.selected] or "auto"
-    settings.blur = logic.odd_blur(w.blur.value)
-    settings.tolerance = logic.clamp(w.tolerance.value, logic.TOLERANCE, 2)
-    settings.priority = logic.clamp(w.priority.value, logic.PRIORITY, 2)
-    settings.window = logic.WINDOWS[w.window.selected] or "auto"
-    settings.preview = w.output_size.selected == 2
-    settings.varying = w.blur_across.selected == 2
+    for name in pairs(CHOICES) do
+      chosen[name] = w[name].selected
+    end
+    settings = settings_of(chosen, w.blur.value, w.tolerance.value, w.priority.value)
     w.blur.value = settings.blur -- show the odd size actually used
   end
-  save_settings(settings)
+  for name, list in pairs(CHOICES) do
+    dt.preferences.write(MODULE, name, "string", list.values[chosen[name]] or list.values[1])
+  end
+  dt.preferences.write(MODULE, "blur_size", "integer", settings.blur)
+  dt.preferences.write(MODULE, "tolerance", "float", settings.tolerance)
+  dt.preferences.write(MODULE, "priority", "float", settings.priority)
   return settings
 end
 
@@ -970,7 +998,7 @@ local function build_panel()
   local w = state.widgets
   w.blur_mode = choice(_("blur size"),
     _("automatic: the engine finds the blur's size itself (a few seconds more); or the largest blur set on the slider below, which a varying run always uses"),
-    { _("automatic"), _("the slider's") }, saved.blur_mode == "slider" and 2 or 1)
+    { _("automatic"), _("the slider's") }, saved_choice("blur_mode"))
   w.blur = slider(_("largest blur"),
     _("size in pixels of the largest blur to remove (odd), when the blur size is the slider's or the blur varies: a little more than the longest streak or the widest halo"),
     logic.BLUR, 2, 0, saved.blur)
@@ -982,14 +1010,14 @@ local function build_panel()
     logic.PRIORITY, 0.1, 1, saved.priority)
   w.window = choice(_("sample window"),
     _("where the blur is measured: the most detailed part of the picture, or its centre"),
-    { _("automatic"), _("centre") }, saved.window == "centre" and 2 or 1)
+    { _("automatic"), _("centre") }, saved_choice("window"))
   w.blur_across = choice(_("blur across the frame"),
     _("the same everywhere, or varying (a camera that turned: longer blur in the corners); varying learns a blur for each part of the picture, takes longer, and can harm a picture that is sharp"),
-    { _("the same"), _("varying") }, saved.varying and 2 or 1)
+    { _("the same"), _("varying") }, saved_choice("blur_across"))
   w.output_size = choice(_("output size"),
     string.format(_("full size, or a quick preview at most %d pixels on its longest side"),
       logic.PREVIEW_SIDE),
-    { _("full"), _("preview") }, saved.preview and 2 or 1)
+    { _("full"), _("preview") }, saved_choice("output_size"))
   w.button = dt.new_widget("button")({
     label = _("deconvolve"),
     tooltip = _("deconvolve the selected images; the results are grouped with them"),
