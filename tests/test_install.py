@@ -297,9 +297,11 @@ def test_a_failing_pip_fails_the_install_and_an_unfinished_environment_is_comple
     tmp_path: Path,
 ) -> None:
     # An install interrupted while it made its environment (or Debian's python3 without
-    # python3-venv) leaves one without pip; and with no package index pip cannot install.
+    # python3-venv) leaves one without pip, marked as the installer's (it marks the folder
+    # first); and with no package index pip cannot install.
     venv = tmp_path / "app" / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    (venv / ".dt-deconvolve").touch()
     result = install(tmp_path, env=environment(tmp_path, PIP_NO_INDEX="1"))
     assert f"completing the unfinished virtual environment in {venv}" in result.stdout
     assert subprocess.run([venv / "bin" / "python", "-m", "pip", "--version"]).returncode == 0

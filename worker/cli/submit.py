@@ -178,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
             while job is None:
                 try:
                     with held():  # a stop comes once the job's id is known, to cancel it
-                        job = client.request("submit", **fields)["job"]
+                        submitted = client.request("submit", **fields)
+                        job = submitted["job"]
                 except RemoteError as error:
                     if error.code == protocol.TAKEN:
                         raise NameTaken(spec.output) from None
@@ -188,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
             say(f"JOB {job}" if args.wait else job)
             if not args.wait:
                 return ExitStatus.OK
+            show(submitted)  # (where the job starts: one that ends at once has a PROGRESS line)
             final = client.wait(job, show, worker)
         except BaseException:  # Ctrl-C, a kill, a closed terminal or pipe: the job goes too
             if job is not None:
