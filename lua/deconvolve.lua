@@ -749,6 +749,8 @@ local function deconvolve_image(batch, image, index, edit)
     if files.write(copy, edit.sidecar_text) then
       job.identity.sidecar, edit.sidecar_copy = copy, copy
     end
+  elseif edit and edit.scene and not edit.sidecar_text then
+    job.identity.sidecar = nil -- (one that does not describe the history: the export's pixels key)
   end
   if job.identity.sidecar then
     -- a sidecar the key cannot read yet is no failure: the export writes it, the key follows
@@ -1057,7 +1059,8 @@ local function destroy_events()
 end
 
 local function install_gui()
-  if state.gui_installed or state.gui_installing then -- (GUI calls let go of the Lua lock)
+  -- (GUI calls let go of the Lua lock; a script switched off before this queued call ran stays off)
+  if state.gui_installed or state.gui_installing or state.switched_off then
     return
   end
   state.gui_installing = true
@@ -1090,6 +1093,7 @@ end
 -- script_manager
 
 local function destroy()
+  state.switched_off = true
   clean_up()
   destroy_events()
   if state.waiting_for_lighttable then -- (switched off before lighttable was shown: it stays off)
@@ -1102,6 +1106,7 @@ local function destroy()
 end
 
 local function restart()
+  state.switched_off = false
   if state.gui_installed then
     register_events()
     dt.gui.libs[MODULE].visible = true

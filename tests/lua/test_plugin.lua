@@ -75,6 +75,20 @@ test("switched off in darkroom before lighttable was shown: it stays off", funct
   truthy(rec.libs.deconvolve, "switched on again: the panel on entering lighttable")
 end)
 
+test("switched off before its queued set-up ran: it stays off", function()
+  -- (in lighttable the panel's set-up waits in darktable's queue: a switch-off meanwhile was
+  -- undone by it, a helper's check in darktable)
+  local rec = stub.new({})
+  local data = stub.load_plugin()
+  data.destroy()
+  rec.run_dispatched()
+  eq(rec.libs.deconvolve, nil, "no panel")
+  eq(rec.events["deconvolve/shortcut"], nil, "no shortcut")
+  data.restart()
+  rec.run_dispatched()
+  truthy(rec.libs.deconvolve, "switched on again: the panel")
+end)
+
 test("without a GUI (darktable-cli): no preference, no panel, no deadlock", function()
   local rec = stub.new({ has_gui = false })
   local data = stub.load_plugin()

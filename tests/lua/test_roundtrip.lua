@@ -73,10 +73,19 @@ test("without a sidecar, a module with two entries is refused: it would be appli
   local made, reason, detail = roundtrip.split_edit(dt, image, folder, "edit-4")
   eq(made, nil)
   truthy(reason:format(detail):find("exposure has more than one history entry", 1, true), reason)
-  local sidecar = '<darktable:history><rdf:li darktable:num="0" darktable:multi_priority="0"/>'
-    .. '<rdf:li darktable:num="2" darktable:multi_priority="0"/></darktable:history>'
+  local sidecar = '<darktable:history>'
+    .. '<rdf:li darktable:num="0" darktable:operation="exposure" darktable:multi_priority="0"/>'
+    .. '<rdf:li darktable:num="1" darktable:operation="filmicrgb" darktable:multi_priority="0"/>'
+    .. '<rdf:li darktable:num="2" darktable:operation="exposure" darktable:multi_priority="0"/>'
+    .. '</darktable:history>'
   truthy(roundtrip.split_edit(dt, image, folder, "edit-5", function() return sidecar end).scene,
     "with the sidecar, split")
+  -- A sidecar darktable did not write for this history (copied in, by hand, another version)
+  -- numbers other entries: it describes nothing, and the refusal stands.
+  local foreign = '<darktable:history>'
+    .. '<rdf:li darktable:num="0" darktable:operation="exposure" darktable:multi_priority="0"/>'
+    .. '</darktable:history>'
+  eq(roundtrip.split_edit(dt, image, folder, "edit-6", function() return foreign end), nil)
   os.execute("rm -r " .. folder)
 end)
 

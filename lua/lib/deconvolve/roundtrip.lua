@@ -139,8 +139,9 @@ end
      separator); `folder` is the run's private folder (`private_folder` in deconvolve.lua), where
      the style files are written and removed; `read_sidecar()` (optional) gives the picture's
      sidecar when it follows the library's edits (nil else), read once the edit is (a first
-     render may write it): its `history_end` and instances cut the style to what darktable
-     renders, and it is kept as `sidecar_text`, the edit the export will hold; an edit that
+     render may write it): when it describes the style's history (`scene.describes`), its
+     `history_end` and instances cut the style to what darktable renders, and it is kept as
+     `sidecar_text`, the edit the export will hold (nil: the sidecar names no edit); an edit that
      changed while the style was made (the sidecar read before and after) is refused. Returns
      nil and a reason on failure (a message id, its `%s` the third value where it has one);
      `roundtrip.release` removes what was made. ]]
@@ -157,10 +158,13 @@ function roundtrip.split_edit(dt, image, folder, name, read_sidecar)
   if before and before ~= scene.edit_of(sidecar_text) then -- (the style may hold either edit)
     return nil, N_("its edit changed as the run began: run it again")
   end
+  if sidecar_text and not scene.describes(edit, sidecar_text) then
+    sidecar_text = nil -- (its numbers are not the library's: it says nothing of this history)
+  end
   local repeated = not sidecar_text and scene.repeated(edit)
   if repeated then -- (applied as it is, an exposure edited twice was two, added up)
     return nil,
-      N_("%s has more than one history entry, which darktable's styles cannot carry without the picture's sidecar: compress its history stack (darkroom, history), or let darktable write sidecars (preferences, storage)"),
+      N_("%s has more than one history entry, which darktable's styles cannot carry without a sidecar darktable wrote for this history: compress its history stack (darkroom, history), or let darktable write sidecars (preferences, storage)"),
       repeated
   end
   local parts

@@ -175,6 +175,33 @@ function scene.priorities(sidecar_text)
   return found
 end
 
+--[[ Whether a sidecar's history numbers the style's entries as the library does: the same
+     numbers for the same modules, no more and no fewer. One darktable has not rewritten since
+     the picture came in (copied in with it, written by another version or by hand) may not:
+     the library adds the modules every picture has (input and output profiles...) before its
+     entries, and its numbers would cut the wrong ones (a helper's check in darktable, engine
+     0.3.55: a crop and the scene's output profile were dropped from the export). ]]
+function scene.describes(style, sidecar_text)
+  local operations, count = {}, 0
+  for entry in (history_of(sidecar_text) or ""):gmatch("<rdf:li(.-)/>") do
+    local num = tonumber(entry:match('darktable:num="(%d+)"'))
+    local operation = entry:match('darktable:operation="([^"]*)"')
+    if not num or not operation then
+      return false
+    end
+    operations[num], count = operation, count + 1
+  end
+  if count ~= #style.items then
+    return false
+  end
+  for _, item in ipairs(style.items) do
+    if operations[item.num] ~= item.operation then
+      return false
+    end
+  end
+  return true
+end
+
 --[[ An operation with more than one entry in the style, or nil: without the sidecar's
      instances (`scene.priorities`) one instance edited twice cannot be told from two. ]]
 function scene.repeated(style)
