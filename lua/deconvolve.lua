@@ -835,6 +835,16 @@ local function summary(counts, count)
   return line
 end
 
+-- A run's end, whatever ended it: its darktable job closed, its temporary folder removed, and
+-- the plug-in free for a new run while the `ping` below ends (it takes seconds when no worker
+-- answers): no run leaves one running.
+local function end_run(batch)
+  close_job(batch)
+  remove_private_folder()
+  state.batch = nil
+  finish_worker_check()
+end
+
 -- The work of one run, in its own darktable job.
 local function run_batch(batch)
   local images = batch.images
@@ -862,10 +872,7 @@ local function run_batch(batch)
       toast(string.format(_("deconvolve failed for %s: %s"), image.filename, reason))
     end
   end
-  close_job(batch)
-  remove_private_folder()
-  state.batch = nil -- a new run may start now, while the `ping` below ends (it takes seconds
-  finish_worker_check() -- when no worker answers): no run leaves one running
+  end_run(batch)
   if counts.failed == 0 or #images > 1 then -- (one failed picture: its own message stays)
     toast(summary(counts, #images))
   end
@@ -876,10 +883,7 @@ end
 local function deconvolve_images(batch)
   local ok, problem = pcall(run_batch, batch)
   if not ok then
-    close_job(batch)
-    remove_private_folder()
-    state.batch = nil
-    finish_worker_check()
+    end_run(batch)
     log(tostring(problem), dt.print_error)
     toast(string.format(_("deconvolve failed: %s"), tostring(problem)))
   end

@@ -93,17 +93,12 @@ class Executor:
         return self.process.stdout.fileno()
 
     def error_fileno(self) -> int:
-        """The executor's stderr pipe, for the server's poller.
+        """The executor's stderr pipe, for the server's poller: as `fileno`, of stderr.
 
         Returns
         -------
         int
-            The pipe's file descriptor, non-blocking.
-
-        Raises
-        ------
-        ValueError
-            Once the pipe is closed (`reap`).
+            The pipe's file descriptor.
         """
         assert self.process.stderr is not None
         return self.process.stderr.fileno()

@@ -158,15 +158,25 @@ function scene.edit_of(sidecar_text)
   return history .. "|" .. tostring(scene.history_end(sidecar_text))
 end
 
+-- The history entries of a sidecar's text, one after another: the attributes of each, as text.
+local function entries_of(sidecar_text)
+  return (history_of(sidecar_text) or ""):gmatch("<rdf:li(.-)/>")
+end
+
+-- An entry's history number, and the text of its attribute `name` (nil where it has none).
+local function entry_field(entry, name)
+  return tonumber(entry:match('darktable:num="(%d+)"')), entry:match("darktable:" .. name .. '="([^"]*)"')
+end
+
 --[[ The module instance of each history entry as a sidecar holds it: history number -> its
      multi_priority; nil when the text holds no history. A style of the history does not keep
      them: darktable gives each entry of an operation a priority of its own, so one instance
      edited twice came back as two (two exposures added up, two filmics in a row). ]]
 function scene.priorities(sidecar_text)
   local found
-  for entry in (history_of(sidecar_text) or ""):gmatch("<rdf:li(.-)/>") do
-    local num = tonumber(entry:match('darktable:num="(%d+)"'))
-    local priority = tonumber(entry:match('darktable:multi_priority="(%d+)"'))
+  for entry in entries_of(sidecar_text) do
+    local num, text = entry_field(entry, "multi_priority")
+    local priority = tonumber(text)
     if num and priority then
       found = found or {}
       found[num] = priority
@@ -183,9 +193,8 @@ end
      0.3.55: a crop and the scene's output profile were dropped from the export). ]]
 function scene.describes(style, sidecar_text)
   local operations, count = {}, 0
-  for entry in (history_of(sidecar_text) or ""):gmatch("<rdf:li(.-)/>") do
-    local num = tonumber(entry:match('darktable:num="(%d+)"'))
-    local operation = entry:match('darktable:operation="([^"]*)"')
+  for entry in entries_of(sidecar_text) do
+    local num, operation = entry_field(entry, "operation")
     if not num or not operation then
       return false
     end
