@@ -170,9 +170,13 @@ install_user() {
     mkdir -p "$bin_dir" 2>/dev/null || die "cannot create $bin_dir"
     ln -sfn "$venv/bin/dt-deconvolve" "$command_link" 2>/dev/null || die "cannot write $command_link"
     say "installed $command_link"
+    local where="add it, or call $command_link"
+    # (the plug-in looks there itself: lua/lib/deconvolve/logic.lua's INSTALLED_COMMAND)
+    [ "$command_link" = "$HOME/.local/bin/dt-deconvolve" ] \
+        || where+=" and set the plug-in's 'dt-deconvolve command' preference to it"
     case ":$PATH:" in
         *":$bin_dir:"*) ;;
-        *) say "note: $bin_dir is not on your PATH; add it, or call $command_link (and set the plug-in's 'dt-deconvolve command' preference to it)" ;;
+        *) say "note: $bin_dir is not on your PATH; $where" ;;
     esac
     stop_previous_worker
 }
@@ -387,6 +391,17 @@ config_folder() {
     esac
 }
 
+one_at_a_time() {
+    # Installs in one home change the same command, unit and plug-in: the second waits for the
+    # first (a lock on the home folder, released when this script exits).
+    command -v flock >/dev/null 2>&1 || return 0
+    { exec 9<"$HOME"; } 2>/dev/null || return 0  # a home not made yet: nothing to share
+    if ! flock -n 9; then
+        say "waiting for the other install.sh in $HOME to end"
+        flock 9 || die "cannot wait for the other install.sh in $HOME"
+    fi
+}
+
 action=""
 while [ $# -gt 0 ]; do
     case $1 in
@@ -398,6 +413,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+case "$action" in
+    ""|--service|--plugin|--uninstall) one_at_a_time ;;
+esac
 case "$action" in
     ""|--service) check_folders ;;
 esac

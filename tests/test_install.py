@@ -4,6 +4,7 @@ Each test runs the real installer in a private home. The quick ones stop before 
 refusal comes first) or install only the plug-in; the slow ones make a real virtual environment.
 """
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -372,6 +373,29 @@ def test_the_plug_in_installs_twice_into_a_folder_with_a_space_and_uninstalls(
     assert not (folder / "lua/contrib/deconvolve.lua").exists()
     assert not (folder / "lua/lib/deconvolve").exists()
     assert (folder / "luarc").read_text() == 'require "mine"\n'
+
+
+def test_a_second_install_in_one_home_waits_for_the_first(tmp_path: Path) -> None:
+    home = os.open(tmp_path, os.O_RDONLY)
+    try:
+        fcntl.flock(home, fcntl.LOCK_EX)  # as a first install.sh holds it
+        second = subprocess.Popen(
+            ["bash", str(ROOT / "install.sh"), "--plugin"],
+            env=environment(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert second.stdout is not None
+        assert "waiting for the other install.sh" in second.stdout.readline()
+        time.sleep(0.5)
+        assert second.poll() is None
+        assert not (config(tmp_path) / "lua").exists()
+    finally:
+        os.close(home)  # the first one ends
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert (config(tmp_path) / "lua/contrib/deconvolve.lua").is_file()
 
 
 def test_script_manager_enables_the_plug_in_only_where_it_runs(tmp_path: Path) -> None:

@@ -1,8 +1,12 @@
 """A job's one description: built from untrusted fields, checked once, and carried unchanged."""
 
+import argparse
+
 import pytest
 
+from worker.cli.options import window_argument
 from worker.deconv.settings import DeblurSettings
+from worker.deconv.window import centre_window, window_from_text
 from worker.errors import InputError, ProtocolError
 from worker.jobspec import JobSpec
 from worker.stages import PUBLIC_STAGES, Stage
@@ -37,6 +41,45 @@ def test_one_job_said_two_ways_has_one_key() -> None:
     assert JobSpec("/i", "/o", blur=9, window="-0,-0,30,40").window == "0,0,30,40"
     with pytest.raises(ProtocolError, match="a window"):  # digits of other scripts are no number
         JobSpec.from_fields({"input": "/i", "output": "/o", "blur": 9, "window": "\u0664,1,2,3"})
+
+
+SPELLINGS = {  # as typed or sent: the window they name
+    "auto": None,
+    " AUTO ": None,
+    "Center": "centre",
+    "centre ": "centre",
+    "1,2,30,40": "1,2,30,40",
+    " 01, 2 ,030,40": "1,2,30,40",
+    "-0,-0,30,40": "0,0,30,40",
+}
+NOT_WINDOWS = ["", "1,2,30", "1,2,3,4,5", "1,2,3.5,4", "centre,1", "\u0664,1,2,3", "9999999,1,2,3"]
+
+
+@pytest.mark.parametrize(("said", "window"), SPELLINGS.items())
+def test_the_command_line_the_job_and_the_engine_read_a_window_alike(
+    said: str, window: str | None
+) -> None:
+    """One reading of a window (`settings.window_spelling`): the command line, a job sent over
+    the protocol and the engine each read it; until engine 0.3.56 each had its own, and the
+    command line refused " 01, 2 ,030,40", which the engine read."""
+    assert window_argument(said) == (window or "auto")
+    fields = {"input": "/i", "output": "/o", "blur": 9, "window": said}
+    assert JobSpec.from_fields(fields).window == window
+    if window in (None, "centre"):
+        expected = window and centre_window((480, 640), 9)
+    else:
+        expected = tuple(int(number) for number in window.split(","))
+    assert window_from_text(said, (480, 640), 9) == expected
+
+
+@pytest.mark.parametrize("said", NOT_WINDOWS)
+def test_a_window_refused_at_one_layer_is_refused_at_each(said: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="the window must be"):
+        window_argument(said)
+    with pytest.raises(ProtocolError, match="must be a window"):
+        JobSpec.from_fields({"input": "/i", "output": "/o", "blur": 9, "window": said})
+    with pytest.raises(InputError, match="the window must be"):
+        window_from_text(said, (480, 640), 9)
 
 
 @pytest.mark.parametrize(

@@ -23,17 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from worker.atomic import check_target
-from worker.deconv.settings import AUTO, MAX_BLUR, MIN_BLUR, DeblurSettings, is_blur_size
+from worker.deconv.settings import (
+    AUTO,
+    MAX_BLUR,
+    MIN_BLUR,
+    DeblurSettings,
+    is_blur_size,
+    window_spelling,
+)
 from worker.errors import InputError, ProtocolError, UsageError
 from worker.numbers import is_whole
 from worker.paths import CACHE_KEY, CACHE_KEY_TEXT
 
 MAX_PATH = 4096  # bytes: Linux's PATH_MAX
 TIFF_SUFFIXES = (".tif", ".tiff")  # the results are TIFF files, named as such
-RECTANGLE = re.compile(
-    r"(-?[0-9]{1,6},){3}-?[0-9]{1,6}"
-)  # X,Y,W,H (outside the picture: said later)
-WINDOW_PATTERN = re.compile(rf"auto|centre|center|{RECTANGLE.pattern}")
 
 Check = Callable[[str, Any], Any]
 
@@ -275,7 +278,36 @@ def optional(check: Check) -> Check:
 
 
 check_key = matching(CACHE_KEY, CACHE_KEY_TEXT)
-check_window = matching(WINDOW_PATTERN, "a window: auto, centre or X,Y,W,H")
+
+
+def check_window(name: str, value: Any) -> str:
+    """`value` if it is a window a job may name (`window_spelling`).
+
+    Parameters
+    ----------
+    name : str
+        The field's name, for the error.
+    value : Any
+        The field's value, as the request gave it.
+
+    Returns
+    -------
+    str
+        `value` itself (`JobSpec` spells it in one way).
+
+    Raises
+    ------
+    ProtocolError
+        `value` is not a string, or not a window.
+    """
+    value = check_string(name, value)
+    try:
+        window_spelling(value)
+    except InputError:
+        raise ProtocolError(
+            f"field '{name}' must be a window: auto, centre or X,Y,W,H, not '{value[:80]}'"
+        ) from None
+    return value
 
 
 def _check_readable(path: Path, what: str) -> None:
@@ -314,22 +346,20 @@ def canonical_window(window: str | None) -> str | None:
     Parameters
     ----------
     window : str or None
-        A window as `WINDOW_PATTERN` reads it, or None.
+        A window as a user or a client wrote it (`window_spelling`), or None.
 
     Returns
     -------
     str or None
-        None for the default ("auto", said or not), "centre" for either spelling, a rectangle's
-        numbers without leading zeros or a sign on 0 ("010,-0,64,64" is "10,0,64,64"); anything
-        else as it is (refused by its check).
+        None for the default ("auto", said or not), else the window's one spelling.
+
+    Raises
+    ------
+    InputError
+        `window` is not a window.
     """
-    if window in (None, "auto"):
-        return None
-    if window in ("centre", "center"):
-        return "centre"
-    if RECTANGLE.fullmatch(window):
-        return ",".join(str(int(number)) for number in window.split(","))
-    return window
+    spelling = AUTO if window is None else window_spelling(window)
+    return None if spelling == AUTO else spelling
 
 
 @dataclass(frozen=True)

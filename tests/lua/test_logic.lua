@@ -232,9 +232,12 @@ test("copyable_tags: darktable's own and this plug-in's tags stay behind", funct
 end)
 
 test("a preview is tagged as one, a full-size result is not", function()
-  eq(logic.result_tags({ blur = 15, tolerance = 5, preview = true }),
+  eq(logic.result_tags({ blur = 15, tolerance = 5, preview = true, scale = 0.5 }),
     { "dt-deconvolve|blur 15|tolerance 5", "dt-deconvolve|preview" })
   eq(logic.result_tags({ blur = 15, tolerance = 5 }), { "dt-deconvolve|blur 15|tolerance 5" })
+  -- a picture no larger than a preview comes back at its own size: not a preview
+  eq(logic.result_tags({ blur = 15, tolerance = 5, preview = true, scale = 1 }),
+    { "dt-deconvolve|blur 15|tolerance 5" })
 end)
 
 test("settings_tag records blur size and tolerance", function()

@@ -23,9 +23,9 @@ from worker.deconv.settings import (
     MIN_PRIORITY,
     DeblurSettings,
     is_blur_size,
+    window_spelling,
 )
 from worker.deconv.varying import VARYING
-from worker.jobspec import WINDOW_PATTERN
 
 ROOT = Path(__file__).resolve().parents[2]
 LUA_TESTS = sorted((ROOT / "tests" / "lua").glob("test_*.lua"))
@@ -89,7 +89,7 @@ def test_the_plugins_ranges_and_names_are_the_commands(tmp_path: Path) -> None:
     # the sliders start where the command does (the plug-in always passes them)
     engine = DeblurSettings()
     assert tuple(float(n) for n in defaults.split()) == (engine.tolerance, engine.priority)
-    assert all(WINDOW_PATTERN.fullmatch(window) for window in windows.split())
+    assert all(window_spelling(window) == window for window in windows.split())
     stem, kernel_picture = longest.split()
     endings = (kernel_picture.removeprefix("a"), ".tif", ".tif.xmp")  # its names' endings
     for ending in endings:  # the names of the longest stem it makes: the command writes them

@@ -14,9 +14,15 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from worker.deconv.settings import AUTO, AUTO_BLUR, DeblurSettings, blur_from_text
+from worker.deconv.settings import (
+    AUTO,
+    AUTO_BLUR,
+    DeblurSettings,
+    blur_from_text,
+    window_spelling,
+)
 from worker.errors import InputError, UsageError
-from worker.jobspec import WINDOW_PATTERN, JobSpec
+from worker.jobspec import JobSpec
 
 DEFAULTS = DeblurSettings()
 
@@ -253,26 +259,23 @@ def window_argument(text: str) -> str:
     Parameters
     ----------
     text : str
-        The argument as given: "auto", "centre" (or "center") or "X,Y,W,H" in pixels
-        (`jobspec.WINDOW_PATTERN`), case and spaces around it aside.
+        The argument as given: "auto", "centre" (or "center") or "X,Y,W,H" in pixels.
 
     Returns
     -------
     str
-        `text` stripped, in lower case, "center" spelled "centre". A rectangle's numbers are
-        checked against the picture later (`window_from_text`, the engine).
+        Its one spelling (`settings.window_spelling`). A rectangle's numbers are checked
+        against the picture later (`window.check_window`, the engine).
 
     Raises
     ------
     argparse.ArgumentTypeError
         `text` is none of these.
     """
-    window = text.strip().lower().replace("center", "centre")
-    if not WINDOW_PATTERN.fullmatch(window):
-        raise argparse.ArgumentTypeError(
-            f"the window must be auto, centre or X,Y,WIDTH,HEIGHT in pixels, not {text!r}"
-        )
-    return window
+    try:
+        return window_spelling(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_window_option(parser: argparse.ArgumentParser, default: str | None) -> None:

@@ -4,6 +4,7 @@ Kept apart from the numerics so that the command line can build and check settin
 loading the engine (numba, FFTW): `dt-deconvolve key` or `submit` start in a fraction of a second.
 """
 
+import re
 from dataclasses import dataclass
 
 from worker.errors import InputError
@@ -86,6 +87,8 @@ class DeblurSettings:
 AUTO = "auto"  # the blur size that asks the engine to find the blur's extent itself
 MIN_BLUR, MAX_BLUR = 3, 1001  # the blur sizes (odd, px) a job may ask for
 AUTO_BLUR = 45  # the largest blur `--blur auto` looks for, in pixels
+CENTRE = "centre"  # the window in the picture's middle (also spelled "center")
+WINDOW_NUMBER = re.compile(r"-?[0-9]{1,6}")  # one of a window's X,Y,W,H (outside: said later)
 
 
 def is_blur_size(value: object) -> bool:
@@ -102,6 +105,37 @@ def is_blur_size(value: object) -> bool:
         True for an odd whole number (`int`, not `bool`) from `MIN_BLUR` to `MAX_BLUR`.
     """
     return is_whole(value) and MIN_BLUR <= value <= MAX_BLUR and value % 2 == 1
+
+
+def window_spelling(text: str) -> str:
+    """The one spelling of a window to learn the blur in, so that one job has one cache key.
+
+    Parameters
+    ----------
+    text : str
+        As a user or a client wrote it: "auto", "centre" (or "center") or "X,Y,W,H", four whole
+        numbers in pixels. Letter case and spaces around the words and numbers do not matter.
+
+    Returns
+    -------
+    str
+        `AUTO`, `CENTRE` or "X,Y,W,H" with its numbers written without leading zeros or a sign
+        on 0 (" 010, -0,64,64" is "10,0,64,64"). A rectangle is not checked against the
+        picture here (`window.check_window` does that).
+
+    Raises
+    ------
+    InputError
+        For anything else.
+    """
+    parts = [part.strip() for part in str(text).lower().split(",")]
+    if parts in ([AUTO], [CENTRE], ["center"]):
+        return CENTRE if parts[0] == "center" else parts[0]
+    if len(parts) == 4 and all(WINDOW_NUMBER.fullmatch(part) for part in parts):
+        return ",".join(str(int(part)) for part in parts)
+    raise InputError(
+        f"the window must be auto, centre or X,Y,WIDTH,HEIGHT in pixels, not {str(text)[:80]!r}"
+    )
 
 
 def blur_from_text(text: str) -> int | None:

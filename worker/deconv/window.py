@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from worker.deconv.noise import estimate_noise
-from worker.deconv.settings import AUTO_BLUR, MIN_BLUR
+from worker.deconv.settings import AUTO, AUTO_BLUR, CENTRE, MIN_BLUR, window_spelling
 from worker.errors import InputError
 from worker.resize import block_means
 
@@ -372,23 +372,15 @@ def window_from_text(text: str, image_shape: tuple[int, int], size: int | None) 
     Raises
     ------
     InputError
-        When `text` is none of these forms.
+        When `text` is none of these forms (`window_spelling`).
     """
-    choice = text.strip().lower()
-    if choice == "auto":
+    spelling = window_spelling(text)
+    if spelling == AUTO:
         return None
-    if choice in ("centre", "center"):
+    if spelling == CENTRE:
         return centre_window(image_shape, size or AUTO_BLUR)
-    parts = choice.split(",")
-    try:
-        numbers = [int(part) for part in parts]
-    except ValueError:
-        numbers = []
-    if len(numbers) != 4:
-        raise InputError(
-            f"the window must be auto, centre or X,Y,WIDTH,HEIGHT in pixels, not {text!r}"
-        )
-    return numbers[0], numbers[1], numbers[2], numbers[3]
+    x, y, width, height = (int(number) for number in spelling.split(","))
+    return x, y, width, height
 
 
 def box_sums(values: np.ndarray, side: int, step: int) -> np.ndarray:

@@ -486,10 +486,11 @@ function logic.settings_tag(settings)
 end
 
 --- The tags recording how a result was made: its settings (`settings_tag`) and, on a preview
---- (at most PREVIEW_SIDE px a side), `dt-deconvolve|preview`.
+--- shrunk to PREVIEW_SIDE px a side (`settings.scale` under 1), `dt-deconvolve|preview`; a
+--- picture already that small comes back at its full size, not tagged as a preview.
 function logic.result_tags(settings)
   local tags = { logic.settings_tag(settings) }
-  if settings.preview then
+  if settings.preview and (settings.scale or 1) < 1 then
     tags[#tags + 1] = logic.TAG_ROOT .. "|preview"
   end
   return tags
