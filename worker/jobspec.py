@@ -15,7 +15,6 @@ nowhere else.
 import dataclasses
 import math
 import os
-import re
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -130,26 +129,27 @@ def check_path(name: str, value: Any) -> str:
     return value
 
 
-def matching(pattern: re.Pattern[str], what: str) -> Check:
-    """A check that a string field matches `pattern` in full.
+def matching(accepts: Callable[[str], object], what: str) -> Check:
+    """A check that a string field is one that `accepts` takes.
 
     Parameters
     ----------
-    pattern : re.Pattern
-        What the whole string must match.
+    accepts : callable
+        Given the string, something true when it is acceptable (a match, or True).
     what : str
-        What a match is, in words, for the error ("a window: auto, centre or X,Y,W,H").
+        What an acceptable string is, in words, for the error ("a window: auto, centre or
+        X,Y,W,H").
 
     Returns
     -------
     Check
-        ``check(name, value)``: `value` itself when it is a string that `pattern` matches in
-        full; else it raises `ProtocolError` naming the field `name`.
+        ``check(name, value)``: `value` itself when it is a string that `accepts` takes; else
+        it raises `ProtocolError` naming the field `name`.
     """
 
     def check(name: str, value: Any) -> str:
         value = check_string(name, value)
-        if not pattern.fullmatch(value):
+        if not accepts(value):
             raise ProtocolError(f"field '{name}' must be {what}, not '{value[:80]}'")
         return value
 
@@ -277,37 +277,17 @@ def optional(check: Check) -> Check:
     return check_optional
 
 
-check_key = matching(CACHE_KEY, CACHE_KEY_TEXT)
-
-
-def check_window(name: str, value: Any) -> str:
-    """`value` if it is a window a job may name (`window_spelling`).
-
-    Parameters
-    ----------
-    name : str
-        The field's name, for the error.
-    value : Any
-        The field's value, as the request gave it.
-
-    Returns
-    -------
-    str
-        `value` itself (`JobSpec` spells it in one way).
-
-    Raises
-    ------
-    ProtocolError
-        `value` is not a string, or not a window.
-    """
-    value = check_string(name, value)
+def _is_window(text: str) -> bool:
+    """Whether `text` names a window (`window_spelling`); `JobSpec` spells it in one way."""
     try:
-        window_spelling(value)
+        window_spelling(text)
     except InputError:
-        raise ProtocolError(
-            f"field '{name}' must be a window: auto, centre or X,Y,W,H, not '{value[:80]}'"
-        ) from None
-    return value
+        return False
+    return True
+
+
+check_key = matching(CACHE_KEY.fullmatch, CACHE_KEY_TEXT)
+check_window = matching(_is_window, "a window: auto, centre or X,Y,W,H")
 
 
 def _check_readable(path: Path, what: str) -> None:

@@ -62,7 +62,7 @@ _JOB_ID = re.compile(r"[0-9a-f]{1,64}")
 MAX_STATUS_WAIT = 5.0  # seconds a `status` may wait for its job to end (well under a request's)
 
 
-_job_id = matching(_JOB_ID, "a job id (hexadecimal digits)")
+_job_id = matching(_JOB_ID.fullmatch, "a job id (hexadecimal digits)")
 
 
 def _wait(name: str, value: Any) -> float:
