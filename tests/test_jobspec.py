@@ -100,12 +100,20 @@ def test_a_window_refused_at_one_layer_is_refused_at_each(said: str) -> None:
         ({"input": "/i", "output": "/o", "blur": 9, "settings": {"max_iterations": True}}, "cap"),
         ({"input": "/i", "output": "/o", "blur": 9, "settings": {"scale": True}}, "scale"),
         ({"input": "/i", "output": "/o", "blur": 9, "settings": {"varying": 3}}, "varying"),
+        ({"input": "/i", "output": "/o", "blur": 9, "settings": {"tolerance": True}}, "a number"),
+        ({"input": "/i", "output": "/o", "blur": "big"}, "must be auto or an odd size from 3"),
     ],
 )
 def test_bad_fields_are_refused_in_one_line(fields: dict, words: str) -> None:
     with pytest.raises(ProtocolError, match=words) as refused:
         JobSpec.from_fields(fields)
     assert isinstance(refused.value, InputError) and "\n" not in str(refused.value)
+
+
+def test_a_job_s_blur_auto_is_read_in_any_letter_case() -> None:
+    """As the command line reads it: until engine 0.3.56 "AUTO" was "not an integer"."""
+    job = JobSpec.from_fields({"input": "/i", "output": "/o", "blur": " AUTO"})
+    assert job.blur == "auto"
 
 
 def test_local_mode_and_a_varying_blur_are_refused_together() -> None:

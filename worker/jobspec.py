@@ -199,14 +199,21 @@ def check_blur(name: str, value: Any) -> int | str:
     Returns
     -------
     int or str
-        `value` itself: a blur size, or `AUTO`.
+        The blur size, or `AUTO` (in any letter case, spaces around it aside).
 
     Raises
     ------
     ProtocolError
         When `value` is neither.
     """
-    return AUTO if value == AUTO else check_odd_size(name, value)
+    if not isinstance(value, str):
+        return check_odd_size(name, value)
+    if value.strip().lower() != AUTO:  # ("AUTO" as a command line reads it: `blur_from_text`)
+        raise ProtocolError(
+            f"field '{name}' must be {AUTO} or an odd size from {MIN_BLUR} to {MAX_BLUR}, "
+            f"not '{value[:80]}'"
+        )
+    return AUTO
 
 
 def check_settings(name: str, value: Any) -> DeblurSettings:

@@ -65,13 +65,13 @@ def test_every_command_reads_a_window_alike(command: str, capsys: pytest.Capture
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("--priority", "2", "priority must be in [-1, 1]"),
-        ("--tolerance", "0", "the tolerance must be above 0 %"),
+        ("--priority", "2", "priority must be a number in [-1, 1]"),
+        ("--tolerance", "0", "the tolerance must be a number above 0 %"),
         ("--iterations", "0", "the iteration cap must be a whole number"),
         ("--iterations", "1.5", "'1.5' is not a whole number"),
-        ("--scale", "1.5", "scale must be in (0, 1]"),
-        ("--lambda", "1e9", "lambda must be 0 or from"),
-        ("--priority", "nan", "priority must be in"),
+        ("--scale", "1.5", "scale must be a number in (0, 1]"),
+        ("--lambda", "1e9", "lambda must be 0 or a number from"),
+        ("--priority", "nan", "priority must be a number in"),
     ],
 )
 def test_a_setting_out_of_range_is_wrong_usage(

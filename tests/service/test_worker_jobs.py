@@ -417,15 +417,22 @@ def test_a_cancel_in_any_stage_stops_the_job_and_leaves_nothing(
         assert wait(client, after["job"])["stage"] == "done"
 
 
-def test_a_crashed_job_fails_alone_and_the_worker_carries_on(worker, material, tmp_path):
+@pytest.mark.parametrize(
+    ("number", "name"),
+    [(signal.SIGKILL, "SIGKILL"), (signal.SIGRTMIN + 6, str(signal.SIGRTMIN + 6))],
+    ids=["killed", "real-time signal"],  # (one without a name: until 0.3.56 the worker hung)
+)
+def test_a_crashed_job_fails_alone_and_the_worker_carries_on(
+    worker, material, tmp_path, number, name
+):
     with worker.client() as client:
         job = submit(client, material["medium"], tmp_path / "x.tif", psf=str(material["psf"]))
         wait_for_detail(client, job["job"], ("deblurring",))
         for pid in worker.executor_pids():
-            os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+            os.kill(pid, number)  # SIGKILL as the kernel's OOM killer would
         final = wait(client, job["job"])
         assert final["stage"] == "failed"
-        assert "ended unexpectedly (signal SIGKILL)" in final["error"]
+        assert f"ended unexpectedly (signal {name})" in final["error"]
         after = submit(client, material["small"], tmp_path / "y.tif", psf=str(material["psf"]))
         assert wait(client, after["job"])["stage"] == "done"
         assert leftovers(tmp_path) == []

@@ -1,6 +1,8 @@
 """The worker as a service: real processes on real ZeroMQ sockets, and whatever clients send."""
 
+import io
 import json
+import logging
 import os
 import signal
 import socket as sockets
@@ -24,6 +26,7 @@ from service_support import (
 
 from worker.errors import RemoteError
 from worker.service.client import Client, ensure_worker
+from worker.service.log import OneLineFormatter, log
 from worker.service.protocol import MAX_MESSAGE_BYTES
 from worker.signals import STOPPING_SIGNALS
 
@@ -235,6 +238,26 @@ def test_an_idle_worker_stops_when_asked_to() -> None:
         assert worker.process.wait(30) == 0
         log = Path(worker.env["XDG_STATE_HOME"]) / "dt-deconvolve" / "worker.log"
         assert "stopping after 3 s without work" in log.read_text()
+
+
+def test_an_internal_error_is_logged_on_one_line_and_its_traceback_on_its_own_lines() -> None:
+    """As the worker logs a bug (`log.exception`): until engine 0.3.56 the traceback was the
+    record's own text, escaped into one line of a few thousand characters."""
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    handler.setFormatter(OneLineFormatter("%(levelname)s %(message)s"))
+    log.addHandler(handler)
+    try:
+        try:
+            raise RuntimeError("a bug")
+        except RuntimeError:
+            log.exception("internal error in the worker's loop")
+    finally:
+        log.removeHandler(handler)
+    lines = written.getvalue().splitlines()
+    assert lines[0] == "ERROR internal error in the worker's loop"
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-1] == "RuntimeError: a bug"
 
 
 def test_a_line_break_in_a_path_cannot_forge_a_line_of_the_log(worker, tmp_path: Path) -> None:

@@ -52,11 +52,11 @@ class DeblurSettings:
         checks = [
             (
                 is_finite_number(self.tolerance) and self.tolerance > 0,
-                "the tolerance must be above 0 %",
+                "the tolerance must be a number above 0 %",
             ),
             (
                 is_finite_number(self.priority) and MIN_PRIORITY <= self.priority <= MAX_PRIORITY,
-                f"priority must be in [{MIN_PRIORITY:g}, {MAX_PRIORITY:g}]",
+                f"priority must be a number in [{MIN_PRIORITY:g}, {MAX_PRIORITY:g}]",
             ),
             (
                 self.lam is None
@@ -64,17 +64,20 @@ class DeblurSettings:
                     is_finite_number(self.lam)
                     and (self.lam == 0 or MIN_LAMBDA <= self.lam <= MAX_LAMBDA)
                 ),
-                f"lambda must be 0 or from {MIN_LAMBDA:g} to {MAX_LAMBDA:g}",
+                f"lambda must be 0 or a number from {MIN_LAMBDA:g} to {MAX_LAMBDA:g}",
             ),
             (
                 is_whole(self.max_iterations) and 1 <= self.max_iterations <= MAX_ITERATIONS,
                 f"the iteration cap must be a whole number from 1 to {MAX_ITERATIONS}",
             ),
-            (is_finite_number(self.scale) and 0 < self.scale <= 1, "scale must be in (0, 1]"),
+            (
+                is_finite_number(self.scale) and 0 < self.scale <= 1,
+                "scale must be a number in (0, 1]",
+            ),
             (
                 self.clip_level is None
                 or (is_finite_number(self.clip_level) and self.clip_level > 0),
-                "the clip level must be above 0",
+                "the clip level must be a number above 0",
             ),
             (isinstance(self.local, bool), "local must be true or false"),
             (isinstance(self.varying, bool), "varying must be true or false"),

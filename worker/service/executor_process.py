@@ -215,7 +215,7 @@ class Executor:
         -------
         str
             How it ended, for messages: ``exit status N``, or ``signal NAME`` when a signal
-            ended it.
+            ended it (``signal N`` for a real-time signal, which has no name).
         """
         code = self.process.wait()
         for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
@@ -225,5 +225,8 @@ class Executor:
         if self.folder is not None:  # what a process killed as it warmed up left there
             shutil.rmtree(self.folder, ignore_errors=True)
         if code < 0:
-            return f"signal {signal.Signals(-code).name}"
+            try:
+                return f"signal {signal.Signals(-code).name}"
+            except ValueError:  # (it wedged the worker: its pipes closed, it stayed on the list)
+                return f"signal {-code}"
         return f"exit status {code}"

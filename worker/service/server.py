@@ -20,7 +20,6 @@ import shutil
 import signal
 import stat
 import time
-import traceback
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -291,7 +290,7 @@ class Server:
             try:
                 self._turn(socket)
             except Exception:  # a bug or a failing disk: the queue and the clients stay served
-                log.error("internal error in the worker's loop:\n%s", traceback.format_exc())
+                log.exception("internal error in the worker's loop")
                 time.sleep(POLL_MS / 1000)
 
     def _turn(self, socket: zmq.Socket) -> None:
@@ -473,7 +472,7 @@ class Server:
         except OSError as error:
             return protocol.encode_error(protocol.CACHE_ERROR, describe_os_error(error))
         except Exception as error:
-            log.error("internal error answering a request:\n%s", traceback.format_exc())
+            log.exception("internal error answering a request")
             return protocol.encode_error(
                 protocol.INTERNAL, f"internal error: {type(error).__name__}: {error}"
             )
