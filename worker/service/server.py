@@ -564,7 +564,8 @@ class Server:
         events, closed = executor.read_events()
         for event in events:
             self._on_event(executor, event)
-        if closed:
+        if closed:  # (off the list first: whatever happens next, its pipes are not polled again)
+            self.executors.remove(executor)
             self._log_errors(executor)
             self._on_executor_exit(executor, executor.reap())
 
@@ -695,7 +696,6 @@ class Server:
         self._end(follower, Stage.DONE)
 
     def _on_executor_exit(self, executor: Executor, how: str) -> None:
-        self.executors.remove(executor)
         if executor.job is not None:
             self._finish(
                 executor,
