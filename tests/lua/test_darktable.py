@@ -321,10 +321,13 @@ def test_plugin_in_darktable(tmp_path: Path, user_env: dict[str, str], run_cli) 
 @NEEDS_DARKTABLE
 def test_plugin_says_what_a_varying_run_did(tmp_path: Path, user_env: dict[str, str]) -> None:
     """*Blur across the frame: varying*: a message says how many parts were deblurred and how
-    sure the engine is, the result is tagged with it, the grid of kernels is shown beside it."""
+    sure the engine is, the result is tagged with it, the grid of kernels is shown beside it.
+    Asked as a preview, the picture (540 px, no larger than a preview) comes back at its own
+    size, not tagged as a preview."""
     write_turned_scene(tmp_path / "my pictures")
     varying = ["--conf", "lua/deconvolve/finished_export=TRUE"]
     varying += ["--conf", "lua/deconvolve/blur_across=varies"]
+    varying += ["--conf", "lua/deconvolve/output_size=preview"]
     pictures, calls, _, report = darktable_session(tmp_path, user_env, "varying", varying)
     assert "varying_result" not in report, report
     assert " --varying" in calls.read_text()
@@ -333,6 +336,8 @@ def test_plugin_says_what_a_varying_run_did(tmp_path: Path, user_env: dict[str, 
     assert re.match(said, toast), toast
     tags = report["varying_tags"][0].split(";")
     assert any(re.fullmatch(r"dt-deconvolve\|kernel varying\|confidence [01]\.\d", t) for t in tags)
+    assert "dt-deconvolve|preview" not in tags and " --scale" not in calls.read_text()
+    assert tifffile.imread(pictures / "turned_deconv.tif").shape[:2] == (540, 540)
     assert (pictures / "turned_deconv.kernel.png").read_bytes()[:4] == b"\x89PNG"
 
 
