@@ -49,6 +49,7 @@ STAGING_NAME = re.compile(re.escape(STAGING) + r"[0-9a-z]+-\d+-[0-9a-f]{8}")  # 
 TRASH_NAME = re.compile(re.escape(TRASH) + CACHE_KEY.pattern + r"-[0-9a-f]{8}")  # <key>-<rand>
 FORMAT = 1  # of the entry layout and record
 MAX_REPORT_BYTES = 16 << 10  # a record's report as JSON (the worker's replies carry it whole)
+MAX_RECORD_BYTES = 64 << 10  # a whole record: its report, a 4096-byte path, the parameters
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,14 @@ class Entry:
 
     @property
     def size(self) -> int:
-        """The bytes its files take, as its record says."""
-        return sum(self.record.get("files", {}).values())
+        """The bytes its files take on the disk: each regular file's own size (a record's
+        figures could be edited to any number, and the cap's evictions follow this one)."""
+        total = 0
+        for name in ENTRY_FILES:
+            with contextlib.suppress(OSError):
+                found = os.lstat(self.path / name)
+                total += found.st_size if stat.S_ISREG(found.st_mode) else 0
+        return total
 
 
 def megabytes(size: int) -> str:
@@ -220,8 +227,9 @@ class ResultCache:
         -------
         Entry or None
             The entry, its `last_used` its record's modification time; None when there is none,
-            its folder is a link, or its record is not a regular file, cannot be read, is not
-            JSON or is damaged (`valid_record`). Its files are not checked (`Entry.file`).
+            its folder is a link, or its record is not a regular file (a link is not
+            followed), cannot be read, is over `MAX_RECORD_BYTES`, is not JSON or is damaged
+            (`valid_record`). Its files are not checked (`Entry.file`).
 
         Raises
         ------
@@ -232,8 +240,11 @@ class ResultCache:
         try:
             if path.is_symlink():  # an entry is a folder of the cache's own
                 return None
-            with open_regular(path / RECORD) as handle:
-                record = json.loads(handle.read())
+            with open_regular(path / RECORD, follow=False) as handle:
+                text = handle.read(MAX_RECORD_BYTES + 1)
+                if len(text) > MAX_RECORD_BYTES:
+                    return None
+                record = json.loads(text)
                 used = os.fstat(handle.fileno()).st_mtime
         except (OSError, ValueError, RecursionError):
             return None
@@ -461,9 +472,9 @@ class ResultCache:
                 f"not cached: the entry ({megabytes(size)}) is larger than the cache's cap "
                 f"({megabytes(self.limits.max_bytes)})"
             )
-        entries = self.entries()
-        total = sum(entry.size for entry in entries)
-        for entry in entries:
+        entries = [(entry, entry.size) for entry in self.entries()]  # (sizes read before evicting)
+        total = sum(taken for _, taken in entries)
+        for entry, taken in entries:
             if total + size <= self.limits.max_bytes:
                 break
             try:
@@ -472,7 +483,7 @@ class ResultCache:
                 reason = error.strerror or error
                 raise NotCached(f"not cached: cannot make room: {reason} in {self.root}") from error
             if removed:
-                total -= entry.size
+                total -= taken
         free = self.free_bytes()
         if free - size < self.limits.min_free_bytes:
             raise NotCached(
@@ -572,12 +583,13 @@ class ResultCache:
         if not on_exit:
             for key in self.keys():  # damaged entries too
                 entry = self.entry(key)
+                taken = entry.size if entry is not None else 0
                 if self.remove(key):
                     removed += 1
-                    freed += entry.size if entry is not None else 0
+                    freed += taken
         elif not keep_results:
             for entry in self.entries():
-                if entry.file(RESULT):
+                if entry.file(RESULT):  # (its size then the record's)
                     self.drop_result(entry)
                     results += 1
                     freed += entry.record["files"][RESULT]
@@ -635,8 +647,8 @@ class ResultCache:
         dict
             ``root`` (str); ``exists`` (whether its folder is there); ``entries`` (whole
             entries), ``results`` and ``kernels`` (those whose result, or kernel, is there
-            whole); ``bytes`` (as the records say); ``max_bytes`` and ``min_free_bytes`` (the
-            limits); ``free_bytes``.
+            whole); ``bytes`` (their files' sizes, `Entry.size`); ``max_bytes`` and
+            ``min_free_bytes`` (the limits); ``free_bytes``.
         """
         entries = self.entries()
         free = self.free_bytes()

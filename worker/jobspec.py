@@ -35,6 +35,7 @@ from worker.numbers import is_whole
 from worker.paths import CACHE_KEY, CACHE_KEY_TEXT
 
 MAX_PATH = 4096  # bytes: Linux's PATH_MAX
+MAX_KERNEL_FILE = 8 * MAX_BLUR**2 + (1 << 16)  # bytes: the largest kernel in float64, its header
 TIFF_SUFFIXES = (".tif", ".tiff")  # the results are TIFF files, named as such
 
 Check = Callable[[str, Any], Any]

@@ -13,13 +13,15 @@ import stat
 from typing import BinaryIO
 
 
-def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+def open_regular(path: str | os.PathLike[str], follow: bool = True) -> BinaryIO:
     """`path` opened for reading, in binary, when it names a regular file.
 
     Parameters
     ----------
     path : str or PathLike
         The file to read, as a user or a client gave it.
+    follow : bool, optional
+        Whether a link at `path` is followed (False: a link is refused, ``ELOOP``).
 
     Returns
     -------
@@ -32,7 +34,8 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
         When `path` cannot be opened, or is not a regular file (a folder, a FIFO or a device:
         ``EINVAL``); the error names `path`.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    no_link = 0 if follow else os.O_NOFOLLOW
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | no_link)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(

@@ -1,6 +1,7 @@
 """The on-disk cache: whole entries or none, LRU under a cap, a free-disk floor, clean-up, keys."""
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ import tifffile
 from service_support import run_dt, tiny_disk
 
 from cache.key import MAX_SIDECAR, cache_key, history_fingerprint
-from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, ResultCache
+from cache.store import MAX_RECORD_BYTES, PSF, PSF_PNG, RESULT, CacheLimits, ResultCache
 from tests.permissions import obey_permissions
 from tests.tiffs import write_tiff
 from worker.errors import InputError, NotCached
@@ -486,6 +487,40 @@ def test_a_read_only_cache_over_its_cap_does_not_fail_the_job(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     assert "not cached: cannot make room" in done.stdout, done.stdout
     assert cache.has_result("1" * 16)
+
+
+def test_a_record_too_large_or_through_a_link_is_a_miss(tmp_path: Path) -> None:
+    """A record is read only from the entry's own file, and only so much of it (until engine
+    0.3.56 a link was followed out of the cache, and a 1 GiB record read whole, on the worker's
+    loop)."""
+    cache = ResultCache(tmp_path / "c", CacheLimits(min_free_bytes=0))
+    for key in ("1" * 16, "2" * 16):
+        cache.store(key, make_files(tmp_path / f"src{key[0]}"), {})
+        assert cache.entry(key) is not None
+    outside = tmp_path / "outside.json"
+    outside.write_text((cache.root / ("1" * 16) / "record.json").read_text())
+    (cache.root / ("1" * 16) / "record.json").unlink()
+    (cache.root / ("1" * 16) / "record.json").symlink_to(outside)
+    with (cache.root / ("2" * 16) / "record.json").open("a") as record:
+        record.write(" " * MAX_RECORD_BYTES)  # (still JSON)
+    assert cache.entry("1" * 16) is None and cache.entry("2" * 16) is None
+
+
+def test_the_cap_counts_what_the_files_take_not_what_records_say(tmp_path: Path) -> None:
+    """A record edited to claim a huge file evicted every other entry, and one claiming a
+    number too large for a float ended `stats` and `clean` in an OverflowError (until engine
+    0.3.56): what counts is each file's own size."""
+    cache = ResultCache(tmp_path / "c", CacheLimits(max_bytes=4000, min_free_bytes=0))
+    for key in ("1" * 16, "2" * 16):
+        cache.store(key, make_files(tmp_path / f"src{key[0]}"), {})
+    record_path = cache.root / ("1" * 16) / "record.json"
+    record = json.loads(record_path.read_text())
+    record["files"][PSF_PNG] = 10**400
+    record_path.write_text(json.dumps(record))
+    assert cache.stats()["bytes"] == 2 * 1009
+    cache.store("3" * 16, make_files(tmp_path / "src3"), {})  # room for it: nothing evicted
+    assert all(cache.entry(key) is not None for key in ("1" * 16, "2" * 16, "3" * 16))
+    assert cache.clean()["bytes_freed"] == 3 * 1009
 
 
 def test_a_cache_folder_removed_by_hand_is_made_again(tmp_path: Path) -> None:

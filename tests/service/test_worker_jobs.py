@@ -1,6 +1,7 @@
 """Real jobs through a real worker: results, cache, cancels, crashes, many clients, warm start."""
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -586,6 +587,22 @@ def test_submit_refuses_a_cache_other_than_the_running_workers(worker, material,
     same = worker.cli("submit", material["small"], "-o", out, "--psf", material["psf"],
                       "--cache-dir", worker.cache_dir, "--wait")  # fmt: skip
     assert same.returncode == 0, same.stderr
+
+
+def test_a_cache_folder_turned_into_a_file_leaves_the_job_done_and_uncached(material, tmp_path):
+    """Until engine 0.3.56 such a job ran to its end, then failed and its output was removed,
+    and so did every keyed job after it."""
+    with running_worker(cache_dir=tmp_path / "cache") as worker, worker.client() as client:
+        worker.wait_warm()
+        shutil.rmtree(worker.cache_dir)
+        worker.cache_dir.write_text("a file of the user's")
+        out = tmp_path / "out.tif"
+        job = submit(client, material["small"], out, psf=str(material["psf"]), key="c4" * 16)
+        final = wait(client, job["job"])
+        assert final["stage"] == "done", final["error"]
+        assert final["note"].startswith("not cached: ")
+        assert out.exists()
+        assert worker.cache_dir.read_text() == "a file of the user's"
 
 
 @pytest.mark.slow

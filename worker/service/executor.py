@@ -31,7 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, ResultCache
 from worker import __version__
-from worker.errors import Abandoned, NameTaken, NotCached, describe_error, is_internal
+from worker.errors import (
+    Abandoned,
+    InputError,
+    NameTaken,
+    NotCached,
+    describe_error,
+    describe_os_error,
+    is_internal,
+)
 from worker.files.kernels import picture_path
 from worker.jobspec import JobSpec
 from worker.service.confine import check_inside
@@ -140,14 +148,10 @@ def cache_result(
     Returns
     -------
     str or None
-        Why the cache refused the entry (`NotCached`: over the cap, too little free disk);
+        Why the entry was not cached, starting "not cached: ": the cache refused it
+        (`NotCached`: over the cap, too little free disk), or its folder cannot be used (a
+        file or a dead link at its place, a read-only disk...); the job is done all the same.
         None once it is stored (or an entry already there is kept).
-
-    Raises
-    ------
-    OSError
-        When a file cannot be examined or the cache's folder cannot be made; `InputError`
-        when something other than a folder is at ``cache_dir``.
     """
     assert spec.key is not None
     limits = CacheLimits(**task["cache_limits"])
@@ -164,6 +168,10 @@ def cache_result(
         ResultCache(task["cache_dir"], limits).store(spec.key, files, record, tag=task["job"])
     except NotCached as refused:
         return str(refused)
+    except InputError as error:  # (something other than a folder at the cache's place)
+        return f"not cached: {error}"
+    except OSError as error:  # (until engine 0.3.56 the job failed, its output removed)
+        return f"not cached: {describe_os_error(error)}"
     return None
 
 

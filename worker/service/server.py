@@ -40,7 +40,7 @@ from worker.errors import (
     describe_error,
     describe_os_error,
 )
-from worker.jobspec import JobSpec, check_tiff_name
+from worker.jobspec import MAX_KERNEL_FILE, JobSpec, check_tiff_name
 from worker.paths import runtime_dir
 from worker.processes import process_alive, process_ended, process_start
 from worker.service import protocol
@@ -551,6 +551,8 @@ class Server:
         entry = self.cache.entry(job.key)
         kernel = entry.file(PSF) if entry is not None else None
         if entry is None or kernel is None or job.spec.settings.varying:
+            return None
+        if entry.record["files"][PSF] > MAX_KERNEL_FILE:  # (no kernel: not copied whole first)
             return None
         copy = scratch / CACHED_KERNEL
         try:
