@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,17 +26,24 @@ from typing import Any
 from worker.errors import InputError
 from worker.regular import open_regular
 
-KEY_FORMAT = 2  # 2: without a sidecar, the picture's tags as well as its pixels (engine 0.3.20)
+# 2: without a sidecar, the picture's tags as well as its pixels (engine 0.3.20); 3: blind to the
+# export's own path and its profile's date, which each export writes anew (engine 0.3.56)
+KEY_FORMAT = 3
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 DARKTABLE = "http://darktable.sf.net/"
 HISTORY_PROPERTIES = ("history_end", "iop_order_version", "iop_order_list")
 HISTORY_BLOCKS = ("history", "masks_history")
 MAX_SIDECAR = 32 * 2**20  # bytes: darktable's sidecars hold kilobytes, a long history a few MB
-# TIFF tags that say how a file stores its pixels, or when and by what it was written (a new
-# export of the same picture writes them anew), not what the picture and its result are:
-# subfile type, compression, strips and tiles, planar layout, predictor, software, date and
-# time, XMP (never carried to a result: darktable would apply a history in it twice).
-STORAGE_TAGS = frozenset((254, 259, 273, 278, 279, 284, 305, 306, 317, 322, 323, 324, 325, 700))
+# TIFF tags that say how a file stores its pixels, or when, where and by what it was written (a
+# new export of the same picture writes them anew), not what the picture and its result are:
+# subfile type, compression, the document's name (darktable's: the export's path, never carried
+# to a result), strips and tiles, planar layout, predictor, software, date and time, XMP (never
+# carried to a result: darktable would apply a history in it twice).
+STORAGE_TAGS = frozenset(
+    (254, 259, 269, 273, 278, 279, 284, 305, 306, 317, 322, 323, 324, 325, 700)
+)
+ICC_PROFILE = 34675  # its header's creation date and its ID (an MD5 over the date) are blanked:
+ICC_WRITTEN = ((24, 36), (84, 100))  # lcms stamps each export's profile with the time
 
 
 def _property(description: ET.Element, name: str) -> str | None:
@@ -101,6 +109,8 @@ def history_fingerprint(sidecar: str | os.PathLike[str]) -> dict[str, list[str]]
                     found.setdefault(name, []).append(canonical)
     except (ET.ParseError, LookupError, ValueError) as error:  # (an unknown encoding too)
         raise InputError(f"the sidecar {sidecar} is not valid XML ({error})") from None
+    except RecursionError:  # (a history block nested a thousand deep, written out)
+        raise InputError(f"the sidecar {sidecar} nests its history too deep") from None
     if "history" not in found and "history_end" not in found:
         raise InputError(f"the sidecar {sidecar} holds no darktable history")
     return found
@@ -126,13 +136,18 @@ def image_identity(image: str | os.PathLike[str], duplicate: int = 0) -> dict[st
     Raises
     ------
     InputError
-        When the file cannot be examined (missing, no permission).
+        When the file cannot be examined (missing, no permission), or is not a regular file (a
+        folder, a FIFO, a device; no name at all).
     """
+    if not os.fspath(image):
+        raise InputError("the picture has no name")
     path = Path(image).resolve()
     try:
         info = path.stat()
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror or error}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{path} is not a regular file (a folder, a FIFO or a device)")
     return {"path": str(path), "size": info.st_size, "mtime_ns": info.st_mtime_ns, "dup": duplicate}
 
 
@@ -168,7 +183,7 @@ def picture_digest(image: str | os.PathLike[str]) -> str:
                 raise InputError(f"{image} holds no pixels: it is not a whole TIFF file")
             pixels = np.ascontiguousarray(tiff.asarray())
             tags = sorted(
-                (tag.code, _canonical(tag.value))
+                (tag.code, _canonical(_undated(tag.code, tag.value)))
                 for tag in tiff.pages.first.tags
                 if tag.code not in STORAGE_TAGS
             )
@@ -185,6 +200,16 @@ def picture_digest(image: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256(f"{pixels.dtype.str}{pixels.shape}{tags}".encode())
     digest.update(pixels.data.cast("B"))  # contiguous: no copy
     return digest.hexdigest()
+
+
+def _undated(code: int, value: Any) -> Any:
+    """A tag's value without what the moment of writing put in it (`ICC_WRITTEN`)."""
+    if code != ICC_PROFILE or not isinstance(value, bytes) or len(value) < 128:
+        return value
+    profile = bytearray(value)
+    for start, end in ICC_WRITTEN:
+        profile[start:end] = bytes(end - start)
+    return bytes(profile)
 
 
 def _canonical(value: Any) -> str:

@@ -274,6 +274,14 @@ def test_without_a_sidecar_the_key_hashes_what_the_result_carries(tmp_path: Path
     base = cache_key(first, {}, "1")
     assert key_of(description="one", compression="zlib", rowsperstrip=1) == base
     assert key_of(description="one", software="darktable", datetime="2026:12:02 10:00:00") == base
+    # darktable writes the export's own path, and lcms the time into its profile: each export
+    # anew (until engine 0.3.56 no two exports of a picture without a sidecar had one key)
+    path = [(269, "s", 0, "/tmp/dt-deconvolve-1-abcdefgh/a.tif", True)]
+    assert key_of(description="one", extratags=path) == base
+    profile = bytearray(icc.matrix_profile())
+    profile[24:36], profile[84:100] = b"\x07\xea\x00\x0c" + bytes(8), b"\xff" * 16
+    profiled = key_of(description="one", iccprofile=icc.matrix_profile())
+    assert key_of(description="one", iccprofile=bytes(profile)) == profiled
     assert key_of(description="two") != base
     assert key_of(description="one", iccprofile=icc.matrix_profile()) != base
     assert key_of(description="one", resolution=(300, 300), resolutionunit=2) != base
@@ -312,6 +320,27 @@ def test_bad_sidecars_and_images_are_one_line_errors(
     header.write_bytes(b"II*\x00\x08\x00\x00\x00")
     with pytest.raises(InputError, match="holds no pixels"):
         cache_key(header, {}, "1")
+
+
+def test_a_sidecar_nested_too_deep_or_a_picture_that_is_no_file_is_refused_in_a_line(
+    tmp_path: Path,
+) -> None:
+    """Until engine 0.3.56 a history nested a thousand deep was an internal error
+    (RecursionError), and with a sidecar the picture itself was never checked: a folder, a
+    FIFO, a device or no name at all got a key."""
+    deep = tmp_path / "deep.xmp"
+    nested = "<a>" * 1000 + "</a>" * 1000
+    deep.write_text(
+        SIDECAR.read_text().replace("<darktable:history>", "<darktable:history>" + nested, 1)
+    )
+    with pytest.raises(InputError, match="nests its history too deep"):
+        cache_key(SIDECAR, {}, "1", sidecar=deep)
+    os.mkfifo(tmp_path / "fifo")
+    for picture in (tmp_path, tmp_path / "fifo", "/dev/zero"):
+        with pytest.raises(InputError, match="not a regular file"):
+            cache_key(picture, {}, "1", sidecar=SIDECAR)
+    with pytest.raises(InputError, match="no name"):
+        cache_key("", {}, "1", sidecar=SIDECAR)
 
 
 def test_a_whole_entry_replaces_a_kernel_only_one(tmp_path: Path) -> None:
