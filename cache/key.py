@@ -42,8 +42,10 @@ MAX_SIDECAR = 32 * 2**20  # bytes: darktable's sidecars hold kilobytes, a long h
 STORAGE_TAGS = frozenset(
     (254, 259, 269, 273, 278, 279, 284, 305, 306, 317, 322, 323, 324, 325, 700)
 )
-ICC_PROFILE = 34675  # its header's creation date and its ID (an MD5 over the date) are blanked:
-ICC_WRITTEN = ((24, 36), (84, 100))  # lcms stamps each export's profile with the time
+ICC_PROFILE, ICC_HEADER = 34675, 128  # the TIFF tag holding a profile; its header's bytes
+# The header's creation date and profile ID (an MD5 over the date): lcms stamps each export's
+# profile with the time, so the key blanks them.
+ICC_WRITTEN = ((24, 36), (84, 100))
 
 
 def _property(description: ET.Element, name: str) -> str | None:
@@ -204,7 +206,7 @@ def picture_digest(image: str | os.PathLike[str]) -> str:
 
 def _undated(code: int, value: Any) -> Any:
     """A tag's value without what the moment of writing put in it (`ICC_WRITTEN`)."""
-    if code != ICC_PROFILE or not isinstance(value, bytes) or len(value) < 128:
+    if code != ICC_PROFILE or not isinstance(value, bytes) or len(value) < ICC_HEADER:
         return value
     profile = bytearray(value)
     for start, end in ICC_WRITTEN:
