@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from worker.atomic import copy_atomically, copy_into
 from worker.errors import InputError, NotCached
@@ -120,6 +120,11 @@ def megabytes(size: int) -> str:
         The size in words.
     """
     return f"{size / 2**20:.1f} MB"
+
+
+def _size(source: Path | BinaryIO) -> int:
+    """The size in bytes of a file to store, named or open."""
+    return source.stat().st_size if isinstance(source, Path) else os.fstat(source.fileno()).st_size
 
 
 def _fsync_path(path: Path) -> None:
@@ -381,7 +386,11 @@ class ResultCache:
         return f"{STAGING}{tag}-"
 
     def store(
-        self, key: str, files: Mapping[str, Path], record: Mapping[str, Any], tag: str = "x"
+        self,
+        key: str,
+        files: Mapping[str, Path | BinaryIO],
+        record: Mapping[str, Any],
+        tag: str = "x",
     ) -> Entry:
         """Store `files` and `record` under `key`, atomically.
 
@@ -393,8 +402,9 @@ class ResultCache:
         ----------
         key : str
             The cache key.
-        files : Mapping of str to Path
-            Entry file name (`ENTRY_FILES`) -> source path; each is copied (`copy_into`).
+        files : Mapping of str to Path or BinaryIO
+            Entry file name (`ENTRY_FILES`) -> source path, or the source opened for reading
+            (what was checked is what is stored); each is copied (`copy_into`).
         record : Mapping
             What to keep with the entry (JSON-ready: the job, parameters, report...); its
             creation time, `FORMAT`, the key and the files' sizes are added.
@@ -425,7 +435,7 @@ class ResultCache:
         if unknown:
             raise ValueError(f"not an entry file: {sorted(unknown)}")
         target = self.folder(key)  # (a key that is none: refused before anything is written)
-        self._make_room(sum(source.stat().st_size for source in files.values()))
+        self._make_room(sum(_size(source) for source in files.values()))
         staging, full = self._stage(key, files, record, tag)
         try:
             existing = self.entry(key)
@@ -442,7 +452,7 @@ class ResultCache:
         return Entry(key, target, full, time.time())
 
     def _stage(
-        self, key: str, files: Mapping[str, Path], record: Mapping[str, Any], tag: str
+        self, key: str, files: Mapping[str, Path | BinaryIO], record: Mapping[str, Any], tag: str
     ) -> tuple[Path, dict[str, Any]]:
         """A complete, fsynced temporary entry folder and its record; `NotCached` on failure."""
         staging = self.root / f"{self.staging_prefix(tag)}{os.getpid()}-{uuid.uuid4().hex[:8]}"

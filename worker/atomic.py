@@ -476,7 +476,7 @@ def put_back(kept: Path, final: str | os.PathLike[str]) -> None:
             os.replace(kept, final)
 
 
-def copy_into(source: str | os.PathLike[str], target: BinaryIO) -> None:
+def copy_into(source: str | os.PathLike[str] | BinaryIO, target: BinaryIO) -> None:
     """Put the bytes of the file `source` into the open file `target` (from its start).
 
     A real, independent copy: the two files never share an inode, so changing one later never
@@ -486,8 +486,9 @@ def copy_into(source: str | os.PathLike[str], target: BinaryIO) -> None:
 
     Parameters
     ----------
-    source : str or PathLike
-        The file to copy; it must be a regular file (`open_regular`).
+    source : str or PathLike or BinaryIO
+        The file to copy; it must be a regular file (`open_regular`). Or the file itself, open
+        for reading: all of it is copied, whatever its position, and it is left open.
     target : BinaryIO
         An open file, readable and writable; what it held is replaced. After a reflink its
         position is left where it was, after a copy it is at the end.
@@ -497,7 +498,13 @@ def copy_into(source: str | os.PathLike[str], target: BinaryIO) -> None:
     OSError
         When `source` cannot be opened or is not a regular file (naming it), or the copy fails.
     """
-    with open_regular(source) as reader:  # (a FIFO at its name would make it wait for ever)
+    opened = (  # (a FIFO at its name would make it wait for ever)
+        open_regular(source)
+        if isinstance(source, (str, os.PathLike))
+        else contextlib.nullcontext(source)
+    )
+    with opened as reader:
+        reader.seek(0)
         target.flush()
         try:
             fcntl.ioctl(target.fileno(), _FICLONE, reader.fileno())

@@ -254,6 +254,7 @@ def run_pipeline(
     progress: Progress | None = None,
     psf_out: str | os.PathLike[str] | None = None,
     known: KnownKernel | None = None,
+    on_written: Callable[[os.stat_result], None] | None = None,
 ) -> dict[str, Any]:
     """Deblur the TIFF `spec.input` into `spec.output` as `spec` says; returns the report.
 
@@ -277,6 +278,9 @@ def run_pipeline(
         The kernel an earlier job estimated for the same picture and settings, used with its
         estimate instead of estimating it again (by a job that finds its blur, not
         `--varying`; ignored by others), unless `known_psf` finds it cannot serve.
+    on_written : callable or None, optional
+        Called with the output file's status once it is written (`write_picture`), so that the
+        caller can tell it from a file another program puts at its name afterwards.
 
     Returns
     -------
@@ -345,10 +349,11 @@ def run_pipeline(
     if added and said and added not in said and estimated.get("kernel") not in (NO_BLUR, VARYING):
         estimated["reason"] = f"{said}; {added}"
     stages.report(Stage.WRITING)
-    write_picture(
+    written = write_picture(
         spec.output, picture, restored / gain if gain != 1 else restored, replace=spec.replace
     )
-    written = None if spec.replace else os.lstat(spec.output)  # (the job's own, until it ends)
+    if on_written is not None:
+        on_written(written)
     try:
         if psf_out is not None and learnt is not None:  # (not before: a failed job keeps the old)
             save_kernels(psf_out, learnt, spec.replace)
@@ -357,7 +362,7 @@ def run_pipeline(
         # An output that replaces nothing is the job's only if the job ends well: the client
         # of a failed job (the plug-in) leaves a file at that name alone, as another program's.
         with contextlib.suppress(OSError):  # (gone, or replaced by someone meanwhile: left)
-            if written is not None and os.path.samestat(written, os.lstat(spec.output)):
+            if not spec.replace and os.path.samestat(written, os.lstat(spec.output)):
                 os.unlink(spec.output)
         raise
     psf_entry = {"psf_out": None if psf_out is None else str(psf_out)} if spec.estimating else {}

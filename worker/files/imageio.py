@@ -190,7 +190,7 @@ def read_picture(path: str | os.PathLike[str]) -> Picture:
 
 def write_picture(
     path: str | os.PathLike[str], like: Picture, pixels: np.ndarray, replace: bool = True
-) -> None:
+) -> os.stat_result:
     """Write linear `pixels` to `path` as a TIFF file stored like the picture `like`.
 
     Same sample format (integers clipped and rounded), tone curves, ICC profile, EXIF and alpha.
@@ -208,6 +208,12 @@ def write_picture(
     replace : bool, optional
         Whether a file at `path` is replaced (`atomic_file`); when not, it is kept and
         `NameTaken` raised.
+
+    Returns
+    -------
+    os.stat_result
+        The file written, as it was when it took the name: a file at `path` that is not this
+        one (`os.path.samestat`) was put there by someone else afterwards.
 
     Raises
     ------
@@ -246,6 +252,9 @@ def write_picture(
         )
         if like.exif:
             _write_exif(temporary, like.exif, path)
+        temporary.flush()
+        written = os.fstat(temporary.fileno())
+    return written
 
 
 def write_png(path: str | os.PathLike[str], pixels: np.ndarray, replace: bool = True) -> None:

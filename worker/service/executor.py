@@ -27,7 +27,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cache.store import PSF, PSF_PNG, RESULT, CacheLimits, ResultCache
 from worker import __version__
@@ -42,9 +42,9 @@ from worker.errors import (
 )
 from worker.files.kernels import picture_path
 from worker.jobspec import JobSpec
+from worker.regular import open_regular
 from worker.service.confine import check_inside
 from worker.service.executor_process import Event
-from worker.service.jobs import file_identity
 from worker.stages import Stage
 
 if TYPE_CHECKING:
@@ -129,9 +129,16 @@ def known_kernel(known: dict[str, Any] | None, spec: JobSpec) -> "KnownKernel | 
 
 
 def cache_result(
-    task: dict[str, Any], spec: JobSpec, report: dict[str, Any], scratch_kernel: Path | None
+    task: dict[str, Any],
+    spec: JobSpec,
+    report: dict[str, Any],
+    scratch_kernel: Path | None,
+    written: os.stat_result,
 ) -> str | None:
     """Store the job's output and kernel under its key.
+
+    The output is stored only while it is still the file the job wrote: one that another
+    program put at its name since is not this job's result.
 
     Parameters
     ----------
@@ -144,19 +151,43 @@ def cache_result(
         The job's report, kept in the entry's record.
     scratch_kernel : Path or None
         Where the job saved its kernel (`kernel_files`).
+    written : os.stat_result
+        The output as the job wrote it (`run_pipeline`'s ``on_written``).
 
     Returns
     -------
     str or None
         Why the entry was not cached, starting "not cached: ": the cache refused it
         (`NotCached`: over the cap, too little free disk), or its folder cannot be used (a
-        file or a dead link at its place, a read-only disk...); the job is done all the same.
-        None once it is stored (or an entry already there is kept).
+        file or a dead link at its place, a read-only disk...), or the output is no longer the
+        job's; the job is done all the same. None once it is stored (or an entry already there
+        is kept).
     """
     assert spec.key is not None
+    try:
+        result = open_regular(spec.output, follow=False)
+    except OSError as error:
+        return f"not cached: {describe_os_error(error)}"
+    with result:
+        if not os.path.samestat(os.fstat(result.fileno()), written):
+            return "not cached: another file took the output's name after the job wrote it"
+        return _store(task, spec, report, {RESULT: result, **kernel_files(scratch_kernel)})
+
+
+def _store(
+    task: dict[str, Any],
+    spec: JobSpec,
+    report: dict[str, Any],
+    files: dict[str, Path | BinaryIO],
+) -> str | None:
+    """`cache_result`'s entry stored: its files (those that exist) and its record."""
+    assert spec.key is not None
     limits = CacheLimits(**task["cache_limits"])
-    files = {RESULT: Path(spec.output), **kernel_files(scratch_kernel)}
-    files = {name: path for name, path in files.items() if path.exists()}
+    files = {
+        name: source
+        for name, source in files.items()
+        if not isinstance(source, Path) or source.exists()
+    }
     record = {
         "job": task["job"],
         "algorithm": __version__,
@@ -216,10 +247,7 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
     # where the job's PSF is kept for the cache (nowhere when the runtime disk is full)
     kernel = Path(task["scratch"]) / PSF if task.get("scratch") else None
     output = str(task["spec"].get("output", ""))
-    before = file_identity(output)  # what was there: a failed job leaves it so
-    # whether a new file at the output is this job's: one that replaces, yes; one that does
-    # not, once its pipeline has written it (before that it may be another program's)
-    ours = task["spec"].get("replace", JobSpec.replace) is not False
+    written: list[os.stat_result] = []  # the output, once the job has written it
     try:
         progress(0.0, Stage.READING)
         spec = JobSpec.from_fields(task["spec"])
@@ -227,23 +255,26 @@ def run_job(task: dict[str, Any], send: Send, abandoned: threading.Event) -> Non
         # link out of the allowed folders while the job waited.
         check_inside((spec.input, spec.output, spec.psf), task.get("allowed"))
         scratch_kernel = kernel if spec.key else None
-        report = run_pipeline(spec, progress, scratch_kernel, known_kernel(task.get("known"), spec))
-        ours = True
+        known = known_kernel(task.get("known"), spec)
+        report = run_pipeline(spec, progress, scratch_kernel, known, written.append)
         # (its `psf_out` names the scratch copy, gone after the job: the kernel is the cache's)
         report.pop("psf_out", None)
         note = None
         if spec.key:
             progress(1.0, Stage.CACHING)
-            note = cache_result(task, spec, report, kernel)
+            note = cache_result(task, spec, report, kernel, written[0])
         send({"event": Event.DONE, "job": job, "report": report, "note": note})
     except MemoryError as error:
         send({"event": Event.FAILED, "job": job, "error": describe_error(error), "detail": ""})
         raise  # the process may be in a poor state: let the worker start a fresh one
     except Exception as error:
-        if isinstance(error, Abandoned) and ours and file_identity(output) != before:
+        if isinstance(error, Abandoned) and written:
             # The worker went away just after the result was written: its client was told the
-            # job failed, so no result may appear afterwards.
-            Path(output).unlink(missing_ok=True)
+            # job failed, so no result may appear afterwards (a file another program put at
+            # its name since is left).
+            with contextlib.suppress(OSError):
+                if os.path.samestat(written[0], os.lstat(output)):
+                    os.unlink(output)
         detail = traceback.format_exc() if is_internal(error) else ""
         error_text, taken = describe_error(error), isinstance(error, NameTaken)
         send(
