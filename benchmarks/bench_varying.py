@@ -23,9 +23,10 @@ camera-shake kernel: ``f = k * (alpha S) + (1 - k * alpha) B``. The *static* reg
 ``k * alpha`` is zero (untouched by the subject), the *subject* where ``alpha`` is 1 at least half
 a kernel inside. Methods: global deblurring with the true kernel (`deblur --psf`), local mode with
 the true kernel (`deblur --psf --local`) and blind local mode (`run --blur K --local`, automatic
-window). Scored: the static region's PSNR change, the subject's gain, how far from the subject's
-blurred border the picture was changed by more than 0.01 (ringing reach), and for the blind run
-the share of its window on the subject.
+window, and the window a user would draw: the subject's bounding box). Scored: the static
+region's PSNR change, the subject's gain, how far from the subject's blurred border the picture
+was changed by more than 0.01 (ringing reach), and for the blind runs the share of their window
+on the subject.
 
     python benchmarks/bench_varying.py [--parts rotation subject speed] [--photos Wood ...]
                                        [--scenes Wood:YellowFlower ...] [--seed N] [--out DIR]
@@ -396,10 +397,14 @@ def subject_case(case: SubjectCase, folder: Path, extra: dict[str, Callable]) ->
     distance = ndimage.distance_transform_edt(static)
     known = JobSpec(str(path), "", psf=str(psf_path))
     blind = JobSpec(str(path), "", blur=SUBJECT_KERNEL, settings=DeblurSettings(local=True))
+    rows_in, cols_in = np.nonzero(alpha > 0.5)  # the box a user would draw around the subject
+    top, left = rows_in.min(), cols_in.min()
+    box = f"{left},{top},{cols_in.max() + 1 - left},{rows_in.max() + 1 - top}"
     jobs = {  # method -> (the output file's stem, the job)
         "global, true kernel": ("global", known),
         "local, true kernel": ("local", replace(known, settings=DeblurSettings(local=True))),
         "local, blind (auto window)": ("local-blind", blind),
+        "local, blind (window: the subject's box)": ("local-box", replace(blind, window=box)),
     }
     label = f"{case.background} + {case.donor} (noise {case.noise})"
     rows = []

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from service_support import fat_disk
+from service_support import fat_disk, run_dt
 
+from tests.permissions import IS_ROOT, obey_permissions
 from worker import paths
 from worker.atomic import (
     NAME_MAX,
@@ -173,6 +174,21 @@ def test_the_runtime_folder_is_never_a_planted_link(tmp_path: Path, monkeypatch)
     (shared / "dt-deconvolve").unlink()
     (shared / "dt-deconvolve").mkdir(mode=0o755)
     assert paths.runtime_dir().stat().st_mode & 0o777 == 0o700
+
+
+def test_a_runtime_folder_of_another_user_says_what_to_do(user_env, tmp_path: Path) -> None:
+    """`$XDG_RUNTIME_DIR` left at another user's folder, as after `su`: every command failed with
+    "permission denied: .../dt-deconvolve", naming neither the variable nor the way out (until
+    engine 0.3.57)."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    if IS_ROOT:
+        os.chown(theirs, 65534, 65534)
+    else:
+        theirs.chmod(0o500)
+    done = run_dt({**user_env, "XDG_RUNTIME_DIR": str(theirs)}, "ping", preexec_fn=obey_permissions)
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert "$XDG_RUNTIME_DIR is not yours: unset it, or set it to a folder of yours" in done.stderr
 
 
 @pytest.mark.parametrize(

@@ -148,12 +148,19 @@ def runtime_dir() -> Path:
     Raises
     ------
     OSError
-        As `make_private` raises it.
+        As `make_private` raises it; where `$XDG_RUNTIME_DIR` names a folder this user may not
+        write in (as after `su`), the error says what to do.
     """
     value = os.environ.get("XDG_RUNTIME_DIR", "")
     usable = os.path.isabs(value) and os.path.isdir(value)
     path = Path(value) / APP if usable else cache_dir() / "run"
-    make_private(path)
+    try:
+        make_private(path)
+    except PermissionError as error:
+        if not usable:
+            raise
+        why = "$XDG_RUNTIME_DIR is not yours: unset it, or set it to a folder of yours"
+        raise PermissionError(error.errno, why, error.filename) from None
     return path
 
 

@@ -21,7 +21,7 @@ from worker import paths
 from worker.deconv import DeblurSettings, deblur
 from worker.deconv.blind import DISC, FREE_FORM, GAUSSIAN, NO_BLUR, estimate_blur
 from worker.deconv.level import brighten
-from worker.deconv.local import describe_subject, subject_kernel
+from worker.deconv.local import describe_subject, subject_kernel, window_kernel
 from worker.deconv.noise import kernel_smoothing
 from worker.deconv.parametric import kernel_extent
 from worker.deconv.psf_tools import validate_psf
@@ -374,8 +374,9 @@ def estimate_kernel(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Estimate the PSF as `spec` says (blur size or "auto", window).
 
-    In local mode with an automatic window the blurred subject's kernel is learnt
-    (`subject_kernel`); without a subject to learn from, or otherwise, `estimate_blur`'s.
+    In local mode the blurred subject's kernel is learnt: found (`subject_kernel`), or on the
+    window given (`window_kernel`); without a subject to learn from, or otherwise,
+    `estimate_blur`'s.
 
     Parameters
     ----------
@@ -393,8 +394,8 @@ def estimate_kernel(
     psf : ndarray
         The kernel: float32, odd-sized, summing to one (a 1 x 1 delta when no blur was found).
     entries : dict
-        The report's estimation entries: `estimate_blur`'s report, or `subject_kernel`'s and
-        `describe_subject`'s; its time and rounds as `psf_seconds` and `psf_iterations`.
+        The report's estimation entries: `estimate_blur`'s report, or the subject's kernel's
+        and `describe_subject`'s; its time and rounds as `psf_seconds` and `psf_iterations`.
 
     Raises
     ------
@@ -404,8 +405,12 @@ def estimate_kernel(
     size = blur_from_text(str(spec.blur or AUTO))
     window = window_from_text(spec.window or "auto", pixels.shape[:2], size)
     subject = None
-    if window is None and spec.settings.local:  # learn the blur from the blurred subject
-        subject = subject_kernel(pixels, size or AUTO_BLUR, progress, clip_level)
+    if spec.settings.local:  # learn the blur from the blurred subject
+        subject = (
+            subject_kernel(pixels, size or AUTO_BLUR, progress, clip_level)
+            if window is None
+            else window_kernel(pixels, size, window, progress, clip_level)
+        )
     if subject is not None:
         psf, learnt, twin = subject
         found = {**learnt.as_dict(), **describe_subject(pixels, psf, learnt, twin)}
@@ -448,7 +453,8 @@ def deblur_varying_picture(
         The kernels, one per tile (1 x 1 with `run`'s kernel when the blur is uniform).
     entries : dict
         The report's PSF entries: ``grid``, ``uniform``, ``windows`` (lists, None where a tile
-        was left as it is), ``kernel``, ``confidence`` and ``reason``.
+        was left as it is), ``kernel``, ``confidence``, ``reason`` and ``psf_seconds`` (the
+        estimate's time).
 
     Raises
     ------
@@ -471,6 +477,7 @@ def deblur_varying_picture(
         "kernel": varying.kernel,
         "confidence": varying.confidence,
         "reason": varying.reason,
+        "psf_seconds": varying.seconds,
     }
     return restored, report, grid, found
 

@@ -261,3 +261,25 @@ def test_a_picture_left_as_it_is_reports_every_field(run_cli, tmp_path: Path):
     assert report.keys() >= fields | {"noise_offset", "lambda", "seconds", "scale", "output"}
     assert report["stop_reason"] == "no_blur" and report["scale"] == 0.5
     assert tifffile.imread(tmp_path / "out.tif").shape == (60, 75, 3)
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [("run", "--psf"), ("run", "--psf-o"), ("psf", "--pn")],
+)
+def test_an_option_is_never_read_from_a_shortened_name(
+    run_cli, shaken_tiff: Path, tmp_path: Path, command: str, option: str
+) -> None:
+    """Until engine 0.3.57 argparse read a prefix of an option as the option: `run --psf K`
+    (a kernel given to `run`, which takes none, as `deblur` does) was `--psf-out K`, and the
+    user's kernel file was replaced by the estimate. Now a shortened name is an unknown
+    option: wrong usage, in one line, and every file as it was."""
+    kernel = tmp_path / "mine.npy"
+    np.save(kernel, np.ones((3, 3), np.float32) / 9)
+    before = kernel.read_bytes()
+    output = tmp_path / ("out.tif" if command == "run" else "out.npy")
+    done = run_cli(command, shaken_tiff, "--blur", "9", "-o", output, option, kernel)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and f"unrecognized arguments: {option}" in done.stderr
+    assert kernel.read_bytes() == before
+    assert not output.exists() and not kernel.with_suffix(".png").exists()

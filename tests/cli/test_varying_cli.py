@@ -98,6 +98,8 @@ def test_a_picture_of_one_part_is_treated_as_run_treats_it(run_cli, tmp_path: Pa
     assert varying["windows"] == [run["window"]] == [[100, 100, 120, 120]]
     assert (varying["kernel"], varying["confidence"]) == (run["kernel"], run["confidence"])
     assert run["kernel"] == "none"  # (its one window's kernel could not be checked)
+    assert varying["seconds"] == run["seconds"] == 0  # nothing deblurred (0.3.56: the run's)
+    assert varying["psf_seconds"] > 0 and run["psf_seconds"] > 0
     assert varying["reason"] == f"no part of the frame is deblurred: {run['reason']}"
     results = [tifffile.imread(tmp_path / f"{name}.tif") for name in reports]
     assert np.array_equal(*results)

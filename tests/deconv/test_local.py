@@ -7,6 +7,7 @@ import pytest
 from scenes import sharp_photograph
 
 from worker.deconv import DeblurSettings, deblur
+from worker.deconv.blind import NO_BLUR
 from worker.deconv.local import (
     MISFIT,
     REPRODUCED,
@@ -26,6 +27,8 @@ from worker.deconv.noise import estimate_noise_model, kernel_smoothing
 from worker.deconv.psf import PsfReport
 from worker.deconv.rl_tv import DeblurReport
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves, psnr, shake
+from worker.jobspec import JobSpec
+from worker.pipeline import estimate_kernel
 from worker.resize import shrink_area
 
 SIZE = 15
@@ -118,6 +121,28 @@ def test_the_subjects_kernel_comes_from_the_shaken_part() -> None:
     assert x + width <= scene.shape[1] // 2 + width // 4  # mostly on the shaken half
     assert np.count_nonzero(estimate > 0.05 * estimate.max()) > 5  # a shake, not a point
     assert twin is None or twin.shape == estimate.shape
+
+
+def test_a_window_given_on_the_subject_is_where_its_kernel_is_learnt() -> None:
+    """`run --local --window` on the shaken half: until engine 0.3.57 the kernel was checked, as
+    `run` checks it, against a second window elsewhere, on the sharp half here, which shows no
+    such blur, so the kernel was doubted (its smoothing raised 26-fold) and the picture came back
+    as it was. Now the subject's kernel is searched for inside that window; a window on the
+    sharp half still learns that there is no blur."""
+    sharp, scene, _ = half_shaken_scene()
+    half, settings = scene.shape[1] // 2, DeblurSettings(local=True)
+    spec = JobSpec("in.tif", "out.tif", blur=SIZE + 4, window="16,64,224,384", settings=settings)
+    psf, found = estimate_kernel(scene, spec, None, lambda *_: None)
+    assert found["reason"].startswith("the blur of the subject, learnt on the 224 x 224 px window")
+    x, y, width, height = found["window"]  # inside the window given
+    assert x >= 16 and y >= 64 and x + width <= 16 + 224 and y + height <= 64 + 384
+    assert "check_window" not in found
+    local, _ = deblur(scene, psf, settings, None, found["kernel_error"])
+    inner = np.s_[SIZE:-SIZE, SIZE : half - 4 * SIZE]
+    assert psnr(local[inner], sharp[inner]) >= psnr(scene[inner], sharp[inner]) + 3
+    assert np.abs(local[:, half:] - scene[:, half:]).max() <= 1e-6
+    on_sharp = dataclasses.replace(spec, window="280,64,224,256")
+    assert estimate_kernel(scene, on_sharp, None, lambda *_: None)[1]["kernel"] == NO_BLUR
 
 
 def test_a_twin_is_learnt_where_the_subjects_kernel_explains_the_picture() -> None:

@@ -241,6 +241,7 @@ def test_a_sharp_photograph_whose_windows_agree_is_left_as_run_leaves_it() -> No
     _, blur = estimate_blur(noisy, 15)
     assert blur.kernel == NO_BLUR and blur.confidence >= AGREEMENT, blur.reason
     assert np.array_equal(result, noisy) and report.iterations == 0
+    assert report.seconds == 0 < varying.seconds  # nothing deblurred; the estimate took time
     assert varying.uniform and varying.kernel == NO_BLUR
     assert varying.reason == f"no part of the frame is deblurred: {blur.reason}"
 
@@ -318,6 +319,9 @@ def test_a_flat_picture_comes_back_as_it_is() -> None:
     out, report, varying = deblur_varying(flat, 13)
     assert np.array_equal(out, flat)
     assert report.stop_reason == "no_blur" and varying.windows == [None] * len(varying.windows)
+    # The deblur's seconds as `run` reports them: none (until engine 0.3.57 the whole run's,
+    # the estimate's included, though the report says nothing was deblurred).
+    assert report.seconds == 0 < varying.seconds
     assert (varying.kernel, varying.confidence, varying.reason) == (NO_BLUR, 0, NOTHING_EXPLAINED)
     # its kernels are the 1 px delta of "no blur", as `run` saves it (until engine 0.3.41 13 px)
     assert all(kernel.shape == (1, 1) for kernel in varying.kernels)

@@ -20,6 +20,8 @@ from service_support import (
     short_folder,
     submit,
     wait,
+    write_picture,
+    write_psf,
 )
 
 from worker import __version__
@@ -259,3 +261,39 @@ def test_a_worker_started_on_demand_keeps_its_logs_private(
             run_dt(env, "shutdown")
         assert result.returncode == 0, result.stderr
         assert (state.stat().st_mode & 0o777, (state / "worker.log").exists()) == (0o700, True)
+
+
+@pytest.mark.parametrize("lock", ["w.sock.start.lock", "w.sock.lock"])
+@pytest.mark.parametrize("planted", ["fifo", "link to a file", "dangling link"])
+def test_a_lock_file_that_is_not_one_is_refused_in_one_line(lock: str, planted: str) -> None:
+    """The client's start lock and the worker's lock, each replaced by something else. Until
+    engine 0.3.57 a FIFO at the start lock kept every command waiting for ever, one at the
+    worker's lock failed as "File or stream is not seekable", and a link to a file had that file
+    emptied and given the worker's pid."""
+    with short_folder() as folder:
+        env = private_env(folder)
+        sockets, precious = folder / "sockets", folder / "precious.txt"
+        sockets.mkdir(mode=0o700)
+        precious.write_text("the user's own")
+        if planted == "fifo":
+            os.mkfifo(sockets / lock)
+        else:
+            (sockets / lock).symlink_to(precious if planted == "link to a file" else folder / "x")
+        worker = Worker(folder, env, f"ipc://{sockets}/w.sock", folder / "cache")
+        picture, kernel = write_picture(folder / "in.tif"), write_psf(folder / "k.npy")
+        done = worker.cli("submit", picture, "--psf", kernel, "-o", folder / "o.tif", timeout=60)
+        assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+        assert f"cannot use the lock file {sockets / lock}" in done.stderr
+        assert precious.read_text() == "the user's own"
+
+
+def test_a_folder_at_the_sockets_place_is_named_as_one() -> None:
+    """It was "cannot listen on ...: Address already in use", though no worker was there."""
+    with short_folder() as folder:
+        (folder / "sockets" / "w.sock").mkdir(parents=True)
+        (folder / "sockets").chmod(0o700)
+        worker = Worker(folder, private_env(folder), f"ipc://{folder}/sockets/w.sock", folder)
+        picture, kernel = write_picture(folder / "in.tif"), write_psf(folder / "k.npy")
+        done = worker.cli("submit", picture, "--psf", kernel, "-o", folder / "o.tif", timeout=60)
+        assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+        assert "a folder is at the socket's place; remove it" in done.stderr

@@ -26,7 +26,7 @@ from service_support import (
 
 from worker.errors import RemoteError
 from worker.service.client import Client, ensure_worker
-from worker.service.log import OneLineFormatter, log
+from worker.service.log import LogFile, OneLineFormatter, log
 from worker.service.protocol import MAX_MESSAGE_BYTES
 from worker.signals import STOPPING_SIGNALS
 
@@ -258,6 +258,27 @@ def test_an_internal_error_is_logged_on_one_line_and_its_traceback_on_its_own_li
     assert lines[0] == "ERROR internal error in the worker's loop"
     assert lines[1] == "Traceback (most recent call last):"
     assert lines[-1] == "RuntimeError: a bug"
+
+
+def test_a_record_the_log_file_cannot_take_goes_to_stderr_on_one_line(tmp_path: Path, capsys):
+    """The log full and its rotation refused (here an older log that is a folder): logging's
+    own handler dropped each record and printed a traceback of a dozen lines (found by a helper
+    with a read-only state folder, engine 0.3.56)."""
+    path = tmp_path / "worker.log"
+    path.write_bytes(b"x" * (1 << 20))
+    (tmp_path / "worker.log.2").write_text("older")
+    (tmp_path / "worker.log.3").mkdir()
+    (tmp_path / "worker.log.3" / "kept").write_text("")
+    handler = LogFile(str(path))
+    handler.setFormatter(OneLineFormatter("%(levelname)s %(message)s"))
+    log.addHandler(handler)
+    try:
+        log.warning("job %s: done", "j1")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("WARNING job j1: done (not in the log file: ")
 
 
 def test_a_line_break_in_a_path_cannot_forge_a_line_of_the_log(worker, tmp_path: Path) -> None:

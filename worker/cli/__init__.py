@@ -34,7 +34,9 @@ class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are a single line.
 
     It also reads negative numbers in exponent form, and lists of numbers that start with one,
-    as values, not as options (`NEGATIVE_NUMBER`).
+    as values, not as options (`NEGATIVE_NUMBER`). An option is never read from a shortened
+    name: `run --psf K` would have been `--psf-out K`, overwriting the kernel the user meant to
+    give (`run` takes none).
 
     Parameters
     ----------
@@ -43,7 +45,7 @@ class OneLineParser(argparse.ArgumentParser):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
         self._negative_number_matcher = NEGATIVE_NUMBER  # the pattern argparse (3.11) reads
 
     def error(self, message: str) -> None:  # type: ignore[override]

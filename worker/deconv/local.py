@@ -49,6 +49,7 @@ left as it is, `worker.pipeline`).
 """
 
 import contextlib
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -70,7 +71,15 @@ from worker.deconv.noise import NoiseModel, estimate_noise_model, kernel_smoothi
 from worker.deconv.parametric import kernel_extent
 from worker.deconv.patch_spectra import patch_side, patch_spectra
 from worker.deconv.psf import PsfReport, estimate_psf
-from worker.deconv.window import choose_window, orientation, patch_of
+from worker.deconv.settings import AUTO_BLUR, MIN_BLUR
+from worker.deconv.window import (
+    Window,
+    check_window,
+    choose_window,
+    largest_blur,
+    orientation,
+    patch_of,
+)
 from worker.stages import Progress, Stage
 
 MARGIN = 0.0  # log-likelihood per frequency by which the kernel must beat every alternative...
@@ -578,6 +587,63 @@ def subject_kernel(
     if sharp_learnt(psf) is not None:  # what explains most of the picture is no blur: no subject
         return None
     return psf, report, subject_twin(found, chosen, regions[chosen], patch_side(size))
+
+
+def window_kernel(
+    image: np.ndarray,
+    size: int | None,
+    window: Window,
+    progress: Progress | None = None,
+    clip_level: float | None = None,
+) -> tuple[np.ndarray, PsfReport, np.ndarray | None] | None:
+    """The kernel of the blurred subject inside the window the user put around it.
+
+    The subject's kernel is searched for inside that window as `subject_kernel` searches the
+    whole picture: its most detailed windows, the kernel that explains most of it, its twin.
+    `run` would check a kernel against a second window elsewhere in the frame, but there the
+    frame is what local mode keeps as it is: it shows no such blur, and until engine 0.3.57 it
+    made every subject given a window come back as it was. Learnt on the whole window instead,
+    the kernel mixes the subject's blur with the background's texture: on the subject benchmark
+    (`bench_varying.py`, the window the subject's bounding box) it cost two of eleven static
+    backgrounds 0.8 and 2.9 dB (docs/MEASUREMENTS.md).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        The linear picture, C in {1, 3}.
+    size : int or None
+        The kernel's size, in pixels: odd, at least `settings.MIN_BLUR`; None for "auto": the
+        largest the window holds (`window.largest_blur`), at most `settings.AUTO_BLUR`.
+    window : Window
+        Around the subject: (x, y, width, height) in pixels.
+    progress : Progress, optional
+        As `subject_kernel` calls it. None: no report.
+    clip_level : float or None, optional
+        Where the sensor clipped; None: detected (`estimate_psf`).
+
+    Returns
+    -------
+    tuple of (ndarray, PsfReport, ndarray or None), or None
+        As `subject_kernel` returns them, the report's window in the picture's pixels; None
+        when no part of the window gave a kernel, or the kernel means no blur.
+
+    Raises
+    ------
+    InputError
+        When the window is not inside the picture, or is under `window.KERNELS_ACROSS`
+        kernels wide (`window.check_window`).
+    """
+    x, y, width, height = window
+    if size is None:
+        size = max(MIN_BLUR, min(AUTO_BLUR, largest_blur(min(width, height))))
+    check_window(window, image.shape[:2], size)
+    found = subject_kernel(image[y : y + height, x : x + width], size, progress, clip_level)
+    if found is None:
+        return None
+    psf, report, twin = found
+    inner_x, inner_y, inner_width, inner_height = report.window
+    moved = (x + inner_x, y + inner_y, inner_width, inner_height)
+    return psf, dataclasses.replace(report, window=moved), twin
 
 
 def subject_twin(

@@ -149,7 +149,8 @@ class VaryingReport:
     uniform : bool
         Whether the blur was found uniform: then the grid is 1 x 1.
     seconds : float
-        The whole run's time.
+        The estimate's time: every kernel's, until the deblur starts (the deblur's own is
+        `DeblurReport.seconds`, as for `run`).
     kernel : str
         The kind of kernel used, as in `blind.BlurReport`: `VARYING`, `NO_BLUR` when every tile
         was left as it is, `run`'s kind when uniform.
@@ -585,7 +586,7 @@ def deblur_varying(
         The deblurred picture; the downsized shape for a preview (`settings.scale` < 1).
     report : DeblurReport
         A report like `rl_tv.deblur`'s: the tile's with the most iterations, its seconds the
-        whole run's (`DeblurReport.left_as_is` when no tile was deblurred).
+        whole deblur's (`DeblurReport.left_as_is`, 0 s, when no tile was deblurred).
     varying : VaryingReport
         The grid, the kernels and windows used, and why.
 
@@ -653,6 +654,7 @@ def deblur_varying(
         for estimate in chosen
     ]
     scaled = [None if k is None else resample_psf(k, settings.scale) for k in kernels]
+    estimated = time.perf_counter()
     if any(k is not None for k in scaled):
         errors = tile_errors(image, chosen, twins, found)
         result, reports = deblur_grid(
@@ -663,18 +665,22 @@ def deblur_varying(
     said = describe(chosen, twins, reports)
     if refused is not None:
         said = (said[0], said[1], f"{said[2]}; {RUN_REFUSED.format(refused.confidence)}")
-    seconds = time.perf_counter() - started
     longest = max(
         (r for r in reports if r is not None),
         key=lambda r: r.iterations,
-        default=DeblurReport.left_as_is(settings.scale),
+        default=None,
     )
-    report = replace(longest, seconds=seconds, scale=settings.scale)
+    report = (
+        DeblurReport.left_as_is(settings.scale)
+        if longest is None
+        else replace(longest, seconds=time.perf_counter() - estimated, scale=settings.scale)
+    )
     windows = [None if estimate is None else estimate[1].window for estimate in chosen]
     # A tile left as it is shows a delta as wide as its neighbours' kernels; when every tile is
     # left, the grid holds the 1 px delta of "no blur", as `run` saves it.
     blank = delta if any(k is not None for k in kernels) else np.ones((1, 1), np.float32)
     used = [blank if k is None else k for k in kernels]
+    seconds = estimated - started
     return result, report, VaryingReport(grid, used, windows, False, seconds, *said)
 
 
@@ -703,7 +709,7 @@ def deblur_uniform(
     deblurring : Progress or None
         Called with the share of the deblurring done and the stage; None: no report.
     started : float
-        When the whole run began (`time.perf_counter`), for its seconds.
+        When the whole run began (`time.perf_counter`), for the estimate's seconds.
 
     Returns
     -------
@@ -715,17 +721,17 @@ def deblur_uniform(
     InputError
         As `rl_tv.deblur` does.
     """
+    seconds = time.perf_counter() - started
     if blur.kernel == NO_BLUR:
         result, report = shrink_area(image, settings.scale), DeblurReport.left_as_is(settings.scale)
     else:
         result, report = deblur(image, psf, settings, deblurring, blur.kernel_error)
-    seconds = time.perf_counter() - started
     start = "no part of the frame is deblurred" if blur.kernel == NO_BLUR else SAME_BLUR
     said = VaryingReport(
         (1, 1), [psf], [blur.window], True, seconds, blur.kernel, blur.confidence,
         f"{start}: {blur.reason}",
     )  # fmt: skip
-    return result, replace(report, seconds=seconds), said
+    return result, report, said
 
 
 def refused_as_varying(blur: BlurReport) -> bool:

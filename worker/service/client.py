@@ -26,6 +26,8 @@ from worker.service.transport import (
     check_endpoint,
     ipc_path,
     is_loopback,
+    lock_file,
+    private_folder,
     secure_client,
     tcp_host,
 )
@@ -309,14 +311,16 @@ def start_lock(endpoint: str) -> Iterator[None]:
 
     Raises
     ------
-    OSError
-        When the lock's folder or file cannot be made.
+    InputError
+        When the lock's folder cannot be made or is refused (`private_folder`: not a private
+        folder of this user's, as the worker refuses it), or the lock file cannot be used
+        (`lock_file`).
     """
     socket_file = ipc_path(endpoint)
     folder = socket_file.parent if socket_file else runtime_dir()
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_folder(folder)
     name = (socket_file.name if socket_file else "tcp") + ".start.lock"
-    with open(folder / name, "a") as lock:
+    with lock_file(folder / name) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 

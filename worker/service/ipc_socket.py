@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from worker.errors import InputError
-from worker.service.transport import ipc_path, private_files, private_folder
+from worker.service.transport import ipc_path, lock_file, private_folder
 
 
 @contextlib.contextmanager
@@ -49,18 +49,16 @@ def endpoint_lock(endpoint: str) -> Iterator[None]:
         yield
         return
     private_folder(path.parent)
-    with private_files():  # the lock file only: results and cache files get the user's umask
-        lock = open(path.with_name(path.name + ".lock"), "a+")  # noqa: SIM115 (held below)
-    with lock:
+    with lock_file(path.with_name(path.name + ".lock")) as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            lock.seek(0)
-            owner = lock.read().strip() or "?"
+            owner = lock.read(32).strip() or "?"
             raise InputError(f"a worker (pid {owner}) already serves {endpoint}") from None
-        lock.truncate(0)
-        lock.write(str(os.getpid()))
-        lock.flush()
+        with contextlib.suppress(OSError):  # (a full disk: the lock holds all the same)
+            lock.truncate(0)
+            lock.write(str(os.getpid()))
+            lock.flush()
         yield
 
 

@@ -1,7 +1,9 @@
 """The worker's log: a rotating file in the state folder (and stderr), one line per record."""
 
+import contextlib
 import logging
 import logging.handlers
+import sys
 
 from worker.errors import describe_os_error, one_line
 from worker.paths import made_state_dir, worker_log_file
@@ -31,6 +33,37 @@ class OneLineFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
+class LogFile(logging.handlers.RotatingFileHandler):
+    """The rotating log file (up to 1 MiB, three older ones beside it), whose records that
+    cannot be written (a full disk, a rotation the folder refuses) go to stderr, each on its
+    line with why: logging's own handler printed a traceback of a dozen lines for each, and
+    dropped the record.
+
+    Parameters
+    ----------
+    path : str
+        The log file (`paths.worker_log_file`); a name that is not UTF-8 is written escaped.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            path, maxBytes=1 << 20, backupCount=3, encoding="utf-8", errors="backslashreplace"
+        )
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Write `record` to stderr, saying why the file did not take it.
+
+        Parameters
+        ----------
+        record : logging.LogRecord
+            The record that could not be written.
+        """
+        error = sys.exc_info()[1]
+        why = describe_os_error(error) if isinstance(error, OSError) else one_line(str(error))
+        with contextlib.suppress(Exception):  # (stderr closed: nowhere left to say it)
+            sys.stderr.write(f"{self.format(record)} (not in the log file: {why})\n")
+
+
 def open_log(verbose: bool) -> None:
     """Log to a rotating file in the state folder (and to stderr with `verbose`). A log file
     that cannot be opened (a read-only state folder, a folder or a broken link in its place)
@@ -48,11 +81,7 @@ def open_log(verbose: bool) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler()] if verbose else []
     try:
         made_state_dir()
-        handlers.append(  # a name that is not UTF-8 logs escaped
-            logging.handlers.RotatingFileHandler(
-                path, maxBytes=1 << 20, backupCount=3, encoding="utf-8", errors="backslashreplace"
-            )
-        )
+        handlers.append(LogFile(str(path)))  # (a name that is not UTF-8 logs escaped)
         problem = None
     except OSError as error:
         problem = describe_os_error(error)

@@ -240,7 +240,10 @@ class Server:
                 with private_files():  # an ipc socket only its user may connect to
                     socket.bind(config.endpoint)
             except zmq.ZMQError as error:
-                raise InputError(f"cannot listen on {config.endpoint}: {error}") from None
+                there = ipc_path(config.endpoint)
+                folder = there is not None and there.is_dir() and not there.is_symlink()
+                why = "a folder is at the socket's place; remove it" if folder else error
+                raise InputError(f"cannot listen on {config.endpoint}: {why}") from None
             socket_file = ipc_path(config.endpoint)
             if socket_file is not None:
                 socket_file.chmod(0o600)

@@ -13,6 +13,7 @@ Key files (made by `dt-deconvolve worker --generate-keys`), in the CURVE folder:
 """
 
 import contextlib
+import errno
 import ipaddress
 import os
 import re
@@ -20,6 +21,7 @@ import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import zmq
 import zmq.auth
@@ -200,6 +202,41 @@ def private_folder(folder: Path) -> None:
             f"other users may write in the socket's folder {folder}: choose a private folder "
             "(mode 0700) for the endpoint"
         )
+
+
+def lock_file(path: Path) -> TextIO:
+    """The lock file `path`, made if missing (mode 0600), opened for reading and writing.
+
+    It is opened without following a link or waiting, and checked open: a link (dangling, or to
+    a file it would truncate), a FIFO (whose opening would wait for ever) or a folder at its
+    place is refused.
+
+    Parameters
+    ----------
+    path : Path
+        The lock file, in a folder `private_folder` accepted.
+
+    Returns
+    -------
+    TextIO
+        The open file, at its start; the caller closes it.
+
+    Raises
+    ------
+    InputError
+        Naming `path`: it cannot be opened or made, or is not a regular file.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as error:
+        why = "a link" if error.errno == errno.ELOOP else error.strerror
+        raise InputError(f"cannot use the lock file {path}: {why}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(f"cannot use the lock file {path}: not a regular file; remove it")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "r+")
 
 
 @contextlib.contextmanager
