@@ -18,12 +18,14 @@ from worker.atomic import (
     SETTLED,
     atomic_file,
     copy_atomically,
+    copy_into,
     set_aside,
     temporaries,
 )
 from worker.deconv.psf_tools import center_on_centroid, resample_psf, validate_psf
 from worker.deconv.synthetic import camera_shake_kernel, dead_leaves
 from worker.errors import InputError, one_line
+from worker.regular import open_regular
 
 
 @pytest.mark.parametrize(
@@ -364,6 +366,20 @@ def test_copy_atomically_copies_large_files_whole(tmp_path: Path) -> None:
     copy_atomically(source, target)
     assert target.read_bytes() == data
     assert os.stat(target).st_ino != os.stat(source).st_ino
+
+
+def test_a_copy_from_an_open_file_is_whole_whatever_its_position(tmp_path: Path) -> None:
+    """`copy_into` given the file open (the cache stores the output it checked so): a reader
+    that has read ahead copied from where its descriptor stood (a review's find, before the
+    change reached a release: 95 904 of 100 000 bytes)."""
+    source, target = tmp_path / "result.tif", tmp_path / "copy"
+    data = np.random.default_rng(2).bytes(100_000)
+    source.write_bytes(data)
+    with open_regular(source) as reader, open(target, "w+b") as copy:
+        reader.read(10)
+        copy_into(reader, copy)
+        assert reader.read(5) == data[10:15]  # (left open, where it was)
+    assert target.read_bytes() == data
 
 
 @pytest.mark.parametrize("chosen", [None, "28"])

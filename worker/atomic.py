@@ -109,10 +109,10 @@ def temporaries(final: str | os.PathLike[str]) -> list[Path]:
     return list(final.parent.glob(glob.escape(_prefix(final)) + _RANDOM + SUFFIX))
 
 
-def remove_dead(final: str | os.PathLike[str]) -> None:
+def remove_dead(final: str | os.PathLike[str], settled: float = SETTLED) -> None:
     """Remove the temporary files that killed writers of `final` left (`temporaries`).
 
-    Only regular files that no writer holds locked and that are at least `SETTLED` seconds old
+    Only regular files that no writer holds locked and that are at least `settled` seconds old
     (by their modification time) go: a writer locks its own as soon as it has made it. One that
     cannot be opened or locked (another user's, a file system without locks) is left where it
     is; no `OSError` reaches the caller.
@@ -121,13 +121,16 @@ def remove_dead(final: str | os.PathLike[str]) -> None:
     ----------
     final : str or PathLike
         The file the writers were writing.
+    settled : float, optional
+        How old a temporary must be, in seconds (`SETTLED`: a writer that has just made its
+        own has surely locked it by then). Less where the writer is known dead.
     """
     for partial in temporaries(final):
         with contextlib.suppress(OSError):
             fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             try:
                 status = os.fstat(fd)
-                if not stat.S_ISREG(status.st_mode) or time.time() - status.st_mtime < SETTLED:
+                if not stat.S_ISREG(status.st_mode) or time.time() - status.st_mtime < settled:
                     continue
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while a writer holds it
                 named = os.lstat(partial)
@@ -488,7 +491,9 @@ def copy_into(source: str | os.PathLike[str] | BinaryIO, target: BinaryIO) -> No
     ----------
     source : str or PathLike or BinaryIO
         The file to copy; it must be a regular file (`open_regular`). Or the file itself, open
-        for reading: all of it is copied, whatever its position, and it is left open.
+        for reading: it is opened again through its descriptor (`descriptor_path`), never by a
+        name that could lead elsewhere now, and copied whole whatever its position; it is left
+        open.
     target : BinaryIO
         An open file, readable and writable; what it held is replaced. After a reflink its
         position is left where it was, after a copy it is at the end.
@@ -498,13 +503,8 @@ def copy_into(source: str | os.PathLike[str] | BinaryIO, target: BinaryIO) -> No
     OSError
         When `source` cannot be opened or is not a regular file (naming it), or the copy fails.
     """
-    opened = (  # (a FIFO at its name would make it wait for ever)
-        open_regular(source)
-        if isinstance(source, (str, os.PathLike))
-        else contextlib.nullcontext(source)
-    )
-    with opened as reader:
-        reader.seek(0)
+    named = source if isinstance(source, (str, os.PathLike)) else descriptor_path(source)
+    with open_regular(named) as reader:  # (a FIFO at its name would make it wait for ever)
         target.flush()
         try:
             fcntl.ioctl(target.fileno(), _FICLONE, reader.fileno())

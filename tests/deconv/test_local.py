@@ -123,7 +123,7 @@ def test_the_subjects_kernel_comes_from_the_shaken_part() -> None:
     assert twin is None or twin.shape == estimate.shape
 
 
-def test_a_window_given_on_the_subject_is_where_its_kernel_is_learnt() -> None:
+def test_a_window_given_around_the_subject_is_searched_for_its_kernel() -> None:
     """`run --local --window` on the shaken half: until engine 0.3.57 the kernel was checked, as
     `run` checks it, against a second window elsewhere, on the sharp half here, which shows no
     such blur, so the kernel was doubted (its smoothing raised 26-fold) and the picture came back

@@ -297,3 +297,43 @@ def test_a_folder_at_the_sockets_place_is_named_as_one() -> None:
         done = worker.cli("submit", picture, "--psf", kernel, "-o", folder / "o.tif", timeout=60)
         assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
         assert "a folder is at the socket's place; remove it" in done.stderr
+
+
+def test_a_dead_workers_half_written_output_is_removed_by_the_next_worker() -> None:
+    """A worker killed with its executors (its process group, as an out-of-memory kill or a
+    logout does) mid-write leaves the output's temporary: until engine 0.3.57 nothing removed it
+    but the next writer of that name, which the plug-in never is. The next worker removes it,
+    from the output's path the job left in its scratch folder; another name's is left."""
+    with short_folder() as folder:
+        env = private_env(folder)
+        gone = subprocess.Popen(["true"])
+        gone.wait()  # (a pid that no process holds now)
+        job = folder / "runtime" / "dt-deconvolve" / f"scratch-{gone.pid}" / "j1"
+        job.mkdir(parents=True)
+        output = folder / "out.tif"
+        (job / "output").write_bytes(os.fsencode(output))
+        partial, other = folder / ".out.tif.ab12cd34.part", folder / ".other.tif.ab12cd34.part"
+        for temporary in (partial, other):
+            temporary.write_bytes(b"half a picture")
+            os.utime(temporary, (time.time() - 5, time.time() - 5))
+        worker = Worker(folder, env, f"ipc://{folder}/w.sock", folder / "cache").start()
+        try:
+            assert not partial.exists() and other.exists()
+            assert not job.parent.exists()
+            # A job's own record, there while it runs (its executor held still), gone after.
+            worker.wait_warm()
+            assert worker.process is not None
+            scratch = job.parent.with_name(f"scratch-{worker.process.pid}")
+            picture, kernel = write_picture(folder / "in.tif"), write_psf(folder / "k.npy")
+            with worker.client() as client:
+                with paused(*worker.executor_pids()):
+                    started = submit(client, picture, output, psf=str(kernel))["job"]
+                    record = scratch / started / "output"
+                    deadline = time.monotonic() + 10
+                    while not record.exists() and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    assert record.read_bytes() == os.fsencode(output)
+                assert wait(client, started)["stage"] == "done"
+            assert not record.exists()
+        finally:
+            worker.stop()

@@ -785,19 +785,16 @@ def estimate_blur(
     free, report, second = pair
     twin = None  # the disc as the second window sees it, where a disc is used
     sharp = False  # the windows agree that the picture is sharp (`BlurReport.sharp`)
-    # the verdict is that the picture is sharp: a blur that "may be larger" would contradict it
-    found_sharp = False
     if second is None:
         agreement = UNCHECKED
         doubt = "the blur could not be checked on a second part of the picture"
         kernel, chosen, reason = fallback(grey, windows, size, doubt)  # (no second disc either)
-        found_sharp = chosen == NO_BLUR  # (a softness under a pixel)
     else:
         agreement = similarity(free, second)
         meaning_none = sharp_learnt(free) if agreement >= AGREEMENT else None
         if meaning_none is not None:
             kernel, chosen, reason = sharp_or_soft(grey, windows, size, meaning_none)
-            sharp = found_sharp = chosen == NO_BLUR
+            sharp = chosen == NO_BLUR
         elif agreement >= AGREEMENT and same_way(grey, windows):
             doubt = (
                 f"the blur learnt on two parts of the picture agrees (agreement {agreement:.2f}), "
@@ -812,7 +809,8 @@ def estimate_blur(
                 f"the blur learnt on two parts of the picture disagrees (agreement {agreement:.2f})"
             )
             kernel, chosen, reason, twin = safe_or_disc(grey, windows, size, doubt)
-    if border_mass(free) >= TRUNCATED and not found_sharp:
+    # (said of a kernel used: of a picture left as it is, it would contradict the reason)
+    if border_mass(free) >= TRUNCATED and chosen != NO_BLUR:
         reason = f"{reason}; the blur fills the {size} px it was learnt at and may be larger"
     # The kernel the deblur would use, centred to the sub-pixel: the one to judge.
     centred = centre_subpixel(kernel) if kernel.shape[0] > 1 else kernel.astype(np.float32)

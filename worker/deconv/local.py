@@ -78,6 +78,7 @@ from worker.deconv.window import (
     choose_window,
     largest_blur,
     orientation,
+    overlap,
     patch_of,
 )
 from worker.stages import Progress, Stage
@@ -526,6 +527,7 @@ def subject_kernel(
     size: int,
     progress: Progress | None = None,
     clip_level: float | None = None,
+    apart: bool = False,
 ) -> tuple[np.ndarray, PsfReport, np.ndarray | None] | None:
     """The kernel of the blurred subject of `image`, its `PsfReport` and its twin.
 
@@ -553,6 +555,12 @@ def subject_kernel(
     clip_level : float or None, optional
         Where the sensor clipped, so that clipped highlights stay out of the kernel fit; None:
         detected (`estimate_psf`).
+    apart : bool, optional
+        Pass over a window that shares pixels with one chosen before, so that each kernel, and
+        so the twin, is learnt on pixels of its own. Where the picture has room for few windows
+        (a window drawn around the subject, `window_kernel`), the next most detailed window is
+        otherwise the same one or mostly it, learnt again. False: as measured on the benchmarks
+        (on pictures of 1-2 Mpx the candidates may overlap; docs/HARDENING.md).
 
     Returns
     -------
@@ -566,6 +574,7 @@ def subject_kernel(
     left_out = grey.copy()
     flat = float(np.median(grey))
     found: list[tuple[np.ndarray, PsfReport]] = []
+    chosen_before: list[Window] = []
     for index in range(CANDIDATES):
         if progress is not None:
             progress(index / (CANDIDATES + 1), Stage.ESTIMATING)
@@ -573,6 +582,9 @@ def subject_kernel(
         # Leave out the window and half a window around it: the next one is elsewhere.
         top, left = max(y - height // 2, 0), max(x - width // 2, 0)
         left_out[top : y + height + height // 2, left : x + width + width // 2] = flat
+        if apart and any(overlap(window, before) for before in chosen_before):
+            continue
+        chosen_before.append(window)
         if orientation(patch_of(grey, window))[0] >= ONE_WAY:  # streaks: their own "blur"
             continue
         # Too flat (`InputError`), or the estimate broke down (a NaN): the others may not.
@@ -599,7 +611,8 @@ def window_kernel(
     """The kernel of the blurred subject inside the window the user put around it.
 
     The subject's kernel is searched for inside that window as `subject_kernel` searches the
-    whole picture: its most detailed windows, the kernel that explains most of it, its twin.
+    whole picture: its most detailed windows (apart: no two share a pixel), the kernel that
+    explains most of it, its twin.
     `run` would check a kernel against a second window elsewhere in the frame, but there the
     frame is what local mode keeps as it is: it shows no such blur, and until engine 0.3.57 it
     made every subject given a window come back as it was. Learnt on the whole window instead,
@@ -637,7 +650,8 @@ def window_kernel(
     if size is None:
         size = max(MIN_BLUR, min(AUTO_BLUR, largest_blur(min(width, height))))
     check_window(window, image.shape[:2], size)
-    found = subject_kernel(image[y : y + height, x : x + width], size, progress, clip_level)
+    crop = image[y : y + height, x : x + width]
+    found = subject_kernel(crop, size, progress, clip_level, apart=True)
     if found is None:
         return None
     psf, report, twin = found

@@ -315,6 +315,8 @@ def start_lock(endpoint: str) -> Iterator[None]:
         When the lock's folder cannot be made or is refused (`private_folder`: not a private
         folder of this user's, as the worker refuses it), or the lock file cannot be used
         (`lock_file`).
+    OSError
+        When the runtime folder (a tcp endpoint's lock's) cannot be made (`paths.runtime_dir`).
     """
     socket_file = ipc_path(endpoint)
     folder = socket_file.parent if socket_file else runtime_dir()

@@ -22,9 +22,9 @@ def endpoint_lock(endpoint: str) -> Iterator[None]:
     """Hold a lock beside an ipc socket for the worker's life, so that two workers never share
     (and steal) one socket. tcp endpoints need none: the second bind fails.
 
-    The lock is the file ``NAME.lock`` beside the socket file NAME, private (umask 077), which
-    holds the pid of the worker that holds it. The socket's folder is made if missing and
-    checked first (`private_folder`).
+    The lock is the file ``NAME.lock`` beside the socket file NAME, private (mode 0600:
+    `lock_file`), which holds the pid of the worker that holds it (where the disk has room for
+    it). The socket's folder is made if missing and checked first (`private_folder`).
 
     Parameters
     ----------
@@ -39,10 +39,9 @@ def endpoint_lock(endpoint: str) -> Iterator[None]:
     Raises
     ------
     InputError
-        When another worker holds the lock (its pid is in the message), or the socket's folder
-        is refused (`private_folder`: not a private folder of this user's).
-    OSError
-        When the lock file cannot be opened.
+        When another worker holds the lock (its pid is in the message), the socket's folder is
+        refused (`private_folder`: not a private folder of this user's), or the lock file cannot
+        be used (`lock_file`).
     """
     path = ipc_path(endpoint)
     if path is None:
@@ -56,9 +55,8 @@ def endpoint_lock(endpoint: str) -> Iterator[None]:
             owner = lock.read(32).strip() or "?"
             raise InputError(f"a worker (pid {owner}) already serves {endpoint}") from None
         with contextlib.suppress(OSError):  # (a full disk: the lock holds all the same)
-            lock.truncate(0)
-            lock.write(str(os.getpid()))
-            lock.flush()
+            os.ftruncate(lock.fileno(), 0)  # (unbuffered: closing it has nothing left to write)
+            os.pwrite(lock.fileno(), str(os.getpid()).encode(), 0)
         yield
 
 

@@ -60,8 +60,12 @@ class LogFile(logging.handlers.RotatingFileHandler):
         """
         error = sys.exc_info()[1]
         why = describe_os_error(error) if isinstance(error, OSError) else one_line(str(error))
+        try:
+            line = self.format(record)
+        except Exception:  # (the record itself cannot be formatted: a bug in its call)
+            line = one_line(f"{record.levelname} {record.msg!r} {record.args!r}")
         with contextlib.suppress(Exception):  # (stderr closed: nowhere left to say it)
-            sys.stderr.write(f"{self.format(record)} (not in the log file: {why})\n")
+            sys.stderr.write(f"{line} (not in the log file: {why})\n")
 
 
 def open_log(verbose: bool) -> None:

@@ -31,7 +31,7 @@ import zmq
 
 from cache.store import PSF, CacheLimits, ResultCache
 from worker import __version__
-from worker.atomic import copy_atomically, put_back, set_aside, temporaries
+from worker.atomic import copy_atomically, put_back, remove_dead, set_aside, temporaries
 from worker.errors import (
     InputError,
     NameTaken,
@@ -40,9 +40,10 @@ from worker.errors import (
     describe_error,
     describe_os_error,
 )
-from worker.jobspec import MAX_KERNEL_FILE, JobSpec, check_tiff_name
+from worker.jobspec import MAX_KERNEL_FILE, MAX_PATH, JobSpec, check_tiff_name
 from worker.paths import runtime_dir
 from worker.processes import process_alive, process_ended, process_start
+from worker.regular import open_regular
 from worker.service import protocol
 from worker.service.background import Background
 from worker.service.confine import check_inside
@@ -67,6 +68,8 @@ LIST_LIMIT = 50  # the most jobs in one page of a `list` reply (newest first)
 MAX_QUEUED = 1000  # jobs that may wait or run at once; more submits are refused as `busy`
 MAX_JOBS = 64  # jobs that may run at once (`--jobs`), each in an engine process of its own
 CACHED_KERNEL = "cached-psf.npy"  # a job's own copy of its key's cached kernel, in its scratch
+OUTPUT_NAME = "output"  # in a job's scratch folder: its output's path, for the next worker's sweep
+DEAD_SETTLED = 1.0  # s: how old a dead worker's job's temporary must be to go (`remove_dead`)
 STOP_GRACE = 3.0  # seconds a stopping worker still tells clients how their jobs ended
 ANSWERED_WHILE_STOPPING = frozenset({"ping", "status", "list", "cancel", "shutdown"})
 SOCKET_CHECK = 2.0  # seconds between checks that the ipc socket file is still the worker's
@@ -277,11 +280,16 @@ class Server:
         self.stopping = True
 
     def _prepare_folders(self) -> None:
-        """Remove what killed workers left: cache temporaries and scratch folders."""
+        """Remove what killed workers left: cache temporaries, scratch folders, and the
+        temporaries their jobs' outputs were being written to (a worker killed with its
+        executors, as its process group is, leaves them beside the outputs)."""
         removed = self.cache.remove_stale()
         for folder in runtime_dir().glob("scratch-*"):
             pid = folder.name.removeprefix("scratch-")
             if pid.isdigit() and not process_alive(int(pid)):
+                for record in folder.glob(f"*/{OUTPUT_NAME}"):
+                    with contextlib.suppress(OSError), open_regular(record, follow=False) as held:
+                        remove_dead(os.fsdecode(held.read(MAX_PATH)), DEAD_SETTLED)
                 shutil.rmtree(folder, ignore_errors=True)
                 removed += 1
         if removed:
@@ -497,6 +505,9 @@ class Server:
             job = self.table.next_queued()
             assert job is not None
             scratch = self._scratch(job)
+            if scratch is not None:  # for the next worker, should this one die mid-write
+                with contextlib.suppress(OSError):
+                    (scratch / OUTPUT_NAME).write_bytes(os.fsencode(job.output))
             known = self._cached_kernel(job, scratch)
             job.started = time.time()
             job.output_before = file_identity(job.output)
