@@ -581,8 +581,8 @@ class ResultCache:
         Returns
         -------
         dict of str to int
-            ``entries_removed``, ``results_removed`` and ``bytes_freed`` (as the records give
-            the files' sizes).
+            ``entries_removed``, ``results_removed`` (alone, or with their entries) and
+            ``bytes_freed`` (as the records give the files' sizes).
 
         Raises
         ------
@@ -594,8 +594,10 @@ class ResultCache:
             for key in self.keys():  # damaged entries too
                 entry = self.entry(key)
                 taken = entry.size if entry is not None else 0
+                held = entry is not None and entry.file(RESULT) is not None
                 if self.remove(key):
                     removed += 1
+                    results += held  # (a result goes with its entry)
                     freed += taken
         elif not keep_results:
             for entry in self.entries():

@@ -58,7 +58,7 @@ class StopReason(StrEnum):
     WHITENESS = "whiteness"  # the residual's structure came back: the iterate before is returned
     STAGNATION = "stagnation"  # the estimate stopped changing
     CAP = "cap"  # the iteration cap
-    NO_BLUR = "no_blur"  # no blur found: the picture is handed back as it was
+    NO_BLUR = "no_blur"  # no blur found (or a black picture): the picture is handed back as it was
     # The result would not keep the picture's light (`rl_tv.LIGHT_KEPT`): the kernel does not
     # explain the picture, which is handed back as it was.
     UNEXPLAINED = "unexplained"

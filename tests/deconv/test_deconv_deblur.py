@@ -325,3 +325,16 @@ def test_a_result_that_would_not_keep_the_light_is_no_deblur() -> None:
     assert report.stop_reason not in (StopReason.UNEXPLAINED, StopReason.NO_BLUR)
     assert keeps_light(blurred, restored)
     assert not keeps_light(blurred, restored * (1 - 2 * LIGHT_KEPT))
+
+
+def test_a_black_picture_is_handed_back_as_it_is() -> None:
+    """A black picture holds no light that a blur could have spread. Until engine 0.3.58 its
+    deblur came back a little brighter, so it was handed back as one the kernel "does not
+    explain" (`StopReason.UNEXPLAINED`), which says the kernel is wrong; now as one with nothing
+    to deblur."""
+    black = np.zeros((64, 64, 3), np.float32)
+    restored, report = deblur(black, disc_kernel(3))
+    assert report.stop_reason == StopReason.NO_BLUR and report.iterations == 0
+    assert np.array_equal(restored, black)
+    restored, report = deblur(-black - 0.01, disc_kernel(3))  # (out of gamut: no light either)
+    assert report.stop_reason == StopReason.NO_BLUR

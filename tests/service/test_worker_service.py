@@ -171,6 +171,14 @@ def test_curve_lets_in_only_clients_with_keys() -> None:
                     assert time.monotonic() < deadline
             with Client(local, curve_dir=folder / "nothing") as stranger:
                 assert stranger.ping(timeout=1.0) is None  # refused by the authenticator
+            # Said so: until engine 0.3.58 only "no worker answers", as if none ran.
+            pinged = subprocess.run(
+                [sys.executable, "-m", "worker", "ping", "--endpoint", local, "--curve-dir",
+                 folder / "nothing"],
+                env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert pinged.returncode == 1 and len(pinged.stderr.splitlines()) == 1, pinged.stderr
+            assert f"takes CURVE keys only: {folder / 'nothing'} holds no" in pinged.stderr
             os.remove(keys / "client.key_secret")
             with Client(local, curve_dir=keys) as keyless:
                 assert keyless.ping(timeout=1.0) is None

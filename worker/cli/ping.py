@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     with client_of(args) as client:
         reply = client.ping(timeout=ANSWER_TIMEOUT)
     if reply is None:
-        raise WorkerUnavailable(f"no worker answers at {client.endpoint}")
+        raise WorkerUnavailable(client.unanswered())
     if args.json:
         print(json.dumps(reply))
     else:

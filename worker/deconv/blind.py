@@ -791,13 +791,14 @@ def estimate_blur(
         kernel, chosen, reason = fallback(grey, windows, size, doubt)  # (no second disc either)
     else:
         agreement = similarity(free, second)
+        shown = round(float(np.clip(agreement, 0, 1)), 3)  # (as the confidence: both read alike)
         meaning_none = sharp_learnt(free) if agreement >= AGREEMENT else None
         if meaning_none is not None:
             kernel, chosen, reason = sharp_or_soft(grey, windows, size, meaning_none)
             sharp = chosen == NO_BLUR
         elif agreement >= AGREEMENT and same_way(grey, windows):
             doubt = (
-                f"the blur learnt on two parts of the picture agrees (agreement {agreement:.2f}), "
+                f"the blur learnt on two parts of the picture agrees (agreement {shown:.2f}), "
                 "but both parts' edges run the same way, which hides a blur along them"
             )
             kernel, chosen, reason, twin = safe_or_disc(grey, windows, size, doubt)
@@ -805,9 +806,7 @@ def estimate_blur(
         elif agreement >= AGREEMENT:
             kernel, chosen, reason, twin = predicted(grey, windows, size, free)
         else:
-            doubt = (
-                f"the blur learnt on two parts of the picture disagrees (agreement {agreement:.2f})"
-            )
+            doubt = f"the blur learnt on two parts of the picture disagrees (agreement {shown:.2f})"
             kernel, chosen, reason, twin = safe_or_disc(grey, windows, size, doubt)
     # (said of a kernel used: of a picture left as it is, it would contradict the reason)
     if border_mass(free) >= TRUNCATED and chosen != NO_BLUR:
@@ -922,8 +921,9 @@ def predicted(
     twin : ndarray or None
         The second window's disc where the disc is used (`safe_or_disc`), else None.
     """
-    found = f"{pixels(kernel_extent(free))} blur, found alike on two parts of the picture"
-    doubt = f"{found} predicts unseen pixels worse than a milder correction"
+    extent = kernel_extent(centre_subpixel(free))  # (as the report gives it: centred, as used)
+    found = f"{pixels(extent)} blur, found alike on two parts of the picture"
+    doubt = f"{found}, but it predicts unseen pixels worse than a milder correction"
     sigmas = softness(grey, windows, size)  # (learnt once: the fallback may be asked twice)
     mild = mild_correction(grey, windows, size, doubt, sigmas)
     check = HeldOutWindow(patch_of(grey, windows[-1]), reach(size, mild[0]))

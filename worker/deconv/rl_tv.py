@@ -813,7 +813,8 @@ def deblur(
 ) -> tuple[np.ndarray, DeblurReport]:
     """Deblur `image`, blurred by `psf`.
 
-    Negative samples (out-of-gamut colours) count as 0 in the data term. In local mode
+    Negative samples (out-of-gamut colours) count as 0 in the data term; a picture with no
+    sample above 0 (black) is handed back as it is (`DeblurReport.left_as_is`). In local mode
     (`settings.local`) the result is blended with the input (`local.blend_locally`); where the
     kernel explains no part of the picture, that is the input as it is, reported as such
     (`DeblurReport.left_as_is`: it said the run's iterations, for a picture it left alone).
@@ -866,6 +867,8 @@ def deblur(
         progress(0.0, Stage.DEBLURRING)
     image, psf = preview_inputs(image, psf, settings.scale)
     check_preview(image, psf, settings.scale)
+    if not (image > 0).any():  # no light: nothing a blur spread, nothing to deblur
+        return image, DeblurReport.left_as_is(settings.scale)
     clip_level = settings.clip_level
     if clip_level is None:
         clip_level = detect_clip_level(image)

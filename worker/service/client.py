@@ -24,6 +24,7 @@ from worker.processes import process_start
 from worker.service import protocol
 from worker.service.transport import (
     check_endpoint,
+    client_keys,
     ipc_path,
     is_loopback,
     lock_file,
@@ -132,7 +133,7 @@ class Client:
     def _exchange(self, data: bytes, timeout: float | None) -> bytes:
         """Send a request's bytes and return the reply's. An ipc socket that is not there has
         no worker behind it: that is said at once, not after the time-out."""
-        nobody = f"no worker answers at {self.endpoint}"
+        nobody = self.unanswered()
         socket_file = ipc_path(self.endpoint)
         if socket_file is not None and not socket_file.exists():
             raise WorkerUnavailable(nobody)
@@ -157,6 +158,23 @@ class Client:
         finally:
             with held():
                 socket.close()
+
+    def unanswered(self) -> str:
+        """What to say when no worker answers: where, and for a tcp endpoint without CURVE keys
+        here, that a worker using CURVE answers no client without them.
+
+        Returns
+        -------
+        str
+            One line.
+        """
+        said = f"no worker answers at {self.endpoint}"
+        if tcp_host(self.endpoint) is None or client_keys(self.curve_dir):
+            return said
+        return (
+            f"{said} (or one that takes CURVE keys only: {self.curve_dir} holds no "
+            "client.key_secret and server.key for this client)"
+        )
 
     def ping(self, timeout: float = 1.0) -> dict[str, Any] | None:
         """The worker's ping reply, or None when none answers within `timeout`.
@@ -544,7 +562,7 @@ def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, An
     if not can_start_locally(client.endpoint):
         if reply is not None:
             return current(client, reply)
-        raise WorkerUnavailable(f"no worker answers at {client.endpoint}")
+        raise WorkerUnavailable(client.unanswered())
     with start_lock(client.endpoint):
         reply = client.ping()  # another client may have started it (or stopped the old one)
         if reply is not None and reply["version"] != __version__:

@@ -391,6 +391,23 @@ def secure_server(
     return authenticator
 
 
+def client_keys(folder: Path) -> bool:
+    """Whether `folder` holds what a client needs for CURVE (`secure_client`): its own pair,
+    ``client.key_secret``, and the worker's public key, ``server.key``.
+
+    Parameters
+    ----------
+    folder : Path
+        The CURVE folder (`paths.curve_dir`, or `--curve-dir`).
+
+    Returns
+    -------
+    bool
+        True when both files are there (whether they hold keys is `secure_client`'s check).
+    """
+    return (folder / "client.key_secret").exists() and (folder / "server.key").exists()
+
+
 def secure_client(socket: zmq.Socket, endpoint: str, folder: Path) -> None:
     """Use CURVE on a tcp connection when `folder` holds a client key pair and the worker's
     public key (and IPv6 for an IPv6 address).
