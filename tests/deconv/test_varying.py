@@ -210,6 +210,24 @@ def test_a_tile_its_kernel_cannot_have_made_is_left_and_said_so() -> None:
     assert reason.endswith(left), reason
 
 
+def test_a_black_tile_is_left_and_said_so() -> None:
+    # A 1 x 2 grid whose right tile is black: its deblur hands it back with nothing to deblur
+    # (since engine 0.3.58), and the reason counts it among the parts left, not deblurred.
+    rng = np.random.default_rng(4)
+    disc = disc_kernel(3)
+    picture = shake(dead_leaves((128, 1024), rng), disc)
+    picture[:, 384:] = 0  # (the right tile with its margin: no light)
+    settings = DeblurSettings(max_iterations=5)
+    result, reports = deblur_grid(picture, [disc, disc], (1, 2), settings)
+    assert reports[1] is not None and reports[1].stop_reason == StopReason.NO_BLUR
+    assert not result[:, 640:].any()
+    estimate = disc, PsfReport((0, 0, 64, 64), 0, 1, 0.0)
+    kind, _, reason = describe([estimate, estimate], [disc, disc], reports)
+    assert kind == VARYING
+    assert reason.startswith("the blur varies across the frame: 1 of 2 parts deblurred"), reason
+    assert reason.endswith("; 1 left as it is: black, with nothing to deblur"), reason
+
+
 def test_a_kernel_that_part_of_its_tile_is_sharper_than_is_not_the_tiles_blur() -> None:
     # A tile shaken by a kernel but for its right fifth, sharp (a part in focus that did not
     # move): the kernel explains the tile's spectra on average better than no blur, and until

@@ -178,7 +178,8 @@ class DeblurReport:
         scale : float
             The preview's scale, 0 < scale <= 1 (1: not a preview).
         why : StopReason, optional
-            `StopReason.NO_BLUR` (no blur found, the default) or `StopReason.UNEXPLAINED`.
+            `StopReason.NO_BLUR` (no blur found, or nothing to deblur: the default) or
+            `StopReason.UNEXPLAINED`.
 
         Returns
         -------
@@ -865,9 +866,10 @@ def deblur(
         raise InputError(f"a weight's factor must be a number above 0, not {weight_scale!r}")
     if progress is not None:
         progress(0.0, Stage.DEBLURRING)
+    black = not (image > 0).any()  # no light: nothing a blur spread, nothing to deblur
     image, psf = preview_inputs(image, psf, settings.scale)
     check_preview(image, psf, settings.scale)
-    if not (image > 0).any():  # no light: nothing a blur spread, nothing to deblur
+    if black:
         return image, DeblurReport.left_as_is(settings.scale)
     clip_level = settings.clip_level
     if clip_level is None:

@@ -795,8 +795,9 @@ def describe(
         Each tile's twin, row by row (`tile_twins`).
     reports : sequence of DeblurReport or None
         Each tile's deblur, row by row (`deblur_grid`; empty when no tile was deblurred). A
-        tile whose deblur handed it back as it was (`StopReason.UNEXPLAINED`: with its kernel it
-        would not keep its light, so that kernel cannot have made it) counts as left as it is.
+        tile whose deblur handed it back as it was counts as left as it is: with its kernel it
+        would not keep its light, so that kernel cannot have made it (`StopReason.UNEXPLAINED`),
+        or it is black, with nothing to deblur (`StopReason.NO_BLUR`).
 
     Returns
     -------
@@ -813,13 +814,15 @@ def describe(
     confidence = neighbour_agreement(chosen, twins)
     sharp = sum(estimate is not None and is_sharp(estimate) for estimate in chosen)
     left = len(chosen) - used
-    back = sum(
-        estimate is not None and not is_sharp(estimate) and report is not None
-        and report.stop_reason == StopReason.UNEXPLAINED
+    handed_back = [
+        report.stop_reason
         for estimate, report in zip(chosen, reports, strict=True)
-    )  # fmt: skip
+        if estimate is not None and not is_sharp(estimate) and report is not None
+    ]
+    back = handed_back.count(StopReason.UNEXPLAINED)
+    black = handed_back.count(StopReason.NO_BLUR)
     clauses = [
-        f"the blur varies across the frame: {used - sharp - back} of {len(chosen)} parts "
+        f"the blur varies across the frame: {used - sharp - back - black} of {len(chosen)} parts "
         "deblurred, each with the kernel that explains it best",
         _count(sharp, "sharp already: only its noise is smoothed",
                "sharp already: only their noise is smoothed"),
@@ -827,6 +830,8 @@ def describe(
                "left as they are: no kernel explains them"),
         _count(back, "left as it is: deblurred with its kernel it would not keep its light",
                "left as they are: deblurred with their kernels they would not keep their light"),
+        _count(black, "left as it is: black, with nothing to deblur",
+               "left as they are: black, with nothing to deblur"),
     ]  # fmt: skip
     reason = "; ".join(clause for clause in clauses if clause)
     return VARYING, confidence, reason

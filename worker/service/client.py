@@ -24,10 +24,10 @@ from worker.processes import process_start
 from worker.service import protocol
 from worker.service.transport import (
     check_endpoint,
-    client_keys,
     ipc_path,
     is_loopback,
     lock_file,
+    missing_client_keys,
     private_folder,
     secure_client,
     tcp_host,
@@ -133,10 +133,9 @@ class Client:
     def _exchange(self, data: bytes, timeout: float | None) -> bytes:
         """Send a request's bytes and return the reply's. An ipc socket that is not there has
         no worker behind it: that is said at once, not after the time-out."""
-        nobody = self.unanswered()
         socket_file = ipc_path(self.endpoint)
         if socket_file is not None and not socket_file.exists():
-            raise WorkerUnavailable(nobody)
+            raise WorkerUnavailable(self.unanswered())
         # Made and closed whole: a stop that came inside pyzmq's bookkeeping of the socket left
         # one open that `close` (`Context.destroy`) did not know of, and the exit waited for it.
         with held():
@@ -151,10 +150,10 @@ class Client:
             socket.connect(self.endpoint)
             socket.send(data)
             if not socket.poll(wait, zmq.POLLIN):
-                raise WorkerUnavailable(nobody)
+                raise WorkerUnavailable(self.unanswered())
             return socket.recv()
         except zmq.Again:  # the send's limit
-            raise WorkerUnavailable(nobody) from None
+            raise WorkerUnavailable(self.unanswered()) from None
         finally:
             with held():
                 socket.close()
@@ -169,11 +168,12 @@ class Client:
             One line.
         """
         said = f"no worker answers at {self.endpoint}"
-        if tcp_host(self.endpoint) is None or client_keys(self.curve_dir):
+        missing = missing_client_keys(self.curve_dir) if tcp_host(self.endpoint) else []
+        if not missing:
             return said
         return (
             f"{said} (or one that takes CURVE keys only: {self.curve_dir} holds no "
-            "client.key_secret and server.key for this client)"
+            f"{' and no '.join(missing)} for this client)"
         )
 
     def ping(self, timeout: float = 1.0) -> dict[str, Any] | None:

@@ -391,9 +391,12 @@ def secure_server(
     return authenticator
 
 
-def client_keys(folder: Path) -> bool:
-    """Whether `folder` holds what a client needs for CURVE (`secure_client`): its own pair,
-    ``client.key_secret``, and the worker's public key, ``server.key``.
+CLIENT_KEYS = ("client.key_secret", "server.key")  # a client's pair, the worker's public key
+
+
+def missing_client_keys(folder: Path) -> list[str]:
+    """Which of the files a client needs for CURVE (`secure_client`, `CLIENT_KEYS`) `folder`
+    lacks.
 
     Parameters
     ----------
@@ -402,10 +405,10 @@ def client_keys(folder: Path) -> bool:
 
     Returns
     -------
-    bool
-        True when both files are there (whether they hold keys is `secure_client`'s check).
+    list of str
+        The names not there (whether those there hold keys is `secure_client`'s check).
     """
-    return (folder / "client.key_secret").exists() and (folder / "server.key").exists()
+    return [name for name in CLIENT_KEYS if not (folder / name).exists()]
 
 
 def secure_client(socket: zmq.Socket, endpoint: str, folder: Path) -> None:
@@ -431,7 +434,7 @@ def secure_client(socket: zmq.Socket, endpoint: str, folder: Path) -> None:
     if tcp_host(endpoint) is None:
         return
     use_ipv6(socket, endpoint)
-    pair = _load_pair(folder, "client")
+    pair = _load_pair(folder, "client")  # (`CLIENT_KEYS`)
     server_key = folder / "server.key"
     if pair is None or not server_key.exists():
         return
