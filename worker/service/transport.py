@@ -395,13 +395,13 @@ CLIENT_KEYS = ("client.key_secret", "server.key")  # a client's pair, the worker
 
 
 def missing_client_keys(folder: Path) -> list[str]:
-    """Which of the files a client needs for CURVE (`secure_client`, `CLIENT_KEYS`) `folder`
-    lacks.
+    """Which of the files a client needs for CURVE (`secure_client`, `CLIENT_KEYS`) are not in
+    `folder`, the client's CURVE folder.
 
     Parameters
     ----------
     folder : Path
-        The CURVE folder (`paths.curve_dir`, or `--curve-dir`).
+        Where the client looks for its keys: `paths.curve_dir`, or the one `--curve-dir` names.
 
     Returns
     -------
