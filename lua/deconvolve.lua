@@ -498,6 +498,7 @@ end
 -- Tell the user how sure the engine is of the blur it found and what it did about it (a message
 -- and a tag on the result), and put a picture of the kernel beside the result. The blur comes
 -- from the cache with the kernel's picture, or, when the cache could not keep them, from the job.
+-- Returns the blur (nil for a kernel given, not estimated).
 local function show_blur(batch, result, key, path)
   local blur, found
   local kernel = logic.kernel_path(path)
@@ -524,6 +525,7 @@ local function show_blur(batch, result, key, path)
   toast(line)
   log(path .. ": " .. line)
   dt.tags.attach(dt.tags.create(logic.blur_tag(blur)), result)
+  return blur
 end
 
 -- Submit an export and wait, following its progress; returns the result's path, or nil and the
@@ -612,7 +614,7 @@ local function import_result(batch, original, path, job, edit)
     if edit then
       roundtrip.apply_look(result, edit)
     end
-    show_blur(batch, result, job.key, path)
+    job.blur = show_blur(batch, result, job.key, path)
     copy_metadata(original, result, job.settings)
   end)
   if not finished then -- (a half-made result, without its look or its tags, is none)
@@ -710,7 +712,8 @@ local function new_job(batch, image, index, edit)
   }
 end
 
--- Why no result can be written beside `image` (its folder missing or read-only), or nil.
+-- Why `image` cannot be deconvolved where it is (its folder or its file missing, its folder
+-- read-only: no result can be written beside it), or nil.
 local function folder_refusal(image)
   if not passes(image.path, "-d") then
     if #image.path >= DARKTABLE_PATH_MAX then -- (darktable 4.2 cuts a folder's path there)
@@ -718,6 +721,9 @@ local function folder_refusal(image)
         DARKTABLE_PATH_MAX)
     end
     return _("its folder is missing (moved or deleted?)")
+  end
+  if not file_exists(image.path .. "/" .. image.filename) then -- (darktable would not export it)
+    return _("its file is missing (moved or deleted?)")
   end
   if not writable_folder(image.path) then
     return _("its folder is read-only: the result cannot be written beside it")
@@ -783,7 +789,8 @@ local function deconvolve_image(batch, image, index, edit)
     end
     return nil, reason
   end
-  return outcome
+  -- (the third value: whether the engine left the picture as it was, having found no blur)
+  return outcome, nil, job.blur ~= nil and job.blur.kernel == "none"
 end
 
 -- Deconvolve one image (see deconvolve_image); in scene light unless the preferences say
@@ -809,7 +816,7 @@ local function process_image(batch, image, index)
     end
     edit = made.scene and made or nil -- (no history yet: the picture as darktable renders it)
   end
-  local ok, outcome, reason = pcall(deconvolve_image, batch, image, index, edit)
+  local ok, outcome, reason, unchanged = pcall(deconvolve_image, batch, image, index, edit)
   if edit then
     roundtrip.release(dt, edit)
     if edit.sidecar_copy then
@@ -819,13 +826,19 @@ local function process_image(batch, image, index)
   if not ok then
     error(outcome, 0)
   end
-  return outcome, reason
+  return outcome, reason, unchanged
 end
 
 -- What became of a run's pictures; a cancelled run says what it did before (its results stay).
 local function summary(counts, count)
   local line = string.format(_("deconvolved %d of %d images (%d from the cache)"),
     counts.done + counts.cached, count, counts.cached)
+  if counts.unchanged == 1 then -- (their results are copies: the engine found no blur to remove)
+    line = line .. _("; 1 came back as it was: no blur to remove was found")
+  elseif counts.unchanged > 1 then
+    line = line .. string.format(_("; %d came back as they were: no blur to remove was found"),
+      counts.unchanged)
+  end
   if counts.cancelled > 0 then
     line = string.format(_("deconvolution cancelled: %s"), line)
   end
@@ -852,7 +865,7 @@ local function run_batch(batch)
     cancel_batch(batch)
   end)
   batch.job_closed = false
-  local counts = { done = 0, cached = 0, cancelled = 0, failed = 0 }
+  local counts = { done = 0, cached = 0, cancelled = 0, failed = 0, unchanged = 0 }
   for index, image in ipairs(images) do
     if batch.cancelled then
       counts.cancelled = counts.cancelled + 1
@@ -860,12 +873,13 @@ local function run_batch(batch)
     end
     start_worker_check()
     set_progress(batch, logic.batch_fraction(index, #images, 0))
-    local ok, outcome, reason = pcall(process_image, batch, image, index)
+    local ok, outcome, reason, unchanged = pcall(process_image, batch, image, index)
     if not ok then -- a bug or an API surprise: report it, keep darktable running
       outcome, reason = nil, tostring(outcome)
     end
     if outcome then
       counts[outcome] = counts[outcome] + 1
+      counts.unchanged = counts.unchanged + (unchanged and 1 or 0)
     else
       counts.failed = counts.failed + 1
       log(image.filename .. ": " .. tostring(reason), dt.print_error)

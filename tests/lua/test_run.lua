@@ -26,7 +26,9 @@ case $1 in
       if [ -f "$here/cache/$3" ]; then cp "$here/cache/$3" "$5"; echo "hit $(field "$5")"; else echo miss; fi
     fi
     if [ "$2" = kernel ] && [ -f "$here/kernels" ]; then # (only where a test asks for it)
-      if [ -f "$here/cache/$3" ]; then echo "BLUR 0.90 free-form a 9 px blur"; printf png >"$5"; echo "hit $(field "$5")"; else echo miss; fi
+      if [ ! -f "$here/cache/$3" ]; then echo miss
+      elif [ -f "$here/no-blur" ]; then echo "BLUR 0.90 none no blur: the picture is left as it is"; printf png >"$5"; echo "hit $(field "$5")"
+      else echo "BLUR 0.90 free-form a 9 px blur"; printf png >"$5"; echo "hit $(field "$5")"; fi
     fi ;;
   submit)
     if [ -f "$here/fail" ] || [ -f "$here/fail-$(basename "$4")" ]; then
@@ -266,6 +268,17 @@ test("a read-only folder: refused before the export, in one message", function()
   eq(read(dir .. "/calls.log"), "ping\n", "the command asked nothing but the worker check")
   expect_nothing_left(rec, dir,
     "deconvolve failed for a.tif: its folder is read-only: the result cannot be written beside it")
+end)
+
+test("a file moved or deleted: said so, not that darktable could not export it", function()
+  local dir = workspace()
+  local rec = plugin(dir)
+  local image = stub.image(rec, dir .. "/my pictures/a.tif")
+  os.remove(dir .. "/my pictures/a.tif")
+  press(rec, { image })
+  rec.run_dispatched()
+  eq(#rec.exports, 0, "exports")
+  expect_nothing_left(rec, dir, "deconvolve failed for a.tif: its file is missing (moved or deleted?)")
 end)
 
 test("a folder moved or deleted: said so, not read-only", function()
@@ -597,6 +610,24 @@ test("a file made at the kernel picture's name during the job is not replaced", 
   eq(read(dir .. "/my pictures/a_deconv_1.kernel.png"), "png")
   truthy(rec.toasts[3]:match("%(kernel: .*a_deconv_1%.kernel%.png%)$"), rec.toasts[3])
   eq(leftovers(dir), "", "the other kernel picture went with the run's folder")
+  remove(dir)
+end)
+
+test("pictures the engine left as they were are counted so in the summary", function()
+  -- Until engine 0.3.58 a run whose every picture came back as it was (no blur found, its
+  -- result a copy) ended "deconvolved 2 of 2 images" (a helper's batch in a real darktable).
+  local dir = workspace()
+  shell("touch '" .. dir .. "/kernels' '" .. dir .. "/no-blur'")
+  local rec = plugin(dir)
+  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
+  rec.run_dispatched()
+  eq(rec.toasts[2], "deconvolved 1 of 1 images (0 from the cache); 1 came back as it was: "
+    .. "no blur to remove was found")
+  local pictures = dir .. "/my pictures/"
+  press(rec, { stub.image(rec, pictures .. "a.tif"), stub.image(rec, pictures .. "b.tif") })
+  rec.run_dispatched()
+  eq(rec.toasts[#rec.toasts], "deconvolved 2 of 2 images (1 from the cache); 2 came back as they "
+    .. "were: no blur to remove was found")
   remove(dir)
 end)
 

@@ -14,6 +14,7 @@ from worker.files.imageio import write_png
 from worker.regular import open_regular
 
 PICTURE_SIDE = 256  # the PNG is enlarged (each tap a square block) to about this many pixels
+PICTURE_TAPS = 9  # a kernel is drawn on at least this many taps a side: a delta is a dot
 KERNEL_SUFFIX, PICTURE_SUFFIX = ".npy", ".png"  # what a kernel and its picture are saved as
 
 
@@ -159,8 +160,10 @@ def save_kernel_picture(
 ) -> None:
     """Write a PNG of `psf`: white where the kernel is strongest, each tap a square block.
 
-    The kernel is divided by its peak and written through `write_png` (sRGB, 8-bit); each tap
-    becomes a block of ``max(1, PICTURE_SIDE // max(kh, kw))`` pixels a side.
+    The kernel is divided by its peak, centred on a black field at least `PICTURE_TAPS` taps a
+    side, and written through `write_png` (sRGB, 8-bit); each tap becomes a block of
+    ``max(1, PICTURE_SIDE // side)`` pixels a side. Without the field, the 1 px kernel of a
+    picture left as it is filled the whole picture: a white square, which reads as a huge blur.
 
     Parameters
     ----------
@@ -177,6 +180,8 @@ def save_kernel_picture(
         When the file cannot be written.
     """
     psf = np.asarray(psf, dtype=np.float32)
+    short = [max(PICTURE_TAPS - n, 0) for n in psf.shape]
+    psf = np.pad(psf, [(n // 2, n - n // 2) for n in short])
     block = max(1, PICTURE_SIDE // max(psf.shape))
     scaled = psf / max(float(psf.max()), 1e-30)
     write_png(path, np.kron(scaled, np.ones((block, block), dtype=np.float32)), replace)
