@@ -350,6 +350,23 @@ def similarity(first: np.ndarray, second: np.ndarray) -> float:
     return float(correlation.max() / np.sqrt((first**2).sum() * (second**2).sum()))
 
 
+def confidence_of(agreement: float) -> float:
+    """The confidence a report gives for two windows' `agreement`: clipped to 0..1, to three
+    decimals. A reason that prints the agreement prints this, so that both read alike.
+
+    Parameters
+    ----------
+    agreement : float
+        The two kernels' `similarity` (or `UNCHECKED`).
+
+    Returns
+    -------
+    float
+        The confidence.
+    """
+    return round(float(np.clip(agreement, 0, 1)), 3)
+
+
 def agreed_softness(sigmas: list[float]) -> bool:
     """Whether two windows show the same Gaussian softness, and one to remove.
 
@@ -791,7 +808,7 @@ def estimate_blur(
         kernel, chosen, reason = fallback(grey, windows, size, doubt)  # (no second disc either)
     else:
         agreement = similarity(free, second)
-        shown = round(float(np.clip(agreement, 0, 1)), 3)  # (as the confidence: both read alike)
+        shown = confidence_of(agreement)
         meaning_none = sharp_learnt(free) if agreement >= AGREEMENT else None
         if meaning_none is not None:
             kernel, chosen, reason = sharp_or_soft(grey, windows, size, meaning_none)
@@ -823,7 +840,7 @@ def estimate_blur(
     kernel = centred
     return kernel, BlurReport(
         kernel=chosen,
-        confidence=round(float(np.clip(agreement, 0, 1)), 3),
+        confidence=confidence_of(agreement),
         reason=reason,
         blur=int(kernel.shape[0]),
         extent=kernel_extent(kernel),

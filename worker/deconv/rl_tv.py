@@ -866,7 +866,7 @@ def deblur(
         raise InputError(f"a weight's factor must be a number above 0, not {weight_scale!r}")
     if progress is not None:
         progress(0.0, Stage.DEBLURRING)
-    black = not (image > 0).any()  # no light: nothing a blur spread, nothing to deblur
+    black = float(image.max()) <= 0  # no light: nothing a blur spread, nothing to deblur
     image, psf = preview_inputs(image, psf, settings.scale)
     check_preview(image, psf, settings.scale)
     if black:
