@@ -51,8 +51,8 @@ local state = {
   widgets = {}, -- the panel's widgets, by name
   batch = nil, -- the run in progress, see `deconvolve_images`
   used = false, -- a command ran this session: clean up on exit
-  worker_check = nil, -- nil | a pipe from a `ping` under way | "pending" (being read) |
-  -- "running" | "absent"
+  worker_check = nil, -- this run's: nil | a pipe from a `ping` under way | "pending" (being
+  -- read) | "running" | "absent"
   started_worker = false, -- a submit of ours started the worker: stop it on exit
   tmp = nil, -- this run's own temporary folder (`private_folder`), while it exists
 }
@@ -281,14 +281,22 @@ local function command_output(args)
   return table.concat(lines, "\n")
 end
 
---[[ Whether a worker ran before this plug-in's first submit (then quitting leaves it alone).
-     `ping` waits a few seconds when none answers, so it runs in the background from the start
-     of the first run, beside the key, the lookup and the export. ]]
+--[[ Whether a worker answers before this run's first submit: when none does, the submit starts
+     one, and quitting stops it (a worker that was already there is left alone). `ping` waits a
+     few seconds when none answers, so it runs in the background from the start of the run,
+     beside the key, the lookup and the export. ]]
 local function start_worker_check()
   if state.worker_check == nil then
     state.used = true
     state.worker_check = io.popen(logic.command_line(command_path(), { "ping" })
       .. " >/dev/null 2>&1; echo $?", "r")
+  end
+end
+
+-- A new run asks again: the worker may have been stopped or killed from outside since the last.
+local function forget_worker_check()
+  if state.worker_check == "running" or state.worker_check == "absent" then
+    state.worker_check = nil
   end
 end
 
@@ -865,6 +873,7 @@ local function run_batch(batch)
     cancel_batch(batch)
   end)
   batch.job_closed = false
+  forget_worker_check()
   local counts = { done = 0, cached = 0, cancelled = 0, failed = 0, unchanged = 0 }
   for index, image in ipairs(images) do
     if batch.cancelled then

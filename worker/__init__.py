@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 
-__version__ = "0.3.58"
+__version__ = "0.3.59"
 
 HUGE_PAGE_ADVICE = "NUMPY_MADVISE_HUGEPAGE"  # NumPy's switch, read when NumPy is imported
 BLAS_SPIN = "OPENBLAS_THREAD_TIMEOUT"  # OpenBLAS's, read when it is loaded (with NumPy)

@@ -4,7 +4,7 @@
      cancel.tif and tiny.tif, deblurred as finished pictures, and shaken.dng and sharp.dng,
      deblurred in scene light with darktable's default raw workflow; or turned.tif, for the
      varying scenario), DT_E2E_CALLS (the log of dt-deconvolve calls the test's wrapper keeps),
-     DT_E2E_SCENARIO (main or varying). ]]
+     DT_E2E_SCENARIO (main, varying, or killed then after_kill on one library). ]]
 
 local dt = require "darktable"
 
@@ -236,7 +236,53 @@ local function main_scenario()
   raw_scenario()
 end
 
-local scenarios = { main = main_scenario, varying = varying_scenario }
+-- darktable killed (SIGKILL, as a crash) while it exports a raw's temporary duplicate: the
+-- next export writes nothing and kills darktable instead.
+local function killed_scenario()
+  plugin_started()
+  dt.preferences.write("deconvolve", "finished_export", "bool", false)
+  dt.new_format = function(name)
+    local format = new_format(name)
+    return setmetatable({}, {
+      __index = function(_, key)
+        if key ~= "write_image" then
+          return format[key]
+        end
+        return function(_, image)
+          note("killing", image.duplicate_index)
+          local stat = assert(io.open("/proc/self/stat"))
+          local pid = stat:read("n")
+          stat:close()
+          os.execute("kill -KILL " .. pid)
+          dt.control.sleep(60000)
+        end
+      end,
+      __newindex = function(_, key, value)
+        format[key] = value
+      end,
+    })
+  end
+  deconvolve(dt.database.import(pictures .. "/shaken.dng"))
+  dt.control.sleep(RUN_LIMIT * 1000)
+end
+
+-- The start after that kill: what the library still holds.
+local function after_kill_scenario()
+  plugin_started()
+  local copies = 0
+  for _, image in ipairs(dt.database) do
+    copies = copies + (image.filename == "shaken.dng" and 1 or 0)
+  end
+  note("copies", copies)
+  local style_tags = 0
+  for index = 1, #dt.tags do
+    style_tags = style_tags + (dt.tags[index].name:find("^darktable|style|") and 1 or 0)
+  end
+  note("style_tags", style_tags)
+end
+
+local scenarios = { main = main_scenario, varying = varying_scenario, killed = killed_scenario,
+  after_kill = after_kill_scenario }
 
 dt.control.dispatch(function()
   local ok, err = pcall(assert(scenarios[os.getenv("DT_E2E_SCENARIO")], "DT_E2E_SCENARIO"))

@@ -163,16 +163,16 @@ def worker_gone(run_cli, limit: float = 30.0) -> bool:
 
 
 def run_darktable(
-    work: Path, env: dict[str, str], conf: list[str], report: Path
+    work: Path, env: dict[str, str], conf: list[str], report: Path, library: str = ":memory:"
 ) -> tuple[int, str]:
-    """Start darktable under Xvfb with the driver; kill it if it freezes or overruns. Returns
-    its exit status and output."""
+    """Start darktable under Xvfb with the driver, on `library` (a file, or none kept); kill it
+    if it freezes or overruns. Returns its exit status and output."""
     for folder in ("config", "cache", "tmp"):
         (work / folder).mkdir(exist_ok=True)
     command = [
         "timeout", "-k", "5", str(RUN_LIMIT), XVFB_RUN, "-a", DARKTABLE,
         "--configdir", str(work / "config"), "--cachedir", str(work / "cache"),
-        "--tmpdir", str(work / "tmp"), "--library", ":memory:", "--disable-opencl",
+        "--tmpdir", str(work / "tmp"), "--library", library, "--disable-opencl",
         "-d", "lua", *conf, "--luacmd", f"dofile([[{DRIVER}]])",
     ]  # fmt: skip
     log = work / "darktable.log"
@@ -206,15 +206,21 @@ NEEDS_DARKTABLE = pytest.mark.skipif(
 
 
 def darktable_session(
-    tmp_path: Path, user_env: dict[str, str], scenario: str, conf: list[str]
+    tmp_path: Path,
+    user_env: dict[str, str],
+    scenario: str,
+    conf: list[str],
+    library: str = ":memory:",
+    killed: bool = False,
 ) -> tuple[Path, Path, Path, dict[str, list[str]]]:
     """The driver's `scenario` in a real darktable with the plug-in, `conf` added to the test's
-    options (--conf name=value ...), started again if it froze; checks it ran and quit cleanly
-    and returns the pictures' folder, the calls' log, darktable's folder and the report."""
+    options (--conf name=value ...), on `library`, started again if it froze; checks it ran and
+    quit cleanly (or was `killed`, as the scenario does) and returns the pictures' folder, the
+    calls' log, darktable's folder and the report."""
     pictures = tmp_path / "my pictures"  # results go next to the originals: a path with a space
     calls = tmp_path / "calls.log"
     wrapper = tmp_path / "bin" / "dt-deconvolve"
-    wrapper.parent.mkdir()
+    wrapper.parent.mkdir(exist_ok=True)  # (a second session of the test's)
     write_wrapper(wrapper, calls, user_env)
     darktable_dir = tmp_path / "darktable"
     assert install_plugin(darktable_dir / "config", "--plugin").returncode == 0
@@ -236,14 +242,17 @@ def darktable_session(
         report_path.unlink(missing_ok=True)
         for lock in (darktable_dir / "config").glob("*.lock"):  # left by a killed darktable
             lock.unlink()
-        status, log = run_darktable(darktable_dir, env, options + conf, report_path)
+        status, log = run_darktable(darktable_dir, env, options + conf, report_path, library)
         report = read_report(report_path)
         if "started" in report:
             break
     assert report.get("started") == ["true"], log[-3000:]
     assert "error" not in report, report["error"]
     assert "stack traceback" not in log and "LUA ERROR :" not in log, log[-3000:]  # Lua errors
-    assert report.get("quitting") == ["true"] and status == 0, (status, log[-3000:])
+    if killed:
+        assert "killing" in report and status != 0, (status, log[-3000:])
+    else:
+        assert report.get("quitting") == ["true"] and status == 0, (status, log[-3000:])
     return pictures, calls, darktable_dir, report
 
 
@@ -339,6 +348,32 @@ def test_plugin_says_what_a_varying_run_did(tmp_path: Path, user_env: dict[str, 
     assert "dt-deconvolve|preview" not in tags and " --scale" not in calls.read_text()
     assert tifffile.imread(pictures / "turned_deconv.tif").shape[:2] == (540, 540)
     assert (pictures / "turned_deconv.kernel.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.darktable
+@pytest.mark.slow
+@NEEDS_DARKTABLE
+def test_a_duplicate_left_by_a_killed_export_goes_at_the_next_start(
+    tmp_path: Path, user_env: dict[str, str]
+) -> None:
+    """darktable killed while it exported a raw's temporary duplicate: the next start removes
+    that duplicate and its sidecar from the library, as it removes the temporary styles. Until
+    engine 0.3.59 the duplicate stayed (a helper, SIGKILL mid-batch)."""
+    (tmp_path / "my pictures").mkdir()
+    write_raw_scene(tmp_path / "my pictures")
+    library = str(tmp_path / "library.db")
+    pictures, _, _, report = darktable_session(
+        tmp_path, user_env, "killed", [], library=library, killed=True
+    )
+    assert report["killing"] != ["0"], "the export was the temporary duplicate's"
+    assert sorted(path.name for path in pictures.glob("shaken_*.xmp")) != [], "its sidecar"
+    _, _, _, report = darktable_session(tmp_path, user_env, "after_kill", [], library=library)
+    assert report["copies"] == ["1"], report
+    assert report["style_tags"] == ["0"], report
+    assert sorted(path.name for path in pictures.glob("shaken*")) == [
+        "shaken.dng",
+        "shaken.dng.xmp",
+    ]
 
 
 def check_raw_round_trip(report: dict[str, list[str]], pictures: Path) -> None:

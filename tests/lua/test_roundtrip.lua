@@ -139,4 +139,47 @@ test("a look style darktable fails to import: the scene style made already is re
   os.execute("rm -r " .. folder)
 end)
 
+test("a killed export's leftovers: its styles, their tags and the duplicate it came from", function()
+  -- Until engine 0.3.59 darktable killed during an export left the temporary duplicate in the
+  -- library, with its sidecar (a helper, in a real darktable); the next start removed only the
+  -- styles and their tags.
+  local folder = os.tmpname()
+  local function file(name)
+    local path = folder .. "-" .. name
+    assert(io.open(path, "w")):close()
+    return path
+  end
+  local deleted = {}
+  local function picture(name, index)
+    return { duplicate_index = index, sidecar = file(name), name = name,
+      delete = function(self) deleted[#deleted + 1] = self.name end }
+  end
+  local kept_original, leftover = picture("a.tif.xmp", 0), picture("a_01.tif.xmp", 1)
+  local result, users = picture("a_deconv.tif.xmp", 0), picture("a_02.tif.xmp", 2)
+  local prefix = "darktable|style|dt-deconvolve-4321-Ab3dEf9h-edit-5-"
+  local tags = {
+    { name = prefix .. "scene", leftover, kept_original }, -- (no version 0 gets it; kept if so)
+    { name = prefix .. "look", result },
+    { name = "darktable|style|my look", users },
+    { name = "people|alice", leftover, users },
+  }
+  local gone = {}
+  local dt = { styles = { { description = "dt-deconvolve", delete = function() end } },
+    tags = tags }
+  function dt.tags.delete(tag)
+    gone[#gone + 1] = tag.name
+  end
+  roundtrip.remove_leftovers(dt)
+  eq(deleted, { "a_01.tif.xmp" }, "only the temporary duplicate leaves the library")
+  eq(gone, { prefix .. "look", prefix .. "scene" }, "the temporary styles' tags")
+  for _, image in ipairs({ kept_original, leftover, result, users }) do
+    local handle = io.open(image.sidecar)
+    eq(handle ~= nil, image ~= leftover, image.name)
+    if handle then
+      handle:close()
+      os.remove(image.sidecar)
+    end
+  end
+end)
+
 check.run()

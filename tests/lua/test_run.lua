@@ -17,7 +17,7 @@ case " $* " in # --no-clobber: a file at OUTPUT is kept and the command fails, a
     if [ -e "$output" ]; then echo "dt-deconvolve: error: a file is at this name already, kept as it is: $output" >&2; exit 4; fi ;;
 esac
 case $1 in
-  ping) exit 1 ;;
+  ping) if [ -f "$here/worker-up" ]; then exit 0; fi; exit 1 ;; # none answers unless a test says
   key)
     if [ -f "$here/keyfail" ]; then echo "dt-deconvolve: error: $2 is not a TIFF file" >&2; exit 1; fi
     echo "$*" | cksum | cut -d' ' -f1 ;;
@@ -35,6 +35,7 @@ case $1 in
       echo "JOB 7"; echo "dt-deconvolve: error: out of memory" >&2; exit 1
     fi
     if [ -f "$here/elsewhere" ]; then echo "JOB 8"; exit 3; fi
+    touch "$here/worker-up" # (the real client starts a worker when none answers)
     stat -c %a "$(dirname "$2")" >"$here/export-folder-mode"
     echo "JOB 42"; echo "PROGRESS 0.5 deblurring"
     if [ -f "$here/link" ]; then ln -s "$(dirname "$4")/a.tif" "$4"; echo "DONE $(field "$4")"; exit 0; fi
@@ -628,6 +629,44 @@ test("pictures the engine left as they were are counted so in the summary", func
   rec.run_dispatched()
   eq(rec.toasts[#rec.toasts], "deconvolved 2 of 2 images (1 from the cache); 2 came back as they "
     .. "were: no blur to remove was found")
+  remove(dir)
+end)
+
+test("a worker stopped from outside and started again by a run is stopped at the exit", function()
+  -- Until engine 0.3.59 whether the plug-in had started the worker was asked at its first run
+  -- only: a worker of the user's at that run, stopped later, was started again by a submit of
+  -- ours and kept running after darktable quit (a helper, in a real darktable).
+  local dir = workspace()
+  shell("touch '" .. dir .. "/worker-up'") -- the user's own worker
+  local rec = plugin(dir)
+  local pictures = dir .. "/my pictures/"
+  press(rec, { stub.image(rec, pictures .. "a.tif") })
+  rec.run_dispatched()
+  os.remove(dir .. "/worker-up") -- stopped from outside: the next submit starts one of ours
+  press(rec, { stub.image(rec, pictures .. "b.tif") })
+  rec.run_dispatched()
+  eq(rec.toasts[2], "deconvolved 1 of 1 images (0 from the cache)")
+  rec.events["deconvolve/exit"].fn("exit")
+  local calls = read(dir .. "/calls.log")
+  local pings = 0
+  for line in calls:gmatch("[^\n]+") do
+    pings = pings + (line == "ping" and 1 or 0)
+  end
+  eq(pings, 2, "asked at each run")
+  truthy(calls:match("\nshutdown\n"), "the worker the second run started is stopped")
+  remove(dir)
+end)
+
+test("a worker the user started is left running at the exit, however many runs", function()
+  local dir = workspace()
+  shell("touch '" .. dir .. "/worker-up'")
+  local rec = plugin(dir)
+  for _, name in ipairs({ "a.tif", "b.tif" }) do
+    press(rec, { stub.image(rec, dir .. "/my pictures/" .. name) })
+    rec.run_dispatched()
+  end
+  rec.events["deconvolve/exit"].fn("exit")
+  truthy(not read(dir .. "/calls.log"):match("shutdown"), "no shutdown")
   remove(dir)
 end)
 

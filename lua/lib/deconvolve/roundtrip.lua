@@ -30,6 +30,8 @@ local roundtrip = {}
 local DESCRIPTION = "dt-deconvolve"
 -- The tag darktable gives a picture it applies a style to.
 local STYLE_TAG = "darktable|style|"
+-- The end of the scene style's name (the look style's: "-look").
+local SCENE_SUFFIX = "-scene"
 -- Tags of temporary styles: `dt-deconvolve-PID-XXXXXXXX-edit-ID-N-...` (named after the run's
 -- private folder, `logic.PRIVATE_FOLDER`), and the names engine 0.3.19's plug-in gave them
 -- (`edit-ID-N-scene`, `-look`).
@@ -174,7 +176,8 @@ function roundtrip.split_edit(dt, image, folder, name, read_sidecar)
   end
   local made = {}
   local imported, problem = pcall(function() -- (what was made is released whatever happens)
-    made.scene = import_style(dt, folder, name .. "-scene", scene.style_text(edit, name .. "-scene", parts.scene))
+    local scene_name = name .. SCENE_SUFFIX
+    made.scene = import_style(dt, folder, scene_name, scene.style_text(edit, scene_name, parts.scene))
     if #parts.look > 0 then
       made.look = import_style(dt, folder, name .. "-look", scene.style_text(edit, name .. "-look", parts.look))
     end
@@ -231,9 +234,29 @@ function roundtrip.release(dt, made)
   end
 end
 
+--[[ Remove from the library the temporary duplicates that carry the scene style's `tag`, with
+     the sidecars darktable wrote for them: an export that never ended left them (darktable killed
+     as it exported). Only a duplicate ever gets that style (`export_scene`); a version 0 is
+     never removed. ]]
+local function remove_duplicates(tag)
+  local duplicates = {}
+  for index = 1, #tag do
+    local image = tag[index]
+    if image.duplicate_index > 0 then
+      duplicates[#duplicates + 1] = image
+    end
+  end
+  for _, image in ipairs(duplicates) do
+    local sidecar = image.sidecar
+    image:delete()
+    os.remove(sidecar)
+  end
+end
+
 --[[ Delete the temporary styles, and their tags, that a run which never ended left behind
      (darktable killed or crashed while it deblurred): a leftover style bearing the name a new
-     one was given hung darktable 4.2 in `dt.styles.create` at the next session's run. ]]
+     one was given hung darktable 4.2 in `dt.styles.create` at the next session's run. The
+     duplicate an export was made from goes too. ]]
 function roundtrip.remove_leftovers(dt)
   for index = #dt.styles, 1, -1 do
     local style = dt.styles[index]
@@ -245,6 +268,9 @@ function roundtrip.remove_leftovers(dt)
     local tag = dt.tags[index]
     for _, pattern in ipairs(TEMPORARY_TAGS) do
       if tag.name:find(pattern) then
+        if tag.name:sub(-#SCENE_SUFFIX) == SCENE_SUFFIX then
+          pcall(remove_duplicates, tag)
+        end
         pcall(dt.tags.delete, tag)
         break
       end
