@@ -110,6 +110,18 @@ local function press(rec, images)
   rec.events["deconvolve/shortcut"].fn("shortcut", "deconvolve selected images")
 end
 
+-- The pictures of "my pictures" called `names`, each in a run of its own, `before(index)` (if
+-- given) called before each.
+local function run_each(rec, dir, names, before)
+  for index, name in ipairs(names) do
+    if before then
+      before(index)
+    end
+    press(rec, { stub.image(rec, dir .. "/my pictures/" .. name) })
+    rec.run_dispatched()
+  end
+end
+
 -- One picture of "my pictures" (a.tif unless named) deconvolved, the fake command switched by
 -- the file `switch` in the workspace `dir` (a new one unless given): "fail", "late", "link",
 -- "elsewhere", "keyfail"; `preferences` as `plugin` takes them. Returns the recorder, the
@@ -639,12 +651,11 @@ test("a worker stopped from outside and started again by a run is stopped at the
   local dir = workspace()
   shell("touch '" .. dir .. "/worker-up'") -- the user's own worker
   local rec = plugin(dir)
-  local pictures = dir .. "/my pictures/"
-  press(rec, { stub.image(rec, pictures .. "a.tif") })
-  rec.run_dispatched()
-  os.remove(dir .. "/worker-up") -- stopped from outside: the next submit starts one of ours
-  press(rec, { stub.image(rec, pictures .. "b.tif") })
-  rec.run_dispatched()
+  run_each(rec, dir, { "a.tif", "b.tif" }, function(index)
+    if index == 2 then -- stopped from outside: the next submit starts one of ours
+      os.remove(dir .. "/worker-up")
+    end
+  end)
   eq(rec.toasts[2], "deconvolved 1 of 1 images (0 from the cache)")
   rec.events["deconvolve/exit"].fn("exit")
   local calls = read(dir .. "/calls.log")
@@ -661,10 +672,7 @@ test("a worker the user started is left running at the exit, however many runs",
   local dir = workspace()
   shell("touch '" .. dir .. "/worker-up'")
   local rec = plugin(dir)
-  for _, name in ipairs({ "a.tif", "b.tif" }) do
-    press(rec, { stub.image(rec, dir .. "/my pictures/" .. name) })
-    rec.run_dispatched()
-  end
+  run_each(rec, dir, { "a.tif", "b.tif" })
   rec.events["deconvolve/exit"].fn("exit")
   truthy(not read(dir .. "/calls.log"):match("shutdown"), "no shutdown")
   remove(dir)
