@@ -159,8 +159,10 @@ def cases(quick: bool, kinds: list[str], held_out: bool = False) -> list[Case]:
     return [case for case in listing if case.kind in kinds]
 
 
-def load_photo(name: str) -> np.ndarray:
-    """The photo `name` in linear light, float32 (H, W, 3)."""
+def load_photo(name: str, native: bool = False) -> np.ndarray:
+    """The photo `name` in linear light, float32 (H, W, 3): a wallpaper shrunk by the smallest
+    whole factor from 2 that brings it to `MAX_PIXELS` or less or, `native`, the centre of the
+    same size cut from it at its own resolution (scikit-image's photos as they are either way)."""
     from skimage import data, io, transform
 
     if hasattr(data, name):
@@ -170,7 +172,13 @@ def load_photo(name: str) -> np.ndarray:
         factor = 2
         while pixels.shape[0] * pixels.shape[1] / factor**2 > MAX_PIXELS:
             factor += 1
-        pixels = transform.downscale_local_mean(pixels, (factor, factor, 1))
+        if native:
+            full_height, full_width = pixels.shape[:2]
+            height, width = -(-full_height // factor), -(-full_width // factor)  # as shrunk
+            top, left = (full_height - height) // 2, (full_width - width) // 2
+            pixels = pixels[top : top + height, left : left + width]
+        else:
+            pixels = transform.downscale_local_mean(pixels, (factor, factor, 1))
     return SRGB.linearise(np.clip(pixels, 0, 1)).astype(np.float32)
 
 
@@ -279,12 +287,15 @@ def score(
     return psnr(inner(result), inner(truth)) - baseline, shift_of(result, truth, extent)
 
 
-def run_case(case: Case, folder: Path) -> tuple[float, int, Outcome, dict[str, Outcome]]:
-    """Degrade, deblur with the true kernel and blindly; (input PSNR, extent, true, blind ones)."""
+def run_case(
+    case: Case, folder: Path, native: bool = False
+) -> tuple[float, int, Outcome, dict[str, Outcome]]:
+    """Degrade, deblur with the true kernel and blindly; (input PSNR, extent, true, blind ones).
+    `native`: the photograph's centre at its own resolution (`load_photo`)."""
     rng = np.random.default_rng(case.seed)
     psf = true_kernel(case, rng)
     half = psf.shape[0] // 2
-    scene = load_photo(case.photo)
+    scene = load_photo(case.photo, native)
     truth = scene[half:-half, half:-half] if half else scene
     stem = folder / f"{case.photo}-{case.kind}-{case.parameter:g}".replace(".", "_")
     observed = write_srgb16(stem.with_suffix(".tif"), degrade(scene, psf, case.iso, rng))
@@ -397,6 +408,10 @@ def main() -> int:
     )
     parser.add_argument("--details", action="store_true", help="print every run")
     parser.add_argument(
+        "--native", action="store_true", help="each wallpaper's centre at its own resolution, "
+        "not the whole shrunk: the detail a camera's pixels hold, with their softness",
+    )  # fmt: skip
+    parser.add_argument(
         "--guesses", help="the blur sizes to run every picture with instead of the usual ones, "
         "comma-separated: 'auto', '1.5x' (times the true extent), '45px'",
     )  # fmt: skip
@@ -407,7 +422,7 @@ def main() -> int:
     for case in cases(args.quick, args.cases.split(","), args.held_out):
         if args.guesses:
             case.guesses = tuple(args.guesses.split(","))
-        rows.append((case, *run_case(case, args.out)))
+        rows.append((case, *run_case(case, args.out, args.native)))
         print(f"done: {case.label} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     if args.details:
         print_details(rows)
