@@ -51,9 +51,11 @@ local state = {
   widgets = {}, -- the panel's widgets, by name
   batch = nil, -- the run in progress, see `deconvolve_images`
   used = false, -- a command ran this session: clean up on exit
-  worker_check = nil, -- this run's: nil | a pipe from a `ping` under way | "pending" (being
+  worker_check = nil, -- this picture's: nil | a pipe from a `ping` under way | "pending" (being
   -- read) | "running" | "absent"
-  started_worker = false, -- a submit of ours started the worker: stop it on exit
+  answering = nil, -- the worker that answered that `ping`: "PID:STARTED" (`worker_identity`)
+  started_worker = false, -- a submit of ours started the worker: stop it on exit...
+  ours = nil, -- ...if it is still this one ("PID:STARTED"; nil: not known)
   tmp = nil, -- this run's own temporary folder (`private_folder`), while it exists
 }
 
@@ -281,23 +283,31 @@ local function command_output(args)
   return table.concat(lines, "\n")
 end
 
---[[ Whether a worker answers before this run's first submit: when none does, the submit starts
-     one, and quitting stops it (a worker that was already there is left alone). `ping` waits a
-     few seconds when none answers, so it runs in the background from the start of the run,
-     beside the key, the lookup and the export. ]]
+--[[ Whether a worker answers before a picture's submit: when none does, the submit starts one,
+     and quitting stops it, if that one still runs then (a worker that was already there, or one
+     started by someone else since, is left alone). `ping` waits a few seconds when none
+     answers, so it runs in the background from the start of the picture, beside the key, the
+     lookup and the export. ]]
 local function start_worker_check()
   if state.worker_check == nil then
     state.used = true
-    state.worker_check = io.popen(logic.command_line(command_path(), { "ping" })
-      .. " >/dev/null 2>&1; echo $?", "r")
+    state.worker_check = io.popen(logic.command_line(command_path(), { "ping", "--json" })
+      .. " 2>/dev/null; echo $?", "r")
   end
 end
 
--- A new run asks again: the worker may have been stopped or killed from outside since the last.
+-- A new picture asks again: the worker may have been stopped or replaced from outside since.
 local function forget_worker_check()
   if state.worker_check == "running" or state.worker_check == "absent" then
     state.worker_check = nil
   end
+end
+
+-- Which worker answered `ping --json` (its `text`): "PID:STARTED", a process's identity even
+-- once its pid is reused; nil when none did.
+local function worker_identity(text)
+  local pid, started = text:match('"pid": (%d+)'), text:match('"started": (%d+)')
+  return pid and started and (pid .. ":" .. started) or nil
 end
 
 local function finish_worker_check()
@@ -306,12 +316,14 @@ local function finish_worker_check()
     -- taken before the wait, which lets go of the Lua lock: another caller (the exit, a new
     -- run) waits for this one's answer instead of reading a pipe closed under it
     state.worker_check = "pending"
-    local ok, code = pcall(function()
+    local ok, text = pcall(function()
       dt.control.read(pipe)
-      return tonumber(pipe:read("l"))
+      return pipe:read("a")
     end)
     pcall(pipe.close, pipe)
-    state.worker_check = ok and code == logic.EXIT.OK and "running" or "absent"
+    local code = ok and tonumber(text:match("(%d+)%s*$"))
+    state.answering = code == logic.EXIT.OK and worker_identity(text) or nil
+    state.worker_check = code == logic.EXIT.OK and "running" or "absent"
   end
   for _ = 1, 300 do -- (the `ping` gives up within seconds; never wait for ever, at the exit)
     if state.worker_check ~= "pending" then
@@ -320,6 +332,13 @@ local function finish_worker_check()
     dt.control.sleep(100)
   end
   return state.worker_check
+end
+
+-- Which worker answers now ("PID:STARTED"), or nil: a `ping` of its own, waited for.
+local function answering_now()
+  forget_worker_check()
+  start_worker_check()
+  return finish_worker_check() == "running" and state.answering or nil
 end
 
 ----------------------------------------------------------------------------------------------
@@ -540,8 +559,11 @@ end
 -- reason (nil, nil when cancelled).
 local function deblur_export(batch, export, output, key, settings, index)
   local done_path
-  if finish_worker_check() == "absent" then
-    state.started_worker = true -- this submit starts it
+  local starts = finish_worker_check() == "absent" -- this submit starts a worker
+  if starts then
+    state.started_worker, state.ours = true, nil
+  elseif state.ours and state.answering ~= state.ours then
+    state.started_worker, state.ours = false, nil -- ours has gone; another answers
   end
   local code, error_text = run_command(logic.submit_args(export, output, key, settings), function(line)
     local message = logic.parse_line(line)
@@ -562,6 +584,9 @@ local function deblur_export(batch, export, output, key, settings, index)
     end
   end)
   batch.worker_job = nil
+  if starts then
+    state.ours = answering_now() -- the one it started (nil where none answers now)
+  end
   if code == logic.EXIT.OK and done_path == output then -- even when cancelled too late: the
     return output -- caller removes it (only ever the output it asked for)
   elseif code == logic.EXIT.OK then
@@ -645,7 +670,7 @@ local function export_and_deblur(batch, image, job)
   local export = temp_path("export-" .. image.id, ".tif")
   local exported
   if job.edit then
-    exported = roundtrip.export_scene(image, job.edit, export, export_image)
+    exported = roundtrip.export_scene(dt, image, job.edit, export, export_image)
   else
     exported = export_image(image, export)
   end
@@ -696,7 +721,7 @@ end
 -- sidecar on disk may hold an older edit (one copied in with the pictures, or written before
 -- the setting changed): the key is then made from the exported pixels.
 local function sidecars_follow_edits()
-  return dt.preferences.read("darktable", "write_sidecar_files", "string") ~= "never"
+  return roundtrip.writes_sidecars(dt)
 end
 
 -- One picture's job: its settings (the run's, its own copy), its original, what names its
@@ -873,13 +898,13 @@ local function run_batch(batch)
     cancel_batch(batch)
   end)
   batch.job_closed = false
-  forget_worker_check()
   local counts = { done = 0, cached = 0, cancelled = 0, failed = 0, unchanged = 0 }
   for index, image in ipairs(images) do
     if batch.cancelled then
       counts.cancelled = counts.cancelled + 1
       break
     end
+    forget_worker_check()
     start_worker_check()
     set_progress(batch, logic.batch_fraction(index, #images, 0))
     local ok, outcome, reason, unchanged = pcall(process_image, batch, image, index)
@@ -968,10 +993,10 @@ local function clean_up()
   end
   quietly(logic.clean_args(dt.preferences.read(MODULE, "keep_results", "bool"),
     dt.configuration.tmp_dir))
-  if state.started_worker then
+  if state.started_worker and (state.ours == nil or answering_now() == state.ours) then
     quietly({ "shutdown" })
-    state.started_worker = false
   end
+  state.started_worker, state.ours = false, nil
   state.used = false
 end
 

@@ -139,47 +139,122 @@ test("a look style darktable fails to import: the scene style made already is re
   os.execute("rm -r " .. folder)
 end)
 
-test("a killed export's leftovers: its styles, their tags and the duplicate it came from", function()
-  -- Until engine 0.3.59 darktable killed during an export left the temporary duplicate in the
-  -- library, with its sidecar (a helper, in a real darktable); the next start removed only the
-  -- styles and their tags.
-  local folder = os.tmpname()
-  local function file(name)
-    local path = folder .. "-" .. name
-    assert(io.open(path, "w")):close()
-    return path
+-- A library for `remove_leftovers`: `styles` ({name, description}), `tags` ({name, pictures...})
+-- and the preference "write_sidecar_files" (`sidecars`); returns it and the lists of what it
+-- deleted: pictures, by sidecar name, and tags.
+local function library(styles, tags, sidecars)
+  local deleted, gone = {}, {}
+  local dt = { styles = {}, tags = tags, preferences = {} }
+  for _, style in ipairs(styles) do
+    dt.styles[#dt.styles + 1] = { name = style[1], description = style[2], delete = function() end }
   end
-  local deleted = {}
-  local function picture(name, index)
-    return { duplicate_index = index, sidecar = file(name), name = name,
-      delete = function(self) deleted[#deleted + 1] = self.name end }
-  end
-  local kept_original, leftover = picture("a.tif.xmp", 0), picture("a_01.tif.xmp", 1)
-  local result, users = picture("a_deconv.tif.xmp", 0), picture("a_02.tif.xmp", 2)
-  local prefix = "darktable|style|dt-deconvolve-4321-Ab3dEf9h-edit-5-"
-  local tags = {
-    { name = prefix .. "scene", leftover, kept_original }, -- (no version 0 gets it; kept if so)
-    { name = prefix .. "look", result },
-    { name = "darktable|style|my look", users },
-    { name = "people|alice", leftover, users },
-  }
-  local gone = {}
-  local dt = { styles = { { description = "dt-deconvolve", delete = function() end } },
-    tags = tags }
   function dt.tags.delete(tag)
     gone[#gone + 1] = tag.name
   end
-  roundtrip.remove_leftovers(dt)
-  eq(deleted, { "a_01.tif.xmp" }, "only the temporary duplicate leaves the library")
-  eq(gone, { prefix .. "look", prefix .. "scene" }, "the temporary styles' tags")
-  for _, image in ipairs({ kept_original, leftover, result, users }) do
+  function dt.preferences.read(module, name)
+    assert(module == "darktable" and name == "write_sidecar_files")
+    return sidecars or "on import"
+  end
+  return dt, deleted, gone
+end
+
+-- A picture of one folder (`film`, shared) whose sidecar `name` is a file in `folder`; deleting
+-- it takes it out of `film` and names it in `deleted`.
+local function picture(film, deleted, folder, name, index)
+  local path = folder .. "-" .. name
+  assert(io.open(path, "w")):close()
+  local image = { duplicate_index = index, sidecar = path, name = name, film = film }
+  function image.delete(self)
+    deleted[#deleted + 1] = self.name
+    for position, other in ipairs(film) do
+      if other == self then
+        table.remove(film, position)
+      end
+    end
+  end
+  film[#film + 1] = image
+  return image
+end
+
+-- The pictures among `images` whose sidecar is still on disk (and removes every one).
+local function sidecars_left(images)
+  local left = {}
+  for _, image in ipairs(images) do
     local handle = io.open(image.sidecar)
-    eq(handle ~= nil, image ~= leftover, image.name)
     if handle then
       handle:close()
       os.remove(image.sidecar)
+      left[#left + 1] = image.name
     end
   end
+  return left
+end
+
+local OURS = "dt-deconvolve-4321-Ab3dEf9h-edit-5-2-"
+
+test("a killed export's leftovers: its styles, their tags and the duplicate it came from", function()
+  -- Until engine 0.3.59 darktable killed during an export left the temporary duplicate in the
+  -- library, with its sidecar (a helper, in a real darktable); the next start removed only the
+  -- styles and their tags. And a user's style named like ours is not ours: the first version of
+  -- this fix took such a style's duplicates away too (a helper).
+  local folder, film = os.tmpname(), {}
+  local dt, deleted, gone = library(
+    { { OURS .. "scene", "dt-deconvolve" }, { OURS .. "look", "dt-deconvolve" },
+      { "edit-1-2-scene", "mine" }, { "dt-deconvolve-sharpen-scene", "mine" } },
+    {})
+  local original = picture(film, deleted, folder, "a.tif.xmp", 0)
+  local leftover = picture(film, deleted, folder, "a_01.tif.xmp", 1)
+  local result = picture(film, deleted, folder, "a_deconv.tif.xmp", 0)
+  local named_like_ours = picture(film, deleted, folder, "a_02.tif.xmp", 2)
+  local named_like_a_run = picture(film, deleted, folder, "a_03.tif.xmp", 3)
+  local style = "darktable|style|"
+  local tags = {
+    { name = style .. OURS .. "scene", leftover, original }, -- (no version 0 gets it; kept if so)
+    { name = style .. OURS .. "look", result },
+    { name = style .. "edit-1-2-scene", named_like_ours },
+    { name = style .. "dt-deconvolve-sharpen-scene", named_like_a_run },
+    { name = "people|alice", leftover, named_like_ours },
+  }
+  for index, tag in ipairs(tags) do
+    dt.tags[index] = tag
+  end
+  roundtrip.remove_leftovers(dt)
+  eq(deleted, { "a_01.tif.xmp" }, "only the temporary duplicate leaves the library")
+  eq(gone, { style .. OURS .. "look", style .. OURS .. "scene" }, "only our styles' tags")
+  eq(sidecars_left({ original, leftover, result, named_like_ours, named_like_a_run }),
+    { "a.tif.xmp", "a_deconv.tif.xmp", "a_02.tif.xmp", "a_03.tif.xmp" })
+end)
+
+test("a leftover copied by hand, a shared sidecar, no sidecars: nothing of the user's goes", function()
+  -- (a helper, in a real darktable: darktable copies a duplicate's tags onto a copy of it; after
+  -- a picture is imported again, darktable 4.2 gives the next duplicate the version of one
+  -- already there, and both name one sidecar)
+  local style = "darktable|style|" .. OURS .. "scene"
+  local folder, film = os.tmpname(), {}
+  local dt, deleted = library({ { OURS .. "scene", "dt-deconvolve" } }, {})
+  local leftover = picture(film, deleted, folder, "a_01.tif.xmp", 1)
+  local copy = picture(film, deleted, folder, "a_02.tif.xmp", 2)
+  dt.tags[1] = { name = style, leftover, copy }
+  roundtrip.remove_leftovers(dt)
+  eq(deleted, {}, "two pictures carry the tag: neither is taken for the leftover")
+  eq(sidecars_left({ leftover, copy }), { "a_01.tif.xmp", "a_02.tif.xmp" })
+
+  film = {}
+  dt, deleted = library({ { OURS .. "scene", "dt-deconvolve" } }, {})
+  local users = picture(film, deleted, folder, "a_01.tif.xmp", 1)
+  leftover = picture(film, deleted, folder, "a_01.tif.xmp", 1)
+  dt.tags[1] = { name = style, leftover }
+  roundtrip.remove_leftovers(dt)
+  eq(deleted, { "a_01.tif.xmp" }, "the leftover leaves the library")
+  eq(sidecars_left({ users }), { "a_01.tif.xmp" }, "the sidecar another picture names stays")
+
+  film = {}
+  dt, deleted = library({ { OURS .. "scene", "dt-deconvolve" } }, {}, "never")
+  leftover = picture(film, deleted, folder, "a_01.tif.xmp", 1) -- (a file of the user's)
+  dt.tags[1] = { name = style, leftover }
+  roundtrip.remove_leftovers(dt)
+  eq(deleted, { "a_01.tif.xmp" })
+  eq(sidecars_left({ leftover }), { "a_01.tif.xmp" }, "darktable writes no sidecar: none is ours")
 end)
 
 check.run()

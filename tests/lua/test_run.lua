@@ -17,7 +17,9 @@ case " $* " in # --no-clobber: a file at OUTPUT is kept and the command fails, a
     if [ -e "$output" ]; then echo "dt-deconvolve: error: a file is at this name already, kept as it is: $output" >&2; exit 4; fi ;;
 esac
 case $1 in
-  ping) if [ -f "$here/worker-up" ]; then exit 0; fi; exit 1 ;; # none answers unless a test says
+  ping) # none answers unless a test says: worker-up holds the pid of the one that does
+    if [ -f "$here/worker-up" ]; then echo "{\"version\": \"0\", \"pid\": $(cat "$here/worker-up"), \"started\": 7}"; exit 0; fi
+    echo "dt-deconvolve: error: no worker answers" >&2; exit 1 ;;
   key)
     if [ -f "$here/keyfail" ]; then echo "dt-deconvolve: error: $2 is not a TIFF file" >&2; exit 1; fi
     echo "$*" | cksum | cut -d' ' -f1 ;;
@@ -35,7 +37,7 @@ case $1 in
       echo "JOB 7"; echo "dt-deconvolve: error: out of memory" >&2; exit 1
     fi
     if [ -f "$here/elsewhere" ]; then echo "JOB 8"; exit 3; fi
-    touch "$here/worker-up" # (the real client starts a worker when none answers)
+    [ -f "$here/worker-up" ] || echo 4242 >"$here/worker-up" # (the real client starts one)
     stat -c %a "$(dirname "$2")" >"$here/export-folder-mode"
     echo "JOB 42"; echo "PROGRESS 0.5 deblurring"
     if [ -f "$here/link" ]; then ln -s "$(dirname "$4")/a.tif" "$4"; echo "DONE $(field "$4")"; exit 0; fi
@@ -43,6 +45,7 @@ case $1 in
     if [ -f "$here/race" ]; then # another program makes a file at the name during the job
       rm "$4"; echo theirs >"$4"; echo "dt-deconvolve: error: a file is at this name already, kept as it is: $4" >&2; exit 4
     fi
+    if [ -f "$here/user-stops" ]; then rm "$here/user-stops" "$here/worker-up"; fi # (after the job)
     if [ -f "$here/late" ]; then printf '\033[31mdt-deconvolve: error: \033[0mdisk \r\n' >&2; exit 1; fi
     if [ -f "$here/forge" ]; then echo "DONE $(cat "$here/forge")"; else echo "DONE $(field "$4")"; fi ;;
 esac
@@ -278,7 +281,7 @@ test("a read-only folder: refused before the export, in one message", function()
   local rec = run_one(nil, nil, dir)
   shell("chmod 755 '" .. pictures .. "'")
   eq(#rec.exports, 0, "exports")
-  eq(read(dir .. "/calls.log"), "ping\n", "the command asked nothing but the worker check")
+  eq(read(dir .. "/calls.log"), "ping --json\n", "the command asked nothing but the worker check")
   expect_nothing_left(rec, dir,
     "deconvolve failed for a.tif: its folder is read-only: the result cannot be written beside it")
 end)
@@ -644,12 +647,18 @@ test("pictures the engine left as they were are counted so in the summary", func
   remove(dir)
 end)
 
+-- Whether quitting darktable (after the runs made on `rec`) stopped the worker.
+local function stopped_at_exit(rec, dir)
+  rec.events["deconvolve/exit"].fn("exit")
+  return read(dir .. "/calls.log"):match("\nshutdown\n") ~= nil
+end
+
 test("a worker stopped from outside and started again by a run is stopped at the exit", function()
   -- Until engine 0.3.59 whether the plug-in had started the worker was asked at its first run
   -- only: a worker of the user's at that run, stopped later, was started again by a submit of
   -- ours and kept running after darktable quit (a helper, in a real darktable).
   local dir = workspace()
-  shell("touch '" .. dir .. "/worker-up'") -- the user's own worker
+  shell("echo 5555 >'" .. dir .. "/worker-up'") -- the user's own worker
   local rec = plugin(dir)
   run_each(rec, dir, { "a.tif", "b.tif" }, function(index)
     if index == 2 then -- stopped from outside: the next submit starts one of ours
@@ -657,24 +666,42 @@ test("a worker stopped from outside and started again by a run is stopped at the
     end
   end)
   eq(rec.toasts[2], "deconvolved 1 of 1 images (0 from the cache)")
-  rec.events["deconvolve/exit"].fn("exit")
-  local calls = read(dir .. "/calls.log")
-  local pings = 0
-  for line in calls:gmatch("[^\n]+") do
-    pings = pings + (line == "ping" and 1 or 0)
-  end
-  eq(pings, 2, "asked at each run")
-  truthy(calls:match("\nshutdown\n"), "the worker the second run started is stopped")
+  truthy(stopped_at_exit(rec, dir), "the worker the second run started is stopped")
   remove(dir)
 end)
 
 test("a worker the user started is left running at the exit, however many runs", function()
   local dir = workspace()
-  shell("touch '" .. dir .. "/worker-up'")
+  shell("echo 5555 >'" .. dir .. "/worker-up'")
   local rec = plugin(dir)
   run_each(rec, dir, { "a.tif", "b.tif" })
-  rec.events["deconvolve/exit"].fn("exit")
-  truthy(not read(dir .. "/calls.log"):match("shutdown"), "no shutdown")
+  truthy(not stopped_at_exit(rec, dir), "no shutdown")
+  remove(dir)
+end)
+
+test("ours killed and the user's started between runs: the user's is left running", function()
+  -- (the first version of the fix above stopped it: once started, a worker stayed "ours")
+  local dir = workspace()
+  local rec = plugin(dir)
+  run_each(rec, dir, { "a.tif", "b.tif" }, function(index)
+    if index == 2 then -- ours (4242, started by the first run) killed; the user starts theirs
+      shell("echo 5555 >'" .. dir .. "/worker-up'")
+    end
+  end)
+  truthy(not stopped_at_exit(rec, dir), "the user's worker is not stopped")
+  remove(dir)
+end)
+
+test("the user's worker stopped during a batch: the one a later picture started is stopped", function()
+  -- (asked once a run, the second picture's submit started a worker nobody stopped)
+  local dir = workspace()
+  shell("echo 5555 >'" .. dir .. "/worker-up'; touch '" .. dir .. "/user-stops'")
+  local rec = plugin(dir)
+  local pictures = dir .. "/my pictures/"
+  press(rec, { stub.image(rec, pictures .. "a.tif"), stub.image(rec, pictures .. "b.tif") })
+  rec.run_dispatched()
+  eq(rec.toasts, { "deconvolved 2 of 2 images (0 from the cache)" })
+  truthy(stopped_at_exit(rec, dir), "the worker b's submit started is stopped")
   remove(dir)
 end)
 

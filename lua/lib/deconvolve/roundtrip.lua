@@ -32,11 +32,13 @@ local DESCRIPTION = "dt-deconvolve"
 local STYLE_TAG = "darktable|style|"
 -- The end of the scene style's name (the look style's: "-look").
 local SCENE_SUFFIX = "-scene"
--- Tags of temporary styles: `dt-deconvolve-PID-XXXXXXXX-edit-ID-N-...` (named after the run's
--- private folder, `logic.PRIVATE_FOLDER`), and the names engine 0.3.19's plug-in gave them
--- (`edit-ID-N-scene`, `-look`).
-local PRIVATE_PREFIX = (logic.PRIVATE_FOLDER:match("^[^%%]*"):gsub("%p", "%%%0"))
-local TEMPORARY_TAGS = { "^" .. STYLE_TAG .. PRIVATE_PREFIX, "^darktable|style|edit%-%d+%-%d+%-%a+$" }
+-- The names of a run's temporary styles begin with its private folder's (`logic.PRIVATE_FOLDER`:
+-- `dt-deconvolve-PID-XXXXXXXX-`); a scene style's whole name is
+-- `dt-deconvolve-PID-XXXXXXXX-edit-ID-N-scene` (the picture's id and a counter: deconvolve.lua's
+-- `process_image`).
+local PRIVATE_STYLE = "^" .. logic.PRIVATE_FOLDER:gsub("%p", "%%%0"):gsub("%%%%d", "%%d+")
+  :gsub("X+", "%%w+") .. "%-"
+local SCENE_STYLE = PRIVATE_STYLE .. "edit%-%d+%-%d+" .. SCENE_SUFFIX:gsub("%p", "%%%0") .. "$"
 
 -- The style called `name`, or nil.
 local function find_style(dt, name)
@@ -190,19 +192,39 @@ function roundtrip.split_edit(dt, image, folder, name, read_sidecar)
   return made
 end
 
+-- Whether darktable writes a sidecar for each picture (preferences, storage), so that a
+-- duplicate's sidecar is its own to remove.
+function roundtrip.writes_sidecars(dt)
+  return dt.preferences.read("darktable", "write_sidecar_files", "string") ~= "never"
+end
+
+--[[ Take the temporary `duplicate` out of the library, with the sidecar darktable wrote for it:
+     only where darktable writes sidecars, and where no picture left in its folder names that
+     sidecar (darktable 4.2 gives a duplicate made after a picture was imported again the
+     version of one already there, and both share one sidecar). ]]
+local function remove_duplicate(dt, duplicate)
+  local sidecar, film = duplicate.sidecar, duplicate.film
+  duplicate:delete() -- leaves the library only; the file is the original's
+  if not roundtrip.writes_sidecars(dt) then
+    return
+  end
+  for index = 1, #film do
+    if film[index].sidecar == sidecar then
+      return
+    end
+  end
+  os.remove(sidecar)
+end
+
 --[[ Export `image` as it stands before its tone mapper to `path`, through a temporary duplicate
      that carries the scene style; `export(image, path)` writes the file and says whether it did. ]]
-function roundtrip.export_scene(image, made, path, export)
+function roundtrip.export_scene(dt, image, made, path, export)
   local duplicate = image:duplicate()
   local ok, written = pcall(function()
     duplicate:apply_style(made.scene)
     return export(duplicate, path)
   end)
-  local sidecar, index = duplicate.sidecar, duplicate.duplicate_index
-  duplicate:delete() -- leaves the library only; the file is the original's
-  if index ~= image.duplicate_index and sidecar ~= image.sidecar then
-    os.remove(sidecar) -- the sidecar darktable wrote for the duplicate
-  end
+  remove_duplicate(dt, duplicate)
   return ok and written
 end
 
@@ -234,11 +256,11 @@ function roundtrip.release(dt, made)
   end
 end
 
---[[ Remove from the library the temporary duplicates that carry the scene style's `tag`, with
-     the sidecars darktable wrote for them: an export that never ended left them (darktable killed
-     as it exported). Only a duplicate ever gets that style (`export_scene`); a version 0 is
-     never removed. ]]
-local function remove_duplicates(tag)
+--[[ Remove the temporary duplicate that the scene style `tag` names, left by an export that
+     never ended (darktable killed as it exported). A run applies each scene style to one
+     duplicate; where more pictures carry its tag, darktable copied the tag onto a copy made by
+     hand since, and none is removed. A version 0 is never removed. ]]
+local function remove_leftover_duplicate(dt, tag)
   local duplicates = {}
   for index = 1, #tag do
     local image = tag[index]
@@ -246,34 +268,36 @@ local function remove_duplicates(tag)
       duplicates[#duplicates + 1] = image
     end
   end
-  for _, image in ipairs(duplicates) do
-    local sidecar = image.sidecar
-    image:delete()
-    os.remove(sidecar)
+  if #duplicates == 1 then
+    remove_duplicate(dt, duplicates[1])
   end
 end
 
 --[[ Delete the temporary styles, and their tags, that a run which never ended left behind
      (darktable killed or crashed while it deblurred): a leftover style bearing the name a new
-     one was given hung darktable 4.2 in `dt.styles.create` at the next session's run. The
-     duplicate an export was made from goes too. ]]
+     one was given hung darktable 4.2 in `dt.styles.create` at the next session's run. A tag is
+     deleted where it names a style of ours (our description; a run's name, or one deleted here:
+     engine 0.3.19's plug-in named them `edit-ID-N-scene`), never a user's style of a like name.
+     The duplicate an export was made from goes too, found by the tag of a scene style of ours
+     left in the library. ]]
 function roundtrip.remove_leftovers(dt)
+  local ours, scenes = {}, {} -- tags of the styles deleted, of the scene styles among them
   for index = #dt.styles, 1, -1 do
     local style = dt.styles[index]
     if style.description == DESCRIPTION then
+      ours[STYLE_TAG .. style.name] = true
+      scenes[STYLE_TAG .. style.name] = style.name:find(SCENE_STYLE) ~= nil
       pcall(style.delete, style)
     end
   end
   for index = #dt.tags, 1, -1 do
     local tag = dt.tags[index]
-    for _, pattern in ipairs(TEMPORARY_TAGS) do
-      if tag.name:find(pattern) then
-        if tag.name:sub(-#SCENE_SUFFIX) == SCENE_SUFFIX then
-          pcall(remove_duplicates, tag)
-        end
-        pcall(dt.tags.delete, tag)
-        break
+    local name = tag.name
+    if ours[name] or (name:sub(1, #STYLE_TAG) == STYLE_TAG and name:find(PRIVATE_STYLE, #STYLE_TAG + 1)) then
+      if scenes[name] then
+        pcall(remove_leftover_duplicate, dt, tag)
       end
+      pcall(dt.tags.delete, tag)
     end
   end
 end
