@@ -113,14 +113,18 @@ local function press(rec, images)
   rec.events["deconvolve/shortcut"].fn("shortcut", "deconvolve selected images")
 end
 
--- The pictures of "my pictures" called `names`, each in a run of its own, `before(index)` (if
--- given) called before each.
+-- The pictures of "my pictures" called `names`, each in a run of its own (a list of names: one
+-- run of them all), `before(index)` (if given) called before each run.
 local function run_each(rec, dir, names, before)
   for index, name in ipairs(names) do
     if before then
       before(index)
     end
-    press(rec, { stub.image(rec, dir .. "/my pictures/" .. name) })
+    local images = {}
+    for _, each in ipairs(type(name) == "table" and name or { name }) do
+      images[#images + 1] = stub.image(rec, dir .. "/my pictures/" .. each)
+    end
+    press(rec, images)
     rec.run_dispatched()
   end
 end
@@ -635,13 +639,10 @@ test("pictures the engine left as they were are counted so in the summary", func
   local dir = workspace()
   shell("touch '" .. dir .. "/kernels' '" .. dir .. "/no-blur'")
   local rec = plugin(dir)
-  press(rec, { stub.image(rec, dir .. "/my pictures/a.tif") })
-  rec.run_dispatched()
+  run_each(rec, dir, { "a.tif" })
   eq(rec.toasts[2], "deconvolved 1 of 1 images (0 from the cache); 1 came back as it was: "
     .. "no blur to remove was found")
-  local pictures = dir .. "/my pictures/"
-  press(rec, { stub.image(rec, pictures .. "a.tif"), stub.image(rec, pictures .. "b.tif") })
-  rec.run_dispatched()
+  run_each(rec, dir, { { "a.tif", "b.tif" } })
   eq(rec.toasts[#rec.toasts], "deconvolved 2 of 2 images (1 from the cache); 2 came back as they "
     .. "were: no blur to remove was found")
   remove(dir)
@@ -697,9 +698,7 @@ test("the user's worker stopped during a batch: the one a later picture started 
   local dir = workspace()
   shell("echo 5555 >'" .. dir .. "/worker-up'; touch '" .. dir .. "/user-stops'")
   local rec = plugin(dir)
-  local pictures = dir .. "/my pictures/"
-  press(rec, { stub.image(rec, pictures .. "a.tif"), stub.image(rec, pictures .. "b.tif") })
-  rec.run_dispatched()
+  run_each(rec, dir, { { "a.tif", "b.tif" } }) -- one run of both
   eq(rec.toasts, { "deconvolved 2 of 2 images (0 from the cache)" })
   truthy(stopped_at_exit(rec, dir), "the worker b's submit started is stopped")
   remove(dir)
