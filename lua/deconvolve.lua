@@ -51,11 +51,7 @@ local state = {
   widgets = {}, -- the panel's widgets, by name
   batch = nil, -- the run in progress, see `deconvolve_images`
   used = false, -- a command ran this session: clean up on exit
-  worker_check = nil, -- this picture's: nil | a pipe from a `ping` under way | "pending" (being
-  -- read) | "running" | "absent"
-  answering = nil, -- the worker that answered that `ping`: "PID:STARTED" (`worker_identity`)
-  started_worker = false, -- a submit of ours started the worker: stop it on exit...
-  ours = nil, -- ...if it is still this one ("PID:STARTED"; nil: not known)
+  ours = nil, -- the worker a submit of ours started ("PID:STARTED"): stopped on exit if it runs
   tmp = nil, -- this run's own temporary folder (`private_folder`), while it exists
 }
 
@@ -283,62 +279,24 @@ local function command_output(args)
   return table.concat(lines, "\n")
 end
 
---[[ Whether a worker answers before a picture's submit: when none does, the submit starts one,
-     and quitting stops it, if that one still runs then (a worker that was already there, or one
-     started by someone else since, is left alone). `ping` waits a few seconds when none
-     answers, so it runs in the background from the start of the picture, beside the key, the
-     lookup and the export. ]]
-local function start_worker_check()
-  if state.worker_check == nil then
-    state.used = true
-    state.worker_check = io.popen(logic.command_line(command_path(), { "ping", "--json" })
-      .. " 2>/dev/null; echo $?", "r")
-  end
-end
-
--- A new picture asks again: the worker may have been stopped or replaced from outside since.
-local function forget_worker_check()
-  if state.worker_check == "running" or state.worker_check == "absent" then
-    state.worker_check = nil
-  end
-end
-
--- Which worker answered `ping --json` (its `text`): "PID:STARTED", a process's identity even
--- once its pid is reused; nil when none did.
+-- Which worker answered `ping --json` (its `text`): "PID:STARTED", as a submit's `WORKER`
+-- line names the worker it started (a process's identity even once its pid is reused); nil
+-- when none did.
 local function worker_identity(text)
   local pid, started = text:match('"pid": (%d+)'), text:match('"started": (%d+)')
   return pid and started and (pid .. ":" .. started) or nil
 end
 
-local function finish_worker_check()
-  local pipe = state.worker_check
-  if io.type(pipe) == "file" then
-    -- taken before the wait, which lets go of the Lua lock: another caller (the exit, a new
-    -- run) waits for this one's answer instead of reading a pipe closed under it
-    state.worker_check = "pending"
-    local ok, text = pcall(function()
-      dt.control.read(pipe)
-      return pipe:read("a")
-    end)
-    pcall(pipe.close, pipe)
-    local code = ok and tonumber(text:match("(%d+)%s*$"))
-    state.answering = code == logic.EXIT.OK and worker_identity(text) or nil
-    state.worker_check = code == logic.EXIT.OK and "running" or "absent"
-  end
-  for _ = 1, 300 do -- (the `ping` gives up within seconds; never wait for ever, at the exit)
-    if state.worker_check ~= "pending" then
-      break
-    end
-    dt.control.sleep(100)
-  end
-  return state.worker_check
-end
-
--- Which worker answers now ("PID:STARTED"), or nil: a `ping` of its own, waited for.
+-- Which worker answers now ("PID:STARTED"), or nil (at darktable's exit: a `ping` waited for).
 local function answering_now()
-  forget_worker_check()
-  start_worker_check()
-  return finish_worker_check() == "running" and state.answering or nil
+  local line = logic.command_line(command_path(), { "ping", "--json" })
+  local pipe = io.popen(logic.time_limited(line, logic.EXIT_LIMIT) .. " 2>/dev/null", "r")
+  if not pipe then
+    return nil
+  end
+  local text = pipe:read("a") or ""
+  pipe:close()
+  return worker_identity(text)
 end
 
 ----------------------------------------------------------------------------------------------
@@ -559,16 +517,12 @@ end
 -- reason (nil, nil when cancelled).
 local function deblur_export(batch, export, output, key, settings, index)
   local done_path
-  local starts = finish_worker_check() == "absent" -- this submit starts a worker
-  if starts then
-    state.started_worker, state.ours = true, nil
-  elseif state.ours and state.answering ~= state.ours then
-    state.started_worker, state.ours = false, nil -- ours has gone; another answers
-  end
   local code, error_text = run_command(logic.submit_args(export, output, key, settings), function(line)
     local message = logic.parse_line(line)
     if message == nil then
       return
+    elseif message.kind == "worker" then -- this submit started it: ours to stop on exit
+      state.ours = message.identity
     elseif message.kind == "job" then
       batch.worker_job = message.id
       if batch.cancelled then
@@ -584,9 +538,6 @@ local function deblur_export(batch, export, output, key, settings, index)
     end
   end)
   batch.worker_job = nil
-  if starts then
-    state.ours = answering_now() -- the one it started (nil where none answers now)
-  end
   if code == logic.EXIT.OK and done_path == output then -- even when cancelled too late: the
     return output -- caller removes it (only ever the output it asked for)
   elseif code == logic.EXIT.OK then
@@ -882,13 +833,11 @@ local function summary(counts, count)
 end
 
 -- A run's end, whatever ended it: its darktable job closed, its temporary folder removed, and
--- the plug-in free for a new run while the `ping` below ends (it takes seconds when no worker
--- answers): no run leaves one running.
+-- the plug-in free for a new run.
 local function end_run(batch)
   close_job(batch)
   remove_private_folder()
   state.batch = nil
-  finish_worker_check()
 end
 
 -- The work of one run, in its own darktable job.
@@ -904,8 +853,6 @@ local function run_batch(batch)
       counts.cancelled = counts.cancelled + 1
       break
     end
-    forget_worker_check()
-    start_worker_check()
     set_progress(batch, logic.batch_fraction(index, #images, 0))
     local ok, outcome, reason, unchanged = pcall(process_image, batch, image, index)
     if not ok then -- a bug or an API surprise: report it, keep darktable running
@@ -979,10 +926,9 @@ local function cancel_current()
 end
 
 -- darktable quits: drop the cache's temporary entries (and results, unless kept); stop the
--- worker if this plug-in started it.
+-- worker a submit of this plug-in started, if that one still runs.
 local function clean_up()
   cancel_current()
-  finish_worker_check() -- no pipe left behind
   remove_private_folder()
   if not state.used or not is_executable(command_path()) then
     return
@@ -993,10 +939,10 @@ local function clean_up()
   end
   quietly(logic.clean_args(dt.preferences.read(MODULE, "keep_results", "bool"),
     dt.configuration.tmp_dir))
-  if state.started_worker and (state.ours == nil or answering_now() == state.ours) then
+  if state.ours and answering_now() == state.ours then -- (not one started since by another)
     quietly({ "shutdown" })
   end
-  state.started_worker, state.ours = false, nil
+  state.ours = nil
   state.used = false
 end
 

@@ -16,6 +16,7 @@ import zmq
 from service_support import (
     private_env,
     process_lives,
+    run_dt,
     running_worker,
     short_folder,
     tiny_disk,
@@ -25,7 +26,7 @@ from service_support import (
 )
 
 from worker.errors import RemoteError
-from worker.service.client import Client, ensure_worker
+from worker.service.client import STARTED_HERE, Client, ensure_worker
 from worker.service.log import LogFile, OneLineFormatter, log
 from worker.service.protocol import MAX_MESSAGE_BYTES
 from worker.signals import STOPPING_SIGNALS
@@ -190,9 +191,10 @@ def test_curve_lets_in_only_clients_with_keys() -> None:
 
 STARTER = """
 import sys
-from worker.service.client import Client, ensure_worker
+from worker.service.client import STARTED_HERE, Client, ensure_worker
 with Client(sys.argv[1]) as client:
-    print(ensure_worker(client)["pid"])
+    reply = ensure_worker(client)
+    print(reply["pid"], reply[STARTED_HERE])
 """
 
 
@@ -211,14 +213,18 @@ def test_clients_finding_no_worker_start_exactly_one() -> None:
             )
             for _ in range(4)
         ]
-        pids = {int(starter.communicate(timeout=90)[0]) for starter in starters}
+        said = [starter.communicate(timeout=90)[0].split() for starter in starters]
+        pids = {int(pid) for pid, _ in said}
         assert len(pids) == 1
         pid = pids.pop()
+        # one of them started it, and says so (the plug-in stops only the worker it started)
+        assert sorted(started for _, started in said) == ["False", "False", "False", "True"]
         try:
             # not in the clients' folder, which it would keep busy (a card not unmountable)
             assert os.readlink(f"/proc/{pid}/cwd") == "/"
             with Client(endpoint) as client:
                 assert ensure_worker(client)["pid"] == pid
+                assert ensure_worker(client)[STARTED_HERE] is False
                 client.request("shutdown")
             deadline = time.monotonic() + 15
             while process_lives(pid) and time.monotonic() < deadline:
@@ -227,6 +233,30 @@ def test_clients_finding_no_worker_start_exactly_one() -> None:
         finally:
             if process_lives(pid):
                 os.kill(pid, 9)
+
+
+@pytest.mark.slow
+def test_submit_says_which_worker_it_started(material, tmp_path: Path) -> None:
+    """`submit --wait` that starts the worker names it first (`WORKER <pid> <started>`, as
+    `ping` gives them): the plug-in stops at darktable's quit only the worker its submit
+    started. One that found the worker running says nothing of it. (Until engine 0.3.59 the
+    plug-in guessed from a `ping` before the submit, and a helper found the guess wrong: a
+    user's worker too slow to answer taken for absent, then stopped at the quit.)"""
+    with short_folder() as folder:
+        env = private_env(folder)
+        first, second = (
+            run_dt(env, "submit", material["small"], "-o", tmp_path / f"{name}.tif", "--psf",
+                   material["psf"], "--wait")
+            for name in ("first", "second")
+        )  # fmt: skip
+        try:
+            assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+            pinged = json.loads(run_dt(env, "ping", "--json").stdout)
+            assert first.stdout.splitlines()[0] == f"WORKER {pinged['pid']} {pinged['started']}"
+            assert second.stdout.splitlines()[0].startswith("JOB ")
+            assert "WORKER" not in second.stdout
+        finally:
+            run_dt(env, "shutdown")
 
 
 @pytest.mark.parametrize("stop", [*STOPPING_SIGNALS, signal.SIGINT])

@@ -39,6 +39,26 @@ def _printable(value: object) -> str:
     return "".join(c if c.isprintable() else " " for c in str(value))
 
 
+def worker_line(reply: Mapping[str, Any]) -> str:
+    """The line ``WORKER <pid> <started>`` naming a worker by its ping `reply`.
+
+    The pid with the process's start (clock ticks since boot) names one process even once its
+    pid is reused: the plug-in stops the worker its submit started only if that one still
+    answers when darktable quits.
+
+    Parameters
+    ----------
+    reply : Mapping
+        The worker's ping reply (`Client.ping`).
+
+    Returns
+    -------
+    str
+        The line, both numbers as integers.
+    """
+    return f"WORKER {int(reply['pid'])} {int(reply['started'])}"
+
+
 def blur_line(report: Mapping[str, Any]) -> str | None:
     """The line ``BLUR <confidence> <kernel> <reason>`` for a report that holds an estimated blur.
 

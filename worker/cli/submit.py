@@ -2,6 +2,9 @@
 
 Without `--wait` it prints the job id. With `--wait` it prints, one line each (for the plug-in):
 
+    WORKER <pid> <started>                  when this command started the worker (its pid and
+                                            start, as `ping` gives them): the plug-in stops it
+                                            when darktable quits, if it still runs then
     JOB <id>
     PROGRESS <fraction 0..1> <stage>        stage: queued | estimating | deblurring | writing
     BLUR <confidence 0..1> <kernel> <reason>  when the blur was estimated (by this job, or by
@@ -33,13 +36,13 @@ from worker.cli.endpoint import (
     client_of,
 )
 from worker.cli.exit_status import ExitStatus
-from worker.cli.lines import blur_line, path_field
+from worker.cli.lines import blur_line, path_field, worker_line
 from worker.cli.options import add_job_options, add_output_options, job_spec
 from worker.cli.streams import reader_left, warn
 from worker.errors import InputError, NameTaken, RemoteError
 from worker.processes import process_start
 from worker.service import protocol
-from worker.service.client import ensure_worker, next_worker
+from worker.service.client import STARTED_HERE, ensure_worker, next_worker
 from worker.signals import held
 from worker.stages import Stage
 
@@ -79,6 +82,20 @@ def say(line: str) -> None:
         When stdout's reader has gone.
     """
     print(line, flush=True)
+
+
+def say_started(worker: dict[str, Any], wait: bool) -> None:
+    """With `wait`, the `worker_line` of a worker this command started (`ensure_worker`).
+
+    Parameters
+    ----------
+    worker : dict
+        Its ping reply, with `STARTED_HERE`.
+    wait : bool
+        Whether the command follows its job (`--wait`): the lines are the plug-in's then.
+    """
+    if wait and worker[STARTED_HERE]:
+        say(worker_line(worker))
 
 
 def check_cache(worker: dict[str, Any], asked: Path | None) -> None:
@@ -157,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
     spec = job_spec(args, str(args.output.absolute()))
     with client_of(args) as client:
         worker = ensure_worker(client, cache_dir_of(args))
+        say_started(worker, args.wait)
         check_cache(worker, args.cache_dir)
         shown: list[tuple[str, str]] = []
 
@@ -186,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
                     if error.code != protocol.STOPPING:
                         raise
                     worker = next_worker(client, worker, cache_dir_of(args))
+                    say_started(worker, args.wait)
             say(f"JOB {job}" if args.wait else job)
             if not args.wait:
                 return ExitStatus.OK

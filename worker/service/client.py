@@ -40,6 +40,7 @@ START_TIMEOUT = 60.0  # seconds a freshly started worker may take to answer
 STOP_TIMEOUT = 60.0  # seconds a stopping worker may take to go (its last copies made)
 MISUNDERSTOOD = (protocol.BAD_MESSAGE, protocol.UNKNOWN_OPERATION)  # maybe another version's
 AUTO_STARTED_IDLE_EXIT = 3600  # seconds
+STARTED_HERE = "started_here"  # set in `ensure_worker`'s reply: this process started the worker
 
 
 class Client:
@@ -523,7 +524,8 @@ def current(client: Client, reply: dict[str, Any]) -> dict[str, Any]:
 
 def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, Any]:
     """Return the ping reply of a worker of this version, starting a detached worker first if
-    none answers; an idle one of another version is stopped first (`stop_old_worker`).
+    none answers; an idle one of another version is stopped first (`stop_old_worker`). The reply
+    holds `STARTED_HERE`: True where this call started the worker that answers.
 
     A lock (`start_lock`) makes clients that find no worker (or an old one) at the same moment
     start only one, and stop only the old one. The worker it starts is meant to outlive this
@@ -542,7 +544,7 @@ def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, An
     Returns
     -------
     dict
-        The worker's ping reply (`Client.ping`).
+        The worker's ping reply (`Client.ping`), with `STARTED_HERE`.
 
     Raises
     ------
@@ -558,10 +560,10 @@ def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, An
     """
     reply = client.ping()
     if reply is not None and reply["version"] == __version__:
-        return reply
+        return {**reply, STARTED_HERE: False}
     if not can_start_locally(client.endpoint):
         if reply is not None:
-            return current(client, reply)
+            return {**current(client, reply), STARTED_HERE: False}
         raise WorkerUnavailable(client.unanswered())
     with start_lock(client.endpoint):
         reply = client.ping()  # another client may have started it (or stopped the old one)
@@ -569,7 +571,7 @@ def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, An
             stop_old_worker(client, reply)
             reply = client.ping()
         if reply is not None:
-            return current(client, reply)
+            return {**current(client, reply), STARTED_HERE: False}
         with start_log() as log:
             process = subprocess.Popen(
                 worker_command(client.endpoint, cache_dir),
@@ -582,8 +584,8 @@ def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, An
             deadline = time.monotonic() + START_TIMEOUT
             while time.monotonic() < deadline:
                 reply = client.ping(timeout=0.5)
-                if reply is not None:
-                    return current(client, reply)
+                if reply is not None:  # (ours, unless another started in its place)
+                    return {**current(client, reply), STARTED_HERE: reply["pid"] == process.pid}
                 if process.poll() is not None:
                     log.seek(0)
                     lines = log.read().decode(errors="replace").strip().splitlines()

@@ -302,8 +302,9 @@ function logic.blur_tag(blur)
   return string.format("%s|kernel %s|confidence %.1f", logic.TAG_ROOT, blur.kernel, blur.confidence)
 end
 
---- One line of `submit --wait`: {kind = "job", id} | {kind = "progress", fraction} |
---- {kind = "done", path} (the path unescaped); nil for a line that is none of these.
+--- One line of `submit --wait`: {kind = "worker", identity} | {kind = "job", id} |
+--- {kind = "progress", fraction} | a BLUR line's (`parse_blur_line`) | {kind = "done", path}
+--- (the path unescaped); nil for a line that is none of these.
 function logic.parse_line(line)
   line = trim_end(line or "", "[\r\n]")
   if #line > logic.MAX_LINE then
@@ -312,6 +313,10 @@ function logic.parse_line(line)
   local id = line:match("^JOB (%S+)%s*$")
   if id then
     return { kind = "job", id = id }
+  end
+  local pid, started = line:match("^WORKER (%d+) (%d+)%s*$")
+  if pid then -- the submit started the worker: "PID:STARTED" names it
+    return { kind = "worker", identity = pid .. ":" .. started }
   end
   local fraction = tonumber(line:match("^PROGRESS (%S+)"))
   if fraction then -- (the stage after it is not shown: darktable's job has a bar, no text)
