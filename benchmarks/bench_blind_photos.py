@@ -23,8 +23,12 @@ shift is printed beside it as the measure's error), the estimated kernel's simil
 (the peak of their normalised cross-correlation), the confidence and the kernel error ``r`` the
 tool reported (`worker.deconv.kernel_error`), and time.
 
-    python benchmarks/bench_blind_photos.py [--quick] [--held-out] [--out DIR] [--cases shake]
-        [--details] [--guesses 31px,45px]
+    python benchmarks/bench_blind_photos.py [--quick] [--held-out] [--native] [--out DIR]
+        [--cases shake] [--details] [--guesses 31px,45px]
+
+``--native`` cuts each wallpaper's centre at its own resolution instead of shrinking the whole
+(the same size, cases and draws): the softness a camera's pixels hold, which shrinking takes
+away, and the JPEG artefacts it averages away too, in the input and the reference alike.
 
 ``--held-out`` runs, instead, fourteen photographs nothing was tuned on, with draws of their own
 (kernels, noise, seeds): the real photographs among Debian's `lomiri-wallpapers-16.04` and

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from worker.cli.lines import blur_line, path_field
+from worker.cli.lines import blur_line, path_field, worker_line
 
 
 def test_a_path_is_one_printable_field_that_decodes_to_its_bytes() -> None:
@@ -33,3 +33,9 @@ def test_no_blur_line_without_a_confidence_that_is_a_number(confidence: object) 
     """A kernel given, not estimated, has none; a damaged cache record may hold anything."""
     assert blur_line({"confidence": confidence, "kernel": "free-form", "reason": "r"}) is None
     assert blur_line({}) is None
+
+
+def test_the_worker_line_names_a_process_by_its_pid_and_its_start() -> None:
+    assert worker_line({"pid": 4242, "started": 7485481, "version": "x"}) == "WORKER 4242 7485481"
+    # a worker that could not read its start (no /proc): a pid alone names no process for sure
+    assert worker_line({"pid": 4242, "started": None}) is None

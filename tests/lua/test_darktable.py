@@ -366,7 +366,7 @@ def test_a_duplicate_left_by_a_killed_export_goes_at_the_next_start(
         tmp_path, user_env, "killed", [], library=library, killed=True
     )
     assert report["killing"] != ["0"], "the export was the temporary duplicate's"
-    assert sorted(path.name for path in pictures.glob("shaken_*.xmp")) != [], "its sidecar"
+    assert any(pictures.glob("shaken_*.xmp")), "the duplicate's sidecar, left by the kill"
     _, _, _, report = darktable_session(tmp_path, user_env, "after_kill", [], library=library)
     assert report["copies"] == ["1"], report
     assert report["style_tags"] == ["0"], report

@@ -158,10 +158,11 @@ local function library(styles, tags, sidecars)
   return dt, deleted, gone
 end
 
--- A picture of one folder (`film`, shared) whose sidecar `name` is a file in `folder`; deleting
--- it takes it out of `film` and names it in `deleted`.
-local function picture(film, deleted, folder, name, index)
-  local path = folder .. "-" .. name
+-- A picture called `name` of one folder (`film`, shared), version `index`, whose sidecar
+-- `sidecar` (`name` unless given) is a file beside `folder`; deleting it takes it out of `film`
+-- and names it in `deleted`.
+local function picture(film, deleted, folder, name, index, sidecar)
+  local path = folder .. "-" .. (sidecar or name)
   assert(io.open(path, "w")):close()
   local image = { duplicate_index = index, sidecar = path, name = name, film = film }
   function image.delete(self)
@@ -198,9 +199,10 @@ test("a killed export's leftovers: its styles, their tags and the duplicate it c
   -- styles and their tags. And a user's style named like ours is not ours: the first version of
   -- this fix took such a style's duplicates away too (a helper).
   local folder, film = os.tmpname(), {}
+  local theirs = "dt-deconvolve-2-strong-edit-1-1-scene" -- (a run's name, all but its random part)
   local dt, deleted, gone = library(
     { { OURS .. "scene", "dt-deconvolve" }, { OURS .. "look", "dt-deconvolve" },
-      { "edit-1-2-scene", "mine" }, { "dt-deconvolve-sharpen-scene", "mine" } },
+      { "edit-1-2-scene", "mine" }, { theirs, "mine" } },
     {})
   local original = picture(film, deleted, folder, "a.tif.xmp", 0)
   local leftover = picture(film, deleted, folder, "a_01.tif.xmp", 1)
@@ -212,7 +214,7 @@ test("a killed export's leftovers: its styles, their tags and the duplicate it c
     { name = style .. OURS .. "scene", leftover, original }, -- (no version 0 gets it; kept if so)
     { name = style .. OURS .. "look", result },
     { name = style .. "edit-1-2-scene", named_like_ours },
-    { name = style .. "dt-deconvolve-sharpen-scene", named_like_a_run },
+    { name = style .. theirs, named_like_a_run },
     { name = "people|alice", leftover, named_like_ours },
   }
   for index, tag in ipairs(tags) do
@@ -241,12 +243,12 @@ test("a leftover copied by hand, a shared sidecar, no sidecars: nothing of the u
 
   film = {}
   dt, deleted = library({ { OURS .. "scene", "dt-deconvolve" } }, {})
-  local users = picture(film, deleted, folder, "a_01.tif.xmp", 1)
-  leftover = picture(film, deleted, folder, "a_01.tif.xmp", 1)
+  local users = picture(film, deleted, folder, "the user's version 1", 1, "a_01.tif.xmp")
+  leftover = picture(film, deleted, folder, "the leftover", 1, "a_01.tif.xmp")
   dt.tags[1] = { name = style, leftover }
   roundtrip.remove_leftovers(dt)
-  eq(deleted, { "a_01.tif.xmp" }, "the leftover leaves the library")
-  eq(sidecars_left({ users }), { "a_01.tif.xmp" }, "the sidecar another picture names stays")
+  eq(deleted, { "the leftover" }, "the leftover leaves the library")
+  eq(sidecars_left({ users }), { "the user's version 1" }, "the sidecar another picture names stays")
 
   film = {}
   dt, deleted = library({ { OURS .. "scene", "dt-deconvolve" } }, {}, "never")

@@ -18,7 +18,8 @@ case " $* " in # --no-clobber: a file at OUTPUT is kept and the command fails, a
 esac
 case $1 in
   ping) # none answers unless a test says: worker-up holds the pid of the one that does
-    if [ -f "$here/worker-up" ]; then echo "{\"version\": \"0\", \"pid\": $(cat "$here/worker-up"), \"started\": 7}"; exit 0; fi
+    started=$(cat "$here/worker-started" 2>/dev/null || echo 7) # (its start: clock ticks)
+    if [ -f "$here/worker-up" ]; then echo "{\"version\": \"0\", \"pid\": $(cat "$here/worker-up"), \"started\": $started}"; exit 0; fi
     echo "dt-deconvolve: error: no worker answers" >&2; exit 1 ;;
   shutdown) rm -f "$here/worker-up" ;;
   key)
@@ -691,6 +692,16 @@ test("ours killed and the user's started between runs: the user's is left runnin
     end
   end)
   truthy(not stopped_at_exit(rec, dir), "the user's worker is not stopped")
+  remove(dir)
+end)
+
+test("ours gone and its pid taken by another worker: that one is left running", function()
+  -- (a pid alone names no process: the plug-in compares the pid and the process's start)
+  local dir = workspace()
+  local rec = plugin(dir)
+  run_each(rec, dir, { "a.tif" }) -- starts ours: pid 4242, started 7
+  shell("echo 9 >'" .. dir .. "/worker-started'") -- another worker, of the same pid
+  truthy(not stopped_at_exit(rec, dir), "not ours: not stopped")
   remove(dir)
 end)
 

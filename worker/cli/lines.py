@@ -39,12 +39,10 @@ def _printable(value: object) -> str:
     return "".join(c if c.isprintable() else " " for c in str(value))
 
 
-def worker_line(reply: Mapping[str, Any]) -> str:
-    """The line ``WORKER <pid> <started>`` naming a worker by its ping `reply`.
-
-    The pid with the process's start (clock ticks since boot) names one process even once its
-    pid is reused: the plug-in stops the worker its submit started only if that one still
-    answers when darktable quits.
+def worker_line(reply: Mapping[str, Any]) -> str | None:
+    """The line ``WORKER <pid> <started>`` naming a worker by its ping `reply`: its pid and its
+    process's start (clock ticks since boot), which together name one process even once its
+    pid is reused.
 
     Parameters
     ----------
@@ -53,9 +51,12 @@ def worker_line(reply: Mapping[str, Any]) -> str:
 
     Returns
     -------
-    str
-        The line, both numbers as integers.
+    str or None
+        The line, both numbers as integers; None where the worker could not read its start
+        (no /proc): a pid alone would name no process for sure.
     """
+    if reply.get("started") is None:
+        return None
     return f"WORKER {int(reply['pid'])} {int(reply['started'])}"
 
 

@@ -3,8 +3,7 @@
 Without `--wait` it prints the job id. With `--wait` it prints, one line each (for the plug-in):
 
     WORKER <pid> <started>                  when this command started the worker (its pid and
-                                            start, as `ping` gives them): the plug-in stops it
-                                            when darktable quits, if it still runs then
+                                            start, as `ping` gives them; `lines.worker_line`)
     JOB <id>
     PROGRESS <fraction 0..1> <stage>        stage: queued | estimating | deblurring | writing
     BLUR <confidence 0..1> <kernel> <reason>  when the blur was estimated (by this job, or by
@@ -61,7 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_job_options(parser)
     parser.add_argument("--key", help="cache the result under this key (from `key`)")
     parser.add_argument(
-        "--wait", action="store_true", help="follow the job: JOB, PROGRESS, BLUR and DONE lines"
+        "--wait",
+        action="store_true",
+        help="follow the job: WORKER (a worker it started), JOB, PROGRESS, BLUR and DONE lines",
     )
     add_endpoint_options(parser)
     add_cache_dir_option(parser)
@@ -94,8 +95,9 @@ def say_started(worker: dict[str, Any], wait: bool) -> None:
     wait : bool
         Whether the command follows its job (`--wait`): the lines are the plug-in's then.
     """
-    if wait and worker[STARTED_HERE]:
-        say(worker_line(worker))
+    line = worker_line(worker) if wait and worker[STARTED_HERE] else None
+    if line is not None:
+        say(line)
 
 
 def check_cache(worker: dict[str, Any], asked: Path | None) -> None:

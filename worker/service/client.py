@@ -522,6 +522,24 @@ def current(client: Client, reply: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
+def answered(reply: dict[str, Any], started_here: bool) -> dict[str, Any]:
+    """A copy of a ping `reply` that says whether this process started the worker.
+
+    Parameters
+    ----------
+    reply : dict
+        The worker's ping reply.
+    started_here : bool
+        Whether this process started it.
+
+    Returns
+    -------
+    dict
+        `reply` with `STARTED_HERE` set.
+    """
+    return {**reply, STARTED_HERE: started_here}
+
+
 def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, Any]:
     """Return the ping reply of a worker of this version, starting a detached worker first if
     none answers; an idle one of another version is stopped first (`stop_old_worker`). The reply
@@ -560,10 +578,10 @@ def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, An
     """
     reply = client.ping()
     if reply is not None and reply["version"] == __version__:
-        return {**reply, STARTED_HERE: False}
+        return answered(reply, False)
     if not can_start_locally(client.endpoint):
         if reply is not None:
-            return {**current(client, reply), STARTED_HERE: False}
+            return answered(current(client, reply), False)
         raise WorkerUnavailable(client.unanswered())
     with start_lock(client.endpoint):
         reply = client.ping()  # another client may have started it (or stopped the old one)
@@ -571,7 +589,7 @@ def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, An
             stop_old_worker(client, reply)
             reply = client.ping()
         if reply is not None:
-            return {**current(client, reply), STARTED_HERE: False}
+            return answered(current(client, reply), False)
         with start_log() as log:
             process = subprocess.Popen(
                 worker_command(client.endpoint, cache_dir),
@@ -585,7 +603,7 @@ def ensure_worker(client: Client, cache_dir: Path | None = None) -> dict[str, An
             while time.monotonic() < deadline:
                 reply = client.ping(timeout=0.5)
                 if reply is not None:  # (ours, unless another started in its place)
-                    return {**current(client, reply), STARTED_HERE: reply["pid"] == process.pid}
+                    return answered(current(client, reply), reply["pid"] == process.pid)
                 if process.poll() is not None:
                     log.seek(0)
                     lines = log.read().decode(errors="replace").strip().splitlines()

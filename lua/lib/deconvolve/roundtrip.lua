@@ -7,7 +7,8 @@
   2. scene.lua splits that file into a scene style (the look switched off, linear Rec. 2020
      output) and a look style, which `dt.styles.import` brings back;
   3. the scene style goes onto a temporary duplicate (`image:duplicate()`, `apply_style`), which
-     is exported and deleted again (with the sidecar darktable wrote for it);
+     is exported and deleted again (with the sidecar darktable wrote for it, where that sidecar
+     is its own: `remove_duplicate`);
   4. after deblurring, the look style goes onto the imported result (`apply_style`);
   5. the temporary styles are deleted.
 
@@ -37,7 +38,7 @@ local SCENE_SUFFIX = "-scene"
 -- `dt-deconvolve-PID-XXXXXXXX-edit-ID-N-scene` (the picture's id and a counter: deconvolve.lua's
 -- `process_image`).
 local PRIVATE_STYLE = "^" .. logic.PRIVATE_FOLDER:gsub("%p", "%%%0"):gsub("%%%%d", "%%d+")
-  :gsub("X+", "%%w+") .. "%-"
+  :gsub("X+", function(random) return ("%w"):rep(#random) end) .. "%-"
 local SCENE_STYLE = PRIVATE_STYLE .. "edit%-%d+%-%d+" .. SCENE_SUFFIX:gsub("%p", "%%%0") .. "$"
 
 -- The style called `name`, or nil.
@@ -281,19 +282,23 @@ end
      The duplicate an export was made from goes too, found by the tag of a scene style of ours
      left in the library. ]]
 function roundtrip.remove_leftovers(dt)
-  local ours, scenes = {}, {} -- tags of the styles deleted, of the scene styles among them
+  -- tags of the styles deleted, of the scene styles among them, and of the user's styles
+  local ours, scenes, theirs = {}, {}, {}
   for index = #dt.styles, 1, -1 do
     local style = dt.styles[index]
+    local tag = STYLE_TAG .. style.name
     if style.description == DESCRIPTION then
-      ours[STYLE_TAG .. style.name] = true
-      scenes[STYLE_TAG .. style.name] = style.name:find(SCENE_STYLE) ~= nil
+      ours[tag], scenes[tag] = true, style.name:find(SCENE_STYLE) ~= nil
       pcall(style.delete, style)
+    else
+      theirs[tag] = true
     end
   end
   for index = #dt.tags, 1, -1 do
     local tag = dt.tags[index]
     local name = tag.name
-    if ours[name] or (name:sub(1, #STYLE_TAG) == STYLE_TAG and name:find(PRIVATE_STYLE, #STYLE_TAG + 1)) then
+    local runs = name:sub(1, #STYLE_TAG) == STYLE_TAG and name:find(PRIVATE_STYLE, #STYLE_TAG + 1)
+    if ours[name] or (runs and not theirs[name]) then
       if scenes[name] then
         pcall(remove_leftover_duplicate, dt, tag)
       end
