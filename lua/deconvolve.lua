@@ -290,13 +290,8 @@ end
 -- Which worker answers now ("PID:STARTED"), or nil (at darktable's exit: a `ping` waited for).
 local function answering_now()
   local line = logic.command_line(command_path(), { "ping", "--json" })
-  local pipe = io.popen(logic.time_limited(line, logic.EXIT_LIMIT) .. " 2>/dev/null", "r")
-  if not pipe then
-    return nil
-  end
-  local text = pipe:read("a") or ""
-  pipe:close()
-  return worker_identity(text)
+  return worker_identity(command_says(logic.time_limited(line, logic.EXIT_LIMIT) .. " 2>/dev/null",
+    "a") or "")
 end
 
 ----------------------------------------------------------------------------------------------
